@@ -1,0 +1,284 @@
+//! Edits that gitvps writes back into inventory files, keeping comments and layout (`toml_edit`).
+//! Used by `gitvps vps new` and by the hooks; the caller validates the result before committing.
+
+use toml_edit::{Array, DocumentMut, Item, Table, value};
+
+use crate::inventory::Vps;
+use crate::values::{Keyword, Power, SshPublicKey, State};
+
+/// Why an edit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// The file is not valid TOML.
+    #[error("{file} is not valid TOML")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The parser's error.
+        #[source]
+        source: toml_edit::TomlError,
+    },
+    /// A field has a type the edit cannot work with.
+    #[error("{file}: `{field}` is not {expected}")]
+    Type {
+        /// The file.
+        file: String,
+        /// The field.
+        field: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+/// The counters of `[actions]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// `actions.reboot`
+    Reboot,
+    /// `actions.fsck`
+    Fsck,
+    /// `actions.reinstall`
+    Reinstall,
+}
+
+impl ActionKind {
+    /// The key under `[actions]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ActionKind::Reboot => "reboot",
+            ActionKind::Fsck => "fsck",
+            ActionKind::Reinstall => "reinstall",
+        }
+    }
+}
+
+/// An inventory file opened for editing.
+pub struct TomlFile {
+    name: String,
+    doc: DocumentMut,
+}
+
+impl TomlFile {
+    /// Parses `text`; `name` is used in errors.
+    pub fn parse(name: &str, text: &str) -> Result<TomlFile, EditError> {
+        let doc = text
+            .parse::<DocumentMut>()
+            .map_err(|source| EditError::Parse {
+                file: name.to_owned(),
+                source,
+            })?;
+        Ok(TomlFile {
+            name: name.to_owned(),
+            doc,
+        })
+    }
+
+    /// The edited text.
+    pub fn render(&self) -> String {
+        self.doc.to_string()
+    }
+
+    fn set_str(&mut self, key: &str, v: &str) {
+        set_keep_decor(self.doc.as_table_mut(), key, value(v));
+    }
+
+    /// Sets `power`.
+    pub fn set_power(&mut self, p: Power) {
+        self.set_str("power", p.as_str());
+    }
+
+    /// Sets `state`.
+    pub fn set_state(&mut self, s: State) {
+        self.set_str("state", s.as_str());
+    }
+
+    /// Sets a date field (`expires`, `destroyed`).
+    pub fn set_date(&mut self, key: &str, d: chrono::NaiveDate) {
+        let dt = toml_edit::Datetime {
+            date: Some(toml_edit::Date {
+                year: u16::try_from(chrono::Datelike::year(&d)).unwrap_or(9999),
+                month: u8::try_from(chrono::Datelike::month(&d)).unwrap_or(1),
+                day: u8::try_from(chrono::Datelike::day(&d)).unwrap_or(1),
+            }),
+            time: None,
+            offset: None,
+        };
+        set_keep_decor(self.doc.as_table_mut(), key, value(dt));
+    }
+
+    /// Sets or removes an optional string field (`appliance`).
+    pub fn set_opt_str(&mut self, key: &str, v: Option<&str>) {
+        match v {
+            Some(v) => self.set_str(key, v),
+            None => {
+                self.doc.remove(key);
+            }
+        }
+    }
+
+    /// Sets a string field (`os`, `hostname`).
+    pub fn set_string(&mut self, key: &str, v: &str) {
+        self.set_str(key, v);
+    }
+
+    /// Increments an action counter and returns the new generation.
+    pub fn bump_action(&mut self, kind: ActionKind) -> Result<u64, EditError> {
+        let name = self.name.clone();
+        let actions = self
+            .doc
+            .entry("actions")
+            .or_insert_with(|| Item::Table(Table::new()));
+        let Some(t) = actions.as_table_like_mut() else {
+            return Err(EditError::Type {
+                file: name,
+                field: "actions".into(),
+                expected: "a table",
+            });
+        };
+        let cur = match t.get(kind.key()) {
+            None => 0,
+            Some(i) => i.as_integer().ok_or_else(|| EditError::Type {
+                file: name.clone(),
+                field: format!("actions.{}", kind.key()),
+                expected: "an integer",
+            })?,
+        };
+        let next = cur.saturating_add(1);
+        match t.get_mut(kind.key()) {
+            Some(item) => replace_value(item, value(next)),
+            None => {
+                t.insert(kind.key(), value(next));
+            }
+        }
+        Ok(u64::try_from(next).unwrap_or(0))
+    }
+
+    /// Replaces `ssh_keys` with `keys`, one per line.
+    pub fn set_ssh_keys(&mut self, keys: &[SshPublicKey]) {
+        let mut arr = Array::new();
+        for k in keys {
+            arr.push_formatted(toml_edit::Value::from(k.as_str()).decorated("\n    ", ""));
+        }
+        if !keys.is_empty() {
+            arr.set_trailing("\n");
+            arr.set_trailing_comma(true);
+        }
+        set_keep_decor(self.doc.as_table_mut(), "ssh_keys", value(arr));
+    }
+}
+
+/// Replaces a value, keeping the comments and spacing around the old one.
+fn replace_value(item: &mut Item, new: Item) {
+    match (item.as_value_mut(), new) {
+        (Some(old), Item::Value(mut v)) => {
+            let decor = old.decor().clone();
+            *v.decor_mut() = decor;
+            *old = v;
+        }
+        (_, new) => *item = new,
+    }
+}
+
+fn set_keep_decor(t: &mut Table, key: &str, new: Item) {
+    match t.get_mut(key) {
+        Some(item) => replace_value(item, new),
+        None => {
+            t.insert(key, new);
+        }
+    }
+}
+
+/// The text of a new VPS file, in the layout the example fleet uses.
+pub fn new_vps_file(v: &Vps, comment: &str) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for line in comment.lines() {
+        let _ = writeln!(s, "# {line}");
+    }
+    let q = |x: &str| toml_edit::Value::from(x).to_string();
+    let _ = writeln!(s, "customer = {}", q(v.customer.as_str()));
+    let _ = writeln!(s, "product = {}", q(v.product.as_str()));
+    let _ = writeln!(s, "node = {}", q(v.node.as_str()));
+    let ips: Vec<String> = v.ips.iter().map(|a| q(&a.to_string())).collect();
+    let _ = writeln!(s, "ips = [{}]", ips.join(", "));
+    let _ = writeln!(s, "hostname = {}", q(v.hostname.as_str()));
+    let _ = writeln!(s, "os = {}", q(v.os.as_str()));
+    if let Some(a) = &v.appliance {
+        let _ = writeln!(s, "appliance = {}", q(a.as_str()));
+    }
+    let _ = writeln!(s, "power = {}", q(v.power.as_str()));
+    let _ = writeln!(s, "state = {}", q(v.state.as_str()));
+    let _ = writeln!(s, "created = {}", v.created);
+    let _ = writeln!(s, "expires = {}", v.expires);
+    let _ = writeln!(
+        s,
+        "\n[actions]\nreboot = {}\nfsck = {}\nreinstall = {}",
+        v.actions.reboot, v.actions.fsck, v.actions.reinstall
+    );
+    if v.monitor != crate::inventory::Monitor::default() {
+        let _ = writeln!(s, "\n[monitor]");
+        if let Some(e) = &v.monitor.alert_email {
+            let _ = writeln!(s, "alert_email = {}", q(e.as_str()));
+        }
+        let checks: Vec<String> = v.monitor.checks.iter().map(|c| q(c.as_str())).collect();
+        let _ = writeln!(s, "checks = [{}]", checks.join(", "));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"# Jane's main server
+customer = "c-0001"
+power = "running"   # the customer's choice
+expires = 2011-06-09
+
+[actions]
+reboot = 3  # bumped by the site
+fsck = 0
+"#;
+
+    #[test]
+    fn edits_keep_comments_and_layout() {
+        let mut f = TomlFile::parse("x.toml", FILE).unwrap();
+        f.set_power(Power::Stopped);
+        assert_eq!(f.bump_action(ActionKind::Reboot).unwrap(), 4);
+        assert_eq!(f.bump_action(ActionKind::Reinstall).unwrap(), 1);
+        f.set_date(
+            "expires",
+            chrono::NaiveDate::from_ymd_opt(2011, 9, 9).unwrap(),
+        );
+        let out = f.render();
+        assert_eq!(
+            out,
+            r#"# Jane's main server
+customer = "c-0001"
+power = "stopped"   # the customer's choice
+expires = 2011-09-09
+
+[actions]
+reboot = 4  # bumped by the site
+fsck = 0
+reinstall = 1
+"#
+        );
+    }
+
+    #[test]
+    fn bump_creates_the_actions_table() {
+        let mut f = TomlFile::parse("x.toml", "customer = \"c-0001\"\n").unwrap();
+        assert_eq!(f.bump_action(ActionKind::Fsck).unwrap(), 1);
+        assert!(f.render().contains("[actions]\nfsck = 1\n"));
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_not_a_panic() {
+        let mut f = TomlFile::parse("x.toml", "actions = 3\n").unwrap();
+        assert!(f.bump_action(ActionKind::Fsck).is_err());
+        let mut f = TomlFile::parse("x.toml", "[actions]\nfsck = \"x\"\n").unwrap();
+        assert!(f.bump_action(ActionKind::Fsck).is_err());
+        assert!(TomlFile::parse("x.toml", "a = = 1").is_err());
+    }
+}

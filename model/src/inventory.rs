@@ -1,0 +1,468 @@
+//! The typed inventory: catalog, pools, nodes, customers and VPSes, as loaded from the repo.
+//! Types only carry values that already passed their grammar; cross-file rules live in `validate`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use chrono::{Months, NaiveDate};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::diag::Origin;
+use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
+use crate::settings::Settings;
+use crate::values::*;
+
+/// The whole desired state of a hosting business.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Repo-wide settings (`gitvps.toml`).
+    pub settings: Settings,
+    /// Currency every price is in (`products.toml`).
+    pub currency: Currency,
+    /// The product catalog, base products and renewals.
+    pub products: BTreeMap<ProductId, Product>,
+    /// IP pools (`pools.toml`).
+    pub pools: BTreeMap<PoolId, Pool>,
+    /// dom0 nodes (`inventory/nodes/`).
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Customers (`inventory/customers/`).
+    pub customers: BTreeMap<CustomerId, Customer>,
+    /// VPSes (`inventory/vps/`).
+    pub vps: BTreeMap<VpsId, Vps>,
+}
+
+/// A product of the catalog: a plan with resources, or a renewal of one.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// Its id.
+    pub id: ProductId,
+    /// Name shown to customers.
+    pub name: String,
+    /// A plan, or a renewal of a plan.
+    pub kind: ProductKind,
+    /// How many months one payment buys.
+    pub period_months: u32,
+    /// Price per period.
+    pub price: Money,
+    /// Charged once, on the first order.
+    pub setup_fee: Money,
+    /// Paid to a reseller per period.
+    pub commission: Money,
+    /// Hidden from the public catalog.
+    pub private: bool,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl Product {
+    /// The plan this product sells or renews.
+    pub fn plan_id(&self) -> &ProductId {
+        match &self.kind {
+            ProductKind::Plan(_) => &self.id,
+            ProductKind::Renewal { renews } => renews,
+        }
+    }
+
+    /// The resources, for a plan.
+    pub fn resources(&self) -> Option<&Resources> {
+        match &self.kind {
+            ProductKind::Plan(r) => Some(r),
+            ProductKind::Renewal { .. } => None,
+        }
+    }
+}
+
+/// What kind of product it is.
+#[derive(Debug, Clone)]
+pub enum ProductKind {
+    /// A plan that a VPS can be on.
+    Plan(Resources),
+    /// A renewal offer for an existing VPS of another plan.
+    Renewal {
+        /// The plan it renews.
+        renews: ProductId,
+    },
+}
+
+/// What a plan gives a VPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    /// Disk size.
+    pub disk: Size,
+    /// Memory.
+    pub ram: Size,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Monthly traffic quota.
+    pub traffic: Size,
+    /// Network rate limit of the VPS's interface, if any.
+    pub bandwidth: Option<Rate>,
+    /// Xen credit2 weight (1 to 65535, 256 by default).
+    pub cpu_weight: u32,
+    /// CPU cap in percent of one CPU (0: none).
+    pub cpu_cap: u32,
+}
+
+/// An IP pool.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// Its id.
+    pub id: PoolId,
+    /// Location name, as customers see it.
+    pub location: String,
+    /// The IPv4 network.
+    pub network: Ipv4Net,
+    /// The gateway address.
+    pub gateway: Ipv4Addr,
+    /// DNS resolvers handed to VPSes.
+    pub dns: Vec<IpAddr>,
+    /// Addresses never handed out.
+    pub reserved: Vec<Ipv4Range>,
+    /// Reverse DNS zone layout.
+    pub rdns_zone: RdnsZone,
+    /// IPv6 prefix; each VPS gets a /64 from it.
+    pub ipv6: Option<Ipv6Net>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// Why an address of a pool cannot be given to a VPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// Outside the network.
+    Outside,
+    /// The network address.
+    Network,
+    /// The broadcast address.
+    Broadcast,
+    /// The gateway.
+    Gateway,
+    /// In a reserved range.
+    Reserved,
+}
+
+impl Pool {
+    /// The netmask, derived from the network.
+    pub fn netmask(&self) -> Ipv4Addr {
+        self.network.netmask()
+    }
+
+    /// The broadcast address, derived from the network.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        self.network.broadcast()
+    }
+
+    /// Why `ip` cannot be handed out, or `None` when it can.
+    pub fn unusable(&self, ip: Ipv4Addr) -> Option<Unusable> {
+        let small = self.network.prefix_len() >= 31;
+        if !self.network.contains(&ip) {
+            Some(Unusable::Outside)
+        } else if ip == self.gateway {
+            Some(Unusable::Gateway)
+        } else if !small && ip == self.network.network() {
+            Some(Unusable::Network)
+        } else if !small && ip == self.network.broadcast() {
+            Some(Unusable::Broadcast)
+        } else if self.reserved.iter().any(|r| r.contains(ip)) {
+            Some(Unusable::Reserved)
+        } else {
+            None
+        }
+    }
+
+    /// Addresses that could ever be handed out.
+    pub fn usable_count(&self) -> u64 {
+        self.network
+            .hosts()
+            .filter(|ip| self.unusable(*ip).is_none())
+            .count() as u64
+    }
+}
+
+/// How a node stores VPS disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Logical volumes in a volume group.
+    Lvm {
+        /// The volume group.
+        vg: VgName,
+    },
+    /// Image files in a folder.
+    File {
+        /// The folder.
+        dir: AbsPath,
+    },
+}
+
+/// What a node can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Memory for guests.
+    pub ram: Size,
+    /// Disk for guests.
+    pub disk: Size,
+    /// Virtual CPUs for guests.
+    pub vcpus: u32,
+}
+
+/// How far each resource of a node may be overcommitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Overcommit {
+    /// Memory ratio.
+    pub ram: Ratio,
+    /// Disk ratio.
+    pub disk: Ratio,
+    /// vCPU ratio.
+    pub vcpus: Ratio,
+}
+
+impl Default for Overcommit {
+    fn default() -> Self {
+        Overcommit {
+            ram: Ratio::ONE,
+            disk: Ratio::ONE,
+            vcpus: Ratio::ONE,
+        }
+    }
+}
+
+/// A dom0.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its id (the file name).
+    pub id: NodeId,
+    /// Where sshd listens.
+    pub address: Host,
+    /// sshd port.
+    pub port: u16,
+    /// The user the reconciler logs in as.
+    pub user: UnixUser,
+    /// The pinned SSH host key.
+    pub host_key: SshPublicKey,
+    /// Location name.
+    pub location: String,
+    /// ISO country code.
+    pub country: Country,
+    /// The hypervisor it runs.
+    pub hypervisor: Hypervisor,
+    /// Disk storage.
+    pub storage: Storage,
+    /// Pools its VPSes take addresses from, in order of preference.
+    pub pools: Vec<PoolId>,
+    /// What it can hold.
+    pub capacity: Capacity,
+    /// Allowed overcommit.
+    pub overcommit: Overcommit,
+    /// No new placements while true.
+    pub maintenance: bool,
+    /// Every path gitvps touches on the node sits under this folder (`/` on a real node).
+    pub root: AbsPath,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl Node {
+    /// Capacity after overcommit: what may be sold.
+    pub fn sellable(&self) -> Capacity {
+        Capacity {
+            ram: Size(self.overcommit.ram.scale(self.capacity.ram.0)),
+            disk: Size(self.overcommit.disk.scale(self.capacity.disk.0)),
+            vcpus: u32::try_from(self.overcommit.vcpus.scale(self.capacity.vcpus.into()))
+                .unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A customer.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// Its id (the file name).
+    pub id: CustomerId,
+    /// Full name.
+    pub name: String,
+    /// Company, if any.
+    pub company: Option<String>,
+    /// Where invoices and reminders go.
+    pub email: Email,
+    /// Language of mail and site.
+    pub language: Language,
+    /// Login for the customer panel (argon2 PHC string), if the customer may log in.
+    pub password_hash: Option<PasswordHash>,
+    /// Keys for the console of every VPS of the customer.
+    pub ssh_keys: Vec<SshPublicKey>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// Action counters: bump one to ask for the action once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Actions {
+    /// Reboot generation.
+    pub reboot: u64,
+    /// Filesystem check generation.
+    pub fsck: u64,
+    /// Reinstall generation (erases the disk).
+    pub reinstall: u64,
+}
+
+/// Monitoring wishes for a VPS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Monitor {
+    /// Where alerts go (the customer's e-mail when absent).
+    pub alert_email: Option<Email>,
+    /// Services to check.
+    pub checks: Vec<Check>,
+}
+
+/// A VPS: the contract and the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vps {
+    /// Its id: the file name, the domain name and the console user.
+    pub id: VpsId,
+    /// Who owns it.
+    pub customer: CustomerId,
+    /// The plan it is on.
+    pub product: ProductId,
+    /// The node it runs on.
+    pub node: NodeId,
+    /// IPv4 addresses and IPv6 /64s.
+    pub ips: Vec<VpsAddr>,
+    /// Host name inside the VPS.
+    pub hostname: Hostname,
+    /// Operating system.
+    pub os: OsId,
+    /// Appliance installed on top of the OS.
+    pub appliance: Option<ApplianceId>,
+    /// Desired power state.
+    pub power: Power,
+    /// Contract state.
+    pub state: State,
+    /// First registered.
+    pub created: NaiveDate,
+    /// Paid until.
+    pub expires: NaiveDate,
+    /// When it was destroyed (starts the disk retention clock).
+    pub destroyed: Option<NaiveDate>,
+    /// Action counters.
+    pub actions: Actions,
+    /// Monitoring.
+    pub monitor: Monitor,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl Vps {
+    /// The IPv4 addresses.
+    pub fn ipv4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.ips.iter().filter_map(|a| match a {
+            VpsAddr::V4(v) => Some(*v),
+            VpsAddr::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 /64s.
+    pub fn ipv6(&self) -> impl Iterator<Item = Ipv6Net> + '_ {
+        self.ips.iter().filter_map(|a| match a {
+            VpsAddr::V6(v) => Some(*v),
+            VpsAddr::V4(_) => None,
+        })
+    }
+
+    /// Whether the VPS counts against its node's capacity.
+    pub fn holds_resources(&self) -> bool {
+        self.state != State::Destroyed
+    }
+}
+
+/// Adds whole months to a date, clamping to the month's last day (Jan 31 + 1 month = Feb 28/29).
+pub fn add_months(d: NaiveDate, months: u32) -> NaiveDate {
+    d.checked_add_months(Months::new(months))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+impl Inventory {
+    /// Runs the cross-file rules on an inventory built or edited in memory.
+    ///
+    /// [`Inventory::load`] already does this; use it after an edit, before committing.
+    pub fn check(&self) -> crate::diag::Diagnostics {
+        crate::diag::Diagnostics(crate::validate::validate(
+            self,
+            &crate::load::Broken::default(),
+        ))
+        .sorted()
+    }
+
+    /// The plan resources of a VPS's product, if the product exists and is a plan.
+    pub fn resources_of(&self, vps: &Vps) -> Option<&Resources> {
+        self.products.get(&vps.product).and_then(Product::resources)
+    }
+
+    /// Renewal offers for a plan: the plan itself (renewing at its own price) and its renewal products.
+    pub fn renewals_of<'a>(
+        &'a self,
+        plan: &'a ProductId,
+    ) -> impl Iterator<Item = &'a Product> + 'a {
+        self.products.values().filter(move |p| p.plan_id() == plan)
+    }
+
+    /// Resources in use on every node (destroyed VPSes excluded).
+    pub fn usage(&self) -> BTreeMap<&NodeId, Usage> {
+        let mut out: BTreeMap<&NodeId, Usage> =
+            self.nodes.keys().map(|n| (n, Usage::default())).collect();
+        for v in self.vps.values().filter(|v| v.holds_resources()) {
+            let (Some(u), Some(r)) = (out.get_mut(&v.node), self.resources_of(v)) else {
+                continue;
+            };
+            u.add(r);
+            u.ipv4 += v.ipv4().count() as u64;
+        }
+        out
+    }
+}
+
+/// Resources used on a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Memory, bytes.
+    pub ram: u64,
+    /// Disk, bytes.
+    pub disk: u64,
+    /// vCPUs.
+    pub vcpus: u64,
+    /// VPSes counted.
+    pub vps: u64,
+    /// IPv4 addresses in use.
+    pub ipv4: u64,
+}
+
+impl Usage {
+    /// Adds one VPS's plan.
+    pub fn add(&mut self, r: &Resources) {
+        self.ram += r.ram.0;
+        self.disk += r.disk.0;
+        self.vcpus += u64::from(r.vcpus);
+        self.vps += 1;
+    }
+
+    /// Whether `r` still fits under `cap`.
+    pub fn fits(&self, r: &Resources, cap: &Capacity) -> bool {
+        self.ram + r.ram.0 <= cap.ram.0
+            && self.disk + r.disk.0 <= cap.disk.0
+            && self.vcpus + u64::from(r.vcpus) <= u64::from(cap.vcpus)
+    }
+
+    /// The highest fraction of capacity in use, over RAM, disk and vCPUs.
+    pub fn load(&self, cap: &Capacity) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let frac = |used: u64, cap: u64| {
+            if cap == 0 {
+                1.0
+            } else {
+                used as f64 / cap as f64
+            }
+        };
+        frac(self.ram, cap.ram.0)
+            .max(frac(self.disk, cap.disk.0))
+            .max(frac(self.vcpus, cap.vcpus.into()))
+    }
+}

@@ -1,0 +1,21 @@
+//! The gitvps inventory: typed products, pools, nodes, customers and VPSes, loaded from a
+//! git repository with file:line:column errors, validated, placed and edited. Pure: no network.
+//!
+//! See `docs/inventory.md` for every field of every file.
+
+pub mod diag;
+pub mod edit;
+pub mod ids;
+pub mod inventory;
+pub mod load;
+pub mod placement;
+mod read;
+pub mod settings;
+mod validate;
+pub mod values;
+
+pub use diag::{Diagnostic, Diagnostics, Origin};
+pub use ids::*;
+pub use inventory::*;
+pub use load::LoadError;
+pub use settings::Settings;

@@ -1,0 +1,877 @@
+//! Loading a repository into an [`Inventory`]: reads every file, in parallel, and reports
+//! every problem in one run with its file, line, column and field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use toml_edit::{Document, Item, TableLike};
+
+use crate::diag::{Diagnostic, Diagnostics, Pos, SourceFile};
+use crate::ids::*;
+use crate::inventory::*;
+use crate::read::{Obj, Reader};
+use crate::settings::*;
+use crate::values::*;
+
+/// Why a repository could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file or folder could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// What could not be read.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The inventory has errors; all of them are listed.
+    #[error("the inventory has {count} error(s):\n{0}", count = .0.len())]
+    Invalid(Diagnostics),
+}
+
+/// Entities that exist but failed to load: references to them are not reported again.
+#[derive(Debug, Default)]
+pub(crate) struct Broken {
+    pub(crate) catalog: bool,
+    pub(crate) pools: bool,
+    pub(crate) nodes: BTreeSet<String>,
+    pub(crate) customers: BTreeSet<String>,
+}
+
+/// The file names of the repository layout.
+pub mod paths {
+    /// Repo-wide settings.
+    pub const SETTINGS: &str = "gitvps.toml";
+    /// The catalog.
+    pub const PRODUCTS: &str = "products.toml";
+    /// IP pools.
+    pub const POOLS: &str = "pools.toml";
+    /// One file per node.
+    pub const NODES: &str = "inventory/nodes";
+    /// One file per customer.
+    pub const CUSTOMERS: &str = "inventory/customers";
+    /// One file per VPS.
+    pub const VPS: &str = "inventory/vps";
+}
+
+impl Inventory {
+    /// Loads and validates the repository at `root`.
+    ///
+    /// Every syntax, type and rule error is collected; the result is `Ok` only
+    /// when there are none.
+    pub fn load(root: &Path) -> Result<Inventory, LoadError> {
+        let (inv, broken, mut diags) = load_parts(root)?;
+        diags.extend(crate::validate::validate(&inv, &broken));
+        if diags.is_empty() {
+            Ok(inv)
+        } else {
+            Err(LoadError::Invalid(Diagnostics(diags).sorted()))
+        }
+    }
+}
+
+fn read_file(root: &Path, rel: &str) -> Result<Option<SourceFile>, LoadError> {
+    let path = root.join(rel);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(match String::from_utf8(bytes) {
+            Ok(text) => SourceFile::new(rel, text),
+            Err(_) => SourceFile::new(rel, String::new()).with_bad_utf8(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LoadError::Io { path, source }),
+    }
+}
+
+/// Files of one inventory folder, sorted, as `(id text, repo-relative path)`.
+fn list_dir(root: &Path, rel: &str) -> Result<Vec<(String, String)>, LoadError> {
+    let dir = root.join(rel);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(LoadError::Io { path: dir, source }),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| LoadError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".toml") {
+            out.push((stem.to_owned(), format!("{rel}/{name}")));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Parses a file's text; a syntax error becomes a diagnostic.
+fn parse_doc(src: &SourceFile) -> Result<Document<&str>, Diagnostic> {
+    if src.bad_utf8() {
+        return Err(src.diag(Pos::default(), "", "the file is not valid UTF-8"));
+    }
+    Document::parse(src.text.as_str()).map_err(|e| {
+        let pos = src.pos_of(e.span());
+        let msg = e
+            .message()
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned();
+        src.diag(pos, "", format!("invalid TOML: {msg}"))
+    })
+}
+
+type Parts = (Inventory, Broken, Vec<Diagnostic>);
+
+pub(crate) fn load_parts(root: &Path) -> Result<Parts, LoadError> {
+    let mut diags = Vec::new();
+    let mut broken = Broken::default();
+
+    let settings = match read_file(root, paths::SETTINGS)? {
+        None => Settings::default(),
+        Some(src) => parse_one(&src, &mut diags, parse_settings).unwrap_or_default(),
+    };
+
+    let (currency, products) = match read_file(root, paths::PRODUCTS)? {
+        None => {
+            diags.push(missing(paths::PRODUCTS, "the product catalog is missing"));
+            broken.catalog = true;
+            (None, BTreeMap::new())
+        }
+        Some(src) => {
+            let before = diags.len();
+            let r = parse_one(&src, &mut diags, parse_catalog);
+            broken.catalog = r.is_none() || diags.len() > before;
+            r.unwrap_or_default()
+        }
+    };
+
+    let pools = match read_file(root, paths::POOLS)? {
+        None => {
+            diags.push(missing(paths::POOLS, "the IP pools are missing"));
+            broken.pools = true;
+            BTreeMap::new()
+        }
+        Some(src) => {
+            let before = diags.len();
+            let r = parse_one(&src, &mut diags, parse_pools);
+            broken.pools = r.is_none() || diags.len() > before;
+            r.unwrap_or_default()
+        }
+    };
+
+    let nodes = load_dir(
+        root,
+        paths::NODES,
+        &mut diags,
+        &mut broken.nodes,
+        parse_node,
+    )?;
+    let customers = load_dir(
+        root,
+        paths::CUSTOMERS,
+        &mut diags,
+        &mut broken.customers,
+        parse_customer,
+    )?;
+    let mut ignored = BTreeSet::new();
+    let vps = load_dir(root, paths::VPS, &mut diags, &mut ignored, parse_vps)?;
+
+    let inv = Inventory {
+        settings,
+        currency: currency.unwrap_or_else(|| Currency::new_unchecked("USD")),
+        products,
+        pools,
+        nodes,
+        customers,
+        vps,
+    };
+    Ok((inv, broken, diags))
+}
+
+fn missing(file: &str, what: &str) -> Diagnostic {
+    Diagnostic {
+        file: file.into(),
+        line: 0,
+        col: 0,
+        field: String::new(),
+        message: format!("{what}: file not found"),
+    }
+}
+
+fn parse_one<T>(
+    src: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+    f: impl FnOnce(&mut Reader<'_>, &dyn TableLike) -> Option<T>,
+) -> Option<T> {
+    let doc = match parse_doc(src) {
+        Ok(d) => d,
+        Err(d) => {
+            diags.push(d);
+            return None;
+        }
+    };
+    let mut r = Reader::new(src);
+    let out = f(&mut r, doc.as_table());
+    diags.extend(r.diags);
+    out
+}
+
+type EntityParser<Id, T> = fn(&mut Reader<'_>, Id, &dyn TableLike) -> Option<T>;
+
+fn load_dir<Id, T>(
+    root: &Path,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+    broken: &mut BTreeSet<String>,
+    parse: EntityParser<Id, T>,
+) -> Result<BTreeMap<Id, T>, LoadError>
+where
+    Id: std::str::FromStr<Err = IdError> + Ord + Clone + Send,
+    T: Send,
+{
+    let files = list_dir(root, rel)?;
+    type FileResult<Id, T> = Result<(String, Option<(Id, T)>, Vec<Diagnostic>), LoadError>;
+    let results: Vec<FileResult<Id, T>> = files
+        .into_par_iter()
+        .map(|(stem, relpath)| {
+            let Some(src) = read_file(root, &relpath)? else {
+                return Ok((stem, None, Vec::new()));
+            };
+            let id = match stem.parse::<Id>() {
+                Ok(id) => id,
+                Err(e) => {
+                    let d = src.diag(Pos::default(), "", format!("file name: {e}"));
+                    return Ok((stem, None, vec![d]));
+                }
+            };
+            let mut ds = Vec::new();
+            let entity = parse_one(&src, &mut ds, |r, t| parse(r, id.clone(), t));
+            Ok((stem, entity.map(|e| (id, e)), ds))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for res in results {
+        let (stem, entity, ds) = res?;
+        if !ds.is_empty() || entity.is_none() {
+            broken.insert(stem);
+        }
+        diags.extend(ds);
+        if let Some((id, e)) = entity {
+            out.insert(id, e);
+        }
+    }
+    Ok(out)
+}
+
+const SETTINGS_KEYS: &[&str] = &["site", "mail", "billing", "reconciler", "vps"];
+
+fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
+    let mut s = Settings::default();
+    let mut o = r.origin(None);
+    let top = Obj::new(t, "", None, SETTINGS_KEYS);
+    if let Some(site) = top.sub(r, &mut o, "site", &["name", "url"]) {
+        if let Some(v) = site.opt(r, &mut o, "name") {
+            s.site.name = v;
+        }
+        if let Some(v) = site.opt::<String>(r, &mut o, "url") {
+            if v.starts_with("http://") || v.starts_with("https://") {
+                s.site.url = v;
+            } else {
+                r.error(
+                    site.span(),
+                    "site.url",
+                    format!("`{v}` is not an http(s) URL"),
+                );
+            }
+        }
+        site.finish(r);
+    }
+    if let Some(mail) = top.sub(r, &mut o, "mail", &["from", "from_name"]) {
+        if let Some(v) = mail.opt(r, &mut o, "from") {
+            s.mail.from = v;
+        }
+        if let Some(v) = mail.opt(r, &mut o, "from_name") {
+            s.mail.from_name = v;
+        }
+        mail.finish(r);
+    }
+    if let Some(b) = top.sub(r, &mut o, "billing", &["grace_days", "reminder_days"]) {
+        if let Some(v) = b.opt(r, &mut o, "grace_days") {
+            s.billing.grace_days = v;
+        }
+        if b.has("reminder_days") {
+            s.billing.reminder_days = b.list(r, &mut o, "reminder_days");
+        }
+        b.finish(r);
+    }
+    const REC: &[&str] = &[
+        "retention_days",
+        "parallelism",
+        "status_branch",
+        "connect_timeout_secs",
+        "command_timeout_secs",
+        "shutdown_timeout_secs",
+    ];
+    if let Some(rec) = top.sub(r, &mut o, "reconciler", REC) {
+        let c = &mut s.reconciler;
+        if let Some(v) = rec.opt(r, &mut o, "retention_days") {
+            c.retention_days = v;
+        }
+        if let Some(v) = rec.opt::<u32>(r, &mut o, "parallelism") {
+            if v == 0 {
+                r.error(rec.span(), "reconciler.parallelism", "must be at least 1");
+            } else {
+                c.parallelism = v;
+            }
+        }
+        if let Some(v) = rec.opt::<String>(r, &mut o, "status_branch") {
+            if v.parse::<ProductId>().is_ok() {
+                c.status_branch = v;
+            } else {
+                r.error(
+                    rec.span(),
+                    "reconciler.status_branch",
+                    format!("`{v}` is not a simple branch name (lowercase letters, digits, '-')"),
+                );
+            }
+        }
+        for (key, slot) in [
+            ("connect_timeout_secs", &mut c.connect_timeout_secs),
+            ("command_timeout_secs", &mut c.command_timeout_secs),
+            ("shutdown_timeout_secs", &mut c.shutdown_timeout_secs),
+        ] {
+            if let Some(v) = rec.opt(r, &mut o, key) {
+                *slot = v;
+            }
+        }
+        rec.finish(r);
+    }
+    if let Some(v) = top.sub(r, &mut o, "vps", &["default_os", "domain", "id_prefix"]) {
+        if let Some(x) = v.opt(r, &mut o, "default_os") {
+            s.vps.default_os = x;
+        }
+        s.vps.domain = v.opt(r, &mut o, "domain");
+        if let Some(p) = v.opt::<String>(r, &mut o, "id_prefix") {
+            if format!("{p}1").parse::<VpsId>().is_ok() {
+                s.vps.id_prefix = p;
+            } else {
+                r.error(
+                    v.span(),
+                    "vps.id_prefix",
+                    format!("`{p}` cannot start a VPS id (lowercase letters, digits, '-')"),
+                );
+            }
+        }
+        v.finish(r);
+    }
+    top.finish(r);
+    Some(s)
+}
+
+const PRODUCT_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "renews",
+    "period_months",
+    "price",
+    "setup_fee",
+    "commission",
+    "private",
+    "disk",
+    "ram",
+    "vcpus",
+    "traffic",
+    "bandwidth",
+    "cpu_weight",
+    "cpu_cap",
+];
+const RESOURCE_KEYS: &[&str] = &[
+    "disk",
+    "ram",
+    "vcpus",
+    "traffic",
+    "bandwidth",
+    "cpu_weight",
+    "cpu_cap",
+];
+
+/// The tables of an array of tables (`[[product]]`), or of an array of inline tables.
+fn table_list<'a>(
+    r: &mut Reader<'_>,
+    t: &'a dyn TableLike,
+    key: &str,
+) -> Vec<(&'a dyn TableLike, Option<std::ops::Range<usize>>)> {
+    match t.get(key) {
+        None | Some(Item::None) => Vec::new(),
+        Some(Item::ArrayOfTables(a)) => a.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+        Some(Item::Value(toml_edit::Value::Array(a))) => {
+            let mut out = Vec::new();
+            for (i, v) in a.iter().enumerate() {
+                match v.as_inline_table() {
+                    Some(it) => out.push((it as &dyn TableLike, v.span())),
+                    None => r.error(v.span(), &format!("{key}[{i}]"), "expected a table"),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            r.error(other.span(), key, format!("expected [[{key}]] tables"));
+            Vec::new()
+        }
+    }
+}
+
+fn parse_catalog(
+    r: &mut Reader<'_>,
+    t: &dyn TableLike,
+) -> Option<(Option<Currency>, BTreeMap<ProductId, Product>)> {
+    let mut o = r.origin(None);
+    let top = Obj::new(t, "", None, &["currency", "product"]);
+    let currency = top.req::<Currency>(r, &mut o, "currency");
+    top.finish(r);
+    let mut products = BTreeMap::new();
+    for (i, (pt, span)) in table_list(r, t, "product").into_iter().enumerate() {
+        let prefix = format!("product[{i}].");
+        let p = Obj::new(pt, prefix, span.clone(), PRODUCT_KEYS);
+        let mut o = r.origin(span);
+        let errors = r.error_count();
+        let id = p.req::<ProductId>(r, &mut o, "id");
+        let name = p.req::<String>(r, &mut o, "name");
+        let renews = p.opt::<ProductId>(r, &mut o, "renews");
+        let period_months = p.req::<u32>(r, &mut o, "period_months");
+        let price = p.req::<Money>(r, &mut o, "price");
+        let setup_fee = p.opt(r, &mut o, "setup_fee").unwrap_or(Money::ZERO);
+        let commission = p.opt(r, &mut o, "commission").unwrap_or(Money::ZERO);
+        let private = p.opt(r, &mut o, "private").unwrap_or(false);
+        let kind = if let Some(renews) = renews {
+            for key in RESOURCE_KEYS {
+                if pt.contains_key(key) {
+                    r.error(
+                        pt.key(key).and_then(toml_edit::Key::span),
+                        &format!("product[{i}].{key}"),
+                        format!("a renewal product takes its resources from `{renews}`; remove this field"),
+                    );
+                }
+            }
+            Some(ProductKind::Renewal { renews })
+        } else {
+            let disk = p.req(r, &mut o, "disk");
+            let ram = p.req(r, &mut o, "ram");
+            let vcpus = p.req::<u32>(r, &mut o, "vcpus");
+            let traffic = p.req(r, &mut o, "traffic");
+            let bandwidth = p.opt(r, &mut o, "bandwidth");
+            let cpu_weight = p.opt::<u32>(r, &mut o, "cpu_weight").unwrap_or(256);
+            let cpu_cap = p.opt::<u32>(r, &mut o, "cpu_cap").unwrap_or(0);
+            if !(1..=65535).contains(&cpu_weight) {
+                r.error(
+                    span_of(pt, "cpu_weight"),
+                    &format!("product[{i}].cpu_weight"),
+                    "must be 1 to 65535",
+                );
+            }
+            if vcpus == Some(0) {
+                r.error(
+                    span_of(pt, "vcpus"),
+                    &format!("product[{i}].vcpus"),
+                    "must be at least 1",
+                );
+            }
+            match (disk, ram, vcpus, traffic) {
+                (Some(disk), Some(ram), Some(vcpus), Some(traffic)) => {
+                    Some(ProductKind::Plan(Resources {
+                        disk,
+                        ram,
+                        vcpus,
+                        traffic,
+                        bandwidth,
+                        cpu_weight,
+                        cpu_cap,
+                    }))
+                }
+                _ => None,
+            }
+        };
+        if period_months == Some(0) {
+            r.error(
+                span_of(pt, "period_months"),
+                &format!("product[{i}].period_months"),
+                "must be at least 1",
+            );
+        }
+        p.finish(r);
+        let (Some(id), Some(name), Some(kind), Some(period_months), Some(price)) =
+            (id, name, kind, period_months, price)
+        else {
+            continue;
+        };
+        if r.error_count() > errors {
+            continue;
+        }
+        if let Some(first) = products.get(&id) {
+            let first: &Product = first;
+            r.error(
+                span_of(pt, "id"),
+                &format!("product[{i}].id"),
+                format!(
+                    "duplicate product id `{id}` (first defined at line {})",
+                    first.origin.pos("").line
+                ),
+            );
+            continue;
+        }
+        products.insert(
+            id.clone(),
+            Product {
+                id,
+                name,
+                kind,
+                period_months,
+                price,
+                setup_fee,
+                commission,
+                private,
+                origin: o,
+            },
+        );
+    }
+    Some((currency, products))
+}
+
+fn span_of(t: &dyn TableLike, key: &str) -> Option<std::ops::Range<usize>> {
+    t.get(key)
+        .and_then(Item::span)
+        .or_else(|| t.key(key).and_then(toml_edit::Key::span))
+}
+
+const POOL_KEYS: &[&str] = &[
+    "id",
+    "location",
+    "network",
+    "gateway",
+    "dns",
+    "reserved",
+    "rdns_zone",
+    "ipv6",
+];
+
+fn parse_pools(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<BTreeMap<PoolId, Pool>> {
+    let top = Obj::new(t, "", None, &["pool"]);
+    top.finish(r);
+    let mut pools = BTreeMap::new();
+    for (i, (pt, span)) in table_list(r, t, "pool").into_iter().enumerate() {
+        let p = Obj::new(pt, format!("pool[{i}]."), span.clone(), POOL_KEYS);
+        let mut o = r.origin(span);
+        let errors = r.error_count();
+        let id = p.req::<PoolId>(r, &mut o, "id");
+        let location = p.req::<String>(r, &mut o, "location");
+        let network = p.req::<ipnet::Ipv4Net>(r, &mut o, "network");
+        let gateway = p.req::<std::net::Ipv4Addr>(r, &mut o, "gateway");
+        let dns = p.list::<std::net::IpAddr>(r, &mut o, "dns");
+        let reserved = p.list::<Ipv4Range>(r, &mut o, "reserved");
+        let rdns_zone = p
+            .kw::<RdnsZone>(r, &mut o, "rdns_zone")
+            .unwrap_or(RdnsZone::PerIp);
+        let ipv6 = p.opt::<ipnet::Ipv6Net>(r, &mut o, "ipv6");
+        p.finish(r);
+        if let (Some(net), Some(gw)) = (network, gateway)
+            && !net.contains(&gw)
+        {
+            r.error(
+                span_of(pt, "gateway"),
+                &format!("pool[{i}].gateway"),
+                format!("{gw} is outside the pool's network {net}"),
+            );
+        }
+        let (Some(id), Some(location), Some(network), Some(gateway)) =
+            (id, location, network, gateway)
+        else {
+            continue;
+        };
+        if r.error_count() > errors {
+            continue;
+        }
+        if pools.contains_key(&id) {
+            r.error(
+                span_of(pt, "id"),
+                &format!("pool[{i}].id"),
+                format!("duplicate pool id `{id}`"),
+            );
+            continue;
+        }
+        pools.insert(
+            id.clone(),
+            Pool {
+                id,
+                location,
+                network,
+                gateway,
+                dns,
+                reserved,
+                rdns_zone,
+                ipv6,
+                origin: o,
+            },
+        );
+    }
+    Some(pools)
+}
+
+const NODE_KEYS: &[&str] = &[
+    "address",
+    "port",
+    "user",
+    "host_key",
+    "location",
+    "country",
+    "hypervisor",
+    "storage",
+    "pools",
+    "capacity",
+    "overcommit",
+    "maintenance",
+    "root",
+];
+
+fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node> {
+    let n = Obj::new(t, "", None, NODE_KEYS);
+    let mut o = r.origin(None);
+    let address = n.req::<Host>(r, &mut o, "address");
+    let port = n.opt::<u16>(r, &mut o, "port").unwrap_or(22);
+    let user = n.opt::<UnixUser>(r, &mut o, "user");
+    let host_key = n.req::<SshPublicKey>(r, &mut o, "host_key");
+    let location = n.req::<String>(r, &mut o, "location");
+    let country = n.req::<Country>(r, &mut o, "country");
+    let hypervisor = n.req_kw::<Hypervisor>(r, &mut o, "hypervisor");
+    let storage = match n.sub(r, &mut o, "storage", &["backend", "vg", "dir"]) {
+        None => {
+            if !t.contains_key("storage") {
+                r.error(None, "storage", "missing required field");
+            }
+            None
+        }
+        Some(s) => {
+            let backend = s.req::<String>(r, &mut o, "backend");
+            let st = match backend.as_deref() {
+                Some("lvm") => s
+                    .req::<VgName>(r, &mut o, "vg")
+                    .map(|vg| Storage::Lvm { vg }),
+                Some("file") => s
+                    .req::<AbsPath>(r, &mut o, "dir")
+                    .map(|dir| Storage::File { dir }),
+                Some(other) => {
+                    r.error(
+                        span_of_sub(t, "storage", "backend"),
+                        "storage.backend",
+                        format!(
+                            "`{}` is not a storage backend: use \"lvm\", \"file\"",
+                            other.escape_debug()
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            };
+            match &st {
+                Some(Storage::Lvm { .. })
+                    if t.get("storage")
+                        .and_then(|i| i.as_table_like())
+                        .is_some_and(|x| x.contains_key("dir")) =>
+                {
+                    r.error(
+                        span_of_sub(t, "storage", "dir"),
+                        "storage.dir",
+                        "`dir` belongs to the \"file\" backend; \"lvm\" takes `vg`",
+                    );
+                }
+                Some(Storage::File { .. })
+                    if t.get("storage")
+                        .and_then(|i| i.as_table_like())
+                        .is_some_and(|x| x.contains_key("vg")) =>
+                {
+                    r.error(
+                        span_of_sub(t, "storage", "vg"),
+                        "storage.vg",
+                        "`vg` belongs to the \"lvm\" backend; \"file\" takes `dir`",
+                    );
+                }
+                _ => {}
+            }
+            s.finish(r);
+            st
+        }
+    };
+    let pools = n.list::<PoolId>(r, &mut o, "pools");
+    let capacity = match n.sub(r, &mut o, "capacity", &["ram", "disk", "vcpus"]) {
+        None => {
+            if !t.contains_key("capacity") {
+                r.error(None, "capacity", "missing required field");
+            }
+            None
+        }
+        Some(c) => {
+            let ram = c.req(r, &mut o, "ram");
+            let disk = c.req(r, &mut o, "disk");
+            let vcpus = c.req(r, &mut o, "vcpus");
+            c.finish(r);
+            match (ram, disk, vcpus) {
+                (Some(ram), Some(disk), Some(vcpus)) => Some(Capacity { ram, disk, vcpus }),
+                _ => None,
+            }
+        }
+    };
+    let mut overcommit = Overcommit::default();
+    if let Some(oc) = n.sub(r, &mut o, "overcommit", &["ram", "disk", "vcpus"]) {
+        for (key, slot) in [
+            ("ram", &mut overcommit.ram),
+            ("disk", &mut overcommit.disk),
+            ("vcpus", &mut overcommit.vcpus),
+        ] {
+            if let Some(v) = oc.opt(r, &mut o, key) {
+                *slot = v;
+            }
+        }
+        oc.finish(r);
+    }
+    let maintenance = n.opt(r, &mut o, "maintenance").unwrap_or(false);
+    let root = n
+        .opt::<AbsPath>(r, &mut o, "root")
+        .unwrap_or_else(|| AbsPath::new_unchecked("/"));
+    n.finish(r);
+    Some(Node {
+        id,
+        address: address?,
+        port,
+        user: user.unwrap_or_else(|| UnixUser::new_unchecked("gitvps")),
+        host_key: host_key?,
+        location: location?,
+        country: country?,
+        hypervisor: hypervisor?,
+        storage: storage?,
+        pools,
+        capacity: capacity?,
+        overcommit,
+        maintenance,
+        root,
+        origin: o,
+    })
+}
+
+fn span_of_sub(t: &dyn TableLike, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    t.get(table)
+        .and_then(Item::as_table_like)
+        .and_then(|s| span_of(s, key))
+}
+
+const CUSTOMER_KEYS: &[&str] = &[
+    "name",
+    "company",
+    "email",
+    "language",
+    "password_hash",
+    "ssh_keys",
+];
+
+fn parse_customer(r: &mut Reader<'_>, id: CustomerId, t: &dyn TableLike) -> Option<Customer> {
+    let c = Obj::new(t, "", None, CUSTOMER_KEYS);
+    let mut o = r.origin(None);
+    let name = c.req::<String>(r, &mut o, "name");
+    let company = c.opt(r, &mut o, "company");
+    let email = c.req::<Email>(r, &mut o, "email");
+    let language = c
+        .kw::<Language>(r, &mut o, "language")
+        .unwrap_or(Language::En);
+    let password_hash = c.opt(r, &mut o, "password_hash");
+    let ssh_keys = c.list::<SshPublicKey>(r, &mut o, "ssh_keys");
+    c.finish(r);
+    Some(Customer {
+        id,
+        name: name?,
+        company,
+        email: email?,
+        language,
+        password_hash,
+        ssh_keys,
+        origin: o,
+    })
+}
+
+const VPS_KEYS: &[&str] = &[
+    "customer",
+    "product",
+    "node",
+    "ips",
+    "hostname",
+    "os",
+    "appliance",
+    "power",
+    "state",
+    "created",
+    "expires",
+    "destroyed",
+    "actions",
+    "monitor",
+];
+
+fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
+    let v = Obj::new(t, "", None, VPS_KEYS);
+    let mut o = r.origin(None);
+    let customer = v.req::<CustomerId>(r, &mut o, "customer");
+    let product = v.req::<ProductId>(r, &mut o, "product");
+    let node = v.req::<NodeId>(r, &mut o, "node");
+    let ips = v.list::<VpsAddr>(r, &mut o, "ips");
+    let hostname = v.req::<Hostname>(r, &mut o, "hostname");
+    let os = v.req::<OsId>(r, &mut o, "os");
+    let appliance = v.opt::<ApplianceId>(r, &mut o, "appliance");
+    let power = v.kw::<Power>(r, &mut o, "power").unwrap_or(Power::Running);
+    let state = v.kw::<State>(r, &mut o, "state").unwrap_or(State::Active);
+    let created = v.req(r, &mut o, "created");
+    let expires = v.req(r, &mut o, "expires");
+    let destroyed = v.opt(r, &mut o, "destroyed");
+    let mut actions = Actions::default();
+    if let Some(a) = v.sub(r, &mut o, "actions", &["reboot", "fsck", "reinstall"]) {
+        for (key, slot) in [
+            ("reboot", &mut actions.reboot),
+            ("fsck", &mut actions.fsck),
+            ("reinstall", &mut actions.reinstall),
+        ] {
+            if let Some(n) = a.opt(r, &mut o, key) {
+                *slot = n;
+            }
+        }
+        a.finish(r);
+    }
+    let mut monitor = Monitor::default();
+    if let Some(m) = v.sub(r, &mut o, "monitor", &["alert_email", "checks"]) {
+        monitor.alert_email = m.opt(r, &mut o, "alert_email");
+        monitor.checks = m
+            .list::<crate::read::Kw<Check>>(r, &mut o, "checks")
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        m.finish(r);
+    }
+    v.finish(r);
+    Some(Vps {
+        id,
+        customer: customer?,
+        product: product?,
+        node: node?,
+        ips,
+        hostname: hostname?,
+        os: os?,
+        appliance,
+        power,
+        state,
+        created: created?,
+        expires: expires?,
+        destroyed,
+        actions,
+        monitor,
+        origin: o,
+    })
+}

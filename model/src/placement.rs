@@ -1,0 +1,277 @@
+//! Placement of a new VPS: picks a node, an IPv4 address, an IPv6 /64 and an id.
+//! Pure and deterministic: the same inventory and request always give the same answer.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use chrono::NaiveDate;
+use ipnet::Ipv6Net;
+
+use crate::diag::Origin;
+use crate::ids::*;
+use crate::inventory::*;
+use crate::values::*;
+
+/// What a new VPS should be.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Owner.
+    pub customer: CustomerId,
+    /// Plan.
+    pub product: ProductId,
+    /// Location: a node or pool location name (case-insensitive), or a pool id.
+    pub location: String,
+    /// OS (the settings' default when absent).
+    pub os: Option<OsId>,
+    /// Appliance.
+    pub appliance: Option<ApplianceId>,
+    /// Host name (`<id>.<vps.domain>` when absent).
+    pub hostname: Option<Hostname>,
+    /// Id (the next free `<prefix>NN` when absent).
+    pub id: Option<VpsId>,
+    /// The day it is created.
+    pub today: NaiveDate,
+}
+
+/// Why a VPS cannot be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// The customer does not exist.
+    #[error("unknown customer `{0}`")]
+    UnknownCustomer(CustomerId),
+    /// The product does not exist.
+    #[error("unknown product `{0}`")]
+    UnknownProduct(ProductId),
+    /// The product is a renewal, not a plan.
+    #[error("`{0}` is a renewal product; order the plan it renews (`{1}`)")]
+    NotAPlan(ProductId, ProductId),
+    /// No node or pool has that location.
+    #[error("unknown location `{location}` (known: {})", known.join(", "))]
+    UnknownLocation {
+        /// What was asked.
+        location: String,
+        /// The locations there are.
+        known: Vec<String>,
+    },
+    /// Every node of the location is full, in maintenance or out of addresses.
+    #[error("no node in `{location}` can take a {product} VPS: {}", reasons.join("; "))]
+    NoCapacity {
+        /// The location.
+        location: String,
+        /// The product.
+        product: ProductId,
+        /// Why each node was passed over.
+        reasons: Vec<String>,
+    },
+    /// The requested id is taken.
+    #[error("VPS id `{0}` is already in use")]
+    IdTaken(VpsId),
+    /// No id of the configured form is free.
+    #[error("no free VPS id with prefix `{0}`")]
+    NoFreeId(String),
+    /// The host name is not valid with the generated id.
+    #[error("cannot form a host name: {0}")]
+    Hostname(String),
+}
+
+/// The decision: everything needed to write the VPS file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The new id.
+    pub id: VpsId,
+    /// The chosen node.
+    pub node: NodeId,
+    /// The pool its addresses come from.
+    pub pool: PoolId,
+    /// Its IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Its IPv6 /64, when the pool has a prefix.
+    pub ipv6: Option<Ipv6Net>,
+    /// The complete VPS.
+    pub vps: Vps,
+}
+
+/// Addresses and /64s already handed out across the fleet.
+struct Used {
+    v4: HashSet<Ipv4Addr>,
+    v6: HashSet<Ipv6Net>,
+}
+
+impl Used {
+    fn of(inv: &Inventory) -> Used {
+        let mut u = Used {
+            v4: HashSet::new(),
+            v6: HashSet::new(),
+        };
+        for v in inv.vps.values().filter(|v| v.holds_resources()) {
+            u.v4.extend(v.ipv4());
+            u.v6.extend(v.ipv6());
+        }
+        u
+    }
+}
+
+/// The lowest free usable address of a pool.
+pub fn free_ipv4(pool: &Pool, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    pool.network
+        .hosts()
+        .find(|ip| pool.unusable(*ip).is_none() && !used.contains(ip))
+}
+
+/// The lowest free /64 of a pool's IPv6 prefix, skipping the first (kept for the routers).
+pub fn free_ipv6(prefix: Ipv6Net, used: &HashSet<Ipv6Net>) -> Option<Ipv6Net> {
+    prefix.subnets(64).ok()?.skip(1).find(|n| !used.contains(n))
+}
+
+/// Whether a node or one of its pools matches a location as asked.
+fn matches_location(inv: &Inventory, node: &Node, location: &str) -> bool {
+    node.location.eq_ignore_ascii_case(location)
+        || node.pools.iter().any(|p| {
+            p.as_str() == location
+                || inv
+                    .pools
+                    .get(p)
+                    .is_some_and(|pool| pool.location.eq_ignore_ascii_case(location))
+        })
+}
+
+/// The next free id of the form `<prefix>NN`.
+pub fn next_id(inv: &Inventory, prefix: &str) -> Option<VpsId> {
+    (1..100_000u32)
+        .map(|n| format!("{prefix}{n:02}"))
+        .find(|s| !inv.vps.contains_key(s.as_str()))
+        .and_then(|s| s.parse().ok())
+}
+
+/// Decides where a new VPS goes. Never changes the inventory.
+pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError> {
+    if !inv.customers.contains_key(&req.customer) {
+        return Err(PlacementError::UnknownCustomer(req.customer.clone()));
+    }
+    let product = inv
+        .products
+        .get(&req.product)
+        .ok_or_else(|| PlacementError::UnknownProduct(req.product.clone()))?;
+    let res = match &product.kind {
+        ProductKind::Plan(r) => r,
+        ProductKind::Renewal { renews } => {
+            return Err(PlacementError::NotAPlan(
+                req.product.clone(),
+                renews.clone(),
+            ));
+        }
+    };
+    let id = match &req.id {
+        Some(id) if inv.vps.contains_key(id) => return Err(PlacementError::IdTaken(id.clone())),
+        Some(id) => id.clone(),
+        None => next_id(inv, &inv.settings.vps.id_prefix)
+            .ok_or_else(|| PlacementError::NoFreeId(inv.settings.vps.id_prefix.clone()))?,
+    };
+
+    let candidates: Vec<&Node> = inv
+        .nodes
+        .values()
+        .filter(|n| matches_location(inv, n, &req.location))
+        .collect();
+    if candidates.is_empty() {
+        let mut known: Vec<String> = inv
+            .pools
+            .values()
+            .map(|p| p.location.clone())
+            .chain(inv.nodes.values().map(|n| n.location.clone()))
+            .collect();
+        known.sort();
+        known.dedup();
+        return Err(PlacementError::UnknownLocation {
+            location: req.location.clone(),
+            known,
+        });
+    }
+
+    let usage = inv.usage();
+    let used = Used::of(inv);
+    let mut reasons = Vec::new();
+    let mut best: Option<(f64, &Node, &Pool, Ipv4Addr)> = None;
+    for node in candidates {
+        if node.maintenance {
+            reasons.push(format!("{} is in maintenance", node.id));
+            continue;
+        }
+        let u = usage.get(&node.id).copied().unwrap_or_default();
+        let sell = node.sellable();
+        if !u.fits(res, &sell) {
+            reasons.push(format!("{} is full", node.id));
+            continue;
+        }
+        // Pools of the node, those of the asked location first, in the node's order.
+        let mut pools: Vec<&Pool> = node.pools.iter().filter_map(|p| inv.pools.get(p)).collect();
+        pools.sort_by_key(|p| {
+            !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
+        });
+        let Some((pool, ip)) = pools
+            .into_iter()
+            .find_map(|p| free_ipv4(p, &used.v4).map(|ip| (p, ip)))
+        else {
+            reasons.push(format!("{} has no free IPv4 address", node.id));
+            continue;
+        };
+        let mut after = u;
+        after.add(res);
+        let load = after.load(&sell);
+        // Least loaded first; ties go to the lowest node id (iteration order).
+        if best.as_ref().is_none_or(|(l, ..)| load < *l) {
+            best = Some((load, node, pool, ip));
+        }
+    }
+    let Some((_, node, pool, ipv4)) = best else {
+        return Err(PlacementError::NoCapacity {
+            location: req.location.clone(),
+            product: req.product.clone(),
+            reasons,
+        });
+    };
+    let ipv6 = pool.ipv6.and_then(|pre| free_ipv6(pre, &used.v6));
+
+    let hostname = match &req.hostname {
+        Some(h) => h.clone(),
+        None => {
+            let s = match &inv.settings.vps.domain {
+                Some(d) => format!("{id}.{d}"),
+                None => id.to_string(),
+            };
+            s.parse().map_err(PlacementError::Hostname)?
+        }
+    };
+    let mut ips = vec![VpsAddr::V4(ipv4)];
+    ips.extend(ipv6.map(VpsAddr::V6));
+    let file = format!("{}/{id}.toml", crate::load::paths::VPS);
+    let vps = Vps {
+        id: id.clone(),
+        customer: req.customer.clone(),
+        product: req.product.clone(),
+        node: node.id.clone(),
+        ips,
+        hostname,
+        os: req
+            .os
+            .clone()
+            .unwrap_or_else(|| inv.settings.vps.default_os.clone()),
+        appliance: req.appliance.clone(),
+        power: Power::Running,
+        state: State::Active,
+        created: req.today,
+        expires: add_months(req.today, product.period_months),
+        destroyed: None,
+        actions: Actions::default(),
+        monitor: Monitor::default(),
+        origin: Origin::synthetic(&file),
+    };
+    Ok(Placement {
+        id,
+        node: node.id.clone(),
+        pool: pool.id.clone(),
+        ipv4,
+        ipv6,
+        vps,
+    })
+}

@@ -1,0 +1,152 @@
+//! Repo-wide settings (`gitvps.toml`) and the names of the secrets read from the environment.
+//! Every setting has a default, so a repo without `gitvps.toml` works.
+
+use crate::ids::OsId;
+use crate::values::{Email, Hostname};
+
+/// The secrets gitvps reads, by environment variable name, with what each is.
+/// They never come from a file in the repository.
+pub const SECRET_ENV: &[(&str, &str)] = &[
+    (
+        "GITVPS_SSH_KEY",
+        "path of the private key the reconciler logs in to nodes with",
+    ),
+    (
+        "GITVPS_TOKEN_SECRET",
+        "key that signs customer session tokens",
+    ),
+    (
+        "GITVPS_REPO",
+        "the inventory repo the hooks clone and push (URL or path)",
+    ),
+    ("STRIPE_SECRET_KEY", "Stripe API key (Checkout Sessions)"),
+    (
+        "STRIPE_WEBHOOK_SECRET",
+        "webhook signing secret(s), comma-separated during rotation",
+    ),
+    (
+        "GITVPS_SMTP_URL",
+        "SMTP server for reminders, invoices and alerts",
+    ),
+];
+
+/// Settings from `gitvps.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Settings {
+    /// The public site.
+    pub site: SiteSettings,
+    /// Outgoing mail.
+    pub mail: MailSettings,
+    /// Billing and suspension.
+    pub billing: BillingSettings,
+    /// The reconciler.
+    pub reconciler: ReconcilerSettings,
+    /// Defaults for new VPSes.
+    pub vps: VpsDefaults,
+}
+
+/// `[site]`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SiteSettings {
+    /// Business name shown on the site and in mail.
+    pub name: String,
+    /// Public URL of the site (`https://...`).
+    pub url: String,
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailSettings {
+    /// Sender address of reminders, invoices and alerts.
+    pub from: Email,
+    /// Sender display name.
+    pub from_name: String,
+}
+
+/// `[billing]`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BillingSettings {
+    /// Days after expiry before a VPS is suspended.
+    pub grace_days: u32,
+    /// Days before expiry when reminders are sent.
+    pub reminder_days: Vec<u32>,
+}
+
+/// `[reconciler]`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReconcilerSettings {
+    /// Days a destroyed VPS's disk is kept.
+    pub retention_days: u32,
+    /// Nodes applied at once.
+    pub parallelism: u32,
+    /// Branch that apply writes observed status to.
+    pub status_branch: String,
+    /// Seconds to wait for an SSH connection.
+    pub connect_timeout_secs: u32,
+    /// Seconds a node command may run.
+    pub command_timeout_secs: u32,
+    /// Seconds a graceful shutdown may take before the domain is destroyed.
+    pub shutdown_timeout_secs: u32,
+}
+
+/// `[vps]`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VpsDefaults {
+    /// OS of a new VPS when none is asked for.
+    pub default_os: OsId,
+    /// Domain for default host names (`<id>.<domain>`).
+    pub domain: Option<Hostname>,
+    /// Prefix of generated VPS ids (`xen` gives `xen01`, `xen02`, ...).
+    pub id_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            site: SiteSettings {
+                name: "gitvps".to_owned(),
+                url: "http://127.0.0.1:8080".to_owned(),
+            },
+            mail: MailSettings {
+                from: Email::new_unchecked("billing@example.net"),
+                from_name: "gitvps".to_owned(),
+            },
+            billing: BillingSettings {
+                grace_days: 7,
+                reminder_days: vec![30, 7, 1],
+            },
+            reconciler: ReconcilerSettings {
+                retention_days: 7,
+                parallelism: 16,
+                status_branch: "status".to_owned(),
+                connect_timeout_secs: 10,
+                command_timeout_secs: 900,
+                shutdown_timeout_secs: 120,
+            },
+            vps: VpsDefaults {
+                default_os: OsId::new_unchecked("debian-12"),
+                domain: None,
+                id_prefix: "xen".to_owned(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn defaults_are_valid() {
+        let s = super::Settings::default();
+        assert!(s.mail.from.as_str().parse::<crate::values::Email>().is_ok());
+        assert!(
+            s.vps
+                .default_os
+                .as_str()
+                .parse::<crate::ids::OsId>()
+                .is_ok()
+        );
+        assert_eq!(s.mail.from.as_str(), "billing@example.net");
+        assert_eq!(s.vps.default_os.as_str(), "debian-12");
+        assert_eq!(s.reconciler.status_branch, "status");
+    }
+}

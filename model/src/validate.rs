@@ -1,0 +1,353 @@
+//! Cross-file rules: references, address plans, capacity and dates.
+//! Each rule reports at the field that breaks it; entities that failed to load are not blamed twice.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv6Net;
+
+use crate::diag::Diagnostic;
+use crate::ids::VpsId;
+use crate::inventory::*;
+use crate::load::Broken;
+use crate::values::{Size, State, VpsAddr};
+
+/// Runs every cross-file rule over a loaded inventory.
+pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    products(inv, broken, &mut out);
+    pools(inv, &mut out);
+    nodes(inv, broken, &mut out);
+    vps_refs(inv, broken, &mut out);
+    addresses(inv, &mut out);
+    capacity(inv, &mut out);
+    out
+}
+
+fn products(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for p in inv.products.values() {
+        let ProductKind::Renewal { renews } = &p.kind else {
+            continue;
+        };
+        let field = "renews";
+        match inv.products.get(renews) {
+            None if !broken.catalog => {
+                out.push(p.origin.diag(field, format!("unknown product `{renews}`")))
+            }
+            Some(target) if target.resources().is_none() => out.push(p.origin.diag(
+                field,
+                format!("`{renews}` is itself a renewal; a renewal must name the plan it renews"),
+            )),
+            _ => {}
+        }
+    }
+}
+
+fn pools(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    let pools: Vec<&Pool> = inv.pools.values().collect();
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            if a.network.contains(&b.network.network()) || b.network.contains(&a.network.network())
+            {
+                out.push(b.origin.diag(
+                    "network",
+                    format!("{} overlaps pool `{}` ({})", b.network, a.id, a.network),
+                ));
+            }
+            if let (Some(x), Some(y)) = (a.ipv6, b.ipv6)
+                && (x.contains(&y.network()) || y.contains(&x.network()))
+            {
+                out.push(
+                    b.origin
+                        .diag("ipv6", format!("{y} overlaps pool `{}` ({x})", a.id)),
+                );
+            }
+        }
+        for (j, r) in a.reserved.iter().enumerate() {
+            if !a.network.contains(&r.first) || !a.network.contains(&r.last) {
+                out.push(a.origin.diag(
+                    &format!("reserved[{j}]"),
+                    format!("{r} is outside the pool's network {}", a.network),
+                ));
+            }
+        }
+    }
+}
+
+fn nodes(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for n in inv.nodes.values() {
+        for (i, p) in n.pools.iter().enumerate() {
+            if !inv.pools.contains_key(p) && !broken.pools {
+                out.push(n.origin.diag(
+                    &format!("pools[{i}]"),
+                    format!(
+                        "unknown pool `{p}`{}",
+                        did_you_mean(p.as_str(), inv.pools.keys().map(|k| k.as_str()))
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn did_you_mean<'a>(s: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.collect();
+    crate::read::suggest(s, &known).map_or_else(String::new, |k| format!(", did you mean `{k}`?"))
+}
+
+fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for v in inv.vps.values() {
+        let o = &v.origin;
+        if !inv.customers.contains_key(&v.customer)
+            && !broken.customers.contains(v.customer.as_str())
+        {
+            out.push(o.diag(
+                "customer",
+                format!(
+                    "unknown customer `{}`{}",
+                    v.customer,
+                    did_you_mean(
+                        v.customer.as_str(),
+                        inv.customers.keys().map(|k| k.as_str())
+                    )
+                ),
+            ));
+        }
+        match inv.products.get(&v.product) {
+            None if !broken.catalog => out.push(o.diag(
+                "product",
+                format!(
+                    "unknown product `{}`{}",
+                    v.product,
+                    did_you_mean(v.product.as_str(), inv.products.keys().map(|k| k.as_str()))
+                ),
+            )),
+            Some(p) => {
+                if let ProductKind::Renewal { renews } = &p.kind {
+                    out.push(o.diag("product", format!("`{}` is a renewal product; a VPS is on the plan it renews (`{renews}`)", v.product)));
+                }
+            }
+            None => {}
+        }
+        if !inv.nodes.contains_key(&v.node) && !broken.nodes.contains(v.node.as_str()) {
+            out.push(o.diag(
+                "node",
+                format!(
+                    "unknown node `{}`{}",
+                    v.node,
+                    did_you_mean(v.node.as_str(), inv.nodes.keys().map(|k| k.as_str()))
+                ),
+            ));
+        }
+        if v.expires < v.created {
+            out.push(o.diag(
+                "expires",
+                format!("{} is before `created` ({})", v.expires, v.created),
+            ));
+        }
+        match (v.destroyed, v.state) {
+            (Some(_), State::Active | State::Suspended) => {
+                out.push(o.diag("destroyed", format!("only a VPS with state = \"destroyed\" has a destruction date (state is \"{}\")", v.state)));
+            }
+            (Some(d), State::Destroyed) if d < v.created => {
+                out.push(o.diag(
+                    "destroyed",
+                    format!("{d} is before `created` ({})", v.created),
+                ));
+            }
+            _ => {}
+        }
+        if v.state != State::Destroyed && v.ipv4().next().is_none() {
+            out.push(o.diag("ips", "a VPS needs at least one IPv4 address"));
+        }
+    }
+}
+
+/// Where an address was first seen, for duplicate errors.
+struct Seen<'a> {
+    vps: &'a VpsId,
+    file: &'a str,
+    line: u32,
+}
+
+fn addresses(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    let mut v4: HashMap<Ipv4Addr, Seen<'_>> = HashMap::with_capacity(inv.vps.len());
+    let mut v6: HashMap<Ipv6Net, Seen<'_>> = HashMap::new();
+    for v in inv.vps.values().filter(|v| v.holds_resources()) {
+        let node = inv.nodes.get(&v.node);
+        let node_pools: Vec<&Pool> = node
+            .map(|n| n.pools.iter().filter_map(|p| inv.pools.get(p)).collect())
+            .unwrap_or_default();
+        for (i, addr) in v.ips.iter().enumerate() {
+            let field = format!("ips[{i}]");
+            let pos = v.origin.pos(&field);
+            match addr {
+                VpsAddr::V4(ip) => {
+                    if let Some(n) = node {
+                        check_v4(n, &node_pools, *ip, v, &field, out);
+                    }
+                    if let Some(first) = v4.get(ip) {
+                        out.push(v.origin.diag(
+                            &field,
+                            format!(
+                                "{ip} is already used by {} ({}:{})",
+                                first.vps, first.file, first.line
+                            ),
+                        ));
+                    } else {
+                        v4.insert(
+                            *ip,
+                            Seen {
+                                vps: &v.id,
+                                file: v.origin.file(),
+                                line: pos.line,
+                            },
+                        );
+                    }
+                }
+                VpsAddr::V6(net) => {
+                    if let Some(n) = node {
+                        check_v6(n, &node_pools, *net, v, &field, out);
+                    }
+                    if let Some(first) = v6.get(net) {
+                        out.push(v.origin.diag(
+                            &field,
+                            format!(
+                                "{net} is already used by {} ({}:{})",
+                                first.vps, first.file, first.line
+                            ),
+                        ));
+                    } else {
+                        v6.insert(
+                            *net,
+                            Seen {
+                                vps: &v.id,
+                                file: v.origin.file(),
+                                line: pos.line,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn pools_text(pools: &[&Pool], f: impl Fn(&Pool) -> Option<String>) -> String {
+    let parts: Vec<String> = pools
+        .iter()
+        .filter_map(|p| f(p).map(|net| format!("{}: {net}", p.id)))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn check_v4(
+    node: &Node,
+    pools: &[&Pool],
+    ip: Ipv4Addr,
+    v: &Vps,
+    field: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(pool) = pools.iter().find(|p| p.network.contains(&ip)) else {
+        if pools.len() == node.pools.len() {
+            out.push(v.origin.diag(
+                field,
+                format!(
+                    "{ip} is outside the pools of {} ({})",
+                    node.id,
+                    pools_text(pools, |p| Some(p.network.to_string()))
+                ),
+            ));
+        }
+        return;
+    };
+    let why = match pool.unusable(ip) {
+        None | Some(Unusable::Outside) => return,
+        Some(Unusable::Network) => "the network address",
+        Some(Unusable::Broadcast) => "the broadcast address",
+        Some(Unusable::Gateway) => "the gateway",
+        Some(Unusable::Reserved) => "reserved",
+    };
+    out.push(v.origin.diag(
+        field,
+        format!("{ip} is {why} of pool `{}` ({})", pool.id, pool.network),
+    ));
+}
+
+fn check_v6(
+    node: &Node,
+    pools: &[&Pool],
+    net: Ipv6Net,
+    v: &Vps,
+    field: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if pools
+        .iter()
+        .any(|p| p.ipv6.is_some_and(|pre| pre.contains(&net)))
+        || pools.len() != node.pools.len()
+    {
+        return;
+    }
+    out.push(v.origin.diag(
+        field,
+        format!(
+            "{net} is outside the IPv6 prefixes of {} ({})",
+            node.id,
+            pools_text(pools, |p| p.ipv6.map(|x| x.to_string()))
+        ),
+    ));
+}
+
+fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    for (id, used) in inv.usage() {
+        let Some(n) = inv.nodes.get(id) else { continue };
+        let sell = n.sellable();
+        let mut over = |field: &str,
+                        what: &str,
+                        used: String,
+                        cap: String,
+                        have: String,
+                        ratio: crate::values::Ratio| {
+            out.push(n.origin.diag(field, format!(
+                "{what} is overcommitted: its VPSes take {used}, the node has {have} (× {ratio} overcommit = {cap}); move VPSes or declare `overcommit.{}`",
+                field.trim_start_matches("capacity.")
+            )));
+        };
+        if used.ram > sell.ram.0 {
+            over(
+                "capacity.ram",
+                "RAM",
+                Size(used.ram).to_string(),
+                sell.ram.to_string(),
+                n.capacity.ram.to_string(),
+                n.overcommit.ram,
+            );
+        }
+        if used.disk > sell.disk.0 {
+            over(
+                "capacity.disk",
+                "disk",
+                Size(used.disk).to_string(),
+                sell.disk.to_string(),
+                n.capacity.disk.to_string(),
+                n.overcommit.disk,
+            );
+        }
+        if used.vcpus > u64::from(sell.vcpus) {
+            over(
+                "capacity.vcpus",
+                "vCPUs",
+                format!("{} vCPUs", used.vcpus),
+                format!("{} vCPUs", sell.vcpus),
+                format!("{} vCPUs", n.capacity.vcpus),
+                n.overcommit.vcpus,
+            );
+        }
+    }
+}

@@ -1,0 +1,1067 @@
+//! Value types of the inventory: sizes, money, addresses, names and enums, each parsed strictly.
+//! A value that parsed is safe to put in a path, a config file or a shell word.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use ipnet::Ipv6Net;
+use rust_decimal::Decimal;
+
+/// A size in bytes, written with a binary unit: `"30 GiB"`, `"15000 MiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Size(pub u64);
+
+const UNITS: [(&str, u64); 5] = [
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
+
+impl Size {
+    /// `n` mebibytes.
+    pub const fn mib(n: u64) -> Size {
+        Size(n << 20)
+    }
+    /// `n` gibibytes.
+    pub const fn gib(n: u64) -> Size {
+        Size(n << 30)
+    }
+    /// The size in bytes.
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+    /// Whole mebibytes, rounded down.
+    pub const fn as_mib(self) -> u64 {
+        self.0 >> 20
+    }
+}
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let unit = unit.trim_start();
+        if num.is_empty() {
+            return Err(format!(
+                "`{s}` is not a size: write a whole number and a unit, like \"30 GiB\""
+            ));
+        }
+        let Some(&(_, mult)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            let hint = match unit.to_ascii_lowercase().as_str() {
+                "" => "a unit is required (MiB, GiB, TiB)".to_owned(),
+                "m" | "mb" | "mib" => "write MiB".to_owned(),
+                "g" | "gb" | "gib" => "write GiB".to_owned(),
+                "t" | "tb" | "tib" => "write TiB".to_owned(),
+                "k" | "kb" | "kib" => "write KiB".to_owned(),
+                _ => format!("unknown unit `{unit}`, use MiB, GiB or TiB"),
+            };
+            return Err(format!("`{s}` is not a size: {hint}"));
+        };
+        num.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(mult))
+            .map(Size)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("0 B");
+        }
+        let (unit, mult) = UNITS
+            .iter()
+            .find(|(_, m)| self.0.is_multiple_of(*m))
+            .copied()
+            .unwrap_or(("B", 1));
+        write!(f, "{} {unit}", self.0 / mult)
+    }
+}
+
+impl serde::Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An amount of money, from a decimal string with at most two decimals (`"59.00"`).
+/// Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(Decimal);
+
+impl Money {
+    /// Zero.
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// The amount as a decimal.
+    pub fn amount(self) -> Decimal {
+        self.0
+    }
+
+    /// The amount in minor units (cents), as payment providers count it.
+    pub fn minor_units(self) -> i64 {
+        let cents = self.0 * Decimal::ONE_HUNDRED;
+        i64::try_from(cents.trunc()).unwrap_or(i64::MAX)
+    }
+
+    /// Builds an amount from minor units (cents).
+    pub fn from_minor_units(cents: i64) -> Money {
+        Money(Decimal::new(cents, 2))
+    }
+}
+
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, o: Money) -> Money {
+        Money(self.0 + o.0)
+    }
+}
+
+impl FromStr for Money {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.split_once('.').map_or_else(
+                || s.bytes().all(|b| b.is_ascii_digit()),
+                |(i, d)| {
+                    !i.is_empty()
+                        && i.bytes().all(|b| b.is_ascii_digit())
+                        && (1..=2).contains(&d.len())
+                        && d.bytes().all(|b| b.is_ascii_digit())
+                },
+            );
+        if !ok || s.len() > 15 {
+            return Err(format!(
+                "`{s}` is not an amount: write digits with at most two decimals, like \"59.00\""
+            ));
+        }
+        Decimal::from_str(s)
+            .map(|d| Money(d.round_dp(2)))
+            .map_err(|e| format!("`{s}` is not an amount: {e}"))
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}
+
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An ISO 4217 currency code (`USD`, `EUR`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Currency(String);
+
+impl Currency {
+    /// For literals known to be valid (defaults, covered by tests).
+    pub(crate) fn new_unchecked(s: &str) -> Self {
+        Currency(s.to_owned())
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Currency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Currency(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not a currency: write its ISO 4217 code, like \"USD\""
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A network rate for a Xen vif, as `xl.cfg` takes it: `100Mb/s`, `10MB/s`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Rate(String);
+
+impl Rate {
+    /// The rate as `xl.cfg` spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // ^[0-9]+[GMK]?[Bb]/s$, as xl's parser accepts.
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &s[digits..];
+        let rest = rest.strip_prefix(['G', 'M', 'K']).unwrap_or(rest);
+        if digits > 0 && digits <= 9 && (rest == "b/s" || rest == "B/s") {
+            Ok(Rate(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not a rate: write it as xl does, like \"100Mb/s\""
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An overcommit ratio: how many times a node's capacity may be sold.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
+#[serde(transparent)]
+pub struct Ratio(f64);
+
+impl Ratio {
+    /// No overcommit.
+    pub const ONE: Ratio = Ratio(1.0);
+
+    /// Builds a ratio between 0.1 and 100.
+    pub fn new(r: f64) -> Result<Ratio, String> {
+        if r.is_finite() && (0.1..=100.0).contains(&r) {
+            Ok(Ratio(r))
+        } else {
+            Err(format!(
+                "{r} is not an overcommit ratio: use a number from 0.1 to 100"
+            ))
+        }
+    }
+
+    /// `n` times this ratio, rounded down.
+    pub fn scale(self, n: u64) -> u64 {
+        // Capacities are far below 2^52: f64 holds them exactly.
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let r = (n as f64 * self.0).floor() as u64;
+        r
+    }
+
+    /// The ratio.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A host name per RFC 1123: dot-separated labels of letters, digits and `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Hostname(String);
+
+impl Hostname {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Hostname {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "`{}` is not a valid host name (RFC 1123): {why}",
+                s.escape_debug()
+            ))
+        };
+        if s.is_empty() || s.len() > 253 {
+            return bad("it must be 1 to 253 characters long");
+        }
+        for label in s.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return bad("each dot-separated label must be 1 to 63 characters long");
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return bad("only letters, digits, '-' and '.' are allowed");
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return bad("a label must not start or end with '-'");
+            }
+        }
+        if s.rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return bad("the last label must not be all digits");
+        }
+        Ok(Hostname(s.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for Hostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An e-mail address: a strict, common subset of RFC 5322 (`local@host.tld`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// For literals known to be valid (defaults, covered by tests).
+    pub(crate) fn new_unchecked(s: &str) -> Email {
+        Email(s.to_owned())
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Email {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{}` is not a valid e-mail address", s.escape_debug());
+        let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
+        if !local_ok || !domain.contains('.') || domain.parse::<Hostname>().is_err() {
+            return Err(bad());
+        }
+        Ok(Email(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a node is reached: an IP address or a host name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Host {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS name.
+    Name(Hostname),
+}
+
+impl FromStr for Host {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        s.parse::<Hostname>().map(Host::Name).map_err(|_| {
+            format!(
+                "`{}` is neither an IP address nor a host name",
+                s.escape_debug()
+            )
+        })
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A Unix user name (`[a-z_][a-z0-9_-]*`, at most 32 characters).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct UnixUser(String);
+
+impl UnixUser {
+    /// For literals known to be valid (defaults, covered by tests).
+    pub(crate) fn new_unchecked(s: &str) -> Self {
+        UnixUser(s.to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UnixUser {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(UnixUser(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` is not a valid Unix user name",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl fmt::Display for UnixUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An LVM volume group name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct VgName(String);
+
+impl VgName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for VgName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 127
+            && !s.starts_with(['-', '.'])
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
+        if ok {
+            Ok(VgName(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` is not a volume group name: use letters, digits and _ . + -",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl fmt::Display for VgName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An absolute path made of plain components (`[A-Za-z0-9._+-]`, no `..`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(String);
+
+impl AbsPath {
+    /// For literals known to be valid (defaults, covered by tests).
+    pub(crate) fn new_unchecked(s: &str) -> Self {
+        AbsPath(s.to_owned())
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AbsPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "`{}` is not a usable path: {why}",
+                s.escape_debug()
+            ))
+        };
+        if !s.starts_with('/') {
+            return bad("it must be absolute");
+        }
+        if s.len() > 1024 {
+            return bad("it is too long");
+        }
+        if s == "/" {
+            return Ok(AbsPath(s.to_owned()));
+        }
+        for c in s.trim_end_matches('/')[1..].split('/') {
+            if c.is_empty() || c == "." || c == ".." {
+                return bad("empty, `.` and `..` components are not allowed");
+            }
+            if !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+            {
+                return bad("only letters, digits and . _ + - are allowed in a component");
+            }
+        }
+        Ok(AbsPath(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+impl fmt::Display for AbsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An OpenSSH public key (`ssh-ed25519 AAAA... comment`), checked by decoding it.
+///
+/// The comment is limited to a safe character set so the key can be written
+/// into an `authorized_keys` line verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct SshPublicKey(String);
+
+impl SshPublicKey {
+    /// The key as one `authorized_keys` line (algorithm, base64, comment).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The algorithm and base64 data without the comment: what identifies the key.
+    pub fn key_part(&self) -> &str {
+        let mut it = self.0.splitn(3, ' ');
+        let alg_len = it.next().map_or(0, str::len);
+        let data_len = it.next().map_or(0, str::len);
+        &self.0[..(alg_len + 1 + data_len).min(self.0.len())]
+    }
+
+    /// The algorithm name, like `ssh-ed25519`.
+    pub fn algorithm(&self) -> &str {
+        self.0.split(' ').next().unwrap_or_default()
+    }
+}
+
+impl FromStr for SshPublicKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let shown: String = t
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
+        if t.len() > 16 * 1024 || t.contains(['\n', '\r', '\0']) {
+            return Err(format!(
+                "`{shown}...` is not an SSH public key: it must be one line"
+            ));
+        }
+        let key = ssh_key::PublicKey::from_openssh(t)
+            .map_err(|e| format!("`{shown}` is not an SSH public key: {e}"))?;
+        let comment = key.comment();
+        if !comment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" @._:+=/-,".contains(&b))
+        {
+            return Err(format!(
+                "the comment of SSH key `{shown}` may only hold letters, digits, spaces and @ . _ : + = / - ,"
+            ));
+        }
+        let line = key
+            .to_openssh()
+            .map_err(|e| format!("`{shown}` is not an SSH public key: {e}"))?;
+        Ok(SshPublicKey(line))
+    }
+}
+
+impl fmt::Display for SshPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code (`US`, `CN`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Country(String);
+
+impl Country {
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Country {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Country(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not a country: write its two-letter ISO code, like \"US\""
+            ))
+        }
+    }
+}
+
+/// An argon2 password hash in PHC string form (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
+///
+/// Only the shape is checked here; verifying a password is the hooks' job.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl FromStr for PasswordHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('$').collect();
+        let b64 = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        };
+        let ok = parts.len() == 6
+            && parts[0].is_empty()
+            && matches!(parts[1], "argon2id" | "argon2i" | "argon2d")
+            && parts[2].starts_with("v=")
+            && parts[3].split(',').all(|kv| kv.split_once('=').is_some())
+            && b64(parts[4])
+            && b64(parts[5]);
+        if ok {
+            Ok(PasswordHash(s.to_owned()))
+        } else {
+            // Never echo the value: it might be a password typed in by mistake.
+            Err("this is not an argon2 hash in PHC form ($argon2id$v=19$m=..,t=..,p=..$salt$hash); store a hash, never a password".to_owned())
+        }
+    }
+}
+
+/// A string enum whose variants are spelled in lowercase in TOML.
+pub trait Keyword: Sized + Copy + 'static {
+    /// All variants with their spelling.
+    const ALL: &'static [(&'static str, Self)];
+    /// What the field means, for errors.
+    const WHAT: &'static str;
+
+    /// The spelling of this variant.
+    fn as_str(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(s, _)| s)
+    }
+}
+
+/// Parses a keyword, listing the allowed values on error.
+pub fn parse_keyword<K: Keyword>(s: &str) -> Result<K, String> {
+    K::ALL
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = K::ALL.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            format!(
+                "`{}` is not a {}: use {}",
+                s.escape_debug(),
+                K::WHAT,
+                names.join(", ")
+            )
+        })
+}
+
+macro_rules! keyword {
+    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vdoc])* $var),+ }
+        impl Keyword for $name {
+            const ALL: &'static [(&'static str, Self)] = &[$(($s, $name::$var)),+];
+            const WHAT: &'static str = $what;
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(Keyword::as_str(*self))
+            }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(Keyword::as_str(*self))
+            }
+        }
+    };
+}
+
+keyword!(
+    /// Desired power state, set by the customer (start/stop).
+    Power, "power state", {
+        /// The domain runs.
+        Running = "running",
+        /// The domain is shut down; its disk stays.
+        Stopped = "stopped",
+    }
+);
+keyword!(
+    /// Contract state, set by billing and admins.
+    State, "VPS state", {
+        /// In service.
+        Active = "active",
+        /// Stopped for non-payment or abuse; everything is kept.
+        Suspended = "suspended",
+        /// Removed; the disk goes after the retention period.
+        Destroyed = "destroyed",
+    }
+);
+keyword!(
+    /// The hypervisor a node runs.
+    Hypervisor, "hypervisor", {
+        /// Xen with the `xl` toolstack.
+        Xen = "xen",
+        /// KVM with QEMU.
+        Kvm = "kvm",
+    }
+);
+keyword!(
+    /// How reverse DNS zones are laid out for a pool.
+    RdnsZone, "reverse DNS layout", {
+        /// One zone file per IP address.
+        PerIp = "per-ip",
+        /// One zone file for the whole pool.
+        PerPool = "per-pool",
+    }
+);
+keyword!(
+    /// A service check the monitor runs against a VPS.
+    Check, "service check", {
+        /// ICMP echo.
+        Ping = "ping",
+        /// SSH banner on port 22.
+        Ssh = "ssh",
+        /// HTTP on port 80.
+        Http = "http",
+        /// SMTP banner on port 25.
+        Smtp = "smtp",
+        /// POP3 banner on port 110.
+        Pop3 = "pop3",
+        /// IMAP banner on port 143.
+        Imap = "imap",
+        /// FTP banner on port 21.
+        Ftp = "ftp",
+    }
+);
+keyword!(
+    /// The language a customer reads the site and mail in.
+    Language, "language", {
+        /// English.
+        En = "en",
+        /// Simplified Chinese.
+        Zh = "zh",
+    }
+);
+
+/// An inclusive range of IPv4 addresses (`"66.255.255.1-66.255.255.9"` or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Range {
+    /// First address.
+    pub first: Ipv4Addr,
+    /// Last address, not before `first`.
+    pub last: Ipv4Addr,
+}
+
+impl Ipv4Range {
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.first <= ip && ip <= self.last
+    }
+}
+
+impl FromStr for Ipv4Range {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not an IPv4 address or range like \"192.0.2.1-192.0.2.9\"");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let last: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+        if last < first {
+            return Err(format!("`{s}` ends before it starts"));
+        }
+        Ok(Ipv4Range { first, last })
+    }
+}
+
+impl fmt::Display for Ipv4Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// An address of a VPS: one IPv4 address or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VpsAddr {
+    /// A single IPv4 address.
+    V4(Ipv4Addr),
+    /// A routed IPv6 /64.
+    V6(Ipv6Net),
+}
+
+impl FromStr for VpsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(v4) = s.parse::<Ipv4Addr>() {
+            return Ok(VpsAddr::V4(v4));
+        }
+        if let Ok(net) = s.parse::<Ipv6Net>() {
+            if net.prefix_len() != 64 {
+                return Err(format!(
+                    "`{s}`: a VPS gets an IPv6 /64, not a /{}",
+                    net.prefix_len()
+                ));
+            }
+            if net.network() != net.addr() {
+                return Err(format!(
+                    "`{s}` has host bits set: write the /64 as {}",
+                    net.trunc()
+                ));
+            }
+            return Ok(VpsAddr::V6(net));
+        }
+        if s.parse::<Ipv6Addr>().is_ok() {
+            return Err(format!(
+                "`{s}`: write the VPS's IPv6 /64 with its prefix length, like \"2001:db8:1::/64\""
+            ));
+        }
+        Err(format!(
+            "`{}` is not an IPv4 address or an IPv6 /64",
+            s.escape_debug()
+        ))
+    }
+}
+
+impl fmt::Display for VpsAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VpsAddr::V4(a) => write!(f, "{a}"),
+            VpsAddr::V6(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for VpsAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!("15000 MiB".parse::<Size>(), Ok(Size::mib(15000)));
+        assert_eq!("30GiB".parse::<Size>(), Ok(Size::gib(30)));
+        assert_eq!("2 TiB".parse::<Size>(), Ok(Size(2 << 40)));
+        assert_eq!(Size::mib(30720).to_string(), "30 GiB");
+        assert_eq!(Size::mib(15000).to_string(), "15000 MiB");
+        assert!("30 GB".parse::<Size>().unwrap_err().contains("write GiB"));
+        assert!(
+            "30".parse::<Size>()
+                .unwrap_err()
+                .contains("unit is required")
+        );
+        assert!("-1 GiB".parse::<Size>().is_err());
+        assert!(
+            "99999999999 TiB"
+                .parse::<Size>()
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn money() {
+        assert_eq!(
+            "59.00".parse::<Money>().map(|m| m.to_string()),
+            Ok("59.00".to_owned())
+        );
+        assert_eq!("149".parse::<Money>().map(|m| m.minor_units()), Ok(14900));
+        assert_eq!(
+            "2.5".parse::<Money>().map(|m| m.to_string()),
+            Ok("2.50".to_owned())
+        );
+        for bad in ["", "-1.00", "1.005", "1e3", "1,00", ".5", "abc"] {
+            assert!(bad.parse::<Money>().is_err(), "{bad}");
+        }
+        assert_eq!(Money::from_minor_units(5900).to_string(), "59.00");
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!("xen02.example.net".parse::<Hostname>().is_ok());
+        assert!("localhost".parse::<Hostname>().is_ok());
+        for bad in [
+            "", "a..b", "-a.b", "a-.b", "a b", "a;rm -rf", "$(id).x", "a.123", "a_b.c",
+        ] {
+            assert!(bad.parse::<Hostname>().is_err(), "{bad}");
+        }
+        assert!(format!("{}.x", "a".repeat(64)).parse::<Hostname>().is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert!("jane.doe+vps@example.net".parse::<Email>().is_ok());
+        for bad in [
+            "",
+            "jane",
+            "@x.y",
+            "jane@",
+            "jane@localhost",
+            "a b@x.y",
+            "a@x.y;id",
+            "a..b@x.y",
+        ] {
+            assert!(bad.parse::<Email>().is_err(), "{bad}");
+        }
+    }
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+    #[test]
+    fn ssh_keys() {
+        let k: SshPublicKey = format!("{ED} jane@laptop").parse().unwrap();
+        assert_eq!(k.algorithm(), "ssh-ed25519");
+        assert_eq!(k.key_part(), ED);
+        assert!(
+            format!("{ED} x\"; rm -rf /")
+                .parse::<SshPublicKey>()
+                .is_err()
+        );
+        assert!(
+            format!("{ED}\nssh-rsa AAAA")
+                .parse::<SshPublicKey>()
+                .is_err()
+        );
+        assert!(
+            "ssh-ed25519 AAAAnotbase64!!"
+                .parse::<SshPublicKey>()
+                .is_err()
+        );
+        assert!("hello".parse::<SshPublicKey>().is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(matches!(
+            "66.255.255.34".parse::<VpsAddr>(),
+            Ok(VpsAddr::V4(_))
+        ));
+        assert!(matches!(
+            "2001:db8:66:22::/64".parse::<VpsAddr>(),
+            Ok(VpsAddr::V6(_))
+        ));
+        assert!(
+            "2001:db8:66:22::/48"
+                .parse::<VpsAddr>()
+                .unwrap_err()
+                .contains("/64")
+        );
+        assert!(
+            "2001:db8:66:22::1/64"
+                .parse::<VpsAddr>()
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(
+            "2001:db8::1"
+                .parse::<VpsAddr>()
+                .unwrap_err()
+                .contains("prefix length")
+        );
+        let r: Ipv4Range = "66.255.255.1-66.255.255.9".parse().unwrap();
+        assert!(r.contains("66.255.255.5".parse().unwrap()));
+        assert!("66.255.255.9-66.255.255.1".parse::<Ipv4Range>().is_err());
+    }
+
+    #[test]
+    fn paths_and_names() {
+        assert!("/var/lib/gitvps/disks".parse::<AbsPath>().is_ok());
+        assert_eq!(
+            "/srv/x/".parse::<AbsPath>().map(|p| p.to_string()),
+            Ok("/srv/x".to_owned())
+        );
+        for bad in ["relative", "/a/../b", "/a b", "/a;b", "/a//b", "/$(id)"] {
+            assert!(bad.parse::<AbsPath>().is_err(), "{bad}");
+        }
+        assert!("vg0".parse::<VgName>().is_ok());
+        assert!("vg 0".parse::<VgName>().is_err());
+        assert!("gitvps".parse::<UnixUser>().is_ok());
+        assert!("Root".parse::<UnixUser>().is_err());
+        assert!("100Mb/s".parse::<Rate>().is_ok());
+        assert!("100 Mbit".parse::<Rate>().is_err());
+        assert!(
+            parse_keyword::<Power>("paused")
+                .unwrap_err()
+                .contains("\"running\", \"stopped\"")
+        );
+    }
+
+    #[test]
+    fn password_hash_never_echoes() {
+        let e = "hunter2".parse::<PasswordHash>().unwrap_err();
+        assert!(!e.contains("hunter2"));
+        assert!(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+                .parse::<PasswordHash>()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The `gitvps` command line: flags parsed by clap, one file per subcommand.
+//! Commands return an exit code; `main` only maps errors to messages.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod bench;
+pub mod inventory;
+pub mod validate;
+pub mod vps;
+
+/// Run a VPS hosting business from a git repository.
+#[derive(Debug, Parser)]
+#[command(name = "gitvps", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory repository (a folder with products.toml, pools.toml and inventory/).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub repo: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the inventory and check every rule; print every problem with file:line:column.
+    Validate(validate::ValidateArgs),
+    /// Show nodes, pools, products and expiring VPSes as tables.
+    Inventory(inventory::InventoryArgs),
+    /// Manage VPSes in the inventory.
+    #[command(subcommand)]
+    Vps(vps::VpsCommand),
+    /// Measure gitvps on generated fleets.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Validate(a) => validate::run(&cli.global, &a),
+        Command::Inventory(a) => inventory::run(&cli.global, &a),
+        Command::Vps(c) => vps::run(&cli.global, c),
+        Command::Bench(c) => bench::run(c),
+    }
+}
+
+/// Prints JSON to stdout, pretty, with a final newline.
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Loads the inventory; on rule errors prints them (text or JSON) and returns the exit code.
+pub(crate) fn load_or_report(
+    repo: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<Result<model::Inventory, i32>> {
+    match model::Inventory::load(repo) {
+        Ok(inv) => Ok(Ok(inv)),
+        Err(model::LoadError::Invalid(d)) => {
+            validate::report(&d, json)?;
+            Ok(Err(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,5 @@
+//! The gitvps reconciler: observes dom0 nodes over SSH, plans the difference to the inventory
+//! and applies it; also the command line (`gitvps`). See `ARCHITECTURE.md` for the data flow.
+
+pub mod cli;
+pub mod table;
