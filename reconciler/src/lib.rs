@@ -2,4 +2,5 @@
 //! and applies it; also the command line (`gitvps`). See `ARCHITECTURE.md` for the data flow.
 
 pub mod cli;
+pub mod ssh;
 pub mod table;

@@ -1,0 +1,144 @@
+//! Test support: a real OpenSSH sshd on 127.0.0.1 with its own keys in a temp dir.
+//! Each test starts its own daemon; it is killed when the handle is dropped.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway sshd and the client key it accepts.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub addr: String,
+    pub user: String,
+    /// `ssh-ed25519 AAAA...` of the daemon.
+    pub host_key: String,
+    /// Path of the client's private key.
+    pub client_key: PathBuf,
+    child: Child,
+}
+
+fn sshd_path() -> PathBuf {
+    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("sshd not found: run ./scripts/test, which installs openssh-server");
+}
+
+pub fn keygen(path: &Path, comment: &str) -> String {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Sshd {
+    /// Starts sshd on 127.0.0.1 (or another loopback address) with a fresh host key.
+    pub fn start() -> Sshd {
+        Sshd::start_on("127.0.0.1")
+    }
+
+    pub fn start_on(ip: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let host = keygen(&d.join("host_key"), "host");
+        let host_key = host.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let client_pub = keygen(&d.join("client_key"), "client");
+        std::fs::write(d.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        for _ in 0..5 {
+            let port = free_port();
+            let cfg = d.join("sshd_config");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "ListenAddress {ip}:{port}\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 200:30:400\nMaxSessions 100\nLogLevel ERROR\nAllowTcpForwarding yes\n",
+                    hk = d.join("host_key").display(),
+                    ak = d.join("authorized_keys").display(),
+                    pid = d.join("sshd.pid").display(),
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(sshd_path())
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+                .spawn()
+                .expect("start sshd");
+            if wait_ready(&mut child, ip, port) {
+                return Sshd {
+                    port,
+                    addr: ip.to_owned(),
+                    user: whoami(),
+                    host_key,
+                    client_key: d.join("client_key"),
+                    child,
+                    dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// The sshd log (for failed tests).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+fn wait_ready(child: &mut Child, ip: &str, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if std::net::TcpStream::connect((ip, port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
