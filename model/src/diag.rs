@@ -160,6 +160,8 @@ impl SourceFile {
 pub struct Origin {
     file: Arc<str>,
     whole: Pos,
+    /// Prepended to field names: `product[2].` for an entry of an array of tables.
+    prefix: Box<str>,
     fields: Vec<(Box<str>, Pos)>,
 }
 
@@ -168,8 +170,15 @@ impl Origin {
         Origin {
             file,
             whole,
+            prefix: "".into(),
             fields: Vec::new(),
         }
+    }
+
+    /// The same origin for an entry whose fields are recorded as `<prefix><field>`.
+    pub(crate) fn prefixed(mut self, prefix: String) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 
     /// An origin for an entity built in memory (placement, tests).
@@ -189,14 +198,18 @@ impl Origin {
     /// Position of a field, falling back to its parent (`ips[0]` → `ips`) and
     /// then to the entity itself.
     pub fn pos(&self, field: &str) -> Pos {
-        let mut f = field;
+        let full = format!("{}{field}", self.prefix);
+        let mut f = full.as_str();
+        if f.is_empty() {
+            return self.whole;
+        }
         loop {
             if let Some((_, p)) = self.fields.iter().find(|(k, _)| &**k == f) {
                 return *p;
             }
             match f.rfind(['[', '.']) {
-                Some(i) => f = &f[..i],
-                None => return self.whole,
+                Some(i) if i > 0 => f = &f[..i],
+                _ => return self.whole,
             }
         }
     }
@@ -208,7 +221,7 @@ impl Origin {
             file: self.file.clone(),
             line: p.line,
             col: p.col,
-            field: field.to_owned(),
+            field: format!("{}{field}", self.prefix),
             message: message.into(),
         }
     }

@@ -34,10 +34,39 @@ pub enum LoadError {
 /// Entities that exist but failed to load: references to them are not reported again.
 #[derive(Debug, Default)]
 pub(crate) struct Broken {
+    /// products.toml could not be read at all: every product reference is unknowable.
     pub(crate) catalog: bool,
-    pub(crate) pools: bool,
+    /// Ids of products whose entry has errors.
+    pub(crate) products: BTreeSet<String>,
+    /// pools.toml could not be read at all.
+    pub(crate) pool_file: bool,
+    /// Ids of pools whose entry has errors.
+    pub(crate) pools: BTreeSet<String>,
     pub(crate) nodes: BTreeSet<String>,
     pub(crate) customers: BTreeSet<String>,
+    /// VPS files with errors (loaded with defaults, or not at all).
+    pub(crate) vps: BTreeSet<String>,
+    /// Addresses named by VPS files that failed to load: still taken.
+    pub(crate) claims: Vec<Claim>,
+}
+
+/// An address named in a VPS file that failed to load.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) addr: VpsAddr,
+    pub(crate) vps: String,
+    pub(crate) file: std::sync::Arc<str>,
+    pub(crate) line: u32,
+}
+
+impl Broken {
+    pub(crate) fn product(&self, id: &str) -> bool {
+        self.catalog || self.products.contains(id)
+    }
+
+    pub(crate) fn pool(&self, id: &str) -> bool {
+        self.pool_file || self.pools.contains(id)
+    }
 }
 
 /// The file names of the repository layout.
@@ -143,9 +172,10 @@ pub(crate) fn load_parts(root: &Path) -> Result<Parts, LoadError> {
             (None, BTreeMap::new())
         }
         Some(src) => {
-            let before = diags.len();
-            let r = parse_one(&src, &mut diags, parse_catalog);
-            broken.catalog = r.is_none() || diags.len() > before;
+            let r = parse_one(&src, &mut diags, |r, t| {
+                parse_catalog(r, t, &mut broken.products)
+            });
+            broken.catalog = r.is_none();
             r.unwrap_or_default()
         }
     };
@@ -153,13 +183,14 @@ pub(crate) fn load_parts(root: &Path) -> Result<Parts, LoadError> {
     let pools = match read_file(root, paths::POOLS)? {
         None => {
             diags.push(missing(paths::POOLS, "the IP pools are missing"));
-            broken.pools = true;
+            broken.pool_file = true;
             BTreeMap::new()
         }
         Some(src) => {
-            let before = diags.len();
-            let r = parse_one(&src, &mut diags, parse_pools);
-            broken.pools = r.is_none() || diags.len() > before;
+            let r = parse_one(&src, &mut diags, |r, t| {
+                parse_pools(r, t, &mut broken.pools)
+            });
+            broken.pool_file = r.is_none();
             r.unwrap_or_default()
         }
     };
@@ -178,8 +209,12 @@ pub(crate) fn load_parts(root: &Path) -> Result<Parts, LoadError> {
         &mut broken.customers,
         parse_customer,
     )?;
-    let mut ignored = BTreeSet::new();
-    let vps = load_dir(root, paths::VPS, &mut diags, &mut ignored, parse_vps)?;
+    let vps = load_dir(root, paths::VPS, &mut diags, &mut broken.vps, parse_vps)?;
+    for stem in &broken.vps {
+        if !vps.contains_key(stem.as_str()) {
+            broken.claims.extend(claims_of(root, stem));
+        }
+    }
 
     let inv = Inventory {
         settings,
@@ -191,6 +226,31 @@ pub(crate) fn load_parts(root: &Path) -> Result<Parts, LoadError> {
         vps,
     };
     Ok((inv, broken, diags))
+}
+
+/// The addresses a VPS file names, read leniently from a file that failed to load.
+fn claims_of(root: &Path, stem: &str) -> Vec<Claim> {
+    let rel = format!("{}/{stem}.toml", paths::VPS);
+    let Ok(Some(src)) = read_file(root, &rel) else {
+        return Vec::new();
+    };
+    let Ok(doc) = parse_doc(&src) else {
+        return Vec::new();
+    };
+    let Some(arr) = doc.get("ips").and_then(Item::as_array) else {
+        return Vec::new();
+    };
+    arr.iter()
+        .filter_map(|v| {
+            let addr = v.as_str()?.parse::<VpsAddr>().ok()?;
+            Some(Claim {
+                addr,
+                vps: stem.to_owned(),
+                file: src.path.clone(),
+                line: src.pos_of(v.span()).line,
+            })
+        })
+        .collect()
 }
 
 fn missing(file: &str, what: &str) -> Diagnostic {
@@ -283,7 +343,7 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
                 s.site.url = v;
             } else {
                 r.error(
-                    site.span(),
+                    site.span_of("url"),
                     "site.url",
                     format!("`{v}` is not an http(s) URL"),
                 );
@@ -324,7 +384,11 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
         }
         if let Some(v) = rec.opt::<u32>(r, &mut o, "parallelism") {
             if v == 0 {
-                r.error(rec.span(), "reconciler.parallelism", "must be at least 1");
+                r.error(
+                    rec.span_of("parallelism"),
+                    "reconciler.parallelism",
+                    "must be at least 1",
+                );
             } else {
                 c.parallelism = v;
             }
@@ -334,7 +398,7 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
                 c.status_branch = v;
             } else {
                 r.error(
-                    rec.span(),
+                    rec.span_of("status_branch"),
                     "reconciler.status_branch",
                     format!("`{v}` is not a simple branch name (lowercase letters, digits, '-')"),
                 );
@@ -361,7 +425,7 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
                 s.vps.id_prefix = p;
             } else {
                 r.error(
-                    v.span(),
+                    v.span_of("id_prefix"),
                     "vps.id_prefix",
                     format!("`{p}` cannot start a VPS id (lowercase letters, digits, '-')"),
                 );
@@ -426,9 +490,15 @@ fn table_list<'a>(
     }
 }
 
+/// The raw `id` of a table entry, for remembering entries that failed.
+fn raw_id(t: &dyn TableLike) -> Option<String> {
+    t.get("id").and_then(Item::as_str).map(str::to_owned)
+}
+
 fn parse_catalog(
     r: &mut Reader<'_>,
     t: &dyn TableLike,
+    failed: &mut BTreeSet<String>,
 ) -> Option<(Option<Currency>, BTreeMap<ProductId, Product>)> {
     let mut o = r.origin(None);
     let top = Obj::new(t, "", None, &["currency", "product"]);
@@ -437,8 +507,8 @@ fn parse_catalog(
     let mut products = BTreeMap::new();
     for (i, (pt, span)) in table_list(r, t, "product").into_iter().enumerate() {
         let prefix = format!("product[{i}].");
-        let p = Obj::new(pt, prefix, span.clone(), PRODUCT_KEYS);
-        let mut o = r.origin(span);
+        let p = Obj::new(pt, prefix.clone(), span.clone(), PRODUCT_KEYS);
+        let mut o = r.origin(span).prefixed(prefix);
         let errors = r.error_count();
         let id = p.req::<ProductId>(r, &mut o, "id");
         let name = p.req::<String>(r, &mut o, "name");
@@ -481,6 +551,15 @@ fn parse_catalog(
                     "must be at least 1",
                 );
             }
+            for (key, size) in [("disk", disk), ("ram", ram)] {
+                if size == Some(Size(0)) {
+                    r.error(
+                        span_of(pt, key),
+                        &format!("product[{i}].{key}"),
+                        "must be more than 0",
+                    );
+                }
+            }
             match (disk, ram, vcpus, traffic) {
                 (Some(disk), Some(ram), Some(vcpus), Some(traffic)) => {
                     Some(ProductKind::Plan(Resources {
@@ -507,9 +586,11 @@ fn parse_catalog(
         let (Some(id), Some(name), Some(kind), Some(period_months), Some(price)) =
             (id, name, kind, period_months, price)
         else {
+            failed.extend(raw_id(pt));
             continue;
         };
         if r.error_count() > errors {
+            failed.insert(id.to_string());
             continue;
         }
         if let Some(first) = products.get(&id) {
@@ -559,13 +640,18 @@ const POOL_KEYS: &[&str] = &[
     "ipv6",
 ];
 
-fn parse_pools(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<BTreeMap<PoolId, Pool>> {
+fn parse_pools(
+    r: &mut Reader<'_>,
+    t: &dyn TableLike,
+    failed: &mut BTreeSet<String>,
+) -> Option<BTreeMap<PoolId, Pool>> {
     let top = Obj::new(t, "", None, &["pool"]);
     top.finish(r);
     let mut pools = BTreeMap::new();
     for (i, (pt, span)) in table_list(r, t, "pool").into_iter().enumerate() {
-        let p = Obj::new(pt, format!("pool[{i}]."), span.clone(), POOL_KEYS);
-        let mut o = r.origin(span);
+        let prefix = format!("pool[{i}].");
+        let p = Obj::new(pt, prefix.clone(), span.clone(), POOL_KEYS);
+        let mut o = r.origin(span).prefixed(prefix);
         let errors = r.error_count();
         let id = p.req::<PoolId>(r, &mut o, "id");
         let location = p.req::<String>(r, &mut o, "location");
@@ -590,16 +676,22 @@ fn parse_pools(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<BTreeMap<PoolId,
         let (Some(id), Some(location), Some(network), Some(gateway)) =
             (id, location, network, gateway)
         else {
+            failed.extend(raw_id(pt));
             continue;
         };
         if r.error_count() > errors {
+            failed.insert(id.to_string());
             continue;
         }
-        if pools.contains_key(&id) {
+        if let Some(first) = pools.get(&id) {
+            let first: &Pool = first;
             r.error(
                 span_of(pt, "id"),
                 &format!("pool[{i}].id"),
-                format!("duplicate pool id `{id}`"),
+                format!(
+                    "duplicate pool id `{id}` (first defined at line {})",
+                    first.origin.pos("").line
+                ),
             );
             continue;
         }
@@ -642,6 +734,9 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
     let mut o = r.origin(None);
     let address = n.req::<Host>(r, &mut o, "address");
     let port = n.opt::<u16>(r, &mut o, "port").unwrap_or(22);
+    if port == 0 {
+        r.error(n.span_of("port"), "port", "must be 1 to 65535");
+    }
     let user = n.opt::<UnixUser>(r, &mut o, "user");
     let host_key = n.req::<SshPublicKey>(r, &mut o, "host_key");
     let location = n.req::<String>(r, &mut o, "location");

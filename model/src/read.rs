@@ -310,8 +310,12 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn span(&self) -> Option<Range<usize>> {
-        self.span.clone()
+    /// The span of a key's value, or of the table when the key is absent.
+    pub(crate) fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        match self.table.get(key) {
+            Some(item) => self.value_span(key, item),
+            None => self.span.clone(),
+        }
     }
 
     fn field(&self, key: &str) -> String {

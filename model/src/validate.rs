@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv6Net;
 
 use crate::diag::Diagnostic;
-use crate::ids::VpsId;
 use crate::inventory::*;
 use crate::load::Broken;
 use crate::values::{Size, State, VpsAddr};
@@ -19,7 +18,7 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     pools(inv, &mut out);
     nodes(inv, broken, &mut out);
     vps_refs(inv, broken, &mut out);
-    addresses(inv, &mut out);
+    addresses(inv, broken, &mut out);
     capacity(inv, &mut out);
     out
 }
@@ -31,9 +30,13 @@ fn products(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
         };
         let field = "renews";
         match inv.products.get(renews) {
-            None if !broken.catalog => {
-                out.push(p.origin.diag(field, format!("unknown product `{renews}`")))
-            }
+            None if !broken.product(renews.as_str()) => out.push(p.origin.diag(
+                field,
+                format!(
+                    "unknown product `{renews}`{}",
+                    did_you_mean(renews.as_str(), inv.products.keys().map(|k| k.as_str()))
+                ),
+            )),
             Some(target) if target.resources().is_none() => out.push(p.origin.diag(
                 field,
                 format!("`{renews}` is itself a renewal; a renewal must name the plan it renews"),
@@ -77,7 +80,7 @@ fn pools(inv: &Inventory, out: &mut Vec<Diagnostic>) {
 fn nodes(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
     for n in inv.nodes.values() {
         for (i, p) in n.pools.iter().enumerate() {
-            if !inv.pools.contains_key(p) && !broken.pools {
+            if !inv.pools.contains_key(p) && !broken.pool(p.as_str()) {
                 out.push(n.origin.diag(
                     &format!("pools[{i}]"),
                     format!(
@@ -114,7 +117,7 @@ fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             ));
         }
         match inv.products.get(&v.product) {
-            None if !broken.catalog => out.push(o.diag(
+            None if !broken.product(v.product.as_str()) => out.push(o.diag(
                 "product",
                 format!(
                     "unknown product `{}`{}",
@@ -157,7 +160,10 @@ fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
-        if v.state != State::Destroyed && v.ipv4().next().is_none() {
+        if v.state != State::Destroyed
+            && v.ipv4().next().is_none()
+            && !broken.vps.contains(v.id.as_str())
+        {
             out.push(o.diag("ips", "a VPS needs at least one IPv4 address"));
         }
     }
@@ -165,14 +171,23 @@ fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
 
 /// Where an address was first seen, for duplicate errors.
 struct Seen<'a> {
-    vps: &'a VpsId,
+    vps: &'a str,
     file: &'a str,
     line: u32,
+    field: String,
 }
 
-fn addresses(inv: &Inventory, out: &mut Vec<Diagnostic>) {
-    let mut v4: HashMap<Ipv4Addr, Seen<'_>> = HashMap::with_capacity(inv.vps.len());
-    let mut v6: HashMap<Ipv6Net, Seen<'_>> = HashMap::new();
+fn addresses(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<VpsAddr, Seen<'_>> = HashMap::with_capacity(inv.vps.len() * 2);
+    // Files that failed to load still hold their addresses.
+    for c in &broken.claims {
+        seen.entry(c.addr).or_insert(Seen {
+            vps: &c.vps,
+            file: &c.file,
+            line: c.line,
+            field: String::new(),
+        });
+    }
     for v in inv.vps.values().filter(|v| v.holds_resources()) {
         let node = inv.nodes.get(&v.node);
         let node_pools: Vec<&Pool> = node
@@ -180,53 +195,37 @@ fn addresses(inv: &Inventory, out: &mut Vec<Diagnostic>) {
             .unwrap_or_default();
         for (i, addr) in v.ips.iter().enumerate() {
             let field = format!("ips[{i}]");
-            let pos = v.origin.pos(&field);
-            match addr {
-                VpsAddr::V4(ip) => {
-                    if let Some(n) = node {
-                        check_v4(n, &node_pools, *ip, v, &field, out);
-                    }
-                    if let Some(first) = v4.get(ip) {
-                        out.push(v.origin.diag(
-                            &field,
-                            format!(
-                                "{ip} is already used by {} ({}:{})",
-                                first.vps, first.file, first.line
-                            ),
-                        ));
-                    } else {
-                        v4.insert(
-                            *ip,
-                            Seen {
-                                vps: &v.id,
-                                file: v.origin.file(),
-                                line: pos.line,
-                            },
-                        );
-                    }
+            if let Some(n) = node {
+                match addr {
+                    VpsAddr::V4(ip) => check_v4(n, &node_pools, *ip, v, &field, out),
+                    VpsAddr::V6(net) => check_v6(n, &node_pools, *net, v, &field, out),
                 }
-                VpsAddr::V6(net) => {
-                    if let Some(n) = node {
-                        check_v6(n, &node_pools, *net, v, &field, out);
-                    }
-                    if let Some(first) = v6.get(net) {
-                        out.push(v.origin.diag(
-                            &field,
-                            format!(
-                                "{net} is already used by {} ({}:{})",
-                                first.vps, first.file, first.line
-                            ),
-                        ));
-                    } else {
-                        v6.insert(
-                            *net,
-                            Seen {
-                                vps: &v.id,
-                                file: v.origin.file(),
-                                line: pos.line,
-                            },
-                        );
-                    }
+            }
+            match seen.get(addr) {
+                Some(first) if first.vps == v.id.as_str() && !first.field.is_empty() => {
+                    out.push(v.origin.diag(
+                        &field,
+                        format!("{addr} is listed twice (also {})", first.field),
+                    ));
+                }
+                Some(first) => out.push(v.origin.diag(
+                    &field,
+                    format!(
+                        "{addr} is already used by {} ({}:{})",
+                        first.vps, first.file, first.line
+                    ),
+                )),
+                None => {
+                    let line = v.origin.pos(&field).line;
+                    seen.insert(
+                        *addr,
+                        Seen {
+                            vps: v.id.as_str(),
+                            file: v.origin.file(),
+                            line,
+                            field,
+                        },
+                    );
                 }
             }
         }
@@ -268,14 +267,14 @@ fn check_v4(
     };
     let why = match pool.unusable(ip) {
         None | Some(Unusable::Outside) => return,
-        Some(Unusable::Network) => "the network address",
-        Some(Unusable::Broadcast) => "the broadcast address",
-        Some(Unusable::Gateway) => "the gateway",
-        Some(Unusable::Reserved) => "reserved",
+        Some(Unusable::Network) => "the network address of",
+        Some(Unusable::Broadcast) => "the broadcast address of",
+        Some(Unusable::Gateway) => "the gateway of",
+        Some(Unusable::Reserved) => "reserved in",
     };
     out.push(v.origin.diag(
         field,
-        format!("{ip} is {why} of pool `{}` ({})", pool.id, pool.network),
+        format!("{ip} is {why} pool `{}` ({})", pool.id, pool.network),
     ));
 }
 
@@ -304,6 +303,14 @@ fn check_v6(
     ));
 }
 
+fn vcpus(n: u64) -> String {
+    if n == 1 {
+        "1 vCPU".to_owned()
+    } else {
+        format!("{n} vCPUs")
+    }
+}
+
 fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
     for (id, used) in inv.usage() {
         let Some(n) = inv.nodes.get(id) else { continue };
@@ -315,14 +322,14 @@ fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
                         have: String,
                         ratio: crate::values::Ratio| {
             out.push(n.origin.diag(field, format!(
-                "{what} is overcommitted: its VPSes take {used}, the node has {have} (× {ratio} overcommit = {cap}); move VPSes or declare `overcommit.{}`",
+                "{what} overcommitted: its VPSes take {used}, the node has {have} (× {ratio} overcommit = {cap}); move VPSes or declare `overcommit.{}`",
                 field.trim_start_matches("capacity.")
             )));
         };
         if used.ram > sell.ram.0 {
             over(
                 "capacity.ram",
-                "RAM",
+                "RAM is",
                 Size(used.ram).to_string(),
                 sell.ram.to_string(),
                 n.capacity.ram.to_string(),
@@ -332,7 +339,7 @@ fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         if used.disk > sell.disk.0 {
             over(
                 "capacity.disk",
-                "disk",
+                "disk is",
                 Size(used.disk).to_string(),
                 sell.disk.to_string(),
                 n.capacity.disk.to_string(),
@@ -342,10 +349,10 @@ fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         if used.vcpus > u64::from(sell.vcpus) {
             over(
                 "capacity.vcpus",
-                "vCPUs",
-                format!("{} vCPUs", used.vcpus),
-                format!("{} vCPUs", sell.vcpus),
-                format!("{} vCPUs", n.capacity.vcpus),
+                "vCPUs are",
+                vcpus(used.vcpus),
+                vcpus(sell.vcpus.into()),
+                vcpus(n.capacity.vcpus.into()),
                 n.overcommit.vcpus,
             );
         }

@@ -593,7 +593,8 @@ impl FromStr for SshPublicKey {
             .all(|b| b.is_ascii_alphanumeric() || b" @._:+=/-,".contains(&b))
         {
             return Err(format!(
-                "the comment of SSH key `{shown}` may only hold letters, digits, spaces and @ . _ : + = / - ,"
+                "the comment `{}` of this SSH key may only hold letters, digits, spaces and @ . _ : + = / - ,",
+                comment.chars().take(60).collect::<String>().escape_debug()
             ));
         }
         let line = key

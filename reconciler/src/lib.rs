@@ -2,5 +2,6 @@
 //! and applies it; also the command line (`gitvps`). See `ARCHITECTURE.md` for the data flow.
 
 pub mod cli;
+pub mod observe;
 pub mod ssh;
 pub mod table;

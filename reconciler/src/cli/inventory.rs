@@ -317,7 +317,7 @@ pub fn run(g: &Global, a: &InventoryArgs) -> anyhow::Result<i32> {
         super::print_json(&out)?;
         return Ok(0);
     }
-    print!("{}", render(&inv, today, a.days, &want));
+    super::emit(&render(&inv, today, a.days, &want))?;
     Ok(0)
 }
 

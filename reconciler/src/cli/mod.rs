@@ -12,7 +12,7 @@ pub mod vps;
 
 /// Run a VPS hosting business from a git repository.
 #[derive(Debug, Parser)]
-#[command(name = "gitvps", version, about, long_about = None, propagate_version = true)]
+#[command(name = "gitvps", version, propagate_version = true)]
 pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
@@ -55,10 +55,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Writes text to stdout. A closed pipe (`gitvps ... | head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Prints JSON to stdout, pretty, with a final newline.
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
 /// Loads the inventory; on rule errors prints them (text or JSON) and returns the exit code.

@@ -77,10 +77,10 @@ pub fn run(g: &Global, a: &ValidateArgs) -> anyhow::Result<i32> {
     if a.json {
         super::print_json(&s)?;
     } else {
-        println!(
-            "ok: {} products, {} pools, {} nodes, {} customers, {} VPSes",
+        super::emit(&format!(
+            "ok: {} products, {} pools, {} nodes, {} customers, {} VPSes\n",
             s.products, s.pools, s.nodes, s.customers, s.vps
-        );
+        ))?;
     }
     Ok(0)
 }

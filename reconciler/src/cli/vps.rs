@@ -124,21 +124,18 @@ fn new(g: &Global, a: NewArgs) -> anyhow::Result<i32> {
         }))?;
     } else {
         let verb = if a.dry_run { "would write" } else { "wrote" };
-        println!(
-            "{verb} {rel}: {} on {} ({}), {}",
+        let ips: Vec<String> = p.vps.ips.iter().map(ToString::to_string).collect();
+        let mut msg = format!(
+            "{verb} {rel}: {} on {} ({}), {}\n",
             p.id,
             p.node,
             p.pool,
-            p.vps
-                .ips
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            ips.join(", ")
         );
         if a.dry_run {
-            print!("{text}");
+            msg.push_str(&text);
         }
+        super::emit(&msg)?;
     }
     Ok(0)
 }

@@ -1,0 +1,320 @@
+//! Observed state of a node: what one run of `node/observe.sh` printed, parsed and typed.
+//! A node that cannot be reached is `Unreachable`, never an empty node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The observe script, sent on stdin to `sh -s -- ROOT BACKEND STORE`.
+pub const SCRIPT: &str = include_str!("../node/observe.sh");
+
+/// Why a node's answer could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// The script's output is not the JSON document it should print.
+    #[error(
+        "{node}: the observe script printed something that is not its JSON report (at byte {at}): {snippet}"
+    )]
+    Garbage {
+        /// The node.
+        node: String,
+        /// Where parsing failed.
+        at: usize,
+        /// The start of what was printed.
+        snippet: String,
+    },
+    /// The script failed.
+    #[error("{node}: the observe script exited with {status:?}: {tail}")]
+    Failed {
+        /// The node.
+        node: String,
+        /// Its exit status.
+        status: Option<u32>,
+        /// Its last lines of output.
+        tail: String,
+    },
+    /// A tool on the node failed (`xl`, `lvs`).
+    #[error("{node}: `{tool}` failed on the node: {message}")]
+    Tool {
+        /// The node.
+        node: String,
+        /// The tool.
+        tool: &'static str,
+        /// What it said.
+        message: String,
+    },
+}
+
+/// A domain as `xl list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Domain {
+    /// Domain id.
+    pub domid: u32,
+    /// Current memory, MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// The six state letters (`r-----`, `-b----`, ...).
+    pub state: String,
+}
+
+impl Domain {
+    /// Running or blocked (idle), not paused, shut down or dying.
+    pub fn is_up(&self) -> bool {
+        let s = self.state.as_bytes();
+        s.len() >= 6 && s[2] != b'p' && s[3] != b's' && s[5] != b'd'
+    }
+}
+
+/// What the node recorded for a VPS (`var/lib/gitvps/state/<vps>.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    /// Last reboot generation performed.
+    pub reboot: u64,
+    /// Last fsck generation performed.
+    pub fsck: u64,
+    /// Last reinstall generation performed.
+    pub reinstall: u64,
+    /// The OS was installed on the disk.
+    pub installed: bool,
+    /// Unix time the domain was removed for `state = "destroyed"`.
+    pub destroyed_at: Option<i64>,
+}
+
+/// One node's live state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeState {
+    /// Guest domains by name (Domain-0 excluded).
+    pub domains: BTreeMap<String, Domain>,
+    /// VPS disks by name, with their size in bytes.
+    pub disks: BTreeMap<String, u64>,
+    /// sha256 of each config gitvps wrote, by VPS name.
+    pub configs: BTreeMap<String, String>,
+    /// Records by VPS name.
+    pub records: BTreeMap<String, Record>,
+    /// The node's clock, Unix time.
+    pub now: i64,
+    /// A digest of everything above: a plan made on another digest is stale.
+    pub digest: String,
+}
+
+/// A node as seen by observe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Observation {
+    /// It answered.
+    Reachable(NodeState),
+    /// It could not be reached or answered garbage; nothing may be concluded about it.
+    Unreachable {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    version: u32,
+    #[serde(default)]
+    domains: Option<Vec<RawDomain>>,
+    #[serde(default)]
+    domains_error: Option<String>,
+    #[serde(default)]
+    lvs: Option<RawLvs>,
+    #[serde(default)]
+    lvs_error: Option<String>,
+    #[serde(default)]
+    images: Option<Vec<RawImage>>,
+    #[serde(default)]
+    configs: Vec<RawConfig>,
+    #[serde(default)]
+    records: Vec<RawRecord>,
+    now: i64,
+}
+
+#[derive(Deserialize)]
+struct RawDomain {
+    name: String,
+    id: String,
+    mem: String,
+    vcpus: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct RawLvs {
+    report: Vec<RawLvReport>,
+}
+
+#[derive(Deserialize)]
+struct RawLvReport {
+    #[serde(default)]
+    lv: Vec<RawLv>,
+}
+
+#[derive(Deserialize)]
+struct RawLv {
+    lv_name: String,
+    lv_size: String,
+}
+
+#[derive(Deserialize)]
+struct RawImage {
+    name: String,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    name: String,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    name: String,
+    record: Record,
+}
+
+/// Parses what the observe script printed.
+pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
+    let raw: Raw = serde_json::from_slice(stdout).map_err(|e| {
+        let text = String::from_utf8_lossy(stdout);
+        ObserveError::Garbage {
+            node: node.to_owned(),
+            at: e.column(),
+            snippet: text
+                .chars()
+                .take(120)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
+        }
+    })?;
+    if raw.version != 1 {
+        return Err(ObserveError::Garbage {
+            node: node.to_owned(),
+            at: 0,
+            snippet: format!("unknown report version {}", raw.version),
+        });
+    }
+    let tool = |tool, message: Option<String>| ObserveError::Tool {
+        node: node.to_owned(),
+        tool,
+        message: message.unwrap_or_else(|| "no output".into()),
+    };
+    let Some(doms) = raw.domains else {
+        return Err(tool("xl list", raw.domains_error));
+    };
+    let mut domains = BTreeMap::new();
+    for d in doms {
+        let bad = |what: &str| ObserveError::Garbage {
+            node: node.to_owned(),
+            at: 0,
+            snippet: format!("xl list row for `{}`: bad {what}", d.name.escape_debug()),
+        };
+        let domid: u32 = d.id.parse().map_err(|_| bad("id"))?;
+        if domid == 0 {
+            continue;
+        }
+        domains.insert(
+            d.name.clone(),
+            Domain {
+                domid,
+                memory_mib: d.mem.parse().map_err(|_| bad("memory"))?,
+                vcpus: d.vcpus.parse().map_err(|_| bad("vcpus"))?,
+                state: d.state.clone(),
+            },
+        );
+    }
+    let mut disks = BTreeMap::new();
+    if let Some(images) = raw.images {
+        disks.extend(images.into_iter().map(|i| (i.name, i.size)));
+    } else if let Some(lvs) = raw.lvs {
+        for lv in lvs.report.into_iter().flat_map(|r| r.lv) {
+            let size = lv.lv_size.parse().map_err(|_| ObserveError::Garbage {
+                node: node.to_owned(),
+                at: 0,
+                snippet: format!("lvs size `{}`", lv.lv_size.escape_debug()),
+            })?;
+            disks.insert(lv.lv_name, size);
+        }
+    } else {
+        return Err(tool("lvs", raw.lvs_error));
+    }
+    let mut state = NodeState {
+        domains,
+        disks,
+        configs: raw
+            .configs
+            .into_iter()
+            .map(|c| (c.name, c.sha256))
+            .collect(),
+        records: raw
+            .records
+            .into_iter()
+            .map(|r| (r.name, r.record))
+            .collect(),
+        now: raw.now,
+        digest: String::new(),
+    };
+    state.digest = digest(&state);
+    Ok(state)
+}
+
+/// A stable digest of the observed state (the clock excluded).
+pub fn digest(s: &NodeState) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let json = serde_json::json!([s.domains, s.disks, s.configs, s.records]);
+    h.update(json.to_string().as_bytes());
+    let out = h.finalize();
+    out.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LVM: &str = r#"{"version":1,"uname":"Linux 6.1","domains_long":[],"domains":[{"name":"Domain-0","id":"0","mem":"2048","vcpus":"4","state":"r-----"},{"name":"xen02","id":"3","mem":"768","vcpus":"1","state":"-b----"}],"lvs":  {
+      "report": [ { "lv": [ {"lv_name":"xen02", "vg_name":"vg0", "lv_size":"32212254720"} ] } ]
+  },"configs":[{"name":"xen02","sha256":"abc"}],"records":[{"name":"xen02","record":{"reboot":2,"installed":true}}],"now":1700000000}"#;
+
+    #[test]
+    fn parses_an_lvm_node() {
+        let s = parse("node0109", LVM.as_bytes()).unwrap();
+        assert_eq!(s.domains.len(), 1);
+        let d = &s.domains["xen02"];
+        assert_eq!((d.domid, d.memory_mib, d.vcpus), (3, 768, 1));
+        assert!(d.is_up());
+        assert_eq!(s.disks["xen02"], 32_212_254_720);
+        assert_eq!(s.configs["xen02"], "abc");
+        assert_eq!(s.records["xen02"].reboot, 2);
+        assert!(s.records["xen02"].installed);
+        assert_eq!(s.digest.len(), 24);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_node() {
+        let e = parse("node0109", b"Welcome to node0109!\n{").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("node0109: the observe script printed something"),
+            "{e}"
+        );
+        let e = parse("node0109", br#"{"version":1,"domains":null,"domains_error":"xl: command not found","images":[],"now":1}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node0109: `xl list` failed on the node: xl: command not found"
+        );
+    }
+
+    #[test]
+    fn the_digest_ignores_the_clock() {
+        let a = parse("n", LVM.as_bytes()).unwrap();
+        let b = parse("n", LVM.replace("1700000000", "1800000000").as_bytes()).unwrap();
+        assert_eq!(a.digest, b.digest);
+        let c = parse("n", LVM.replace("\"reboot\":2", "\"reboot\":3").as_bytes()).unwrap();
+        assert_ne!(a.digest, c.digest);
+    }
+}
