@@ -139,6 +139,8 @@ pub enum Unusable {
     Gateway,
     /// In a reserved range.
     Reserved,
+    /// One of the pool's DNS resolvers.
+    Dns,
 }
 
 impl Pool {
@@ -165,6 +167,8 @@ impl Pool {
             Some(Unusable::Broadcast)
         } else if self.reserved.iter().any(|r| r.contains(ip)) {
             Some(Unusable::Reserved)
+        } else if self.dns.contains(&IpAddr::V4(ip)) {
+            Some(Unusable::Dns)
         } else {
             None
         }

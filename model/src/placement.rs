@@ -107,6 +107,11 @@ impl Used {
             u.v4.extend(v.ipv4());
             u.v6.extend(v.ipv6());
         }
+        // Nodes' own addresses are never handed out, reserved or not.
+        u.v4.extend(inv.nodes.values().filter_map(|n| match n.address {
+            Host::Ip(std::net::IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        }));
         u
     }
 }
@@ -174,11 +179,27 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         .filter(|n| matches_location(inv, n, &req.location))
         .collect();
     if candidates.is_empty() {
+        if inv.pools.values().any(|p| {
+            p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location
+        }) {
+            return Err(PlacementError::NoCapacity {
+                location: req.location.clone(),
+                product: req.product.clone(),
+                reasons: vec!["no node serves this location yet".to_owned()],
+            });
+        }
+        // Locations some node serves: its own, and those of its pools.
         let mut known: Vec<String> = inv
-            .pools
+            .nodes
             .values()
-            .map(|p| p.location.clone())
-            .chain(inv.nodes.values().map(|n| n.location.clone()))
+            .flat_map(|n| {
+                std::iter::once(n.location.clone()).chain(
+                    n.pools
+                        .iter()
+                        .filter_map(|p| inv.pools.get(p))
+                        .map(|p| p.location.clone()),
+                )
+            })
             .collect();
         known.sort();
         known.dedup();
@@ -208,11 +229,23 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         pools.sort_by_key(|p| {
             !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
         });
-        let Some((pool, ip)) = pools
-            .into_iter()
-            .find_map(|p| free_ipv4(p, &used.v4).map(|ip| (p, ip)))
-        else {
-            reasons.push(format!("{} has no free IPv4 address", node.id));
+        // A pool with an IPv6 prefix must also have a free /64: every VPS on it gets one.
+        let mut v6_short = false;
+        let Some((pool, ip)) = pools.into_iter().find_map(|p| {
+            let ip = free_ipv4(p, &used.v4)?;
+            if let Some(pre) = p.ipv6
+                && free_ipv6(pre, &used.v6).is_none()
+            {
+                v6_short = true;
+                return None;
+            }
+            Some((p, ip))
+        }) else {
+            reasons.push(if v6_short {
+                format!("{} has no free IPv6 /64", node.id)
+            } else {
+                format!("{} has no free IPv4 address", node.id)
+            });
             continue;
         };
         let mut after = u;

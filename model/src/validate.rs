@@ -79,6 +79,18 @@ fn pools(inv: &Inventory, out: &mut Vec<Diagnostic>) {
 
 fn nodes(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
     for n in inv.nodes.values() {
+        if let crate::values::Host::Ip(std::net::IpAddr::V4(ip)) = n.address
+            && let Some(pool) = inv.pools.values().find(|p| p.network.contains(&ip))
+            && pool.unusable(ip).is_none()
+        {
+            out.push(n.origin.diag(
+                "address",
+                format!(
+                    "the node's address {ip} lies in pool `{}` ({}) but is not reserved there; add it to the pool's `reserved` so no VPS is given it",
+                    pool.id, pool.network
+                ),
+            ));
+        }
         for (i, p) in n.pools.iter().enumerate() {
             if !inv.pools.contains_key(p) && !broken.pool(p.as_str()) {
                 out.push(n.origin.diag(
@@ -271,6 +283,7 @@ fn check_v4(
         Some(Unusable::Broadcast) => "the broadcast address of",
         Some(Unusable::Gateway) => "the gateway of",
         Some(Unusable::Reserved) => "reserved in",
+        Some(Unusable::Dns) => "a DNS resolver of",
     };
     out.push(v.origin.diag(
         field,
