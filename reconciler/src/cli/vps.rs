@@ -14,7 +14,7 @@ use super::Global;
 /// VPS subcommands.
 #[derive(Debug, Subcommand)]
 pub enum VpsCommand {
-    /// Place a new VPS and write inventory/vps/<id>.toml.
+    /// Place a new VPS and write `inventory/vps/<id>.toml`.
     New(NewArgs),
 }
 
