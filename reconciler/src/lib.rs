@@ -1,7 +1,12 @@
 //! The gitvps reconciler: observes dom0 nodes over SSH, plans the difference to the inventory
 //! and applies it; also the command line (`gitvps`). See `ARCHITECTURE.md` for the data flow.
 
+pub mod apply;
 pub mod cli;
+pub mod desired;
+pub mod driver;
+pub mod nodesim;
 pub mod observe;
+pub mod plan;
 pub mod ssh;
 pub mod table;

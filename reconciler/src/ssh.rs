@@ -393,12 +393,111 @@ impl Session {
             })?
     }
 
+    /// Starts a command whose input depends on its output (apply: observe, then steps).
+    pub async fn start(&self, command: &str) -> Result<Running, SshError> {
+        self.counters.execs.fetch_add(1, Ordering::Relaxed);
+        let proto = |source| SshError::Protocol {
+            node: self.node.clone(),
+            source,
+        };
+        let ch = self.handle.channel_open_session().await.map_err(proto)?;
+        ch.exec(true, command).await.map_err(proto)?;
+        Ok(Running {
+            ch,
+            node: self.node.clone(),
+            timeout: self.timeouts.command,
+            buf: Vec::new(),
+            stderr: Vec::new(),
+            status: None,
+            closed: false,
+        })
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// A command in progress on a node: read its output line by line, write its input.
+pub struct Running {
+    ch: russh::Channel<client::Msg>,
+    node: String,
+    timeout: Duration,
+    buf: Vec<u8>,
+    stderr: Vec<u8>,
+    status: Option<u32>,
+    closed: bool,
+}
+
+impl Running {
+    fn proto(&self, source: russh::Error) -> SshError {
+        SshError::Protocol {
+            node: self.node.clone(),
+            source,
+        }
+    }
+
+    /// Waits for more output; false once the channel is closed.
+    async fn pump(&mut self) -> Result<bool, SshError> {
+        if self.closed {
+            return Ok(false);
+        }
+        let msg = tokio::time::timeout(self.timeout, self.ch.wait())
+            .await
+            .map_err(|_| SshError::Timeout {
+                node: self.node.clone(),
+                what: "a command".into(),
+                secs: self.timeout.as_secs(),
+            })?;
+        match msg {
+            None => {
+                self.closed = true;
+                return Ok(false);
+            }
+            Some(ChannelMsg::Data { data }) => self.buf.extend_from_slice(&data),
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.extend_from_slice(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => self.status = Some(exit_status),
+            Some(_) => {}
+        }
+        if self.buf.len() + self.stderr.len() > MAX_OUTPUT {
+            return Err(SshError::TooMuchOutput {
+                node: self.node.clone(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// The next line of stdout (without its newline), or `None` at the end.
+    pub async fn line(&mut self) -> Result<Option<String>, SshError> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Ok(Some(String::from_utf8_lossy(&line[..i]).into_owned()));
+            }
+            if !self.pump().await? {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let rest = std::mem::take(&mut self.buf);
+                return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
+            }
+        }
+    }
+
+    /// Sends input and closes it.
+    pub async fn send_all(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.ch.data(data).await.map_err(|e| self.proto(e))?;
+        self.ch.eof().await.map_err(|e| self.proto(e))
+    }
+
+    /// Reads to the end; returns the exit status and stderr.
+    pub async fn finish(mut self) -> Result<(Option<u32>, Vec<u8>), SshError> {
+        while self.pump().await? {}
+        Ok((self.status, self.stderr))
     }
 }
 

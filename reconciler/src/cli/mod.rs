@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod apply;
 pub mod bench;
 pub mod inventory;
+pub mod nodesim;
+pub mod plan;
 pub mod validate;
 pub mod vps;
 
@@ -37,9 +40,16 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show nodes, pools, products and expiring VPSes as tables.
     Inventory(inventory::InventoryArgs),
+    /// Observe every node over SSH and show what apply would change (exit 0: none, 2: changes).
+    Plan(plan::PlanArgs),
+    /// Make the nodes match the inventory (or carry out a saved plan).
+    Apply(apply::ApplyArgs),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
+    /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
+    #[command(subcommand, name = "node-sim")]
+    NodeSim(nodesim::NodeSimCommand),
     /// Measure gitvps on generated fleets.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -51,7 +61,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(a) => validate::run(&cli.global, &a),
         Command::Inventory(a) => inventory::run(&cli.global, &a),
         Command::Vps(c) => vps::run(&cli.global, c),
+        Command::Plan(a) => plan::run(&cli.global, &a),
+        Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Bench(c) => bench::run(c),
+        Command::NodeSim(c) => nodesim::run(c),
     }
 }
 

@@ -1,0 +1,133 @@
+//! `gitvps apply [PLAN]`: carry out a saved plan, or plan and apply each node under its lock.
+//! Exit 0 when every node converged; 1 when a node failed, was refused or unreachable.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use model::NodeId;
+
+use super::Global;
+use super::plan::{Select, runtime, setup};
+use crate::apply::{Outcome, Progress, apply_all};
+use crate::plan::{Plan, Step};
+
+/// Flags of `gitvps apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `gitvps plan --out FILE`; nodes whose state or inventory moved since are refused.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: Select,
+}
+
+/// Progress lines on stderr.
+struct Lines;
+
+impl Progress for Lines {
+    fn started(&self, node: &NodeId, index: usize, total: usize, step: &Step) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "{node}: [{}/{total}] {} {}: {}",
+                index + 1,
+                step.op.symbol(),
+                step.vps,
+                step.op.describe()
+            );
+        }
+    }
+    fn succeeded(&self, _: &NodeId, _: usize, _: usize, _: &Step) {}
+}
+
+fn step_line(s: &Step) -> String {
+    format!("  {} {}: {}", s.op.symbol(), s.vps, s.op.describe())
+}
+
+/// The summary printed after an apply.
+pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, Outcome>) -> (String, bool) {
+    let mut out = String::new();
+    let (mut applied, mut same, mut failed, mut unreachable, mut refused) = (0, 0, 0, 0, 0);
+    for (node, o) in outcomes {
+        match o {
+            Outcome::NoChanges => {
+                same += 1;
+                let _ = writeln!(out, "{node}: no changes");
+            }
+            Outcome::Applied { steps } => {
+                applied += 1;
+                let _ = writeln!(out, "{node}: applied {} step(s)", steps.len());
+                for s in steps {
+                    let _ = writeln!(out, "{}", step_line(s));
+                }
+            }
+            Outcome::Failed {
+                done,
+                step,
+                rc,
+                tail,
+            } => {
+                failed += 1;
+                let _ = writeln!(
+                    out,
+                    "{node}: FAILED at step {} ({}: {}), exit {rc}; the steps after it were not run",
+                    done.len() + 1,
+                    step.vps,
+                    step.op.describe()
+                );
+                for l in tail.lines() {
+                    let _ = writeln!(out, "    | {l}");
+                }
+                for s in done {
+                    let _ = writeln!(out, "{}  (done)", step_line(s));
+                }
+            }
+            Outcome::Unreachable { reason } => {
+                unreachable += 1;
+                let _ = writeln!(out, "{node}: UNREACHABLE, nothing done: {reason}");
+            }
+            Outcome::Refused { reason } => {
+                refused += 1;
+                let _ = writeln!(out, "{node}: REFUSED, nothing done: {reason}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Apply: {applied} node(s) changed, {same} unchanged, {failed} failed, {unreachable} unreachable, {refused} refused."
+    );
+    (out, failed + unreachable + refused == 0)
+}
+
+/// Runs the command.
+pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
+    let given: Option<Plan> = match &a.plan {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a plan saved by gitvps plan --out", p.display())
+            })?)
+        }
+    };
+    let s = match setup(g, &a.select, false)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let outcomes = runtime()?.block_on(apply_all(
+        &s.inv,
+        &s.desired,
+        &s.nodes,
+        given.as_ref(),
+        &s.access,
+        Arc::new(Lines),
+    ));
+    let (text, ok) = summary(&outcomes);
+    super::emit(&text)?;
+    Ok(if ok { 0 } else { 1 })
+}

@@ -1,0 +1,286 @@
+//! Desired state per node, derived from the inventory: disks, rendered domain configs,
+//! power and action generations. Pure: the same inventory always gives the same specs.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use model::values::{Power, State};
+use model::{Actions, Inventory, NodeId, Storage, VpsId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The domain config template shipped with gitvps; a repo may override it with its own
+/// `templates/xen.cfg.j2`.
+pub const DEFAULT_XEN_TEMPLATE: &str = include_str!("../../templates/xen.cfg.j2");
+
+/// The bridge VPS interfaces join.
+pub const DEFAULT_BRIDGE: &str = "xenbr0";
+
+/// Why the desired state could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// The template does not parse or render.
+    #[error("templates/xen.cfg.j2 cannot render the config of {vps}")]
+    Template {
+        /// The VPS.
+        vps: String,
+        /// The cause.
+        #[source]
+        source: minijinja::Error,
+    },
+    /// A VPS's product has no resources (the inventory was not validated).
+    #[error("{vps}: its product `{product}` is not a plan")]
+    NotAPlan {
+        /// The VPS.
+        vps: String,
+        /// The product.
+        product: String,
+    },
+}
+
+/// Where a node keeps disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum Store {
+    /// LVM volume group.
+    Lvm {
+        /// The volume group.
+        vg: String,
+    },
+    /// Image files in a folder (a path under the node root).
+    File {
+        /// The folder.
+        dir: String,
+    },
+}
+
+/// What one VPS should look like on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VpsSpec {
+    /// The VPS (also the domain name).
+    pub id: VpsId,
+    /// Contract state.
+    pub state: State,
+    /// Whether the domain should run.
+    pub run: bool,
+    /// Disk size, bytes.
+    pub disk_bytes: u64,
+    /// The disk device or image path on the node.
+    pub disk_path: String,
+    /// Path of the domain config on the node.
+    pub config_path: String,
+    /// The config text.
+    pub config: String,
+    /// Its sha256, hex.
+    pub config_sha256: String,
+    /// Action generations asked for.
+    pub actions: Actions,
+    /// When it was destroyed, if the inventory says.
+    pub destroyed: Option<NaiveDate>,
+}
+
+/// What one node should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSpec {
+    /// The node.
+    pub node: NodeId,
+    /// `host:port`, for messages.
+    pub address: String,
+    /// The node root (`/` on a real node).
+    pub root: String,
+    /// Disk storage.
+    pub store: Store,
+    /// Its VPSes, by id.
+    pub vps: BTreeMap<VpsId, VpsSpec>,
+}
+
+/// The desired state of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    /// Nodes by id.
+    pub nodes: BTreeMap<NodeId, NodeSpec>,
+    /// Days a destroyed VPS's disk is kept.
+    pub retention_days: u32,
+    /// Seconds a graceful shutdown may take.
+    pub shutdown_timeout_secs: u32,
+}
+
+/// A path under a node root: `/x` for root `/`, `/srv/node/x` for root `/srv/node`.
+pub fn node_path(root: &str, rel: &str) -> String {
+    let rel = rel.trim_start_matches('/');
+    if root == "/" {
+        format!("/{rel}")
+    } else {
+        format!("{}/{rel}", root.trim_end_matches('/'))
+    }
+}
+
+/// A stable MAC address in Xen's OUI (00:16:3e) from the VPS id.
+pub fn mac_of(vps: &VpsId) -> String {
+    let h = Sha256::digest(vps.as_str().as_bytes());
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", h[0] & 0x7f, h[1], h[2])
+}
+
+/// Hex sha256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct TemplateVars<'a> {
+    vps: &'a str,
+    memory_mib: u64,
+    vcpus: u32,
+    cpu_weight: u32,
+    cpu_cap: u32,
+    disk: &'a str,
+    mac: String,
+    ips: Vec<String>,
+    bridge: &'a str,
+    rate: Option<&'a str>,
+    hostname: &'a str,
+}
+
+/// Computes every node's desired state. `template` is the xl.cfg template text.
+pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("xen.cfg", template)
+        .map_err(|source| DesiredError::Template {
+            vps: "(any)".into(),
+            source,
+        })?;
+    let tmpl = env
+        .get_template("xen.cfg")
+        .map_err(|source| DesiredError::Template {
+            vps: "(any)".into(),
+            source,
+        })?;
+    let mut nodes = BTreeMap::new();
+    for n in inv.nodes.values() {
+        let root = n.root.as_str().to_owned();
+        let store = match &n.storage {
+            Storage::Lvm { vg } => Store::Lvm { vg: vg.to_string() },
+            Storage::File { dir } => Store::File {
+                dir: node_path(&root, dir.as_str()),
+            },
+        };
+        nodes.insert(
+            n.id.clone(),
+            NodeSpec {
+                node: n.id.clone(),
+                address: format!("{}:{}", n.address, n.port),
+                root,
+                store,
+                vps: BTreeMap::new(),
+            },
+        );
+    }
+    for v in inv.vps.values() {
+        let Some(spec) = nodes.get_mut(&v.node) else {
+            continue;
+        };
+        let res = inv.resources_of(v).ok_or_else(|| DesiredError::NotAPlan {
+            vps: v.id.to_string(),
+            product: v.product.to_string(),
+        })?;
+        let disk_path = match &spec.store {
+            Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{}", v.id)),
+            Store::File { dir } => format!("{dir}/{}.img", v.id),
+        };
+        let vars = TemplateVars {
+            vps: v.id.as_str(),
+            memory_mib: res.ram.as_mib(),
+            vcpus: res.vcpus,
+            cpu_weight: res.cpu_weight,
+            cpu_cap: res.cpu_cap,
+            disk: &disk_path,
+            mac: mac_of(&v.id),
+            ips: v.ipv4().map(|ip| ip.to_string()).collect(),
+            bridge: DEFAULT_BRIDGE,
+            rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
+            hostname: v.hostname.as_str(),
+        };
+        let config = tmpl
+            .render(&vars)
+            .map_err(|source| DesiredError::Template {
+                vps: v.id.to_string(),
+                source,
+            })?
+            + "\n";
+        let run = v.state == State::Active && v.power == Power::Running;
+        spec.vps.insert(
+            v.id.clone(),
+            VpsSpec {
+                id: v.id.clone(),
+                state: v.state,
+                run,
+                disk_bytes: res.disk.bytes(),
+                disk_path,
+                config_path: node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
+                config_sha256: sha256_hex(&config),
+                config,
+                actions: v.actions,
+                destroyed: v.destroyed,
+            },
+        );
+    }
+    Ok(Desired {
+        nodes,
+        retention_days: inv.settings.reconciler.retention_days,
+        shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
+    })
+}
+
+/// The template of a repo: its own `templates/xen.cfg.j2`, or the default.
+pub fn template_of(repo: &std::path::Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(repo.join("templates/xen.cfg.j2")) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_XEN_TEMPLATE.to_owned()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_root() {
+        assert_eq!(
+            node_path("/", "etc/xen/gitvps/x.cfg"),
+            "/etc/xen/gitvps/x.cfg"
+        );
+        assert_eq!(node_path("/srv/n1", "/dev/vg0/x"), "/srv/n1/dev/vg0/x");
+    }
+
+    #[test]
+    fn macs_are_stable_and_local_to_xen() {
+        let id: VpsId = "xen02".parse().unwrap();
+        assert_eq!(mac_of(&id), mac_of(&id));
+        assert!(mac_of(&id).starts_with("00:16:3e:"));
+        assert_ne!(mac_of(&id), mac_of(&"xen03".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_example_fleet_renders() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let inv = Inventory::load(&repo).unwrap();
+        let d = desired(&inv, &template_of(&repo).unwrap()).unwrap();
+        let xen02 = &d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps
+            [&"xen02".parse::<VpsId>().unwrap()];
+        insta::assert_snapshot!(xen02.config);
+        assert_eq!(xen02.disk_path, "/dev/vg0/xen02");
+        assert_eq!(xen02.disk_bytes, 30 << 30);
+        assert!(xen02.run);
+        let xen01 = &d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps
+            [&"xen01".parse::<VpsId>().unwrap()];
+        assert!(!xen01.run, "power = stopped");
+        let xen04 = &d.nodes[&"node0201".parse::<NodeId>().unwrap()].vps
+            [&"xen04".parse::<VpsId>().unwrap()];
+        assert_eq!(xen04.disk_path, "/var/lib/gitvps/disks/xen04.img");
+    }
+}

@@ -1,0 +1,188 @@
+//! The Xen driver: `xl` for domains, LVM or image files for disks, `e2fsck`/`resize2fs`.
+//! It only translates steps into sh; deciding what to do is the planner's job.
+
+use std::fmt::Write as _;
+
+use crate::desired::{Store, node_path};
+use crate::observe::SCRIPT as OBSERVE;
+use crate::plan::{Op, Step};
+use crate::ssh::quote;
+
+/// Exit code of the apply script when another apply holds the node's lock too long.
+pub const EXIT_LOCKED: u32 = 75;
+
+/// Seconds an apply waits for another apply on the same node to finish.
+pub const LOCK_WAIT_SECS: u32 = 600;
+
+/// The arguments every node script takes: root, backend, store.
+pub fn args(root: &str, store: &Store) -> String {
+    let (backend, place) = match store {
+        Store::Lvm { vg } => ("lvm", vg.clone()),
+        // The observe script adds the root itself.
+        Store::File { dir } => (
+            "file",
+            dir.strip_prefix(root.trim_end_matches('/'))
+                .unwrap_or(dir)
+                .to_owned(),
+        ),
+    };
+    format!("{} {backend} {}", quote(root), quote(&place))
+}
+
+/// The command that observes a node (no lock).
+pub fn observe_command(root: &str, store: &Store) -> String {
+    format!(
+        "sh -c {} gitvps-observe {}",
+        quote(OBSERVE),
+        args(root, store)
+    )
+}
+
+/// The apply command: takes the node's lock, observes, prints `@@observed`, then reads
+/// `go` and the steps script from its input (anything else: it exits without acting).
+pub fn apply_command(root: &str, store: &Store) -> String {
+    let prologue = format!(
+        r#"R=${{1%/}}
+mkdir -p "$R/var/lib/gitvps/state" || exit 70
+exec 9>"$R/var/lib/gitvps/lock" || exit 70
+if ! flock -w {LOCK_WAIT_SECS} 9; then echo "@@locked"; exit {EXIT_LOCKED}; fi
+sh -c "$4" gitvps-observe "$1" "$2" "$3" || exit $?
+echo "@@observed"
+IFS= read -r go || exit 0
+[ "$go" = go ] || exit 0
+steps=$(mktemp) || exit 70
+cat >"$steps"
+sh "$steps" "$R"
+rc=$?
+rm -f "$steps"
+exit $rc
+"#
+    );
+    format!(
+        "sh -c {} gitvps-apply {} {}",
+        quote(&prologue),
+        args(root, store),
+        quote(OBSERVE)
+    )
+}
+
+/// The steps as one sh script; it prints `@@begin N`, `@@ok N`, or `@@out ...` lines and
+/// `@@fail N RC`, and stops at the first failure.
+pub fn steps_script(root: &str, store: &Store, steps: &[Step]) -> String {
+    let mut s = String::from(
+        r#"set -u
+R=$1
+PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+export PATH
+LC_ALL=C
+export LC_ALL
+log=$(mktemp) || exit 70
+trap 'rm -f "$log"' EXIT
+record() {
+  d="$R/var/lib/gitvps/state"
+  mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
+}
+run() {
+  i=$1
+  shift
+  echo "@@begin $i"
+  if "$@" >"$log" 2>&1; then
+    echo "@@ok $i"
+  else
+    rc=$?
+    tail -n 30 "$log" | sed 's/^/@@out /'
+    echo "@@fail $i $rc"
+    exit 1
+  fi
+}
+"#,
+    );
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "s{i}() {{");
+        for line in step_lines(root, store, step) {
+            let _ = writeln!(s, "  {line}");
+        }
+        if let Some(rec) = &step.record {
+            let json = serde_json::to_string(rec).unwrap_or_else(|_| "{}".into());
+            let _ = writeln!(
+                s,
+                "  record {} {} || return 1",
+                quote(step.vps.as_str()),
+                quote(&json)
+            );
+        }
+        let _ = writeln!(s, "}}");
+    }
+    for i in 0..steps.len() {
+        let _ = writeln!(s, "run {i} s{i}");
+    }
+    s.push_str("echo @@done\n");
+    s
+}
+
+/// The sh lines of one step. Each line stands alone; failures `return`.
+fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
+    let name = quote(step.vps.as_str());
+    let disk = quote(&step.target.disk);
+    let cfg = quote(&step.target.config);
+    let lv = |vg: &str| quote(&format!("{vg}/{}", step.vps));
+    let exists = format!("xl list {name} >/dev/null 2>&1");
+    match &step.op {
+        Op::CreateDisk { bytes } => match store {
+            Store::Lvm { vg } => vec![format!(
+                "if ! lvs {} >/dev/null 2>&1; then lvcreate -y -L {bytes}b -n {name} {} || return 1; fi",
+                lv(vg),
+                quote(vg)
+            )],
+            Store::File { dir } => vec![format!(
+                "if [ ! -e {disk} ]; then mkdir -p {} && qemu-img create -q -f raw {disk} {bytes} || return 1; fi",
+                quote(dir)
+            )],
+        },
+        Op::GrowDisk { to, .. } => {
+            let grow = match store {
+                Store::Lvm { vg } => format!(
+                    "cur=$(lvs --noheadings --units b --nosuffix -o lv_size {} | tr -d ' ') || return 1\n  if [ \"$cur\" -lt {to} ]; then lvextend -L {to}b {} || return 1; fi",
+                    lv(vg),
+                    lv(vg)
+                ),
+                Store::File { .. } => format!(
+                    "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then qemu-img resize -q -f raw {disk} {to} || return 1; fi"
+                ),
+            };
+            vec![
+                grow,
+                format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"),
+                format!("resize2fs {disk} || return 1"),
+            ]
+        }
+        Op::WriteConfig { content, .. } => {
+            let dir = node_path(root, "etc/xen/gitvps");
+            vec![
+                format!("mkdir -p {} || return 1", quote(&dir)),
+                format!("printf '%s' {} >{cfg}.tmp && mv {cfg}.tmp {cfg} || return 1", quote(content)),
+            ]
+        }
+        Op::Start => vec![format!("if ! {exists}; then xl create -q {cfg} || return 1; fi")],
+        Op::Stop { timeout_secs, .. } => vec![format!(
+            "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"
+        )],
+        Op::Destroy { .. } => vec![format!("if {exists}; then xl destroy {name} || return 1; fi")],
+        Op::Reboot { .. } => vec![format!("xl reboot {name} || return 1")],
+        Op::Fsck { .. } => vec![format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc")],
+        Op::Reinstall { .. } => vec![
+            "echo 'reinstall needs the OS bootstraps (bootstraps/), which this gitvps does not have yet; the disk was not touched' >&2".into(),
+            "return 64".into(),
+        ],
+        Op::Record { .. } => vec![":".into()],
+        Op::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
+        Op::RemoveDisk { .. } => match store {
+            Store::Lvm { vg } => vec![format!(
+                "if lvs {} >/dev/null 2>&1; then lvremove -f {} || return 1; fi",
+                lv(vg),
+                lv(vg)
+            )],
+            Store::File { .. } => vec![format!("rm -f {disk} || return 1")],
+        },
+    }
+}

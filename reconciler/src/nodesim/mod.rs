@@ -1,0 +1,128 @@
+//! Stand-ins for the Xen `xl` and LVM/e2fsprogs command lines, for a "node in a folder" ROOT
+//! where Xen cannot run: same output, messages and exit codes as the real tools, state in files.
+//!
+//! `install` writes `ROOT/usr/sbin/{xl,lvs,...}` wrappers that run
+//! `gitvps node-sim exec --root ROOT TOOL ARGS...`, which lands in [`run_tool`]. The reference
+//! for every message is `reference/xl-lvm-cli.md` (Xen 4.17, LVM 2.03.16, e2fsprogs 1.47.0).
+//!
+//! # State layout (under ROOT)
+//!
+//! - `dev/VG/` — a volume group is a folder (tests create it, or call [`create_vg`]);
+//!   `dev/VG/LV` — a logical volume is a sparse regular file whose length is the LV size.
+//! - `var/lib/gitvps-sim/.lock` — flock held while a tool reads or writes state.
+//! - `var/lib/gitvps-sim/xl/domains/NAME.json` — one running (or preserved) guest: `name`,
+//!   `domid`, `uuid`, `state` (the six `xl list` letters, `-b----` when running, `--p---`
+//!   paused, `---s?-` shut down and preserved), `cpu_time`, `reboots`, `console_sessions`,
+//!   `config_file`, `started_at`, and `config` (the parsed xl.cfg: type, vcpus, memory, sched
+//!   weight/cap, kernel, cmdline, disks, nics, on_* actions). NAME is the domain name with bytes
+//!   outside `[A-Za-z0-9._-]` written `%XX`. Deleting the file is "the domain died out of
+//!   band"; editing `state` simulates a crash (`---sc-`) and so on. Domain-0 is not stored.
+//! - `var/lib/gitvps-sim/xl/xl.json` — `next_domid` and Domain-0's scheduler weight/cap.
+//! - `var/lib/gitvps-sim/lvm.json` — `{"vgs": {"VG": {"size_bytes": N}}}`; a VG folder with no
+//!   entry counts as 1 TiB.
+//! - `var/lib/gitvps-sim/fs.json` — per device node path (`/dev/vg0/xen02`): `blocks` (ext4
+//!   size in 4k blocks), `needs_check` (a guest mounted it since the last `e2fsck -f`), `fsck`
+//!   and `resize` counters.
+//! - `var/lib/gitvps-sim/console/NAME.log` — what was typed into `xl console NAME`.
+//!
+//! Every state file is written to a temporary file and renamed into place.
+
+macro_rules! say {
+    ($w:expr, $($arg:tt)*) => {{
+        let _ = writeln!($w, $($arg)*);
+    }};
+}
+
+mod fs;
+mod install;
+mod json;
+mod lvm;
+mod opts;
+mod state;
+mod xl;
+mod xlcfg;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// The tools the stand-ins provide.
+pub const TOOLS: &[&str] = &[
+    "xl",
+    "lvs",
+    "lvcreate",
+    "lvextend",
+    "lvremove",
+    "e2fsck",
+    "resize2fs",
+];
+
+/// Run one stand-in tool as if invoked as `tool args...`; writes to out/err like the real tool;
+/// returns the exit code. Standard input (for `xl console` and `lvremove`'s question) is this
+/// process's stdin.
+pub fn run_tool(
+    root: &Path,
+    tool: &str,
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    run_tool_with_input(root, tool, args, &mut input, out, err)
+}
+
+/// [`run_tool`] with an explicit standard input (for an in-process SSH server or tests).
+pub fn run_tool_with_input(
+    root: &Path,
+    tool: &str,
+    args: &[String],
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let node = state::Node::new(root);
+    let result = match tool {
+        "xl" => xl::run(&node, args, input, out, err),
+        "lvs" => lvm::lvs(&node, args, out, err),
+        "lvcreate" => lvm::lvcreate(&node, args, out, err),
+        "lvextend" => lvm::lvextend(&node, args, out, err),
+        "lvremove" => lvm::lvremove(&node, args, input, out, err),
+        "e2fsck" => fs::e2fsck(&node, args, out, err),
+        "resize2fs" => fs::resize2fs(&node, args, out, err),
+        _ => {
+            say!(err, "gitvps node-sim: unknown tool '{tool}'");
+            return 127;
+        }
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            let (prefix, code) = match tool {
+                "xl" => ("xl: ", 1),
+                "e2fsck" => ("e2fsck: ", 8),
+                "resize2fs" => ("resize2fs: ", 1),
+                _ => ("  ", 5),
+            };
+            say!(err, "{prefix}{e:#}");
+            code
+        }
+    };
+    let _ = out.flush();
+    let _ = err.flush();
+    code
+}
+
+/// Write the wrapper scripts into ROOT/usr/sbin (mode 0755) pointing at `exe`, and create the
+/// state folders; idempotent.
+pub fn install(root: &Path, exe: &Path) -> std::io::Result<()> {
+    install::install(root, exe)
+}
+
+/// Create volume group `vg` (the folder ROOT/dev/VG) and record its size, from which free
+/// space is computed in 4 MiB extents; calling it again updates the size.
+pub fn create_vg(root: &Path, vg: &str, size_bytes: u64) -> std::io::Result<()> {
+    lvm::create_vg(&state::Node::new(root), vg, size_bytes).map_err(std::io::Error::other)
+}
