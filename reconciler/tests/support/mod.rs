@@ -142,3 +142,5 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+pub mod fleet;
