@@ -22,6 +22,26 @@ pub struct Access {
     pub timeouts: Timeouts,
     /// Nodes worked on at once.
     pub parallelism: usize,
+    /// What was done over SSH, for benchmarks and tests.
+    pub stats: Arc<Stats>,
+}
+
+/// SSH work counted across nodes.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections opened.
+    pub connections: std::sync::atomic::AtomicU64,
+    /// Commands run.
+    pub execs: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, sess: &Session) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.connections.fetch_add(1, Relaxed);
+        self.execs
+            .fetch_add(sess.counters.execs.load(Relaxed), Relaxed);
+    }
 }
 
 /// The SSH target of a node file.
@@ -76,6 +96,7 @@ async fn observe_one(target: &Target, cmd: &str, access: &Access) -> Result<Node
         .await
         .map_err(|e| error_chain(&e))?;
     let out = sess.exec(cmd, None).await.map_err(|e| error_chain(&e));
+    access.stats.count(&sess);
     sess.close().await;
     let out = out?;
     if !out.success() {
@@ -224,6 +245,7 @@ async fn apply_node(
         }
     };
     let out = run_locked(desired, spec, &sess, given, progress).await;
+    access.stats.count(&sess);
     sess.close().await;
     out
 }

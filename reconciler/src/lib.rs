@@ -10,3 +10,4 @@ pub mod observe;
 pub mod plan;
 pub mod ssh;
 pub mod table;
+pub mod testbed;

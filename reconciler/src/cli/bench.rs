@@ -13,6 +13,8 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Generate a fleet, then time loading and validating it.
     Validate(ValidateBench),
+    /// Stand up simulated nodes behind real sshds, then time observe + plan against OpenSSH.
+    Plan(PlanBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -36,6 +38,7 @@ pub struct ValidateBench {
 pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
     match c {
         BenchCommand::Validate(a) => validate(&a),
+        BenchCommand::Plan(a) => plan_bench(&a),
     }
 }
 
@@ -152,6 +155,147 @@ fn validate(a: &ValidateBench) -> anyhow::Result<i32> {
         times.len(),
         median,
         median * 1e6 / f64::from(a.vps.max(1))
+    );
+    Ok(0)
+}
+
+/// Flags of `gitvps bench plan`.
+#[derive(Debug, Args)]
+pub struct PlanBench {
+    /// Nodes (each a simulated dom0 behind a real sshd on 127.0.2.x).
+    #[arg(long, default_value_t = 10)]
+    pub nodes: usize,
+    /// VPSes per node (created by one apply before measuring).
+    #[arg(long, default_value_t = 20)]
+    pub vps_per_node: usize,
+    /// Measured rounds (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::apply::{Access, LogProgress, Stats, apply_all, observe_all};
+    use crate::testbed::{Testbed, cpu_time, observe_remote, peak_rss_kib};
+
+    let tmp = tempfile::tempdir()?;
+    let bed = Testbed::start(tmp.path(), a.nodes, a.vps_per_node)?;
+    let inv = model::Inventory::load(&bed.repo)
+        .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
+    let desired = Arc::new(crate::desired::desired(
+        &inv,
+        crate::desired::DEFAULT_XEN_TEMPLATE,
+    )?);
+    let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let access = |stats: Arc<Stats>| -> anyhow::Result<Access> {
+        Ok(Access {
+            creds: crate::ssh::Credentials::from_file(&bed.client_key)?,
+            timeouts: crate::ssh::Timeouts::default(),
+            parallelism: a.nodes,
+            stats,
+        })
+    };
+    let rt = super::plan::runtime()?;
+    let t = Instant::now();
+    let outcomes = rt.block_on(apply_all(
+        &inv,
+        &desired,
+        &nodes,
+        None,
+        &access(Arc::default())?,
+        Arc::new(LogProgress),
+    ));
+    let failed = outcomes
+        .values()
+        .filter(|o| {
+            !matches!(
+                o,
+                crate::apply::Outcome::Applied { .. } | crate::apply::Outcome::NoChanges
+            )
+        })
+        .count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} node(s) failed to apply: {:?}",
+        outcomes
+            .values()
+            .find(|o| !matches!(o, crate::apply::Outcome::Applied { .. }))
+    );
+    println!(
+        "set up {} nodes × {} VPSes (one apply) in {:.1} s",
+        a.nodes,
+        a.vps_per_node,
+        t.elapsed().as_secs_f64()
+    );
+
+    let (mut walls, mut cpus, mut conns, mut execs) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..a.runs.max(1) {
+        let stats = Arc::new(Stats::default());
+        let acc = access(stats.clone())?;
+        let (c0, t0) = (cpu_time(), Instant::now());
+        let observed = rt.block_on(observe_all(&inv, &desired, &nodes, &acc));
+        let plan = crate::plan::plan(&desired, &observed);
+        walls.push(t0.elapsed().as_secs_f64());
+        cpus.push((cpu_time() - c0).as_secs_f64());
+        anyhow::ensure!(
+            !plan.has_changes() && !plan.has_unreachable(),
+            "the fleet did not converge:\n{}",
+            crate::plan::render(&plan)
+        );
+        conns = stats.connections.load(Relaxed);
+        execs = stats.execs.load(Relaxed);
+    }
+    // The same observe script through N parallel OpenSSH clients.
+    let mut ssh_walls = Vec::new();
+    for _ in 0..a.runs.max(1) {
+        let t0 = Instant::now();
+        let children: Vec<_> = (0..a.nodes)
+            .map(|i| {
+                let root = tmp.path().join(format!("nodes/n{i:03}"));
+                bed.openssh(i, &observe_remote(&root.to_string_lossy()))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        for mut c in children {
+            anyhow::ensure!(c.wait()?.success(), "an OpenSSH client failed");
+        }
+        ssh_walls.push(t0.elapsed().as_secs_f64());
+    }
+    let (wall, cpu, ssh) = (median(walls), median(cpus), median(ssh_walls));
+    let n = a.nodes as f64;
+    println!(
+        "observe + plan, {} nodes × {} VPSes, median of {} runs:",
+        a.nodes,
+        a.vps_per_node,
+        a.runs.max(1)
+    );
+    println!(
+        "  wall time            {:.0} ms (OpenSSH clients: {:.0} ms; ratio {:.2}x, target ≤ 0.75x)",
+        wall * 1e3,
+        ssh * 1e3,
+        wall / ssh
+    );
+    println!(
+        "  reconciler CPU       {:.2} ms per node (target ≤ 2 ms)",
+        cpu * 1e3 / n
+    );
+    println!(
+        "  SSH per node         {:.1} connection(s), {:.1} exec(s) (target 1 and 1)",
+        conns as f64 / n,
+        execs as f64 / n
+    );
+    println!(
+        "  peak memory          {} MiB (whole process, set-up included)",
+        peak_rss_kib() / 1024
     );
     Ok(0)
 }

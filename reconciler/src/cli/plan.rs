@@ -74,6 +74,7 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
             command: std::time::Duration::from_secs(rec.command_timeout_secs.into()),
         },
         parallelism: s.parallelism.unwrap_or(rec.parallelism as usize),
+        stats: Arc::default(),
     };
     Ok(Ok(Setup {
         inv,
