@@ -61,6 +61,8 @@ pub struct VpsSpec {
     pub id: VpsId,
     /// Contract state.
     pub state: State,
+    /// The plan it is on.
+    pub product: String,
     /// Whether the domain should run.
     pub run: bool,
     /// Disk size, bytes.
@@ -217,6 +219,7 @@ pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError>
             VpsSpec {
                 id: v.id.clone(),
                 state: v.state,
+                product: v.product.to_string(),
                 run,
                 disk_bytes: res.disk.bytes(),
                 disk_path,

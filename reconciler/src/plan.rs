@@ -26,6 +26,8 @@ pub enum Op {
         from: u64,
         /// New size.
         to: u64,
+        /// Also check and grow the filesystem (false while no OS is installed).
+        resize_fs: bool,
     },
     /// Write the domain config.
     WriteConfig {
@@ -135,6 +137,8 @@ pub enum NodePlan {
         address: String,
         /// Why.
         reason: String,
+        /// Its VPSes, which get no steps.
+        vps: Vec<VpsId>,
     },
 }
 
@@ -179,7 +183,7 @@ impl Plan {
 }
 
 /// Plans every node of `desired` against what was observed. Nodes missing from
-/// `observed` are treated as unreachable.
+/// `observed` (not selected with `--node`) are left out of the plan.
 pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan {
     let nodes = desired
         .nodes
@@ -191,6 +195,7 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
                     node: spec.node.clone(),
                     address: spec.address.clone(),
                     reason: reason.clone(),
+                    vps: spec.vps.keys().cloned().collect(),
                 },
                 Observation::Reachable(state) => plan_node(desired, spec, state),
             })
@@ -206,20 +211,31 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
     for v in spec.vps.values() {
         plan_vps(desired, v, obs, &mut steps, &mut notes);
     }
-    for name in obs.domains.keys() {
-        if !spec.vps.keys().any(|k| k.as_str() == name) {
-            notes.push(format!(
-                "domain `{}` is not in the inventory: left alone",
-                name.escape_debug()
-            ));
-        }
-    }
-    for name in obs.disks.keys() {
-        if !spec.vps.keys().any(|k| k.as_str() == name) {
-            notes.push(format!(
-                "disk `{}` is not in the inventory: left alone",
-                name.escape_debug()
-            ));
+    let elsewhere = |name: &str| {
+        desired
+            .nodes
+            .values()
+            .find(|n| n.node != spec.node && n.vps.keys().any(|k| k.as_str() == name))
+            .map(|n| n.node.clone())
+    };
+    let unmanaged = [
+        ("domain", obs.domains.keys().collect::<Vec<_>>()),
+        ("disk", obs.disks.keys().collect()),
+    ];
+    for (what, names) in unmanaged {
+        for name in names
+            .into_iter()
+            .filter(|n| !spec.vps.keys().any(|k| k.as_str() == n.as_str()))
+        {
+            notes.push(match elsewhere(name) {
+                Some(other) => {
+                    format!("{what} `{name}` belongs to {other} in the inventory: left alone here")
+                }
+                None => format!(
+                    "{what} `{}` is not in the inventory: left alone",
+                    name.escape_debug()
+                ),
+            });
         }
     }
     NodePlan::Reachable {
@@ -231,6 +247,36 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
         steps,
         notes,
     }
+}
+
+/// Describes `xl list` state letters in words.
+fn state_words(letters: &str) -> String {
+    let b = letters.as_bytes();
+    let has = |i: usize, c: u8| b.get(i) == Some(&c);
+    let mut w = Vec::new();
+    if has(2, b'p') {
+        w.push("paused");
+    }
+    if has(3, b's') {
+        w.push(match b.get(4) {
+            Some(b'c') => "crashed",
+            Some(b'r') => "shut down for a reboot",
+            _ => "shut down",
+        });
+    }
+    if has(5, b'd') {
+        w.push("dying");
+    }
+    if w.is_empty() {
+        format!("in state {letters}")
+    } else {
+        w.join(", ")
+    }
+}
+
+fn day_of(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map_or_else(|| ts.to_string(), |t| t.date_naive().to_string())
 }
 
 /// Plans one VPS, appending its steps in the order they must run.
@@ -245,7 +291,6 @@ fn plan_vps(
     let domain = obs.domains.get(name);
     let disk = obs.disks.get(name).copied();
     let config = obs.configs.get(name);
-    let mut record = obs.records.get(name).cloned().unwrap_or_default();
     let target = Target {
         disk: v.disk_path.clone(),
         config: v.config_path.clone(),
@@ -257,6 +302,28 @@ fn plan_vps(
             record,
             target: target.clone(),
         });
+    };
+    // A disk gitvps has no record of (state folder lost, VPS adopted from elsewhere) is
+    // taken as it is: the counters are recorded, no action runs, nothing is erased.
+    let mut record = match obs.records.get(name) {
+        Some(r) => r.clone(),
+        None if disk.is_some() && v.state != State::Destroyed => {
+            let adopted = Record {
+                reboot: v.actions.reboot,
+                fsck: v.actions.fsck,
+                reinstall: v.actions.reinstall,
+                installed: true,
+                destroyed_at: None,
+            };
+            push(
+                Op::Record {
+                    note: "the existing disk (no record of it: counters taken as done)".into(),
+                },
+                Some(adopted.clone()),
+            );
+            adopted
+        }
+        None => Record::default(),
     };
 
     if v.state == State::Destroyed {
@@ -274,24 +341,22 @@ fn plan_vps(
         if disk.is_none() {
             return;
         }
-        let since = v
+        let from_file = v
             .destroyed
             .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc().timestamp())
-            .or(record.destroyed_at);
-        let Some(since) = since else {
-            record.destroyed_at = Some(obs.now);
-            push(
-                Op::Record {
-                    note: "destruction time".into(),
-                },
-                Some(record),
-            );
-            notes.push(format!(
-                "{name}: disk kept for {} days from now",
-                desired.retention_days
-            ));
-            return;
+            .map(|t| t.and_utc().timestamp());
+        let since = match from_file.or(record.destroyed_at) {
+            Some(t) => t,
+            None => {
+                record.destroyed_at = Some(obs.now);
+                push(
+                    Op::Record {
+                        note: "the destruction time".into(),
+                    },
+                    Some(record.clone()),
+                );
+                obs.now
+            }
         };
         let until = since + i64::from(desired.retention_days) * 86_400;
         if obs.now >= until {
@@ -305,26 +370,49 @@ fn plan_vps(
                 None,
             );
         } else {
-            let days = (until - obs.now + 86_399) / 86_400;
-            notes.push(format!("{name}: disk kept {days} more day(s) (retention)"));
+            notes.push(format!(
+                "{name}: disk kept until {} (retention {} days)",
+                day_of(until),
+                desired.retention_days
+            ));
         }
         return;
     }
 
     let up = domain.is_some_and(crate::observe::Domain::is_up);
+    let creating = disk.is_none();
+    if creating {
+        // A new disk: the counters so far concern a disk that no longer exists.
+        record = Record {
+            reboot: v.actions.reboot,
+            fsck: v.actions.fsck,
+            reinstall: v.actions.reinstall,
+            installed: false,
+            destroyed_at: None,
+        };
+    }
     let grow = disk.is_some_and(|d| d < v.disk_bytes);
     if let Some(d) = disk
         && d > v.disk_bytes
     {
         notes.push(format!(
-            "{name}: disk is {} but the plan gives {}: shrinking is refused, the disk is left as it is",
+            "{name}: its disk is {} but product `{}` gives {}: shrinking is refused, the disk is left as it is",
             Size(d),
+            v.product,
             Size(v.disk_bytes)
         ));
     }
     let config_changed = config.is_none_or(|h| *h != v.config_sha256);
+    // A fresh or never-installed disk has no filesystem to check.
+    let has_fs = record.installed && !creating;
     let fsck_due = v.actions.fsck > record.fsck;
     let reinstall_due = v.actions.reinstall > record.reinstall;
+    let reinstall = reinstall_due && v.state == State::Active;
+    if reinstall_due && !reinstall {
+        notes.push(format!(
+            "{name}: the reinstall waits until the VPS is active again"
+        ));
+    }
     let reboot_due = v.actions.reboot > record.reboot;
 
     // 1. Bring the domain down when it must not run, or for work on its disk or config.
@@ -334,7 +422,7 @@ fn plan_vps(
     {
         push(
             Op::Destroy {
-                reason: format!("the domain is in state {}", dom.state),
+                reason: format!("the domain is {}", state_words(&dom.state)),
             },
             None,
         );
@@ -347,10 +435,12 @@ fn plan_vps(
             })
         } else if grow {
             Some("to grow its disk".to_owned())
-        } else if reinstall_due {
+        } else if reinstall {
             Some("to reinstall".to_owned())
-        } else if fsck_due {
+        } else if fsck_due && has_fs {
             Some("to check its filesystem".to_owned())
+        } else if config.is_none() {
+            Some("its config is missing".to_owned())
         } else if config_changed {
             Some("its config changed".to_owned())
         } else {
@@ -374,12 +464,13 @@ fn plan_vps(
             Op::CreateDisk {
                 bytes: v.disk_bytes,
             },
-            None,
+            Some(record.clone()),
         ),
         Some(from) if grow => push(
             Op::GrowDisk {
                 from,
                 to: v.disk_bytes,
+                resize_fs: has_fs,
             },
             None,
         ),
@@ -387,7 +478,7 @@ fn plan_vps(
     }
 
     // 3. Actions that need the domain down.
-    if reinstall_due {
+    if reinstall {
         record.reinstall = v.actions.reinstall;
         record.installed = true;
         push(
@@ -399,12 +490,28 @@ fn plan_vps(
     }
     if fsck_due {
         record.fsck = v.actions.fsck;
-        push(
-            Op::Fsck {
-                generation: v.actions.fsck,
-            },
-            Some(record.clone()),
-        );
+        if reinstall {
+            push(
+                Op::Record {
+                    note: "fsck (the disk is reinstalled in this plan)".into(),
+                },
+                Some(record.clone()),
+            );
+        } else if has_fs {
+            push(
+                Op::Fsck {
+                    generation: v.actions.fsck,
+                },
+                Some(record.clone()),
+            );
+        } else {
+            push(
+                Op::Record {
+                    note: "fsck (no filesystem to check yet)".into(),
+                },
+                Some(record.clone()),
+            );
+        }
     }
 
     // 4. Config, then start.
@@ -467,11 +574,11 @@ impl Op {
     pub fn describe(&self) -> String {
         match self {
             Op::CreateDisk { bytes } => format!("create disk ({})", Size(*bytes)),
-            Op::GrowDisk { from, to } => format!("grow disk {} → {}", Size(*from), Size(*to)),
+            Op::GrowDisk { from, to, .. } => format!("grow disk {} → {}", Size(*from), Size(*to)),
             Op::WriteConfig {
                 replaces: false, ..
             } => "write domain config".into(),
-            Op::WriteConfig { replaces: true, .. } => "rewrite domain config (changed)".into(),
+            Op::WriteConfig { replaces: true, .. } => "rewrite domain config".into(),
             Op::Start => "start domain".into(),
             Op::Stop { reason, .. } => format!("shut down domain ({reason})"),
             Op::Destroy { reason } => format!("destroy domain ({reason})"),
@@ -490,18 +597,20 @@ impl Op {
 /// The plan as `terraform plan`-like text.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let (mut add, mut change, mut destroy, mut actions) = (0, 0, 0, 0);
+    let (mut add, mut change, mut remove, mut actions, mut erase) = (0, 0, 0, 0, 0);
     for n in &plan.nodes {
         match n {
             NodePlan::Unreachable {
                 node,
                 address,
                 reason,
+                vps,
             } => {
-                let _ = writeln!(
-                    out,
-                    "{node} ({address}): UNREACHABLE: {reason}\n  its VPSes get no steps\n"
-                );
+                let _ = writeln!(out, "{node} ({address}): UNREACHABLE: {reason}");
+                if !vps.is_empty() {
+                    let names: Vec<&str> = vps.iter().map(VpsId::as_str).collect();
+                    let _ = writeln!(out, "  no steps for its VPSes: {}", names.join(", "));
+                }
             }
             NodePlan::Reachable {
                 node,
@@ -519,19 +628,20 @@ pub fn render(plan: &Plan) -> String {
                     match s.op.symbol() {
                         '+' => add += 1,
                         '~' => change += 1,
-                        '-' => destroy += 1,
+                        '-' => remove += 1,
                         _ => actions += 1,
+                    }
+                    if s.op.destructive() {
+                        erase += 1;
                     }
                     let _ = writeln!(out, "  {} {}: {}", s.op.symbol(), s.vps, s.op.describe());
                 }
                 for note in notes {
                     let _ = writeln!(out, "  note: {note}");
                 }
-                if !steps.is_empty() || !notes.is_empty() {
-                    out.push('\n');
-                }
             }
         }
+        out.push('\n');
     }
     let unreachable = plan
         .nodes
@@ -540,9 +650,12 @@ pub fn render(plan: &Plan) -> String {
         .count();
     let _ = write!(
         out,
-        "Plan: {add} to add, {change} to change, {destroy} to destroy, {actions} action(s) on {} node(s)",
+        "Plan: {add} to add, {change} to change, {remove} to stop or remove, {actions} action(s) on {} node(s)",
         plan.nodes.len()
     );
+    if erase > 0 {
+        let _ = write!(out, "; {erase} step(s) ERASE A DISK");
+    }
     if unreachable > 0 {
         let _ = write!(out, "; {unreachable} unreachable");
     }

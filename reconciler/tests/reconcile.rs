@@ -62,7 +62,7 @@ fn a_domain_destroyed_out_of_band_is_recreated() {
     );
     assert!(
         p.stdout
-            .contains("Plan: 1 to add, 0 to change, 0 to destroy"),
+            .contains("Plan: 1 to add, 0 to change, 0 to stop or remove"),
         "{p:?}"
     );
     f.converge();
@@ -123,6 +123,13 @@ fn reboot_and_fsck_counters_act_once() {
         after["reboots"]
     );
 
+    // fsck needs a filesystem: mark the disk as holding an installed OS, as the OS
+    // installer records it.
+    let rec = f.root("node1").join("var/lib/gitvps/state/xen10.json");
+    let text = std::fs::read_to_string(&rec)
+        .unwrap()
+        .replace("\"installed\":false", "\"installed\":true");
+    std::fs::write(&rec, text).unwrap();
     f.vps(
         "xen10",
         "node1",
@@ -202,11 +209,7 @@ fn a_destroyed_vps_keeps_its_disk_until_retention_has_passed() {
     assert!(f.domain("node1", "xen10").is_none());
     assert!(f.lv("node1", "xen10").is_some(), "kept during retention");
     let p = f.gitvps(&["plan"]);
-    assert!(
-        p.stdout
-            .contains("xen10: disk kept 7 more day(s) (retention)"),
-        "{p:?}"
-    );
+    assert!(p.stdout.contains("xen10: disk kept until"), "{p:?}");
     // Destroyed long ago: the disk goes.
     f.edit(
         "inventory/vps/xen10.toml",
@@ -467,4 +470,31 @@ fn a_file_backend_node_uses_image_files() {
     let img = f.root("nodef").join("var/lib/gitvps/disks/xen30.img");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 30 << 30);
     assert!(f.domain("nodef", "xen30").is_some());
+}
+
+#[test]
+fn a_node_answering_garbage_is_unreachable_not_empty() {
+    let f = two_vps();
+    f.converge();
+    f.wrap("node1", "xl", "if [ \"$1\" = list ] && [ \"${2:-}\" = -l ]; then echo 'Welcome to node1!'; echo '{ not json'; exit 0; fi");
+    f.edit(
+        "inventory/vps/xen10.toml",
+        "os = \"debian-12\"\n",
+        "os = \"debian-12\"\nstate = \"destroyed\"\ndestroyed = 2026-01-02\n",
+    );
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert!(
+        p.stdout.contains(
+            "UNREACHABLE: node1: the observe script printed something that is not its JSON report"
+        ),
+        "{p:?}"
+    );
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 1, "{a:?}");
+    assert!(
+        f.lv("node1", "xen10").is_some(),
+        "nothing is destroyed on a node that answers garbage"
+    );
+    assert!(f.domain("node1", "xen10").is_some());
 }

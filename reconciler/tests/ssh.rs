@@ -128,3 +128,74 @@ async fn quoted_words_reach_the_node_verbatim() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
     assert!(!marker.exists(), "a quoted word was executed");
 }
+
+#[tokio::test]
+async fn logs_in_with_the_ssh_agent() {
+    let s = Sshd::start();
+    let sock = s.dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(&s.client_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    // Credentials::Agent reads SSH_AUTH_SOCK; this test binary sets it for itself only.
+    // SAFETY-free: set_var is safe in edition 2024 only in unsafe; use a child process instead.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitvps"))
+        .args(["node-sim", "install", "--root"])
+        .arg(s.dir.path().join("root"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("inventory/nodes")).unwrap();
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(top.join("products.toml"), repo.join("products.toml")).unwrap();
+    std::fs::write(repo.join("pools.toml"), "").unwrap();
+    std::fs::write(
+        repo.join("inventory/nodes/n1.toml"),
+        format!(
+            "address = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"x\"\ncountry = \"US\"\nhypervisor = \"xen\"\nstorage = {{ backend = \"file\", dir = \"/disks\" }}\ncapacity = {{ ram = \"1 GiB\", disk = \"1 GiB\", vcpus = 1 }}\nroot = \"{}\"\n",
+            s.port,
+            s.user,
+            s.host_key,
+            s.dir.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_gitvps"))
+        .arg("--repo")
+        .arg(&repo)
+        .arg("plan")
+        .env_remove("GITVPS_SSH_KEY")
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        stdout.contains("n1 (127.0.0.1:") && stdout.contains("no changes"),
+        "{stdout}"
+    );
+}

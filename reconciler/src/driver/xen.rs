@@ -139,7 +139,7 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
                 quote(dir)
             )],
         },
-        Op::GrowDisk { to, .. } => {
+        Op::GrowDisk { to, resize_fs, .. } => {
             let grow = match store {
                 Store::Lvm { vg } => format!(
                     "cur=$(lvs --noheadings --units b --nosuffix -o lv_size {} | tr -d ' ') || return 1\n  if [ \"$cur\" -lt {to} ]; then lvextend -L {to}b {} || return 1; fi",
@@ -150,11 +150,12 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
                     "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then qemu-img resize -q -f raw {disk} {to} || return 1; fi"
                 ),
             };
-            vec![
-                grow,
-                format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"),
-                format!("resize2fs {disk} || return 1"),
-            ]
+            let mut lines = vec![grow];
+            if *resize_fs {
+                lines.push(format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"));
+                lines.push(format!("resize2fs {disk} || return 1"));
+            }
+            lines
         }
         Op::WriteConfig { content, .. } => {
             let dir = node_path(root, "etc/xen/gitvps");
