@@ -172,7 +172,7 @@ impl Progress for LogProgress {
         tracing::info!(%node, vps = %step.vps, "[{}/{total}] {}", index + 1, step.op.describe());
     }
     fn succeeded(&self, node: &NodeId, index: usize, total: usize, step: &Step) {
-        tracing::info!(%node, vps = %step.vps, "[{}/{total}] done", index + 1);
+        tracing::debug!(%node, vps = %step.vps, "[{}/{total}] done", index + 1);
     }
 }
 

@@ -25,23 +25,61 @@ pub struct ApplyArgs {
     pub select: Select,
 }
 
-/// Progress lines on stderr.
-struct Lines;
+/// Progress bars on a terminal: one per node, with the step being carried out.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::BTreeMap<NodeId, indicatif::ProgressBar>>,
+}
 
-impl Progress for Lines {
-    fn started(&self, node: &NodeId, index: usize, total: usize, step: &Step) {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "{node}: [{}/{total}] {} {}: {}",
-                index + 1,
+impl Bars {
+    fn bar(&self, node: &NodeId, total: usize) -> Option<indicatif::ProgressBar> {
+        let mut bars = self.bars.lock().ok()?;
+        let bar = bars.entry(node.clone()).or_insert_with(|| {
+            let b = self.multi.add(indicatif::ProgressBar::new(total as u64));
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:20}] {pos}/{len} {msg}")
+            {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_prefix(node.to_string());
+            b
+        });
+        Some(bar.clone())
+    }
+}
+
+impl Progress for Bars {
+    fn started(&self, node: &NodeId, _: usize, total: usize, step: &Step) {
+        if let Some(b) = self.bar(node, total) {
+            b.set_message(format!(
+                "{} {}: {}",
                 step.op.symbol(),
                 step.vps,
                 step.op.describe()
-            );
+            ));
         }
     }
-    fn succeeded(&self, _: &NodeId, _: usize, _: usize, _: &Step) {}
+    fn succeeded(&self, node: &NodeId, index: usize, total: usize, _: &Step) {
+        if let Some(b) = self.bar(node, total) {
+            b.inc(1);
+            if index + 1 == total {
+                b.finish_with_message("done");
+            }
+        }
+    }
+}
+
+/// Progress as a terminal shows it, or as `tracing` logs when stderr is not a terminal.
+fn progress() -> Arc<dyn Progress> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        Arc::new(Bars {
+            multi: indicatif::MultiProgress::new(),
+            bars: std::sync::Mutex::default(),
+        })
+    } else {
+        Arc::new(crate::apply::LogProgress)
+    }
 }
 
 fn step_line(s: &Step) -> String {
@@ -125,7 +163,7 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
         &s.nodes,
         given.as_ref(),
         &s.access,
-        Arc::new(Lines),
+        progress(),
     ));
     let (text, ok) = summary(&outcomes);
     super::emit(&text)?;
