@@ -241,6 +241,8 @@ pub struct Node {
     pub port: u16,
     /// The user the reconciler logs in as.
     pub user: UnixUser,
+    /// Run node commands through `sudo -n` (when `user` is not root).
+    pub sudo: bool,
     /// The pinned SSH host key.
     pub host_key: SshPublicKey,
     /// Location name.

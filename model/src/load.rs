@@ -717,6 +717,7 @@ const NODE_KEYS: &[&str] = &[
     "address",
     "port",
     "user",
+    "sudo",
     "host_key",
     "location",
     "country",
@@ -738,6 +739,7 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
         r.error(n.span_of("port"), "port", "must be 1 to 65535");
     }
     let user = n.opt::<UnixUser>(r, &mut o, "user");
+    let sudo = n.opt::<bool>(r, &mut o, "sudo").unwrap_or(false);
     let host_key = n.req::<SshPublicKey>(r, &mut o, "host_key");
     let location = n.req::<String>(r, &mut o, "location");
     let country = n.req::<Country>(r, &mut o, "country");
@@ -842,6 +844,7 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
         address: address?,
         port,
         user: user.unwrap_or_else(|| UnixUser::new_unchecked("gitvps")),
+        sudo,
         host_key: host_key?,
         location: location?,
         country: country?,

@@ -69,7 +69,7 @@ pub async fn observe_all(
             continue;
         };
         let target = target_of(node);
-        let cmd = xen::observe_command(&spec.root, &spec.store);
+        let cmd = xen::observe_command(&spec.root, &spec.store, spec.sudo);
         let access = access.clone();
         let sem = sem.clone();
         let id = id.clone();
@@ -262,7 +262,7 @@ async fn run_locked(
         reason: error_chain(&e),
     };
     let mut run = match sess
-        .start(&xen::apply_command(&spec.root, &spec.store))
+        .start(&xen::apply_command(&spec.root, &spec.store, spec.sudo))
         .await
     {
         Ok(r) => r,

@@ -90,6 +90,8 @@ pub struct NodeSpec {
     pub address: String,
     /// The node root (`/` on a real node).
     pub root: String,
+    /// Commands run through `sudo -n`.
+    pub sudo: bool,
     /// Disk storage.
     pub store: Store,
     /// Its VPSes, by id.
@@ -176,6 +178,7 @@ pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError>
                 node: n.id.clone(),
                 address: format!("{}:{}", n.address, n.port),
                 root,
+                sudo: n.sudo,
                 store,
                 vps: BTreeMap::new(),
             },

@@ -242,5 +242,9 @@ pub fn peak_rss_kib() -> u64 {
 
 /// The quoted observe command for a node, as the reconciler sends it.
 pub fn observe_remote(root: &str) -> String {
-    crate::driver::xen::observe_command(root, &crate::desired::Store::Lvm { vg: "vg0".into() })
+    crate::driver::xen::observe_command(
+        root,
+        &crate::desired::Store::Lvm { vg: "vg0".into() },
+        false,
+    )
 }

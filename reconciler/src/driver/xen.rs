@@ -29,10 +29,16 @@ pub fn args(root: &str, store: &Store) -> String {
     format!("{} {backend} {}", quote(root), quote(&place))
 }
 
+/// `sudo -n ` when the node's commands need it.
+fn sudo(yes: bool) -> &'static str {
+    if yes { "sudo -n " } else { "" }
+}
+
 /// The command that observes a node (no lock).
-pub fn observe_command(root: &str, store: &Store) -> String {
+pub fn observe_command(root: &str, store: &Store, use_sudo: bool) -> String {
     format!(
-        "sh -c {} gitvps-observe {}",
+        "{}sh -c {} gitvps-observe {}",
+        sudo(use_sudo),
         quote(OBSERVE),
         args(root, store)
     )
@@ -40,7 +46,7 @@ pub fn observe_command(root: &str, store: &Store) -> String {
 
 /// The apply command: takes the node's lock, observes, prints `@@observed`, then reads
 /// `go` and the steps script from its input (anything else: it exits without acting).
-pub fn apply_command(root: &str, store: &Store) -> String {
+pub fn apply_command(root: &str, store: &Store, use_sudo: bool) -> String {
     let prologue = format!(
         r#"R=${{1%/}}
 mkdir -p "$R/var/lib/gitvps/state" || exit 70
@@ -59,7 +65,8 @@ exit $rc
 "#
     );
     format!(
-        "sh -c {} gitvps-apply {} {}",
+        "{}sh -c {} gitvps-apply {} {}",
+        sudo(use_sudo),
         quote(&prologue),
         args(root, store),
         quote(OBSERVE)
@@ -185,5 +192,125 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
             )],
             Store::File { .. } => vec![format!("rm -f {disk} || return 1")],
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Record;
+    use crate::plan::Target;
+
+    fn step(op: Op, record: Option<Record>) -> Step {
+        Step {
+            vps: "xen02".parse().unwrap(),
+            op,
+            record,
+            target: Target {
+                disk: "/srv/node 1/dev/vg0/xen02".into(),
+                config: "/srv/node 1/etc/xen/gitvps/xen02.cfg".into(),
+            },
+        }
+    }
+
+    fn every_op() -> Vec<Step> {
+        vec![
+            step(
+                Op::CreateDisk {
+                    bytes: 32_212_254_720,
+                },
+                Some(Record::default()),
+            ),
+            step(
+                Op::GrowDisk {
+                    from: 1,
+                    to: 2,
+                    resize_fs: true,
+                },
+                None,
+            ),
+            step(
+                Op::WriteConfig {
+                    content: "name = \"xen02\"\n# it's '; rm -rf / #\n".into(),
+                    sha256: "00".into(),
+                    replaces: false,
+                },
+                None,
+            ),
+            step(
+                Op::Stop {
+                    reason: "x".into(),
+                    timeout_secs: 120,
+                },
+                None,
+            ),
+            step(Op::Destroy { reason: "x".into() }, None),
+            step(Op::Start, None),
+            step(
+                Op::Reboot { generation: 3 },
+                Some(Record {
+                    reboot: 3,
+                    ..Record::default()
+                }),
+            ),
+            step(
+                Op::Fsck { generation: 1 },
+                Some(Record {
+                    fsck: 1,
+                    ..Record::default()
+                }),
+            ),
+            step(Op::Reinstall { generation: 1 }, None),
+            step(Op::Record { note: "x".into() }, Some(Record::default())),
+            step(Op::RemoveConfig, None),
+            step(Op::RemoveDisk { reason: "x".into() }, None),
+        ]
+    }
+
+    fn sh_syntax_ok(script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn every_step_is_valid_sh_with_every_word_quoted() {
+        let root = "/srv/node 1";
+        for store in [
+            Store::Lvm { vg: "vg0".into() },
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+            },
+        ] {
+            let script = steps_script(root, &store, &every_op());
+            sh_syntax_ok(&script);
+            // The hostile config text only ever appears inside single quotes.
+            let quoted = "'name = \"xen02\"\n# it'\\''s '\\''; rm -rf / #\n'";
+            assert!(script.contains(quoted), "{script}");
+        }
+        insta::assert_snapshot!(steps_script(
+            root,
+            &Store::Lvm { vg: "vg0".into() },
+            &every_op()
+        ));
+    }
+
+    #[test]
+    fn node_commands_are_valid_sh_and_use_sudo_when_asked() {
+        let store = Store::Lvm { vg: "vg0".into() };
+        for sudo in [false, true] {
+            let apply = apply_command("/", &store, sudo);
+            let observe = observe_command("/", &store, sudo);
+            assert_eq!(apply.starts_with("sudo -n sh -c "), sudo);
+            assert_eq!(observe.starts_with("sudo -n sh -c "), sudo);
+            sh_syntax_ok(&apply);
+            sh_syntax_ok(&observe);
+        }
     }
 }
