@@ -93,6 +93,12 @@ impl Inventory {
     pub fn load(root: &Path) -> Result<Inventory, LoadError> {
         let (inv, broken, mut diags) = load_parts(root)?;
         diags.extend(crate::validate::validate(&inv, &broken));
+        // `os` and `appliance` must name an entry of the repo's bootstraps/ catalog.
+        match crate::bootstraps::Catalog::load(root) {
+            Ok(cat) => diags.extend(cat.check(&inv)),
+            Err(LoadError::Invalid(d)) => diags.extend(d.0),
+            Err(e) => return Err(e),
+        }
         if diags.is_empty() {
             Ok(inv)
         } else {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// What one run of the binary printed.
+#[derive(Debug)]
 struct Run {
     code: i32,
     stdout: String,
@@ -221,4 +222,32 @@ fn inventory_help() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("--as-of <DATE>"), "{}", r.stdout);
     insta::assert_snapshot!(r.stdout);
+}
+
+/// `os` and `appliance` are checked against the repo's bootstraps/ catalog.
+#[test]
+fn validate_checks_os_and_appliance_against_the_bootstraps() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+        fs::copy(top().join(f), tmp.path().join(f)).unwrap();
+    }
+    copy_tree(&top().join("inventory"), &tmp.path().join("inventory"));
+    copy_tree(&top().join("bootstraps"), &tmp.path().join("bootstraps"));
+    assert_eq!(on(tmp.path(), &["validate"]).code, 0);
+    let vps = tmp.path().join("inventory/vps");
+    let xen03 = fs::read_to_string(vps.join("xen03.toml")).unwrap();
+    fs::write(
+        vps.join("xen03.toml"),
+        xen03.replace("os = \"debian-12\"", "os = \"debian-21\""),
+    )
+    .unwrap();
+    let r = on(tmp.path(), &["validate"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "inventory/vps/xen03.toml:6:6: os: unknown OS `debian-21`, did you mean `debian-12`?"
+        ),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty());
 }
