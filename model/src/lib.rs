@@ -12,6 +12,7 @@ pub mod load;
 pub mod placement;
 mod read;
 pub mod settings;
+pub mod status;
 mod validate;
 pub mod values;
 

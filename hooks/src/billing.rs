@@ -1,0 +1,484 @@
+//! What a payment buys and how it is recorded: the Checkout Session metadata of a renewal or an
+//! order, the renewal date arithmetic and the `billing/payments/<event id>.toml` record.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use model::values::{Email, Language, Money, PasswordHash, parse_keyword};
+use model::{ApplianceId, CustomerId, OsId, ProductId, VpsId};
+use toml_edit::{DocumentMut, value};
+
+/// Folder of the payment records.
+pub const PAYMENTS_DIR: &str = "billing/payments";
+/// Longest customer name or company accepted with an order.
+pub const MAX_NAME: usize = 200;
+
+/// The new expiry after a renewal: the period counts from the later of the old expiry and
+/// the payment date (a lapsed VPS is not charged for the time it was lapsed).
+pub fn renewed_expiry(old: NaiveDate, paid: NaiveDate, period_months: u32) -> NaiveDate {
+    model::add_months(old.max(paid), period_months)
+}
+
+/// A Stripe object id (`evt_...`, `cs_...`, `pi_...`, `cus_...`): letters, digits and `_`,
+/// at most 255 characters. Safe as a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct StripeId(String);
+
+impl StripeId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for StripeId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+        if ok {
+            Ok(StripeId(s.to_owned()))
+        } else {
+            Err("not a Stripe id".to_owned())
+        }
+    }
+}
+
+impl fmt::Display for StripeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The path of the record of a payment event.
+pub fn payment_path(event: &StripeId) -> String {
+    format!("{PAYMENTS_DIR}/{event}.toml")
+}
+
+/// Who an order is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCustomer {
+    /// A logged-in customer.
+    Existing(CustomerId),
+    /// Someone new: the customer file is written when the payment lands.
+    New(NewCustomer),
+}
+
+/// A customer to create with an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCustomer {
+    /// Full name.
+    pub name: String,
+    /// Company, if any.
+    pub company: Option<String>,
+    /// E-mail.
+    pub email: Email,
+    /// Language of site and mail.
+    pub language: Language,
+    /// argon2 hash of the password chosen with the order (never the password).
+    pub password_hash: PasswordHash,
+}
+
+/// What a Checkout Session sells; it rides in the session's `metadata`, so the webhook needs
+/// nothing but the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purchase {
+    /// Another period for an existing VPS.
+    Renew {
+        /// The owner.
+        customer: CustomerId,
+        /// The VPS.
+        vps: VpsId,
+        /// The renewal product (or the plan itself).
+        product: ProductId,
+    },
+    /// A new VPS.
+    Order {
+        /// Who for.
+        customer: OrderCustomer,
+        /// The plan.
+        product: ProductId,
+        /// Where (a location name or pool id, as placement takes it).
+        location: String,
+        /// The OS.
+        os: OsId,
+        /// An appliance, if any.
+        appliance: Option<ApplianceId>,
+    },
+}
+
+/// Checks a one-line name (customer name, company, location).
+pub fn check_line(s: &str, max: usize) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > max || t.chars().any(char::is_control) {
+        Err(format!("must be one line of 1 to {max} characters"))
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
+impl Purchase {
+    /// The session metadata for this purchase.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            m.insert(k.to_owned(), v.to_owned());
+        };
+        match self {
+            Purchase::Renew {
+                customer,
+                vps,
+                product,
+            } => {
+                put("kind", "renew");
+                put("customer", customer.as_str());
+                put("vps", vps.as_str());
+                put("product", product.as_str());
+            }
+            Purchase::Order {
+                customer,
+                product,
+                location,
+                os,
+                appliance,
+            } => {
+                put("kind", "order");
+                put("product", product.as_str());
+                put("location", location);
+                put("os", os.as_str());
+                if let Some(a) = appliance {
+                    put("appliance", a.as_str());
+                }
+                match customer {
+                    OrderCustomer::Existing(c) => put("customer", c.as_str()),
+                    OrderCustomer::New(n) => {
+                        put("new_customer_name", &n.name);
+                        if let Some(c) = &n.company {
+                            put("new_customer_company", c);
+                        }
+                        put("new_customer_email", n.email.as_str());
+                        put(
+                            "new_customer_language",
+                            model::values::Keyword::as_str(n.language),
+                        );
+                        put("new_customer_password_hash", n.password_hash.as_str());
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// Reads a purchase back from session metadata, as strictly as from a customer: the
+    /// values become file contents.
+    pub fn from_metadata(m: &BTreeMap<String, String>) -> Result<Purchase, String> {
+        let get = |k: &str| m.get(k).map(String::as_str);
+        let req = |k: &str| get(k).ok_or_else(|| format!("metadata `{k}` is missing"));
+        let id = |k: &str| -> Result<String, String> { req(k).map(str::to_owned) };
+        match get("kind") {
+            Some("renew") => Ok(Purchase::Renew {
+                customer: id("customer")?.parse().map_err(|e| format!("{e}"))?,
+                vps: id("vps")?.parse().map_err(|e| format!("{e}"))?,
+                product: id("product")?.parse().map_err(|e| format!("{e}"))?,
+            }),
+            Some("order") => {
+                let customer = match get("customer") {
+                    Some(c) => OrderCustomer::Existing(c.parse().map_err(|e| format!("{e}"))?),
+                    None => OrderCustomer::New(NewCustomer {
+                        name: check_line(req("new_customer_name")?, MAX_NAME)?,
+                        company: get("new_customer_company")
+                            .map(|c| check_line(c, MAX_NAME))
+                            .transpose()?,
+                        email: req("new_customer_email")?.parse()?,
+                        language: parse_keyword(get("new_customer_language").unwrap_or("en"))?,
+                        password_hash: req("new_customer_password_hash")?.parse()?,
+                    }),
+                };
+                Ok(Purchase::Order {
+                    customer,
+                    product: id("product")?.parse().map_err(|e| format!("{e}"))?,
+                    location: check_line(req("location")?, MAX_NAME)?,
+                    os: id("os")?.parse().map_err(|e| format!("{e}"))?,
+                    appliance: get("appliance")
+                        .map(|a| a.parse().map_err(|e| format!("{e}")))
+                        .transpose()?,
+                })
+            }
+            _ => Err("metadata `kind` is not `renew` or `order`".to_owned()),
+        }
+    }
+}
+
+/// A payment Stripe reported as completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The event (names the record file: a second delivery finds it).
+    pub event: StripeId,
+    /// When the event was created: the payment date.
+    pub paid_at: DateTime<Utc>,
+    /// The Checkout Session.
+    pub session: StripeId,
+    /// The PaymentIntent, if any.
+    pub payment_intent: Option<StripeId>,
+    /// Stripe's customer, if any.
+    pub stripe_customer: Option<StripeId>,
+    /// Amount paid.
+    pub amount: Money,
+    /// Its currency, upper case (`USD`).
+    pub currency: String,
+    /// What it bought.
+    pub purchase: Purchase,
+}
+
+/// What became of a payment, as its record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A VPS was renewed.
+    Renewed {
+        /// The VPS.
+        vps: VpsId,
+        /// Its expiry before.
+        before: NaiveDate,
+        /// Its expiry now.
+        after: NaiveDate,
+        /// Whether a suspension was lifted.
+        unsuspended: bool,
+    },
+    /// A VPS (and maybe a customer) was created.
+    Ordered {
+        /// The customer (new or existing).
+        customer: CustomerId,
+        /// The new VPS.
+        vps: VpsId,
+    },
+    /// The money arrived but nothing could be done with it: an admin must act (refund, place
+    /// by hand). The reason is kept in the record.
+    NotApplied(String),
+}
+
+/// The text of `billing/payments/<event>.toml`.
+pub fn render_record(p: &Payment, applied: &Applied) -> String {
+    let mut d = DocumentMut::new();
+    d["event"] = value(p.event.as_str());
+    let (kind, customer, product) = match &p.purchase {
+        Purchase::Renew {
+            customer, product, ..
+        } => ("renew", Some(customer.as_str().to_owned()), product),
+        Purchase::Order {
+            customer, product, ..
+        } => (
+            "order",
+            match customer {
+                OrderCustomer::Existing(c) => Some(c.as_str().to_owned()),
+                OrderCustomer::New(_) => None,
+            },
+            product,
+        ),
+    };
+    d["kind"] = value(kind);
+    let customer = match applied {
+        Applied::Ordered { customer, .. } => Some(customer.as_str().to_owned()),
+        _ => customer,
+    };
+    if let Some(c) = customer {
+        d["customer"] = value(c);
+    }
+    match (&p.purchase, applied) {
+        (_, Applied::Ordered { vps, .. }) | (Purchase::Renew { vps, .. }, _) => {
+            d["vps"] = value(vps.as_str());
+        }
+        _ => {}
+    }
+    d["product"] = value(product.as_str());
+    d["amount"] = value(p.amount.to_string());
+    d["currency"] = value(p.currency.as_str());
+    d["paid_at"] = value(p.paid_at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    d["checkout_session"] = value(p.session.as_str());
+    if let Some(pi) = &p.payment_intent {
+        d["payment_intent"] = value(pi.as_str());
+    }
+    if let Some(c) = &p.stripe_customer {
+        d["stripe_customer"] = value(c.as_str());
+    }
+    match applied {
+        Applied::Renewed {
+            before,
+            after,
+            unsuspended,
+            ..
+        } => {
+            d["applied"] = value(true);
+            d["expires_before"] = value(before.to_string());
+            d["expires_after"] = value(after.to_string());
+            if *unsuspended {
+                d["unsuspended"] = value(true);
+            }
+        }
+        Applied::Ordered { .. } => {
+            d["applied"] = value(true);
+        }
+        Applied::NotApplied(why) => {
+            d["applied"] = value(false);
+            d["note"] = value(why.as_str());
+        }
+    }
+    format!(
+        "# Stripe payment {}, recorded by gitvps-hooks. Do not edit: its presence makes a\n# second delivery of the event a no-op.\n{d}",
+        p.event
+    )
+}
+
+/// Whether a record names the Checkout Session `session` (a session paid twice through two
+/// events is applied once).
+pub fn record_names_session(text: &str, session: &StripeId) -> bool {
+    text.parse::<DocumentMut>()
+        .is_ok_and(|d| d.get("checkout_session").and_then(|v| v.as_str()) == Some(session.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn renewal_counts_from_the_later_date() {
+        // Paid before expiry: the period adds to the expiry.
+        assert_eq!(
+            renewed_expiry(d("2026-06-09"), d("2026-05-01"), 3),
+            d("2026-09-09")
+        );
+        // Paid after a lapse: the period counts from the payment.
+        assert_eq!(
+            renewed_expiry(d("2011-06-09"), d("2026-05-01"), 1),
+            d("2026-06-01")
+        );
+        // Month ends clamp.
+        assert_eq!(
+            renewed_expiry(d("2026-01-31"), d("2026-01-01"), 1),
+            d("2026-02-28")
+        );
+        assert_eq!(
+            renewed_expiry(d("2028-01-31"), d("2028-01-01"), 1),
+            d("2028-02-29")
+        );
+        // Same day.
+        assert_eq!(
+            renewed_expiry(d("2026-05-01"), d("2026-05-01"), 12),
+            d("2027-05-01")
+        );
+    }
+
+    #[test]
+    fn stripe_ids_are_path_safe() {
+        assert!("evt_1Nabc".parse::<StripeId>().is_ok());
+        for bad in [
+            "",
+            "../evt",
+            "evt-1",
+            "evt 1",
+            "_evt",
+            "evt_1/..",
+            &"e".repeat(256),
+        ] {
+            assert!(bad.parse::<StripeId>().is_err(), "{bad}");
+        }
+    }
+
+    fn order_new() -> Purchase {
+        Purchase::Order {
+            customer: OrderCustomer::New(NewCustomer {
+                name: "Ann O'Neil".into(),
+                company: None,
+                email: "ann@example.org".parse().unwrap(),
+                language: Language::En,
+                password_hash: "$argon2id$v=19$m=65536,t=3,p=4$gRqnVZzlQ1xo1IOoqZd94w$xdFOC/CniMwlmXcM6NLTf2c/vJDVL0IU/EZ/fePt0M0".parse().unwrap(),
+            }),
+            product: "advanced".parse().unwrap(),
+            location: "Tampa, Florida (USA)".into(),
+            os: "debian-13".parse().unwrap(),
+            appliance: Some("openvpn".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let renew = Purchase::Renew {
+            customer: "c-0001".parse().unwrap(),
+            vps: "xen02".parse().unwrap(),
+            product: "advanced-3m".parse().unwrap(),
+        };
+        for p in [renew, order_new()] {
+            let m = p.metadata();
+            assert!(m.len() <= 50 && m.iter().all(|(k, v)| k.len() <= 40 && v.len() <= 500));
+            assert_eq!(Purchase::from_metadata(&m).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn hostile_metadata_is_refused() {
+        let mut m = order_new().metadata();
+        m.insert("os".into(), "../../x".into());
+        assert!(Purchase::from_metadata(&m).is_err());
+        let mut m = order_new().metadata();
+        m.insert("new_customer_name".into(), "a\nb = 1".into());
+        assert!(Purchase::from_metadata(&m).is_err());
+        let mut m = order_new().metadata();
+        m.insert("new_customer_password_hash".into(), "hunter2".into());
+        assert!(Purchase::from_metadata(&m).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("kind".into(), "refund".into());
+        assert!(Purchase::from_metadata(&m).is_err());
+        assert!(Purchase::from_metadata(&BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn records_hold_the_stripe_ids_and_are_found_by_session() {
+        let p = Payment {
+            event: "evt_1".parse().unwrap(),
+            paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            session: "cs_test_1".parse().unwrap(),
+            payment_intent: Some("pi_1".parse().unwrap()),
+            stripe_customer: None,
+            amount: "149.00".parse().unwrap(),
+            currency: "USD".into(),
+            purchase: Purchase::Renew {
+                customer: "c-0001".parse().unwrap(),
+                vps: "xen02".parse().unwrap(),
+                product: "advanced-3m".parse().unwrap(),
+            },
+        };
+        let text = render_record(
+            &p,
+            &Applied::Renewed {
+                vps: "xen02".parse().unwrap(),
+                before: d("2011-06-09"),
+                after: d("2026-08-01"),
+                unsuspended: true,
+            },
+        );
+        for want in [
+            "event = \"evt_1\"",
+            "kind = \"renew\"",
+            "customer = \"c-0001\"",
+            "vps = \"xen02\"",
+            "amount = \"149.00\"",
+            "checkout_session = \"cs_test_1\"",
+            "payment_intent = \"pi_1\"",
+            "expires_after = \"2026-08-01\"",
+            "unsuspended = true",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+        assert!(record_names_session(&text, &"cs_test_1".parse().unwrap()));
+        assert!(!record_names_session(&text, &"cs_test_2".parse().unwrap()));
+        assert_eq!(payment_path(&p.event), "billing/payments/evt_1.toml");
+    }
+}

@@ -1,0 +1,893 @@
+//! The pure core: who may do what ([`own_vps`]) and which files an accepted request changes
+//! ([`plan`]). No I/O: the store runs these on each fresh head, validates, commits.
+
+use chrono::{DateTime, Utc};
+use model::edit::{ActionKind, EditError, TomlFile, new_vps_file};
+use model::load::paths;
+use model::values::{Keyword, Power, SshPublicKey, State};
+use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
+use toml_edit::{DocumentMut, value};
+
+use crate::billing::{
+    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, payment_path,
+    record_names_session, render_record, renewed_expiry,
+};
+use crate::catalog::{CatalogError, catalog};
+use crate::tickets::{self, TICKETS_DIR, TicketId};
+use crate::tree::Tree;
+
+/// Most SSH keys a customer may set.
+pub const MAX_SSH_KEYS: usize = 32;
+
+/// A request that, once accepted, changes the repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Start or stop.
+    Power {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// Wanted state.
+        power: Power,
+    },
+    /// Reboot or fsck: bump the counter.
+    Action {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// Which action (`Reboot` or `Fsck`; a reinstall is [`Change::Reinstall`]).
+        kind: ActionKind,
+    },
+    /// Reinstall with an OS (and appliance) of the catalog.
+    Reinstall {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// The OS, as asked (checked against the catalog of the head).
+        os: String,
+        /// The appliance, as asked.
+        appliance: Option<String>,
+    },
+    /// Replace the customer's console keys (asked through one of its VPSes).
+    SshKeys {
+        /// Who asks.
+        customer: CustomerId,
+        /// Through which VPS.
+        vps: VpsId,
+        /// The keys, already parsed.
+        keys: Vec<SshPublicKey>,
+    },
+    /// Open a support ticket.
+    OpenTicket {
+        /// Who asks.
+        customer: CustomerId,
+        /// About which VPS, if any.
+        vps: Option<VpsId>,
+        /// Checked subject.
+        subject: String,
+        /// Checked message.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Add to a ticket's thread.
+    ReplyTicket {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which ticket.
+        ticket: TicketId,
+        /// Checked message.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A payment Stripe reported.
+    Payment(Box<Payment>),
+}
+
+impl Change {
+    /// Who asked, for logs.
+    pub fn who(&self) -> String {
+        match self {
+            Change::Power { customer, .. }
+            | Change::Action { customer, .. }
+            | Change::Reinstall { customer, .. }
+            | Change::SshKeys { customer, .. }
+            | Change::OpenTicket { customer, .. }
+            | Change::ReplyTicket { customer, .. } => customer.to_string(),
+            Change::Payment(p) => format!("stripe {}", p.event),
+        }
+    }
+}
+
+/// What an accepted change did, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "done", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Power set.
+    Power {
+        /// The VPS.
+        vps: VpsId,
+        /// The desired power now.
+        power: Power,
+    },
+    /// A counter bumped.
+    Action {
+        /// The VPS.
+        vps: VpsId,
+        /// `reboot`, `fsck` or `reinstall`.
+        action: &'static str,
+        /// The new generation: the reconciler performs it once.
+        generation: u64,
+    },
+    /// SSH keys replaced.
+    SshKeys {
+        /// The customer.
+        customer: CustomerId,
+        /// How many keys it has now.
+        keys: usize,
+    },
+    /// A ticket opened or answered.
+    Ticket {
+        /// The ticket.
+        ticket: TicketId,
+    },
+    /// A payment recorded.
+    Payment {
+        /// The event.
+        event: StripeId,
+        /// `renewed`, `ordered`, `not_applied` or `duplicate`.
+        result: &'static str,
+        /// The VPS renewed or created.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vps: Option<VpsId>,
+    },
+}
+
+/// Files to write (`None` removes), the commit message and the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// Repo-relative paths and their new text.
+    pub writes: Vec<(String, Option<String>)>,
+    /// The commit message.
+    pub message: String,
+    /// The answer.
+    pub outcome: Outcome,
+    /// What to commit instead when this edit would make the inventory invalid (payments: the
+    /// record alone, so no payment is lost).
+    pub fallback: Option<Box<Edit>>,
+}
+
+impl Edit {
+    fn noop(outcome: Outcome) -> Edit {
+        Edit {
+            writes: Vec::new(),
+            message: String::new(),
+            outcome,
+            fallback: None,
+        }
+    }
+}
+
+/// Why a change is refused. The API maps each to its status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not there, or not the asker's: the same answer, so ids do not leak.
+    #[error("not found")]
+    NotFound,
+    /// A suspended VPS can only be renewed.
+    #[error("VPS {0} is suspended: renew it to lift the suspension")]
+    Suspended(VpsId),
+    /// Not in the catalog.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Too many SSH keys.
+    #[error("at most {MAX_SSH_KEYS} SSH keys")]
+    TooManyKeys,
+    /// The result would not pass validation (the diagnostics are logged, not answered).
+    #[error("the change would make the inventory invalid")]
+    Invalid,
+    /// A file in the repo cannot be edited (an admin broke it).
+    #[error("a file cannot be edited: {0}")]
+    Broken(String),
+}
+
+impl From<EditError> for Refusal {
+    fn from(e: EditError) -> Self {
+        Refusal::Broken(e.to_string())
+    }
+}
+
+/// Suffix of the commit messages of customer requests.
+const VIA: &str = "(site)";
+
+/// The path of a VPS file.
+pub fn vps_path(id: &VpsId) -> String {
+    format!("{}/{id}.toml", paths::VPS)
+}
+
+/// The path of a customer file.
+pub fn customer_path(id: &CustomerId) -> String {
+    format!("{}/{id}.toml", paths::CUSTOMERS)
+}
+
+/// The authorization rule: a customer reaches only its own VPSes; a destroyed one is gone; a
+/// suspended one can only be renewed (`renewing`) or written about (tickets).
+pub fn own_vps<'a>(
+    inv: &'a Inventory,
+    customer: &CustomerId,
+    vps: &VpsId,
+    renewing: bool,
+) -> Result<&'a Vps, Refusal> {
+    let v = inv
+        .vps
+        .get(vps)
+        .filter(|v| &v.customer == customer && v.state != State::Destroyed)
+        .ok_or(Refusal::NotFound)?;
+    if v.state == State::Suspended && !renewing {
+        return Err(Refusal::Suspended(v.id.clone()));
+    }
+    Ok(v)
+}
+
+fn open(tree: &dyn Tree, path: &str) -> Result<TomlFile, Refusal> {
+    let text = tree
+        .read(path)
+        .ok_or_else(|| Refusal::Broken(format!("{path} is missing")))?;
+    Ok(TomlFile::parse(path, &text)?)
+}
+
+/// Decides what an accepted `change` writes on the head `inv`/`tree`. Pure: the store runs it
+/// again on a new head after a lost push race.
+pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+    match change {
+        Change::Power {
+            customer,
+            vps,
+            power,
+        } => {
+            let v = own_vps(inv, customer, vps, false)?;
+            let outcome = Outcome::Power {
+                vps: vps.clone(),
+                power: *power,
+            };
+            if v.power == *power {
+                return Ok(Edit::noop(outcome));
+            }
+            let path = vps_path(vps);
+            let mut f = open(tree, &path)?;
+            f.set_power(*power);
+            let verb = match power {
+                Power::Running => "start",
+                Power::Stopped => "stop",
+            };
+            Ok(Edit {
+                writes: vec![(path, Some(f.render()))],
+                message: format!("{customer}: {verb} {vps} {VIA}"),
+                outcome,
+                fallback: None,
+            })
+        }
+        Change::Action {
+            customer,
+            vps,
+            kind,
+        } => {
+            own_vps(inv, customer, vps, false)?;
+            let path = vps_path(vps);
+            let mut f = open(tree, &path)?;
+            let generation = f.bump_action(*kind)?;
+            Ok(Edit {
+                writes: vec![(path, Some(f.render()))],
+                message: format!("{customer}: {} {vps} {VIA}", kind.key()),
+                outcome: Outcome::Action {
+                    vps: vps.clone(),
+                    action: kind.key(),
+                    generation,
+                },
+                fallback: None,
+            })
+        }
+        Change::Reinstall {
+            customer,
+            vps,
+            os,
+            appliance,
+        } => {
+            own_vps(inv, customer, vps, false)?;
+            let cat = catalog(tree);
+            let os = cat.os(os)?;
+            let appliance = appliance.as_deref().map(|a| cat.appliance(a)).transpose()?;
+            let path = vps_path(vps);
+            let mut f = open(tree, &path)?;
+            f.set_string("os", os.as_str());
+            f.set_opt_str("appliance", appliance.as_ref().map(|a| a.as_str()));
+            let generation = f.bump_action(ActionKind::Reinstall)?;
+            let with = match &appliance {
+                Some(a) => format!("{os} and {a}"),
+                None => os.to_string(),
+            };
+            Ok(Edit {
+                writes: vec![(path, Some(f.render()))],
+                message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
+                outcome: Outcome::Action {
+                    vps: vps.clone(),
+                    action: ActionKind::Reinstall.key(),
+                    generation,
+                },
+                fallback: None,
+            })
+        }
+        Change::SshKeys {
+            customer,
+            vps,
+            keys,
+        } => {
+            own_vps(inv, customer, vps, false)?;
+            let mut uniq: Vec<SshPublicKey> = Vec::new();
+            for k in keys {
+                if !uniq.iter().any(|u| u.key_part() == k.key_part()) {
+                    uniq.push(k.clone());
+                }
+            }
+            if uniq.len() > MAX_SSH_KEYS {
+                return Err(Refusal::TooManyKeys);
+            }
+            let outcome = Outcome::SshKeys {
+                customer: customer.clone(),
+                keys: uniq.len(),
+            };
+            let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
+            if current.ssh_keys == uniq {
+                return Ok(Edit::noop(outcome));
+            }
+            let path = customer_path(customer);
+            let mut f = open(tree, &path)?;
+            f.set_ssh_keys(&uniq);
+            Ok(Edit {
+                writes: vec![(path, Some(f.render()))],
+                message: format!(
+                    "{customer}: set {} SSH key{} ({vps}) {VIA}",
+                    uniq.len(),
+                    if uniq.len() == 1 { "" } else { "s" }
+                ),
+                outcome,
+                fallback: None,
+            })
+        }
+        Change::OpenTicket {
+            customer,
+            vps,
+            subject,
+            message,
+            at,
+        } => {
+            if let Some(v) = vps {
+                own_vps(inv, customer, v, true)?;
+            }
+            if !inv.customers.contains_key(customer) {
+                return Err(Refusal::NotFound);
+            }
+            let names = tree.entries(TICKETS_DIR).unwrap_or_default();
+            let id = tickets::next_ticket_id(names.iter().map(|e| e.name.as_str()));
+            let text = tickets::render_new(customer, subject, vps.as_ref(), message, *at);
+            Ok(Edit {
+                writes: vec![(id.path(), Some(text))],
+                message: format!("{customer}: open ticket {id} {VIA}"),
+                outcome: Outcome::Ticket { ticket: id },
+                fallback: None,
+            })
+        }
+        Change::ReplyTicket {
+            customer,
+            ticket,
+            message,
+            at,
+        } => {
+            let path = ticket.path();
+            let text = tree.read(&path).ok_or(Refusal::NotFound)?;
+            let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
+            if &t.customer != customer {
+                return Err(Refusal::NotFound);
+            }
+            let new = tickets::append(&path, &text, customer.as_str(), message, *at)
+                .map_err(|e| Refusal::Broken(e.to_string()))?;
+            Ok(Edit {
+                writes: vec![(path, Some(new))],
+                message: format!("{customer}: reply to ticket {ticket} {VIA}"),
+                outcome: Outcome::Ticket {
+                    ticket: ticket.clone(),
+                },
+                fallback: None,
+            })
+        }
+        Change::Payment(p) => plan_payment(p, inv, tree),
+    }
+}
+
+/// Whether this payment was already recorded: by its event, or by its Checkout Session under
+/// another event.
+fn already_recorded(p: &Payment, tree: &dyn Tree) -> bool {
+    if tree.exists(&payment_path(&p.event)) {
+        return true;
+    }
+    tree.entries(PAYMENTS_DIR)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !e.is_dir && e.name.ends_with(".toml"))
+        .filter_map(|e| tree.read(&format!("{PAYMENTS_DIR}/{}", e.name)))
+        .any(|text| record_names_session(&text, &p.session))
+}
+
+fn not_applied(p: &Payment, why: String) -> Edit {
+    Edit {
+        writes: vec![(
+            payment_path(&p.event),
+            Some(render_record(p, &Applied::NotApplied(why.clone()))),
+        )],
+        message: format!("stripe: record payment {} (not applied: {why})", p.event),
+        outcome: Outcome::Payment {
+            event: p.event.clone(),
+            result: "not_applied",
+            vps: None,
+        },
+        fallback: None,
+    }
+}
+
+fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+    if already_recorded(p, tree) {
+        return Ok(Edit::noop(Outcome::Payment {
+            event: p.event.clone(),
+            result: "duplicate",
+            vps: None,
+        }));
+    }
+    let mut edit = match &p.purchase {
+        Purchase::Renew {
+            customer,
+            vps,
+            product,
+        } => plan_renewal(p, inv, tree, customer, vps, product)?,
+        Purchase::Order {
+            customer,
+            product,
+            location,
+            os,
+            appliance,
+        } => plan_order(
+            p,
+            inv,
+            tree,
+            customer,
+            product,
+            location,
+            os,
+            appliance.as_ref(),
+        )?,
+    };
+    if edit.fallback.is_none()
+        && !matches!(
+            edit.outcome,
+            Outcome::Payment {
+                result: "not_applied",
+                ..
+            }
+        )
+    {
+        edit.fallback = Some(Box::new(not_applied(
+            p,
+            "the change would make the inventory invalid (see the hooks log)".to_owned(),
+        )));
+    }
+    Ok(edit)
+}
+
+fn plan_renewal(
+    p: &Payment,
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    product: &model::ProductId,
+) -> Result<Edit, Refusal> {
+    let Ok(v) = own_vps(inv, customer, vps, true) else {
+        return Ok(not_applied(
+            p,
+            format!("{vps} is not an active VPS of {customer}"),
+        ));
+    };
+    let Some(prod) = inv
+        .products
+        .get(product)
+        .filter(|pr| pr.plan_id() == &v.product)
+    else {
+        return Ok(not_applied(
+            p,
+            format!("{product} does not renew {}'s plan {}", vps, v.product),
+        ));
+    };
+    let paid = p.paid_at.date_naive();
+    let after = renewed_expiry(v.expires, paid, prod.period_months);
+    let unsuspended = v.state == State::Suspended;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_date("expires", after);
+    if unsuspended {
+        f.set_state(State::Active);
+    }
+    let applied = Applied::Renewed {
+        vps: vps.clone(),
+        before: v.expires,
+        after,
+        unsuspended,
+    };
+    Ok(Edit {
+        writes: vec![
+            (path, Some(f.render())),
+            (payment_path(&p.event), Some(render_record(p, &applied))),
+        ],
+        message: format!(
+            "stripe: renew {vps} for {customer} until {after}{} ({})",
+            if unsuspended { ", lift suspension" } else { "" },
+            p.event
+        ),
+        outcome: Outcome::Payment {
+            event: p.event.clone(),
+            result: "renewed",
+            vps: Some(vps.clone()),
+        },
+        fallback: None,
+    })
+}
+
+/// The next free customer id of the form `c-NNNN`.
+pub fn next_customer_id(inv: &Inventory) -> Option<CustomerId> {
+    let max = inv
+        .customers
+        .keys()
+        .filter_map(|c| c.as_str().strip_prefix("c-"))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    format!("c-{:04}", max.saturating_add(1)).parse().ok()
+}
+
+/// The text of a new customer file.
+pub fn new_customer_file(n: &crate::billing::NewCustomer, comment: &str) -> String {
+    let mut d = DocumentMut::new();
+    d["name"] = value(n.name.as_str());
+    if let Some(c) = &n.company {
+        d["company"] = value(c.as_str());
+    }
+    d["email"] = value(n.email.as_str());
+    d["language"] = value(Keyword::as_str(n.language));
+    d["password_hash"] = value(n.password_hash.as_str());
+    d["ssh_keys"] = value(toml_edit::Array::new());
+    let mut s = String::new();
+    for line in comment.lines() {
+        s.push_str("# ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str(&d.to_string());
+    s
+}
+
+/// A customer value for placement, before its file exists.
+fn synthetic_customer(id: &CustomerId, n: &crate::billing::NewCustomer) -> model::Customer {
+    model::Customer {
+        id: id.clone(),
+        name: n.name.clone(),
+        company: n.company.clone(),
+        email: n.email.clone(),
+        language: n.language,
+        password_hash: Some(n.password_hash.clone()),
+        ssh_keys: Vec::new(),
+        origin: model::Origin::synthetic(&customer_path(id)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_order(
+    p: &Payment,
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &OrderCustomer,
+    product: &model::ProductId,
+    location: &str,
+    os: &model::OsId,
+    appliance: Option<&model::ApplianceId>,
+) -> Result<Edit, Refusal> {
+    let cat = catalog(tree);
+    if let Err(e) = cat.os(os.as_str()) {
+        return Ok(not_applied(p, e.to_string()));
+    }
+    if let Some(a) = appliance
+        && let Err(e) = cat.appliance(a.as_str())
+    {
+        return Ok(not_applied(p, e.to_string()));
+    }
+    let mut writes = Vec::new();
+    let placed_in;
+    let (cid, inv_for_place) = match customer {
+        OrderCustomer::Existing(c) => {
+            if !inv.customers.contains_key(c) {
+                return Ok(not_applied(p, format!("customer {c} does not exist")));
+            }
+            (c.clone(), inv)
+        }
+        OrderCustomer::New(n) => {
+            let Some(id) = next_customer_id(inv) else {
+                return Ok(not_applied(p, "no free customer id".to_owned()));
+            };
+            let mut copy = inv.clone();
+            copy.customers
+                .insert(id.clone(), synthetic_customer(&id, n));
+            placed_in = copy;
+            writes.push((
+                customer_path(&id),
+                Some(new_customer_file(
+                    n,
+                    &format!("Created by gitvps-hooks from Stripe payment {}.", p.event),
+                )),
+            ));
+            (id, &placed_in)
+        }
+    };
+    let req = model::placement::Request {
+        customer: cid.clone(),
+        product: product.clone(),
+        location: location.to_owned(),
+        os: Some(os.clone()),
+        appliance: appliance.cloned(),
+        hostname: None,
+        id: None,
+        today: p.paid_at.date_naive(),
+    };
+    let placement = match model::placement::place(inv_for_place, &req) {
+        Ok(pl) => pl,
+        Err(e) => return Ok(not_applied(p, format!("placement failed: {e}"))),
+    };
+    let vps = placement.id.clone();
+    writes.push((
+        vps_path(&vps),
+        Some(new_vps_file(
+            &placement.vps,
+            &format!(
+                "Ordered by {cid} through Stripe ({}), paid {}.",
+                p.event,
+                p.paid_at.date_naive()
+            ),
+        )),
+    ));
+    let applied = Applied::Ordered {
+        customer: cid.clone(),
+        vps: vps.clone(),
+    };
+    writes.push((payment_path(&p.event), Some(render_record(p, &applied))));
+    let plan_name = match inv.products.get(product).map(|x| &x.kind) {
+        Some(ProductKind::Plan(_)) => product.to_string(),
+        _ => format!("{product}?"),
+    };
+    Ok(Edit {
+        writes,
+        message: format!(
+            "stripe: order {vps} for {cid} ({plan_name} on {}) ({})",
+            placement.node, p.event
+        ),
+        outcome: Outcome::Payment {
+            event: p.event.clone(),
+            result: "ordered",
+            vps: Some(vps),
+        },
+        fallback: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::{NewCustomer, Payment};
+    use crate::tree::{DiskTree, MemTree};
+    use std::path::PathBuf;
+
+    /// The project's own example fleet (the project repo is an inventory repo).
+    fn top() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    fn fleet() -> (Inventory, DiskTree) {
+        (Inventory::load(&top()).unwrap(), DiskTree::new(top()))
+    }
+
+    fn id<T: std::str::FromStr>(s: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_customer_reaches_only_its_own_live_vpses() {
+        let (mut inv, _) = fleet();
+        let jane: CustomerId = id("c-0001");
+        assert!(own_vps(&inv, &jane, &id("xen02"), false).is_ok());
+        assert_eq!(
+            own_vps(&inv, &jane, &id("xen01"), false).unwrap_err(),
+            Refusal::NotFound
+        );
+        assert_eq!(
+            own_vps(&inv, &jane, &id("xen77"), false).unwrap_err(),
+            Refusal::NotFound
+        );
+        let x: VpsId = id("xen02");
+        inv.vps.get_mut(&x).unwrap().state = State::Suspended;
+        assert_eq!(
+            own_vps(&inv, &jane, &x, false).unwrap_err(),
+            Refusal::Suspended(x.clone())
+        );
+        assert!(own_vps(&inv, &jane, &x, true).is_ok(), "renewing");
+        inv.vps.get_mut(&x).unwrap().state = State::Destroyed;
+        assert_eq!(
+            own_vps(&inv, &jane, &x, true).unwrap_err(),
+            Refusal::NotFound
+        );
+    }
+
+    #[test]
+    fn actions_bump_one_counter_with_a_message_naming_who_and_what() {
+        let (inv, tree) = fleet();
+        let e = plan(
+            &Change::Action {
+                customer: id("c-0002"),
+                vps: id("xen03"),
+                kind: ActionKind::Fsck,
+            },
+            &inv,
+            &tree,
+        )
+        .unwrap();
+        assert_eq!(e.message, "c-0002: fsck xen03 (site)");
+        assert_eq!(e.writes.len(), 1);
+        assert_eq!(e.writes[0].0, "inventory/vps/xen03.toml");
+        assert!(e.writes[0].1.as_ref().unwrap().contains("fsck = 1"));
+        // Power already as asked: nothing to write.
+        let e = plan(
+            &Change::Power {
+                customer: id("c-0002"),
+                vps: id("xen03"),
+                power: Power::Running,
+            },
+            &inv,
+            &tree,
+        )
+        .unwrap();
+        assert!(e.writes.is_empty());
+    }
+
+    fn payment(event: &str, session: &str, purchase: Purchase) -> Payment {
+        Payment {
+            event: id(event),
+            paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            session: id(session),
+            payment_intent: None,
+            stripe_customer: None,
+            amount: "59.00".parse().unwrap(),
+            currency: "USD".into(),
+            purchase,
+        }
+    }
+
+    fn renewal(vps: &str, customer: &str, product: &str) -> Purchase {
+        Purchase::Renew {
+            customer: id(customer),
+            vps: id(vps),
+            product: id(product),
+        }
+    }
+
+    #[test]
+    fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
+        let (inv, tree) = fleet();
+        let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
+        let e = plan(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
+        assert_eq!(e.writes.len(), 2);
+        // xen04 expires 2026-12-15, after the payment date: 3 months from it.
+        assert!(
+            e.writes[0]
+                .1
+                .as_ref()
+                .unwrap()
+                .contains("expires = 2027-03-15")
+        );
+        assert_eq!(e.writes[1].0, "billing/payments/evt_a.toml");
+        assert!(e.fallback.is_some(), "a payment is never lost");
+        // Recorded already, by event or by session.
+        let mut done = MemTree::new().with(
+            "inventory/vps/xen04.toml",
+            &tree.read("inventory/vps/xen04.toml").unwrap(),
+        );
+        done.apply(&e.writes);
+        let again = plan(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
+        assert!(again.writes.is_empty());
+        let other_event = payment("evt_b", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
+        assert!(
+            plan(&Change::Payment(Box::new(other_event)), &inv, &done)
+                .unwrap()
+                .writes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn payments_that_cannot_apply_are_recorded_as_not_applied() {
+        let (inv, tree) = fleet();
+        for purchase in [
+            renewal("xen04", "c-0001", "advanced-3m"), // not Jane's
+            renewal("xen01", "c-0003", "advanced-3m"), // xen01 is on `test`
+            renewal("xen99", "c-0003", "advanced-1m"), // gone
+        ] {
+            let e = plan(
+                &Change::Payment(Box::new(payment("evt_x", "cs_x", purchase))),
+                &inv,
+                &tree,
+            )
+            .unwrap();
+            assert_eq!(e.writes.len(), 1, "{e:?}");
+            assert!(e.writes[0].1.as_ref().unwrap().contains("applied = false"));
+            assert!(
+                e.message
+                    .starts_with("stripe: record payment evt_x (not applied: ")
+            );
+        }
+    }
+
+    #[test]
+    fn an_order_for_someone_new_writes_customer_vps_and_record() {
+        let (inv, tree) = fleet();
+        assert_eq!(next_customer_id(&inv).unwrap().as_str(), "c-0004");
+        let purchase = Purchase::Order {
+            customer: OrderCustomer::New(NewCustomer {
+                name: "Ann \"The Admin\" O'Neil".into(),
+                company: Some("Ann = 1\n[x]".replace('\n', " ")),
+                email: id("ann@example.org"),
+                language: model::values::Language::En,
+                password_hash: id(
+                    "$argon2id$v=19$m=65536,t=3,p=4$gRqnVZzlQ1xo1IOoqZd94w$xdFOC/CniMwlmXcM6NLTf2c/vJDVL0IU/EZ/fePt0M0",
+                ),
+            }),
+            product: id("advanced"),
+            location: "Seattle, WA (USA)".into(),
+            os: id("debian-12"),
+            appliance: None,
+        };
+        let e = plan(
+            &Change::Payment(Box::new(payment("evt_o", "cs_o", purchase))),
+            &inv,
+            &tree,
+        )
+        .unwrap();
+        let paths: Vec<&str> = e.writes.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths[0], "inventory/customers/c-0004.toml");
+        assert!(paths[1].starts_with("inventory/vps/xen"));
+        assert_eq!(paths[2], "billing/payments/evt_o.toml");
+        let cust = e.writes[0].1.as_ref().unwrap();
+        let doc: toml_edit::DocumentMut = cust.parse().unwrap();
+        assert_eq!(
+            doc["name"].as_str(),
+            Some("Ann \"The Admin\" O'Neil"),
+            "quoted, not injected"
+        );
+        assert_eq!(doc["company"].as_str(), Some("Ann = 1 [x]"));
+        let vps = e.writes[1].1.as_ref().unwrap();
+        assert!(vps.contains("node = \"node0201\""), "{vps}");
+        assert!(
+            vps.contains("created = 2026-05-01") && vps.contains("expires = 2026-06-01"),
+            "{vps}"
+        );
+    }
+}

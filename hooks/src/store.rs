@@ -1,0 +1,1130 @@
+//! The git edge: a cached clone of the inventory repo, fetched per batch of requests; each
+//! accepted change is validated and committed, the batch pushed once, re-planned on a lost race.
+//!
+//! One committer thread owns the clone. Requests that arrive together form a batch: one
+//! fetch, one commit per request (each validated with `Inventory::load`), one push. A push
+//! that loses a race fetches and re-plans the whole batch on the new head, up to
+//! `Config::push_tries` times. Pushes to a local repo (a path) update the branch with a
+//! compare-and-swap, so two processes never overwrite each other's commits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::{ErrorCode, FileMode, ObjectType, Oid, Repository, ResetType, Signature};
+use model::status::{STATUS_DIR, VpsStatus};
+use model::{Inventory, LoadError, VpsId};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, redact_url};
+use crate::plan::{Change, Edit, Outcome, Refusal, plan};
+use crate::tree::{DiskTree, Tree};
+
+/// Name and e-mail of the commits the hooks write.
+pub const BOT_NAME: &str = "gitvps-bot";
+/// E-mail of the bot (a reserved domain: it receives nothing).
+pub const BOT_EMAIL: &str = "gitvps-bot@gitvps.invalid";
+/// Most requests handled in one batch.
+pub const MAX_BATCH: usize = 256;
+/// A snapshot older than this is refreshed before it authenticates a request.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// Why the repo could not be read or written. Clonable: one failure answers a whole batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A git operation failed.
+    #[error("git: cannot {what}")]
+    Git {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Arc<git2::Error>,
+    },
+    /// The cache folder could not be prepared.
+    #[error("cannot prepare the cache folder {path}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Another process holds the cache folder.
+    #[error("the cache folder {0} is in use by another process")]
+    Locked(PathBuf),
+    /// The branch does not exist in the repo.
+    #[error("the repo has no branch `{0}`")]
+    NoBranch(String),
+    /// The inventory at the head does not load: nothing can be planned on it.
+    #[error("the inventory at {head} is invalid")]
+    Invalid {
+        /// The commit.
+        head: String,
+        /// The cause.
+        #[source]
+        source: Arc<LoadError>,
+    },
+    /// The remote refused the push for another reason than a race.
+    #[error("the push was refused: {0}")]
+    Refused(String),
+    /// Every try lost a race.
+    #[error("the push lost {0} races in a row")]
+    Busy(u32),
+    /// The local repo has the branch checked out: pushing to it would leave its work tree
+    /// behind. Serve a bare clone (`git clone --bare`).
+    #[error("{0} has the branch checked out in a work tree; serve a bare clone of it")]
+    CheckedOut(PathBuf),
+    /// The committer thread is gone.
+    #[error("the committer has stopped")]
+    Stopped,
+}
+
+fn git(what: &'static str) -> impl FnOnce(git2::Error) -> StoreError {
+    move |source| StoreError::Git {
+        what,
+        source: Arc::new(source),
+    }
+}
+
+/// Why a change was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApplyError {
+    /// The request is refused (not found, suspended, invalid...).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The repo failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The head a batch was planned on.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The commit.
+    pub head: Oid,
+    /// Its inventory.
+    pub inv: Arc<Inventory>,
+    /// Observed status per VPS, from the status branch (empty when there is none).
+    pub status: Arc<BTreeMap<VpsId, VpsStatus>>,
+    /// When it was taken.
+    pub taken: Instant,
+}
+
+/// What a read sees: the snapshot and the files of its head.
+pub struct View<'a> {
+    /// The head.
+    pub snapshot: &'a Arc<Snapshot>,
+    /// Its files.
+    pub tree: &'a dyn Tree,
+}
+
+/// A change that landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// What it did.
+    pub outcome: Outcome,
+    /// The commit, or `None` when nothing needed to change.
+    pub commit: Option<String>,
+}
+
+type ReadFn = Box<dyn FnOnce(Result<&View<'_>, &StoreError>) + Send>;
+type Reply = oneshot::Sender<Result<Committed, ApplyError>>;
+/// Files as they were before an edit, to put back when it is refused.
+type Saved = Vec<(PathBuf, Option<Vec<u8>>)>;
+
+enum Job {
+    Read(ReadFn),
+    Apply { change: Box<Change>, reply: Reply },
+}
+
+/// Counters of the committer, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches handled (each one fetch).
+    pub batches: AtomicU64,
+    /// Commits made (before a lost race, made again after it).
+    pub commits: AtomicU64,
+    /// Pushes that landed.
+    pub pushes: AtomicU64,
+    /// Pushes that lost a race and were retried on the new head.
+    pub lost_races: AtomicU64,
+}
+
+/// The handle the HTTP handlers use; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::UnboundedSender<Job>,
+    current: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    stats: Arc<Stats>,
+}
+
+impl Store {
+    /// Starts the committer thread. The clone happens on the first request.
+    pub fn start(cfg: &Config) -> Store {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let current = Arc::new(Mutex::new(None));
+        let stats = Arc::new(Stats::default());
+        let (shared, counters) = (current.clone(), stats.clone());
+        let cfg = cfg.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gitvps-committer".to_owned())
+            .spawn(move || committer(cfg, rx, shared, counters));
+        if let Err(e) = spawned {
+            // Without the thread every request answers `Stopped`.
+            tracing::error!(error = %e, "cannot start the committer thread");
+        }
+        Store { tx, current, stats }
+    }
+
+    /// The committer's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Runs `f` on a freshly fetched head (batched with other requests).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&View<'_>) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadFn = Box::new(move |v| {
+            let _ = tx.send(v.map(f).map_err(Clone::clone));
+        });
+        self.tx
+            .send(Job::Read(job))
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The last snapshot, if recent; otherwise a fresh one.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let cached = self.current.lock().ok().and_then(|c| c.clone());
+        match cached {
+            Some(s) if s.taken.elapsed() < SNAPSHOT_MAX_AGE => Ok(s),
+            _ => self.read(|v| v.snapshot.clone()).await,
+        }
+    }
+
+    /// Plans, validates, commits and pushes one change; answers once it is pushed.
+    pub async fn apply(&self, change: Change) -> Result<Committed, ApplyError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Apply {
+                change: Box::new(change),
+                reply,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await
+            .map_err(|_| ApplyError::Store(StoreError::Stopped))?
+    }
+}
+
+fn committer(
+    cfg: Config,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    current: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    stats: Arc<Stats>,
+) {
+    let mut clone: Option<Cache> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut reads = Vec::new();
+        let mut applies = Vec::new();
+        for j in jobs {
+            match j {
+                Job::Read(f) => reads.push(f),
+                Job::Apply { change, reply } => applies.push((change, reply)),
+            }
+        }
+        let c = match &mut clone {
+            Some(c) => c,
+            None => match Cache::open(&cfg) {
+                Ok(c) => clone.insert(c),
+                Err(e) => {
+                    log_store_error(&cfg, &e);
+                    fail(reads, applies, &e);
+                    continue;
+                }
+            },
+        };
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        c.batch(reads, applies, &current, &stats);
+    }
+}
+
+fn fail(reads: Vec<ReadFn>, applies: Vec<(Box<Change>, Reply)>, e: &StoreError) {
+    for r in reads {
+        r(Err(e));
+    }
+    for (_, reply) in applies {
+        let _ = reply.send(Err(ApplyError::Store(e.clone())));
+    }
+}
+
+/// Logs a store error with its causes, with the repo URL's credentials removed.
+fn log_store_error(cfg: &Config, e: &StoreError) {
+    let text = crate::error_chain(e).replace(&cfg.repo, &redact_url(&cfg.repo));
+    tracing::error!(error = %text, "inventory repo");
+}
+
+/// Whether a repo address is a folder on this machine (then pushes are compare-and-swap).
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(p) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(p));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-like `user@host:path`: a colon before any slash.
+    match (url.find(':'), url.find('/')) {
+        (Some(c), Some(s)) if c < s => None,
+        (Some(_), None) => None,
+        _ => Some(PathBuf::from(url)),
+    }
+}
+
+/// The cached clone, owned by the committer thread.
+struct Cache {
+    cfg: Config,
+    repo: Repository,
+    workdir: PathBuf,
+    /// Holds the advisory lock on the cache folder while the clone is in use.
+    _lock: std::fs::File,
+    /// The commit whose files the work tree holds.
+    worktree_at: Option<Oid>,
+    /// Inventory per tree id (the last one).
+    inv_cache: Option<(Oid, Arc<Inventory>)>,
+    /// Status per status-branch commit (the last one).
+    status_cache: Option<(Oid, Arc<BTreeMap<VpsId, VpsStatus>>)>,
+}
+
+enum PushError {
+    Lost,
+    Failed(StoreError),
+}
+
+impl Cache {
+    fn open(cfg: &Config) -> Result<Cache, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io {
+                path,
+                source: Arc::new(source),
+            }
+        };
+        if let Some(path) = local_path(&cfg.repo)
+            && let Ok(r) = Repository::open(&path)
+            && !r.is_bare()
+            && r.head().ok().and_then(|h| h.name().ok().map(str::to_owned))
+                == Some(format!("refs/heads/{}", cfg.branch))
+        {
+            return Err(StoreError::CheckedOut(path));
+        }
+        std::fs::create_dir_all(&cfg.cache_dir).map_err(io(&cfg.cache_dir))?;
+        let key = crate::auth::hex(&Sha256::digest(cfg.repo.as_bytes())[..8]);
+        let dir = cfg.cache_dir.join(format!("repo-{key}"));
+        let lock_path = cfg.cache_dir.join(format!("repo-{key}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(dir));
+        }
+        let reuse = Repository::open(&dir).ok().filter(|r| {
+            r.find_remote("origin")
+                .ok()
+                .is_some_and(|o| o.url().ok() == Some(cfg.repo.as_str()))
+                && !r.is_bare()
+        });
+        let repo = match reuse {
+            Some(r) => r,
+            None => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+                }
+                let started = Instant::now();
+                let r = git2::build::RepoBuilder::new()
+                    .branch(&cfg.branch)
+                    .clone(&cfg.repo, &dir)
+                    .map_err(|e| match e.code() {
+                        ErrorCode::NotFound => StoreError::NoBranch(cfg.branch.clone()),
+                        _ => git("clone the inventory repo")(e),
+                    })?;
+                tracing::info!(
+                    repo = %redact_url(&cfg.repo),
+                    ms = started.elapsed().as_millis() as u64,
+                    "cloned"
+                );
+                r
+            }
+        };
+        // The cache is rebuilt from the remote at will: no reflogs to write on every commit.
+        repo.config()
+            .and_then(|mut c| c.set_bool("core.logAllRefUpdates", false))
+            .map_err(git("configure the clone"))?;
+        let workdir = repo.workdir().map(Path::to_owned).unwrap_or(dir);
+        Ok(Cache {
+            cfg: cfg.clone(),
+            repo,
+            workdir,
+            _lock: lock,
+            worktree_at: None,
+            inv_cache: None,
+            status_cache: None,
+        })
+    }
+
+    fn branch_ref(&self) -> String {
+        format!("refs/heads/{}", self.cfg.branch)
+    }
+
+    fn fetch(&self) -> Result<(), StoreError> {
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(git("find the remote"))?;
+        let mut opts = git2::FetchOptions::new();
+        opts.download_tags(git2::AutotagOption::None)
+            .update_fetchhead(false);
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/remotes/origin/*"],
+                Some(&mut opts),
+                None,
+            )
+            .map_err(git("fetch"))
+    }
+
+    /// Fetches and puts the work tree on the head to plan on.
+    fn sync(&mut self) -> Result<Oid, StoreError> {
+        self.fetch()?;
+        let remote_ref = format!("refs/remotes/origin/{}", self.cfg.branch);
+        let remote_head = self
+            .repo
+            .refname_to_id(&remote_ref)
+            .map_err(|_| StoreError::NoBranch(self.cfg.branch.clone()))?;
+        let base = if self.cfg.publish {
+            remote_head
+        } else {
+            // Unpublished commits pile up on the local branch.
+            self.repo
+                .refname_to_id(&self.branch_ref())
+                .unwrap_or(remote_head)
+        };
+        if self.worktree_at != Some(base) {
+            let obj = self
+                .repo
+                .find_object(base, Some(ObjectType::Commit))
+                .map_err(git("find the head"))?;
+            let mut co = git2::build::CheckoutBuilder::new();
+            co.force().remove_untracked(true);
+            self.repo
+                .reset(&obj, ResetType::Hard, Some(&mut co))
+                .map_err(git("check out the head"))?;
+            self.worktree_at = Some(base);
+        }
+        Ok(base)
+    }
+
+    fn tree_of(&self, commit: Oid) -> Result<Oid, StoreError> {
+        self.repo
+            .find_commit(commit)
+            .map(|c| c.tree_id())
+            .map_err(git("read a commit"))
+    }
+
+    fn snapshot(&mut self, head: Oid) -> Result<Arc<Snapshot>, StoreError> {
+        let tree = self.tree_of(head)?;
+        let inv = match &self.inv_cache {
+            Some((t, inv)) if *t == tree => inv.clone(),
+            _ => {
+                let inv =
+                    Arc::new(
+                        Inventory::load(&self.workdir).map_err(|e| StoreError::Invalid {
+                            head: head.to_string(),
+                            source: Arc::new(e),
+                        })?,
+                    );
+                self.inv_cache = Some((tree, inv.clone()));
+                inv
+            }
+        };
+        let status = self.status(&inv.settings.reconciler.status_branch);
+        Ok(Arc::new(Snapshot {
+            head,
+            inv,
+            status,
+            taken: Instant::now(),
+        }))
+    }
+
+    /// The status files of the status branch; empty when it does not exist or cannot be read.
+    fn status(&mut self, branch: &str) -> Arc<BTreeMap<VpsId, VpsStatus>> {
+        let name = format!("refs/remotes/origin/{branch}");
+        if !git2::Reference::is_valid_name(&name) {
+            return Arc::default();
+        }
+        let Ok(commit) = self.repo.refname_to_id(&name) else {
+            return Arc::default();
+        };
+        if let Some((c, s)) = &self.status_cache
+            && *c == commit
+        {
+            return s.clone();
+        }
+        let mut out = BTreeMap::new();
+        let dir = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .and_then(|t| t.get_path(Path::new(STATUS_DIR)))
+            .and_then(|e| self.repo.find_tree(e.id()));
+        if let Ok(dir) = dir {
+            for entry in dir.iter() {
+                let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(".json")) else {
+                    continue;
+                };
+                let Ok(id) = name.parse::<VpsId>() else {
+                    continue;
+                };
+                let Ok(blob) = self.repo.find_blob(entry.id()) else {
+                    continue;
+                };
+                match serde_json::from_slice::<VpsStatus>(blob.content()) {
+                    Ok(s) if s.vps == id => {
+                        out.insert(id, s);
+                    }
+                    Ok(_) => tracing::warn!(file = name, "status file names another VPS"),
+                    Err(e) => tracing::warn!(file = name, error = %e, "unreadable status file"),
+                }
+            }
+        }
+        let out = Arc::new(out);
+        self.status_cache = Some((commit, out.clone()));
+        out
+    }
+
+    fn publish_snapshot(current: &Mutex<Option<Arc<Snapshot>>>, s: &Arc<Snapshot>) {
+        if let Ok(mut c) = current.lock() {
+            *c = Some(s.clone());
+        }
+    }
+
+    fn batch(
+        &mut self,
+        mut reads: Vec<ReadFn>,
+        applies: Vec<(Box<Change>, Reply)>,
+        current: &Mutex<Option<Arc<Snapshot>>>,
+        stats: &Stats,
+    ) {
+        let tries = self.cfg.push_tries.max(1);
+        for attempt in 1..=tries {
+            let t0 = Instant::now();
+            let prepared = self
+                .sync()
+                .and_then(|base| Ok((base, self.snapshot(base)?)));
+            let (base, snap) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    log_store_error(&self.cfg, &e);
+                    // The work tree may be half checked out: start over next time.
+                    self.worktree_at = None;
+                    fail(reads, applies, &e);
+                    return;
+                }
+            };
+            Self::publish_snapshot(current, &snap);
+            let synced = t0.elapsed();
+            let tree = DiskTree::new(&self.workdir);
+            for r in reads.drain(..) {
+                r(Ok(&View {
+                    snapshot: &snap,
+                    tree: &tree,
+                }));
+            }
+            if applies.is_empty() {
+                return;
+            }
+            let mut head = base;
+            let mut inv = snap.inv.clone();
+            let results: Vec<Result<Committed, ApplyError>> = applies
+                .iter()
+                .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
+                .collect();
+            let made = results
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        Ok(Committed {
+                            commit: Some(_),
+                            ..
+                        })
+                    )
+                })
+                .count();
+            stats.commits.fetch_add(made as u64, Ordering::Relaxed);
+            let applied = t0.elapsed();
+            if head != base {
+                self.worktree_at = Some(head);
+                let pushed = if self.cfg.publish {
+                    self.push(base, head)
+                } else {
+                    Ok(())
+                };
+                tracing::debug!(
+                    attempt,
+                    requests = applies.len(),
+                    commits = made,
+                    fetch_us = synced.as_micros() as u64,
+                    commit_us = (applied - synced).as_micros() as u64,
+                    push_us = (t0.elapsed() - applied).as_micros() as u64,
+                    "batch"
+                );
+                match pushed {
+                    Ok(()) => {
+                        stats.pushes.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = self.repo.reference(
+                            &self.branch_ref(),
+                            head,
+                            true,
+                            "gitvps-hooks: pushed",
+                        ) {
+                            tracing::warn!(error = %e, "cannot move the local branch");
+                        }
+                        if let Ok(tree) = self.tree_of(head) {
+                            self.inv_cache = Some((tree, inv.clone()));
+                        }
+                        let snap = Arc::new(Snapshot {
+                            head,
+                            inv,
+                            status: snap.status.clone(),
+                            taken: Instant::now(),
+                        });
+                        Self::publish_snapshot(current, &snap);
+                    }
+                    Err(PushError::Lost) => {
+                        stats.lost_races.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(attempt, "push lost a race; fetching and re-applying");
+                        continue;
+                    }
+                    Err(PushError::Failed(e)) => {
+                        log_store_error(&self.cfg, &e);
+                        self.worktree_at = None;
+                        fail(Vec::new(), applies, &e);
+                        return;
+                    }
+                }
+            }
+            for ((_, reply), result) in applies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        self.worktree_at = None;
+        fail(Vec::new(), applies, &StoreError::Busy(tries));
+    }
+
+    fn apply_one(
+        &mut self,
+        change: &Change,
+        head: &mut Oid,
+        inv: &mut Arc<Inventory>,
+    ) -> Result<Committed, ApplyError> {
+        let tree = DiskTree::new(&self.workdir);
+        let edit = plan(change, inv, &tree)?;
+        self.try_edit(change, edit, head, inv)
+    }
+
+    fn try_edit(
+        &mut self,
+        change: &Change,
+        edit: Edit,
+        head: &mut Oid,
+        inv: &mut Arc<Inventory>,
+    ) -> Result<Committed, ApplyError> {
+        if edit.writes.is_empty() {
+            return Ok(Committed {
+                outcome: edit.outcome,
+                commit: None,
+            });
+        }
+        let saved = self.write(&edit.writes)?;
+        match Inventory::load(&self.workdir) {
+            Ok(new_inv) => match self.commit(&edit, *head) {
+                Ok(c) => {
+                    *head = c;
+                    *inv = Arc::new(new_inv);
+                    tracing::info!(who = %change.who(), commit = %c, message = %edit.message, "committed");
+                    Ok(Committed {
+                        outcome: edit.outcome,
+                        commit: Some(c.to_string()),
+                    })
+                }
+                Err(e) => {
+                    self.restore(saved)?;
+                    Err(e.into())
+                }
+            },
+            Err(LoadError::Invalid(d)) => {
+                self.restore(saved)?;
+                let first: Vec<String> = d.iter().take(5).map(|x| x.to_string()).collect();
+                tracing::warn!(who = %change.who(), problems = %first.join(" | "), "refused: the change would make the inventory invalid");
+                match edit.fallback {
+                    Some(fb) => self.try_edit(change, *fb, head, inv),
+                    None => Err(Refusal::Invalid.into()),
+                }
+            }
+            Err(e @ LoadError::Io { .. }) => {
+                self.restore(saved)?;
+                Err(StoreError::Invalid {
+                    head: head.to_string(),
+                    source: Arc::new(e),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Writes files in the work tree; returns what was there before.
+    fn write(&self, writes: &[(String, Option<String>)]) -> Result<Saved, StoreError> {
+        let mut saved = Vec::new();
+        for (rel, text) in writes {
+            let path = self.workdir.join(rel);
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source: Arc::new(source),
+            };
+            let before = match std::fs::read(&path) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io(e)),
+            };
+            saved.push((path.clone(), before));
+            match text {
+                Some(t) => {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(io)?;
+                    }
+                    std::fs::write(&path, t).map_err(io)?;
+                }
+                None => match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e)),
+                },
+            }
+        }
+        Ok(saved)
+    }
+
+    fn restore(&mut self, saved: Saved) -> Result<(), StoreError> {
+        for (path, before) in saved.into_iter().rev() {
+            let r = match before {
+                Some(b) => std::fs::write(&path, b),
+                None => std::fs::remove_file(&path),
+            };
+            if let Err(source) = r {
+                self.worktree_at = None;
+                return Err(StoreError::Io {
+                    path,
+                    source: Arc::new(source),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, edit: &Edit, parent: Oid) -> Result<Oid, StoreError> {
+        let repo = &self.repo;
+        let parent = repo.find_commit(parent).map_err(git("read the head"))?;
+        let base_tree = parent.tree().map_err(git("read the head tree"))?;
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        for (path, text) in &edit.writes {
+            match text {
+                Some(t) => {
+                    let blob = repo.blob(t.as_bytes()).map_err(git("write a blob"))?;
+                    b.upsert(path.as_str(), blob, FileMode::Blob);
+                }
+                None => {
+                    b.remove(path.as_str());
+                }
+            }
+        }
+        let tree_id = b
+            .create_updated(repo, &base_tree)
+            .map_err(git("write a tree"))?;
+        let tree = repo.find_tree(tree_id).map_err(git("read a tree"))?;
+        let sig = Signature::now(BOT_NAME, BOT_EMAIL).map_err(git("sign"))?;
+        repo.commit(None, &sig, &sig, &edit.message, &tree, &[&parent])
+            .map_err(git("commit"))
+    }
+
+    fn push(&self, base: Oid, head: Oid) -> Result<(), PushError> {
+        match local_path(&self.cfg.repo) {
+            Some(path) => self.push_local(&path, base, head),
+            None => self.push_remote(head),
+        }
+    }
+
+    /// Copies the new objects into the local bare repo, then moves its branch from `base` to
+    /// `head` only if it is still at `base` (libgit2's own local push overwrites the branch
+    /// whatever it holds, which would lose another process's commits).
+    fn push_local(&self, path: &Path, base: Oid, head: Oid) -> Result<(), PushError> {
+        let failed = |what| move |e| PushError::Failed(git(what)(e));
+        let dst = Repository::open(path).map_err(failed("open the repo"))?;
+        copy_objects(&self.repo, &dst, base, head).map_err(failed("copy objects"))?;
+        match dst.reference_matching(&self.branch_ref(), head, true, base, "gitvps-hooks") {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+                Err(PushError::Lost)
+            }
+            Err(e) => Err(failed("update the branch")(e)),
+        }
+    }
+
+    fn push_remote(&self, head: Oid) -> Result<(), PushError> {
+        // libgit2 pushes references, not commits: name the commit first. The local branch
+        // moves only once the push landed.
+        const OUTGOING: &str = "refs/gitvps/outgoing";
+        self.repo
+            .reference(OUTGOING, head, true, "gitvps-hooks: to push")
+            .map_err(|e| PushError::Failed(git("name the commit to push")(e)))?;
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| PushError::Failed(git("find the remote")(e)))?;
+        let rejected: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        let mut cbs = git2::RemoteCallbacks::new();
+        cbs.push_update_reference(|_, status| {
+            if let Some(msg) = status {
+                *rejected.borrow_mut() = Some(msg.to_owned());
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(cbs);
+        let spec = format!("{OUTGOING}:{}", self.branch_ref());
+        let r = remote.push(&[spec.as_str()], Some(&mut opts));
+        drop(opts);
+        match r {
+            Err(e) if e.code() == ErrorCode::NotFastForward => Err(PushError::Lost),
+            Err(e) => Err(PushError::Failed(git("push")(e))),
+            Ok(()) => match rejected.into_inner() {
+                // The server refused the update: for a branch we based on the remote head a
+                // moment ago, that is a lost race (`fetch first`, `non-fast-forward`).
+                Some(_) => Err(PushError::Lost),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Copies the commits `base..head` with their trees and blobs into `dst`, skipping what it
+/// already has (a tree it has is complete).
+fn copy_objects(
+    src: &Repository,
+    dst: &Repository,
+    base: Oid,
+    head: Oid,
+) -> Result<(), git2::Error> {
+    let src_odb = src.odb()?;
+    let dst_odb = dst.odb()?;
+    let copy = |oid: Oid| -> Result<(), git2::Error> {
+        if !dst_odb.exists(oid) {
+            let o = src_odb.read(oid)?;
+            dst_odb.write(o.kind(), o.data())?;
+        }
+        Ok(())
+    };
+    fn copy_tree(
+        src: &Repository,
+        has: &dyn Fn(Oid) -> bool,
+        copy: &dyn Fn(Oid) -> Result<(), git2::Error>,
+        oid: Oid,
+    ) -> Result<(), git2::Error> {
+        if has(oid) {
+            return Ok(());
+        }
+        let tree = src.find_tree(oid)?;
+        for entry in tree.iter() {
+            match entry.kind() {
+                Some(ObjectType::Tree) => copy_tree(src, has, copy, entry.id())?,
+                Some(ObjectType::Blob) => copy(entry.id())?,
+                _ => {}
+            }
+        }
+        copy(oid)
+    }
+    let has = |oid: Oid| dst_odb.exists(oid);
+    let mut walk = src.revwalk()?;
+    walk.push(head)?;
+    walk.hide(base)?;
+    let mut commits = Vec::new();
+    for oid in walk {
+        commits.push(oid?);
+    }
+    // Oldest first, each commit after its tree: a reader never finds a dangling reference.
+    for oid in commits.into_iter().rev() {
+        let c = src.find_commit(oid)?;
+        copy_tree(src, &has, &copy, c.tree_id())?;
+        copy(oid)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::plan::Outcome;
+
+    #[test]
+    fn local_paths_are_told_from_urls() {
+        assert_eq!(
+            local_path("/srv/inv.git"),
+            Some(PathBuf::from("/srv/inv.git"))
+        );
+        assert_eq!(
+            local_path("file:///srv/inv.git"),
+            Some(PathBuf::from("/srv/inv.git"))
+        );
+        assert_eq!(local_path("./inv.git"), Some(PathBuf::from("./inv.git")));
+        assert_eq!(local_path("https://github.com/a/b.git"), None);
+        assert_eq!(local_path("ssh://git@host/b.git"), None);
+        assert_eq!(local_path("git@github.com:a/b.git"), None);
+    }
+
+    /// A bare repo with the example fleet on `main`, and a config on it.
+    fn fleet() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("inv.git");
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.bare(true).initial_head("main");
+        let repo = Repository::init_opts(&bare, &opts).unwrap();
+        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        let mut add = |rel: &str| {
+            let blob = repo.blob(&std::fs::read(top.join(rel)).unwrap()).unwrap();
+            b.upsert(rel, blob, FileMode::Blob);
+        };
+        for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+            add(f);
+        }
+        for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
+            for e in std::fs::read_dir(top.join(d)).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                if name.ends_with(".toml") {
+                    add(&format!("{d}/{name}"));
+                }
+            }
+        }
+        let empty = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = b
+            .create_updated(&repo, &repo.find_tree(empty).unwrap())
+            .unwrap();
+        let sig = Signature::now("admin", "admin@example.net").unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "seed",
+            &repo.find_tree(tree).unwrap(),
+            &[],
+        )
+        .unwrap();
+        let mut cfg = Config::new(bare.to_str().unwrap(), Secret::new("k"));
+        cfg.cache_dir = dir.path().join("cache");
+        (dir, cfg)
+    }
+
+    fn edit(path: &str, text: &str) -> Edit {
+        Edit {
+            writes: vec![(path.to_owned(), Some(text.to_owned()))],
+            message: format!("write {path}"),
+            outcome: Outcome::Ticket {
+                ticket: "t-0001".parse().unwrap(),
+            },
+            fallback: None,
+        }
+    }
+
+    fn change() -> Change {
+        Change::Action {
+            customer: "c-0001".parse().unwrap(),
+            vps: "xen02".parse().unwrap(),
+            kind: model::edit::ActionKind::Reboot,
+        }
+    }
+
+    #[test]
+    fn an_edit_that_breaks_the_inventory_is_refused_and_undone() {
+        let (_d, cfg) = fleet();
+        let mut c = Cache::open(&cfg).unwrap();
+        let base = c.sync().unwrap();
+        let snap = c.snapshot(base).unwrap();
+        let (mut head, mut inv) = (base, snap.inv.clone());
+        let path = "inventory/vps/xen02.toml";
+        let original = std::fs::read_to_string(c.workdir.join(path)).unwrap();
+        let broken = original.replace("power = \"running\"", "power = \"sideways\"");
+        assert_ne!(broken, original);
+        let r = c.try_edit(&change(), edit(path, &broken), &mut head, &mut inv);
+        assert!(
+            matches!(r, Err(ApplyError::Refused(Refusal::Invalid))),
+            "{r:?}"
+        );
+        assert_eq!(head, base, "nothing committed");
+        assert_eq!(
+            std::fs::read_to_string(c.workdir.join(path)).unwrap(),
+            original
+        );
+        // A new file that breaks it is removed again.
+        let r = c.try_edit(
+            &change(),
+            edit("inventory/vps/Bad.toml", "x = 1\n"),
+            &mut head,
+            &mut inv,
+        );
+        assert!(r.is_err());
+        assert!(!c.workdir.join("inventory/vps/Bad.toml").exists());
+        // With a fallback, the fallback is committed instead.
+        let mut e = edit(path, &broken);
+        e.fallback = Some(Box::new(edit(
+            "billing/payments/evt_1.toml",
+            "event = \"evt_1\"\n",
+        )));
+        let r = c.try_edit(&change(), e, &mut head, &mut inv).unwrap();
+        assert!(r.commit.is_some());
+        assert_ne!(head, base);
+        let msg = c
+            .repo
+            .find_commit(head)
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_owned();
+        assert_eq!(msg, "write billing/payments/evt_1.toml");
+    }
+
+    #[test]
+    fn a_push_after_the_remote_moved_loses_the_race_and_overwrites_nothing() {
+        let (_d, cfg) = fleet();
+        let mut c = Cache::open(&cfg).unwrap();
+        let base = c.sync().unwrap();
+        let snap = c.snapshot(base).unwrap();
+        let (mut head, mut inv) = (base, snap.inv.clone());
+        c.apply_one(&change(), &mut head, &mut inv).unwrap();
+        assert_ne!(head, base);
+        // Someone else pushes in between.
+        let bare = Repository::open_bare(&cfg.repo).unwrap();
+        let theirs = {
+            let parent = bare.find_commit(base).unwrap();
+            let sig = Signature::now("admin", "a@example.net").unwrap();
+            bare.commit(
+                Some("refs/heads/main"),
+                &sig,
+                &sig,
+                "admin change",
+                &parent.tree().unwrap(),
+                &[&parent],
+            )
+            .unwrap()
+        };
+        assert!(matches!(c.push(base, head), Err(PushError::Lost)));
+        assert_eq!(
+            bare.refname_to_id("refs/heads/main").unwrap(),
+            theirs,
+            "not overwritten"
+        );
+        // A batch re-applies on the new head.
+        let (tx, rx) = oneshot::channel();
+        let current = Mutex::new(None);
+        let stats = Stats::default();
+        c.batch(Vec::new(), vec![(Box::new(change()), tx)], &current, &stats);
+        let done = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            done.outcome,
+            Outcome::Action {
+                vps: "xen02".parse().unwrap(),
+                action: "reboot",
+                generation: 1
+            }
+        );
+        let new_head = bare.refname_to_id("refs/heads/main").unwrap();
+        assert_eq!(
+            bare.find_commit(new_head).unwrap().parent_id(0).unwrap(),
+            theirs
+        );
+    }
+
+    #[test]
+    fn status_files_round_trip_through_json() {
+        let s = VpsStatus {
+            vps: "xen02".parse().unwrap(),
+            node: "node0109".parse().unwrap(),
+            power: model::values::Power::Stopped,
+            domain_state: None,
+            memory_mib: 0,
+            vcpus: 0,
+            actions: model::status::ObservedActions {
+                reboot: 3,
+                fsck: 0,
+                reinstall: 1,
+            },
+            last_error: Some("xl create failed".into()),
+            observed_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains("\"power\":\"stopped\""), "{text}");
+        assert!(
+            text.contains("\"observed_at\":\"2026-05-01T12:00:00Z\""),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<VpsStatus>(&text).unwrap(), s);
+        // Minimal files (fields defaulted) and refusals.
+        let min = r#"{"vps":"xen02","node":"n1","power":"running","observed_at":"2026-05-01T12:00:00+02:00"}"#;
+        assert_eq!(
+            serde_json::from_str::<VpsStatus>(min)
+                .unwrap()
+                .actions
+                .reboot,
+            0
+        );
+        for bad in [
+            r#"{"vps":"xen02","node":"n1","power":"on","observed_at":"2026-05-01T12:00:00Z"}"#,
+            r#"{"vps":"../x","node":"n1","power":"running","observed_at":"2026-05-01T12:00:00Z"}"#,
+            r#"{"vps":"xen02","node":"n1","power":"running"}"#,
+        ] {
+            assert!(serde_json::from_str::<VpsStatus>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_work_tree_with_the_branch_checked_out_is_refused() {
+        let (d, mut cfg) = fleet();
+        let work = d.path().join("work");
+        Repository::clone(&cfg.repo, &work).unwrap();
+        cfg.repo = work.to_str().unwrap().to_owned();
+        assert!(matches!(Cache::open(&cfg), Err(StoreError::CheckedOut(_))));
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_cache_is_refused() {
+        let (_d, cfg) = fleet();
+        let _c = Cache::open(&cfg).unwrap();
+        assert!(matches!(Cache::open(&cfg), Err(StoreError::Locked(_))));
+    }
+}

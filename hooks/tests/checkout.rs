@@ -1,0 +1,319 @@
+//! Renewals and orders create Checkout Sessions through `async-stripe`, pointed at a local
+//! stand-in that answers like Stripe's API; the session's metadata then drives the webhook.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use common::*;
+use hooks::Secret;
+use serde_json::{Value, json};
+
+/// Path, `Authorization` header and form of one request to the stand-in.
+type Seen1 = (String, String, BTreeMap<String, String>);
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Seen1>>>);
+
+/// A stand-in for `POST /v1/checkout/sessions`: records the form and answers a session.
+async fn stand_in(fail: bool) -> (String, Seen) {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/checkout/sessions",
+            axum::routing::post(
+                move |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                    let form: BTreeMap<String, String> = body
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (decode(k), decode(v)))
+                        .collect();
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.0.lock().unwrap().push(("/v1/checkout/sessions".into(), auth, form));
+                    if fail {
+                        return (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            axum::Json(json!({"error": {"type": "api_error", "message": "down"}})),
+                        );
+                    }
+                    let n = seen.0.lock().unwrap().len();
+                    let id = format!("cs_test_standin_{n}");
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({
+                            "id": id, "object": "checkout.session",
+                            "automatic_tax": {"enabled": false, "liability": null, "provider": null, "status": null},
+                            "created": 1777636800, "custom_fields": [],
+                            "custom_text": {"after_submit": null, "shipping_address": null, "submit": null, "terms_of_service_acceptance": null},
+                            "expires_at": 1777723200, "livemode": false, "mode": "payment",
+                            "payment_method_types": ["card"], "payment_status": "unpaid",
+                            "shipping_options": [], "status": "open",
+                            "url": format!("https://checkout.stripe.com/c/pay/{id}")
+                        })),
+                    )
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/"), seen)
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+async fn app_with_stripe(fleet: &Fleet, fail: bool) -> (axum::Router, Seen) {
+    let (url, seen) = stand_in(fail).await;
+    let mut cfg = fleet.config();
+    cfg.stripe.secret_key = Some(Secret::new("sk_test_standin_key"));
+    cfg.stripe.api_base = Some(url);
+    (hooks::app(cfg).unwrap(), seen)
+}
+
+fn metadata(form: &BTreeMap<String, String>) -> Value {
+    let m: serde_json::Map<String, Value> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("metadata[")
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (k.to_owned(), Value::from(v.clone())))
+        })
+        .collect();
+    Value::Object(m)
+}
+
+#[tokio::test]
+async fn renew_creates_a_checkout_session_whose_payment_renews() {
+    let fleet = Fleet::new();
+    let (app, seen) = app_with_stripe(&fleet, false).await;
+    let t = token_for(&fleet, "c-0001");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/renew",
+        Some(&t),
+        Some(r#"{"product":"advanced-3m"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["url"],
+        "https://checkout.stripe.com/c/pay/cs_test_standin_1"
+    );
+    let (path, auth, form) = seen.0.lock().unwrap()[0].clone();
+    assert_eq!(path, "/v1/checkout/sessions");
+    assert_eq!(auth, "Bearer sk_test_standin_key");
+    assert_eq!(form["mode"], "payment");
+    assert_eq!(form["line_items[0][price_data][unit_amount]"], "14900");
+    assert_eq!(form["line_items[0][price_data][currency]"], "usd");
+    assert_eq!(form["customer_email"], "jane@example.net");
+    assert!(form["success_url"].starts_with("http://127.0.0.1:8080/panel/"));
+    let meta = metadata(&form);
+    assert_eq!(
+        meta,
+        json!({"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": "advanced-3m"})
+    );
+    assert_eq!(fleet.commit_count(), 1, "a session commits nothing");
+
+    // Stripe then reports the payment with that metadata.
+    let now = chrono::Utc::now().timestamp();
+    let ev = checkout_event("evt_test_loop", "cs_test_standin_1", now, 14900, meta);
+    let (s, v) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("renewed")), "{v}");
+
+    // Wrong offers and other people's VPSes.
+    for (path, body, want) in [
+        ("/api/vps/xen02/renew", r#"{"product":"test-1m"}"#, 422),
+        ("/api/vps/xen02/renew", r#"{"product":"nope"}"#, 422),
+        ("/api/vps/xen01/renew", r#"{"product":"test-1m"}"#, 404),
+        ("/api/vps/xen99/renew", r#"{"product":"advanced-1m"}"#, 404),
+    ] {
+        let (s, v) = call(&app, "POST", path, Some(&t), Some(body)).await;
+        assert_eq!(s, want, "{path} {body}: {v}");
+    }
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        1,
+        "no session for refused requests"
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_vps_can_be_renewed() {
+    let fleet = Fleet::with(|files| {
+        for (p, b) in files.iter_mut() {
+            if p == "inventory/vps/xen04.toml" {
+                *b = String::from_utf8(b.clone())
+                    .unwrap()
+                    .replace("state = \"active\"", "state = \"suspended\"")
+                    .into_bytes();
+            }
+        }
+    });
+    let (app, _) = app_with_stripe(&fleet, false).await;
+    let t = token_for(&fleet, "c-0003");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen04/renew",
+        Some(&t),
+        Some(r#"{"product":"advanced-1m"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn orders_are_checked_before_any_session_is_made() {
+    let fleet = Fleet::new();
+    let (app, seen) = app_with_stripe(&fleet, false).await;
+    let t = token_for(&fleet, "c-0001");
+    let ok = r#"{"product":"advanced","location":"Tampa, Florida (USA)","os":"debian-12"}"#;
+    let (s, v) = call(&app, "POST", "/api/order", Some(&t), Some(ok)).await;
+    assert_eq!(s, 200, "{v}");
+    let form = seen.0.lock().unwrap()[0].2.clone();
+    assert_eq!(
+        metadata(&form),
+        json!({"kind": "order", "customer": "c-0001", "product": "advanced", "location": "Tampa, Florida (USA)", "os": "debian-12"})
+    );
+    for (token, body, want, code) in [
+        (
+            Some(&t),
+            r#"{"product":"test","location":"Tampa, Florida (USA)","os":"debian-12"}"#,
+            422,
+            "unknown_product",
+        ),
+        (
+            Some(&t),
+            r#"{"product":"advanced-3m","location":"Tampa, Florida (USA)","os":"debian-12"}"#,
+            422,
+            "unknown_product",
+        ),
+        (
+            Some(&t),
+            r#"{"product":"advanced","location":"Atlantis","os":"debian-12"}"#,
+            422,
+            "unknown_location",
+        ),
+        (
+            Some(&t),
+            r#"{"product":"advanced","location":"Tampa, Florida (USA)","os":"temple-os"}"#,
+            422,
+            "not_in_catalog",
+        ),
+        (None, ok, 422, "bad_order"),
+        (
+            None,
+            r#"{"product":"advanced","location":"Tampa, Florida (USA)","os":"debian-12","customer":{"name":"A","email":"a@example.org","password":"short"}}"#,
+            422,
+            "bad_customer",
+        ),
+        (
+            None,
+            r#"{"product":"advanced","location":"Tampa, Florida (USA)","os":"debian-12","customer":{"name":"A","email":"not-mail","password":"long enough"}}"#,
+            422,
+            "bad_customer",
+        ),
+    ] {
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/order",
+            token.map(String::as_str),
+            Some(body),
+        )
+        .await;
+        assert_eq!((s, v["error"].as_str()), (want, Some(code)), "{body}: {v}");
+    }
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_customer_orders_pays_and_logs_in() {
+    let fleet = Fleet::new();
+    let (app, seen) = app_with_stripe(&fleet, false).await;
+    let body = json!({
+        "product": "advanced", "location": "Shanghai, China", "os": "ubuntu-2404",
+        "customer": {"name": "Wang Fang", "email": "wang@example.cn", "language": "zh", "password": "correct horse"}
+    })
+    .to_string();
+    let (s, v) = call(&app, "POST", "/api/order", None, Some(&body)).await;
+    assert_eq!(s, 200, "{v}");
+    let form = seen.0.lock().unwrap()[0].2.clone();
+    let meta = metadata(&form);
+    assert!(
+        meta["new_customer_password_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2id$v=19$m=65536,t=3,p=4$")
+    );
+    assert!(
+        !form.values().any(|v| v.contains("correct horse")),
+        "never the password"
+    );
+    assert_eq!(form["customer_email"], "wang@example.cn");
+
+    let now = chrono::Utc::now().timestamp();
+    let ev = checkout_event("evt_test_neworder", "cs_test_standin_1", now, 5900, meta);
+    let (s, v) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("ordered")), "{v}");
+    let customer = fleet.file("inventory/customers/c-0004.toml").unwrap();
+    assert!(customer.contains("language = \"zh\""), "{customer}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(r#"{"customer":"wang@example.cn","password":"correct horse"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, me) = call(&app, "GET", "/api/me", v["token"].as_str(), None).await;
+    assert_eq!(me["vps"][0]["location"], "Shanghai, China", "{me}");
+    assert_eq!(me["vps"][0]["os"], "ubuntu-2404");
+}
+
+#[tokio::test]
+async fn stripe_failures_are_502_without_the_key() {
+    let fleet = Fleet::new();
+    let (app, _) = app_with_stripe(&fleet, true).await;
+    let t = token_for(&fleet, "c-0001");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/renew",
+        Some(&t),
+        Some(r#"{"product":"advanced-3m"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (502, Some("payment_provider_error")),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("sk_test"));
+}

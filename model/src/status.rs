@@ -1,0 +1,86 @@
+//! Observed state of one VPS, as `gitvps apply` writes it to `status/<vps>.json` on the status
+//! branch (`reconciler.status_branch`) and the hooks read it back for the customer panel.
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::{NodeId, VpsId};
+use crate::values::{Power, parse_keyword};
+
+/// Folder of the status branch that holds one `<vps>.json` per VPS.
+pub const STATUS_DIR: &str = "status";
+
+/// What the reconciler last saw of a VPS on its node.
+///
+/// Written by apply, read by the hooks (`GET /api/me`). Unknown fields are ignored when
+/// reading, so the reconciler may add fields without breaking older readers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VpsStatus {
+    /// The VPS.
+    pub vps: VpsId,
+    /// The node it was observed on.
+    pub node: NodeId,
+    /// Whether the domain was running.
+    #[serde(with = "power_serde")]
+    pub power: Power,
+    /// The hypervisor's own word for the domain state (`xl list` flags like `-b----`),
+    /// or `None` when no domain exists.
+    #[serde(default)]
+    pub domain_state: Option<String>,
+    /// Memory the domain had, in MiB (0 when it does not run).
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// Virtual CPUs the domain had (0 when it does not run).
+    #[serde(default)]
+    pub vcpus: u32,
+    /// The action generations the node has carried out.
+    #[serde(default)]
+    pub actions: ObservedActions,
+    /// The last error apply met on this VPS, if any.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When the node was observed (RFC 3339).
+    pub observed_at: DateTime<Utc>,
+}
+
+/// The last generation of each action that the node performed (`[actions]` counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObservedActions {
+    /// Reboots done.
+    #[serde(default)]
+    pub reboot: u64,
+    /// Filesystem checks done.
+    #[serde(default)]
+    pub fsck: u64,
+    /// Reinstalls done.
+    #[serde(default)]
+    pub reinstall: u64,
+}
+
+/// The path of a VPS's status file on the status branch.
+pub fn status_path(vps: &VpsId) -> String {
+    format!("{STATUS_DIR}/{vps}.json")
+}
+
+mod power_serde {
+    use crate::values::{Keyword, Power};
+
+    pub(super) fn serialize<S: serde::Serializer>(p: &Power, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Keyword::as_str(*p))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Power, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        super::parse_keyword(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The JSON round trip is tested in the hooks crate, which reads these files (the model has
+    // no JSON dependency).
+    #[test]
+    fn the_status_file_is_named_after_the_vps() {
+        let id: crate::ids::VpsId = "xen02".parse().unwrap();
+        assert_eq!(super::status_path(&id), "status/xen02.json");
+    }
+}
