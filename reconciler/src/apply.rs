@@ -132,16 +132,15 @@ pub enum Outcome {
         /// The steps.
         steps: Vec<Step>,
     },
-    /// A step failed; the ones before it ran, none after.
+    /// Some steps failed. A failed step skips the later steps of its VPS; the other
+    /// VPSes of the node went on.
     Failed {
         /// Steps that ran.
         done: Vec<Step>,
-        /// The failing step.
-        step: Box<Step>,
-        /// Its exit code.
-        rc: i32,
-        /// Its last lines of output.
-        tail: String,
+        /// Steps that failed.
+        failures: Vec<Failure>,
+        /// Steps not run because an earlier step of their VPS failed (or the connection was lost).
+        skipped: Vec<Step>,
     },
     /// The node could not be reached or answered garbage; nothing was done.
     Unreachable {
@@ -153,6 +152,17 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+}
+
+/// A step that failed on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The step.
+    pub step: Step,
+    /// Its exit code (-1 when the connection was lost).
+    pub rc: i32,
+    /// Its last lines of output.
+    pub tail: String,
 }
 
 /// Receives progress while nodes are applied.
@@ -350,57 +360,81 @@ async fn run_locked(
         return unreachable(e);
     }
     let total = steps.len();
-    let mut done = 0usize;
+    let (mut done, mut failures, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut tail = Vec::new();
+    let mut finished = false;
+    let index = |w: Option<&str>| {
+        w.and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < total)
+    };
     loop {
         let line = match run.line().await {
             Err(e) => {
-                return Outcome::Failed {
-                    done: steps[..done].to_vec(),
-                    step: Box::new(steps[done.min(total - 1)].clone()),
-                    rc: -1,
-                    tail: format!("the connection was lost: {}", error_chain(&e)),
-                };
+                tail = vec![format!("the connection was lost: {}", error_chain(&e))];
+                break;
             }
             Ok(None) => break,
             Ok(Some(l)) => l,
         };
         let mut words = line.splitn(3, ' ');
-        match (words.next(), words.next(), words.next()) {
+        match (words.next(), index(words.next()), words.next()) {
             (Some("@@begin"), Some(i), _) => {
-                if let Some(s) = i.parse::<usize>().ok().and_then(|i| steps.get(i)) {
-                    progress.started(node, done, total, s);
-                }
+                tail.clear();
+                progress.started(node, i, total, &steps[i]);
             }
-            (Some("@@ok"), Some(_), _) => {
-                progress.succeeded(node, done, total, &steps[done.min(total - 1)]);
-                done += 1;
+            (Some("@@ok"), Some(i), _) => {
+                progress.succeeded(node, i, total, &steps[i]);
+                done.push(i);
             }
+            (Some("@@skip"), Some(i), _) => skipped.push(i),
+            (Some("@@fail"), Some(i), rc) => failures.push(Failure {
+                step: steps[i].clone(),
+                rc: rc.and_then(|r| r.trim().parse().ok()).unwrap_or(-1),
+                tail: tail.join("\n"),
+            }),
             (Some("@@out"), ..) => {
                 tail.push(line.trim_start_matches("@@out").trim_start().to_owned())
             }
-            (Some("@@fail"), Some(i), rc) => {
-                let i = i.parse::<usize>().unwrap_or(done).min(total - 1);
-                return Outcome::Failed {
-                    done: steps[..i].to_vec(),
-                    step: Box::new(steps[i].clone()),
-                    rc: rc.and_then(|r| r.trim().parse().ok()).unwrap_or(-1),
-                    tail: tail.join("\n"),
-                };
+            (Some("@@done"), ..) => {
+                finished = true;
+                break;
             }
-            (Some("@@done"), ..) => break,
             _ => {}
         }
     }
     let _ = run.finish().await;
-    if done == total {
-        Outcome::Applied { steps }
-    } else {
-        Outcome::Failed {
-            done: steps[..done].to_vec(),
-            step: Box::new(steps[done.min(total - 1)].clone()),
-            rc: -1,
-            tail: "the apply script ended early".into(),
+    if !finished {
+        // The session ended early: whatever did not report is unknown, and a re-run converges.
+        let reported: std::collections::BTreeSet<usize> = done
+            .iter()
+            .chain(&skipped)
+            .copied()
+            .chain(
+                failures
+                    .iter()
+                    .filter_map(|f: &Failure| steps.iter().position(|s| *s == f.step)),
+            )
+            .collect();
+        if let Some(first) = (0..total).find(|i| !reported.contains(i)) {
+            failures.push(Failure {
+                step: steps[first].clone(),
+                rc: -1,
+                tail: if tail.is_empty() {
+                    "the apply script ended early".into()
+                } else {
+                    tail.join("\n")
+                },
+            });
+            skipped.extend((first + 1..total).filter(|i| !reported.contains(i)));
         }
+    }
+    if failures.is_empty() && skipped.is_empty() {
+        return Outcome::Applied { steps };
+    }
+    let pick = |ix: &[usize]| ix.iter().map(|&i| steps[i].clone()).collect::<Vec<_>>();
+    Outcome::Failed {
+        done: pick(&done),
+        failures,
+        skipped: pick(&skipped),
     }
 }

@@ -28,6 +28,18 @@ pub enum DesiredError {
         #[source]
         source: minijinja::Error,
     },
+    /// The bootstrap scripts' inputs cannot be computed for a VPS.
+    #[error("{vps}: cannot prepare its OS install")]
+    Bootstrap {
+        /// The VPS.
+        vps: String,
+        /// The cause.
+        #[source]
+        source: model::bootstraps::EnvError,
+    },
+    /// A file of the catalog was not loaded.
+    #[error("bootstraps: {0} is listed by the catalog but was not read")]
+    MissingFile(String),
     /// A VPS's product has no resources (the inventory was not validated).
     #[error("{vps}: its product `{product}` is not a plan")]
     NotAPlan {
@@ -79,6 +91,76 @@ pub struct VpsSpec {
     pub actions: Actions,
     /// When it was destroyed, if the inventory says.
     pub destroyed: Option<NaiveDate>,
+    /// How to install its OS; `None` when nothing is installed (no catalog, `hvm-iso`).
+    pub install: Option<InstallSpec>,
+}
+
+/// An OS install for one VPS: the files to ship to the node and the scripts' environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InstallSpec {
+    /// The OS.
+    pub os: String,
+    /// The appliance, if any.
+    pub appliance: Option<String>,
+    /// Where the bootstrap files go on the node (`GITVPS_BOOTSTRAPS` is `<dir>/bootstraps`).
+    pub ship_dir: String,
+    /// The folder the root is built in (`TARGET`), then copied into the disk by `mke2fs -d`.
+    pub build_dir: String,
+    /// Repo-relative path and content of each file shipped.
+    pub files: Vec<(String, String)>,
+    /// `export NAME='value'` lines for the scripts.
+    pub exports: String,
+}
+
+/// The bootstrap catalog and the files it ships, read from a repo.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstraps {
+    /// The catalog.
+    pub catalog: model::bootstraps::Catalog,
+    /// Content of every catalog file, by repo-relative path.
+    pub files: BTreeMap<String, String>,
+    /// Mirrors, proxy and keyring for the scripts (the per-VPS paths are filled in).
+    pub run: model::bootstraps::RunVars,
+}
+
+impl Bootstraps {
+    /// Reads `bootstraps/` of a repo; mirrors and proxy come from the environment
+    /// (`GITVPS_MIRROR`, `GITVPS_GUEST_MIRROR`, `GITVPS_SECURITY_MIRROR`, `GITVPS_PROXY`,
+    /// `GITVPS_KEYRING`), never from the repository.
+    pub fn load(repo: &std::path::Path) -> Result<Bootstraps, model::LoadError> {
+        let catalog = model::bootstraps::Catalog::load(repo)?;
+        let mut paths: Vec<String> = catalog.lib.clone();
+        paths.extend(catalog.os.values().flat_map(|o| o.files.iter().cloned()));
+        paths.extend(
+            catalog
+                .appliances
+                .values()
+                .flat_map(|a| a.files.iter().cloned()),
+        );
+        let mut files = BTreeMap::new();
+        for p in paths {
+            let text =
+                std::fs::read_to_string(repo.join(&p)).map_err(|source| model::LoadError::Io {
+                    path: repo.join(&p),
+                    source,
+                })?;
+            files.insert(p, text);
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let run = model::bootstraps::RunVars {
+            mirror: env("GITVPS_MIRROR"),
+            guest_mirror: env("GITVPS_GUEST_MIRROR"),
+            security_mirror: env("GITVPS_SECURITY_MIRROR"),
+            keyring: env("GITVPS_KEYRING"),
+            proxy: env("GITVPS_PROXY"),
+            ..Default::default()
+        };
+        Ok(Bootstraps {
+            catalog,
+            files,
+            run,
+        })
+    }
 }
 
 /// What one node should hold.
@@ -149,7 +231,11 @@ struct TemplateVars<'a> {
 }
 
 /// Computes every node's desired state. `template` is the xl.cfg template text.
-pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError> {
+pub fn desired(
+    inv: &Inventory,
+    template: &str,
+    boot: &Bootstraps,
+) -> Result<Desired, DesiredError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template("xen.cfg", template)
@@ -217,6 +303,7 @@ pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError>
             })?
             + "\n";
         let run = v.state == State::Active && v.power == Power::Running;
+        let install = install_spec(inv, v, &spec.root, boot)?;
         spec.vps.insert(
             v.id.clone(),
             VpsSpec {
@@ -231,6 +318,7 @@ pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError>
                 config,
                 actions: v.actions,
                 destroyed: v.destroyed,
+                install,
             },
         );
     }
@@ -239,6 +327,52 @@ pub fn desired(inv: &Inventory, template: &str) -> Result<Desired, DesiredError>
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
     })
+}
+
+/// The install of a VPS's OS, or `None` when its OS is not in the catalog or installs nothing.
+fn install_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    boot: &Bootstraps,
+) -> Result<Option<InstallSpec>, DesiredError> {
+    let Some(os) = boot.catalog.os.get(&v.os) else {
+        return Ok(None);
+    };
+    if !os.method.installs() || v.state == State::Destroyed {
+        return Ok(None);
+    }
+    let ship_dir = node_path(root, &format!("var/lib/gitvps/bootstraps/{}", v.id));
+    let build_dir = node_path(root, &format!("var/lib/gitvps/build/{}", v.id));
+    let mut env = boot
+        .catalog
+        .env_for(inv, v)
+        .map_err(|source| DesiredError::Bootstrap {
+            vps: v.id.to_string(),
+            source,
+        })?;
+    env.run = model::bootstraps::RunVars {
+        bootstraps: Some(format!("{ship_dir}/bootstraps")),
+        target: Some(build_dir.clone()),
+        cache: Some(node_path(root, "var/cache/gitvps")),
+        ..boot.run.clone()
+    };
+    let mut files = Vec::new();
+    for p in boot.catalog.files_for(&v.os, v.appliance.as_ref()) {
+        let text = boot
+            .files
+            .get(&p)
+            .ok_or_else(|| DesiredError::MissingFile(p.clone()))?;
+        files.push((p, text.clone()));
+    }
+    Ok(Some(InstallSpec {
+        os: v.os.to_string(),
+        appliance: v.appliance.as_ref().map(ToString::to_string),
+        ship_dir,
+        build_dir,
+        files,
+        exports: env.shell_exports(),
+    }))
 }
 
 /// The template of a repo: its own `templates/xen.cfg.j2`, or the default.
@@ -275,7 +409,7 @@ mod tests {
     fn the_example_fleet_renders() {
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let inv = Inventory::load(&repo).unwrap();
-        let d = desired(&inv, &template_of(&repo).unwrap()).unwrap();
+        let d = desired(&inv, &template_of(&repo).unwrap(), &Bootstraps::default()).unwrap();
         let xen02 = &d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps
             [&"xen02".parse::<VpsId>().unwrap()];
         insta::assert_snapshot!(xen02.config);

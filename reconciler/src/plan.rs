@@ -8,7 +8,7 @@ use model::values::{Size, State};
 use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{Desired, NodeSpec, Store, VpsSpec};
+use crate::desired::{Desired, InstallSpec, NodeSpec, Store, VpsSpec};
 use crate::observe::{NodeState, Observation, Record};
 
 /// What a step does. Every operation is idempotent on the node.
@@ -62,10 +62,17 @@ pub enum Op {
         /// The generation asked for.
         generation: u64,
     },
+    /// Install the OS on a disk that has none yet (a new disk).
+    Install {
+        /// What to install and how.
+        spec: Box<InstallSpec>,
+    },
     /// Erase the disk and install the OS again.
     Reinstall {
         /// The generation asked for.
         generation: u64,
+        /// What to install and how.
+        spec: Box<InstallSpec>,
     },
     /// Only write the record (an action that needs no work, e.g. reboot of a stopped VPS).
     Record {
@@ -413,6 +420,9 @@ fn plan_vps(
             "{name}: the reinstall waits until the VPS is active again"
         ));
     }
+    // A disk gitvps created blank gets its OS (a new disk, or one made before its OS was known).
+    let install = v.install.is_some() && !reinstall && (creating || !record.installed);
+
     let reboot_due = v.actions.reboot > record.reboot;
 
     // 1. Bring the domain down when it must not run, or for work on its disk or config.
@@ -437,6 +447,8 @@ fn plan_vps(
             Some("to grow its disk".to_owned())
         } else if reinstall {
             Some("to reinstall".to_owned())
+        } else if install {
+            Some("to install its OS".to_owned())
         } else if fsck_due && has_fs {
             Some("to check its filesystem".to_owned())
         } else if config.is_none() {
@@ -477,23 +489,43 @@ fn plan_vps(
         Some(_) => {}
     }
 
-    // 3. Actions that need the domain down.
+    // 3. The OS, and actions that need the domain down.
     if reinstall {
         record.reinstall = v.actions.reinstall;
+        match &v.install {
+            Some(spec) => {
+                record.installed = true;
+                push(
+                    Op::Reinstall {
+                        generation: v.actions.reinstall,
+                        spec: Box::new(spec.clone()),
+                    },
+                    Some(record.clone()),
+                );
+            }
+            None => push(
+                Op::Record {
+                    note: "reinstall (its OS installs nothing: not in bootstraps/, or hvm-iso)"
+                        .into(),
+                },
+                Some(record.clone()),
+            ),
+        }
+    } else if install && let Some(spec) = &v.install {
         record.installed = true;
         push(
-            Op::Reinstall {
-                generation: v.actions.reinstall,
+            Op::Install {
+                spec: Box::new(spec.clone()),
             },
             Some(record.clone()),
         );
     }
     if fsck_due {
         record.fsck = v.actions.fsck;
-        if reinstall {
+        if reinstall || install {
             push(
                 Op::Record {
-                    note: "fsck (the disk is reinstalled in this plan)".into(),
+                    note: "fsck (the disk gets a fresh OS in this plan)".into(),
                 },
                 Some(record.clone()),
             );
@@ -561,6 +593,7 @@ impl Op {
             } => '+',
             Op::WriteConfig { replaces: true, .. } | Op::GrowDisk { .. } => '~',
             Op::Stop { .. } | Op::Destroy { .. } | Op::RemoveConfig | Op::RemoveDisk { .. } => '-',
+            Op::Install { .. } => '+',
             Op::Reboot { .. } | Op::Fsck { .. } | Op::Reinstall { .. } | Op::Record { .. } => '!',
         }
     }
@@ -584,13 +617,24 @@ impl Op {
             Op::Destroy { reason } => format!("destroy domain ({reason})"),
             Op::Reboot { generation } => format!("reboot (generation {generation})"),
             Op::Fsck { generation } => format!("fsck disk (generation {generation})"),
-            Op::Reinstall { generation } => {
-                format!("reinstall (generation {generation}): ERASES THE DISK")
+            Op::Install { spec } => format!("install {}", os_words(spec)),
+            Op::Reinstall { generation, spec } => {
+                format!(
+                    "reinstall {} (generation {generation}): ERASES THE DISK",
+                    os_words(spec)
+                )
             }
             Op::Record { note } => format!("record {note}"),
             Op::RemoveConfig => "remove domain config".into(),
             Op::RemoveDisk { reason } => format!("remove disk ({reason}): ERASES THE DISK"),
         }
+    }
+}
+
+fn os_words(spec: &InstallSpec) -> String {
+    match &spec.appliance {
+        Some(a) => format!("{} with {a}", spec.os),
+        None => spec.os.clone(),
     }
 }
 

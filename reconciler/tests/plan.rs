@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use gitvps::desired::{Desired, VpsSpec, desired, template_of};
+use gitvps::desired::{Bootstraps, Desired, VpsSpec, desired, template_of};
 use gitvps::observe::{Domain, NodeState, Observation, Record, digest};
 use gitvps::plan::{NodePlan, Op, Plan, Step, plan, render};
 use model::values::{Power, Size, State};
@@ -74,8 +74,26 @@ fn fleet_edited(edits: &[(&str, &str, &str)]) -> Inventory {
     Inventory::load(tmp.path()).unwrap()
 }
 
+/// The desired state without OS installs (no bootstraps catalog): most scenarios.
 fn desired_of(inv: &Inventory) -> Desired {
-    desired(inv, &template_of(&repo()).unwrap()).unwrap()
+    desired(inv, &template_of(&repo()).unwrap(), &Bootstraps::default()).unwrap()
+}
+
+/// The desired state with the repo's bootstraps catalog: OS installs and reinstalls.
+fn desired_with_os(inv: &Inventory) -> Desired {
+    desired(
+        inv,
+        &template_of(&repo()).unwrap(),
+        &Bootstraps::load(&repo()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn reinstall_of(d: &Desired, n: &str, v: &str) -> Op {
+    Op::Reinstall {
+        generation: 1,
+        spec: Box::new(spec(d, n, v).install.clone().expect("the OS installs")),
+    }
 }
 
 fn spec<'a>(d: &'a Desired, n: &str, v: &str) -> &'a VpsSpec {
@@ -814,7 +832,7 @@ fn a_changed_template_rewrites_every_config() {
     let inv = fleet();
     let d0 = desired_of(&inv);
     let template = template_of(&repo()).unwrap() + "# managed by gitvps\n";
-    let d = desired(&inv, &template).unwrap();
+    let d = desired(&inv, &template, &Bootstraps::default()).unwrap();
 
     let p = plan(&d, &converged(&d0));
     insta::assert_snapshot!("template_changed", render(&p));
@@ -935,7 +953,7 @@ fn a_reinstall_counter_stops_reinstalls_and_starts() {
     let d0 = desired_of(&fleet());
     let mut inv = fleet();
     inv.vps.get_mut(&vps("xen02")).unwrap().actions.reinstall = 1;
-    let d = desired_of(&inv);
+    let d = desired_with_os(&inv);
     let mut obs = converged(&d0);
     edit(&mut obs, "node0109", |s| {
         s.records.get_mut("xen02").unwrap().installed = false;
@@ -943,7 +961,7 @@ fn a_reinstall_counter_stops_reinstalls_and_starts() {
 
     let p = plan(&d, &obs);
     insta::assert_snapshot!("reinstall", render(&p));
-    let reinstall = Op::Reinstall { generation: 1 };
+    let reinstall = reinstall_of(&d, "node0109", "xen02");
     assert_eq!(
         all_ops(&p, "node0109"),
         vec![
@@ -989,7 +1007,10 @@ fn only_reinstall_and_remove_disk_are_destructive() {
         (Op::Destroy { reason: "x".into() }, false),
         (Op::Reboot { generation: 1 }, false),
         (Op::Fsck { generation: 1 }, false),
-        (Op::Reinstall { generation: 1 }, true),
+        (
+            reinstall_of(&desired_with_os(&fleet()), "node0109", "xen02"),
+            true,
+        ),
         (record_note("x"), false),
         (Op::RemoveConfig, false),
         (Op::RemoveDisk { reason: "x".into() }, true),
@@ -1014,11 +1035,11 @@ fn all_actions_at_once_run_in_order() {
     v.actions.fsck = 1;
     v.actions.reinstall = 1;
     set_plan_disk(&mut inv, "advanced", Size::gib(32));
-    let d = desired_of(&inv);
+    let d = desired_with_os(&inv);
     let p = plan(&d, &converged(&d0));
     insta::assert_snapshot!("all_actions", render(&p));
-    // The fsck is only recorded: the disk is reinstalled in the same plan.
-    let fsck = record_note("fsck (the disk is reinstalled in this plan)");
+    // The fsck is only recorded: the disk gets a fresh OS in the same plan.
+    let fsck = record_note("fsck (the disk gets a fresh OS in this plan)");
     let rec = record_note("reboot (the domain was started fresh)");
     assert_eq!(
         ops(&p, "node0201", "xen04"),
@@ -1029,7 +1050,7 @@ fn all_actions_at_once_run_in_order() {
                 to: 32 * GIB,
                 resize_fs: true,
             },
-            Op::Reinstall { generation: 1 },
+            reinstall_of(&d, "node0201", "xen04"),
             fsck.clone(),
             Op::Start,
             rec.clone(),

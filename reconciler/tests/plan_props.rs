@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use gitvps::desired::{Desired, desired, template_of};
+use gitvps::desired::{Bootstraps, Desired, desired, template_of};
 use gitvps::observe::{Domain, NodeState, Observation, Record, digest};
 use gitvps::plan::{NodePlan, Op, Plan, Step, plan, render};
 use model::values::{Power, Size, State};
@@ -54,7 +54,11 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             Op::Stop { .. } | Op::Destroy { .. } => {
                 state.domains.remove(&name);
             }
-            Op::Reboot { .. } | Op::Fsck { .. } | Op::Reinstall { .. } | Op::Record { .. } => {}
+            Op::Reboot { .. }
+            | Op::Fsck { .. }
+            | Op::Install { .. }
+            | Op::Reinstall { .. }
+            | Op::Record { .. } => {}
             Op::RemoveConfig => {
                 state.configs.remove(&name);
             }
@@ -92,10 +96,14 @@ fn precondition(state: &NodeState, s: &Step) -> Result<(), String> {
         Op::Stop { .. } if !up => fail("the domain is not up"),
         Op::Destroy { .. } if domain.is_none() => fail("there is no domain"),
         Op::Reboot { .. } if !up => fail("the domain is not up"),
-        Op::Fsck { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. } if domain.is_some() => {
+        Op::Fsck { .. } | Op::Install { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. }
+            if domain.is_some() =>
+        {
             fail("the domain is there")
         }
-        Op::Fsck { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. } if disk.is_none() => {
+        Op::Fsck { .. } | Op::Install { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. }
+            if disk.is_none() =>
+        {
             fail("there is no disk")
         }
         _ => Ok(()),
@@ -339,6 +347,7 @@ struct Base {
     inv: Inventory,
     template: String,
     desired: Desired,
+    boot: Bootstraps,
 }
 
 fn base() -> Base {
@@ -348,8 +357,10 @@ fn base() -> Base {
         .to_path_buf();
     let inv = Inventory::load(&repo).unwrap();
     let template = template_of(&repo).unwrap();
-    let desired = desired(&inv, &template).unwrap();
+    let boot = Bootstraps::load(&repo).unwrap();
+    let desired = desired(&inv, &template, &boot).unwrap();
     Base {
+        boot,
         inv,
         template,
         desired,
@@ -454,7 +465,7 @@ fn build(base: &Base, edits: &[Edit]) -> (Desired, BTreeMap<NodeId, Observation>
             _ => {}
         }
     }
-    let d = desired(&inv, &template).unwrap();
+    let d = desired(&inv, &template, &base.boot).unwrap();
     let from = if edits.iter().any(|e| matches!(e, Edit::ObservedFromEdited)) {
         &d
     } else {
@@ -644,7 +655,7 @@ fn check(base: &Base, edits: &[Edit]) -> Result<(), String> {
                     ));
                 }
                 // (d) A reinstall only when its counter is ahead of the record.
-                Op::Reinstall { generation } => {
+                Op::Reinstall { generation, .. } => {
                     let rec = record.map_or(0, |r| r.reinstall);
                     if *generation != v.actions.reinstall || v.actions.reinstall <= rec {
                         return Err(format!(
@@ -814,6 +825,7 @@ fn the_cases_reach_every_kind_of_step() {
             "destroy",
             "fsck",
             "grow_disk",
+            "install",
             "reboot",
             "record",
             "reinstall",

@@ -337,8 +337,9 @@ fn a_failing_step_stops_that_node_names_it_and_a_rerun_converges() {
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 1, "{a:?}");
     assert!(
-        a.stdout
-            .contains("node1: FAILED at step 3 (xen10: start domain), exit 1"),
+        a.stdout.contains(
+            "node1: 2 step(s) done, 1 FAILED, 0 skipped\n  FAILED xen10: start domain, exit 1"
+        ),
         "{a:?}"
     );
     assert!(
@@ -496,5 +497,149 @@ fn a_node_answering_garbage_is_unreachable_not_empty() {
         f.lv("node1", "xen10").is_some(),
         "nothing is destroyed on a node that answers garbage"
     );
+    assert!(f.domain("node1", "xen10").is_some());
+}
+
+/// The OS catalog of these tests: `debian-12` with scripts that build a tiny root fast, run by
+/// the real `bootstraps/lib/install`. A flag file makes `install_os` fail like a dead mirror.
+fn with_test_os(f: &Fleet) -> std::path::PathBuf {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = f.repo.join("bootstraps/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for e in std::fs::read_dir(top.join("bootstraps/lib")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), lib.join(e.file_name())).unwrap();
+    }
+    let os = f.repo.join("bootstraps/os/debian-12");
+    std::fs::create_dir_all(&os).unwrap();
+    let flag = f.dir.path().join("mirror-down");
+    std::fs::write(os.join("meta.toml"), "name = \"Test Debian\"\nfamily = \"debian\"\nmethod = \"debootstrap\"\nrelease = \"bookworm\"\n").unwrap();
+    std::fs::write(
+        os.join("install_os"),
+        format!(
+            "#!/bin/sh\nset -eu\nif [ -e '{}' ]; then echo 'E: Failed getting release file from the mirror'; exit 1; fi\nmkdir -p \"$TARGET/etc\" \"$TARGET/root/.ssh\"\necho 'Test OS' >\"$TARGET/etc/os-release\"\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(os.join("custom_os"), "#!/bin/sh\nset -eu\nprintf '%s\\n' \"$VPS_HOSTNAME\" >\"$TARGET/etc/hostname\"\nprintf '%s\\n' \"$VPS_SSH_KEYS\" >\"$TARGET/root/.ssh/authorized_keys\"\n").unwrap();
+    std::fs::write(
+        os.join("setup_network"),
+        "#!/bin/sh\nset -eu\nprintf '%s\\n' \"$VPS_IPV4\" >\"$TARGET/etc/gitvps-addresses\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for script in ["install_os", "custom_os", "setup_network"] {
+        std::fs::set_permissions(os.join(script), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    flag
+}
+
+/// A file inside the ext4 filesystem of a disk, read with debugfs (no mount).
+fn read_in_disk(disk: &std::path::Path, path: &str) -> String {
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(disk)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_new_vps_gets_its_os_and_a_reinstall_erases_and_installs_again() {
+    let f = Fleet::new(&["node1"]);
+    with_test_os(&f);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    let a = f.converge();
+    let out = &a.stdout;
+    let create = out.find("+ xen10: create disk (30 GiB)").expect(out);
+    let install = out.find("+ xen10: install debian-12").expect(out);
+    let start = out.find("+ xen10: start domain").expect(out);
+    assert!(create < install && install < start, "{out}");
+    let disk = f.root("node1").join("dev/vg0/xen10");
+    assert_eq!(read_in_disk(&disk, "/etc/hostname"), "xen10.example.net\n");
+    assert!(read_in_disk(&disk, "/root/.ssh/authorized_keys").contains("jane@laptop"));
+    assert_eq!(
+        read_in_disk(&disk, "/etc/gitvps-addresses"),
+        "192.0.2.10/24\n"
+    );
+    assert_eq!(f.record("node1", "xen10")["installed"], true);
+    assert!(
+        !f.root("node1").join("var/lib/gitvps/build/xen10").exists(),
+        "the build folder is cleaned up"
+    );
+
+    // Reinstall: only on a bumped counter, marked as erasing, with today's inventory.
+    f.edit(
+        "inventory/vps/xen10.toml",
+        "hostname = \"xen10.example.net\"",
+        "hostname = \"fresh.example.net\"",
+    );
+    let p = f.gitvps(&["plan"]);
+    assert!(
+        !p.stdout.contains("install"),
+        "a changed hostname alone reinstalls nothing: {p:?}"
+    );
+    f.vps("xen10", "node1", "192.0.2.10", "[actions]\nreinstall = 1\n");
+    f.edit(
+        "inventory/vps/xen10.toml",
+        "hostname = \"xen10.example.net\"",
+        "hostname = \"fresh.example.net\"",
+    );
+    let p = f.gitvps(&["plan"]);
+    assert!(
+        p.stdout
+            .contains("! xen10: reinstall debian-12 (generation 1): ERASES THE DISK"),
+        "{p:?}"
+    );
+    assert!(p.stdout.contains("1 step(s) ERASE A DISK"), "{p:?}");
+    f.converge();
+    assert_eq!(read_in_disk(&disk, "/etc/hostname"), "fresh.example.net\n");
+    assert_eq!(f.record("node1", "xen10")["reinstall"], 1);
+}
+
+#[test]
+fn a_failing_install_names_the_step_keeps_the_disk_lets_others_go_on_and_is_retried() {
+    let f = Fleet::new(&["node1"]);
+    let flag = with_test_os(&f);
+    f.vps("xen11", "node1", "192.0.2.11", "[actions]\nreboot = 0\n");
+    f.converge();
+    // A new VPS while the mirror is down, and a reboot of the other one.
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.vps("xen11", "node1", "192.0.2.11", "[actions]\nreboot = 1\n");
+    std::fs::write(&flag, "").unwrap();
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 1, "{a:?}");
+    assert!(
+        a.stdout.contains("FAILED xen10: install debian-12, exit 1"),
+        "{a:?}"
+    );
+    assert!(
+        a.stdout
+            .contains("| gitvps: install_os failed with exit code 1; its last lines:"),
+        "{a:?}"
+    );
+    assert!(
+        a.stdout
+            .contains("| E: Failed getting release file from the mirror"),
+        "{a:?}"
+    );
+    assert!(
+        a.stdout.contains("+ xen10: start domain  (skipped)"),
+        "{a:?}"
+    );
+    assert!(
+        a.stdout.contains("! xen11: reboot (generation 1)  (done)"),
+        "the other VPS went on: {a:?}"
+    );
+    assert!(
+        f.lv("node1", "xen10").is_some(),
+        "the disk is left for inspection"
+    );
+    assert!(f.domain("node1", "xen10").is_none());
+    // The mirror is back: a re-run installs and starts it.
+    std::fs::remove_file(&flag).unwrap();
+    let a = f.converge();
+    assert!(a.stdout.contains("+ xen10: install debian-12"), "{a:?}");
     assert!(f.domain("node1", "xen10").is_some());
 }

@@ -105,20 +105,31 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, Outcome>) -> (Strin
             }
             Outcome::Failed {
                 done,
-                step,
-                rc,
-                tail,
+                failures,
+                skipped,
             } => {
                 failed += 1;
                 let _ = writeln!(
                     out,
-                    "{node}: FAILED at step {} ({}: {}), exit {rc}; the steps after it were not run",
-                    done.len() + 1,
-                    step.vps,
-                    step.op.describe()
+                    "{node}: {} step(s) done, {} FAILED, {} skipped",
+                    done.len(),
+                    failures.len(),
+                    skipped.len()
                 );
-                for l in tail.lines() {
-                    let _ = writeln!(out, "    | {l}");
+                for f in failures {
+                    let _ = writeln!(
+                        out,
+                        "  FAILED {}: {}, exit {}",
+                        f.step.vps,
+                        f.step.op.describe(),
+                        f.rc
+                    );
+                    for l in f.tail.lines() {
+                        let _ = writeln!(out, "    | {l}");
+                    }
+                }
+                for s in skipped {
+                    let _ = writeln!(out, "{}  (skipped)", step_line(s));
                 }
                 for s in done {
                     let _ = writeln!(out, "{}  (done)", step_line(s));

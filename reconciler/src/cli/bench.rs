@@ -192,6 +192,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
     let desired = Arc::new(crate::desired::desired(
         &inv,
         crate::desired::DEFAULT_XEN_TEMPLATE,
+        &crate::desired::Bootstraps::default(),
     )?);
     let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
     let access = |stats: Arc<Stats>| -> anyhow::Result<Access> {

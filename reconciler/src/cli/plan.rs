@@ -10,7 +10,7 @@ use model::{Inventory, NodeId};
 
 use super::Global;
 use crate::apply::{Access, observe_all};
-use crate::desired::{Desired, desired, template_of};
+use crate::desired::{Bootstraps, Desired, desired, template_of};
 use crate::plan::{plan, render};
 use crate::ssh::{Credentials, Timeouts};
 
@@ -54,7 +54,8 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
         Err(code) => return Ok(Err(code)),
     };
     let template = template_of(&g.repo).context("cannot read templates/xen.cfg.j2")?;
-    let desired = desired(&inv, &template)?;
+    let boot = Bootstraps::load(&g.repo)?;
+    let desired = desired(&inv, &template, &boot)?;
     for n in &s.nodes {
         anyhow::ensure!(
             inv.nodes.contains_key(n),

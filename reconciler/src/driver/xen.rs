@@ -73,8 +73,8 @@ exit $rc
     )
 }
 
-/// The steps as one sh script; it prints `@@begin N`, `@@ok N`, or `@@out ...` lines and
-/// `@@fail N RC`, and stops at the first failure.
+/// The steps as one sh script; it prints `@@begin N`, then `@@ok N`, or `@@out ...` lines and
+/// `@@fail N RC`; after a failure the VPS's later steps print `@@skip N`, other VPSes go on.
 pub fn steps_script(root: &str, store: &Store, steps: &[Step]) -> String {
     let mut s = String::from(
         r#"set -u
@@ -85,13 +85,19 @@ LC_ALL=C
 export LC_ALL
 log=$(mktemp) || exit 70
 trap 'rm -f "$log"' EXIT
+# VPSes with a failed step: their later steps are skipped, the others go on.
+failed=" "
 record() {
   d="$R/var/lib/gitvps/state"
   mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
 }
 run() {
   i=$1
-  shift
+  v=$2
+  shift 2
+  case $failed in
+    *" $v "*) echo "@@skip $i"; return 0 ;;
+  esac
   echo "@@begin $i"
   if "$@" >"$log" 2>&1; then
     echo "@@ok $i"
@@ -99,7 +105,7 @@ run() {
     rc=$?
     tail -n 30 "$log" | sed 's/^/@@out /'
     echo "@@fail $i $rc"
-    exit 1
+    failed="$failed$v "
   fi
 }
 "#,
@@ -120,11 +126,52 @@ run() {
         }
         let _ = writeln!(s, "}}");
     }
-    for i in 0..steps.len() {
-        let _ = writeln!(s, "run {i} s{i}");
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "run {i} {} s{i}", step.vps);
     }
-    s.push_str("echo @@done\n");
+    s.push_str("echo @@done\n[ \"$failed\" = \" \" ]\n");
     s
+}
+
+/// Builds the OS in a folder with the shipped bootstrap scripts, then writes it into the disk
+/// with `mke2fs -d` (no mount, no loop device). The build folders stay for inspection when a
+/// script fails; the next attempt starts from scratch.
+fn install_lines(disk: &str, spec: &crate::desired::InstallSpec) -> Vec<String> {
+    let ship = quote(&spec.ship_dir);
+    let build = quote(&spec.build_dir);
+    let mut lines = vec![format!(
+        "rm -rf {ship} {build} && mkdir -p {ship} {build} || return 1"
+    )];
+    let mut dirs: Vec<String> = spec
+        .files
+        .iter()
+        .filter_map(|(p, _)| p.rsplit_once('/').map(|(d, _)| d.to_owned()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        lines.push(format!(
+            "mkdir -p {} || return 1",
+            quote(&format!("{}/{d}", spec.ship_dir))
+        ));
+    }
+    for (path, content) in &spec.files {
+        lines.push(format!(
+            "printf '%s' {} >{} || return 1",
+            quote(content),
+            quote(&format!("{}/{path}", spec.ship_dir))
+        ));
+    }
+    // The exports may hold multi-line values (SSH keys): keep them verbatim, one per line.
+    lines.push(format!(
+        "(\n{}sh \"$GITVPS_BOOTSTRAPS/lib/install\"\n) || return $?",
+        spec.exports
+    ));
+    lines.push(format!(
+        "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {disk} || return 1"
+    ));
+    lines.push(format!("rm -rf {ship} {build}"));
+    lines
 }
 
 /// The sh lines of one step. Each line stands alone; failures `return`.
@@ -159,7 +206,9 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
             };
             let mut lines = vec![grow];
             if *resize_fs {
-                lines.push(format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"));
+                lines.push(format!(
+                    "e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"
+                ));
                 lines.push(format!("resize2fs {disk} || return 1"));
             }
             lines
@@ -168,20 +217,26 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
             let dir = node_path(root, "etc/xen/gitvps");
             vec![
                 format!("mkdir -p {} || return 1", quote(&dir)),
-                format!("printf '%s' {} >{cfg}.tmp && mv {cfg}.tmp {cfg} || return 1", quote(content)),
+                format!(
+                    "printf '%s' {} >{cfg}.tmp && mv {cfg}.tmp {cfg} || return 1",
+                    quote(content)
+                ),
             ]
         }
-        Op::Start => vec![format!("if ! {exists}; then xl create -q {cfg} || return 1; fi")],
+        Op::Start => vec![format!(
+            "if ! {exists}; then xl create -q {cfg} || return 1; fi"
+        )],
         Op::Stop { timeout_secs, .. } => vec![format!(
             "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"
         )],
-        Op::Destroy { .. } => vec![format!("if {exists}; then xl destroy {name} || return 1; fi")],
+        Op::Destroy { .. } => vec![format!(
+            "if {exists}; then xl destroy {name} || return 1; fi"
+        )],
         Op::Reboot { .. } => vec![format!("xl reboot {name} || return 1")],
-        Op::Fsck { .. } => vec![format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc")],
-        Op::Reinstall { .. } => vec![
-            "echo 'reinstall needs the OS bootstraps (bootstraps/), which this gitvps does not have yet; the disk was not touched' >&2".into(),
-            "return 64".into(),
-        ],
+        Op::Fsck { .. } => vec![format!(
+            "e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc"
+        )],
+        Op::Install { spec } | Op::Reinstall { spec, .. } => install_lines(&disk, spec),
         Op::Record { .. } => vec![":".into()],
         Op::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
         Op::RemoveDisk { .. } => match store {
@@ -260,7 +315,20 @@ mod tests {
                     ..Record::default()
                 }),
             ),
-            step(Op::Reinstall { generation: 1 }, None),
+            step(
+                Op::Reinstall {
+                    generation: 1,
+                    spec: Box::new(crate::desired::InstallSpec {
+                        os: "debian-12".into(),
+                        appliance: None,
+                        ship_dir: "/srv/node 1/var/lib/gitvps/bootstraps/xen02".into(),
+                        build_dir: "/srv/node 1/var/lib/gitvps/build/xen02".into(),
+                        files: vec![("bootstraps/lib/install".into(), "#!/bin/sh\necho 'hi'\n".into())],
+                        exports: "export OS_ID='debian-12'\nexport TARGET='/srv/node 1/var/lib/gitvps/build/xen02'\n".into(),
+                    }),
+                },
+                None,
+            ),
             step(Op::Record { note: "x".into() }, Some(Record::default())),
             step(Op::RemoveConfig, None),
             step(Op::RemoveDisk { reason: "x".into() }, None),
