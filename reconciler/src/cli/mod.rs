@@ -10,6 +10,7 @@ pub mod bench;
 pub mod inventory;
 pub mod nodesim;
 pub mod plan;
+pub mod serve;
 pub mod validate;
 pub mod vps;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Make the nodes match the inventory (or carry out a saved plan).
     Apply(apply::ApplyArgs),
+    /// Serve the customer hooks (and a built site) on 127.0.0.1; --repo must be a bare repo.
+    Serve(serve::ServeArgs),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Vps(c) => vps::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
+        Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Bench(c) => bench::run(c),
         Command::NodeSim(c) => nodesim::run(c),
     }
