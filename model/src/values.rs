@@ -635,6 +635,12 @@ impl FromStr for Country {
     }
 }
 
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An argon2 password hash in PHC string form (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
 ///
 /// Only the shape is checked here; verifying a password is the hooks' job.

@@ -94,6 +94,17 @@ for f in "$R/var/lib/gitvps/state"/*.json; do
   printf '","record":%s}' "$rec"
   sep=,
 done
+printf '],"consoles":['
+sep=
+set -- "$R/var/lib/gitvps/console"/*/.ssh/authorized_keys
+if [ -f "$1" ]; then
+  sha256sum "$@" | while read -r h f; do
+    n=${f%/.ssh/authorized_keys}
+    printf '%s{"name":"' "$sep"; pstr "${n##*/}"
+    printf '","sha256":"%s"}' "$h"
+    sep=,
+  done
+fi
 printf '],"now":%s}\n' "$(date +%s)"
 exec 1>&3 3>&-
 cat "$report"

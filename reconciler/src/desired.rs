@@ -93,6 +93,53 @@ pub struct VpsSpec {
     pub destroyed: Option<NaiveDate>,
     /// How to install its OS; `None` when nothing is installed (no catalog, `hvm-iso`).
     pub install: Option<InstallSpec>,
+    /// Console access for the customer's keys; `None`: nobody may reach the console.
+    pub console: Option<ConsoleSpec>,
+}
+
+/// The console user of a VPS on its node (named after the VPS, as in DTC-Xen): an
+/// `authorized_keys` whose every key may only run `xl console <vps>`, and the sudo rule for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ConsoleSpec {
+    /// The console user's home on the node.
+    pub home: String,
+    /// The `authorized_keys` text.
+    pub keys: String,
+    /// Its sha256, as observe reports it.
+    pub keys_sha256: String,
+    /// Number of keys.
+    pub count: usize,
+    /// Path of the sudoers drop-in on the node.
+    pub sudoers_path: String,
+    /// Its text.
+    pub sudoers: String,
+}
+
+/// The console user's home on a node.
+pub fn console_home(root: &str, vps: &VpsId) -> String {
+    node_path(root, &format!("var/lib/gitvps/console/{vps}"))
+}
+
+/// The console of a VPS: for an active VPS whose customer has keys.
+fn console_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<ConsoleSpec> {
+    let keys = &inv.customers.get(&v.customer)?.ssh_keys;
+    if v.state != State::Active || keys.is_empty() {
+        return None;
+    }
+    let xl = node_path(root, "usr/sbin/xl");
+    let command = format!("sudo -n {xl} console {}", v.id);
+    let text: String = keys
+        .iter()
+        .map(|k| format!("restrict,pty,command=\"{command}\" {}\n", k.as_str()))
+        .collect();
+    Some(ConsoleSpec {
+        home: console_home(root, &v.id),
+        keys_sha256: sha256_hex(&text),
+        keys: text,
+        count: keys.len(),
+        sudoers_path: node_path(root, &format!("etc/sudoers.d/gitvps-console-{}", v.id)),
+        sudoers: format!("{} ALL=(root) NOPASSWD: {xl} console {}\n", v.id, v.id),
+    })
 }
 
 /// An OS install for one VPS: the files to ship to the node and the scripts' environment.
@@ -304,6 +351,7 @@ pub fn desired(
             + "\n";
         let run = v.state == State::Active && v.power == Power::Running;
         let install = install_spec(inv, v, &spec.root, boot)?;
+        let console = console_spec(inv, v, &spec.root);
         spec.vps.insert(
             v.id.clone(),
             VpsSpec {
@@ -319,6 +367,7 @@ pub fn desired(
                 actions: v.actions,
                 destroyed: v.destroyed,
                 install,
+                console,
             },
         );
     }

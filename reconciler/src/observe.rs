@@ -93,6 +93,8 @@ pub struct NodeState {
     pub configs: BTreeMap<String, String>,
     /// Records by VPS name.
     pub records: BTreeMap<String, Record>,
+    /// sha256 of each console user's `authorized_keys`, by VPS name.
+    pub consoles: BTreeMap<String, String>,
     /// The node's clock, Unix time.
     pub now: i64,
     /// A digest of everything above: a plan made on another digest is stale.
@@ -129,6 +131,8 @@ struct Raw {
     configs: Vec<RawConfig>,
     #[serde(default)]
     records: Vec<RawRecord>,
+    #[serde(default)]
+    consoles: Vec<RawConfig>,
     now: i64,
 }
 
@@ -255,6 +259,11 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
             .into_iter()
             .map(|r| (r.name, r.record))
             .collect(),
+        consoles: raw
+            .consoles
+            .into_iter()
+            .map(|c| (c.name, c.sha256))
+            .collect(),
         now: raw.now,
         digest: String::new(),
     };
@@ -266,7 +275,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
 pub fn digest(s: &NodeState) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    let json = serde_json::json!([s.domains, s.disks, s.configs, s.records]);
+    let json = serde_json::json!([s.domains, s.disks, s.configs, s.records, s.consoles]);
     h.update(json.to_string().as_bytes());
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()

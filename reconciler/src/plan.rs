@@ -8,7 +8,7 @@ use model::values::{Size, State};
 use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{Desired, InstallSpec, NodeSpec, Store, VpsSpec};
+use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, Store, VpsSpec};
 use crate::observe::{NodeState, Observation, Record};
 
 /// What a step does. Every operation is idempotent on the node.
@@ -78,6 +78,20 @@ pub enum Op {
     Record {
         /// What is recorded, for the reader.
         note: String,
+    },
+    /// Give the customer's keys console access (the console user, its keys, its sudo rule).
+    WriteConsole {
+        /// The console user and its files.
+        spec: Box<ConsoleSpec>,
+        /// Whether keys were there already (a change rather than a creation).
+        replaces: bool,
+    },
+    /// Take console access away (suspended, destroyed, or no keys).
+    RemoveConsole {
+        /// The console user's home.
+        home: String,
+        /// The sudo rule to remove.
+        sudoers_path: String,
     },
     /// Remove the domain config.
     RemoveConfig,
@@ -217,6 +231,7 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
     let mut notes = Vec::new();
     for v in spec.vps.values() {
         plan_vps(desired, v, obs, &mut steps, &mut notes);
+        plan_console(&spec.root, v, obs, &mut steps);
     }
     let elsewhere = |name: &str| {
         desired
@@ -254,6 +269,35 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
         steps,
         notes,
     }
+}
+
+/// Keeps the console user's keys equal to the customer's (none when it may not log in).
+fn plan_console(root: &str, v: &VpsSpec, obs: &NodeState, steps: &mut Vec<Step>) {
+    let observed = obs.consoles.get(v.id.as_str());
+    let op = match (&v.console, observed) {
+        (Some(c), Some(h)) if *h == c.keys_sha256 => return,
+        (Some(c), observed) => Op::WriteConsole {
+            spec: Box::new(c.clone()),
+            replaces: observed.is_some(),
+        },
+        (None, Some(_)) => Op::RemoveConsole {
+            home: crate::desired::console_home(root, &v.id),
+            sudoers_path: crate::desired::node_path(
+                root,
+                &format!("etc/sudoers.d/gitvps-console-{}", v.id),
+            ),
+        },
+        (None, None) => return,
+    };
+    steps.push(Step {
+        vps: v.id.clone(),
+        op,
+        record: None,
+        target: Target {
+            disk: v.disk_path.clone(),
+            config: v.config_path.clone(),
+        },
+    });
 }
 
 /// Describes `xl list` state letters in words.
@@ -594,6 +638,11 @@ impl Op {
             Op::WriteConfig { replaces: true, .. } | Op::GrowDisk { .. } => '~',
             Op::Stop { .. } | Op::Destroy { .. } | Op::RemoveConfig | Op::RemoveDisk { .. } => '-',
             Op::Install { .. } => '+',
+            Op::WriteConsole {
+                replaces: false, ..
+            } => '+',
+            Op::WriteConsole { replaces: true, .. } => '~',
+            Op::RemoveConsole { .. } => '-',
             Op::Reboot { .. } | Op::Fsck { .. } | Op::Reinstall { .. } | Op::Record { .. } => '!',
         }
     }
@@ -625,6 +674,15 @@ impl Op {
                 )
             }
             Op::Record { note } => format!("record {note}"),
+            Op::WriteConsole {
+                spec,
+                replaces: false,
+            } => format!("console access for {} key(s)", spec.count),
+            Op::WriteConsole {
+                spec,
+                replaces: true,
+            } => format!("update console keys ({} key(s))", spec.count),
+            Op::RemoveConsole { .. } => "remove console access".into(),
             Op::RemoveConfig => "remove domain config".into(),
             Op::RemoveDisk { reason } => format!("remove disk ({reason}): ERASES THE DISK"),
         }

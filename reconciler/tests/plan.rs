@@ -128,6 +128,9 @@ fn converged_node(d: &Desired, n: &NodeId) -> NodeState {
         }
         s.disks.insert(name.clone(), v.disk_bytes);
         s.configs.insert(name.clone(), v.config_sha256.clone());
+        if let Some(c) = &v.console {
+            s.consoles.insert(name.clone(), c.keys_sha256.clone());
+        }
         s.records.insert(
             name,
             Record {
@@ -166,8 +169,26 @@ fn node_plan<'a>(p: &'a Plan, n: &str) -> &'a NodePlan {
     p.nodes.iter().find(|np| np.node().as_str() == n).unwrap()
 }
 
-fn steps<'a>(p: &'a Plan, n: &str) -> &'a [Step] {
-    node_plan(p, n).steps()
+/// A node's steps, without the console steps (tested on their own in `console_keys_follow_the_inventory`).
+fn steps(p: &Plan, n: &str) -> Vec<Step> {
+    node_plan(p, n)
+        .steps()
+        .iter()
+        .filter(|s| !is_console(&s.op))
+        .cloned()
+        .collect()
+}
+
+fn is_console(op: &Op) -> bool {
+    matches!(op, Op::WriteConsole { .. } | Op::RemoveConsole { .. })
+}
+
+/// Whether the plan has steps besides console steps.
+fn changes(p: &Plan) -> bool {
+    p.nodes
+        .iter()
+        .flat_map(|n| n.steps())
+        .any(|s| !is_console(&s.op))
 }
 
 fn notes<'a>(p: &'a Plan, n: &str) -> &'a [String] {
@@ -215,7 +236,8 @@ fn record_note(note: &str) -> Op {
 
 /// The record a step of `v` leaves behind.
 fn record_after<'a>(p: &'a Plan, n: &str, v: &str, op: &Op) -> Option<&'a Record> {
-    steps(p, n)
+    node_plan(p, n)
+        .steps()
         .iter()
         .find(|s| s.vps.as_str() == v && s.op == *op)
         .unwrap()
@@ -303,7 +325,7 @@ fn a_converged_fleet_has_no_changes() {
     let d = desired_of(&fleet());
     let p = plan(&d, &converged(&d));
     insta::assert_snapshot!("converged", render(&p));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert!(!p.has_unreachable());
     assert_eq!(p.nodes.len(), 3);
     let text = render(&p);
@@ -392,7 +414,7 @@ fn a_reboot_counter_reboots_a_running_vps_once() {
         })
     );
     // Once recorded, nothing more.
-    assert!(!plan(&d, &converged(&d)).has_changes());
+    assert!(!changes(&plan(&d, &converged(&d))));
 }
 
 // 5.
@@ -530,7 +552,7 @@ fn a_disk_larger_than_the_product_is_never_shrunk() {
     });
     let p = plan(&d, &obs);
     insta::assert_snapshot!("disk_larger", render(&p));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert_eq!(
         notes(&p, "node0109"),
         [
@@ -555,7 +577,7 @@ fn a_suspended_vps_is_shut_down_and_its_disk_kept() {
     );
     // Once down, a suspended VPS stays as it is: disk, config and record kept.
     let p = plan(&d, &converged(&d));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     let mut obs = converged(&d);
     edit(&mut obs, "node0109", |s| {
         s.domains.insert("xen02".into(), up_domain(9));
@@ -628,7 +650,7 @@ fn a_destroyed_vps_disk_goes_after_the_retention() {
 
     let p = plan(&d, &destroyed_ago(&d0, 3 * DAY));
     insta::assert_snapshot!("destroyed_within_retention", render(&p));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert_eq!(
         notes(&p, "node0109"),
         ["xen02: disk kept until 2026-11-05 (retention 7 days)"]
@@ -636,7 +658,7 @@ fn a_destroyed_vps_disk_goes_after_the_retention() {
 
     // One second short of the retention: still kept.
     let p = plan(&d, &destroyed_ago(&d0, 7 * DAY - 1));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert_eq!(
         notes(&p, "node0109"),
         ["xen02: disk kept until 2026-11-01 (retention 7 days)"]
@@ -699,7 +721,7 @@ fn a_destruction_date_in_the_file_starts_the_retention() {
     // older record does not count.
     let d = desired_of(&destroyed_on("2026-10-30"));
     let p = plan(&d, &destroyed_ago(&d0, 30 * DAY));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert_eq!(
         notes(&p, "node0109"),
         ["xen02: disk kept until 2026-11-06 (retention 7 days)"]
@@ -742,7 +764,7 @@ fn an_unreachable_node_gets_no_steps_and_the_others_are_planned() {
     let p = plan(&d, &obs);
     insta::assert_snapshot!("unreachable", render(&p));
     assert!(p.has_unreachable());
-    assert!(p.has_changes());
+    assert!(changes(&p));
     let names: Vec<&str> = p.nodes.iter().map(|n| n.node().as_str()).collect();
     assert_eq!(
         names,
@@ -781,7 +803,7 @@ fn an_unreachable_node_gets_no_steps_and_the_others_are_planned() {
         })
         .collect();
     let p = plan(&d, &all);
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert!(p.has_unreachable());
     assert!(!render(&p).contains("no changes"));
 }
@@ -813,7 +835,7 @@ fn unmanaged_domains_and_disks_are_noted_never_touched() {
     });
     let p = plan(&d, &obs);
     insta::assert_snapshot!("unmanaged", render(&p));
-    assert!(!p.has_changes());
+    assert!(!changes(&p));
     assert_eq!(
         notes(&p, "node0109"),
         [
@@ -1182,9 +1204,65 @@ fn a_missing_record_never_erases_an_existing_disk() {
         s.records.clear();
     });
     let p = plan(&d, &obs);
-    let destructive: Vec<&Step> = steps(&p, "node0109")
-        .iter()
+    let destructive: Vec<Step> = steps(&p, "node0109")
+        .into_iter()
         .filter(|s| s.op.destructive())
         .collect();
     assert!(destructive.is_empty(), "{destructive:#?}");
+}
+
+/// Console keys follow the inventory: granted to an active VPS's customer keys, updated when
+/// they change, taken away on suspension and destruction.
+#[test]
+fn console_keys_follow_the_inventory() {
+    let d = desired_of(&fleet());
+    let mut obs = converged(&d);
+    // No console yet on node0109: both VPSes get one.
+    edit(&mut obs, "node0109", |s| s.consoles.clear());
+    let p = plan(&d, &obs);
+    let xen02 = spec(&d, "node0109", "xen02").console.clone().unwrap();
+    assert_eq!(
+        xen02.keys,
+        "restrict,pty,command=\"sudo -n /usr/sbin/xl console xen02\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnZACIYs/1sMOT4kyilhseeocsdXihGHPmj1hWLWg3q jane@laptop\n"
+    );
+    assert_eq!(
+        xen02.sudoers,
+        "xen02 ALL=(root) NOPASSWD: /usr/sbin/xl console xen02\n"
+    );
+    assert!(
+        node_plan(&p, "node0109")
+            .steps()
+            .iter()
+            .any(|s| s.vps.as_str() == "xen02"
+                && s.op
+                    == Op::WriteConsole {
+                        spec: Box::new(xen02.clone()),
+                        replaces: false
+                    })
+    );
+    // A changed key: rewritten.
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", |s| {
+        s.consoles.insert("xen02".into(), "0".repeat(64));
+    });
+    let p = plan(&d, &obs);
+    assert!(
+        render(&p).contains("~ xen02: update console keys (1 key(s))"),
+        "{}",
+        render(&p)
+    );
+    // Suspended or destroyed: access removed.
+    for state in ["suspended", "destroyed"] {
+        let inv = fleet_edited(&[(
+            "inventory/vps/xen02.toml",
+            "state = \"active\"",
+            &format!("state = \"{state}\""),
+        )]);
+        let p = plan(&desired_of(&inv), &converged(&d));
+        assert!(
+            render(&p).contains("- xen02: remove console access"),
+            "{state}: {}",
+            render(&p)
+        );
+    }
 }

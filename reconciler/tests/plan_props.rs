@@ -62,6 +62,14 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             Op::RemoveConfig => {
                 state.configs.remove(&name);
             }
+            Op::WriteConsole { spec, .. } => {
+                state
+                    .consoles
+                    .insert(name.clone(), spec.keys_sha256.clone());
+            }
+            Op::RemoveConsole { .. } => {
+                state.consoles.remove(&name);
+            }
             Op::RemoveDisk { .. } => {
                 state.disks.remove(&name);
             }
@@ -404,6 +412,12 @@ fn converged(d: &Desired) -> BTreeMap<NodeId, NodeState> {
             }
             s.disks.insert(name.clone(), v.disk_bytes);
             s.configs.insert(name.clone(), v.config_sha256.clone());
+            if let Some(c) = &v.console {
+                s.consoles.insert(name.clone(), c.keys_sha256.clone());
+            }
+            if let Some(c) = &v.console {
+                s.consoles.insert(name.clone(), c.keys_sha256.clone());
+            }
             let a = v.actions;
             let record = Record {
                 reboot: a.reboot,
@@ -830,10 +844,12 @@ fn the_cases_reach_every_kind_of_step() {
             "record",
             "reinstall",
             "remove_config",
+            "remove_console",
             "remove_disk",
             "start",
             "stop",
-            "write_config"
+            "write_config",
+            "write_console"
         ],
         "{seen:?}"
     );

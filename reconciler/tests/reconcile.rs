@@ -27,7 +27,7 @@ fn create_then_a_second_plan_is_empty() {
         "a stopped VPS is not started: {p:?}"
     );
     let a = f.converge();
-    assert!(a.stdout.contains("node1: applied 5 step(s)"), "{a:?}");
+    assert!(a.stdout.contains("node1: applied 7 step(s)"), "{a:?}");
     assert!(f.domain("node1", "xen10").is_some());
     assert!(f.domain("node1", "xen11").is_none());
     assert_eq!(f.lv("node1", "xen10"), Some(30 << 30));
@@ -338,7 +338,7 @@ fn a_failing_step_stops_that_node_names_it_and_a_rerun_converges() {
     assert_eq!(a.code, 1, "{a:?}");
     assert!(
         a.stdout.contains(
-            "node1: 2 step(s) done, 1 FAILED, 0 skipped\n  FAILED xen10: start domain, exit 1"
+            "node1: 2 step(s) done, 1 FAILED, 1 skipped\n  FAILED xen10: start domain, exit 1"
         ),
         "{a:?}"
     );
@@ -347,14 +347,14 @@ fn a_failing_step_stops_that_node_names_it_and_a_rerun_converges() {
         "{a:?}"
     );
     assert!(
-        a.stdout.contains("node2: applied 3 step(s)"),
+        a.stdout.contains("node2: applied 4 step(s)"),
         "the other node goes on: {a:?}"
     );
     std::fs::remove_file(&flag).unwrap();
     let a = f.converge();
     assert!(
         a.stdout
-            .contains("node1: applied 1 step(s)\n  + xen10: start domain"),
+            .contains("node1: applied 2 step(s)\n  + xen10: start domain\n  + xen10: console access for 1 key(s)"),
         "{a:?}"
     );
 }
@@ -642,4 +642,156 @@ fn a_failing_install_names_the_step_keeps_the_disk_lets_others_go_on_and_is_retr
     let a = f.converge();
     assert!(a.stdout.contains("+ xen10: install debian-12"), "{a:?}");
     assert!(f.domain("node1", "xen10").is_some());
+}
+
+/// The real system plays the node's OS for the console: the account and sudo rule that apply
+/// wrote under the node root are mirrored into /etc, and removed again when the test ends.
+struct ConsoleAccount {
+    user: String,
+    sudoers: std::path::PathBuf,
+}
+
+impl Drop for ConsoleAccount {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.user)
+            .output();
+    }
+}
+
+fn ssh_as(f: &Fleet, user: &str, key: &std::path::Path, extra: &[&str]) -> support::fleet::Run {
+    std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ])
+        .arg(key)
+        .arg("-p")
+        .arg(f.sshd.port.to_string())
+        .args(extra)
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("id")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn the_console_user_reaches_the_console_and_nothing_else() {
+    if std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout != b"0\n")
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: the console test creates a system user and needs root");
+        return;
+    }
+    let f = Fleet::new(&["node1"]);
+    let customer_key = f.dir.path().join("customer_key");
+    let customer_pub = support::keygen(&customer_key, "jane@laptop");
+    let other_key = f.dir.path().join("other_key");
+    let other_pub = support::keygen(&other_key, "lin@desktop");
+    std::fs::write(
+        f.repo.join("inventory/customers/c-0001.toml"),
+        format!("name = \"Jane\"\nemail = \"jane@example.net\"\nssh_keys = [\"{customer_pub}\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.join("inventory/customers/c-0002.toml"),
+        format!("name = \"Lin\"\nemail = \"lin@example.net\"\nssh_keys = [\"{other_pub}\"]\n"),
+    )
+    .unwrap();
+    let vps = "gvc10";
+    f.vps(vps, "node1", "192.0.2.10", "");
+    let a = f.converge();
+    assert!(
+        a.stdout
+            .contains(&format!("+ {vps}: console access for 1 key(s)")),
+        "{a:?}"
+    );
+    let root = f.root("node1");
+    let home = root.join(format!("var/lib/gitvps/console/{vps}"));
+    let keys = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
+    assert_eq!(
+        keys,
+        format!(
+            "restrict,pty,command=\"sudo -n {}/usr/sbin/xl console {vps}\" {customer_pub}\n",
+            root.display()
+        )
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/passwd"))
+            .unwrap()
+            .starts_with(&format!("{vps}:x:")),
+        "the account is made with useradd"
+    );
+
+    let _ = std::process::Command::new("useradd")
+        .arg("--home-dir")
+        .arg(&home)
+        .args(["--no-create-home", "--shell", "/bin/sh", vps])
+        .output();
+    // This test's sshd runs without PAM, where a locked password ('!') refuses even keys.
+    let _ = std::process::Command::new("usermod")
+        .args(["-p", "*", vps])
+        .output();
+    let account = ConsoleAccount {
+        user: vps.into(),
+        sudoers: format!("/etc/sudoers.d/gitvps-console-{vps}").into(),
+    };
+    std::fs::copy(
+        root.join(format!("etc/sudoers.d/gitvps-console-{vps}")),
+        &account.sudoers,
+    )
+    .unwrap();
+
+    // The customer's key lands in the console, whatever command it asks for.
+    let r = ssh_as(&f, vps, &customer_key, &[]);
+    assert!(r.stdout.contains(&format!("{vps} login:")), "{r:?}");
+    assert!(
+        !r.stdout.contains("uid="),
+        "a plain command must not run: {r:?}"
+    );
+    // No port forwarding, no other customer's key.
+    let r = ssh_as(
+        &f,
+        vps,
+        &customer_key,
+        &["-W", &format!("127.0.0.1:{}", f.sshd.port)],
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("prohibited") || r.stderr.contains("forwarding failed"),
+        "{r:?}"
+    );
+    let r = ssh_as(&f, vps, &other_key, &[]);
+    assert_eq!(r.code, 255, "{r:?}");
+    assert!(r.stderr.contains("Permission denied"), "{r:?}");
+    // Suspended: the console goes with it.
+    f.edit(
+        &format!("inventory/vps/{vps}.toml"),
+        "os = \"debian-12\"\n",
+        "os = \"debian-12\"\nstate = \"suspended\"\n",
+    );
+    let a = f.converge();
+    assert!(
+        a.stdout
+            .contains(&format!("- {vps}: remove console access")),
+        "{a:?}"
+    );
+    let r = ssh_as(&f, vps, &customer_key, &[]);
+    assert_eq!(r.code, 255, "{r:?}");
+    drop(account);
 }

@@ -238,6 +238,30 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
         )],
         Op::Install { spec } | Op::Reinstall { spec, .. } => install_lines(&disk, spec),
         Op::Record { .. } => vec![":".into()],
+        Op::WriteConsole { spec, .. } => {
+            let home = quote(&spec.home);
+            let keys = quote(&format!("{}/.ssh/authorized_keys", spec.home));
+            let rule = quote(&spec.sudoers_path);
+            let rule_dir = quote(spec.sudoers_path.rsplit_once('/').map_or("/", |(d, _)| d));
+            vec![
+                format!(
+                    "useradd --system --home-dir {home} --no-create-home --shell /bin/sh {name}; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 9 ] || return $rc"
+                ),
+                format!(
+                    "mkdir -p {home}/.ssh && printf '%s' {} >{keys}.tmp && chmod 644 {keys}.tmp && mv {keys}.tmp {keys} || return 1",
+                    quote(&spec.keys)
+                ),
+                format!(
+                    "mkdir -p {rule_dir} && printf '%s' {} >{rule}.tmp && chmod 440 {rule}.tmp && mv {rule}.tmp {rule} || return 1",
+                    quote(&spec.sudoers)
+                ),
+            ]
+        }
+        Op::RemoveConsole { home, sudoers_path } => vec![format!(
+            "rm -f {} {} || return 1",
+            quote(&format!("{home}/.ssh/authorized_keys")),
+            quote(sudoers_path)
+        )],
         Op::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
         Op::RemoveDisk { .. } => match store {
             Store::Lvm { vg } => vec![format!(

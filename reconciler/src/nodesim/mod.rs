@@ -39,6 +39,7 @@ mod json;
 mod lvm;
 mod opts;
 mod state;
+mod users;
 mod xl;
 mod xlcfg;
 
@@ -57,6 +58,7 @@ pub const TOOLS: &[&str] = &[
     "lvremove",
     "e2fsck",
     "resize2fs",
+    "useradd",
 ];
 
 /// Run one stand-in tool as if invoked as `tool args...`; writes to out/err like the real tool;
@@ -92,6 +94,7 @@ pub fn run_tool_with_input(
         "lvremove" => lvm::lvremove(&node, args, input, out, err),
         "e2fsck" => fs::e2fsck(&node, args, out, err),
         "resize2fs" => fs::resize2fs(&node, args, out, err),
+        "useradd" => users::useradd(&node, args, err),
         _ => {
             say!(err, "gitvps node-sim: unknown tool '{tool}'");
             return 127;
