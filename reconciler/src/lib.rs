@@ -9,5 +9,6 @@ pub mod nodesim;
 pub mod observe;
 pub mod plan;
 pub mod ssh;
+pub mod status;
 pub mod table;
 pub mod testbed;

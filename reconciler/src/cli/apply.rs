@@ -23,6 +23,10 @@ pub struct ApplyArgs {
     /// Which nodes.
     #[command(flatten)]
     pub select: Select,
+    /// Then observe again and commit every VPS's state to the status branch
+    /// (`reconciler.status_branch` in gitvps.toml) of the repo.
+    #[arg(long)]
+    pub status: bool,
 }
 
 /// Progress bars on a terminal: one per node, with the step being carried out.
@@ -178,5 +182,26 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
     ));
     let (text, ok) = summary(&outcomes);
     super::emit(&text)?;
+    if a.status {
+        let rt = runtime()?;
+        let observed = rt.block_on(crate::apply::observe_all(
+            &s.inv, &s.desired, &s.nodes, &s.access,
+        ));
+        let now = chrono::Utc::now();
+        let statuses = crate::status::statuses(&s.desired, &observed, &outcomes, now);
+        let branch = &s.inv.settings.reconciler.status_branch;
+        let known = s.inv.vps.keys().cloned().collect();
+        let message = format!(
+            "gitvps apply: status of {} VPS(es) at {}",
+            statuses.len(),
+            now.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        let oid = crate::status::write_branch(&g.repo, branch, &statuses, &known, &message)?;
+        super::emit(&format!(
+            "Status: {} VPS(es) written to branch `{branch}` ({}).\n",
+            statuses.len(),
+            &oid.to_string()[..12]
+        ))?;
+    }
     Ok(if ok { 0 } else { 1 })
 }

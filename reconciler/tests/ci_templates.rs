@@ -1,0 +1,106 @@
+//! The CI templates in `ci/`: valid YAML, and every `gitvps` command they run exists in the
+//! CLI with exactly those flags (parsed by the real clap definition).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn templates() -> Vec<PathBuf> {
+    let ci = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci");
+    vec![
+        ci.join("github/gitvps.yml"),
+        ci.join("gitlab/.gitlab-ci.yml"),
+    ]
+}
+
+/// Every string in a YAML document (scripts are strings, in lists or blocks).
+fn strings(y: &Yaml, out: &mut Vec<String>) {
+    match y {
+        Yaml::String(s) => out.push(s.clone()),
+        Yaml::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Yaml::Hash(h) => h.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// The `gitvps ...` command lines in a script: from the binary's name to the first shell
+/// operator, with `"$VAR"` words kept as placeholders.
+fn gitvps_commands(script: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in script.lines() {
+        let mut rest = line;
+        while let Some(i) = rest.find("target/release/gitvps ") {
+            let tail = &rest[i + "target/release/gitvps ".len()..];
+            let end = tail.find(['>', '|', ';', '&', ')']).unwrap_or(tail.len());
+            let mut words: Vec<String> = std::iter::once("gitvps".to_owned())
+                .chain(tail[..end].split_whitespace().map(str::to_owned))
+                .collect();
+            // `2> file`: the digit belongs to the redirection.
+            if tail[end..].starts_with('>')
+                && words
+                    .last()
+                    .is_some_and(|w| w.bytes().all(|b| b.is_ascii_digit()))
+            {
+                words.pop();
+            }
+            out.push(words);
+            rest = &tail[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn the_templates_are_valid_yaml_and_run_only_real_commands() {
+    let mut seen = Vec::new();
+    for path in templates() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs =
+            YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(docs.len(), 1, "{}", path.display());
+        let mut all = Vec::new();
+        strings(&docs[0], &mut all);
+        let commands: Vec<Vec<String>> = all.iter().flat_map(|s| gitvps_commands(s)).collect();
+        assert!(commands.len() >= 3, "{}: {commands:?}", path.display());
+        for c in commands {
+            if let Err(e) = gitvps::cli::Cli::try_parse_from(&c) {
+                panic!(
+                    "{}: `{}` is not a gitvps command line: {e}",
+                    path.display(),
+                    c.join(" ")
+                );
+            }
+            seen.push(c.get(1).cloned().unwrap_or_default());
+        }
+        // Secrets come from the CI's secret store, never from the file.
+        assert!(
+            text.contains("GITVPS_SSH_PRIVATE_KEY"),
+            "{}",
+            path.display()
+        );
+        assert!(
+            !text.contains("BEGIN OPENSSH PRIVATE KEY"),
+            "{}",
+            path.display()
+        );
+    }
+    for needed in ["validate", "plan", "apply"] {
+        assert!(
+            seen.iter().any(|s| s == needed),
+            "no template runs gitvps {needed}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn a_command_with_an_unknown_flag_is_caught() {
+    let bad =
+        gitvps_commands("GITVPS_SSH_KEY=k ./target/release/gitvps apply --stauts > apply.txt");
+    assert_eq!(bad, vec![vec!["gitvps", "apply", "--stauts"]]);
+    assert!(gitvps::cli::Cli::try_parse_from(&bad[0]).is_err());
+}
