@@ -8,6 +8,7 @@ pub mod driver;
 pub mod nodesim;
 pub mod observe;
 pub mod plan;
+pub mod site;
 pub mod ssh;
 pub mod status;
 pub mod table;

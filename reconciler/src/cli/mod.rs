@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod nodesim;
 pub mod plan;
 pub mod serve;
+pub mod site;
 pub mod validate;
 pub mod vps;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
+    /// The static customer site: `gitvps site build [--out DIR]`.
+    #[command(subcommand)]
+    Site(site::SiteCommand),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[command(subcommand, name = "node-sim")]
     NodeSim(nodesim::NodeSimCommand),
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
+        Command::Site(c) => site::run(&cli.global, c),
         Command::Bench(c) => bench::run(c),
         Command::NodeSim(c) => nodesim::run(c),
     }

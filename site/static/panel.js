@@ -1,0 +1,368 @@
+// gitvps customer panel: login, the customer's VPSes and their actions, SSH keys, tickets.
+// Every action is one call to the hooks, which commit it; the next apply carries it out.
+"use strict";
+(function () {
+  var g = gitvps, t = g.t, el = g.el;
+  if (g.redirected) { return; }
+  var cat = g.json("gitvps-catalog");
+  var loginBox = document.getElementById("login");
+  var account = document.getElementById("account");
+  var notice = document.getElementById("panel-notice");
+  var loginForm = document.getElementById("login-form");
+  var loginMsg = document.getElementById("login-message");
+  var state = { me: null, selected: null, messages: {}, tickets: [] };
+
+  var params = new URLSearchParams(location.search);
+  if (params.get("ordered")) { g.show(notice, t("ordered"), "ok"); }
+  if (params.get("paid")) { g.show(notice, t("paid", { vps: params.get("paid") }), "ok"); }
+
+  function showLogin(message) {
+    account.hidden = true;
+    loginBox.hidden = false;
+    if (message) { g.show(loginMsg, message, "error"); }
+  }
+
+  loginForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var customer = document.getElementById("login-customer");
+    var password = document.getElementById("login-password");
+    if (!customer.value) { customer.focus(); g.show(loginMsg, t("err_bad_credentials"), "error"); return; }
+    var button = document.getElementById("login-submit");
+    button.disabled = true;
+    g.show(loginMsg, t("working"));
+    g.call("POST", "login", { customer: customer.value, password: password.value }).then(function (r) {
+      button.disabled = false;
+      if (r.ok && r.body && r.body.token) {
+        g.show(loginMsg, "");
+        g.setToken(r.body.token);
+        password.value = "";
+        load(true);
+      } else {
+        g.show(loginMsg, g.errorText(r), "error");
+        password.focus();
+      }
+    });
+  });
+
+  document.getElementById("logout").addEventListener("click", function () {
+    g.setToken(null);
+    state.me = null;
+    showLogin();
+    document.getElementById("login-customer").focus();
+  });
+
+  // Loads the customer and its VPSes; `first` after a login (the language may follow the customer's).
+  function load(first) {
+    return g.call("GET", "me").then(function (r) {
+      if (r.status === 401) { g.setToken(null); showLogin(first ? null : t("err_unauthorized")); return; }
+      if (!r.ok || !r.body) { g.show(notice, g.errorText(r), "error"); if (!state.me) { showLogin(); } return; }
+      if (first && g.follow(r.body.customer.language)) { return; }
+      state.me = r.body;
+      var ids = r.body.vps.map(function (v) { return v.id; });
+      if (ids.indexOf(state.selected) < 0) { state.selected = ids.length ? ids[0] : null; }
+      loginBox.hidden = true;
+      account.hidden = false;
+      render();
+      loadTickets();
+    });
+  }
+
+  function say(section, text, kind) { state.messages[section] = { text: text, kind: kind }; }
+  function messageBox(section) {
+    var m = state.messages[section];
+    var box = el("div", { "class": "message" + (m && m.kind ? " " + m.kind : ""), role: "status", "aria-live": "polite",
+                          tabindex: "-1", id: "msg-" + section, text: m ? m.text : "" });
+    return box;
+  }
+  function focusMessage(section) {
+    var m = document.getElementById("msg-" + section);
+    if (m) { m.focus(); }
+  }
+
+  // The words for an accepted change.
+  function accepted(res, what) {
+    var b = res.body || {};
+    if (b.changed === false) { return t("unchanged", { what: what }); }
+    var s = t("accepted", { what: what });
+    if (b.commit) { s += " " + t("accepted_commit", { commit: String(b.commit).slice(0, 12) }); }
+    return s;
+  }
+
+  // Sends one change; on success reloads and shows the answer, on error keeps every input.
+  function send(section, button, method, path, body, what, after) {
+    button.disabled = true;
+    var live = document.getElementById("msg-" + section);
+    g.show(live, t("working"));
+    g.call(method, path, body).then(function (r) {
+      button.disabled = false;
+      if (r.ok) {
+        if (after) { after(r); return; }
+        say(section, accepted(r, what), "ok");
+        load(false).then(function () { focusMessage(section); });
+      } else if (r.status === 401) {
+        g.setToken(null);
+        showLogin(t("err_unauthorized"));
+      } else {
+        g.show(live, g.errorText(r), "error");
+        if (live) { live.focus(); }
+      }
+    });
+  }
+
+  // The name of a catalog entry, or its id when it is no longer offered.
+  function nameOf(list, id) {
+    var hit = (list || []).filter(function (x) { return x.id === id; })[0];
+    return hit ? hit.name : id;
+  }
+
+  function dl(pairs) {
+    var d = el("dl", { "class": "specs" });
+    pairs.forEach(function (p) {
+      if (p[1] === null || p[1] === undefined || p[1] === "") { return; }
+      d.appendChild(el("dt", { text: p[0] }));
+      d.appendChild(el("dd", { text: String(p[1]) }));
+    });
+    return d;
+  }
+
+  function render() {
+    var me = state.me;
+    document.getElementById("who").textContent = t("logged_in_as", { name: me.customer.name, id: me.customer.id });
+    var list = document.getElementById("vps-list");
+    list.textContent = "";
+    if (!me.vps.length) {
+      list.appendChild(el("p", { text: t("no_vps") }));
+    } else {
+      var tbody = el("tbody");
+      me.vps.forEach(function (v) {
+        var b = el("button", { type: "button", "data-vps": v.id, "aria-pressed": v.id === state.selected ? "true" : "false",
+                               text: t("manage", { vps: v.id }) });
+        b.addEventListener("click", function () { state.selected = v.id; state.messages = {}; render(); focusDetail(); });
+        tbody.appendChild(el("tr", { "data-vps": v.id }, [
+          el("th", { scope: "row", text: v.id }), el("td", { text: v.hostname }), el("td", { text: v.product.name || v.product.id }),
+          el("td", { text: t("state_" + v.state) }), el("td", { text: v.expires }), el("td", {}, [b])]));
+      });
+      list.appendChild(el("table", { "class": "data", id: "vps-table" }, [
+        el("thead", {}, [el("tr", {}, [t("col_vps"), t("hostname"), t("product"), t("col_state"), t("col_expires"), ""].map(function (h) {
+          return el("th", { scope: "col", text: h });
+        }))]), tbody]));
+    }
+    var sel = document.getElementById("ticket-vps");
+    while (sel.options.length > 1) { sel.remove(1); }
+    me.vps.forEach(function (v) { sel.appendChild(el("option", { value: v.id, text: v.id + " · " + v.hostname })); });
+    renderDetail();
+  }
+
+  function focusDetail() {
+    var h = document.querySelector("#vps-detail h2");
+    if (h) { h.setAttribute("tabindex", "-1"); h.focus(); }
+  }
+
+  function renderDetail() {
+    var box = document.getElementById("vps-detail");
+    box.textContent = "";
+    var v = (state.me.vps || []).filter(function (x) { return x.id === state.selected; })[0];
+    if (!v) { return; }
+    var cur = state.me.currency;
+    var panel = el("article", { "class": "vps-panel", id: "vps-" + v.id, "aria-labelledby": "vps-title" }, [
+      el("h2", { id: "vps-title", text: v.id + " · " + v.hostname }),
+      dl([[t("ips"), v.ips.join(", ")], [t("location"), v.location], [t("os"), nameOf(cat.os, v.os)],
+          [t("appliance"), v.appliance ? nameOf(cat.appliances, v.appliance) : null]])]);
+
+    // Contract and renewals.
+    var renew = el("div", { "class": "renewals" });
+    if (!v.renewals.length) { renew.appendChild(el("p", { text: t("no_renewals") })); }
+    v.renewals.forEach(function (o) {
+      var b = el("button", { type: "button", "class": "primary", "data-renew": o.product,
+                             text: t("renew_pay", { price: o.price, currency: cur, months: o.period_months === 1 ? t("one_month") : t("months", { n: o.period_months }) }) });
+      b.addEventListener("click", function () {
+        send("contract", b, "POST", "vps/" + v.id + "/renew", { product: o.product }, "", function (r) {
+          if (r.body && r.body.url) { location.assign(r.body.url); }
+        });
+      });
+      renew.appendChild(el("p", {}, [el("span", { text: o.name + " " }), b]));
+    });
+    panel.appendChild(el("section", { id: "contract" }, [
+      el("h3", { text: t("contract_title") }),
+      dl([[t("product"), v.product.name || v.product.id], [t("first_registered"), v.created], [t("expires"), v.expires],
+          [t("state"), t("state_" + v.state)]]),
+      el("h4", { text: t("renew_title") }), renew, messageBox("contract")]));
+
+    // Live status.
+    var s = v.status || { known: false };
+    var statusBody;
+    if (s.known) {
+      var pending = Object.keys(s.pending || {}).filter(function (k) { return s.pending[k]; }).map(function (k) { return t("act_" + k); });
+      statusBody = dl([[t("status_power"), t("power_" + s.power)], [t("desired_power"), t("power_" + v.power)],
+                       [t("status_domain"), s.domain_state], [t("status_memory"), s.memory_mib + " MiB"], [t("status_vcpus"), s.vcpus],
+                       [t("status_observed"), s.observed_at], [t("status_pending"), pending.join(", ")], [t("status_error"), s.last_error]]);
+    } else {
+      statusBody = el("div", {}, [el("p", { text: t("status_unknown") }), dl([[t("desired_power"), t("power_" + v.power)]])]);
+    }
+    panel.appendChild(el("section", { id: "status" }, [el("h3", { text: t("status_title") }), statusBody]));
+
+    // Power and maintenance, each behind a confirmation.
+    var confirmBox = el("div", { id: "confirm-slot" });
+    var actions = el("p", { "class": "actions" });
+    ["start", "stop", "reboot", "fsck"].forEach(function (a) {
+      var b = el("button", { type: "button", "data-action": a, text: t("act_" + a) });
+      b.addEventListener("click", function () {
+        confirmAction(confirmBox, t("confirm_" + a, { vps: v.id }), b, function (yes) {
+          send("actions", yes, "POST", "vps/" + v.id + "/" + a, undefined, t("what_" + a, { vps: v.id }));
+        });
+      });
+      actions.appendChild(b);
+    });
+    panel.appendChild(el("section", { id: "actions" }, [el("h3", { text: t("actions_title") }), actions, confirmBox, messageBox("actions")]));
+
+    panel.appendChild(reinstallSection(v));
+    panel.appendChild(sshSection(v));
+    panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
+    box.appendChild(panel);
+  }
+
+  // An inline confirmation (no browser dialog): the question, "yes" and "cancel".
+  function confirmAction(slot, question, origin, onYes) {
+    slot.textContent = "";
+    var yes = el("button", { type: "button", "class": "danger", id: "confirm-yes", text: t("confirm_yes") });
+    var no = el("button", { type: "button", id: "confirm-no", text: t("confirm_no") });
+    var box = el("div", { "class": "confirm", role: "alertdialog", "aria-labelledby": "confirm-q" }, [
+      el("p", { id: "confirm-q", text: question }), yes, no]);
+    no.addEventListener("click", function () { slot.textContent = ""; origin.focus(); });
+    yes.addEventListener("click", function () { onYes(yes); });
+    slot.appendChild(box);
+    yes.focus();
+  }
+
+  function osOptions(select, selected) {
+    (cat.os || []).forEach(function (o) {
+      var opt = el("option", { value: o.id, text: o.name });
+      if (o.id === selected) { opt.selected = true; }
+      select.appendChild(opt);
+    });
+  }
+
+  function reinstallSection(v) {
+    var os = el("select", { id: "reinstall-os", name: "os" });
+    osOptions(os, v.os);
+    var app = el("select", { id: "reinstall-appliance", name: "appliance" });
+    function fill() {
+      var keep = app.value;
+      app.textContent = "";
+      app.appendChild(el("option", { value: "", text: t("appliance_none") }));
+      var o = (cat.os || []).filter(function (x) { return x.id === os.value; })[0];
+      (o ? o.appliances : []).forEach(function (id) {
+        var a = (cat.appliances || []).filter(function (x) { return x.id === id; })[0];
+        app.appendChild(el("option", { value: id, text: a ? a.name : id }));
+      });
+      app.value = keep;
+      if (app.value !== keep) { app.value = ""; }
+    }
+    os.addEventListener("change", fill);
+    fill();
+    if (v.appliance) { app.value = v.appliance; }
+    var ack = el("input", { type: "checkbox", id: "reinstall-ack" });
+    var go = el("button", { type: "button", "class": "danger", id: "reinstall-go", text: t("reinstall_submit") });
+    var slot = el("div");
+    go.addEventListener("click", function () {
+      var live = document.getElementById("msg-reinstall");
+      if (!ack.checked) { g.show(live, t("reinstall_ack_needed"), "error"); ack.focus(); return; }
+      var osName = os.options[os.selectedIndex] ? os.options[os.selectedIndex].text : os.value;
+      confirmAction(slot, t("confirm_reinstall", { vps: v.id, os: osName }), go, function (yes) {
+        var body = { os: os.value };
+        if (app.value) { body.appliance = app.value; }
+        send("reinstall", yes, "POST", "vps/" + v.id + "/reinstall", body, t("what_reinstall", { vps: v.id }));
+      });
+    });
+    return el("section", { id: "reinstall" }, [
+      el("h3", { text: t("reinstall_title") }),
+      el("p", { "class": "warning", id: "reinstall-warning", text: t("reinstall_warning", { vps: v.id }) }),
+      el("div", { "class": "field" }, [el("label", { "for": "reinstall-os", text: t("f_os") }), os]),
+      el("div", { "class": "field" }, [el("label", { "for": "reinstall-appliance", text: t("f_appliance") }), app]),
+      el("div", { "class": "field check" }, [ack, el("label", { "for": "reinstall-ack", text: t("reinstall_ack") })]),
+      el("p", {}, [go]), slot, messageBox("reinstall")]);
+  }
+
+  function sshSection(v) {
+    var keys = el("textarea", { id: "ssh-keys", rows: "4", spellcheck: "false", "aria-describedby": "ssh-lead" });
+    keys.value = (state.me.customer.ssh_keys || []).join("\n");
+    var save = el("button", { type: "button", id: "ssh-save", text: t("ssh_save") });
+    save.addEventListener("click", function () {
+      var list = keys.value.split("\n").map(function (s) { return s.trim(); }).filter(function (s) { return s; });
+      send("ssh", save, "PUT", "vps/" + v.id + "/ssh-keys", { keys: list }, t("what_ssh_keys", { n: list.length }));
+    });
+    var s = v.status || {};
+    var c = s.known && cat.consoles ? cat.consoles[s.node] : null;
+    var cmd = c ? el("div", {}, [el("p", { text: t("ssh_command", { vps: v.id }) }),
+                                 el("pre", { "class": "cmd", id: "ssh-command", text: "ssh " + (c.port !== 22 ? "-p " + c.port + " " : "") + v.id + "@" + c.host })])
+                : el("p", { id: "ssh-command-unknown", text: t("ssh_command_unknown") });
+    return el("section", { id: "ssh" }, [
+      el("h3", { text: t("ssh_title") }), cmd,
+      el("p", { id: "ssh-lead", text: t("ssh_lead") }),
+      el("div", { "class": "field" }, [el("label", { "for": "ssh-keys", text: t("ssh_keys") }), keys]),
+      el("p", {}, [save]), messageBox("ssh")]);
+  }
+
+  // Tickets: the list, a reply form for each, and the form for a new one.
+  function loadTickets() {
+    g.call("GET", "tickets").then(function (r) {
+      var box = document.getElementById("ticket-list");
+      box.textContent = "";
+      if (!r.ok) { box.appendChild(el("p", { "class": "message error", text: g.errorText(r) })); return; }
+      var tickets = (r.body && r.body.tickets) || [];
+      if (!tickets.length) { box.appendChild(el("p", { text: t("tickets_none") })); }
+      tickets.forEach(function (tk) {
+        var art = el("article", { "class": "ticket", id: "ticket-" + tk.id }, [
+          el("h3", { text: tk.id + " · " + tk.subject }),
+          el("p", { "class": "hint", text: t("ticket_status") + ": " + tk.status + (tk.vps ? " · " + tk.vps : "") })]);
+        (tk.messages || []).forEach(function (m) {
+          art.appendChild(el("div", { "class": "msg" }, [el("strong", { text: m.author + " · " + m.at }), el("div", { text: m.body })]));
+        });
+        var area = el("textarea", { id: "reply-" + tk.id, rows: "3" });
+        var b = el("button", { type: "button", text: t("ticket_reply") });
+        var live = el("div", { "class": "message", role: "status", "aria-live": "polite" });
+        b.addEventListener("click", function () {
+          if (!area.value.trim()) { area.focus(); return; }
+          b.disabled = true;
+          g.call("POST", "tickets/" + tk.id, { message: area.value }).then(function (res) {
+            b.disabled = false;
+            if (res.ok) { loadTickets(); } else { g.show(live, g.errorText(res), "error"); }
+          });
+        });
+        art.appendChild(el("div", { "class": "field" }, [el("label", { "for": "reply-" + tk.id, text: t("ticket_reply") }), area]));
+        art.appendChild(el("p", {}, [b]));
+        art.appendChild(live);
+        box.appendChild(art);
+      });
+    });
+  }
+
+  var ticketForm = document.getElementById("ticket-form");
+  ticketForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var live = ticketForm.querySelector(".message");
+    var subject = document.getElementById("ticket-subject");
+    var message = document.getElementById("ticket-message");
+    if (!subject.value.trim()) { subject.focus(); return; }
+    if (!message.value.trim()) { message.focus(); return; }
+    var body = { subject: subject.value, message: message.value };
+    var vps = document.getElementById("ticket-vps").value;
+    if (vps) { body.vps = vps; }
+    var button = ticketForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    g.show(live, t("working"));
+    g.call("POST", "tickets", body).then(function (r) {
+      button.disabled = false;
+      if (r.ok) {
+        g.show(live, t("ticket_sent", { what: t("what_ticket", { id: r.body.ticket }), commit: String(r.body.commit || "").slice(0, 12) }), "ok");
+        subject.value = "";
+        message.value = "";
+        loadTickets();
+      } else {
+        g.show(live, g.errorText(r), "error");
+      }
+    });
+  });
+
+  if (g.token()) { load(false); } else { showLogin(); }
+})();
