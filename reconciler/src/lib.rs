@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cli;
 pub mod desired;
 pub mod driver;
+pub mod nodeserver;
 pub mod nodesim;
 pub mod observe;
 pub mod plan;

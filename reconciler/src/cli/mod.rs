@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod apply;
 pub mod bench;
+pub mod demo;
 pub mod inventory;
 pub mod nodesim;
 pub mod plan;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Measure gitvps on generated fleets.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The example fleet on simulated dom0s on this machine, applied and served (or --check).
+    Demo(demo::DemoArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Site(c) => site::run(&cli.global, c),
         Command::Bench(c) => bench::run(c),
         Command::NodeSim(c) => nodesim::run(c),
+        Command::Demo(a) => demo::run(&cli.global, &a),
     }
 }
 

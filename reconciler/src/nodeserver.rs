@@ -1,0 +1,257 @@
+//! An in-process SSH server (russh's server side) in front of a simulated dom0's folder:
+//! it accepts one client key and runs each exec request with `sh -c` on this machine.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, Handle, Msg, Server as _, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// A fresh ed25519 key from the system's random source (no ssh-keygen needed).
+pub fn generate_key() -> std::io::Result<PrivateKey> {
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)?;
+    Ok(PrivateKey::from(Ed25519Keypair::from_seed(&seed)))
+}
+
+/// Writes a private key as an OpenSSH file (mode 0600) and its `.pub` beside it.
+pub fn write_key(key: &PrivateKey, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = key.to_openssh(LineEnding::LF)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    std::fs::write(
+        path.with_extension("pub"),
+        format!("{}\n", key.public_key().to_openssh()?),
+    )?;
+    Ok(())
+}
+
+/// A running simulated node: an SSH server on 127.0.0.1 in front of a node root.
+pub struct NodeServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its host key as a node file's `host_key` ("ssh-ed25519 AAAA...").
+    pub host_key: String,
+    shutdown: russh::server::RunningServerHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeServer {
+    /// Starts a server on `listen` (port 0 picks one) with a new host key; it accepts only
+    /// `client` and runs commands in `cwd`. Must be called inside a tokio runtime.
+    pub async fn start(listen: SocketAddr, client: PublicKey, cwd: &Path) -> anyhow::Result<Self> {
+        let host = generate_key()?;
+        let host_key = host.public_key().to_openssh()?;
+        let host_key = host_key.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let config = Arc::new(russh::server::Config {
+            keys: vec![host],
+            auth_rejection_time: std::time::Duration::from_millis(50),
+            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        let socket = tokio::net::TcpListener::bind(listen).await?;
+        let addr = socket.local_addr()?;
+        let mut server = Node {
+            client: Arc::new(client),
+            cwd: Arc::new(cwd.to_path_buf()),
+            stdin: HashMap::new(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let running = server.run_on_socket(config, &socket);
+            let _ = tx.send(running.handle());
+            let _ = running.await;
+        });
+        let shutdown = rx.await?;
+        Ok(NodeServer {
+            addr,
+            host_key,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting and disconnects every session (running commands are killed).
+    pub fn stop(self) {
+        self.shutdown.shutdown("the demo is stopping".into());
+        self.task.abort();
+    }
+}
+
+/// One connection's handler (and, cloned, the server's).
+struct Node {
+    client: Arc<PublicKey>,
+    cwd: Arc<PathBuf>,
+    /// Data for each running command's stdin; `None` closes it.
+    stdin: HashMap<ChannelId, mpsc::UnboundedSender<Option<Vec<u8>>>>,
+}
+
+impl russh::server::Server for Node {
+    type Handler = Node;
+    fn new_client(&mut self, _: Option<SocketAddr>) -> Node {
+        Node {
+            client: self.client.clone(),
+            cwd: self.cwd.clone(),
+            stdin: HashMap::new(),
+        }
+    }
+}
+
+impl russh::server::Handler for Node {
+    type Error = russh::Error;
+
+    async fn auth_publickey(
+        &mut self,
+        _: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if key.public_key.key_data() == self.client.key_data() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = String::from_utf8_lossy(data).into_owned();
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .current_dir(self.cwd.as_path())
+            .env_remove("GITVPS_SSH_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(_) => {
+                session.channel_failure(channel)?;
+                return Ok(());
+            }
+        };
+        session.channel_success(channel)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.stdin.insert(channel, tx);
+        let handle = session.handle();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        tokio::spawn(feed(stdin, rx));
+        tokio::spawn(async move {
+            let out = tokio::spawn(pump(stdout, handle.clone(), channel, None));
+            let err = tokio::spawn(pump(stderr, handle.clone(), channel, Some(1)));
+            let _ = out.await;
+            let _ = err.await;
+            let code = match child.wait().await {
+                Ok(st) => st.code().map_or(255, |c| c as u32),
+                Err(_) => 255,
+            };
+            let _ = handle.exit_status_request(channel, code).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        });
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(tx) = self.stdin.get(&channel) {
+            let _ = tx.send(Some(data.to_vec()));
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(tx) = self.stdin.remove(&channel) {
+            let _ = tx.send(None);
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.stdin.remove(&channel);
+        Ok(())
+    }
+}
+
+/// Writes channel data to the command's stdin until EOF (or the channel goes away).
+async fn feed(
+    stdin: Option<tokio::process::ChildStdin>,
+    mut rx: mpsc::UnboundedReceiver<Option<Vec<u8>>>,
+) {
+    let Some(mut stdin) = stdin else { return };
+    while let Some(Some(chunk)) = rx.recv().await {
+        if stdin.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+/// Streams one output of the command to the channel as it comes (`ext` 1: stderr).
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    out: Option<R>,
+    handle: Handle,
+    channel: ChannelId,
+    ext: Option<u32>,
+) {
+    let Some(mut out) = out else { return };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match out.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = buf[..n].to_vec();
+        let sent = match ext {
+            None => handle.data(channel, chunk).await.is_ok(),
+            Some(e) => handle.extended_data(channel, e, chunk).await.is_ok(),
+        };
+        if !sent {
+            return;
+        }
+    }
+}
