@@ -189,7 +189,8 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
                 quote(vg)
             )],
             Store::File { dir } => vec![format!(
-                "if [ ! -e {disk} ]; then mkdir -p {} && qemu-img create -q -f raw {disk} {bytes} || return 1; fi",
+                // Raw images: qemu-img where installed, else a sparse file is the same thing.
+                "if [ ! -e {disk} ]; then mkdir -p {} && if command -v qemu-img >/dev/null 2>&1; then qemu-img create -q -f raw {disk} {bytes}; else truncate -s {bytes} {disk}; fi || return 1; fi",
                 quote(dir)
             )],
         },
@@ -201,7 +202,7 @@ fn step_lines(root: &str, store: &Store, step: &Step) -> Vec<String> {
                     lv(vg)
                 ),
                 Store::File { .. } => format!(
-                    "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then qemu-img resize -q -f raw {disk} {to} || return 1; fi"
+                    "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then if command -v qemu-img >/dev/null 2>&1; then qemu-img resize -q -f raw {disk} {to}; else truncate -s {to} {disk}; fi || return 1; fi"
                 ),
             };
             let mut lines = vec![grow];
