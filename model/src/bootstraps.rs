@@ -15,7 +15,7 @@ use crate::ids::{ApplianceId, IdError, OsId, VpsId};
 use crate::inventory::{Inventory, Pool, Vps};
 use crate::load::LoadError;
 use crate::read::{Kw, Obj, Reader};
-use crate::values::{Hostname, Hypervisor, Keyword, SshPublicKey, VpsAddr};
+use crate::values::{Hostname, Hypervisor, SshPublicKey, VpsAddr, keyword};
 
 /// The catalog folder, relative to the repository.
 pub const DIR: &str = "bootstraps";
@@ -32,29 +32,7 @@ pub const FIRSTBOOT: &str = "firstboot";
 /// The IPv6 gateway of every VPS: the node's (or router's) link-local address on its segment.
 pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
-macro_rules! keyword_enum {
-    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $var:ident = $s:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name { $($(#[$vdoc])* $var),+ }
-        impl Keyword for $name {
-            const ALL: &'static [(&'static str, Self)] = &[$(($s, $name::$var)),+];
-            const WHAT: &'static str = $what;
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(Keyword::as_str(*self))
-            }
-        }
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(Keyword::as_str(*self))
-            }
-        }
-    };
-}
-
-keyword_enum!(
+keyword!(
     /// The family of an OS: what appliances are matched against (`OS_FAMILY`).
     OsFamily, "supported OS family", {
         /// Debian.
@@ -69,7 +47,7 @@ keyword_enum!(
         Hvm = "hvm",
     }
 );
-keyword_enum!(
+keyword!(
     /// How an OS's root is made (`method` in meta.toml).
     MethodKind, "bootstrap method", {
         /// `debootstrap` into the target.
@@ -82,7 +60,7 @@ keyword_enum!(
         HvmIso = "hvm-iso",
     }
 );
-keyword_enum!(
+keyword!(
     /// A CPU architecture, in Debian's spelling (`OS_ARCH`).
     Arch, "supported architecture", {
         /// x86-64 (dnf: `x86_64`).

@@ -721,27 +721,29 @@ pub fn parse_keyword<K: Keyword>(s: &str) -> Result<K, String> {
         })
 }
 
+/// Declares a keyword enum: its variants, their TOML spelling, Display and Serialize.
 macro_rules! keyword {
     ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum $name { $($(#[$vdoc])* $var),+ }
-        impl Keyword for $name {
+        impl $crate::values::Keyword for $name {
             const ALL: &'static [(&'static str, Self)] = &[$(($s, $name::$var)),+];
             const WHAT: &'static str = $what;
         }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(Keyword::as_str(*self))
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str($crate::values::Keyword::as_str(*self))
             }
         }
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(Keyword::as_str(*self))
+                s.serialize_str($crate::values::Keyword::as_str(*self))
             }
         }
     };
 }
+pub(crate) use keyword;
 
 keyword!(
     /// Desired power state, set by the customer (start/stop).
