@@ -3,9 +3,13 @@
 //! the repo top and against a broken copy of it; stdout and stderr are snapshot-tested.
 //! The `--help` snapshots make every flag change visible in review.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use support::copy_tree;
 
 /// What one run of the binary printed.
 #[derive(Debug)]
@@ -112,19 +116,6 @@ fn inventory_expiring() {
     );
     assert!(!out.contains("Nodes"), "{out}");
     insta::assert_snapshot!(out);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let dst = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &dst);
-        } else {
-            fs::copy(&path, &dst).unwrap();
-        }
-    }
 }
 
 const VPS: &str = r#"customer = "c-0001"

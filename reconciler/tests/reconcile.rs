@@ -796,27 +796,12 @@ fn the_console_user_reaches_the_console_and_nothing_else() {
     drop(account);
 }
 
-fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn apply_status_commits_what_was_observed_to_the_status_branch() {
     let f = two_vps();
-    git_in(&f.repo, &["init", "-q", "-b", "main"]);
-    git_in(&f.repo, &["add", "-A"]);
-    git_in(
+    support::git(&f.repo, &["init", "-q", "-b", "main"]);
+    support::git(&f.repo, &["add", "-A"]);
+    support::git(
         &f.repo,
         &[
             "-c",
@@ -836,8 +821,11 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
             .contains("Status: 2 VPS(es) written to branch `status`"),
         "{a:?}"
     );
-    let xen10: serde_json::Value =
-        serde_json::from_str(&git_in(&f.repo, &["show", "status:status/xen10.json"])).unwrap();
+    let xen10: serde_json::Value = serde_json::from_str(&support::git(
+        &f.repo,
+        &["show", "status:status/xen10.json"],
+    ))
+    .unwrap();
     assert_eq!(xen10["vps"], "xen10");
     assert_eq!(xen10["node"], "node1");
     assert_eq!(xen10["power"], "running");
@@ -847,28 +835,31 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
         xen10["observed_at"].as_str().unwrap().starts_with("20"),
         "{xen10}"
     );
-    let xen11: serde_json::Value =
-        serde_json::from_str(&git_in(&f.repo, &["show", "status:status/xen11.json"])).unwrap();
+    let xen11: serde_json::Value = serde_json::from_str(&support::git(
+        &f.repo,
+        &["show", "status:status/xen11.json"],
+    ))
+    .unwrap();
     assert_eq!(xen11["power"], "stopped");
     // One commit per apply, on top of the last; a VPS gone from the repo loses its file.
     std::fs::remove_file(f.repo.join("inventory/vps/xen11.toml")).unwrap();
     let a = f.gitvps(&["apply", "--status"]);
     assert_eq!(a.code, 0, "{a:?}");
     assert_eq!(
-        git_in(&f.repo, &["rev-list", "--count", "status"]).trim(),
+        support::git(&f.repo, &["rev-list", "--count", "status"]).trim(),
         "2"
     );
     assert_eq!(
-        git_in(&f.repo, &["ls-tree", "--name-only", "-r", "status"]).trim(),
+        support::git(&f.repo, &["ls-tree", "--name-only", "-r", "status"]).trim(),
         "status/xen10.json"
     );
     assert_eq!(
-        git_in(&f.repo, &["log", "-1", "--format=%an", "status"]).trim(),
+        support::git(&f.repo, &["log", "-1", "--format=%an", "status"]).trim(),
         "gitvps-bot"
     );
     // The work tree and main are untouched.
     assert_eq!(
-        git_in(&f.repo, &["rev-list", "--count", "main"]).trim(),
+        support::git(&f.repo, &["rev-list", "--count", "main"]).trim(),
         "1"
     );
 }

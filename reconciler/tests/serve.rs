@@ -1,36 +1,10 @@
 //! `gitvps serve` over real HTTP: the hooks Router on a local port, a click becomes a commit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dst = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dst)
-        } else {
-            std::fs::copy(&p, &dst).unwrap();
-        }
-    }
-}
 
 /// One HTTP/1.1 request; returns the status code and the body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
@@ -55,29 +29,7 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -
 #[test]
 fn a_reboot_click_through_gitvps_serve_becomes_a_commit() {
     let tmp = tempfile::tempdir().unwrap();
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let work = tmp.path().join("work");
-    for d in ["inventory", "bootstraps"] {
-        copy_tree(&top.join(d), &work.join(d));
-    }
-    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
-        std::fs::copy(top.join(f), work.join(f)).unwrap();
-    }
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.net",
-            "commit",
-            "-q",
-            "-m",
-            "fleet",
-        ],
-    );
+    let work = support::fleet_repo(tmp.path(), &["inventory", "bootstraps"]);
     let bare = tmp.path().join("fleet.git");
     let out = Command::new("git")
         .args(["clone", "-q", "--bare"])

@@ -2,6 +2,8 @@
 //! with the hooks by `gitvps serve --site`, driven over WebDriver (chromedriver).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -10,63 +12,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dst = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dst)
-        } else {
-            std::fs::copy(&p, &dst).unwrap();
-        }
-    }
-}
-
-fn top() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{git, top};
 
 /// A work tree with the example fleet (and the site project), committed on `main`.
 fn fleet(dir: &Path) -> PathBuf {
     let work = dir.join("work");
     for d in ["inventory", "bootstraps", "site"] {
-        copy_tree(&top().join(d), &work.join(d));
+        support::copy_tree(&top().join(d), &work.join(d));
     }
     let _ = std::fs::remove_dir_all(work.join("site/public"));
     for f in ["products.toml", "pools.toml", "gitvps.toml"] {
         std::fs::copy(top().join(f), work.join(f)).unwrap();
     }
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.net",
-            "commit",
-            "-q",
-            "-m",
-            "fleet",
-        ],
-    );
+    support::commit_all(&work);
     work
 }
 

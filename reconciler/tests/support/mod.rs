@@ -144,3 +144,70 @@ impl Drop for Sshd {
 }
 
 pub mod fleet;
+
+/// The project's top folder (the example fleet).
+pub fn top() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs git in `dir`; fails the test on error and returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies a folder recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst)
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// Commits everything in `work` as a fresh repo with `main`.
+pub fn commit_all(work: &Path) {
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(
+        work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.net",
+            "commit",
+            "-q",
+            "-m",
+            "fleet",
+        ],
+    );
+}
+
+/// `DIR/work`: the example fleet (its files plus the `dirs` folders) committed on `main`.
+pub fn fleet_repo(dir: &Path, dirs: &[&str]) -> PathBuf {
+    let work = dir.join("work");
+    for d in dirs {
+        copy_tree(&top().join(d), &work.join(d));
+    }
+    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+        std::fs::copy(top().join(f), work.join(f)).unwrap();
+    }
+    commit_all(&work);
+    work
+}
