@@ -101,6 +101,12 @@ pub struct Resources {
     pub cpu_weight: u32,
     /// CPU cap in percent of one CPU (0: none).
     pub cpu_cap: u32,
+    /// Disk I/O operations per second cap (1 to 1000000), if any. KVM only: QEMU's
+    /// `throttling.iops-total`; the Xen driver ignores it.
+    pub disk_iops: Option<u32>,
+    /// Disk throughput cap, if any. KVM only: QEMU's `throttling.bps-total`; the Xen
+    /// driver ignores it.
+    pub disk_bandwidth: Option<ByteRate>,
 }
 
 /// An IP pool.
@@ -230,6 +236,62 @@ impl Default for Overcommit {
     }
 }
 
+/// Settings of a KVM node (`[kvm]` in its file), defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kvm {
+    /// How guests' CPUs run: hardware KVM or software TCG.
+    pub accel: Accel,
+    /// How guests are connected.
+    pub network: KvmNetwork,
+}
+
+impl Default for Kvm {
+    /// `accel = "kvm"`, `network = "bridge"`, `bridge = "br0"`.
+    fn default() -> Self {
+        Kvm {
+            accel: Accel::Kvm,
+            network: KvmNetwork::Bridge {
+                bridge: DEFAULT_BRIDGE.to_owned(),
+            },
+        }
+    }
+}
+
+/// The bridge a KVM node's guests join when its file names none.
+pub const DEFAULT_BRIDGE: &str = "br0";
+
+/// How a KVM node connects its guests, with the settings of that mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvmNetwork {
+    /// Each guest's tap joins a Linux bridge.
+    Bridge {
+        /// The bridge interface (a valid Linux interface name, `br0` by default).
+        bridge: String,
+    },
+    /// QEMU user-mode networking: each guest's SSH (port 22) is forwarded from
+    /// `127.0.0.1:(forward_base + last octet of the guest's first IPv4 address)`.
+    User {
+        /// The port of last octet 0 (1024 to 65280, so that every octet gives a port).
+        forward_base: u16,
+    },
+}
+
+impl KvmNetwork {
+    /// The mode, as written in `[kvm] network`.
+    pub fn mode(&self) -> KvmNetworkMode {
+        match self {
+            KvmNetwork::Bridge { .. } => KvmNetworkMode::Bridge,
+            KvmNetwork::User { .. } => KvmNetworkMode::User,
+        }
+    }
+}
+
+/// The host port that forwards to a user-mode guest's SSH: `forward_base` plus the last
+/// octet of `ipv4` (the guest's first IPv4 address); `None` past 65535.
+pub fn ssh_forward_port(forward_base: u16, ipv4: Ipv4Addr) -> Option<u16> {
+    forward_base.checked_add(u16::from(ipv4.octets()[3]))
+}
+
 /// A dom0.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -251,6 +313,9 @@ pub struct Node {
     pub country: Country,
     /// The hypervisor it runs.
     pub hypervisor: Hypervisor,
+    /// KVM settings: `Some` (defaults filled in) exactly when `hypervisor` is
+    /// [`Hypervisor::Kvm`], `None` for Xen.
+    pub kvm: Option<Kvm>,
     /// Disk storage.
     pub storage: Storage,
     /// Pools its VPSes take addresses from, in order of preference.
@@ -275,6 +340,19 @@ impl Node {
             disk: Size(self.overcommit.disk.scale(self.capacity.disk.0)),
             vcpus: u32::try_from(self.overcommit.vcpus.scale(self.capacity.vcpus.into()))
                 .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The host port `127.0.0.1:N` that forwards to `vps`'s SSH on this node: `Some`
+    /// only on a KVM node with `network = "user"` and a VPS with an IPv4 address.
+    ///
+    /// It is `forward_base` plus the last octet of the VPS's first IPv4 address (see
+    /// [`ssh_forward_port`]); validation keeps it unique among the node's VPSes and
+    /// within 65535. It does not check that `vps` is on this node.
+    pub fn forward_port(&self, vps: &Vps) -> Option<u16> {
+        match self.kvm.as_ref()?.network {
+            KvmNetwork::User { forward_base } => ssh_forward_port(forward_base, vps.ipv4().next()?),
+            KvmNetwork::Bridge { .. } => None,
         }
     }
 }

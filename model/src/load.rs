@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use toml_edit::{Document, Item, TableLike};
 
-use crate::diag::{Diagnostic, Diagnostics, Pos, SourceFile};
+use crate::diag::{Diagnostic, Diagnostics, Origin, Pos, SourceFile};
 use crate::ids::*;
 use crate::inventory::*;
 use crate::read::{Obj, Reader};
@@ -382,6 +382,7 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
         "connect_timeout_secs",
         "command_timeout_secs",
         "shutdown_timeout_secs",
+        "boot_timeout_secs",
     ];
     if let Some(rec) = top.sub(r, &mut o, "reconciler", REC) {
         let c = &mut s.reconciler;
@@ -414,6 +415,7 @@ fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
             ("connect_timeout_secs", &mut c.connect_timeout_secs),
             ("command_timeout_secs", &mut c.command_timeout_secs),
             ("shutdown_timeout_secs", &mut c.shutdown_timeout_secs),
+            ("boot_timeout_secs", &mut c.boot_timeout_secs),
         ] {
             if let Some(v) = rec.opt(r, &mut o, key) {
                 *slot = v;
@@ -459,6 +461,8 @@ const PRODUCT_KEYS: &[&str] = &[
     "bandwidth",
     "cpu_weight",
     "cpu_cap",
+    "disk_iops",
+    "disk_bandwidth",
 ];
 const RESOURCE_KEYS: &[&str] = &[
     "disk",
@@ -468,6 +472,8 @@ const RESOURCE_KEYS: &[&str] = &[
     "bandwidth",
     "cpu_weight",
     "cpu_cap",
+    "disk_iops",
+    "disk_bandwidth",
 ];
 
 /// The tables of an array of tables (`[[product]]`), or of an array of inline tables.
@@ -543,6 +549,15 @@ fn parse_catalog(
             let bandwidth = p.opt(r, &mut o, "bandwidth");
             let cpu_weight = p.opt::<u32>(r, &mut o, "cpu_weight").unwrap_or(256);
             let cpu_cap = p.opt::<u32>(r, &mut o, "cpu_cap").unwrap_or(0);
+            let disk_iops = p.opt::<u32>(r, &mut o, "disk_iops");
+            let disk_bandwidth = p.opt::<ByteRate>(r, &mut o, "disk_bandwidth");
+            if disk_iops.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
+                r.error(
+                    span_of(pt, "disk_iops"),
+                    &format!("product[{i}].disk_iops"),
+                    "must be 1 to 1000000 (leave it out for no cap)",
+                );
+            }
             if !(1..=65535).contains(&cpu_weight) {
                 r.error(
                     span_of(pt, "cpu_weight"),
@@ -576,6 +591,8 @@ fn parse_catalog(
                         bandwidth,
                         cpu_weight,
                         cpu_cap,
+                        disk_iops,
+                        disk_bandwidth,
                     }))
                 }
                 _ => None,
@@ -728,6 +745,7 @@ const NODE_KEYS: &[&str] = &[
     "location",
     "country",
     "hypervisor",
+    "kvm",
     "storage",
     "pools",
     "capacity",
@@ -735,6 +753,7 @@ const NODE_KEYS: &[&str] = &[
     "maintenance",
     "root",
 ];
+const KVM_KEYS: &[&str] = &["accel", "network", "bridge", "forward_base"];
 
 fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node> {
     let n = Obj::new(t, "", None, NODE_KEYS);
@@ -750,6 +769,7 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
     let location = n.req::<String>(r, &mut o, "location");
     let country = n.req::<Country>(r, &mut o, "country");
     let hypervisor = n.req_kw::<Hypervisor>(r, &mut o, "hypervisor");
+    let kvm = parse_kvm(r, &mut o, &n, hypervisor);
     let storage = match n.sub(r, &mut o, "storage", &["backend", "vg", "dir"]) {
         None => {
             if !t.contains_key("storage") {
@@ -855,6 +875,7 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
         location: location?,
         country: country?,
         hypervisor: hypervisor?,
+        kvm: kvm?,
         storage: storage?,
         pools,
         capacity: capacity?,
@@ -863,6 +884,86 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
         root,
         origin: o,
     })
+}
+
+/// The `[kvm]` table of a node: `Some(None)` for a Xen node, `Some(Some(..))` with defaults
+/// filled for a KVM node, `None` when the settings cannot be known (an error is recorded).
+fn parse_kvm(
+    r: &mut Reader<'_>,
+    o: &mut Origin,
+    n: &Obj<'_>,
+    hypervisor: Option<Hypervisor>,
+) -> Option<Option<Kvm>> {
+    if hypervisor == Some(Hypervisor::Xen) {
+        if n.has("kvm") {
+            let span = n.span_of("kvm");
+            o.record("kvm", r.src.pos_of(span.clone()));
+            r.error(
+                span,
+                "kvm",
+                "only for hypervisor = \"kvm\" (this node runs \"xen\"); remove this table",
+            );
+        }
+        return Some(None);
+    }
+    let Some(k) = n.sub(r, o, "kvm", KVM_KEYS) else {
+        // Absent (defaults) or not a table (the error is recorded).
+        return Some(Some(Kvm::default()));
+    };
+    let accel = k.kw::<Accel>(r, o, "accel").unwrap_or(Accel::Kvm);
+    let mode = k.kw::<KvmNetworkMode>(r, o, "network");
+    let bridge = k.opt::<crate::read::IfName>(r, o, "bridge");
+    let forward_base = k.opt::<u16>(r, o, "forward_base");
+    let network = match mode {
+        // A `network` that did not parse: which fields belong is unknowable.
+        None if k.has("network") => None,
+        None | Some(KvmNetworkMode::Bridge) => {
+            if k.has("forward_base") {
+                r.error(
+                    k.span_of("forward_base"),
+                    "kvm.forward_base",
+                    "only with network = \"user\" (bridged guests are reached on their own addresses)",
+                );
+            }
+            Some(KvmNetwork::Bridge {
+                bridge: bridge.map_or_else(|| DEFAULT_BRIDGE.to_owned(), |b| b.0),
+            })
+        }
+        Some(KvmNetworkMode::User) => {
+            if k.has("bridge") {
+                r.error(
+                    k.span_of("bridge"),
+                    "kvm.bridge",
+                    "only with network = \"bridge\" (user-mode guests join no bridge)",
+                );
+            }
+            if !k.has("forward_base") {
+                r.error(
+                    k.span_of("forward_base"),
+                    "kvm.forward_base",
+                    "missing required field with network = \"user\": each VPS's SSH is forwarded from 127.0.0.1:(forward_base + last octet of its first IPv4)",
+                );
+            }
+            if let Some(base) = forward_base
+                && !(1024..=u16::MAX - 255).contains(&base)
+            {
+                r.error(
+                    k.span_of("forward_base"),
+                    "kvm.forward_base",
+                    format!(
+                        "must be 1024 to {}: forward_base + 255 (the highest last octet) must still be a port",
+                        u16::MAX - 255
+                    ),
+                );
+            }
+            forward_base.map(|forward_base| KvmNetwork::User { forward_base })
+        }
+    };
+    k.finish(r);
+    Some(Some(Kvm {
+        accel,
+        network: network?,
+    }))
 }
 
 fn span_of_sub(t: &dyn TableLike, table: &str, key: &str) -> Option<std::ops::Range<usize>> {

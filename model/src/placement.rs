@@ -118,9 +118,38 @@ impl Used {
 
 /// The lowest free usable address of a pool.
 pub fn free_ipv4(pool: &Pool, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    free_ipv4_where(pool, used, |_| true)
+}
+
+/// The lowest free usable address of a pool that `ok` also accepts.
+fn free_ipv4_where(
+    pool: &Pool,
+    used: &HashSet<Ipv4Addr>,
+    ok: impl Fn(Ipv4Addr) -> bool,
+) -> Option<Ipv4Addr> {
     pool.network
         .hosts()
-        .find(|ip| pool.unusable(*ip).is_none() && !used.contains(ip))
+        .find(|ip| pool.unusable(*ip).is_none() && !used.contains(ip) && ok(*ip))
+}
+
+/// Whether a new VPS whose first IPv4 is `ip` gets an SSH forward port of its own on
+/// `node`: always, unless the node is KVM with `network = "user"`, where the port is
+/// `forward_base` + the last octet and must not be another VPS's.
+fn forward_port_free(inv: &Inventory, node: &Node) -> impl Fn(Ipv4Addr) -> bool {
+    let base = match node.kvm.as_ref().map(|k| &k.network) {
+        Some(KvmNetwork::User { forward_base }) => Some(*forward_base),
+        _ => None,
+    };
+    let taken: HashSet<u16> = match base {
+        None => HashSet::new(),
+        Some(_) => inv
+            .vps
+            .values()
+            .filter(|v| v.node == node.id && v.holds_resources())
+            .filter_map(|v| node.forward_port(v))
+            .collect(),
+    };
+    move |ip| base.is_none_or(|b| ssh_forward_port(b, ip).is_some_and(|p| !taken.contains(&p)))
 }
 
 /// The lowest free /64 of a pool's IPv6 prefix, skipping the first (kept for the routers).
@@ -229,10 +258,11 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         pools.sort_by_key(|p| {
             !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
         });
+        let port_free = forward_port_free(inv, node);
         // A pool with an IPv6 prefix must also have a free /64: every VPS on it gets one.
         let mut v6_short = false;
         let Some((pool, ip)) = pools.into_iter().find_map(|p| {
-            let ip = free_ipv4(p, &used.v4)?;
+            let ip = free_ipv4_where(p, &used.v4, &port_free)?;
             if let Some(pre) = p.ipv6
                 && free_ipv6(pre, &used.v6).is_none()
             {

@@ -64,6 +64,7 @@ from_str_value!(
     Size,
     Currency,
     Rate,
+    ByteRate,
     Hostname,
     Email,
     Host,
@@ -226,6 +227,16 @@ pub(crate) struct Kw<K>(pub K);
 impl<K: Keyword> FromValue for Kw<K> {
     fn from_value(v: &Value) -> Result<Self, String> {
         parse_keyword::<K>(expect_str(v)?).map(Kw)
+    }
+}
+
+/// A Linux network interface name, read as a string.
+pub(crate) struct IfName(pub String);
+
+impl FromValue for IfName {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let s = expect_str(v)?;
+        check_interface_name(s).map(|()| IfName(s.to_owned()))
     }
 }
 

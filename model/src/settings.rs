@@ -87,6 +87,9 @@ pub struct ReconcilerSettings {
     pub command_timeout_secs: u32,
     /// Seconds a graceful shutdown may take before the domain is destroyed.
     pub shutdown_timeout_secs: u32,
+    /// Seconds a started KVM guest with an installed OS may take to reach its login prompt
+    /// before its start step fails (0: not waited for).
+    pub boot_timeout_secs: u32,
 }
 
 /// `[vps]`
@@ -122,6 +125,7 @@ impl Default for Settings {
                 connect_timeout_secs: 10,
                 command_timeout_secs: 900,
                 shutdown_timeout_secs: 120,
+                boot_timeout_secs: 300,
             },
             vps: VpsDefaults {
                 default_os: OsId::new_unchecked("debian-12"),

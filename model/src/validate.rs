@@ -20,7 +20,49 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     vps_refs(inv, broken, &mut out);
     addresses(inv, broken, &mut out);
     capacity(inv, &mut out);
+    forward_ports(inv, broken, &mut out);
     out
+}
+
+/// On a KVM node with `network = "user"`, each VPS's SSH is forwarded from
+/// `127.0.0.1:(forward_base + last octet of its first IPv4)`: no two may share it.
+fn forward_ports(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for n in inv.nodes.values() {
+        let Some(Kvm {
+            network: KvmNetwork::User { .. },
+            ..
+        }) = &n.kvm
+        else {
+            continue;
+        };
+        let mut taken: HashMap<u16, &Vps> = HashMap::new();
+        for v in inv.vps.values().filter(|v| {
+            v.node == n.id && v.holds_resources() && !broken.vps.contains(v.id.as_str())
+        }) {
+            let Some(port) = n.forward_port(v) else {
+                continue;
+            };
+            match taken.get(&port) {
+                Some(first) => {
+                    let i = v
+                        .ips
+                        .iter()
+                        .position(|a| matches!(a, VpsAddr::V4(_)))
+                        .unwrap_or_default();
+                    out.push(v.origin.diag(
+                        &format!("ips[{i}]"),
+                        format!(
+                            "its SSH forward port 127.0.0.1:{port} is already {}'s on node {} (the last octet of the first IPv4 decides it)",
+                            first.id, n.id
+                        ),
+                    ));
+                }
+                None => {
+                    taken.insert(port, v);
+                }
+            }
+        }
+    }
 }
 
 fn products(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {

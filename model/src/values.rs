@@ -230,6 +230,102 @@ impl fmt::Display for Rate {
     }
 }
 
+/// A disk throughput cap in bytes per second, with a decimal unit: `"200MB/s"`, `"1GB/s"`.
+///
+/// `K` is 1000, `M` 1000², `G` 1000³ bytes. Bits (`"200Mb/s"`) are refused: disk
+/// bandwidth is counted in bytes. Displays as it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ByteRate {
+    text: String,
+    bytes_per_sec: u64,
+}
+
+impl ByteRate {
+    /// The rate in bytes per second (what QEMU's `throttling.bps-total` takes).
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.bytes_per_sec
+    }
+
+    /// The rate as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for ByteRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (num, rest) = s.split_at(digits);
+        let mult: u64 = match rest.as_bytes().first() {
+            Some(b'K') => 1_000,
+            Some(b'M') => 1_000_000,
+            Some(b'G') => 1_000_000_000,
+            _ => 0,
+        };
+        let unit = rest.get(1..).unwrap_or_default();
+        if digits > 0 && mult > 0 && unit == "b/s" {
+            return Err(format!(
+                "`{}` is in bits per second: disk bandwidth is in bytes, like \"200MB/s\"",
+                s.escape_debug()
+            ));
+        }
+        // At most 9 digits: 999999999 GB/s still fits in QEMU's signed 64-bit field.
+        let n = match num.parse::<u64>() {
+            Ok(n) if digits <= 9 && mult > 0 && unit == "B/s" => n,
+            _ => {
+                return Err(format!(
+                    "`{}` is not a disk bandwidth: write digits, then K, M or G (powers of 1000), then B/s, like \"200MB/s\"",
+                    s.escape_debug()
+                ));
+            }
+        };
+        if n == 0 {
+            return Err(format!(
+                "`{s}` is no bandwidth at all: leave `disk_bandwidth` out for no cap"
+            ));
+        }
+        let bytes_per_sec = n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("`{s}` is too large"))?;
+        Ok(ByteRate {
+            text: s.to_owned(),
+            bytes_per_sec,
+        })
+    }
+}
+
+impl fmt::Display for ByteRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for ByteRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// Checks a Linux network interface name (a bridge the guests' taps join):
+/// 1 to 15 characters of `[A-Za-z0-9_.-]`, not starting with `-`, not `.` or `..`.
+pub fn check_interface_name(s: &str) -> Result<(), String> {
+    let ok = (1..=15).contains(&s.len())
+        && !s.starts_with('-')
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a network interface name: 1 to 15 letters, digits and _ . -, not starting with -",
+            s.escape_debug()
+        ))
+    }
+}
+
 /// An overcommit ratio: how many times a node's capacity may be sold.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
 #[serde(transparent)]
@@ -775,6 +871,24 @@ keyword!(
     }
 );
 keyword!(
+    /// How a KVM node runs its guests' CPUs (`[kvm] accel`).
+    Accel, "KVM accelerator", {
+        /// Hardware virtualization through `/dev/kvm`.
+        Kvm = "kvm",
+        /// QEMU's software emulation (TCG): slow, but needs no `/dev/kvm` (nested test nodes).
+        Tcg = "tcg",
+    }
+);
+keyword!(
+    /// How a KVM node connects its guests (`[kvm] network`).
+    KvmNetworkMode, "KVM network mode", {
+        /// Each guest's tap joins a Linux bridge; guests own their public addresses.
+        Bridge = "bridge",
+        /// QEMU user-mode networking: no bridge, each guest's SSH is forwarded from 127.0.0.1.
+        User = "user",
+    }
+);
+keyword!(
     /// How reverse DNS zones are laid out for a pool.
     RdnsZone, "reverse DNS layout", {
         /// One zone file per IP address.
@@ -1056,11 +1170,72 @@ mod tests {
         assert!("Root".parse::<UnixUser>().is_err());
         assert!("100Mb/s".parse::<Rate>().is_ok());
         assert!("100 Mbit".parse::<Rate>().is_err());
+        for good in ["br0", "vmbr0.100", "a_b-c", "abcdefghijklmno"] {
+            assert!(check_interface_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-br0",
+            "br 0",
+            "br0;id",
+            "abcdefghijklmnop",
+            "br/0",
+            "brü",
+            ".",
+            "..",
+        ] {
+            assert!(check_interface_name(bad).is_err(), "{bad}");
+        }
         assert!(
             parse_keyword::<Power>("paused")
                 .unwrap_err()
                 .contains("\"running\", \"stopped\"")
         );
+    }
+
+    #[test]
+    fn byte_rates() {
+        let r: ByteRate = "200MB/s".parse().unwrap();
+        assert_eq!(r.bytes_per_sec(), 200_000_000);
+        assert_eq!(r.to_string(), "200MB/s");
+        assert_eq!(
+            "50KB/s".parse::<ByteRate>().map(|r| r.bytes_per_sec()),
+            Ok(50_000)
+        );
+        assert_eq!(
+            "1GB/s".parse::<ByteRate>().map(|r| r.bytes_per_sec()),
+            Ok(1_000_000_000)
+        );
+        assert_eq!(
+            "999999999GB/s"
+                .parse::<ByteRate>()
+                .map(|r| r.bytes_per_sec()),
+            Ok(999_999_999_000_000_000)
+        );
+        let bits = "200Mb/s".parse::<ByteRate>().unwrap_err();
+        assert!(bits.contains("in bytes"), "{bits}");
+        assert!(bits.contains("\"200MB/s\""), "{bits}");
+        assert!(
+            "0MB/s"
+                .parse::<ByteRate>()
+                .unwrap_err()
+                .contains("no bandwidth")
+        );
+        for bad in [
+            "",
+            "200",
+            "200B/s",
+            "200 MB/s",
+            "200MiB/s",
+            "200mB/s",
+            "200MB",
+            "MB/s",
+            "-1MB/s",
+            "1000000000GB/s",
+            "200MB/s ",
+        ] {
+            assert!(bad.parse::<ByteRate>().is_err(), "{bad}");
+        }
     }
 
     #[test]

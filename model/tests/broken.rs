@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use model::{Diagnostics, Inventory, LoadError, NodeId};
+use model::{Diagnostics, Inventory, LoadError, NodeId, ProductId, VpsId};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -202,6 +202,95 @@ fn declared_overcommit_makes_the_fleet_valid() {
     )
     .unwrap();
     assert_eq!(valid.replace("overcommit = { ram = 2 }\n", ""), broken);
+}
+
+/// `valid/kvm-user-network`: node0109 runs KVM with software emulation and user-mode
+/// networking, node0201 KVM on a named bridge (inline table), and the plan has disk caps.
+#[test]
+fn kvm_nodes_and_disk_caps_load_typed() {
+    use model::values::{Accel, Hypervisor};
+    use model::{Kvm, KvmNetwork};
+
+    let repo = build(&fixtures().join("valid/kvm-user-network"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let user: NodeId = "node0109".parse().unwrap();
+    let n = &inv.nodes[&user];
+    assert_eq!(n.hypervisor, Hypervisor::Kvm);
+    assert_eq!(
+        n.kvm,
+        Some(Kvm {
+            accel: Accel::Tcg,
+            network: KvmNetwork::User {
+                forward_base: 10000
+            },
+        })
+    );
+    // 10000 + the last octet of each VPS's first IPv4 (66.255.255.10, 66.255.255.11).
+    let ports: Vec<Option<u16>> = inv
+        .vps
+        .values()
+        .filter(|v| v.node == user)
+        .map(|v| n.forward_port(v))
+        .collect();
+    assert_eq!(ports, [Some(10010), Some(10011)]);
+
+    let bridged = &inv.nodes[&"node0201".parse::<NodeId>().unwrap()];
+    assert_eq!(
+        bridged.kvm,
+        Some(Kvm {
+            accel: Accel::Kvm,
+            network: KvmNetwork::Bridge {
+                bridge: "vmbr0.100".to_owned()
+            },
+        })
+    );
+    assert_eq!(
+        bridged.forward_port(&inv.vps[&"xen03".parse::<VpsId>().unwrap()]),
+        None
+    );
+
+    let r = inv.products[&"basic".parse::<ProductId>().unwrap()]
+        .resources()
+        .unwrap();
+    assert_eq!(r.disk_iops, Some(5000));
+    let bw = r.disk_bandwidth.as_ref().unwrap();
+    assert_eq!(
+        (bw.bytes_per_sec(), bw.to_string()),
+        (200_000_000, "200MB/s".to_owned())
+    );
+}
+
+/// A KVM node without `[kvm]` gets the defaults; a Xen node has no KVM settings.
+#[test]
+fn kvm_defaults_and_xen_nodes() {
+    use model::{Kvm, KvmNetwork};
+
+    let base = Inventory::load(&fixtures().join("base")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(base.nodes.values().all(|n| n.kvm.is_none()));
+    assert!(
+        base.vps
+            .values()
+            .all(|v| base.nodes[&v.node].forward_port(v).is_none())
+    );
+    let r = base.products[&"basic".parse::<ProductId>().unwrap()]
+        .resources()
+        .unwrap();
+    assert_eq!((r.disk_iops, r.disk_bandwidth.clone()), (None, None));
+
+    let repo = base_with(
+        "inventory/nodes/node0109.toml",
+        "hypervisor = \"xen\"",
+        "hypervisor = \"kvm\"",
+    );
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let n = &inv.nodes[&"node0109".parse::<NodeId>().unwrap()];
+    assert_eq!(n.kvm, Some(Kvm::default()));
+    assert_eq!(
+        n.kvm.as_ref().map(|k| &k.network),
+        Some(&KvmNetwork::Bridge {
+            bridge: "br0".to_owned()
+        })
+    );
 }
 
 fn case_text(case: &str) -> String {

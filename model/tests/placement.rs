@@ -595,6 +595,33 @@ fn the_next_pool_of_the_node_is_used_when_the_first_is_full() {
     assert_eq!((p.pool.as_str(), p.ipv4), ("p2", ip("10.8.0.3")));
 }
 
+/// On a KVM node with `network = "user"`, the last octet of the first IPv4 picks the SSH
+/// forward port: an address whose port another VPS of the node has is passed over.
+#[test]
+fn a_user_mode_kvm_node_skips_addresses_whose_forward_port_is_taken() {
+    let f = Fleet::new(&[
+        pool("p1", "Tampa", "10.1.0.0/24", "10.1.0.1", &[], None),
+        pool("p2", "Tampa", "10.2.0.0/24", "10.2.0.1", &[], None),
+    ]);
+    f.write(
+        "inventory/nodes/a.toml",
+        &format!(
+            "address = \"192.0.2.10\"\nhost_key = \"{HOST_KEY}\"\nlocation = \"Tampa\"\n\
+             country = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"lvm\", vg = \"vg0\" }}\n\
+             pools = [\"p1\", \"p2\"]\ncapacity = {ROOMY}\n\n\
+             [kvm]\naccel = \"tcg\"\nnetwork = \"user\"\nforward_base = 10000\n"
+        ),
+    )
+    // Port 10002 is xen01's.
+    .vps("xen01", "a", "small", &["10.2.0.2"], "active");
+    let mut inv = f.load();
+    let p = place_commit(&mut inv, &req("Tampa"));
+    assert_eq!((p.pool.as_str(), p.ipv4), ("p1", ip("10.1.0.3")));
+    let node = &inv.nodes[&p.node];
+    assert_eq!(node.forward_port(&p.vps), Some(10003));
+    assert_eq!(node.forward_port(&inv.vps[&id("xen01")]), Some(10002));
+}
+
 #[test]
 fn pools_of_the_asked_location_come_first() {
     let f = Fleet::new(&[
