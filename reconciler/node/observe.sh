@@ -1,10 +1,12 @@
 # gitvps observe: print this node's live state as one JSON document on stdout.
-# Run as `sh -s -- ROOT BACKEND STORE` with this script on stdin. POSIX sh, the
-# hypervisor's own tools and coreutils only; nothing of gitvps is installed here.
+# Run as `sh -c SCRIPT gitvps-observe ROOT BACKEND STORE HYPERVISOR` (xen or kvm; on KVM
+# nodes the script starts with node/kvm.sh). POSIX sh, the hypervisor's own tools and
+# coreutils only; nothing of gitvps is installed here.
 set -u
 R=${1%/}
 backend=$2
 store=$3
+hv=${4:-xen}
 PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 export PATH
 LC_ALL=C
@@ -37,25 +39,36 @@ raw() {
   fi
 }
 
-printf '{"version":1,'
-raw domains_long xl list -l
-if out=$(xl list 2>"$tmp"); then
-  printf '"domains":['
-  sep=
-  printf '%s\n' "$out" | sed 1d | while read -r name id mem vcpus st rest; do
-    [ -n "$name" ] || continue
-    printf '%s{"name":"' "$sep"; pstr "$name"
-    printf '","id":"'; pstr "$id"
-    printf '","mem":"'; pstr "$mem"
-    printf '","vcpus":"'; pstr "$vcpus"
-    printf '","state":"'; pstr "$st"
-    printf '"}'
-    sep=,
-  done
-  printf '],'
-else
-  printf '"domains":null,"domains_error":"%s",' "$(esc "$(cat "$tmp")")"
-fi
+printf '{"version":1,"hypervisor":"%s",' "$hv"
+case $hv in
+  kvm)
+    kvm_observe "$R"
+    cfgdir="$R/etc/gitvps/kvm"
+    cfgext=args
+    ;;
+  *)
+    raw domains_long xl list -l
+    if out=$(xl list 2>"$tmp"); then
+      printf '"domains":['
+      sep=
+      printf '%s\n' "$out" | sed 1d | while read -r name id mem vcpus st rest; do
+        [ -n "$name" ] || continue
+        printf '%s{"name":"' "$sep"; pstr "$name"
+        printf '","id":"'; pstr "$id"
+        printf '","mem":"'; pstr "$mem"
+        printf '","vcpus":"'; pstr "$vcpus"
+        printf '","state":"'; pstr "$st"
+        printf '"}'
+        sep=,
+      done
+      printf '],'
+    else
+      printf '"domains":null,"domains_error":"%s",' "$(esc "$(cat "$tmp")")"
+    fi
+    cfgdir="$R/etc/xen/gitvps"
+    cfgext=cfg
+    ;;
+esac
 case $backend in
   lvm) raw lvs lvs --reportformat json -o lv_name,vg_name,lv_size --units b --nosuffix "$store" ;;
   file)
@@ -74,11 +87,11 @@ esac
 printf '"configs":['
 sep=
 # One sha256sum for every config (a fork per file would dominate on a large node).
-set -- "$R/etc/xen/gitvps"/*.cfg
+set -- "$cfgdir"/*."$cfgext"
 if [ -f "$1" ]; then
   sha256sum "$@" | while read -r h f; do
     n=${f##*/}
-    printf '%s{"name":"' "$sep"; pstr "${n%.cfg}"
+    printf '%s{"name":"' "$sep"; pstr "${n%."$cfgext"}"
     printf '","sha256":"%s"}' "$h"
     sep=,
   done

@@ -8,7 +8,7 @@ use model::{Inventory, Node, NodeId};
 use tokio::sync::Semaphore;
 
 use crate::desired::{Desired, NodeSpec};
-use crate::driver::xen;
+use crate::driver;
 use crate::observe::{self, NodeState, Observation};
 use crate::plan::{self, NodePlan, Step};
 use crate::ssh::{Credentials, Session, Target, Timeouts};
@@ -69,7 +69,7 @@ pub async fn observe_all(
             continue;
         };
         let target = target_of(node);
-        let cmd = xen::observe_command(&spec.root, &spec.store, spec.sudo);
+        let cmd = driver::observe_command(spec);
         let access = access.clone();
         let sem = sem.clone();
         let id = id.clone();
@@ -271,10 +271,7 @@ async fn run_locked(
     let unreachable = |e: crate::ssh::SshError| Outcome::Unreachable {
         reason: error_chain(&e),
     };
-    let mut run = match sess
-        .start(&xen::apply_command(&spec.root, &spec.store, spec.sudo))
-        .await
-    {
+    let mut run = match sess.start(&driver::apply_command(spec)).await {
         Ok(r) => r,
         Err(e) => return unreachable(e),
     };
@@ -301,7 +298,7 @@ async fn run_locked(
                 return Outcome::Refused {
                     reason: format!(
                         "another apply held the lock on {node} for {} s",
-                        xen::LOCK_WAIT_SECS
+                        driver::LOCK_WAIT_SECS
                     ),
                 };
             }
@@ -355,7 +352,7 @@ async fn run_locked(
     }
     // 3. Act, reading progress.
     let mut input = b"go\n".to_vec();
-    input.extend_from_slice(xen::steps_script(&spec.root, &spec.store, &steps).as_bytes());
+    input.extend_from_slice(driver::steps_script(spec, &steps).as_bytes());
     if let Err(e) = run.send_all(&input).await {
         return unreachable(e);
     }

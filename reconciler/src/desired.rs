@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use model::values::{Power, State};
+use model::values::{Hypervisor, Power, State};
 use model::{Actions, Inventory, NodeId, Storage, VpsId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,9 @@ pub const DEFAULT_BRIDGE: &str = "xenbr0";
 /// Why the desired state could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
+    /// The KVM arguments cannot be rendered.
+    #[error(transparent)]
+    KvmArgs(#[from] crate::driver::kvm::ArgsError),
     /// The template does not parse or render.
     #[error("templates/xen.cfg.j2 cannot render the config of {vps}")]
     Template {
@@ -120,17 +123,39 @@ pub fn console_home(root: &str, vps: &VpsId) -> String {
     node_path(root, &format!("var/lib/gitvps/console/{vps}"))
 }
 
-/// The console of a VPS: for an active VPS whose customer has keys.
-fn console_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<ConsoleSpec> {
+/// The console of a VPS: for an active VPS whose customer has keys. On Xen the keys run
+/// `xl console`; on KVM they reach the guest's serial socket with `socat`.
+fn console_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    hv: Hypervisor,
+) -> Option<ConsoleSpec> {
     let keys = &inv.customers.get(&v.customer)?.ssh_keys;
     if v.state != State::Active || keys.is_empty() {
         return None;
     }
-    let xl = node_path(root, "usr/sbin/xl");
-    let command = format!("sudo -n {xl} console {}", v.id);
+    let (command, sudoers) = match hv {
+        Hypervisor::Xen => {
+            let xl = node_path(root, "usr/sbin/xl");
+            (
+                format!("{xl} console {}", v.id),
+                format!("{} ALL=(root) NOPASSWD: {xl} console {}\n", v.id, v.id),
+            )
+        }
+        Hypervisor::Kvm => (
+            crate::driver::kvm::console_command(root, &v.id),
+            crate::driver::kvm::console_sudoers(root, &v.id),
+        ),
+    };
     let text: String = keys
         .iter()
-        .map(|k| format!("restrict,pty,command=\"{command}\" {}\n", k.as_str()))
+        .map(|k| {
+            format!(
+                "restrict,pty,command=\"sudo -n {command}\" {}\n",
+                k.as_str()
+            )
+        })
         .collect();
     Some(ConsoleSpec {
         home: console_home(root, &v.id),
@@ -138,7 +163,7 @@ fn console_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<ConsoleSp
         keys: text,
         count: keys.len(),
         sudoers_path: node_path(root, &format!("etc/sudoers.d/gitvps-console-{}", v.id)),
-        sudoers: format!("{} ALL=(root) NOPASSWD: {xl} console {}\n", v.id, v.id),
+        sudoers,
     })
 }
 
@@ -210,6 +235,40 @@ impl Bootstraps {
     }
 }
 
+/// The Debian mirror this machine's apt uses (`URIs:` of `/etc/apt/sources.list.d/*.sources`,
+/// else the `deb` lines of `/etc/apt/sources.list`), for installs on this machine (the demo,
+/// the tests); never written into a repository.
+pub fn apt_mirror() -> Option<String> {
+    let mut uris = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<std::path::PathBuf> =
+            rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|x| x == "sources"))
+        {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            for l in text.lines() {
+                if let Some(rest) = l.strip_prefix("URIs:") {
+                    uris.extend(rest.split_whitespace().map(str::to_owned));
+                }
+            }
+        }
+    }
+    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    for l in list.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() == Some(&"deb")
+            && let Some(u) = w.iter().skip(1).find(|x| !x.starts_with('['))
+        {
+            uris.push((*u).to_owned());
+        }
+    }
+    uris.into_iter()
+        .find(|u| u.starts_with("http") && !u.contains("security"))
+}
+
 /// What one node should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeSpec {
@@ -221,6 +280,13 @@ pub struct NodeSpec {
     pub root: String,
     /// Commands run through `sudo -n`.
     pub sudo: bool,
+    /// The hypervisor, which picks the driver.
+    pub hypervisor: Hypervisor,
+    /// KVM nodes: the accelerator their guests are started with.
+    pub accel: Option<model::values::Accel>,
+    /// Seconds a started guest with an installed OS may take to reach its login prompt
+    /// (KVM; 0: not waited for).
+    pub boot_timeout_secs: u32,
     /// Disk storage.
     pub store: Store,
     /// Its VPSes, by id.
@@ -277,25 +343,49 @@ struct TemplateVars<'a> {
     hostname: &'a str,
 }
 
-/// Computes every node's desired state. `template` is the xl.cfg template text.
+/// The config templates of a repo: Xen's `xl.cfg` and KVM's QEMU arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Templates {
+    /// `templates/xen.cfg.j2`.
+    pub xen: String,
+    /// `templates/kvm.args.j2`.
+    pub kvm: String,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates {
+            xen: DEFAULT_XEN_TEMPLATE.to_owned(),
+            kvm: crate::driver::kvm::DEFAULT_TEMPLATE.to_owned(),
+        }
+    }
+}
+
+/// Computes every node's desired state from the inventory and the config templates.
 pub fn desired(
     inv: &Inventory,
-    template: &str,
+    templates: &Templates,
     boot: &Bootstraps,
 ) -> Result<Desired, DesiredError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template("xen.cfg", template)
-        .map_err(|source| DesiredError::Template {
+    let bad = |source| DesiredError::Template {
+        vps: "(any)".into(),
+        source,
+    };
+    env.add_template("xen.cfg", &templates.xen).map_err(bad)?;
+    env.add_template("kvm.args", &templates.kvm)
+        .map_err(|source| crate::driver::kvm::ArgsError::Template {
             vps: "(any)".into(),
             source,
         })?;
-    let tmpl = env
-        .get_template("xen.cfg")
-        .map_err(|source| DesiredError::Template {
-            vps: "(any)".into(),
-            source,
-        })?;
+    let tmpl = env.get_template("xen.cfg").map_err(bad)?;
+    let kvm_tmpl =
+        env.get_template("kvm.args")
+            .map_err(|source| crate::driver::kvm::ArgsError::Template {
+                vps: "(any)".into(),
+                source,
+            })?;
     let mut nodes = BTreeMap::new();
     for n in inv.nodes.values() {
         let root = n.root.as_str().to_owned();
@@ -312,6 +402,9 @@ pub fn desired(
                 address: format!("{}:{}", n.address, n.port),
                 root,
                 sudo: n.sudo,
+                hypervisor: n.hypervisor,
+                accel: n.kvm.as_ref().map(|k| k.accel),
+                boot_timeout_secs: inv.settings.reconciler.boot_timeout_secs,
                 store,
                 vps: BTreeMap::new(),
             },
@@ -329,29 +422,33 @@ pub fn desired(
             Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{}", v.id)),
             Store::File { dir } => format!("{dir}/{}.img", v.id),
         };
-        let vars = TemplateVars {
-            vps: v.id.as_str(),
-            memory_mib: res.ram.as_mib(),
-            vcpus: res.vcpus,
-            cpu_weight: res.cpu_weight,
-            cpu_cap: res.cpu_cap,
-            disk: &disk_path,
-            mac: mac_of(&v.id),
-            ips: v.ipv4().map(|ip| ip.to_string()).collect(),
-            bridge: DEFAULT_BRIDGE,
-            rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
-            hostname: v.hostname.as_str(),
+        let Some(node) = inv.nodes.get(&v.node) else {
+            continue;
         };
-        let config = tmpl
-            .render(&vars)
-            .map_err(|source| DesiredError::Template {
-                vps: v.id.to_string(),
-                source,
-            })?
-            + "\n";
+        let config = match &node.kvm {
+            Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
+                let vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+                let bridge = match &kvm.network {
+                    model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
+                    model::KvmNetwork::User { .. } => None,
+                };
+                let plumbing = crate::driver::kvm::Plumbing {
+                    bridge,
+                    // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
+                    cpu_weight: (res.cpu_weight.saturating_mul(100) / 256).clamp(1, 10_000),
+                    cpu_cap: res.cpu_cap,
+                };
+                crate::driver::kvm::args_file(&spec.root, &v.id, &kvm_tmpl, &vars, &plumbing)?
+            }
+            _ => xen_config(&tmpl, v, res, &disk_path)?,
+        };
+        let config_path = match spec.hypervisor {
+            Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
+            Hypervisor::Kvm => crate::driver::kvm::config_path(&spec.root, &v.id),
+        };
         let run = v.state == State::Active && v.power == Power::Running;
         let install = install_spec(inv, v, &spec.root, boot)?;
-        let console = console_spec(inv, v, &spec.root);
+        let console = console_spec(inv, v, &spec.root, spec.hypervisor);
         spec.vps.insert(
             v.id.clone(),
             VpsSpec {
@@ -361,7 +458,7 @@ pub fn desired(
                 run,
                 disk_bytes: res.disk.bytes(),
                 disk_path,
-                config_path: node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
+                config_path,
                 config_sha256: sha256_hex(&config),
                 config,
                 actions: v.actions,
@@ -376,6 +473,35 @@ pub fn desired(
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
     })
+}
+
+/// The `xl.cfg` of a VPS from the template.
+fn xen_config(
+    tmpl: &minijinja::Template<'_, '_>,
+    v: &model::Vps,
+    res: &model::Resources,
+    disk_path: &str,
+) -> Result<String, DesiredError> {
+    let vars = TemplateVars {
+        vps: v.id.as_str(),
+        memory_mib: res.ram.as_mib(),
+        vcpus: res.vcpus,
+        cpu_weight: res.cpu_weight,
+        cpu_cap: res.cpu_cap,
+        disk: disk_path,
+        mac: mac_of(&v.id),
+        ips: v.ipv4().map(|ip| ip.to_string()).collect(),
+        bridge: DEFAULT_BRIDGE,
+        rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
+        hostname: v.hostname.as_str(),
+    };
+    Ok(tmpl
+        .render(&vars)
+        .map_err(|source| DesiredError::Template {
+            vps: v.id.to_string(),
+            source,
+        })?
+        + "\n")
 }
 
 /// The install of a VPS's OS, or `None` when its OS is not in the catalog or installs nothing.
@@ -424,13 +550,21 @@ fn install_spec(
     }))
 }
 
-/// The template of a repo: its own `templates/xen.cfg.j2`, or the default.
-pub fn template_of(repo: &std::path::Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(repo.join("templates/xen.cfg.j2")) {
+/// The templates of a repo: its own `templates/xen.cfg.j2` and `templates/kvm.args.j2`, or
+/// the defaults.
+pub fn template_of(repo: &std::path::Path) -> std::io::Result<Templates> {
+    let read = |name: &str, default: &str| match std::fs::read_to_string(repo.join(name)) {
         Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_XEN_TEMPLATE.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
         Err(e) => Err(e),
-    }
+    };
+    Ok(Templates {
+        xen: read("templates/xen.cfg.j2", DEFAULT_XEN_TEMPLATE)?,
+        kvm: read(
+            "templates/kvm.args.j2",
+            crate::driver::kvm::DEFAULT_TEMPLATE,
+        )?,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The observe script, sent on stdin to `sh -s -- ROOT BACKEND STORE`.
+/// The observe script, run as `sh -c SCRIPT gitvps-observe ROOT BACKEND STORE HYPERVISOR`.
 pub const SCRIPT: &str = include_str!("../node/observe.sh");
 
 /// Why a node's answer could not be used.
@@ -45,25 +45,86 @@ pub enum ObserveError {
     },
 }
 
-/// A domain as `xl list` shows it.
+/// A running guest: a Xen domain as `xl list` shows it, or a KVM guest's QEMU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Domain {
-    /// Domain id.
+    /// Xen's domain id, or the pid of the guest's QEMU.
     pub domid: u32,
     /// Current memory, MiB.
     pub memory_mib: u64,
     /// vCPUs.
     pub vcpus: u32,
-    /// The six state letters (`r-----`, `-b----`, ...).
+    /// The hypervisor's own word for its state: Xen's six letters (`r-----`, `-b----`, ...),
+    /// or QMP's run state (`running`, `paused`, `shutdown`, `guest-panicked`, ...), or
+    /// `unresponsive` when the guest's QMP socket did not answer.
     pub state: String,
 }
 
+/// QMP run states in which a guest does not run and must be restarted.
+const QMP_DOWN: &[&str] = &[
+    "paused",
+    "shutdown",
+    "guest-panicked",
+    "internal-error",
+    "io-error",
+    "prelaunch",
+    "postmigrate",
+    "watchdog",
+];
+
 impl Domain {
-    /// Running or blocked (idle), not paused, shut down or dying.
-    pub fn is_up(&self) -> bool {
+    /// Xen's state letters, when the state is spelled that way.
+    fn xl_letters(&self) -> Option<&[u8]> {
         let s = self.state.as_bytes();
-        s.len() >= 6 && s[2] != b'p' && s[3] != b's' && s[5] != b'd'
+        (s.len() == 6 && s.iter().all(|c| b"-rbpscd".contains(c))).then_some(s)
     }
+
+    /// Runs: Xen's running or blocked (idle), not paused, shut down or dying; a QEMU that
+    /// runs or that did not answer (it is left alone rather than restarted).
+    pub fn is_up(&self) -> bool {
+        match self.xl_letters() {
+            Some(s) => s[2] != b'p' && s[3] != b's' && s[5] != b'd',
+            None => !QMP_DOWN.contains(&self.state.as_str()),
+        }
+    }
+
+    /// The state in words, for plans.
+    pub fn state_words(&self) -> String {
+        let Some(b) = self.xl_letters() else {
+            return self.state.replace('-', " ");
+        };
+        let has = |i: usize, c: u8| b.get(i) == Some(&c);
+        let mut w = Vec::new();
+        if has(2, b'p') {
+            w.push("paused");
+        }
+        if has(3, b's') {
+            w.push(match b.get(4) {
+                Some(b'c') => "crashed",
+                Some(b'r') => "shut down for a reboot",
+                _ => "shut down",
+            });
+        }
+        if has(5, b'd') {
+            w.push("dying");
+        }
+        if w.is_empty() {
+            format!("in state {}", self.state)
+        } else {
+            w.join(", ")
+        }
+    }
+}
+
+/// What a KVM node said about QEMU and hardware acceleration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KvmHost {
+    /// Where `qemu-system-x86_64` is, if installed.
+    pub qemu: Option<String>,
+    /// Whether `-accel kvm` works (`/dev/kvm` usable).
+    pub accel_kvm: bool,
+    /// Why it does not, as QEMU said.
+    pub accel_error: String,
 }
 
 /// What the node recorded for a VPS (`var/lib/gitvps/state/<vps>.json`).
@@ -97,6 +158,8 @@ pub struct NodeState {
     pub consoles: BTreeMap<String, String>,
     /// The node's clock, Unix time.
     pub now: i64,
+    /// On a KVM node: QEMU and acceleration (not part of the digest).
+    pub kvm: Option<KvmHost>,
     /// A digest of everything above: a plan made on another digest is stale.
     pub digest: String,
 }
@@ -117,6 +180,14 @@ pub enum Observation {
 #[derive(Deserialize)]
 struct Raw {
     version: u32,
+    #[serde(default)]
+    hypervisor: Option<String>,
+    #[serde(default)]
+    guests: Option<Vec<RawGuest>>,
+    #[serde(default)]
+    qemu: Option<String>,
+    #[serde(default)]
+    kvm: Option<RawKvm>,
     #[serde(default)]
     domains: Option<Vec<RawDomain>>,
     #[serde(default)]
@@ -143,6 +214,22 @@ struct RawDomain {
     mem: String,
     vcpus: String,
     state: String,
+}
+
+#[derive(Deserialize)]
+struct RawGuest {
+    name: String,
+    pid: u32,
+    status: String,
+    mem: String,
+    vcpus: String,
+}
+
+#[derive(Deserialize)]
+struct RawKvm {
+    usable: bool,
+    #[serde(default)]
+    error: String,
 }
 
 #[derive(Deserialize)]
@@ -207,10 +294,42 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         tool,
         message: message.unwrap_or_else(|| "no output".into()),
     };
-    let Some(doms) = raw.domains else {
-        return Err(tool("xl list", raw.domains_error));
-    };
     let mut domains = BTreeMap::new();
+    let mut kvm = None;
+    if raw.hypervisor.as_deref() == Some("kvm") {
+        for g in raw.guests.unwrap_or_default() {
+            let bad = |what: &str| ObserveError::Garbage {
+                node: node.to_owned(),
+                at: 0,
+                snippet: format!("guest `{}`: bad {what}", g.name.escape_debug()),
+            };
+            // `-smp 2` or `-smp 2,sockets=1,...`; `-m 1024` or `-m 1024M`.
+            let lead = |s: &str| -> String { s.chars().take_while(char::is_ascii_digit).collect() };
+            domains.insert(
+                g.name.clone(),
+                Domain {
+                    domid: g.pid,
+                    memory_mib: lead(&g.mem).parse().map_err(|_| bad("memory"))?,
+                    vcpus: lead(&g.vcpus).parse().map_err(|_| bad("vcpus"))?,
+                    state: g.status.clone(),
+                },
+            );
+        }
+        let k = raw.kvm.unwrap_or(RawKvm {
+            usable: false,
+            error: String::new(),
+        });
+        kvm = Some(KvmHost {
+            qemu: raw.qemu.filter(|q| !q.is_empty()),
+            accel_kvm: k.usable,
+            accel_error: k.error,
+        });
+    }
+    let doms = match (raw.domains, &kvm) {
+        (Some(d), _) => d,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => return Err(tool("xl list", raw.domains_error)),
+    };
     for d in doms {
         let bad = |what: &str| ObserveError::Garbage {
             node: node.to_owned(),
@@ -265,6 +384,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
             .map(|c| (c.name, c.sha256))
             .collect(),
         now: raw.now,
+        kvm,
         digest: String::new(),
     };
     state.digest = digest(&state);
@@ -316,6 +436,29 @@ mod tests {
             e.to_string(),
             "node0109: `xl list` failed on the node: xl: command not found"
         );
+    }
+
+    #[test]
+    fn parses_a_kvm_node() {
+        let report = r#"{"version":1,"hypervisor":"kvm","guests":[{"name":"xen02","pid":4242,"status":"running","mem":"768","vcpus":"1","cmdline_sha256":"ab"},{"name":"xen03","pid":4243,"status":"unresponsive","mem":"1024M","vcpus":"2,sockets=1","cmdline_sha256":"cd"},{"name":"xen04","pid":4244,"status":"guest-panicked","mem":"512","vcpus":"1","cmdline_sha256":"ef"}],"qemu":"/usr/bin/qemu-system-x86_64","kvm":{"usable":false,"error":"Could not access KVM kernel module"},"images":[{"name":"xen02","size":1073741824}],"configs":[{"name":"xen02","sha256":"abc"}],"records":[],"consoles":[],"now":1700000000}"#;
+        let s = parse("kvm1", report.as_bytes()).unwrap();
+        let d = &s.domains["xen02"];
+        assert_eq!((d.domid, d.memory_mib, d.vcpus), (4242, 768, 1));
+        assert!(d.is_up());
+        let d = &s.domains["xen03"];
+        assert_eq!((d.memory_mib, d.vcpus), (1024, 2));
+        assert!(d.is_up(), "an unresponsive QEMU is left alone");
+        assert!(!s.domains["xen04"].is_up());
+        assert_eq!(s.domains["xen04"].state_words(), "guest panicked");
+        let k = s.kvm.unwrap();
+        assert_eq!(k.qemu.as_deref(), Some("/usr/bin/qemu-system-x86_64"));
+        assert!(!k.accel_kvm);
+        assert_eq!(s.disks["xen02"], 1 << 30);
+        // No QEMU on the node: still a reachable node, with no guests.
+        let bare = r#"{"version":1,"hypervisor":"kvm","guests":[],"qemu":"","kvm":{"usable":false,"error":""},"images":[],"configs":[],"records":[],"consoles":[],"now":1}"#;
+        let s = parse("kvm1", bare.as_bytes()).unwrap();
+        assert!(s.domains.is_empty());
+        assert_eq!(s.kvm.unwrap().qemu, None);
     }
 
     #[test]

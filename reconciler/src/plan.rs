@@ -240,6 +240,18 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
             .find(|n| n.node != spec.node && n.vps.keys().any(|k| k.as_str() == name))
             .map(|n| n.node.clone())
     };
+    if let Some(k) = &obs.kvm {
+        if k.qemu.is_none() {
+            notes.push(
+                "qemu-system-x86_64 is not installed on this node: its guests cannot start (apt-get install qemu-system-x86 socat)".into(),
+            );
+        } else if spec.accel == Some(model::values::Accel::Kvm) && !k.accel_kvm {
+            notes.push(format!(
+                "accel = \"kvm\" but KVM does not work on this node ({}): its guests cannot start; fix /dev/kvm or set [kvm] accel = \"tcg\"",
+                if k.accel_error.is_empty() { "no reason given" } else { k.accel_error.as_str() }
+            ));
+        }
+    }
     let unmanaged = [
         ("domain", obs.domains.keys().collect::<Vec<_>>()),
         ("disk", obs.disks.keys().collect()),
@@ -298,31 +310,6 @@ fn plan_console(root: &str, v: &VpsSpec, obs: &NodeState, steps: &mut Vec<Step>)
             config: v.config_path.clone(),
         },
     });
-}
-
-/// Describes `xl list` state letters in words.
-fn state_words(letters: &str) -> String {
-    let b = letters.as_bytes();
-    let has = |i: usize, c: u8| b.get(i) == Some(&c);
-    let mut w = Vec::new();
-    if has(2, b'p') {
-        w.push("paused");
-    }
-    if has(3, b's') {
-        w.push(match b.get(4) {
-            Some(b'c') => "crashed",
-            Some(b'r') => "shut down for a reboot",
-            _ => "shut down",
-        });
-    }
-    if has(5, b'd') {
-        w.push("dying");
-    }
-    if w.is_empty() {
-        format!("in state {letters}")
-    } else {
-        w.join(", ")
-    }
 }
 
 fn day_of(ts: i64) -> String {
@@ -476,7 +463,7 @@ fn plan_vps(
     {
         push(
             Op::Destroy {
-                reason: format!("the domain is {}", state_words(&dom.state)),
+                reason: format!("the domain is {}", dom.state_words()),
             },
             None,
         );

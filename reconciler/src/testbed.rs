@@ -242,9 +242,10 @@ pub fn peak_rss_kib() -> u64 {
 
 /// The quoted observe command for a node, as the reconciler sends it.
 pub fn observe_remote(root: &str) -> String {
-    crate::driver::xen::observe_command(
+    crate::driver::observe_command_for(
         root,
         &crate::desired::Store::Lvm { vg: "vg0".into() },
+        model::values::Hypervisor::Xen,
         false,
     )
 }

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use model::Inventory;
 use model::bootstraps::Catalog;
+use support::mirror;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -43,38 +46,6 @@ fn ensure_debootstrap() {
         );
         assert!(install(), "apt-get install debootstrap failed");
     }
-}
-
-/// The Debian mirror this machine's apt uses, read at run time (never written in the repo).
-fn mirror() -> String {
-    let mut uris = Vec::new();
-    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-        files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|x| x == "sources"))
-        {
-            let text = fs::read_to_string(f).unwrap_or_default();
-            for l in text.lines() {
-                if let Some(rest) = l.strip_prefix("URIs:") {
-                    uris.extend(rest.split_whitespace().map(str::to_owned));
-                }
-            }
-        }
-    }
-    let list = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-    for l in list.lines() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if w.first() == Some(&"deb")
-            && let Some(u) = w.iter().skip(1).find(|x| !x.starts_with('['))
-        {
-            uris.push((*u).to_owned());
-        }
-    }
-    uris.into_iter()
-        .find(|u| u.starts_with("http") && !u.contains("security"))
-        .expect("no Debian mirror in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list")
 }
 
 /// One install of xen02 (dual-stack) as debian-12 with the OpenVPN appliance into `target`.

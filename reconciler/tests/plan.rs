@@ -853,7 +853,8 @@ fn unmanaged_domains_and_disks_are_noted_never_touched() {
 fn a_changed_template_rewrites_every_config() {
     let inv = fleet();
     let d0 = desired_of(&inv);
-    let template = template_of(&repo()).unwrap() + "# managed by gitvps\n";
+    let mut template = template_of(&repo()).unwrap();
+    template.xen.push_str("# managed by gitvps\n");
     let d = desired(&inv, &template, &Bootstraps::default()).unwrap();
 
     let p = plan(&d, &converged(&d0));
@@ -1264,5 +1265,120 @@ fn console_keys_follow_the_inventory() {
             "{state}: {}",
             render(&p)
         );
+    }
+}
+
+/// node0109 turned into a KVM node: `accel`, user-mode networking from port 10000.
+fn kvm_fleet() -> Inventory {
+    fleet_edited(&[(
+        "inventory/nodes/node0109.toml",
+        "hypervisor = \"xen\"\n",
+        "hypervisor = \"kvm\"\nkvm = { accel = \"kvm\", network = \"user\", forward_base = 10000 }\n",
+    )])
+}
+
+#[test]
+fn a_kvm_node_gets_qemu_arguments_and_the_same_steps_as_xen() {
+    let inv = kvm_fleet();
+    let d = desired_with_os(&inv);
+    let xen02 = spec(&d, "node0109", "xen02");
+    assert_eq!(xen02.config_path, "/etc/gitvps/kvm/xen02.args");
+    insta::assert_snapshot!("kvm_args", xen02.config);
+    // The console keys reach the serial socket, with a sudo rule for exactly that command.
+    let console = xen02.console.as_ref().unwrap();
+    assert!(
+        console.keys.starts_with("restrict,pty,command=\"sudo -n /usr/bin/socat STDIO,raw,echo=0,escape=0x1d UNIX-CONNECT:/var/lib/gitvps/kvm/xen02/console.sock\" "),
+        "{}",
+        console.keys
+    );
+    assert_eq!(
+        console.sudoers,
+        "xen02 ALL=(root) NOPASSWD: /usr/bin/socat STDIO\\,raw\\,echo\\=0\\,escape\\=0x1d UNIX-CONNECT\\:/var/lib/gitvps/kvm/xen02/console.sock\n"
+    );
+    // A fresh KVM node: the same steps a fresh Xen node gets.
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", |s| {
+        *s = NodeState {
+            now: now(),
+            kvm: Some(gitvps::observe::KvmHost {
+                qemu: Some("/usr/bin/qemu-system-x86_64".into()),
+                accel_kvm: true,
+                accel_error: String::new(),
+            }),
+            ..NodeState::default()
+        };
+    });
+    let p = plan(&d, &obs);
+    insta::assert_snapshot!("kvm_fresh_node", render(&p));
+    assert!(
+        notes(&p, "node0109").is_empty(),
+        "{:?}",
+        notes(&p, "node0109")
+    );
+}
+
+#[test]
+fn a_kvm_node_without_qemu_or_kvm_is_noted() {
+    let inv = kvm_fleet();
+    let d = desired_of(&inv);
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", |s| {
+        s.kvm = Some(gitvps::observe::KvmHost::default());
+    });
+    let p = plan(&d, &obs);
+    assert!(
+        notes(&p, "node0109")
+            .iter()
+            .any(|n| n.starts_with("qemu-system-x86_64 is not installed on this node")),
+        "{:?}",
+        notes(&p, "node0109")
+    );
+    edit(&mut obs, "node0109", |s| {
+        s.kvm = Some(gitvps::observe::KvmHost {
+            qemu: Some("/usr/bin/qemu-system-x86_64".into()),
+            accel_kvm: false,
+            accel_error: "Could not access KVM kernel module: No such file or directory".into(),
+        });
+    });
+    let p = plan(&d, &obs);
+    assert_eq!(
+        notes(&p, "node0109"),
+        [
+            "accel = \"kvm\" but KVM does not work on this node (Could not access KVM kernel module: No such file or directory): its guests cannot start; fix /dev/kvm or set [kvm] accel = \"tcg\""
+        ]
+    );
+}
+
+#[test]
+fn kvm_guest_states_decide_like_xen_domains() {
+    let inv = kvm_fleet();
+    let d = desired_of(&inv);
+    let mut obs = converged(&d);
+    for (state, restarted) in [
+        ("running", false),
+        ("unresponsive", false),
+        ("paused", true),
+        ("guest-panicked", true),
+        ("shutdown", true),
+    ] {
+        edit(&mut obs, "node0109", |s| {
+            s.domains.get_mut("xen02").unwrap().state = state.into();
+        });
+        let p = plan(&d, &obs);
+        let ops: Vec<Op> = steps(&p, "node0109").into_iter().map(|s| s.op).collect();
+        if restarted {
+            assert_eq!(
+                ops,
+                vec![
+                    Op::Destroy {
+                        reason: format!("the domain is {}", state.replace('-', " "))
+                    },
+                    Op::Start
+                ],
+                "{state}"
+            );
+        } else {
+            assert!(ops.is_empty(), "{state}: {ops:?}");
+        }
     }
 }

@@ -353,7 +353,7 @@ fn day(n: i64) -> NaiveDate {
 
 struct Base {
     inv: Inventory,
-    template: String,
+    template: gitvps::desired::Templates,
     desired: Desired,
     boot: Bootstraps,
 }
@@ -475,7 +475,7 @@ fn build(base: &Base, edits: &[Edit]) -> (Desired, BTreeMap<NodeId, Observation>
             Edit::PlanDisk(p, bytes) => set_plan(&mut inv, p, |r| r.disk = Size(bytes)),
             Edit::PlanRam(p, bytes) => set_plan(&mut inv, p, |r| r.ram = Size(bytes)),
             Edit::RetentionDays(n) => inv.settings.reconciler.retention_days = n,
-            Edit::Template => template.push_str("# tuned\nmaxvcpus = {{ vcpus }}\n"),
+            Edit::Template => template.xen.push_str("# tuned\nmaxvcpus = {{ vcpus }}\n"),
             _ => {}
         }
     }

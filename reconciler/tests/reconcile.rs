@@ -644,40 +644,8 @@ fn a_failing_install_names_the_step_keeps_the_disk_lets_others_go_on_and_is_retr
     assert!(f.domain("node1", "xen10").is_some());
 }
 
-/// The real system plays the node's OS for the console: the account and sudo rule that apply
-/// wrote under the node root are mirrored into /etc, and removed again when the test ends.
-struct ConsoleAccount {
-    user: String,
-    sudoers: std::path::PathBuf,
-}
-
-impl Drop for ConsoleAccount {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.sudoers);
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.user)
-            .output();
-    }
-}
-
 fn ssh_as(f: &Fleet, user: &str, key: &std::path::Path, extra: &[&str]) -> support::fleet::Run {
-    std::process::Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(key)
-        .arg("-p")
-        .arg(f.sshd.port.to_string())
+    support::ssh_client(key, f.sshd.port)
         .args(extra)
         .arg(format!("{user}@127.0.0.1"))
         .arg("id")
@@ -738,24 +706,7 @@ fn the_console_user_reaches_the_console_and_nothing_else() {
         "the account is made with useradd"
     );
 
-    let _ = std::process::Command::new("useradd")
-        .arg("--home-dir")
-        .arg(&home)
-        .args(["--no-create-home", "--shell", "/bin/sh", vps])
-        .output();
-    // This test's sshd runs without PAM, where a locked password ('!') refuses even keys.
-    let _ = std::process::Command::new("usermod")
-        .args(["-p", "*", vps])
-        .output();
-    let account = ConsoleAccount {
-        user: vps.into(),
-        sudoers: format!("/etc/sudoers.d/gitvps-console-{vps}").into(),
-    };
-    std::fs::copy(
-        root.join(format!("etc/sudoers.d/gitvps-console-{vps}")),
-        &account.sudoers,
-    )
-    .unwrap();
+    let account = support::ConsoleAccount::mirror(&root, vps);
 
     // The customer's key lands in the console, whatever command it asks for.
     let r = ssh_as(&f, vps, &customer_key, &[]);

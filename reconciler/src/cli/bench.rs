@@ -191,7 +191,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
     let desired = Arc::new(crate::desired::desired(
         &inv,
-        crate::desired::DEFAULT_XEN_TEMPLATE,
+        &crate::desired::Templates::default(),
         &crate::desired::Bootstraps::default(),
     )?);
     let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();

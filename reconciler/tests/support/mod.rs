@@ -211,3 +211,73 @@ pub fn fleet_repo(dir: &Path, dirs: &[&str]) -> PathBuf {
     commit_all(&work);
     work
 }
+
+/// The Debian mirror this machine's apt uses, read at run time (never written in the repo).
+pub fn mirror() -> String {
+    gitvps::desired::apt_mirror()
+        .expect("no Debian mirror in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list")
+}
+
+/// An OpenSSH client with no config, no host key checks and only `key`, to `-p port`; the
+/// caller adds its own options, then the destination and the command.
+pub fn ssh_client(key: &Path, port: u16) -> Command {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-i",
+    ])
+    .arg(key)
+    .arg("-p")
+    .arg(port.to_string());
+    c
+}
+
+/// The real system plays a node's OS for the console: the account and sudo rule that apply
+/// wrote under the node `root` for `vps` are mirrored into /etc, and removed when dropped.
+pub struct ConsoleAccount {
+    user: String,
+    sudoers: PathBuf,
+}
+
+impl ConsoleAccount {
+    /// Creates the account (home under the node root) and copies its sudo rule.
+    pub fn mirror(root: &Path, vps: &str) -> ConsoleAccount {
+        let home = root.join(format!("var/lib/gitvps/console/{vps}"));
+        let _ = Command::new("userdel").arg(vps).output();
+        let _ = Command::new("useradd")
+            .arg("--home-dir")
+            .arg(&home)
+            .args(["--no-create-home", "--shell", "/bin/sh", vps])
+            .output();
+        // The test sshds run without PAM, where a locked password ('!') refuses even keys.
+        let _ = Command::new("usermod").args(["-p", "*", vps]).output();
+        let account = ConsoleAccount {
+            user: vps.into(),
+            sudoers: format!("/etc/sudoers.d/gitvps-console-{vps}").into(),
+        };
+        std::fs::copy(
+            root.join(format!("etc/sudoers.d/gitvps-console-{vps}")),
+            &account.sudoers,
+        )
+        .unwrap();
+        account
+    }
+}
+
+impl Drop for ConsoleAccount {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = Command::new("userdel").arg(&self.user).output();
+    }
+}
