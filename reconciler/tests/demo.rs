@@ -1,6 +1,6 @@
 //! `gitvps demo`: the scripted check end to end, the interactive loop with Ctrl-C, and the
 //! bad inputs it refuses before starting anything.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -39,6 +39,71 @@ fn demo_check_applies_the_fleet_and_a_reboot_click() {
     // The nodes really ran the steps: the stand-in xl knows the rebooted domain.
     let domain = dir.join("nodes/node0109/var/lib/gitvps-sim/xl/domains/xen02.json");
     assert!(domain.is_file(), "{}", domain.display());
+}
+
+#[test]
+fn demo_real_boots_a_vps_one_can_log_in_to_and_leaves_nothing_running() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: demo --real installs with debootstrap and needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    // The bootstraps' root cache of the test runs (target/gitvps-cache), shared with tests/kvm.rs.
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("gitvps-cache");
+    let out = Command::new(bin())
+        .args([
+            "demo",
+            "--real",
+            "--check",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(&dir)
+        .env("GITVPS_CACHE", &cache)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GITVPS_SSH_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "node local-kvm: KVM node (real QEMU)",
+        "+ kvm01: install debian-12",
+        "Apply: 4 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
+        "Real VPS kvm01 is up",
+        "logged in to kvm01 over SSH: hostname kvm01.example.net",
+        "demo --check OK in ",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
+    }
+    // The guest's QEMU is gone with the demo: no process names the demo folder any more.
+    let needle = dir.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let cmd = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                cmd.contains(&needle).then_some(cmd)
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the demo: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

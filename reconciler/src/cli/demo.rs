@@ -33,7 +33,18 @@ pub struct DemoArgs {
     /// Run a scripted reboot click end to end instead of serving; exit 0 only if all of it worked.
     #[arg(long)]
     pub check: bool,
+    /// Also boot one real VPS: a KVM node on this machine whose guest (Debian 12, installed
+    /// with debootstrap, run by QEMU) you can log in to over SSH. Needs root,
+    /// qemu-system-x86, socat, debootstrap and a Debian mirror (`GITVPS_MIRROR`, else the one
+    /// of this machine's apt sources).
+    #[arg(long)]
+    pub real: bool,
 }
+
+/// The real VPS of `gitvps demo --real`, its node and its address.
+const REAL_NODE: &str = "local-kvm";
+const REAL_VPS: &str = "kvm01";
+const REAL_IP: &str = "198.51.100.10";
 
 /// The files of the example fleet copied into the demo repo.
 const FLEET_FILES: &[&str] = &[
@@ -81,6 +92,11 @@ pub fn run(_: &Global, a: &DemoArgs) -> anyhow::Result<i32> {
             d.display()
         );
     }
+    let real = if a.real {
+        Some(Real::preflight()?)
+    } else {
+        None
+    };
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another demo or server using it? Pick another with --listen 127.0.0.1:PORT",
@@ -103,7 +119,7 @@ pub fn run(_: &Global, a: &DemoArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let mut nodes = Vec::new();
         let r = tokio::select! {
-            r = demo(&src, &dir, listener, a.check, &mut nodes) => r,
+            r = demo(&src, &dir, listener, a.check, real.as_ref(), &mut nodes) => r,
             _ = tokio::signal::ctrl_c() => {
                 say("\nCtrl-C: stopping the simulated nodes and the web server.")?;
                 Ok(0)
@@ -111,6 +127,9 @@ pub fn run(_: &Global, a: &DemoArgs) -> anyhow::Result<i32> {
         };
         for n in nodes {
             n.stop();
+        }
+        if real.is_some() {
+            stop_guests(&dir.join("nodes").join(REAL_NODE));
         }
         r
     });
@@ -171,8 +190,9 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Replaces the OS install scripts by stand-ins that build a tiny root at once: the demo
-/// must not run debootstrap (minutes, root, network).
-fn stand_in_installs(repo: &Path) -> anyhow::Result<()> {
+/// must not run debootstrap (minutes, root, network). With `real`, installs on KVM nodes
+/// (`VPS_HYPERVISOR=kvm`) still run the real scripts, kept beside the stand-ins as `*.real`.
+fn stand_in_installs(repo: &Path, real: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let scripts = [
         (
@@ -196,6 +216,18 @@ fn stand_in_installs(repo: &Path) -> anyhow::Result<()> {
         }
         for (name, text) in scripts {
             let p = d.join(name);
+            let text = if real {
+                std::fs::rename(&p, d.join(format!("{name}.real")))?;
+                text.replacen(
+                    "\n",
+                    &format!(
+                        "\n[ \"${{VPS_HYPERVISOR:-xen}}\" != kvm ] || exec sh \"$GITVPS_BOOTSTRAPS/os/$OS_ID/{name}.real\" \"$@\"\n"
+                    ),
+                    1,
+                )
+            } else {
+                text.to_owned()
+            };
             std::fs::write(&p, text)?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
         }
@@ -210,8 +242,18 @@ fn toml_str(s: &str) -> String {
 /// A node file pointed at a simulated node: address, port, user and host key replaced,
 /// the node root added; everything else (storage, pools, capacity, comments) kept.
 fn point_node(text: &str, addr: SocketAddr, user: &str, host_key: &str, root: &Path) -> String {
+    let root_line = format!(
+        "root = {}                 # gitvps demo: a simulated dom0\n",
+        toml_str(&root.display().to_string())
+    );
     let mut out = String::new();
+    let mut rooted = false;
     for line in text.lines() {
+        // Top-level keys go before the first table (`[kvm]`).
+        if !rooted && line.trim_start().starts_with('[') {
+            out.push_str(&root_line);
+            rooted = true;
+        }
         let key = line.split('=').next().unwrap_or("").trim();
         let new = match key {
             "address" => format!("address = \"{}\"", addr.ip()),
@@ -224,11 +266,9 @@ fn point_node(text: &str, addr: SocketAddr, user: &str, host_key: &str, root: &P
         out.push_str(&new);
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "root = {}                 # gitvps demo: a simulated dom0",
-        toml_str(&root.display().to_string())
-    );
+    if !rooted {
+        out.push_str(&root_line);
+    }
     out
 }
 
@@ -258,7 +298,10 @@ fn load(repo: &Path) -> anyhow::Result<Loaded> {
         Err(_) => bail!("the inventory has errors (printed above); fix them and commit again"),
     };
     let template = template_of(repo).context("cannot read templates/xen.cfg.j2")?;
-    let boot = Bootstraps::load(repo)?;
+    let mut boot = Bootstraps::load(repo)?;
+    if boot.run.mirror.is_none() {
+        boot.run.mirror = crate::desired::apt_mirror();
+    }
     let desired = desired(&inv, &template, &boot)?;
     let nodes = inv.nodes.keys().cloned().collect();
     Ok(Loaded {
@@ -445,6 +488,7 @@ async fn demo(
     dir: &Path,
     listener: tokio::net::TcpListener,
     check: bool,
+    real: Option<&Real>,
     nodes: &mut Vec<NodeServer>,
 ) -> anyhow::Result<i32> {
     let t0 = Instant::now();
@@ -461,7 +505,10 @@ async fn demo(
     for f in FLEET_FILES {
         copy_tree(&src.join(f), &seed.join(f))?;
     }
-    stand_in_installs(&seed)?;
+    stand_in_installs(&seed, real.is_some())?;
+    if let Some(r) = real {
+        r.add_to_fleet(&seed)?;
+    }
     git(&seed, &["init", "-q", "-b", "main"])?;
     git(&seed, &["add", "-A"])?;
     git(&seed, &["commit", "-q", "-m", "The example fleet"])?;
@@ -500,8 +547,12 @@ async fn demo(
             .unwrap_or_default();
         let root = dir.join("nodes").join(&name);
         std::fs::create_dir_all(&root)?;
-        crate::nodesim::install(&root, &exe)
-            .with_context(|| format!("cannot set up the node root {}", root.display()))?;
+        if let Some(r) = real.filter(|_| name == REAL_NODE) {
+            r.prepare_root(&root, &exe)?;
+        } else {
+            crate::nodesim::install(&root, &exe)
+                .with_context(|| format!("cannot set up the node root {}", root.display()))?;
+        }
         let server =
             NodeServer::start("127.0.0.1:0".parse()?, client.public_key().clone(), &root).await?;
         let text = std::fs::read_to_string(f)?;
@@ -510,7 +561,12 @@ async fn demo(
             point_node(&text, server.addr, &user, &server.host_key, &root),
         )?;
         say(&format!(
-            "   node {name}: simulated dom0 on ssh://{user}@{} (host key {}...), root {}",
+            "   node {name}: {} on ssh://{user}@{} (host key {}...), root {}",
+            if name == REAL_NODE {
+                "KVM node (real QEMU)"
+            } else {
+                "simulated dom0"
+            },
             server.addr,
             server.host_key.get(..30).unwrap_or(&server.host_key),
             root.display()
@@ -554,8 +610,17 @@ async fn demo(
         stats: Arc::default(),
     };
     say("3. Plan and apply, over SSH to the simulated nodes:")?;
+    if real.is_some() {
+        say(
+            "   (the real VPS is installed with debootstrap, about 2 minutes the first time, then from the cache, and booted under QEMU)",
+        )?;
+    }
     plan_and_apply(&applied, &access).await?;
     mark("first plan + apply", &mut times);
+    if let Some(r) = real {
+        r.show(dir, check)?;
+        mark("real VPS login", &mut times);
+    }
 
     say("4. Site:")?;
     let site_dir = dir.join("site");
@@ -686,5 +751,230 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// `gitvps demo --real`: one KVM node on this machine and a VPS on it that really boots.
+pub(crate) struct Real {
+    /// The mirror debootstrap installs from.
+    mirror: String,
+    /// The bootstraps' root cache, kept between demos.
+    cache: PathBuf,
+    /// The port on 127.0.0.1 forwarded to the guest's SSH.
+    ssh_port: u16,
+    /// `forward_base` of the node (the port minus the last octet of the address).
+    forward_base: u16,
+}
+
+impl Real {
+    /// Everything `--real` needs, checked before anything is started.
+    fn preflight() -> anyhow::Result<Real> {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .context("cannot run id")?;
+        ensure!(
+            String::from_utf8_lossy(&uid.stdout).trim() == "0",
+            "--real installs an OS with debootstrap and runs QEMU: run the demo as root"
+        );
+        for (tool, package) in [
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("socat", "socat"),
+            ("debootstrap", "debootstrap"),
+            ("debugfs", "e2fsprogs"),
+            ("mke2fs", "e2fsprogs"),
+            ("ssh", "openssh-client"),
+        ] {
+            let found = Command::new("sh")
+                .args([
+                    "-c",
+                    "PATH=\"$PATH:/usr/sbin:/sbin\" command -v \"$1\"",
+                    "sh",
+                    tool,
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            ensure!(
+                found,
+                "--real needs {tool}: apt-get install {package}, then run the demo again"
+            );
+        }
+        let mirror = std::env::var("GITVPS_MIRROR")
+            .ok()
+            .filter(|m| !m.is_empty())
+            .or_else(crate::desired::apt_mirror)
+            .context("--real needs a Debian mirror: set GITVPS_MIRROR to one")?;
+        let cache = std::env::var_os("GITVPS_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .map(|c| c.join("gitvps/bootstraps"))
+            })
+            .unwrap_or_else(|| std::env::temp_dir().join("gitvps-bootstraps-cache"));
+        let octet: u16 = REAL_IP
+            .rsplit('.')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .context("bad REAL_IP")?;
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let ssh_port = probe.local_addr()?.port();
+        drop(probe);
+        ensure!(
+            ssh_port >= 1024 + octet,
+            "no usable port for the real VPS's SSH"
+        );
+        Ok(Real {
+            mirror,
+            cache,
+            ssh_port,
+            forward_base: ssh_port - octet,
+        })
+    }
+
+    /// Adds the KVM node, its pool, the VPS and the demo's VPS key to the fleet in `repo`.
+    fn add_to_fleet(&self, repo: &Path) -> anyhow::Result<()> {
+        let key = generate_key()?;
+        let key_path = repo
+            .parent()
+            .context("the demo repo has no parent folder")?
+            .join("vps_key");
+        write_key(&key, &key_path)?;
+        let public = key.public_key().to_openssh()?;
+        let public = public.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let customer = repo.join(format!("inventory/customers/{DEMO_CUSTOMER}.toml"));
+        let text = std::fs::read_to_string(&customer)?;
+        ensure!(
+            text.contains("ssh_keys = [\n"),
+            "{} has no ssh_keys list to add the demo key to",
+            customer.display()
+        );
+        std::fs::write(
+            &customer,
+            text.replacen(
+                "ssh_keys = [\n",
+                &format!("ssh_keys = [\n    \"{public} gitvps-demo\",\n"),
+                1,
+            ),
+        )?;
+        let mut pools = std::fs::read_to_string(repo.join("pools.toml"))?;
+        pools.push_str(
+            "\n# gitvps demo --real: the addresses of the real VPS (a documentation range).\n[[pool]]\nid = \"demo-kvm\"\nlocation = \"This machine (demo)\"\nnetwork = \"198.51.100.0/24\"\ngateway = \"198.51.100.1\"\ndns = [\"198.51.100.2\"]\nreserved = [\"198.51.100.2\"]\nrdns_zone = \"per-pool\"\n",
+        );
+        std::fs::write(repo.join("pools.toml"), pools)?;
+        std::fs::write(
+            repo.join(format!("inventory/nodes/{REAL_NODE}.toml")),
+            format!(
+                "# gitvps demo --real: a KVM node on this machine. QEMU runs without KVM (TCG) and\n# with user-mode networking: the guest has no network but its SSH, forwarded from\n# 127.0.0.1:{}.\naddress = \"127.0.0.1\"\nport = 22\nuser = \"root\"\nhost_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0WEiuJeApExG8OMyVSJj//DyqmDFFYkKtkZE6Et81\"\nlocation = \"This machine (demo)\"\ncountry = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"file\", dir = \"/var/lib/gitvps/disks\" }}\npools = [\"demo-kvm\"]\ncapacity = {{ ram = \"4 GiB\", disk = \"100 GiB\", vcpus = 2 }}\n\n[kvm]\naccel = \"tcg\"\nnetwork = \"user\"\nforward_base = {}\n",
+                self.ssh_port, self.forward_base
+            ),
+        )?;
+        std::fs::write(
+            repo.join(format!("inventory/vps/{REAL_VPS}.toml")),
+            format!(
+                "# gitvps demo --real: a VPS that really boots (Debian 12 under QEMU).\ncustomer = \"{DEMO_CUSTOMER}\"\nproduct = \"test\"\nnode = \"{REAL_NODE}\"\nips = [\"{REAL_IP}\"]\nhostname = \"{REAL_VPS}.example.net\"\nos = \"debian-12\"\npower = \"running\"\nstate = \"active\"\ncreated = 2026-01-01\nexpires = 2099-01-01\n\n[actions]\nreboot = 0\nfsck = 0\nreinstall = 0\n"
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// The KVM node's root: the real tools, but a stand-in `useradd` (the console account is
+    /// made under the node root, not on this machine), and the bootstraps' cache.
+    fn prepare_root(&self, root: &Path, exe: &Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let sbin = root.join("usr/sbin");
+        std::fs::create_dir_all(&sbin)?;
+        let useradd = sbin.join("useradd");
+        std::fs::write(
+            &useradd,
+            format!(
+                "#!/bin/sh\nexec '{}' node-sim exec --root '{}' useradd \"$@\"\n",
+                exe.display(),
+                root.display()
+            ),
+        )?;
+        std::fs::set_permissions(&useradd, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir_all(&self.cache)
+            .with_context(|| format!("cannot create the cache {}", self.cache.display()))?;
+        std::fs::create_dir_all(root.join("var/cache"))?;
+        std::os::unix::fs::symlink(&self.cache, root.join("var/cache/gitvps"))?;
+        Ok(())
+    }
+
+    /// Says how to log in; with `check`, logs in once and checks the host name.
+    fn show(&self, dir: &Path, check: bool) -> anyhow::Result<()> {
+        let key = dir.join("vps_key");
+        let console = dir
+            .join("nodes")
+            .join(REAL_NODE)
+            .join(format!("var/log/gitvps/console/{REAL_VPS}.log"));
+        say(&format!(
+            "   Real VPS {REAL_VPS} is up (Debian 12 under QEMU, mirror {}). Log in:\n     ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1\n   Its serial console: {}",
+            self.mirror,
+            key.display(),
+            self.ssh_port,
+            console.display()
+        ))?;
+        if !check {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = Command::new("ssh")
+                .args([
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "LogLevel=ERROR",
+                    "-o",
+                    "ConnectTimeout=10",
+                    "-i",
+                ])
+                .arg(&key)
+                .arg("-p")
+                .arg(self.ssh_port.to_string())
+                .args(["root@127.0.0.1", "hostname"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("cannot run ssh")?;
+            let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if out.status.success() {
+                ensure!(
+                    name.starts_with(REAL_VPS),
+                    "the real VPS says its host name is `{name}`"
+                );
+                say(&format!(
+                    "   logged in to {REAL_VPS} over SSH: hostname {name}"
+                ))?;
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "cannot log in to the real VPS: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Stops every QEMU of the KVM node at `root` (the demo leaves nothing running).
+fn stop_guests(root: &Path) {
+    let Ok(dirs) = std::fs::read_dir(root.join("var/lib/gitvps/kvm")) else {
+        return;
+    };
+    for d in dirs.filter_map(Result::ok) {
+        let pid = std::fs::read_to_string(d.path().join("qemu.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+            let _ = Command::new("kill").arg(pid).status();
+        }
     }
 }
