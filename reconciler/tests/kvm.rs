@@ -59,9 +59,16 @@ impl KvmFleet {
             std::fs::create_dir_all(repo.join(d)).unwrap();
         }
         support::copy_tree(&top().join("bootstraps"), &repo.join("bootstraps"));
-        for f in ["products.toml", "gitvps.toml"] {
-            std::fs::copy(top().join(f), repo.join(f)).unwrap();
-        }
+        std::fs::copy(top().join("gitvps.toml"), repo.join("gitvps.toml")).unwrap();
+        // The test plan with disk caps, which QEMU gets as throttling options.
+        let products = std::fs::read_to_string(top().join("products.toml")).unwrap();
+        let capped = products.replacen(
+            "traffic = \"1024 MiB\"",
+            "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\ntraffic = \"1024 MiB\"",
+            1,
+        );
+        assert_ne!(products, capped);
+        std::fs::write(repo.join("products.toml"), capped).unwrap();
         std::fs::write(
             repo.join("pools.toml"),
             "[[pool]]\nid = \"test-1\"\nlocation = \"Testville\"\nnetwork = \"192.0.2.0/24\"\ngateway = \"192.0.2.1\"\ndns = [\"192.0.2.2\"]\nreserved = [\"192.0.2.2\"]\n",
@@ -171,7 +178,15 @@ impl KvmFleet {
     fn converge(&self, what: &str) -> Run {
         let t = Instant::now();
         let a = self.gitvps(&["apply"]);
-        eprintln!("{what}: apply took {:.1} s", t.elapsed().as_secs_f64());
+        let usage = a
+            .stderr
+            .lines()
+            .find(|l| l.contains("peak memory"))
+            .unwrap_or("");
+        eprintln!(
+            "{what}: apply took {:.1} s; {usage}",
+            t.elapsed().as_secs_f64()
+        );
         assert_eq!(
             a.code,
             0,
@@ -397,6 +412,10 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     let pid = f.qemu_pid().unwrap();
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(cmdline.contains("restrict=on"), "{cmdline}");
+    assert!(
+        cmdline.contains(",throttling.iops-total=2000,throttling.bps-total=200000000"),
+        "{cmdline}"
+    );
     assert_eq!(
         std::fs::read_to_string(f.run_dir().join("cmdline")).unwrap(),
         std::fs::read_to_string(f.root.join(format!("etc/gitvps/kvm/{VPS}.args"))).unwrap(),

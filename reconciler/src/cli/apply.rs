@@ -182,6 +182,12 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
     ));
     let (text, ok) = summary(&outcomes);
     super::emit(&text)?;
+    tracing::info!(
+        target: "gitvps::apply",
+        cpu_ms = crate::testbed::process_cpu_time().as_millis() as u64,
+        peak_rss_mib = crate::testbed::peak_rss_kib() / 1024,
+        "the reconciler's own CPU time and peak memory for this apply"
+    );
     if a.status {
         let rt = runtime()?;
         let observed = rt.block_on(crate::apply::observe_all(
