@@ -201,6 +201,8 @@ pub enum Storage {
     File {
         /// The folder.
         dir: AbsPath,
+        /// The images' format (`raw` by default; `qcow2` on KVM nodes only).
+        format: ImageFormat,
     },
 }
 

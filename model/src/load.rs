@@ -770,7 +770,7 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
     let country = n.req::<Country>(r, &mut o, "country");
     let hypervisor = n.req_kw::<Hypervisor>(r, &mut o, "hypervisor");
     let kvm = parse_kvm(r, &mut o, &n, hypervisor);
-    let storage = match n.sub(r, &mut o, "storage", &["backend", "vg", "dir"]) {
+    let storage = match n.sub(r, &mut o, "storage", &["backend", "vg", "dir", "format"]) {
         None => {
             if !t.contains_key("storage") {
                 r.error(None, "storage", "missing required field");
@@ -783,9 +783,26 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
                 Some("lvm") => s
                     .req::<VgName>(r, &mut o, "vg")
                     .map(|vg| Storage::Lvm { vg }),
-                Some("file") => s
-                    .req::<AbsPath>(r, &mut o, "dir")
-                    .map(|dir| Storage::File { dir }),
+                Some("file") => {
+                    let dir = s.req::<AbsPath>(r, &mut o, "dir");
+                    let format = s.kw::<ImageFormat>(r, &mut o, "format");
+                    if format == Some(ImageFormat::Qcow2) && hypervisor == Some(Hypervisor::Xen) {
+                        r.error(
+                            s.span_of("format"),
+                            "storage.format",
+                            "qcow2 images are for hypervisor = \"kvm\" (this node runs \"xen\", whose guests use raw images)",
+                        );
+                    }
+                    // A `format` that did not parse: the images' format is unknowable.
+                    match (dir, format) {
+                        (Some(dir), Some(format)) => Some(Storage::File { dir, format }),
+                        (Some(dir), None) if !s.has("format") => Some(Storage::File {
+                            dir,
+                            format: ImageFormat::Raw,
+                        }),
+                        _ => None,
+                    }
+                }
                 Some(other) => {
                     r.error(
                         span_of_sub(t, "storage", "backend"),
@@ -799,6 +816,13 @@ fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> Option<Node>
                 }
                 None => None,
             };
+            if backend.as_deref() == Some("lvm") && s.has("format") {
+                r.error(
+                    s.span_of("format"),
+                    "storage.format",
+                    "unknown field for the \"lvm\" backend: `format` belongs to the \"file\" backend (logical volumes are raw)",
+                );
+            }
             match &st {
                 Some(Storage::Lvm { .. })
                     if t.get("storage")

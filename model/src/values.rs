@@ -205,6 +205,24 @@ impl Rate {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The rate in bits per second, read as xl reads it: `K`, `M`, `G` are powers of 1000,
+    /// `b` bits and `B` bytes (`"100Mb/s"`: 100 000 000; `"10MB/s"`: 80 000 000). 0 is what xl
+    /// takes as no limit.
+    pub fn bits_per_sec(&self) -> u64 {
+        let digits = self.0.bytes().take_while(u8::is_ascii_digit).count();
+        let (num, rest) = self.0.split_at(digits);
+        // At most 9 digits (checked when parsed): 999 999 999 GB/s in bits still fits in a u64.
+        let n: u64 = num.parse().unwrap_or(0);
+        let (mult, unit) = match rest.as_bytes().first() {
+            Some(b'K') => (1_000, &rest[1..]),
+            Some(b'M') => (1_000_000, &rest[1..]),
+            Some(b'G') => (1_000_000_000, &rest[1..]),
+            _ => (1, rest),
+        };
+        let per_unit: u64 = if unit.starts_with('B') { 8 } else { 1 };
+        n.saturating_mul(mult).saturating_mul(per_unit)
+    }
 }
 
 impl FromStr for Rate {
@@ -817,7 +835,8 @@ pub fn parse_keyword<K: Keyword>(s: &str) -> Result<K, String> {
         })
 }
 
-/// Declares a keyword enum: its variants, their TOML spelling, Display and Serialize.
+/// Declares a keyword enum: its variants, their TOML spelling, Display, Serialize and
+/// Deserialize (as that spelling).
 macro_rules! keyword {
     ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -835,6 +854,12 @@ macro_rules! keyword {
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str($crate::values::Keyword::as_str(*self))
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                $crate::values::parse_keyword(&s).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -888,6 +913,33 @@ keyword!(
         User = "user",
     }
 );
+keyword!(
+    /// The format of a node's disk images (`storage.format`, file backend).
+    ImageFormat, "disk image format", {
+        /// Raw images, `<vps>.img`: a sparse file that is the disk byte for byte.
+        Raw = "raw",
+        /// qcow2 images, `<vps>.qcow2` (QEMU's format; KVM nodes only).
+        Qcow2 = "qcow2",
+    }
+);
+
+impl Default for ImageFormat {
+    /// `raw`.
+    fn default() -> Self {
+        ImageFormat::Raw
+    }
+}
+
+impl ImageFormat {
+    /// The image file name extension, without the dot: `img` or `qcow2`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Raw => "img",
+            ImageFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
 keyword!(
     /// How reverse DNS zones are laid out for a pool.
     RdnsZone, "reverse DNS layout", {
@@ -1170,6 +1222,17 @@ mod tests {
         assert!("Root".parse::<UnixUser>().is_err());
         assert!("100Mb/s".parse::<Rate>().is_ok());
         assert!("100 Mbit".parse::<Rate>().is_err());
+        for (rate, bits) in [
+            ("100Mb/s", 100_000_000),
+            ("10MB/s", 80_000_000),
+            ("1Gb/s", 1_000_000_000),
+            ("64Kb/s", 64_000),
+            ("12B/s", 96),
+            ("0Mb/s", 0),
+            ("999999999GB/s", 7_999_999_992_000_000_000),
+        ] {
+            assert_eq!(rate.parse::<Rate>().unwrap().bits_per_sec(), bits, "{rate}");
+        }
         for good in ["br0", "vmbr0.100", "a_b-c", "abcdefghijklmno"] {
             assert!(check_interface_name(good).is_ok(), "{good}");
         }

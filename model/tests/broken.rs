@@ -260,6 +260,31 @@ fn kvm_nodes_and_disk_caps_load_typed() {
     );
 }
 
+/// `storage.format`: raw unless the file node says `qcow2` (KVM nodes only).
+#[test]
+fn image_formats_load_typed() {
+    use model::Storage;
+    use model::values::ImageFormat;
+
+    let node: NodeId = "node0201".parse().unwrap();
+    let base = Inventory::load(&fixtures().join("base")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        &base.nodes[&node].storage,
+        Storage::File { dir, format: ImageFormat::Raw } if dir.as_str() == "/var/lib/gitvps/disks"
+    ));
+    let repo = build(&fixtures().join("valid/kvm-qcow2"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        &inv.nodes[&node].storage,
+        Storage::File {
+            format: ImageFormat::Qcow2,
+            ..
+        }
+    ));
+    assert_eq!(ImageFormat::Qcow2.extension(), "qcow2");
+    assert_eq!(ImageFormat::default().extension(), "img");
+}
+
 /// A KVM node without `[kvm]` gets the defaults; a Xen node has no KVM settings.
 #[test]
 fn kvm_defaults_and_xen_nodes() {

@@ -226,7 +226,8 @@ _kvm_extract() {
 # order). The initrd is /boot/initrd.img-VERSION of that kernel, or /initrd.img, /boot/initrd.img
 # for an unversioned one. Without one RUN/initrd.img is an empty file: QEMU takes an empty
 # -initrd and the kernel boots without an initramfs (measured with Debian 12's cloud kernel).
-# Raw disks only (debugfs cannot read qcow2).
+# Raw disks only (debugfs cannot read qcow2): a qcow2 disk's kernel is stored by
+# kvm_store_kernel when its OS is written.
 kvm_kernel() {
   _kk_disk=$1
   _kk_run=${2%/}
@@ -288,6 +289,39 @@ kvm_kernel() {
   : >"$_kk_run/initrd.img"
 }
 
+# kvm_store_kernel RAW RUN: takes the guest kernel and initrd from the raw image RAW as
+# kvm_kernel does and stores them as RUN/boot-vmlinuz and RUN/boot-initrd.img: what a guest on
+# a qcow2 disk (which debugfs cannot read) boots. The install, reinstall and fsck steps call it
+# on the raw copy they write the image from.
+kvm_store_kernel() {
+  _kb_run=${2%/}
+  _kb_tmp=$_kb_run/.boot-tmp
+  rm -rf "$_kb_tmp"
+  if kvm_kernel "$1" "$_kb_tmp" &&
+    mv -f "$_kb_tmp/vmlinuz" "$_kb_run/boot-vmlinuz" &&
+    mv -f "$_kb_tmp/initrd.img" "$_kb_run/boot-initrd.img"; then
+    rm -rf "$_kb_tmp"
+    return 0
+  fi
+  rm -rf "$_kb_tmp"
+  return 1
+}
+
+# _kvm_boot_stored VPS RUN: copies the kernel and initrd kvm_store_kernel stored to RUN/vmlinuz
+# and RUN/initrd.img, for a guest on a qcow2 disk.
+_kvm_boot_stored() {
+  if [ ! -f "$2/boot-vmlinuz" ] || [ ! -f "$2/boot-initrd.img" ]; then
+    _kvm_err "$1: no kernel stored for this qcow2 disk ($2/boot-vmlinuz): reinstall the VPS, or bump its actions.fsck, which stores it again from the disk"
+    return 1
+  fi
+  cp -f "$2/boot-vmlinuz" "$2/vmlinuz.tmp" && mv -f "$2/vmlinuz.tmp" "$2/vmlinuz" &&
+    cp -f "$2/boot-initrd.img" "$2/initrd.img.tmp" && mv -f "$2/initrd.img.tmp" "$2/initrd.img" &&
+    return 0
+  rm -f "$2/vmlinuz.tmp" "$2/initrd.img.tmp"
+  _kvm_err "$1: cannot copy the stored kernel in $2"
+  return 1
+}
+
 # disk_in_use DISK: prints `PID (comm)` for every process holding DISK open (symlinks resolved,
 # as /dev/VG/LV -> /dev/dm-N); true when there is any.
 disk_in_use() {
@@ -313,9 +347,10 @@ disk_in_use() {
 }
 
 # Sets _kvm_val to the QEMU option value at the start of $1 (up to a lone comma; `,,` is an
-# escaped comma).
+# escaped comma), and _kvm_rest to what follows that comma.
 _kvm_optval() {
   _kvm_val=
+  _kvm_rest=
   _kv_v=$1
   while :; do
     case $_kv_v in
@@ -327,7 +362,10 @@ _kvm_optval() {
             _kvm_val=$_kvm_val,
             _kv_v=${_kv_v#,}
             ;;
-          *) return 0 ;;
+          *)
+            _kvm_rest=$_kv_v
+            return 0
+            ;;
         esac
         ;;
       *)
@@ -338,12 +376,25 @@ _kvm_optval() {
   done
 }
 
+# Sets _kvm_fmt to the format= of the -drive options $1 (empty when it names none).
+_kvm_drive_format() {
+  _kvm_fmt=
+  _kf_v=$1
+  while [ -n "$_kf_v" ]; do
+    _kvm_optval "$_kf_v"
+    _kf_v=$_kvm_rest
+    case $_kvm_val in format=*) _kvm_fmt=${_kvm_val#format=} ;; esac
+  done
+}
+
 # kvm_start VPS ARGS RUN LOG: starts the guest from ARGS (QEMU arguments, one a line, with
 # -daemonize and -pidfile RUN/qemu.pid) and waits until its QMP answers. Refuses a guest that
 # is running or a disk in use; takes the guest's kernel from its first disk when ARGS boot
-# RUN/vmlinuz. QEMU's messages go to RUN/qemu.log (its tail is shown on failure): stderr until
-# QEMU daemonizes, then `-D RUN/qemu.log`, which kvm_start adds (unless ARGS has a -D): a
-# daemonized QEMU reopens its -D file (truncating it) as its stderr, else uses /dev/null.
+# RUN/vmlinuz (from a qcow2 first disk, which debugfs cannot read: the kernel kvm_store_kernel
+# stored when its OS was written). QEMU's messages go to RUN/qemu.log (its tail is shown on
+# failure): stderr until QEMU daemonizes, then `-D RUN/qemu.log`, which kvm_start adds (unless
+# ARGS has a -D): a daemonized QEMU reopens its -D file (truncating it) as its stderr, else uses
+# /dev/null.
 kvm_start() {
   _ks_vps=$1
   _ks_args=$2
@@ -363,6 +414,7 @@ kvm_start() {
   _ks_prev=
   _ks_disks=
   _ks_disk=
+  _ks_fmt=
   _ks_kernel=
   _ks_daemon=
   _ks_pidfile=
@@ -384,9 +436,13 @@ kvm_start() {
         esac
         if [ -n "$_ks_v" ]; then
           _kvm_optval "$_ks_v"
-          [ -n "$_ks_disk" ] || _ks_disk=$_kvm_val
           _ks_disks="$_ks_disks$_kvm_val
 "
+          if [ -z "$_ks_disk" ]; then
+            _ks_disk=$_kvm_val
+            _kvm_drive_format "$_ks_a"
+            _ks_fmt=$_kvm_fmt
+          fi
         fi
         ;;
       -kernel) [ "$_ks_a" != "$_ks_run/vmlinuz" ] || _ks_kernel=1 ;;
@@ -424,11 +480,15 @@ EOF
       _kvm_err "$_ks_vps: $_ks_args boots the guest's kernel but has no -drive file="
       return 1
     fi
-    kvm_kernel "$_ks_disk" "$_ks_run" || {
-      _ks_rc=$?
-      _kvm_err "$_ks_vps: cannot take the guest kernel from disk $_ks_disk"
-      return "$_ks_rc"
-    }
+    if [ "$_ks_fmt" = qcow2 ]; then
+      _kvm_boot_stored "$_ks_vps" "$_ks_run" || return 1
+    else
+      kvm_kernel "$_ks_disk" "$_ks_run" || {
+        _ks_rc=$?
+        _kvm_err "$_ks_vps: cannot take the guest kernel from disk $_ks_disk"
+        return "$_ks_rc"
+      }
+    fi
   fi
   cp -f "$_ks_args" "$_ks_run/cmdline" || return 1
   case $_ks_log in */?*) mkdir -p "${_ks_log%/*}/" ;; esac

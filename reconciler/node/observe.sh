@@ -72,13 +72,35 @@ esac
 case $backend in
   lvm) raw lvs lvs --reportformat json -o lv_name,vg_name,lv_size --units b --nosuffix "$store" ;;
   file)
+    # Raw images (<vps>.img: the file's size) and qcow2 images (<vps>.qcow2: the virtual size,
+    # a big-endian u64 at byte 24 of the header, after the magic QFI\xfb; a .qcow2 without that
+    # header is reported with its file size and format "unknown").
     printf '"images":['
     sep=
-    for f in "$R$store"/*.img; do
+    for f in "$R$store"/*.img "$R$store"/*.qcow2; do
       [ -f "$f" ] || continue
       n=${f##*/}
-      printf '%s{"name":"' "$sep"; pstr "${n%.img}"
-      printf '","size":%s}' "$(stat -c %s "$f")"
+      case $n in
+        *.qcow2)
+          n=${n%.qcow2}
+          # shellcheck disable=SC2046 # od prints 32 hex words
+          set -- $(od -An -tx1 -N32 "$f")
+          if [ $# -eq 32 ] && [ "$1$2$3$4" = 514649fb ]; then
+            fmt=qcow2
+            size=$((0x${25}${26}${27}${28}${29}${30}${31}${32}))
+          else
+            fmt=unknown
+            size=$(stat -c %s "$f")
+          fi
+          ;;
+        *)
+          n=${n%.img}
+          fmt=raw
+          size=$(stat -c %s "$f")
+          ;;
+      esac
+      printf '%s{"name":"' "$sep"; pstr "$n"
+      printf '","size":%s,"format":"%s"}' "$size" "$fmt"
       sep=,
     done
     printf '],'

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use model::values::{Hypervisor, Power, State};
+use model::values::{Hypervisor, ImageFormat, Power, State};
 use model::{Actions, Inventory, NodeId, Storage, VpsId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -66,7 +66,21 @@ pub enum Store {
     File {
         /// The folder.
         dir: String,
+        /// The images' format: `<vps>.img` raw images, or `<vps>.qcow2` (KVM). Plans saved
+        /// before there was a choice have none: raw.
+        #[serde(default)]
+        format: ImageFormat,
     },
+}
+
+impl Store {
+    /// The image format of a file store; `None` for LVM.
+    pub fn image_format(&self) -> Option<ImageFormat> {
+        match self {
+            Store::Lvm { .. } => None,
+            Store::File { format, .. } => Some(*format),
+        }
+    }
 }
 
 /// What one VPS should look like on its node.
@@ -391,8 +405,9 @@ pub fn desired(
         let root = n.root.as_str().to_owned();
         let store = match &n.storage {
             Storage::Lvm { vg } => Store::Lvm { vg: vg.to_string() },
-            Storage::File { dir } => Store::File {
+            Storage::File { dir, format } => Store::File {
                 dir: node_path(&root, dir.as_str()),
+                format: *format,
             },
         };
         nodes.insert(
@@ -420,14 +435,18 @@ pub fn desired(
         })?;
         let disk_path = match &spec.store {
             Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{}", v.id)),
-            Store::File { dir } => format!("{dir}/{}.img", v.id),
+            Store::File { dir, format } => format!("{dir}/{}.{}", v.id, format.extension()),
         };
         let Some(node) = inv.nodes.get(&v.node) else {
             continue;
         };
         let config = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
-                let vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+                let mut vars =
+                    crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+                if spec.store.image_format() == Some(ImageFormat::Qcow2) {
+                    vars.disk_format = "qcow2";
+                }
                 let bridge = match &kvm.network {
                     model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
                     model::KvmNetwork::User { .. } => None,
@@ -437,6 +456,8 @@ pub fn desired(
                     // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
                     cpu_weight: (res.cpu_weight.saturating_mul(100) / 256).clamp(1, 10_000),
                     cpu_cap: res.cpu_cap,
+                    ips: &v.ips,
+                    rate: res.bandwidth.as_ref(),
                 };
                 crate::driver::kvm::args_file(&spec.root, &v.id, &kvm_tmpl, &vars, &plumbing)?
             }

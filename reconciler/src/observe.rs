@@ -58,6 +58,10 @@ pub struct Domain {
     /// or QMP's run state (`running`, `paused`, `shutdown`, `guest-panicked`, ...), or
     /// `unresponsive` when the guest's QMP socket did not answer.
     pub state: String,
+    /// KVM: the sha256 of the arguments the running QEMU was started with (its `cmdline`
+    /// copy), to compare with its config. `None` on Xen, whose running config is not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_config: Option<String>,
 }
 
 /// QMP run states in which a guest does not run and must be restarted.
@@ -148,8 +152,12 @@ pub struct Record {
 pub struct NodeState {
     /// Guest domains by name (Domain-0 excluded).
     pub domains: BTreeMap<String, Domain>,
-    /// VPS disks by name, with their size in bytes.
+    /// VPS disks by name, with their size in bytes (a qcow2 image's virtual size).
     pub disks: BTreeMap<String, u64>,
+    /// File-backend nodes: the format of each VPS's image files, by VPS name: `raw`
+    /// (`<vps>.img`), `qcow2` (`<vps>.qcow2`) or `unknown` (a `.qcow2` without a qcow2 header);
+    /// two entries when both files exist. Empty on LVM nodes.
+    pub image_formats: BTreeMap<String, Vec<String>>,
     /// sha256 of each config gitvps wrote, by VPS name.
     pub configs: BTreeMap<String, String>,
     /// Records by VPS name.
@@ -165,6 +173,8 @@ pub struct NodeState {
 }
 
 /// A node as seen by observe.
+// One per node, built once and read in place: boxing the state would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Observation {
@@ -223,6 +233,8 @@ struct RawGuest {
     status: String,
     mem: String,
     vcpus: String,
+    #[serde(default)]
+    cmdline_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +265,8 @@ struct RawLv {
 struct RawImage {
     name: String,
     size: u64,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +326,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
                     memory_mib: lead(&g.mem).parse().map_err(|_| bad("memory"))?,
                     vcpus: lead(&g.vcpus).parse().map_err(|_| bad("vcpus"))?,
                     state: g.status.clone(),
+                    running_config: Some(g.cmdline_sha256.clone()).filter(|h| !h.is_empty()),
                 },
             );
         }
@@ -347,12 +362,19 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
                 memory_mib: d.mem.parse().map_err(|_| bad("memory"))?,
                 vcpus: d.vcpus.parse().map_err(|_| bad("vcpus"))?,
                 state: d.state.clone(),
+                running_config: None,
             },
         );
     }
     let mut disks = BTreeMap::new();
+    let mut image_formats: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(images) = raw.images {
-        disks.extend(images.into_iter().map(|i| (i.name, i.size)));
+        for i in images {
+            if let Some(f) = i.format {
+                image_formats.entry(i.name.clone()).or_default().push(f);
+            }
+            disks.insert(i.name, i.size);
+        }
     } else if let Some(lvs) = raw.lvs {
         for lv in lvs.report.into_iter().flat_map(|r| r.lv) {
             let size = lv.lv_size.parse().map_err(|_| ObserveError::Garbage {
@@ -368,6 +390,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
     let mut state = NodeState {
         domains,
         disks,
+        image_formats,
         configs: raw
             .configs
             .into_iter()
@@ -395,7 +418,14 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
 pub fn digest(s: &NodeState) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    let json = serde_json::json!([s.domains, s.disks, s.configs, s.records, s.consoles]);
+    let json = serde_json::json!([
+        s.domains,
+        s.disks,
+        s.configs,
+        s.records,
+        s.consoles,
+        s.image_formats
+    ]);
     h.update(json.to_string().as_bytes());
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()
@@ -454,11 +484,27 @@ mod tests {
         assert_eq!(k.qemu.as_deref(), Some("/usr/bin/qemu-system-x86_64"));
         assert!(!k.accel_kvm);
         assert_eq!(s.disks["xen02"], 1 << 30);
+        assert!(s.image_formats.is_empty(), "a report without formats");
         // No QEMU on the node: still a reachable node, with no guests.
         let bare = r#"{"version":1,"hypervisor":"kvm","guests":[],"qemu":"","kvm":{"usable":false,"error":""},"images":[],"configs":[],"records":[],"consoles":[],"now":1}"#;
         let s = parse("kvm1", bare.as_bytes()).unwrap();
         assert!(s.domains.is_empty());
         assert_eq!(s.kvm.unwrap().qemu, None);
+    }
+
+    #[test]
+    fn image_formats_are_kept_per_vps() {
+        let report = r#"{"version":1,"hypervisor":"kvm","guests":[],"qemu":"","kvm":{"usable":false,"error":""},"images":[{"name":"a","size":5,"format":"raw"},{"name":"b","size":21474836480,"format":"qcow2"},{"name":"a","size":7,"format":"qcow2"}],"configs":[],"records":[],"consoles":[],"now":1}"#;
+        let s = parse("kvm1", report.as_bytes()).unwrap();
+        assert_eq!(s.disks["b"], 20 << 30);
+        assert_eq!(s.image_formats["b"], ["qcow2"]);
+        assert_eq!(s.image_formats["a"], ["raw", "qcow2"]);
+        let other = parse(
+            "kvm1",
+            report.replace("\"qcow2\"}]", "\"raw\"}]").as_bytes(),
+        )
+        .unwrap();
+        assert_ne!(s.digest, other.digest, "the formats are part of the digest");
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     for v in spec.vps.values() {
-        plan_vps(desired, v, obs, &mut steps, &mut notes);
+        plan_vps(desired, spec, v, obs, &mut steps, &mut notes);
         plan_console(&spec.root, v, obs, &mut steps);
     }
     let elsewhere = |name: &str| {
@@ -317,15 +317,48 @@ fn day_of(ts: i64) -> String {
         .map_or_else(|| ts.to_string(), |t| t.date_naive().to_string())
 }
 
+/// Why the image files of a VPS on a file-backend node are not the disk gitvps would work on:
+/// an image in the other format (the node's `storage.format` changed), both kinds, or a
+/// `.qcow2` that is not one. Such a VPS is left as it is: its guest keeps running on its old
+/// config rather than being restarted onto a disk that does not exist.
+fn image_mismatch(spec: &NodeSpec, v: &VpsSpec, obs: &NodeState) -> Option<Note> {
+    let want = spec.store.image_format()?;
+    let found = obs.image_formats.get(v.id.as_str())?;
+    let name = v.id.as_str();
+    let ext = |f: &str| if f == "raw" { "img" } else { "qcow2" };
+    match found.as_slice() {
+        [f] if *f == want.to_string() => None,
+        [f] if f == "raw" || f == "qcow2" => Some(format!(
+            "{name}: its disk is a {f} image ({name}.{}) but the node's storage.format is \"{want}\": the VPS is left as it is (convert the image with `qemu-img convert` to {name}.{} while the guest is stopped, or set the format back)",
+            ext(f),
+            want.extension()
+        )),
+        [_] => Some(format!(
+            "{name}: {name}.qcow2 is not a qcow2 image (no qcow2 header): the VPS is left as it is"
+        )),
+        _ => Some(format!(
+            "{name}: both {name}.img and {name}.qcow2 are in the node's image folder: the VPS is left as it is until one of them is removed"
+        )),
+    }
+}
+
 /// Plans one VPS, appending its steps in the order they must run.
 fn plan_vps(
     desired: &Desired,
+    spec: &NodeSpec,
     v: &VpsSpec,
     obs: &NodeState,
     steps: &mut Vec<Step>,
     notes: &mut Vec<Note>,
 ) {
     let name = v.id.as_str();
+    let mismatch = image_mismatch(spec, v, obs);
+    if v.state != State::Destroyed
+        && let Some(n) = mismatch.clone()
+    {
+        notes.push(n);
+        return;
+    }
     let domain = obs.domains.get(name);
     let disk = obs.disks.get(name).copied();
     let config = obs.configs.get(name);
@@ -377,6 +410,10 @@ fn plan_vps(
             push(Op::RemoveConfig, None);
         }
         if disk.is_none() {
+            return;
+        }
+        if let Some(n) = mismatch {
+            notes.push(n);
             return;
         }
         let from_file = v
@@ -486,6 +523,12 @@ fn plan_vps(
             Some("its config is missing".to_owned())
         } else if config_changed {
             Some("its config changed".to_owned())
+        } else if domain
+            .and_then(|d| d.running_config.as_ref())
+            .is_some_and(|h| *h != v.config_sha256)
+        {
+            // KVM keeps the arguments QEMU was started with: it must run its config.
+            Some("it runs other arguments than its config".to_owned())
         } else {
             None
         };

@@ -6,36 +6,20 @@
 )]
 //! The KVM driver for real: a real sshd as the node, `gitvps apply`, and a Debian guest booted by
 //! QEMU (TCG) that the test logs in to with the customer's key. Needs root, QEMU, socat, sudo.
+//! The node stores qcow2 images (`gitvps demo --real`, tested in `tests/demo.rs`, boots a raw
+//! one).
 
 mod support;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::fleet::{Run, bin};
-use support::{Sshd, keygen, mirror, top};
+use support::kvm::{KvmNode, KvmNodeSpec, is_root};
 
 const VPS: &str = "xen10";
 const IP: &str = "192.0.2.10";
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// One KVM node (a folder behind a real sshd) and a repo with one VPS on it.
-struct KvmFleet {
-    sshd: Sshd,
-    dir: tempfile::TempDir,
-    repo: PathBuf,
-    root: PathBuf,
-    customer_key: PathBuf,
-    customer_pub: String,
-    ssh_port: u16,
-}
 
 /// A free TCP port on 127.0.0.1 whose last-octet base is usable for `forward_base`.
 fn free_forward_base() -> u16 {
@@ -49,258 +33,60 @@ fn free_forward_base() -> u16 {
     panic!("no free port");
 }
 
-impl KvmFleet {
-    fn new() -> KvmFleet {
-        let sshd = Sshd::start();
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        let root = dir.path().join("node");
-        for d in ["inventory/nodes", "inventory/vps", "inventory/customers"] {
-            std::fs::create_dir_all(repo.join(d)).unwrap();
-        }
-        support::copy_tree(&top().join("bootstraps"), &repo.join("bootstraps"));
-        std::fs::copy(top().join("gitvps.toml"), repo.join("gitvps.toml")).unwrap();
-        // The test plan with disk caps, which QEMU gets as throttling options.
-        let products = std::fs::read_to_string(top().join("products.toml")).unwrap();
-        let capped = products.replacen(
-            "traffic = \"1024 MiB\"",
-            "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\ntraffic = \"1024 MiB\"",
-            1,
-        );
-        assert_ne!(products, capped);
-        std::fs::write(repo.join("products.toml"), capped).unwrap();
-        std::fs::write(
-            repo.join("pools.toml"),
-            "[[pool]]\nid = \"test-1\"\nlocation = \"Testville\"\nnetwork = \"192.0.2.0/24\"\ngateway = \"192.0.2.1\"\ndns = [\"192.0.2.2\"]\nreserved = [\"192.0.2.2\"]\n",
-        )
-        .unwrap();
-        // An appliance whose first boot needs no network (the guest has none but SSH in).
-        let probe = repo.join("bootstraps/appliances/probe");
-        std::fs::create_dir_all(&probe).unwrap();
-        std::fs::write(
-            probe.join("meta.toml"),
-            "name = \"Probe\"\ndescription = \"records its first boot\"\nfamilies = [\"debian\"]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            probe.join("firstboot"),
-            "#!/bin/sh\nset -eu\n. /usr/local/lib/gitvps/env\nprintf '%s %s\\n' \"$VPS_ID\" \"$VPS_IPV4\" >/root/firstboot-ran\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            probe.join("firstboot"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        let customer_key = dir.path().join("customer_key");
-        let customer_pub = keygen(&customer_key, "jane@laptop");
-        std::fs::write(
-            repo.join("inventory/customers/c-0001.toml"),
-            format!(
-                "name = \"Jane\"\nemail = \"jane@example.net\"\nssh_keys = [\"{customer_pub}\"]\n"
-            ),
-        )
-        .unwrap();
-        let base = free_forward_base();
-        std::fs::write(
-            repo.join("inventory/nodes/kvm1.toml"),
-            format!(
-                "address = \"{}\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"Testville\"\ncountry = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"file\", dir = \"/var/lib/gitvps/disks\" }}\npools = [\"test-1\"]\ncapacity = {{ ram = \"8 GiB\", disk = \"1 TiB\", vcpus = 8 }}\nroot = \"{}\"\n\n[kvm]\naccel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n",
-                sshd.addr,
-                sshd.port,
-                sshd.user,
-                sshd.host_key,
-                root.display()
-            ),
-        )
-        .unwrap();
-        // The node's tools are the real ones, but for `useradd`: the console account is made
-        // under the node root by the stand-in (the test mirrors it into /etc when it needs it).
-        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
-        std::fs::write(
-            root.join("usr/sbin/useradd"),
-            format!(
-                "#!/bin/sh\nexec {} node-sim exec --root {} useradd \"$@\"\n",
-                bin(),
-                root.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            root.join("usr/sbin/useradd"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        // The bootstraps' root cache lives under target/, shared by test runs.
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .join("gitvps-cache");
-        std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(root.join("var/cache")).unwrap();
-        std::os::unix::fs::symlink(&cache, root.join("var/cache/gitvps")).unwrap();
-        let ssh_port = base + 10;
-        KvmFleet {
-            sshd,
-            dir,
-            repo,
-            root,
-            customer_key,
-            customer_pub,
-            ssh_port,
-        }
-    }
+/// The test's node: user-mode networking (the guest's SSH forwarded from 127.0.0.1), qcow2
+/// images, and the test plan with disk caps, which QEMU gets as throttling options.
+struct Fleet {
+    node: KvmNode,
+    ssh_port: u16,
+}
 
-    fn vps_file(&self, extra: &str) {
-        std::fs::write(
-            self.repo.join(format!("inventory/vps/{VPS}.toml")),
-            format!(
-                "customer = \"c-0001\"\nproduct = \"test\"\nnode = \"kvm1\"\nips = [\"{IP}\"]\nhostname = \"{VPS}.example.net\"\nos = \"debian-12\"\nappliance = \"probe\"\ncreated = 2026-01-01\nexpires = 2099-01-01\n{extra}"
-            ),
-        )
-        .unwrap();
-    }
-
-    fn gitvps(&self, args: &[&str]) -> Run {
-        Command::new(bin())
-            .arg("--repo")
-            .arg(&self.repo)
-            .args(args)
-            .env("GITVPS_SSH_KEY", &self.sshd.client_key)
-            .env("GITVPS_MIRROR", mirror())
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .unwrap()
-            .into()
-    }
-
-    /// Applies, checks the apply succeeded and that a second plan is empty; returns the apply.
-    fn converge(&self, what: &str) -> Run {
-        let t = Instant::now();
-        let a = self.gitvps(&["apply"]);
-        let usage = a
-            .stderr
-            .lines()
-            .find(|l| l.contains("peak memory"))
-            .unwrap_or("");
-        eprintln!(
-            "{what}: apply took {:.1} s; {usage}",
-            t.elapsed().as_secs_f64()
-        );
-        assert_eq!(
-            a.code,
-            0,
-            "{what}: apply failed: {a:?}\n{}",
-            self.console_tail()
-        );
-        let p = self.gitvps(&["plan"]);
-        assert_eq!(
-            p.code, 0,
-            "{what}: the plan after the apply is not empty: {p:?}"
-        );
-        a
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.root.join(format!("var/lib/gitvps/kvm/{VPS}"))
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(self.root.join(format!("var/log/gitvps/console/{VPS}.log")))
-            .map(|t| t.replace('\r', ""))
-            .unwrap_or_default()
-    }
-
-    fn console_tail(&self) -> String {
-        let c = self.console();
-        let lines: Vec<&str> = c.lines().collect();
-        format!(
-            "--- console tail\n{}",
-            lines[lines.len().saturating_sub(25)..].join("\n")
-        )
-    }
-
-    /// The pid of the guest's QEMU when it runs.
-    fn qemu_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.run_dir().join("qemu.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
-    }
-
-    fn set_reconciler(&self, key: &str, value: &str) {
-        let p = self.repo.join("gitvps.toml");
-        let text = std::fs::read_to_string(&p).unwrap();
-        let out: String = text
-            .lines()
-            .map(|l| {
-                if l.starts_with(&format!("{key} =")) {
-                    format!("{key} = {value}\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        std::fs::write(p, out).unwrap();
-    }
-
-    /// Runs a command in the guest as root over SSH (the hostfwd on 127.0.0.1), retrying while
-    /// the guest's sshd is not up yet.
-    fn in_guest(&self, cmd: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let out = support::ssh_client(&self.customer_key, self.ssh_port)
-                .arg("root@127.0.0.1")
-                .arg(cmd)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            if out.status.success() {
-                return String::from_utf8_lossy(&out.stdout).into_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ssh into the guest failed: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.console_tail()
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    }
-
-    fn wait_for_login(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while self.console().matches("login:").count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "no login prompt #{count}\n{}",
-                self.console_tail()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn edit_vps(&self, from: &str, to: &str) {
-        let p = self.repo.join(format!("inventory/vps/{VPS}.toml"));
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "no `{from}` in {text}");
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+impl std::ops::Deref for Fleet {
+    type Target = KvmNode;
+    fn deref(&self) -> &KvmNode {
+        &self.node
     }
 }
 
-impl Drop for KvmFleet {
-    fn drop(&mut self) {
-        // Never leave a guest behind, whatever the test did.
-        if let Some(pid) = self.qemu_pid() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+impl Fleet {
+    fn new() -> Fleet {
+        let base = free_forward_base();
+        let node = KvmNode::new(&KvmNodeSpec {
+            vps: VPS,
+            network: "192.0.2.0/24",
+            gateway: "192.0.2.1",
+            kvm: &format!("accel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n"),
+            plan_extra: "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\n",
+            format: "qcow2",
+        });
+        Fleet {
+            node,
+            ssh_port: base + 10,
         }
+    }
+
+    /// Runs a command in the guest as root over its forwarded SSH.
+    fn in_guest(&self, cmd: &str) -> String {
+        self.node.in_guest("127.0.0.1", self.ssh_port, cmd)
+    }
+
+    /// The guest's qcow2 image.
+    fn disk(&self) -> PathBuf {
+        self.root.join(format!("var/lib/gitvps/disks/{VPS}.qcow2"))
+    }
+
+    /// The disk is a qcow2 image and nothing else sits beside it (no temporary stays).
+    fn assert_qcow2_alone(&self) {
+        let mut magic = [0u8; 4];
+        std::fs::File::open(self.disk())
+            .unwrap()
+            .read_exact(&mut magic)
+            .unwrap();
+        assert_eq!(&magic, b"QFI\xfb", "a qcow2 image");
+        let files: Vec<String> = std::fs::read_dir(self.disk().parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, [format!("{VPS}.qcow2")]);
     }
 }
 
@@ -330,7 +116,7 @@ impl Drop for Holder {
 
 /// Logs in as the console user with the customer's key and returns what the console printed
 /// after a carriage return.
-fn console_over_ssh(f: &KvmFleet) -> String {
+fn console_over_ssh(f: &Fleet) -> String {
     let mut child = support::ssh_client(&f.customer_key, f.sshd.port)
         .arg("-tt")
         .arg(format!("{VPS}@127.0.0.1"))
@@ -370,8 +156,8 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
         eprintln!("skipped: the KVM test writes /etc/sudoers.d and needs root");
         return;
     }
-    let f = KvmFleet::new();
-    f.vps_file("");
+    let f = Fleet::new();
+    f.vps_file(&format!("\"{IP}\""), "appliance = \"probe\"\n");
 
     // 1. First apply, with a boot timeout too short for TCG: the start step fails naming the
     // node, the VPS and the step, the guest is left running, and a re-run converges.
@@ -397,7 +183,18 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     let a = f.converge("re-run");
     assert!(!a.stdout.contains("start domain"), "{a:?}");
 
-    // 2. The guest is what the inventory says: host name, address, keys, appliance.
+    // 2. The guest is what the inventory says: host name, address, keys, appliance. Its disk is
+    // a qcow2 image; it booted the kernel stored when its OS was written.
+    f.assert_qcow2_alone();
+    assert!(
+        std::fs::metadata(f.disk()).unwrap().len() < 2 << 30,
+        "the image holds what the guest wrote, not its 15000 MiB"
+    );
+    assert_eq!(
+        std::fs::read(f.run_dir().join("vmlinuz")).unwrap(),
+        std::fs::read(f.run_dir().join("boot-vmlinuz")).unwrap()
+    );
+    let kernel12 = f.in_guest("uname -r");
     let out = f.in_guest("hostname; ip -4 -o addr show scope global; cat /root/firstboot-ran; cat /etc/debian_version");
     assert!(
         out.starts_with(&format!("{VPS}\n")) || out.starts_with(&format!("{VPS}.example.net\n")),
@@ -471,7 +268,7 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
         "actions = { reboot = 1 }",
         "actions = { reboot = 1, fsck = 1 }",
     );
-    let disk = f.root.join(format!("var/lib/gitvps/disks/{VPS}.img"));
+    let disk = f.disk();
     let holder = Holder::open(&disk);
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 1, "{a:?}");
@@ -492,6 +289,7 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     );
     let out = f.in_guest("cat /root/firstboot-ran");
     assert!(out.contains(VPS), "the disk kept its files: {out}");
+    f.assert_qcow2_alone();
 
     // 6. power = "stopped": QEMU is gone.
     f.edit_vps(
@@ -515,7 +313,9 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     );
     let out = f.in_guest("hostname; cat /etc/debian_version; cat /root/firstboot-ran");
     assert!(out.contains("\n13."), "{out}");
+    // The reinstall stored the new OS's kernel, which the guest booted.
+    let kernel13 = f.in_guest("uname -r");
+    assert_ne!(kernel12, kernel13, "debian-13 boots its own kernel");
+    f.assert_qcow2_alone();
     assert!(out.contains(&format!("{VPS} {IP}/24")), "{out}");
-    let _ = &f.customer_pub;
-    let _ = f.dir.path();
 }

@@ -881,3 +881,393 @@ fn start_takes_the_kernel_from_the_disk_when_the_arguments_boot_it() {
         "QEMU did not run"
     );
 }
+
+/// The virtual size of a qcow2 image, as `qemu-img info` says.
+fn virtual_size(img: &Path) -> u64 {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img info: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format"], "qcow2", "{v}");
+    v["virtual-size"].as_u64().unwrap()
+}
+
+/// A qcow2 image of `size` (`20G`, `64M`).
+fn qemu_img_create(path: &Path, size: &str) {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg(size)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn observe_reports_the_virtual_size_of_qcow2_images() {
+    use gitvps::desired::Store;
+    use model::values::{Hypervisor, ImageFormat};
+
+    let node = Node::new();
+    let disks = node.path("var/lib/gitvps/disks");
+    fs::create_dir_all(&disks).unwrap();
+    let big = disks.join("big.qcow2");
+    qemu_img_create(&big, "20G");
+    fs::File::create(disks.join("raw.img"))
+        .unwrap()
+        .set_len(3 << 20)
+        .unwrap();
+    fs::write(disks.join("junk.qcow2"), b"not a qcow2 image").unwrap();
+    let store = Store::File {
+        dir: format!("{}/var/lib/gitvps/disks", node.dir.path().display()),
+        format: ImageFormat::Qcow2,
+    };
+    let root = node.dir.path().display().to_string();
+    let cmd = gitvps::driver::observe_command_for(&root, &store, Hypervisor::Kvm, false);
+    let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = gitvps::observe::parse("kvm1", &out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap();
+    assert_eq!(s.disks["big"], 20 << 30, "the virtual size, not the file's");
+    assert!(fs::metadata(&big).unwrap().len() < 1 << 20);
+    assert_eq!(s.image_formats["big"], ["qcow2"]);
+    assert_eq!(s.disks["raw"], 3 << 20);
+    assert_eq!(s.image_formats["raw"], ["raw"]);
+    assert_eq!(s.disks["junk"], 17);
+    assert_eq!(s.image_formats["junk"], ["unknown"]);
+}
+
+/// A KVM node spec of `root` storing qcow2 images in `root/var/lib/gitvps/disks`.
+fn qcow2_node(root: &Path) -> gitvps::desired::NodeSpec {
+    gitvps::desired::NodeSpec {
+        node: "kvm1".parse().unwrap(),
+        address: "127.0.0.1:22".into(),
+        root: root.display().to_string(),
+        sudo: false,
+        hypervisor: model::values::Hypervisor::Kvm,
+        accel: Some(model::values::Accel::Tcg),
+        boot_timeout_secs: 0,
+        store: gitvps::desired::Store::File {
+            dir: format!("{}/var/lib/gitvps/disks", root.display()),
+            format: model::values::ImageFormat::Qcow2,
+        },
+        vps: std::collections::BTreeMap::new(),
+    }
+}
+
+/// Runs `ops` on VPS `vps` of `spec` with the real steps script; returns its output.
+fn run_steps(spec: &gitvps::desired::NodeSpec, vps: &str, ops: Vec<gitvps::plan::Op>) -> Out {
+    let disk = format!("{}/var/lib/gitvps/disks/{vps}.qcow2", spec.root);
+    let steps: Vec<gitvps::plan::Step> = ops
+        .into_iter()
+        .map(|op| gitvps::plan::Step {
+            vps: vps.parse().unwrap(),
+            op,
+            record: None,
+            target: gitvps::plan::Target {
+                disk: disk.clone(),
+                config: format!("{}/etc/gitvps/kvm/{vps}.args", spec.root),
+            },
+        })
+        .collect();
+    let script = gitvps::driver::steps_script(spec, &steps);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg("gitvps-steps")
+        .arg(&spec.root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fake OS install: a guest tree with a kernel reached through an absolute link (which must
+/// be followed inside the guest, never on this machine) and an initrd.
+fn fake_install(root: &Path, vps: &str) -> Box<gitvps::desired::InstallSpec> {
+    let ship = format!("{}/var/lib/gitvps/bootstraps/{vps}", root.display());
+    let build = format!("{}/var/lib/gitvps/build/{vps}", root.display());
+    let script = "set -eu
+mkdir -p \"$TARGET/boot\" \"$TARGET/etc\"
+printf KERNEL-Q >\"$TARGET/boot/vmlinuz-6.1.0-1-cloud-amd64\"
+printf INITRD-Q >\"$TARGET/boot/initrd.img-6.1.0-1-cloud-amd64\"
+ln -s /boot/vmlinuz-6.1.0-1-cloud-amd64 \"$TARGET/vmlinuz\"
+echo guest >\"$TARGET/etc/hostname\"
+";
+    Box::new(gitvps::desired::InstallSpec {
+        os: "fake".into(),
+        appliance: None,
+        files: vec![("bootstraps/lib/install".into(), script.into())],
+        exports: format!("export TARGET='{build}'\nexport GITVPS_BOOTSTRAPS='{ship}/bootstraps'\n"),
+        ship_dir: ship,
+        build_dir: build,
+    })
+}
+
+/// The files of the disk folder, sorted.
+fn disk_files(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("var/lib/gitvps/disks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `debugfs` on a raw copy of qcow2 image `img`: a file's content and the filesystem's size.
+fn inside_qcow2(node: &Node, img: &Path, file: &str) -> (String, u64) {
+    let raw = node.path("inspect.raw");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(img)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cat = Command::new("debugfs")
+        .args(["-R", &format!("cat {file}")])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let head = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).into_owned();
+    let field = |k: &str| -> u64 {
+        head.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().parse().unwrap())
+            .expect(k)
+    };
+    let size = field("Block count:") * field("Block size:");
+    fs::remove_file(&raw).unwrap();
+    (String::from_utf8_lossy(&cat.stdout).into_owned(), size)
+}
+
+#[test]
+fn qcow2_disks_are_created_installed_grown_and_checked_beside_the_image() {
+    use gitvps::plan::Op;
+
+    let node = Node::new();
+    let root = node.dir.path();
+    let spec = qcow2_node(root);
+    let img = node.path("var/lib/gitvps/disks/q1.qcow2");
+    let run = node.run_dir("q1");
+
+    // Create and install: a qcow2 image of the plan's size holding the OS, the kernel stored.
+    let out = run_steps(
+        &spec,
+        "q1",
+        vec![
+            Op::CreateDisk { bytes: 64 << 20 },
+            Op::Install {
+                spec: fake_install(root, "q1"),
+            },
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("@@ok 1"), "{}", out.stdout);
+    assert_eq!(virtual_size(&img), 64 << 20);
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"KERNEL-Q");
+    assert_eq!(read(&run.join("boot-initrd.img")), b"INITRD-Q");
+    assert_eq!(disk_files(root), ["q1.qcow2"], "no temporary stays");
+    assert!(!node.path("var/lib/gitvps/build/q1").exists());
+    assert!(!run.join(".boot-tmp").exists());
+    let (hostname, fs_size) = inside_qcow2(&node, &img, "/etc/hostname");
+    assert_eq!((hostname.as_str(), fs_size), ("guest\n", 64 << 20));
+
+    // Created again: nothing happens to the image.
+    let before = read(&img);
+    let out = run_steps(&spec, "q1", vec![Op::CreateDisk { bytes: 64 << 20 }]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(read(&img), before);
+
+    // Grown with its filesystem, then without (no OS yet, as the planner says).
+    let out = run_steps(
+        &spec,
+        "q1",
+        vec![Op::GrowDisk {
+            from: 64 << 20,
+            to: 96 << 20,
+            resize_fs: true,
+        }],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(virtual_size(&img), 96 << 20);
+    let (hostname, fs_size) = inside_qcow2(&node, &img, "/etc/hostname");
+    assert_eq!((hostname.as_str(), fs_size), ("guest\n", 96 << 20));
+    assert_eq!(disk_files(root), ["q1.qcow2"]);
+    let out = run_steps(
+        &spec,
+        "q1",
+        vec![Op::GrowDisk {
+            from: 96 << 20,
+            to: 128 << 20,
+            resize_fs: false,
+        }],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(virtual_size(&img), 128 << 20);
+
+    // fsck checks the filesystem and stores the kernel again.
+    fs::remove_file(run.join("boot-vmlinuz")).unwrap();
+    let out = run_steps(&spec, "q1", vec![Op::Fsck { generation: 1 }]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"KERNEL-Q");
+    assert_eq!(disk_files(root), ["q1.qcow2"]);
+    let (hostname, _) = inside_qcow2(&node, &img, "/etc/hostname");
+    assert_eq!(hostname, "guest\n");
+
+    // A disk without a filesystem: fsck and grow fail, the image is as it was, no temporary
+    // stays.
+    let blank = node.path("var/lib/gitvps/disks/q2.qcow2");
+    qemu_img_create(&blank, "32M");
+    let before = read(&blank);
+    for op in [
+        Op::Fsck { generation: 1 },
+        Op::GrowDisk {
+            from: 32 << 20,
+            to: 48 << 20,
+            resize_fs: true,
+        },
+    ] {
+        let out = run_steps(&spec, "q2", vec![op]);
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("@@fail 0"), "{}", out.stdout);
+        assert_eq!(read(&blank), before);
+        assert_eq!(disk_files(root), ["q1.qcow2", "q2.qcow2"]);
+    }
+    // Not a qcow2 image: refused before anything is written.
+    fs::write(&blank, b"garbage").unwrap();
+    let out = run_steps(
+        &spec,
+        "q2",
+        vec![Op::Install {
+            spec: fake_install(root, "q2"),
+        }],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("is not a qcow2 image"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(&blank), b"garbage");
+    assert_eq!(disk_files(root), ["q1.qcow2", "q2.qcow2"]);
+
+    // A disk in use is not touched.
+    let holder = Guard(
+        Command::new("sh")
+            .arg("-c")
+            .arg("exec 3<\"$1\"; exec sleep 600")
+            .arg("holder")
+            .arg(&img)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let before = read(&img);
+    let out = run_steps(&spec, "q1", vec![Op::Fsck { generation: 2 }]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("is in use by process"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(&img), before);
+    drop(holder);
+
+    // Removed.
+    let out = run_steps(
+        &spec,
+        "q1",
+        vec![Op::RemoveDisk {
+            reason: "test".into(),
+        }],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(disk_files(root), ["q2.qcow2"]);
+}
+
+/// A child killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_qcow2_guest_boots_the_kernel_stored_for_it() {
+    let node = Node::new();
+    let img = node.path("g.qcow2");
+    qemu_img_create(&img, "16M");
+    let run = node.run_dir("g");
+    let k = format!("{}/vmlinuz", run.display());
+    let i = format!("{}/initrd.img", run.display());
+    let args = node.args(
+        "g",
+        &img,
+        &[
+            "-kernel",
+            &k,
+            "-initrd",
+            &i,
+            "-append",
+            "root=/dev/nvme0n1 ro",
+        ],
+    );
+    let text = fs::read_to_string(&args).unwrap();
+    fs::write(&args, text.replace(",format=raw", ",format=qcow2")).unwrap();
+
+    // Nothing stored: a clear error before QEMU runs.
+    let out = node.start("g", &args);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("gitvps: g: no kernel stored for this qcow2 disk"),
+        "{}",
+        out.stderr
+    );
+    assert!(!run.join("qemu.log").exists(), "QEMU did not run");
+
+    // Stored: copied for QEMU (which cannot boot this one, and says so); debugfs never reads
+    // the qcow2 image.
+    fs::write(run.join("boot-vmlinuz"), b"STORED-KERNEL").unwrap();
+    fs::write(run.join("boot-initrd.img"), b"STORED-INITRD").unwrap();
+    let out = node.start("g", &args);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(read(&run.join("vmlinuz")), b"STORED-KERNEL");
+    assert_eq!(read(&run.join("initrd.img")), b"STORED-INITRD");
+    assert!(
+        out.stderr
+            .contains("gitvps: g: qemu-system-x86_64 failed to start"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("ext2/3/4"), "{}", out.stderr);
+}

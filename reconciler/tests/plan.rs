@@ -107,6 +107,7 @@ fn up_domain(domid: u32) -> Domain {
         memory_mib: 768,
         vcpus: 1,
         state: "-b----".into(),
+        running_config: None,
     }
 }
 
@@ -540,6 +541,83 @@ fn a_grown_product_disk_stops_grows_and_starts() {
         steps(&p, "node0201")[1].target.disk,
         "/var/lib/gitvps/disks/xen04.img"
     );
+}
+
+/// A KVM node storing qcow2 images: `<vps>.qcow2` with `format=qcow2` for QEMU; an image of
+/// the other kind (the node's format changed), both kinds, or a `.qcow2` that is not one: the
+/// VPS is left as it is, never restarted onto a disk that does not exist.
+#[test]
+fn qcow2_nodes_use_qcow2_images_and_leave_other_images_alone() {
+    let inv = fleet_edited(&[(
+        "inventory/nodes/node0201.toml",
+        "hypervisor = \"xen\"\nstorage = { backend = \"file\", dir = \"/var/lib/gitvps/disks\" }",
+        "hypervisor = \"kvm\"\nstorage = { backend = \"file\", dir = \"/var/lib/gitvps/disks\", format = \"qcow2\" }",
+    )]);
+    let d = desired_of(&inv);
+    let xen04 = spec(&d, "node0201", "xen04");
+    assert_eq!(xen04.disk_path, "/var/lib/gitvps/disks/xen04.qcow2");
+    assert!(
+        xen04
+            .config
+            .contains("file=/var/lib/gitvps/disks/xen04.qcow2,if=none,id=d0,format=qcow2,"),
+        "{}",
+        xen04.config
+    );
+    // A saved plan names the format; one saved before there was a choice is raw.
+    let store = &d.nodes[&node("node0201")].store;
+    let json = serde_json::to_string(store).unwrap();
+    assert_eq!(
+        json,
+        r#"{"backend":"file","dir":"/var/lib/gitvps/disks","format":"qcow2"}"#
+    );
+    let old: gitvps::desired::Store =
+        serde_json::from_str(r#"{"backend":"file","dir":"/d"}"#).unwrap();
+    assert_eq!(old.image_format(), Some(model::values::ImageFormat::Raw));
+
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0201", |s| {
+        s.image_formats.insert("xen04".into(), vec!["qcow2".into()]);
+    });
+    assert!(!changes(&plan(&d, &obs)));
+    assert!(notes(&plan(&d, &obs), "node0201").is_empty());
+
+    for (found, note) in [
+        (
+            vec!["raw"],
+            "xen04: its disk is a raw image (xen04.img) but the node's storage.format is \"qcow2\": the VPS is left as it is (convert the image with `qemu-img convert` to xen04.qcow2 while the guest is stopped, or set the format back)",
+        ),
+        (
+            vec!["raw", "qcow2"],
+            "xen04: both xen04.img and xen04.qcow2 are in the node's image folder: the VPS is left as it is until one of them is removed",
+        ),
+        (
+            vec!["unknown"],
+            "xen04: xen04.qcow2 is not a qcow2 image (no qcow2 header): the VPS is left as it is",
+        ),
+    ] {
+        let mut obs = converged(&d);
+        edit(&mut obs, "node0201", |s| {
+            s.image_formats.insert(
+                "xen04".into(),
+                found.iter().map(|f| (*f).to_owned()).collect(),
+            );
+            // Even with its config out of date and a reboot asked for: nothing is touched.
+            s.configs.insert("xen04".into(), "old".into());
+            s.records.get_mut("xen04").unwrap().reboot = 0;
+        });
+        let mut d = d.clone();
+        d.nodes
+            .get_mut(&node("node0201"))
+            .unwrap()
+            .vps
+            .get_mut(&vps("xen04"))
+            .unwrap()
+            .actions
+            .reboot = 1;
+        let p = plan(&d, &obs);
+        assert!(ops(&p, "node0201", "xen04").is_empty(), "{found:?}");
+        assert_eq!(notes(&p, "node0201"), [note], "{found:?}");
+    }
 }
 
 // 7.
@@ -1381,4 +1459,67 @@ fn kvm_guest_states_decide_like_xen_domains() {
             assert!(ops.is_empty(), "{state}: {ops:?}");
         }
     }
+}
+
+#[test]
+fn a_bridged_kvm_guest_carries_its_filter_and_rate_in_its_directives() {
+    let inv = fleet_edited(&[(
+        "inventory/nodes/node0109.toml",
+        "hypervisor = \"xen\"\n",
+        "hypervisor = \"kvm\"\nkvm = { bridge = \"br-pub.100\" }\n",
+    )]);
+    let d = desired_of(&inv);
+    let xen02 = spec(&d, "node0109", "xen02");
+    let directive = xen02
+        .config
+        .lines()
+        .find(|l| l.starts_with("#gitvps "))
+        .unwrap();
+    // Its addresses (the /64 written out for the node's neighbour-advertisement check), its MAC
+    // and the product's 100Mb/s in bytes per second.
+    assert_eq!(
+        directive,
+        format!(
+            "#gitvps cpu-weight=100 cpu-cap=0 tap=gv-xen02 bridge=br-pub.100 mac={} ip4=66.255.255.34 ip6=2001:0db8:0066:0022::/64 rate=12500000",
+            gitvps::driver::kvm::mac_of(&"xen02".parse().unwrap())
+        )
+    );
+    assert!(
+        xen02
+            .config
+            .contains("\ntap,id=n0,ifname=gv-xen02,script=no,downscript=no\n"),
+        "{}",
+        xen02.config
+    );
+}
+
+#[test]
+fn a_kvm_guest_running_other_arguments_than_its_config_is_restarted() {
+    let inv = kvm_fleet();
+    let d = desired_of(&inv);
+    let mut obs = converged(&d);
+    let config = spec(&d, "node0109", "xen02").config_sha256.clone();
+    // Started from its config: nothing to do.
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().running_config = Some(config.clone());
+    });
+    assert!(!changes(&plan(&d, &obs)));
+    // Started from an older config (its config was rewritten, the restart failed).
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().running_config = Some("0".repeat(64));
+    });
+    let p = plan(&d, &obs);
+    assert_eq!(
+        steps(&p, "node0109")
+            .into_iter()
+            .map(|s| s.op)
+            .collect::<Vec<_>>(),
+        vec![
+            Op::Stop {
+                reason: "it runs other arguments than its config".into(),
+                timeout_secs: 120
+            },
+            Op::Start
+        ]
+    );
 }

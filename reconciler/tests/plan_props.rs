@@ -48,6 +48,7 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
                         memory_mib: 768,
                         vcpus: 1,
                         state: "r-----".into(),
+                        running_config: None,
                     },
                 );
             }
@@ -407,6 +408,7 @@ fn converged(d: &Desired) -> BTreeMap<NodeId, NodeState> {
                         memory_mib: 768,
                         vcpus: 1,
                         state: "-b----".into(),
+                        running_config: None,
                     },
                 );
             }
@@ -498,6 +500,7 @@ fn build(base: &Base, edits: &[Edit]) -> (Desired, BTreeMap<NodeId, Observation>
                     memory_mib: 512,
                     vcpus: 1,
                     state: String::new(),
+                    running_config: None,
                 });
                 dom.state = st.into();
             }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use model::values::{Rate, VpsAddr};
 use model::{KvmNetwork, VpsId};
 use serde::Serialize;
 
@@ -101,7 +102,7 @@ pub struct ArgsVars<'a> {
     pub accel: String,
     /// The disk, escaped for a QEMU option list.
     pub disk: String,
-    /// `raw`.
+    /// `raw`, or `qcow2` on a node storing qcow2 images (set by `desired`).
     pub disk_format: &'a str,
     /// I/O operations per second, if capped.
     pub disk_iops: Option<u32>,
@@ -139,6 +140,14 @@ pub enum ArgsError {
         #[source]
         source: minijinja::Error,
     },
+    /// The node's bridge is not an interface name (the inventory was not validated).
+    #[error("{vps}: `{bridge}` is not a network interface name")]
+    Bridge {
+        /// The VPS.
+        vps: String,
+        /// The bridge.
+        bridge: String,
+    },
     /// A rendered line would be read as a directive or is empty where an argument is due.
     #[error(
         "templates/kvm.args.j2: {vps}: line `{line}` starts with `#gitvps`, which is gitvps's own"
@@ -159,6 +168,55 @@ pub struct Plumbing<'a> {
     pub cpu_weight: u32,
     /// CPU cap in percent of one CPU (0: none).
     pub cpu_cap: u32,
+    /// Bridge mode: the addresses the guest may send from (its IPv4 addresses and IPv6 /64s).
+    pub ips: &'a [VpsAddr],
+    /// Bridge mode: the rate the guest may send at (the product's `bandwidth`).
+    pub rate: Option<&'a Rate>,
+}
+
+/// The highest send rate written, in bytes per second (100 Gb/s): nftables refuses a limit
+/// whose one second of nanoseconds times (rate + burst) overflows 64 bits, and no node's link
+/// is faster.
+pub const MAX_RATE_BYTES: u64 = 12_500_000_000;
+
+/// The `#gitvps` words of a bridged guest's filter and rate, every value built from typed
+/// values (nothing the shell or nft would read as syntax): `mac=52:54:00:..`, `ip4=A,B` (its
+/// IPv4 addresses), `ip6=P::/64,..` (its /64s with the first four groups written out, which the
+/// node turns into the 64-bit prefix its neighbour-advertisement check compares), and
+/// `rate=N`, the send rate in bytes per second (rounded up, at most [`MAX_RATE_BYTES`]), unless
+/// the product has no rate (or 0, which xl takes as no limit).
+pub fn guard_words(vps: &VpsId, ips: &[VpsAddr], rate: Option<&Rate>) -> String {
+    let mut out = format!(" mac={}", mac_of(vps));
+    let v4: Vec<String> = ips
+        .iter()
+        .filter_map(|a| match a {
+            VpsAddr::V4(ip) => Some(ip.to_string()),
+            VpsAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<String> = ips
+        .iter()
+        .filter_map(|a| match a {
+            VpsAddr::V6(net) => {
+                let g = net.network().segments();
+                Some(format!(
+                    "{:04x}:{:04x}:{:04x}:{:04x}::/64",
+                    g[0], g[1], g[2], g[3]
+                ))
+            }
+            VpsAddr::V4(_) => None,
+        })
+        .collect();
+    if !v4.is_empty() {
+        let _ = write!(out, " ip4={}", v4.join(","));
+    }
+    if !v6.is_empty() {
+        let _ = write!(out, " ip6={}", v6.join(","));
+    }
+    if let Some(bits) = rate.map(Rate::bits_per_sec).filter(|b| *b > 0) {
+        let _ = write!(out, " rate={}", bits.div_ceil(8).min(MAX_RATE_BYTES));
+    }
+    out
 }
 
 /// The complete arguments file of a guest: gitvps's own lines (name, pidfile, QMP, serial
@@ -184,7 +242,13 @@ pub fn args_file(
         plumbing.cpu_weight, plumbing.cpu_cap
     );
     if let Some(br) = plumbing.bridge {
+        // The bridge name reaches the node's `ip` commands: only an interface name may.
+        model::values::check_interface_name(br).map_err(|_| ArgsError::Bridge {
+            vps: vps.to_string(),
+            bridge: br.to_owned(),
+        })?;
         let _ = write!(directive, " tap={} bridge={br}", tap_name(vps));
+        directive.push_str(&guard_words(vps, plumbing.ips, plumbing.rate));
     }
     out.push_str(&directive);
     out.push('\n');
@@ -327,10 +391,12 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
         ],
         Op::Stop { timeout_secs, .. } => vec![
             format!("kvm_stop {name} {run} {timeout_secs} || return $?"),
+            format!("kvm_limits_clear {name}"),
             format!("kvm_net_down {name} {cfg} || return $?"),
         ],
         Op::Destroy { .. } => vec![
             format!("kvm_destroy {name} {run} || return $?"),
+            format!("kvm_limits_clear {name}"),
             format!("[ ! -f {cfg} ] || kvm_net_down {name} {cfg} || return $?"),
         ],
         Op::Reboot { .. } => vec![
@@ -350,4 +416,40 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
         ],
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_words_name_every_address_and_the_rate_in_bytes() {
+        let vps: VpsId = "xen10".parse().unwrap();
+        let ips: Vec<VpsAddr> = [
+            "192.0.2.10",
+            "2001:db8::/64",
+            "192.0.2.11",
+            "fd00:1:2:3::/64",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let rate: Rate = "10MB/s".parse().unwrap();
+        assert_eq!(
+            guard_words(&vps, &ips, Some(&rate)),
+            format!(
+                " mac={} ip4=192.0.2.10,192.0.2.11 ip6=2001:0db8:0000:0000::/64,fd00:0001:0002:0003::/64 rate=10000000",
+                mac_of(&vps)
+            )
+        );
+        // Bits are rounded up to bytes; no rate, or 0 (xl's no limit), writes none; the rate is
+        // capped where nftables would overflow.
+        let odd: Rate = "9b/s".parse().unwrap();
+        assert!(guard_words(&vps, &ips[..1], Some(&odd)).ends_with(" ip4=192.0.2.10 rate=2"));
+        assert!(guard_words(&vps, &ips[..1], None).ends_with(" ip4=192.0.2.10"));
+        let zero: Rate = "0Mb/s".parse().unwrap();
+        assert!(guard_words(&vps, &ips[..1], Some(&zero)).ends_with(" ip4=192.0.2.10"));
+        let huge: Rate = "999GB/s".parse().unwrap();
+        assert!(guard_words(&vps, &[], Some(&huge)).ends_with(" rate=12500000000"));
+    }
 }

@@ -6,7 +6,7 @@ pub mod xen;
 
 use std::fmt::Write as _;
 
-use model::values::Hypervisor;
+use model::values::{Hypervisor, ImageFormat};
 
 use crate::desired::{NodeSpec, Store};
 use crate::observe::SCRIPT as OBSERVE;
@@ -24,7 +24,7 @@ pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
     let (backend, place) = match store {
         Store::Lvm { vg } => ("lvm", vg.clone()),
         // The observe script adds the root itself.
-        Store::File { dir } => (
+        Store::File { dir, .. } => (
             "file",
             dir.strip_prefix(root.trim_end_matches('/'))
                 .unwrap_or(dir)
@@ -142,6 +142,9 @@ run() {
 }
 "#,
     );
+    if spec.store.image_format() == Some(ImageFormat::Qcow2) {
+        s.push_str(QCOW2_LIBRARY);
+    }
     s.push_str(library(spec.hypervisor));
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "s{i}() {{");
@@ -166,16 +169,75 @@ run() {
     s
 }
 
+/// The steps script's functions for qcow2 images. e2fsprogs cannot read qcow2: a step that
+/// works on the filesystem converts the image to a sparse raw copy beside it
+/// (`IMAGE.raw-tmp`), works on that, converts it back into `IMAGE.new` and renames that over
+/// the image. A failure at any point leaves the image as it was, and no temporary stays.
+const QCOW2_LIBRARY: &str = r#"# q2_need: qemu-img, or a clear error.
+q2_need() {
+  command -v qemu-img >/dev/null 2>&1 && return 0
+  echo "gitvps: qemu-img is not installed on this node (apt-get install qemu-utils): qcow2 images need it" >&2
+  return 69
+}
+# q2_size IMAGE: prints the virtual size in bytes, read from the qcow2 header (magic QFI\xfb at
+# byte 0, the size as a big-endian u64 at byte 24).
+q2_size() {
+  q2_f=$1
+  # shellcheck disable=SC2046 # od prints 32 hex words
+  set -- $(od -An -tx1 -N32 "$q2_f")
+  if [ $# -ne 32 ] || [ "$1$2$3$4" != 514649fb ]; then
+    echo "gitvps: $q2_f is not a qcow2 image" >&2
+    return 1
+  fi
+  echo $((0x${25}${26}${27}${28}${29}${30}${31}${32}))
+}
+# q2_unpack IMAGE: its content as a sparse raw file, IMAGE.raw-tmp.
+q2_unpack() {
+  rm -f "$1.raw-tmp"
+  qemu-img convert -q -f qcow2 -O raw "$1" "$1.raw-tmp" && return 0
+  rm -f "$1.raw-tmp"
+  return 1
+}
+# q2_pack IMAGE: IMAGE.raw-tmp back into IMAGE, through IMAGE.new and a rename; the raw file
+# is removed either way.
+q2_pack() {
+  rm -f "$1.new"
+  if qemu-img convert -q -f raw -O qcow2 "$1.raw-tmp" "$1.new" && mv -f "$1.new" "$1"; then
+    rm -f "$1.raw-tmp"
+    return 0
+  fi
+  rm -f "$1.new" "$1.raw-tmp"
+  return 1
+}
+"#;
+
+/// The temporary raw copy of a qcow2 image the steps work on.
+fn raw_tmp(disk: &str) -> String {
+    format!("{disk}.raw-tmp")
+}
+
 /// Builds the OS in a folder with the shipped bootstrap scripts, then writes it into the disk
 /// with `mke2fs -d` (no mount, no loop device). The build folders stay for inspection when a
 /// script fails; the next attempt starts from scratch.
-fn install_lines(disk: &str, spec: &crate::desired::InstallSpec) -> Vec<String> {
+///
+/// A qcow2 disk gets a raw file of its virtual size, made the same way, stored as the qcow2
+/// image; the guest's kernel and initrd are taken from it at the same time into the guest's
+/// run folder (`boot-vmlinuz`, `boot-initrd.img`), where starts copy them from.
+fn install_lines(
+    disk_path: &str,
+    qcow2_run: Option<&str>,
+    spec: &crate::desired::InstallSpec,
+) -> Vec<String> {
+    let disk = quote(disk_path);
     let ship = quote(&spec.ship_dir);
     let build = quote(&spec.build_dir);
-    let mut lines = vec![
-        format!("disk_free {disk} || return 1"),
-        format!("rm -rf {ship} {build} && mkdir -p {ship} {build} || return 1"),
-    ];
+    let mut lines = vec![format!("disk_free {disk} || return 1")];
+    if qcow2_run.is_some() {
+        lines.push("q2_need || return $?".into());
+    }
+    lines.push(format!(
+        "rm -rf {ship} {build} && mkdir -p {ship} {build} || return 1"
+    ));
     let mut dirs: Vec<String> = spec
         .files
         .iter()
@@ -201,9 +263,28 @@ fn install_lines(disk: &str, spec: &crate::desired::InstallSpec) -> Vec<String> 
         "(\n{}sh \"$GITVPS_BOOTSTRAPS/lib/install\"\n) || return $?",
         spec.exports
     ));
-    lines.push(format!(
-        "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {disk} || return 1"
-    ));
+    match qcow2_run {
+        None => lines.push(format!(
+            "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {disk} || return 1"
+        )),
+        Some(run) => {
+            let tmp = quote(&raw_tmp(disk_path));
+            lines.extend([
+                format!("size=$(q2_size {disk}) || return 1"),
+                format!(
+                    "rm -f {tmp} && truncate -s \"$size\" {tmp} || {{ rm -f {tmp}; return 1; }}"
+                ),
+                format!(
+                    "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {tmp} || {{ rm -f {tmp}; return 1; }}"
+                ),
+                format!(
+                    "kvm_store_kernel {tmp} {} || {{ rm -f {tmp}; return 1; }}",
+                    quote(run)
+                ),
+                format!("q2_pack {disk} || return 1"),
+            ]);
+        }
+    }
     lines.push(format!("rm -rf {ship} {build}"));
     lines
 }
@@ -222,6 +303,11 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
     let disk = quote(&step.target.disk);
     let lv = |vg: &str| quote(&format!("{vg}/{}", step.vps));
     let fsck = format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc");
+    if store.image_format() == Some(ImageFormat::Qcow2)
+        && let Some(lines) = qcow2_lines(spec, step)
+    {
+        return lines;
+    }
     match &step.op {
         Op::CreateDisk { bytes } => match store {
             Store::Lvm { vg } => vec![format!(
@@ -229,7 +315,7 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
                 lv(vg),
                 quote(vg)
             )],
-            Store::File { dir } => vec![format!(
+            Store::File { dir, .. } => vec![format!(
                 // Raw images: qemu-img where installed, else a sparse file is the same thing.
                 "if [ ! -e {disk} ]; then mkdir -p {} && if command -v qemu-img >/dev/null 2>&1; then qemu-img create -q -f raw {disk} {bytes}; else truncate -s {bytes} {disk}; fi || return 1; fi",
                 quote(dir)
@@ -254,7 +340,9 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             lines
         }
         Op::Fsck { .. } => vec![format!("disk_free {disk} || return 1"), fsck],
-        Op::Install { spec } | Op::Reinstall { spec, .. } => install_lines(&disk, spec),
+        Op::Install { spec } | Op::Reinstall { spec, .. } => {
+            install_lines(&step.target.disk, None, spec)
+        }
         Op::Record { .. } => vec![":".into()],
         Op::WriteConsole { spec, .. } => {
             let home = quote(&spec.home);
@@ -303,6 +391,80 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         )],
     }
 }
+
+/// The disk steps of a qcow2 image (`None`: the step is not about the disk). Every step that
+/// writes the image writes a new one beside it and renames it over the old one.
+fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
+    let disk = quote(&step.target.disk);
+    let tmp = quote(&raw_tmp(&step.target.disk));
+    let run = kvm::run_dir(&spec.root, &step.vps);
+    let check = [
+        format!("disk_free {disk} || return 1"),
+        "q2_need || return $?".to_owned(),
+    ];
+    let fsck_tmp =
+        format!("e2fsck -f -p {tmp}; rc=$?; if [ $rc -gt 2 ]; then rm -f {tmp}; return $rc; fi");
+    Some(match &step.op {
+        Op::CreateDisk { bytes } => {
+            let dir = match &spec.store {
+                Store::File { dir, .. } => dir.as_str(),
+                Store::Lvm { .. } => return None,
+            };
+            vec![
+                "q2_need || return $?".to_owned(),
+                format!(
+                    "if [ ! -e {disk} ]; then mkdir -p {} && qemu-img create -q -f qcow2 {disk} {bytes} || return 1; fi",
+                    quote(dir)
+                ),
+            ]
+        }
+        Op::GrowDisk { to, resize_fs, .. } => {
+            let mut lines = check.to_vec();
+            lines.push(format!("cur=$(q2_size {disk}) || return 1"));
+            if *resize_fs {
+                // Grown and resized on the raw copy: the image changes once, at the end.
+                lines.extend([
+                    format!("q2_unpack {disk} || return 1"),
+                    format!(
+                        "if [ \"$cur\" -lt {to} ]; then truncate -s {to} {tmp} || {{ rm -f {tmp}; return 1; }}; fi"
+                    ),
+                    fsck_tmp,
+                    format!("resize2fs {tmp} || {{ rm -f {tmp}; return 1; }}"),
+                    format!("q2_pack {disk} || return 1"),
+                ]);
+            } else {
+                lines.push(format!(
+                    "if [ \"$cur\" -lt {to} ]; then qemu-img resize -q -f qcow2 {disk} {to} || return 1; fi"
+                ));
+            }
+            lines
+        }
+        Op::Fsck { .. } => {
+            let mut lines = check.to_vec();
+            lines.extend([
+                format!("q2_unpack {disk} || return 1"),
+                fsck_tmp,
+                // The kernel the guest boots is refreshed from the disk (best effort: the
+                // filesystem check is what was asked for).
+                format!(
+                    "kvm_store_kernel {tmp} {} || echo 'gitvps: the stored guest kernel was not refreshed' >&2",
+                    quote(&run)
+                ),
+                format!("q2_pack {disk} || return 1"),
+            ]);
+            lines
+        }
+        Op::Install { spec: install } | Op::Reinstall { spec: install, .. } => {
+            install_lines(&step.target.disk, Some(&run), install)
+        }
+        Op::RemoveDisk { .. } => vec![
+            format!("disk_free {disk} || return 1"),
+            format!("rm -f {disk} || return 1"),
+        ],
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +583,11 @@ mod tests {
             Store::Lvm { vg: "vg0".into() },
             Store::File {
                 dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Raw,
+            },
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Qcow2,
             },
         ] {
             for hv in [Hypervisor::Xen, Hypervisor::Kvm] {
@@ -443,6 +610,82 @@ mod tests {
             ),
             &every_op()
         ));
+    }
+
+    #[test]
+    fn qcow2_disks_are_written_beside_and_renamed() {
+        let root = "/srv/node 1";
+        let spec = node(
+            root,
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Qcow2,
+            },
+            Hypervisor::Kvm,
+            false,
+        );
+        let script = steps_script(&spec, &every_op());
+        // The disk is the step's target, quoted; its temporaries sit beside it.
+        let disk = "'/srv/node 1/dev/vg0/xen02'";
+        let tmp = "'/srv/node 1/dev/vg0/xen02.raw-tmp'";
+        for want in [
+            format!("qemu-img create -q -f qcow2 {disk} 32212254720"),
+            format!("q2_unpack {disk} || return 1"),
+            format!(
+                "e2fsck -f -p {tmp}; rc=$?; if [ $rc -gt 2 ]; then rm -f {tmp}; return $rc; fi"
+            ),
+            format!("resize2fs {tmp} || {{ rm -f {tmp}; return 1; }}"),
+            format!("q2_pack {disk} || return 1"),
+            format!(
+                "mke2fs -q -F -t ext4 -L gitvps-root -d '/srv/node 1/var/lib/gitvps/build/xen02' {tmp} || {{ rm -f {tmp}; return 1; }}"
+            ),
+            format!(
+                "kvm_store_kernel {tmp} '/srv/node 1/var/lib/gitvps/kvm/xen02' || {{ rm -f {tmp}; return 1; }}"
+            ),
+            format!("rm -f {disk} || return 1"),
+            "q2_size() {".to_owned(),
+        ] {
+            assert!(script.contains(&want), "no `{want}` in\n{script}");
+        }
+        // No raw-only command reaches a qcow2 image.
+        assert!(
+            !script.contains(&format!("e2fsck -f -p {disk}")),
+            "{script}"
+        );
+        assert!(!script.contains("-f raw '/srv"), "{script}");
+        // Every step that touches the disk checks first that nothing holds it.
+        for (i, step) in every_op().iter().enumerate() {
+            let lines = step_lines(&spec, step);
+            if matches!(
+                step.op,
+                Op::GrowDisk { .. }
+                    | Op::Fsck { .. }
+                    | Op::Install { .. }
+                    | Op::Reinstall { .. }
+                    | Op::RemoveDisk { .. }
+            ) {
+                assert_eq!(
+                    lines[0],
+                    format!("disk_free {disk} || return 1"),
+                    "step {i}"
+                );
+            }
+        }
+        // Raw nodes keep their steps, and the qcow2 functions are not sent to them.
+        let raw = steps_script(
+            &node(
+                root,
+                Store::File {
+                    dir: format!("{root}/var/lib/gitvps/disks"),
+                    format: ImageFormat::Raw,
+                },
+                Hypervisor::Kvm,
+                false,
+            ),
+            &every_op(),
+        );
+        assert!(!raw.contains("q2_"), "{raw}");
+        assert!(raw.contains(&format!("e2fsck -f -p {disk}")), "{raw}");
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl Drop for Sshd {
 }
 
 pub mod fleet;
+pub mod kvm;
 
 /// The project's top folder (the example fleet).
 pub fn top() -> PathBuf {
