@@ -36,6 +36,28 @@ kvm_net_up() {
     ip link set "$_tap" master "$_br" up || { echo "gitvps: $1: cannot put $_tap on $_br" >&2; return 1; }
 }
 
+# kvm_net_guard VPS ARGS: loads the guest's filter again (its rules were lost while it ran).
+kvm_net_guard() {
+    _tap=$(kvm_directive "$2" tap)
+    [ -n "$_tap" ] || return 0
+    _kvm_ifname "$1" tap "$_tap" || return 1
+    kvm_guard "$1" "$2" "$_tap"
+}
+
+# kvm_observe_filters: the observe fragment `"filters":[taps with rules],`, or
+# `"filters":null,` without nft: which bridged guests are behind their filter.
+kvm_observe_filters() {
+    if ! command -v nft >/dev/null 2>&1; then
+        printf '"filters":null,'
+        return 0
+    fi
+    printf '"filters":['
+    if nft list chain bridge gitvps prerouting >/dev/null 2>&1; then
+        nft list map bridge gitvps taps 2>/dev/null | grep -o '"gv-[A-Za-z0-9._-]*"' | sort -u | paste -sd, - | tr -d '\n'
+    fi
+    printf '],'
+}
+
 # kvm_net_down VPS ARGS: once QEMU is gone, removes the guest's tap, then its filter.
 kvm_net_down() {
     _tap=$(kvm_directive "$2" tap)

@@ -43,6 +43,7 @@ printf '{"version":1,"hypervisor":"%s",' "$hv"
 case $hv in
   kvm)
     kvm_observe "$R"
+    kvm_observe_filters
     cfgdir="$R/etc/gitvps/kvm"
     cfgext=args
     ;;

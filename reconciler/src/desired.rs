@@ -112,6 +112,8 @@ pub struct VpsSpec {
     pub install: Option<InstallSpec>,
     /// Console access for the customer's keys; `None`: nobody may reach the console.
     pub console: Option<ConsoleSpec>,
+    /// A bridged KVM guest's tap, which must stay behind its filter while the guest runs.
+    pub tap: Option<String>,
 }
 
 /// The console user of a VPS on its node (named after the VPS, as in DTC-Xen): an
@@ -440,6 +442,7 @@ pub fn desired(
         let Some(node) = inv.nodes.get(&v.node) else {
             continue;
         };
+        let mut tap = None;
         let config = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
                 let mut vars =
@@ -451,6 +454,7 @@ pub fn desired(
                     model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
                     model::KvmNetwork::User { .. } => None,
                 };
+                tap = bridge.map(|_| crate::driver::kvm::tap_name(&v.id));
                 let plumbing = crate::driver::kvm::Plumbing {
                     bridge,
                     // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
@@ -486,6 +490,7 @@ pub fn desired(
                 destroyed: v.destroyed,
                 install,
                 console,
+                tap,
             },
         );
     }

@@ -168,6 +168,9 @@ pub struct NodeState {
     pub now: i64,
     /// On a KVM node: QEMU and acceleration (not part of the digest).
     pub kvm: Option<KvmHost>,
+    /// On a KVM node with nftables: the taps whose anti-spoofing filter is loaded (bridged
+    /// guests); `None` elsewhere.
+    pub filters: Option<std::collections::BTreeSet<String>>,
     /// A digest of everything above: a plan made on another digest is stale.
     pub digest: String,
 }
@@ -194,6 +197,8 @@ struct Raw {
     hypervisor: Option<String>,
     #[serde(default)]
     guests: Option<Vec<RawGuest>>,
+    #[serde(default)]
+    filters: Option<Vec<String>>,
     #[serde(default)]
     qemu: Option<String>,
     #[serde(default)]
@@ -408,6 +413,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
             .collect(),
         now: raw.now,
         kvm,
+        filters: raw.filters.map(|f| f.into_iter().collect()),
         digest: String::new(),
     };
     state.digest = digest(&state);
@@ -424,7 +430,8 @@ pub fn digest(s: &NodeState) -> String {
         s.configs,
         s.records,
         s.consoles,
-        s.image_formats
+        s.image_formats,
+        s.filters
     ]);
     h.update(json.to_string().as_bytes());
     let out = h.finalize();

@@ -93,6 +93,8 @@ pub enum Op {
         /// The sudo rule to remove.
         sudoers_path: String,
     },
+    /// Load a running bridged guest's network filter again (its rules were lost).
+    RestoreFilter,
     /// Remove the domain config.
     RemoveConfig,
     /// Remove the disk of a destroyed VPS after its retention.
@@ -636,7 +638,16 @@ fn plan_vps(
         push(Op::Start, None);
     }
 
-    // 5. Reboot: only a domain that was running before and still runs; otherwise record it.
+    // 5. A running bridged guest whose filter is gone (its node's ruleset was flushed): a
+    // start loads it, a guest that keeps running gets it back.
+    if running
+        && let (Some(tap), Some(filters)) = (&v.tap, &obs.filters)
+        && !filters.contains(tap)
+    {
+        push(Op::RestoreFilter, None);
+    }
+
+    // 6. Reboot: only a domain that was running before and still runs; otherwise record it.
     if reboot_due {
         record.reboot = v.actions.reboot;
         if v.run && !started {
@@ -665,7 +676,7 @@ impl Op {
             Op::WriteConfig {
                 replaces: false, ..
             } => '+',
-            Op::WriteConfig { replaces: true, .. } | Op::GrowDisk { .. } => '~',
+            Op::WriteConfig { replaces: true, .. } | Op::GrowDisk { .. } | Op::RestoreFilter => '~',
             Op::Stop { .. } | Op::Destroy { .. } | Op::RemoveConfig | Op::RemoveDisk { .. } => '-',
             Op::Install { .. } => '+',
             Op::WriteConsole {
@@ -713,6 +724,7 @@ impl Op {
                 replaces: true,
             } => format!("update console keys ({} key(s))", spec.count),
             Op::RemoveConsole { .. } => "remove console access".into(),
+            Op::RestoreFilter => "restore its network filter (its rules were lost)".into(),
             Op::RemoveConfig => "remove domain config".into(),
             Op::RemoveDisk { reason } => format!("remove disk ({reason}): ERASES THE DISK"),
         }

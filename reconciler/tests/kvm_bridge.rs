@@ -737,7 +737,25 @@ fn a_bridged_kvm_guest_is_reached_on_its_own_address_and_cannot_spoof() {
     let mac = gitvps::driver::kvm::mac_of(&vps.parse().unwrap());
     assert!(e.contains(&format!("lladdr {mac}")), "{ip}: {e}");
 
-    // 4. Stopped: QEMU, the tap and its rules are gone.
+    // 4. The node loses the guest's rules while it runs (a flushed ruleset): observe sees it,
+    // and the apply loads them again without restarting the guest.
+    let (code, out) = lib("", "kvm_unguard test \"$1\"", &[&tap]);
+    assert_eq!(code, 0, "{out}");
+    assert!(chain("", &tap).is_none());
+    let p = node.gitvps(&["plan"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(
+        p.stdout.contains(&format!(
+            "~ {vps}: restore its network filter (its rules were lost)"
+        )),
+        "{p:?}"
+    );
+    node.converge("restore the filter");
+    assert_eq!(node.qemu_pid(), Some(pid), "the guest kept running");
+    assert!(chain("", &tap).is_some_and(|r| r.contains(&format!("ip saddr {ip} accept"))));
+    node.in_guest(&ip, 22, "true");
+
+    // 5. Stopped: QEMU, the tap and its rules are gone.
     node.edit_vps(
         "os = \"debian-12\"\n",
         "os = \"debian-12\"\npower = \"stopped\"\n",

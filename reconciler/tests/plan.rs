@@ -1523,3 +1523,50 @@ fn a_kvm_guest_running_other_arguments_than_its_config_is_restarted() {
         ]
     );
 }
+
+#[test]
+fn a_running_bridged_guest_whose_filter_was_lost_gets_it_back_without_a_restart() {
+    let inv = fleet_edited(&[(
+        "inventory/nodes/node0109.toml",
+        "hypervisor = \"xen\"\n",
+        "hypervisor = \"kvm\"\n",
+    )]);
+    let d = desired_of(&inv);
+    assert_eq!(
+        spec(&d, "node0109", "xen02").tap.as_deref(),
+        Some("gv-xen02")
+    );
+    let mut obs = converged(&d);
+    // Its filter is loaded (xen01 is stopped: it has none and needs none).
+    edit(&mut obs, "node0109", |s| {
+        s.filters = Some(["gv-xen02".to_owned()].into());
+    });
+    assert!(!changes(&plan(&d, &obs)));
+    // The node's ruleset was flushed: only the running guest gets its rules back.
+    edit(&mut obs, "node0109", |s| {
+        s.filters = Some(Default::default())
+    });
+    let p = plan(&d, &obs);
+    assert_eq!(
+        steps(&p, "node0109")
+            .into_iter()
+            .map(|s| (s.vps.to_string(), s.op))
+            .collect::<Vec<_>>(),
+        vec![("xen02".to_owned(), Op::RestoreFilter)]
+    );
+    assert!(render(&p).contains("~ xen02: restore its network filter (its rules were lost)"));
+    // A guest that is restarted anyway gets its rules from the start; no nft: nothing known.
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().state = "paused".into();
+    });
+    let ops: Vec<Op> = steps(&plan(&d, &obs), "node0109")
+        .into_iter()
+        .map(|s| s.op)
+        .collect();
+    assert!(!ops.contains(&Op::RestoreFilter), "{ops:?}");
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().state = "running".into();
+        s.filters = None;
+    });
+    assert!(!changes(&plan(&d, &obs)));
+}

@@ -59,7 +59,8 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             | Op::Fsck { .. }
             | Op::Install { .. }
             | Op::Reinstall { .. }
-            | Op::Record { .. } => {}
+            | Op::Record { .. }
+            | Op::RestoreFilter => {}
             Op::RemoveConfig => {
                 state.configs.remove(&name);
             }

@@ -399,6 +399,7 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
             format!("kvm_limits_clear {name}"),
             format!("[ ! -f {cfg} ] || kvm_net_down {name} {cfg} || return $?"),
         ],
+        Op::RestoreFilter => vec![format!("kvm_net_guard {name} {cfg} || return $?")],
         Op::Reboot { .. } => vec![
             format!("off=$(stat -c %s {} 2>/dev/null) || off=0", quote(&log)),
             format!("kvm_reset {name} {run} || return $?"),

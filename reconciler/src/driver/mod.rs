@@ -385,6 +385,7 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         | Op::Stop { .. }
         | Op::Destroy { .. }
         | Op::Reboot { .. }
+        | Op::RestoreFilter
         | Op::RemoveConfig => vec![format!(
             "echo {} >&2; return 1",
             quote(&format!("gitvps: the {hv} driver has no step for this"))
@@ -545,6 +546,7 @@ mod tests {
                 None,
             ),
             step(Op::Record { note: "x".into() }, Some(Record::default())),
+            step(Op::RestoreFilter, None),
             step(Op::RemoveConfig, None),
             step(Op::RemoveDisk { reason: "x".into() }, None),
         ]
