@@ -253,14 +253,14 @@ impl Default for Kvm {
         Kvm {
             accel: Accel::Kvm,
             network: KvmNetwork::Bridge {
-                bridge: DEFAULT_BRIDGE.to_owned(),
+                bridge: DEFAULT_KVM_BRIDGE.to_owned(),
             },
         }
     }
 }
 
 /// The bridge a KVM node's guests join when its file names none.
-pub const DEFAULT_BRIDGE: &str = "br0";
+pub const DEFAULT_KVM_BRIDGE: &str = "br0";
 
 /// How a KVM node connects its guests, with the settings of that mode.
 #[derive(Debug, Clone, PartialEq, Eq)]

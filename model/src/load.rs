@@ -950,7 +950,7 @@ fn parse_kvm(
                 );
             }
             Some(KvmNetwork::Bridge {
-                bridge: bridge.map_or_else(|| DEFAULT_BRIDGE.to_owned(), |b| b.0),
+                bridge: bridge.map_or_else(|| DEFAULT_KVM_BRIDGE.to_owned(), |b| b.0),
             })
         }
         Some(KvmNetworkMode::User) => {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_XEN_TEMPLATE: &str = include_str!("../../templates/xen.cfg.j2");
 
 /// The bridge VPS interfaces join.
-pub const DEFAULT_BRIDGE: &str = "xenbr0";
+pub const DEFAULT_XEN_BRIDGE: &str = "xenbr0";
 
 /// Why the desired state could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -517,7 +517,7 @@ fn xen_config(
         disk: disk_path,
         mac: mac_of(&v.id),
         ips: v.ipv4().map(|ip| ip.to_string()).collect(),
-        bridge: DEFAULT_BRIDGE,
+        bridge: DEFAULT_XEN_BRIDGE,
         rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
         hostname: v.hostname.as_str(),
     };
