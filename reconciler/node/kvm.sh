@@ -33,6 +33,9 @@ _kvm_json() {
 _kvm_running() {
   _kn_cmd=
   IFS= read -r _kn_cmd <"/proc/$1/cmdline" 2>/dev/null
+  # An empty read is a zombie, or a process the kernel could not read at that instant (its
+  # memory map changing): ask once more before calling it gone.
+  [ -n "$_kn_cmd" ] || IFS= read -r _kn_cmd <"/proc/$1/cmdline" 2>/dev/null
   case $_kn_cmd in
     *"$2/qemu.pid"*) return 0 ;;
   esac

@@ -598,6 +598,33 @@ fn an_unresponsive_guest_is_observed_as_such_and_still_stopped() {
         .unwrap();
     fs::write(other.join("qemu.pid"), format!("{}\n", child.id())).unwrap();
     node.children.push(child);
+    // Seen once in a loaded run: the new process not yet readable as alive; give it a moment.
+    let pid = node.pid("nocmd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !node.alive("nocmd") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid}: cmdline {:?}, {:?}",
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
+            fs::read_to_string(format!("/proc/{pid}/status")).map(|s| s
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("|"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        node.alive("nocmd"),
+        "pid {pid}: cmdline {:?}, {:?}",
+        fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).into_owned()),
+        fs::read_to_string(format!("/proc/{pid}/status")).map(|s| s
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("|"))
+    );
 
     let obs = observe(&node, &env);
     let guests = obs["guests"].as_array().unwrap();
