@@ -165,6 +165,26 @@ impl Node {
         p
     }
 
+    /// The arguments of a guest booting its kernel and initrd from its run folder, as gitvps
+    /// writes them.
+    fn boot_args(&self, vps: &str, disk: &Path) -> PathBuf {
+        let run = self.run_dir(vps);
+        let k = format!("{}/vmlinuz", run.display());
+        let i = format!("{}/initrd.img", run.display());
+        self.args(
+            vps,
+            disk,
+            &[
+                "-kernel",
+                &k,
+                "-initrd",
+                &i,
+                "-append",
+                "root=/dev/nvme0n1 ro",
+            ],
+        )
+    }
+
     fn start(&self, vps: &str, args: &Path) -> Out {
         sh(&format!(
             "kvm_start {vps} {} {} {}",
@@ -851,20 +871,7 @@ fn start_takes_the_kernel_from_the_disk_when_the_arguments_boot_it() {
         &[],
     );
     let run = node.run_dir("g");
-    let k = format!("{}/vmlinuz", run.display());
-    let i = format!("{}/initrd.img", run.display());
-    let args = node.args(
-        "g",
-        &img,
-        &[
-            "-kernel",
-            &k,
-            "-initrd",
-            &i,
-            "-append",
-            "root=/dev/nvme0n1 ro",
-        ],
-    );
+    let args = node.boot_args("g", &img);
     let out = node.start("g", &args);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(read(&run.join("vmlinuz")), b"not a kernel");
@@ -1254,20 +1261,7 @@ fn a_qcow2_guest_boots_the_kernel_stored_for_it() {
     let img = node.path("g.qcow2");
     qemu_img_create(&img, "16M");
     let run = node.run_dir("g");
-    let k = format!("{}/vmlinuz", run.display());
-    let i = format!("{}/initrd.img", run.display());
-    let args = node.args(
-        "g",
-        &img,
-        &[
-            "-kernel",
-            &k,
-            "-initrd",
-            &i,
-            "-append",
-            "root=/dev/nvme0n1 ro",
-        ],
-    );
+    let args = node.boot_args("g", &img);
     let text = fs::read_to_string(&args).unwrap();
     fs::write(&args, text.replace(",format=raw", ",format=qcow2")).unwrap();
 
