@@ -754,6 +754,19 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The commands `--real` runs and the Debian package of each: the `real` set of `scripts/deps`,
+/// which installs them (a unit test keeps the two lists equal).
+const REAL_NEEDS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("socat", "socat"),
+    ("debootstrap", "debootstrap"),
+    ("debugfs", "e2fsprogs"),
+    ("mke2fs", "e2fsprogs"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+];
+
 /// `gitvps demo --real`: one KVM node on this machine and a VPS on it that really boots.
 pub(crate) struct Real {
     /// The mirror debootstrap installs from.
@@ -777,14 +790,7 @@ impl Real {
             String::from_utf8_lossy(&uid.stdout).trim() == "0",
             "--real installs an OS with debootstrap and runs QEMU: run the demo as root"
         );
-        for (tool, package) in [
-            ("qemu-system-x86_64", "qemu-system-x86"),
-            ("socat", "socat"),
-            ("debootstrap", "debootstrap"),
-            ("debugfs", "e2fsprogs"),
-            ("mke2fs", "e2fsprogs"),
-            ("ssh", "openssh-client"),
-        ] {
+        for &(tool, package) in REAL_NEEDS {
             let found = Command::new("sh")
                 .args([
                     "-c",
@@ -796,7 +802,9 @@ impl Real {
                 .is_ok_and(|o| o.status.success());
             ensure!(
                 found,
-                "--real needs {tool}: apt-get install {package}, then run the demo again"
+                "--real needs {tool} (Debian package {package}): run `scripts/deps install real` \
+                 in the gitvps checkout, which installs it with the others --real needs and keeps \
+                 QEMU's packages on one version, then run the demo again"
             );
         }
         let mirror = std::env::var("GITVPS_MIRROR")
@@ -976,5 +984,32 @@ fn stop_guests(root: &Path) {
         if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
             let _ = Command::new("kill").arg(pid).status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `--real`'s preflight names exactly the packages `scripts/deps install real` installs.
+    #[test]
+    fn real_needs_match_scripts_deps() {
+        let script = include_str!("../../../scripts/deps");
+        let block = script
+            .split("real_needs=(")
+            .nth(1)
+            .and_then(|b| b.split(')').next())
+            .expect("scripts/deps has a real_needs list");
+        let from_script: Vec<(String, String)> = block
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim().trim_matches('"');
+                let (tool, pkg) = l.split_once(' ')?;
+                Some((tool.to_owned(), pkg.to_owned()))
+            })
+            .collect();
+        let ours: Vec<(String, String)> = super::REAL_NEEDS
+            .iter()
+            .map(|&(t, p)| (t.to_owned(), p.to_owned()))
+            .collect();
+        assert_eq!(ours, from_script);
     }
 }
