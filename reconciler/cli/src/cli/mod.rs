@@ -1,0 +1,126 @@
+//! The `gitvps` command line: flags parsed by clap, one file per subcommand.
+//! Commands return an exit code; `main` only maps errors to messages.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod apply;
+#[cfg(feature = "sim")]
+pub mod bench;
+#[cfg(feature = "sim")]
+pub mod demo;
+pub mod inventory;
+#[cfg(feature = "sim")]
+pub mod nodesim;
+pub mod plan;
+pub mod serve;
+pub mod site;
+pub mod validate;
+pub mod vps;
+
+/// Run a VPS hosting business from a git repository.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gitvps",
+    bin_name = "gitvps",
+    version,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory repository (a folder with products.toml, pools.toml and inventory/).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub repo: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the inventory and check every rule; print every problem with file:line:column.
+    Validate(validate::ValidateArgs),
+    /// Show nodes, pools, products and expiring VPSes as tables.
+    Inventory(inventory::InventoryArgs),
+    /// Observe every node over SSH and show what apply would change (exit 0: none, 2: changes).
+    Plan(plan::PlanArgs),
+    /// Make the nodes match the inventory (or carry out a saved plan).
+    Apply(apply::ApplyArgs),
+    /// Serve the customer hooks (and a built site) on 127.0.0.1; --repo must be a bare repo.
+    Serve(serve::ServeArgs),
+    /// Manage VPSes in the inventory.
+    #[command(subcommand)]
+    Vps(vps::VpsCommand),
+    /// The static customer site: `gitvps site build [--out DIR]`.
+    #[command(subcommand)]
+    Site(site::SiteCommand),
+    /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
+    #[cfg(feature = "sim")]
+    #[command(subcommand, name = "node-sim")]
+    NodeSim(nodesim::NodeSimCommand),
+    /// Measure gitvps on generated fleets.
+    #[cfg(feature = "sim")]
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// The example fleet on simulated dom0s on this machine, applied and served (or --check).
+    #[cfg(feature = "sim")]
+    Demo(demo::DemoArgs),
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Validate(a) => validate::run(&cli.global, &a),
+        Command::Inventory(a) => inventory::run(&cli.global, &a),
+        Command::Vps(c) => vps::run(&cli.global, c),
+        Command::Plan(a) => plan::run(&cli.global, &a),
+        Command::Apply(a) => apply::run(&cli.global, &a),
+        Command::Serve(a) => serve::run(&cli.global, &a),
+        Command::Site(c) => site::run(&cli.global, c),
+        #[cfg(feature = "sim")]
+        Command::Bench(c) => bench::run(c),
+        #[cfg(feature = "sim")]
+        Command::NodeSim(c) => nodesim::run(c),
+        #[cfg(feature = "sim")]
+        Command::Demo(a) => demo::run(&cli.global, &a),
+    }
+}
+
+/// Writes text to stdout. A closed pipe (`gitvps ... | head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Prints JSON to stdout, pretty, with a final newline.
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
+}
+
+/// Loads the inventory; on rule errors prints them (text or JSON) and returns the exit code.
+pub(crate) fn load_or_report(
+    repo: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<Result<model::Inventory, i32>> {
+    match model::Inventory::load(repo) {
+        Ok(inv) => Ok(Ok(inv)),
+        Err(model::LoadError::Invalid(d)) => {
+            validate::report(&d, json)?;
+            Ok(Err(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

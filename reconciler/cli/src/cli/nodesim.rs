@@ -1,0 +1,81 @@
+//! `gitvps node-sim`: turn a folder into a simulated dom0 (stand-in `xl` and LVM tools),
+//! and the entry point those stand-ins' wrapper scripts call.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+/// node-sim subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NodeSimCommand {
+    /// Install the stand-ins into ROOT/usr/sbin and create the state folders (idempotent).
+    Install(InstallArgs),
+    /// Run one stand-in tool (what the wrapper scripts call).
+    #[command(hide = true)]
+    Exec(ExecArgs),
+}
+
+/// Flags of `gitvps node-sim install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The node root folder.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Create an LVM volume group, as NAME=SIZE (e.g. vg0=2TiB); repeatable.
+    #[arg(long, value_name = "NAME=SIZE")]
+    pub vg: Vec<String>,
+}
+
+/// Flags of `gitvps node-sim exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The node root folder.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The tool (`xl`, `lvs`, ...).
+    pub tool: String,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Runs a node-sim subcommand.
+pub fn run(c: NodeSimCommand) -> anyhow::Result<i32> {
+    match c {
+        NodeSimCommand::Install(a) => {
+            std::fs::create_dir_all(&a.root)
+                .with_context(|| format!("cannot create {}", a.root.display()))?;
+            let root = a.root.canonicalize()?;
+            let exe = std::env::current_exe().context("cannot find the gitvps binary")?;
+            sim::nodesim::install(&root, &exe)
+                .with_context(|| format!("cannot install into {}", root.display()))?;
+            for vg in &a.vg {
+                let (name, size) = vg
+                    .split_once('=')
+                    .with_context(|| format!("--vg {vg}: write NAME=SIZE, like vg0=2TiB"))?;
+                let size: model::values::Size = size
+                    .replace("TiB", " TiB")
+                    .replace("GiB", " GiB")
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--vg {vg}: {e}"))?;
+                name.parse::<model::values::VgName>()
+                    .map_err(|e| anyhow::anyhow!("--vg {vg}: {e}"))?;
+                sim::nodesim::create_vg(&root, name, size.bytes())?;
+            }
+            super::emit(&format!(
+                "installed the stand-ins for {} into {}\n",
+                sim::nodesim::TOOLS.join(", "),
+                root.join("usr/sbin").display()
+            ))?;
+            Ok(0)
+        }
+        NodeSimCommand::Exec(a) => {
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            Ok(sim::nodesim::run_tool(
+                &a.root, &a.tool, &a.args, &mut out, &mut err,
+            ))
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The gitvps execution shell: SSH to nodes with pinned host keys, apply of the planner's steps
+//! (nodes in parallel, one locked exec per node), the status branch, and the repo inputs.
+//!
+//! Everything that decides lives in `gitvps-planner`; this crate only carries plans out and
+//! reads what the planner needs from the repo and the environment. See `ARCHITECTURE.md`.
+
+pub mod apply;
+pub mod inputs;
+pub mod ssh;
+pub mod status;
+pub mod usage;

@@ -1,0 +1,544 @@
+//! Desired state per node, derived from the inventory: disks, rendered domain configs,
+//! power and action generations. Pure: the same inventory always gives the same specs.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use model::values::{Hypervisor, ImageFormat, Power, State};
+use model::{Actions, Inventory, NodeId, Storage, VpsId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The domain config template shipped with gitvps; a repo may override it with its own
+/// `templates/xen.cfg.j2`.
+pub const DEFAULT_XEN_TEMPLATE: &str = include_str!("../../../templates/xen.cfg.j2");
+
+/// The bridge VPS interfaces join.
+pub const DEFAULT_XEN_BRIDGE: &str = "xenbr0";
+
+/// Why the desired state could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// The KVM arguments cannot be rendered.
+    #[error(transparent)]
+    KvmArgs(#[from] crate::driver::kvm::ArgsError),
+    /// The template does not parse or render.
+    #[error("templates/xen.cfg.j2 cannot render the config of {vps}")]
+    Template {
+        /// The VPS.
+        vps: String,
+        /// The cause.
+        #[source]
+        source: minijinja::Error,
+    },
+    /// The bootstrap scripts' inputs cannot be computed for a VPS.
+    #[error("{vps}: cannot prepare its OS install")]
+    Bootstrap {
+        /// The VPS.
+        vps: String,
+        /// The cause.
+        #[source]
+        source: model::bootstraps::EnvError,
+    },
+    /// A file of the catalog was not loaded.
+    #[error("bootstraps: {0} is listed by the catalog but was not read")]
+    MissingFile(String),
+    /// A VPS's product has no resources (the inventory was not validated).
+    #[error("{vps}: its product `{product}` is not a plan")]
+    NotAPlan {
+        /// The VPS.
+        vps: String,
+        /// The product.
+        product: String,
+    },
+}
+
+/// Where a node keeps disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum Store {
+    /// LVM volume group.
+    Lvm {
+        /// The volume group.
+        vg: String,
+    },
+    /// Image files in a folder (a path under the node root).
+    File {
+        /// The folder.
+        dir: String,
+        /// The images' format: `<vps>.img` raw images, or `<vps>.qcow2` (KVM). Plans saved
+        /// before there was a choice have none: raw.
+        #[serde(default)]
+        format: ImageFormat,
+    },
+}
+
+impl Store {
+    /// The image format of a file store; `None` for LVM.
+    pub fn image_format(&self) -> Option<ImageFormat> {
+        match self {
+            Store::Lvm { .. } => None,
+            Store::File { format, .. } => Some(*format),
+        }
+    }
+}
+
+/// What one VPS should look like on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VpsSpec {
+    /// The VPS (also the domain name).
+    pub id: VpsId,
+    /// Contract state.
+    pub state: State,
+    /// The plan it is on.
+    pub product: String,
+    /// Whether the domain should run.
+    pub run: bool,
+    /// Disk size, bytes.
+    pub disk_bytes: u64,
+    /// The disk device or image path on the node.
+    pub disk_path: String,
+    /// Path of the domain config on the node.
+    pub config_path: String,
+    /// The config text.
+    pub config: String,
+    /// Its sha256, hex.
+    pub config_sha256: String,
+    /// Action generations asked for.
+    pub actions: Actions,
+    /// When it was destroyed, if the inventory says.
+    pub destroyed: Option<NaiveDate>,
+    /// How to install its OS; `None` when nothing is installed (no catalog, `hvm-iso`).
+    pub install: Option<InstallSpec>,
+    /// Console access for the customer's keys; `None`: nobody may reach the console.
+    pub console: Option<ConsoleSpec>,
+    /// A bridged KVM guest's tap, which must stay behind its filter while the guest runs.
+    pub tap: Option<String>,
+}
+
+/// The console user of a VPS on its node (named after the VPS, as in DTC-Xen): an
+/// `authorized_keys` whose every key may only run `xl console <vps>`, and the sudo rule for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ConsoleSpec {
+    /// The console user's home on the node.
+    pub home: String,
+    /// The `authorized_keys` text.
+    pub keys: String,
+    /// Its sha256, as observe reports it.
+    pub keys_sha256: String,
+    /// Number of keys.
+    pub count: usize,
+    /// Path of the sudoers drop-in on the node.
+    pub sudoers_path: String,
+    /// Its text.
+    pub sudoers: String,
+}
+
+/// The console user's home on a node.
+pub fn console_home(root: &str, vps: &VpsId) -> String {
+    node_path(root, &format!("var/lib/gitvps/console/{vps}"))
+}
+
+/// The console of a VPS: for an active VPS whose customer has keys. On Xen the keys run
+/// `xl console`; on KVM they reach the guest's serial socket with `socat`.
+fn console_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    hv: Hypervisor,
+) -> Option<ConsoleSpec> {
+    let keys = &inv.customers.get(&v.customer)?.ssh_keys;
+    if v.state != State::Active || keys.is_empty() {
+        return None;
+    }
+    let (command, sudoers) = match hv {
+        Hypervisor::Xen => {
+            let xl = node_path(root, "usr/sbin/xl");
+            (
+                format!("{xl} console {}", v.id),
+                format!("{} ALL=(root) NOPASSWD: {xl} console {}\n", v.id, v.id),
+            )
+        }
+        Hypervisor::Kvm => (
+            crate::driver::kvm::console_command(root, &v.id),
+            crate::driver::kvm::console_sudoers(root, &v.id),
+        ),
+    };
+    let text: String = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "restrict,pty,command=\"sudo -n {command}\" {}\n",
+                k.as_str()
+            )
+        })
+        .collect();
+    Some(ConsoleSpec {
+        home: console_home(root, &v.id),
+        keys_sha256: sha256_hex(&text),
+        keys: text,
+        count: keys.len(),
+        sudoers_path: node_path(root, &format!("etc/sudoers.d/gitvps-console-{}", v.id)),
+        sudoers,
+    })
+}
+
+/// An OS install for one VPS: the files to ship to the node and the scripts' environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InstallSpec {
+    /// The OS.
+    pub os: String,
+    /// The appliance, if any.
+    pub appliance: Option<String>,
+    /// Where the bootstrap files go on the node (`GITVPS_BOOTSTRAPS` is `<dir>/bootstraps`).
+    pub ship_dir: String,
+    /// The folder the root is built in (`TARGET`), then copied into the disk by `mke2fs -d`.
+    pub build_dir: String,
+    /// Repo-relative path and content of each file shipped.
+    pub files: Vec<(String, String)>,
+    /// `export NAME='value'` lines for the scripts.
+    pub exports: String,
+}
+
+/// The bootstrap catalog and the files it ships, read from a repo.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstraps {
+    /// The catalog.
+    pub catalog: model::bootstraps::Catalog,
+    /// Content of every catalog file, by repo-relative path.
+    pub files: BTreeMap<String, String>,
+    /// Mirrors, proxy and keyring for the scripts (the per-VPS paths are filled in).
+    pub run: model::bootstraps::RunVars,
+}
+
+/// What one node should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSpec {
+    /// The node.
+    pub node: NodeId,
+    /// `host:port`, for messages.
+    pub address: String,
+    /// The node root (`/` on a real node).
+    pub root: String,
+    /// Commands run through `sudo -n`.
+    pub sudo: bool,
+    /// The hypervisor, which picks the driver.
+    pub hypervisor: Hypervisor,
+    /// KVM nodes: the accelerator their guests are started with.
+    pub accel: Option<model::values::Accel>,
+    /// Seconds a started guest with an installed OS may take to reach its login prompt
+    /// (KVM; 0: not waited for).
+    pub boot_timeout_secs: u32,
+    /// Disk storage.
+    pub store: Store,
+    /// Its VPSes, by id.
+    pub vps: BTreeMap<VpsId, VpsSpec>,
+}
+
+/// The desired state of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    /// Nodes by id.
+    pub nodes: BTreeMap<NodeId, NodeSpec>,
+    /// Days a destroyed VPS's disk is kept.
+    pub retention_days: u32,
+    /// Seconds a graceful shutdown may take.
+    pub shutdown_timeout_secs: u32,
+}
+
+/// A path under a node root: `/x` for root `/`, `/srv/node/x` for root `/srv/node`.
+pub fn node_path(root: &str, rel: &str) -> String {
+    let rel = rel.trim_start_matches('/');
+    if root == "/" {
+        format!("/{rel}")
+    } else {
+        format!("{}/{rel}", root.trim_end_matches('/'))
+    }
+}
+
+/// A stable MAC address in Xen's OUI (00:16:3e) from the VPS id.
+pub fn mac_of(vps: &VpsId) -> String {
+    let h = Sha256::digest(vps.as_str().as_bytes());
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", h[0] & 0x7f, h[1], h[2])
+}
+
+/// Hex sha256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct TemplateVars<'a> {
+    vps: &'a str,
+    memory_mib: u64,
+    vcpus: u32,
+    cpu_weight: u32,
+    cpu_cap: u32,
+    disk: &'a str,
+    mac: String,
+    ips: Vec<String>,
+    bridge: &'a str,
+    rate: Option<&'a str>,
+    hostname: &'a str,
+}
+
+/// The config templates of a repo: Xen's `xl.cfg` and KVM's QEMU arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Templates {
+    /// `templates/xen.cfg.j2`.
+    pub xen: String,
+    /// `templates/kvm.args.j2`.
+    pub kvm: String,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates {
+            xen: DEFAULT_XEN_TEMPLATE.to_owned(),
+            kvm: crate::driver::kvm::DEFAULT_TEMPLATE.to_owned(),
+        }
+    }
+}
+
+/// Computes every node's desired state from the inventory and the config templates.
+pub fn desired(
+    inv: &Inventory,
+    templates: &Templates,
+    boot: &Bootstraps,
+) -> Result<Desired, DesiredError> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let bad = |source| DesiredError::Template {
+        vps: "(any)".into(),
+        source,
+    };
+    env.add_template("xen.cfg", &templates.xen).map_err(bad)?;
+    env.add_template("kvm.args", &templates.kvm)
+        .map_err(|source| crate::driver::kvm::ArgsError::Template {
+            vps: "(any)".into(),
+            source,
+        })?;
+    let tmpl = env.get_template("xen.cfg").map_err(bad)?;
+    let kvm_tmpl =
+        env.get_template("kvm.args")
+            .map_err(|source| crate::driver::kvm::ArgsError::Template {
+                vps: "(any)".into(),
+                source,
+            })?;
+    let mut nodes = BTreeMap::new();
+    for n in inv.nodes.values() {
+        let root = n.root.as_str().to_owned();
+        let store = match &n.storage {
+            Storage::Lvm { vg } => Store::Lvm { vg: vg.to_string() },
+            Storage::File { dir, format } => Store::File {
+                dir: node_path(&root, dir.as_str()),
+                format: *format,
+            },
+        };
+        nodes.insert(
+            n.id.clone(),
+            NodeSpec {
+                node: n.id.clone(),
+                address: format!("{}:{}", n.address, n.port),
+                root,
+                sudo: n.sudo,
+                hypervisor: n.hypervisor,
+                accel: n.kvm.as_ref().map(|k| k.accel),
+                boot_timeout_secs: inv.settings.reconciler.boot_timeout_secs,
+                store,
+                vps: BTreeMap::new(),
+            },
+        );
+    }
+    for v in inv.vps.values() {
+        let Some(spec) = nodes.get_mut(&v.node) else {
+            continue;
+        };
+        let res = inv.resources_of(v).ok_or_else(|| DesiredError::NotAPlan {
+            vps: v.id.to_string(),
+            product: v.product.to_string(),
+        })?;
+        let disk_path = match &spec.store {
+            Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{}", v.id)),
+            Store::File { dir, format } => format!("{dir}/{}.{}", v.id, format.extension()),
+        };
+        let Some(node) = inv.nodes.get(&v.node) else {
+            continue;
+        };
+        let mut tap = None;
+        let config = match &node.kvm {
+            Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
+                let mut vars =
+                    crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+                if spec.store.image_format() == Some(ImageFormat::Qcow2) {
+                    vars.disk_format = "qcow2";
+                }
+                let bridge = match &kvm.network {
+                    model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
+                    model::KvmNetwork::User { .. } => None,
+                };
+                tap = bridge.map(|_| crate::driver::kvm::tap_name(&v.id));
+                let plumbing = crate::driver::kvm::Plumbing {
+                    bridge,
+                    // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
+                    cpu_weight: (res.cpu_weight.saturating_mul(100) / 256).clamp(1, 10_000),
+                    cpu_cap: res.cpu_cap,
+                    ips: &v.ips,
+                    rate: res.bandwidth.as_ref(),
+                };
+                crate::driver::kvm::args_file(&spec.root, &v.id, &kvm_tmpl, &vars, &plumbing)?
+            }
+            _ => xen_config(&tmpl, v, res, &disk_path)?,
+        };
+        let config_path = match spec.hypervisor {
+            Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
+            Hypervisor::Kvm => crate::driver::kvm::config_path(&spec.root, &v.id),
+        };
+        let run = v.state == State::Active && v.power == Power::Running;
+        let install = install_spec(inv, v, &spec.root, boot)?;
+        let console = console_spec(inv, v, &spec.root, spec.hypervisor);
+        spec.vps.insert(
+            v.id.clone(),
+            VpsSpec {
+                id: v.id.clone(),
+                state: v.state,
+                product: v.product.to_string(),
+                run,
+                disk_bytes: res.disk.bytes(),
+                disk_path,
+                config_path,
+                config_sha256: sha256_hex(&config),
+                config,
+                actions: v.actions,
+                destroyed: v.destroyed,
+                install,
+                console,
+                tap,
+            },
+        );
+    }
+    Ok(Desired {
+        nodes,
+        retention_days: inv.settings.reconciler.retention_days,
+        shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
+    })
+}
+
+/// The `xl.cfg` of a VPS from the template.
+fn xen_config(
+    tmpl: &minijinja::Template<'_, '_>,
+    v: &model::Vps,
+    res: &model::Resources,
+    disk_path: &str,
+) -> Result<String, DesiredError> {
+    let vars = TemplateVars {
+        vps: v.id.as_str(),
+        memory_mib: res.ram.as_mib(),
+        vcpus: res.vcpus,
+        cpu_weight: res.cpu_weight,
+        cpu_cap: res.cpu_cap,
+        disk: disk_path,
+        mac: mac_of(&v.id),
+        ips: v.ipv4().map(|ip| ip.to_string()).collect(),
+        bridge: DEFAULT_XEN_BRIDGE,
+        rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
+        hostname: v.hostname.as_str(),
+    };
+    Ok(tmpl
+        .render(&vars)
+        .map_err(|source| DesiredError::Template {
+            vps: v.id.to_string(),
+            source,
+        })?
+        + "\n")
+}
+
+/// The install of a VPS's OS, or `None` when its OS is not in the catalog or installs nothing.
+fn install_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    boot: &Bootstraps,
+) -> Result<Option<InstallSpec>, DesiredError> {
+    let Some(os) = boot.catalog.os.get(&v.os) else {
+        return Ok(None);
+    };
+    if !os.method.installs() || v.state == State::Destroyed {
+        return Ok(None);
+    }
+    let ship_dir = node_path(root, &format!("var/lib/gitvps/bootstraps/{}", v.id));
+    let build_dir = node_path(root, &format!("var/lib/gitvps/build/{}", v.id));
+    let mut env = boot
+        .catalog
+        .env_for(inv, v)
+        .map_err(|source| DesiredError::Bootstrap {
+            vps: v.id.to_string(),
+            source,
+        })?;
+    env.run = model::bootstraps::RunVars {
+        bootstraps: Some(format!("{ship_dir}/bootstraps")),
+        target: Some(build_dir.clone()),
+        cache: Some(node_path(root, "var/cache/gitvps")),
+        ..boot.run.clone()
+    };
+    let mut files = Vec::new();
+    for p in boot.catalog.files_for(&v.os, v.appliance.as_ref()) {
+        let text = boot
+            .files
+            .get(&p)
+            .ok_or_else(|| DesiredError::MissingFile(p.clone()))?;
+        files.push((p, text.clone()));
+    }
+    Ok(Some(InstallSpec {
+        os: v.os.to_string(),
+        appliance: v.appliance.as_ref().map(ToString::to_string),
+        ship_dir,
+        build_dir,
+        files,
+        exports: env.shell_exports(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_root() {
+        assert_eq!(
+            node_path("/", "etc/xen/gitvps/x.cfg"),
+            "/etc/xen/gitvps/x.cfg"
+        );
+        assert_eq!(node_path("/srv/n1", "/dev/vg0/x"), "/srv/n1/dev/vg0/x");
+    }
+
+    #[test]
+    fn macs_are_stable_and_local_to_xen() {
+        let id: VpsId = "xen02".parse().unwrap();
+        assert_eq!(mac_of(&id), mac_of(&id));
+        assert!(mac_of(&id).starts_with("00:16:3e:"));
+        assert_ne!(mac_of(&id), mac_of(&"xen03".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_example_fleet_renders() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let inv = Inventory::load(&repo).unwrap();
+        let d = desired(&inv, &Templates::default(), &Bootstraps::default()).unwrap();
+        let xen02 = &d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps
+            [&"xen02".parse::<VpsId>().unwrap()];
+        insta::assert_snapshot!(xen02.config);
+        assert_eq!(xen02.disk_path, "/dev/vg0/xen02");
+        assert_eq!(xen02.disk_bytes, 30 << 30);
+        assert!(xen02.run);
+        let xen01 = &d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps
+            [&"xen01".parse::<VpsId>().unwrap()];
+        assert!(!xen01.run, "power = stopped");
+        let xen04 = &d.nodes[&"node0201".parse::<NodeId>().unwrap()].vps
+            [&"xen04".parse::<VpsId>().unwrap()];
+        assert_eq!(xen04.disk_path, "/var/lib/gitvps/disks/xen04.img");
+    }
+}

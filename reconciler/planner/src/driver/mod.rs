@@ -1,0 +1,709 @@
+//! Hypervisor drivers: turn planned steps into POSIX sh for the node.
+//! Disks, installs, consoles and records are shared; each driver brings its domain steps.
+
+pub mod kvm;
+pub mod xen;
+
+use std::fmt::Write as _;
+
+use model::values::{Hypervisor, ImageFormat};
+
+use crate::desired::{NodeSpec, Store};
+use crate::observe::SCRIPT as OBSERVE;
+use crate::plan::{Op, Step};
+use crate::quote;
+
+/// Exit code of the apply script when another apply holds the node's lock too long.
+pub const EXIT_LOCKED: u32 = 75;
+
+/// Seconds an apply waits for another apply on the same node to finish.
+pub const LOCK_WAIT_SECS: u32 = 600;
+
+/// The arguments every node script takes: root, backend, store, hypervisor.
+pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
+    let (backend, place) = match store {
+        Store::Lvm { vg } => ("lvm", vg.clone()),
+        // The observe script adds the root itself.
+        Store::File { dir, .. } => (
+            "file",
+            dir.strip_prefix(root.trim_end_matches('/'))
+                .unwrap_or(dir)
+                .to_owned(),
+        ),
+    };
+    format!("{} {backend} {} {hv}", quote(root), quote(&place))
+}
+
+/// `sudo -n ` when the node's commands need it.
+fn sudo(yes: bool) -> &'static str {
+    if yes { "sudo -n " } else { "" }
+}
+
+/// The node-side shell functions a hypervisor's scripts need, put in front of them.
+fn library(hv: Hypervisor) -> &'static str {
+    match hv {
+        Hypervisor::Xen => "",
+        Hypervisor::Kvm => kvm::LIBRARY,
+    }
+}
+
+/// The observe script for a hypervisor: its library, then `node/observe.sh`.
+fn observe_script(hv: Hypervisor) -> String {
+    format!("{}{OBSERVE}", library(hv))
+}
+
+/// The command that observes a node (no lock).
+pub fn observe_command(spec: &NodeSpec) -> String {
+    observe_command_for(&spec.root, &spec.store, spec.hypervisor, spec.sudo)
+}
+
+/// [`observe_command`] from its parts.
+pub fn observe_command_for(root: &str, store: &Store, hv: Hypervisor, use_sudo: bool) -> String {
+    format!(
+        "{}sh -c {} gitvps-observe {}",
+        sudo(use_sudo),
+        quote(&observe_script(hv)),
+        args(root, store, hv)
+    )
+}
+
+/// The apply command: takes the node's lock, observes, prints `@@observed`, then reads
+/// `go` and the steps script from its input (anything else: it exits without acting).
+pub fn apply_command(spec: &NodeSpec) -> String {
+    let prologue = format!(
+        r#"R=${{1%/}}
+mkdir -p "$R/var/lib/gitvps/state" || exit 70
+exec 9>"$R/var/lib/gitvps/lock" || exit 70
+if ! flock -w {LOCK_WAIT_SECS} 9; then echo "@@locked"; exit {EXIT_LOCKED}; fi
+sh -c "$5" gitvps-observe "$1" "$2" "$3" "$4" || exit $?
+echo "@@observed"
+IFS= read -r go || exit 0
+[ "$go" = go ] || exit 0
+steps=$(mktemp) || exit 70
+cat >"$steps"
+sh "$steps" "$R"
+rc=$?
+rm -f "$steps"
+exit $rc
+"#
+    );
+    format!(
+        "{}sh -c {} gitvps-apply {} {}",
+        sudo(spec.sudo),
+        quote(&prologue),
+        args(&spec.root, &spec.store, spec.hypervisor),
+        quote(&observe_script(spec.hypervisor))
+    )
+}
+
+/// The steps as one sh script; it prints `@@begin N`, then `@@ok N`, or `@@out ...` lines and
+/// `@@fail N RC`; after a failure the VPS's later steps print `@@skip N`, other VPSes go on.
+pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
+    let mut s = String::from(
+        r#"set -u
+R=$1
+PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+export PATH
+LC_ALL=C
+export LC_ALL
+log=$(mktemp) || exit 70
+trap 'rm -f "$log"' EXIT
+# VPSes with a failed step: their later steps are skipped, the others go on.
+failed=" "
+record() {
+  d="$R/var/lib/gitvps/state"
+  mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
+}
+# Refuses to touch a disk that a process holds open (a guest started by hand, a stale QEMU).
+disk_free() {
+  d=$(readlink -f "$1" 2>/dev/null) || d=$1
+  d=$(printf '%s' "$d" | sed 's/[][*?\\]/\\&/g')
+  users=$(find /proc/[0-9]*/fd -lname "$d" 2>/dev/null | cut -d/ -f3 | sort -u | tr '\n' ' ')
+  [ -z "$users" ] && return 0
+  for p in $users; do printf 'gitvps: the disk %s is in use by process %s (%s): not touching it\n' "$1" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
+  return 1
+}
+run() {
+  i=$1
+  v=$2
+  shift 2
+  case $failed in
+    *" $v "*) echo "@@skip $i"; return 0 ;;
+  esac
+  echo "@@begin $i"
+  if "$@" >"$log" 2>&1; then
+    echo "@@ok $i"
+  else
+    rc=$?
+    tail -n 30 "$log" | sed 's/^/@@out /'
+    echo "@@fail $i $rc"
+    failed="$failed$v "
+  fi
+}
+"#,
+    );
+    if spec.store.image_format() == Some(ImageFormat::Qcow2) {
+        s.push_str(QCOW2_LIBRARY);
+    }
+    s.push_str(library(spec.hypervisor));
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "s{i}() {{");
+        for line in step_lines(spec, step) {
+            let _ = writeln!(s, "  {line}");
+        }
+        if let Some(rec) = &step.record {
+            let json = serde_json::to_string(rec).unwrap_or_else(|_| "{}".into());
+            let _ = writeln!(
+                s,
+                "  record {} {} || return 1",
+                quote(step.vps.as_str()),
+                quote(&json)
+            );
+        }
+        let _ = writeln!(s, "}}");
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "run {i} {} s{i}", step.vps);
+    }
+    s.push_str("echo @@done\n[ \"$failed\" = \" \" ]\n");
+    s
+}
+
+/// The steps script's functions for qcow2 images. e2fsprogs cannot read qcow2: a step that
+/// works on the filesystem converts the image to a sparse raw copy beside it
+/// (`IMAGE.raw-tmp`), works on that, converts it back into `IMAGE.new` and renames that over
+/// the image. A failure at any point leaves the image as it was, and no temporary stays.
+const QCOW2_LIBRARY: &str = r#"# q2_need: qemu-img, or a clear error.
+q2_need() {
+  command -v qemu-img >/dev/null 2>&1 && return 0
+  echo "gitvps: qemu-img is not installed on this node (apt-get install qemu-utils): qcow2 images need it" >&2
+  return 69
+}
+# q2_size IMAGE: prints the virtual size in bytes, read from the qcow2 header (magic QFI\xfb at
+# byte 0, the size as a big-endian u64 at byte 24).
+q2_size() {
+  q2_f=$1
+  # shellcheck disable=SC2046 # od prints 32 hex words
+  set -- $(od -An -tx1 -N32 "$q2_f")
+  if [ $# -ne 32 ] || [ "$1$2$3$4" != 514649fb ]; then
+    echo "gitvps: $q2_f is not a qcow2 image" >&2
+    return 1
+  fi
+  echo $((0x${25}${26}${27}${28}${29}${30}${31}${32}))
+}
+# q2_unpack IMAGE: its content as a sparse raw file, IMAGE.raw-tmp.
+q2_unpack() {
+  rm -f "$1.raw-tmp"
+  qemu-img convert -q -f qcow2 -O raw "$1" "$1.raw-tmp" && return 0
+  rm -f "$1.raw-tmp"
+  return 1
+}
+# q2_pack IMAGE: IMAGE.raw-tmp back into IMAGE, through IMAGE.new and a rename; the raw file
+# is removed either way.
+q2_pack() {
+  rm -f "$1.new"
+  if qemu-img convert -q -f raw -O qcow2 "$1.raw-tmp" "$1.new" && mv -f "$1.new" "$1"; then
+    rm -f "$1.raw-tmp"
+    return 0
+  fi
+  rm -f "$1.new" "$1.raw-tmp"
+  return 1
+}
+"#;
+
+/// The temporary raw copy of a qcow2 image the steps work on.
+fn raw_tmp(disk: &str) -> String {
+    format!("{disk}.raw-tmp")
+}
+
+/// Builds the OS in a folder with the shipped bootstrap scripts, then writes it into the disk
+/// with `mke2fs -d` (no mount, no loop device). The build folders stay for inspection when a
+/// script fails; the next attempt starts from scratch.
+///
+/// A qcow2 disk gets a raw file of its virtual size, made the same way, stored as the qcow2
+/// image; the guest's kernel and initrd are taken from it at the same time into the guest's
+/// run folder (`boot-vmlinuz`, `boot-initrd.img`), where starts copy them from.
+fn install_lines(
+    disk_path: &str,
+    qcow2_run: Option<&str>,
+    spec: &crate::desired::InstallSpec,
+) -> Vec<String> {
+    let disk = quote(disk_path);
+    let ship = quote(&spec.ship_dir);
+    let build = quote(&spec.build_dir);
+    let mut lines = vec![format!("disk_free {disk} || return 1")];
+    if qcow2_run.is_some() {
+        lines.push("q2_need || return $?".into());
+    }
+    lines.push(format!(
+        "rm -rf {ship} {build} && mkdir -p {ship} {build} || return 1"
+    ));
+    let mut dirs: Vec<String> = spec
+        .files
+        .iter()
+        .filter_map(|(p, _)| p.rsplit_once('/').map(|(d, _)| d.to_owned()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        lines.push(format!(
+            "mkdir -p {} || return 1",
+            quote(&format!("{}/{d}", spec.ship_dir))
+        ));
+    }
+    for (path, content) in &spec.files {
+        lines.push(format!(
+            "printf '%s' {} >{} || return 1",
+            quote(content),
+            quote(&format!("{}/{path}", spec.ship_dir))
+        ));
+    }
+    // The exports may hold multi-line values (SSH keys): keep them verbatim, one per line.
+    lines.push(format!(
+        "(\n{}sh \"$GITVPS_BOOTSTRAPS/lib/install\"\n) || return $?",
+        spec.exports
+    ));
+    match qcow2_run {
+        None => lines.push(format!(
+            "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {disk} || return 1"
+        )),
+        Some(run) => {
+            let tmp = quote(&raw_tmp(disk_path));
+            lines.extend([
+                format!("size=$(q2_size {disk}) || return 1"),
+                format!(
+                    "rm -f {tmp} && truncate -s \"$size\" {tmp} || {{ rm -f {tmp}; return 1; }}"
+                ),
+                format!(
+                    "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {tmp} || {{ rm -f {tmp}; return 1; }}"
+                ),
+                format!(
+                    "kvm_store_kernel {tmp} {} || {{ rm -f {tmp}; return 1; }}",
+                    quote(run)
+                ),
+                format!("q2_pack {disk} || return 1"),
+            ]);
+        }
+    }
+    lines.push(format!("rm -rf {ship} {build}"));
+    lines
+}
+
+/// The sh lines of one step. Each line stands alone; failures `return`.
+fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
+    let (store, hv) = (&spec.store, spec.hypervisor);
+    let domain = match hv {
+        Hypervisor::Xen => xen::domain_lines(&spec.root, step),
+        Hypervisor::Kvm => kvm::domain_lines(spec, step),
+    };
+    if let Some(lines) = domain {
+        return lines;
+    }
+    let name = quote(step.vps.as_str());
+    let disk = quote(&step.target.disk);
+    let lv = |vg: &str| quote(&format!("{vg}/{}", step.vps));
+    let fsck = format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc");
+    if store.image_format() == Some(ImageFormat::Qcow2)
+        && let Some(lines) = qcow2_lines(spec, step)
+    {
+        return lines;
+    }
+    match &step.op {
+        Op::CreateDisk { bytes } => match store {
+            Store::Lvm { vg } => vec![format!(
+                "if ! lvs {} >/dev/null 2>&1; then lvcreate -y -L {bytes}b -n {name} {} || return 1; fi",
+                lv(vg),
+                quote(vg)
+            )],
+            Store::File { dir, .. } => vec![format!(
+                // Raw images: qemu-img where installed, else a sparse file is the same thing.
+                "if [ ! -e {disk} ]; then mkdir -p {} && if command -v qemu-img >/dev/null 2>&1; then qemu-img create -q -f raw {disk} {bytes}; else truncate -s {bytes} {disk}; fi || return 1; fi",
+                quote(dir)
+            )],
+        },
+        Op::GrowDisk { to, resize_fs, .. } => {
+            let grow = match store {
+                Store::Lvm { vg } => format!(
+                    "cur=$(lvs --noheadings --units b --nosuffix -o lv_size {} | tr -d ' ') || return 1\n  if [ \"$cur\" -lt {to} ]; then lvextend -L {to}b {} || return 1; fi",
+                    lv(vg),
+                    lv(vg)
+                ),
+                Store::File { .. } => format!(
+                    "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then if command -v qemu-img >/dev/null 2>&1; then qemu-img resize -q -f raw {disk} {to}; else truncate -s {to} {disk}; fi || return 1; fi"
+                ),
+            };
+            let mut lines = vec![format!("disk_free {disk} || return 1"), grow];
+            if *resize_fs {
+                lines.push(fsck);
+                lines.push(format!("resize2fs {disk} || return 1"));
+            }
+            lines
+        }
+        Op::Fsck { .. } => vec![format!("disk_free {disk} || return 1"), fsck],
+        Op::Install { spec } | Op::Reinstall { spec, .. } => {
+            install_lines(&step.target.disk, None, spec)
+        }
+        Op::Record { .. } => vec![":".into()],
+        Op::WriteConsole { spec, .. } => {
+            let home = quote(&spec.home);
+            let keys = quote(&format!("{}/.ssh/authorized_keys", spec.home));
+            let rule = quote(&spec.sudoers_path);
+            let rule_dir = quote(spec.sudoers_path.rsplit_once('/').map_or("/", |(d, _)| d));
+            vec![
+                format!(
+                    "useradd --system --home-dir {home} --no-create-home --shell /bin/sh {name}; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 9 ] || return $rc"
+                ),
+                format!(
+                    "mkdir -p {home}/.ssh && printf '%s' {} >{keys}.tmp && chmod 644 {keys}.tmp && mv {keys}.tmp {keys} || return 1",
+                    quote(&spec.keys)
+                ),
+                format!(
+                    "mkdir -p {rule_dir} && printf '%s' {} >{rule}.tmp && chmod 440 {rule}.tmp && mv {rule}.tmp {rule} || return 1",
+                    quote(&spec.sudoers)
+                ),
+            ]
+        }
+        Op::RemoveConsole { home, sudoers_path } => vec![format!(
+            "rm -f {} {} || return 1",
+            quote(&format!("{home}/.ssh/authorized_keys")),
+            quote(sudoers_path)
+        )],
+        Op::RemoveDisk { .. } => {
+            let remove = match store {
+                Store::Lvm { vg } => format!(
+                    "if lvs {} >/dev/null 2>&1; then lvremove -f {} || return 1; fi",
+                    lv(vg),
+                    lv(vg)
+                ),
+                Store::File { .. } => format!("rm -f {disk} || return 1"),
+            };
+            vec![format!("disk_free {disk} || return 1"), remove]
+        }
+        // The drivers handle these; an unhandled one fails loudly rather than doing nothing.
+        Op::WriteConfig { .. }
+        | Op::Start
+        | Op::Stop { .. }
+        | Op::Destroy { .. }
+        | Op::Reboot { .. }
+        | Op::RestoreFilter
+        | Op::RemoveConfig => vec![format!(
+            "echo {} >&2; return 1",
+            quote(&format!("gitvps: the {hv} driver has no step for this"))
+        )],
+    }
+}
+
+/// The disk steps of a qcow2 image (`None`: the step is not about the disk). Every step that
+/// writes the image writes a new one beside it and renames it over the old one.
+fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
+    let disk = quote(&step.target.disk);
+    let tmp = quote(&raw_tmp(&step.target.disk));
+    let run = kvm::run_dir(&spec.root, &step.vps);
+    let check = [
+        format!("disk_free {disk} || return 1"),
+        "q2_need || return $?".to_owned(),
+    ];
+    let fsck_tmp =
+        format!("e2fsck -f -p {tmp}; rc=$?; if [ $rc -gt 2 ]; then rm -f {tmp}; return $rc; fi");
+    Some(match &step.op {
+        Op::CreateDisk { bytes } => {
+            let dir = match &spec.store {
+                Store::File { dir, .. } => dir.as_str(),
+                Store::Lvm { .. } => return None,
+            };
+            vec![
+                "q2_need || return $?".to_owned(),
+                format!(
+                    "if [ ! -e {disk} ]; then mkdir -p {} && qemu-img create -q -f qcow2 {disk} {bytes} || return 1; fi",
+                    quote(dir)
+                ),
+            ]
+        }
+        Op::GrowDisk { to, resize_fs, .. } => {
+            let mut lines = check.to_vec();
+            lines.push(format!("cur=$(q2_size {disk}) || return 1"));
+            if *resize_fs {
+                // Grown and resized on the raw copy: the image changes once, at the end.
+                lines.extend([
+                    format!("q2_unpack {disk} || return 1"),
+                    format!(
+                        "if [ \"$cur\" -lt {to} ]; then truncate -s {to} {tmp} || {{ rm -f {tmp}; return 1; }}; fi"
+                    ),
+                    fsck_tmp,
+                    format!("resize2fs {tmp} || {{ rm -f {tmp}; return 1; }}"),
+                    format!("q2_pack {disk} || return 1"),
+                ]);
+            } else {
+                lines.push(format!(
+                    "if [ \"$cur\" -lt {to} ]; then qemu-img resize -q -f qcow2 {disk} {to} || return 1; fi"
+                ));
+            }
+            lines
+        }
+        Op::Fsck { .. } => {
+            let mut lines = check.to_vec();
+            lines.extend([
+                format!("q2_unpack {disk} || return 1"),
+                fsck_tmp,
+                // The kernel the guest boots is refreshed from the disk (best effort: the
+                // filesystem check is what was asked for).
+                format!(
+                    "kvm_store_kernel {tmp} {} || echo 'gitvps: the stored guest kernel was not refreshed' >&2",
+                    quote(&run)
+                ),
+                format!("q2_pack {disk} || return 1"),
+            ]);
+            lines
+        }
+        Op::Install { spec: install } | Op::Reinstall { spec: install, .. } => {
+            install_lines(&step.target.disk, Some(&run), install)
+        }
+        Op::RemoveDisk { .. } => vec![
+            format!("disk_free {disk} || return 1"),
+            format!("rm -f {disk} || return 1"),
+        ],
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Record;
+    use crate::plan::Target;
+
+    fn step(op: Op, record: Option<Record>) -> Step {
+        Step {
+            vps: "xen02".parse().unwrap(),
+            op,
+            record,
+            target: Target {
+                disk: "/srv/node 1/dev/vg0/xen02".into(),
+                config: "/srv/node 1/etc/xen/gitvps/xen02.cfg".into(),
+            },
+        }
+    }
+
+    fn every_op() -> Vec<Step> {
+        vec![
+            step(
+                Op::CreateDisk {
+                    bytes: 32_212_254_720,
+                },
+                Some(Record::default()),
+            ),
+            step(
+                Op::GrowDisk {
+                    from: 1,
+                    to: 2,
+                    resize_fs: true,
+                },
+                None,
+            ),
+            step(
+                Op::WriteConfig {
+                    content: "name = \"xen02\"\n# it's '; rm -rf / #\n".into(),
+                    sha256: "00".into(),
+                    replaces: false,
+                },
+                None,
+            ),
+            step(
+                Op::Stop {
+                    reason: "x".into(),
+                    timeout_secs: 120,
+                },
+                None,
+            ),
+            step(Op::Destroy { reason: "x".into() }, None),
+            step(Op::Start, None),
+            step(
+                Op::Reboot { generation: 3 },
+                Some(Record {
+                    reboot: 3,
+                    ..Record::default()
+                }),
+            ),
+            step(
+                Op::Fsck { generation: 1 },
+                Some(Record {
+                    fsck: 1,
+                    ..Record::default()
+                }),
+            ),
+            step(
+                Op::Reinstall {
+                    generation: 1,
+                    spec: Box::new(crate::desired::InstallSpec {
+                        os: "debian-12".into(),
+                        appliance: None,
+                        ship_dir: "/srv/node 1/var/lib/gitvps/bootstraps/xen02".into(),
+                        build_dir: "/srv/node 1/var/lib/gitvps/build/xen02".into(),
+                        files: vec![("bootstraps/lib/install".into(), "#!/bin/sh\necho 'hi'\n".into())],
+                        exports: "export OS_ID='debian-12'\nexport TARGET='/srv/node 1/var/lib/gitvps/build/xen02'\n".into(),
+                    }),
+                },
+                None,
+            ),
+            step(Op::Record { note: "x".into() }, Some(Record::default())),
+            step(Op::RestoreFilter, None),
+            step(Op::RemoveConfig, None),
+            step(Op::RemoveDisk { reason: "x".into() }, None),
+        ]
+    }
+
+    fn node(root: &str, store: Store, hypervisor: Hypervisor, sudo: bool) -> NodeSpec {
+        NodeSpec {
+            node: "n1".parse().unwrap(),
+            address: "192.0.2.1:22".into(),
+            root: root.into(),
+            sudo,
+            hypervisor,
+            accel: None,
+            boot_timeout_secs: 300,
+            store,
+            vps: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn sh_syntax_ok(script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn every_step_is_valid_sh_with_every_word_quoted() {
+        let root = "/srv/node 1";
+        for store in [
+            Store::Lvm { vg: "vg0".into() },
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Raw,
+            },
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Qcow2,
+            },
+        ] {
+            for hv in [Hypervisor::Xen, Hypervisor::Kvm] {
+                sh_syntax_ok(&steps_script(
+                    &node(root, store.clone(), hv, false),
+                    &every_op(),
+                ));
+            }
+            let script = steps_script(&node(root, store, Hypervisor::Xen, false), &every_op());
+            // The hostile config text only ever appears inside single quotes.
+            let quoted = "'name = \"xen02\"\n# it'\\''s '\\''; rm -rf / #\n'";
+            assert!(script.contains(quoted), "{script}");
+        }
+        insta::assert_snapshot!(steps_script(
+            &node(
+                root,
+                Store::Lvm { vg: "vg0".into() },
+                Hypervisor::Xen,
+                false
+            ),
+            &every_op()
+        ));
+    }
+
+    #[test]
+    fn qcow2_disks_are_written_beside_and_renamed() {
+        let root = "/srv/node 1";
+        let spec = node(
+            root,
+            Store::File {
+                dir: format!("{root}/var/lib/gitvps/disks"),
+                format: ImageFormat::Qcow2,
+            },
+            Hypervisor::Kvm,
+            false,
+        );
+        let script = steps_script(&spec, &every_op());
+        // The disk is the step's target, quoted; its temporaries sit beside it.
+        let disk = "'/srv/node 1/dev/vg0/xen02'";
+        let tmp = "'/srv/node 1/dev/vg0/xen02.raw-tmp'";
+        for want in [
+            format!("qemu-img create -q -f qcow2 {disk} 32212254720"),
+            format!("q2_unpack {disk} || return 1"),
+            format!(
+                "e2fsck -f -p {tmp}; rc=$?; if [ $rc -gt 2 ]; then rm -f {tmp}; return $rc; fi"
+            ),
+            format!("resize2fs {tmp} || {{ rm -f {tmp}; return 1; }}"),
+            format!("q2_pack {disk} || return 1"),
+            format!(
+                "mke2fs -q -F -t ext4 -L gitvps-root -d '/srv/node 1/var/lib/gitvps/build/xen02' {tmp} || {{ rm -f {tmp}; return 1; }}"
+            ),
+            format!(
+                "kvm_store_kernel {tmp} '/srv/node 1/var/lib/gitvps/kvm/xen02' || {{ rm -f {tmp}; return 1; }}"
+            ),
+            format!("rm -f {disk} || return 1"),
+            "q2_size() {".to_owned(),
+        ] {
+            assert!(script.contains(&want), "no `{want}` in\n{script}");
+        }
+        // No raw-only command reaches a qcow2 image.
+        assert!(
+            !script.contains(&format!("e2fsck -f -p {disk}")),
+            "{script}"
+        );
+        assert!(!script.contains("-f raw '/srv"), "{script}");
+        // Every step that touches the disk checks first that nothing holds it.
+        for (i, step) in every_op().iter().enumerate() {
+            let lines = step_lines(&spec, step);
+            if matches!(
+                step.op,
+                Op::GrowDisk { .. }
+                    | Op::Fsck { .. }
+                    | Op::Install { .. }
+                    | Op::Reinstall { .. }
+                    | Op::RemoveDisk { .. }
+            ) {
+                assert_eq!(
+                    lines[0],
+                    format!("disk_free {disk} || return 1"),
+                    "step {i}"
+                );
+            }
+        }
+        // Raw nodes keep their steps, and the qcow2 functions are not sent to them.
+        let raw = steps_script(
+            &node(
+                root,
+                Store::File {
+                    dir: format!("{root}/var/lib/gitvps/disks"),
+                    format: ImageFormat::Raw,
+                },
+                Hypervisor::Kvm,
+                false,
+            ),
+            &every_op(),
+        );
+        assert!(!raw.contains("q2_"), "{raw}");
+        assert!(raw.contains(&format!("e2fsck -f -p {disk}")), "{raw}");
+    }
+
+    #[test]
+    fn node_commands_are_valid_sh_and_use_sudo_when_asked() {
+        for (sudo, hypervisor) in [
+            (false, Hypervisor::Xen),
+            (true, Hypervisor::Xen),
+            (true, Hypervisor::Kvm),
+        ] {
+            let spec = node("/", Store::Lvm { vg: "vg0".into() }, hypervisor, sudo);
+            let apply = apply_command(&spec);
+            let observe = observe_command(&spec);
+            assert_eq!(apply.starts_with("sudo -n sh -c "), sudo);
+            assert_eq!(observe.starts_with("sudo -n sh -c "), sudo);
+            sh_syntax_ok(&apply);
+            sh_syntax_ok(&observe);
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! A real KVM node for tests: a folder behind a real sshd, the machine's own QEMU, and a repo
+//! with one customer and the shipped bootstraps, applied with the `gitvps` binary.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bin;
+use crate::fleet::Run;
+use crate::{Sshd, keygen, mirror, top};
+
+/// True when the test runs as root (the KVM tests write /etc/sudoers.d, make taps, ...).
+pub fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// One KVM node `kvm1` and a repo for VPSes on it: the customer `c-0001` with a fresh key, the
+/// example catalog's `test` plan, the pool `test-1`, the shipped bootstraps and an appliance
+/// `probe` whose first boot needs no network (it records the VPS's id and addresses in
+/// `/root/firstboot-ran`).
+pub struct KvmNode {
+    pub sshd: Sshd,
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub root: PathBuf,
+    pub customer_key: PathBuf,
+    /// The VPS whose guest the handle kills when dropped.
+    pub vps: String,
+}
+
+/// How the node and its repo differ from one test to another.
+pub struct KvmNodeSpec<'a> {
+    /// The VPS the test runs.
+    pub vps: &'a str,
+    /// The pool's network (`a.b.c.0/24`).
+    pub network: &'a str,
+    /// The pool's gateway.
+    pub gateway: &'a str,
+    /// The body of the node's `[kvm]` table.
+    pub kvm: &'a str,
+    /// Lines added to the `test` plan (disk caps, bandwidth).
+    pub plan_extra: &'a str,
+    /// The image format of the node's `file` storage (`raw`, `qcow2`).
+    pub format: &'a str,
+}
+
+impl KvmNode {
+    pub fn new(spec: &KvmNodeSpec<'_>) -> KvmNode {
+        let sshd = Sshd::start();
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let root = dir.path().join("node");
+        for d in ["inventory/nodes", "inventory/vps", "inventory/customers"] {
+            std::fs::create_dir_all(repo.join(d)).unwrap();
+        }
+        super::copy_tree(&top().join("bootstraps"), &repo.join("bootstraps"));
+        let probe = repo.join("bootstraps/appliances/probe");
+        std::fs::create_dir_all(&probe).unwrap();
+        std::fs::write(
+            probe.join("meta.toml"),
+            "name = \"Probe\"\ndescription = \"records its first boot\"\nfamilies = [\"debian\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            probe.join("firstboot"),
+            "#!/bin/sh\nset -eu\n. /usr/local/lib/gitvps/env\nprintf '%s %s\\n' \"$VPS_ID\" \"$VPS_IPV4\" >/root/firstboot-ran\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            probe.join("firstboot"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::copy(top().join("gitvps.toml"), repo.join("gitvps.toml")).unwrap();
+        let products = std::fs::read_to_string(top().join("products.toml")).unwrap();
+        let edited = products.replacen(
+            "traffic = \"1024 MiB\"",
+            &format!("{}traffic = \"1024 MiB\"", spec.plan_extra),
+            1,
+        );
+        assert!(spec.plan_extra.is_empty() || products != edited);
+        std::fs::write(repo.join("products.toml"), edited).unwrap();
+        std::fs::write(
+            repo.join("pools.toml"),
+            format!(
+                "[[pool]]\nid = \"test-1\"\nlocation = \"Testville\"\nnetwork = \"{}\"\ngateway = \"{}\"\ndns = [\"{}\"]\n",
+                spec.network, spec.gateway, spec.gateway
+            ),
+        )
+        .unwrap();
+        let customer_key = dir.path().join("customer_key");
+        let customer_pub = keygen(&customer_key, "jane@laptop");
+        std::fs::write(
+            repo.join("inventory/customers/c-0001.toml"),
+            format!(
+                "name = \"Jane\"\nemail = \"jane@example.net\"\nssh_keys = [\"{customer_pub}\"]\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            repo.join("inventory/nodes/kvm1.toml"),
+            format!(
+                "address = \"{}\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"Testville\"\ncountry = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"file\", dir = \"/var/lib/gitvps/disks\", format = \"{}\" }}\npools = [\"test-1\"]\ncapacity = {{ ram = \"8 GiB\", disk = \"1 TiB\", vcpus = 8 }}\nroot = \"{}\"\n\n[kvm]\n{}",
+                sshd.addr,
+                sshd.port,
+                sshd.user,
+                sshd.host_key,
+                spec.format,
+                root.display(),
+                spec.kvm
+            ),
+        )
+        .unwrap();
+        // The node's tools are the real ones, but for `useradd`: the console account is made
+        // under the node root by the stand-in.
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::write(
+            root.join("usr/sbin/useradd"),
+            format!(
+                "#!/bin/sh\nexec {} node-sim exec --root {} useradd \"$@\"\n",
+                bin().display(),
+                root.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("usr/sbin/useradd"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        // The bootstraps' root cache lives under target/, shared by test runs.
+        let cache = crate::target_tmp().parent().unwrap().join("gitvps-cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(root.join("var/cache")).unwrap();
+        std::os::unix::fs::symlink(&cache, root.join("var/cache/gitvps")).unwrap();
+        KvmNode {
+            sshd,
+            dir,
+            repo,
+            root,
+            customer_key,
+            vps: spec.vps.to_owned(),
+        }
+    }
+
+    /// Writes the VPS's file: Debian 12 on the test plan with `ips` (a TOML list's inside).
+    pub fn vps_file(&self, ips: &str, extra: &str) {
+        let vps = &self.vps;
+        std::fs::write(
+            self.repo.join(format!("inventory/vps/{vps}.toml")),
+            format!(
+                "customer = \"c-0001\"\nproduct = \"test\"\nnode = \"kvm1\"\nips = [{ips}]\nhostname = \"{vps}.example.net\"\nos = \"debian-12\"\ncreated = 2026-01-01\nexpires = 2099-01-01\n{extra}"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Replaces `from` by `to` in the VPS's file.
+    pub fn edit_vps(&self, from: &str, to: &str) {
+        let p = self.repo.join(format!("inventory/vps/{}.toml", self.vps));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "no `{from}` in {text}");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn gitvps(&self, args: &[&str]) -> Run {
+        Command::new(bin())
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(args)
+            .env("GITVPS_SSH_KEY", &self.sshd.client_key)
+            .env("GITVPS_MIRROR", mirror())
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// Applies, checks the apply succeeded and that a second plan is empty; returns the apply.
+    pub fn converge(&self, what: &str) -> Run {
+        let t = Instant::now();
+        let a = self.gitvps(&["apply"]);
+        // apply logs the reconciler's own CPU time and peak memory.
+        let usage = a
+            .stderr
+            .lines()
+            .find(|l| l.contains("peak memory"))
+            .unwrap_or("");
+        eprintln!(
+            "{what}: apply took {:.1} s; {usage}",
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            a.code,
+            0,
+            "{what}: apply failed: {a:?}\n{}",
+            self.console_tail()
+        );
+        let p = self.gitvps(&["plan"]);
+        assert_eq!(
+            p.code, 0,
+            "{what}: the plan after the apply is not empty: {p:?}"
+        );
+        a
+    }
+
+    /// Sets `key = value` in `[reconciler]` of gitvps.toml (the key must be there).
+    pub fn set_reconciler(&self, key: &str, value: &str) {
+        let p = self.repo.join("gitvps.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains(&format!("\n{key} =")),
+            "no {key} in gitvps.toml"
+        );
+        let out: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{key} =")) {
+                    format!("{key} = {value}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(p, out).unwrap();
+    }
+
+    /// Runs `cmd` in the guest as root over SSH to `host:port` with the customer's key,
+    /// retrying while the guest's sshd is not up yet.
+    pub fn in_guest(&self, host: &str, port: u16, cmd: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = super::ssh_client(&self.customer_key, port)
+                .arg(format!("root@{host}"))
+                .arg(cmd)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ssh root@{host} -p {port} failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.console_tail()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// Waits until the console shows its `count`-th login prompt since the guest's start.
+    pub fn wait_for_login(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.console().matches("login:").count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no login prompt #{count}\n{}",
+                self.console_tail()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join(format!("var/lib/gitvps/kvm/{}", self.vps))
+    }
+
+    /// What the guest's serial console printed since its last start.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(
+            self.root
+                .join(format!("var/log/gitvps/console/{}.log", self.vps)),
+        )
+        .map(|t| t.replace('\r', ""))
+        .unwrap_or_default()
+    }
+
+    pub fn console_tail(&self) -> String {
+        let c = self.console();
+        let lines: Vec<&str> = c.lines().collect();
+        format!(
+            "--- console tail\n{}",
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        )
+    }
+
+    /// The pid of the guest's QEMU when it runs.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.run_dir().join("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+}
+
+impl Drop for KvmNode {
+    fn drop(&mut self) {
+        // Never leave a guest behind, whatever the test did.
+        if let Some(pid) = self.qemu_pid() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The end-to-end tests' one support kit: a real OpenSSH sshd on 127.0.0.1 with its own keys,
+//! git and fleet repos, the `gitvps` binary, KVM nodes. The tests themselves are in `tests/`.
+//!
+//! Each test starts its own daemon; it is killed when the handle is dropped.
+// Test code: its helpers are documented where they are not obvious, and may panic.
+#![allow(
+    missing_docs,
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway sshd and the client key it accepts.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub addr: String,
+    pub user: String,
+    /// `ssh-ed25519 AAAA...` of the daemon.
+    pub host_key: String,
+    /// Path of the client's private key.
+    pub client_key: PathBuf,
+    child: Child,
+}
+
+fn sshd_path() -> PathBuf {
+    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("sshd not found: run ./scripts/test, which installs openssh-server");
+}
+
+pub fn keygen(path: &Path, comment: &str) -> String {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Sshd {
+    /// Starts sshd on 127.0.0.1 (or another loopback address) with a fresh host key.
+    pub fn start() -> Sshd {
+        Sshd::start_on("127.0.0.1")
+    }
+
+    pub fn start_on(ip: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let host = keygen(&d.join("host_key"), "host");
+        let host_key = host.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let client_pub = keygen(&d.join("client_key"), "client");
+        std::fs::write(d.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        for _ in 0..5 {
+            let port = free_port();
+            let cfg = d.join("sshd_config");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "ListenAddress {ip}:{port}\nHostKey {hk}\nAuthorizedKeysFile {ak} .ssh/authorized_keys\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 200:30:400\nMaxSessions 100\nLogLevel ERROR\nAllowTcpForwarding yes\n",
+                    hk = d.join("host_key").display(),
+                    ak = d.join("authorized_keys").display(),
+                    pid = d.join("sshd.pid").display(),
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(sshd_path())
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+                .spawn()
+                .expect("start sshd");
+            if wait_ready(&mut child, ip, port) {
+                return Sshd {
+                    port,
+                    addr: ip.to_owned(),
+                    user: whoami(),
+                    host_key,
+                    client_key: d.join("client_key"),
+                    child,
+                    dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// The sshd log (for failed tests).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+fn wait_ready(child: &mut Child, ip: &str, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if std::net::TcpStream::connect((ip, port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub mod fleet;
+pub mod kvm;
+
+/// The project's top folder (the example fleet).
+/// The `gitvps` command line built with the simulation kit: this package's `gitvps-e2e`, which
+/// cargo builds beside the test binaries (`target/<profile>/`, one level above `deps/`).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut dir = exe.parent().expect("a folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("gitvps-e2e");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with cargo test",
+        bin.display()
+    );
+    bin
+}
+
+/// Cargo's scratch folder for tests (`target/tmp`, what `CARGO_TARGET_TMPDIR` names for a test
+/// target): kept between runs, so expensive fixtures are cached there.
+pub fn target_tmp() -> PathBuf {
+    let mut dir = bin();
+    dir.pop();
+    dir.pop();
+    dir.join("tmp")
+}
+
+pub fn top() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs git in `dir`; fails the test on error and returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies a folder recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst)
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// Commits everything in `work` as a fresh repo with `main`.
+pub fn commit_all(work: &Path) {
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(
+        work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.net",
+            "commit",
+            "-q",
+            "-m",
+            "fleet",
+        ],
+    );
+}
+
+/// `DIR/work`: the example fleet (its files plus the `dirs` folders) committed on `main`.
+pub fn fleet_repo(dir: &Path, dirs: &[&str]) -> PathBuf {
+    let work = dir.join("work");
+    for d in dirs {
+        copy_tree(&top().join(d), &work.join(d));
+    }
+    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+        std::fs::copy(top().join(f), work.join(f)).unwrap();
+    }
+    commit_all(&work);
+    work
+}
+
+/// The Debian mirror this machine's apt uses, read at run time (never written in the repo).
+pub fn mirror() -> String {
+    executor::inputs::apt_mirror()
+        .expect("no Debian mirror in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list")
+}
+
+/// An OpenSSH client with no config, no host key checks and only `key`, to `-p port`; the
+/// caller adds its own options, then the destination and the command.
+pub fn ssh_client(key: &Path, port: u16) -> Command {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-i",
+    ])
+    .arg(key)
+    .arg("-p")
+    .arg(port.to_string());
+    c
+}
+
+/// The real system plays a node's OS for the console: the account and sudo rule that apply
+/// wrote under the node `root` for `vps` are mirrored into /etc, and removed when dropped.
+pub struct ConsoleAccount {
+    user: String,
+    sudoers: PathBuf,
+}
+
+impl ConsoleAccount {
+    /// Creates the account (home under the node root) and copies its sudo rule.
+    pub fn mirror(root: &Path, vps: &str) -> ConsoleAccount {
+        let home = root.join(format!("var/lib/gitvps/console/{vps}"));
+        let _ = Command::new("userdel").arg(vps).output();
+        let _ = Command::new("useradd")
+            .arg("--home-dir")
+            .arg(&home)
+            .args(["--no-create-home", "--shell", "/bin/sh", vps])
+            .output();
+        // The test sshds run without PAM, where a locked password ('!') refuses even keys.
+        let _ = Command::new("usermod").args(["-p", "*", vps]).output();
+        let account = ConsoleAccount {
+            user: vps.into(),
+            sudoers: format!("/etc/sudoers.d/gitvps-console-{vps}").into(),
+        };
+        std::fs::copy(
+            root.join(format!("etc/sudoers.d/gitvps-console-{vps}")),
+            &account.sudoers,
+        )
+        .unwrap();
+        account
+    }
+}
+
+impl Drop for ConsoleAccount {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = Command::new("userdel").arg(&self.user).output();
+    }
+}

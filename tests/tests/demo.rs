@@ -1,0 +1,233 @@
+//! `gitvps demo`: the scripted check end to end, the interactive loop with Ctrl-C, and the
+//! bad inputs it refuses before starting anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gitvps_tests::bin;
+
+#[test]
+fn demo_check_applies_the_fleet_and_a_reboot_click() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = Command::new(bin())
+        .args(["demo", "--check", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GITVPS_SSH_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "2. Validate: 3 nodes, 3 customers, 4 VPSes, no problems.",
+        "+ xen02: install debian-12",
+        "Apply: 3 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
+        "(log in as c-0001 / demo-jane)",
+        ": gitvps-bot: c-0001: reboot xen02 (site)",
+        "node0109: applied 1 step(s)\n  ! xen02: reboot (generation 1)",
+        "plan again: no changes.",
+        "demo --check OK in ",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
+    }
+    // The nodes really ran the steps: the stand-in xl knows the rebooted domain.
+    let domain = dir.join("nodes/node0109/var/lib/gitvps-sim/xl/domains/xen02.json");
+    assert!(domain.is_file(), "{}", domain.display());
+}
+
+#[test]
+fn demo_real_boots_a_vps_one_can_log_in_to_and_leaves_nothing_running() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: demo --real installs with debootstrap and needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    // The bootstraps' root cache of the test runs (target/gitvps-cache), shared with tests/kvm.rs.
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("gitvps-cache");
+    let out = Command::new(bin())
+        .args([
+            "demo",
+            "--real",
+            "--check",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(&dir)
+        .env("GITVPS_CACHE", &cache)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GITVPS_SSH_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "node local-kvm: KVM node (real QEMU)",
+        "+ kvm01: install debian-12",
+        "Apply: 4 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
+        "Real VPS kvm01 is up",
+        "logged in to kvm01 over SSH: hostname kvm01.example.net",
+        "demo --check OK in ",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
+    }
+    // The guest's QEMU is gone with the demo: no process names the demo folder any more.
+    let needle = dir.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let cmd = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                cmd.contains(&needle).then_some(cmd)
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the demo: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn demo_applies_an_operator_commit_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new(bin())
+        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push_str(&l);
+                seen.push('\n');
+                if l.contains(what) {
+                    return l;
+                }
+            }
+        }
+        panic!("no `{what}` in:\n{seen}");
+    };
+    let serving = wait_for("on http://127.0.0.1:");
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The operator stops xen02 in the work clone and commits.
+    let file = dir.join("fleet/inventory/vps/xen02.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("power = \"running\"", "power = \"stopped\"", 1),
+    )
+    .unwrap();
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(dir.join("fleet"))
+        .args([
+            "-c",
+            "user.name=op",
+            "-c",
+            "user.email=op@example.net",
+            "commit",
+            "-q",
+            "-am",
+            "stop xen02",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_for(": op: stop xen02");
+    let applied = wait_for("Apply: ");
+    assert!(applied.contains("1 node(s) changed"), "{applied}");
+
+    // Ctrl-C: the process ends, the web server and the nodes with it.
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "demo still running after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still open"
+    );
+}
+
+#[test]
+fn demo_refuses_a_non_empty_folder_and_a_busy_port_before_starting_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+    let out = Command::new(bin())
+        .args(["demo", "--check", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not empty: give an empty or new folder"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let dir = tmp.path().join("fresh");
+    let out = Command::new(bin())
+        .args(["demo", "--check", "--listen", &port, "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {port}")) && err.contains("--listen"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written when the port is busy");
+}

@@ -1,0 +1,580 @@
+//! The customer site in headless Chromium: `gitvps site build` with the real zola, served
+//! with the hooks by `gitvps serve --site`, driven over WebDriver (chromedriver).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gitvps_tests as support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use support::{git, top};
+
+/// A work tree with the example fleet (and the site project), committed on `main`.
+fn fleet(dir: &Path) -> PathBuf {
+    let work = dir.join("work");
+    for d in ["inventory", "bootstraps", "site"] {
+        support::copy_tree(&top().join(d), &work.join(d));
+    }
+    let _ = std::fs::remove_dir_all(work.join("site/public"));
+    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+        std::fs::copy(top().join(f), work.join(f)).unwrap();
+    }
+    support::commit_all(&work);
+    work
+}
+
+fn gitvps(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(gitvps_tests::bin())
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .current_dir(top())
+        .output()
+        .unwrap()
+}
+
+/// Kills a child process when dropped (a failed assertion leaves no server behind).
+struct Reaper(Child);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange with chromedriver; the answer is read by its Content-Length
+/// (chromedriver keeps the connection open).
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).unwrap();
+    serde_json::from_slice(&buf).unwrap_or(Value::Null)
+}
+
+/// A WebDriver session on headless Chromium.
+struct Browser {
+    port: u16,
+    session: String,
+    _driver: Reaper,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium chromium-driver; scripts/test does)");
+        let driver = Reaper(driver);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no chromedriver"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--lang=en-US",
+            "--window-size=1200,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let v = http(
+            port,
+            "POST",
+            "/session",
+            Some(&json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args,
+                                       "prefs": {"intl.accept_languages": "en-US,en"}}
+            }}})),
+        );
+        assert!(v["value"]["sessionId"].is_string(), "no session: {v}");
+        let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser {
+            port,
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let v = http(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body.as_ref(),
+        );
+        assert!(
+            v["value"].get("error").is_none(),
+            "{method} {path}: {}",
+            v["value"]
+        );
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Waits until `expr` (a JavaScript expression) is truthy; returns its value.
+    fn wait(&self, expr: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.js(&format!(
+                "try {{ return ({expr}) || null; }} catch (e) {{ return null; }}"
+            ));
+            if !v.is_null() && v != json!(false) {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "timed out waiting for {expr}; page text: {}",
+                self.text("body")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn type_in(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Presses keys (WebDriver key codes) on whatever has the focus.
+    fn keys(&self, keys: &str) {
+        let mut actions = Vec::new();
+        for k in keys.chars() {
+            actions.push(json!({"type": "keyDown", "value": k.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": k.to_string()}));
+        }
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    fn text(&self, css: &str) -> String {
+        let v = self.js(&format!(
+            "var e = document.querySelector({}); return e ? e.innerText : '';",
+            Value::String(css.into())
+        ));
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = self.cmd("GET", "/screenshot", None);
+        let bytes = base64_decode(png.as_str().unwrap());
+        let dir = top().join("target/site-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Accessibility basics of the page: `lang`, one `h1`, a label for every form control,
+    /// WCAG AA text contrast; returns the problems found.
+    fn a11y_problems(&self) -> Vec<String> {
+        let v = self.js(A11Y_SCRIPT);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+    }
+}
+
+const A11Y_SCRIPT: &str = r#"
+var out = [];
+if (!document.documentElement.lang) { out.push("no lang on <html>"); }
+if (document.querySelectorAll("h1").length !== 1) { out.push("not exactly one h1"); }
+document.querySelectorAll("input, select, textarea, button").forEach(function (e) {
+  if (e.type === "hidden" || e.offsetParent === null) { return; }
+  var named = (e.id && document.querySelector('label[for="' + e.id + '"]')) || e.getAttribute("aria-label")
+    || e.getAttribute("aria-labelledby") || (e.tagName === "BUTTON" && e.textContent.trim());
+  if (!named) { out.push("no label: " + e.outerHTML.slice(0, 80)); }
+});
+function rgb(s) { var m = s.match(/[\d.]+/g) || [0, 0, 0, 0]; return m.map(Number); }
+function lum(c) {
+  var a = c.slice(0, 3).map(function (v) { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * a[0] + 0.7152 * a[1] + 0.0722 * a[2];
+}
+function bg(e) {
+  for (; e; e = e.parentElement) {
+    var c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) { return c; }
+  }
+  return [255, 255, 255];
+}
+var seen = 0;
+document.querySelectorAll("body *").forEach(function (e) {
+  if (e.offsetParent === null && e.tagName !== "BODY") { return; }
+  var own = Array.prototype.some.call(e.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+  if (!own) { return; }
+  seen++;
+  var st = getComputedStyle(e);
+  var l1 = lum(rgb(st.color)), l2 = lum(bg(e));
+  var ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  var large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.5 && Number(st.fontWeight) >= 700);
+  if (ratio < (large ? 3 : 4.5)) { out.push("contrast " + ratio.toFixed(2) + ": " + e.tagName + " " + e.textContent.trim().slice(0, 40)); }
+});
+if (!seen) { out.push("no text found"); }
+return out;
+"#;
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let val = |c: u8| {
+        let pos = ALPHABET.iter().position(|a| *a == c);
+        assert!(pos.is_some(), "not base64: {c}");
+        pos.unwrap() as u8
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= u32::from(val(*c)) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGk="), b"hi");
+    assert_eq!(base64_decode("YWJj"), b"abc");
+}
+
+#[test]
+fn malformed_data_fails_the_build_and_keeps_the_old_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = fleet(tmp.path());
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("old.html"), "old").unwrap();
+    let products = std::fs::read_to_string(work.join("products.toml")).unwrap();
+    std::fs::write(
+        work.join("products.toml"),
+        products.replace("price = \"59.00\"", "price = 59.5"),
+    )
+    .unwrap();
+    let r = gitvps(&work, &["site", "build", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("products.toml:"), "{err}");
+    assert!(err.contains("price"), "{err}");
+    assert!(err.contains("the site was not built"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("old.html")).unwrap(),
+        "old"
+    );
+    assert!(!out.join("index.html").exists());
+}
+
+#[test]
+fn catalog_and_panel_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = fleet(tmp.path());
+    let site = tmp.path().join("built");
+    let t0 = Instant::now();
+    let r = gitvps(&work, &["site", "build", "--out", site.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    eprintln!("site build: {:?}", t0.elapsed());
+    assert!(site.join("index.html").is_file());
+    assert!(site.join("zh/panel/index.html").is_file());
+    assert!(
+        !work.join("site/data").exists(),
+        "the project folder is not written to"
+    );
+    // Self-contained and prefix-free: no absolute link, no other host, in any page or script.
+    let mut files = vec![site.clone()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if !p
+            .extension()
+            .is_some_and(|x| x == "html" || x == "js" || x == "css")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for bad in [
+            "href=\"/", "src=\"/", "http://", "https://", "url(", "@import",
+        ] {
+            assert!(!text.contains(bad), "{}: {bad}", p.display());
+        }
+    }
+
+    let bare = tmp.path().join("fleet.git");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&work)
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut serve = Command::new(gitvps_tests::bin())
+        .arg("--repo")
+        .arg(&bare)
+        .args(["serve", "--listen", "127.0.0.1:0", "--site"])
+        .arg(&site)
+        .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
+        .env_remove("STRIPE_SECRET_KEY")
+        .env("HOME", tmp.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(serve.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let mut serve = Reaper(serve);
+    let base = format!("http://{addr}");
+
+    let b = Browser::start();
+    // Public pages: the seed's products and prices, private products hidden.
+    b.goto(&format!("{base}/"));
+    b.wait("document.querySelector('.hero h1')");
+    assert!(b.text(".from").contains("59.00 USD"), "{}", b.text(".from"));
+    b.screenshot("home");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "home");
+
+    b.goto(&format!("{base}/products/"));
+    let products = b.text("main");
+    assert!(products.contains("Advanced VPS"), "{products}");
+    assert!(products.contains("59.00 USD"), "{products}");
+    assert!(products.contains("149.00 USD"), "{products}");
+    assert!(products.contains("768 MiB"), "{products}");
+    assert!(
+        !products.contains("Test VPS"),
+        "private products are hidden"
+    );
+    b.screenshot("products");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "products");
+
+    b.goto(&format!("{base}/locations/"));
+    let locations = b.text("main");
+    for l in [
+        "Tampa, Florida (USA)",
+        "Seattle, WA (USA)",
+        "Shanghai, China",
+    ] {
+        assert!(locations.contains(l), "{locations}");
+    }
+    b.screenshot("locations");
+    b.goto(&format!("{base}/os/"));
+    let os = b.text("main");
+    assert!(os.contains("Debian 12 (bookworm)"), "{os}");
+    assert!(os.contains("OpenVPN server"), "{os}");
+    b.screenshot("os");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "os");
+
+    // Keyboard: the first Tab reaches the skip link.
+    b.keys("\u{E004}");
+    assert_eq!(
+        b.js("return document.activeElement.className"),
+        json!("skip")
+    );
+
+    // Order: without Stripe configured the page says so and keeps what was typed.
+    b.goto(&format!("{base}/order/?product=advanced"));
+    b.wait("document.getElementById('order-form')");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "order");
+    b.type_in("#order-name", "New Person");
+    b.type_in("#order-email", "new@example.net");
+    b.type_in("#order-password", "a-long-password");
+    b.click("#order-form button[type=submit]");
+    let msg = b.wait(
+        "document.getElementById('order-message').className.indexOf('error') >= 0 && document.getElementById('order-message').innerText",
+    );
+    assert!(
+        msg.as_str()
+            .unwrap()
+            .contains("Online payment is not available"),
+        "{msg}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('order-name').value"),
+        json!("New Person")
+    );
+    b.screenshot("order-error");
+
+    // Panel: a wrong password shows an error in words.
+    b.goto(&format!("{base}/panel/"));
+    b.wait("!document.getElementById('login').hidden");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "login");
+    b.type_in("#login-customer", "c-0001");
+    b.type_in("#login-password", "wrong");
+    b.click("#login-submit");
+    let msg = b.wait(
+        "document.getElementById('login-message').className.indexOf('error') >= 0 && document.getElementById('login-message').innerText",
+    );
+    assert!(
+        msg.as_str()
+            .unwrap()
+            .contains("Wrong customer id, e-mail or password"),
+        "{msg}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('login-customer').value"),
+        json!("c-0001")
+    );
+    b.screenshot("login-error");
+
+    // Log in with the keyboard only: type the password and press Enter.
+    b.js("document.getElementById('login-password').value = ''; document.getElementById('login-password').focus();");
+    b.keys("demo-jane\u{E007}");
+    b.wait("!document.getElementById('account').hidden && document.getElementById('vps-table')");
+    let list = b.text("#vps-list");
+    assert!(list.contains("xen02"), "{list}");
+    for other in ["xen01", "xen03", "xen04"] {
+        assert!(!list.contains(other), "{other} is not c-0001's: {list}");
+    }
+    let detail = b.text("#vps-detail");
+    assert!(detail.contains("2009-02-21"), "{detail}");
+    assert!(detail.contains("149.00 USD"), "{detail}");
+    assert!(detail.contains("erases the whole disk"), "{detail}");
+    b.screenshot("panel");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "panel");
+
+    // Reboot, confirmed: accepted, and a commit lands in the repo.
+    b.click("button[data-action=reboot]");
+    b.wait("document.getElementById('confirm-yes') === document.activeElement");
+    b.screenshot("panel-confirm");
+    b.click("#confirm-yes");
+    let msg = b.wait(
+        "document.getElementById('msg-actions') && document.getElementById('msg-actions').className.indexOf('ok') >= 0 && document.getElementById('msg-actions').innerText",
+    );
+    let msg = msg.as_str().unwrap();
+    assert!(msg.contains("Accepted: reboot xen02"), "{msg}");
+    assert!(msg.contains("next apply"), "{msg}");
+    assert_eq!(
+        git(&bare, &["log", "-1", "--format=%an: %s", "main"]).trim(),
+        "gitvps-bot: c-0001: reboot xen02 (site)"
+    );
+    b.screenshot("panel-accepted");
+
+    // Simplified Chinese: the same panel, the session kept.
+    b.click("a.lang");
+    b.wait("document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden && document.getElementById('vps-detail').innerText");
+    let zh = b.text("main");
+    assert!(zh.contains("客户面板"), "{zh}");
+    assert!(zh.contains("重启"), "{zh}");
+    b.screenshot("panel-zh");
+    b.goto(&format!("{base}/zh/products/"));
+    assert!(b.text("main").contains("续费选项"));
+    b.screenshot("products-zh");
+
+    // The hooks down: the panel says so in words and keeps the input.
+    b.goto(&format!("{base}/panel/"));
+    b.wait("document.getElementById('ssh-keys')");
+    b.js("document.getElementById('ssh-keys').value += '\\nssh-ed25519 AAAA typed@here';");
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+    b.click("#ssh-save");
+    let msg = b.wait(
+        "document.getElementById('msg-ssh').className.indexOf('error') >= 0 && document.getElementById('msg-ssh').innerText",
+    );
+    assert!(msg.as_str().unwrap().contains("cannot be reached"), "{msg}");
+    assert!(
+        b.js("return document.getElementById('ssh-keys').value")
+            .as_str()
+            .unwrap()
+            .contains("typed@here")
+    );
+    b.screenshot("panel-hooks-down");
+}

@@ -1,0 +1,202 @@
+//! The SSH layer against a real OpenSSH sshd: pinned host keys, one connection, quoting.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gitvps_tests as support;
+
+use executor::ssh::{Credentials, Session, SshError, Target, Timeouts};
+use planner::quote;
+use support::Sshd;
+
+fn target(s: &Sshd) -> Target {
+    Target {
+        node: "node0109".into(),
+        host: s.addr.clone(),
+        port: s.port,
+        user: s.user.clone(),
+        host_key: s.host_key.clone(),
+    }
+}
+
+#[tokio::test]
+async fn runs_commands_over_one_connection() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let sess = Session::connect(&target(&s), &creds, Timeouts::default())
+        .await
+        .unwrap();
+    let out = sess
+        .exec("echo hello; echo oops >&2; exit 3", None)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"hello\n");
+    assert_eq!(out.stderr, b"oops\n");
+    assert_eq!(out.status, Some(3));
+    let out = sess.exec("cat", Some(b"from stdin")).await.unwrap();
+    assert_eq!(out.stdout, b"from stdin");
+    assert!(out.success());
+    assert_eq!(
+        sess.counters
+            .execs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    sess.close().await;
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_is_refused_with_both_fingerprints() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let mut t = target(&s);
+    t.host_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0WEiuJeApExG8OMyVSJj//DyqmDFFYkKtkZE6Et81".into();
+    let err = Session::connect(&t, &creds, Timeouts::default())
+        .await
+        .expect_err("must refuse");
+    let msg = err.to_string();
+    assert!(matches!(err, SshError::HostKeyMismatch { .. }), "{msg}");
+    assert!(
+        msg.starts_with("node0109: host key mismatch at 127.0.0.1:"),
+        "{msg}"
+    );
+    assert!(msg.contains("SHA256:"), "{msg}");
+    assert!(msg.contains("refusing to connect"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unknown_client_key_is_refused() {
+    let s = Sshd::start();
+    let other = s.dir.path().join("other_key");
+    support::keygen(&other, "other");
+    let creds = Credentials::from_file(&other).unwrap();
+    let err = Session::connect(&target(&s), &creds, Timeouts::default())
+        .await
+        .expect_err("must refuse");
+    assert!(matches!(err, SshError::AuthRefused { .. }), "{err}");
+    assert!(err.to_string().contains("refused the login"), "{err}");
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error_naming_the_node() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let mut t = target(&s);
+    t.port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = Session::connect(&t, &creds, Timeouts::default())
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, SshError::Connect { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("node0109: cannot connect to 127.0.0.1:"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_command_times_out() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let t = Timeouts {
+        connect: std::time::Duration::from_secs(10),
+        command: std::time::Duration::from_millis(300),
+    };
+    let sess = Session::connect(&target(&s), &creds, t).await.unwrap();
+    let err = sess.exec("sleep 5", None).await.expect_err("must time out");
+    assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn quoted_words_reach_the_node_verbatim() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let sess = Session::connect(&target(&s), &creds, Timeouts::default())
+        .await
+        .unwrap();
+    let marker = s.dir.path().join("pwned");
+    let nasty = format!(
+        "x'; touch {} ; echo '$(id) `id` \" \\ \n*",
+        marker.display()
+    );
+    let out = sess
+        .exec(&format!("printf %s {}", quote(&nasty)), None)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
+    assert!(!marker.exists(), "a quoted word was executed");
+}
+
+#[tokio::test]
+async fn logs_in_with_the_ssh_agent() {
+    let s = Sshd::start();
+    let sock = s.dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(&s.client_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    // Credentials::Agent reads SSH_AUTH_SOCK; this test binary sets it for itself only.
+    // SAFETY-free: set_var is safe in edition 2024 only in unsafe; use a child process instead.
+    let out = std::process::Command::new(gitvps_tests::bin())
+        .args(["node-sim", "install", "--root"])
+        .arg(s.dir.path().join("root"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("inventory/nodes")).unwrap();
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(top.join("products.toml"), repo.join("products.toml")).unwrap();
+    std::fs::write(repo.join("pools.toml"), "").unwrap();
+    std::fs::write(
+        repo.join("inventory/nodes/n1.toml"),
+        format!(
+            "address = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"x\"\ncountry = \"US\"\nhypervisor = \"xen\"\nstorage = {{ backend = \"file\", dir = \"/disks\" }}\ncapacity = {{ ram = \"1 GiB\", disk = \"1 GiB\", vcpus = 1 }}\nroot = \"{}\"\n",
+            s.port,
+            s.user,
+            s.host_key,
+            s.dir.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let plan = std::process::Command::new(gitvps_tests::bin())
+        .arg("--repo")
+        .arg(&repo)
+        .arg("plan")
+        .env_remove("GITVPS_SSH_KEY")
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        stdout.contains("n1 (127.0.0.1:") && stdout.contains("no changes"),
+        "{stdout}"
+    );
+}
