@@ -152,12 +152,11 @@ run() {
             let _ = writeln!(s, "  {line}");
         }
         if let Some(rec) = &step.record {
-            let json = serde_json::to_string(rec).unwrap_or_else(|_| "{}".into());
             let _ = writeln!(
                 s,
                 "  record {} {} || return 1",
                 quote(step.vps.as_str()),
-                quote(&json)
+                quote(&rec.to_json())
             );
         }
         let _ = writeln!(s, "}}");
