@@ -249,7 +249,7 @@ fn a_bridged_guest_sends_only_from_its_own_addresses_and_within_its_rate() {
         ok(&mut cmd(&argv));
     }
     let vps: model::VpsId = "t1".parse().unwrap();
-    let mac = planner::driver::kvm::mac_of(&vps);
+    let mac = planner::driver::kvm::qemu_mac(&vps);
     for argv in [
         vec!["ip", "-n", g, "link", "set", "lo", "up"],
         vec![
@@ -734,7 +734,7 @@ fn a_bridged_kvm_guest_is_reached_on_its_own_address_and_cannot_spoof() {
     let e = neigh("", br, &spoofed);
     assert!(!e.contains("lladdr"), "{spoofed} was learnt: {e}");
     let e = neigh("", br, &ip);
-    let mac = planner::driver::kvm::mac_of(&vps.parse().unwrap());
+    let mac = planner::driver::kvm::qemu_mac(&vps.parse().unwrap());
     assert!(e.contains(&format!("lladdr {mac}")), "{ip}: {e}");
 
     // 4. The node loses the guest's rules while it runs (a flushed ruleset): observe sees it,

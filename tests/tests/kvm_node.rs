@@ -1014,7 +1014,7 @@ fn run_steps(spec: &planner::desired::NodeSpec, vps: &str, ops: Vec<planner::pla
             vps: vps.parse().unwrap(),
             op,
             record: None,
-            target: planner::plan::Target {
+            target: planner::plan::StepPaths {
                 disk: disk.clone(),
                 config: format!("{}/etc/gitvps/kvm/{vps}.args", spec.root),
             },

@@ -3,12 +3,12 @@
 
 use gitvps_tests as support;
 
-use executor::ssh::{Credentials, Session, SshError, Target, Timeouts};
+use executor::ssh::{Credentials, Session, SshError, SshTarget, Timeouts};
 use planner::quote;
 use support::Sshd;
 
-fn target(s: &Sshd) -> Target {
-    Target {
+fn target(s: &Sshd) -> SshTarget {
+    SshTarget {
         node: "node0109".into(),
         host: s.addr.clone(),
         port: s.port,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use model::{Inventory, Node, NodeId};
 use tokio::sync::Semaphore;
 
-use crate::ssh::{Credentials, Session, Target, Timeouts};
+use crate::ssh::{Credentials, Session, SshTarget, Timeouts};
 use planner::desired::{Desired, NodeSpec};
 use planner::driver;
 use planner::observe::{self, NodeState, Observation};
@@ -23,19 +23,19 @@ pub struct Access {
     /// Nodes worked on at once.
     pub parallelism: usize,
     /// What was done over SSH, for benchmarks and tests.
-    pub stats: Arc<Stats>,
+    pub stats: Arc<ApplyStats>,
 }
 
 /// SSH work counted across nodes.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct ApplyStats {
     /// Connections opened.
     pub connections: std::sync::atomic::AtomicU64,
     /// Commands run.
     pub execs: std::sync::atomic::AtomicU64,
 }
 
-impl Stats {
+impl ApplyStats {
     fn count(&self, sess: &Session) {
         use std::sync::atomic::Ordering::Relaxed;
         self.connections.fetch_add(1, Relaxed);
@@ -45,8 +45,8 @@ impl Stats {
 }
 
 /// The SSH target of a node file.
-pub fn target_of(n: &Node) -> Target {
-    Target {
+pub fn target_of(n: &Node) -> SshTarget {
+    SshTarget {
         node: n.id.to_string(),
         host: n.address.to_string(),
         port: n.port,
@@ -91,7 +91,7 @@ pub async fn observe_all(
     out
 }
 
-async fn observe_one(target: &Target, cmd: &str, access: &Access) -> Result<NodeState, String> {
+async fn observe_one(target: &SshTarget, cmd: &str, access: &Access) -> Result<NodeState, String> {
     let sess = Session::connect(target, &access.creds, access.timeouts)
         .await
         .map_err(|e| error_chain(&e))?;
@@ -124,7 +124,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// What happened on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum NodeOutcome {
     /// Nothing to do.
     NoChanges,
     /// Every step ran.
@@ -196,7 +196,7 @@ pub async fn apply_all(
     given: Option<&plan::Plan>,
     access: &Access,
     progress: Arc<dyn Progress>,
-) -> BTreeMap<NodeId, Outcome> {
+) -> BTreeMap<NodeId, NodeOutcome> {
     let sem = Arc::new(Semaphore::new(access.parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for id in nodes {
@@ -236,20 +236,20 @@ pub async fn apply_all(
 async fn apply_node(
     desired: &Desired,
     id: &NodeId,
-    target: &Target,
+    target: &SshTarget,
     given: Option<Option<NodePlan>>,
     access: &Access,
     progress: &dyn Progress,
-) -> Outcome {
+) -> NodeOutcome {
     let Some(spec) = desired.nodes.get(id) else {
-        return Outcome::Refused {
+        return NodeOutcome::Refused {
             reason: "not in the inventory".into(),
         };
     };
     let sess = match Session::connect(target, &access.creds, access.timeouts).await {
         Ok(s) => s,
         Err(e) => {
-            return Outcome::Unreachable {
+            return NodeOutcome::Unreachable {
                 reason: error_chain(&e),
             };
         }
@@ -266,9 +266,9 @@ async fn run_locked(
     sess: &Session,
     given: Option<Option<NodePlan>>,
     progress: &dyn Progress,
-) -> Outcome {
+) -> NodeOutcome {
     let node = &spec.node;
-    let unreachable = |e: crate::ssh::SshError| Outcome::Unreachable {
+    let unreachable = |e: crate::ssh::SshError| NodeOutcome::Unreachable {
         reason: error_chain(&e),
     };
     let mut run = match sess.start(&driver::apply_command(spec)).await {
@@ -287,7 +287,7 @@ async fn run_locked(
                     }
                     Err(e) => error_chain(&e),
                 };
-                return Outcome::Unreachable {
+                return NodeOutcome::Unreachable {
                     reason: format!(
                         "{node}: the node ended the session before reporting its state ({tail})"
                     ),
@@ -295,7 +295,7 @@ async fn run_locked(
             }
             Ok(Some(l)) if l == "@@observed" => break,
             Ok(Some(l)) if l == "@@locked" => {
-                return Outcome::Refused {
+                return NodeOutcome::Refused {
                     reason: format!(
                         "another apply held the lock on {node} for {} s",
                         driver::LOCK_WAIT_SECS
@@ -312,7 +312,7 @@ async fn run_locked(
         Ok(s) => s,
         Err(e) => {
             let _ = run.send_all(b"no\n").await;
-            return Outcome::Unreachable {
+            return NodeOutcome::Unreachable {
                 reason: e.to_string(),
             };
         }
@@ -341,14 +341,14 @@ async fn run_locked(
         if let Some(reason) = refusal {
             let _ = run.send_all(b"no\n").await;
             let _ = run.finish().await;
-            return Outcome::Refused { reason };
+            return NodeOutcome::Refused { reason };
         }
     }
     let steps = fresh.steps().to_vec();
     if steps.is_empty() {
         let _ = run.send_all(b"no\n").await;
         let _ = run.finish().await;
-        return Outcome::NoChanges;
+        return NodeOutcome::NoChanges;
     }
     // 3. Act, reading progress.
     let mut input = b"go\n".to_vec();
@@ -426,10 +426,10 @@ async fn run_locked(
         }
     }
     if failures.is_empty() && skipped.is_empty() {
-        return Outcome::Applied { steps };
+        return NodeOutcome::Applied { steps };
     }
     let pick = |ix: &[usize]| ix.iter().map(|&i| steps[i].clone()).collect::<Vec<_>>();
-    Outcome::Failed {
+    NodeOutcome::Failed {
         done: pick(&done),
         failures,
         skipped: pick(&skipped),

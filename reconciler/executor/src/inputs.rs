@@ -89,7 +89,7 @@ pub fn templates(repo: &Path) -> std::io::Result<Templates> {
     Ok(Templates {
         xen: read(
             "templates/xen.cfg.j2",
-            planner::desired::DEFAULT_XEN_TEMPLATE,
+            planner::driver::xen::DEFAULT_TEMPLATE,
         )?,
         kvm: read(
             "templates/kvm.args.j2",

@@ -146,7 +146,7 @@ impl Credentials {
 
 /// Where and how to reach one node.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct SshTarget {
     /// Node id, for messages.
     pub node: String,
     /// Host name or address.
@@ -268,7 +268,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Connects, checks the pinned host key and logs in.
     pub async fn connect(
-        target: &Target,
+        target: &SshTarget,
         creds: &Credentials,
         timeouts: Timeouts,
     ) -> Result<Session, SshError> {
@@ -503,7 +503,7 @@ impl Running {
 
 async fn authenticate(
     handle: &mut Handle<Pinned>,
-    target: &Target,
+    target: &SshTarget,
     creds: &Credentials,
 ) -> Result<AuthResult, SshError> {
     let proto = |source| SshError::Protocol {

@@ -9,7 +9,7 @@ use model::status::{ObservedActions, STATUS_DIR, VpsStatus};
 use model::values::Power;
 use model::{NodeId, VpsId};
 
-use crate::apply::Outcome;
+use crate::apply::NodeOutcome;
 use planner::desired::Desired;
 use planner::observe::Observation;
 
@@ -48,7 +48,7 @@ fn git(what: &'static str) -> impl FnOnce(git2::Error) -> StatusError {
 pub fn statuses(
     desired: &Desired,
     observed: &BTreeMap<NodeId, Observation>,
-    outcomes: &BTreeMap<NodeId, Outcome>,
+    outcomes: &BTreeMap<NodeId, NodeOutcome>,
     at: DateTime<Utc>,
 ) -> Vec<VpsStatus> {
     let mut out = Vec::new();
@@ -57,7 +57,7 @@ pub fn statuses(
             continue;
         };
         let failures: BTreeMap<&str, String> = match outcomes.get(node) {
-            Some(Outcome::Failed { failures, .. }) => failures
+            Some(NodeOutcome::Failed { failures, .. }) => failures
                 .iter()
                 .map(|f| {
                     let last = f.tail.lines().last().unwrap_or("").trim();

@@ -9,13 +9,6 @@ use model::{Actions, Inventory, NodeId, Storage, VpsId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// The domain config template shipped with gitvps; a repo may override it with its own
-/// `templates/xen.cfg.j2`.
-pub const DEFAULT_XEN_TEMPLATE: &str = include_str!("../../../templates/xen.cfg.j2");
-
-/// The bridge VPS interfaces join.
-pub const DEFAULT_XEN_BRIDGE: &str = "xenbr0";
-
 /// Why the desired state could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
@@ -256,33 +249,12 @@ pub fn node_path(root: &str, rel: &str) -> String {
     }
 }
 
-/// A stable MAC address in Xen's OUI (00:16:3e) from the VPS id.
-pub fn mac_of(vps: &VpsId) -> String {
-    let h = Sha256::digest(vps.as_str().as_bytes());
-    format!("00:16:3e:{:02x}:{:02x}:{:02x}", h[0] & 0x7f, h[1], h[2])
-}
-
 /// Hex sha256 of a text.
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-#[derive(Serialize)]
-struct TemplateVars<'a> {
-    vps: &'a str,
-    memory_mib: u64,
-    vcpus: u32,
-    cpu_weight: u32,
-    cpu_cap: u32,
-    disk: &'a str,
-    mac: String,
-    ips: Vec<String>,
-    bridge: &'a str,
-    rate: Option<&'a str>,
-    hostname: &'a str,
 }
 
 /// The config templates of a repo: Xen's `xl.cfg` and KVM's QEMU arguments.
@@ -297,7 +269,7 @@ pub struct Templates {
 impl Default for Templates {
     fn default() -> Self {
         Templates {
-            xen: DEFAULT_XEN_TEMPLATE.to_owned(),
+            xen: crate::driver::xen::DEFAULT_TEMPLATE.to_owned(),
             kvm: crate::driver::kvm::DEFAULT_TEMPLATE.to_owned(),
         }
     }
@@ -391,7 +363,7 @@ pub fn desired(
                 };
                 crate::driver::kvm::args_file(&spec.root, &v.id, &kvm_tmpl, &vars, &plumbing)?
             }
-            _ => xen_config(&tmpl, v, res, &disk_path)?,
+            _ => crate::driver::xen::config(&tmpl, v, res, &disk_path)?,
         };
         let config_path = match spec.hypervisor {
             Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
@@ -425,35 +397,6 @@ pub fn desired(
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
     })
-}
-
-/// The `xl.cfg` of a VPS from the template.
-fn xen_config(
-    tmpl: &minijinja::Template<'_, '_>,
-    v: &model::Vps,
-    res: &model::Resources,
-    disk_path: &str,
-) -> Result<String, DesiredError> {
-    let vars = TemplateVars {
-        vps: v.id.as_str(),
-        memory_mib: res.ram.as_mib(),
-        vcpus: res.vcpus,
-        cpu_weight: res.cpu_weight,
-        cpu_cap: res.cpu_cap,
-        disk: disk_path,
-        mac: mac_of(&v.id),
-        ips: v.ipv4().map(|ip| ip.to_string()).collect(),
-        bridge: DEFAULT_XEN_BRIDGE,
-        rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
-        hostname: v.hostname.as_str(),
-    };
-    Ok(tmpl
-        .render(&vars)
-        .map_err(|source| DesiredError::Template {
-            vps: v.id.to_string(),
-            source,
-        })?
-        + "\n")
 }
 
 /// The install of a VPS's OS, or `None` when its OS is not in the catalog or installs nothing.
@@ -513,14 +456,6 @@ mod tests {
             "/etc/xen/gitvps/x.cfg"
         );
         assert_eq!(node_path("/srv/n1", "/dev/vg0/x"), "/srv/n1/dev/vg0/x");
-    }
-
-    #[test]
-    fn macs_are_stable_and_local_to_xen() {
-        let id: VpsId = "xen02".parse().unwrap();
-        assert_eq!(mac_of(&id), mac_of(&id));
-        assert!(mac_of(&id).starts_with("00:16:3e:"));
-        assert_ne!(mac_of(&id), mac_of(&"xen03".parse().unwrap()));
     }
 
     #[test]

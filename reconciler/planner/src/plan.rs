@@ -116,12 +116,12 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub record: Option<Record>,
     /// Paths and sizes the step needs, fixed by the planner.
-    pub target: Target,
+    pub target: StepPaths,
 }
 
 /// The node paths a step works on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
+pub struct StepPaths {
     /// The disk device or image.
     pub disk: String,
     /// The domain config.
@@ -307,7 +307,7 @@ fn plan_console(root: &str, v: &VpsSpec, obs: &NodeState, steps: &mut Vec<Step>)
         vps: v.id.clone(),
         op,
         record: None,
-        target: Target {
+        target: StepPaths {
             disk: v.disk_path.clone(),
             config: v.config_path.clone(),
         },
@@ -364,7 +364,7 @@ fn plan_vps(
     let domain = obs.domains.get(name);
     let disk = obs.disks.get(name).copied();
     let config = obs.configs.get(name);
-    let target = Target {
+    let target = StepPaths {
         disk: v.disk_path.clone(),
         config: v.config_path.clone(),
     };

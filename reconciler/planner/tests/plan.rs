@@ -1478,7 +1478,7 @@ fn a_bridged_kvm_guest_carries_its_filter_and_rate_in_its_directives() {
         directive,
         format!(
             "#gitvps cpu-weight=100 cpu-cap=0 tap=gv-xen02 bridge=br-pub.100 mac={} ip4=66.255.255.34 ip6=2001:0db8:0066:0022::/64 rate=12500000",
-            planner::driver::kvm::mac_of(&"xen02".parse().unwrap())
+            planner::driver::kvm::qemu_mac(&"xen02".parse().unwrap())
         )
     );
     assert!(

@@ -11,7 +11,7 @@ use model::NodeId;
 
 use super::Global;
 use super::plan::{Select, runtime, setup};
-use executor::apply::{Outcome, Progress, apply_all};
+use executor::apply::{NodeOutcome, Progress, apply_all};
 use planner::plan::{Plan, Step};
 
 /// Flags of `gitvps apply`.
@@ -91,23 +91,23 @@ fn step_line(s: &Step) -> String {
 }
 
 /// The summary printed after an apply.
-pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, Outcome>) -> (String, bool) {
+pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>) -> (String, bool) {
     let mut out = String::new();
     let (mut applied, mut same, mut failed, mut unreachable, mut refused) = (0, 0, 0, 0, 0);
     for (node, o) in outcomes {
         match o {
-            Outcome::NoChanges => {
+            NodeOutcome::NoChanges => {
                 same += 1;
                 let _ = writeln!(out, "{node}: no changes");
             }
-            Outcome::Applied { steps } => {
+            NodeOutcome::Applied { steps } => {
                 applied += 1;
                 let _ = writeln!(out, "{node}: applied {} step(s)", steps.len());
                 for s in steps {
                     let _ = writeln!(out, "{}", step_line(s));
                 }
             }
-            Outcome::Failed {
+            NodeOutcome::Failed {
                 done,
                 failures,
                 skipped,
@@ -139,11 +139,11 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, Outcome>) -> (Strin
                     let _ = writeln!(out, "{}  (done)", step_line(s));
                 }
             }
-            Outcome::Unreachable { reason } => {
+            NodeOutcome::Unreachable { reason } => {
                 unreachable += 1;
                 let _ = writeln!(out, "{node}: UNREACHABLE, nothing done: {reason}");
             }
-            Outcome::Refused { reason } => {
+            NodeOutcome::Refused { reason } => {
                 refused += 1;
                 let _ = writeln!(out, "{node}: REFUSED, nothing done: {reason}");
             }

@@ -182,7 +182,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
     use std::sync::Arc;
     use std::sync::atomic::Ordering::Relaxed;
 
-    use executor::apply::{Access, LogProgress, Stats, apply_all, observe_all};
+    use executor::apply::{Access, ApplyStats, LogProgress, apply_all, observe_all};
     use executor::usage::{cpu_time, peak_rss_kib};
     use sim::testbed::{Testbed, observe_remote};
 
@@ -196,7 +196,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
         &planner::desired::Bootstraps::default(),
     )?);
     let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
-    let access = |stats: Arc<Stats>| -> anyhow::Result<Access> {
+    let access = |stats: Arc<ApplyStats>| -> anyhow::Result<Access> {
         Ok(Access {
             creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
             timeouts: executor::ssh::Timeouts::default(),
@@ -219,7 +219,8 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
         .filter(|o| {
             !matches!(
                 o,
-                executor::apply::Outcome::Applied { .. } | executor::apply::Outcome::NoChanges
+                executor::apply::NodeOutcome::Applied { .. }
+                    | executor::apply::NodeOutcome::NoChanges
             )
         })
         .count();
@@ -228,7 +229,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
         "{failed} node(s) failed to apply: {:?}",
         outcomes
             .values()
-            .find(|o| !matches!(o, executor::apply::Outcome::Applied { .. }))
+            .find(|o| !matches!(o, executor::apply::NodeOutcome::Applied { .. }))
     );
     println!(
         "set up {} nodes × {} VPSes (one apply) in {:.1} s",
@@ -239,7 +240,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
 
     let (mut walls, mut cpus, mut conns, mut execs) = (Vec::new(), Vec::new(), 0, 0);
     for _ in 0..a.runs.max(1) {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(ApplyStats::default());
         let acc = access(stats.clone())?;
         let (c0, t0) = (cpu_time(), Instant::now());
         let observed = rt.block_on(observe_all(&inv, &desired, &nodes, &acc));

@@ -15,7 +15,7 @@ use model::NodeId;
 
 use super::Global;
 use super::site::{BuildArgs, SiteCommand};
-use executor::apply::{Access, Outcome, Progress, apply_all, observe_all};
+use executor::apply::{Access, NodeOutcome, Progress, apply_all, observe_all};
 use executor::ssh::{Credentials, Timeouts};
 use planner::desired::{Desired, Store, desired};
 use planner::plan::{Plan, Step, plan, render};
@@ -336,7 +336,10 @@ async fn plan_now(repo: &Path, access: &Access) -> anyhow::Result<(Loaded, Plan)
 }
 
 /// Plans, prints the plan, applies with progress and prints the summary. Returns the outcomes.
-async fn plan_and_apply(repo: &Path, access: &Access) -> anyhow::Result<BTreeMap<NodeId, Outcome>> {
+async fn plan_and_apply(
+    repo: &Path,
+    access: &Access,
+) -> anyhow::Result<BTreeMap<NodeId, NodeOutcome>> {
     let (l, p) = plan_now(repo, access).await?;
     say(render(&p).trim_end())?;
     ensure!(
@@ -676,7 +679,7 @@ async fn demo(
         say(&format!("   new commit {}: {subject}", short(&head)))?;
         let outcomes = plan_and_apply(&applied, &access).await?;
         let rebooted = outcomes.values().any(|o| match o {
-            Outcome::Applied { steps } => steps
+            NodeOutcome::Applied { steps } => steps
                 .iter()
                 .any(|s| s.vps.as_str() == "xen02" && s.op.describe().contains("reboot")),
             _ => false,

@@ -56,7 +56,7 @@ pub fn tap_name(vps: &VpsId) -> String {
 }
 
 /// A stable MAC address in QEMU's locally administered range (52:54:00) from the VPS id.
-pub fn mac_of(vps: &VpsId) -> String {
+pub fn qemu_mac(vps: &VpsId) -> String {
     let h = crate::desired::sha256_hex(vps.as_str());
     format!("52:54:00:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6])
 }
@@ -186,7 +186,7 @@ pub const MAX_RATE_BYTES: u64 = 12_500_000_000;
 /// `rate=N`, the send rate in bytes per second (rounded up, at most [`MAX_RATE_BYTES`]), unless
 /// the product has no rate (or 0, which xl takes as no limit).
 pub fn guard_words(vps: &VpsId, ips: &[VpsAddr], rate: Option<&Rate>) -> String {
-    let mut out = format!(" mac={}", mac_of(vps));
+    let mut out = format!(" mac={}", qemu_mac(vps));
     let v4: Vec<String> = ips
         .iter()
         .filter_map(|a| match a {
@@ -331,7 +331,7 @@ pub fn vars<'a>(
             KvmNetwork::User { .. } => "user",
         },
         tap: tap_name(&v.id),
-        mac: mac_of(&v.id),
+        mac: qemu_mac(&v.id),
         net: pool.map(|p| p.network.to_string()).unwrap_or_default(),
         gateway: pool.map(|p| p.gateway.to_string()).unwrap_or_default(),
         ip: first.map(|i| i.to_string()).unwrap_or_default(),
@@ -440,7 +440,7 @@ mod tests {
             guard_words(&vps, &ips, Some(&rate)),
             format!(
                 " mac={} ip4=192.0.2.10,192.0.2.11 ip6=2001:0db8:0000:0000::/64,fd00:0001:0002:0003::/64 rate=10000000",
-                mac_of(&vps)
+                qemu_mac(&vps)
             )
         );
         // Bits are rounded up to bytes; no rate, or 0 (xl's no limit), writes none; the rate is

@@ -469,14 +469,14 @@ fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use crate::observe::Record;
-    use crate::plan::Target;
+    use crate::plan::StepPaths;
 
     fn step(op: Op, record: Option<Record>) -> Step {
         Step {
             vps: "xen02".parse().unwrap(),
             op,
             record,
-            target: Target {
+            target: StepPaths {
                 disk: "/srv/node 1/dev/vg0/xen02".into(),
                 config: "/srv/node 1/etc/xen/gitvps/xen02.cfg".into(),
             },

@@ -1,9 +1,71 @@
 //! The Xen driver: domains with `xl`, configs in `etc/xen/gitvps/<vps>.cfg`.
 //! Disks, installs and consoles are shared with the other drivers (`driver/mod.rs`).
 
-use crate::desired::node_path;
+use model::VpsId;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::desired::{DesiredError, node_path};
 use crate::plan::{Op, Step};
 use crate::quote;
+
+/// The domain config template shipped with gitvps; a repo may override it with its own
+/// `templates/xen.cfg.j2`.
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../../../templates/xen.cfg.j2");
+
+/// The bridge VPS interfaces join.
+pub const DEFAULT_BRIDGE: &str = "xenbr0";
+
+/// A stable MAC address in Xen's OUI (00:16:3e) from the VPS id.
+pub fn xen_mac(vps: &VpsId) -> String {
+    let h = Sha256::digest(vps.as_str().as_bytes());
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", h[0] & 0x7f, h[1], h[2])
+}
+
+/// What `templates/xen.cfg.j2` is rendered with.
+#[derive(Serialize)]
+struct ConfigVars<'a> {
+    vps: &'a str,
+    memory_mib: u64,
+    vcpus: u32,
+    cpu_weight: u32,
+    cpu_cap: u32,
+    disk: &'a str,
+    mac: String,
+    ips: Vec<String>,
+    bridge: &'a str,
+    rate: Option<&'a str>,
+    hostname: &'a str,
+}
+
+/// The `xl.cfg` of a VPS from the template.
+pub(crate) fn config(
+    tmpl: &minijinja::Template<'_, '_>,
+    v: &model::Vps,
+    res: &model::Resources,
+    disk_path: &str,
+) -> Result<String, DesiredError> {
+    let vars = ConfigVars {
+        vps: v.id.as_str(),
+        memory_mib: res.ram.as_mib(),
+        vcpus: res.vcpus,
+        cpu_weight: res.cpu_weight,
+        cpu_cap: res.cpu_cap,
+        disk: disk_path,
+        mac: xen_mac(&v.id),
+        ips: v.ipv4().map(|ip| ip.to_string()).collect(),
+        bridge: DEFAULT_BRIDGE,
+        rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
+        hostname: v.hostname.as_str(),
+    };
+    Ok(tmpl
+        .render(&vars)
+        .map_err(|source| DesiredError::Template {
+            vps: v.id.to_string(),
+            source,
+        })?
+        + "\n")
+}
 
 /// The sh lines of a domain step (`None`: a step the drivers share).
 pub(super) fn domain_lines(root: &str, step: &Step) -> Option<Vec<String>> {
@@ -34,4 +96,17 @@ pub(super) fn domain_lines(root: &str, step: &Step) -> Option<Vec<String>> {
         Op::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_stable_and_local_to_xen() {
+        let id: VpsId = "xen02".parse().unwrap();
+        assert_eq!(xen_mac(&id), xen_mac(&id));
+        assert!(xen_mac(&id).starts_with("00:16:3e:"));
+        assert_ne!(xen_mac(&id), xen_mac(&"xen03".parse().unwrap()));
+    }
 }
