@@ -12,6 +12,7 @@ use planner::desired::{Desired, NodeSpec};
 use planner::driver;
 use planner::observe::{self, NodeState, Observation};
 use planner::plan::{self, NodePlan, Step};
+use planner::protocol::Marker;
 
 /// How to reach every node.
 #[derive(Debug, Clone)]
@@ -293,8 +294,8 @@ async fn run_locked(
                     ),
                 };
             }
-            Ok(Some(l)) if l == "@@observed" => break,
-            Ok(Some(l)) if l == "@@locked" => {
+            Ok(Some(l)) if Marker::parse(&l) == Some(Marker::Observed) => break,
+            Ok(Some(l)) if Marker::parse(&l) == Some(Marker::Locked) => {
                 return NodeOutcome::Refused {
                     reason: format!(
                         "another apply held the lock on {node} for {} s",
@@ -360,10 +361,6 @@ async fn run_locked(
     let (mut done, mut failures, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut tail = Vec::new();
     let mut finished = false;
-    let index = |w: Option<&str>| {
-        w.and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| *i < total)
-    };
     loop {
         let line = match run.line().await {
             Err(e) => {
@@ -373,26 +370,24 @@ async fn run_locked(
             Ok(None) => break,
             Ok(Some(l)) => l,
         };
-        let mut words = line.splitn(3, ' ');
-        match (words.next(), index(words.next()), words.next()) {
-            (Some("@@begin"), Some(i), _) => {
+        let step = |i: usize| (i < total).then_some(i);
+        match Marker::parse(&line) {
+            Some(Marker::Begin(i)) if step(i).is_some() => {
                 tail.clear();
                 progress.started(node, i, total, &steps[i]);
             }
-            (Some("@@ok"), Some(i), _) => {
+            Some(Marker::Ok(i)) if step(i).is_some() => {
                 progress.succeeded(node, i, total, &steps[i]);
                 done.push(i);
             }
-            (Some("@@skip"), Some(i), _) => skipped.push(i),
-            (Some("@@fail"), Some(i), rc) => failures.push(Failure {
+            Some(Marker::Skip(i)) if step(i).is_some() => skipped.push(i),
+            Some(Marker::Fail { step: i, rc }) if step(i).is_some() => failures.push(Failure {
                 step: steps[i].clone(),
-                rc: rc.and_then(|r| r.trim().parse().ok()).unwrap_or(-1),
+                rc,
                 tail: tail.join("\n"),
             }),
-            (Some("@@out"), ..) => {
-                tail.push(line.trim_start_matches("@@out").trim_start().to_owned())
-            }
-            (Some("@@done"), ..) => {
+            Some(Marker::Out(text)) => tail.push(text),
+            Some(Marker::Done) => {
                 finished = true;
                 break;
             }

@@ -9,6 +9,7 @@ pub mod desired;
 pub mod driver;
 pub mod observe;
 pub mod plan;
+pub mod protocol;
 pub mod quote;
 
 pub use quote::quote;

@@ -11,13 +11,9 @@ use model::values::{Hypervisor, ImageFormat};
 use crate::desired::{NodeSpec, Store};
 use crate::observe::SCRIPT as OBSERVE;
 use crate::plan::{Op, Step};
-use crate::quote;
+use crate::{protocol, quote};
 
-/// Exit code of the apply script when another apply holds the node's lock too long.
-pub const EXIT_LOCKED: u32 = 75;
-
-/// Seconds an apply waits for another apply on the same node to finish.
-pub const LOCK_WAIT_SECS: u32 = 600;
+pub use crate::protocol::{EXIT_LOCKED, LOCK_WAIT_SECS};
 
 /// The arguments every node script takes: root, backend, store, hypervisor.
 pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
@@ -67,80 +63,36 @@ pub fn observe_command_for(root: &str, store: &Store, hv: Hypervisor, use_sudo: 
     )
 }
 
-/// The apply command: takes the node's lock, observes, prints `@@observed`, then reads
+/// The apply command (`node/apply.sh`): takes the node's lock, observes, prints
+/// [`Marker::Observed`](crate::protocol::Marker), then reads
 /// `go` and the steps script from its input (anything else: it exits without acting).
 pub fn apply_command(spec: &NodeSpec) -> String {
-    let prologue = format!(
-        r#"R=${{1%/}}
-mkdir -p "$R/var/lib/gitvps/state" || exit 70
-exec 9>"$R/var/lib/gitvps/lock" || exit 70
-if ! flock -w {LOCK_WAIT_SECS} 9; then echo "@@locked"; exit {EXIT_LOCKED}; fi
-sh -c "$5" gitvps-observe "$1" "$2" "$3" "$4" || exit $?
-echo "@@observed"
-IFS= read -r go || exit 0
-[ "$go" = go ] || exit 0
-steps=$(mktemp) || exit 70
-cat >"$steps"
-sh "$steps" "$R"
-rc=$?
-rm -f "$steps"
-exit $rc
-"#
-    );
     format!(
         "{}sh -c {} gitvps-apply {} {}",
         sudo(spec.sudo),
-        quote(&prologue),
+        quote(&apply_envelope()),
         args(&spec.root, &spec.store, spec.hypervisor),
         quote(&observe_script(spec.hypervisor))
     )
 }
 
-/// The steps as one sh script; it prints `@@begin N`, then `@@ok N`, or `@@out ...` lines and
-/// `@@fail N RC`; after a failure the VPS's later steps print `@@skip N`, other VPSes go on.
+/// The apply envelope: the marker variables, then `node/apply.sh`.
+fn apply_envelope() -> String {
+    format!(
+        "{}{}",
+        protocol::sh_header(),
+        include_str!("../../node/apply.sh")
+    )
+}
+
+/// The steps as one sh script (`node/steps.sh`, then one function per step); it prints the
+/// [`Marker`](crate::protocol::Marker)s `Begin`, then `Ok`, or `Out` lines and `Fail`; after a
+/// failure the VPS's later steps print `Skip`, other VPSes go on; `Done` at the end.
 pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
-    let mut s = String::from(
-        r#"set -u
-R=$1
-PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
-export PATH
-LC_ALL=C
-export LC_ALL
-log=$(mktemp) || exit 70
-trap 'rm -f "$log"' EXIT
-# VPSes with a failed step: their later steps are skipped, the others go on.
-failed=" "
-record() {
-  d="$R/var/lib/gitvps/state"
-  mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
-}
-# Refuses to touch a disk that a process holds open (a guest started by hand, a stale QEMU).
-disk_free() {
-  d=$(readlink -f "$1" 2>/dev/null) || d=$1
-  d=$(printf '%s' "$d" | sed 's/[][*?\\]/\\&/g')
-  users=$(find /proc/[0-9]*/fd -lname "$d" 2>/dev/null | cut -d/ -f3 | sort -u | tr '\n' ' ')
-  [ -z "$users" ] && return 0
-  for p in $users; do printf 'gitvps: the disk %s is in use by process %s (%s): not touching it\n' "$1" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
-  return 1
-}
-run() {
-  i=$1
-  v=$2
-  shift 2
-  case $failed in
-    *" $v "*) echo "@@skip $i"; return 0 ;;
-  esac
-  echo "@@begin $i"
-  if "$@" >"$log" 2>&1; then
-    echo "@@ok $i"
-  else
-    rc=$?
-    tail -n 30 "$log" | sed 's/^/@@out /'
-    echo "@@fail $i $rc"
-    failed="$failed$v "
-  fi
-}
-"#,
+    let mut s = format!(
+        "{}{}",
+        protocol::sh_header(),
+        include_str!("../../node/steps.sh")
     );
     if spec.store.image_format() == Some(ImageFormat::Qcow2) {
         s.push_str(QCOW2_LIBRARY);
@@ -164,7 +116,7 @@ run() {
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "run {i} {} s{i}", step.vps);
     }
-    s.push_str("echo @@done\n[ \"$failed\" = \" \" ]\n");
+    s.push_str("echo \"$M_DONE\"\n[ \"$failed\" = \" \" ]\n");
     s
 }
 
@@ -172,43 +124,7 @@ run() {
 /// works on the filesystem converts the image to a sparse raw copy beside it
 /// (`IMAGE.raw-tmp`), works on that, converts it back into `IMAGE.new` and renames that over
 /// the image. A failure at any point leaves the image as it was, and no temporary stays.
-const QCOW2_LIBRARY: &str = r#"# q2_need: qemu-img, or a clear error.
-q2_need() {
-  command -v qemu-img >/dev/null 2>&1 && return 0
-  echo "gitvps: qemu-img is not installed on this node (apt-get install qemu-utils): qcow2 images need it" >&2
-  return 69
-}
-# q2_size IMAGE: prints the virtual size in bytes, read from the qcow2 header (magic QFI\xfb at
-# byte 0, the size as a big-endian u64 at byte 24).
-q2_size() {
-  q2_f=$1
-  # shellcheck disable=SC2046 # od prints 32 hex words
-  set -- $(od -An -tx1 -N32 "$q2_f")
-  if [ $# -ne 32 ] || [ "$1$2$3$4" != 514649fb ]; then
-    echo "gitvps: $q2_f is not a qcow2 image" >&2
-    return 1
-  fi
-  echo $((0x${25}${26}${27}${28}${29}${30}${31}${32}))
-}
-# q2_unpack IMAGE: its content as a sparse raw file, IMAGE.raw-tmp.
-q2_unpack() {
-  rm -f "$1.raw-tmp"
-  qemu-img convert -q -f qcow2 -O raw "$1" "$1.raw-tmp" && return 0
-  rm -f "$1.raw-tmp"
-  return 1
-}
-# q2_pack IMAGE: IMAGE.raw-tmp back into IMAGE, through IMAGE.new and a rename; the raw file
-# is removed either way.
-q2_pack() {
-  rm -f "$1.new"
-  if qemu-img convert -q -f raw -O qcow2 "$1.raw-tmp" "$1.new" && mv -f "$1.new" "$1"; then
-    rm -f "$1.raw-tmp"
-    return 0
-  fi
-  rm -f "$1.new" "$1.raw-tmp"
-  return 1
-}
-"#;
+const QCOW2_LIBRARY: &str = include_str!("../../node/qcow2.sh");
 
 /// The temporary raw copy of a qcow2 image the steps work on.
 fn raw_tmp(disk: &str) -> String {
@@ -602,15 +518,62 @@ mod tests {
             let quoted = "'name = \"xen02\"\n# it'\\''s '\\''; rm -rf / #\n'";
             assert!(script.contains(quoted), "{script}");
         }
-        insta::assert_snapshot!(steps_script(
-            &node(
-                root,
-                Store::Lvm { vg: "vg0".into() },
-                Hypervisor::Xen,
-                false
+        // The scripts themselves are snapshots in the_apply_scripts_of_every_hypervisor_and_store.
+    }
+
+    /// Runs shellcheck (Debian's `shellcheck`, which the test command installs) on a script;
+    /// warnings and errors fail.
+    fn shellcheck(what: &str, script: &str) {
+        let out = std::process::Command::new("shellcheck")
+            .args(["-s", "sh", "-S", "warning", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(script.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("shellcheck runs (scripts/deps install test installs it)");
+        assert!(
+            out.status.success(),
+            "shellcheck on {what}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// The generated scripts of every hypervisor and storage, as the node gets them: shellcheck
+    /// finds nothing to warn about, and each is a snapshot a reviewer reads.
+    #[test]
+    fn the_apply_scripts_of_every_hypervisor_and_store() {
+        let root = "/srv/node 1";
+        let disks = format!("{root}/var/lib/gitvps/disks");
+        let stores = [
+            ("lvm", Store::Lvm { vg: "vg0".into() }),
+            (
+                "file_raw",
+                Store::File {
+                    dir: disks.clone(),
+                    format: ImageFormat::Raw,
+                },
             ),
-            &every_op()
-        ));
+            (
+                "file_qcow2",
+                Store::File {
+                    dir: disks,
+                    format: ImageFormat::Qcow2,
+                },
+            ),
+        ];
+        shellcheck("the apply envelope", &apply_envelope());
+        for hv in [Hypervisor::Xen, Hypervisor::Kvm] {
+            shellcheck(&format!("observe ({hv})"), &observe_script(hv));
+            for (name, store) in &stores {
+                let script = steps_script(&node(root, store.clone(), hv, false), &every_op());
+                shellcheck(&format!("the steps of {hv} on {name}"), &script);
+                insta::assert_snapshot!(format!("steps_{hv}_{name}"), script);
+            }
+        }
     }
 
     #[test]

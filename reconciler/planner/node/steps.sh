@@ -1,0 +1,43 @@
+# gitvps node script: the runtime of a steps script (POSIX sh). The planner puts the marker
+# variables in front and the step functions s0, s1, ... and their `run` lines after it.
+# shellcheck shell=sh disable=SC2154 # the M_* marker variables come from the header (planner::protocol)
+set -u
+R=$1
+PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+export PATH
+LC_ALL=C
+export LC_ALL
+log=$(mktemp) || exit 70
+trap 'rm -f "$log"' EXIT
+# VPSes with a failed step: their later steps are skipped, the others go on.
+failed=" "
+record() {
+  d="$R/var/lib/gitvps/state"
+  mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
+}
+# Refuses to touch a disk that a process holds open (a guest started by hand, a stale QEMU).
+disk_free() {
+  d=$(readlink -f "$1" 2>/dev/null) || d=$1
+  d=$(printf '%s' "$d" | sed 's/[][*?\\]/\\&/g')
+  users=$(find /proc/[0-9]*/fd -lname "$d" 2>/dev/null | cut -d/ -f3 | sort -u | tr '\n' ' ')
+  [ -z "$users" ] && return 0
+  for p in $users; do printf 'gitvps: the disk %s is in use by process %s (%s): not touching it\n' "$1" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
+  return 1
+}
+run() {
+  i=$1
+  v=$2
+  shift 2
+  case $failed in
+    *" $v "*) echo "$M_SKIP $i"; return 0 ;;
+  esac
+  echo "$M_BEGIN $i"
+  if "$@" >"$log" 2>&1; then
+    echo "$M_OK $i"
+  else
+    rc=$?
+    tail -n 30 "$log" | sed "s/^/$M_OUT /"
+    echo "$M_FAIL $i $rc"
+    failed="$failed$v "
+  fi
+}
