@@ -329,7 +329,13 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn field(&self, key: &str) -> String {
+    /// The table being read.
+    pub(crate) fn table(&self) -> &'a dyn TableLike {
+        self.table
+    }
+
+    /// The full field name of a key, like `product[2].price`.
+    pub(crate) fn field(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
@@ -372,6 +378,57 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Reads an optional field into `slot`, which keeps its default when the field is absent
+    /// or wrong (the error is recorded).
+    pub(crate) fn set<T: FromValue>(
+        &self,
+        r: &mut Reader<'_>,
+        o: &mut Origin,
+        key: &str,
+        slot: &mut T,
+    ) {
+        if let Some(v) = self.opt(r, o, key) {
+            *slot = v;
+        }
+    }
+
+    /// Reads an optional field into `slot` when `check` accepts it; a refused value is an
+    /// error at the field, and `slot` keeps its default.
+    pub(crate) fn set_checked<T: FromValue>(
+        &self,
+        r: &mut Reader<'_>,
+        o: &mut Origin,
+        key: &str,
+        slot: &mut T,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) {
+        let Some(v) = self.opt(r, o, key) else {
+            return;
+        };
+        match check(&v) {
+            Ok(()) => *slot = v,
+            Err(msg) => self.error(r, key, msg),
+        }
+    }
+
+    /// Records an error at a key's value (at the table when the key is absent).
+    pub(crate) fn error(&self, r: &mut Reader<'_>, key: &str, msg: impl Into<String>) {
+        r.error(self.span_of(key), &self.field(key), msg);
+    }
+
+    /// Whether a required key is present; a missing one is an error at the table.
+    pub(crate) fn required(&self, r: &mut Reader<'_>, key: &str) -> bool {
+        let present = self.has(key);
+        if !present {
+            r.error(
+                self.span.clone(),
+                &self.field(key),
+                "missing required field",
+            );
+        }
+        present
+    }
+
     /// Reads a required field; a missing one is an error at the table.
     pub(crate) fn req<T: FromValue>(
         &self,
@@ -379,12 +436,7 @@ impl<'a> Obj<'a> {
         o: &mut Origin,
         key: &str,
     ) -> Option<T> {
-        if self.get(key).is_none() {
-            r.error(
-                self.span.clone(),
-                &self.field(key),
-                "missing required field",
-            );
+        if !self.required(r, key) {
             return None;
         }
         self.opt(r, o, key)

@@ -8,6 +8,68 @@ use std::str::FromStr;
 use ipnet::Ipv6Net;
 use rust_decimal::Decimal;
 
+/// Declares a text value that can only be built by parsing: the struct (`Debug`, `Clone`,
+/// `PartialEq`, `Eq`, serialized as its text, plus any derives given), `as_str`, `Display`, and
+/// `FromStr` through `parse`, whose `Ok` is the text to keep (as written or normalized).
+/// `pub(crate) fn new_unchecked;` adds a constructor for literals known to be valid; a `secret`
+/// struct debugs as `Name(..)` and has neither `Display` nor `Serialize`.
+macro_rules! string_value {
+    (@methods $name:ident
+        $(#[$as_str_doc:meta])*
+        pub fn as_str;
+        $(pub(crate) fn $unchecked:ident;)?
+        fn parse($s:ident) $parse:block
+    ) => {
+        impl $name {
+            $(
+                /// For literals known to be valid (defaults, covered by tests).
+                pub(crate) fn $unchecked(s: &str) -> Self {
+                    $name(s.to_owned())
+                }
+            )?
+            $(#[$as_str_doc])*
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                fn parse($s: &str) -> Result<String, String> $parse
+                parse(s).map($name)
+            }
+        }
+    };
+    ($(#[$attr:meta])* pub struct $name:ident(String); $($rest:tt)*) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        string_value!(@methods $name $($rest)*);
+    };
+    ($(#[$attr:meta])* pub secret struct $name:ident(String); $($rest:tt)*) => {
+        $(#[$attr])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+
+        string_value!(@methods $name $($rest)*);
+    };
+}
+
 /// A size in bytes, written with a binary unit: `"30 GiB"`, `"15000 MiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Size(pub u64);
@@ -159,28 +221,15 @@ impl serde::Serialize for Money {
     }
 }
 
-/// An ISO 4217 currency code (`USD`, `EUR`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct Currency(String);
-
-impl Currency {
-    /// For literals known to be valid (defaults, covered by tests).
-    pub(crate) fn new_unchecked(s: &str) -> Self {
-        Currency(s.to_owned())
-    }
-
+string_value! {
+    /// An ISO 4217 currency code (`USD`, `EUR`).
+    pub struct Currency(String);
     /// The code.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Currency {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    pub(crate) fn new_unchecked;
+    fn parse(s) {
         if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Currency(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             Err(format!(
                 "`{s}` is not a currency: write its ISO 4217 code, like \"USD\""
@@ -189,23 +238,27 @@ impl FromStr for Currency {
     }
 }
 
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+string_value! {
+    /// A network rate for a Xen vif, as `xl.cfg` takes it: `100Mb/s`, `10MB/s`.
+    pub struct Rate(String);
+    /// The rate as `xl.cfg` spells it.
+    pub fn as_str;
+    fn parse(s) {
+        // ^[0-9]+[GMK]?[Bb]/s$, as xl's parser accepts.
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &s[digits..];
+        let rest = rest.strip_prefix(['G', 'M', 'K']).unwrap_or(rest);
+        if digits > 0 && digits <= 9 && (rest == "b/s" || rest == "B/s") {
+            Ok(s.to_owned())
+        } else {
+            Err(format!(
+                "`{s}` is not a rate: write it as xl does, like \"100Mb/s\""
+            ))
+        }
     }
 }
 
-/// A network rate for a Xen vif, as `xl.cfg` takes it: `100Mb/s`, `10MB/s`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct Rate(String);
-
 impl Rate {
-    /// The rate as `xl.cfg` spells it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The rate in bits per second, read as xl reads it: `K`, `M`, `G` are powers of 1000,
     /// `b` bits and `B` bytes (`"100Mb/s"`: 100 000 000; `"10MB/s"`: 80 000 000). 0 is what xl
     /// takes as no limit.
@@ -222,29 +275,6 @@ impl Rate {
         };
         let per_unit: u64 = if unit.starts_with('B') { 8 } else { 1 };
         n.saturating_mul(mult).saturating_mul(per_unit)
-    }
-}
-
-impl FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        // ^[0-9]+[GMK]?[Bb]/s$, as xl's parser accepts.
-        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-        let rest = &s[digits..];
-        let rest = rest.strip_prefix(['G', 'M', 'K']).unwrap_or(rest);
-        if digits > 0 && digits <= 9 && (rest == "b/s" || rest == "B/s") {
-            Ok(Rate(s.to_owned()))
-        } else {
-            Err(format!(
-                "`{s}` is not a rate: write it as xl does, like \"100Mb/s\""
-            ))
-        }
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -388,21 +418,13 @@ impl fmt::Display for Ratio {
     }
 }
 
-/// A host name per RFC 1123: dot-separated labels of letters, digits and `-`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct Hostname(String);
-
-impl Hostname {
+string_value! {
+    /// A host name per RFC 1123: dot-separated labels of letters, digits and `-`.
+    #[derive(PartialOrd, Ord, Hash)]
+    pub struct Hostname(String);
     /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Hostname {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let bad = |why: &str| {
             Err(format!(
                 "`{}` is not a valid host name (RFC 1123): {why}",
@@ -432,36 +454,18 @@ impl FromStr for Hostname {
         {
             return bad("the last label must not be all digits");
         }
-        Ok(Hostname(s.to_ascii_lowercase()))
+        Ok(s.to_ascii_lowercase())
     }
 }
 
-impl fmt::Display for Hostname {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An e-mail address: a strict, common subset of RFC 5322 (`local@host.tld`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct Email(String);
-
-impl Email {
-    /// For literals known to be valid (defaults, covered by tests).
-    pub(crate) fn new_unchecked(s: &str) -> Email {
-        Email(s.to_owned())
-    }
-
+string_value! {
+    /// An e-mail address: a strict, common subset of RFC 5322 (`local@host.tld`).
+    #[derive(PartialOrd, Ord, Hash)]
+    pub struct Email(String);
     /// The address as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Email {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    pub(crate) fn new_unchecked;
+    fn parse(s) {
         let bad = || format!("`{}` is not a valid e-mail address", s.escape_debug());
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
         let local_ok = !local.is_empty()
@@ -475,13 +479,7 @@ impl FromStr for Email {
         if !local_ok || !domain.contains('.') || domain.parse::<Hostname>().is_err() {
             return Err(bad());
         }
-        Ok(Email(s.to_owned()))
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        Ok(s.to_owned())
     }
 }
 
@@ -519,26 +517,13 @@ impl fmt::Display for Host {
     }
 }
 
-/// A Unix user name (`[a-z_][a-z0-9_-]*`, at most 32 characters).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct UnixUser(String);
-
-impl UnixUser {
-    /// For literals known to be valid (defaults, covered by tests).
-    pub(crate) fn new_unchecked(s: &str) -> Self {
-        UnixUser(s.to_owned())
-    }
-
+string_value! {
+    /// A Unix user name (`[a-z_][a-z0-9_-]*`, at most 32 characters).
+    pub struct UnixUser(String);
     /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for UnixUser {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    pub(crate) fn new_unchecked;
+    fn parse(s) {
         let ok = !s.is_empty()
             && s.len() <= 32
             && s.bytes()
@@ -547,7 +532,7 @@ impl FromStr for UnixUser {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
-            Ok(UnixUser(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             Err(format!(
                 "`{}` is not a valid Unix user name",
@@ -557,34 +542,19 @@ impl FromStr for UnixUser {
     }
 }
 
-impl fmt::Display for UnixUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An LVM volume group name.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct VgName(String);
-
-impl VgName {
+string_value! {
+    /// An LVM volume group name.
+    pub struct VgName(String);
     /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for VgName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let ok = !s.is_empty()
             && s.len() <= 127
             && !s.starts_with(['-', '.'])
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
         if ok {
-            Ok(VgName(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             Err(format!(
                 "`{}` is not a volume group name: use letters, digits and _ . + -",
@@ -594,32 +564,13 @@ impl FromStr for VgName {
     }
 }
 
-impl fmt::Display for VgName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An absolute path made of plain components (`[A-Za-z0-9._+-]`, no `..`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct AbsPath(String);
-
-impl AbsPath {
-    /// For literals known to be valid (defaults, covered by tests).
-    pub(crate) fn new_unchecked(s: &str) -> Self {
-        AbsPath(s.to_owned())
-    }
-
+string_value! {
+    /// An absolute path made of plain components (`[A-Za-z0-9._+-]`, no `..`).
+    pub struct AbsPath(String);
     /// The path as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for AbsPath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    pub(crate) fn new_unchecked;
+    fn parse(s) {
         let bad = |why: &str| {
             Err(format!(
                 "`{}` is not a usable path: {why}",
@@ -633,7 +584,7 @@ impl FromStr for AbsPath {
             return bad("it is too long");
         }
         if s == "/" {
-            return Ok(AbsPath(s.to_owned()));
+            return Ok(s.to_owned());
         }
         for c in s.trim_end_matches('/')[1..].split('/') {
             if c.is_empty() || c == "." || c == ".." {
@@ -646,47 +597,20 @@ impl FromStr for AbsPath {
                 return bad("only letters, digits and . _ + - are allowed in a component");
             }
         }
-        Ok(AbsPath(s.trim_end_matches('/').to_owned()))
+        Ok(s.trim_end_matches('/').to_owned())
     }
 }
 
-impl fmt::Display for AbsPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An OpenSSH public key (`ssh-ed25519 AAAA... comment`), checked by decoding it.
-///
-/// The comment is limited to a safe character set so the key can be written
-/// into an `authorized_keys` line verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct SshPublicKey(String);
-
-impl SshPublicKey {
+string_value! {
+    /// An OpenSSH public key (`ssh-ed25519 AAAA... comment`), checked by decoding it.
+    ///
+    /// The comment is limited to a safe character set so the key can be written
+    /// into an `authorized_keys` line verbatim.
+    #[derive(Hash)]
+    pub struct SshPublicKey(String);
     /// The key as one `authorized_keys` line (algorithm, base64, comment).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The algorithm and base64 data without the comment: what identifies the key.
-    pub fn key_part(&self) -> &str {
-        let mut it = self.0.splitn(3, ' ');
-        let alg_len = it.next().map_or(0, str::len);
-        let data_len = it.next().map_or(0, str::len);
-        &self.0[..(alg_len + 1 + data_len).min(self.0.len())]
-    }
-
-    /// The algorithm name, like `ssh-ed25519`.
-    pub fn algorithm(&self) -> &str {
-        self.0.split(' ').next().unwrap_or_default()
-    }
-}
-
-impl FromStr for SshPublicKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let t = s.trim();
         let shown: String = t
             .chars()
@@ -714,33 +638,33 @@ impl FromStr for SshPublicKey {
         let line = key
             .to_openssh()
             .map_err(|e| format!("`{shown}` is not an SSH public key: {e}"))?;
-        Ok(SshPublicKey(line))
+        Ok(line)
     }
 }
 
-impl fmt::Display for SshPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl SshPublicKey {
+    /// The algorithm and base64 data without the comment: what identifies the key.
+    pub fn key_part(&self) -> &str {
+        let mut it = self.0.splitn(3, ' ');
+        let alg_len = it.next().map_or(0, str::len);
+        let data_len = it.next().map_or(0, str::len);
+        &self.0[..(alg_len + 1 + data_len).min(self.0.len())]
+    }
+
+    /// The algorithm name, like `ssh-ed25519`.
+    pub fn algorithm(&self) -> &str {
+        self.0.split(' ').next().unwrap_or_default()
     }
 }
 
-/// An ISO 3166-1 alpha-2 country code (`US`, `CN`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct Country(String);
-
-impl Country {
+string_value! {
+    /// An ISO 3166-1 alpha-2 country code (`US`, `CN`).
+    pub struct Country(String);
     /// The code.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Country {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Country(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             Err(format!(
                 "`{s}` is not a country: write its two-letter ISO code, like \"US\""
@@ -749,34 +673,14 @@ impl FromStr for Country {
     }
 }
 
-impl fmt::Display for Country {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An argon2 password hash in PHC string form (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
-///
-/// Only the shape is checked here; verifying a password is the hooks' job.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash(String);
-
-impl PasswordHash {
+string_value! {
+    /// An argon2 password hash in PHC string form (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
+    ///
+    /// Only the shape is checked here; verifying a password is the hooks' job.
+    pub secret struct PasswordHash(String);
     /// The PHC string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PasswordHash(..)")
-    }
-}
-
-impl FromStr for PasswordHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let parts: Vec<&str> = s.split('$').collect();
         let b64 = |p: &str| {
             !p.is_empty()
@@ -791,7 +695,7 @@ impl FromStr for PasswordHash {
             && b64(parts[4])
             && b64(parts[5]);
         if ok {
-            Ok(PasswordHash(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             // Never echo the value: it might be a password typed in by mistake.
             Err("this is not an argon2 hash in PHC form ($argon2id$v=19$m=..,t=..,p=..$salt$hash); store a hash, never a password".to_owned())

@@ -391,7 +391,7 @@ fn only_error(case: &str) -> (u32, u32, String, String) {
 }
 
 /// validate.rs `pools`/`products` call `Origin::diag("reserved[1]")`, `"network"`, `"ipv6"`,
-/// `"renews"`, but load.rs recorded those positions as `pool[0].reserved[1]`,
+/// `"renews"`, but load/ recorded those positions as `pool[0].reserved[1]`,
 /// `product[1].renews`...: the lookup misses and falls back to the `[[pool]]`/`[[product]]`
 /// header line, column 1.
 #[test]
@@ -415,7 +415,7 @@ fn bug_pool_and_product_rules_point_at_the_field() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// load.rs `parse_settings` reports `site.url`, `reconciler.parallelism`,
+/// load/settings.rs `parse_settings` reports `site.url`, `reconciler.parallelism`,
 /// `reconciler.status_branch` and `vps.id_prefix` at the span of their table
 /// (`[site]` header), not at the value.
 #[test]

@@ -1,0 +1,94 @@
+//! Parsing one `inventory/vps/<id>.toml`: whose VPS it is, where it runs, its addresses,
+//! system, power and contract state, pending actions and monitoring.
+
+use toml_edit::TableLike;
+
+use super::build;
+use crate::diag::Origin;
+use crate::ids::*;
+use crate::inventory::*;
+use crate::read::{Kw, Obj, Reader};
+use crate::values::*;
+
+const VPS_KEYS: &[&str] = &[
+    "customer",
+    "product",
+    "node",
+    "ips",
+    "hostname",
+    "os",
+    "appliance",
+    "power",
+    "state",
+    "created",
+    "expires",
+    "destroyed",
+    "actions",
+    "monitor",
+];
+
+pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
+    let v = Obj::new(t, "", None, VPS_KEYS);
+    let mut o = r.origin(None);
+    let customer = v.req::<CustomerId>(r, &mut o, "customer");
+    let product = v.req::<ProductId>(r, &mut o, "product");
+    let node = v.req::<NodeId>(r, &mut o, "node");
+    let ips = v.list::<VpsAddr>(r, &mut o, "ips");
+    let hostname = v.req::<Hostname>(r, &mut o, "hostname");
+    let os = v.req::<OsId>(r, &mut o, "os");
+    let appliance = v.opt::<ApplianceId>(r, &mut o, "appliance");
+    let power = v.kw::<Power>(r, &mut o, "power").unwrap_or(Power::Running);
+    let state = v.kw::<State>(r, &mut o, "state").unwrap_or(State::Active);
+    let created = v.req(r, &mut o, "created");
+    let expires = v.req(r, &mut o, "expires");
+    let destroyed = v.opt(r, &mut o, "destroyed");
+    let actions = parse_actions(r, &mut o, &v);
+    let monitor = parse_monitor(r, &mut o, &v);
+    build(r, &v, || {
+        Some(Vps {
+            id,
+            customer: customer?,
+            product: product?,
+            node: node?,
+            ips,
+            hostname: hostname?,
+            os: os?,
+            appliance,
+            power,
+            state,
+            created: created?,
+            expires: expires?,
+            destroyed,
+            actions,
+            monitor,
+            origin: o,
+        })
+    })
+}
+
+/// `[actions]`: counters the customer bumps to ask for a reboot, fsck or reinstall.
+fn parse_actions(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Actions {
+    let mut actions = Actions::default();
+    if let Some(a) = v.sub(r, o, "actions", &["reboot", "fsck", "reinstall"]) {
+        a.set(r, o, "reboot", &mut actions.reboot);
+        a.set(r, o, "fsck", &mut actions.fsck);
+        a.set(r, o, "reinstall", &mut actions.reinstall);
+        a.finish(r);
+    }
+    actions
+}
+
+/// `[monitor]`: where alerts go and which service checks run.
+fn parse_monitor(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Monitor {
+    let mut monitor = Monitor::default();
+    if let Some(m) = v.sub(r, o, "monitor", &["alert_email", "checks"]) {
+        monitor.alert_email = m.opt(r, o, "alert_email");
+        monitor.checks = m
+            .list::<Kw<Check>>(r, o, "checks")
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        m.finish(r);
+    }
+    monitor
+}
