@@ -792,15 +792,7 @@ where
     let doc = match Document::parse(src.text.as_str()) {
         Ok(d) => d,
         Err(e) => {
-            let pos = src.pos_of(e.span());
-            let msg = e
-                .message()
-                .trim()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_owned();
-            diags.push(src.diag(pos, "", format!("invalid TOML: {msg}")));
+            diags.push(src.toml_error(&e));
             return Ok(None);
         }
     };
