@@ -2,7 +2,6 @@
 //! `meta.toml`, the checks of a VPS's `os` and `appliance`, and the inputs of their scripts.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
@@ -15,7 +14,7 @@ use crate::ids::{ApplianceId, IdError, OsId, VpsId};
 use crate::inventory::{Inventory, Pool, Vps};
 use crate::load::LoadError;
 use crate::read::{Kw, Obj, Reader};
-use crate::values::{Hostname, Hypervisor, SshPublicKey, VpsAddr, keyword};
+use crate::values::{Hostname, Hypervisor, SshPublicKey, VpsAddr, keyword, string_value};
 
 /// The catalog folder, relative to the repository.
 pub const DIR: &str = "bootstraps";
@@ -167,29 +166,15 @@ pub struct Catalog {
     pub lib: Vec<String>,
 }
 
-/// A root password as `/etc/shadow` stores it: a crypt hash (`$6$salt$hash`, `$y$...`).
-///
-/// Never a password: the text must have the shape of a hash, and is never shown in errors
-/// or in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CryptHash(String);
-
-impl CryptHash {
+string_value! {
+    /// A root password as `/etc/shadow` stores it: a crypt hash (`$6$salt$hash`, `$y$...`).
+    ///
+    /// Never a password: the text must have the shape of a hash, and is never shown in errors
+    /// or in `Debug`.
+    pub secret struct CryptHash(String);
     /// The hash, as written into `/etc/shadow`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CryptHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CryptHash(..)")
-    }
-}
-
-impl FromStr for CryptHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let mut parts = s.split('$');
         let ok = s.len() <= 512
             && parts.next() == Some("")
@@ -204,7 +189,7 @@ impl FromStr for CryptHash {
                 .all(|b| b.is_ascii_alphanumeric() || b"./$=,".contains(&b))
             && !s.ends_with('$');
         if ok {
-            Ok(CryptHash(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             // Never echo the value: it might be a password typed in by mistake.
             Err(
