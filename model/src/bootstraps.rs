@@ -543,50 +543,12 @@ impl Catalog {
                 what: "customer",
                 id: vps.customer.to_string(),
             })?;
-        let no_pool = |addr: VpsAddr| EnvError::NoPool {
-            vps: vps.id.clone(),
-            addr,
-        };
-        let mut pools: Vec<&Pool> = Vec::new();
-        let mut ipv4 = Vec::new();
-        let mut ipv6 = Vec::new();
-        for addr in &vps.ips {
-            let pool = match addr {
-                VpsAddr::V4(ip) => inv.pools.values().find(|p| p.network.contains(ip)),
-                VpsAddr::V6(net) => inv
-                    .pools
-                    .values()
-                    .find(|p| p.ipv6.is_some_and(|n| n.contains(net))),
-            }
-            .ok_or_else(|| no_pool(*addr))?;
-            match addr {
-                VpsAddr::V4(ip) => {
-                    let net =
-                        Ipv4Net::new(*ip, pool.network.prefix_len()).map_err(|_| no_pool(*addr))?;
-                    ipv4.push(net);
-                }
-                VpsAddr::V6(net) => {
-                    let host = Ipv6Addr::from(u128::from(net.network()) | 1);
-                    ipv6.push(Ipv6Net::new(host, 64).map_err(|_| no_pool(*addr))?);
-                }
-            }
-            if !pools.iter().any(|p| p.id == pool.id) {
-                pools.push(pool);
-            }
-        }
+        let (pools, ipv4, ipv6) = addresses(inv, vps)?;
         let first = ipv4
             .first()
             .and_then(|a| pools.iter().find(|p| p.network.contains(&a.addr())))
             .ok_or_else(|| EnvError::NoIpv4(vps.id.clone()))?;
-        let mut dns: Vec<IpAddr> = Vec::new();
-        for d in std::iter::once(*first)
-            .chain(pools.iter().copied())
-            .flat_map(|p| p.dns.iter())
-        {
-            if !dns.contains(d) {
-                dns.push(*d);
-            }
-        }
+        let dns = dns_of(first, &pools);
         Ok(BootstrapEnv {
             os: os.id.clone(),
             family: os.family,
@@ -623,6 +585,60 @@ impl Catalog {
         }
         out
     }
+}
+
+/// The pools of a VPS, its IPv4 and its IPv6 addresses.
+type Addresses<'a> = (Vec<&'a Pool>, Vec<Ipv4Net>, Vec<Ipv6Net>);
+
+/// The addresses of a VPS as its scripts take them (IPv4 with its pool's prefix, IPv6 as the
+/// `::1` of its /64), and the pools they come from, each once, in the order first named.
+fn addresses<'a>(inv: &'a Inventory, vps: &Vps) -> Result<Addresses<'a>, EnvError> {
+    let no_pool = |addr: VpsAddr| EnvError::NoPool {
+        vps: vps.id.clone(),
+        addr,
+    };
+    let mut pools: Vec<&Pool> = Vec::new();
+    let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
+    for addr in &vps.ips {
+        let pool = match addr {
+            VpsAddr::V4(ip) => inv.pools.values().find(|p| p.network.contains(ip)),
+            VpsAddr::V6(net) => inv
+                .pools
+                .values()
+                .find(|p| p.ipv6.is_some_and(|n| n.contains(net))),
+        }
+        .ok_or_else(|| no_pool(*addr))?;
+        match addr {
+            VpsAddr::V4(ip) => {
+                let net =
+                    Ipv4Net::new(*ip, pool.network.prefix_len()).map_err(|_| no_pool(*addr))?;
+                ipv4.push(net);
+            }
+            VpsAddr::V6(net) => {
+                let host = Ipv6Addr::from(u128::from(net.network()) | 1);
+                ipv6.push(Ipv6Net::new(host, 64).map_err(|_| no_pool(*addr))?);
+            }
+        }
+        if !pools.iter().any(|p| p.id == pool.id) {
+            pools.push(pool);
+        }
+    }
+    Ok((pools, ipv4, ipv6))
+}
+
+/// The DNS servers of the first address's pool, then of the other pools, each once.
+fn dns_of(first: &Pool, pools: &[&Pool]) -> Vec<IpAddr> {
+    let mut dns: Vec<IpAddr> = Vec::new();
+    for d in std::iter::once(first)
+        .chain(pools.iter().copied())
+        .flat_map(|p| p.dns.iter())
+    {
+        if !dns.contains(d) {
+            dns.push(*d);
+        }
+    }
+    dns
 }
 
 /// ", did you mean `x`?" or the list of what exists.
