@@ -2,7 +2,6 @@
 //! `meta.toml`, the checks of a VPS's `os` and `appliance`, and the inputs of their scripts.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
@@ -15,7 +14,7 @@ use crate::ids::{ApplianceId, IdError, OsId, VpsId};
 use crate::inventory::{Inventory, Pool, Vps};
 use crate::load::LoadError;
 use crate::read::{Kw, Obj, Reader};
-use crate::values::{Hostname, Hypervisor, SshPublicKey, VpsAddr, keyword};
+use crate::values::{Hostname, Hypervisor, SshPublicKey, VpsAddr, keyword, string_value};
 
 /// The catalog folder, relative to the repository.
 pub const DIR: &str = "bootstraps";
@@ -167,29 +166,15 @@ pub struct Catalog {
     pub lib: Vec<String>,
 }
 
-/// A root password as `/etc/shadow` stores it: a crypt hash (`$6$salt$hash`, `$y$...`).
-///
-/// Never a password: the text must have the shape of a hash, and is never shown in errors
-/// or in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CryptHash(String);
-
-impl CryptHash {
+string_value! {
+    /// A root password as `/etc/shadow` stores it: a crypt hash (`$6$salt$hash`, `$y$...`).
+    ///
+    /// Never a password: the text must have the shape of a hash, and is never shown in errors
+    /// or in `Debug`.
+    pub secret struct CryptHash(String);
     /// The hash, as written into `/etc/shadow`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CryptHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CryptHash(..)")
-    }
-}
-
-impl FromStr for CryptHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    pub fn as_str;
+    fn parse(s) {
         let mut parts = s.split('$');
         let ok = s.len() <= 512
             && parts.next() == Some("")
@@ -204,7 +189,7 @@ impl FromStr for CryptHash {
                 .all(|b| b.is_ascii_alphanumeric() || b"./$=,".contains(&b))
             && !s.ends_with('$');
         if ok {
-            Ok(CryptHash(s.to_owned()))
+            Ok(s.to_owned())
         } else {
             // Never echo the value: it might be a password typed in by mistake.
             Err(
@@ -558,50 +543,12 @@ impl Catalog {
                 what: "customer",
                 id: vps.customer.to_string(),
             })?;
-        let no_pool = |addr: VpsAddr| EnvError::NoPool {
-            vps: vps.id.clone(),
-            addr,
-        };
-        let mut pools: Vec<&Pool> = Vec::new();
-        let mut ipv4 = Vec::new();
-        let mut ipv6 = Vec::new();
-        for addr in &vps.ips {
-            let pool = match addr {
-                VpsAddr::V4(ip) => inv.pools.values().find(|p| p.network.contains(ip)),
-                VpsAddr::V6(net) => inv
-                    .pools
-                    .values()
-                    .find(|p| p.ipv6.is_some_and(|n| n.contains(net))),
-            }
-            .ok_or_else(|| no_pool(*addr))?;
-            match addr {
-                VpsAddr::V4(ip) => {
-                    let net =
-                        Ipv4Net::new(*ip, pool.network.prefix_len()).map_err(|_| no_pool(*addr))?;
-                    ipv4.push(net);
-                }
-                VpsAddr::V6(net) => {
-                    let host = Ipv6Addr::from(u128::from(net.network()) | 1);
-                    ipv6.push(Ipv6Net::new(host, 64).map_err(|_| no_pool(*addr))?);
-                }
-            }
-            if !pools.iter().any(|p| p.id == pool.id) {
-                pools.push(pool);
-            }
-        }
+        let (pools, ipv4, ipv6) = addresses(inv, vps)?;
         let first = ipv4
             .first()
             .and_then(|a| pools.iter().find(|p| p.network.contains(&a.addr())))
             .ok_or_else(|| EnvError::NoIpv4(vps.id.clone()))?;
-        let mut dns: Vec<IpAddr> = Vec::new();
-        for d in std::iter::once(*first)
-            .chain(pools.iter().copied())
-            .flat_map(|p| p.dns.iter())
-        {
-            if !dns.contains(d) {
-                dns.push(*d);
-            }
-        }
+        let dns = dns_of(first, &pools);
         Ok(BootstrapEnv {
             os: os.id.clone(),
             family: os.family,
@@ -638,6 +585,60 @@ impl Catalog {
         }
         out
     }
+}
+
+/// The pools of a VPS, its IPv4 and its IPv6 addresses.
+type Addresses<'a> = (Vec<&'a Pool>, Vec<Ipv4Net>, Vec<Ipv6Net>);
+
+/// The addresses of a VPS as its scripts take them (IPv4 with its pool's prefix, IPv6 as the
+/// `::1` of its /64), and the pools they come from, each once, in the order first named.
+fn addresses<'a>(inv: &'a Inventory, vps: &Vps) -> Result<Addresses<'a>, EnvError> {
+    let no_pool = |addr: VpsAddr| EnvError::NoPool {
+        vps: vps.id.clone(),
+        addr,
+    };
+    let mut pools: Vec<&Pool> = Vec::new();
+    let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
+    for addr in &vps.ips {
+        let pool = match addr {
+            VpsAddr::V4(ip) => inv.pools.values().find(|p| p.network.contains(ip)),
+            VpsAddr::V6(net) => inv
+                .pools
+                .values()
+                .find(|p| p.ipv6.is_some_and(|n| n.contains(net))),
+        }
+        .ok_or_else(|| no_pool(*addr))?;
+        match addr {
+            VpsAddr::V4(ip) => {
+                let net =
+                    Ipv4Net::new(*ip, pool.network.prefix_len()).map_err(|_| no_pool(*addr))?;
+                ipv4.push(net);
+            }
+            VpsAddr::V6(net) => {
+                let host = Ipv6Addr::from(u128::from(net.network()) | 1);
+                ipv6.push(Ipv6Net::new(host, 64).map_err(|_| no_pool(*addr))?);
+            }
+        }
+        if !pools.iter().any(|p| p.id == pool.id) {
+            pools.push(pool);
+        }
+    }
+    Ok((pools, ipv4, ipv6))
+}
+
+/// The DNS servers of the first address's pool, then of the other pools, each once.
+fn dns_of(first: &Pool, pools: &[&Pool]) -> Vec<IpAddr> {
+    let mut dns: Vec<IpAddr> = Vec::new();
+    for d in std::iter::once(first)
+        .chain(pools.iter().copied())
+        .flat_map(|p| p.dns.iter())
+    {
+        if !dns.contains(d) {
+            dns.push(*d);
+        }
+    }
+    dns
 }
 
 /// ", did you mean `x`?" or the list of what exists.
@@ -792,15 +793,7 @@ where
     let doc = match Document::parse(src.text.as_str()) {
         Ok(d) => d,
         Err(e) => {
-            let pos = src.pos_of(e.span());
-            let msg = e
-                .message()
-                .trim()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_owned();
-            diags.push(src.diag(pos, "", format!("invalid TOML: {msg}")));
+            diags.push(src.toml_error(&e));
             return Ok(None);
         }
     };

@@ -150,6 +150,13 @@ impl SourceFile {
             message: message.into(),
         }
     }
+
+    /// A TOML syntax error, at its position, with the first line of the parser's message.
+    pub(crate) fn toml_error(&self, e: &toml_edit::TomlError) -> Diagnostic {
+        let pos = self.pos_of(e.span());
+        let msg = e.message().trim().lines().next().unwrap_or("invalid TOML");
+        self.diag(pos, "", format!("invalid TOML: {msg}"))
+    }
 }
 
 /// Where an entity was defined: its file and the position of each field read.

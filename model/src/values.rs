@@ -33,7 +33,7 @@ macro_rules! string_value {
             }
         }
 
-        impl FromStr for $name {
+        impl ::std::str::FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
                 fn parse($s: &str) -> Result<String, String> $parse
@@ -47,28 +47,29 @@ macro_rules! string_value {
         #[serde(transparent)]
         pub struct $name(String);
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        string_value!(@methods $name $($rest)*);
+        $crate::values::string_value!(@methods $name $($rest)*);
     };
     ($(#[$attr:meta])* pub secret struct $name:ident(String); $($rest:tt)*) => {
         $(#[$attr])*
         #[derive(Clone, PartialEq, Eq)]
         pub struct $name(String);
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(concat!(stringify!($name), "(..)"))
             }
         }
 
-        string_value!(@methods $name $($rest)*);
+        $crate::values::string_value!(@methods $name $($rest)*);
     };
 }
+pub(crate) use string_value;
 
 /// A size in bytes, written with a binary unit: `"30 GiB"`, `"15000 MiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -31,17 +31,9 @@ const PRODUCT_KEYS: &[&str] = &[
     "disk_iops",
     "disk_bandwidth",
 ];
-const RESOURCE_KEYS: &[&str] = &[
-    "disk",
-    "ram",
-    "vcpus",
-    "traffic",
-    "bandwidth",
-    "cpu_weight",
-    "cpu_cap",
-    "disk_iops",
-    "disk_bandwidth",
-];
+/// The fields of a plan's resources: `disk` to the end of [`PRODUCT_KEYS`]. A renewal product
+/// takes them from the product it renews.
+const RESOURCE_KEYS: &[&str] = PRODUCT_KEYS.split_at(8).1;
 
 pub(super) fn parse_catalog(
     r: &mut Reader<'_>,

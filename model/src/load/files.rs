@@ -53,17 +53,7 @@ fn parse_doc(src: &SourceFile) -> Result<Document<&str>, Diagnostic> {
     if src.bad_utf8() {
         return Err(src.diag(Pos::default(), "", "the file is not valid UTF-8"));
     }
-    Document::parse(src.text.as_str()).map_err(|e| {
-        let pos = src.pos_of(e.span());
-        let msg = e
-            .message()
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_owned();
-        src.diag(pos, "", format!("invalid TOML: {msg}"))
-    })
+    Document::parse(src.text.as_str()).map_err(|e| src.toml_error(&e))
 }
 
 /// The addresses a VPS file names, read leniently from a file that failed to load.
