@@ -2,9 +2,9 @@
 //! stand-ins for ROOT, and creates the state folders.
 
 use super::TOOLS;
+use super::error::{FileOp, OnFile, Result};
 use super::state::{Node, STATE_DIR, atomic_write_mode};
 use std::ffi::OsStr;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -35,26 +35,32 @@ pub(crate) fn wrapper(exe: &Path, root: &Path, tool: &str) -> Vec<u8> {
 }
 
 /// See [`super::install`].
-pub(crate) fn install(root: &Path, exe: &Path) -> io::Result<()> {
-    let root_abs = std::path::absolute(root)?;
-    let exe_abs = std::path::absolute(exe)?;
+pub(crate) fn install(root: &Path, exe: &Path) -> Result<()> {
+    let root_abs = std::path::absolute(root).on(FileOp::Resolve, root)?;
+    let exe_abs = std::path::absolute(exe).on(FileOp::Resolve, exe)?;
     let sbin = root_abs.join("usr").join("sbin");
-    std::fs::create_dir_all(&sbin)?;
-    for dir in ["xl/domains", "console"] {
-        std::fs::create_dir_all(root_abs.join(STATE_DIR).join(dir))?;
+    let state = root_abs.join(STATE_DIR);
+    let dev = root_abs.join("dev");
+    for dir in [
+        &sbin,
+        &state.join("xl/domains"),
+        &state.join("console"),
+        &dev,
+    ] {
+        std::fs::create_dir_all(dir).on(FileOp::Create, dir)?;
     }
-    std::fs::create_dir_all(root_abs.join("dev"))?;
     for tool in TOOLS {
         let path = sbin.join(tool);
         let body = wrapper(&exe_abs, &root_abs, tool);
         if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .on(FileOp::Chmod, &path)?;
             continue;
         }
-        atomic_write_mode(&path, &body, Some(0o755))?;
+        atomic_write_mode(&path, &body, Some(0o755)).on(FileOp::Write, &path)?;
     }
     // Touch the lock so the folder layout is complete from the start.
-    drop(Node::new(&root_abs).lock().map_err(io::Error::other)?);
+    drop(Node::new(&root_abs).lock()?);
     Ok(())
 }

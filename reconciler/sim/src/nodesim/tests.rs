@@ -1122,6 +1122,29 @@ fn install_writes_quoted_executable_wrappers() {
 }
 
 #[test]
+fn an_internal_error_is_printed_with_its_causes_after_the_tool_prefix() {
+    let (_t, root) = node_with_lv();
+    let lvm = root.join("var/lib/gitvps-sim/lvm.json");
+    std::fs::write(&lvm, "{").unwrap();
+    let cause = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+    check(
+        &run(&root, "lvcreate", &["-L", "1G", "-n", "x", "vg0"]),
+        5,
+        "",
+        &format!("  corrupt state file {}: {cause}\n", lvm.display()),
+    );
+    std::fs::write(root.join("var/lib/gitvps-sim/fs.json"), "[]").unwrap();
+    let o = run(&root, "e2fsck", &["-f", "/dev/vg0/xen02"]);
+    assert_eq!(o.code, 8, "{}", o.err);
+    let fs = root.join("var/lib/gitvps-sim/fs.json");
+    let line = format!(
+        "\ne2fsck: corrupt state file {}: invalid type: ",
+        fs.display()
+    );
+    assert!(o.err.contains(&line), "{}", o.err);
+}
+
+#[test]
 fn run_tool_uses_the_api_and_leaves_no_temp_files() {
     let (_t, root) = node_with_lv();
     create_xen02(&root);
