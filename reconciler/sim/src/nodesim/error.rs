@@ -32,6 +32,8 @@ pub enum FileOp {
     Rename,
     /// Removing a file.
     Remove,
+    /// Copying a file.
+    Copy,
     /// Setting a file's mode.
     Chmod,
     /// Making a path absolute.
@@ -51,6 +53,7 @@ impl fmt::Display for FileOp {
             FileOp::Write => "write",
             FileOp::Rename => "rename",
             FileOp::Remove => "remove",
+            FileOp::Copy => "copy",
             FileOp::Chmod => "chmod",
             FileOp::Resolve => "resolve",
         })

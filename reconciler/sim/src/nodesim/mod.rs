@@ -47,6 +47,7 @@ mod xlcfg;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use error::OnFile;
 pub use error::{FileError, FileOp, SimError};
 
 use std::io::{Read, Write};
