@@ -127,6 +127,9 @@ pub enum SimError {
     /// A volume group name LVM would refuse, or a folder of ROOT/dev that is never one.
     #[error("invalid volume group name {0:?}")]
     InvalidVgName(String),
+    /// A path to write into a wrapper script that is not UTF-8.
+    #[error("{} is not UTF-8, which a wrapper script cannot name", .0.display())]
+    NotUtf8(PathBuf),
 }
 
 /// An error and its causes on one line, `: ` between them, as the stand-ins print it.

@@ -123,7 +123,7 @@ pub fn run_tool_with_input(
 }
 
 /// Write the wrapper scripts into ROOT/usr/sbin (mode 0755) pointing at `exe`, and create the
-/// state folders; idempotent.
+/// state folders; idempotent. Both paths must be UTF-8.
 pub fn install(root: &Path, exe: &Path) -> Result<(), SimError> {
     install::install(root, exe)
 }

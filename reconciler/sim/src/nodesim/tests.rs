@@ -1122,6 +1122,20 @@ fn install_writes_quoted_executable_wrappers() {
 }
 
 #[test]
+fn install_refuses_a_path_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_t, base) = node();
+    let root = base.join(std::ffi::OsStr::from_bytes(b"node\xff"));
+    let e = install(&root, Path::new("/usr/bin/gitvps")).unwrap_err();
+    assert!(matches!(&e, SimError::NotUtf8(p) if *p == root), "{e:?}");
+    assert!(!root.exists(), "nothing is written before the refusal");
+    assert!(
+        e.to_string()
+            .ends_with("is not UTF-8, which a wrapper script cannot name")
+    );
+}
+
+#[test]
 fn an_internal_error_is_printed_with_its_causes_after_the_tool_prefix() {
     let (_t, root) = node_with_lv();
     let lvm = root.join("var/lib/gitvps-sim/lvm.json");
