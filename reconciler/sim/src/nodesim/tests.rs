@@ -1,4 +1,5 @@
-//! The stand-ins' contract: exact stdout/stderr and exit codes of the real tools.
+//! The stand-ins' contract: exact stdout/stderr and exit codes of the real tools, as pinned by
+//! `reference/xl-lvm-cli.md`, plus install, the public API and the error lines.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
