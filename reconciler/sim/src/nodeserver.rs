@@ -15,6 +15,34 @@ use russh::{Channel, ChannelId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::nodesim::{FileError, FileOp, OnFile};
+
+/// Why a key could not be written or a node server not started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The system's random source could not be read for a new key.
+    #[error("cannot generate a key")]
+    Keygen(#[source] std::io::Error),
+    /// A key could not be put in OpenSSH form.
+    #[error("cannot encode a key in OpenSSH form")]
+    Encode(#[source] russh::keys::ssh_key::Error),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// Where it was to listen.
+        addr: SocketAddr,
+        /// The system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server task ended before it was running.
+    #[error("the SSH server task ended at start")]
+    Start(#[source] tokio::sync::oneshot::error::RecvError),
+    /// A key file could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 /// A fresh ed25519 key from the system's random source (no ssh-keygen needed).
 pub fn generate_key() -> std::io::Result<PrivateKey> {
     let mut seed = [0u8; 32];
@@ -23,19 +51,21 @@ pub fn generate_key() -> std::io::Result<PrivateKey> {
 }
 
 /// Writes a private key as an OpenSSH file (mode 0600) and its `.pub` beside it.
-pub fn write_key(key: &PrivateKey, path: &Path) -> anyhow::Result<()> {
+pub fn write_key(key: &PrivateKey, path: &Path) -> Result<(), ServerError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = key.to_openssh(LineEnding::LF)?;
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(ServerError::Encode)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    std::io::Write::write_all(&mut f, text.as_bytes())?;
-    std::fs::write(
-        path.with_extension("pub"),
-        format!("{}\n", key.public_key().to_openssh()?),
-    )?;
+        .open(path)
+        .on(FileOp::Create, path)?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).on(FileOp::Write, path)?;
+    let public = key.public_key().to_openssh().map_err(ServerError::Encode)?;
+    let pub_path = path.with_extension("pub");
+    std::fs::write(&pub_path, format!("{public}\n")).on(FileOp::Write, &pub_path)?;
     Ok(())
 }
 
@@ -52,9 +82,16 @@ pub struct NodeServer {
 impl NodeServer {
     /// Starts a server on `listen` (port 0 picks one) with a new host key; it accepts only
     /// `client` and runs commands in `cwd`. Must be called inside a tokio runtime.
-    pub async fn start(listen: SocketAddr, client: PublicKey, cwd: &Path) -> anyhow::Result<Self> {
-        let host = generate_key()?;
-        let host_key = host.public_key().to_openssh()?;
+    pub async fn start(
+        listen: SocketAddr,
+        client: PublicKey,
+        cwd: &Path,
+    ) -> Result<Self, ServerError> {
+        let host = generate_key().map_err(ServerError::Keygen)?;
+        let host_key = host
+            .public_key()
+            .to_openssh()
+            .map_err(ServerError::Encode)?;
         let host_key = host_key.split(' ').take(2).collect::<Vec<_>>().join(" ");
         let config = Arc::new(russh::server::Config {
             keys: vec![host],
@@ -63,8 +100,14 @@ impl NodeServer {
             inactivity_timeout: None,
             ..Default::default()
         });
-        let socket = tokio::net::TcpListener::bind(listen).await?;
-        let addr = socket.local_addr()?;
+        let listen_err = |source| ServerError::Listen {
+            addr: listen,
+            source,
+        };
+        let socket = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(listen_err)?;
+        let addr = socket.local_addr().map_err(listen_err)?;
         let mut server = Node {
             client: Arc::new(client),
             cwd: Arc::new(cwd.to_path_buf()),
@@ -76,7 +119,7 @@ impl NodeServer {
             let _ = tx.send(running.handle());
             let _ = running.await;
         });
-        let shutdown = rx.await?;
+        let shutdown = rx.await.map_err(ServerError::Start)?;
         Ok(NodeServer {
             addr,
             host_key,

@@ -2,13 +2,71 @@
 //! node i listens on 127.0.2.(i+1) (one sshd serves 16 addresses, sshd's limit).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use crate::nodesim::{FileError, FileOp, OnFile, SimError};
 
 /// sshd's limit of listen addresses per daemon.
 const ADDRS_PER_SSHD: usize = 16;
+
+/// Why the testbed could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    /// More nodes than the 127.0.2.0/24 addresses allow, or none.
+    #[error("1 to 240 nodes")]
+    Nodes,
+    /// More VPSes per node than the bench fleet's addresses allow.
+    #[error("at most 200 VPSes per node")]
+    VpsPerNode,
+    /// No sshd binary in the usual places.
+    #[error("sshd is missing: apt-get install openssh-server")]
+    SshdMissing,
+    /// ssh-keygen could not be run.
+    #[error("ssh-keygen is missing: apt-get install openssh-client")]
+    KeygenMissing(#[source] std::io::Error),
+    /// ssh-keygen ran and failed.
+    #[error("ssh-keygen failed")]
+    KeygenFailed,
+    /// `id -un` could not be run.
+    #[error("cannot run id -un")]
+    User(#[source] std::io::Error),
+    /// `id -un` printed something that is not UTF-8.
+    #[error("id -un printed a user name that is not UTF-8")]
+    UserNotUtf8(#[source] std::string::FromUtf8Error),
+    /// No free port on 127.0.0.1 could be picked.
+    #[error("cannot pick a free port on 127.0.0.1")]
+    Port(#[source] std::io::Error),
+    /// An sshd could not be started.
+    #[error("cannot start sshd")]
+    SshdStart(#[source] std::io::Error),
+    /// An sshd exited before it listened.
+    #[error("an sshd exited ({0}) at start; see its log in the bench folder")]
+    SshdExited(ExitStatus),
+    /// An sshd did not listen in time.
+    #[error("sshd did not listen on {addr}:{port} in time")]
+    SshdSlow {
+        /// The address it should listen on.
+        addr: String,
+        /// The port.
+        port: u16,
+    },
+    /// The running binary (the wrappers' target) could not be found.
+    #[error("cannot find the running binary")]
+    CurrentExe(#[source] std::io::Error),
+    /// A node root could not be set up.
+    #[error("cannot set up the node root {}", .root.display())]
+    NodeRoot {
+        /// The node root.
+        root: PathBuf,
+        /// What failed.
+        #[source]
+        source: SimError,
+    },
+    /// A file of the testbed could not be read or written.
+    #[error(transparent)]
+    File(#[from] FileError),
+}
 
 /// Running sshds, node roots and an inventory repo pointing at them.
 pub struct Testbed {
@@ -36,15 +94,15 @@ impl Drop for Testbed {
     }
 }
 
-fn sshd_path() -> anyhow::Result<PathBuf> {
+fn sshd_path() -> Result<PathBuf, TestbedError> {
     ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .context("sshd is missing: apt-get install openssh-server")
+        .ok_or(TestbedError::SshdMissing)
 }
 
-fn keygen(path: &Path) -> anyhow::Result<String> {
+fn keygen(path: &Path) -> Result<String, TestbedError> {
     let st = Command::new("ssh-keygen")
         .args([
             "-q",
@@ -58,33 +116,47 @@ fn keygen(path: &Path) -> anyhow::Result<String> {
         ])
         .arg(path)
         .status()
-        .context("ssh-keygen is missing: apt-get install openssh-client")?;
-    ensure!(st.success(), "ssh-keygen failed");
-    let pubkey = std::fs::read_to_string(path.with_extension("pub"))?;
+        .map_err(TestbedError::KeygenMissing)?;
+    if !st.success() {
+        return Err(TestbedError::KeygenFailed);
+    }
+    let pub_path = path.with_extension("pub");
+    let pubkey = std::fs::read_to_string(&pub_path).on(FileOp::Read, &pub_path)?;
     Ok(pubkey.split(' ').take(2).collect::<Vec<_>>().join(" "))
 }
 
 impl Testbed {
     /// Builds `nodes` nodes with `vps_per_node` VPS files each (not applied yet) under `dir`.
-    pub fn start(dir: &Path, nodes: usize, vps_per_node: usize) -> anyhow::Result<Testbed> {
-        ensure!((1..=240).contains(&nodes), "1 to 240 nodes");
-        ensure!(vps_per_node <= 200, "at most 200 VPSes per node");
+    pub fn start(dir: &Path, nodes: usize, vps_per_node: usize) -> Result<Testbed, TestbedError> {
+        if !(1..=240).contains(&nodes) {
+            return Err(TestbedError::Nodes);
+        }
+        if vps_per_node > 200 {
+            return Err(TestbedError::VpsPerNode);
+        }
         let host_key = keygen(&dir.join("host_key"))?;
         keygen(&dir.join("client_key"))?;
-        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))?;
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(dir.join("client_key.pub"), &authorized).on(FileOp::Copy, &authorized)?;
         std::fs::create_dir_all("/run/sshd").ok();
-        let user = String::from_utf8(Command::new("id").arg("-un").output()?.stdout)?
+        let id = Command::new("id")
+            .arg("-un")
+            .output()
+            .map_err(TestbedError::User)?;
+        let user = String::from_utf8(id.stdout)
+            .map_err(TestbedError::UserNotUtf8)?
             .trim()
             .to_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(TestbedError::Port)?
             .port();
         let addrs: Vec<String> = (0..nodes).map(|i| format!("127.0.2.{}", i + 1)).collect();
         let mut known = String::new();
         for a in &addrs {
             known.push_str(&format!("[{a}]:{port} {host_key}\n"));
         }
-        std::fs::write(dir.join("known_hosts"), known)?;
+        write(&dir.join("known_hosts"), known)?;
         let mut sshds = Vec::new();
         for (k, chunk) in addrs.chunks(ADDRS_PER_SSHD).enumerate() {
             let mut cfg = String::new();
@@ -98,15 +170,16 @@ impl Testbed {
                 dir.join(format!("sshd{k}.pid")).display()
             ));
             let path = dir.join(format!("sshd{k}.conf"));
-            std::fs::write(&path, cfg)?;
+            write(&path, cfg)?;
+            let log = dir.join(format!("sshd{k}.log"));
             let child = Command::new(sshd_path()?)
                 .args(["-D", "-e", "-f"])
                 .arg(&path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join(format!("sshd{k}.log")))?)
+                .stderr(std::fs::File::create(&log).on(FileOp::Create, &log)?)
                 .spawn()
-                .context("cannot start sshd")?;
+                .map_err(TestbedError::SshdStart)?;
             sshds.push(child);
         }
         let mut bed = Testbed {
@@ -119,17 +192,18 @@ impl Testbed {
             sshds,
         };
         bed.wait_ready()?;
-        let exe = std::env::current_exe()?;
+        let exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
         let repo = &bed.repo;
         for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
-            std::fs::create_dir_all(repo.join(d))?;
+            let d = repo.join(d);
+            std::fs::create_dir_all(&d).on(FileOp::Create, &d)?;
         }
-        std::fs::write(
-            repo.join("products.toml"),
+        write(
+            &repo.join("products.toml"),
             "currency = \"USD\"\n\n[[product]]\nid = \"std\"\nname = \"Standard\"\nperiod_months = 1\nprice = \"10.00\"\ndisk = \"20 GiB\"\nram = \"1 GiB\"\nvcpus = 1\ntraffic = \"1 TiB\"\n",
         )?;
-        std::fs::write(
-            repo.join("inventory/customers/c-0001.toml"),
+        write(
+            &repo.join("inventory/customers/c-0001.toml"),
             "name = \"Bench\"\nemail = \"bench@example.net\"\n",
         )?;
         let mut pools = String::new();
@@ -138,10 +212,14 @@ impl Testbed {
                 "[[pool]]\nid = \"p{i}\"\nlocation = \"Bench\"\nnetwork = \"10.{i}.0.0/24\"\ngateway = \"10.{i}.0.1\"\n\n"
             ));
             let root = dir.join(format!("nodes/n{i:03}"));
-            crate::nodesim::install(&root, &exe)?;
-            crate::nodesim::create_vg(&root, "vg0", 8 << 40)?;
-            std::fs::write(
-                repo.join(format!("inventory/nodes/n{i:03}.toml")),
+            crate::nodesim::install(&root, &exe)
+                .and_then(|()| crate::nodesim::create_vg(&root, "vg0", 8 << 40))
+                .map_err(|source| TestbedError::NodeRoot {
+                    root: root.clone(),
+                    source,
+                })?;
+            write(
+                &repo.join(format!("inventory/nodes/n{i:03}.toml")),
                 format!(
                     "address = \"{addr}\"\nport = {port}\nuser = {}\nhost_key = \"{host_key}\"\nlocation = \"Bench\"\ncountry = \"US\"\nhypervisor = \"xen\"\nstorage = {{ backend = \"lvm\", vg = \"vg0\" }}\npools = [\"p{i}\"]\ncapacity = {{ ram = \"256 GiB\", disk = \"8 TiB\", vcpus = 256 }}\nroot = \"{}\"\n",
                     toml_str(&user),
@@ -149,8 +227,8 @@ impl Testbed {
                 ),
             )?;
             for j in 0..vps_per_node {
-                std::fs::write(
-                    repo.join(format!("inventory/vps/v{i:03}x{j:03}.toml")),
+                write(
+                    &repo.join(format!("inventory/vps/v{i:03}x{j:03}.toml")),
                     format!(
                         "customer = \"c-0001\"\nproduct = \"std\"\nnode = \"n{i:03}\"\nips = [\"10.{i}.0.{}\"]\nhostname = \"v{i}x{j}.example.net\"\nos = \"debian-12\"\ncreated = 2026-01-01\nexpires = 2027-01-01\n",
                         j + 10
@@ -158,11 +236,11 @@ impl Testbed {
                 )?;
             }
         }
-        std::fs::write(repo.join("pools.toml"), pools)?;
+        write(&repo.join("pools.toml"), pools)?;
         Ok(bed)
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    fn wait_ready(&mut self) -> Result<(), TestbedError> {
         let deadline = Instant::now() + Duration::from_secs(20);
         for a in &self.addrs {
             loop {
@@ -171,14 +249,15 @@ impl Testbed {
                 }
                 for c in &mut self.sshds {
                     if let Ok(Some(st)) = c.try_wait() {
-                        bail!("an sshd exited ({st}) at start; see its log in the bench folder");
+                        return Err(TestbedError::SshdExited(st));
                     }
                 }
-                ensure!(
-                    Instant::now() < deadline,
-                    "sshd did not listen on {a}:{} in time",
-                    self.port
-                );
+                if Instant::now() >= deadline {
+                    return Err(TestbedError::SshdSlow {
+                        addr: a.clone(),
+                        port: self.port,
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -206,6 +285,11 @@ impl Testbed {
         .arg(remote);
         c
     }
+}
+
+/// Writes `text` to `path`.
+fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), FileError> {
+    std::fs::write(path, text).on(FileOp::Write, path)
 }
 
 fn toml_str(s: &str) -> String {

@@ -1,9 +1,9 @@
 //! The `e2fsck` and `resize2fs` stand-ins (e2fsprogs 1.47.0): an ext4 filesystem is assumed
 //! on every device; its size and check/resize counters live in `STATE/fs.json`.
 
+use super::error::Result;
 use super::opts::{self, OptError, spec};
 use super::state::{FsRecord, Node};
-use anyhow::Result;
 use std::io::{self, Write};
 
 const E2FSPROGS: &str = "1.47.0 (5-Feb-2023)";

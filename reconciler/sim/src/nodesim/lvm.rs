@@ -1,11 +1,11 @@
 //! The LVM 2.03.16 stand-ins `lvs`, `lvcreate`, `lvextend`, `lvremove`: a volume group is the
 //! folder ROOT/dev/VG, a logical volume the sparse file ROOT/dev/VG/LV, 4 MiB extents.
 
+use super::error::{FileError, FileOp, OnFile, Result, SimError};
 use super::fs as fsim;
 use super::json::lvm_str;
 use super::opts::{self, OptError, Parsed, Spec, spec};
 use super::state::{Node, VgRecord};
-use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
@@ -62,11 +62,11 @@ fn list_vgs(node: &Node) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        Err(e) => return Err(FileError::new(FileOp::Read, &dir, e).into()),
     };
     let mut out = Vec::new();
     for e in entries {
-        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        let e = e.on(FileOp::Read, &dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
         if vg_exists(node, &name) {
             out.push(name);
@@ -79,17 +79,15 @@ fn list_vgs(node: &Node) -> Result<Vec<String>> {
 /// Logical volumes of `vg` with their sizes in bytes, sorted by name.
 fn list_lvs(node: &Node, vg: &str) -> Result<Vec<(String, u64)>> {
     let dir = vg_dir(node, vg);
-    let entries =
-        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries = std::fs::read_dir(&dir).on(FileOp::Read, &dir)?;
     let mut out = Vec::new();
     for e in entries {
-        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        let e = e.on(FileOp::Read, &dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || !valid_name(&name) {
             continue;
         }
-        let meta = std::fs::metadata(e.path())
-            .with_context(|| format!("cannot stat {}", e.path().display()))?;
+        let meta = std::fs::metadata(e.path()).on(FileOp::Stat, &e.path())?;
         if meta.is_file() {
             out.push((name, meta.len()));
         }
@@ -120,11 +118,11 @@ fn vg_extents(node: &Node, vg: &str) -> Result<(u64, u64)> {
 /// Records (or updates) the size of volume group `vg` and creates its folder.
 pub(crate) fn create_vg(node: &Node, vg: &str, size_bytes: u64) -> Result<()> {
     if !valid_name(vg) || NOT_VGS.contains(&vg) {
-        anyhow::bail!("invalid volume group name {vg:?}");
+        return Err(SimError::InvalidVgName(vg.to_string()));
     }
     let _lock = node.lock()?;
     let dir = vg_dir(node, vg);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).on(FileOp::Create, &dir)?;
     let mut st = node.load_lvm()?;
     st.vgs.insert(vg.to_string(), VgRecord { size_bytes });
     node.save_lvm(&st)
@@ -895,9 +893,9 @@ pub(crate) fn lvcreate(
         .write(true)
         .create_new(true)
         .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .on(FileOp::Create, &path)?;
     f.set_len(want.saturating_mul(EXTENT))
-        .with_context(|| format!("cannot size {}", path.display()))?;
+        .on(FileOp::Size, &path)?;
     fsim::forget(node, &format!("/dev/{vg}/{name}"))?;
     say!(out, "  Logical volume \"{name}\" created.");
     Ok(0)
@@ -1042,9 +1040,9 @@ pub(crate) fn lvextend(
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .on(FileOp::Open, &path)?;
     f.set_len(new.saturating_mul(EXTENT))
-        .with_context(|| format!("cannot resize {}", path.display()))?;
+        .on(FileOp::Resize, &path)?;
     say!(
         out,
         "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
@@ -1143,8 +1141,7 @@ pub(crate) fn lvremove(
                 }
             }
             let path = vg_dir(node, &vg).join(&lv);
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
+            std::fs::remove_file(&path).on(FileOp::Remove, &path)?;
             fsim::forget(node, &device)?;
             say!(out, "  Logical volume \"{lv}\" successfully removed.");
         }

@@ -33,6 +33,7 @@ macro_rules! say {
     }};
 }
 
+mod error;
 mod fs;
 mod install;
 mod json;
@@ -45,6 +46,9 @@ mod xlcfg;
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) use error::OnFile;
+pub use error::{FileError, FileOp, SimError};
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -109,7 +113,7 @@ pub fn run_tool_with_input(
                 "resize2fs" => ("resize2fs: ", 1),
                 _ => ("  ", 5),
             };
-            say!(err, "{prefix}{e:#}");
+            say!(err, "{prefix}{}", error::one_line(&e));
             code
         }
     };
@@ -119,13 +123,13 @@ pub fn run_tool_with_input(
 }
 
 /// Write the wrapper scripts into ROOT/usr/sbin (mode 0755) pointing at `exe`, and create the
-/// state folders; idempotent.
-pub fn install(root: &Path, exe: &Path) -> std::io::Result<()> {
+/// state folders; idempotent. Both paths must be UTF-8.
+pub fn install(root: &Path, exe: &Path) -> Result<(), SimError> {
     install::install(root, exe)
 }
 
 /// Create volume group `vg` (the folder ROOT/dev/VG) and record its size, from which free
 /// space is computed in 4 MiB extents; calling it again updates the size.
-pub fn create_vg(root: &Path, vg: &str, size_bytes: u64) -> std::io::Result<()> {
-    lvm::create_vg(&state::Node::new(root), vg, size_bytes).map_err(std::io::Error::other)
+pub fn create_vg(root: &Path, vg: &str, size_bytes: u64) -> Result<(), SimError> {
+    lvm::create_vg(&state::Node::new(root), vg, size_bytes)
 }

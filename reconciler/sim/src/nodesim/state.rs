@@ -1,7 +1,7 @@
 //! The node folder: path resolution under ROOT, the state lock, atomic writes, and the
 //! records (domains, volume groups, filesystems) the stand-ins keep under the state folder.
 
-use anyhow::{Context, Result};
+use super::error::{FileError, FileOp, OnFile, Result, SimError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -55,16 +55,15 @@ impl Node {
     /// Takes the node-wide state lock (flock on `STATE/.lock`).
     pub(crate) fn lock(&self) -> Result<StateLock> {
         let dir = self.state_dir();
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(&dir).on(FileOp::Create, &dir)?;
         let path = dir.join(".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
+            .on(FileOp::Open, &path)?;
+        file.lock().on(FileOp::Lock, &path)?;
         Ok(StateLock { _file: file })
     }
 
@@ -127,22 +126,19 @@ impl Node {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            Err(e) => return Err(FileError::new(FileOp::Read, &dir, e).into()),
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let entry = entry.on(FileOp::Read, &dir)?;
             let path = entry.path();
             let fname = entry.file_name();
             let fname = fname.to_string_lossy();
             if fname.starts_with('.') || !fname.ends_with(".json") {
                 continue;
             }
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let dom: Domain = serde_json::from_str(&text)
-                .with_context(|| format!("corrupt state file {}", path.display()))?;
-            out.push(dom);
+            let text = fs::read_to_string(&path).on(FileOp::Read, &path)?;
+            out.push(parse_state::<Domain>(&path, &text)?);
         }
         out.sort_by_key(|d| d.domid);
         Ok(out)
@@ -150,9 +146,7 @@ impl Node {
 
     pub(crate) fn save_domain(&self, dom: &Domain) -> Result<()> {
         let path = self.domain_file(&dom.name);
-        let text = serde_json::to_string_pretty(dom).context("cannot encode domain state")?;
-        atomic_write(&path, format!("{text}\n").as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))
+        write_json(&path, dom, "domain state")
     }
 
     pub(crate) fn delete_domain(&self, name: &str) -> Result<()> {
@@ -160,7 +154,7 @@ impl Node {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+            Err(e) => Err(FileError::new(FileOp::Remove, &path, e).into()),
         }
     }
 
@@ -173,7 +167,7 @@ impl Node {
     }
 
     pub(crate) fn save_xl(&self, st: &XlState) -> Result<()> {
-        write_json(&self.xl_file(), st)
+        write_json(&self.xl_file(), st, "state")
     }
 
     /// Hands out the next domid (Xen counts up, wraps below the reserved range, skips ids in
@@ -204,7 +198,7 @@ impl Node {
     }
 
     pub(crate) fn save_lvm(&self, st: &LvmState) -> Result<()> {
-        write_json(&self.lvm_file(), st)
+        write_json(&self.lvm_file(), st, "state")
     }
 
     fn fs_file(&self) -> PathBuf {
@@ -216,23 +210,31 @@ impl Node {
     }
 
     pub(crate) fn save_fs(&self, st: &BTreeMap<String, FsRecord>) -> Result<()> {
-        write_json(&self.fs_file(), st)
+        write_json(&self.fs_file(), st, "state")
     }
 }
 
 fn read_json_or_default<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     match fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("corrupt state file {}", path.display())),
+        Ok(text) => parse_state(path, &text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => Err(FileError::new(FileOp::Read, path, e).into()),
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).context("cannot encode state")?;
-    atomic_write(path, format!("{text}\n").as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+/// The record in state file `path`, whose text is `text`.
+fn parse_state<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|source| SimError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `value` (a `what` record) as pretty JSON to `path`, atomically.
+fn write_json<T: Serialize>(path: &Path, value: &T, what: &'static str) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|source| SimError::Encode { what, source })?;
+    Ok(atomic_write(path, format!("{text}\n").as_bytes()).on(FileOp::Write, path)?)
 }
 
 /// Writes `data` to a temporary file next to `path`, then renames it over `path`.

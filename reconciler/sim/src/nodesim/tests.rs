@@ -1,4 +1,5 @@
-//! The stand-ins' contract: exact stdout/stderr and exit codes of the real tools.
+//! The stand-ins' contract: exact stdout/stderr and exit codes of the real tools, as pinned by
+//! `reference/xl-lvm-cli.md`, plus install, the public API and the error lines.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -1119,6 +1120,43 @@ fn install_writes_quoted_executable_wrappers() {
             root.display()
         )
     );
+}
+
+#[test]
+fn install_refuses_a_path_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_t, base) = node();
+    let root = base.join(std::ffi::OsStr::from_bytes(b"node\xff"));
+    let e = install(&root, Path::new("/usr/bin/gitvps")).unwrap_err();
+    assert!(matches!(&e, SimError::NotUtf8(p) if *p == root), "{e:?}");
+    assert!(!root.exists(), "nothing is written before the refusal");
+    assert!(
+        e.to_string()
+            .ends_with("is not UTF-8, which a wrapper script cannot name")
+    );
+}
+
+#[test]
+fn an_internal_error_is_printed_with_its_causes_after_the_tool_prefix() {
+    let (_t, root) = node_with_lv();
+    let lvm = root.join("var/lib/gitvps-sim/lvm.json");
+    std::fs::write(&lvm, "{").unwrap();
+    let cause = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+    check(
+        &run(&root, "lvcreate", &["-L", "1G", "-n", "x", "vg0"]),
+        5,
+        "",
+        &format!("  corrupt state file {}: {cause}\n", lvm.display()),
+    );
+    std::fs::write(root.join("var/lib/gitvps-sim/fs.json"), "[]").unwrap();
+    let o = run(&root, "e2fsck", &["-f", "/dev/vg0/xen02"]);
+    assert_eq!(o.code, 8, "{}", o.err);
+    let fs = root.join("var/lib/gitvps-sim/fs.json");
+    let line = format!(
+        "\ne2fsck: corrupt state file {}: invalid type: ",
+        fs.display()
+    );
+    assert!(o.err.contains(&line), "{}", o.err);
 }
 
 #[test]

@@ -3,10 +3,11 @@
 
 use std::io::Write;
 
+use super::error::{FileOp, OnFile, Result};
 use super::state::Node;
 
 /// `useradd [--system] [--home-dir DIR] [--no-create-home] [--shell SHELL] NAME`.
-pub(crate) fn useradd(node: &Node, args: &[String], err: &mut dyn Write) -> anyhow::Result<i32> {
+pub(crate) fn useradd(node: &Node, args: &[String], err: &mut dyn Write) -> Result<i32> {
     let _lock = node.lock()?;
     let (mut home, mut shell, mut name) = (None, "/bin/sh".to_owned(), None);
     let mut it = args.iter();
@@ -27,7 +28,7 @@ pub(crate) fn useradd(node: &Node, args: &[String], err: &mut dyn Write) -> anyh
         return Ok(2);
     };
     let etc = node.root().join("etc");
-    std::fs::create_dir_all(&etc)?;
+    std::fs::create_dir_all(&etc).on(FileOp::Create, &etc)?;
     let passwd = etc.join("passwd");
     let text = std::fs::read_to_string(&passwd).unwrap_or_default();
     if text
@@ -41,7 +42,7 @@ pub(crate) fn useradd(node: &Node, args: &[String], err: &mut dyn Write) -> anyh
     let home = home.unwrap_or_else(|| format!("/home/{name}"));
     let line = format!("{name}:x:{uid}:{uid}::{home}:{shell}\n");
     let tmp = etc.join(".passwd.tmp");
-    std::fs::write(&tmp, text + &line)?;
-    std::fs::rename(tmp, passwd)?;
+    std::fs::write(&tmp, text + &line).on(FileOp::Write, &tmp)?;
+    std::fs::rename(&tmp, passwd).on(FileOp::Rename, &tmp)?;
     Ok(0)
 }

@@ -1,12 +1,12 @@
 //! The `xl` stand-in (Xen 4.17 toolstack): create, list, shutdown, reboot, destroy, console,
 //! sched-credit2, pause, unpause, domid, domname and help, with xl's messages and exit codes.
 
+use super::error::{FileOp, OnFile, Result, SimError};
 use super::fs as fsim;
 use super::json::{J, obj, yajl};
 use super::opts::{self, OptError, Parsed, Spec, spec};
 use super::state::{self, DomConfig, Domain, Node, XlState};
 use super::xlcfg::{self, Cfg};
-use anyhow::{Context, Result};
 use std::io::{Read, Write};
 
 const DOM0_NAME: &str = "Domain-0";
@@ -971,29 +971,27 @@ fn console(
     );
     let _ = out.flush();
     let dir = node.console_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).on(FileOp::Create, &dir)?;
     let log_path = dir.join(format!("{}.log", state::encode_name(&name)));
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+        .on(FileOp::Open, &log_path)?;
     let mut buf = [0u8; 4096];
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("cannot read the console input"),
+            Err(e) => return Err(SimError::ConsoleInput(e)),
         };
         let chunk = &buf[..n];
         if let Some(pos) = chunk.iter().position(|&b| b == 0x1d) {
-            log.write_all(&chunk[..pos])
-                .with_context(|| format!("cannot write {}", log_path.display()))?;
+            log.write_all(&chunk[..pos]).on(FileOp::Write, &log_path)?;
             break;
         }
-        log.write_all(chunk)
-            .with_context(|| format!("cannot write {}", log_path.display()))?;
+        log.write_all(chunk).on(FileOp::Write, &log_path)?;
     }
     let _lock = node.lock()?;
     if let Some(mut d) = node
