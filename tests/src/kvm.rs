@@ -19,11 +19,6 @@ use crate::fleet::Run;
 use crate::{Sshd, keygen, mirror, top};
 
 /// True when the test runs as root (the KVM tests write /etc/sudoers.d, make taps, ...).
-pub fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
 /// One KVM node `kvm1` and a repo for VPSes on it: the customer `c-0001` with a fresh key, the
 /// example catalog's `test` plan, the pool `test-1`, the shipped bootstraps and an appliance
 /// `probe` whose first boot needs no network (it records the VPS's id and addresses in

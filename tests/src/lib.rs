@@ -177,6 +177,23 @@ pub fn target_tmp() -> PathBuf {
     dir.join("tmp")
 }
 
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Fails a test that needs root (QEMU guests, bridges, system users, debootstrap) when run
+/// without it. Such tests are `#[ignore = "needs root..."]`: `scripts/test` runs them as root.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test needs root: run it as root (scripts/test does, with --include-ignored)"
+    );
+}
+
 pub fn top() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitvps_tests::bin;
+use gitvps_tests as support;
+use support::bin;
 
 #[test]
 fn demo_check_applies_the_fleet_and_a_reboot_click() {
@@ -40,12 +41,9 @@ fn demo_check_applies_the_fleet_and_a_reboot_click() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn demo_real_boots_a_vps_one_can_log_in_to_and_leaves_nothing_running() {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("skipped: demo --real installs with debootstrap and needs root");
-        return;
-    }
+    support::require_root();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     // The bootstraps' root cache of the test runs (target/gitvps-cache), shared with tests/kvm.rs.

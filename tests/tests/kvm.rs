@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::kvm::{KvmNode, KvmNodeSpec, is_root};
+use support::kvm::{KvmNode, KvmNodeSpec};
 
 const VPS: &str = "xen10";
 const IP: &str = "192.0.2.10";
@@ -151,11 +151,9 @@ fn console_over_ssh(f: &Fleet) -> String {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
-    if !is_root() {
-        eprintln!("skipped: the KVM test writes /etc/sudoers.d and needs root");
-        return;
-    }
+    support::require_root();
     let f = Fleet::new();
     f.vps_file(&format!("\"{IP}\""), "appliance = \"probe\"\n");
 

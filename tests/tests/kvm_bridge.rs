@@ -13,7 +13,7 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::kvm::{KvmNode, KvmNodeSpec, is_root};
+use support::kvm::{KvmNode, KvmNodeSpec};
 
 /// The node-side library the steps run (`kvm_net_up`, `kvm_net_down`, ...).
 const LIB: &str = include_str!("../../reconciler/planner/node/kvm-host.sh");
@@ -166,11 +166,9 @@ fn neigh(ns: &str, dev: &str, ip: &str) -> String {
 /// spoofed MAC, the rate measured, a node without nft, and values that are not what gitvps
 /// writes.
 #[test]
+#[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn a_bridged_guest_sends_only_from_its_own_addresses_and_within_its_rate() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces and nftables need root");
-        return;
-    }
+    support::require_root();
     for tool in ["nft", "socat"] {
         assert!(
             has(tool),
@@ -625,11 +623,9 @@ fn free_subnet() -> &'static str {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn a_bridged_kvm_guest_is_reached_on_its_own_address_and_cannot_spoof() {
-    if !is_root() {
-        eprintln!("skipped: the KVM tests write /etc/sudoers.d, make bridges and need root");
-        return;
-    }
+    support::require_root();
     assert!(
         has("nft"),
         "nft is not installed: ./scripts/test installs nftables"

@@ -656,16 +656,9 @@ fn ssh_as(f: &Fleet, user: &str, key: &std::path::Path, extra: &[&str]) -> suppo
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn the_console_user_reaches_the_console_and_nothing_else() {
-    if std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout != b"0\n")
-        .unwrap_or(true)
-    {
-        eprintln!("skipped: the console test creates a system user and needs root");
-        return;
-    }
+    support::require_root();
     let f = Fleet::new(&["node1"]);
     let customer_key = f.dir.path().join("customer_key");
     let customer_pub = support::keygen(&customer_key, "jane@laptop");
