@@ -1,0 +1,409 @@
+//! The plan of one VPS, by concern: its record, destruction and retention, bringing the domain
+//! down, the disk, the OS and the actions that need the domain down, config and start, reboot.
+
+use model::values::{Size, State};
+
+use super::{Note, Op, Step, StepPaths, day_of, image_mismatch};
+use crate::desired::{Desired, NodeSpec, VpsSpec};
+use crate::observe::{Domain, NodeState, Record};
+
+/// Plans one VPS, appending its steps in the order they must run.
+pub(super) fn plan_vps(
+    desired: &Desired,
+    spec: &NodeSpec,
+    v: &VpsSpec,
+    obs: &NodeState,
+    steps: &mut Vec<Step>,
+    notes: &mut Vec<Note>,
+) {
+    let mismatch = image_mismatch(spec, v, obs);
+    if v.state != State::Destroyed
+        && let Some(n) = mismatch.clone()
+    {
+        notes.push(n);
+        return;
+    }
+    let mut p = VpsPlan {
+        desired,
+        v,
+        obs,
+        name: v.id.as_str(),
+        domain: obs.domains.get(v.id.as_str()),
+        disk: obs.disks.get(v.id.as_str()).copied(),
+        config: obs.configs.get(v.id.as_str()),
+        steps,
+        notes,
+        record: Record::default(),
+    };
+    p.record = p.known_record();
+    if v.state == State::Destroyed {
+        p.destroyed(mismatch);
+    } else {
+        p.live();
+    }
+}
+
+/// One VPS being planned: what was observed of it, and the steps and notes so far.
+struct VpsPlan<'a> {
+    desired: &'a Desired,
+    v: &'a VpsSpec,
+    obs: &'a NodeState,
+    name: &'a str,
+    domain: Option<&'a Domain>,
+    disk: Option<u64>,
+    config: Option<&'a String>,
+    steps: &'a mut Vec<Step>,
+    notes: &'a mut Vec<Note>,
+    /// The record as it will be after the steps so far.
+    record: Record,
+}
+
+/// What is due for a VPS that is not destroyed, decided once from the desired and observed state.
+struct Due {
+    up: bool,
+    grow: bool,
+    config_changed: bool,
+    has_fs: bool,
+    fsck: bool,
+    reinstall: bool,
+    install: bool,
+    reboot: bool,
+}
+
+impl VpsPlan<'_> {
+    fn push(&mut self, op: Op, record: Option<Record>) {
+        self.steps.push(Step {
+            vps: self.v.id.clone(),
+            op,
+            record,
+            target: StepPaths {
+                disk: self.v.disk_path.clone(),
+                config: self.v.config_path.clone(),
+            },
+        });
+    }
+
+    /// Pushes a step that records the current record.
+    fn push_recorded(&mut self, op: Op) {
+        let record = self.record.clone();
+        self.push(op, Some(record));
+    }
+
+    /// The counters as recorded now, from the node; the desired counters as a record.
+    fn counters(&self, installed: bool) -> Record {
+        Record {
+            reboot: self.v.actions.reboot,
+            fsck: self.v.actions.fsck,
+            reinstall: self.v.actions.reinstall,
+            installed,
+            destroyed_at: None,
+        }
+    }
+
+    /// The node's record of the VPS. A disk gitvps has no record of (state folder lost, VPS
+    /// adopted from elsewhere) is taken as it is: the counters are recorded, no action runs,
+    /// nothing is erased.
+    fn known_record(&mut self) -> Record {
+        match self.obs.records.get(self.name) {
+            Some(r) => r.clone(),
+            None if self.disk.is_some() && self.v.state != State::Destroyed => {
+                let adopted = self.counters(true);
+                self.push(
+                    Op::Record {
+                        note: "the existing disk (no record of it: counters taken as done)".into(),
+                    },
+                    Some(adopted.clone()),
+                );
+                adopted
+            }
+            None => Record::default(),
+        }
+    }
+
+    /// `state = "destroyed"`: the domain and config go; the disk after the retention.
+    fn destroyed(&mut self, mismatch: Option<Note>) {
+        if self.domain.is_some() {
+            self.push(
+                Op::Destroy {
+                    reason: "state = \"destroyed\"".into(),
+                },
+                None,
+            );
+        }
+        if self.config.is_some() {
+            self.push(Op::RemoveConfig, None);
+        }
+        if self.disk.is_none() {
+            return;
+        }
+        if let Some(n) = mismatch {
+            self.notes.push(n);
+            return;
+        }
+        let from_file = self
+            .v
+            .destroyed
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp());
+        let now = self.obs.now;
+        let since = match from_file.or(self.record.destroyed_at) {
+            Some(t) => t,
+            None => {
+                self.record.destroyed_at = Some(now);
+                self.push_recorded(Op::Record {
+                    note: "the destruction time".into(),
+                });
+                now
+            }
+        };
+        let days = self.desired.retention_days;
+        let until = since + i64::from(days) * 86_400;
+        if now >= until {
+            self.push(
+                Op::RemoveDisk {
+                    reason: format!("destroyed, retention of {days} days passed"),
+                },
+                None,
+            );
+        } else {
+            let note = format!(
+                "{}: disk kept until {} (retention {days} days)",
+                self.name,
+                day_of(until)
+            );
+            self.notes.push(note);
+        }
+    }
+
+    /// What is due, with the notes that explain what is not done.
+    fn due(&mut self) -> Due {
+        let v = self.v;
+        let creating = self.disk.is_none();
+        if creating {
+            // A new disk: the counters so far concern a disk that no longer exists.
+            self.record = self.counters(false);
+        }
+        if let Some(d) = self.disk
+            && d > v.disk_bytes
+        {
+            self.notes.push(format!(
+                "{}: its disk is {} but product `{}` gives {}: shrinking is refused, the disk is left as it is",
+                self.name,
+                Size(d),
+                v.product,
+                Size(v.disk_bytes)
+            ));
+        }
+        let reinstall_due = v.actions.reinstall > self.record.reinstall;
+        let reinstall = reinstall_due && v.state == State::Active;
+        if reinstall_due && !reinstall {
+            self.notes.push(format!(
+                "{}: the reinstall waits until the VPS is active again",
+                self.name
+            ));
+        }
+        Due {
+            up: self.domain.is_some_and(Domain::is_up),
+            grow: self.disk.is_some_and(|d| d < v.disk_bytes),
+            config_changed: self.config.is_none_or(|h| *h != v.config_sha256),
+            // A fresh or never-installed disk has no filesystem to check.
+            has_fs: self.record.installed && !creating,
+            fsck: v.actions.fsck > self.record.fsck,
+            reinstall,
+            // A disk gitvps created blank gets its OS (a new disk, or one made before its OS
+            // was known).
+            install: v.install.is_some() && !reinstall && (creating || !self.record.installed),
+            reboot: v.actions.reboot > self.record.reboot,
+        }
+    }
+
+    /// A VPS that is not destroyed: every concern in the order its steps must run.
+    fn live(&mut self) {
+        let due = self.due();
+        let running = self.bring_down(&due);
+        self.disk_steps(&due);
+        self.os_and_fsck(&due);
+        let started = self.config_and_start(&due, running);
+        self.restore_filter(running);
+        self.reboot(&due, started);
+    }
+
+    /// Why a running domain must stop first: it must not run, or for work on its disk or config.
+    fn stop_reason(&self, due: &Due) -> Option<String> {
+        let v = self.v;
+        let reason = if !v.run {
+            if v.state == State::Suspended {
+                "suspended"
+            } else {
+                "power = \"stopped\""
+            }
+        } else if due.grow {
+            "to grow its disk"
+        } else if due.reinstall {
+            "to reinstall"
+        } else if due.install {
+            "to install its OS"
+        } else if due.fsck && due.has_fs {
+            "to check its filesystem"
+        } else if self.config.is_none() {
+            "its config is missing"
+        } else if due.config_changed {
+            "its config changed"
+        } else if self
+            .domain
+            .and_then(|d| d.running_config.as_ref())
+            .is_some_and(|h| *h != v.config_sha256)
+        {
+            // KVM keeps the arguments QEMU was started with: it must run its config.
+            "it runs other arguments than its config"
+        } else {
+            return None;
+        };
+        Some(reason.to_owned())
+    }
+
+    /// Step 1: brings the domain down when it must not run, or for work on its disk or config;
+    /// returns whether it still runs.
+    fn bring_down(&mut self, due: &Due) -> bool {
+        if let Some(dom) = self.domain
+            && !due.up
+        {
+            self.push(
+                Op::Destroy {
+                    reason: format!("the domain is {}", dom.state_words()),
+                },
+                None,
+            );
+            return false;
+        }
+        if !due.up {
+            return false;
+        }
+        match self.stop_reason(due) {
+            Some(reason) => {
+                let timeout_secs = self.desired.shutdown_timeout_secs;
+                self.push(
+                    Op::Stop {
+                        reason,
+                        timeout_secs,
+                    },
+                    None,
+                );
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Step 2: the disk, created or grown.
+    fn disk_steps(&mut self, due: &Due) {
+        let bytes = self.v.disk_bytes;
+        match self.disk {
+            None => self.push_recorded(Op::CreateDisk { bytes }),
+            Some(from) if due.grow => self.push(
+                Op::GrowDisk {
+                    from,
+                    to: bytes,
+                    resize_fs: due.has_fs,
+                },
+                None,
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// Step 3: the OS, and the check of its filesystem, which need the domain down.
+    fn os_and_fsck(&mut self, due: &Due) {
+        let v = self.v;
+        if due.reinstall {
+            self.record.reinstall = v.actions.reinstall;
+            match &v.install {
+                Some(spec) => {
+                    self.record.installed = true;
+                    self.push_recorded(Op::Reinstall {
+                        generation: v.actions.reinstall,
+                        spec: Box::new(spec.clone()),
+                    });
+                }
+                None => self.push_recorded(Op::Record {
+                    note: "reinstall (its OS installs nothing: not in bootstraps/, or hvm-iso)"
+                        .into(),
+                }),
+            }
+        } else if due.install
+            && let Some(spec) = &v.install
+        {
+            self.record.installed = true;
+            self.push_recorded(Op::Install {
+                spec: Box::new(spec.clone()),
+            });
+        }
+        if due.fsck {
+            self.record.fsck = v.actions.fsck;
+            let op = if due.reinstall || due.install {
+                Op::Record {
+                    note: "fsck (the disk gets a fresh OS in this plan)".into(),
+                }
+            } else if due.has_fs {
+                Op::Fsck {
+                    generation: v.actions.fsck,
+                }
+            } else {
+                Op::Record {
+                    note: "fsck (no filesystem to check yet)".into(),
+                }
+            };
+            self.push_recorded(op);
+        }
+    }
+
+    /// Step 4: the config, then the start; returns whether the domain is started by this plan.
+    fn config_and_start(&mut self, due: &Due, running: bool) -> bool {
+        if due.config_changed {
+            self.push(
+                Op::WriteConfig {
+                    content: self.v.config.clone(),
+                    sha256: self.v.config_sha256.clone(),
+                    replaces: self.config.is_some(),
+                },
+                None,
+            );
+        }
+        let started = self.v.run && !running;
+        if started {
+            self.push(Op::Start, None);
+        }
+        started
+    }
+
+    /// Step 5: a running bridged guest whose filter is gone (its node's ruleset was flushed): a
+    /// start loads it, a guest that keeps running gets it back.
+    fn restore_filter(&mut self, running: bool) {
+        if running
+            && let (Some(tap), Some(filters)) = (&self.v.tap, &self.obs.filters)
+            && !filters.contains(tap)
+        {
+            self.push(Op::RestoreFilter, None);
+        }
+    }
+
+    /// Step 6, reboot: only a domain that was running before and still runs; otherwise recorded.
+    fn reboot(&mut self, due: &Due, started: bool) {
+        if !due.reboot {
+            return;
+        }
+        let generation = self.v.actions.reboot;
+        self.record.reboot = generation;
+        let op = if self.v.run && !started {
+            Op::Reboot { generation }
+        } else {
+            let note = if started {
+                "reboot (the domain was started fresh)"
+            } else {
+                "reboot (the domain is not running)"
+            };
+            Op::Record { note: note.into() }
+        };
+        self.push_recorded(op);
+    }
+}
