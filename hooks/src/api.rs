@@ -23,8 +23,8 @@ use crate::auth;
 use crate::billing::{MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line};
 use crate::catalog::catalog;
 use crate::config::Config;
-use crate::plan::{Change, MAX_SSH_KEYS, Refusal, own_vps};
-use crate::store::{ApplyError, Committed, Snapshot, Store, StoreError};
+use crate::decide::{Change, MAX_SSH_KEYS, Refusal, own_vps};
+use crate::store::{ApplyError, Committed, GitRepo, Snapshot, StoreError};
 use crate::stripe::{
     Checkout, CheckoutError, CheckoutLine, CheckoutRequest, Interpreted, SignatureError,
 };
@@ -40,7 +40,7 @@ pub const ARGON2_SLOTS: usize = 4;
 /// What the handlers share.
 pub struct App {
     cfg: Config,
-    store: Store,
+    store: GitRepo,
     checkout: Option<Checkout>,
     argon2: tokio::sync::Semaphore,
 }
@@ -54,7 +54,7 @@ impl App {
             .as_ref()
             .map(|k| Checkout::new(k, cfg.stripe.api_base.as_deref()))
             .transpose()?;
-        let store = Store::start(&cfg);
+        let store = GitRepo::start(&cfg);
         Ok(App {
             cfg,
             store,
@@ -80,7 +80,7 @@ impl App {
     }
 
     /// The store, for tests and tools that share the app's clone.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &GitRepo {
         &self.store
     }
 }
@@ -342,7 +342,7 @@ fn parse_vps(id: &str) -> Result<VpsId, ApiError> {
 }
 
 fn answer(c: Committed) -> Response {
-    let mut v = serde_json::to_value(&c.outcome).unwrap_or_else(|_| json!({}));
+    let mut v = serde_json::to_value(&c.decision).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("ok".into(), true.into());
         m.insert("changed".into(), c.commit.is_some().into());
@@ -553,7 +553,7 @@ async fn vps_action(
         },
         "reinstall" => {
             let req: ReinstallReq = parse_json(&body)?;
-            // Ids are checked here; membership of the catalog on the head, by the planner.
+            // Ids are checked here; membership of the catalog on the head, by `decide`.
             let bad = |what: &str, v: &str| {
                 ApiError::unprocessable(
                     "not_in_catalog",
@@ -852,7 +852,7 @@ fn dry_place(
         None => {
             // Placement needs a customer; a stand-in one is as good for a capacity check.
             let mut copy = inv.clone();
-            probe = crate::plan::next_customer_id(inv)
+            probe = crate::decide::next_customer_id(inv)
                 .ok_or_else(|| ApiError::unprocessable("bad_order", "no free customer id"))?;
             copy.customers.insert(
                 probe.clone(),

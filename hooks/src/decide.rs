@@ -1,5 +1,5 @@
 //! The pure core: who may do what ([`own_vps`]) and which files an accepted request changes
-//! ([`plan`]). No I/O: the store runs these on each fresh head, validates, commits.
+//! ([`decide`]). No I/O: the store runs these on each fresh head, validates, commits.
 
 use chrono::{DateTime, Utc};
 use model::edit::{ActionKind, EditError, TomlFile, new_vps_file};
@@ -106,7 +106,7 @@ impl Change {
 /// What an accepted change did, as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "done", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Decision {
     /// Power set.
     Power {
         /// The VPS.
@@ -155,18 +155,18 @@ pub struct Edit {
     /// The commit message.
     pub message: String,
     /// The answer.
-    pub outcome: Outcome,
+    pub decision: Decision,
     /// What to commit instead when this edit would make the inventory invalid (payments: the
     /// record alone, so no payment is lost).
     pub fallback: Option<Box<Edit>>,
 }
 
 impl Edit {
-    fn noop(outcome: Outcome) -> Edit {
+    fn noop(decision: Decision) -> Edit {
         Edit {
             writes: Vec::new(),
             message: String::new(),
-            outcome,
+            decision,
             fallback: None,
         }
     }
@@ -242,7 +242,7 @@ fn open(tree: &dyn Tree, path: &str) -> Result<TomlFile, Refusal> {
 
 /// Decides what an accepted `change` writes on the head `inv`/`tree`. Pure: the store runs it
 /// again on a new head after a lost push race.
-pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
     match change {
         Change::Power {
             customer,
@@ -250,12 +250,12 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             power,
         } => {
             let v = own_vps(inv, customer, vps, false)?;
-            let outcome = Outcome::Power {
+            let decision = Decision::Power {
                 vps: vps.clone(),
                 power: *power,
             };
             if v.power == *power {
-                return Ok(Edit::noop(outcome));
+                return Ok(Edit::noop(decision));
             }
             let path = vps_path(vps);
             let mut f = open(tree, &path)?;
@@ -267,7 +267,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(path, Some(f.render()))],
                 message: format!("{customer}: {verb} {vps} {VIA}"),
-                outcome,
+                decision,
                 fallback: None,
             })
         }
@@ -283,7 +283,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(path, Some(f.render()))],
                 message: format!("{customer}: {} {vps} {VIA}", kind.key()),
-                outcome: Outcome::Action {
+                decision: Decision::Action {
                     vps: vps.clone(),
                     action: kind.key(),
                     generation,
@@ -313,7 +313,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(path, Some(f.render()))],
                 message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
-                outcome: Outcome::Action {
+                decision: Decision::Action {
                     vps: vps.clone(),
                     action: ActionKind::Reinstall.key(),
                     generation,
@@ -336,13 +336,13 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             if uniq.len() > MAX_SSH_KEYS {
                 return Err(Refusal::TooManyKeys);
             }
-            let outcome = Outcome::SshKeys {
+            let decision = Decision::SshKeys {
                 customer: customer.clone(),
                 keys: uniq.len(),
             };
             let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
             if current.ssh_keys == uniq {
-                return Ok(Edit::noop(outcome));
+                return Ok(Edit::noop(decision));
             }
             let path = customer_path(customer);
             let mut f = open(tree, &path)?;
@@ -354,7 +354,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
                     uniq.len(),
                     if uniq.len() == 1 { "" } else { "s" }
                 ),
-                outcome,
+                decision,
                 fallback: None,
             })
         }
@@ -377,7 +377,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(id.path(), Some(text))],
                 message: format!("{customer}: open ticket {id} {VIA}"),
-                outcome: Outcome::Ticket { ticket: id },
+                decision: Decision::Ticket { ticket: id },
                 fallback: None,
             })
         }
@@ -398,13 +398,13 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(path, Some(new))],
                 message: format!("{customer}: reply to ticket {ticket} {VIA}"),
-                outcome: Outcome::Ticket {
+                decision: Decision::Ticket {
                     ticket: ticket.clone(),
                 },
                 fallback: None,
             })
         }
-        Change::Payment(p) => plan_payment(p, inv, tree),
+        Change::Payment(p) => decide_payment(p, inv, tree),
     }
 }
 
@@ -429,7 +429,7 @@ fn not_applied(p: &Payment, why: String) -> Edit {
             Some(render_record(p, &Applied::NotApplied(why.clone()))),
         )],
         message: format!("stripe: record payment {} (not applied: {why})", p.event),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "not_applied",
             vps: None,
@@ -438,9 +438,9 @@ fn not_applied(p: &Payment, why: String) -> Edit {
     }
 }
 
-fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
     if already_recorded(p, tree) {
-        return Ok(Edit::noop(Outcome::Payment {
+        return Ok(Edit::noop(Decision::Payment {
             event: p.event.clone(),
             result: "duplicate",
             vps: None,
@@ -451,14 +451,14 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             customer,
             vps,
             product,
-        } => plan_renewal(p, inv, tree, customer, vps, product)?,
+        } => decide_renewal(p, inv, tree, customer, vps, product)?,
         Purchase::Order {
             customer,
             product,
             location,
             os,
             appliance,
-        } => plan_order(
+        } => decide_order(
             p,
             inv,
             tree,
@@ -471,8 +471,8 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
     };
     if edit.fallback.is_none()
         && !matches!(
-            edit.outcome,
-            Outcome::Payment {
+            edit.decision,
+            Decision::Payment {
                 result: "not_applied",
                 ..
             }
@@ -486,7 +486,7 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
     Ok(edit)
 }
 
-fn plan_renewal(
+fn decide_renewal(
     p: &Payment,
     inv: &Inventory,
     tree: &dyn Tree,
@@ -535,7 +535,7 @@ fn plan_renewal(
             if unsuspended { ", lift suspension" } else { "" },
             p.event
         ),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "renewed",
             vps: Some(vps.clone()),
@@ -592,7 +592,7 @@ fn synthetic_customer(id: &CustomerId, n: &crate::billing::NewCustomer) -> model
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan_order(
+fn decide_order(
     p: &Payment,
     inv: &Inventory,
     tree: &dyn Tree,
@@ -679,7 +679,7 @@ fn plan_order(
             "stripe: order {vps} for {cid} ({plan_name} on {}) ({})",
             placement.node, p.event
         ),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "ordered",
             vps: Some(vps),
@@ -741,7 +741,7 @@ mod tests {
     #[test]
     fn actions_bump_one_counter_with_a_message_naming_who_and_what() {
         let (inv, tree) = fleet();
-        let e = plan(
+        let e = decide(
             &Change::Action {
                 customer: id("c-0002"),
                 vps: id("xen03"),
@@ -756,7 +756,7 @@ mod tests {
         assert_eq!(e.writes[0].0, "inventory/vps/xen03.toml");
         assert!(e.writes[0].1.as_ref().unwrap().contains("fsck = 1"));
         // Power already as asked: nothing to write.
-        let e = plan(
+        let e = decide(
             &Change::Power {
                 customer: id("c-0002"),
                 vps: id("xen03"),
@@ -794,7 +794,7 @@ mod tests {
     fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
         let (inv, tree) = fleet();
         let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
-        let e = plan(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
+        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
         assert_eq!(e.writes.len(), 2);
         // xen04 expires 2026-12-15, after the payment date: 3 months from it.
         assert!(
@@ -812,11 +812,11 @@ mod tests {
             &tree.read("inventory/vps/xen04.toml").unwrap(),
         );
         done.apply(&e.writes);
-        let again = plan(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
+        let again = decide(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
         assert!(again.writes.is_empty());
         let other_event = payment("evt_b", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
         assert!(
-            plan(&Change::Payment(Box::new(other_event)), &inv, &done)
+            decide(&Change::Payment(Box::new(other_event)), &inv, &done)
                 .unwrap()
                 .writes
                 .is_empty()
@@ -831,7 +831,7 @@ mod tests {
             renewal("xen01", "c-0003", "advanced-3m"), // xen01 is on `test`
             renewal("xen99", "c-0003", "advanced-1m"), // gone
         ] {
-            let e = plan(
+            let e = decide(
                 &Change::Payment(Box::new(payment("evt_x", "cs_x", purchase))),
                 &inv,
                 &tree,
@@ -865,7 +865,7 @@ mod tests {
             os: id("debian-12"),
             appliance: None,
         };
-        let e = plan(
+        let e = decide(
             &Change::Payment(Box::new(payment("evt_o", "cs_o", purchase))),
             &inv,
             &tree,
