@@ -1,10 +1,10 @@
 //! The pure core: who may do what ([`own_vps`]) and which files an accepted request changes
 //! ([`decide`]). No I/O: the store runs these on each fresh head, validates, commits.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use model::edit::{ActionKind, EditError, TomlFile, new_vps_file};
 use model::load::paths;
-use model::values::{Keyword, Power, SshPublicKey, State};
+use model::values::{Keyword, Language, Power, SshPublicKey, State};
 use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
 use toml_edit::{DocumentMut, value};
 
@@ -193,6 +193,20 @@ pub enum Refusal {
     /// A file in the repo cannot be edited (an admin broke it).
     #[error("a file cannot be edited: {0}")]
     Broken(String),
+}
+
+/// Why an order cannot be placed now, as checked before the customer pays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceRefusal {
+    /// No node serves the location.
+    #[error("{0}")]
+    UnknownLocation(String),
+    /// The location has no room for the product now.
+    #[error("no room for this product in {0} right now")]
+    NoCapacity(String),
+    /// Placement fails for another reason.
+    #[error("{0}")]
+    BadOrder(String),
 }
 
 impl From<EditError> for Refusal {
@@ -591,6 +605,70 @@ fn synthetic_customer(id: &CustomerId, n: &crate::billing::NewCustomer) -> model
     }
 }
 
+/// `inv` with one more customer: placement needs the customer before its file exists.
+fn with_customer(inv: &Inventory, customer: model::Customer) -> Inventory {
+    let mut copy = inv.clone();
+    copy.customers.insert(customer.id.clone(), customer);
+    copy
+}
+
+/// A stand-in customer, as good as a real one for a capacity check.
+fn probe_customer(id: &CustomerId) -> Result<model::Customer, PlaceRefusal> {
+    Ok(model::Customer {
+        id: id.clone(),
+        name: String::new(),
+        company: None,
+        email: "probe@example.invalid"
+            .parse()
+            .map_err(PlaceRefusal::BadOrder)?,
+        language: Language::En,
+        password_hash: None,
+        ssh_keys: Vec::new(),
+        origin: model::Origin::synthetic("probe"),
+    })
+}
+
+/// Whether a VPS of `product` could be placed in `location` on `today`, for `customer` or,
+/// for someone without an account yet, a stand-in. Checked before the customer pays.
+pub fn dry_place(
+    inv: &Inventory,
+    customer: Option<&CustomerId>,
+    product: &model::ProductId,
+    location: &str,
+    os: &model::OsId,
+    today: NaiveDate,
+) -> Result<(), PlaceRefusal> {
+    use model::placement::{PlacementError, Request as PlaceReq, place};
+    let holder;
+    let (inv, customer) = match customer {
+        Some(c) => (inv, c.clone()),
+        None => {
+            let probe = next_customer_id(inv)
+                .ok_or_else(|| PlaceRefusal::BadOrder("no free customer id".to_owned()))?;
+            holder = with_customer(inv, probe_customer(&probe)?);
+            (&holder, probe)
+        }
+    };
+    let req = PlaceReq {
+        customer,
+        product: product.clone(),
+        location: location.to_owned(),
+        os: Some(os.clone()),
+        appliance: None,
+        hostname: None,
+        id: None,
+        today,
+    };
+    match place(inv, &req) {
+        Ok(_) => Ok(()),
+        Err(e @ PlacementError::UnknownLocation { .. }) => {
+            Err(PlaceRefusal::UnknownLocation(e.to_string()))
+        }
+        Err(PlacementError::NoCapacity { location, .. }) => Err(PlaceRefusal::NoCapacity(location)),
+        Err(e) => Err(PlaceRefusal::BadOrder(e.to_string())),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn decide_order(
     p: &Payment,
@@ -624,10 +702,7 @@ fn decide_order(
             let Some(id) = next_customer_id(inv) else {
                 return Ok(not_applied(p, "no free customer id".to_owned()));
             };
-            let mut copy = inv.clone();
-            copy.customers
-                .insert(id.clone(), synthetic_customer(&id, n));
-            placed_in = copy;
+            placed_in = with_customer(inv, synthetic_customer(&id, n));
             writes.push((
                 customer_path(&id),
                 Some(new_customer_file(
@@ -844,6 +919,27 @@ mod tests {
                     .starts_with("stripe: record payment evt_x (not applied: ")
             );
         }
+    }
+
+    #[test]
+    fn dry_place_answers_before_payment_whether_an_order_would_land() {
+        let (inv, _) = fleet();
+        let today = "2026-05-01".parse().unwrap();
+        let (advanced, debian) = (id("advanced"), id("debian-12"));
+        let seattle = "Seattle, WA (USA)";
+        assert_eq!(
+            dry_place(&inv, None, &advanced, seattle, &debian, today),
+            Ok(())
+        );
+        let jane = id("c-0001");
+        assert_eq!(
+            dry_place(&inv, Some(&jane), &advanced, seattle, &debian, today),
+            Ok(())
+        );
+        assert!(matches!(
+            dry_place(&inv, None, &advanced, "Atlantis", &debian, today),
+            Err(PlaceRefusal::UnknownLocation(_))
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use model::values::Language;
-use model::{CustomerId, Inventory, ProductKind};
+use model::{Inventory, ProductKind};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_v
 use crate::auth;
 use crate::billing::{MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line};
 use crate::catalog::catalog;
-use crate::decide::{Refusal, own_vps};
+use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
 
 fn checkout(app: &App) -> Result<&Checkout, ApiError> {
@@ -173,7 +173,8 @@ pub(super) async fn order(
                     .get(&product)
                     .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
                     .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
-                dry_place(inv, existing.as_ref(), &product, &location, &os)?;
+                let today = Utc::now().date_naive();
+                dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
                 Ok((
                     p.name.clone(),
                     p.price,
@@ -232,67 +233,6 @@ pub(super) async fn order(
     let url = stripe.create(&req).await.map_err(provider_error)?;
     tracing::info!(%product, "checkout for an order");
     Ok(axum::Json(json!({"url": url})).into_response())
-}
-
-/// Whether a VPS of `product` could be placed in `location` now.
-fn dry_place(
-    inv: &Inventory,
-    customer: Option<&CustomerId>,
-    product: &model::ProductId,
-    location: &str,
-    os: &model::OsId,
-) -> Result<(), ApiError> {
-    use model::placement::{PlacementError, Request as PlaceReq, place};
-    let probe: CustomerId;
-    let holder;
-    let (inv, customer) = match customer {
-        Some(c) => (inv, c.clone()),
-        None => {
-            // Placement needs a customer; a stand-in one is as good for a capacity check.
-            let mut copy = inv.clone();
-            probe = crate::decide::next_customer_id(inv)
-                .ok_or_else(|| ApiError::unprocessable("bad_order", "no free customer id"))?;
-            copy.customers.insert(
-                probe.clone(),
-                model::Customer {
-                    id: probe.clone(),
-                    name: String::new(),
-                    company: None,
-                    email: "probe@example.invalid"
-                        .parse()
-                        .map_err(|_| ApiError::not_found())?,
-                    language: Language::En,
-                    password_hash: None,
-                    ssh_keys: Vec::new(),
-                    origin: model::Origin::synthetic("probe"),
-                },
-            );
-            holder = copy;
-            (&holder, probe)
-        }
-    };
-    let req = PlaceReq {
-        customer,
-        product: product.clone(),
-        location: location.to_owned(),
-        os: Some(os.clone()),
-        appliance: None,
-        hostname: None,
-        id: None,
-        today: Utc::now().date_naive(),
-    };
-    match place(inv, &req) {
-        Ok(_) => Ok(()),
-        Err(e @ PlacementError::UnknownLocation { .. }) => {
-            Err(ApiError::unprocessable("unknown_location", e.to_string()))
-        }
-        Err(PlacementError::NoCapacity { location, .. }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_capacity",
-            format!("no room for this product in {location} right now"),
-        )),
-        Err(e) => Err(ApiError::unprocessable("bad_order", e.to_string())),
-    }
 }
 
 async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiError> {

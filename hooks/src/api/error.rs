@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::decide::Refusal;
+use crate::decide::{PlaceRefusal, Refusal};
 use crate::store::{ApplyError, StoreError};
 
 /// An error answered as `{"error": code, "message": text}`.
@@ -78,6 +78,20 @@ impl From<Refusal> for ApiError {
                     "the inventory repo needs an admin's attention",
                 )
             }
+        }
+    }
+}
+
+impl From<PlaceRefusal> for ApiError {
+    fn from(r: PlaceRefusal) -> ApiError {
+        match r {
+            PlaceRefusal::UnknownLocation(_) => {
+                ApiError::unprocessable("unknown_location", r.to_string())
+            }
+            PlaceRefusal::NoCapacity(_) => {
+                ApiError::new(StatusCode::CONFLICT, "no_capacity", r.to_string())
+            }
+            PlaceRefusal::BadOrder(_) => ApiError::unprocessable("bad_order", r.to_string()),
         }
     }
 }
