@@ -262,116 +262,23 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             customer,
             vps,
             power,
-        } => {
-            let v = own_vps(inv, customer, vps, false)?;
-            let decision = Decision::Power {
-                vps: vps.clone(),
-                power: *power,
-            };
-            if v.power == *power {
-                return Ok(Edit::noop(decision));
-            }
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            f.set_power(*power);
-            let verb = match power {
-                Power::Running => "start",
-                Power::Stopped => "stop",
-            };
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: {verb} {vps} {VIA}"),
-                decision,
-                fallback: None,
-            })
-        }
+        } => decide_power(inv, tree, customer, vps, *power),
         Change::Action {
             customer,
             vps,
             kind,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            let generation = f.bump_action(*kind)?;
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: {} {vps} {VIA}", kind.key()),
-                decision: Decision::Action {
-                    vps: vps.clone(),
-                    action: kind.key(),
-                    generation,
-                },
-                fallback: None,
-            })
-        }
+        } => decide_action(inv, tree, customer, vps, *kind),
         Change::Reinstall {
             customer,
             vps,
             os,
             appliance,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let cat = catalog(tree);
-            let os = cat.os(os)?;
-            let appliance = appliance.as_deref().map(|a| cat.appliance(a)).transpose()?;
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            f.set_string("os", os.as_str());
-            f.set_opt_str("appliance", appliance.as_ref().map(|a| a.as_str()));
-            let generation = f.bump_action(ActionKind::Reinstall)?;
-            let with = match &appliance {
-                Some(a) => format!("{os} and {a}"),
-                None => os.to_string(),
-            };
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
-                decision: Decision::Action {
-                    vps: vps.clone(),
-                    action: ActionKind::Reinstall.key(),
-                    generation,
-                },
-                fallback: None,
-            })
-        }
+        } => decide_reinstall(inv, tree, customer, vps, os, appliance.as_deref()),
         Change::SshKeys {
             customer,
             vps,
             keys,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let mut uniq: Vec<SshPublicKey> = Vec::new();
-            for k in keys {
-                if !uniq.iter().any(|u| u.key_part() == k.key_part()) {
-                    uniq.push(k.clone());
-                }
-            }
-            if uniq.len() > MAX_SSH_KEYS {
-                return Err(Refusal::TooManyKeys);
-            }
-            let decision = Decision::SshKeys {
-                customer: customer.clone(),
-                keys: uniq.len(),
-            };
-            let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
-            if current.ssh_keys == uniq {
-                return Ok(Edit::noop(decision));
-            }
-            let path = customer_path(customer);
-            let mut f = open(tree, &path)?;
-            f.set_ssh_keys(&uniq);
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!(
-                    "{customer}: set {} SSH key{} ({vps}) {VIA}",
-                    uniq.len(),
-                    if uniq.len() == 1 { "" } else { "s" }
-                ),
-                decision,
-                fallback: None,
-            })
-        }
+        } => decide_ssh_keys(inv, tree, customer, vps, keys),
         Change::OpenTicket {
             customer,
             vps,
@@ -400,26 +307,160 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             ticket,
             message,
             at,
-        } => {
-            let path = ticket.path();
-            let text = tree.read(&path).ok_or(Refusal::NotFound)?;
-            let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
-            if &t.customer != customer {
-                return Err(Refusal::NotFound);
-            }
-            let new = tickets::append(&path, &text, customer.as_str(), message, *at)
-                .map_err(|e| Refusal::Broken(e.to_string()))?;
-            Ok(Edit {
-                writes: vec![(path, Some(new))],
-                message: format!("{customer}: reply to ticket {ticket} {VIA}"),
-                decision: Decision::Ticket {
-                    ticket: ticket.clone(),
-                },
-                fallback: None,
-            })
-        }
+        } => decide_reply(tree, customer, ticket, message, *at),
         Change::Payment(p) => decide_payment(p, inv, tree),
     }
+}
+
+fn decide_power(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    power: Power,
+) -> Result<Edit, Refusal> {
+    let v = own_vps(inv, customer, vps, false)?;
+    let decision = Decision::Power {
+        vps: vps.clone(),
+        power,
+    };
+    if v.power == power {
+        return Ok(Edit::noop(decision));
+    }
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_power(power);
+    let verb = match power {
+        Power::Running => "start",
+        Power::Stopped => "stop",
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {verb} {vps} {VIA}"),
+        decision,
+        fallback: None,
+    })
+}
+
+fn decide_action(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    kind: ActionKind,
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    let generation = f.bump_action(kind)?;
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {} {vps} {VIA}", kind.key()),
+        decision: Decision::Action {
+            vps: vps.clone(),
+            action: kind.key(),
+            generation,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_reinstall(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    os: &str,
+    appliance: Option<&str>,
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let cat = catalog(tree);
+    let os = cat.os(os)?;
+    let appliance = appliance.map(|a| cat.appliance(a)).transpose()?;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_string("os", os.as_str());
+    f.set_opt_str("appliance", appliance.as_ref().map(|a| a.as_str()));
+    let generation = f.bump_action(ActionKind::Reinstall)?;
+    let with = match &appliance {
+        Some(a) => format!("{os} and {a}"),
+        None => os.to_string(),
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
+        decision: Decision::Action {
+            vps: vps.clone(),
+            action: ActionKind::Reinstall.key(),
+            generation,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_ssh_keys(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    keys: &[SshPublicKey],
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let mut uniq: Vec<SshPublicKey> = Vec::new();
+    for k in keys {
+        if !uniq.iter().any(|u| u.key_part() == k.key_part()) {
+            uniq.push(k.clone());
+        }
+    }
+    if uniq.len() > MAX_SSH_KEYS {
+        return Err(Refusal::TooManyKeys);
+    }
+    let decision = Decision::SshKeys {
+        customer: customer.clone(),
+        keys: uniq.len(),
+    };
+    let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
+    if current.ssh_keys == uniq {
+        return Ok(Edit::noop(decision));
+    }
+    let path = customer_path(customer);
+    let mut f = open(tree, &path)?;
+    f.set_ssh_keys(&uniq);
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!(
+            "{customer}: set {} SSH key{} ({vps}) {VIA}",
+            uniq.len(),
+            if uniq.len() == 1 { "" } else { "s" }
+        ),
+        decision,
+        fallback: None,
+    })
+}
+
+fn decide_reply(
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    ticket: &TicketId,
+    message: &str,
+    at: DateTime<Utc>,
+) -> Result<Edit, Refusal> {
+    let path = ticket.path();
+    let text = tree.read(&path).ok_or(Refusal::NotFound)?;
+    let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
+    if &t.customer != customer {
+        return Err(Refusal::NotFound);
+    }
+    let new = tickets::append(&path, &text, customer.as_str(), message, at)
+        .map_err(|e| Refusal::Broken(e.to_string()))?;
+    Ok(Edit {
+        writes: vec![(path, Some(new))],
+        message: format!("{customer}: reply to ticket {ticket} {VIA}"),
+        decision: Decision::Ticket {
+            ticket: ticket.clone(),
+        },
+        fallback: None,
+    })
 }
 
 /// Whether this payment was already recorded: by its event, or by its Checkout Session under
@@ -723,10 +764,22 @@ fn decide_order(
         id: None,
         today: p.paid_at.date_naive(),
     };
-    let placement = match model::placement::place(inv_for_place, &req) {
-        Ok(pl) => pl,
-        Err(e) => return Ok(not_applied(p, format!("placement failed: {e}"))),
-    };
+    match model::placement::place(inv_for_place, &req) {
+        Ok(placement) => Ok(ordered(p, inv, product, &cid, &placement, writes)),
+        Err(e) => Ok(not_applied(p, format!("placement failed: {e}"))),
+    }
+}
+
+/// The edit of an order placed: the new customer's file (in `writes` already), the VPS file
+/// and the payment record.
+fn ordered(
+    p: &Payment,
+    inv: &Inventory,
+    product: &model::ProductId,
+    cid: &CustomerId,
+    placement: &model::placement::Placement,
+    mut writes: Vec<(String, Option<String>)>,
+) -> Edit {
     let vps = placement.id.clone();
     writes.push((
         vps_path(&vps),
@@ -748,7 +801,7 @@ fn decide_order(
         Some(ProductKind::Plan(_)) => product.to_string(),
         _ => format!("{product}?"),
     };
-    Ok(Edit {
+    Edit {
         writes,
         message: format!(
             "stripe: order {vps} for {cid} ({plan_name} on {}) ({})",
@@ -760,7 +813,7 @@ fn decide_order(
             vps: Some(vps),
         },
         fallback: None,
-    })
+    }
 }
 
 #[cfg(test)]

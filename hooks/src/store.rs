@@ -308,6 +308,18 @@ struct Cache {
     status_cache: Option<(Oid, Arc<BTreeMap<VpsId, VpsStatus>>)>,
 }
 
+/// What a batch committed on its base, before the push.
+struct BatchCommits {
+    /// The last commit (the base when nothing changed).
+    head: Oid,
+    /// The inventory at `head`.
+    inv: Arc<Inventory>,
+    /// Each request's answer, in order.
+    results: Vec<Result<Committed, ApplyError>>,
+    /// How many commits were made.
+    made: usize,
+}
+
 enum PushError {
     Lost,
     Failed(StoreError),
@@ -523,6 +535,30 @@ impl Cache {
         }
     }
 
+    /// Fetches and publishes the snapshot of the head to decide on.
+    fn prepare(
+        &mut self,
+        current: &Mutex<Option<Arc<Snapshot>>>,
+    ) -> Result<(Oid, Arc<Snapshot>), StoreError> {
+        let prepared = self
+            .sync()
+            .and_then(|base| Ok((base, self.snapshot(base)?)));
+        match prepared {
+            Ok((base, snap)) => {
+                Self::publish_snapshot(current, &snap);
+                Ok((base, snap))
+            }
+            Err(e) => {
+                log_store_error(&self.cfg, &e);
+                // The work tree may be half checked out: start over next time.
+                self.worktree_at = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers the reads, then decides, commits and pushes the changes of one batch; decides
+    /// them again on the new head after a lost race, up to `push_tries` times.
     fn batch(
         &mut self,
         mut reads: Vec<ReadFn>,
@@ -533,20 +569,13 @@ impl Cache {
         let tries = self.cfg.push_tries.max(1);
         for attempt in 1..=tries {
             let t0 = Instant::now();
-            let prepared = self
-                .sync()
-                .and_then(|base| Ok((base, self.snapshot(base)?)));
-            let (base, snap) = match prepared {
+            let (base, snap) = match self.prepare(current) {
                 Ok(p) => p,
                 Err(e) => {
-                    log_store_error(&self.cfg, &e);
-                    // The work tree may be half checked out: start over next time.
-                    self.worktree_at = None;
                     fail(reads, applies, &e);
                     return;
                 }
             };
-            Self::publish_snapshot(current, &snap);
             let synced = t0.elapsed();
             let tree = DiskTree::new(&self.workdir);
             for r in reads.drain(..) {
@@ -558,24 +587,12 @@ impl Cache {
             if applies.is_empty() {
                 return;
             }
-            let mut head = base;
-            let mut inv = snap.inv.clone();
-            let results: Vec<Result<Committed, ApplyError>> = applies
-                .iter()
-                .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
-                .collect();
-            let made = results
-                .iter()
-                .filter(|r| {
-                    matches!(
-                        r,
-                        Ok(Committed {
-                            commit: Some(_),
-                            ..
-                        })
-                    )
-                })
-                .count();
+            let BatchCommits {
+                head,
+                inv,
+                results,
+                made,
+            } = self.commit_all(&applies, base, &snap);
             stats.commits.fetch_add(made as u64, Ordering::Relaxed);
             let applied = t0.elapsed();
             if head != base {
@@ -597,24 +614,7 @@ impl Cache {
                 match pushed {
                     Ok(()) => {
                         stats.pushes.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = self.repo.reference(
-                            &self.branch_ref(),
-                            head,
-                            true,
-                            "gitvps-hooks: pushed",
-                        ) {
-                            tracing::warn!(error = %e, "cannot move the local branch");
-                        }
-                        if let Ok(tree) = self.tree_of(head) {
-                            self.inv_cache = Some((tree, inv.clone()));
-                        }
-                        let snap = Arc::new(Snapshot {
-                            head,
-                            inv,
-                            status: snap.status.clone(),
-                            taken: Instant::now(),
-                        });
-                        Self::publish_snapshot(current, &snap);
+                        self.landed(head, inv, &snap, current);
                     }
                     Err(PushError::Lost) => {
                         stats.lost_races.fetch_add(1, Ordering::Relaxed);
@@ -636,6 +636,65 @@ impl Cache {
         }
         self.worktree_at = None;
         fail(Vec::new(), applies, &StoreError::Busy(tries));
+    }
+
+    /// Decides and commits each change of a batch on `base`, one commit after the other.
+    fn commit_all(
+        &mut self,
+        applies: &[(Box<Change>, Reply)],
+        base: Oid,
+        snap: &Snapshot,
+    ) -> BatchCommits {
+        let mut head = base;
+        let mut inv = snap.inv.clone();
+        let results: Vec<Result<Committed, ApplyError>> = applies
+            .iter()
+            .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
+            .collect();
+        let made = results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Ok(Committed {
+                        commit: Some(_),
+                        ..
+                    })
+                )
+            })
+            .count();
+        BatchCommits {
+            head,
+            inv,
+            results,
+            made,
+        }
+    }
+
+    /// After a push landed: moves the local branch and publishes the pushed head's snapshot.
+    fn landed(
+        &mut self,
+        head: Oid,
+        inv: Arc<Inventory>,
+        snap: &Snapshot,
+        current: &Mutex<Option<Arc<Snapshot>>>,
+    ) {
+        if let Err(e) = self
+            .repo
+            .reference(&self.branch_ref(), head, true, "gitvps-hooks: pushed")
+        {
+            tracing::warn!(error = %e, "cannot move the local branch");
+        }
+        if let Ok(tree) = self.tree_of(head) {
+            self.inv_cache = Some((tree, inv.clone()));
+        }
+        let snap = Arc::new(Snapshot {
+            head,
+            inv,
+            status: snap.status.clone(),
+            taken: Instant::now(),
+        });
+        Self::publish_snapshot(current, &snap);
     }
 
     fn apply_one(
