@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use model::values::Language;
-use model::{Inventory, ProductKind};
+use model::values::Money;
+use model::{ApplianceId, CustomerId, Inventory, OsId, ProductKind};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -130,64 +131,130 @@ pub(super) async fn order(
         Some(_) => Some(authenticate(&app, &headers).await?.customer),
         None => None,
     };
-    let new = match (&existing, req.customer) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::unprocessable(
-                "bad_order",
-                "a logged-in customer orders for itself: leave out `customer`",
-            ));
-        }
-        (Some(_), None) => None,
-        (None, None) => {
-            return Err(ApiError::unprocessable(
-                "bad_order",
-                "log in, or give `customer` details to open an account",
-            ));
-        }
-        (None, Some(n)) => Some(n),
-    };
+    let new = who_orders(existing.as_ref(), req.customer)?;
     let product: model::ProductId = req
         .product
         .parse()
         .map_err(|_| ApiError::unprocessable("unknown_product", "no such product"))?;
     let location = check_line(&req.location, MAX_NAME)
         .map_err(|e| ApiError::unprocessable("unknown_location", format!("location {e}")))?;
-    let (os_raw, appliance_raw) = (req.os, req.appliance);
-    // Checks on the fresh head: catalog, product, and that placement would succeed now.
-    let (prod_name, price, setup_fee, currency, site, os, appliance) = {
-        let existing = existing.clone();
-        let product = product.clone();
-        let location = location.clone();
-        app.store
-            .read(move |v| -> Result<_, ApiError> {
-                let inv = &v.snapshot.inv;
-                let cat = catalog(v.tree);
-                let os = cat.os(&os_raw).map_err(Refusal::from)?;
-                let appliance = appliance_raw
-                    .as_deref()
-                    .map(|a| cat.appliance(a))
-                    .transpose()
-                    .map_err(Refusal::from)?;
-                let p = inv
-                    .products
-                    .get(&product)
-                    .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
-                    .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
-                let today = Utc::now().date_naive();
-                dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
-                Ok((
-                    p.name.clone(),
-                    p.price,
-                    p.setup_fee,
-                    inv.currency.to_string(),
-                    site_url(inv, ""),
-                    os,
-                    appliance,
-                ))
-            })
-            .await??
+    let offer = check_order(
+        &app,
+        existing.clone(),
+        product.clone(),
+        location.clone(),
+        req.os,
+        req.appliance,
+    )
+    .await?;
+    let (customer, email) = order_customer(&app, existing, new).await?;
+    let mut lines = vec![CheckoutLine {
+        name: offer.name,
+        amount: offer.price,
+    }];
+    if offer.setup_fee != model::values::Money::ZERO {
+        lines.push(CheckoutLine {
+            name: "Setup fee".to_owned(),
+            amount: offer.setup_fee,
+        });
+    }
+    let site = offer.site;
+    let req = CheckoutRequest {
+        purchase: Purchase::Order {
+            customer,
+            product: product.clone(),
+            location,
+            os: offer.os,
+            appliance: offer.appliance,
+        },
+        lines,
+        currency: offer.currency,
+        success_url: format!("{site}/panel/?ordered=1"),
+        cancel_url: format!("{site}/order/"),
+        email,
     };
-    let (customer, email) = match (existing, new) {
+    let url = stripe.create(&req).await.map_err(provider_error)?;
+    tracing::info!(%product, "checkout for an order");
+    Ok(axum::Json(json!({"url": url})).into_response())
+}
+
+/// The new customer's details, when whoever orders has no account: a logged-in customer
+/// orders for itself, anyone else gives details to open an account.
+fn who_orders(
+    existing: Option<&CustomerId>,
+    customer: Option<NewCustomerReq>,
+) -> Result<Option<NewCustomerReq>, ApiError> {
+    match (existing, customer) {
+        (Some(_), Some(_)) => Err(ApiError::unprocessable(
+            "bad_order",
+            "a logged-in customer orders for itself: leave out `customer`",
+        )),
+        (Some(_), None) => Ok(None),
+        (None, None) => Err(ApiError::unprocessable(
+            "bad_order",
+            "log in, or give `customer` details to open an account",
+        )),
+        (None, Some(n)) => Ok(Some(n)),
+    }
+}
+
+/// What an order is for, as the head offers it.
+struct Offer {
+    name: String,
+    price: Money,
+    setup_fee: Money,
+    currency: String,
+    site: String,
+    os: OsId,
+    appliance: Option<ApplianceId>,
+}
+
+/// Checks an order on the fresh head: catalog, product, and that placement would succeed now.
+async fn check_order(
+    app: &App,
+    existing: Option<CustomerId>,
+    product: model::ProductId,
+    location: String,
+    os: String,
+    appliance: Option<String>,
+) -> Result<Offer, ApiError> {
+    app.store
+        .read(move |v| -> Result<_, ApiError> {
+            let inv = &v.snapshot.inv;
+            let cat = catalog(v.tree);
+            let os = cat.os(&os).map_err(Refusal::from)?;
+            let appliance = appliance
+                .as_deref()
+                .map(|a| cat.appliance(a))
+                .transpose()
+                .map_err(Refusal::from)?;
+            let p = inv
+                .products
+                .get(&product)
+                .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
+                .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
+            let today = Utc::now().date_naive();
+            dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
+            Ok(Offer {
+                name: p.name.clone(),
+                price: p.price,
+                setup_fee: p.setup_fee,
+                currency: inv.currency.to_string(),
+                site: site_url(inv, ""),
+                os,
+                appliance,
+            })
+        })
+        .await?
+}
+
+/// Who the order is for, and the e-mail Stripe's page is filled in with.
+async fn order_customer(
+    app: &App,
+    existing: Option<CustomerId>,
+    new: Option<NewCustomerReq>,
+) -> Result<(OrderCustomer, Option<String>), ApiError> {
+    match (existing, new) {
         (Some(c), _) => {
             let email = app
                 .store
@@ -197,42 +264,15 @@ pub(super) async fn order(
                 .customers
                 .get(&c)
                 .map(|x| x.email.as_str().to_owned());
-            (OrderCustomer::Existing(c), email)
+            Ok((OrderCustomer::Existing(c), email))
         }
         (None, Some(n)) => {
-            let nc = new_customer(&app, n).await?;
+            let nc = new_customer(app, n).await?;
             let email = nc.email.as_str().to_owned();
-            (OrderCustomer::New(nc), Some(email))
+            Ok((OrderCustomer::New(nc), Some(email)))
         }
-        (None, None) => return Err(ApiError::not_found()),
-    };
-    let mut lines = vec![CheckoutLine {
-        name: prod_name,
-        amount: price,
-    }];
-    if setup_fee != model::values::Money::ZERO {
-        lines.push(CheckoutLine {
-            name: "Setup fee".to_owned(),
-            amount: setup_fee,
-        });
+        (None, None) => Err(ApiError::not_found()),
     }
-    let req = CheckoutRequest {
-        purchase: Purchase::Order {
-            customer,
-            product: product.clone(),
-            location,
-            os,
-            appliance,
-        },
-        lines,
-        currency,
-        success_url: format!("{site}/panel/?ordered=1"),
-        cancel_url: format!("{site}/order/"),
-        email,
-    };
-    let url = stripe.create(&req).await.map_err(provider_error)?;
-    tracing::info!(%product, "checkout for an order");
-    Ok(axum::Json(json!({"url": url})).into_response())
 }
 
 async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiError> {

@@ -29,10 +29,8 @@ pub(super) async fn open_ticket(
     a: Authed,
     JsonBody(req): JsonBody<OpenTicketReq>,
 ) -> Result<Response, ApiError> {
-    let subject = tickets::check_subject(&req.subject)
-        .map_err(|e| ApiError::unprocessable("bad_ticket", e.to_string()))?;
-    let message = tickets::check_message(&req.message)
-        .map_err(|e| ApiError::unprocessable("bad_ticket", e.to_string()))?;
+    let subject = tickets::check_subject(&req.subject).map_err(bad_ticket)?;
+    let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let vps = req.vps.as_deref().map(parse_vps).transpose()?;
     let c = app
         .store
@@ -62,8 +60,7 @@ pub(super) async fn reply_ticket(
     JsonBody(req): JsonBody<ReplyReq>,
 ) -> Result<Response, ApiError> {
     let ticket: TicketId = id.parse().map_err(|_| ApiError::not_found())?;
-    let message = tickets::check_message(&req.message)
-        .map_err(|e| ApiError::unprocessable("bad_ticket", e.to_string()))?;
+    let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let c = app
         .store
         .apply(Change::ReplyTicket {
@@ -108,4 +105,8 @@ pub(super) async fn list_tickets(
         })
         .await?;
     Ok(axum::Json(json!({"tickets": list})).into_response())
+}
+
+fn bad_ticket(e: tickets::TicketError) -> ApiError {
+    ApiError::unprocessable("bad_ticket", e.to_string())
 }
