@@ -1,7 +1,7 @@
 //! gitvps hooks: the HTTP endpoints behind the customer site's buttons and Stripe's webhooks.
 //! Each accepted request becomes one commit to the inventory repo; see `hooks/README.md`.
 //!
-//! Layers, from pure to I/O: [`auth`], [`plan`], [`billing`], [`catalog`], [`tickets`] and the
+//! Layers, from pure to I/O: [`auth`], [`decide`], [`billing`], [`catalog`], [`tickets`] and the
 //! signature check of [`stripe`] decide; [`store`] (git) and [`api`] (HTTP) carry it out.
 
 pub mod api;
@@ -9,7 +9,7 @@ pub mod auth;
 pub mod billing;
 pub mod catalog;
 pub mod config;
-pub mod plan;
+pub mod decide;
 pub mod store;
 pub mod stripe;
 pub mod tickets;

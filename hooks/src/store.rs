@@ -1,9 +1,9 @@
 //! The git edge: a cached clone of the inventory repo, fetched per batch of requests; each
-//! accepted change is validated and committed, the batch pushed once, re-planned on a lost race.
+//! accepted change is validated and committed, the batch pushed once, decided again on a lost race.
 //!
 //! One committer thread owns the clone. Requests that arrive together form a batch: one
 //! fetch, one commit per request (each validated with `Inventory::load`), one push. A push
-//! that loses a race fetches and re-plans the whole batch on the new head, up to
+//! that loses a race fetches and decides the whole batch again on the new head, up to
 //! `Config::push_tries` times. Pushes to a local repo (a path) update the branch with a
 //! compare-and-swap, so two processes never overwrite each other's commits.
 
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, redact_url};
-use crate::plan::{Change, Edit, Outcome, Refusal, plan};
+use crate::decide::{Change, Decision, Edit, Refusal, decide};
 use crate::tree::{DiskTree, Tree};
 
 /// Name and e-mail of the commits the hooks write.
@@ -59,7 +59,7 @@ pub enum StoreError {
     /// The branch does not exist in the repo.
     #[error("the repo has no branch `{0}`")]
     NoBranch(String),
-    /// The inventory at the head does not load: nothing can be planned on it.
+    /// The inventory at the head does not load: nothing can be decided on it.
     #[error("the inventory at {head} is invalid")]
     Invalid {
         /// The commit.
@@ -101,7 +101,7 @@ pub enum ApplyError {
     Store(#[from] StoreError),
 }
 
-/// The head a batch was planned on.
+/// The head a batch was decided on.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The commit.
@@ -126,7 +126,7 @@ pub struct View<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     /// What it did.
-    pub outcome: Outcome,
+    pub decision: Decision,
     /// The commit, or `None` when nothing needed to change.
     pub commit: Option<String>,
 }
@@ -141,9 +141,9 @@ enum Job {
     Apply { change: Box<Change>, reply: Reply },
 }
 
-/// Counters of the committer, for tests and benchmarks.
+/// Counters of the committer (batches, commits, pushes, lost races), for tests and benchmarks.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct PushStats {
     /// Batches handled (each one fetch).
     pub batches: AtomicU64,
     /// Commits made (before a lost race, made again after it).
@@ -154,20 +154,20 @@ pub struct Stats {
     pub lost_races: AtomicU64,
 }
 
-/// The handle the HTTP handlers use; cheap to clone.
+/// The git edge: the handle the HTTP handlers use to read and commit; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct GitRepo {
     tx: mpsc::UnboundedSender<Job>,
     current: Arc<Mutex<Option<Arc<Snapshot>>>>,
-    stats: Arc<Stats>,
+    stats: Arc<PushStats>,
 }
 
-impl Store {
+impl GitRepo {
     /// Starts the committer thread. The clone happens on the first request.
-    pub fn start(cfg: &Config) -> Store {
+    pub fn start(cfg: &Config) -> GitRepo {
         let (tx, rx) = mpsc::unbounded_channel();
         let current = Arc::new(Mutex::new(None));
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(PushStats::default());
         let (shared, counters) = (current.clone(), stats.clone());
         let cfg = cfg.clone();
         let spawned = std::thread::Builder::new()
@@ -177,11 +177,11 @@ impl Store {
             // Without the thread every request answers `Stopped`.
             tracing::error!(error = %e, "cannot start the committer thread");
         }
-        Store { tx, current, stats }
+        GitRepo { tx, current, stats }
     }
 
     /// The committer's counters.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &PushStats {
         &self.stats
     }
 
@@ -209,7 +209,7 @@ impl Store {
         }
     }
 
-    /// Plans, validates, commits and pushes one change; answers once it is pushed.
+    /// Decides, validates, commits and pushes one change; answers once it is pushed.
     pub async fn apply(&self, change: Change) -> Result<Committed, ApplyError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -227,7 +227,7 @@ fn committer(
     cfg: Config,
     mut rx: mpsc::UnboundedReceiver<Job>,
     current: Arc<Mutex<Option<Arc<Snapshot>>>>,
-    stats: Arc<Stats>,
+    stats: Arc<PushStats>,
 ) {
     let mut clone: Option<Cache> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -306,6 +306,18 @@ struct Cache {
     inv_cache: Option<(Oid, Arc<Inventory>)>,
     /// Status per status-branch commit (the last one).
     status_cache: Option<(Oid, Arc<BTreeMap<VpsId, VpsStatus>>)>,
+}
+
+/// What a batch committed on its base, before the push.
+struct BatchCommits {
+    /// The last commit (the base when nothing changed).
+    head: Oid,
+    /// The inventory at `head`.
+    inv: Arc<Inventory>,
+    /// Each request's answer, in order.
+    results: Vec<Result<Committed, ApplyError>>,
+    /// How many commits were made.
+    made: usize,
 }
 
 enum PushError {
@@ -408,7 +420,7 @@ impl Cache {
             .map_err(git("fetch"))
     }
 
-    /// Fetches and puts the work tree on the head to plan on.
+    /// Fetches and puts the work tree on the head to decide on.
     fn sync(&mut self) -> Result<Oid, StoreError> {
         self.fetch()?;
         let remote_ref = format!("refs/remotes/origin/{}", self.cfg.branch);
@@ -523,30 +535,47 @@ impl Cache {
         }
     }
 
+    /// Fetches and publishes the snapshot of the head to decide on.
+    fn prepare(
+        &mut self,
+        current: &Mutex<Option<Arc<Snapshot>>>,
+    ) -> Result<(Oid, Arc<Snapshot>), StoreError> {
+        let prepared = self
+            .sync()
+            .and_then(|base| Ok((base, self.snapshot(base)?)));
+        match prepared {
+            Ok((base, snap)) => {
+                Self::publish_snapshot(current, &snap);
+                Ok((base, snap))
+            }
+            Err(e) => {
+                log_store_error(&self.cfg, &e);
+                // The work tree may be half checked out: start over next time.
+                self.worktree_at = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers the reads, then decides, commits and pushes the changes of one batch; decides
+    /// them again on the new head after a lost race, up to `push_tries` times.
     fn batch(
         &mut self,
         mut reads: Vec<ReadFn>,
         applies: Vec<(Box<Change>, Reply)>,
         current: &Mutex<Option<Arc<Snapshot>>>,
-        stats: &Stats,
+        stats: &PushStats,
     ) {
         let tries = self.cfg.push_tries.max(1);
         for attempt in 1..=tries {
             let t0 = Instant::now();
-            let prepared = self
-                .sync()
-                .and_then(|base| Ok((base, self.snapshot(base)?)));
-            let (base, snap) = match prepared {
+            let (base, snap) = match self.prepare(current) {
                 Ok(p) => p,
                 Err(e) => {
-                    log_store_error(&self.cfg, &e);
-                    // The work tree may be half checked out: start over next time.
-                    self.worktree_at = None;
                     fail(reads, applies, &e);
                     return;
                 }
             };
-            Self::publish_snapshot(current, &snap);
             let synced = t0.elapsed();
             let tree = DiskTree::new(&self.workdir);
             for r in reads.drain(..) {
@@ -558,24 +587,12 @@ impl Cache {
             if applies.is_empty() {
                 return;
             }
-            let mut head = base;
-            let mut inv = snap.inv.clone();
-            let results: Vec<Result<Committed, ApplyError>> = applies
-                .iter()
-                .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
-                .collect();
-            let made = results
-                .iter()
-                .filter(|r| {
-                    matches!(
-                        r,
-                        Ok(Committed {
-                            commit: Some(_),
-                            ..
-                        })
-                    )
-                })
-                .count();
+            let BatchCommits {
+                head,
+                inv,
+                results,
+                made,
+            } = self.commit_all(&applies, base, &snap);
             stats.commits.fetch_add(made as u64, Ordering::Relaxed);
             let applied = t0.elapsed();
             if head != base {
@@ -597,24 +614,7 @@ impl Cache {
                 match pushed {
                     Ok(()) => {
                         stats.pushes.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = self.repo.reference(
-                            &self.branch_ref(),
-                            head,
-                            true,
-                            "gitvps-hooks: pushed",
-                        ) {
-                            tracing::warn!(error = %e, "cannot move the local branch");
-                        }
-                        if let Ok(tree) = self.tree_of(head) {
-                            self.inv_cache = Some((tree, inv.clone()));
-                        }
-                        let snap = Arc::new(Snapshot {
-                            head,
-                            inv,
-                            status: snap.status.clone(),
-                            taken: Instant::now(),
-                        });
-                        Self::publish_snapshot(current, &snap);
+                        self.landed(head, inv, &snap, current);
                     }
                     Err(PushError::Lost) => {
                         stats.lost_races.fetch_add(1, Ordering::Relaxed);
@@ -638,6 +638,65 @@ impl Cache {
         fail(Vec::new(), applies, &StoreError::Busy(tries));
     }
 
+    /// Decides and commits each change of a batch on `base`, one commit after the other.
+    fn commit_all(
+        &mut self,
+        applies: &[(Box<Change>, Reply)],
+        base: Oid,
+        snap: &Snapshot,
+    ) -> BatchCommits {
+        let mut head = base;
+        let mut inv = snap.inv.clone();
+        let results: Vec<Result<Committed, ApplyError>> = applies
+            .iter()
+            .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
+            .collect();
+        let made = results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Ok(Committed {
+                        commit: Some(_),
+                        ..
+                    })
+                )
+            })
+            .count();
+        BatchCommits {
+            head,
+            inv,
+            results,
+            made,
+        }
+    }
+
+    /// After a push landed: moves the local branch and publishes the pushed head's snapshot.
+    fn landed(
+        &mut self,
+        head: Oid,
+        inv: Arc<Inventory>,
+        snap: &Snapshot,
+        current: &Mutex<Option<Arc<Snapshot>>>,
+    ) {
+        if let Err(e) = self
+            .repo
+            .reference(&self.branch_ref(), head, true, "gitvps-hooks: pushed")
+        {
+            tracing::warn!(error = %e, "cannot move the local branch");
+        }
+        if let Ok(tree) = self.tree_of(head) {
+            self.inv_cache = Some((tree, inv.clone()));
+        }
+        let snap = Arc::new(Snapshot {
+            head,
+            inv,
+            status: snap.status.clone(),
+            taken: Instant::now(),
+        });
+        Self::publish_snapshot(current, &snap);
+    }
+
     fn apply_one(
         &mut self,
         change: &Change,
@@ -645,7 +704,7 @@ impl Cache {
         inv: &mut Arc<Inventory>,
     ) -> Result<Committed, ApplyError> {
         let tree = DiskTree::new(&self.workdir);
-        let edit = plan(change, inv, &tree)?;
+        let edit = decide(change, inv, &tree)?;
         self.try_edit(change, edit, head, inv)
     }
 
@@ -658,7 +717,7 @@ impl Cache {
     ) -> Result<Committed, ApplyError> {
         if edit.writes.is_empty() {
             return Ok(Committed {
-                outcome: edit.outcome,
+                decision: edit.decision,
                 commit: None,
             });
         }
@@ -670,7 +729,7 @@ impl Cache {
                     *inv = Arc::new(new_inv);
                     tracing::info!(who = %change.who(), commit = %c, message = %edit.message, "committed");
                     Ok(Committed {
-                        outcome: edit.outcome,
+                        decision: edit.decision,
                         commit: Some(c.to_string()),
                     })
                 }
@@ -890,7 +949,7 @@ fn copy_objects(
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::plan::Outcome;
+    use crate::decide::Decision;
 
     #[test]
     fn local_paths_are_told_from_urls() {
@@ -955,7 +1014,7 @@ mod tests {
         Edit {
             writes: vec![(path.to_owned(), Some(text.to_owned()))],
             message: format!("write {path}"),
-            outcome: Outcome::Ticket {
+            decision: Decision::Ticket {
                 ticket: "t-0001".parse().unwrap(),
             },
             fallback: None,
@@ -1052,12 +1111,12 @@ mod tests {
         // A batch re-applies on the new head.
         let (tx, rx) = oneshot::channel();
         let current = Mutex::new(None);
-        let stats = Stats::default();
+        let stats = PushStats::default();
         c.batch(Vec::new(), vec![(Box::new(change()), tx)], &current, &stats);
         let done = rx.blocking_recv().unwrap().unwrap();
         assert_eq!(
-            done.outcome,
-            Outcome::Action {
+            done.decision,
+            Decision::Action {
                 vps: "xen02".parse().unwrap(),
                 action: "reboot",
                 generation: 1

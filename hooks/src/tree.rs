@@ -1,10 +1,10 @@
-//! A read-only view of the repository files an edit is planned against: the checked-out clone
+//! A read-only view of the repository files an edit is decided against: the checked-out clone
 //! in production, a map of paths in unit tests. Paths are repo-relative, with `/`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The files of the head an edit is planned on.
+/// The files of the head an edit is decided on.
 pub trait Tree {
     /// The text of a file, or `None` when it does not exist (or is not UTF-8).
     fn read(&self, path: &str) -> Option<String>;
@@ -65,7 +65,7 @@ impl Tree for DiskTree {
     }
 }
 
-/// Files held in memory, for tests of the pure planners.
+/// Files held in memory, for tests of the pure decisions.
 #[derive(Debug, Clone, Default)]
 pub struct MemTree {
     files: BTreeMap<String, String>,

@@ -1,10 +1,10 @@
 //! The pure core: who may do what ([`own_vps`]) and which files an accepted request changes
-//! ([`plan`]). No I/O: the store runs these on each fresh head, validates, commits.
+//! ([`decide`]). No I/O: the store runs these on each fresh head, validates, commits.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use model::edit::{ActionKind, EditError, TomlFile, new_vps_file};
 use model::load::paths;
-use model::values::{Keyword, Power, SshPublicKey, State};
+use model::values::{Keyword, Language, Power, SshPublicKey, State};
 use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
 use toml_edit::{DocumentMut, value};
 
@@ -106,7 +106,7 @@ impl Change {
 /// What an accepted change did, as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "done", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Decision {
     /// Power set.
     Power {
         /// The VPS.
@@ -155,18 +155,18 @@ pub struct Edit {
     /// The commit message.
     pub message: String,
     /// The answer.
-    pub outcome: Outcome,
+    pub decision: Decision,
     /// What to commit instead when this edit would make the inventory invalid (payments: the
     /// record alone, so no payment is lost).
     pub fallback: Option<Box<Edit>>,
 }
 
 impl Edit {
-    fn noop(outcome: Outcome) -> Edit {
+    fn noop(decision: Decision) -> Edit {
         Edit {
             writes: Vec::new(),
             message: String::new(),
-            outcome,
+            decision,
             fallback: None,
         }
     }
@@ -193,6 +193,20 @@ pub enum Refusal {
     /// A file in the repo cannot be edited (an admin broke it).
     #[error("a file cannot be edited: {0}")]
     Broken(String),
+}
+
+/// Why an order cannot be placed now, as checked before the customer pays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceRefusal {
+    /// No node serves the location.
+    #[error("{0}")]
+    UnknownLocation(String),
+    /// The location has no room for the product now.
+    #[error("no room for this product in {0} right now")]
+    NoCapacity(String),
+    /// Placement fails for another reason.
+    #[error("{0}")]
+    BadOrder(String),
 }
 
 impl From<EditError> for Refusal {
@@ -242,122 +256,29 @@ fn open(tree: &dyn Tree, path: &str) -> Result<TomlFile, Refusal> {
 
 /// Decides what an accepted `change` writes on the head `inv`/`tree`. Pure: the store runs it
 /// again on a new head after a lost push race.
-pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
     match change {
         Change::Power {
             customer,
             vps,
             power,
-        } => {
-            let v = own_vps(inv, customer, vps, false)?;
-            let outcome = Outcome::Power {
-                vps: vps.clone(),
-                power: *power,
-            };
-            if v.power == *power {
-                return Ok(Edit::noop(outcome));
-            }
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            f.set_power(*power);
-            let verb = match power {
-                Power::Running => "start",
-                Power::Stopped => "stop",
-            };
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: {verb} {vps} {VIA}"),
-                outcome,
-                fallback: None,
-            })
-        }
+        } => decide_power(inv, tree, customer, vps, *power),
         Change::Action {
             customer,
             vps,
             kind,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            let generation = f.bump_action(*kind)?;
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: {} {vps} {VIA}", kind.key()),
-                outcome: Outcome::Action {
-                    vps: vps.clone(),
-                    action: kind.key(),
-                    generation,
-                },
-                fallback: None,
-            })
-        }
+        } => decide_action(inv, tree, customer, vps, *kind),
         Change::Reinstall {
             customer,
             vps,
             os,
             appliance,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let cat = catalog(tree);
-            let os = cat.os(os)?;
-            let appliance = appliance.as_deref().map(|a| cat.appliance(a)).transpose()?;
-            let path = vps_path(vps);
-            let mut f = open(tree, &path)?;
-            f.set_string("os", os.as_str());
-            f.set_opt_str("appliance", appliance.as_ref().map(|a| a.as_str()));
-            let generation = f.bump_action(ActionKind::Reinstall)?;
-            let with = match &appliance {
-                Some(a) => format!("{os} and {a}"),
-                None => os.to_string(),
-            };
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
-                outcome: Outcome::Action {
-                    vps: vps.clone(),
-                    action: ActionKind::Reinstall.key(),
-                    generation,
-                },
-                fallback: None,
-            })
-        }
+        } => decide_reinstall(inv, tree, customer, vps, os, appliance.as_deref()),
         Change::SshKeys {
             customer,
             vps,
             keys,
-        } => {
-            own_vps(inv, customer, vps, false)?;
-            let mut uniq: Vec<SshPublicKey> = Vec::new();
-            for k in keys {
-                if !uniq.iter().any(|u| u.key_part() == k.key_part()) {
-                    uniq.push(k.clone());
-                }
-            }
-            if uniq.len() > MAX_SSH_KEYS {
-                return Err(Refusal::TooManyKeys);
-            }
-            let outcome = Outcome::SshKeys {
-                customer: customer.clone(),
-                keys: uniq.len(),
-            };
-            let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
-            if current.ssh_keys == uniq {
-                return Ok(Edit::noop(outcome));
-            }
-            let path = customer_path(customer);
-            let mut f = open(tree, &path)?;
-            f.set_ssh_keys(&uniq);
-            Ok(Edit {
-                writes: vec![(path, Some(f.render()))],
-                message: format!(
-                    "{customer}: set {} SSH key{} ({vps}) {VIA}",
-                    uniq.len(),
-                    if uniq.len() == 1 { "" } else { "s" }
-                ),
-                outcome,
-                fallback: None,
-            })
-        }
+        } => decide_ssh_keys(inv, tree, customer, vps, keys),
         Change::OpenTicket {
             customer,
             vps,
@@ -377,7 +298,7 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             Ok(Edit {
                 writes: vec![(id.path(), Some(text))],
                 message: format!("{customer}: open ticket {id} {VIA}"),
-                outcome: Outcome::Ticket { ticket: id },
+                decision: Decision::Ticket { ticket: id },
                 fallback: None,
             })
         }
@@ -386,26 +307,160 @@ pub fn plan(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             ticket,
             message,
             at,
-        } => {
-            let path = ticket.path();
-            let text = tree.read(&path).ok_or(Refusal::NotFound)?;
-            let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
-            if &t.customer != customer {
-                return Err(Refusal::NotFound);
-            }
-            let new = tickets::append(&path, &text, customer.as_str(), message, *at)
-                .map_err(|e| Refusal::Broken(e.to_string()))?;
-            Ok(Edit {
-                writes: vec![(path, Some(new))],
-                message: format!("{customer}: reply to ticket {ticket} {VIA}"),
-                outcome: Outcome::Ticket {
-                    ticket: ticket.clone(),
-                },
-                fallback: None,
-            })
-        }
-        Change::Payment(p) => plan_payment(p, inv, tree),
+        } => decide_reply(tree, customer, ticket, message, *at),
+        Change::Payment(p) => decide_payment(p, inv, tree),
     }
+}
+
+fn decide_power(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    power: Power,
+) -> Result<Edit, Refusal> {
+    let v = own_vps(inv, customer, vps, false)?;
+    let decision = Decision::Power {
+        vps: vps.clone(),
+        power,
+    };
+    if v.power == power {
+        return Ok(Edit::noop(decision));
+    }
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_power(power);
+    let verb = match power {
+        Power::Running => "start",
+        Power::Stopped => "stop",
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {verb} {vps} {VIA}"),
+        decision,
+        fallback: None,
+    })
+}
+
+fn decide_action(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    kind: ActionKind,
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    let generation = f.bump_action(kind)?;
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {} {vps} {VIA}", kind.key()),
+        decision: Decision::Action {
+            vps: vps.clone(),
+            action: kind.key(),
+            generation,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_reinstall(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    os: &str,
+    appliance: Option<&str>,
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let cat = catalog(tree);
+    let os = cat.os(os)?;
+    let appliance = appliance.map(|a| cat.appliance(a)).transpose()?;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_string("os", os.as_str());
+    f.set_opt_str("appliance", appliance.as_ref().map(|a| a.as_str()));
+    let generation = f.bump_action(ActionKind::Reinstall)?;
+    let with = match &appliance {
+        Some(a) => format!("{os} and {a}"),
+        None => os.to_string(),
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: reinstall {vps} with {with} {VIA}"),
+        decision: Decision::Action {
+            vps: vps.clone(),
+            action: ActionKind::Reinstall.key(),
+            generation,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_ssh_keys(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    keys: &[SshPublicKey],
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    let mut uniq: Vec<SshPublicKey> = Vec::new();
+    for k in keys {
+        if !uniq.iter().any(|u| u.key_part() == k.key_part()) {
+            uniq.push(k.clone());
+        }
+    }
+    if uniq.len() > MAX_SSH_KEYS {
+        return Err(Refusal::TooManyKeys);
+    }
+    let decision = Decision::SshKeys {
+        customer: customer.clone(),
+        keys: uniq.len(),
+    };
+    let current = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
+    if current.ssh_keys == uniq {
+        return Ok(Edit::noop(decision));
+    }
+    let path = customer_path(customer);
+    let mut f = open(tree, &path)?;
+    f.set_ssh_keys(&uniq);
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!(
+            "{customer}: set {} SSH key{} ({vps}) {VIA}",
+            uniq.len(),
+            if uniq.len() == 1 { "" } else { "s" }
+        ),
+        decision,
+        fallback: None,
+    })
+}
+
+fn decide_reply(
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    ticket: &TicketId,
+    message: &str,
+    at: DateTime<Utc>,
+) -> Result<Edit, Refusal> {
+    let path = ticket.path();
+    let text = tree.read(&path).ok_or(Refusal::NotFound)?;
+    let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
+    if &t.customer != customer {
+        return Err(Refusal::NotFound);
+    }
+    let new = tickets::append(&path, &text, customer.as_str(), message, at)
+        .map_err(|e| Refusal::Broken(e.to_string()))?;
+    Ok(Edit {
+        writes: vec![(path, Some(new))],
+        message: format!("{customer}: reply to ticket {ticket} {VIA}"),
+        decision: Decision::Ticket {
+            ticket: ticket.clone(),
+        },
+        fallback: None,
+    })
 }
 
 /// Whether this payment was already recorded: by its event, or by its Checkout Session under
@@ -429,7 +484,7 @@ fn not_applied(p: &Payment, why: String) -> Edit {
             Some(render_record(p, &Applied::NotApplied(why.clone()))),
         )],
         message: format!("stripe: record payment {} (not applied: {why})", p.event),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "not_applied",
             vps: None,
@@ -438,9 +493,9 @@ fn not_applied(p: &Payment, why: String) -> Edit {
     }
 }
 
-fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
     if already_recorded(p, tree) {
-        return Ok(Edit::noop(Outcome::Payment {
+        return Ok(Edit::noop(Decision::Payment {
             event: p.event.clone(),
             result: "duplicate",
             vps: None,
@@ -451,14 +506,14 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
             customer,
             vps,
             product,
-        } => plan_renewal(p, inv, tree, customer, vps, product)?,
+        } => decide_renewal(p, inv, tree, customer, vps, product)?,
         Purchase::Order {
             customer,
             product,
             location,
             os,
             appliance,
-        } => plan_order(
+        } => decide_order(
             p,
             inv,
             tree,
@@ -471,8 +526,8 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
     };
     if edit.fallback.is_none()
         && !matches!(
-            edit.outcome,
-            Outcome::Payment {
+            edit.decision,
+            Decision::Payment {
                 result: "not_applied",
                 ..
             }
@@ -486,7 +541,7 @@ fn plan_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, R
     Ok(edit)
 }
 
-fn plan_renewal(
+fn decide_renewal(
     p: &Payment,
     inv: &Inventory,
     tree: &dyn Tree,
@@ -535,7 +590,7 @@ fn plan_renewal(
             if unsuspended { ", lift suspension" } else { "" },
             p.event
         ),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "renewed",
             vps: Some(vps.clone()),
@@ -591,8 +646,72 @@ fn synthetic_customer(id: &CustomerId, n: &crate::billing::NewCustomer) -> model
     }
 }
 
+/// `inv` with one more customer: placement needs the customer before its file exists.
+fn with_customer(inv: &Inventory, customer: model::Customer) -> Inventory {
+    let mut copy = inv.clone();
+    copy.customers.insert(customer.id.clone(), customer);
+    copy
+}
+
+/// A stand-in customer, as good as a real one for a capacity check.
+fn probe_customer(id: &CustomerId) -> Result<model::Customer, PlaceRefusal> {
+    Ok(model::Customer {
+        id: id.clone(),
+        name: String::new(),
+        company: None,
+        email: "probe@example.invalid"
+            .parse()
+            .map_err(PlaceRefusal::BadOrder)?,
+        language: Language::En,
+        password_hash: None,
+        ssh_keys: Vec::new(),
+        origin: model::Origin::synthetic("probe"),
+    })
+}
+
+/// Whether a VPS of `product` could be placed in `location` on `today`, for `customer` or,
+/// for someone without an account yet, a stand-in. Checked before the customer pays.
+pub fn dry_place(
+    inv: &Inventory,
+    customer: Option<&CustomerId>,
+    product: &model::ProductId,
+    location: &str,
+    os: &model::OsId,
+    today: NaiveDate,
+) -> Result<(), PlaceRefusal> {
+    use model::placement::{PlacementError, Request as PlaceReq, place};
+    let holder;
+    let (inv, customer) = match customer {
+        Some(c) => (inv, c.clone()),
+        None => {
+            let probe = next_customer_id(inv)
+                .ok_or_else(|| PlaceRefusal::BadOrder("no free customer id".to_owned()))?;
+            holder = with_customer(inv, probe_customer(&probe)?);
+            (&holder, probe)
+        }
+    };
+    let req = PlaceReq {
+        customer,
+        product: product.clone(),
+        location: location.to_owned(),
+        os: Some(os.clone()),
+        appliance: None,
+        hostname: None,
+        id: None,
+        today,
+    };
+    match place(inv, &req) {
+        Ok(_) => Ok(()),
+        Err(e @ PlacementError::UnknownLocation { .. }) => {
+            Err(PlaceRefusal::UnknownLocation(e.to_string()))
+        }
+        Err(PlacementError::NoCapacity { location, .. }) => Err(PlaceRefusal::NoCapacity(location)),
+        Err(e) => Err(PlaceRefusal::BadOrder(e.to_string())),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn plan_order(
+fn decide_order(
     p: &Payment,
     inv: &Inventory,
     tree: &dyn Tree,
@@ -624,10 +743,7 @@ fn plan_order(
             let Some(id) = next_customer_id(inv) else {
                 return Ok(not_applied(p, "no free customer id".to_owned()));
             };
-            let mut copy = inv.clone();
-            copy.customers
-                .insert(id.clone(), synthetic_customer(&id, n));
-            placed_in = copy;
+            placed_in = with_customer(inv, synthetic_customer(&id, n));
             writes.push((
                 customer_path(&id),
                 Some(new_customer_file(
@@ -648,10 +764,22 @@ fn plan_order(
         id: None,
         today: p.paid_at.date_naive(),
     };
-    let placement = match model::placement::place(inv_for_place, &req) {
-        Ok(pl) => pl,
-        Err(e) => return Ok(not_applied(p, format!("placement failed: {e}"))),
-    };
+    match model::placement::place(inv_for_place, &req) {
+        Ok(placement) => Ok(ordered(p, inv, product, &cid, &placement, writes)),
+        Err(e) => Ok(not_applied(p, format!("placement failed: {e}"))),
+    }
+}
+
+/// The edit of an order placed: the new customer's file (in `writes` already), the VPS file
+/// and the payment record.
+fn ordered(
+    p: &Payment,
+    inv: &Inventory,
+    product: &model::ProductId,
+    cid: &CustomerId,
+    placement: &model::placement::Placement,
+    mut writes: Vec<(String, Option<String>)>,
+) -> Edit {
     let vps = placement.id.clone();
     writes.push((
         vps_path(&vps),
@@ -673,19 +801,19 @@ fn plan_order(
         Some(ProductKind::Plan(_)) => product.to_string(),
         _ => format!("{product}?"),
     };
-    Ok(Edit {
+    Edit {
         writes,
         message: format!(
             "stripe: order {vps} for {cid} ({plan_name} on {}) ({})",
             placement.node, p.event
         ),
-        outcome: Outcome::Payment {
+        decision: Decision::Payment {
             event: p.event.clone(),
             result: "ordered",
             vps: Some(vps),
         },
         fallback: None,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -741,7 +869,7 @@ mod tests {
     #[test]
     fn actions_bump_one_counter_with_a_message_naming_who_and_what() {
         let (inv, tree) = fleet();
-        let e = plan(
+        let e = decide(
             &Change::Action {
                 customer: id("c-0002"),
                 vps: id("xen03"),
@@ -756,7 +884,7 @@ mod tests {
         assert_eq!(e.writes[0].0, "inventory/vps/xen03.toml");
         assert!(e.writes[0].1.as_ref().unwrap().contains("fsck = 1"));
         // Power already as asked: nothing to write.
-        let e = plan(
+        let e = decide(
             &Change::Power {
                 customer: id("c-0002"),
                 vps: id("xen03"),
@@ -794,7 +922,7 @@ mod tests {
     fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
         let (inv, tree) = fleet();
         let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
-        let e = plan(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
+        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
         assert_eq!(e.writes.len(), 2);
         // xen04 expires 2026-12-15, after the payment date: 3 months from it.
         assert!(
@@ -812,11 +940,11 @@ mod tests {
             &tree.read("inventory/vps/xen04.toml").unwrap(),
         );
         done.apply(&e.writes);
-        let again = plan(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
+        let again = decide(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
         assert!(again.writes.is_empty());
         let other_event = payment("evt_b", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
         assert!(
-            plan(&Change::Payment(Box::new(other_event)), &inv, &done)
+            decide(&Change::Payment(Box::new(other_event)), &inv, &done)
                 .unwrap()
                 .writes
                 .is_empty()
@@ -831,7 +959,7 @@ mod tests {
             renewal("xen01", "c-0003", "advanced-3m"), // xen01 is on `test`
             renewal("xen99", "c-0003", "advanced-1m"), // gone
         ] {
-            let e = plan(
+            let e = decide(
                 &Change::Payment(Box::new(payment("evt_x", "cs_x", purchase))),
                 &inv,
                 &tree,
@@ -844,6 +972,27 @@ mod tests {
                     .starts_with("stripe: record payment evt_x (not applied: ")
             );
         }
+    }
+
+    #[test]
+    fn dry_place_answers_before_payment_whether_an_order_would_land() {
+        let (inv, _) = fleet();
+        let today = "2026-05-01".parse().unwrap();
+        let (advanced, debian) = (id("advanced"), id("debian-12"));
+        let seattle = "Seattle, WA (USA)";
+        assert_eq!(
+            dry_place(&inv, None, &advanced, seattle, &debian, today),
+            Ok(())
+        );
+        let jane = id("c-0001");
+        assert_eq!(
+            dry_place(&inv, Some(&jane), &advanced, seattle, &debian, today),
+            Ok(())
+        );
+        assert!(matches!(
+            dry_place(&inv, None, &advanced, "Atlantis", &debian, today),
+            Err(PlaceRefusal::UnknownLocation(_))
+        ));
     }
 
     #[test]
@@ -865,7 +1014,7 @@ mod tests {
             os: id("debian-12"),
             appliance: None,
         };
-        let e = plan(
+        let e = decide(
             &Change::Payment(Box::new(payment("evt_o", "cs_o", purchase))),
             &inv,
             &tree,

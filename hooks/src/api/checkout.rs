@@ -1,0 +1,317 @@
+//! Payments asked for by customers: `POST /api/vps/{id}/renew` and `POST /api/order` check
+//! the request on the head and answer the URL of a Stripe Checkout Session.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use model::values::Language;
+use model::values::Money;
+use model::{ApplianceId, CustomerId, Inventory, OsId, ProductKind};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{authenticate, bearer};
+use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
+use crate::auth;
+use crate::billing::{MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line};
+use crate::catalog::catalog;
+use crate::decide::{Refusal, dry_place, own_vps};
+use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
+
+fn checkout(app: &App) -> Result<&Checkout, ApiError> {
+    app.checkout.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_not_configured",
+            "payments are not configured",
+        )
+    })
+}
+
+fn provider_error(e: CheckoutError) -> ApiError {
+    let text = crate::error_chain(&e);
+    tracing::error!(error = %text, "Stripe");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "payment_provider_error",
+        "the payment provider is unavailable; try again later",
+    )
+}
+
+fn site_url(inv: &Inventory, path: &str) -> String {
+    format!("{}{path}", inv.settings.site.url.trim_end_matches('/'))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenewReq {
+    product: String,
+}
+
+pub(super) async fn renew(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    a: Authed,
+    JsonBody(req): JsonBody<RenewReq>,
+) -> Result<Response, ApiError> {
+    let vps = parse_vps(&id)?;
+    let stripe = checkout(&app)?;
+    let inv = &a.snapshot.inv;
+    let v = own_vps(inv, &a.customer, &vps, true)?;
+    let product = req
+        .product
+        .parse::<model::ProductId>()
+        .ok()
+        .and_then(|p| inv.renewals_of(&v.product).find(|o| o.id == p))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "unknown_product",
+                format!("not a renewal offer for {vps}; see `renewals` in /api/me"),
+            )
+        })?;
+    let email = inv
+        .customers
+        .get(&a.customer)
+        .map(|c| c.email.as_str().to_owned());
+    let req = CheckoutRequest {
+        purchase: Purchase::Renew {
+            customer: a.customer.clone(),
+            vps: vps.clone(),
+            product: product.id.clone(),
+        },
+        lines: vec![CheckoutLine {
+            name: format!("{} ({vps})", product.name),
+            amount: product.price,
+        }],
+        currency: inv.currency.to_string(),
+        success_url: site_url(inv, &format!("/panel/?paid={vps}")),
+        cancel_url: site_url(inv, "/panel/"),
+        email,
+    };
+    let url = stripe.create(&req).await.map_err(provider_error)?;
+    tracing::info!(customer = %a.customer, %vps, product = %product.id, "checkout for a renewal");
+    Ok(axum::Json(json!({"url": url})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewCustomerReq {
+    name: String,
+    #[serde(default)]
+    company: Option<String>,
+    email: String,
+    #[serde(default)]
+    language: Option<String>,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrderReq {
+    product: String,
+    location: String,
+    os: String,
+    #[serde(default)]
+    appliance: Option<String>,
+    /// For someone without an account (no `Authorization` header).
+    #[serde(default)]
+    customer: Option<NewCustomerReq>,
+}
+
+pub(super) async fn order(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<OrderReq>,
+) -> Result<Response, ApiError> {
+    let stripe = checkout(&app)?;
+    let existing = match bearer(&headers) {
+        Some(_) => Some(authenticate(&app, &headers).await?.customer),
+        None => None,
+    };
+    let new = who_orders(existing.as_ref(), req.customer)?;
+    let product: model::ProductId = req
+        .product
+        .parse()
+        .map_err(|_| ApiError::unprocessable("unknown_product", "no such product"))?;
+    let location = check_line(&req.location, MAX_NAME)
+        .map_err(|e| ApiError::unprocessable("unknown_location", format!("location {e}")))?;
+    let offer = check_order(
+        &app,
+        existing.clone(),
+        product.clone(),
+        location.clone(),
+        req.os,
+        req.appliance,
+    )
+    .await?;
+    let (customer, email) = order_customer(&app, existing, new).await?;
+    let mut lines = vec![CheckoutLine {
+        name: offer.name,
+        amount: offer.price,
+    }];
+    if offer.setup_fee != model::values::Money::ZERO {
+        lines.push(CheckoutLine {
+            name: "Setup fee".to_owned(),
+            amount: offer.setup_fee,
+        });
+    }
+    let site = offer.site;
+    let req = CheckoutRequest {
+        purchase: Purchase::Order {
+            customer,
+            product: product.clone(),
+            location,
+            os: offer.os,
+            appliance: offer.appliance,
+        },
+        lines,
+        currency: offer.currency,
+        success_url: format!("{site}/panel/?ordered=1"),
+        cancel_url: format!("{site}/order/"),
+        email,
+    };
+    let url = stripe.create(&req).await.map_err(provider_error)?;
+    tracing::info!(%product, "checkout for an order");
+    Ok(axum::Json(json!({"url": url})).into_response())
+}
+
+/// The new customer's details, when whoever orders has no account: a logged-in customer
+/// orders for itself, anyone else gives details to open an account.
+fn who_orders(
+    existing: Option<&CustomerId>,
+    customer: Option<NewCustomerReq>,
+) -> Result<Option<NewCustomerReq>, ApiError> {
+    match (existing, customer) {
+        (Some(_), Some(_)) => Err(ApiError::unprocessable(
+            "bad_order",
+            "a logged-in customer orders for itself: leave out `customer`",
+        )),
+        (Some(_), None) => Ok(None),
+        (None, None) => Err(ApiError::unprocessable(
+            "bad_order",
+            "log in, or give `customer` details to open an account",
+        )),
+        (None, Some(n)) => Ok(Some(n)),
+    }
+}
+
+/// What an order is for, as the head offers it.
+struct Offer {
+    name: String,
+    price: Money,
+    setup_fee: Money,
+    currency: String,
+    site: String,
+    os: OsId,
+    appliance: Option<ApplianceId>,
+}
+
+/// Checks an order on the fresh head: catalog, product, and that placement would succeed now.
+async fn check_order(
+    app: &App,
+    existing: Option<CustomerId>,
+    product: model::ProductId,
+    location: String,
+    os: String,
+    appliance: Option<String>,
+) -> Result<Offer, ApiError> {
+    app.store
+        .read(move |v| -> Result<_, ApiError> {
+            let inv = &v.snapshot.inv;
+            let cat = catalog(v.tree);
+            let os = cat.os(&os).map_err(Refusal::from)?;
+            let appliance = appliance
+                .as_deref()
+                .map(|a| cat.appliance(a))
+                .transpose()
+                .map_err(Refusal::from)?;
+            let p = inv
+                .products
+                .get(&product)
+                .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
+                .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
+            let today = Utc::now().date_naive();
+            dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
+            Ok(Offer {
+                name: p.name.clone(),
+                price: p.price,
+                setup_fee: p.setup_fee,
+                currency: inv.currency.to_string(),
+                site: site_url(inv, ""),
+                os,
+                appliance,
+            })
+        })
+        .await?
+}
+
+/// Who the order is for, and the e-mail Stripe's page is filled in with.
+async fn order_customer(
+    app: &App,
+    existing: Option<CustomerId>,
+    new: Option<NewCustomerReq>,
+) -> Result<(OrderCustomer, Option<String>), ApiError> {
+    match (existing, new) {
+        (Some(c), _) => {
+            let email = app
+                .store
+                .snapshot()
+                .await?
+                .inv
+                .customers
+                .get(&c)
+                .map(|x| x.email.as_str().to_owned());
+            Ok((OrderCustomer::Existing(c), email))
+        }
+        (None, Some(n)) => {
+            let nc = new_customer(app, n).await?;
+            let email = nc.email.as_str().to_owned();
+            Ok((OrderCustomer::New(nc), Some(email)))
+        }
+        (None, None) => Err(ApiError::not_found()),
+    }
+}
+
+async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiError> {
+    let field = |f: &str, e: String| ApiError::unprocessable("bad_customer", format!("{f}: {e}"));
+    let name = check_line(&n.name, MAX_NAME).map_err(|e| field("name", e))?;
+    let company = n
+        .company
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| check_line(c, MAX_NAME))
+        .transpose()
+        .map_err(|e| field("company", e))?;
+    let email = n.email.trim().parse().map_err(|e| field("email", e))?;
+    let language = model::values::parse_keyword::<Language>(n.language.as_deref().unwrap_or("en"))
+        .map_err(|e| field("language", e))?;
+    let len = n.password.chars().count();
+    if len < MIN_PASSWORD || n.password.len() > MAX_PASSWORD {
+        return Err(field(
+            "password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        ));
+    }
+    let password = n.password;
+    let password_hash = app
+        .argon2(move || auth::hash_password(&password))
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot hash a password");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        })?;
+    Ok(NewCustomer {
+        name,
+        company,
+        email,
+        language,
+        password_hash,
+    })
+}

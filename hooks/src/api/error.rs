@@ -1,0 +1,136 @@
+//! The errors the API answers: `{"error": code, "message": text}` with a status, and how the
+//! refusals of `decide` and the failures of the store map onto them.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::decide::{PlaceRefusal, Refusal};
+use crate::store::{ApplyError, StoreError};
+
+/// An error answered as `{"error": code, "message": text}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// A sentence for people; never holds a secret.
+    pub message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found")
+    }
+
+    pub(super) fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub(super) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            axum::Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::NotFound => ApiError::not_found(),
+            Refusal::Suspended(_) => {
+                ApiError::new(StatusCode::CONFLICT, "suspended", r.to_string())
+            }
+            Refusal::Catalog(e) => ApiError::unprocessable("not_in_catalog", e.to_string()),
+            Refusal::TooManyKeys => ApiError::unprocessable("too_many_keys", r.to_string()),
+            Refusal::Invalid => ApiError::unprocessable("invalid_change", r.to_string()),
+            Refusal::Broken(why) => {
+                tracing::error!(%why, "a repo file cannot be edited");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "repo_broken",
+                    "the inventory repo needs an admin's attention",
+                )
+            }
+        }
+    }
+}
+
+impl From<PlaceRefusal> for ApiError {
+    fn from(r: PlaceRefusal) -> ApiError {
+        match r {
+            PlaceRefusal::UnknownLocation(_) => {
+                ApiError::unprocessable("unknown_location", r.to_string())
+            }
+            PlaceRefusal::NoCapacity(_) => {
+                ApiError::new(StatusCode::CONFLICT, "no_capacity", r.to_string())
+            }
+            PlaceRefusal::BadOrder(_) => ApiError::unprocessable("bad_order", r.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        // Details (already logged by the store, without credentials) stay out of the answer.
+        match e {
+            StoreError::Busy(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many changes at once; try again",
+            ),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "repo_unavailable",
+                "the inventory repo is unavailable; try again later",
+            ),
+        }
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> ApiError {
+        match e {
+            ApplyError::Refused(r) => r.into(),
+            ApplyError::Store(s) => s.into(),
+        }
+    }
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    )
+}

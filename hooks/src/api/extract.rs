@@ -1,0 +1,116 @@
+//! The extractors the handlers share: a strictly parsed JSON body and an authenticated
+//! session, each rejected as an [`ApiError`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::Utc;
+use model::CustomerId;
+
+use super::{ApiError, App};
+use crate::auth;
+use crate::store::Snapshot;
+
+/// A JSON body: size-limited, parsed strictly, errors as JSON without echoing values.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(r.status()))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn body_error(status: StatusCode) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "the request body cannot be read",
+        )
+    }
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let msg = e.to_string();
+        let message = if e.is_data()
+            && (msg.starts_with("missing field") || msg.starts_with("unknown field"))
+        {
+            // Field names only: safe to show.
+            msg
+        } else if e.is_data() {
+            format!(
+                "a field has the wrong type or value (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        } else {
+            format!("malformed JSON (line {}, column {})", e.line(), e.column())
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    })
+}
+
+/// A request with a valid session token; carries the snapshot it was checked against.
+pub struct Authed {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The head the token was checked against.
+    pub snapshot: Arc<Snapshot>,
+}
+
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authed, ApiError> {
+    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("log in first"))?;
+    let snapshot = app.store.snapshot().await?;
+    let session = auth::verify_token(
+        &app.cfg.token_secret,
+        token,
+        |c| {
+            snapshot
+                .inv
+                .customers
+                .get(c)
+                .map(|c| auth::password_fingerprint(c.password_hash.as_ref()))
+        },
+        Utc::now().timestamp(),
+    )
+    .map_err(|e| {
+        tracing::info!(reason = %e, "token refused");
+        ApiError::unauthorized("the session is invalid or has expired; log in again")
+    })?;
+    Ok(Authed {
+        customer: session.customer,
+        snapshot,
+    })
+}
+
+impl FromRequestParts<Arc<App>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        authenticate(app, &parts.headers).await
+    }
+}

@@ -1,0 +1,151 @@
+//! The HTTP layer: one axum `Router` for Lambda and `gitvps serve`. Handlers, one module per
+//! resource, parse and check input, authenticate, and hand changes to the store.
+
+mod checkout;
+mod error;
+mod extract;
+mod session;
+mod tickets;
+mod vps;
+mod webhooks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use chrono::{DateTime, SecondsFormat, Utc};
+use model::VpsId;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::store::{Committed, GitRepo};
+use crate::stripe::{Checkout, CheckoutError};
+
+pub use error::ApiError;
+pub use extract::{Authed, JsonBody};
+pub use session::me_view;
+
+/// Longest password accepted (argon2 of a huge input is work for nothing).
+pub const MAX_PASSWORD: usize = 1024;
+/// Shortest password a new customer may choose.
+pub const MIN_PASSWORD: usize = 8;
+/// Argon2 runs at once (each takes 64 MiB): more logins wait their turn.
+pub const ARGON2_SLOTS: usize = 4;
+
+/// What the handlers share.
+pub struct App {
+    cfg: Config,
+    store: GitRepo,
+    checkout: Option<Checkout>,
+    argon2: tokio::sync::Semaphore,
+}
+
+impl App {
+    /// Starts the store's committer and the Stripe client (when a key is set).
+    pub fn new(cfg: Config) -> Result<App, CheckoutError> {
+        let checkout = cfg
+            .stripe
+            .secret_key
+            .as_ref()
+            .map(|k| Checkout::new(k, cfg.stripe.api_base.as_deref()))
+            .transpose()?;
+        let store = GitRepo::start(&cfg);
+        Ok(App {
+            cfg,
+            store,
+            checkout,
+            argon2: tokio::sync::Semaphore::new(ARGON2_SLOTS),
+        })
+    }
+
+    /// Runs an argon2 computation on the blocking pool, at most [`ARGON2_SLOTS`] at once.
+    async fn argon2<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let internal = || {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        };
+        let _slot = self.argon2.acquire().await.map_err(|_| internal())?;
+        tokio::task::spawn_blocking(f).await.map_err(|_| internal())
+    }
+
+    /// The store, for tests and tools that share the app's clone.
+    pub fn store(&self) -> &GitRepo {
+        &self.store
+    }
+}
+
+/// The router of all routes (under `/api`), with the body limit; `static_dir` is served at `/`.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.cfg.body_limit;
+    let static_dir = app.cfg.static_dir.clone();
+    let api = Router::new()
+        .route("/login", post(session::login))
+        .route("/me", get(session::me))
+        .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
+        .route("/vps/{id}/renew", post(checkout::renew))
+        .route("/vps/{id}/{action}", post(vps::vps_action))
+        .route("/order", post(checkout::order))
+        .route("/webhooks/stripe", post(webhooks::stripe_webhook))
+        .route(
+            "/tickets",
+            post(tickets::open_ticket).get(tickets::list_tickets),
+        )
+        .route("/tickets/{id}", post(tickets::reply_ticket))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    let r = Router::new().nest("/api", api);
+    let r = match static_dir {
+        Some(dir) => r.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => r.fallback(error::not_found),
+    };
+    r.layer(axum::middleware::from_fn(log_request))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// Logs method, path, status and time; never headers or bodies (tokens, passwords).
+async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        %method,
+        path = %path.chars().take(200).collect::<String>(),
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+fn parse_vps(id: &str) -> Result<VpsId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found())
+}
+
+fn answer(c: Committed) -> Response {
+    let mut v = serde_json::to_value(&c.decision).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("ok".into(), true.into());
+        m.insert("changed".into(), c.commit.is_some().into());
+        m.insert(
+            "commit".into(),
+            c.commit.map(Value::from).unwrap_or(Value::Null),
+        );
+    }
+    axum::Json(v).into_response()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

@@ -1,0 +1,169 @@
+//! The session: `POST /api/login` (a password for a token) and `GET /api/me` (the panel's
+//! view of the customer and its VPSes).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use model::values::{Keyword, State as VpsState};
+use model::{CustomerId, Inventory};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, rfc3339};
+use crate::auth;
+use crate::store::Snapshot;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginReq {
+    /// Customer id (`c-0001`) or e-mail.
+    customer: String,
+    password: String,
+}
+
+pub(super) async fn login(
+    State(app): State<Arc<App>>,
+    JsonBody(req): JsonBody<LoginReq>,
+) -> Result<Response, ApiError> {
+    if req.password.len() > MAX_PASSWORD || req.customer.len() > 320 {
+        return Err(bad_credentials());
+    }
+    let asked = req.customer.trim().to_owned();
+    let found = app
+        .store
+        .read(move |v| {
+            let inv = &v.snapshot.inv;
+            let c = match asked.parse::<CustomerId>() {
+                Ok(id) => inv.customers.get(&id),
+                Err(_) => inv
+                    .customers
+                    .values()
+                    .find(|c| c.email.as_str().eq_ignore_ascii_case(&asked)),
+            };
+            c.map(|c| (c.id.clone(), c.password_hash.clone()))
+        })
+        .await?;
+    let (id, hash) = match found {
+        Some((id, hash)) => (Some(id), hash),
+        None => (None, None),
+    };
+    let password = req.password;
+    let check_hash = hash.clone();
+    let ok = app
+        .argon2(move || auth::verify_password(check_hash.as_ref(), &password))
+        .await?;
+    let Some(id) = id.filter(|_| ok) else {
+        tracing::info!("login refused");
+        return Err(bad_credentials());
+    };
+    let (token, expires) = auth::issue_token(
+        &app.cfg.token_secret,
+        &id,
+        &auth::password_fingerprint(hash.as_ref()),
+        Utc::now().timestamp(),
+        i64::try_from(app.cfg.token_ttl.as_secs()).unwrap_or(3600),
+    );
+    tracing::info!(customer = %id, "logged in");
+    let expires_at = DateTime::<Utc>::from_timestamp(expires, 0).map(rfc3339);
+    Ok(axum::Json(json!({
+        "token": token,
+        "customer": id,
+        "expires_at": expires_at,
+    }))
+    .into_response())
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "bad_credentials",
+        "wrong customer or password",
+    )
+}
+
+// ---- me ----------------------------------------------------------------------------------
+
+/// The panel's view of one customer: its VPSes, offers and observed status.
+pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
+    let inv: &Inventory = &snap.inv;
+    let c = inv.customers.get(customer)?;
+    let vps: Vec<Value> = inv
+        .vps
+        .values()
+        .filter(|v| &v.customer == customer && v.state != VpsState::Destroyed)
+        .map(|v| {
+            let product = inv.products.get(&v.product);
+            let offers: Vec<Value> = inv
+                .renewals_of(&v.product)
+                .map(|p| {
+                    json!({
+                        "product": p.id,
+                        "name": p.name,
+                        "period_months": p.period_months,
+                        "price": p.price,
+                    })
+                })
+                .collect();
+            let status = match snap.status.get(&v.id) {
+                Some(s) => json!({
+                    "known": true,
+                    "node": s.node,
+                    "power": s.power,
+                    "domain_state": s.domain_state,
+                    "memory_mib": s.memory_mib,
+                    "vcpus": s.vcpus,
+                    "actions": s.actions,
+                    "pending": {
+                        "reboot": v.actions.reboot > s.actions.reboot,
+                        "fsck": v.actions.fsck > s.actions.fsck,
+                        "reinstall": v.actions.reinstall > s.actions.reinstall,
+                    },
+                    "last_error": s.last_error,
+                    "observed_at": rfc3339(s.observed_at),
+                }),
+                None => json!({"known": false}),
+            };
+            json!({
+                "id": v.id,
+                "hostname": v.hostname,
+                "ips": v.ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "location": inv.nodes.get(&v.node).map(|n| n.location.as_str()),
+                "product": {"id": v.product, "name": product.map(|p| p.name.as_str())},
+                "state": v.state,
+                "created": v.created.to_string(),
+                "expires": v.expires.to_string(),
+                "os": v.os,
+                "appliance": v.appliance,
+                "power": v.power,
+                "actions": v.actions,
+                "renewals": offers,
+                "status": status,
+            })
+        })
+        .collect();
+    Some(json!({
+        "customer": {
+            "id": c.id,
+            "name": c.name,
+            "company": c.company,
+            "email": c.email.as_str(),
+            "language": Keyword::as_str(c.language),
+            "ssh_keys": c.ssh_keys,
+        },
+        "currency": inv.currency,
+        "vps": vps,
+    }))
+}
+
+pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {
+    let customer = a.customer;
+    let view = app
+        .store
+        .read(move |v| me_view(v.snapshot, &customer))
+        .await?;
+    view.map(|v| axum::Json(v).into_response())
+        .ok_or_else(ApiError::not_found)
+}

@@ -1,0 +1,121 @@
+//! The VPS actions: power (`start`, `stop`), counters (`reboot`, `fsck`), `reinstall`, and
+//! the customer's console keys (`PUT /api/vps/{id}/ssh-keys`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use model::edit::ActionKind;
+use model::values::{Power, SshPublicKey};
+use serde::Deserialize;
+
+use super::extract::parse_json;
+use super::{ApiError, App, Authed, JsonBody, answer, parse_vps};
+use crate::decide::{Change, MAX_SSH_KEYS, Refusal};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReinstallReq {
+    os: String,
+    #[serde(default)]
+    appliance: Option<String>,
+}
+
+pub(super) async fn vps_action(
+    State(app): State<Arc<App>>,
+    Path((id, action)): Path<(String, String)>,
+    a: Authed,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let vps = parse_vps(&id)?;
+    let customer = a.customer;
+    let change = match action.as_str() {
+        "start" => Change::Power {
+            customer,
+            vps,
+            power: Power::Running,
+        },
+        "stop" => Change::Power {
+            customer,
+            vps,
+            power: Power::Stopped,
+        },
+        "reboot" => Change::Action {
+            customer,
+            vps,
+            kind: ActionKind::Reboot,
+        },
+        "fsck" => Change::Action {
+            customer,
+            vps,
+            kind: ActionKind::Fsck,
+        },
+        "reinstall" => {
+            let req: ReinstallReq = parse_json(&body)?;
+            // Ids are checked here; membership of the catalog on the head, by `decide`.
+            let bad = |what: &str, v: &str| {
+                ApiError::unprocessable(
+                    "not_in_catalog",
+                    format!(
+                        "`{}` is not an {what} id",
+                        v.chars().take(40).collect::<String>().escape_debug()
+                    ),
+                )
+            };
+            if req.os.parse::<model::OsId>().is_err() {
+                return Err(bad("OS", &req.os));
+            }
+            if let Some(ap) = &req.appliance
+                && ap.parse::<model::ApplianceId>().is_err()
+            {
+                return Err(bad("appliance", ap));
+            }
+            Change::Reinstall {
+                customer,
+                vps,
+                os: req.os,
+                appliance: req.appliance,
+            }
+        }
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(answer(app.store.apply(change).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SshKeysReq {
+    keys: Vec<String>,
+}
+
+pub(super) async fn ssh_keys(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    a: Authed,
+    JsonBody(req): JsonBody<SshKeysReq>,
+) -> Result<Response, ApiError> {
+    let vps = parse_vps(&id)?;
+    if req.keys.len() > MAX_SSH_KEYS {
+        return Err(Refusal::TooManyKeys.into());
+    }
+    let keys = req
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            k.parse::<SshPublicKey>().map_err(|e| {
+                ApiError::unprocessable("invalid_ssh_key", format!("key {}: {e}", i + 1))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(answer(
+        app.store
+            .apply(Change::SshKeys {
+                customer: a.customer,
+                vps,
+                keys,
+            })
+            .await?,
+    ))
+}
