@@ -7,8 +7,9 @@ use model::values::{Rate, VpsAddr};
 use model::{KvmNetwork, VpsId};
 use serde::Serialize;
 
+use super::DomainOp;
 use crate::desired::{NodeSpec, node_path};
-use crate::plan::{Op, Step};
+use crate::plan::Step;
 use crate::quote;
 
 /// The node-side functions (QMP, start/stop, kernel, observe, taps and cgroups), put in front
@@ -355,15 +356,15 @@ fn wait_login(spec: &NodeSpec, step: &Step, offset: &str) -> String {
     )
 }
 
-/// The sh lines of a domain step (`None`: a step the drivers share).
-pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
+/// The sh lines of a domain step: every [`DomainOp`], QEMU's way.
+pub(super) fn domain_lines(spec: &NodeSpec, step: &Step, op: DomainOp<'_>) -> Vec<String> {
     let root = spec.root.as_str();
     let name = quote(step.vps.as_str());
     let cfg = quote(&step.target.config);
     let run = quote(&run_dir(root, &step.vps));
     let log = console_log(root, &step.vps);
-    Some(match &step.op {
-        Op::WriteConfig { content, .. } => {
+    match op {
+        DomainOp::WriteConfig { content } => {
             let dir = node_path(root, "etc/gitvps/kvm");
             vec![
                 format!("mkdir -p {} || return 1", quote(&dir)),
@@ -373,7 +374,7 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
                 ),
             ]
         }
-        Op::Start => vec![
+        DomainOp::Start => vec![
             format!(
                 "mkdir -p {run} {} || return 1",
                 quote(log.rsplit_once('/').map_or("/", |(d, _)| d))
@@ -389,23 +390,23 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
             format!("  {}", wait_login(spec, step, "0")),
             "fi".into(),
         ],
-        Op::Stop { timeout_secs, .. } => vec![
+        DomainOp::Stop { timeout_secs } => vec![
             format!("kvm_stop {name} {run} {timeout_secs} || return $?"),
             format!("kvm_limits_clear {name}"),
             format!("kvm_net_down {name} {cfg} || return $?"),
         ],
-        Op::Destroy { .. } => vec![
+        DomainOp::Destroy => vec![
             format!("kvm_destroy {name} {run} || return $?"),
             format!("kvm_limits_clear {name}"),
             format!("[ ! -f {cfg} ] || kvm_net_down {name} {cfg} || return $?"),
         ],
-        Op::RestoreFilter => vec![format!("kvm_net_guard {name} {cfg} || return $?")],
-        Op::Reboot { .. } => vec![
+        DomainOp::RestoreFilter => vec![format!("kvm_net_guard {name} {cfg} || return $?")],
+        DomainOp::Reboot => vec![
             format!("off=$(stat -c %s {} 2>/dev/null) || off=0", quote(&log)),
             format!("kvm_reset {name} {run} || return $?"),
             wait_login(spec, step, "$off"),
         ],
-        Op::RemoveConfig => vec![
+        DomainOp::RemoveConfig => vec![
             format!(
                 "if kvm_alive {run}; then echo {} >&2; return 1; fi",
                 quote(&format!(
@@ -415,8 +416,7 @@ pub(super) fn domain_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> 
             ),
             format!("rm -rf {cfg} {run} || return 1"),
         ],
-        _ => return None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -206,14 +206,7 @@ fn install_lines(
 
 /// The sh lines of one step. Each line stands alone; failures `return`.
 fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
-    let (store, hv) = (&spec.store, spec.hypervisor);
-    let domain = match hv {
-        Hypervisor::Xen => xen::domain_lines(&spec.root, step),
-        Hypervisor::Kvm => kvm::domain_lines(spec, step),
-    };
-    if let Some(lines) = domain {
-        return lines;
-    }
+    let store = &spec.store;
     let name = quote(step.vps.as_str());
     let disk = quote(&step.target.disk);
     let lv = |vg: &str| quote(&format!("{vg}/{}", step.vps));
@@ -294,17 +287,55 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             };
             vec![format!("disk_free {disk} || return 1"), remove]
         }
-        // The drivers handle these; an unhandled one fails loudly rather than doing nothing.
-        Op::WriteConfig { .. }
-        | Op::Start
-        | Op::Stop { .. }
-        | Op::Destroy { .. }
-        | Op::Reboot { .. }
-        | Op::RestoreFilter
-        | Op::RemoveConfig => vec![format!(
-            "echo {} >&2; return 1",
-            quote(&format!("gitvps: the {hv} driver has no step for this"))
-        )],
+        Op::WriteConfig { content, .. } => {
+            domain_lines(spec, step, DomainOp::WriteConfig { content })
+        }
+        Op::Start => domain_lines(spec, step, DomainOp::Start),
+        Op::Stop { timeout_secs, .. } => domain_lines(
+            spec,
+            step,
+            DomainOp::Stop {
+                timeout_secs: *timeout_secs,
+            },
+        ),
+        Op::Destroy { .. } => domain_lines(spec, step, DomainOp::Destroy),
+        Op::Reboot { .. } => domain_lines(spec, step, DomainOp::Reboot),
+        Op::RestoreFilter => domain_lines(spec, step, DomainOp::RestoreFilter),
+        Op::RemoveConfig => domain_lines(spec, step, DomainOp::RemoveConfig),
+    }
+}
+
+/// What a hypervisor does to a domain: each driver matches every one of these, so an
+/// operation a driver cannot carry out does not compile.
+#[derive(Debug, Clone, Copy)]
+pub enum DomainOp<'a> {
+    /// Write the domain's config (xl.cfg, or QEMU's arguments).
+    WriteConfig {
+        /// The config text.
+        content: &'a str,
+    },
+    /// Start the domain.
+    Start,
+    /// Shut it down, destroying it after the timeout.
+    Stop {
+        /// Seconds to wait for a clean shutdown.
+        timeout_secs: u32,
+    },
+    /// Destroy it at once.
+    Destroy,
+    /// Reboot it.
+    Reboot,
+    /// Put back the network filter of a running guest.
+    RestoreFilter,
+    /// Remove its config (and run folder).
+    RemoveConfig,
+}
+
+/// The lines of a domain operation, from the node's driver.
+fn domain_lines(spec: &NodeSpec, step: &Step, op: DomainOp<'_>) -> Vec<String> {
+    match spec.hypervisor {
+        Hypervisor::Xen => xen::domain_lines(&spec.root, step, op),
+        Hypervisor::Kvm => kvm::domain_lines(spec, step, op),
     }
 }
 

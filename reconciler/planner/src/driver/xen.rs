@@ -5,8 +5,9 @@ use model::VpsId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::DomainOp;
 use crate::desired::{DesiredError, node_path};
-use crate::plan::{Op, Step};
+use crate::plan::Step;
 use crate::quote;
 
 /// The domain config template shipped with gitvps; a repo may override it with its own
@@ -67,13 +68,13 @@ pub(crate) fn config(
         + "\n")
 }
 
-/// The sh lines of a domain step (`None`: a step the drivers share).
-pub(super) fn domain_lines(root: &str, step: &Step) -> Option<Vec<String>> {
+/// The sh lines of a domain step: every [`DomainOp`], `xl`'s way.
+pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<String> {
     let name = quote(step.vps.as_str());
     let cfg = quote(&step.target.config);
     let exists = format!("xl list {name} >/dev/null 2>&1");
-    Some(match &step.op {
-        Op::WriteConfig { content, .. } => {
+    match op {
+        DomainOp::WriteConfig { content } => {
             let dir = node_path(root, "etc/xen/gitvps");
             vec![
                 format!("mkdir -p {} || return 1", quote(&dir)),
@@ -83,19 +84,22 @@ pub(super) fn domain_lines(root: &str, step: &Step) -> Option<Vec<String>> {
                 ),
             ]
         }
-        Op::Start => vec![format!(
+        DomainOp::Start => vec![format!(
             "if ! {exists}; then xl create -q {cfg} || return 1; fi"
         )],
-        Op::Stop { timeout_secs, .. } => vec![format!(
+        DomainOp::Stop { timeout_secs } => vec![format!(
             "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"
         )],
-        Op::Destroy { .. } => vec![format!(
+        DomainOp::Destroy => vec![format!(
             "if {exists}; then xl destroy {name} || return 1; fi"
         )],
-        Op::Reboot { .. } => vec![format!("xl reboot {name} || return 1")],
-        Op::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
-        _ => return None,
-    })
+        DomainOp::Reboot => vec![format!("xl reboot {name} || return 1")],
+        DomainOp::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
+        // Xen's own vif scripts set up a domain's network when it starts; gitvps keeps no
+        // filter of its own there, and the planner asks for this on KVM bridges only
+        // (`VpsSpec::tap`), so there is nothing to restore.
+        DomainOp::RestoreFilter => vec![":".into()],
+    }
 }
 
 #[cfg(test)]
