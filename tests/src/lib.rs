@@ -266,30 +266,7 @@ pub fn mirror() -> String {
         .expect("no Debian mirror in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list")
 }
 
-/// An OpenSSH client with no config, no host key checks and only `key`, to `-p port`; the
-/// caller adds its own options, then the destination and the command.
-pub fn ssh_client(key: &Path, port: u16) -> Command {
-    let mut c = Command::new("ssh");
-    c.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ConnectTimeout=10",
-        "-i",
-    ])
-    .arg(key)
-    .arg("-p")
-    .arg(port.to_string());
-    c
-}
+pub use sim::openssh_client as ssh_client;
 
 /// The real system plays a node's OS for the console: the account and sudo rule that apply
 /// wrote under the node `root` for `vps` are mirrored into /etc, and removed when dropped.

@@ -3,38 +3,54 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitvps_tests as support;
 use support::bin;
 
+/// Runs `gitvps demo --check` into `dir` with the `extra` flags and environment; asserts that it
+/// exits 0 having printed every line of `expect`.
+fn demo_check(dir: &Path, extra: &[&str], env: &[(&str, &Path)], expect: &[&str]) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("demo")
+        .args(extra)
+        .args(["--check", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GITVPS_SSH_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in expect {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
+    }
+}
+
 #[test]
 fn demo_check_applies_the_fleet_and_a_reboot_click() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let out = Command::new(bin())
-        .args(["demo", "--check", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&dir)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("GITVPS_SSH_KEY")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    for line in [
-        "2. Validate: 3 nodes, 3 customers, 4 VPSes, no problems.",
-        "+ xen02: install debian-12",
-        "Apply: 3 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
-        "(log in as c-0001 / demo-jane)",
-        ": gitvps-bot: c-0001: reboot xen02 (site)",
-        "node0109: applied 1 step(s)\n  ! xen02: reboot (generation 1)",
-        "plan again: no changes.",
-        "demo --check OK in ",
-    ] {
-        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
-    }
+    demo_check(
+        &dir,
+        &[],
+        &[],
+        &[
+            "2. Validate: 3 nodes, 3 customers, 4 VPSes, no problems.",
+            "+ xen02: install debian-12",
+            "Apply: 3 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
+            "(log in as c-0001 / demo-jane)",
+            ": gitvps-bot: c-0001: reboot xen02 (site)",
+            "node0109: applied 1 step(s)\n  ! xen02: reboot (generation 1)",
+            "plan again: no changes.",
+            "demo --check OK in ",
+        ],
+    );
     // The nodes really ran the steps: the stand-in xl knows the rebooted domain.
     let domain = dir.join("nodes/node0109/var/lib/gitvps-sim/xl/domains/xen02.json");
     assert!(domain.is_file(), "{}", domain.display());
@@ -47,38 +63,23 @@ fn demo_real_boots_a_vps_one_can_log_in_to_and_leaves_nothing_running() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     // The bootstraps' root cache of the test runs (target/gitvps-cache), shared with tests/kvm.rs.
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
         .join("gitvps-cache");
-    let out = Command::new(bin())
-        .args([
-            "demo",
-            "--real",
-            "--check",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-        ])
-        .arg(&dir)
-        .env("GITVPS_CACHE", &cache)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("GITVPS_SSH_KEY")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    for line in [
-        "node local-kvm: KVM node (real QEMU)",
-        "+ kvm01: install debian-12",
-        "Apply: 4 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
-        "Real VPS kvm01 is up",
-        "logged in to kvm01 over SSH: hostname kvm01.example.net",
-        "demo --check OK in ",
-    ] {
-        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}\n{stderr}");
-    }
+    demo_check(
+        &dir,
+        &["--real"],
+        &[("GITVPS_CACHE", &cache)],
+        &[
+            "node local-kvm: KVM node (real QEMU)",
+            "+ kvm01: install debian-12",
+            "Apply: 4 node(s) changed, 0 unchanged, 0 failed, 0 unreachable, 0 refused.",
+            "Real VPS kvm01 is up",
+            "logged in to kvm01 over SSH: hostname kvm01.example.net",
+            "demo --check OK in ",
+        ],
+    );
     // The guest's QEMU is gone with the demo: no process names the demo folder any more.
     let needle = dir.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);

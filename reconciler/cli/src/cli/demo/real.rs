@@ -178,25 +178,7 @@ impl Real {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let out = Command::new("ssh")
-                .args([
-                    "-F",
-                    "/dev/null",
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "LogLevel=ERROR",
-                    "-o",
-                    "ConnectTimeout=10",
-                    "-i",
-                ])
-                .arg(&key)
-                .arg("-p")
-                .arg(self.ssh_port.to_string())
+            let out = sim::openssh_client(&key, self.ssh_port)
                 .args(["root@127.0.0.1", "hostname"])
                 .stdin(std::process::Stdio::null())
                 .output()
