@@ -743,21 +743,7 @@ fn the_console_user_reaches_the_console_and_nothing_else() {
 #[test]
 fn apply_status_commits_what_was_observed_to_the_status_branch() {
     let f = two_vps();
-    support::git(&f.repo, &["init", "-q", "-b", "main"]);
-    support::git(&f.repo, &["add", "-A"]);
-    support::git(
-        &f.repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.net",
-            "commit",
-            "-q",
-            "-m",
-            "fleet",
-        ],
-    );
+    support::commit_all(&f.repo);
     let a = f.gitvps(&["apply", "--status"]);
     assert_eq!(a.code, 0, "{a:?}");
     assert!(
