@@ -30,8 +30,15 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-fn repo() -> PathBuf {
+/// The project top: its bootstraps catalog is what OS installs are planned from.
+fn top() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fleet these snapshots are planned for: a copy of the example fleet as it was when they
+/// were written (`tests/fixtures/fleet`), so editing the example fleet does not churn them.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet")
 }
 
 fn node(s: &str) -> NodeId {
@@ -42,12 +49,12 @@ fn vps(s: &str) -> VpsId {
     s.parse().unwrap()
 }
 
-/// The example fleet, as loaded (and validated) from the repo top.
+/// The fixture fleet, as loaded (and validated).
 fn fleet() -> Inventory {
     Inventory::load(&repo()).unwrap()
 }
 
-/// The example fleet copied to a temp dir with text edits applied, then loaded:
+/// The fixture fleet copied to a temp dir with text edits applied, then loaded:
 /// each edit is `(file, from, to)` and `from` must occur in the file.
 fn fleet_edited(edits: &[(&str, &str, &str)]) -> Inventory {
     let tmp = tempfile::tempdir().unwrap();
@@ -81,7 +88,7 @@ fn desired_with_os(inv: &Inventory) -> Desired {
     desired(
         inv,
         &Templates::default(),
-        &executor::inputs::bootstraps(&repo()).unwrap(),
+        &executor::inputs::bootstraps(&top()).unwrap(),
     )
     .unwrap()
 }
