@@ -2,18 +2,15 @@
 //! Property tests of the planner: random fleets (the example fleet with random edits)
 //! against random observed nodes, carried out by a small simulated node.
 //!
-//! A case is a list of edits to a starting point, so a failing case shrinks by dropping
-//! edits one at a time; the failure message shows the smallest list that still fails.
-//! The generator is a seeded splitmix64, so every run checks the same cases:
-//! `PLAN_PROPS_CASES=20000 PLAN_PROPS_SEED=7 cargo test -p gitvps-planner --test plan_props`
-//! explores further.
-//!
-//! This is not written with `proptest` because the crate does not have it as a
-//! dev-dependency (only `model` does); cases are lists of `Edit`s, so moving to
-//! `proptest` means a strategy for `Vec<Edit>` and `check` as the body.
+//! A case is a list of edits to a starting point, generated and shrunk by `proptest` (a
+//! failing case shrinks by dropping and simplifying edits; the failure shows the smallest list
+//! that still fails, and is kept in `proptest-regressions/`). The seed is fixed, so every run
+//! checks the same cases: `PLAN_PROPS_CASES=20000 PLAN_PROPS_SEED=7 cargo test -p
+//! gitvps-planner --test plan_props` explores further.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use chrono::NaiveDate;
 use model::values::{Power, Size, State};
@@ -21,6 +18,9 @@ use model::{Inventory, NodeId, ProductKind, VpsId};
 use planner::desired::{Bootstraps, Desired, Templates, desired};
 use planner::observe::{Domain, NodeState, Observation, Record, digest};
 use planner::plan::{NodePlan, Op, Plan, Step, plan, render};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{RngSeed, TestRunner};
 
 // ---------------------------------------------------------------------------
 // The simulated node.
@@ -122,35 +122,6 @@ fn precondition(state: &NodeState, s: &Step) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------
 // Cases.
-
-/// A seeded splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-
-    fn percent(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + i64::try_from(self.next() % u64::try_from(hi - lo + 1).unwrap()).unwrap()
-    }
-}
 
 const NODES: [&str; 3] = ["alpha", "node0109", "node0201"];
 const PRODUCTS: [&str; 2] = ["test", "advanced"];
@@ -255,89 +226,127 @@ fn home(edits: &[Edit], vps: &str) -> &'static str {
     node
 }
 
-fn gen_case(rng: &mut Rng) -> Vec<Edit> {
-    let mut edits = Vec::new();
-    let mut vpses: Vec<&'static str> = FLEET.iter().map(|(v, _)| *v).collect();
-    for id in EXTRA {
-        if rng.percent(30) {
-            edits.push(Edit::AddVps(id, rng.pick(&NODES), rng.pick(&PRODUCTS)));
-            vpses.push(id);
-        }
-    }
-    if rng.percent(50) {
-        edits.push(Edit::ObservedFromEdited);
-    }
-    let n = rng.below(14);
-    for _ in 0..n {
-        let v = rng.pick(&vpses);
-        let on = if rng.percent(85) {
-            home(&edits, v)
-        } else {
-            rng.pick(&NODES)
-        };
-        let edit = match rng.below(24) {
-            0 => Edit::MoveVps(v, rng.pick(&NODES)),
-            1 | 2 => Edit::Power(
-                v,
-                if rng.percent(50) {
-                    Power::Stopped
-                } else {
-                    Power::Running
-                },
-            ),
-            3 => Edit::Suspend(v),
-            4 => Edit::Destroy(
-                v,
-                if rng.percent(50) {
-                    Some(rng.range(-20, 2))
-                } else {
-                    None
-                },
-            ),
-            5 | 6 => Edit::Counter(v, rng.pick(&COUNTERS), rng.range(0, 3).unsigned_abs()),
-            7 => Edit::PlanDisk(rng.pick(&PRODUCTS), rng.pick(&SIZES)),
-            8 => Edit::PlanRam(rng.pick(&PRODUCTS), rng.pick(&RAMS)),
-            // 0 days is left to `retention_of_zero_days_converges_in_one_apply` (a known bug).
-            9 => Edit::RetentionDays(rng.pick(&[0, 1, 7, 30])),
-            10 => Edit::Template,
-            11 | 12 => Edit::Domain(
-                on,
-                if rng.percent(10) {
-                    rng.pick(&STRANGERS)
-                } else {
-                    v
-                },
-                rng.pick(&DOMAIN_STATES),
-            ),
-            13 => Edit::NoDomain(on, v),
-            14 => Edit::Disk(
-                on,
-                if rng.percent(10) {
-                    rng.pick(&STRANGERS)
-                } else {
-                    v
-                },
-                rng.pick(&SIZES),
-            ),
-            15 => Edit::NoDisk(on, v),
-            16 => Edit::StaleConfig(on, v),
-            17 => Edit::NoConfig(on, v),
-            18 => Edit::NoRecord(on, v),
-            19 => Edit::Recorded(on, v, rng.pick(&COUNTERS), rng.range(0, 3).unsigned_abs()),
-            20 => Edit::NotInstalled(on, v),
-            21 => Edit::DestroyedAgo(on, v, rng.range(-1, 20)),
-            22 => Edit::Clock(rng.pick(&NODES), rng.range(-20 * DAY, 20 * DAY)),
-            _ => {
-                if rng.percent(70) {
-                    Edit::Unreachable(rng.pick(&NODES))
-                } else {
-                    Edit::NotObserved(rng.pick(&NODES))
+/// Stands for "the node the VPS is on" in a generated edit of the nodes; [`resolve`] puts the
+/// node in.
+const HOME: &str = "";
+
+/// One of `xs`.
+fn one_of<T: Clone + std::fmt::Debug + 'static>(xs: &'static [T]) -> impl Strategy<Value = T> {
+    proptest::sample::select(xs)
+}
+
+/// Any VPS a case may name (an added one only counts once the case adds it).
+fn any_vps() -> impl Strategy<Value = &'static str> {
+    one_of(&["xen01", "xen02", "xen03", "xen04", "xen11", "xen12"])
+}
+
+/// The node an edit of the nodes hits: mostly the VPS's own.
+fn on() -> impl Strategy<Value = &'static str> {
+    prop_oneof![85 => Just(HOME), 15 => one_of(&NODES)]
+}
+
+/// A VPS, or now and then a name the inventory never has.
+fn named() -> impl Strategy<Value = &'static str> {
+    prop_oneof![9 => any_vps(), 1 => one_of(&STRANGERS)]
+}
+
+/// One edit, weighted as the cases need: power and counters often, the rest now and then.
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        1 => (any_vps(), one_of(&NODES)).prop_map(|(v, n)| Edit::MoveVps(v, n)),
+        2 => (any_vps(), one_of(&[Power::Stopped, Power::Running])).prop_map(|(v, p)| Edit::Power(v, p)),
+        1 => any_vps().prop_map(Edit::Suspend),
+        1 => (any_vps(), proptest::option::of(-20i64..=2)).prop_map(|(v, d)| Edit::Destroy(v, d)),
+        2 => (any_vps(), one_of(&COUNTERS), 0u64..=3).prop_map(|(v, c, n)| Edit::Counter(v, c, n)),
+        1 => (one_of(&PRODUCTS), one_of(&SIZES)).prop_map(|(p, b)| Edit::PlanDisk(p, b)),
+        1 => (one_of(&PRODUCTS), one_of(&RAMS)).prop_map(|(p, b)| Edit::PlanRam(p, b)),
+        1 => one_of(&[0u32, 1, 7, 30]).prop_map(Edit::RetentionDays),
+        1 => Just(Edit::Template),
+        2 => (on(), named(), one_of(&DOMAIN_STATES)).prop_map(|(o, v, st)| Edit::Domain(o, v, st)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NoDomain(o, v)),
+        1 => (on(), named(), one_of(&SIZES)).prop_map(|(o, v, b)| Edit::Disk(o, v, b)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NoDisk(o, v)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::StaleConfig(o, v)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NoConfig(o, v)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NoRecord(o, v)),
+        1 => (on(), any_vps(), one_of(&COUNTERS), 0u64..=3)
+            .prop_map(|(o, v, c, n)| Edit::Recorded(o, v, c, n)),
+        1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NotInstalled(o, v)),
+        1 => (on(), any_vps(), -1i64..=20).prop_map(|(o, v, d)| Edit::DestroyedAgo(o, v, d)),
+        1 => (one_of(&NODES), -20 * DAY..=20 * DAY).prop_map(|(n, t)| Edit::Clock(n, t)),
+        1 => (one_of(&NODES), proptest::bool::weighted(0.7))
+            .prop_map(|(n, gone)| if gone { Edit::Unreachable(n) } else { Edit::NotObserved(n) }),
+    ]
+}
+
+/// A case: the added VPSes first, then whether the nodes match the edited inventory, then up
+/// to 13 edits, resolved.
+fn case() -> impl Strategy<Value = Vec<Edit>> {
+    let add = || {
+        (
+            proptest::bool::weighted(0.3),
+            one_of(&NODES),
+            one_of(&PRODUCTS),
+        )
+    };
+    (
+        add(),
+        add(),
+        proptest::bool::weighted(0.5),
+        proptest::collection::vec(edit(), 0..14),
+    )
+        .prop_map(|(a, b, from_edited, edits)| {
+            let mut raw = Vec::new();
+            for ((yes, node, product), id) in [a, b].into_iter().zip(EXTRA) {
+                if yes {
+                    raw.push(Edit::AddVps(id, node, product));
                 }
             }
+            if from_edited {
+                raw.push(Edit::ObservedFromEdited);
+            }
+            raw.extend(edits);
+            resolve(raw)
+        })
+}
+
+/// Puts in the node of each edit that hits "the VPS's own node", as it is after the edits
+/// before it, and drops edits of added VPSes the case did not add.
+fn resolve(raw: Vec<Edit>) -> Vec<Edit> {
+    let mut out: Vec<Edit> = Vec::new();
+    for e in raw {
+        let names = |v: &str| {
+            !EXTRA.contains(&v)
+                || out
+                    .iter()
+                    .any(|x| matches!(x, Edit::AddVps(a, ..) if *a == v))
         };
-        edits.push(edit);
+        let here = |o: &'static str, v: &str| if o == HOME { home(&out, v) } else { o };
+        let e = match e {
+            Edit::MoveVps(v, _)
+            | Edit::Power(v, _)
+            | Edit::Suspend(v)
+            | Edit::Destroy(v, _)
+            | Edit::Counter(v, ..)
+                if !names(v) =>
+            {
+                continue;
+            }
+            Edit::Domain(o, v, st) => Edit::Domain(here(o, v), v, st),
+            Edit::NoDomain(o, v) => Edit::NoDomain(here(o, v), v),
+            Edit::Disk(o, v, b) => Edit::Disk(here(o, v), v, b),
+            Edit::NoDisk(o, v) => Edit::NoDisk(here(o, v), v),
+            Edit::StaleConfig(o, v) => Edit::StaleConfig(here(o, v), v),
+            Edit::NoConfig(o, v) => Edit::NoConfig(here(o, v), v),
+            Edit::NoRecord(o, v) => Edit::NoRecord(here(o, v), v),
+            Edit::Recorded(o, v, c, n) => Edit::Recorded(here(o, v), v, c, n),
+            Edit::NotInstalled(o, v) => Edit::NotInstalled(here(o, v), v),
+            Edit::DestroyedAgo(o, v, d) => Edit::DestroyedAgo(here(o, v), v, d),
+            other => other,
+        };
+        out.push(e);
     }
-    edits
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -776,25 +785,6 @@ fn check(base: &Base, edits: &[Edit]) -> Result<(), String> {
     Ok(())
 }
 
-/// Drops edits while the case still fails, one at a time, until none can go.
-fn shrink(base: &Base, mut edits: Vec<Edit>, mut err: String) -> (Vec<Edit>, String) {
-    loop {
-        let mut smaller = false;
-        for i in (0..edits.len()).rev() {
-            let mut e = edits.clone();
-            e.remove(i);
-            if let Err(x) = check(base, &e) {
-                edits = e;
-                err = x;
-                smaller = true;
-            }
-        }
-        if !smaller {
-            return (edits, err);
-        }
-    }
-}
-
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -802,29 +792,39 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[test]
-fn the_planner_converges_in_one_apply_and_keeps_its_promises() {
-    let base = base();
-    let cases = env_u64("PLAN_PROPS_CASES", 64);
-    let seed = env_u64("PLAN_PROPS_SEED", 0x9e11_5eed);
-    for i in 0..cases {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ i);
-        let edits = gen_case(&mut rng);
-        if let Err(err) = check(&base, &edits) {
-            let (min, err) = shrink(&base, edits, err);
-            panic!("case {i} of seed {seed} fails; smallest failing edits: {min:#?}\n{err}");
-        }
+/// The same cases on every run (`PLAN_PROPS_SEED`), 64 of them unless `PLAN_PROPS_CASES` says.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: u32::try_from(env_u64("PLAN_PROPS_CASES", 64)).unwrap_or(u32::MAX),
+        rng_seed: RngSeed::Fixed(env_u64("PLAN_PROPS_SEED", 0x9e11_5eed)),
+        ..ProptestConfig::default()
+    }
+}
+
+/// The starting point, loaded once for every case.
+static BASE: LazyLock<Base> = LazyLock::new(base);
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_planner_converges_in_one_apply_and_keeps_its_promises(edits in case()) {
+        check(&BASE, &edits).map_err(TestCaseError::fail)?;
     }
 }
 
 /// The generator reaches every kind of step, so the properties above are not vacuous.
 #[test]
 fn the_cases_reach_every_kind_of_step() {
-    let base = base();
+    let mut runner = TestRunner::new(ProptestConfig {
+        rng_seed: RngSeed::Fixed(1),
+        ..ProptestConfig::default()
+    });
+    let strategy = case();
     let mut seen = BTreeMap::new();
-    let mut rng = Rng(1);
     for _ in 0..400 {
-        let (d, obs) = build(&base, &gen_case(&mut rng));
+        let edits = strategy.new_tree(&mut runner).unwrap().current();
+        let (d, obs) = build(&BASE, &edits);
         for s in plan(&d, &obs).nodes.iter().flat_map(|n| n.steps()) {
             let json = serde_json::to_value(&s.op).unwrap();
             *seen
