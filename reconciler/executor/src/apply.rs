@@ -370,18 +370,17 @@ async fn run_locked(
             Ok(None) => break,
             Ok(Some(l)) => l,
         };
-        let step = |i: usize| (i < total).then_some(i);
         match Marker::parse(&line) {
-            Some(Marker::Begin(i)) if step(i).is_some() => {
+            Some(Marker::Begin(i)) if i < total => {
                 tail.clear();
                 progress.started(node, i, total, &steps[i]);
             }
-            Some(Marker::Ok(i)) if step(i).is_some() => {
+            Some(Marker::Ok(i)) if i < total => {
                 progress.succeeded(node, i, total, &steps[i]);
                 done.push(i);
             }
-            Some(Marker::Skip(i)) if step(i).is_some() => skipped.push(i),
-            Some(Marker::Fail { step: i, rc }) if step(i).is_some() => failures.push(Failure {
+            Some(Marker::Skip(i)) if i < total => skipped.push(i),
+            Some(Marker::Fail { step: i, rc }) if i < total => failures.push(Failure {
                 step: steps[i].clone(),
                 rc,
                 tail: tail.join("\n"),

@@ -2,7 +2,7 @@
 //! enum that both sides use, so the writer and the reader cannot drift apart.
 //!
 //! The scripts in `node/` never spell a marker: they print the `M_*` variables that
-//! [`sh_header`] defines from [`Marker::TAGS`], and the executor parses lines with
+//! [`sh_header`] defines, one per kind of marker, and the executor parses lines with
 //! [`Marker::parse`].
 
 use std::fmt;
@@ -54,7 +54,7 @@ enum Kind {
 
 impl Kind {
     /// The sh variable that holds the tag in the node scripts.
-    const fn var(self) -> &'static str {
+    fn var(self) -> &'static str {
         match self {
             Kind::Locked => "M_LOCKED",
             Kind::Observed => "M_OBSERVED",
@@ -68,7 +68,7 @@ impl Kind {
     }
 
     /// The first word of the line.
-    const fn tag(self) -> &'static str {
+    fn tag(self) -> &'static str {
         match self {
             Kind::Locked => "@@locked",
             Kind::Observed => "@@observed",
@@ -94,17 +94,6 @@ const KINDS: [Kind; 8] = [
 ];
 
 impl Marker {
-    /// Every tag a node script may print, with its sh variable.
-    pub const TAGS: [(&'static str, &'static str); 8] = {
-        let mut out = [("", ""); 8];
-        let mut i = 0;
-        while i < KINDS.len() {
-            out[i] = (KINDS[i].var(), KINDS[i].tag());
-            i += 1;
-        }
-        out
-    };
-
     fn kind(&self) -> Kind {
         match self {
             Marker::Locked => Kind::Locked,
@@ -164,10 +153,10 @@ pub fn sh_header() -> String {
     // One command of assignments, so the directive covers them all: not every script prints
     // every marker.
     let mut s = String::from("# shellcheck disable=SC2034\n");
-    for (var, tag) in Marker::TAGS {
-        s.push_str(var);
+    for kind in KINDS {
+        s.push_str(kind.var());
         s.push('=');
-        s.push_str(tag);
+        s.push_str(kind.tag());
         s.push_str(" \\\n");
     }
     s.push_str(&format!(
