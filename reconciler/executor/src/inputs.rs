@@ -81,19 +81,14 @@ pub fn apt_mirror() -> Option<String> {
 /// The templates of a repo: its own `templates/xen.cfg.j2` and `templates/kvm.args.j2`, or
 /// the defaults.
 pub fn templates(repo: &Path) -> std::io::Result<Templates> {
-    let read = |name: &str, default: &str| match std::fs::read_to_string(repo.join(name)) {
+    let Templates { xen, kvm } = Templates::default();
+    let read = |name: &str, default: String| match std::fs::read_to_string(repo.join(name)) {
         Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default),
         Err(e) => Err(e),
     };
     Ok(Templates {
-        xen: read(
-            "templates/xen.cfg.j2",
-            planner::driver::xen::DEFAULT_TEMPLATE,
-        )?,
-        kvm: read(
-            "templates/kvm.args.j2",
-            planner::driver::kvm::DEFAULT_TEMPLATE,
-        )?,
+        xen: read("templates/xen.cfg.j2", xen)?,
+        kvm: read("templates/kvm.args.j2", kvm)?,
     })
 }
