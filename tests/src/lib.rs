@@ -194,6 +194,63 @@ pub fn require_root() {
     );
 }
 
+/// `gitvps serve` on 127.0.0.1 (a free port) in front of a bare clone of `work`, made in
+/// `dir`, with the site built at `site` if given; killed when dropped.
+pub struct Served {
+    child: Child,
+    /// `127.0.0.1:PORT`, as the server printed it.
+    pub addr: String,
+    /// The bare repo it serves (and commits to).
+    pub bare: PathBuf,
+}
+
+impl Served {
+    pub fn start(work: &Path, dir: &Path, site: Option<&Path>) -> Served {
+        let bare = dir.join("fleet.git");
+        let out = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(work)
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut cmd = Command::new(bin());
+        cmd.arg("--repo")
+            .arg(&bare)
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(site) = site {
+            cmd.arg("--site").arg(site);
+        }
+        let mut child = cmd
+            .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
+            .env_remove("STRIPE_SECRET_KEY")
+            .env("HOME", dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        let served = Served {
+            child,
+            addr: line.trim().rsplit("http://").next().unwrap().to_owned(),
+            bare,
+        };
+        assert!(
+            line.starts_with("gitvps serve: listening on http://127.0.0.1:"),
+            "{line}"
+        );
+        served
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn top() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -3,8 +3,8 @@
 
 use gitvps_tests as support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 
 /// One HTTP/1.1 request; returns the status code and the body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
@@ -30,32 +30,9 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -
 fn a_reboot_click_through_gitvps_serve_becomes_a_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let work = support::fleet_repo(tmp.path(), &["inventory", "bootstraps"]);
-    let bare = tmp.path().join("fleet.git");
-    let out = Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&work)
-        .arg(&bare)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-
-    let mut child = Command::new(gitvps_tests::bin())
-        .arg("--repo")
-        .arg(&bare)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
-        .env("HOME", tmp.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    assert!(
-        line.starts_with("gitvps serve: listening on http://127.0.0.1:"),
-        "{line}"
-    );
+    let served = support::Served::start(&work, tmp.path(), None);
+    let addr = served.addr.clone();
+    let bare = served.bare.clone();
 
     let (code, body) = http(
         &addr,
@@ -87,8 +64,7 @@ fn a_reboot_click_through_gitvps_serve_becomes_a_commit() {
     // Another customer's VPS does not exist for c-0001.
     let (code, _) = http(&addr, "POST", "/api/vps/xen04/reboot", Some(&token), "");
     assert_eq!(code, 404);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
 
     let log = Command::new("git")
         .arg("-C")

@@ -399,30 +399,9 @@ fn catalog_and_panel_in_headless_chromium() {
         }
     }
 
-    let bare = tmp.path().join("fleet.git");
-    let out = Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&work)
-        .arg(&bare)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let mut serve = Command::new(gitvps_tests::bin())
-        .arg("--repo")
-        .arg(&bare)
-        .args(["serve", "--listen", "127.0.0.1:0", "--site"])
-        .arg(&site)
-        .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
-        .env_remove("STRIPE_SECRET_KEY")
-        .env("HOME", tmp.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(serve.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    let mut serve = Reaper(serve);
+    let served = support::Served::start(&work, tmp.path(), Some(&site));
+    let addr = served.addr.clone();
+    let bare = served.bare.clone();
     let base = format!("http://{addr}");
 
     let b = Browser::start();
@@ -563,8 +542,7 @@ fn catalog_and_panel_in_headless_chromium() {
     b.goto(&format!("{base}/panel/"));
     b.wait("document.getElementById('ssh-keys')");
     b.js("document.getElementById('ssh-keys').value += '\\nssh-ed25519 AAAA typed@here';");
-    let _ = serve.0.kill();
-    let _ = serve.0.wait();
+    drop(served);
     b.click("#ssh-save");
     let msg = b.wait(
         "document.getElementById('msg-ssh').className.indexOf('error') >= 0 && document.getElementById('msg-ssh').innerText",
