@@ -38,17 +38,7 @@ pub async fn serve(listener: tokio::net::TcpListener, cfg: Config) -> std::io::R
     serve_app(listener, Arc::new(app)).await
 }
 
-/// An error and its causes on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        src = s.source();
-    }
-    text
-}
+pub(crate) use model::diag::error_chain;
 
 /// Serves an app built beforehand (tests keep a handle on it to read its store's counters).
 pub async fn serve_app(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {

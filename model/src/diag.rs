@@ -5,6 +5,15 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// An error and its causes on one line, `: ` between them: how every gitvps crate prints an
+/// error that crosses into text (a log line, a plan document, a stand-in tool's stderr).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(e), |&e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// One problem in one inventory file.
 ///
 /// Displayed as `inventory/vps/xen02.toml:7:8: ips[0]: message`, the form

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use model::{Inventory, Node, NodeId};
 use tokio::sync::Semaphore;
 
-use crate::ssh::{Credentials, Session, SshTarget, Timeouts};
+use crate::ssh::{Credentials, Running, Session, SshError, SshTarget, Timeouts};
 use planner::desired::{Desired, NodeSpec};
 use planner::driver;
 use planner::observe::{self, NodeState, Observation};
@@ -78,7 +78,10 @@ pub async fn observe_all(
             let _permit = sem.acquire_owned().await;
             let obs = match observe_one(&target, &cmd, &access).await {
                 Ok(state) => Observation::Reachable(state),
-                Err(reason) => Observation::Unreachable { reason },
+                // The plan document carries the reason as text, with its causes.
+                Err(e) => Observation::Unreachable {
+                    reason: model::diag::error_chain(&e),
+                },
             };
             (id, obs)
         });
@@ -92,11 +95,13 @@ pub async fn observe_all(
     out
 }
 
-async fn observe_one(target: &SshTarget, cmd: &str, access: &Access) -> Result<NodeState, String> {
-    let sess = Session::connect(target, &access.creds, access.timeouts)
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let out = sess.exec(cmd, None).await.map_err(|e| error_chain(&e));
+async fn observe_one(
+    target: &SshTarget,
+    cmd: &str,
+    access: &Access,
+) -> Result<NodeState, NodeError> {
+    let sess = Session::connect(target, &access.creds, access.timeouts).await?;
+    let out = sess.exec(cmd, None).await;
     access.stats.count(&sess);
     sess.close().await;
     let out = out?;
@@ -106,25 +111,69 @@ async fn observe_one(target: &SshTarget, cmd: &str, access: &Access) -> Result<N
             status: out.status,
             tail: out.tail(5),
         }
-        .to_string());
+        .into());
     }
-    observe::parse(&target.node, &out.stdout).map_err(|e| e.to_string())
+    Ok(observe::parse(&target.node, &out.stdout)?)
 }
 
-/// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+/// Why a node could not be observed or worked on: nothing was done on it.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The SSH connection failed or was lost.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The node's report could not be read.
+    #[error(transparent)]
+    Observe(#[from] observe::ObserveError),
+    /// The apply envelope ended before the node reported its state.
+    #[error("{node}: the node ended the session before reporting its state ({detail})")]
+    EndedEarly {
+        /// The node.
+        node: NodeId,
+        /// Its exit status and error output, or the transport error.
+        detail: String,
+    },
+}
+
+/// Why apply would not act on a reachable node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The node is not (or no longer) in the inventory.
+    #[error("{0} is not in the inventory")]
+    NotInInventory(NodeId),
+    /// Another apply held the node's lock.
+    #[error("another apply held the lock on {node} for {secs} s")]
+    Locked {
+        /// The node.
+        node: NodeId,
+        /// How long apply waited.
+        secs: u32,
+    },
+    /// The saved plan does not mention the node.
+    #[error("the plan file has no entry for {0}")]
+    NotInPlan(NodeId),
+    /// The saved plan could not see the node.
+    #[error("{0} was unreachable when the plan was made")]
+    UnreachableWhenPlanned(NodeId),
+    /// The node's state moved on since the plan was made.
+    #[error(
+        "{node} changed since the plan was made (state {planned} → {now}); run gitvps plan again"
+    )]
+    Changed {
+        /// The node.
+        node: NodeId,
+        /// The state digest in the plan.
+        planned: String,
+        /// The state digest now.
+        now: String,
+    },
+    /// The plan's steps are not the ones this inventory gives.
+    #[error("the plan for {0} was made from another inventory; run gitvps plan again")]
+    OtherInventory(NodeId),
 }
 
 /// What happened on one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum NodeOutcome {
     /// Nothing to do.
     NoChanges,
@@ -144,15 +193,9 @@ pub enum NodeOutcome {
         skipped: Vec<Step>,
     },
     /// The node could not be reached or answered garbage; nothing was done.
-    Unreachable {
-        /// Why.
-        reason: String,
-    },
+    Unreachable(NodeError),
     /// Apply refused to act (stale plan, lock held, ...); nothing was done.
-    Refused {
-        /// Why.
-        reason: String,
-    },
+    Refused(Refusal),
 }
 
 /// A step that failed on the node.
@@ -243,17 +286,11 @@ async fn apply_node(
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let Some(spec) = desired.nodes.get(id) else {
-        return NodeOutcome::Refused {
-            reason: "not in the inventory".into(),
-        };
+        return NodeOutcome::Refused(Refusal::NotInInventory(id.clone()));
     };
     let sess = match Session::connect(target, &access.creds, access.timeouts).await {
         Ok(s) => s,
-        Err(e) => {
-            return NodeOutcome::Unreachable {
-                reason: error_chain(&e),
-            };
-        }
+        Err(e) => return NodeOutcome::Unreachable(e.into()),
     };
     let out = run_locked(desired, spec, &sess, given, progress).await;
     access.stats.count(&sess);
@@ -269,39 +306,62 @@ async fn run_locked(
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let node = &spec.node;
-    let unreachable = |e: crate::ssh::SshError| NodeOutcome::Unreachable {
-        reason: error_chain(&e),
-    };
-    let mut run = match sess.start(&driver::apply_command(spec)).await {
+    let run = match sess.start(&driver::apply_command(spec)).await {
         Ok(r) => r,
-        Err(e) => return unreachable(e),
+        Err(e) => return NodeOutcome::Unreachable(e.into()),
     };
     // 1. Observe under the lock.
+    let (mut run, state) = match observe_locked(run, node).await {
+        Ok(r) => r,
+        Err(outcome) => return outcome,
+    };
+    // 2. Decide: the fresh plan, which must equal the given one if there is one.
+    let fresh = plan::plan_node(desired, spec, &state);
+    let refusal = given.and_then(|g| refusal(node, g.as_ref(), &fresh));
+    let steps = fresh.steps().to_vec();
+    if refusal.is_some() || steps.is_empty() {
+        let _ = run.send_all(b"no\n").await;
+        let _ = run.finish().await;
+        return refusal.map_or(NodeOutcome::NoChanges, NodeOutcome::Refused);
+    }
+    // 3. Act, reading progress.
+    let mut input = b"go\n".to_vec();
+    input.extend_from_slice(driver::steps_script(spec, &steps).as_bytes());
+    if let Err(e) = run.send_all(&input).await {
+        return NodeOutcome::Unreachable(e.into());
+    }
+    let report = read_progress(&mut run, node, &steps, progress).await;
+    let _ = run.finish().await;
+    report.outcome(steps)
+}
+
+/// Reads the node's report up to the `observed` marker: its state, or why nothing can be done.
+async fn observe_locked(
+    mut run: Running,
+    node: &NodeId,
+) -> Result<(Running, NodeState), NodeOutcome> {
     let mut report = String::new();
     loop {
         match run.line().await {
-            Err(e) => return unreachable(e),
+            Err(e) => return Err(NodeOutcome::Unreachable(e.into())),
             Ok(None) => {
-                let tail = match run.finish().await {
+                let detail = match run.finish().await {
                     Ok((status, err)) => {
                         format!("exit {status:?}: {}", String::from_utf8_lossy(&err).trim())
                     }
-                    Err(e) => error_chain(&e),
+                    Err(e) => model::diag::error_chain(&e),
                 };
-                return NodeOutcome::Unreachable {
-                    reason: format!(
-                        "{node}: the node ended the session before reporting its state ({tail})"
-                    ),
-                };
+                return Err(NodeOutcome::Unreachable(NodeError::EndedEarly {
+                    node: node.clone(),
+                    detail,
+                }));
             }
             Ok(Some(l)) if Marker::parse(&l) == Some(Marker::Observed) => break,
             Ok(Some(l)) if Marker::parse(&l) == Some(Marker::Locked) => {
-                return NodeOutcome::Refused {
-                    reason: format!(
-                        "another apply held the lock on {node} for {} s",
-                        driver::LOCK_WAIT_SECS
-                    ),
-                };
+                return Err(NodeOutcome::Refused(Refusal::Locked {
+                    node: node.clone(),
+                    secs: driver::LOCK_WAIT_SECS,
+                }));
             }
             Ok(Some(l)) => {
                 report.push_str(&l);
@@ -309,123 +369,128 @@ async fn run_locked(
             }
         }
     }
-    let state = match observe::parse(node.as_str(), report.as_bytes()) {
-        Ok(s) => s,
+    match observe::parse(node.as_str(), report.as_bytes()) {
+        Ok(s) => Ok((run, s)),
         Err(e) => {
             let _ = run.send_all(b"no\n").await;
-            return NodeOutcome::Unreachable {
-                reason: e.to_string(),
-            };
+            Err(NodeOutcome::Unreachable(e.into()))
         }
-    };
-    // 2. Decide: the fresh plan, which must equal the given one if there is one.
-    let fresh = plan::plan_node(desired, spec, &state);
-    if let Some(given) = given {
-        let refusal = match given {
-            None => Some(format!("the plan file has no entry for {node}")),
-            Some(NodePlan::Unreachable { .. }) => {
-                Some(format!("{node} was unreachable when the plan was made"))
+    }
+}
+
+/// Why a saved plan's entry for a node may not be carried out against the fresh plan.
+fn refusal(node: &NodeId, given: Option<&NodePlan>, fresh: &NodePlan) -> Option<Refusal> {
+    match given {
+        None => Some(Refusal::NotInPlan(node.clone())),
+        Some(NodePlan::Unreachable { .. }) => Some(Refusal::UnreachableWhenPlanned(node.clone())),
+        Some(g @ NodePlan::Reachable { .. }) => match (g, fresh) {
+            (NodePlan::Reachable { digest: gd, .. }, NodePlan::Reachable { digest: fd, .. })
+                if gd != fd =>
+            {
+                Some(Refusal::Changed {
+                    node: node.clone(),
+                    planned: gd.to_string(),
+                    now: fd.to_string(),
+                })
             }
-            Some(g @ NodePlan::Reachable { .. }) => match (&g, &fresh) {
-                (
-                    NodePlan::Reachable { digest: gd, .. },
-                    NodePlan::Reachable { digest: fd, .. },
-                ) if gd != fd => Some(format!(
-                    "{node} changed since the plan was made (state {gd} → {fd}); run gitvps plan again"
-                )),
-                _ if g.steps() != fresh.steps() => Some(format!(
-                    "the plan for {node} was made from another inventory; run gitvps plan again"
-                )),
-                _ => None,
-            },
-        };
-        if let Some(reason) = refusal {
-            let _ = run.send_all(b"no\n").await;
-            let _ = run.finish().await;
-            return NodeOutcome::Refused { reason };
-        }
+            _ if g.steps() != fresh.steps() => Some(Refusal::OtherInventory(node.clone())),
+            _ => None,
+        },
     }
-    let steps = fresh.steps().to_vec();
-    if steps.is_empty() {
-        let _ = run.send_all(b"no\n").await;
-        let _ = run.finish().await;
-        return NodeOutcome::NoChanges;
-    }
-    // 3. Act, reading progress.
-    let mut input = b"go\n".to_vec();
-    input.extend_from_slice(driver::steps_script(spec, &steps).as_bytes());
-    if let Err(e) = run.send_all(&input).await {
-        return unreachable(e);
-    }
+}
+
+/// What the steps script reported, by step index.
+#[derive(Debug, Default)]
+struct Report {
+    done: Vec<usize>,
+    failures: Vec<(usize, i32, String)>,
+    skipped: Vec<usize>,
+    /// The output since the last step began.
+    tail: Vec<String>,
+    /// The script printed its `done` marker.
+    finished: bool,
+}
+
+/// Reads the steps script's markers until it is done or the session ends.
+async fn read_progress(
+    run: &mut Running,
+    node: &NodeId,
+    steps: &[Step],
+    progress: &dyn Progress,
+) -> Report {
     let total = steps.len();
-    let (mut done, mut failures, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    let mut tail = Vec::new();
-    let mut finished = false;
+    let mut r = Report::default();
     loop {
         let line = match run.line().await {
             Err(e) => {
-                tail = vec![format!("the connection was lost: {}", error_chain(&e))];
-                break;
+                r.tail = vec![format!(
+                    "the connection was lost: {}",
+                    model::diag::error_chain(&e)
+                )];
+                return r;
             }
-            Ok(None) => break,
+            Ok(None) => return r,
             Ok(Some(l)) => l,
         };
         match Marker::parse(&line) {
             Some(Marker::Begin(i)) if i < total => {
-                tail.clear();
+                r.tail.clear();
                 progress.started(node, i, total, &steps[i]);
             }
             Some(Marker::Ok(i)) if i < total => {
                 progress.succeeded(node, i, total, &steps[i]);
-                done.push(i);
+                r.done.push(i);
             }
-            Some(Marker::Skip(i)) if i < total => skipped.push(i),
-            Some(Marker::Fail { step: i, rc }) if i < total => failures.push(Failure {
-                step: steps[i].clone(),
-                rc,
-                tail: tail.join("\n"),
-            }),
-            Some(Marker::Out(text)) => tail.push(text),
+            Some(Marker::Skip(i)) if i < total => r.skipped.push(i),
+            Some(Marker::Fail { step: i, rc }) if i < total => {
+                r.failures.push((i, rc, r.tail.join("\n")));
+            }
+            Some(Marker::Out(text)) => r.tail.push(text),
             Some(Marker::Done) => {
-                finished = true;
-                break;
+                r.finished = true;
+                return r;
             }
             _ => {}
         }
     }
-    let _ = run.finish().await;
-    if !finished {
-        // The session ended early: whatever did not report is unknown, and a re-run converges.
-        let reported: std::collections::BTreeSet<usize> = done
-            .iter()
-            .chain(&skipped)
-            .copied()
-            .chain(
-                failures
-                    .iter()
-                    .filter_map(|f: &Failure| steps.iter().position(|s| *s == f.step)),
-            )
-            .collect();
-        if let Some(first) = (0..total).find(|i| !reported.contains(i)) {
-            failures.push(Failure {
-                step: steps[first].clone(),
-                rc: -1,
-                tail: if tail.is_empty() {
+}
+
+impl Report {
+    /// The node's outcome. When the session ended early, the first step that did not report
+    /// failed (its state is unknown; a re-run converges) and the rest were skipped.
+    fn outcome(mut self, steps: Vec<Step>) -> NodeOutcome {
+        let total = steps.len();
+        if !self.finished {
+            let reported: std::collections::BTreeSet<usize> = (self.done.iter())
+                .chain(&self.skipped)
+                .chain(self.failures.iter().map(|(i, ..)| i))
+                .copied()
+                .collect();
+            if let Some(first) = (0..total).find(|i| !reported.contains(i)) {
+                let tail = if self.tail.is_empty() {
                     "the apply script ended early".into()
                 } else {
-                    tail.join("\n")
-                },
-            });
-            skipped.extend((first + 1..total).filter(|i| !reported.contains(i)));
+                    self.tail.join("\n")
+                };
+                self.failures.push((first, -1, tail));
+                self.skipped
+                    .extend((first + 1..total).filter(|i| !reported.contains(i)));
+            }
         }
-    }
-    if failures.is_empty() && skipped.is_empty() {
-        return NodeOutcome::Applied { steps };
-    }
-    let pick = |ix: &[usize]| ix.iter().map(|&i| steps[i].clone()).collect::<Vec<_>>();
-    NodeOutcome::Failed {
-        done: pick(&done),
-        failures,
-        skipped: pick(&skipped),
+        if self.failures.is_empty() && self.skipped.is_empty() {
+            return NodeOutcome::Applied { steps };
+        }
+        let pick = |ix: &[usize]| ix.iter().map(|&i| steps[i].clone()).collect::<Vec<_>>();
+        NodeOutcome::Failed {
+            done: pick(&self.done),
+            failures: (self.failures.iter())
+                .map(|(i, rc, tail)| Failure {
+                    step: steps[*i].clone(),
+                    rc: *rc,
+                    tail: tail.clone(),
+                })
+                .collect(),
+            skipped: pick(&self.skipped),
+        }
     }
 }

@@ -139,13 +139,17 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>) -> (S
                     let _ = writeln!(out, "{}  (done)", step_line(s));
                 }
             }
-            NodeOutcome::Unreachable { reason } => {
+            NodeOutcome::Unreachable(e) => {
                 unreachable += 1;
-                let _ = writeln!(out, "{node}: UNREACHABLE, nothing done: {reason}");
+                let _ = writeln!(
+                    out,
+                    "{node}: UNREACHABLE, nothing done: {}",
+                    model::diag::error_chain(e)
+                );
             }
-            NodeOutcome::Refused { reason } => {
+            NodeOutcome::Refused(why) => {
                 refused += 1;
-                let _ = writeln!(out, "{node}: REFUSED, nothing done: {reason}");
+                let _ = writeln!(out, "{node}: REFUSED, nothing done: {why}");
             }
         }
     }

@@ -1,7 +1,6 @@
 //! What can go wrong in a stand-in beyond the real tool's own messages: a file under the node
 //! root cannot be used, a state file is corrupt, a name or path cannot be taken.
 
-use std::error::Error;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -130,12 +129,4 @@ pub enum SimError {
     /// A path to write into a wrapper script that is not UTF-8.
     #[error("{} is not UTF-8, which a wrapper script cannot name", .0.display())]
     NotUtf8(PathBuf),
-}
-
-/// An error and its causes on one line, `: ` between them, as the stand-ins print it.
-pub(crate) fn one_line(e: &(dyn Error + 'static)) -> String {
-    std::iter::successors(Some(e), |&e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -113,7 +113,7 @@ pub fn run_tool_with_input(
                 "resize2fs" => ("resize2fs: ", 1),
                 _ => ("  ", 5),
             };
-            say!(err, "{prefix}{}", error::one_line(&e));
+            say!(err, "{prefix}{}", model::diag::error_chain(&e));
             code
         }
     };
