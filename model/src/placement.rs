@@ -182,119 +182,16 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
     if !inv.customers.contains_key(&req.customer) {
         return Err(PlacementError::UnknownCustomer(req.customer.clone()));
     }
-    let product = inv
-        .products
-        .get(&req.product)
-        .ok_or_else(|| PlacementError::UnknownProduct(req.product.clone()))?;
-    let res = match &product.kind {
-        ProductKind::Plan(r) => r,
-        ProductKind::Renewal { renews } => {
-            return Err(PlacementError::NotAPlan(
-                req.product.clone(),
-                renews.clone(),
-            ));
-        }
-    };
+    let (product, res) = plan_of(inv, &req.product)?;
     let id = match &req.id {
         Some(id) if inv.vps.contains_key(id) => return Err(PlacementError::IdTaken(id.clone())),
         Some(id) => id.clone(),
         None => next_id(inv, &inv.settings.vps.id_prefix)
             .ok_or_else(|| PlacementError::NoFreeId(inv.settings.vps.id_prefix.clone()))?,
     };
-
-    let candidates: Vec<&Node> = inv
-        .nodes
-        .values()
-        .filter(|n| matches_location(inv, n, &req.location))
-        .collect();
-    if candidates.is_empty() {
-        if inv.pools.values().any(|p| {
-            p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location
-        }) {
-            return Err(PlacementError::NoCapacity {
-                location: req.location.clone(),
-                product: req.product.clone(),
-                reasons: vec!["no node serves this location yet".to_owned()],
-            });
-        }
-        // Locations some node serves: its own, and those of its pools.
-        let mut known: Vec<String> = inv
-            .nodes
-            .values()
-            .flat_map(|n| {
-                std::iter::once(n.location.clone()).chain(
-                    n.pools
-                        .iter()
-                        .filter_map(|p| inv.pools.get(p))
-                        .map(|p| p.location.clone()),
-                )
-            })
-            .collect();
-        known.sort();
-        known.dedup();
-        return Err(PlacementError::UnknownLocation {
-            location: req.location.clone(),
-            known,
-        });
-    }
-
-    let usage = inv.usage();
     let used = Used::of(inv);
-    let mut reasons = Vec::new();
-    let mut best: Option<(f64, &Node, &Pool, Ipv4Addr)> = None;
-    for node in candidates {
-        if node.maintenance {
-            reasons.push(format!("{} is in maintenance", node.id));
-            continue;
-        }
-        let u = usage.get(&node.id).copied().unwrap_or_default();
-        let sell = node.sellable();
-        if !u.fits(res, &sell) {
-            reasons.push(format!("{} is full", node.id));
-            continue;
-        }
-        // Pools of the node, those of the asked location first, in the node's order.
-        let mut pools: Vec<&Pool> = node.pools.iter().filter_map(|p| inv.pools.get(p)).collect();
-        pools.sort_by_key(|p| {
-            !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
-        });
-        let port_free = forward_port_free(inv, node);
-        // A pool with an IPv6 prefix must also have a free /64: every VPS on it gets one.
-        let mut v6_short = false;
-        let Some((pool, ip)) = pools.into_iter().find_map(|p| {
-            let ip = free_ipv4_where(p, &used.v4, &port_free)?;
-            if let Some(pre) = p.ipv6
-                && free_ipv6(pre, &used.v6).is_none()
-            {
-                v6_short = true;
-                return None;
-            }
-            Some((p, ip))
-        }) else {
-            reasons.push(if v6_short {
-                format!("{} has no free IPv6 /64", node.id)
-            } else {
-                format!("{} has no free IPv4 address", node.id)
-            });
-            continue;
-        };
-        let mut after = u;
-        after.add(res);
-        let load = after.load(&sell);
-        // Least loaded first; ties go to the lowest node id (iteration order).
-        if best.as_ref().is_none_or(|(l, ..)| load < *l) {
-            best = Some((load, node, pool, ip));
-        }
-    }
-    let Some((_, node, pool, ipv4)) = best else {
-        return Err(PlacementError::NoCapacity {
-            location: req.location.clone(),
-            product: req.product.clone(),
-            reasons,
-        });
-    };
+    let (node, pool, ipv4) = best_node(inv, req, res, &used)?;
     let ipv6 = pool.ipv6.and_then(|pre| free_ipv6(pre, &used.v6));
-
     let hostname = match &req.hostname {
         Some(h) => h.clone(),
         None => {
@@ -337,4 +234,139 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         ipv6,
         vps,
     })
+}
+
+/// The product asked for and its resources: it must be a plan, not a renewal.
+fn plan_of<'a>(
+    inv: &'a Inventory,
+    id: &ProductId,
+) -> Result<(&'a Product, &'a Resources), PlacementError> {
+    let product = inv
+        .products
+        .get(id)
+        .ok_or_else(|| PlacementError::UnknownProduct(id.clone()))?;
+    match &product.kind {
+        ProductKind::Plan(r) => Ok((product, r)),
+        ProductKind::Renewal { renews } => {
+            Err(PlacementError::NotAPlan(id.clone(), renews.clone()))
+        }
+    }
+}
+
+/// The nodes serving the asked location, or why there are none.
+fn candidates<'a>(inv: &'a Inventory, req: &Request) -> Result<Vec<&'a Node>, PlacementError> {
+    let found: Vec<&Node> = inv
+        .nodes
+        .values()
+        .filter(|n| matches_location(inv, n, &req.location))
+        .collect();
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    if inv
+        .pools
+        .values()
+        .any(|p| p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
+    {
+        return Err(PlacementError::NoCapacity {
+            location: req.location.clone(),
+            product: req.product.clone(),
+            reasons: vec!["no node serves this location yet".to_owned()],
+        });
+    }
+    // Locations some node serves: its own, and those of its pools.
+    let mut known: Vec<String> = inv
+        .nodes
+        .values()
+        .flat_map(|n| {
+            std::iter::once(n.location.clone()).chain(
+                n.pools
+                    .iter()
+                    .filter_map(|p| inv.pools.get(p))
+                    .map(|p| p.location.clone()),
+            )
+        })
+        .collect();
+    known.sort();
+    known.dedup();
+    Err(PlacementError::UnknownLocation {
+        location: req.location.clone(),
+        known,
+    })
+}
+
+/// The least loaded node that fits (ties go to the lowest node id), with the pool and IPv4
+/// address the VPS would get there; or every candidate's reason for not fitting.
+fn best_node<'a>(
+    inv: &'a Inventory,
+    req: &Request,
+    res: &Resources,
+    used: &Used,
+) -> Result<(&'a Node, &'a Pool, Ipv4Addr), PlacementError> {
+    let usage = inv.usage();
+    let mut reasons = Vec::new();
+    let mut best: Option<(f64, &Node, &Pool, Ipv4Addr)> = None;
+    for node in candidates(inv, req)? {
+        let u = usage.get(&node.id).copied().unwrap_or_default();
+        match fit(inv, req, res, used, node, u) {
+            Err(why) => reasons.push(why),
+            Ok((load, pool, ip)) => {
+                if best.as_ref().is_none_or(|(l, ..)| load < *l) {
+                    best = Some((load, node, pool, ip));
+                }
+            }
+        }
+    }
+    best.map(|(_, node, pool, ip)| (node, pool, ip))
+        .ok_or_else(|| PlacementError::NoCapacity {
+            location: req.location.clone(),
+            product: req.product.clone(),
+            reasons,
+        })
+}
+
+/// Whether the VPS fits on one node: its load afterwards, the pool and the IPv4 address; or
+/// why not, in words.
+fn fit<'a>(
+    inv: &'a Inventory,
+    req: &Request,
+    res: &Resources,
+    used: &Used,
+    node: &Node,
+    usage: Usage,
+) -> Result<(f64, &'a Pool, Ipv4Addr), String> {
+    if node.maintenance {
+        return Err(format!("{} is in maintenance", node.id));
+    }
+    let sell = node.sellable();
+    if !usage.fits(res, &sell) {
+        return Err(format!("{} is full", node.id));
+    }
+    // Pools of the node, those of the asked location first, in the node's order.
+    let mut pools: Vec<&Pool> = node.pools.iter().filter_map(|p| inv.pools.get(p)).collect();
+    pools.sort_by_key(|p| {
+        !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
+    });
+    let port_free = forward_port_free(inv, node);
+    // A pool with an IPv6 prefix must also have a free /64: every VPS on it gets one.
+    let mut v6_short = false;
+    let Some((pool, ip)) = pools.into_iter().find_map(|p| {
+        let ip = free_ipv4_where(p, &used.v4, &port_free)?;
+        if let Some(pre) = p.ipv6
+            && free_ipv6(pre, &used.v6).is_none()
+        {
+            v6_short = true;
+            return None;
+        }
+        Some((p, ip))
+    }) else {
+        return Err(if v6_short {
+            format!("{} has no free IPv6 /64", node.id)
+        } else {
+            format!("{} has no free IPv4 address", node.id)
+        });
+    };
+    let mut after = usage;
+    after.add(res);
+    Ok((after.load(&sell), pool, ip))
 }

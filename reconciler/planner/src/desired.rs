@@ -300,70 +300,25 @@ pub fn desired(
                 vps: "(any)".into(),
                 source,
             })?;
-    let mut nodes = BTreeMap::new();
-    for n in inv.nodes.values() {
-        let root = n.root.as_str().to_owned();
-        let store = match &n.storage {
-            Storage::Lvm { vg } => Store::Lvm { vg: vg.to_string() },
-            Storage::File { dir, format } => Store::File {
-                dir: node_path(&root, dir.as_str()),
-                format: *format,
-            },
-        };
-        nodes.insert(
-            n.id.clone(),
-            NodeSpec {
-                node: n.id.clone(),
-                address: format!("{}:{}", n.address, n.port),
-                root,
-                sudo: n.sudo,
-                hypervisor: n.hypervisor,
-                accel: n.kvm.as_ref().map(|k| k.accel),
-                boot_timeout_secs: inv.settings.reconciler.boot_timeout_secs,
-                store,
-                vps: BTreeMap::new(),
-            },
-        );
-    }
+    let mut nodes: BTreeMap<NodeId, NodeSpec> = inv
+        .nodes
+        .values()
+        .map(|n| (n.id.clone(), node_spec(inv, n)))
+        .collect();
     for v in inv.vps.values() {
-        let Some(spec) = nodes.get_mut(&v.node) else {
+        let (Some(spec), Some(node)) = (nodes.get_mut(&v.node), inv.nodes.get(&v.node)) else {
             continue;
         };
         let res = inv.resources_of(v).ok_or_else(|| DesiredError::NotAPlan {
             vps: v.id.to_string(),
             product: v.product.to_string(),
         })?;
-        let disk_path = match &spec.store {
-            Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{}", v.id)),
-            Store::File { dir, format } => format!("{dir}/{}.{}", v.id, format.extension()),
-        };
-        let Some(node) = inv.nodes.get(&v.node) else {
-            continue;
-        };
-        let mut tap = None;
-        let config = match &node.kvm {
+        let disk_path = disk_path(spec, &v.id);
+        let (config, tap) = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
-                let mut vars =
-                    crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
-                if spec.store.image_format() == Some(ImageFormat::Qcow2) {
-                    vars.disk_format = "qcow2";
-                }
-                let bridge = match &kvm.network {
-                    model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
-                    model::KvmNetwork::User { .. } => None,
-                };
-                tap = bridge.map(|_| crate::driver::kvm::tap_name(&v.id));
-                let plumbing = crate::driver::kvm::Plumbing {
-                    bridge,
-                    // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
-                    cpu_weight: (res.cpu_weight.saturating_mul(100) / 256).clamp(1, 10_000),
-                    cpu_cap: res.cpu_cap,
-                    ips: &v.ips,
-                    rate: res.bandwidth.as_ref(),
-                };
-                crate::driver::kvm::args_file(&spec.root, &v.id, &kvm_tmpl, &vars, &plumbing)?
+                kvm_config(inv, node, kvm, spec, v, res, &kvm_tmpl)?
             }
-            _ => crate::driver::xen::config(&tmpl, v, res, &disk_path)?,
+            _ => (crate::driver::xen::config(&tmpl, v, res, &disk_path)?, None),
         };
         let config_path = match spec.hypervisor {
             Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
@@ -397,6 +352,68 @@ pub fn desired(
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
     })
+}
+
+/// A node's spec before its VPSes are added.
+fn node_spec(inv: &Inventory, n: &model::Node) -> NodeSpec {
+    let root = n.root.as_str().to_owned();
+    let store = match &n.storage {
+        Storage::Lvm { vg } => Store::Lvm { vg: vg.to_string() },
+        Storage::File { dir, format } => Store::File {
+            dir: node_path(&root, dir.as_str()),
+            format: *format,
+        },
+    };
+    NodeSpec {
+        node: n.id.clone(),
+        address: format!("{}:{}", n.address, n.port),
+        root,
+        sudo: n.sudo,
+        hypervisor: n.hypervisor,
+        accel: n.kvm.as_ref().map(|k| k.accel),
+        boot_timeout_secs: inv.settings.reconciler.boot_timeout_secs,
+        store,
+        vps: BTreeMap::new(),
+    }
+}
+
+/// Where a VPS's disk is on its node.
+fn disk_path(spec: &NodeSpec, vps: &VpsId) -> String {
+    match &spec.store {
+        Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{vps}")),
+        Store::File { dir, format } => format!("{dir}/{vps}.{}", format.extension()),
+    }
+}
+
+/// A KVM guest's arguments file, and its tap when it is bridged.
+fn kvm_config(
+    inv: &Inventory,
+    node: &model::Node,
+    kvm: &model::Kvm,
+    spec: &NodeSpec,
+    v: &model::Vps,
+    res: &model::Resources,
+    tmpl: &minijinja::Template<'_, '_>,
+) -> Result<(String, Option<String>), DesiredError> {
+    let disk_path = disk_path(spec, &v.id);
+    let mut vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+    if spec.store.image_format() == Some(ImageFormat::Qcow2) {
+        vars.disk_format = "qcow2";
+    }
+    let bridge = match &kvm.network {
+        model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
+        model::KvmNetwork::User { .. } => None,
+    };
+    let plumbing = crate::driver::kvm::Plumbing {
+        bridge,
+        // Xen's credit weight (256 by default) on cgroup's scale (100 by default).
+        cpu_weight: (res.cpu_weight.saturating_mul(100) / 256).clamp(1, 10_000),
+        cpu_cap: res.cpu_cap,
+        ips: &v.ips,
+        rate: res.bandwidth.as_ref(),
+    };
+    let config = crate::driver::kvm::args_file(&spec.root, &v.id, tmpl, &vars, &plumbing)?;
+    Ok((config, bridge.map(|_| crate::driver::kvm::tap_name(&v.id))))
 }
 
 /// The install of a VPS's OS, or `None` when its OS is not in the catalog or installs nothing.

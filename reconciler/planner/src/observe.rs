@@ -310,6 +310,70 @@ struct RawRecord {
 
 /// Parses what the observe script printed.
 pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
+    let raw = read_raw(node, stdout)?;
+    let tool = |tool, message: Option<String>| ObserveError::Tool {
+        node: node.to_owned(),
+        tool,
+        message: message.unwrap_or_else(|| "no output".into()),
+    };
+    let (mut domains, kvm) = if raw.hypervisor.as_deref() == Some("kvm") {
+        let guests = kvm_guests(node, raw.guests.unwrap_or_default())?;
+        let k = raw.kvm.unwrap_or(RawKvm {
+            usable: false,
+            error: String::new(),
+        });
+        let host = KvmHost {
+            qemu: raw.qemu.filter(|q| !q.is_empty()),
+            accel_kvm: k.usable,
+            accel_error: k.error,
+        };
+        (guests, Some(host))
+    } else {
+        (BTreeMap::new(), None)
+    };
+    let doms = match (raw.domains, &kvm) {
+        (Some(d), _) => d,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => return Err(tool("xl list", raw.domains_error)),
+    };
+    xl_domains(node, doms, &mut domains)?;
+    let (disks, image_formats) = match (raw.images, raw.lvs) {
+        (Some(images), _) => image_disks(images),
+        (None, Some(lvs)) => (lv_disks(node, lvs)?, BTreeMap::new()),
+        (None, None) => return Err(tool("lvs", raw.lvs_error)),
+    };
+    let pairs = |v: Vec<RawConfig>| v.into_iter().map(|c| (c.name, c.sha256)).collect();
+    let mut state = NodeState {
+        domains,
+        disks,
+        image_formats,
+        configs: pairs(raw.configs),
+        records: raw
+            .records
+            .into_iter()
+            .map(|r| (r.name, r.record))
+            .collect(),
+        consoles: pairs(raw.consoles),
+        now: raw.now,
+        kvm,
+        filters: raw.filters.map(|f| f.into_iter().collect()),
+        digest: String::new(),
+    };
+    state.digest = digest(&state);
+    Ok(state)
+}
+
+/// A report that is not garbage beyond `at`, with what was printed for the error.
+fn garbage(node: &str, snippet: String) -> ObserveError {
+    ObserveError::Garbage {
+        node: node.to_owned(),
+        at: 0,
+        snippet,
+    }
+}
+
+/// The JSON document of a known version.
+fn read_raw(node: &str, stdout: &[u8]) -> Result<Raw, ObserveError> {
     let raw: Raw = serde_json::from_slice(stdout).map_err(|e| {
         let text = String::from_utf8_lossy(stdout);
         ObserveError::Garbage {
@@ -324,59 +388,52 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         }
     })?;
     if raw.version != 1 {
-        return Err(ObserveError::Garbage {
-            node: node.to_owned(),
-            at: 0,
-            snippet: format!("unknown report version {}", raw.version),
-        });
+        return Err(garbage(
+            node,
+            format!("unknown report version {}", raw.version),
+        ));
     }
-    let tool = |tool, message: Option<String>| ObserveError::Tool {
-        node: node.to_owned(),
-        tool,
-        message: message.unwrap_or_else(|| "no output".into()),
-    };
+    Ok(raw)
+}
+
+/// A KVM node's QEMU guests as domains.
+fn kvm_guests(node: &str, guests: Vec<RawGuest>) -> Result<BTreeMap<String, Domain>, ObserveError> {
     let mut domains = BTreeMap::new();
-    let mut kvm = None;
-    if raw.hypervisor.as_deref() == Some("kvm") {
-        for g in raw.guests.unwrap_or_default() {
-            let bad = |what: &str| ObserveError::Garbage {
-                node: node.to_owned(),
-                at: 0,
-                snippet: format!("guest `{}`: bad {what}", g.name.escape_debug()),
-            };
-            // `-smp 2` or `-smp 2,sockets=1,...`; `-m 1024` or `-m 1024M`.
-            let lead = |s: &str| -> String { s.chars().take_while(char::is_ascii_digit).collect() };
-            domains.insert(
-                g.name.clone(),
-                Domain {
-                    domid: g.pid,
-                    memory_mib: lead(&g.mem).parse().map_err(|_| bad("memory"))?,
-                    vcpus: lead(&g.vcpus).parse().map_err(|_| bad("vcpus"))?,
-                    state: g.status.clone(),
-                    running_config: Some(g.cmdline_sha256.clone()).filter(|h| !h.is_empty()),
-                },
-            );
-        }
-        let k = raw.kvm.unwrap_or(RawKvm {
-            usable: false,
-            error: String::new(),
-        });
-        kvm = Some(KvmHost {
-            qemu: raw.qemu.filter(|q| !q.is_empty()),
-            accel_kvm: k.usable,
-            accel_error: k.error,
-        });
+    for g in guests {
+        let bad = |what: &str| {
+            garbage(
+                node,
+                format!("guest `{}`: bad {what}", g.name.escape_debug()),
+            )
+        };
+        // `-smp 2` or `-smp 2,sockets=1,...`; `-m 1024` or `-m 1024M`.
+        let lead = |s: &str| -> String { s.chars().take_while(char::is_ascii_digit).collect() };
+        domains.insert(
+            g.name.clone(),
+            Domain {
+                domid: g.pid,
+                memory_mib: lead(&g.mem).parse().map_err(|_| bad("memory"))?,
+                vcpus: lead(&g.vcpus).parse().map_err(|_| bad("vcpus"))?,
+                state: g.status.clone(),
+                running_config: Some(g.cmdline_sha256.clone()).filter(|h| !h.is_empty()),
+            },
+        );
     }
-    let doms = match (raw.domains, &kvm) {
-        (Some(d), _) => d,
-        (None, Some(_)) => Vec::new(),
-        (None, None) => return Err(tool("xl list", raw.domains_error)),
-    };
-    for d in doms {
-        let bad = |what: &str| ObserveError::Garbage {
-            node: node.to_owned(),
-            at: 0,
-            snippet: format!("xl list row for `{}`: bad {what}", d.name.escape_debug()),
+    Ok(domains)
+}
+
+/// `xl list`'s rows as domains, dom0 left out.
+fn xl_domains(
+    node: &str,
+    rows: Vec<RawDomain>,
+    domains: &mut BTreeMap<String, Domain>,
+) -> Result<(), ObserveError> {
+    for d in rows {
+        let bad = |what: &str| {
+            garbage(
+                node,
+                format!("xl list row for `{}`: bad {what}", d.name.escape_debug()),
+            )
         };
         let domid: u32 = d.id.parse().map_err(|_| bad("id"))?;
         if domid == 0 {
@@ -393,53 +450,33 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
             },
         );
     }
+    Ok(())
+}
+
+/// Image files: sizes, and the formats `qemu-img` saw.
+fn image_disks(images: Vec<RawImage>) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<String>>) {
     let mut disks = BTreeMap::new();
-    let mut image_formats: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(images) = raw.images {
-        for i in images {
-            if let Some(f) = i.format {
-                image_formats.entry(i.name.clone()).or_default().push(f);
-            }
-            disks.insert(i.name, i.size);
+    let mut formats: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in images {
+        if let Some(f) = i.format {
+            formats.entry(i.name.clone()).or_default().push(f);
         }
-    } else if let Some(lvs) = raw.lvs {
-        for lv in lvs.report.into_iter().flat_map(|r| r.lv) {
-            let size = lv.lv_size.parse().map_err(|_| ObserveError::Garbage {
-                node: node.to_owned(),
-                at: 0,
-                snippet: format!("lvs size `{}`", lv.lv_size.escape_debug()),
-            })?;
-            disks.insert(lv.lv_name, size);
-        }
-    } else {
-        return Err(tool("lvs", raw.lvs_error));
+        disks.insert(i.name, i.size);
     }
-    let mut state = NodeState {
-        domains,
-        disks,
-        image_formats,
-        configs: raw
-            .configs
-            .into_iter()
-            .map(|c| (c.name, c.sha256))
-            .collect(),
-        records: raw
-            .records
-            .into_iter()
-            .map(|r| (r.name, r.record))
-            .collect(),
-        consoles: raw
-            .consoles
-            .into_iter()
-            .map(|c| (c.name, c.sha256))
-            .collect(),
-        now: raw.now,
-        kvm,
-        filters: raw.filters.map(|f| f.into_iter().collect()),
-        digest: String::new(),
-    };
-    state.digest = digest(&state);
-    Ok(state)
+    (disks, formats)
+}
+
+/// Logical volumes' sizes from `lvs --reportformat json`.
+fn lv_disks(node: &str, lvs: RawLvs) -> Result<BTreeMap<String, u64>, ObserveError> {
+    let mut disks = BTreeMap::new();
+    for lv in lvs.report.into_iter().flat_map(|r| r.lv) {
+        let size = lv
+            .lv_size
+            .parse()
+            .map_err(|_| garbage(node, format!("lvs size `{}`", lv.lv_size.escape_debug())))?;
+        disks.insert(lv.lv_name, size);
+    }
+    Ok(disks)
 }
 
 /// A stable digest of the observed state (the clock excluded).

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use model::values::{Hypervisor, ImageFormat};
 
-use crate::desired::{NodeSpec, Store};
+use crate::desired::{ConsoleSpec, NodeSpec, Store};
 use crate::observe::SCRIPT as OBSERVE;
 use crate::plan::{Op, Step};
 use crate::{protocol, quote};
@@ -206,87 +206,31 @@ fn install_lines(
 
 /// The sh lines of one step. Each line stands alone; failures `return`.
 fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
-    let store = &spec.store;
-    let name = quote(step.vps.as_str());
-    let disk = quote(&step.target.disk);
-    let lv = |vg: &str| quote(&format!("{vg}/{}", step.vps));
-    let fsck = format!("e2fsck -f -p {disk}; rc=$?; [ $rc -le 2 ] || return $rc");
-    if store.image_format() == Some(ImageFormat::Qcow2)
+    if spec.store.image_format() == Some(ImageFormat::Qcow2)
         && let Some(lines) = qcow2_lines(spec, step)
     {
         return lines;
     }
+    let disk = DiskAt {
+        store: &spec.store,
+        vps: step.vps.as_str(),
+        path: quote(&step.target.disk),
+    };
     match &step.op {
-        Op::CreateDisk { bytes } => match store {
-            Store::Lvm { vg } => vec![format!(
-                "if ! lvs {} >/dev/null 2>&1; then lvcreate -y -L {bytes}b -n {name} {} || return 1; fi",
-                lv(vg),
-                quote(vg)
-            )],
-            Store::File { dir, .. } => vec![format!(
-                // Raw images: qemu-img where installed, else a sparse file is the same thing.
-                "if [ ! -e {disk} ]; then mkdir -p {} && if command -v qemu-img >/dev/null 2>&1; then qemu-img create -q -f raw {disk} {bytes}; else truncate -s {bytes} {disk}; fi || return 1; fi",
-                quote(dir)
-            )],
-        },
-        Op::GrowDisk { to, resize_fs, .. } => {
-            let grow = match store {
-                Store::Lvm { vg } => format!(
-                    "cur=$(lvs --noheadings --units b --nosuffix -o lv_size {} | tr -d ' ') || return 1\n  if [ \"$cur\" -lt {to} ]; then lvextend -L {to}b {} || return 1; fi",
-                    lv(vg),
-                    lv(vg)
-                ),
-                Store::File { .. } => format!(
-                    "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then if command -v qemu-img >/dev/null 2>&1; then qemu-img resize -q -f raw {disk} {to}; else truncate -s {to} {disk}; fi || return 1; fi"
-                ),
-            };
-            let mut lines = vec![format!("disk_free {disk} || return 1"), grow];
-            if *resize_fs {
-                lines.push(fsck);
-                lines.push(format!("resize2fs {disk} || return 1"));
-            }
-            lines
-        }
-        Op::Fsck { .. } => vec![format!("disk_free {disk} || return 1"), fsck],
+        Op::CreateDisk { bytes } => vec![disk.create(*bytes)],
+        Op::GrowDisk { to, resize_fs, .. } => disk.grow(*to, *resize_fs),
+        Op::Fsck { .. } => vec![format!("disk_free {} || return 1", disk.path), disk.fsck()],
+        Op::RemoveDisk { .. } => disk.remove(),
         Op::Install { spec } | Op::Reinstall { spec, .. } => {
             install_lines(&step.target.disk, None, spec)
         }
         Op::Record { .. } => vec![":".into()],
-        Op::WriteConsole { spec, .. } => {
-            let home = quote(&spec.home);
-            let keys = quote(&format!("{}/.ssh/authorized_keys", spec.home));
-            let rule = quote(&spec.sudoers_path);
-            let rule_dir = quote(spec.sudoers_path.rsplit_once('/').map_or("/", |(d, _)| d));
-            vec![
-                format!(
-                    "useradd --system --home-dir {home} --no-create-home --shell /bin/sh {name}; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 9 ] || return $rc"
-                ),
-                format!(
-                    "mkdir -p {home}/.ssh && printf '%s' {} >{keys}.tmp && chmod 644 {keys}.tmp && mv {keys}.tmp {keys} || return 1",
-                    quote(&spec.keys)
-                ),
-                format!(
-                    "mkdir -p {rule_dir} && printf '%s' {} >{rule}.tmp && chmod 440 {rule}.tmp && mv {rule}.tmp {rule} || return 1",
-                    quote(&spec.sudoers)
-                ),
-            ]
-        }
+        Op::WriteConsole { spec, .. } => console_lines(step.vps.as_str(), spec),
         Op::RemoveConsole { home, sudoers_path } => vec![format!(
             "rm -f {} {} || return 1",
             quote(&format!("{home}/.ssh/authorized_keys")),
             quote(sudoers_path)
         )],
-        Op::RemoveDisk { .. } => {
-            let remove = match store {
-                Store::Lvm { vg } => format!(
-                    "if lvs {} >/dev/null 2>&1; then lvremove -f {} || return 1; fi",
-                    lv(vg),
-                    lv(vg)
-                ),
-                Store::File { .. } => format!("rm -f {disk} || return 1"),
-            };
-            vec![format!("disk_free {disk} || return 1"), remove]
-        }
         Op::WriteConfig { content, .. } => {
             domain_lines(spec, step, DomainOp::WriteConfig { content })
         }
@@ -303,6 +247,100 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         Op::RestoreFilter => domain_lines(spec, step, DomainOp::RestoreFilter),
         Op::RemoveConfig => domain_lines(spec, step, DomainOp::RemoveConfig),
     }
+}
+
+/// A raw disk (a logical volume or an image file) and the sh that works on it.
+struct DiskAt<'a> {
+    store: &'a Store,
+    vps: &'a str,
+    /// The quoted path.
+    path: String,
+}
+
+impl DiskAt<'_> {
+    /// The quoted `vg/lv` of the disk on LVM.
+    fn lv(&self, vg: &str) -> String {
+        quote(&format!("{vg}/{}", self.vps))
+    }
+
+    fn fsck(&self) -> String {
+        format!(
+            "e2fsck -f -p {}; rc=$?; [ $rc -le 2 ] || return $rc",
+            self.path
+        )
+    }
+
+    fn create(&self, bytes: u64) -> String {
+        let disk = &self.path;
+        match self.store {
+            Store::Lvm { vg } => format!(
+                "if ! lvs {} >/dev/null 2>&1; then lvcreate -y -L {bytes}b -n {} {} || return 1; fi",
+                self.lv(vg),
+                quote(self.vps),
+                quote(vg)
+            ),
+            Store::File { dir, .. } => format!(
+                // Raw images: qemu-img where installed, else a sparse file is the same thing.
+                "if [ ! -e {disk} ]; then mkdir -p {} && if command -v qemu-img >/dev/null 2>&1; then qemu-img create -q -f raw {disk} {bytes}; else truncate -s {bytes} {disk}; fi || return 1; fi",
+                quote(dir)
+            ),
+        }
+    }
+
+    fn grow(&self, to: u64, resize_fs: bool) -> Vec<String> {
+        let disk = &self.path;
+        let grow = match self.store {
+            Store::Lvm { vg } => format!(
+                "cur=$(lvs --noheadings --units b --nosuffix -o lv_size {} | tr -d ' ') || return 1\n  if [ \"$cur\" -lt {to} ]; then lvextend -L {to}b {} || return 1; fi",
+                self.lv(vg),
+                self.lv(vg)
+            ),
+            Store::File { .. } => format!(
+                "if [ \"$(stat -c %s {disk})\" -lt {to} ]; then if command -v qemu-img >/dev/null 2>&1; then qemu-img resize -q -f raw {disk} {to}; else truncate -s {to} {disk}; fi || return 1; fi"
+            ),
+        };
+        let mut lines = vec![format!("disk_free {disk} || return 1"), grow];
+        if resize_fs {
+            lines.push(self.fsck());
+            lines.push(format!("resize2fs {disk} || return 1"));
+        }
+        lines
+    }
+
+    fn remove(&self) -> Vec<String> {
+        let disk = &self.path;
+        let remove = match self.store {
+            Store::Lvm { vg } => format!(
+                "if lvs {} >/dev/null 2>&1; then lvremove -f {} || return 1; fi",
+                self.lv(vg),
+                self.lv(vg)
+            ),
+            Store::File { .. } => format!("rm -f {disk} || return 1"),
+        };
+        vec![format!("disk_free {disk} || return 1"), remove]
+    }
+}
+
+/// The console user of a VPS: its account, its keys and its one sudo rule.
+fn console_lines(vps: &str, spec: &ConsoleSpec) -> Vec<String> {
+    let name = quote(vps);
+    let home = quote(&spec.home);
+    let keys = quote(&format!("{}/.ssh/authorized_keys", spec.home));
+    let rule = quote(&spec.sudoers_path);
+    let rule_dir = quote(spec.sudoers_path.rsplit_once('/').map_or("/", |(d, _)| d));
+    vec![
+        format!(
+            "useradd --system --home-dir {home} --no-create-home --shell /bin/sh {name}; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 9 ] || return $rc"
+        ),
+        format!(
+            "mkdir -p {home}/.ssh && printf '%s' {} >{keys}.tmp && chmod 644 {keys}.tmp && mv {keys}.tmp {keys} || return 1",
+            quote(&spec.keys)
+        ),
+        format!(
+            "mkdir -p {rule_dir} && printf '%s' {} >{rule}.tmp && chmod 440 {rule}.tmp && mv {rule}.tmp {rule} || return 1",
+            quote(&spec.sudoers)
+        ),
+    ]
 }
 
 /// What a hypervisor does to a domain: each driver matches every one of these, so an
