@@ -156,6 +156,53 @@ pub fn run(_: &Global, a: &DemoArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// Lap times of the demo's stages, for `--check`'s last line.
+struct Laps {
+    start: Instant,
+    lap: Instant,
+    times: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    fn new() -> Laps {
+        let now = Instant::now();
+        Laps {
+            start: now,
+            lap: now,
+            times: Vec::new(),
+        }
+    }
+
+    /// Ends the stage `what`.
+    fn mark(&mut self, what: &'static str) {
+        self.times.push((what, self.lap.elapsed()));
+        self.lap = Instant::now();
+    }
+
+    /// `in N ms: stage N ms, ...`
+    fn summary(&self) -> String {
+        let mut line = String::new();
+        for (what, d) in &self.times {
+            let _ = write!(line, " {what} {} ms,", d.as_millis());
+        }
+        format!(
+            "in {} ms:{}",
+            self.start.elapsed().as_millis(),
+            line.trim_end_matches(',')
+        )
+    }
+}
+
+/// The demo's three clones of the fleet.
+struct Repos {
+    /// The bare repo the hooks push to.
+    bare: PathBuf,
+    /// The operator's clone.
+    work: PathBuf,
+    /// The clone apply runs in.
+    applied: PathBuf,
+}
+
 /// The whole demo; `nodes` receives the servers started, for the caller to stop.
 async fn demo(
     src: &Path,
@@ -165,16 +212,77 @@ async fn demo(
     real: Option<&Real>,
     nodes: &mut Vec<NodeServer>,
 ) -> anyhow::Result<i32> {
-    let t0 = Instant::now();
-    let mut times: Vec<(&str, Duration)> = Vec::new();
-    let mut lap = Instant::now();
-    let mut mark = |what: &'static str, times: &mut Vec<(&str, Duration)>| {
-        times.push((what, lap.elapsed()));
-        lap = Instant::now();
-    };
+    let mut laps = Laps::new();
     say(&format!("gitvps demo in {}", dir.display()))?;
+    let repos = create_repos(src, dir, real)?;
+    let client = start_nodes(dir, &repos.work, real, nodes).await?;
+    let loaded = publish(dir, &repos)?;
+    laps.mark("set up");
+    say(&format!(
+        "2. Validate: {} nodes, {} customers, {} VPSes, no problems.",
+        loaded.inv.nodes.len(),
+        loaded.inv.customers.len(),
+        loaded.inv.vps.len()
+    ))?;
 
-    // The repo: a bare repo the hooks push to, the operator's clone, and the clone apply runs in.
+    let rec = &loaded.inv.settings.reconciler;
+    let access = Access {
+        creds: Credentials::Key(Arc::new(client)),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
+            command: Duration::from_secs(rec.command_timeout_secs.into()),
+        },
+        parallelism: rec.parallelism as usize,
+        stats: Arc::default(),
+    };
+    say("3. Plan and apply, over SSH to the simulated nodes:")?;
+    if real.is_some() {
+        say(
+            "   (the real VPS is installed with debootstrap, about 2 minutes the first time, then from the cache, and booted under QEMU)",
+        )?;
+    }
+    plan_and_apply(&repos.applied, &access).await?;
+    laps.mark("first plan + apply");
+    if let Some(r) = real {
+        r.show(dir, check)?;
+        laps.mark("real VPS login");
+    }
+
+    say("4. Site:")?;
+    let site_dir = dir.join("site");
+    let site = build_site(&repos.applied, &site_dir)?;
+    laps.mark("site build");
+
+    let mut cfg = hooks::Config::local(repos.bare.display().to_string())?;
+    cfg.cache_dir = dir.join("hooks-cache");
+    cfg.static_dir = site.then(|| site_dir.clone());
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(hooks::serve(listener, cfg));
+    let _abort = AbortOnDrop(server.abort_handle());
+    say(&format!(
+        "5. Serving {} on http://{addr}/  (log in as {DEMO_CUSTOMER} / {DEMO_PASSWORD})",
+        if site {
+            "the site and the hooks"
+        } else {
+            "the hooks (no site)"
+        }
+    ))?;
+    if check {
+        check_click(addr, &repos.applied, &access, &mut laps).await?;
+        say(&format!("demo --check OK {}", laps.summary()))?;
+        return Ok(0);
+    }
+    say(&format!(
+        "   Edit and commit in {} (or push to {}); every new commit is applied within seconds.\n   Ctrl-C stops everything.",
+        repos.work.display(),
+        repos.bare.display()
+    ))?;
+    follow(&repos, &server, &access).await
+}
+
+/// Step 1, the repo: a bare repo the hooks push to, the operator's clone, and the clone
+/// apply runs in (made by [`publish`]).
+fn create_repos(src: &Path, dir: &Path, real: Option<&Real>) -> anyhow::Result<Repos> {
     let seed = dir.join("seed");
     for f in FLEET_FILES {
         copy_tree(&src.join(f), &seed.join(f))?;
@@ -186,30 +294,39 @@ async fn demo(
     git(&seed, &["init", "-q", "-b", "main"])?;
     git(&seed, &["add", "-A"])?;
     git(&seed, &["commit", "-q", "-m", "The example fleet"])?;
-    let bare = dir.join("fleet.git");
-    let work = dir.join("fleet");
-    let applied = dir.join("applied");
+    let repos = Repos {
+        bare: dir.join("fleet.git"),
+        work: dir.join("fleet"),
+        applied: dir.join("applied"),
+    };
     git(dir, &["clone", "-q", "--bare", "seed", "fleet.git"])?;
     git(dir, &["clone", "-q", "fleet.git", "fleet"])?;
     std::fs::remove_dir_all(&seed)?;
     say(&format!(
         "1. Repo: {} (the hooks push to it), your clone {}, the clone apply runs in {}.",
-        bare.display(),
-        work.display(),
-        applied.display()
+        repos.bare.display(),
+        repos.work.display(),
+        repos.applied.display()
     ))?;
     say(
         "   OS installs use stand-in scripts that build a tiny root (no debootstrap, no network).",
     )?;
+    Ok(repos)
+}
 
-    // The nodes: one in-process SSH server per node file, in front of a node root.
+/// The nodes: one in-process SSH server per node file of the operator's clone, in front of
+/// a node root, with the node file pointed at it. Returns the client key they accept.
+async fn start_nodes(
+    dir: &Path,
+    work: &Path,
+    real: Option<&Real>,
+    nodes: &mut Vec<NodeServer>,
+) -> anyhow::Result<russh::keys::PrivateKey> {
     let client = generate_key()?;
-    let client_path = dir.join("client_key");
-    write_key(&client, &client_path)?;
+    write_key(&client, &dir.join("client_key"))?;
     let user = current_user();
     let exe = std::env::current_exe()?;
-    let node_dir = work.join("inventory/nodes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&node_dir)?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(work.join("inventory/nodes"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
@@ -247,8 +364,14 @@ async fn demo(
         ))?;
         nodes.push(server);
     }
+    Ok(client)
+}
+
+/// Commits and pushes the pointed node files, clones the apply clone and gives the simulated
+/// LVM nodes their volume groups.
+fn publish(dir: &Path, repos: &Repos) -> anyhow::Result<Loaded> {
     git(
-        &work,
+        &repos.work,
         &[
             "commit",
             "-q",
@@ -257,131 +380,83 @@ async fn demo(
             "demo: point nodes at the simulated dom0s",
         ],
     )?;
-    git(&work, &["push", "-q", "origin", "HEAD:main"])?;
+    git(&repos.work, &["push", "-q", "origin", "HEAD:main"])?;
     git(dir, &["clone", "-q", "fleet.git", "applied"])?;
-    let loaded = load(&applied)?;
+    let loaded = load(&repos.applied)?;
     for (id, spec) in &loaded.desired.nodes {
         if let Store::Lvm { vg } = &spec.store {
             sim::nodesim::create_vg(&dir.join("nodes").join(id.to_string()), vg, 2 << 40)?;
         }
     }
-    mark("set up", &mut times);
-    say(&format!(
-        "2. Validate: {} nodes, {} customers, {} VPSes, no problems.",
-        loaded.inv.nodes.len(),
-        loaded.inv.customers.len(),
-        loaded.inv.vps.len()
-    ))?;
+    Ok(loaded)
+}
 
-    let rec = &loaded.inv.settings.reconciler;
-    let access = Access {
-        creds: Credentials::Key(Arc::new(client)),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
-            command: Duration::from_secs(rec.command_timeout_secs.into()),
-        },
-        parallelism: rec.parallelism as usize,
-        stats: Arc::default(),
-    };
-    say("3. Plan and apply, over SSH to the simulated nodes:")?;
-    if real.is_some() {
-        say(
-            "   (the real VPS is installed with debootstrap, about 2 minutes the first time, then from the cache, and booted under QEMU)",
-        )?;
-    }
-    plan_and_apply(&applied, &access).await?;
-    mark("first plan + apply", &mut times);
-    if let Some(r) = real {
-        r.show(dir, check)?;
-        mark("real VPS login", &mut times);
-    }
-
-    say("4. Site:")?;
-    let site_dir = dir.join("site");
-    let site = build_site(&applied, &site_dir)?;
-    mark("site build", &mut times);
-
-    let mut cfg = hooks::Config::local(bare.display().to_string())?;
-    cfg.cache_dir = dir.join("hooks-cache");
-    cfg.static_dir = site.then(|| site_dir.clone());
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(hooks::serve(listener, cfg));
-    let _abort = AbortOnDrop(server.abort_handle());
-    let mut seen = git(&applied, &["rev-parse", "HEAD"])?;
-    say(&format!(
-        "5. Serving {} on http://{addr}/  (log in as {DEMO_CUSTOMER} / {DEMO_PASSWORD})",
-        if site {
-            "the site and the hooks"
-        } else {
-            "the hooks (no site)"
+/// `--check`: logs in, clicks reboot on xen02, waits for the commit, applies it, and checks
+/// that a second plan is empty.
+async fn check_click(
+    addr: SocketAddr,
+    applied: &Path,
+    access: &Access,
+    laps: &mut Laps,
+) -> anyhow::Result<()> {
+    let seen = git(applied, &["rev-parse", "HEAD"])?;
+    let started = Instant::now();
+    let (code, body) = http(
+        addr,
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
+    )
+    .await?;
+    ensure!(code == 200, "login: HTTP {code}: {body}");
+    let token: serde_json::Value = serde_json::from_str(&body)?;
+    let token = token["token"]
+        .as_str()
+        .context("no token in the login answer")?;
+    let (code, body) = http(addr, "POST", "/api/vps/xen02/reboot", Some(token), "").await?;
+    ensure!(code == 200, "reboot click: HTTP {code}: {body}");
+    say("6. Check: logged in and clicked reboot on xen02 through the hooks.")?;
+    laps.mark("login + click");
+    let head = loop {
+        if let Some(h) = sync(applied, &seen)? {
+            break h;
         }
-    ))?;
-
-    if check {
-        let started = Instant::now();
-        let (code, body) = http(
-            addr,
-            "POST",
-            "/api/login",
-            None,
-            &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
-        )
-        .await?;
-        ensure!(code == 200, "login: HTTP {code}: {body}");
-        let token: serde_json::Value = serde_json::from_str(&body)?;
-        let token = token["token"]
-            .as_str()
-            .context("no token in the login answer")?;
-        let (code, body) = http(addr, "POST", "/api/vps/xen02/reboot", Some(token), "").await?;
-        ensure!(code == 200, "reboot click: HTTP {code}: {body}");
-        say("6. Check: logged in and clicked reboot on xen02 through the hooks.")?;
-        mark("login + click", &mut times);
-        let head = loop {
-            if let Some(h) = sync(&applied, &seen)? {
-                break h;
-            }
-            ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "the click's commit did not reach the repo in 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let subject = git(&applied, &["log", "-1", "--format=%an: %s", &head])?;
-        say(&format!("   new commit {}: {subject}", short(&head)))?;
-        let outcomes = plan_and_apply(&applied, &access).await?;
-        let rebooted = outcomes.values().any(|o| match o {
-            NodeOutcome::Applied { steps } => steps
-                .iter()
-                .any(|s| s.vps.as_str() == "xen02" && s.op.describe().contains("reboot")),
-            _ => false,
-        });
-        ensure!(rebooted, "the applied steps have no reboot of xen02");
-        mark("commit + apply", &mut times);
-        let (_, p) = plan_now(&applied, &access).await?;
         ensure!(
-            !p.has_changes() && !p.has_unreachable(),
-            "the plan after the apply is not empty:\n{}",
-            render(&p)
+            started.elapsed() < Duration::from_secs(30),
+            "the click's commit did not reach the repo in 30 s"
         );
-        say("   plan again: no changes.")?;
-        mark("second plan", &mut times);
-        let mut line = String::new();
-        for (what, d) in &times {
-            let _ = write!(line, " {what} {} ms,", d.as_millis());
-        }
-        say(&format!(
-            "demo --check OK in {} ms:{}",
-            t0.elapsed().as_millis(),
-            line.trim_end_matches(',')
-        ))?;
-        return Ok(0);
-    }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let subject = git(applied, &["log", "-1", "--format=%an: %s", &head])?;
+    say(&format!("   new commit {}: {subject}", short(&head)))?;
+    let outcomes = plan_and_apply(applied, access).await?;
+    let rebooted = outcomes.values().any(|o| match o {
+        NodeOutcome::Applied { steps } => steps
+            .iter()
+            .any(|s| s.vps.as_str() == "xen02" && s.op.describe().contains("reboot")),
+        _ => false,
+    });
+    ensure!(rebooted, "the applied steps have no reboot of xen02");
+    laps.mark("commit + apply");
+    let (_, p) = plan_now(applied, access).await?;
+    ensure!(
+        !p.has_changes() && !p.has_unreachable(),
+        "the plan after the apply is not empty:\n{}",
+        render(&p)
+    );
+    say("   plan again: no changes.")?;
+    laps.mark("second plan");
+    Ok(())
+}
 
-    say(&format!(
-        "   Edit and commit in {} (or push to {}); every new commit is applied within seconds.\n   Ctrl-C stops everything.",
-        work.display(),
-        bare.display()
-    ))?;
+/// Serving: pushes the operator's commits and applies every new head, until Ctrl-C.
+async fn follow(
+    repos: &Repos,
+    server: &tokio::task::JoinHandle<std::io::Result<()>>,
+    access: &Access,
+) -> anyhow::Result<i32> {
+    let mut seen = git(&repos.applied, &["rev-parse", "HEAD"])?;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut last_err: Option<String> = None;
     loop {
@@ -389,31 +464,31 @@ async fn demo(
         if server.is_finished() {
             bail!("the web server stopped");
         }
-        if let Err(e) = push_operator_commits(&work) {
+        if let Err(e) = push_operator_commits(&repos.work) {
             let e = format!("{e:#}");
             if last_err.as_ref() != Some(&e) {
                 say(&format!(
                     "cannot push the commits of {}: {e}",
-                    work.display()
+                    repos.work.display()
                 ))?;
                 last_err = Some(e);
             }
         } else {
             last_err = None;
         }
-        match sync(&applied, &seen) {
+        match sync(&repos.applied, &seen) {
             Ok(None) => {}
             Ok(Some(head)) => {
-                let subject = git(&applied, &["log", "-1", "--format=%an: %s", &head])?;
+                let subject = git(&repos.applied, &["log", "-1", "--format=%an: %s", &head])?;
                 say(&format!("\nNew commit {}: {subject}", short(&head)))?;
-                if let Err(e) = plan_and_apply(&applied, &access).await {
+                if let Err(e) = plan_and_apply(&repos.applied, access).await {
                     say(&format!("   not applied: {e:#}"))?;
                 }
                 seen = head;
             }
             Err(e) => say(&format!(
                 "cannot bring {} up to date: {e:#}",
-                applied.display()
+                repos.applied.display()
             ))?,
         }
     }
