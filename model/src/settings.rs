@@ -28,6 +28,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "GITVPS_SMTP_URL",
         "SMTP server for reminders, invoices and alerts",
     ),
+    (
+        "GITVPS_SMTP_CA",
+        "optional: path of a PEM file with a root CA trusted for the SMTP server besides the built-in roots",
+    ),
 ];
 
 /// Settings from `gitvps.toml`.

@@ -1,5 +1,6 @@
 //! The end-to-end tests' one support kit: a real OpenSSH sshd on 127.0.0.1 with its own keys,
-//! git and fleet repos, the `gitvps` binary, KVM nodes. The tests themselves are in `tests/`.
+//! git and fleet repos, the `gitvps` binary, KVM nodes, an SMTP server. The tests themselves are
+//! in `tests/`.
 //!
 //! Each test starts its own daemon; it is killed when the handle is dropped.
 // Test code: its helpers are documented where they are not obvious, and may panic.
@@ -149,6 +150,7 @@ impl Drop for Sshd {
 
 pub mod fleet;
 pub mod kvm;
+pub mod smtp;
 
 /// The project's top folder (the example fleet).
 /// The `gitvps` command line built with the simulation kit: this package's `gitvps-e2e`, which
