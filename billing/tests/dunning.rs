@@ -301,3 +301,50 @@ fn a_run_is_json() {
     assert_eq!(j["invoices"][0]["total"], "59.00");
     assert_eq!(j["mails"][0]["kind"], "suspended");
 }
+
+#[test]
+fn changes_edit_the_vps_file_and_keep_its_comments() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/vps/xen02.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut f = model::edit::TomlFile::parse("inventory/vps/xen02.toml", &text).unwrap();
+    let vps: VpsId = "xen02".parse().unwrap();
+    Change::Suspend {
+        vps: vps.clone(),
+        expires: d("2011-06-09"),
+        grace_days: 7,
+        on: d("2026-12-05"),
+    }
+    .edit(&mut f);
+    let suspended = f.render();
+    assert!(
+        suspended
+            .contains("state = \"suspended\"                   # active | suspended | destroyed\n"),
+        "{suspended}"
+    );
+    assert!(
+        suspended.contains("suspension = \"billing\"\n"),
+        "{suspended}"
+    );
+    assert!(
+        suspended.contains("suspended = 2026-12-05\n"),
+        "{suspended}"
+    );
+    assert!(suspended.starts_with("# The VPS of the DTC-Xen screenshots"));
+    Change::Terminate {
+        vps,
+        expires: d("2011-06-09"),
+        suspended: Some(d("2026-12-05")),
+        on: d("2026-12-19"),
+    }
+    .edit(&mut f);
+    let destroyed = f.render();
+    assert!(destroyed.contains("state = \"destroyed\""), "{destroyed}");
+    assert!(
+        destroyed.contains("destroyed = 2026-12-19\n"),
+        "{destroyed}"
+    );
+    assert!(
+        !destroyed.contains("suspension") && !destroyed.contains("suspended ="),
+        "{destroyed}"
+    );
+}
