@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use model::policy::InvoiceNumber;
 use model::values::{Email, Language, Money, PasswordHash, parse_keyword};
 use model::{ApplianceId, CustomerId, OsId, ProductId, VpsId};
 use toml_edit::{DocumentMut, value};
@@ -96,6 +97,8 @@ pub enum Purchase {
         vps: VpsId,
         /// The renewal product (or the plan itself).
         product: ProductId,
+        /// The invoice this payment settles (`billing/invoices/<number>.toml`), if any.
+        invoice: Option<InvoiceNumber>,
     },
     /// A new VPS.
     Order {
@@ -134,11 +137,15 @@ impl Purchase {
                 customer,
                 vps,
                 product,
+                invoice,
             } => {
                 put("kind", "renew");
                 put("customer", customer.as_str());
                 put("vps", vps.as_str());
                 put("product", product.as_str());
+                if let Some(n) = invoice {
+                    put("invoice", n.as_str());
+                }
             }
             Purchase::Order {
                 customer,
@@ -185,6 +192,7 @@ impl Purchase {
                 customer: id("customer")?.parse().map_err(|e| format!("{e}"))?,
                 vps: id("vps")?.parse().map_err(|e| format!("{e}"))?,
                 product: id("product")?.parse().map_err(|e| format!("{e}"))?,
+                invoice: get("invoice").map(str::parse).transpose()?,
             }),
             Some("order") => {
                 let customer = match get("customer") {
@@ -295,6 +303,12 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         _ => {}
     }
     d["product"] = value(product.as_str());
+    if let Purchase::Renew {
+        invoice: Some(n), ..
+    } = &p.purchase
+    {
+        d["invoice"] = value(n.as_str());
+    }
     d["amount"] = value(p.amount.to_string());
     d["currency"] = value(p.currency.as_str());
     d["paid_at"] = value(p.paid_at.to_rfc3339_opts(SecondsFormat::Secs, true));
@@ -414,6 +428,7 @@ mod tests {
             customer: "c-0001".parse().unwrap(),
             vps: "xen02".parse().unwrap(),
             product: "advanced-3m".parse().unwrap(),
+            invoice: Some("INV-2026-000124".parse().unwrap()),
         };
         for p in [renew, order_new()] {
             let m = p.metadata();
@@ -424,6 +439,15 @@ mod tests {
 
     #[test]
     fn hostile_metadata_is_refused() {
+        let renew = Purchase::Renew {
+            customer: "c-0001".parse().unwrap(),
+            vps: "xen02".parse().unwrap(),
+            product: "advanced".parse().unwrap(),
+            invoice: None,
+        };
+        let mut m = renew.metadata();
+        m.insert("invoice".into(), "../INV-1".into());
+        assert!(Purchase::from_metadata(&m).is_err());
         let mut m = order_new().metadata();
         m.insert("os".into(), "../../x".into());
         assert!(Purchase::from_metadata(&m).is_err());
@@ -453,6 +477,7 @@ mod tests {
                 customer: "c-0001".parse().unwrap(),
                 vps: "xen02".parse().unwrap(),
                 product: "advanced-3m".parse().unwrap(),
+                invoice: Some("INV-2026-000124".parse().unwrap()),
             },
         };
         let text = render_record(
@@ -469,6 +494,7 @@ mod tests {
             "kind = \"renew\"",
             "customer = \"c-0001\"",
             "vps = \"xen02\"",
+            "invoice = \"INV-2026-000124\"",
             "amount = \"149.00\"",
             "checkout_session = \"cs_test_1\"",
             "payment_intent = \"pi_1\"",

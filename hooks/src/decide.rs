@@ -506,6 +506,7 @@ fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             customer,
             vps,
             product,
+            ..
         } => decide_renewal(p, inv, tree, customer, vps, product)?,
         Purchase::Order {
             customer,
@@ -573,6 +574,8 @@ fn decide_renewal(
     f.set_date("expires", after);
     if unsuspended {
         f.set_state(State::Active);
+        f.set_suspension(None);
+        f.remove("suspended");
     }
     let applied = Applied::Renewed {
         vps: vps.clone(),
@@ -638,7 +641,11 @@ fn synthetic_customer(id: &CustomerId, n: &crate::billing::NewCustomer) -> model
         id: id.clone(),
         name: n.name.clone(),
         company: n.company.clone(),
-        email: n.email.clone(),
+        email: Some(n.email.clone()),
+        country: None,
+        address: Vec::new(),
+        tax_id: None,
+        reseller: None,
         language: n.language,
         password_hash: Some(n.password_hash.clone()),
         ssh_keys: Vec::new(),
@@ -654,19 +661,21 @@ fn with_customer(inv: &Inventory, customer: model::Customer) -> Inventory {
 }
 
 /// A stand-in customer, as good as a real one for a capacity check.
-fn probe_customer(id: &CustomerId) -> Result<model::Customer, PlaceRefusal> {
-    Ok(model::Customer {
+fn probe_customer(id: &CustomerId) -> model::Customer {
+    model::Customer {
         id: id.clone(),
         name: String::new(),
         company: None,
-        email: "probe@example.invalid"
-            .parse()
-            .map_err(PlaceRefusal::BadOrder)?,
+        email: None,
+        country: None,
+        address: Vec::new(),
+        tax_id: None,
+        reseller: None,
         language: Language::En,
         password_hash: None,
         ssh_keys: Vec::new(),
         origin: model::Origin::synthetic("probe"),
-    })
+    }
 }
 
 /// Whether a VPS of `product` could be placed in `location` on `today`, for `customer` or,
@@ -686,7 +695,7 @@ pub fn dry_place(
         None => {
             let probe = next_customer_id(inv)
                 .ok_or_else(|| PlaceRefusal::BadOrder("no free customer id".to_owned()))?;
-            holder = with_customer(inv, probe_customer(&probe)?);
+            holder = with_customer(inv, probe_customer(&probe));
             (&holder, probe)
         }
     };
@@ -915,6 +924,7 @@ mod tests {
             customer: id(customer),
             vps: id(vps),
             product: id(product),
+            invoice: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use crate::inventory::Vps;
-use crate::values::{Keyword, Power, SshPublicKey, State};
+use crate::values::{Keyword, Power, SshPublicKey, State, Suspension};
 
 /// Why an edit could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,17 @@ impl TomlFile {
         self.set_str("state", s.as_str());
     }
 
-    /// Sets a date field (`expires`, `destroyed`).
+    /// Sets `suspension` (who suspended the VPS), or removes it with `None`.
+    pub fn set_suspension(&mut self, by: Option<Suspension>) {
+        self.set_opt_str("suspension", by.map(Suspension::as_str));
+    }
+
+    /// Removes a field (`suspended`, `destroyed`) if present.
+    pub fn remove(&mut self, key: &str) {
+        self.doc.remove(key);
+    }
+
+    /// Sets a date field (`expires`, `destroyed`, `suspended`).
     pub fn set_date(&mut self, key: &str, d: chrono::NaiveDate) {
         let dt = toml_edit::Datetime {
             date: Some(toml_edit::Date {
@@ -208,6 +218,12 @@ pub fn new_vps_file(v: &Vps, comment: &str) -> String {
     }
     let _ = writeln!(s, "power = {}", q(v.power.as_str()));
     let _ = writeln!(s, "state = {}", q(v.state.as_str()));
+    if let Some(by) = v.suspension {
+        let _ = writeln!(s, "suspension = {}", q(by.as_str()));
+    }
+    if let Some(d) = v.suspended {
+        let _ = writeln!(s, "suspended = {d}");
+    }
     let _ = writeln!(s, "created = {}", v.created);
     let _ = writeln!(s, "expires = {}", v.expires);
     let _ = writeln!(

@@ -368,8 +368,17 @@ pub struct Customer {
     pub name: String,
     /// Company, if any.
     pub company: Option<String>,
-    /// Where invoices and reminders go.
-    pub email: Email,
+    /// Where invoices and reminders go; none: nothing is mailed to this customer.
+    pub email: Option<Email>,
+    /// Country (ISO 3166-1 alpha-2): the tax rate of invoices.
+    pub country: Option<Country>,
+    /// Postal address for invoices, one line each.
+    pub address: Vec<String>,
+    /// VAT or other tax id, printed on invoices.
+    pub tax_id: Option<String>,
+    /// The reseller who brought this customer (another customer): earns the products'
+    /// `commission` per paid period.
+    pub reseller: Option<CustomerId>,
     /// Language of mail and site.
     pub language: Language,
     /// Login for the customer panel (argon2 PHC string), if the customer may log in.
@@ -423,6 +432,11 @@ pub struct Vps {
     pub power: Power,
     /// Contract state.
     pub state: State,
+    /// Who suspended it, with `state = Suspended`; `None` there means an operator.
+    pub suspension: Option<Suspension>,
+    /// When it was suspended, with `state = Suspended` (billing writes it): starts the clock
+    /// of `billing.terminate_days`.
+    pub suspended: Option<NaiveDate>,
     /// First registered.
     pub created: NaiveDate,
     /// Paid until.

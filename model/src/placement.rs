@@ -219,6 +219,8 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         appliance: req.appliance.clone(),
         power: Power::Running,
         state: State::Active,
+        suspension: None,
+        suspended: None,
         created: req.today,
         expires: add_months(req.today, product.period_months),
         destroyed: None,

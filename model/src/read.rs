@@ -10,6 +10,7 @@ use toml_edit::{Item, TableLike, Value};
 
 use crate::diag::{Diagnostic, Origin, SourceFile};
 use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
+use crate::policy::{InvoiceRule, TaxRate};
 use crate::values::*;
 
 /// A value type that can be read from one TOML value.
@@ -75,7 +76,8 @@ from_str_value!(
     Country,
     PasswordHash,
     Ipv4Range,
-    VpsAddr
+    VpsAddr,
+    InvoiceRule
 );
 
 impl FromValue for String {
@@ -98,6 +100,18 @@ impl FromValue for Money {
             Value::Integer(i) => Err(format!(
                 "write the amount as a string, like \"{}.00\"",
                 i.value()
+            )),
+            _ => expect_str(v)?.parse(),
+        }
+    }
+}
+
+impl FromValue for TaxRate {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Float(_) | Value::Integer(_) => Err(format!(
+                "write the rate as a decimal string, like \"{}\": a rate is never a float",
+                v.to_string().trim()
             )),
             _ => expect_str(v)?.parse(),
         }

@@ -1,8 +1,11 @@
 //! Repo-wide settings (`gitvps.toml`) and the names of the secrets read from the environment.
 //! Every setting has a default, so a repo without `gitvps.toml` works.
 
+use std::collections::BTreeMap;
+
 use crate::ids::OsId;
-use crate::values::{Email, Hostname};
+use crate::policy::{InvoiceRule, PaymentMethod, TaxRate};
+use crate::values::{Country, Email, Hostname};
 
 /// The secrets gitvps reads, by environment variable name, with what each is.
 /// They never come from a file in the repository.
@@ -43,6 +46,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Billing and suspension.
     pub billing: BillingSettings,
+    /// Who sells: the seller on every invoice.
+    pub seller: SellerSettings,
     /// The reconciler.
     pub reconciler: ReconcilerSettings,
     /// Defaults for new VPSes.
@@ -65,15 +70,46 @@ pub struct MailSettings {
     pub from: Email,
     /// Sender display name.
     pub from_name: String,
+    /// Where new support tickets are mailed; none: tickets are not mailed.
+    pub support: Option<Email>,
 }
 
-/// `[billing]`
+/// `[billing]`: the business loop's policy (reminders, suspension, termination, invoices).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BillingSettings {
     /// Days after expiry before a VPS is suspended.
     pub grace_days: u32,
-    /// Days before expiry when reminders are sent.
+    /// Days before expiry when reminders are sent (no duplicates).
     pub reminder_days: Vec<u32>,
+    /// Days after expiry when an overdue reminder is sent (no duplicates, each below
+    /// `grace_days`: a reminder after the suspension would come too late).
+    pub overdue_reminder_days: Vec<u32>,
+    /// Days a VPS stays suspended before it is terminated (`state = "destroyed"`; the
+    /// reconciler's `retention_days` then applies to its disk).
+    pub terminate_days: u32,
+    /// How invoices are numbered.
+    pub invoice_number: InvoiceRule,
+    /// Stripe Checkout payment method types offered.
+    pub payment_methods: Vec<PaymentMethod>,
+    /// Tax rate by the buyer's country; a country not listed is charged no tax.
+    pub tax: BTreeMap<Country, TaxRate>,
+    /// Whether prices include the tax (`true`) or the tax comes on top (`false`).
+    pub tax_inclusive: bool,
+}
+
+/// `[seller]`: the business as invoices name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SellerSettings {
+    /// Legal name.
+    pub name: String,
+    /// Postal address, one line each.
+    pub address: Vec<String>,
+    /// Country of establishment.
+    pub country: Option<Country>,
+    /// VAT or other tax id, if any.
+    pub tax_id: Option<String>,
+    /// Contact address printed on invoices.
+    pub email: Option<Email>,
 }
 
 /// `[reconciler]`
@@ -117,10 +153,24 @@ impl Default for Settings {
             mail: MailSettings {
                 from: Email::new_unchecked("billing@example.net"),
                 from_name: "gitvps".to_owned(),
+                support: None,
             },
             billing: BillingSettings {
                 grace_days: 7,
                 reminder_days: vec![30, 7, 1],
+                overdue_reminder_days: vec![1, 3],
+                terminate_days: 14,
+                invoice_number: InvoiceRule::default(),
+                payment_methods: vec![PaymentMethod::Card],
+                tax: BTreeMap::new(),
+                tax_inclusive: false,
+            },
+            seller: SellerSettings {
+                name: "gitvps".to_owned(),
+                address: Vec::new(),
+                country: None,
+                tax_id: None,
+                email: None,
             },
             reconciler: ReconcilerSettings {
                 retention_days: 7,

@@ -15,6 +15,7 @@ use crate::values::{Size, State, VpsAddr};
 pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     products(inv, broken, &mut out);
+    customers(inv, broken, &mut out);
     pools(inv, &mut out);
     nodes(inv, broken, &mut out);
     vps_refs(inv, broken, &mut out);
@@ -66,7 +67,23 @@ fn forward_ports(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
 }
 
 fn products(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    let decimals = inv.currency.minor_units();
     for p in inv.products.values() {
+        for (field, m) in [
+            ("price", p.price),
+            ("setup_fee", p.setup_fee),
+            ("commission", p.commission),
+        ] {
+            if m.amount().normalize().scale() > decimals {
+                out.push(p.origin.diag(
+                    field,
+                    format!(
+                        "{m} has more decimals than {} amounts have ({decimals})",
+                        inv.currency
+                    ),
+                ));
+            }
+        }
         let ProductKind::Renewal { renews } = &p.kind else {
             continue;
         };
@@ -214,11 +231,62 @@ fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
+        for (field, set) in [
+            ("suspension", v.suspension.is_some()),
+            ("suspended", v.suspended.is_some()),
+        ] {
+            if set && v.state != State::Suspended {
+                out.push(o.diag(
+                    field,
+                    format!(
+                        "only a VPS with state = \"suspended\" has `{field}` (state is \"{}\")",
+                        v.state
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = v.suspended.filter(|d| *d < v.created) {
+            out.push(o.diag(
+                "suspended",
+                format!("{d} is before `created` ({})", v.created),
+            ));
+        }
         if v.state != State::Destroyed
             && v.ipv4().next().is_none()
             && !broken.vps.contains(v.id.as_str())
         {
             out.push(o.diag("ips", "a VPS needs at least one IPv4 address"));
+        }
+    }
+}
+
+/// A customer's reseller is another customer.
+fn customers(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for c in inv.customers.values() {
+        let Some(reseller) = &c.reseller else {
+            continue;
+        };
+        if reseller == &c.id {
+            out.push(
+                c.origin
+                    .diag("reseller", "a customer cannot be its own reseller"),
+            );
+        } else if !inv.customers.contains_key(reseller)
+            && !broken.customers.contains(reseller.as_str())
+        {
+            out.push(c.origin.diag(
+                "reseller",
+                format!(
+                    "unknown customer `{reseller}`{}",
+                    did_you_mean(
+                        reseller.as_str(),
+                        inv.customers
+                            .keys()
+                            .filter(|k| *k != &c.id)
+                            .map(|k| k.as_str())
+                    )
+                ),
+            ));
         }
     }
 }

@@ -179,10 +179,46 @@ impl Money {
     }
 }
 
+impl Money {
+    /// An amount from a decimal: refused when negative or finer than a cent (two decimals).
+    pub fn from_decimal(d: Decimal) -> Result<Money, String> {
+        if d.is_sign_negative() && !d.is_zero() {
+            Err(format!("{d} is negative: an amount is never below zero"))
+        } else if d.normalize().scale() > 2 {
+            Err(format!("{d} has more than two decimals"))
+        } else {
+            Ok(Money(d.round_dp(2)))
+        }
+    }
+
+    /// `self - o`, or `None` below zero.
+    pub fn checked_sub(self, o: Money) -> Option<Money> {
+        (self.0 >= o.0).then(|| Money(self.0 - o.0))
+    }
+
+    /// `n` times the amount.
+    pub fn times(self, n: u32) -> Money {
+        Money(self.0 * Decimal::from(n))
+    }
+
+    /// The amount with exactly `decimals` digits after the point (at most 2): `"59.00"` with 2,
+    /// `"500"` with 0, as a currency's minor units ask.
+    pub fn with_decimals(self, decimals: u32) -> String {
+        let dp = decimals.min(2) as usize;
+        format!("{:.dp$}", self.0)
+    }
+}
+
 impl std::ops::Add for Money {
     type Output = Money;
     fn add(self, o: Money) -> Money {
         Money(self.0 + o.0)
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(it: I) -> Money {
+        it.fold(Money::ZERO, |a, b| a + b)
     }
 }
 
@@ -223,19 +259,30 @@ impl serde::Serialize for Money {
 }
 
 string_value! {
-    /// An ISO 4217 currency code (`USD`, `EUR`).
+    /// An ISO 4217 currency code (`USD`, `EUR`), one of [`crate::iso::CURRENCIES`].
+    #[derive(PartialOrd, Ord, Hash)]
     pub struct Currency(String);
     /// The code.
     pub fn as_str;
     pub(crate) fn new_unchecked;
     fn parse(s) {
-        if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        if crate::iso::currency_minor_units(s).is_some() {
             Ok(s.to_owned())
+        } else if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+            Err(format!("`{s}` is not an ISO 4217 currency code"))
         } else {
             Err(format!(
-                "`{s}` is not a currency: write its ISO 4217 code, like \"USD\""
+                "`{}` is not a currency: write its ISO 4217 code, like \"USD\"",
+                s.escape_debug()
             ))
         }
+    }
+}
+
+impl Currency {
+    /// Digits after the decimal point of its minor unit (2 for USD, 0 for JPY), from ISO 4217.
+    pub fn minor_units(&self) -> u32 {
+        crate::iso::currency_minor_units(&self.0).unwrap_or(2)
     }
 }
 
@@ -659,16 +706,20 @@ impl SshPublicKey {
 }
 
 string_value! {
-    /// An ISO 3166-1 alpha-2 country code (`US`, `CN`).
+    /// An ISO 3166-1 alpha-2 country code (`US`, `CN`), one of [`crate::iso::COUNTRIES`].
+    #[derive(PartialOrd, Ord, Hash)]
     pub struct Country(String);
     /// The code.
     pub fn as_str;
     fn parse(s) {
-        if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        if crate::iso::is_country(s) {
             Ok(s.to_owned())
+        } else if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+            Err(format!("`{s}` is not an ISO 3166-1 alpha-2 country code"))
         } else {
             Err(format!(
-                "`{s}` is not a country: write its two-letter ISO code, like \"US\""
+                "`{}` is not a country: write its two-letter ISO code, like \"US\"",
+                s.escape_debug()
             ))
         }
     }
@@ -789,6 +840,15 @@ keyword!(
         Suspended = "suspended",
         /// Removed; the disk goes after the retention period.
         Destroyed = "destroyed",
+    }
+);
+keyword!(
+    /// Who suspended a VPS (`suspension`, with `state = "suspended"`).
+    Suspension, "suspension", {
+        /// `gitvps billing run`, for non-payment: lifted again when the VPS is paid.
+        Billing = "billing",
+        /// An operator (abuse, a request): billing never lifts it.
+        Admin = "admin",
     }
 );
 keyword!(

@@ -495,3 +495,71 @@ fn bug_missed_rules() {
     let d = load_errors(repo.path(), "ram = 0 MiB");
     assert_eq!(d.0[0].field, "product[0].ram", "{d}");
 }
+
+/// `valid/billing-policy`: every `[billing]`, `[seller]` and `[mail]` key of the business loop,
+/// a customer without e-mail but with a billing address and a reseller, a VPS suspended by billing.
+#[test]
+fn billing_policy_loads_typed() {
+    use model::policy::PaymentMethod;
+    use model::values::{State, Suspension};
+
+    let repo = build(&fixtures().join("valid/billing-policy"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let b = &inv.settings.billing;
+    assert_eq!(b.reminder_days, [30, 7, 1, 0]);
+    assert_eq!(b.overdue_reminder_days, [1, 3, 6]);
+    assert_eq!((b.grace_days, b.terminate_days), (7, 0));
+    assert_eq!(b.invoice_number.format(2026, 7), "F2026-0007");
+    assert_eq!(
+        b.payment_methods,
+        [
+            PaymentMethod::Card,
+            PaymentMethod::Alipay,
+            PaymentMethod::WechatPay
+        ]
+    );
+    let tax: Vec<String> = b.tax.iter().map(|(c, r)| format!("{c}={r}")).collect();
+    assert_eq!(tax, ["CH=8.1", "DE=19", "FR=20"]);
+    assert!(b.tax_inclusive);
+    let s = &inv.settings.seller;
+    assert_eq!(s.name, "Fixture Hosting GmbH");
+    assert_eq!(s.address, ["Hauptstrasse 1", "10115 Berlin"]);
+    assert_eq!(s.country.as_ref().map(|c| c.as_str()), Some("DE"));
+    assert_eq!(s.tax_id.as_deref(), Some("DE123456789"));
+    assert_eq!(
+        inv.settings.mail.support.as_ref().map(|e| e.as_str()),
+        Some("support@example.net")
+    );
+    let lin = &inv.customers[&"c-0002".parse::<model::CustomerId>().unwrap()];
+    assert_eq!(lin.email, None);
+    assert_eq!(lin.country.as_ref().map(|c| c.as_str()), Some("CN"));
+    assert_eq!(lin.reseller.as_ref().map(|c| c.as_str()), Some("c-0001"));
+    assert_eq!(lin.address.len(), 2);
+    let xen02 = &inv.vps[&"xen02".parse::<VpsId>().unwrap()];
+    assert_eq!(
+        (xen02.state, xen02.suspension, xen02.suspended),
+        (
+            State::Suspended,
+            Some(Suspension::Billing),
+            "2026-03-21".parse().ok()
+        )
+    );
+}
+
+/// Without `gitvps.toml` keys for them, the policy has its documented defaults, and the seller
+/// is named after the site.
+#[test]
+fn billing_policy_defaults() {
+    let inv = Inventory::load(&fixtures().join("base")).unwrap_or_else(|e| panic!("{e}"));
+    let b = &inv.settings.billing;
+    assert_eq!(
+        (b.grace_days, b.terminate_days, b.tax_inclusive),
+        (7, 14, false)
+    );
+    assert_eq!(b.reminder_days, [30, 7, 1]);
+    assert_eq!(b.overdue_reminder_days, [1, 3]);
+    assert_eq!(b.invoice_number.to_string(), "INV-{year}-{seq:06}");
+    assert!(b.tax.is_empty());
+    assert_eq!(inv.settings.seller.name, "Fixture VPS");
+    assert_eq!(inv.settings.mail.support, None);
+}

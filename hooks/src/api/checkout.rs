@@ -72,15 +72,18 @@ pub(super) async fn renew(
                 format!("not a renewal offer for {vps}; see `renewals` in /api/me"),
             )
         })?;
+    // A customer without an address types one on Stripe's page.
     let email = inv
         .customers
         .get(&a.customer)
-        .map(|c| c.email.as_str().to_owned());
+        .and_then(|c| c.email.as_ref())
+        .map(|e| e.as_str().to_owned());
     let req = CheckoutRequest {
         purchase: Purchase::Renew {
             customer: a.customer.clone(),
             vps: vps.clone(),
             product: product.id.clone(),
+            invoice: None,
         },
         lines: vec![CheckoutLine {
             name: format!("{} ({vps})", product.name),
@@ -263,7 +266,8 @@ async fn order_customer(
                 .inv
                 .customers
                 .get(&c)
-                .map(|x| x.email.as_str().to_owned());
+                .and_then(|x| x.email.as_ref())
+                .map(|e| e.as_str().to_owned());
             Ok((OrderCustomer::Existing(c), email))
         }
         (None, Some(n)) => {

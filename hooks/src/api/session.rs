@@ -38,10 +38,12 @@ pub(super) async fn login(
             let inv = &v.snapshot.inv;
             let c = match asked.parse::<CustomerId>() {
                 Ok(id) => inv.customers.get(&id),
-                Err(_) => inv
-                    .customers
-                    .values()
-                    .find(|c| c.email.as_str().eq_ignore_ascii_case(&asked)),
+                Err(_) => inv.customers.values().find(|c| {
+                    // A customer without an e-mail logs in with its id only.
+                    c.email
+                        .as_ref()
+                        .is_some_and(|e| e.as_str().eq_ignore_ascii_case(&asked))
+                }),
             };
             c.map(|c| (c.id.clone(), c.password_hash.clone()))
         })
@@ -149,7 +151,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
             "id": c.id,
             "name": c.name,
             "company": c.company,
-            "email": c.email.as_str(),
+            "email": c.email.as_ref().map(|e| e.as_str()),
             "language": Keyword::as_str(c.language),
             "ssh_keys": c.ssh_keys,
         },

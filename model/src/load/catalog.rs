@@ -43,6 +43,16 @@ pub(super) fn parse_catalog(
     let mut o = r.origin(None);
     let top = Obj::new(t, "", None, &["currency", "product"]);
     let currency = top.req::<Currency>(r, &mut o, "currency");
+    if let Some(c) = currency.as_ref().filter(|c| c.minor_units() > 2) {
+        top.error(
+            r,
+            "currency",
+            format!(
+                "{c} counts {} decimals; gitvps amounts have at most 2",
+                c.minor_units()
+            ),
+        );
+    }
     top.finish(r);
     Some((currency, entries(r, t, failed)))
 }

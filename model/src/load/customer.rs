@@ -1,5 +1,5 @@
-//! Parsing one `inventory/customers/<id>.toml`: a customer's name, contact, language,
-//! password hash and the SSH keys put on their VPSes.
+//! Parsing one `inventory/customers/<id>.toml`: a customer's name, contact, billing address,
+//! language, password hash and the SSH keys put on their VPSes.
 
 use toml_edit::TableLike;
 
@@ -13,6 +13,10 @@ const CUSTOMER_KEYS: &[&str] = &[
     "name",
     "company",
     "email",
+    "country",
+    "address",
+    "tax_id",
+    "reseller",
     "language",
     "password_hash",
     "ssh_keys",
@@ -27,7 +31,11 @@ pub(super) fn parse_customer(
     let mut o = r.origin(None);
     let name = c.req::<String>(r, &mut o, "name");
     let company = c.opt(r, &mut o, "company");
-    let email = c.req::<Email>(r, &mut o, "email");
+    let email = c.opt::<Email>(r, &mut o, "email");
+    let country = c.opt::<Country>(r, &mut o, "country");
+    let address = c.list::<String>(r, &mut o, "address");
+    let tax_id = c.opt::<String>(r, &mut o, "tax_id");
+    let reseller = c.opt::<CustomerId>(r, &mut o, "reseller");
     let language = c
         .kw::<Language>(r, &mut o, "language")
         .unwrap_or(Language::En);
@@ -38,7 +46,11 @@ pub(super) fn parse_customer(
             id,
             name: name?,
             company,
-            email: email?,
+            email,
+            country,
+            address,
+            tax_id,
+            reseller,
             language,
             password_hash,
             ssh_keys,

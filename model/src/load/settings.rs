@@ -6,10 +6,25 @@ use toml_edit::TableLike;
 use super::build;
 use crate::diag::Origin;
 use crate::ids::{ProductId, VpsId};
-use crate::read::{Obj, Reader};
+use crate::policy::{PaymentMethod, TaxRate};
+use crate::read::{FromValue, Kw, Obj, Reader};
 use crate::settings::*;
+use crate::values::Country;
 
-const SETTINGS_KEYS: &[&str] = &["site", "mail", "billing", "reconciler", "vps"];
+const SETTINGS_KEYS: &[&str] = &["site", "mail", "billing", "seller", "reconciler", "vps"];
+
+const BILLING_KEYS: &[&str] = &[
+    "grace_days",
+    "reminder_days",
+    "overdue_reminder_days",
+    "terminate_days",
+    "invoice_number",
+    "payment_methods",
+    "tax",
+    "tax_inclusive",
+];
+
+const SELLER_KEYS: &[&str] = &["name", "address", "country", "tax_id", "email"];
 
 const RECONCILER_KEYS: &[&str] = &[
     "retention_days",
@@ -36,17 +51,18 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
         });
         site.finish(r);
     }
-    if let Some(mail) = top.sub(r, &mut o, "mail", &["from", "from_name"]) {
+    if let Some(mail) = top.sub(r, &mut o, "mail", &["from", "from_name", "support"]) {
         mail.set(r, &mut o, "from", &mut s.mail.from);
         mail.set(r, &mut o, "from_name", &mut s.mail.from_name);
+        s.mail.support = mail.opt(r, &mut o, "support");
         mail.finish(r);
     }
-    if let Some(b) = top.sub(r, &mut o, "billing", &["grace_days", "reminder_days"]) {
-        b.set(r, &mut o, "grace_days", &mut s.billing.grace_days);
-        if b.has("reminder_days") {
-            s.billing.reminder_days = b.list(r, &mut o, "reminder_days");
-        }
-        b.finish(r);
+    if let Some(b) = top.sub(r, &mut o, "billing", BILLING_KEYS) {
+        parse_billing(r, &mut o, &b, &mut s.billing);
+    }
+    s.seller.name.clone_from(&s.site.name);
+    if let Some(seller) = top.sub(r, &mut o, "seller", SELLER_KEYS) {
+        parse_seller(r, &mut o, &seller, &mut s.seller);
     }
     if let Some(rec) = top.sub(r, &mut o, "reconciler", RECONCILER_KEYS) {
         parse_reconciler(r, &mut o, &rec, &mut s.reconciler);
@@ -88,4 +104,137 @@ fn parse_reconciler(r: &mut Reader<'_>, o: &mut Origin, rec: &Obj<'_>, c: &mut R
     rec.set(r, o, "shutdown_timeout_secs", &mut c.shutdown_timeout_secs);
     rec.set(r, o, "boot_timeout_secs", &mut c.boot_timeout_secs);
     rec.finish(r);
+}
+
+/// `[billing]`: reminder, grace and termination days, invoice numbering, payment methods and
+/// tax. Day lists must be free of duplicates and overdue reminders must come before suspension.
+fn parse_billing(r: &mut Reader<'_>, o: &mut Origin, b: &Obj<'_>, c: &mut BillingSettings) {
+    b.set(r, o, "grace_days", &mut c.grace_days);
+    b.set(r, o, "terminate_days", &mut c.terminate_days);
+    if b.has("reminder_days") {
+        c.reminder_days = b.list(r, o, "reminder_days");
+        no_duplicates(r, o, b, "reminder_days");
+    }
+    if b.has("overdue_reminder_days") {
+        c.overdue_reminder_days = b.list(r, o, "overdue_reminder_days");
+        no_duplicates(r, o, b, "overdue_reminder_days");
+    }
+    for (i, &day) in c.overdue_reminder_days.iter().enumerate() {
+        let field = b.field(&format!("overdue_reminder_days[{i}]"));
+        if day == 0 {
+            r.diags.push(o.diag(
+                &field,
+                "must be at least 1: day 0 is the expiry day (put 0 in reminder_days)",
+            ));
+        } else if day >= c.grace_days {
+            r.diags.push(o.diag(
+                &field,
+                format!(
+                    "{day} days after expiry comes on or after the suspension (grace_days = {}): an overdue reminder must come before it",
+                    c.grace_days
+                ),
+            ));
+        }
+    }
+    b.set(r, o, "invoice_number", &mut c.invoice_number);
+    if b.has("payment_methods") {
+        let methods: Vec<PaymentMethod> = b
+            .list::<Kw<PaymentMethod>>(r, o, "payment_methods")
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        let given = b.table().get("payment_methods").and_then(|i| i.as_array());
+        if given.is_some_and(toml_edit::Array::is_empty) {
+            b.error(
+                r,
+                "payment_methods",
+                "name at least one payment method, like [\"card\"]",
+            );
+        }
+        no_duplicates(r, o, b, "payment_methods");
+        if !methods.is_empty() {
+            c.payment_methods = methods;
+        }
+    }
+    parse_tax(r, o, b, c);
+    b.set(r, o, "tax_inclusive", &mut c.tax_inclusive);
+    b.finish(r);
+}
+
+/// An error at each element of the array `key` that repeats an earlier one (compared as
+/// written, so indices stay right when an element did not parse).
+fn no_duplicates(r: &mut Reader<'_>, o: &Origin, b: &Obj<'_>, key: &str) {
+    let Some(arr) = b.table().get(key).and_then(toml_edit::Item::as_array) else {
+        return;
+    };
+    let raw: Vec<String> = arr
+        .iter()
+        .map(|v| v.to_string().trim().to_owned())
+        .collect();
+    for (i, x) in raw.iter().enumerate() {
+        if let Some(first) = raw[..i].iter().position(|y| y == x) {
+            let field = b.field(&format!("{key}[{i}]"));
+            r.diags
+                .push(o.diag(&field, format!("duplicate: {x} is already {key}[{first}]")));
+        }
+    }
+}
+
+/// `[billing.tax]`: a table of ISO country code → rate in percent (`DE = "19"`).
+fn parse_tax(r: &mut Reader<'_>, o: &mut Origin, b: &Obj<'_>, c: &mut BillingSettings) {
+    let Some(item) = b.table().get("tax").filter(|i| !i.is_none()) else {
+        return;
+    };
+    let field = b.field("tax");
+    let Some(t) = item.as_table_like() else {
+        b.error(
+            r,
+            "tax",
+            "expected a table of country codes to rates, like { DE = \"19\" }",
+        );
+        return;
+    };
+    o.record(&field, r.src.pos_of(b.span_of("tax")));
+    for (key, v) in t.iter() {
+        let f = format!("{field}.{key}");
+        let key_span = t
+            .key(key)
+            .and_then(toml_edit::Key::span)
+            .or_else(|| v.span());
+        let country = match key.parse::<Country>() {
+            Ok(country) => Some(country),
+            Err(e) => {
+                r.error(key_span.clone(), &f, e);
+                None
+            }
+        };
+        let vspan = v.span().or(key_span);
+        o.record(&f, r.src.pos_of(vspan.clone()));
+        let rate = match v.as_value().map(TaxRate::from_value) {
+            Some(Ok(rate)) => Some(rate),
+            Some(Err(e)) => {
+                r.error(vspan, &f, e);
+                None
+            }
+            None => {
+                r.error(vspan, &f, "expected a rate like \"19\"");
+                None
+            }
+        };
+        if let (Some(country), Some(rate)) = (country, rate) {
+            c.tax.insert(country, rate);
+        }
+    }
+}
+
+/// `[seller]`: the seller named on invoices; `name` defaults to `site.name`.
+fn parse_seller(r: &mut Reader<'_>, o: &mut Origin, s: &Obj<'_>, c: &mut SellerSettings) {
+    s.set(r, o, "name", &mut c.name);
+    if s.has("address") {
+        c.address = s.list(r, o, "address");
+    }
+    c.country = s.opt(r, o, "country");
+    c.tax_id = s.opt(r, o, "tax_id");
+    c.email = s.opt(r, o, "email");
+    s.finish(r);
 }

@@ -20,6 +20,8 @@ const VPS_KEYS: &[&str] = &[
     "appliance",
     "power",
     "state",
+    "suspension",
+    "suspended",
     "created",
     "expires",
     "destroyed",
@@ -39,6 +41,8 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let appliance = v.opt::<ApplianceId>(r, &mut o, "appliance");
     let power = v.kw::<Power>(r, &mut o, "power").unwrap_or(Power::Running);
     let state = v.kw::<State>(r, &mut o, "state").unwrap_or(State::Active);
+    let suspension = v.kw::<Suspension>(r, &mut o, "suspension");
+    let suspended = v.opt(r, &mut o, "suspended");
     let created = v.req(r, &mut o, "created");
     let expires = v.req(r, &mut o, "expires");
     let destroyed = v.opt(r, &mut o, "destroyed");
@@ -56,6 +60,8 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             appliance,
             power,
             state,
+            suspension,
+            suspended,
             created: created?,
             expires: expires?,
             destroyed,

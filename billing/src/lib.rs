@@ -1,0 +1,22 @@
+//! The pure core of gitvps billing: invoices and their numbering, the ledger of what was issued
+//! and paid, the daily dunning decision and the revenue report. No I/O: callers pass texts in.
+//!
+//! `gitvps billing run` reads the repo into an [`Inventory`](model::Inventory) and a
+//! [`Ledger`], calls [`decide`], writes the [`Run`] (invoice files, VPS edits, the outbox) in
+//! one commit, then sends mail. See `docs/inventory.md` for the policy.
+
+pub mod dunning;
+pub mod invoice;
+pub mod ledger;
+pub mod numbering;
+mod read;
+pub mod report;
+
+pub use dunning::{Change, MailIntent, MailKind, Problem, Run, decide, renewal_product};
+pub use invoice::{
+    BuyerSnapshot, Invoice, InvoiceKind, Line, SellerSnapshot, TaxLine, invoice_path,
+};
+pub use ledger::{Ledger, Paid, PaymentRecord, parse_payment};
+pub use model::policy::InvoiceNumber;
+pub use numbering::{Numberer, NumberingError, next_number};
+pub use report::{Month, Report, report};
