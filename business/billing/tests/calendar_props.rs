@@ -26,7 +26,7 @@ use proptest::test_runner::{RngSeed, TestCaseError};
 
 /// The example fleet, loaded once.
 static FLEET: LazyLock<Inventory> = LazyLock::new(|| {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     Inventory::load(&top).unwrap_or_else(|e| panic!("{e}"))
 });
 

@@ -10,7 +10,7 @@ use model::values::{State, Suspension};
 use model::{Inventory, VpsId};
 
 static FLEET: LazyLock<Inventory> = LazyLock::new(|| {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     Inventory::load(&top).unwrap_or_else(|e| panic!("{e}"))
 });
 
@@ -304,7 +304,7 @@ fn a_run_is_json() {
 
 #[test]
 fn changes_edit_the_vps_file_and_keep_its_comments() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/vps/xen02.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory/vps/xen02.toml");
     let text = std::fs::read_to_string(path).unwrap();
     let mut f = model::edit::TomlFile::parse("inventory/vps/xen02.toml", &text).unwrap();
     let vps: VpsId = "xen02".parse().unwrap();

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use model::Inventory;
 
 fn fleet() -> Inventory {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     Inventory::load(&top).unwrap_or_else(|e| panic!("{e}"))
 }
 
