@@ -34,6 +34,7 @@ fn context(kind: Kind, name: &str, vps: &str) -> Value {
             "product" => json!("Advanced VPS"),
             "expires" => json!("2026-12-09"),
             "days_left" => json!(7),
+            "overdue" => json!(false),
             "price" | "amount" => json!("59.00"),
             "currency" => json!("USD"),
             "renew_url" => json!(format!("{SITE}/panel/#renew/{vps}")),

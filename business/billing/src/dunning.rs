@@ -295,6 +295,20 @@ impl Run {
     }
 }
 
+/// The mail id of an invoice's mail: `invoice.<number>` in lower case, any character a mail id
+/// cannot hold (`[a-z0-9.-]`) made a `-`.
+pub fn invoice_mail_id(n: &InvoiceNumber) -> String {
+    let number: String = n
+        .as_str()
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '.' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    format!("invoice.{number}")
+}
+
 /// The product a VPS on `plan` renews with: the plan's renewal product of the plan's own period
 /// (the first by id), or else the plan itself.
 pub fn renewal_product<'a>(inv: &'a Inventory, plan: &ProductId) -> Option<&'a Product> {
@@ -516,7 +530,7 @@ impl Decider<'_> {
             Ok(i) => {
                 self.renewals
                     .insert((v.id.clone(), v.expires), i.number.clone());
-                let id = format!("invoice.{}", i.number);
+                let id = invoice_mail_id(&i.number);
                 self.mail(v, MailKind::Invoice, id, Some(i.number.clone()));
                 self.run.invoices.push(i);
             }
@@ -528,7 +542,7 @@ impl Decider<'_> {
     /// mailed now, unless their VPS is gone.
     fn unsent_invoices(&mut self) {
         for i in self.ledger.invoices.values() {
-            let id = format!("invoice.{}", i.number);
+            let id = invoice_mail_id(&i.number);
             if self.ledger.mails.contains(&id) {
                 continue;
             }

@@ -58,7 +58,7 @@ fn the_invoice_comes_with_the_first_reminder() {
     let r = run(&inv, d("2026-11-15"), &Ledger::default());
     assert_eq!(
         mail_ids(&r),
-        ["invoice.INV-2026-000001", "reminder.xen04.2026-12-15.30d"]
+        ["invoice.inv-2026-000001", "reminder.xen04.2026-12-15.30d"]
     );
     let i = &r.invoices[0];
     assert_eq!(i.lines[0].product.as_str(), "advanced-1m");
@@ -280,9 +280,9 @@ fn numbers_follow_the_ledger_and_an_unmailed_invoice_is_mailed() {
     let first = run(&inv, d("2026-11-15"), &ledger);
     first.apply(&mut inv.clone(), &mut ledger);
     // The mail of the invoice was lost (a crash between the commit and the outbox).
-    ledger.mails.remove("invoice.INV-2026-000001");
+    ledger.mails.remove("invoice.inv-2026-000001");
     let again = run(&inv, d("2026-11-16"), &ledger);
-    assert_eq!(mail_ids(&again), ["invoice.INV-2026-000001"]);
+    assert_eq!(mail_ids(&again), ["invoice.inv-2026-000001"]);
     assert!(again.invoices.is_empty());
     // Paid, renewed: the next period's invoice takes the next number.
     let mut renewed = inv.clone();

@@ -29,11 +29,11 @@ billing run 2026-12-05: 3 invoice(s), 1 state change(s), 6 mail(s)
 + invoice INV-2026-000002 c-0001 xen02 70.21 USD (2026-12-05 to 2027-01-05)
 + invoice INV-2026-000003 c-0003 xen04 59.00 USD (2026-12-15 to 2027-01-15)
 ~ suspend xen02 (expired 2011-06-09, grace 7 days)
-! mail invoice.INV-2026-000001 c-0003 <ops@acme-hosting.example.com>
+! mail invoice.inv-2026-000001 c-0003 <ops@acme-hosting.example.com>
 ! mail overdue.xen01.2026-12-02.3d c-0003 <ops@acme-hosting.example.com>
 ! mail suspended.xen02.2011-06-09 c-0001 <jane@example.net>
-! mail invoice.INV-2026-000002 c-0001 <jane@example.net>
-! mail invoice.INV-2026-000003 c-0003 <ops@acme-hosting.example.com>
+! mail invoice.inv-2026-000002 c-0001 <jane@example.net>
+! mail invoice.inv-2026-000003 c-0003 <ops@acme-hosting.example.com>
 ! mail reminder.xen04.2026-12-15.30d c-0003 <ops@acme-hosting.example.com>
 "
     );

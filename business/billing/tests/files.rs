@@ -202,12 +202,12 @@ fn payment_records_settle_the_invoice_they_name() {
     let ledger = Ledger::load(
         invoices(),
         [("billing/payments/evt_1.toml".to_owned(), RECORD.to_owned())],
-        ["invoice.INV-2026-000124".to_owned()],
+        ["invoice.inv-2026-000124".to_owned()],
     )
     .unwrap();
     assert!(ledger.is_paid(&inv.number));
     assert_eq!(ledger.paid[&inv.number].event, "evt_1");
-    assert!(ledger.mails.contains("invoice.INV-2026-000124"));
+    assert!(ledger.mails.contains("invoice.inv-2026-000124"));
 
     // A renewal through the panel names no invoice: the VPS's invoice for that expiry is paid.
     let unnamed = RECORD.replace("invoice = \"INV-2026-000124\"\n", "");

@@ -155,21 +155,61 @@ impl Outbox {
             Ok((_, to)) => to.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(","),
             Err(_) => "-".to_owned(),
         };
+        self.append_log(at, &format!("{id} {to}"))?;
+        remove_if_present(&path)
+    }
+
+    /// Records that `id` will not be sent (its customer has no address, say): one line
+    /// `<rfc3339> <id> - skipped: <reason>` in the sent log, so the job does not queue it again.
+    pub fn mark_skipped(
+        &self,
+        id: &MailId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), OutboxError> {
+        if self.is_sent(id)? {
+            return Ok(());
+        }
+        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.append_log(at, &format!("{id} - skipped: {reason}"))
+    }
+
+    fn append_log(&self, at: DateTime<Utc>, rest: &str) -> Result<(), OutboxError> {
         let dir = self.root.join(SENT_DIR);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let log = dir.join(format!("{}.log", at.format("%Y-%m")));
-        let line = format!(
-            "{} {id} {to}\n",
-            at.to_rfc3339_opts(SecondsFormat::Secs, true)
-        );
+        let line = format!("{} {rest}\n", at.to_rfc3339_opts(SecondsFormat::Secs, true));
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .map_err(io_err(&log))?;
         file.write_all(line.as_bytes()).map_err(io_err(&log))?;
-        file.sync_data().map_err(io_err(&log))?;
-        remove_if_present(&path)
+        file.sync_data().map_err(io_err(&log))
+    }
+
+    /// Every id a job has handled: pending, sent, skipped or rejected. A job that decides what
+    /// to queue leaves these out.
+    pub fn handled(&self) -> Result<std::collections::BTreeSet<MailId>, OutboxError> {
+        let mut ids = self.sent_ids()?;
+        ids.extend(self.pending()?);
+        for dir in [OUTBOX_DIR, REJECTED_DIR] {
+            let dir = self.root.join(dir);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".eml"))
+                    .and_then(|n| n.parse::<MailId>().ok())
+                {
+                    ids.insert(id);
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// Whether the sent log records `id`.

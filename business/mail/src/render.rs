@@ -79,7 +79,7 @@ impl Kind {
     }
 
     /// The variables this kind's default templates read besides [`COMMON`]. Amounts and dates
-    /// are strings the caller formats; `days_left` (reminder) and `valid_minutes` (password
+    /// are strings the caller formats; `overdue` (reminder) is a bool, `days_left` (reminder) and `valid_minutes` (password
     /// reset) are numbers; `vps` of a ticket may be `""`; an alert's `state` is `"down"` or
     /// `"up"`.
     pub fn variables(self) -> &'static [&'static str] {
@@ -89,6 +89,8 @@ impl Kind {
                 "hostname",
                 "product",
                 "expires",
+                "overdue",
+                "suspend_on",
                 "days_left",
                 "price",
                 "currency",
@@ -460,6 +462,7 @@ mod tests {
         for var in COMMON.iter().chain(kind.variables()) {
             let value = match *var {
                 "days_left" => json!(7),
+                "overdue" => json!(false),
                 "valid_minutes" => json!(60),
                 "state" => json!("down"),
                 "site_url" => json!("https://vps.example.net"),

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod apply;
 #[cfg(feature = "sim")]
 pub mod bench;
+pub mod billing;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod inventory;
@@ -57,6 +58,12 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Serve the customer hooks (and a built site) on 127.0.0.1; --repo must be a bare repo.
     Serve(serve::ServeArgs),
+    /// The business cycle: `gitvps billing run` (daily) and `gitvps billing report`.
+    #[command(subcommand)]
+    Billing(billing::BillingCommand),
+    /// Outgoing mail: `gitvps mail send` sends what waits in mail/outbox.
+    #[command(subcommand)]
+    Mail(billing::MailCommand),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
@@ -82,6 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(a) => validate::run(&cli.global, &a),
         Command::Inventory(a) => inventory::run(&cli.global, &a),
         Command::Vps(c) => vps::run(&cli.global, c),
+        Command::Billing(c) => billing::run(&cli.global, c),
+        Command::Mail(c) => billing::mail(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
@@ -100,6 +109,17 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a line to stderr: what a command did besides its output (which stays parseable on
+/// stdout). A closed pipe is not an error.
+pub(crate) fn note(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    match writeln!(err, "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }

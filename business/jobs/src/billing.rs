@@ -1,0 +1,346 @@
+//! `gitvps billing run`: reads the ledger from the repo, lets `billing::dunning::decide` choose,
+//! writes the invoices, VPS state changes and outbox in one commit, pushes it, then sends.
+//!
+//! The order makes a crash harmless: nothing is sent before the commit that queues it has
+//! landed, and the next run sends whatever the outbox still holds (see `mail::outbox`).
+
+use std::path::Path;
+
+use billing::dunning::{MailIntent, MailKind, Run};
+use billing::invoice::{INVOICES_DIR, Invoice, invoice_path, render};
+use billing::ledger::Ledger;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use mail::{Draft, Kind, MailId, Outbox, Sender, Templates};
+use model::load::paths;
+use model::{Inventory, Settings};
+use serde_json::json;
+
+use crate::JobError;
+use crate::git::{Pushed, Worktree};
+use crate::send::{self, Sent};
+
+/// Folder of the payment records the hooks write.
+pub const PAYMENTS_DIR: &str = "billing/payments";
+/// What a billing run commits: nothing else in the repo is touched.
+pub const PATHS: &[&str] = &["billing", "mail", paths::VPS];
+/// How often a run decides again after losing a push race.
+const PUSH_TRIES: usize = 5;
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The day decided for.
+    pub today: NaiveDate,
+    /// The time written into mails and logs.
+    pub now: DateTime<Utc>,
+    /// Print only; write, commit and send nothing.
+    pub dry_run: bool,
+    /// Where to push the commit before sending (`None`: keep it local).
+    pub push: Option<(String, String)>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Report {
+    /// The decision.
+    pub run: Run,
+    /// The commit made, if anything changed.
+    pub commit: Option<String>,
+    /// Mails skipped, with why (no address).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Reads the ledger of the repo at `root`: invoice files, payment records and handled mails.
+pub fn read_ledger(root: &Path) -> Result<Ledger, JobError> {
+    let invoices = read_dir_texts(root, INVOICES_DIR)?;
+    let payments = read_dir_texts(root, PAYMENTS_DIR)?;
+    let outbox = Outbox::open(root).map_err(|e| io_other(".", &e))?;
+    let handled = outbox.handled().map_err(|e| io_other("mail", &e))?;
+    Ledger::load(
+        invoices,
+        payments,
+        handled.into_iter().map(|id| id.as_str().to_owned()),
+    )
+    .map_err(JobError::Ledger)
+}
+
+/// Decides today's run on the work tree's head, and unless `dry_run`, writes it, commits it
+/// and pushes it (deciding again on the new head when the push loses a race).
+pub fn run(wt: &Worktree, opts: &Options) -> Result<Report, JobError> {
+    for _ in 0..PUSH_TRIES {
+        let root = wt.root();
+        let inv = Inventory::load(root).map_err(JobError::Inventory)?;
+        let ledger = read_ledger(root)?;
+        let decided = billing::dunning::decide(opts.today, &inv, &inv.settings, &ledger);
+        if opts.dry_run || decided.is_empty() {
+            return Ok(Report {
+                run: decided,
+                commit: None,
+                skipped: Vec::new(),
+            });
+        }
+        wt.ensure_clean(PATHS)?;
+        let skipped = write(root, &inv, &decided, opts.now)?;
+        let message = commit_message(&decided);
+        let commit = wt.commit(&message, PATHS)?;
+        let landed = match &opts.push {
+            None => true,
+            Some((remote, branch)) => match wt.push(remote, branch)? {
+                Pushed::Landed => true,
+                Pushed::LostRace => {
+                    tracing::info!("the billing commit lost a push race; deciding again");
+                    wt.reset_to_remote(remote, branch)?;
+                    false
+                }
+            },
+        };
+        if landed {
+            return Ok(Report {
+                run: decided,
+                commit,
+                skipped,
+            });
+        }
+    }
+    let (remote, branch) = opts.push.clone().unwrap_or_default();
+    Err(JobError::Races { remote, branch })
+}
+
+/// Sends the outbox and commits (and pushes) the sent log.
+pub fn send_outbox(
+    wt: &Worktree,
+    transport: &dyn mail::Transport,
+    opts: &Options,
+) -> Result<Sent, JobError> {
+    send::send_and_record(wt, transport, opts.now, opts.push.as_ref())
+}
+
+/// Writes the run into the work tree: invoice files, VPS files, the outbox. Returns the mails
+/// skipped (recorded as such in the sent log) with their reason.
+fn write(
+    root: &Path,
+    inv: &Inventory,
+    run: &Run,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, JobError> {
+    for i in &run.invoices {
+        write_file(root, &invoice_path(&i.number), &render(i))?;
+    }
+    for c in &run.changes {
+        let rel = format!("{}/{}.toml", paths::VPS, c.vps());
+        let text = read_file(root, &rel)?;
+        let mut f = model::edit::TomlFile::parse(&rel, &text)?;
+        c.edit(&mut f);
+        write_file(root, &rel, &f.render())?;
+    }
+    let outbox = Outbox::open(root).map_err(|e| io_other("mail", &e))?;
+    let templates = templates(root)?;
+    let s = &inv.settings;
+    let sender = Sender::new(s.mail.from.clone(), s.mail.from_name.clone());
+    let mut skipped = Vec::new();
+    for m in &run.mails {
+        let id: MailId = m.id.parse().map_err(|e| JobError::Mail {
+            id: m.id.clone(),
+            message: format!("{e}"),
+        })?;
+        let (Some(to), None) = (&m.to, &m.skip) else {
+            let why = m.skip.clone().unwrap_or_else(|| "no e-mail address".into());
+            outbox
+                .mark_skipped(&id, &why, now)
+                .map_err(|e| io_other("mail/sent", &e))?;
+            skipped.push((m.id.clone(), why));
+            continue;
+        };
+        let draft = draft(inv, run, m, id.clone(), to.clone());
+        let bytes = mail::build(&draft, &sender, &templates, now).map_err(|e| JobError::Mail {
+            id: m.id.clone(),
+            message: model::diag::error_chain(&e),
+        })?;
+        outbox
+            .put(&id, &bytes)
+            .map_err(|e| io_other("mail/outbox", &e))?;
+    }
+    Ok(skipped)
+}
+
+/// The mail templates: the embedded ones, overridden by the repo's `templates/mail/`.
+pub fn templates(root: &Path) -> Result<Templates, JobError> {
+    let mut overrides = std::collections::BTreeMap::new();
+    for (path, text) in read_dir_texts(root, "templates/mail")? {
+        if let Some(name) = path.rsplit('/').next() {
+            overrides.insert(name.to_owned(), text);
+        }
+    }
+    Templates::with_overrides(overrides).map_err(|e| JobError::Mail {
+        id: "templates/mail".into(),
+        message: model::diag::error_chain(&e),
+    })
+}
+
+/// The draft of one mail intent: its kind's variables filled from the inventory and the run.
+fn draft(
+    inv: &Inventory,
+    run: &Run,
+    m: &MailIntent,
+    id: MailId,
+    to: model::values::Email,
+) -> Draft {
+    let s: &Settings = &inv.settings;
+    let site = s.site.url.trim_end_matches('/');
+    let lang_prefix = match m.language {
+        model::values::Language::En => "",
+        _ => "/zh",
+    };
+    let customer = inv.customers.get(&m.customer);
+    let vps = m.vps.as_ref().and_then(|v| inv.vps.get(v));
+    let vps_id = m.vps.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    let panel = format!("{site}{lang_prefix}/panel/");
+    let renew_url = format!("{panel}?vps={vps_id}");
+    let product = vps
+        .and_then(|v| inv.products.get(&v.product))
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let invoice: Option<&Invoice> = m
+        .invoice
+        .as_ref()
+        .and_then(|n| run.invoices.iter().find(|i| &i.number == n));
+    let money = |i: &Invoice| i.total.with_decimals(i.currency.minor_units()).to_string();
+    let expires = m.expires.map(|d| d.to_string()).unwrap_or_default();
+    let mut ctx = json!({
+        "site_name": s.site.name,
+        "site_url": site,
+        "name": customer.map(|c| c.name.clone()).unwrap_or_default(),
+        "vps": vps_id,
+        "hostname": vps.map(|v| v.hostname.to_string()).unwrap_or_default(),
+        "product": product,
+        "expires": expires,
+        "renew_url": renew_url,
+    });
+    let kind = match m.kind {
+        MailKind::Reminder => {
+            let grace = u64::from(s.billing.grace_days);
+            let suspend_on = m
+                .expires
+                .and_then(|e| e.checked_add_days(Days::new(grace)))
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            ctx["overdue"] = json!(m.overdue);
+            ctx["suspend_on"] = json!(suspend_on);
+            ctx["days_left"] = json!(m.days.unwrap_or(0));
+            ctx["price"] = json!(invoice.map(money).unwrap_or_default());
+            ctx["currency"] = json!(
+                invoice
+                    .map(|i| i.currency.to_string())
+                    .unwrap_or_else(|| inv.currency.to_string())
+            );
+            Kind::Reminder
+        }
+        MailKind::Invoice => {
+            if let Some(i) = invoice {
+                ctx["invoice"] = json!(i.number.to_string());
+                ctx["date"] = json!(i.issued.to_string());
+                ctx["amount"] = json!(money(i));
+                ctx["currency"] = json!(i.currency.to_string());
+                ctx["period"] = json!(
+                    i.lines
+                        .iter()
+                        .find_map(|l| l.period)
+                        .map(|(a, b)| format!("{a} – {b}"))
+                        .unwrap_or_default()
+                );
+                ctx["invoice_url"] = json!(format!("{panel}?invoice={}", i.number));
+            }
+            Kind::Invoice
+        }
+        MailKind::Suspended => {
+            let end = m.expires.and_then(|e| {
+                e.checked_add_days(Days::new(
+                    u64::from(s.billing.grace_days) + u64::from(s.billing.terminate_days),
+                ))
+            });
+            let end =
+                end.map(|e| e.max(run.today + Days::new(u64::from(s.billing.terminate_days))));
+            ctx["expired"] = json!(expires);
+            ctx["terminate_on"] = json!(end.map(|d| d.to_string()).unwrap_or_default());
+            Kind::Suspended
+        }
+        MailKind::Terminated => {
+            ctx["terminated"] = json!(run.today.to_string());
+            ctx["order_url"] = json!(format!("{site}{lang_prefix}/order/"));
+            Kind::Terminated
+        }
+    };
+    Draft {
+        id,
+        kind,
+        lang: m.language,
+        to,
+        to_name: customer.map(|c| c.name.clone()),
+        reply_to: None,
+        context: ctx,
+        attachments: Vec::new(),
+    }
+}
+
+/// `billing run 2026-12-05: 3 invoice(s), 1 suspension(s), 5 mail(s)`.
+fn commit_message(run: &Run) -> String {
+    format!(
+        "billing run {}: {} invoice(s), {} state change(s), {} mail(s)\n\n{}",
+        run.today,
+        run.invoices.len(),
+        run.changes.len(),
+        run.mails.len(),
+        run.render()
+    )
+}
+
+fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {
+    let dir = root.join(rel);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JobError::Io {
+                path: rel.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().is_file() {
+            continue;
+        }
+        let path = format!("{rel}/{name}");
+        out.push((path.clone(), read_file(root, &path)?));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_file(root: &Path, rel: &str) -> Result<String, JobError> {
+    std::fs::read_to_string(root.join(rel)).map_err(|source| JobError::Io {
+        path: rel.to_owned(),
+        source,
+    })
+}
+
+fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), JobError> {
+    let path = root.join(rel);
+    let io = |source| JobError::Io {
+        path: rel.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(&path, text).map_err(io)
+}
+
+pub(crate) fn io_other(rel: &str, e: &dyn std::error::Error) -> JobError {
+    JobError::Io {
+        path: rel.to_owned(),
+        source: std::io::Error::other(model::diag::error_chain(e)),
+    }
+}
