@@ -9,10 +9,10 @@ use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
 use toml_edit::{DocumentMut, value};
 
 use crate::billing::{
-    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, payment_path,
-    record_names_session, render_record, renewed_expiry,
+    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, check_created, check_paid,
+    payment_path, record_names_session, render_record, renewed_expiry,
 };
-use crate::catalog::{CatalogError, catalog};
+use crate::catalog::{Catalog, CatalogError};
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 use crate::tree::Tree;
 
@@ -89,6 +89,19 @@ pub enum Change {
 }
 
 impl Change {
+    /// The customer who asked (`None` for a payment).
+    pub fn customer(&self) -> Option<&CustomerId> {
+        match self {
+            Change::Power { customer, .. }
+            | Change::Action { customer, .. }
+            | Change::Reinstall { customer, .. }
+            | Change::SshKeys { customer, .. }
+            | Change::OpenTicket { customer, .. }
+            | Change::ReplyTicket { customer, .. } => Some(customer),
+            Change::Payment(_) => None,
+        }
+    }
+
     /// Who asked, for logs.
     pub fn who(&self) -> String {
         match self {
@@ -193,6 +206,10 @@ pub enum Refusal {
     /// A file in the repo cannot be edited (an admin broke it).
     #[error("a file cannot be edited: {0}")]
     Broken(String),
+    /// The session was revoked (password changed or customer removed) on the head the commit
+    /// would be made on.
+    #[error("the session is no longer valid; log in again")]
+    Unauthorized,
 }
 
 /// Why an order cannot be placed now, as checked before the customer pays.
@@ -256,7 +273,12 @@ fn open(tree: &dyn Tree, path: &str) -> Result<TomlFile, Refusal> {
 
 /// Decides what an accepted `change` writes on the head `inv`/`tree`. Pure: the store runs it
 /// again on a new head after a lost push race.
-pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+pub fn decide(
+    change: &Change,
+    inv: &Inventory,
+    cat: &Catalog,
+    tree: &dyn Tree,
+) -> Result<Edit, Refusal> {
     match change {
         Change::Power {
             customer,
@@ -273,7 +295,7 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             vps,
             os,
             appliance,
-        } => decide_reinstall(inv, tree, customer, vps, os, appliance.as_deref()),
+        } => decide_reinstall(inv, cat, tree, customer, vps, os, appliance.as_deref()),
         Change::SshKeys {
             customer,
             vps,
@@ -308,7 +330,7 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             message,
             at,
         } => decide_reply(tree, customer, ticket, message, *at),
-        Change::Payment(p) => decide_payment(p, inv, tree),
+        Change::Payment(p) => decide_payment(p, inv, cat, tree),
     }
 }
 
@@ -367,6 +389,7 @@ fn decide_action(
 
 fn decide_reinstall(
     inv: &Inventory,
+    cat: &Catalog,
     tree: &dyn Tree,
     customer: &CustomerId,
     vps: &VpsId,
@@ -374,9 +397,8 @@ fn decide_reinstall(
     appliance: Option<&str>,
 ) -> Result<Edit, Refusal> {
     own_vps(inv, customer, vps, false)?;
-    let cat = catalog(tree);
     let os = cat.os(os)?;
-    let appliance = appliance.map(|a| cat.appliance(a)).transpose()?;
+    let appliance = appliance.map(|a| cat.appliance(&os, a)).transpose()?;
     let path = vps_path(vps);
     let mut f = open(tree, &path)?;
     f.set_string("os", os.as_str());
@@ -493,13 +515,41 @@ fn not_applied(p: &Payment, why: String) -> Edit {
     }
 }
 
-fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+/// A payment that does not match what is due: recorded (so a second delivery is a no-op and
+/// an admin sees it), nothing else changed.
+fn refused(p: &Payment, why: String) -> Edit {
+    Edit {
+        writes: vec![(
+            payment_path(&p.event),
+            Some(render_record(p, &Applied::Refused(why.clone()))),
+        )],
+        message: format!("stripe: record payment {} (refused: {why})", p.event),
+        decision: Decision::Payment {
+            event: p.event.clone(),
+            result: "refused",
+            vps: None,
+        },
+        fallback: None,
+    }
+}
+
+fn decide_payment(
+    p: &Payment,
+    inv: &Inventory,
+    cat: &Catalog,
+    tree: &dyn Tree,
+) -> Result<Edit, Refusal> {
     if already_recorded(p, tree) {
         return Ok(Edit::noop(Decision::Payment {
             event: p.event.clone(),
             result: "duplicate",
             vps: None,
         }));
+    }
+    // What was paid must be what is due now, for something that can be bought, on a
+    // plausible date; otherwise nothing is bought.
+    if let Err(why) = check_created(p.paid_at, p.received_at).and_then(|()| check_paid(inv, p)) {
+        return Ok(refused(p, why));
     }
     let mut edit = match &p.purchase {
         Purchase::Renew {
@@ -516,7 +566,7 @@ fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
         } => decide_order(
             p,
             inv,
-            tree,
+            cat,
             customer,
             product,
             location,
@@ -528,7 +578,7 @@ fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
         && !matches!(
             edit.decision,
             Decision::Payment {
-                result: "not_applied",
+                result: "not_applied" | "refused",
                 ..
             }
         )
@@ -570,7 +620,9 @@ fn decide_renewal(
     let unsuspended = v.state == State::Suspended;
     let path = vps_path(vps);
     let mut f = open(tree, &path)?;
-    f.set_date("expires", after);
+    if let Err(e) = f.set_date("expires", after) {
+        return Ok(refused(p, e.to_string()));
+    }
     if unsuspended {
         f.set_state(State::Active);
     }
@@ -714,19 +766,18 @@ pub fn dry_place(
 fn decide_order(
     p: &Payment,
     inv: &Inventory,
-    tree: &dyn Tree,
+    cat: &Catalog,
     customer: &OrderCustomer,
     product: &model::ProductId,
     location: &str,
     os: &model::OsId,
     appliance: Option<&model::ApplianceId>,
 ) -> Result<Edit, Refusal> {
-    let cat = catalog(tree);
     if let Err(e) = cat.os(os.as_str()) {
         return Ok(not_applied(p, e.to_string()));
     }
     if let Some(a) = appliance
-        && let Err(e) = cat.appliance(a.as_str())
+        && let Err(e) = cat.appliance(os, a.as_str())
     {
         return Ok(not_applied(p, e.to_string()));
     }
@@ -832,6 +883,13 @@ mod tests {
         (Inventory::load(&top()).unwrap(), DiskTree::new(top()))
     }
 
+    /// The project's bootstraps catalog, as the store loads it.
+    fn cat() -> Catalog {
+        crate::catalog::catalog(std::sync::Arc::new(
+            model::bootstraps::Catalog::load(&top()).unwrap(),
+        ))
+    }
+
     fn id<T: std::str::FromStr>(s: &str) -> T
     where
         T::Err: std::fmt::Debug,
@@ -876,6 +934,7 @@ mod tests {
                 kind: ActionKind::Fsck,
             },
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();
@@ -891,20 +950,26 @@ mod tests {
                 power: Power::Running,
             },
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();
         assert!(e.writes.is_empty());
     }
 
+    /// A payment of exactly what `purchase` costs on the example fleet.
     fn payment(event: &str, session: &str, purchase: Purchase) -> Payment {
+        let amount = crate::billing::amount_due(&fleet().0, &purchase)
+            .map(|d| d.total)
+            .unwrap_or_else(|_| "59.00".parse().unwrap());
         Payment {
             event: id(event),
             paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            received_at: "2026-05-01T12:00:00Z".parse().unwrap(),
             session: id(session),
             payment_intent: None,
             stripe_customer: None,
-            amount: "59.00".parse().unwrap(),
+            amount,
             currency: "USD".into(),
             purchase,
         }
@@ -922,7 +987,7 @@ mod tests {
     fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
         let (inv, tree) = fleet();
         let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
-        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
+        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &cat(), &tree).unwrap();
         assert_eq!(e.writes.len(), 2);
         // xen04 expires 2026-12-15, after the payment date: 3 months from it.
         assert!(
@@ -940,11 +1005,11 @@ mod tests {
             &tree.read("inventory/vps/xen04.toml").unwrap(),
         );
         done.apply(&e.writes);
-        let again = decide(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
+        let again = decide(&Change::Payment(Box::new(p)), &inv, &cat(), &done).unwrap();
         assert!(again.writes.is_empty());
         let other_event = payment("evt_b", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
         assert!(
-            decide(&Change::Payment(Box::new(other_event)), &inv, &done)
+            decide(&Change::Payment(Box::new(other_event)), &inv, &cat(), &done)
                 .unwrap()
                 .writes
                 .is_empty()
@@ -962,6 +1027,7 @@ mod tests {
             let e = decide(
                 &Change::Payment(Box::new(payment("evt_x", "cs_x", purchase))),
                 &inv,
+                &cat(),
                 &tree,
             )
             .unwrap();
@@ -1017,6 +1083,7 @@ mod tests {
         let e = decide(
             &Change::Payment(Box::new(payment("evt_o", "cs_o", purchase))),
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();

@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use model::values::Language;
-use model::values::Money;
 use model::{ApplianceId, CustomerId, Inventory, OsId, ProductKind};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,7 +15,7 @@ use serde_json::json;
 use super::extract::{authenticate, bearer};
 use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
 use crate::auth;
-use crate::billing::{MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line};
+use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount_due, check_line};
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
@@ -76,17 +75,17 @@ pub(super) async fn renew(
         .customers
         .get(&a.customer)
         .map(|c| c.email.as_str().to_owned());
+    let purchase = Purchase::Renew {
+        customer: a.customer.clone(),
+        vps: vps.clone(),
+        product: product.id.clone(),
+    };
+    let due =
+        amount_due(inv, &purchase).map_err(|e| ApiError::unprocessable("unknown_product", e))?;
     let req = CheckoutRequest {
-        purchase: Purchase::Renew {
-            customer: a.customer.clone(),
-            vps: vps.clone(),
-            product: product.id.clone(),
-        },
-        lines: vec![CheckoutLine {
-            name: format!("{} ({vps})", product.name),
-            amount: product.price,
-        }],
-        currency: inv.currency.to_string(),
+        purchase,
+        lines: checkout_lines(&due),
+        currency: due.currency,
         success_url: site_url(inv, &format!("/panel/?paid={vps}")),
         cancel_url: site_url(inv, "/panel/"),
         email,
@@ -145,30 +144,25 @@ pub(super) async fn order(
         location.clone(),
         req.os,
         req.appliance,
+        new.as_ref().map(|n| n.email.trim().to_owned()),
     )
     .await?;
     let (customer, email) = order_customer(&app, existing, new).await?;
-    let mut lines = vec![CheckoutLine {
-        name: offer.name,
-        amount: offer.price,
-    }];
-    if offer.setup_fee != model::values::Money::ZERO {
-        lines.push(CheckoutLine {
-            name: "Setup fee".to_owned(),
-            amount: offer.setup_fee,
-        });
-    }
     let site = offer.site;
+    let purchase = Purchase::Order {
+        customer,
+        product: product.clone(),
+        location,
+        os: offer.os,
+        appliance: offer.appliance,
+    };
+    let snapshot = app.store.snapshot().await?;
+    let due = amount_due(&snapshot.inv, &purchase)
+        .map_err(|e| ApiError::unprocessable("unknown_product", e))?;
     let req = CheckoutRequest {
-        purchase: Purchase::Order {
-            customer,
-            product: product.clone(),
-            location,
-            os: offer.os,
-            appliance: offer.appliance,
-        },
-        lines,
-        currency: offer.currency,
+        purchase,
+        lines: checkout_lines(&due),
+        currency: due.currency,
         success_url: format!("{site}/panel/?ordered=1"),
         cancel_url: format!("{site}/order/"),
         email,
@@ -198,12 +192,19 @@ fn who_orders(
     }
 }
 
+/// The lines of a Checkout Session: exactly what [`amount_due`] says is due.
+fn checkout_lines(due: &Due) -> Vec<CheckoutLine> {
+    due.lines
+        .iter()
+        .map(|(name, amount)| CheckoutLine {
+            name: name.clone(),
+            amount: *amount,
+        })
+        .collect()
+}
+
 /// What an order is for, as the head offers it.
 struct Offer {
-    name: String,
-    price: Money,
-    setup_fee: Money,
-    currency: String,
     site: String,
     os: OsId,
     appliance: Option<ApplianceId>,
@@ -217,29 +218,37 @@ async fn check_order(
     location: String,
     os: String,
     appliance: Option<String>,
+    new_email: Option<String>,
 ) -> Result<Offer, ApiError> {
     app.store
         .read(move |v| -> Result<_, ApiError> {
             let inv = &v.snapshot.inv;
-            let cat = catalog(v.tree);
+            if let Some(email) = &new_email
+                && inv
+                    .customers
+                    .values()
+                    .any(|c| c.email.as_str().eq_ignore_ascii_case(email))
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "email_taken",
+                    "an account with this e-mail exists: log in to order",
+                ));
+            }
+            let cat = catalog(v.snapshot.bootstraps.clone());
             let os = cat.os(&os).map_err(Refusal::from)?;
             let appliance = appliance
                 .as_deref()
-                .map(|a| cat.appliance(a))
+                .map(|a| cat.appliance(&os, a))
                 .transpose()
                 .map_err(Refusal::from)?;
-            let p = inv
-                .products
+            inv.products
                 .get(&product)
                 .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
                 .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
             let today = Utc::now().date_naive();
             dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
             Ok(Offer {
-                name: p.name.clone(),
-                price: p.price,
-                setup_fee: p.setup_fee,
-                currency: inv.currency.to_string(),
                 site: site_url(inv, ""),
                 os,
                 appliance,

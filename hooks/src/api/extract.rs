@@ -28,6 +28,21 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
     }
 }
 
+/// A raw body (the Stripe webhook's signed bytes, an action's optional JSON): size-limited,
+/// its rejection answered as the JSON error like every other (a 413 is `payload_too_large`).
+pub(super) struct RawBody(pub(super) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| body_error(r.status()))
+    }
+}
+
 fn body_error(status: StatusCode) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
@@ -69,6 +84,9 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 pub struct Authed {
     /// The customer.
     pub customer: CustomerId,
+    /// The password fingerprint the token is bound to: a change is committed only if the
+    /// head it is committed on still has it ([`crate::store::GitRepo::apply_as`]).
+    pub fingerprint: [u8; 32],
     /// The head the token was checked against.
     pub snapshot: Arc<Snapshot>,
 }
@@ -85,15 +103,20 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authed, ApiError> {
     let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("log in first"))?;
     let snapshot = app.store.snapshot().await?;
+    let mut fingerprint = [0xff; 32];
     let session = auth::verify_token(
         &app.cfg.token_secret,
         token,
         |c| {
-            snapshot
+            let fp = snapshot
                 .inv
                 .customers
                 .get(c)
-                .map(|c| auth::password_fingerprint(c.password_hash.as_ref()))
+                .map(|c| auth::password_fingerprint(c.password_hash.as_ref()));
+            if let Some(f) = fp {
+                fingerprint = f;
+            }
+            fp
         },
         Utc::now().timestamp(),
     )
@@ -103,6 +126,7 @@ pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authe
     })?;
     Ok(Authed {
         customer: session.customer,
+        fingerprint,
         snapshot,
     })
 }

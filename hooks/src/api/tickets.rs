@@ -34,13 +34,16 @@ pub(super) async fn open_ticket(
     let vps = req.vps.as_deref().map(parse_vps).transpose()?;
     let c = app
         .store
-        .apply(Change::OpenTicket {
-            customer: a.customer,
-            vps,
-            subject,
-            message,
-            at: Utc::now(),
-        })
+        .apply_as(
+            Change::OpenTicket {
+                customer: a.customer,
+                vps,
+                subject,
+                message,
+                at: Utc::now(),
+            },
+            a.fingerprint,
+        )
         .await?;
     let mut r = answer(c);
     *r.status_mut() = StatusCode::CREATED;
@@ -63,12 +66,15 @@ pub(super) async fn reply_ticket(
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let c = app
         .store
-        .apply(Change::ReplyTicket {
-            customer: a.customer,
-            ticket,
-            message,
-            at: Utc::now(),
-        })
+        .apply_as(
+            Change::ReplyTicket {
+                customer: a.customer,
+                ticket,
+                message,
+                at: Utc::now(),
+            },
+            a.fingerprint,
+        )
         .await?;
     Ok(answer(c))
 }

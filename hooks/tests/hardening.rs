@@ -1,0 +1,275 @@
+//! Regression tests of the issue "Customer accounts that hold under attack": one test per
+//! defect, each named after it, against the router and a real bare repo.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn app(fleet: &Fleet) -> axum::Router {
+    hooks::app(fleet.config()).unwrap()
+}
+
+const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC48ZRTkQN407ZagMiERuZAIBHV/tQuIWZE58vmJoD32szL6xSPW6AL/DBDH4Z02q7y6I7e4bVr520Qbg3XC43iuZ/Qgx0vQEWXGbl165w4yO7K96Byd89hMOuQQIA+VUahD/t5ief1T+fi+oXCdLFwoyhLHh5gRNp9pWXWF4c4aQ== old@box";
+
+/// The project's whole `bootstraps/` (so the model's checks pass), with `tweak` applied to
+/// each file's text by path.
+fn with_bootstraps(files: &mut Vec<(String, Vec<u8>)>, tweak: impl Fn(&str, &mut Vec<u8>)) {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    fn walk(top: &std::path::Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(top.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = format!("{rel}/{}", e.file_name().into_string().unwrap());
+            if e.file_type().unwrap().is_dir() {
+                walk(top, &r, out);
+            } else {
+                out.push((r.clone(), std::fs::read(top.join(&r)).unwrap()));
+            }
+        }
+    }
+    let mut boot = Vec::new();
+    walk(&top, "bootstraps", &mut boot);
+    for (p, b) in &mut boot {
+        tweak(p, b);
+    }
+    files.extend(boot);
+}
+
+fn withdraw_debian_12(files: &mut Vec<(String, Vec<u8>)>) {
+    with_bootstraps(files, |p, b| {
+        if p == "bootstraps/os/debian-12/meta.toml" {
+            b.extend_from_slice(b"offered = false\n");
+        }
+    });
+}
+
+#[tokio::test]
+async fn oversized_raw_body_routes_answer_the_json_413() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let big = format!(r#"{{"os":"{}"}}"#, "x".repeat(100 * 1024));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/reinstall",
+        Some(&t),
+        Some(&big),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    let (s, v) = webhook(&app, &big, Some("t=1,v1=00")).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    assert_eq!(fleet.commit_count(), 1);
+}
+
+#[tokio::test]
+async fn a_token_issued_before_a_password_change_commits_nothing_after_it() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    // The token opens the panel: the app now holds a snapshot that accepts it.
+    let (s, _) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(s, 200);
+    // The password changes (an admin's commit, or the customer's own elsewhere).
+    let path = "inventory/customers/c-0001.toml";
+    let text = fleet.file(path).unwrap();
+    let old = text
+        .lines()
+        .find(|l| l.starts_with("password_hash"))
+        .unwrap()
+        .to_owned();
+    let new = "password_hash = \"$argon2id$v=19$m=65536,t=3,p=4$CY1c4y8idBETOrGhO+B+yQ$skytuz0RbxGICNrAMQPGeejbgD53xpdGd9EogQ7ADZo\"";
+    let changed = text.replace(&old, new);
+    fleet.admin_commit(
+        "main",
+        &[(path, changed.as_bytes())],
+        "Jane changed her password",
+    );
+    let head = fleet.head();
+    // Within the snapshot's age, the old token commits nothing.
+    let (s, v) = call(&app, "POST", "/api/vps/xen02/reboot", Some(&t), None).await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")), "{v}");
+    assert_eq!(fleet.head(), head, "no commit");
+}
+
+#[tokio::test]
+async fn a_withdrawn_os_cannot_be_chosen_for_a_reinstall_or_an_order() {
+    let fleet = Fleet::with(withdraw_debian_12);
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let head = fleet.head();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/reinstall",
+        Some(&t),
+        Some(r#"{"os":"debian-12"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("not_in_catalog")),
+        "{v}"
+    );
+    assert_eq!(fleet.head(), head);
+    // An order paid for a withdrawn OS is recorded, not placed.
+    let now = chrono::Utc::now().timestamp();
+    let meta = json!({"kind": "order", "customer": "c-0002", "product": "advanced",
+                      "location": "Tampa, Florida (USA)", "os": "debian-12"});
+    let ev = checkout_event("evt_test_withdrawn", "cs_test_w", now, 5900, meta);
+    let (s, v) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("not_applied")), "{v}");
+    assert_eq!(inventory_at_head(&fleet).vps.len(), 4, "no VPS created");
+    // An offered OS still works.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/reinstall",
+        Some(&t),
+        Some(r#"{"os":"debian-13"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+fn renew_xen02(product: &str) -> serde_json::Value {
+    json!({"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": product})
+}
+
+#[tokio::test]
+async fn a_payment_that_differs_from_the_price_is_refused_and_changes_nothing() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let now = chrono::Utc::now().timestamp();
+    let before = fleet.file("inventory/vps/xen02.toml").unwrap();
+    let one_cent = checkout_event(
+        "evt_test_cent",
+        "cs_test_c",
+        now,
+        1,
+        renew_xen02("advanced-3m"),
+    );
+    let euros = checkout_event(
+        "evt_test_eur",
+        "cs_test_e",
+        now,
+        14900,
+        renew_xen02("advanced-3m"),
+    )
+    .replace(r#""currency":"usd""#, r#""currency":"eur""#);
+    assert!(euros.contains("\"eur\""));
+    // An order event for a private product `/api/order` refuses (test: 29.00 + 2.00 setup).
+    let private = checkout_event(
+        "evt_test_private",
+        "cs_test_p",
+        now,
+        3100,
+        json!({"kind": "order", "customer": "c-0002", "product": "test",
+               "location": "Tampa, Florida (USA)", "os": "debian-12"}),
+    );
+    // A `created` far in the future once renewed xen02 to 9999-02-28.
+    let absurd = checkout_event(
+        "evt_test_9999",
+        "cs_test_9",
+        253_402_000_000,
+        14900,
+        renew_xen02("advanced-3m"),
+    );
+    for (ev, id, why) in [
+        (&one_cent, "evt_test_cent", "is due"),
+        (&euros, "evt_test_eur", "is due"),
+        (&private, "evt_test_private", "private"),
+        (&absurd, "evt_test_9999", "created"),
+    ] {
+        let (s, v) = webhook(&app, ev, Some(&stripe_signature(ev, WEBHOOK_SECRET, now))).await;
+        assert_eq!(
+            (s, v["result"].as_str()),
+            (200, Some("refused")),
+            "{id}: {v}"
+        );
+        let record = fleet.file(&format!("billing/payments/{id}.toml")).unwrap();
+        assert!(record.contains("refused = true"), "{record}");
+        assert!(record.contains(why), "{why} in {record}");
+    }
+    assert_eq!(fleet.file("inventory/vps/xen02.toml").unwrap(), before);
+    assert_eq!(inventory_at_head(&fleet).vps.len(), 4, "nothing ordered");
+    // The right amount still renews.
+    let ok = checkout_event(
+        "evt_test_ok",
+        "cs_test_ok",
+        now,
+        14900,
+        renew_xen02("advanced-3m"),
+    );
+    let (_, v) = webhook(&app, &ok, Some(&stripe_signature(&ok, WEBHOOK_SECRET, now))).await;
+    assert_eq!(v["result"], "renewed", "{v}");
+}
+
+#[tokio::test]
+async fn an_order_with_an_existing_customers_email_is_409() {
+    let fleet = Fleet::new();
+    let mut cfg = fleet.config();
+    // Never reached: the order is refused before any Checkout Session.
+    cfg.stripe.secret_key = Some(hooks::Secret::new("sk_test_unused"));
+    cfg.stripe.api_base = Some("http://127.0.0.1:9".to_owned());
+    let app = hooks::app(cfg).unwrap();
+    let body = json!({"product": "advanced", "location": "Tampa, Florida (USA)", "os": "debian-12",
+        "customer": {"name": "Mallory", "email": "JANE@example.net", "password": "long-enough-pw"}});
+    let (s, v) = call(&app, "POST", "/api/order", None, Some(&body.to_string())).await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("email_taken")), "{v}");
+    assert_eq!(fleet.commit_count(), 1);
+}
+
+#[tokio::test]
+async fn rsa_1024_and_dsa_console_keys_are_refused() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let body = json!({"keys": [RSA1024]}).to_string();
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/api/vps/xen02/ssh-keys",
+        Some(&t),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("invalid_ssh_key")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("2048"), "{v}");
+    assert_eq!(fleet.commit_count(), 1);
+}
+
+#[tokio::test]
+async fn bidi_overrides_in_ticket_subjects_are_refused() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    for subject in [
+        "invoice \u{202E}fdp.exe",
+        "a \u{2066}b\u{2069}",
+        "bell \u{7}",
+    ] {
+        let body = json!({"subject": subject, "message": "hello"}).to_string();
+        let (s, v) = call(&app, "POST", "/api/tickets", Some(&t), Some(&body)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (422, Some("bad_ticket")),
+            "{subject:?}: {v}"
+        );
+    }
+    assert_eq!(fleet.commit_count(), 1);
+}
