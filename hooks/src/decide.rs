@@ -200,6 +200,9 @@ pub enum Refusal {
     /// Too many SSH keys.
     #[error("at most {MAX_SSH_KEYS} SSH keys")]
     TooManyKeys,
+    /// A reply would make the ticket's file longer than [`tickets::MAX_THREAD`].
+    #[error("this ticket's thread is full; open a new ticket")]
+    TicketTooLong,
     /// The result would not pass validation (the diagnostics are logged, not answered).
     #[error("the change would make the inventory invalid")]
     Invalid,
@@ -472,6 +475,9 @@ fn decide_reply(
     let t = tickets::parse(ticket.clone(), &text).map_err(|_| Refusal::NotFound)?;
     if &t.customer != customer {
         return Err(Refusal::NotFound);
+    }
+    if text.len().saturating_add(message.len()) > tickets::MAX_THREAD {
+        return Err(Refusal::TicketTooLong);
     }
     let new = tickets::append(&path, &text, customer.as_str(), message, at)
         .map_err(|e| Refusal::Broken(e.to_string()))?;

@@ -738,22 +738,24 @@ impl Cache {
         let mut inv = snap.inv.clone();
         // The hooks never write under bootstraps/: the base's catalog holds for the batch.
         let cat = crate::catalog::catalog(snap.bootstraps.clone());
-        let results: Vec<Result<Committed, ApplyError>> = applies
-            .iter()
-            .map(|(asked, _)| self.apply_one(asked, &cat, &mut head, &mut inv))
-            .collect();
+        // Identical requests pending in one batch (a customer clicking reboot five times)
+        // are coalesced: the first is decided and committed, the others get its answer.
+        let mut results: Vec<Result<Committed, ApplyError>> = Vec::with_capacity(applies.len());
+        for (i, (asked, _)) in applies.iter().enumerate() {
+            let same = applies[..i].iter().position(|(earlier, _)| {
+                earlier.change == asked.change && earlier.session == asked.session
+            });
+            let r = match same.and_then(|j| results.get(j)) {
+                Some(first) => first.clone(),
+                None => self.apply_one(asked, &cat, &mut head, &mut inv),
+            };
+            results.push(r);
+        }
         let made = results
             .iter()
-            .filter(|r| {
-                matches!(
-                    r,
-                    Ok(Committed {
-                        commit: Some(_),
-                        ..
-                    })
-                )
-            })
-            .count();
+            .filter_map(|r| r.as_ref().ok().and_then(|c| c.commit.as_deref()))
+            .collect::<std::collections::BTreeSet<&str>>()
+            .len();
         BatchCommits {
             head,
             inv,
@@ -1291,5 +1293,31 @@ mod tests {
         let (_d, cfg) = fleet();
         let _c = Cache::open(&cfg).unwrap();
         assert!(matches!(Cache::open(&cfg), Err(StoreError::Locked(_))));
+    }
+
+    #[test]
+    fn identical_requests_in_one_batch_are_coalesced_into_one_commit() {
+        let (_d, cfg) = fleet();
+        let mut c = Cache::open(&cfg).unwrap();
+        let stats = PushStats::default();
+        let current = Mutex::new(None);
+        let mut rxs = Vec::new();
+        let mut applies = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = oneshot::channel();
+            let asked = Asked {
+                change: change(),
+                session: None,
+            };
+            applies.push((Box::new(asked), tx));
+            rxs.push(rx);
+        }
+        c.batch(Vec::new(), applies, &current, &stats);
+        let answers: Vec<Committed> = rxs
+            .into_iter()
+            .map(|rx| rx.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
     }
 }

@@ -14,6 +14,8 @@ pub const TICKETS_DIR: &str = "tickets";
 pub const MAX_SUBJECT: usize = 200;
 /// Longest message, in bytes.
 pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Longest a ticket's file may grow by replies (an admin's own answers are not limited).
+pub const MAX_THREAD: usize = 256 * 1024;
 
 /// A ticket id: `t-` and at least four digits (`t-0001`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -273,3 +273,154 @@ async fn bidi_overrides_in_ticket_subjects_are_refused() {
     }
     assert_eq!(fleet.commit_count(), 1);
 }
+
+/// Calls the router with extra headers; answers status, `Retry-After` and body.
+async fn call_from(
+    app: &axum::Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<u64>, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut b = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req: lambda_http::Request = b.body(lambda_http::Body::from(body.to_owned())).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn wrong_passwords_back_off_per_account_and_per_address_with_retry_after() {
+    let fleet =
+        Fleet::with_hooks("trusted_proxy_header = \"X-Forwarded-For\"\nlogin_free_failures = 1");
+    let app = app(&fleet);
+    let bad = r#"{"customer":"c-0001","password":"wrong-password"}"#;
+    let from_a = [("x-forwarded-for", "198.51.100.9, 203.0.113.1")];
+    let (s, _, v) = call_from(&app, "/api/login", &from_a, bad).await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("bad_credentials")));
+    // The account backs off, whatever the address.
+    let from_b = [("x-forwarded-for", "203.0.113.2")];
+    let good = r#"{"customer":"c-0001","password":"demo-jane"}"#;
+    let (s, retry, v) = call_from(&app, "/api/login", &from_b, good).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (429, Some("too_many_attempts")),
+        "{v}"
+    );
+    assert_eq!(retry, Some(1));
+    // The address backs off too, for another account; the last entry of the header counts,
+    // so the forged first entry changes nothing.
+    let other = r#"{"customer":"c-0002","password":"demo-lin"}"#;
+    let (s, _, _) = call_from(&app, "/api/login", &from_a, other).await;
+    assert_eq!(s, 429);
+    // Another address and account is not affected.
+    let (s, _, v) = call_from(&app, "/api/login", &from_b, other).await;
+    assert_eq!(s, 200, "{v}");
+    // After the back-off, the right password logs in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, _, v) = call_from(&app, "/api/login", &from_b, good).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn a_login_flood_is_answered_429_instead_of_queueing_without_bound() {
+    let fleet =
+        Fleet::with_hooks("trusted_proxy_header = \"X-Forwarded-For\"\nhash_queue_max_wait_ms = 1");
+    let app = app(&fleet);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let addr = format!("203.0.113.{i}");
+            let body = format!(r#"{{"customer":"c-9{i:03}","password":"guess"}}"#);
+            call_from(&app, "/api/login", &[("x-forwarded-for", &addr)], &body).await
+        }));
+    }
+    let mut busy = 0;
+    for t in tasks {
+        let (s, retry, v) = t.await.unwrap();
+        match s {
+            401 => {}
+            429 => {
+                assert_eq!(v["error"], "busy", "{v}");
+                assert!(retry.is_some());
+                busy += 1;
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "40 hashes at once with a 1 ms bound: some are refused"
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_flood_stops_at_the_daily_cap_with_429_and_no_commit() {
+    let fleet = Fleet::with_hooks("tickets_per_day = 3");
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let body = json!({"subject": format!("flood {i}"), "message": "x"}).to_string();
+        let (s, retry, v) = call_with_token(&app, "/api/tickets", &t, &body).await;
+        statuses.push(s);
+        if s == 429 {
+            assert_eq!(v["error"], "rate_limited", "{v}");
+            assert!(retry.is_some_and(|r| r >= 1), "Retry-After");
+        }
+    }
+    assert_eq!(statuses, [201, 201, 201, 429, 429]);
+    assert_eq!(fleet.commit_count(), 1 + 3);
+}
+
+#[tokio::test]
+async fn actions_are_rate_limited_per_customer_and_route() {
+    let fleet = Fleet::with_hooks("per_minute = 2");
+    let app = app(&fleet);
+    let jane = token_for(&fleet, "c-0001");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            call_with_token(&app, "/api/vps/xen02/reboot", &jane, "")
+                .await
+                .0,
+        );
+    }
+    assert_eq!(got, [200, 200, 429]);
+    let head = fleet.head();
+    // Another route of the same customer, and another customer, have their own allowance.
+    let (s, _, v) = call_with_token(&app, "/api/vps/xen02/fsck", &jane, "").await;
+    assert_eq!(s, 200, "{v}");
+    let acme = token_for(&fleet, "c-0003");
+    let (s, _, v) = call_with_token(&app, "/api/vps/xen04/reboot", &acme, "").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(fleet.commit_count(), 1 + 4);
+    assert_ne!(fleet.head(), head);
+}
+
+async fn call_with_token(
+    app: &axum::Router,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, Option<u64>, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    call_from(app, path, &[("authorization", &auth)], body).await
+}

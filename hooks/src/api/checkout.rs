@@ -2,6 +2,7 @@
 //! the request on the head and answer the URL of a Stripe Checkout Session.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,12 +14,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{authenticate, bearer};
-use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
-use crate::auth;
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
 use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount_due, check_line};
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
+use crate::{auth, throttle};
 
 fn checkout(app: &App) -> Result<&Checkout, ApiError> {
     app.checkout.as_ref().ok_or_else(|| {
@@ -58,6 +59,7 @@ pub(super) async fn renew(
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
     let stripe = checkout(&app)?;
+    app.quota(&a, "renew")?;
     let inv = &a.snapshot.inv;
     let v = own_vps(inv, &a.customer, &vps, true)?;
     let product = req
@@ -123,14 +125,33 @@ pub(super) struct OrderReq {
 pub(super) async fn order(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<OrderReq>,
 ) -> Result<Response, ApiError> {
     let stripe = checkout(&app)?;
     let existing = match bearer(&headers) {
-        Some(_) => Some(authenticate(&app, &headers).await?.customer),
+        Some(_) => {
+            let a = authenticate(&app, &headers).await?;
+            app.quota(&a, "order")?;
+            Some(a.customer)
+        }
         None => None,
     };
     let new = who_orders(existing.as_ref(), req.customer)?;
+    // An order by someone new costs an argon2 hash: throttled per address like a failed
+    // login (each one counts), and per e-mail.
+    let _permit = match (&new, addr) {
+        (Some(n), addr) => {
+            let mut keys = vec![format!("order:{}", n.email.trim().to_lowercase())];
+            keys.extend(addr.map(throttle::addr_key));
+            let permit = app.throttle.admit(&keys, Instant::now())?;
+            let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
+            let (free, max) = throttle::login_limits(&settings);
+            app.throttle.failed(&keys, free, max, Instant::now());
+            Some(permit)
+        }
+        (None, _) => None,
+    };
     let product: model::ProductId = req
         .product
         .parse()
@@ -304,9 +325,10 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
             format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
         ));
     }
+    let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
     let password = n.password;
     let password_hash = app
-        .argon2(move || auth::hash_password(&password))
+        .argon2(&settings, move || auth::hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "cannot hash a password");

@@ -138,3 +138,38 @@ impl FromRequestParts<Arc<App>> for Authed {
         authenticate(app, &parts.headers).await
     }
 }
+
+/// The client's address: from the header `hooks.trusted_proxy_header` names when it is set
+/// (its last entry), otherwise the socket's peer. `None` when it cannot be told (a request
+/// handed over in-process, or a configured header missing): per-address limits then skip it.
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<Arc<App>> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let header = app
+            .store
+            .snapshot()
+            .await?
+            .inv
+            .settings
+            .hooks
+            .trusted_proxy_header
+            .clone();
+        let addr = match header {
+            Some(h) => parts
+                .headers
+                .get_all(h.as_str())
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::throttle::addr_from_header),
+            None => parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        };
+        Ok(ClientAddr(addr))
+    }
+}

@@ -2,6 +2,7 @@
 //! view of the customer and its VPSes).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,9 +13,9 @@ use model::{CustomerId, Inventory};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, rfc3339};
-use crate::auth;
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, rfc3339};
 use crate::store::Snapshot;
+use crate::{auth, throttle};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,12 +27,14 @@ pub(super) struct LoginReq {
 
 pub(super) async fn login(
     State(app): State<Arc<App>>,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<LoginReq>,
 ) -> Result<Response, ApiError> {
     if req.password.len() > MAX_PASSWORD || req.customer.len() > 320 {
         return Err(bad_credentials());
     }
     let asked = req.customer.trim().to_owned();
+    let asked_key = asked.to_lowercase();
     let found = app
         .store
         .read(move |v| {
@@ -43,22 +46,44 @@ pub(super) async fn login(
                     .values()
                     .find(|c| c.email.as_str().eq_ignore_ascii_case(&asked)),
             };
-            c.map(|c| (c.id.clone(), c.password_hash.clone()))
+            (
+                c.map(|c| (c.id.clone(), c.password_hash.clone())),
+                inv.settings.hooks.clone(),
+            )
         })
         .await?;
+    let (found, settings) = found;
     let (id, hash) = match found {
         Some((id, hash)) => (Some(id), hash),
         None => (None, None),
     };
+    // Throttled per account (by id when it exists, so its id and e-mail count together) and
+    // per client address, before any argon2 work.
+    let account = match &id {
+        Some(id) => format!("acct:{id}"),
+        None => format!("acct:{asked_key}"),
+    };
+    let mut keys = vec![account.clone()];
+    keys.extend(addr.map(throttle::addr_key));
+    let permit = app.throttle.admit(&keys, Instant::now()).map_err(|t| {
+        tracing::info!(reason = %t, "login throttled");
+        ApiError::from(t)
+    })?;
     let password = req.password;
     let check_hash = hash.clone();
     let ok = app
-        .argon2(move || auth::verify_password(check_hash.as_ref(), &password))
+        .argon2(&settings, move || {
+            auth::verify_password(check_hash.as_ref(), &password)
+        })
         .await?;
+    drop(permit);
     let Some(id) = id.filter(|_| ok) else {
+        let (free, max) = throttle::login_limits(&settings);
+        app.throttle.failed(&keys, free, max, Instant::now());
         tracing::info!("login refused");
         return Err(bad_credentials());
     };
+    app.throttle.succeeded(&account);
     let (token, expires) = auth::issue_token(
         &app.cfg.token_secret,
         &id,

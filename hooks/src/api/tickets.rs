@@ -32,6 +32,7 @@ pub(super) async fn open_ticket(
     let subject = tickets::check_subject(&req.subject).map_err(bad_ticket)?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let vps = req.vps.as_deref().map(parse_vps).transpose()?;
+    app.quota(&a, "ticket")?;
     let c = app
         .store
         .apply_as(
@@ -64,6 +65,7 @@ pub(super) async fn reply_ticket(
 ) -> Result<Response, ApiError> {
     let ticket: TicketId = id.parse().map_err(|_| ApiError::not_found())?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
+    app.quota(&a, "reply")?;
     let c = app
         .store
         .apply_as(

@@ -28,6 +28,15 @@ pub(super) async fn vps_action(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
+    let route = match action.as_str() {
+        "start" => "start",
+        "stop" => "stop",
+        "reboot" => "reboot",
+        "fsck" => "fsck",
+        "reinstall" => "reinstall",
+        _ => return Err(ApiError::not_found()),
+    };
+    app.quota(&a, route)?;
     let (customer, fingerprint) = (a.customer, a.fingerprint);
     let change = match action.as_str() {
         "start" => Change::Power {
@@ -95,6 +104,7 @@ pub(super) async fn ssh_keys(
     JsonBody(req): JsonBody<SshKeysReq>,
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
+    app.quota(&a, "ssh-keys")?;
     if req.keys.len() > MAX_SSH_KEYS {
         return Err(Refusal::TooManyKeys.into());
     }

@@ -9,6 +9,8 @@ pub mod apply;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
+pub mod bench_login;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod inventory;
 #[cfg(feature = "sim")]
