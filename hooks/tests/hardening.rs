@@ -424,3 +424,84 @@ async fn call_with_token(
     let auth = format!("Bearer {token}");
     call_from(app, path, &[("authorization", &auth)], body).await
 }
+
+async fn raw(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, axum::http::HeaderMap) {
+    use tower::ServiceExt;
+    let mut b = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req: lambda_http::Request = b.body(lambda_http::Body::Empty).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+#[tokio::test]
+async fn serve_site_sends_csp_frame_nosniff_and_referrer_headers() {
+    let fleet = Fleet::new();
+    let site = fleet.dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>panel</h1>").unwrap();
+    let mut cfg = fleet.config();
+    cfg.static_dir = Some(site);
+    let app = hooks::app(cfg).unwrap();
+    for path in ["/", "/api/me", "/api/nope", "/missing.html"] {
+        let (_, h) = raw(&app, "GET", path, &[]).await;
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("default-src"), "{path}: {csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+    let (_, h) = raw(&app, "GET", "/", &[]).await;
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_site_origin() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    // gitvps.toml: [site] url = "http://127.0.0.1:8080".
+    let site = [
+        ("origin", "http://127.0.0.1:8080"),
+        ("host", "hooks.example.net"),
+    ];
+    let (s, h) = raw(&app, "OPTIONS", "/api/login", &site).await;
+    assert_eq!(s, 204);
+    assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:8080");
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let (s, h) = raw(&app, "GET", "/api/me", &site).await;
+    assert_eq!(s, 401);
+    assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:8080");
+    let evil = [
+        ("origin", "https://evil.example"),
+        ("host", "hooks.example.net"),
+    ];
+    for (m, p) in [("OPTIONS", "/api/login"), ("POST", "/api/vps/xen02/reboot")] {
+        let (s, h) = raw(&app, m, p, &evil).await;
+        assert_eq!(s, 403, "{m} {p}");
+        assert!(h.get("access-control-allow-origin").is_none());
+    }
+    // Without an Origin (Stripe, curl), nothing changes.
+    let (s, _) = raw(&app, "GET", "/api/me", &[]).await;
+    assert_eq!(s, 401);
+    assert_eq!(fleet.commit_count(), 1);
+}

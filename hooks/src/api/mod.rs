@@ -4,6 +4,7 @@
 mod checkout;
 mod error;
 mod extract;
+pub mod headers;
 mod session;
 mod tickets;
 mod vps;
@@ -140,12 +141,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tickets/{id}", post(tickets::reply_ticket))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        headers::cors,
+    ));
     let r = Router::new().nest("/api", api);
     let r = match static_dir {
         Some(dir) => r.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => r.fallback(error::not_found),
     };
     r.layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
