@@ -51,6 +51,48 @@ pub fn password_fingerprint(hash: Option<&PasswordHash>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Folder of the per-customer session files (`sessions/<customer>.toml`, `not_before = <unix>`),
+/// written by "log out everywhere".
+pub const SESSIONS_DIR: &str = "sessions";
+
+/// The path of a customer's session file.
+pub fn session_path(customer: &CustomerId) -> String {
+    format!("{SESSIONS_DIR}/{customer}.toml")
+}
+
+/// The `not_before` of a customer's session file (0 without one, or when unreadable).
+pub fn session_epoch(text: Option<&str>) -> i64 {
+    text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|d| d.get("not_before").and_then(|v| v.as_integer()))
+        .unwrap_or(0)
+}
+
+/// What binds a token to the customer now: its password and the last "log out everywhere"
+/// (`epoch`, 0 for never: then the password fingerprint alone, so older tokens stay valid).
+pub fn session_fingerprint(hash: Option<&PasswordHash>, epoch: i64) -> [u8; 32] {
+    let pw = password_fingerprint(hash);
+    if epoch == 0 {
+        return pw;
+    }
+    let mut h = Sha256::new();
+    h.update(b"gitvps session fingerprint\0");
+    h.update(pw);
+    h.update(epoch.to_be_bytes());
+    h.finalize().into()
+}
+
+/// The session fingerprint of `customer` on a head (its inventory and files); `None` when the
+/// customer does not exist there.
+pub fn current_fingerprint(
+    inv: &model::Inventory,
+    tree: &dyn crate::tree::Tree,
+    customer: &CustomerId,
+) -> Option<[u8; 32]> {
+    let c = inv.customers.get(customer)?;
+    let epoch = session_epoch(tree.read(&session_path(customer)).as_deref());
+    Some(session_fingerprint(c.password_hash.as_ref(), epoch))
+}
+
 fn mac_for(key: &Secret, customer: &str, expires: i64, fingerprint: &[u8; 32]) -> HmacSha256 {
     // `new_from_slice` accepts keys of any length for HMAC; the error branch cannot happen,
     // and an empty key would still give a MAC that no one else computes without the secret.

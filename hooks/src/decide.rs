@@ -84,6 +84,13 @@ pub enum Change {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Log out everywhere: every token issued before `at` stops working.
+    LogoutAll {
+        /// Who asks.
+        customer: CustomerId,
+        /// Unix time of the request (the new `not_before`).
+        at: i64,
+    },
     /// A payment Stripe reported.
     Payment(Box<Payment>),
 }
@@ -97,7 +104,8 @@ impl Change {
             | Change::Reinstall { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::OpenTicket { customer, .. }
-            | Change::ReplyTicket { customer, .. } => Some(customer),
+            | Change::ReplyTicket { customer, .. }
+            | Change::LogoutAll { customer, .. } => Some(customer),
             Change::Payment(_) => None,
         }
     }
@@ -110,7 +118,8 @@ impl Change {
             | Change::Reinstall { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::OpenTicket { customer, .. }
-            | Change::ReplyTicket { customer, .. } => customer.to_string(),
+            | Change::ReplyTicket { customer, .. }
+            | Change::LogoutAll { customer, .. } => customer.to_string(),
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
@@ -147,6 +156,11 @@ pub enum Decision {
     Ticket {
         /// The ticket.
         ticket: TicketId,
+    },
+    /// Every session of the customer revoked.
+    LoggedOut {
+        /// The customer.
+        customer: CustomerId,
     },
     /// A payment recorded.
     Payment {
@@ -333,6 +347,27 @@ pub fn decide(
             message,
             at,
         } => decide_reply(tree, customer, ticket, message, *at),
+        Change::LogoutAll { customer, at } => {
+            if !inv.customers.contains_key(customer) {
+                return Err(Refusal::NotFound);
+            }
+            let path = crate::auth::session_path(customer);
+            let mut d = DocumentMut::new();
+            d["not_before"] = value(*at);
+            Ok(Edit {
+                writes: vec![(
+                    path,
+                    Some(format!(
+                        "# Written by \"log out everywhere\": tokens issued before are refused.\n{d}"
+                    )),
+                )],
+                message: format!("{customer}: log out everywhere {VIA}"),
+                decision: Decision::LoggedOut {
+                    customer: customer.clone(),
+                },
+                fallback: None,
+            })
+        }
         Change::Payment(p) => decide_payment(p, inv, cat, tree),
     }
 }

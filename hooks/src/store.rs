@@ -313,13 +313,18 @@ fn log_store_error(cfg: &Config, e: &StoreError) {
     tracing::error!(error = %text, "inventory repo");
 }
 
-/// Whether the session that asked for `change` still holds on `inv`, the head the commit is
-/// made on: its customer exists and has the password the token was issued for.
-fn session_still_valid(inv: &Inventory, change: &Change, fp: &[u8; 32]) -> Result<(), Refusal> {
+/// Whether the session that asked for `change` still holds on `inv` and `tree`, the head the
+/// commit is made on: its customer exists, has the password the token was issued for, and has
+/// not logged out everywhere since.
+fn session_still_valid(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    change: &Change,
+    fp: &[u8; 32],
+) -> Result<(), Refusal> {
     let now = change
         .customer()
-        .and_then(|c| inv.customers.get(c))
-        .map(|c| crate::auth::password_fingerprint(c.password_hash.as_ref()));
+        .and_then(|c| crate::auth::current_fingerprint(inv, tree, c));
     // Constant-time, like the token check itself.
     let same = now.is_some_and(|n| {
         n.iter()
@@ -799,10 +804,10 @@ impl Cache {
         inv: &mut Arc<Inventory>,
     ) -> Result<Committed, ApplyError> {
         let change = &asked.change;
-        if let Some(fp) = &asked.session {
-            session_still_valid(inv, change, fp)?;
-        }
         let tree = DiskTree::new(&self.workdir);
+        if let Some(fp) = &asked.session {
+            session_still_valid(inv, &tree, change, fp)?;
+        }
         let edit = decide(change, inv, cat, &tree)?;
         self.try_edit(change, edit, head, inv)
     }

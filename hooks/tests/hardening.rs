@@ -505,3 +505,65 @@ async fn cors_allows_only_the_configured_site_origin() {
     assert_eq!(s, 401);
     assert_eq!(fleet.commit_count(), 1);
 }
+
+#[tokio::test]
+async fn a_password_change_revokes_a_token_at_the_next_request() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let (s, _) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(s, 200);
+    let path = "inventory/customers/c-0001.toml";
+    let text = fleet.file(path).unwrap();
+    let changed = text.replace(
+        "$argon2id$v=19$m=65536,t=3,p=4$MeD7",
+        "$argon2id$v=19$m=65536,t=3,p=4$XeD7",
+    );
+    assert_ne!(changed, text);
+    fleet.admin_commit("main", &[(path, changed.as_bytes())], "new password");
+    // Reads too, not only commits: the token is checked on a freshly fetched head.
+    let (s, v) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")), "{v}");
+}
+
+#[tokio::test]
+async fn log_out_everywhere_revokes_every_token_of_the_customer_only() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(r#"{"customer":"c-0001","password":"demo-jane"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let laptop = v["token"].as_str().unwrap().to_owned();
+    let phone = token_for(&fleet, "c-0001");
+    let other = token_for(&fleet, "c-0003");
+    let (s, v) = call(&app, "POST", "/api/logout-all", Some(&phone), None).await;
+    assert_eq!((s, v["done"].as_str()), (200, Some("logged_out")), "{v}");
+    assert_eq!(fleet.messages()[0], "c-0001: log out everywhere (site)");
+    for t in [&laptop, &phone] {
+        let (s, _) = call(&app, "GET", "/api/me", Some(t), None).await;
+        assert_eq!(s, 401);
+        let (s, _) = call(&app, "POST", "/api/vps/xen02/reboot", Some(t), None).await;
+        assert_eq!(s, 401);
+    }
+    let (s, _) = call(&app, "GET", "/api/me", Some(&other), None).await;
+    assert_eq!(s, 200, "another customer's session is untouched");
+    // A new login works, with a token bound to the new epoch.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(r#"{"customer":"c-0001","password":"demo-jane"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let fresh = v["token"].as_str().unwrap().to_owned();
+    let (s, _) = call(&app, "GET", "/api/me", Some(&fresh), None).await;
+    assert_eq!(s, 200);
+}

@@ -100,27 +100,34 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Checks the bearer token against a freshly fetched head (never a cached one): a password
+/// changed or a "log out everywhere" committed a moment ago refuses it at the next request.
 pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authed, ApiError> {
-    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("log in first"))?;
-    let snapshot = app.store.snapshot().await?;
-    let mut fingerprint = [0xff; 32];
-    let session = auth::verify_token(
-        &app.cfg.token_secret,
-        token,
-        |c| {
-            let fp = snapshot
-                .inv
-                .customers
-                .get(c)
-                .map(|c| auth::password_fingerprint(c.password_hash.as_ref()));
-            if let Some(f) = fp {
-                fingerprint = f;
-            }
-            fp
-        },
-        Utc::now().timestamp(),
-    )
-    .map_err(|e| {
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::unauthorized("log in first"))?
+        .to_owned();
+    let key = app.cfg.token_secret.clone();
+    let now = Utc::now().timestamp();
+    let (verified, snapshot) = app
+        .store
+        .read(move |v| {
+            let mut fingerprint = [0xff; 32];
+            let session = auth::verify_token(
+                &key,
+                &token,
+                |c| {
+                    let fp = auth::current_fingerprint(&v.snapshot.inv, v.tree, c);
+                    if let Some(f) = fp {
+                        fingerprint = f;
+                    }
+                    fp
+                },
+                now,
+            );
+            (session.map(|s| (s, fingerprint)), v.snapshot.clone())
+        })
+        .await?;
+    let (session, fingerprint) = verified.map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         ApiError::unauthorized("the session is invalid or has expired; log in again")
     })?;

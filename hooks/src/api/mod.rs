@@ -129,6 +129,7 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/login", post(session::login))
         .route("/me", get(session::me))
+        .route("/logout-all", post(session::logout_all))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))

@@ -47,15 +47,19 @@ pub(super) async fn login(
                     .find(|c| c.email.as_str().eq_ignore_ascii_case(&asked)),
             };
             (
-                c.map(|c| (c.id.clone(), c.password_hash.clone())),
+                c.map(|c| {
+                    let epoch =
+                        auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
+                    (c.id.clone(), c.password_hash.clone(), epoch)
+                }),
                 inv.settings.hooks.clone(),
             )
         })
         .await?;
     let (found, settings) = found;
-    let (id, hash) = match found {
-        Some((id, hash)) => (Some(id), hash),
-        None => (None, None),
+    let (id, hash, epoch) = match found {
+        Some((id, hash, epoch)) => (Some(id), hash, epoch),
+        None => (None, None, 0),
     };
     // Throttled per account (by id when it exists, so its id and e-mail count together) and
     // per client address, before any argon2 work.
@@ -87,7 +91,7 @@ pub(super) async fn login(
     let (token, expires) = auth::issue_token(
         &app.cfg.token_secret,
         &id,
-        &auth::password_fingerprint(hash.as_ref()),
+        &auth::session_fingerprint(hash.as_ref(), epoch),
         Utc::now().timestamp(),
         i64::try_from(app.cfg.token_ttl.as_secs()).unwrap_or(3600),
     );
@@ -191,4 +195,24 @@ pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Respons
         .await?;
     view.map(|v| axum::Json(v).into_response())
         .ok_or_else(ApiError::not_found)
+}
+
+/// `POST /api/logout-all`: every token of the customer, this one included, stops working at
+/// the next request (a `sessions/<customer>.toml` commit that changes their fingerprint).
+pub(super) async fn logout_all(
+    State(app): State<Arc<App>>,
+    a: Authed,
+) -> Result<Response, ApiError> {
+    app.quota(&a, "logout-all")?;
+    let c = app
+        .store
+        .apply_as(
+            crate::decide::Change::LogoutAll {
+                customer: a.customer,
+                at: Utc::now().timestamp(),
+            },
+            a.fingerprint,
+        )
+        .await?;
+    Ok(super::answer(c))
 }
