@@ -51,6 +51,48 @@ pub fn password_fingerprint(hash: Option<&PasswordHash>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Folder of the per-customer session files (`sessions/<customer>.toml`, `not_before = <unix>`),
+/// written by "log out everywhere".
+pub const SESSIONS_DIR: &str = "sessions";
+
+/// The path of a customer's session file.
+pub fn session_path(customer: &CustomerId) -> String {
+    format!("{SESSIONS_DIR}/{customer}.toml")
+}
+
+/// The `not_before` of a customer's session file (0 without one, or when unreadable).
+pub fn session_epoch(text: Option<&str>) -> i64 {
+    text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|d| d.get("not_before").and_then(|v| v.as_integer()))
+        .unwrap_or(0)
+}
+
+/// What binds a token to the customer now: its password and the last "log out everywhere"
+/// (`epoch`, 0 for never: then the password fingerprint alone, so older tokens stay valid).
+pub fn session_fingerprint(hash: Option<&PasswordHash>, epoch: i64) -> [u8; 32] {
+    let pw = password_fingerprint(hash);
+    if epoch == 0 {
+        return pw;
+    }
+    let mut h = Sha256::new();
+    h.update(b"gitvps session fingerprint\0");
+    h.update(pw);
+    h.update(epoch.to_be_bytes());
+    h.finalize().into()
+}
+
+/// The session fingerprint of `customer` on a head (its inventory and files); `None` when the
+/// customer does not exist there.
+pub fn current_fingerprint(
+    inv: &model::Inventory,
+    tree: &dyn crate::tree::Tree,
+    customer: &CustomerId,
+) -> Option<[u8; 32]> {
+    let c = inv.customers.get(customer)?;
+    let epoch = session_epoch(tree.read(&session_path(customer)).as_deref());
+    Some(session_fingerprint(c.password_hash.as_ref(), epoch))
+}
+
 fn mac_for(key: &Secret, customer: &str, expires: i64, fingerprint: &[u8; 32]) -> HmacSha256 {
     // `new_from_slice` accepts keys of any length for HMAC; the error branch cannot happen,
     // and an empty key would still give a MAC that no one else computes without the secret.
@@ -107,6 +149,17 @@ pub fn verify_token(
         return Err(TokenError::Malformed);
     }
     let customer: CustomerId = customer.parse().map_err(|_| TokenError::Malformed)?;
+    // One spelling per token: digits without sign or leading zero, 64 lowercase hex digits.
+    // `i64::from_str` alone would take `+4600`, and `unhex` uppercase hex.
+    let canonical_expiry = !expires.is_empty()
+        && expires.len() <= 19
+        && expires.bytes().all(|b| b.is_ascii_digit())
+        && !(expires.len() > 1 && expires.starts_with('0'));
+    let canonical_sig =
+        sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical_expiry || !canonical_sig {
+        return Err(TokenError::Malformed);
+    }
     let expires: i64 = expires.parse().map_err(|_| TokenError::Malformed)?;
     let sig = unhex(sig).ok_or(TokenError::Malformed)?;
     // An unknown customer is checked against a fingerprint no customer has, so the work done
@@ -125,6 +178,13 @@ pub fn verify_token(
 /// set) checks against a dummy hash so the time taken does not tell which.
 pub fn verify_password(hash: Option<&PasswordHash>, password: &str) -> bool {
     use argon2::PasswordVerifier;
+    // The cost is bounded at parse; checked again here so no hash reaches argon2 unbounded.
+    if let Some(h) = hash
+        && let Err(e) = h.params()
+    {
+        tracing::warn!(reason = %e, "a stored password hash is out of bounds: login refused");
+        return false;
+    }
     let phc = hash.map_or(DUMMY_HASH, PasswordHash::as_str);
     let Ok(parsed) = argon2::PasswordHash::new(phc) else {
         return false;
@@ -267,5 +327,31 @@ mod tests {
     fn fingerprints_differ_by_hash() {
         let a: PasswordHash = DUMMY_HASH.parse().unwrap();
         assert_ne!(password_fingerprint(Some(&a)), password_fingerprint(None));
+    }
+
+    #[test]
+    fn a_token_with_an_uppercase_mac_or_a_plus_in_its_expiry_is_refused() {
+        let fp = [7u8; 32];
+        let (t, _) = issue_token(&key(), &c1(), &fp, 1000, 3600);
+        assert!(verify_token(&key(), &t, |_| Some(fp), 2000).is_ok());
+        let (head, mac) = t.rsplit_once('.').unwrap();
+        let upper = format!("{head}.{}", mac.to_ascii_uppercase());
+        assert_eq!(
+            verify_token(&key(), &upper, |_| Some(fp), 2000),
+            Err(TokenError::Malformed)
+        );
+        for expiry in ["+4600", "04600", " 4600", "4600 "] {
+            let other = t.replace(".4600.", &format!(".{expiry}."));
+            assert_eq!(
+                verify_token(&key(), &other, |_| Some(fp), 2000),
+                Err(TokenError::Malformed),
+                "{expiry:?}"
+            );
+        }
+        let short = format!("{head}.{}", &mac[..62]);
+        assert_eq!(
+            verify_token(&key(), &short, |_| Some(fp), 2000),
+            Err(TokenError::Malformed)
+        );
     }
 }

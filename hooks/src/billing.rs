@@ -8,7 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use model::policy::InvoiceNumber;
 use model::values::{Email, Language, Money, PasswordHash, parse_keyword};
-use model::{ApplianceId, CustomerId, OsId, ProductId, VpsId};
+use model::{ApplianceId, CustomerId, Inventory, OsId, ProductId, ProductKind, VpsId};
 use toml_edit::{DocumentMut, value};
 
 /// Folder of the payment records.
@@ -115,10 +115,30 @@ pub enum Purchase {
     },
 }
 
-/// Checks a one-line name (customer name, company, location).
+/// Whether a character may change how text around it reads: bidirectional embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), direction marks (U+200E, U+200F,
+/// U+061C) and line or paragraph separators (U+2028, U+2029). Refused in what customers write.
+pub fn is_bidi_or_separator(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+/// Checks a one-line name (customer name, company, location, ticket subject): no control
+/// characters, no bidirectional overrides or separators.
 pub fn check_line(s: &str, max: usize) -> Result<String, String> {
     let t = s.trim();
-    if t.is_empty() || t.chars().count() > max || t.chars().any(char::is_control) {
+    if t.is_empty()
+        || t.chars().count() > max
+        || t.chars().any(|c| c.is_control() || is_bidi_or_separator(c))
+    {
         Err(format!("must be one line of 1 to {max} characters"))
     } else {
         Ok(t.to_owned())
@@ -222,6 +242,102 @@ impl Purchase {
     }
 }
 
+/// What a purchase costs on a given head: the lines a Checkout Session shows and their total,
+/// in the catalog's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// (what the customer sees, amount), in order: the product, then a setup fee if any.
+    pub lines: Vec<(String, Money)>,
+    /// The sum of the lines.
+    pub total: Money,
+    /// ISO code, upper case (`USD`).
+    pub currency: String,
+}
+
+/// The amount due for `purchase` on `inv`: the one computation both the Checkout Session
+/// (what the customer is asked to pay) and the webhook (what must have been paid) use.
+///
+/// A renewal costs the renewal product's price; an order the public plan's price plus its
+/// setup fee. A product that does not exist, or a private or renewal product ordered as a
+/// new VPS, has no price: `Err` says why.
+pub fn amount_due(inv: &Inventory, purchase: &Purchase) -> Result<Due, String> {
+    let mut lines = Vec::new();
+    match purchase {
+        Purchase::Renew { vps, product, .. } => {
+            let p = inv
+                .products
+                .get(product)
+                .ok_or_else(|| format!("product {product} is not in the catalog"))?;
+            lines.push((format!("{} ({vps})", p.name), p.price));
+        }
+        Purchase::Order { product, .. } => {
+            let p = inv
+                .products
+                .get(product)
+                .ok_or_else(|| format!("product {product} is not in the catalog"))?;
+            if !matches!(p.kind, ProductKind::Plan(_)) {
+                return Err(format!(
+                    "product {product} is a renewal, not a plan to order"
+                ));
+            }
+            if p.private {
+                return Err(format!(
+                    "product {product} is private: it cannot be ordered"
+                ));
+            }
+            lines.push((p.name.clone(), p.price));
+            if p.setup_fee != Money::ZERO {
+                lines.push(("Setup fee".to_owned(), p.setup_fee));
+            }
+        }
+    }
+    let total = lines.iter().fold(Money::ZERO, |acc, (_, m)| acc + *m);
+    Ok(Due {
+        lines,
+        total,
+        currency: inv.currency.to_string().to_ascii_uppercase(),
+    })
+}
+
+/// Checks a payment against what its purchase costs on `inv`: `Err` (why) when the amount or
+/// currency differ, or the purchase has no price.
+pub fn check_paid(inv: &Inventory, p: &Payment) -> Result<(), String> {
+    let due = amount_due(inv, &p.purchase)?;
+    if p.currency != due.currency || p.amount != due.total {
+        return Err(format!(
+            "paid {} {} but {} {} is due",
+            p.amount,
+            if p.currency.is_empty() {
+                "(no currency)"
+            } else {
+                &p.currency
+            },
+            due.total,
+            due.currency
+        ));
+    }
+    Ok(())
+}
+
+/// How far before its delivery an event's `created` may lie (Stripe retries for 3 days, and
+/// an admin may resend an event of the last 30 days).
+pub const MAX_EVENT_AGE_DAYS: i64 = 31;
+/// How far after its delivery an event's `created` may lie (clock skew).
+pub const MAX_EVENT_SKEW_SECS: i64 = 3600;
+
+/// Whether an event's `created` is plausible for a delivery at `received`: `Err` says why not.
+pub fn check_created(created: DateTime<Utc>, received: DateTime<Utc>) -> Result<(), String> {
+    let earliest = received - chrono::Duration::days(MAX_EVENT_AGE_DAYS);
+    let latest = received + chrono::Duration::seconds(MAX_EVENT_SKEW_SECS);
+    if created < earliest || created > latest {
+        return Err(format!(
+            "the event's `created` ({}) is not within {MAX_EVENT_AGE_DAYS} days before its delivery",
+            created.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    Ok(())
+}
+
 /// A payment Stripe reported as completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -229,6 +345,8 @@ pub struct Payment {
     pub event: StripeId,
     /// When the event was created: the payment date.
     pub paid_at: DateTime<Utc>,
+    /// When the webhook received it (bounds how far `paid_at` may lie from now).
+    pub received_at: DateTime<Utc>,
     /// The Checkout Session.
     pub session: StripeId,
     /// The PaymentIntent, if any.
@@ -267,6 +385,9 @@ pub enum Applied {
     /// The money arrived but nothing could be done with it: an admin must act (refund, place
     /// by hand). The reason is kept in the record.
     NotApplied(String),
+    /// The payment does not match what is due (amount, currency, a product that cannot be
+    /// bought, an implausible date): nothing is changed, an admin must refund or act.
+    Refused(String),
 }
 
 /// The text of `billing/payments/<event>.toml`.
@@ -338,6 +459,11 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         }
         Applied::NotApplied(why) => {
             d["applied"] = value(false);
+            d["note"] = value(why.as_str());
+        }
+        Applied::Refused(why) => {
+            d["applied"] = value(false);
+            d["refused"] = value(true);
             d["note"] = value(why.as_str());
         }
     }
@@ -468,6 +594,7 @@ mod tests {
         let p = Payment {
             event: "evt_1".parse().unwrap(),
             paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            received_at: "2026-05-01T12:00:00Z".parse().unwrap(),
             session: "cs_test_1".parse().unwrap(),
             payment_intent: Some("pi_1".parse().unwrap()),
             stripe_customer: None,

@@ -1,15 +1,15 @@
-//! The OS and appliance catalog a reinstall or an order may pick from: the folder names under
-//! `bootstraps/os/` and `bootstraps/appliances/`, or a small built-in list until they exist.
+//! The OS and appliance catalog a reinstall or an order may pick from: the offered entries of
+//! the model's bootstraps catalog, or a small built-in list when the repo has no `bootstraps/`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use model::bootstraps::Catalog as Bootstraps;
 use model::{ApplianceId, OsId};
-
-use crate::tree::Tree;
 
 /// Operating systems offered while the repo has no `bootstraps/` folder: the first OS folders
 /// of the bootstraps work. Ids follow the id grammar (Ubuntu 24.04 is `ubuntu-2404`, Alpine
-/// 3.20 `alpine-3-20`). Replaced by the folder list as soon as `bootstraps/` exists.
+/// 3.20 `alpine-3-20`). Replaced by the bootstraps catalog as soon as it has an OS.
 pub const BUILTIN_OS: &[&str] = &[
     "alpine-3-20",
     "debian-12",
@@ -25,19 +25,17 @@ pub const BUILTIN_APPLIANCES: &[&str] = &["openvpn"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
-    /// The folders of `bootstraps/`.
+    /// `bootstraps/*/*/meta.toml`, as `model::bootstraps::Catalog` reads them.
     Repo,
     /// The built-in list ([`BUILTIN_OS`], [`BUILTIN_APPLIANCES`]).
     Builtin,
 }
 
-/// What may be installed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// What may be installed: the one place that decides what is offered.
+#[derive(Debug, Clone)]
 pub struct Catalog {
-    /// Operating systems.
-    pub os: BTreeSet<OsId>,
-    /// Appliances.
-    pub appliances: BTreeSet<ApplianceId>,
+    /// The model's catalog of the head (empty without `bootstraps/`).
+    bootstraps: Arc<Bootstraps>,
     /// Where the lists came from.
     pub source: Source,
 }
@@ -45,7 +43,8 @@ pub struct Catalog {
 /// Why an OS or appliance cannot be installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
-    /// Not a valid id, or not in the catalog.
+    /// Not a valid id, not in the catalog, withdrawn (`offered = false`), or an appliance
+    /// for another OS family.
     #[error("`{value}` is not an {kind} of the catalog ({known})")]
     Unknown {
         /// `OS` or `appliance`.
@@ -57,58 +56,60 @@ pub enum CatalogError {
     },
 }
 
-/// The catalog of the repo as `tree` shows it. The one place that decides what is offered:
-/// the bootstraps work replaces the built-in fallback here.
-pub fn catalog(tree: &dyn Tree) -> Catalog {
-    match tree.entries("bootstraps") {
-        Some(_) => Catalog {
-            os: folder_ids(tree, "bootstraps/os"),
-            appliances: folder_ids(tree, "bootstraps/appliances"),
-            source: Source::Repo,
-        },
-        None => Catalog {
-            os: BUILTIN_OS.iter().filter_map(|s| s.parse().ok()).collect(),
-            appliances: BUILTIN_APPLIANCES
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            source: Source::Builtin,
-        },
-    }
-}
-
-fn folder_ids<T: std::str::FromStr + Ord>(tree: &dyn Tree, dir: &str) -> BTreeSet<T> {
-    tree.entries(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.is_dir)
-        .filter_map(|e| e.name.parse().ok())
-        .collect()
+/// The catalog of a head, from the model's parse of its `bootstraps/` (loaded by the store
+/// from the clone's work tree with `model::bootstraps::Catalog::load`, the parse `gitvps
+/// validate` and the site use). Without any OS there, the built-in list.
+pub fn catalog(bootstraps: Arc<Bootstraps>) -> Catalog {
+    let source = if bootstraps.os.is_empty() {
+        Source::Builtin
+    } else {
+        Source::Repo
+    };
+    Catalog { bootstraps, source }
 }
 
 impl Catalog {
-    /// Parses and checks an OS asked for by a customer.
+    /// The OSes offered, in id order.
+    pub fn offered_os(&self) -> BTreeSet<OsId> {
+        match self.source {
+            Source::Repo => self.bootstraps.offered_os().map(|o| o.id.clone()).collect(),
+            Source::Builtin => BUILTIN_OS.iter().filter_map(|s| s.parse().ok()).collect(),
+        }
+    }
+
+    /// The appliances offered with `os`, in id order.
+    pub fn offered_appliances(&self, os: &OsId) -> BTreeSet<ApplianceId> {
+        match self.source {
+            Source::Repo => self
+                .bootstraps
+                .appliances_for(os)
+                .map(|a| a.id.clone())
+                .collect(),
+            Source::Builtin => BUILTIN_APPLIANCES
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// Parses and checks an OS asked for by a customer: offered now.
     pub fn os(&self, asked: &str) -> Result<OsId, CatalogError> {
+        let offered = self.offered_os();
         asked
             .parse::<OsId>()
             .ok()
-            .filter(|id| self.os.contains(id))
-            .ok_or_else(|| unknown("OS", asked, self.os.iter().map(OsId::as_str)))
+            .filter(|id| offered.contains(id))
+            .ok_or_else(|| unknown("OS", asked, offered.iter().map(OsId::as_str)))
     }
 
-    /// Parses and checks an appliance asked for by a customer.
-    pub fn appliance(&self, asked: &str) -> Result<ApplianceId, CatalogError> {
+    /// Parses and checks an appliance asked for with `os`: offered now, for its family.
+    pub fn appliance(&self, os: &OsId, asked: &str) -> Result<ApplianceId, CatalogError> {
+        let offered = self.offered_appliances(os);
         asked
             .parse::<ApplianceId>()
             .ok()
-            .filter(|id| self.appliances.contains(id))
-            .ok_or_else(|| {
-                unknown(
-                    "appliance",
-                    asked,
-                    self.appliances.iter().map(ApplianceId::as_str),
-                )
-            })
+            .filter(|id| offered.contains(id))
+            .ok_or_else(|| unknown("appliance", asked, offered.iter().map(ApplianceId::as_str)))
     }
 }
 
@@ -137,39 +138,73 @@ fn unknown<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::MemTree;
+    use std::path::Path;
+
+    fn builtin() -> Catalog {
+        catalog(Arc::new(Bootstraps::default()))
+    }
+
+    /// The project's own `bootstraps/`, copied so one entry can be withdrawn.
+    fn project_with(tweak: impl FnOnce(&Path)) -> Catalog {
+        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let tmp = tempfile::tempdir().unwrap();
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let (src, dst) = (e.path(), to.join(e.file_name()));
+                if e.file_type().unwrap().is_dir() {
+                    copy(&src, &dst);
+                } else {
+                    std::fs::copy(&src, &dst).unwrap();
+                }
+            }
+        }
+        copy(&top.join("bootstraps"), &tmp.path().join("bootstraps"));
+        tweak(tmp.path());
+        catalog(Arc::new(Bootstraps::load(tmp.path()).unwrap()))
+    }
 
     #[test]
     fn without_bootstraps_the_builtin_list_is_offered() {
-        let c = catalog(&MemTree::new());
+        let c = builtin();
         assert_eq!(c.source, Source::Builtin);
         assert_eq!(c.os("debian-12").unwrap().as_str(), "debian-12");
-        assert_eq!(c.os.len(), BUILTIN_OS.len(), "every built-in id parses");
-        assert!(c.appliance("openvpn").is_ok());
+        assert_eq!(
+            c.offered_os().len(),
+            BUILTIN_OS.len(),
+            "every built-in id parses"
+        );
+        let deb = c.os("debian-12").unwrap();
+        assert!(c.appliance(&deb, "openvpn").is_ok());
         let e = c.os("windows-11").unwrap_err().to_string();
         assert!(e.contains("not an OS of the catalog"), "{e}");
         assert!(e.contains("debian-13"), "{e}");
     }
 
     #[test]
-    fn with_bootstraps_only_its_folders_count() {
-        let t = MemTree::new()
-            .with("bootstraps/os/debian-13/install.sh", "")
-            .with("bootstraps/os/Bad_Name/install.sh", "")
-            .with("bootstraps/os/notes.txt", "")
-            .with("bootstraps/README.md", "");
-        let c = catalog(&t);
+    fn a_withdrawn_os_or_appliance_is_not_offered() {
+        let c = project_with(|_| {});
         assert_eq!(c.source, Source::Repo);
-        assert!(c.os("debian-13").is_ok());
-        assert!(c.os("debian-12").is_err(), "not a folder there");
-        assert!(c.os("notes.txt").is_err());
-        assert!(c.os("Bad_Name").is_err());
-        assert!(c.appliance("openvpn").is_err(), "no appliances folder");
+        let deb = c.os("debian-12").unwrap();
+        assert!(c.appliance(&deb, "openvpn").is_ok());
+        let c = project_with(|root| {
+            let meta = root.join("bootstraps/os/debian-12/meta.toml");
+            let text = std::fs::read_to_string(&meta).unwrap();
+            std::fs::write(&meta, format!("{text}offered = false\n")).unwrap();
+            let meta = root.join("bootstraps/appliances/openvpn/meta.toml");
+            let text = std::fs::read_to_string(&meta).unwrap();
+            std::fs::write(&meta, format!("{text}offered = false\n")).unwrap();
+        });
+        let e = c.os("debian-12").unwrap_err().to_string();
+        assert!(e.contains("not an OS of the catalog"), "{e}");
+        let deb13 = c.os("debian-13").unwrap();
+        assert!(c.appliance(&deb13, "openvpn").is_err(), "withdrawn");
     }
 
     #[test]
     fn hostile_names_are_refused_and_not_echoed_raw() {
-        let c = catalog(&MemTree::new());
+        let c = builtin();
         for bad in [
             "../../etc",
             "debian-12; rm -rf /",

@@ -9,10 +9,10 @@ use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
 use toml_edit::{DocumentMut, value};
 
 use crate::billing::{
-    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, payment_path,
-    record_names_session, render_record, renewed_expiry,
+    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, check_created, check_paid,
+    payment_path, record_names_session, render_record, renewed_expiry,
 };
-use crate::catalog::{CatalogError, catalog};
+use crate::catalog::{Catalog, CatalogError};
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 use crate::tree::Tree;
 
@@ -84,11 +84,32 @@ pub enum Change {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Log out everywhere: every token issued before `at` stops working.
+    LogoutAll {
+        /// Who asks.
+        customer: CustomerId,
+        /// Unix time of the request (the new `not_before`).
+        at: i64,
+    },
     /// A payment Stripe reported.
     Payment(Box<Payment>),
 }
 
 impl Change {
+    /// The customer who asked (`None` for a payment).
+    pub fn customer(&self) -> Option<&CustomerId> {
+        match self {
+            Change::Power { customer, .. }
+            | Change::Action { customer, .. }
+            | Change::Reinstall { customer, .. }
+            | Change::SshKeys { customer, .. }
+            | Change::OpenTicket { customer, .. }
+            | Change::ReplyTicket { customer, .. }
+            | Change::LogoutAll { customer, .. } => Some(customer),
+            Change::Payment(_) => None,
+        }
+    }
+
     /// Who asked, for logs.
     pub fn who(&self) -> String {
         match self {
@@ -97,7 +118,8 @@ impl Change {
             | Change::Reinstall { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::OpenTicket { customer, .. }
-            | Change::ReplyTicket { customer, .. } => customer.to_string(),
+            | Change::ReplyTicket { customer, .. }
+            | Change::LogoutAll { customer, .. } => customer.to_string(),
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
@@ -134,6 +156,11 @@ pub enum Decision {
     Ticket {
         /// The ticket.
         ticket: TicketId,
+    },
+    /// Every session of the customer revoked.
+    LoggedOut {
+        /// The customer.
+        customer: CustomerId,
     },
     /// A payment recorded.
     Payment {
@@ -187,12 +214,19 @@ pub enum Refusal {
     /// Too many SSH keys.
     #[error("at most {MAX_SSH_KEYS} SSH keys")]
     TooManyKeys,
+    /// A reply would make the ticket's file longer than [`tickets::MAX_THREAD`].
+    #[error("this ticket's thread is full; open a new ticket")]
+    TicketTooLong,
     /// The result would not pass validation (the diagnostics are logged, not answered).
     #[error("the change would make the inventory invalid")]
     Invalid,
     /// A file in the repo cannot be edited (an admin broke it).
     #[error("a file cannot be edited: {0}")]
     Broken(String),
+    /// The session was revoked (password changed or customer removed) on the head the commit
+    /// would be made on.
+    #[error("the session is no longer valid; log in again")]
+    Unauthorized,
 }
 
 /// Why an order cannot be placed now, as checked before the customer pays.
@@ -256,7 +290,12 @@ fn open(tree: &dyn Tree, path: &str) -> Result<TomlFile, Refusal> {
 
 /// Decides what an accepted `change` writes on the head `inv`/`tree`. Pure: the store runs it
 /// again on a new head after a lost push race.
-pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+pub fn decide(
+    change: &Change,
+    inv: &Inventory,
+    cat: &Catalog,
+    tree: &dyn Tree,
+) -> Result<Edit, Refusal> {
     match change {
         Change::Power {
             customer,
@@ -273,7 +312,7 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             vps,
             os,
             appliance,
-        } => decide_reinstall(inv, tree, customer, vps, os, appliance.as_deref()),
+        } => decide_reinstall(inv, cat, tree, customer, vps, os, appliance.as_deref()),
         Change::SshKeys {
             customer,
             vps,
@@ -308,7 +347,28 @@ pub fn decide(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
             message,
             at,
         } => decide_reply(tree, customer, ticket, message, *at),
-        Change::Payment(p) => decide_payment(p, inv, tree),
+        Change::LogoutAll { customer, at } => {
+            if !inv.customers.contains_key(customer) {
+                return Err(Refusal::NotFound);
+            }
+            let path = crate::auth::session_path(customer);
+            let mut d = DocumentMut::new();
+            d["not_before"] = value(*at);
+            Ok(Edit {
+                writes: vec![(
+                    path,
+                    Some(format!(
+                        "# Written by \"log out everywhere\": tokens issued before are refused.\n{d}"
+                    )),
+                )],
+                message: format!("{customer}: log out everywhere {VIA}"),
+                decision: Decision::LoggedOut {
+                    customer: customer.clone(),
+                },
+                fallback: None,
+            })
+        }
+        Change::Payment(p) => decide_payment(p, inv, cat, tree),
     }
 }
 
@@ -367,6 +427,7 @@ fn decide_action(
 
 fn decide_reinstall(
     inv: &Inventory,
+    cat: &Catalog,
     tree: &dyn Tree,
     customer: &CustomerId,
     vps: &VpsId,
@@ -374,9 +435,8 @@ fn decide_reinstall(
     appliance: Option<&str>,
 ) -> Result<Edit, Refusal> {
     own_vps(inv, customer, vps, false)?;
-    let cat = catalog(tree);
     let os = cat.os(os)?;
-    let appliance = appliance.map(|a| cat.appliance(a)).transpose()?;
+    let appliance = appliance.map(|a| cat.appliance(&os, a)).transpose()?;
     let path = vps_path(vps);
     let mut f = open(tree, &path)?;
     f.set_string("os", os.as_str());
@@ -451,6 +511,9 @@ fn decide_reply(
     if &t.customer != customer {
         return Err(Refusal::NotFound);
     }
+    if text.len().saturating_add(message.len()) > tickets::MAX_THREAD {
+        return Err(Refusal::TicketTooLong);
+    }
     let new = tickets::append(&path, &text, customer.as_str(), message, at)
         .map_err(|e| Refusal::Broken(e.to_string()))?;
     Ok(Edit {
@@ -493,13 +556,41 @@ fn not_applied(p: &Payment, why: String) -> Edit {
     }
 }
 
-fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+/// A payment that does not match what is due: recorded (so a second delivery is a no-op and
+/// an admin sees it), nothing else changed.
+fn refused(p: &Payment, why: String) -> Edit {
+    Edit {
+        writes: vec![(
+            payment_path(&p.event),
+            Some(render_record(p, &Applied::Refused(why.clone()))),
+        )],
+        message: format!("stripe: record payment {} (refused: {why})", p.event),
+        decision: Decision::Payment {
+            event: p.event.clone(),
+            result: "refused",
+            vps: None,
+        },
+        fallback: None,
+    }
+}
+
+fn decide_payment(
+    p: &Payment,
+    inv: &Inventory,
+    cat: &Catalog,
+    tree: &dyn Tree,
+) -> Result<Edit, Refusal> {
     if already_recorded(p, tree) {
         return Ok(Edit::noop(Decision::Payment {
             event: p.event.clone(),
             result: "duplicate",
             vps: None,
         }));
+    }
+    // What was paid must be what is due now, for something that can be bought, on a
+    // plausible date; otherwise nothing is bought.
+    if let Err(why) = check_created(p.paid_at, p.received_at).and_then(|()| check_paid(inv, p)) {
+        return Ok(refused(p, why));
     }
     let mut edit = match &p.purchase {
         Purchase::Renew {
@@ -517,7 +608,7 @@ fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
         } => decide_order(
             p,
             inv,
-            tree,
+            cat,
             customer,
             product,
             location,
@@ -529,7 +620,7 @@ fn decide_payment(p: &Payment, inv: &Inventory, tree: &dyn Tree) -> Result<Edit,
         && !matches!(
             edit.decision,
             Decision::Payment {
-                result: "not_applied",
+                result: "not_applied" | "refused",
                 ..
             }
         )
@@ -571,7 +662,9 @@ fn decide_renewal(
     let unsuspended = v.state == State::Suspended;
     let path = vps_path(vps);
     let mut f = open(tree, &path)?;
-    f.set_date("expires", after);
+    if let Err(e) = f.set_date("expires", after) {
+        return Ok(refused(p, e.to_string()));
+    }
     if unsuspended {
         f.set_state(State::Active);
         f.set_suspension(None);
@@ -723,19 +816,18 @@ pub fn dry_place(
 fn decide_order(
     p: &Payment,
     inv: &Inventory,
-    tree: &dyn Tree,
+    cat: &Catalog,
     customer: &OrderCustomer,
     product: &model::ProductId,
     location: &str,
     os: &model::OsId,
     appliance: Option<&model::ApplianceId>,
 ) -> Result<Edit, Refusal> {
-    let cat = catalog(tree);
     if let Err(e) = cat.os(os.as_str()) {
         return Ok(not_applied(p, e.to_string()));
     }
     if let Some(a) = appliance
-        && let Err(e) = cat.appliance(a.as_str())
+        && let Err(e) = cat.appliance(os, a.as_str())
     {
         return Ok(not_applied(p, e.to_string()));
     }
@@ -841,6 +933,13 @@ mod tests {
         (Inventory::load(&top()).unwrap(), DiskTree::new(top()))
     }
 
+    /// The project's bootstraps catalog, as the store loads it.
+    fn cat() -> Catalog {
+        crate::catalog::catalog(std::sync::Arc::new(
+            model::bootstraps::Catalog::load(&top()).unwrap(),
+        ))
+    }
+
     fn id<T: std::str::FromStr>(s: &str) -> T
     where
         T::Err: std::fmt::Debug,
@@ -885,6 +984,7 @@ mod tests {
                 kind: ActionKind::Fsck,
             },
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();
@@ -900,20 +1000,26 @@ mod tests {
                 power: Power::Running,
             },
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();
         assert!(e.writes.is_empty());
     }
 
+    /// A payment of exactly what `purchase` costs on the example fleet.
     fn payment(event: &str, session: &str, purchase: Purchase) -> Payment {
+        let amount = crate::billing::amount_due(&fleet().0, &purchase)
+            .map(|d| d.total)
+            .unwrap_or_else(|_| "59.00".parse().unwrap());
         Payment {
             event: id(event),
             paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            received_at: "2026-05-01T12:00:00Z".parse().unwrap(),
             session: id(session),
             payment_intent: None,
             stripe_customer: None,
-            amount: "59.00".parse().unwrap(),
+            amount,
             currency: "USD".into(),
             purchase,
         }
@@ -932,7 +1038,7 @@ mod tests {
     fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
         let (inv, tree) = fleet();
         let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
-        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &tree).unwrap();
+        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &cat(), &tree).unwrap();
         assert_eq!(e.writes.len(), 2);
         // xen04 expires 2026-12-15, after the payment date: 3 months from it.
         assert!(
@@ -950,11 +1056,11 @@ mod tests {
             &tree.read("inventory/vps/xen04.toml").unwrap(),
         );
         done.apply(&e.writes);
-        let again = decide(&Change::Payment(Box::new(p)), &inv, &done).unwrap();
+        let again = decide(&Change::Payment(Box::new(p)), &inv, &cat(), &done).unwrap();
         assert!(again.writes.is_empty());
         let other_event = payment("evt_b", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
         assert!(
-            decide(&Change::Payment(Box::new(other_event)), &inv, &done)
+            decide(&Change::Payment(Box::new(other_event)), &inv, &cat(), &done)
                 .unwrap()
                 .writes
                 .is_empty()
@@ -972,6 +1078,7 @@ mod tests {
             let e = decide(
                 &Change::Payment(Box::new(payment("evt_x", "cs_x", purchase))),
                 &inv,
+                &cat(),
                 &tree,
             )
             .unwrap();
@@ -1027,6 +1134,7 @@ mod tests {
         let e = decide(
             &Change::Payment(Box::new(payment("evt_o", "cs_o", purchase))),
             &inv,
+            &cat(),
             &tree,
         )
         .unwrap();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decide;
 pub mod store;
 pub mod stripe;
+pub mod throttle;
 pub mod tickets;
 pub mod tree;
 
@@ -42,5 +43,10 @@ pub(crate) use model::diag::error_chain;
 
 /// Serves an app built beforehand (tests keep a handle on it to read its store's counters).
 pub async fn serve_app(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
+    // The peer address is the client address unless a trusted proxy header is configured.
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

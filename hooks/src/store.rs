@@ -19,6 +19,7 @@ use model::{Inventory, LoadError, VpsId};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::catalog::Catalog;
 use crate::config::{Config, redact_url};
 use crate::decide::{Change, Decision, Edit, Refusal, decide};
 use crate::tree::{DiskTree, Tree};
@@ -108,6 +109,8 @@ pub struct Snapshot {
     pub head: Oid,
     /// Its inventory.
     pub inv: Arc<Inventory>,
+    /// Its `bootstraps/` catalog, as the model reads it (what may be installed).
+    pub bootstraps: Arc<model::bootstraps::Catalog>,
     /// Observed status per VPS, from the status branch (empty when there is none).
     pub status: Arc<BTreeMap<VpsId, VpsStatus>>,
     /// When it was taken.
@@ -131,6 +134,17 @@ pub struct Committed {
     pub commit: Option<String>,
 }
 
+/// A change, with the session fingerprint of the token that asked for it (`None`: not a
+/// customer's session, like a Stripe event).
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The change.
+    pub change: Change,
+    /// The password fingerprint the token was issued for: checked again on the head the
+    /// commit is made on, so a token revoked a moment ago commits nothing.
+    pub session: Option<[u8; 32]>,
+}
+
 type ReadFn = Box<dyn FnOnce(Result<&View<'_>, &StoreError>) + Send>;
 type Reply = oneshot::Sender<Result<Committed, ApplyError>>;
 /// Files as they were before an edit, to put back when it is refused.
@@ -138,7 +152,7 @@ type Saved = Vec<(PathBuf, Option<Vec<u8>>)>;
 
 enum Job {
     Read(ReadFn),
-    Apply { change: Box<Change>, reply: Reply },
+    Apply { change: Box<Asked>, reply: Reply },
 }
 
 /// Counters of the committer (batches, commits, pushes, lost races), for tests and benchmarks.
@@ -211,10 +225,32 @@ impl GitRepo {
 
     /// Decides, validates, commits and pushes one change; answers once it is pushed.
     pub async fn apply(&self, change: Change) -> Result<Committed, ApplyError> {
+        self.submit(Asked {
+            change,
+            session: None,
+        })
+        .await
+    }
+
+    /// [`GitRepo::apply`] for a customer's session: the token's password `fingerprint` is
+    /// checked against the head the commit is made on (a password changed since: refused).
+    pub async fn apply_as(
+        &self,
+        change: Change,
+        fingerprint: [u8; 32],
+    ) -> Result<Committed, ApplyError> {
+        self.submit(Asked {
+            change,
+            session: Some(fingerprint),
+        })
+        .await
+    }
+
+    async fn submit(&self, asked: Asked) -> Result<Committed, ApplyError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Apply {
-                change: Box::new(change),
+                change: Box::new(asked),
                 reply,
             })
             .map_err(|_| StoreError::Stopped)?;
@@ -262,7 +298,7 @@ fn committer(
     }
 }
 
-fn fail(reads: Vec<ReadFn>, applies: Vec<(Box<Change>, Reply)>, e: &StoreError) {
+fn fail(reads: Vec<ReadFn>, applies: Vec<(Box<Asked>, Reply)>, e: &StoreError) {
     for r in reads {
         r(Err(e));
     }
@@ -275,6 +311,33 @@ fn fail(reads: Vec<ReadFn>, applies: Vec<(Box<Change>, Reply)>, e: &StoreError) 
 fn log_store_error(cfg: &Config, e: &StoreError) {
     let text = crate::error_chain(e).replace(&cfg.repo, &redact_url(&cfg.repo));
     tracing::error!(error = %text, "inventory repo");
+}
+
+/// Whether the session that asked for `change` still holds on `inv` and `tree`, the head the
+/// commit is made on: its customer exists, has the password the token was issued for, and has
+/// not logged out everywhere since.
+fn session_still_valid(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    change: &Change,
+    fp: &[u8; 32],
+) -> Result<(), Refusal> {
+    let now = change
+        .customer()
+        .and_then(|c| crate::auth::current_fingerprint(inv, tree, c));
+    // Constant-time, like the token check itself.
+    let same = now.is_some_and(|n| {
+        n.iter()
+            .zip(fp.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        tracing::info!(who = %change.who(), "refused: the session was revoked before the commit");
+        Err(Refusal::Unauthorized)
+    }
 }
 
 /// Whether a repo address is a folder on this machine (then pushes are compare-and-swap).
@@ -304,6 +367,8 @@ struct Cache {
     worktree_at: Option<Oid>,
     /// Inventory per tree id (the last one).
     inv_cache: Option<(Oid, Arc<Inventory>)>,
+    /// Bootstraps catalog per `bootstraps/` tree id (`None`: no such folder), the last one.
+    catalog_cache: Option<(Option<Oid>, Arc<model::bootstraps::Catalog>)>,
     /// Status per status-branch commit (the last one).
     status_cache: Option<(Oid, Arc<BTreeMap<VpsId, VpsStatus>>)>,
 }
@@ -395,6 +460,7 @@ impl Cache {
             _lock: lock,
             worktree_at: None,
             inv_cache: None,
+            catalog_cache: None,
             status_cache: None,
         })
     }
@@ -474,13 +540,41 @@ impl Cache {
                 inv
             }
         };
+        let bootstraps = self.bootstraps(head)?;
         let status = self.status(&inv.settings.reconciler.status_branch);
         Ok(Arc::new(Snapshot {
             head,
             inv,
+            bootstraps,
             status,
             taken: Instant::now(),
         }))
+    }
+
+    /// The bootstraps catalog of `head`, read by the model from the work tree (checked out at
+    /// `head`): the same parse and rules as `gitvps validate`. Cached per `bootstraps/` tree.
+    fn bootstraps(&mut self, head: Oid) -> Result<Arc<model::bootstraps::Catalog>, StoreError> {
+        let dir = self
+            .repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .map_err(git("read the head tree"))?
+            .get_path(Path::new(model::bootstraps::DIR))
+            .ok()
+            .map(|e| e.id());
+        if let Some((d, cat)) = &self.catalog_cache
+            && *d == dir
+        {
+            return Ok(cat.clone());
+        }
+        let cat = Arc::new(
+            model::bootstraps::Catalog::load(&self.workdir).map_err(|e| StoreError::Invalid {
+                head: head.to_string(),
+                source: Arc::new(e),
+            })?,
+        );
+        self.catalog_cache = Some((dir, cat.clone()));
+        Ok(cat)
     }
 
     /// The status files of the status branch; empty when it does not exist or cannot be read.
@@ -562,7 +656,7 @@ impl Cache {
     fn batch(
         &mut self,
         mut reads: Vec<ReadFn>,
-        applies: Vec<(Box<Change>, Reply)>,
+        applies: Vec<(Box<Asked>, Reply)>,
         current: &Mutex<Option<Arc<Snapshot>>>,
         stats: &PushStats,
     ) {
@@ -641,28 +735,32 @@ impl Cache {
     /// Decides and commits each change of a batch on `base`, one commit after the other.
     fn commit_all(
         &mut self,
-        applies: &[(Box<Change>, Reply)],
+        applies: &[(Box<Asked>, Reply)],
         base: Oid,
         snap: &Snapshot,
     ) -> BatchCommits {
         let mut head = base;
         let mut inv = snap.inv.clone();
-        let results: Vec<Result<Committed, ApplyError>> = applies
-            .iter()
-            .map(|(change, _)| self.apply_one(change, &mut head, &mut inv))
-            .collect();
+        // The hooks never write under bootstraps/: the base's catalog holds for the batch.
+        let cat = crate::catalog::catalog(snap.bootstraps.clone());
+        // Identical requests pending in one batch (a customer clicking reboot five times)
+        // are coalesced: the first is decided and committed, the others get its answer.
+        let mut results: Vec<Result<Committed, ApplyError>> = Vec::with_capacity(applies.len());
+        for (i, (asked, _)) in applies.iter().enumerate() {
+            let same = applies[..i].iter().position(|(earlier, _)| {
+                earlier.change == asked.change && earlier.session == asked.session
+            });
+            let r = match same.and_then(|j| results.get(j)) {
+                Some(first) => first.clone(),
+                None => self.apply_one(asked, &cat, &mut head, &mut inv),
+            };
+            results.push(r);
+        }
         let made = results
             .iter()
-            .filter(|r| {
-                matches!(
-                    r,
-                    Ok(Committed {
-                        commit: Some(_),
-                        ..
-                    })
-                )
-            })
-            .count();
+            .filter_map(|r| r.as_ref().ok().and_then(|c| c.commit.as_deref()))
+            .collect::<std::collections::BTreeSet<&str>>()
+            .len();
         BatchCommits {
             head,
             inv,
@@ -691,6 +789,7 @@ impl Cache {
         let snap = Arc::new(Snapshot {
             head,
             inv,
+            bootstraps: snap.bootstraps.clone(),
             status: snap.status.clone(),
             taken: Instant::now(),
         });
@@ -699,12 +798,17 @@ impl Cache {
 
     fn apply_one(
         &mut self,
-        change: &Change,
+        asked: &Asked,
+        cat: &Catalog,
         head: &mut Oid,
         inv: &mut Arc<Inventory>,
     ) -> Result<Committed, ApplyError> {
+        let change = &asked.change;
         let tree = DiskTree::new(&self.workdir);
-        let edit = decide(change, inv, &tree)?;
+        if let Some(fp) = &asked.session {
+            session_still_valid(inv, &tree, change, fp)?;
+        }
+        let edit = decide(change, inv, cat, &tree)?;
         self.try_edit(change, edit, head, inv)
     }
 
@@ -1085,7 +1189,12 @@ mod tests {
         let base = c.sync().unwrap();
         let snap = c.snapshot(base).unwrap();
         let (mut head, mut inv) = (base, snap.inv.clone());
-        c.apply_one(&change(), &mut head, &mut inv).unwrap();
+        let cat = crate::catalog::catalog(snap.bootstraps.clone());
+        let asked = Asked {
+            change: change(),
+            session: None,
+        };
+        c.apply_one(&asked, &cat, &mut head, &mut inv).unwrap();
         assert_ne!(head, base);
         // Someone else pushes in between.
         let bare = Repository::open_bare(&cfg.repo).unwrap();
@@ -1112,7 +1221,11 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         let current = Mutex::new(None);
         let stats = PushStats::default();
-        c.batch(Vec::new(), vec![(Box::new(change()), tx)], &current, &stats);
+        let asked = Asked {
+            change: change(),
+            session: None,
+        };
+        c.batch(Vec::new(), vec![(Box::new(asked), tx)], &current, &stats);
         let done = rx.blocking_recv().unwrap().unwrap();
         assert_eq!(
             done.decision,
@@ -1185,5 +1298,31 @@ mod tests {
         let (_d, cfg) = fleet();
         let _c = Cache::open(&cfg).unwrap();
         assert!(matches!(Cache::open(&cfg), Err(StoreError::Locked(_))));
+    }
+
+    #[test]
+    fn identical_requests_in_one_batch_are_coalesced_into_one_commit() {
+        let (_d, cfg) = fleet();
+        let mut c = Cache::open(&cfg).unwrap();
+        let stats = PushStats::default();
+        let current = Mutex::new(None);
+        let mut rxs = Vec::new();
+        let mut applies = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = oneshot::channel();
+            let asked = Asked {
+                change: change(),
+                session: None,
+            };
+            applies.push((Box::new(asked), tx));
+            rxs.push(rx);
+        }
+        c.batch(Vec::new(), applies, &current, &stats);
+        let answers: Vec<Committed> = rxs
+            .into_iter()
+            .map(|rx| rx.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
     }
 }

@@ -153,7 +153,7 @@ fn id_of(v: Option<&serde_json::Value>) -> Option<StripeId> {
 /// Reads a verified event. Only the fields we use are read, so events of newer API versions
 /// still land. `checkout.session.completed` (when paid) and
 /// `checkout.session.async_payment_succeeded` are payments; every other type is ignored.
-pub fn interpret(payload: &[u8]) -> Result<Interpreted, EventError> {
+pub fn interpret(payload: &[u8], received_at: DateTime<Utc>) -> Result<Interpreted, EventError> {
     let ev: RawEvent =
         serde_json::from_slice(payload).map_err(|e| EventError::Shape(e.to_string()))?;
     let ignored = |why: &str| Interpreted::Ignored {
@@ -201,6 +201,7 @@ pub fn interpret(payload: &[u8]) -> Result<Interpreted, EventError> {
     Ok(Interpreted::Paid(Box::new(Payment {
         event,
         paid_at,
+        received_at,
         session,
         payment_intent: id_of(s.payment_intent.as_ref()),
         stripe_customer: id_of(s.customer.as_ref()),
@@ -320,6 +321,10 @@ impl Checkout {
 
 #[cfg(test)]
 mod tests {
+
+    fn now() -> DateTime<Utc> {
+        "2026-05-01T12:00:00Z".parse().unwrap()
+    }
     use super::*;
 
     fn sign(secret: &str, t: i64, payload: &[u8]) -> String {
@@ -408,7 +413,7 @@ mod tests {
                 "metadata": {"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": "advanced-3m"}
             }}
         });
-        let Interpreted::Paid(p) = interpret(ev.to_string().as_bytes()).unwrap() else {
+        let Interpreted::Paid(p) = interpret(ev.to_string().as_bytes(), now()).unwrap() else {
             panic!("not paid")
         };
         assert_eq!(p.event.as_str(), "evt_9");
@@ -421,24 +426,24 @@ mod tests {
         let mut unpaid = ev.clone();
         unpaid["data"]["object"]["payment_status"] = "unpaid".into();
         assert!(matches!(
-            interpret(unpaid.to_string().as_bytes()).unwrap(),
+            interpret(unpaid.to_string().as_bytes(), now()).unwrap(),
             Interpreted::Ignored { .. }
         ));
         let mut other = ev.clone();
         other["type"] = "invoice.paid".into();
         assert!(matches!(
-            interpret(other.to_string().as_bytes()).unwrap(),
+            interpret(other.to_string().as_bytes(), now()).unwrap(),
             Interpreted::Ignored { .. }
         ));
         let mut foreign = ev.clone();
         foreign["data"]["object"]["metadata"] = serde_json::json!({"order": "42"});
         assert!(matches!(
-            interpret(foreign.to_string().as_bytes()).unwrap(),
+            interpret(foreign.to_string().as_bytes(), now()).unwrap(),
             Interpreted::Ignored { .. }
         ));
         let mut bad_id = ev;
         bad_id["id"] = "../../x".into();
-        assert!(interpret(bad_id.to_string().as_bytes()).is_err());
-        assert!(interpret(b"[1,2]").is_err());
+        assert!(interpret(bad_id.to_string().as_bytes(), now()).is_err());
+        assert!(interpret(b"[1,2]", now()).is_err());
     }
 }

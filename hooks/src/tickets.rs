@@ -14,6 +14,8 @@ pub const TICKETS_DIR: &str = "tickets";
 pub const MAX_SUBJECT: usize = 200;
 /// Longest message, in bytes.
 pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Longest a ticket's file may grow by replies (an admin's own answers are not limited).
+pub const MAX_THREAD: usize = 256 * 1024;
 
 /// A ticket id: `t-` and at least four digits (`t-0001`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -93,7 +95,9 @@ pub fn check_message(s: &str) -> Result<String, TicketError> {
     let t = t.trim();
     if t.is_empty()
         || t.len() > MAX_MESSAGE
-        || t.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+        || t.chars().any(|c| {
+            (c.is_control() && c != '\n' && c != '\t') || crate::billing::is_bidi_or_separator(c)
+        })
     {
         return Err(TicketError::Message);
     }
@@ -335,5 +339,27 @@ mod tests {
             parse("t-0001".parse().unwrap(), "+++\nsubject = \"x\"\n+++\n").is_err(),
             "no customer"
         );
+    }
+
+    #[test]
+    fn bidi_overrides_and_control_characters_are_refused_in_tickets() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200F}', '\u{2028}', '\u{0007}', '\u{001B}', '\u{0085}',
+        ] {
+            let s = format!("invoice {c}fdp.exe");
+            assert!(
+                check_subject(&s).is_err(),
+                "subject with U+{:04X}",
+                u32::from(c)
+            );
+            assert!(
+                check_message(&s).is_err(),
+                "message with U+{:04X}",
+                u32::from(c)
+            );
+        }
+        assert!(check_subject("Reboot loop on xen02 — 日本語 ok").is_ok());
+        assert!(check_message("line one\n\tline two").is_ok());
     }
 }

@@ -78,7 +78,7 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
         "evt_log_1",
         "cs_log_1",
         now,
-        100,
+        5900,
         serde_json::json!({"kind":"renew","customer":"c-0001","vps":"xen02","product":"advanced-1m"}),
     );
     let (s, _) = webhook(&app, &ev, Some(&stripe_signature(&ev, "whsec_forged", now))).await;

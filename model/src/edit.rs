@@ -28,6 +28,16 @@ pub enum EditError {
         /// What it should be.
         expected: &'static str,
     },
+    /// A date outside what a TOML date can hold (years 1 to 9999): refused, never clamped.
+    #[error("{file}: `{field}` = {date} is out of range (years 1 to 9999)")]
+    DateOutOfRange {
+        /// The file.
+        file: String,
+        /// The field.
+        field: String,
+        /// The date asked for.
+        date: chrono::NaiveDate,
+    },
 }
 
 /// The counters of `[actions]`.
@@ -102,18 +112,27 @@ impl TomlFile {
         self.doc.remove(key);
     }
 
-    /// Sets a date field (`expires`, `destroyed`, `suspended`).
-    pub fn set_date(&mut self, key: &str, d: chrono::NaiveDate) {
+    /// Sets a date field (`expires`, `destroyed`, `suspended`). A date a TOML date cannot hold (a year
+    /// before 1 or after 9999) is an error: clamping it would write another date than asked.
+    pub fn set_date(&mut self, key: &str, d: chrono::NaiveDate) -> Result<(), EditError> {
+        let out_of_range = || EditError::DateOutOfRange {
+            file: self.name.clone(),
+            field: key.to_owned(),
+            date: d,
+        };
+        let year = u16::try_from(chrono::Datelike::year(&d))
+            .ok()
+            .filter(|y| (1..=9999).contains(y))
+            .ok_or_else(out_of_range)?;
+        let month = u8::try_from(chrono::Datelike::month(&d)).map_err(|_| out_of_range())?;
+        let day = u8::try_from(chrono::Datelike::day(&d)).map_err(|_| out_of_range())?;
         let dt = toml_edit::Datetime {
-            date: Some(toml_edit::Date {
-                year: u16::try_from(chrono::Datelike::year(&d)).unwrap_or(9999),
-                month: u8::try_from(chrono::Datelike::month(&d)).unwrap_or(1),
-                day: u8::try_from(chrono::Datelike::day(&d)).unwrap_or(1),
-            }),
+            date: Some(toml_edit::Date { year, month, day }),
             time: None,
             offset: None,
         };
         set_keep_decor(self.doc.as_table_mut(), key, value(dt));
+        Ok(())
     }
 
     /// Sets or removes an optional string field (`appliance`).
@@ -265,7 +284,8 @@ fsck = 0
         f.set_date(
             "expires",
             chrono::NaiveDate::from_ymd_opt(2011, 9, 9).unwrap(),
-        );
+        )
+        .unwrap();
         let out = f.render();
         assert_eq!(
             out,
@@ -296,5 +316,19 @@ reinstall = 1
         let mut f = TomlFile::parse("x.toml", "[actions]\nfsck = \"x\"\n").unwrap();
         assert!(f.bump_action(ActionKind::Fsck).is_err());
         assert!(TomlFile::parse("x.toml", "a = = 1").is_err());
+    }
+
+    #[test]
+    fn set_date_out_of_range_is_an_error_not_a_clamp() {
+        let mut f = TomlFile::parse("x.toml", FILE).unwrap();
+        let far = chrono::NaiveDate::from_ymd_opt(12026, 2, 28).unwrap();
+        let e = f.set_date("expires", far).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        assert!(f.render().contains("expires = 2011-06-09"), "unchanged");
+        let bc = chrono::NaiveDate::from_ymd_opt(-5, 1, 1).unwrap();
+        assert!(f.set_date("expires", bc).is_err());
+        let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        f.set_date("expires", last).unwrap();
+        assert!(f.render().contains("expires = 9999-12-31"));
     }
 }

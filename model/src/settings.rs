@@ -52,6 +52,44 @@ pub struct Settings {
     pub reconciler: ReconcilerSettings,
     /// Defaults for new VPSes.
     pub vps: VpsDefaults,
+    /// The customer hooks: client addresses, login back-off, quotas.
+    pub hooks: HooksSettings,
+}
+
+/// `[hooks]`: how the customer endpoints tell clients apart and how much each may do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HooksSettings {
+    /// The header a trusted proxy puts the client address in (`X-Forwarded-For` behind API
+    /// Gateway or CloudFront; its last entry is used). `None`: the socket's peer address.
+    pub trusted_proxy_header: Option<String>,
+    /// Failed logins per account or address before the back-off starts.
+    pub login_free_failures: u32,
+    /// Longest back-off after failed logins, in seconds (it doubles from 1 s up to this).
+    pub login_max_backoff_secs: u32,
+    /// Longest a login or order may wait for a password-hashing slot, in milliseconds; past
+    /// that it is answered 429 with `Retry-After`.
+    pub hash_queue_max_wait_ms: u32,
+    /// Committed requests per customer and route per minute (a burst of this many, refilled
+    /// evenly over the minute).
+    pub per_minute: u32,
+    /// Committed requests per customer and route per UTC day.
+    pub per_day: u32,
+    /// Tickets a customer may open per UTC day (replies count against `per_day`).
+    pub tickets_per_day: u32,
+}
+
+impl Default for HooksSettings {
+    fn default() -> Self {
+        HooksSettings {
+            trusted_proxy_header: None,
+            login_free_failures: 3,
+            login_max_backoff_secs: 900,
+            hash_queue_max_wait_ms: 1000,
+            per_minute: 6,
+            per_day: 100,
+            tickets_per_day: 10,
+        }
+    }
 }
 
 /// `[site]`
@@ -186,6 +224,7 @@ impl Default for Settings {
                 domain: None,
                 id_prefix: "xen".to_owned(),
             },
+            hooks: HooksSettings::default(),
         }
     }
 }

@@ -22,7 +22,38 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     addresses(inv, broken, &mut out);
     capacity(inv, &mut out);
     forward_ports(inv, broken, &mut out);
+    customer_emails(inv, &mut out);
     out
+}
+
+/// No two customers share an e-mail address (compared case-insensitively): a login by
+/// e-mail must name one customer. Reported at the later customer's `email`, naming the first.
+fn customer_emails(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<String, &Customer> = HashMap::new();
+    for c in inv.customers.values() {
+        let Some(email) = &c.email else {
+            continue;
+        };
+        let key = email.as_str().to_lowercase();
+        match seen.get(&key) {
+            Some(first) => {
+                let at = first.origin.diag("email", "");
+                out.push(c.origin.diag(
+                    "email",
+                    format!(
+                        "e-mail `{}` is already the address of customer {} ({}:{}); each customer needs its own",
+                        email.as_str(),
+                        first.id,
+                        at.file,
+                        at.line
+                    ),
+                ));
+            }
+            None => {
+                seen.insert(key, c);
+            }
+        }
+    }
 }
 
 /// On a KVM node with `network = "user"`, each VPS's SSH is forwarded from

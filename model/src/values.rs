@@ -673,6 +673,20 @@ string_value! {
         }
         let key = ssh_key::PublicKey::from_openssh(t)
             .map_err(|e| format!("`{shown}` is not an SSH public key: {e}"))?;
+        match key.key_data() {
+            ssh_key::public::KeyData::Dsa(_) => {
+                return Err("DSA (ssh-dss) keys are refused: use ed25519, ecdsa or RSA of 2048 bits or more".to_owned());
+            }
+            ssh_key::public::KeyData::Rsa(rsa) => {
+                let bits = rsa_bits(&rsa.n);
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "this RSA key has {bits} bits: at least {MIN_RSA_BITS} are required (or use ed25519)"
+                    ));
+                }
+            }
+            _ => {}
+        }
         let comment = key.comment();
         if !comment
             .bytes()
@@ -687,6 +701,18 @@ string_value! {
             .to_openssh()
             .map_err(|e| format!("`{shown}` is not an SSH public key: {e}"))?;
         Ok(line)
+    }
+}
+
+/// Fewest bits of an RSA console key.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The size of an RSA modulus in bits.
+fn rsa_bits(n: &ssh_key::Mpint) -> usize {
+    let bytes = n.as_positive_bytes().unwrap_or_default();
+    match bytes.iter().position(|b| *b != 0) {
+        Some(i) => (bytes.len() - i) * 8 - bytes[i].leading_zeros() as usize,
+        None => 0,
     }
 }
 
@@ -747,11 +773,79 @@ string_value! {
             && b64(parts[4])
             && b64(parts[5]);
         if ok {
+            // Bounded cost: a hash is work done on every login (and a hostile one a way to
+            // make each login take gigabytes). The value is still never echoed.
+            argon2_params(parts[3])?;
             Ok(s.to_owned())
         } else {
             // Never echo the value: it might be a password typed in by mistake.
             Err("this is not an argon2 hash in PHC form ($argon2id$v=19$m=..,t=..,p=..$salt$hash); store a hash, never a password".to_owned())
         }
+    }
+}
+
+/// Largest argon2 memory cost a stored hash may ask for, in KiB (128 MiB; the fleet's are 64).
+pub const ARGON2_MAX_M_KIB: u32 = 128 * 1024;
+/// Largest argon2 time cost (passes) a stored hash may ask for.
+pub const ARGON2_MAX_T: u32 = 10;
+/// Largest argon2 parallelism a stored hash may ask for.
+pub const ARGON2_MAX_P: u32 = 16;
+
+/// The cost of an argon2 hash: memory in KiB, passes, lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory, KiB (`m`).
+    pub m_kib: u32,
+    /// Passes (`t`).
+    pub t: u32,
+    /// Lanes (`p`).
+    pub p: u32,
+}
+
+/// Reads `m=..,t=..,p=..` and checks each against its bound (and argon2's own minimums).
+fn argon2_params(s: &str) -> Result<Argon2Params, String> {
+    let (mut m, mut t, mut p) = (None, None, None);
+    for kv in s.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let n = v
+            .parse::<u32>()
+            .ok()
+            .filter(|_| v.bytes().all(|b| b.is_ascii_digit()));
+        match k {
+            "m" => m = n,
+            "t" => t = n,
+            "p" => p = n,
+            // Optional output length and secret id.
+            "keyid" | "data" => {}
+            _ => {
+                return Err(format!(
+                    "argon2 parameter `{}` is unknown",
+                    k.escape_debug()
+                ));
+            }
+        }
+    }
+    let (Some(m_kib), Some(t), Some(p)) = (m, t, p) else {
+        return Err("the argon2 parameters must be m, t and p as numbers".to_owned());
+    };
+    if !(1..=ARGON2_MAX_P).contains(&p)
+        || !(1..=ARGON2_MAX_T).contains(&t)
+        || m_kib < 8 * p
+        || m_kib > ARGON2_MAX_M_KIB
+    {
+        return Err(format!(
+            "the argon2 cost is out of bounds (m {}..={ARGON2_MAX_M_KIB} KiB, t 1..={ARGON2_MAX_T}, p 1..={ARGON2_MAX_P})",
+            8 * p
+        ));
+    }
+    Ok(Argon2Params { m_kib, t, p })
+}
+
+impl PasswordHash {
+    /// The hash's argon2 cost, checked against the bounds again (verifiers call this before
+    /// running argon2, so no path skips the bound).
+    pub fn params(&self) -> Result<Argon2Params, String> {
+        argon2_params(self.0.split('$').nth(3).unwrap_or_default())
     }
 }
 
@@ -1275,5 +1369,47 @@ mod tests {
                 .parse::<PasswordHash>()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn argon2_parameters_are_bounded_at_parse() {
+        let h = |params: &str| format!("$argon2id$v=19${params}$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo");
+        let ok = h("m=65536,t=3,p=4").parse::<PasswordHash>().unwrap();
+        assert_eq!(
+            ok.params(),
+            Ok(Argon2Params {
+                m_kib: 65536,
+                t: 3,
+                p: 4
+            })
+        );
+        for bad in [
+            "m=4194304,t=3,p=4",
+            "m=65536,t=1000,p=4",
+            "m=65536,t=3,p=255",
+            "m=65536,t=0,p=4",
+            "m=16,t=3,p=4",
+            "m=65536,t=3",
+            "m=+65536,t=3,p=4",
+            "m=65536,t=3,p=4,x=1",
+        ] {
+            let e = h(bad).parse::<PasswordHash>().unwrap_err();
+            assert!(e.contains("argon2"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn console_keys_refuse_dsa_and_rsa_under_2048_bits() {
+        const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC48ZRTkQN407ZagMiERuZAIBHV/tQuIWZE58vmJoD32szL6xSPW6AL/DBDH4Z02q7y6I7e4bVr520Qbg3XC43iuZ/Qgx0vQEWXGbl165w4yO7K96Byd89hMOuQQIA+VUahD/t5ief1T+fi+oXCdLFwoyhLHh5gRNp9pWXWF4c4aQ==";
+        const RSA2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCfwuYOTqs6t7yXAzZkuLIloVYh0P2V5uwVoew0B0HlghVx5r7pt28/QHW9auVcc0CXBRhNl+TGcmXCPQE3IoyIR0ou90h8CRUjO9CE2EIuYc78HcJgjbkq4TqLemfzpHTVccm2pDJYbyURvP9ufLN40NJ0ghLcL3nA8+SktrfpvjDAYCkootT6Wp72/HFcMhDWXpQtlzQ003a/lx03pArPChJ4RChDztwxfFvN2ow7Raa/6cUSFKDrdc1XUwH4aCu8Adl1UQCXt7O3OLJlTXAVh3G1w+VapGMyvMDEG5AosgqRhsn8BlDVOMDLvdMjWdSyWayjoqUaNtEiuBD8e7Vj";
+        const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOfs5o3tC494hGeDBxEfp3jR7g7TAqDxIOoZWRGmTcZsTN2+zFp34RRosRxKbI+730/WfAMvaqnNEHzXhytUqKI=";
+        const DSA: &str = "ssh-dss AAAAB3NzaC1kc3MAAACBAMgzh/QMRchQsjdrqiz2bBn1r2POWWb+gJM5OF7kfzfS3O2Uwkz7KwADwiTESZokaT1GyKoQQKYDEnyKphjYryd1HGZKgj/UhFv6hi6wSc6J8kwL6Zc1x2GCrY1UYtKhGY85OLiHnx4eWN4GeRhMhAHU17Jef8H2XRiw4rJHKcexAAAAFQCJ+BIvGfRiZmbhI6+90BQbnYWRGwAAAIA0by/euECBg3UZ99gQNcUaIXwSRRFJOD1izXBTyM4Lq5Cn2cKh7LFiGq+po3MGaSyKFjjntu1+61PKEgWHrycNY+Lx2lvF1Jy/d6cMyaphc0Iu6D7XPbXTcvS00RH+ea0kFdHI4LW88HjO7uwkBXxW4Ev5La4/vpUD8RM+IJmWVAAAAIBanlb3KTJ//L0WHTymMETrk8mqA0oJNf3I4TzSz50Z5EKBec6X2H90MeEJhcTQZhQPB/5FO5J0M2zBBAOz6bMZ+n8j9CRn3XptIjP7G6nwDTI+e+LiUMq61tUBDsdGBCSA73RZqIB0cucpUbqs5lO1F3taN3BqmLZYnj1MVaITvA==";
+        let e = RSA1024.parse::<SshPublicKey>().unwrap_err();
+        assert!(e.contains("1024 bits"), "{e}");
+        let e = DSA.parse::<SshPublicKey>().unwrap_err();
+        assert!(e.contains("DSA"), "{e}");
+        assert!(RSA2048.parse::<SshPublicKey>().is_ok());
+        assert!(ECDSA.parse::<SshPublicKey>().is_ok());
+        assert!(ED.parse::<SshPublicKey>().is_ok());
     }
 }

@@ -94,13 +94,14 @@ impl Change {
         }
     }
 
-    /// Makes the change in a VPS file opened for editing (keeping its comments).
-    pub fn edit(&self, f: &mut model::edit::TomlFile) {
+    /// Makes the change in a VPS file opened for editing (keeping its comments). A date a
+    /// TOML file cannot hold is an error, and the file is then left as it was.
+    pub fn edit(&self, f: &mut model::edit::TomlFile) -> Result<(), model::edit::EditError> {
         match self {
             Change::Suspend { on, .. } => {
+                f.set_date("suspended", *on)?;
                 f.set_state(State::Suspended);
                 f.set_suspension(Some(Suspension::Billing));
-                f.set_date("suspended", *on);
             }
             Change::Unsuspend { .. } => {
                 f.set_state(State::Active);
@@ -108,12 +109,13 @@ impl Change {
                 f.remove("suspended");
             }
             Change::Terminate { on, .. } => {
+                f.set_date("destroyed", *on)?;
                 f.set_state(State::Destroyed);
                 f.set_suspension(None);
                 f.remove("suspended");
-                f.set_date("destroyed", *on);
             }
         }
+        Ok(())
     }
 
     /// Makes the change in an inventory in memory.

@@ -314,7 +314,8 @@ fn changes_edit_the_vps_file_and_keep_its_comments() {
         grace_days: 7,
         on: d("2026-12-05"),
     }
-    .edit(&mut f);
+    .edit(&mut f)
+    .unwrap();
     let suspended = f.render();
     assert!(
         suspended
@@ -336,7 +337,8 @@ fn changes_edit_the_vps_file_and_keep_its_comments() {
         suspended: Some(d("2026-12-05")),
         on: d("2026-12-19"),
     }
-    .edit(&mut f);
+    .edit(&mut f)
+    .unwrap();
     let destroyed = f.render();
     assert!(destroyed.contains("state = \"destroyed\""), "{destroyed}");
     assert!(

@@ -130,7 +130,7 @@ fn write(
         let rel = format!("{}/{}.toml", paths::VPS, c.vps());
         let text = read_file(root, &rel)?;
         let mut f = model::edit::TomlFile::parse(&rel, &text)?;
-        c.edit(&mut f);
+        c.edit(&mut f)?;
         write_file(root, &rel, &f.render())?;
     }
     let outbox = Outbox::open(root).map_err(|e| io_other("mail", &e))?;

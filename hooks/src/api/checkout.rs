@@ -2,24 +2,24 @@
 //! the request on the head and answer the URL of a Stripe Checkout Session.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use model::values::Language;
-use model::values::Money;
 use model::{ApplianceId, CustomerId, Inventory, OsId, ProductKind};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{authenticate, bearer};
-use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
-use crate::auth;
-use crate::billing::{MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line};
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
+use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount_due, check_line};
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
+use crate::{auth, throttle};
 
 fn checkout(app: &App) -> Result<&Checkout, ApiError> {
     app.checkout.as_ref().ok_or_else(|| {
@@ -59,6 +59,7 @@ pub(super) async fn renew(
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
     let stripe = checkout(&app)?;
+    app.quota(&a, "renew")?;
     let inv = &a.snapshot.inv;
     let v = own_vps(inv, &a.customer, &vps, true)?;
     let product = req
@@ -78,18 +79,18 @@ pub(super) async fn renew(
         .get(&a.customer)
         .and_then(|c| c.email.as_ref())
         .map(|e| e.as_str().to_owned());
+    let purchase = Purchase::Renew {
+        customer: a.customer.clone(),
+        vps: vps.clone(),
+        product: product.id.clone(),
+        invoice: None,
+    };
+    let due =
+        amount_due(inv, &purchase).map_err(|e| ApiError::unprocessable("unknown_product", e))?;
     let req = CheckoutRequest {
-        purchase: Purchase::Renew {
-            customer: a.customer.clone(),
-            vps: vps.clone(),
-            product: product.id.clone(),
-            invoice: None,
-        },
-        lines: vec![CheckoutLine {
-            name: format!("{} ({vps})", product.name),
-            amount: product.price,
-        }],
-        currency: inv.currency.to_string(),
+        purchase,
+        lines: checkout_lines(&due),
+        currency: due.currency,
         success_url: site_url(inv, &format!("/panel/?paid={vps}")),
         cancel_url: site_url(inv, "/panel/"),
         email,
@@ -127,14 +128,33 @@ pub(super) struct OrderReq {
 pub(super) async fn order(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<OrderReq>,
 ) -> Result<Response, ApiError> {
     let stripe = checkout(&app)?;
     let existing = match bearer(&headers) {
-        Some(_) => Some(authenticate(&app, &headers).await?.customer),
+        Some(_) => {
+            let a = authenticate(&app, &headers).await?;
+            app.quota(&a, "order")?;
+            Some(a.customer)
+        }
         None => None,
     };
     let new = who_orders(existing.as_ref(), req.customer)?;
+    // An order by someone new costs an argon2 hash: throttled per address like a failed
+    // login (each one counts), and per e-mail.
+    let _permit = match (&new, addr) {
+        (Some(n), addr) => {
+            let mut keys = vec![format!("order:{}", n.email.trim().to_lowercase())];
+            keys.extend(addr.map(throttle::addr_key));
+            let permit = app.throttle.admit(&keys, Instant::now())?;
+            let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
+            let (free, max) = throttle::login_limits(&settings);
+            app.throttle.failed(&keys, free, max, Instant::now());
+            Some(permit)
+        }
+        (None, _) => None,
+    };
     let product: model::ProductId = req
         .product
         .parse()
@@ -148,30 +168,25 @@ pub(super) async fn order(
         location.clone(),
         req.os,
         req.appliance,
+        new.as_ref().map(|n| n.email.trim().to_owned()),
     )
     .await?;
     let (customer, email) = order_customer(&app, existing, new).await?;
-    let mut lines = vec![CheckoutLine {
-        name: offer.name,
-        amount: offer.price,
-    }];
-    if offer.setup_fee != model::values::Money::ZERO {
-        lines.push(CheckoutLine {
-            name: "Setup fee".to_owned(),
-            amount: offer.setup_fee,
-        });
-    }
     let site = offer.site;
+    let purchase = Purchase::Order {
+        customer,
+        product: product.clone(),
+        location,
+        os: offer.os,
+        appliance: offer.appliance,
+    };
+    let snapshot = app.store.snapshot().await?;
+    let due = amount_due(&snapshot.inv, &purchase)
+        .map_err(|e| ApiError::unprocessable("unknown_product", e))?;
     let req = CheckoutRequest {
-        purchase: Purchase::Order {
-            customer,
-            product: product.clone(),
-            location,
-            os: offer.os,
-            appliance: offer.appliance,
-        },
-        lines,
-        currency: offer.currency,
+        purchase,
+        lines: checkout_lines(&due),
+        currency: due.currency,
         success_url: format!("{site}/panel/?ordered=1"),
         cancel_url: format!("{site}/order/"),
         email,
@@ -201,12 +216,19 @@ fn who_orders(
     }
 }
 
+/// The lines of a Checkout Session: exactly what [`amount_due`] says is due.
+fn checkout_lines(due: &Due) -> Vec<CheckoutLine> {
+    due.lines
+        .iter()
+        .map(|(name, amount)| CheckoutLine {
+            name: name.clone(),
+            amount: *amount,
+        })
+        .collect()
+}
+
 /// What an order is for, as the head offers it.
 struct Offer {
-    name: String,
-    price: Money,
-    setup_fee: Money,
-    currency: String,
     site: String,
     os: OsId,
     appliance: Option<ApplianceId>,
@@ -220,29 +242,38 @@ async fn check_order(
     location: String,
     os: String,
     appliance: Option<String>,
+    new_email: Option<String>,
 ) -> Result<Offer, ApiError> {
     app.store
         .read(move |v| -> Result<_, ApiError> {
             let inv = &v.snapshot.inv;
-            let cat = catalog(v.tree);
+            if let Some(email) = &new_email
+                && inv.customers.values().any(|c| {
+                    c.email
+                        .as_ref()
+                        .is_some_and(|e| e.as_str().eq_ignore_ascii_case(email))
+                })
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "email_taken",
+                    "an account with this e-mail exists: log in to order",
+                ));
+            }
+            let cat = catalog(v.snapshot.bootstraps.clone());
             let os = cat.os(&os).map_err(Refusal::from)?;
             let appliance = appliance
                 .as_deref()
-                .map(|a| cat.appliance(a))
+                .map(|a| cat.appliance(&os, a))
                 .transpose()
                 .map_err(Refusal::from)?;
-            let p = inv
-                .products
+            inv.products
                 .get(&product)
                 .filter(|p| matches!(p.kind, ProductKind::Plan(_)) && !p.private)
                 .ok_or_else(|| ApiError::unprocessable("unknown_product", "no such product"))?;
             let today = Utc::now().date_naive();
             dry_place(inv, existing.as_ref(), &product, &location, &os, today)?;
             Ok(Offer {
-                name: p.name.clone(),
-                price: p.price,
-                setup_fee: p.setup_fee,
-                currency: inv.currency.to_string(),
                 site: site_url(inv, ""),
                 os,
                 appliance,
@@ -299,9 +330,10 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
             format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
         ));
     }
+    let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
     let password = n.password;
     let password_hash = app
-        .argon2(move || auth::hash_password(&password))
+        .argon2(&settings, move || auth::hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "cannot hash a password");

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people; never holds a secret.
     pub message: String,
+    /// Seconds to wait before trying again (`Retry-After`, with 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`.
+    pub(super) fn too_many(code: &'static str, message: impl Into<String>, secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 
@@ -52,6 +63,11 @@ impl IntoResponse for ApiError {
             axum::Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -69,7 +85,11 @@ impl From<Refusal> for ApiError {
             }
             Refusal::Catalog(e) => ApiError::unprocessable("not_in_catalog", e.to_string()),
             Refusal::TooManyKeys => ApiError::unprocessable("too_many_keys", r.to_string()),
+            Refusal::TicketTooLong => ApiError::unprocessable("bad_ticket", r.to_string()),
             Refusal::Invalid => ApiError::unprocessable("invalid_change", r.to_string()),
+            Refusal::Unauthorized => {
+                ApiError::unauthorized("the session is invalid or has expired; log in again")
+            }
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");
                 ApiError::new(
@@ -79,6 +99,18 @@ impl From<Refusal> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl From<crate::throttle::Throttled> for ApiError {
+    fn from(t: crate::throttle::Throttled) -> ApiError {
+        use crate::throttle::Throttled;
+        let code = match t {
+            Throttled::Backoff(_) => "too_many_attempts",
+            Throttled::InFlight | Throttled::Busy(_) => "busy",
+            Throttled::Rate(_) | Throttled::Daily(_) => "rate_limited",
+        };
+        ApiError::too_many(code, t.to_string(), t.retry_after())
     }
 }
 

@@ -28,6 +28,21 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
     }
 }
 
+/// A raw body (the Stripe webhook's signed bytes, an action's optional JSON): size-limited,
+/// its rejection answered as the JSON error like every other (a 413 is `payload_too_large`).
+pub(super) struct RawBody(pub(super) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| body_error(r.status()))
+    }
+}
+
 fn body_error(status: StatusCode) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
@@ -69,6 +84,9 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 pub struct Authed {
     /// The customer.
     pub customer: CustomerId,
+    /// The password fingerprint the token is bound to: a change is committed only if the
+    /// head it is committed on still has it ([`crate::store::GitRepo::apply_as`]).
+    pub fingerprint: [u8; 32],
     /// The head the token was checked against.
     pub snapshot: Arc<Snapshot>,
 }
@@ -82,27 +100,40 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Checks the bearer token against a freshly fetched head (never a cached one): a password
+/// changed or a "log out everywhere" committed a moment ago refuses it at the next request.
 pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authed, ApiError> {
-    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("log in first"))?;
-    let snapshot = app.store.snapshot().await?;
-    let session = auth::verify_token(
-        &app.cfg.token_secret,
-        token,
-        |c| {
-            snapshot
-                .inv
-                .customers
-                .get(c)
-                .map(|c| auth::password_fingerprint(c.password_hash.as_ref()))
-        },
-        Utc::now().timestamp(),
-    )
-    .map_err(|e| {
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::unauthorized("log in first"))?
+        .to_owned();
+    let key = app.cfg.token_secret.clone();
+    let now = Utc::now().timestamp();
+    let (verified, snapshot) = app
+        .store
+        .read(move |v| {
+            let mut fingerprint = [0xff; 32];
+            let session = auth::verify_token(
+                &key,
+                &token,
+                |c| {
+                    let fp = auth::current_fingerprint(&v.snapshot.inv, v.tree, c);
+                    if let Some(f) = fp {
+                        fingerprint = f;
+                    }
+                    fp
+                },
+                now,
+            );
+            (session.map(|s| (s, fingerprint)), v.snapshot.clone())
+        })
+        .await?;
+    let (session, fingerprint) = verified.map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         ApiError::unauthorized("the session is invalid or has expired; log in again")
     })?;
     Ok(Authed {
         customer: session.customer,
+        fingerprint,
         snapshot,
     })
 }
@@ -112,5 +143,40 @@ impl FromRequestParts<Arc<App>> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         authenticate(app, &parts.headers).await
+    }
+}
+
+/// The client's address: from the header `hooks.trusted_proxy_header` names when it is set
+/// (its last entry), otherwise the socket's peer. `None` when it cannot be told (a request
+/// handed over in-process, or a configured header missing): per-address limits then skip it.
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<Arc<App>> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let header = app
+            .store
+            .snapshot()
+            .await?
+            .inv
+            .settings
+            .hooks
+            .trusted_proxy_header
+            .clone();
+        let addr = match header {
+            Some(h) => parts
+                .headers
+                .get_all(h.as_str())
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::throttle::addr_from_header),
+            None => parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        };
+        Ok(ClientAddr(addr))
     }
 }

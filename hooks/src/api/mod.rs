@@ -4,13 +4,14 @@
 mod checkout;
 mod error;
 mod extract;
+pub mod headers;
 mod session;
 mod tickets;
 mod vps;
 mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -24,16 +25,18 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::store::{Committed, GitRepo};
 use crate::stripe::{Checkout, CheckoutError};
+use crate::throttle::{HashGate, Quotas, Throttle};
+use model::settings::HooksSettings;
 
 pub use error::ApiError;
-pub use extract::{Authed, JsonBody};
+pub use extract::{Authed, ClientAddr, JsonBody};
 pub use session::me_view;
 
 /// Longest password accepted (argon2 of a huge input is work for nothing).
 pub const MAX_PASSWORD: usize = 1024;
 /// Shortest password a new customer may choose.
 pub const MIN_PASSWORD: usize = 8;
-/// Argon2 runs at once (each takes 64 MiB): more logins wait their turn.
+/// Argon2 runs at once (each takes 64 MiB): more logins wait their turn, within a bound.
 pub const ARGON2_SLOTS: usize = 4;
 
 /// What the handlers share.
@@ -41,7 +44,9 @@ pub struct App {
     cfg: Config,
     store: GitRepo,
     checkout: Option<Checkout>,
-    argon2: tokio::sync::Semaphore,
+    argon2: HashGate,
+    throttle: Throttle,
+    quotas: Quotas,
 }
 
 impl App {
@@ -58,24 +63,57 @@ impl App {
             cfg,
             store,
             checkout,
-            argon2: tokio::sync::Semaphore::new(ARGON2_SLOTS),
+            argon2: HashGate::new(ARGON2_SLOTS),
+            throttle: Throttle::default(),
+            quotas: Quotas::default(),
         })
     }
 
-    /// Runs an argon2 computation on the blocking pool, at most [`ARGON2_SLOTS`] at once.
+    /// Runs an argon2 computation on the blocking pool, at most [`ARGON2_SLOTS`] at once; a
+    /// request that would wait longer than `hooks.hash_queue_max_wait_ms` is answered 429.
     async fn argon2<R: Send + 'static>(
         &self,
+        settings: &HooksSettings,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, ApiError> {
-        let internal = || {
-            ApiError::new(
+        let max_wait = Duration::from_millis(u64::from(settings.hash_queue_max_wait_ms));
+        match self.argon2.run(max_wait, f).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error",
-            )
+            )),
+            Err(t) => {
+                tracing::warn!("password hashing queue full: answered 429");
+                Err(t.into())
+            }
+        }
+    }
+
+    /// Takes one request of `route` from the quota of the authenticated customer
+    /// (`hooks.per_minute` and `hooks.per_day`, or `hooks.tickets_per_day` for new tickets):
+    /// 429 `rate_limited` with `Retry-After` beyond.
+    fn quota(&self, a: &Authed, route: &'static str) -> Result<(), ApiError> {
+        let h = &a.snapshot.inv.settings.hooks;
+        let per_day = if route == "ticket" {
+            h.tickets_per_day.min(h.per_day)
+        } else {
+            h.per_day
         };
-        let _slot = self.argon2.acquire().await.map_err(|_| internal())?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| internal())
+        self.quotas
+            .take(
+                a.customer.as_str(),
+                route,
+                h.per_minute,
+                per_day,
+                Instant::now(),
+                Utc::now(),
+            )
+            .map_err(|t| {
+                tracing::info!(customer = %a.customer, route, reason = %t, "quota");
+                ApiError::from(t)
+            })
     }
 
     /// The store, for tests and tools that share the app's clone.
@@ -91,6 +129,7 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/login", post(session::login))
         .route("/me", get(session::me))
+        .route("/logout-all", post(session::logout_all))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))
@@ -103,12 +142,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tickets/{id}", post(tickets::reply_ticket))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        headers::cors,
+    ));
     let r = Router::new().nest("/api", api);
     let r = match static_dir {
         Some(dir) => r.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => r.fallback(error::not_found),
     };
     r.layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }

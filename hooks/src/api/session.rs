@@ -2,6 +2,7 @@
 //! view of the customer and its VPSes).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,9 +13,9 @@ use model::{CustomerId, Inventory};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, App, Authed, JsonBody, MAX_PASSWORD, rfc3339};
-use crate::auth;
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, rfc3339};
 use crate::store::Snapshot;
+use crate::{auth, throttle};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,12 +27,14 @@ pub(super) struct LoginReq {
 
 pub(super) async fn login(
     State(app): State<Arc<App>>,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<LoginReq>,
 ) -> Result<Response, ApiError> {
     if req.password.len() > MAX_PASSWORD || req.customer.len() > 320 {
         return Err(bad_credentials());
     }
     let asked = req.customer.trim().to_owned();
+    let asked_key = asked.to_lowercase();
     let found = app
         .store
         .read(move |v| {
@@ -45,26 +48,52 @@ pub(super) async fn login(
                         .is_some_and(|e| e.as_str().eq_ignore_ascii_case(&asked))
                 }),
             };
-            c.map(|c| (c.id.clone(), c.password_hash.clone()))
+            (
+                c.map(|c| {
+                    let epoch =
+                        auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
+                    (c.id.clone(), c.password_hash.clone(), epoch)
+                }),
+                inv.settings.hooks.clone(),
+            )
         })
         .await?;
-    let (id, hash) = match found {
-        Some((id, hash)) => (Some(id), hash),
-        None => (None, None),
+    let (found, settings) = found;
+    let (id, hash, epoch) = match found {
+        Some((id, hash, epoch)) => (Some(id), hash, epoch),
+        None => (None, None, 0),
     };
+    // Throttled per account (by id when it exists, so its id and e-mail count together) and
+    // per client address, before any argon2 work.
+    let account = match &id {
+        Some(id) => format!("acct:{id}"),
+        None => format!("acct:{asked_key}"),
+    };
+    let mut keys = vec![account.clone()];
+    keys.extend(addr.map(throttle::addr_key));
+    let permit = app.throttle.admit(&keys, Instant::now()).map_err(|t| {
+        tracing::info!(reason = %t, "login throttled");
+        ApiError::from(t)
+    })?;
     let password = req.password;
     let check_hash = hash.clone();
     let ok = app
-        .argon2(move || auth::verify_password(check_hash.as_ref(), &password))
+        .argon2(&settings, move || {
+            auth::verify_password(check_hash.as_ref(), &password)
+        })
         .await?;
+    drop(permit);
     let Some(id) = id.filter(|_| ok) else {
+        let (free, max) = throttle::login_limits(&settings);
+        app.throttle.failed(&keys, free, max, Instant::now());
         tracing::info!("login refused");
         return Err(bad_credentials());
     };
+    app.throttle.succeeded(&account);
     let (token, expires) = auth::issue_token(
         &app.cfg.token_secret,
         &id,
-        &auth::password_fingerprint(hash.as_ref()),
+        &auth::session_fingerprint(hash.as_ref(), epoch),
         Utc::now().timestamp(),
         i64::try_from(app.cfg.token_ttl.as_secs()).unwrap_or(3600),
     );
@@ -168,4 +197,24 @@ pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Respons
         .await?;
     view.map(|v| axum::Json(v).into_response())
         .ok_or_else(ApiError::not_found)
+}
+
+/// `POST /api/logout-all`: every token of the customer, this one included, stops working at
+/// the next request (a `sessions/<customer>.toml` commit that changes their fingerprint).
+pub(super) async fn logout_all(
+    State(app): State<Arc<App>>,
+    a: Authed,
+) -> Result<Response, ApiError> {
+    app.quota(&a, "logout-all")?;
+    let c = app
+        .store
+        .apply_as(
+            crate::decide::Change::LogoutAll {
+                customer: a.customer,
+                at: Utc::now().timestamp(),
+            },
+            a.fingerprint,
+        )
+        .await?;
+    Ok(super::answer(c))
 }

@@ -32,15 +32,19 @@ pub(super) async fn open_ticket(
     let subject = tickets::check_subject(&req.subject).map_err(bad_ticket)?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let vps = req.vps.as_deref().map(parse_vps).transpose()?;
+    app.quota(&a, "ticket")?;
     let c = app
         .store
-        .apply(Change::OpenTicket {
-            customer: a.customer,
-            vps,
-            subject,
-            message,
-            at: Utc::now(),
-        })
+        .apply_as(
+            Change::OpenTicket {
+                customer: a.customer,
+                vps,
+                subject,
+                message,
+                at: Utc::now(),
+            },
+            a.fingerprint,
+        )
         .await?;
     let mut r = answer(c);
     *r.status_mut() = StatusCode::CREATED;
@@ -61,14 +65,18 @@ pub(super) async fn reply_ticket(
 ) -> Result<Response, ApiError> {
     let ticket: TicketId = id.parse().map_err(|_| ApiError::not_found())?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
+    app.quota(&a, "reply")?;
     let c = app
         .store
-        .apply(Change::ReplyTicket {
-            customer: a.customer,
-            ticket,
-            message,
-            at: Utc::now(),
-        })
+        .apply_as(
+            Change::ReplyTicket {
+                customer: a.customer,
+                ticket,
+                message,
+                at: Utc::now(),
+            },
+            a.fingerprint,
+        )
         .await?;
     Ok(answer(c))
 }

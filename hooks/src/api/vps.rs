@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use model::edit::ActionKind;
 use model::values::{Power, SshPublicKey};
 use serde::Deserialize;
 
-use super::extract::parse_json;
+use super::extract::{RawBody, parse_json};
 use super::{ApiError, App, Authed, JsonBody, answer, parse_vps};
 use crate::decide::{Change, MAX_SSH_KEYS, Refusal};
 
@@ -26,10 +25,19 @@ pub(super) async fn vps_action(
     State(app): State<Arc<App>>,
     Path((id, action)): Path<(String, String)>,
     a: Authed,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
-    let customer = a.customer;
+    let route = match action.as_str() {
+        "start" => "start",
+        "stop" => "stop",
+        "reboot" => "reboot",
+        "fsck" => "fsck",
+        "reinstall" => "reinstall",
+        _ => return Err(ApiError::not_found()),
+    };
+    app.quota(&a, route)?;
+    let (customer, fingerprint) = (a.customer, a.fingerprint);
     let change = match action.as_str() {
         "start" => Change::Power {
             customer,
@@ -80,7 +88,7 @@ pub(super) async fn vps_action(
         }
         _ => return Err(ApiError::not_found()),
     };
-    Ok(answer(app.store.apply(change).await?))
+    Ok(answer(app.store.apply_as(change, fingerprint).await?))
 }
 
 #[derive(Deserialize)]
@@ -96,6 +104,7 @@ pub(super) async fn ssh_keys(
     JsonBody(req): JsonBody<SshKeysReq>,
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
+    app.quota(&a, "ssh-keys")?;
     if req.keys.len() > MAX_SSH_KEYS {
         return Err(Refusal::TooManyKeys.into());
     }
@@ -111,11 +120,14 @@ pub(super) async fn ssh_keys(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(answer(
         app.store
-            .apply(Change::SshKeys {
-                customer: a.customer,
-                vps,
-                keys,
-            })
+            .apply_as(
+                Change::SshKeys {
+                    customer: a.customer,
+                    vps,
+                    keys,
+                },
+                a.fingerprint,
+            )
             .await?,
     ))
 }

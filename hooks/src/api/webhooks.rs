@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
 
+use super::extract::RawBody;
 use super::{ApiError, App, answer};
 use crate::decide::Change;
 use crate::stripe::{Interpreted, SignatureError};
@@ -17,7 +17,7 @@ use crate::stripe::{Interpreted, SignatureError};
 pub(super) async fn stripe_webhook(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let sig = headers
         .get("stripe-signature")
@@ -49,7 +49,7 @@ pub(super) async fn stripe_webhook(
             ),
         }
     })?;
-    let ev = crate::stripe::interpret(&body).map_err(|e| {
+    let ev = crate::stripe::interpret(&body, Utc::now()).map_err(|e| {
         tracing::warn!(reason = %e, "webhook event unreadable");
         ApiError::new(StatusCode::BAD_REQUEST, "bad_event", "not a Stripe event")
     })?;
@@ -60,6 +60,15 @@ pub(super) async fn stripe_webhook(
         }
         Interpreted::Paid(p) => {
             let c = app.store.apply(Change::Payment(p)).await?;
+            if let crate::decide::Decision::Payment {
+                event,
+                result: "refused",
+                ..
+            } = &c.decision
+            {
+                // Answered 200 (Stripe would retry a refusal forever); the record says why.
+                tracing::warn!(%event, "payment refused: it does not match what is due");
+            }
             let mut r = answer(c);
             *r.status_mut() = StatusCode::OK;
             Ok(r)

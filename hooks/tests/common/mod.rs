@@ -70,6 +70,16 @@ impl Fleet {
         Fleet { dir, bare }
     }
 
+    /// The fleet with `[hooks]` of `gitvps.toml` replaced by `settings` (lines of the table).
+    pub fn with_hooks(settings: &str) -> Fleet {
+        Fleet::with(|files| set_hooks(files, settings))
+    }
+
+    /// The fleet with quotas too high to matter: for tests and benchmarks of throughput.
+    pub fn unlimited() -> Fleet {
+        Fleet::with_hooks("per_minute = 1000000\nper_day = 1000000\ntickets_per_day = 1000000")
+    }
+
     pub fn repo(&self) -> Repository {
         Repository::open_bare(&self.bare).unwrap()
     }
@@ -126,6 +136,17 @@ impl Fleet {
         let r = format!("refs/heads/{branch}");
         let parent = repo.refname_to_id(&r).ok();
         commit_files(&repo, &r, files, message, parent);
+    }
+}
+
+/// Replaces the `[hooks]` table (the last of the example `gitvps.toml`) with `settings`.
+pub fn set_hooks(files: &mut [(String, Vec<u8>)], settings: &str) {
+    for (p, b) in files.iter_mut() {
+        if p == "gitvps.toml" {
+            let text = String::from_utf8(b.clone()).unwrap();
+            let start = text.find("[hooks]").expect("gitvps.toml has [hooks] last");
+            *b = format!("{}[hooks]\n{settings}\n", &text[..start]).into_bytes();
+        }
     }
 }
 

@@ -11,7 +11,15 @@ use crate::read::{FromValue, Kw, Obj, Reader};
 use crate::settings::*;
 use crate::values::Country;
 
-const SETTINGS_KEYS: &[&str] = &["site", "mail", "billing", "seller", "reconciler", "vps"];
+const SETTINGS_KEYS: &[&str] = &[
+    "site",
+    "mail",
+    "billing",
+    "seller",
+    "reconciler",
+    "vps",
+    "hooks",
+];
 
 const BILLING_KEYS: &[&str] = &[
     "grace_days",
@@ -25,6 +33,16 @@ const BILLING_KEYS: &[&str] = &[
 ];
 
 const SELLER_KEYS: &[&str] = &["name", "address", "country", "tax_id", "email"];
+
+const HOOKS_KEYS: &[&str] = &[
+    "trusted_proxy_header",
+    "login_free_failures",
+    "login_max_backoff_secs",
+    "hash_queue_max_wait_ms",
+    "per_minute",
+    "per_day",
+    "tickets_per_day",
+];
 
 const RECONCILER_KEYS: &[&str] = &[
     "retention_days",
@@ -86,7 +104,58 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
         );
         v.finish(r);
     }
+    if let Some(h) = top.sub(r, &mut o, "hooks", HOOKS_KEYS) {
+        parse_hooks(r, &mut o, &h, &mut s.hooks);
+    }
     build(r, &top, || Some(s))
+}
+
+fn parse_hooks(r: &mut Reader<'_>, o: &mut Origin, h: &Obj<'_>, c: &mut HooksSettings) {
+    let mut header = String::new();
+    h.set_checked(r, o, "trusted_proxy_header", &mut header, |v: &String| {
+        // An HTTP field name (RFC 9110 token), short.
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !v.is_empty() && v.len() <= 64 && v.bytes().all(token) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` is not an HTTP header name (like \"X-Forwarded-For\")",
+                v.escape_debug()
+            ))
+        }
+    });
+    if !header.is_empty() {
+        c.trusted_proxy_header = Some(header);
+    }
+    let at_least_one = |&v: &u32| match v {
+        0 => Err("must be at least 1".to_owned()),
+        _ => Ok(()),
+    };
+    h.set(r, o, "login_free_failures", &mut c.login_free_failures);
+    h.set_checked(
+        r,
+        o,
+        "login_max_backoff_secs",
+        &mut c.login_max_backoff_secs,
+        at_least_one,
+    );
+    h.set_checked(
+        r,
+        o,
+        "hash_queue_max_wait_ms",
+        &mut c.hash_queue_max_wait_ms,
+        at_least_one,
+    );
+    h.set_checked(r, o, "per_minute", &mut c.per_minute, at_least_one);
+    h.set_checked(r, o, "per_day", &mut c.per_day, at_least_one);
+    h.set_checked(
+        r,
+        o,
+        "tickets_per_day",
+        &mut c.tickets_per_day,
+        at_least_one,
+    );
+    h.finish(r);
 }
 
 fn parse_reconciler(r: &mut Reader<'_>, o: &mut Origin, rec: &Obj<'_>, c: &mut ReconcilerSettings) {

@@ -15,6 +15,8 @@ pub enum BenchCommand {
     Validate(ValidateBench),
     /// Stand up simulated nodes behind real sshds, then time observe + plan against OpenSSH.
     Plan(PlanBench),
+    /// Serve the hooks, then time a real login alone and while 200 bad logins run at once.
+    Login(super::bench_login::LoginBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -39,6 +41,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
     match c {
         BenchCommand::Validate(a) => validate(&a),
         BenchCommand::Plan(a) => plan_bench(&a),
+        BenchCommand::Login(a) => super::bench_login::run(&a),
     }
 }
 

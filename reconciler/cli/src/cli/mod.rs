@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 pub mod apply;
 #[cfg(feature = "sim")]
 pub mod bench;
+#[cfg(feature = "sim")]
+pub mod bench_login;
 pub mod billing;
 #[cfg(feature = "sim")]
 pub mod demo;
