@@ -541,15 +541,30 @@ fn already_recorded(p: &Payment, tree: &dyn Tree) -> bool {
 }
 
 fn not_applied(p: &Payment, why: String) -> Edit {
+    recorded_only(
+        p,
+        Applied::NotApplied(why.clone()),
+        "not_applied",
+        &why,
+        "not applied",
+    )
+}
+
+/// The payment record alone, nothing else changed: `result` is the decision's, `label` the
+/// commit message's word for it.
+fn recorded_only(
+    p: &Payment,
+    applied: Applied,
+    result: &'static str,
+    why: &str,
+    label: &str,
+) -> Edit {
     Edit {
-        writes: vec![(
-            payment_path(&p.event),
-            Some(render_record(p, &Applied::NotApplied(why.clone()))),
-        )],
-        message: format!("stripe: record payment {} (not applied: {why})", p.event),
+        writes: vec![(payment_path(&p.event), Some(render_record(p, &applied)))],
+        message: format!("stripe: record payment {} ({label}: {why})", p.event),
         decision: Decision::Payment {
             event: p.event.clone(),
-            result: "not_applied",
+            result,
             vps: None,
         },
         fallback: None,
@@ -559,19 +574,7 @@ fn not_applied(p: &Payment, why: String) -> Edit {
 /// A payment that does not match what is due: recorded (so a second delivery is a no-op and
 /// an admin sees it), nothing else changed.
 fn refused(p: &Payment, why: String) -> Edit {
-    Edit {
-        writes: vec![(
-            payment_path(&p.event),
-            Some(render_record(p, &Applied::Refused(why.clone()))),
-        )],
-        message: format!("stripe: record payment {} (refused: {why})", p.event),
-        decision: Decision::Payment {
-            event: p.event.clone(),
-            result: "refused",
-            vps: None,
-        },
-        fallback: None,
-    }
+    recorded_only(p, Applied::Refused(why.clone()), "refused", &why, "refused")
 }
 
 fn decide_payment(

@@ -16,15 +16,13 @@ use model::{Inventory, Settings};
 use serde_json::json;
 
 use crate::JobError;
-use crate::git::{Pushed, Worktree};
+use crate::git::{PUSH_TRIES, Pushed, Worktree};
 use crate::send::{self, Sent};
 
 /// Folder of the payment records the hooks write.
 pub const PAYMENTS_DIR: &str = "billing/payments";
 /// What a billing run commits: nothing else in the repo is touched.
 pub const PATHS: &[&str] = &["billing", "mail", paths::VPS];
-/// How often a run decides again after losing a push race.
-const PUSH_TRIES: usize = 5;
 
 /// How a run is carried out.
 #[derive(Debug, Clone)]

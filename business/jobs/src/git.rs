@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// How often a job decides (or records) again after losing a push race before it gives up.
+pub const PUSH_TRIES: usize = 5;
+
 /// Author and committer of the jobs' commits.
 pub const BOT: (&str, &str) = ("gitvps-bot", "gitvps-bot@gitvps.invalid");
 
@@ -96,7 +99,12 @@ impl Worktree {
     pub fn ensure_clean(&self, paths: &[&str]) -> Result<(), GitError> {
         let mut args = vec!["status", "--porcelain", "--untracked-files=all", "--"];
         args.extend_from_slice(paths);
-        let out = self.ok(&args)?;
+        self.refuse_changes(&args)
+    }
+
+    /// `Dirty`, naming the first path, when `git <status_args>` lists any change.
+    fn refuse_changes(&self, status_args: &[&str]) -> Result<(), GitError> {
+        let out = self.ok(status_args)?;
         match String::from_utf8_lossy(&out.stdout).lines().next() {
             None => Ok(()),
             Some(line) => Err(GitError::Dirty {
@@ -177,13 +185,7 @@ impl Worktree {
     /// commits (the job decides again on the new head). Refused while a tracked file has
     /// uncommitted changes, which the reset would throw away.
     pub fn reset_to_remote(&self, remote: &str, branch: &str) -> Result<(), GitError> {
-        let out = self.ok(&["status", "--porcelain", "--untracked-files=no"])?;
-        if let Some(line) = String::from_utf8_lossy(&out.stdout).lines().next() {
-            return Err(GitError::Dirty {
-                repo: self.root.clone(),
-                path: line.get(3..).unwrap_or(line).to_owned(),
-            });
-        }
+        self.refuse_changes(&["status", "--porcelain", "--untracked-files=no"])?;
         self.ok(&["fetch", "--quiet", remote, branch])?;
         self.ok(&["reset", "--quiet", "--hard", "FETCH_HEAD"])?;
         Ok(())

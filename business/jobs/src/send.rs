@@ -6,10 +6,7 @@ use mail::{Delivery, MailId, Outbox};
 
 use crate::JobError;
 use crate::billing::io_other;
-use crate::git::{Pushed, Worktree};
-
-/// How often the sent log's commit is made again after losing a push race.
-const PUSH_TRIES: usize = 5;
+use crate::git::{PUSH_TRIES, Pushed, Worktree};
 
 /// What sending did.
 #[derive(Debug)]
