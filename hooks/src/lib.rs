@@ -15,6 +15,7 @@ pub mod stripe;
 pub mod throttle;
 pub mod tickets;
 pub mod tree;
+pub mod twofactor;
 
 use std::sync::Arc;
 

@@ -567,3 +567,84 @@ async fn log_out_everywhere_revokes_every_token_of_the_customer_only() {
     let (s, _) = call(&app, "GET", "/api/me", Some(&fresh), None).await;
     assert_eq!(s, 200);
 }
+
+const TOTP_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+async fn login_with(app: &axum::Router, otp: Option<&str>) -> (u16, serde_json::Value) {
+    let mut body = json!({"customer": "c-0001", "password": "demo-jane"});
+    if let Some(o) = otp {
+        body["otp"] = o.into();
+    }
+    call(app, "POST", "/api/login", None, Some(&body.to_string())).await
+}
+
+#[tokio::test]
+async fn two_factor_login_takes_a_totp_code_or_a_recovery_code_once() {
+    let fleet = Fleet::new();
+    let mut cfg = fleet.config();
+    cfg.totp_key = Some(hooks::Secret::new(TOTP_KEY));
+    let app = hooks::app(cfg).unwrap();
+    let t = token_for(&fleet, "c-0001");
+    let (s, v) = call(&app, "POST", "/api/2fa/setup", Some(&t), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["otpauth_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let secret = totp_rs::Secret::try_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let code = hooks::twofactor::code_at(&secret, now).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let enable = |c: &str| json!({"setup": v["setup"], "code": c}).to_string();
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/2fa/enable",
+        Some(&t),
+        Some(&enable(wrong)),
+    )
+    .await;
+    assert_eq!((s, e["error"].as_str()), (422, Some("bad_code")), "{e}");
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/2fa/enable",
+        Some(&t),
+        Some(&enable(&code)),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let codes: Vec<String> = e["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    let file = fleet.file("twofactor/c-0001.toml").unwrap();
+    assert!(!file.contains(v["secret"].as_str().unwrap()), "sealed");
+    assert!(!file.contains(&codes[0]), "hashed");
+    // The password alone no longer logs in; a wrong code is a failed login.
+    let (s, e) = login_with(&app, None).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("otp_required")), "{e}");
+    let (s, _) = login_with(&app, Some(wrong)).await;
+    assert_eq!(s, 401);
+    let code = hooks::twofactor::code_at(&secret, chrono::Utc::now().timestamp()).unwrap();
+    let (s, e) = login_with(&app, Some(&code)).await;
+    assert_eq!(s, 200, "{e}");
+    // A recovery code works once.
+    let (s, e) = login_with(&app, Some(&codes[3])).await;
+    assert_eq!(s, 200, "{e}");
+    let (s, _) = login_with(&app, Some(&codes[3])).await;
+    assert_eq!(s, 401, "spent");
+    // Turned off with a code; then the password alone works again.
+    let t = token_for(&fleet, "c-0001");
+    let off = json!({"code": codes[4]}).to_string();
+    let (s, e) = call(&app, "POST", "/api/2fa/disable", Some(&t), Some(&off)).await;
+    assert_eq!(s, 200, "{e}");
+    assert!(fleet.file("twofactor/c-0001.toml").is_none());
+    let (s, _) = login_with(&app, None).await;
+    assert_eq!(s, 200);
+}

@@ -28,6 +28,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "GITVPS_SMTP_URL",
         "SMTP server for reminders, invoices and alerts",
     ),
+    (
+        "GITVPS_TOTP_KEY",
+        "key that seals customers' TOTP secrets (64 hex digits)",
+    ),
 ];
 
 /// Settings from `gitvps.toml`.

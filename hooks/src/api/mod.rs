@@ -7,6 +7,7 @@ mod extract;
 pub mod headers;
 mod session;
 mod tickets;
+mod twofactor;
 mod vps;
 mod webhooks;
 
@@ -130,6 +131,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))
+        .route("/2fa/setup", post(twofactor::setup))
+        .route("/2fa/enable", post(twofactor::enable))
+        .route("/2fa/disable", post(twofactor::disable))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))

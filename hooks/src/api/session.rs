@@ -23,6 +23,9 @@ pub(super) struct LoginReq {
     /// Customer id (`c-0001`) or e-mail.
     customer: String,
     password: String,
+    /// The second factor, when the customer turned it on: a 6-digit code or a recovery code.
+    #[serde(default)]
+    otp: Option<String>,
 }
 
 pub(super) async fn login(
@@ -50,16 +53,20 @@ pub(super) async fn login(
                 c.map(|c| {
                     let epoch =
                         auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
-                    (c.id.clone(), c.password_hash.clone(), epoch)
+                    let tf = v
+                        .tree
+                        .read(&crate::twofactor::twofactor_path(&c.id))
+                        .and_then(|t| crate::twofactor::TwoFactor::parse(&t));
+                    (c.id.clone(), c.password_hash.clone(), epoch, tf)
                 }),
                 inv.settings.hooks.clone(),
             )
         })
         .await?;
     let (found, settings) = found;
-    let (id, hash, epoch) = match found {
-        Some((id, hash, epoch)) => (Some(id), hash, epoch),
-        None => (None, None, 0),
+    let (id, hash, epoch, tf) = match found {
+        Some((id, hash, epoch, tf)) => (Some(id), hash, epoch, tf),
+        None => (None, None, 0, None),
     };
     // Throttled per account (by id when it exists, so its id and e-mail count together) and
     // per client address, before any argon2 work.
@@ -87,6 +94,9 @@ pub(super) async fn login(
         tracing::info!("login refused");
         return Err(bad_credentials());
     };
+    if let Some(tf) = tf {
+        second_factor(&app, &id, &tf, req.otp.as_deref(), &keys, &settings).await?;
+    }
     app.throttle.succeeded(&account);
     let (token, expires) = auth::issue_token(
         &app.cfg.token_secret,
@@ -103,6 +113,55 @@ pub(super) async fn login(
         "expires_at": expires_at,
     }))
     .into_response())
+}
+
+/// The second factor of a customer who turned it on: missing, 401 `otp_required`; wrong, a
+/// failed login; a recovery code is spent (committed) before the token is issued.
+async fn second_factor(
+    app: &App,
+    id: &CustomerId,
+    tf: &crate::twofactor::TwoFactor,
+    otp: Option<&str>,
+    keys: &[String],
+    settings: &model::settings::HooksSettings,
+) -> Result<(), ApiError> {
+    use crate::twofactor::{Factor, check_factor};
+    let key = super::twofactor::totp_key(app)?;
+    let Some(given) = otp else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_required",
+            "enter the code of your authenticator app (or a recovery code)",
+        ));
+    };
+    let failed = || {
+        let (free, max) = throttle::login_limits(settings);
+        app.throttle.failed(keys, free, max, Instant::now());
+        tracing::info!("login refused: second factor");
+        bad_credentials()
+    };
+    match check_factor(key, id, tf, given, Utc::now().timestamp()) {
+        Ok(Some(Factor::Code)) => Ok(()),
+        Ok(Some(Factor::Recovery(hash))) => {
+            let spent = app
+                .store
+                .apply(crate::decide::Change::UseRecoveryCode {
+                    customer: id.clone(),
+                    hash,
+                })
+                .await;
+            match spent {
+                Ok(_) => Ok(()),
+                Err(crate::store::ApplyError::Refused(_)) => Err(failed()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(None) => Err(failed()),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored TOTP secret does not open");
+            Err(failed())
+        }
+    }
 }
 
 fn bad_credentials() -> ApiError {
