@@ -352,6 +352,20 @@ async fn a_login_flood_is_answered_429_instead_of_queueing_without_bound() {
             call_from(&app, "/api/login", &[("x-forwarded-for", &addr)], &body).await
         }));
     }
+    // A customer with a clean record logs in meanwhile: the reserved slot is its.
+    let real = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let body = r#"{"customer":"c-0001","password":"demo-jane"}"#;
+            call_from(
+                &app,
+                "/api/login",
+                &[("x-forwarded-for", "192.0.2.77")],
+                body,
+            )
+            .await
+        })
+    };
     let mut busy = 0;
     for t in tasks {
         let (s, retry, v) = t.await.unwrap();
@@ -369,6 +383,8 @@ async fn a_login_flood_is_answered_429_instead_of_queueing_without_bound() {
         busy > 0,
         "40 hashes at once with a 1 ms bound: some are refused"
     );
+    let (s, _, v) = real.await.unwrap();
+    assert_eq!(s, 200, "the real login is not starved: {v}");
 }
 
 #[tokio::test]

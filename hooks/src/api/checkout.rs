@@ -328,7 +328,7 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
     let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
     let password = n.password;
     let password_hash = app
-        .argon2(&settings, move || auth::hash_password(&password))
+        .argon2(&settings, false, move || auth::hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "cannot hash a password");

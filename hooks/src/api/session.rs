@@ -38,39 +38,14 @@ pub(super) async fn login(
     }
     let asked = req.customer.trim().to_owned();
     let asked_key = asked.to_lowercase();
-    let found = app
-        .store
-        .read(move |v| {
-            let inv = &v.snapshot.inv;
-            let c = match asked.parse::<CustomerId>() {
-                Ok(id) => inv.customers.get(&id),
-                Err(_) => inv
-                    .customers
-                    .values()
-                    .find(|c| c.email.as_str().eq_ignore_ascii_case(&asked)),
-            };
-            (
-                c.map(|c| {
-                    let epoch =
-                        auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
-                    let tf = v
-                        .tree
-                        .read(&crate::twofactor::twofactor_path(&c.id))
-                        .and_then(|t| crate::twofactor::TwoFactor::parse(&t));
-                    (c.id.clone(), c.password_hash.clone(), epoch, tf)
-                }),
-                inv.settings.hooks.clone(),
-            )
-        })
-        .await?;
-    let (found, settings) = found;
-    let (id, hash, epoch, tf) = match found {
-        Some((id, hash, epoch, tf)) => (Some(id), hash, epoch, tf),
-        None => (None, None, 0, None),
-    };
+    // First the cached head (at most seconds old, no fetch): who this names, and whether the
+    // request is turned away before any work (throttled, or the hash queue full).
+    let cached = app.store.snapshot().await?;
+    let settings = cached.inv.settings.hooks.clone();
+    let hint = find_customer(&cached.inv, &asked).map(|c| c.id.clone());
     // Throttled per account (by id when it exists, so its id and e-mail count together) and
     // per client address, before any argon2 work.
-    let account = match &id {
+    let account = match &hint {
         Some(id) => format!("acct:{id}"),
         None => format!("acct:{asked_key}"),
     };
@@ -80,10 +55,34 @@ pub(super) async fn login(
         tracing::info!(reason = %t, "login throttled");
         ApiError::from(t)
     })?;
+    // An existing account with no failure on record, from an address with none: the reserved
+    // hashing slot is open to it, so a flood of bad logins does not lock it out.
+    let clean = hint.is_some() && app.throttle.clean(&keys);
+    if !clean {
+        app.argon2_has_room(&settings)?;
+    }
+    // Then the fresh head: the password, sessions and second factor as they are now.
+    let found = app
+        .store
+        .read(move |v| {
+            find_customer(&v.snapshot.inv, &asked).map(|c| {
+                let epoch = auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
+                let tf = v
+                    .tree
+                    .read(&crate::twofactor::twofactor_path(&c.id))
+                    .and_then(|t| crate::twofactor::TwoFactor::parse(&t));
+                (c.id.clone(), c.password_hash.clone(), epoch, tf)
+            })
+        })
+        .await?;
+    let (id, hash, epoch, tf) = match found {
+        Some((id, hash, epoch, tf)) => (Some(id), hash, epoch, tf),
+        None => (None, None, 0, None),
+    };
     let password = req.password;
     let check_hash = hash.clone();
     let ok = app
-        .argon2(&settings, move || {
+        .argon2(&settings, clean, move || {
             auth::verify_password(check_hash.as_ref(), &password)
         })
         .await?;
@@ -161,6 +160,17 @@ async fn second_factor(
             tracing::error!(error = %e, "a stored TOTP secret does not open");
             Err(failed())
         }
+    }
+}
+
+/// The customer a login names: by id, or by e-mail (unique, case-insensitively).
+fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
+    match asked.parse::<CustomerId>() {
+        Ok(id) => inv.customers.get(&id),
+        Err(_) => inv
+            .customers
+            .values()
+            .find(|c| c.email.as_str().eq_ignore_ascii_case(asked)),
     }
 }
 
