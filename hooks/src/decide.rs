@@ -110,6 +110,20 @@ pub enum Change {
         /// The code's hash.
         hash: String,
     },
+    /// Make an API key (its entry, hashed).
+    CreateApiKey {
+        /// Who asks.
+        customer: CustomerId,
+        /// The entry.
+        key: crate::apikeys::ApiKey,
+    },
+    /// Revoke an API key.
+    DeleteApiKey {
+        /// Who asks.
+        customer: CustomerId,
+        /// The key's id.
+        id: String,
+    },
     /// A payment Stripe reported.
     Payment(Box<Payment>),
 }
@@ -127,7 +141,9 @@ impl Change {
             | Change::LogoutAll { customer, .. }
             | Change::EnableTwoFactor { customer, .. }
             | Change::DisableTwoFactor { customer }
-            | Change::UseRecoveryCode { customer, .. } => Some(customer),
+            | Change::UseRecoveryCode { customer, .. }
+            | Change::CreateApiKey { customer, .. }
+            | Change::DeleteApiKey { customer, .. } => Some(customer),
             Change::Payment(_) => None,
         }
     }
@@ -144,7 +160,9 @@ impl Change {
             | Change::LogoutAll { customer, .. }
             | Change::EnableTwoFactor { customer, .. }
             | Change::DisableTwoFactor { customer }
-            | Change::UseRecoveryCode { customer, .. } => customer.to_string(),
+            | Change::UseRecoveryCode { customer, .. }
+            | Change::CreateApiKey { customer, .. }
+            | Change::DeleteApiKey { customer, .. } => customer.to_string(),
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
@@ -188,6 +206,13 @@ pub enum Decision {
         customer: CustomerId,
         /// Whether it is on now.
         enabled: bool,
+    },
+    /// An API key made or revoked.
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// Whether it exists now.
+        active: bool,
     },
     /// Every session of the customer revoked.
     LoggedOut {
@@ -249,6 +274,9 @@ pub enum Refusal {
     /// Two-factor login is already on (turn it off first), or a recovery code was used already.
     #[error("two-factor login is already on")]
     TwoFactorEnabled,
+    /// The customer holds [`crate::apikeys::MAX_KEYS`] keys already.
+    #[error("at most {} API keys: revoke one first", crate::apikeys::MAX_KEYS)]
+    TooManyApiKeys,
     /// A reply would make the ticket's file longer than [`tickets::MAX_THREAD`].
     #[error("this ticket's thread is full; open a new ticket")]
     TicketTooLong,
@@ -406,6 +434,10 @@ pub fn decide(
         Change::EnableTwoFactor { .. }
         | Change::DisableTwoFactor { .. }
         | Change::UseRecoveryCode { .. } => decide_twofactor(change, inv, tree),
+        Change::CreateApiKey { customer, key } => {
+            decide_apikeys(inv, tree, customer, Some(key), &key.id)
+        }
+        Change::DeleteApiKey { customer, id } => decide_apikeys(inv, tree, customer, None, id),
         Change::Payment(p) => decide_payment(p, inv, cat, tree),
     }
 }
@@ -456,6 +488,48 @@ fn decide_twofactor(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result
         decision: Decision::TwoFactor {
             customer: customer.clone(),
             enabled,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_apikeys(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    add: Option<&crate::apikeys::ApiKey>,
+    id: &str,
+) -> Result<Edit, Refusal> {
+    use crate::apikeys::{MAX_KEYS, apikeys_path, parse_file, render_file};
+    if !inv.customers.contains_key(customer) {
+        return Err(Refusal::NotFound);
+    }
+    let path = apikeys_path(customer);
+    let mut keys = tree.read(&path).map(|t| parse_file(&t)).unwrap_or_default();
+    let what = match add {
+        Some(k) => {
+            if keys.len() >= MAX_KEYS {
+                return Err(Refusal::TooManyApiKeys);
+            }
+            keys.push(k.clone());
+            format!("make API key {id}")
+        }
+        None => {
+            let before = keys.len();
+            keys.retain(|k| k.id != id);
+            if keys.len() == before {
+                return Err(Refusal::NotFound);
+            }
+            format!("revoke API key {id}")
+        }
+    };
+    let text = (!keys.is_empty()).then(|| render_file(customer, &keys));
+    Ok(Edit {
+        writes: vec![(path, text)],
+        message: format!("{customer}: {what} {VIA}"),
+        decision: Decision::ApiKey {
+            id: id.to_owned(),
+            active: add.is_some(),
         },
         fallback: None,
     })

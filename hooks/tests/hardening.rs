@@ -664,3 +664,65 @@ async fn two_factor_login_takes_a_totp_code_or_a_recovery_code_once() {
     let (s, _) = login_with(&app, None).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn a_scoped_api_key_does_only_what_its_scopes_allow_until_revoked() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let body = json!({"name": "monitoring", "scopes": ["read", "power"]}).to_string();
+    let (s, v) = call(&app, "POST", "/api/keys", Some(&t), Some(&body)).await;
+    assert_eq!(s, 201, "{v}");
+    let key = v["key"].as_str().unwrap().to_owned();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let file = fleet.file("apikeys/c-0001.toml").unwrap();
+    assert!(!file.contains(key.rsplit('.').next().unwrap()), "hashed");
+    let (s, l) = call(&app, "GET", "/api/keys", Some(&t), None).await;
+    assert_eq!(s, 200);
+    assert!(
+        !l.to_string().contains(key.rsplit('.').next().unwrap()),
+        "{l}"
+    );
+    assert_eq!(l["keys"][0]["scopes"], json!(["read", "power"]));
+    // In scope.
+    let (s, me) = call(&app, "GET", "/api/me", Some(&key), None).await;
+    assert_eq!((s, me["customer"]["id"].as_str()), (200, Some("c-0001")));
+    let (s, v) = call(&app, "POST", "/api/vps/xen02/reboot", Some(&key), None).await;
+    assert_eq!(s, 200, "{v}");
+    // Out of scope, or session-only: 403 and nothing committed.
+    let head = fleet.head();
+    let keys = json!({"keys": []}).to_string();
+    let ticket = json!({"subject": "x", "message": "y"}).to_string();
+    for (m, p, b) in [
+        ("PUT", "/api/vps/xen02/ssh-keys", Some(keys.as_str())),
+        (
+            "POST",
+            "/api/vps/xen02/reinstall",
+            Some(r#"{"os":"debian-13"}"#),
+        ),
+        ("POST", "/api/tickets", Some(ticket.as_str())),
+        ("POST", "/api/keys", Some(body.as_str())),
+        ("POST", "/api/logout-all", None),
+    ] {
+        let (s, v) = call(&app, m, p, Some(&key), b).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{p}: {v}"
+        );
+    }
+    assert_eq!(fleet.head(), head);
+    // A forged secret, then the revoked key: 401.
+    let forged = format!("{}0", &key[..key.len() - 1]);
+    let forged = if forged == key {
+        format!("{}1", &key[..key.len() - 1])
+    } else {
+        forged
+    };
+    let (s, _) = call(&app, "GET", "/api/me", Some(&forged), None).await;
+    assert_eq!(s, 401);
+    let (s, v) = call(&app, "DELETE", &format!("/api/keys/{id}"), Some(&t), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = call(&app, "GET", "/api/me", Some(&key), None).await;
+    assert_eq!(s, 401);
+}

@@ -59,6 +59,7 @@ pub(super) async fn renew(
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
     let stripe = checkout(&app)?;
+    a.require(crate::apikeys::Scope::Billing)?;
     app.quota(&a, "renew")?;
     let inv = &a.snapshot.inv;
     let v = own_vps(inv, &a.customer, &vps, true)?;
@@ -132,6 +133,7 @@ pub(super) async fn order(
     let existing = match bearer(&headers) {
         Some(_) => {
             let a = authenticate(&app, &headers).await?;
+            a.require(crate::apikeys::Scope::Billing)?;
             app.quota(&a, "order")?;
             Some(a.customer)
         }

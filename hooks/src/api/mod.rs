@@ -5,6 +5,7 @@ mod checkout;
 mod error;
 mod extract;
 pub mod headers;
+mod keys;
 mod session;
 mod tickets;
 mod twofactor;
@@ -151,6 +152,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/2fa/setup", post(twofactor::setup))
         .route("/2fa/enable", post(twofactor::enable))
         .route("/2fa/disable", post(twofactor::disable))

@@ -257,6 +257,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
 }
 
 pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {
+    a.require(crate::apikeys::Scope::Read)?;
     let customer = a.customer;
     let view = app
         .store
@@ -272,6 +273,7 @@ pub(super) async fn logout_all(
     State(app): State<Arc<App>>,
     a: Authed,
 ) -> Result<Response, ApiError> {
+    a.require_session()?;
     app.quota(&a, "logout-all")?;
     let c = app
         .store
@@ -280,7 +282,7 @@ pub(super) async fn logout_all(
                 customer: a.customer,
                 at: Utc::now().timestamp(),
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     Ok(super::answer(c))

@@ -51,6 +51,7 @@ pub(super) async fn current(
 }
 
 pub(super) async fn setup(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {
+    a.require_session()?;
     let key = totp_key(&app)?;
     app.quota(&a, "2fa")?;
     if current(&app, &a.customer).await?.is_some() {
@@ -82,6 +83,7 @@ pub(super) async fn enable(
     a: Authed,
     JsonBody(req): JsonBody<EnableReq>,
 ) -> Result<Response, ApiError> {
+    a.require_session()?;
     let key = totp_key(&app)?;
     app.quota(&a, "2fa")?;
     let now = Utc::now().timestamp();
@@ -117,7 +119,7 @@ pub(super) async fn enable(
                 customer: a.customer.clone(),
                 file,
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     let mut r = answer(c);
@@ -147,6 +149,7 @@ pub(super) async fn disable(
     a: Authed,
     JsonBody(req): JsonBody<DisableReq>,
 ) -> Result<Response, ApiError> {
+    a.require_session()?;
     let key = totp_key(&app)?;
     app.quota(&a, "2fa")?;
     let Some(tf) = current(&app, &a.customer).await? else {
@@ -163,7 +166,7 @@ pub(super) async fn disable(
             Change::DisableTwoFactor {
                 customer: a.customer,
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     Ok(answer(c))
