@@ -51,6 +51,20 @@ pub fn password_fingerprint(hash: Option<&PasswordHash>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// What a request was authenticated with, checked again on the head its change is committed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session token: the session fingerprint it was issued for.
+    Session([u8; 32]),
+    /// An API key: its id and stored hash (revoked when its entry is gone).
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// Its stored hash.
+        hash: String,
+    },
+}
+
 /// Folder of the per-customer session files (`sessions/<customer>.toml`, `not_before = <unix>`),
 /// written by "log out everywhere".
 pub const SESSIONS_DIR: &str = "sessions";

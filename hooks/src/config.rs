@@ -16,6 +16,8 @@ pub const ENV_STRIPE_WEBHOOK: &str = "STRIPE_WEBHOOK_SECRET";
 pub const ENV_CACHE: &str = "GITVPS_HOOKS_CACHE";
 /// Environment variable (optional): the branch that holds the desired state (`main`).
 pub const ENV_BRANCH: &str = "GITVPS_BRANCH";
+/// Environment variable (optional): the key that seals customers' TOTP secrets (64 hex digits).
+pub const ENV_TOTP_KEY: &str = "GITVPS_TOTP_KEY";
 
 /// Shortest token secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -74,6 +76,9 @@ pub enum ConfigError {
     /// No random source for a generated secret.
     #[error("cannot read random bytes for a session key")]
     Random(#[source] std::io::Error),
+    /// The TOTP key is not 64 hex digits.
+    #[error("{ENV_TOTP_KEY} must be 64 hex digits (32 bytes)")]
+    BadTotpKey,
 }
 
 /// Stripe settings; without them, renewals and orders answer 503 and webhooks 503.
@@ -112,6 +117,9 @@ pub struct Config {
     pub publish: bool,
     /// A folder served at `/` beside the API (the customer site), for `gitvps serve --site`.
     pub static_dir: Option<PathBuf>,
+    /// Seals customers' TOTP secrets (`GITVPS_TOTP_KEY`). `None`: two-factor login cannot be
+    /// turned on, and a customer who has it cannot log in (fails closed).
+    pub totp_key: Option<Secret>,
 }
 
 impl Config {
@@ -131,6 +139,7 @@ impl Config {
             push_tries: 8,
             publish: true,
             static_dir: None,
+            totp_key: None,
         }
     }
 
@@ -173,6 +182,11 @@ impl Config {
             cfg.cache_dir = PathBuf::from(c);
         }
         cfg.stripe.secret_key = env(ENV_STRIPE_KEY).map(Secret::new);
+        if let Some(k) = env(ENV_TOTP_KEY) {
+            let k = Secret::new(k);
+            crate::twofactor::check_key(&k).map_err(|_| ConfigError::BadTotpKey)?;
+            cfg.totp_key = Some(k);
+        }
         cfg.stripe.webhook_secrets = env(ENV_STRIPE_WEBHOOK)
             .map(|s| parse_secret_list(&s))
             .unwrap_or_default();
@@ -192,6 +206,7 @@ impl std::fmt::Debug for Config {
             .field("push_tries", &self.push_tries)
             .field("publish", &self.publish)
             .field("static_dir", &self.static_dir)
+            .field("totp_key", &self.totp_key.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }

@@ -91,6 +91,39 @@ pub enum Change {
         /// Unix time of the request (the new `not_before`).
         at: i64,
     },
+    /// Turn two-factor login on.
+    EnableTwoFactor {
+        /// Who asks.
+        customer: CustomerId,
+        /// The file to write (sealed secret, hashed recovery codes).
+        file: crate::twofactor::TwoFactor,
+    },
+    /// Turn two-factor login off.
+    DisableTwoFactor {
+        /// Who asks.
+        customer: CustomerId,
+    },
+    /// A recovery code used at login: its hash is removed, so it works once.
+    UseRecoveryCode {
+        /// Whose.
+        customer: CustomerId,
+        /// The code's hash.
+        hash: String,
+    },
+    /// Make an API key (its entry, hashed).
+    CreateApiKey {
+        /// Who asks.
+        customer: CustomerId,
+        /// The entry.
+        key: crate::apikeys::ApiKey,
+    },
+    /// Revoke an API key.
+    DeleteApiKey {
+        /// Who asks.
+        customer: CustomerId,
+        /// The key's id.
+        id: String,
+    },
     /// A payment Stripe reported.
     Payment(Box<Payment>),
 }
@@ -105,7 +138,12 @@ impl Change {
             | Change::SshKeys { customer, .. }
             | Change::OpenTicket { customer, .. }
             | Change::ReplyTicket { customer, .. }
-            | Change::LogoutAll { customer, .. } => Some(customer),
+            | Change::LogoutAll { customer, .. }
+            | Change::EnableTwoFactor { customer, .. }
+            | Change::DisableTwoFactor { customer }
+            | Change::UseRecoveryCode { customer, .. }
+            | Change::CreateApiKey { customer, .. }
+            | Change::DeleteApiKey { customer, .. } => Some(customer),
             Change::Payment(_) => None,
         }
     }
@@ -119,7 +157,12 @@ impl Change {
             | Change::SshKeys { customer, .. }
             | Change::OpenTicket { customer, .. }
             | Change::ReplyTicket { customer, .. }
-            | Change::LogoutAll { customer, .. } => customer.to_string(),
+            | Change::LogoutAll { customer, .. }
+            | Change::EnableTwoFactor { customer, .. }
+            | Change::DisableTwoFactor { customer }
+            | Change::UseRecoveryCode { customer, .. }
+            | Change::CreateApiKey { customer, .. }
+            | Change::DeleteApiKey { customer, .. } => customer.to_string(),
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
@@ -156,6 +199,20 @@ pub enum Decision {
     Ticket {
         /// The ticket.
         ticket: TicketId,
+    },
+    /// Two-factor login turned on or off, or a recovery code used.
+    TwoFactor {
+        /// The customer.
+        customer: CustomerId,
+        /// Whether it is on now.
+        enabled: bool,
+    },
+    /// An API key made or revoked.
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// Whether it exists now.
+        active: bool,
     },
     /// Every session of the customer revoked.
     LoggedOut {
@@ -214,6 +271,12 @@ pub enum Refusal {
     /// Too many SSH keys.
     #[error("at most {MAX_SSH_KEYS} SSH keys")]
     TooManyKeys,
+    /// Two-factor login is already on (turn it off first), or a recovery code was used already.
+    #[error("two-factor login is already on")]
+    TwoFactorEnabled,
+    /// The customer holds [`crate::apikeys::MAX_KEYS`] keys already.
+    #[error("at most {} API keys: revoke one first", crate::apikeys::MAX_KEYS)]
+    TooManyApiKeys,
     /// A reply would make the ticket's file longer than [`tickets::MAX_THREAD`].
     #[error("this ticket's thread is full; open a new ticket")]
     TicketTooLong,
@@ -368,8 +431,108 @@ pub fn decide(
                 fallback: None,
             })
         }
+        Change::EnableTwoFactor { .. }
+        | Change::DisableTwoFactor { .. }
+        | Change::UseRecoveryCode { .. } => decide_twofactor(change, inv, tree),
+        Change::CreateApiKey { customer, key } => {
+            decide_apikeys(inv, tree, customer, Some(key), &key.id)
+        }
+        Change::DeleteApiKey { customer, id } => decide_apikeys(inv, tree, customer, None, id),
         Change::Payment(p) => decide_payment(p, inv, cat, tree),
     }
+}
+
+fn decide_twofactor(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {
+    use crate::twofactor::{TwoFactor, twofactor_path};
+    let customer = change.customer().ok_or(Refusal::NotFound)?;
+    if !inv.customers.contains_key(customer) {
+        return Err(Refusal::NotFound);
+    }
+    let path = twofactor_path(customer);
+    let current = tree.read(&path).and_then(|t| TwoFactor::parse(&t));
+    let (text, enabled, what) = match change {
+        Change::EnableTwoFactor { file, .. } => {
+            if current.is_some() {
+                return Err(Refusal::TwoFactorEnabled);
+            }
+            (
+                Some(file.render(customer)),
+                true,
+                "turn on two-factor login",
+            )
+        }
+        Change::DisableTwoFactor { .. } => {
+            if current.is_none() {
+                return Ok(Edit::noop(Decision::TwoFactor {
+                    customer: customer.clone(),
+                    enabled: false,
+                }));
+            }
+            (None, false, "turn off two-factor login")
+        }
+        Change::UseRecoveryCode { hash, .. } => {
+            let mut tf = current.ok_or(Refusal::Unauthorized)?;
+            let before = tf.recovery.len();
+            tf.recovery.retain(|r| r != hash);
+            if tf.recovery.len() == before {
+                // Used a moment ago by another login: once only.
+                return Err(Refusal::Unauthorized);
+            }
+            (Some(tf.render(customer)), true, "use a recovery code")
+        }
+        _ => return Err(Refusal::NotFound),
+    };
+    Ok(Edit {
+        writes: vec![(path, text)],
+        message: format!("{customer}: {what} {VIA}"),
+        decision: Decision::TwoFactor {
+            customer: customer.clone(),
+            enabled,
+        },
+        fallback: None,
+    })
+}
+
+fn decide_apikeys(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    add: Option<&crate::apikeys::ApiKey>,
+    id: &str,
+) -> Result<Edit, Refusal> {
+    use crate::apikeys::{MAX_KEYS, apikeys_path, parse_file, render_file};
+    if !inv.customers.contains_key(customer) {
+        return Err(Refusal::NotFound);
+    }
+    let path = apikeys_path(customer);
+    let mut keys = tree.read(&path).map(|t| parse_file(&t)).unwrap_or_default();
+    let what = match add {
+        Some(k) => {
+            if keys.len() >= MAX_KEYS {
+                return Err(Refusal::TooManyApiKeys);
+            }
+            keys.push(k.clone());
+            format!("make API key {id}")
+        }
+        None => {
+            let before = keys.len();
+            keys.retain(|k| k.id != id);
+            if keys.len() == before {
+                return Err(Refusal::NotFound);
+            }
+            format!("revoke API key {id}")
+        }
+    };
+    let text = (!keys.is_empty()).then(|| render_file(customer, &keys));
+    Ok(Edit {
+        writes: vec![(path, text)],
+        message: format!("{customer}: {what} {VIA}"),
+        decision: Decision::ApiKey {
+            id: id.to_owned(),
+            active: add.is_some(),
+        },
+        fallback: None,
+    })
 }
 
 fn decide_power(

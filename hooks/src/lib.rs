@@ -5,6 +5,7 @@
 //! signature check of [`stripe`] decide; [`store`] (git) and [`api`] (HTTP) carry it out.
 
 pub mod api;
+pub mod apikeys;
 pub mod auth;
 pub mod billing;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod stripe;
 pub mod throttle;
 pub mod tickets;
 pub mod tree;
+pub mod twofactor;
 
 use std::sync::Arc;
 

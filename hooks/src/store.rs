@@ -142,7 +142,7 @@ pub struct Asked {
     pub change: Change,
     /// The password fingerprint the token was issued for: checked again on the head the
     /// commit is made on, so a token revoked a moment ago commits nothing.
-    pub session: Option<[u8; 32]>,
+    pub session: Option<crate::auth::Credential>,
 }
 
 type ReadFn = Box<dyn FnOnce(Result<&View<'_>, &StoreError>) + Send>;
@@ -237,11 +237,11 @@ impl GitRepo {
     pub async fn apply_as(
         &self,
         change: Change,
-        fingerprint: [u8; 32],
+        credential: crate::auth::Credential,
     ) -> Result<Committed, ApplyError> {
         self.submit(Asked {
             change,
-            session: Some(fingerprint),
+            session: Some(credential),
         })
         .await
     }
@@ -320,18 +320,28 @@ fn session_still_valid(
     inv: &Inventory,
     tree: &dyn Tree,
     change: &Change,
-    fp: &[u8; 32],
+    cred: &crate::auth::Credential,
 ) -> Result<(), Refusal> {
-    let now = change
-        .customer()
-        .and_then(|c| crate::auth::current_fingerprint(inv, tree, c));
-    // Constant-time, like the token check itself.
-    let same = now.is_some_and(|n| {
-        n.iter()
-            .zip(fp.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    });
+    use crate::auth::Credential;
+    let customer = change.customer();
+    let same = match cred {
+        Credential::Session(fp) => customer
+            .and_then(|c| crate::auth::current_fingerprint(inv, tree, c))
+            .is_some_and(|n| {
+                n.iter()
+                    .zip(fp.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }),
+        Credential::ApiKey { id, hash } => customer
+            .filter(|c| inv.customers.contains_key(*c))
+            .and_then(|c| tree.read(&crate::apikeys::apikeys_path(c)))
+            .is_some_and(|text| {
+                crate::apikeys::parse_file(&text)
+                    .iter()
+                    .any(|k| &k.id == id && &k.hash == hash)
+            }),
+    };
     if same {
         Ok(())
     } else {
@@ -805,8 +815,8 @@ impl Cache {
     ) -> Result<Committed, ApplyError> {
         let change = &asked.change;
         let tree = DiskTree::new(&self.workdir);
-        if let Some(fp) = &asked.session {
-            session_still_valid(inv, &tree, change, fp)?;
+        if let Some(cred) = &asked.session {
+            session_still_valid(inv, &tree, change, cred)?;
         }
         let edit = decide(change, inv, cat, &tree)?;
         self.try_edit(change, edit, head, inv)

@@ -149,6 +149,15 @@ impl Throttle {
         }
     }
 
+    /// Whether none of `keys` has a failure on record: such a login may use the reserved lane
+    /// of the hash queue ([`HashGate::run`]).
+    pub fn clean(&self, keys: &[String]) -> bool {
+        self.keys.lock().is_ok_and(|m| {
+            keys.iter()
+                .all(|k| m.get(k).is_none_or(|s| s.failures == 0))
+        })
+    }
+
     /// Forgets the failures of `key` (an account that logged in; never an address, so a
     /// guesser cannot clear its address with an account of its own).
     pub fn succeeded(&self, key: &str) {
@@ -254,12 +263,15 @@ pub fn addr_from_header(value: &str) -> Option<IpAddr> {
         .or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
 }
 
-/// The queue in front of argon2: [`HashGate::slots`] hashes at once, and a request waits for
-/// a slot at most `max_wait` (answered [`Throttled::Busy`] past it, or at once when the
-/// expected wait, from the recent hash times, would pass it).
+/// The queue in front of argon2: [`HashGate::slots`] hashes at once, one of them reserved for
+/// logins with a clean record (an existing account, no recent failure for it or its address),
+/// so a flood of bad logins cannot starve them. A request waits for a slot at most `max_wait`
+/// (answered [`Throttled::Busy`] past it, or at once when the expected wait, from the recent
+/// hash times, would pass it).
 #[derive(Debug)]
 pub struct HashGate {
     sem: tokio::sync::Semaphore,
+    reserved: tokio::sync::Semaphore,
     slots: usize,
     waiting: AtomicUsize,
     /// Recent time of one hash, microseconds (moving average).
@@ -267,11 +279,14 @@ pub struct HashGate {
 }
 
 impl HashGate {
-    /// A gate with `slots` hashes at once.
+    /// A gate with `slots` hashes at once (one of them reserved when `slots` > 1).
     pub fn new(slots: usize) -> HashGate {
+        let slots = slots.max(1);
+        let reserved = usize::from(slots > 1);
         HashGate {
-            sem: tokio::sync::Semaphore::new(slots.max(1)),
-            slots: slots.max(1),
+            sem: tokio::sync::Semaphore::new(slots - reserved),
+            reserved: tokio::sync::Semaphore::new(reserved),
+            slots,
             waiting: AtomicUsize::new(0),
             avg_us: AtomicU64::new(100_000),
         }
@@ -282,29 +297,42 @@ impl HashGate {
         self.slots
     }
 
-    /// The expected wait for a slot if one more request queued now.
+    /// The expected wait for a shared slot if one more request queued now.
     pub fn expected_wait(&self) -> Duration {
-        let busy = self.slots - self.sem.available_permits().min(self.slots);
+        let shared = self.slots - usize::from(self.slots > 1);
+        let busy = shared - self.sem.available_permits().min(shared);
         let ahead = self.waiting.load(Ordering::Relaxed) + busy;
-        if ahead < self.slots {
+        if ahead < shared {
             return Duration::ZERO;
         }
-        let rounds = (ahead + 1 - self.slots).div_ceil(self.slots) as u64;
+        let rounds = (ahead + 1 - shared).div_ceil(shared) as u64;
         Duration::from_micros(self.avg_us.load(Ordering::Relaxed).saturating_mul(rounds))
     }
 
-    /// Runs `f` (argon2) on the blocking pool once a slot is free, if that is within `max_wait`.
+    /// Runs `f` (argon2) on the blocking pool once a slot is free, if that is within
+    /// `max_wait`; a `clean` request may also take the reserved slot.
     pub async fn run<R: Send + 'static>(
         &self,
         max_wait: Duration,
+        clean: bool,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<Option<R>, Throttled> {
         let busy = || Throttled::Busy(max_wait.as_secs().max(1));
-        if self.expected_wait() > max_wait {
+        if !clean && self.expected_wait() > max_wait {
             return Err(busy());
         }
         let queued = Queued::new(&self.waiting);
-        let acquired = tokio::time::timeout(max_wait, self.sem.acquire()).await;
+        let acquired = tokio::time::timeout(max_wait, async {
+            if clean {
+                tokio::select! {
+                    p = self.sem.acquire() => p,
+                    p = self.reserved.acquire() => p,
+                }
+            } else {
+                self.sem.acquire().await
+            }
+        })
+        .await;
         drop(queued);
         let _slot = match acquired {
             Ok(Ok(slot)) => slot,
@@ -423,21 +451,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_hash_queue_answers_busy_instead_of_waiting_past_the_bound() {
-        let gate = Arc::new(HashGate::new(1));
+        // Two slots: one shared, one reserved for clean logins.
+        let gate = Arc::new(HashGate::new(2));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let g = gate.clone();
         let held = tokio::spawn(async move {
-            g.run(Duration::from_secs(5), move || rx.recv().is_ok())
+            g.run(Duration::from_secs(5), false, move || rx.recv().is_ok())
                 .await
         });
         while gate.sem.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
-        let r = gate.run(Duration::from_millis(50), || true).await;
+        let r = gate.run(Duration::from_millis(50), false, || true).await;
         assert_eq!(r.unwrap_err(), Throttled::Busy(1));
+        // A clean login still gets the reserved slot.
+        let r = gate.run(Duration::from_millis(50), true, || 5).await;
+        assert_eq!(r, Ok(Some(5)));
         tx.send(()).unwrap();
         assert_eq!(held.await.unwrap(), Ok(Some(true)));
-        assert_eq!(gate.run(Duration::from_millis(50), || 7).await, Ok(Some(7)));
+        let r = gate.run(Duration::from_millis(50), false, || 7).await;
+        assert_eq!(r, Ok(Some(7)));
     }
 
     #[test]

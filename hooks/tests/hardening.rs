@@ -352,6 +352,20 @@ async fn a_login_flood_is_answered_429_instead_of_queueing_without_bound() {
             call_from(&app, "/api/login", &[("x-forwarded-for", &addr)], &body).await
         }));
     }
+    // A customer with a clean record logs in meanwhile: the reserved slot is its.
+    let real = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let body = r#"{"customer":"c-0001","password":"demo-jane"}"#;
+            call_from(
+                &app,
+                "/api/login",
+                &[("x-forwarded-for", "192.0.2.77")],
+                body,
+            )
+            .await
+        })
+    };
     let mut busy = 0;
     for t in tasks {
         let (s, retry, v) = t.await.unwrap();
@@ -369,6 +383,8 @@ async fn a_login_flood_is_answered_429_instead_of_queueing_without_bound() {
         busy > 0,
         "40 hashes at once with a 1 ms bound: some are refused"
     );
+    let (s, _, v) = real.await.unwrap();
+    assert_eq!(s, 200, "the real login is not starved: {v}");
 }
 
 #[tokio::test]
@@ -566,4 +582,147 @@ async fn log_out_everywhere_revokes_every_token_of_the_customer_only() {
     let fresh = v["token"].as_str().unwrap().to_owned();
     let (s, _) = call(&app, "GET", "/api/me", Some(&fresh), None).await;
     assert_eq!(s, 200);
+}
+
+const TOTP_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+async fn login_with(app: &axum::Router, otp: Option<&str>) -> (u16, serde_json::Value) {
+    let mut body = json!({"customer": "c-0001", "password": "demo-jane"});
+    if let Some(o) = otp {
+        body["otp"] = o.into();
+    }
+    call(app, "POST", "/api/login", None, Some(&body.to_string())).await
+}
+
+#[tokio::test]
+async fn two_factor_login_takes_a_totp_code_or_a_recovery_code_once() {
+    let fleet = Fleet::new();
+    let mut cfg = fleet.config();
+    cfg.totp_key = Some(hooks::Secret::new(TOTP_KEY));
+    let app = hooks::app(cfg).unwrap();
+    let t = token_for(&fleet, "c-0001");
+    let (s, v) = call(&app, "POST", "/api/2fa/setup", Some(&t), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["otpauth_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let secret = totp_rs::Secret::try_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let code = hooks::twofactor::code_at(&secret, now).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let enable = |c: &str| json!({"setup": v["setup"], "code": c}).to_string();
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/2fa/enable",
+        Some(&t),
+        Some(&enable(wrong)),
+    )
+    .await;
+    assert_eq!((s, e["error"].as_str()), (422, Some("bad_code")), "{e}");
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/2fa/enable",
+        Some(&t),
+        Some(&enable(&code)),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let codes: Vec<String> = e["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    let file = fleet.file("twofactor/c-0001.toml").unwrap();
+    assert!(!file.contains(v["secret"].as_str().unwrap()), "sealed");
+    assert!(!file.contains(&codes[0]), "hashed");
+    // The password alone no longer logs in; a wrong code is a failed login.
+    let (s, e) = login_with(&app, None).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("otp_required")), "{e}");
+    let (s, _) = login_with(&app, Some(wrong)).await;
+    assert_eq!(s, 401);
+    let code = hooks::twofactor::code_at(&secret, chrono::Utc::now().timestamp()).unwrap();
+    let (s, e) = login_with(&app, Some(&code)).await;
+    assert_eq!(s, 200, "{e}");
+    // A recovery code works once.
+    let (s, e) = login_with(&app, Some(&codes[3])).await;
+    assert_eq!(s, 200, "{e}");
+    let (s, _) = login_with(&app, Some(&codes[3])).await;
+    assert_eq!(s, 401, "spent");
+    // Turned off with a code; then the password alone works again.
+    let t = token_for(&fleet, "c-0001");
+    let off = json!({"code": codes[4]}).to_string();
+    let (s, e) = call(&app, "POST", "/api/2fa/disable", Some(&t), Some(&off)).await;
+    assert_eq!(s, 200, "{e}");
+    assert!(fleet.file("twofactor/c-0001.toml").is_none());
+    let (s, _) = login_with(&app, None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_scoped_api_key_does_only_what_its_scopes_allow_until_revoked() {
+    let fleet = Fleet::new();
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let body = json!({"name": "monitoring", "scopes": ["read", "power"]}).to_string();
+    let (s, v) = call(&app, "POST", "/api/keys", Some(&t), Some(&body)).await;
+    assert_eq!(s, 201, "{v}");
+    let key = v["key"].as_str().unwrap().to_owned();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let file = fleet.file("apikeys/c-0001.toml").unwrap();
+    assert!(!file.contains(key.rsplit('.').next().unwrap()), "hashed");
+    let (s, l) = call(&app, "GET", "/api/keys", Some(&t), None).await;
+    assert_eq!(s, 200);
+    assert!(
+        !l.to_string().contains(key.rsplit('.').next().unwrap()),
+        "{l}"
+    );
+    assert_eq!(l["keys"][0]["scopes"], json!(["read", "power"]));
+    // In scope.
+    let (s, me) = call(&app, "GET", "/api/me", Some(&key), None).await;
+    assert_eq!((s, me["customer"]["id"].as_str()), (200, Some("c-0001")));
+    let (s, v) = call(&app, "POST", "/api/vps/xen02/reboot", Some(&key), None).await;
+    assert_eq!(s, 200, "{v}");
+    // Out of scope, or session-only: 403 and nothing committed.
+    let head = fleet.head();
+    let keys = json!({"keys": []}).to_string();
+    let ticket = json!({"subject": "x", "message": "y"}).to_string();
+    for (m, p, b) in [
+        ("PUT", "/api/vps/xen02/ssh-keys", Some(keys.as_str())),
+        (
+            "POST",
+            "/api/vps/xen02/reinstall",
+            Some(r#"{"os":"debian-13"}"#),
+        ),
+        ("POST", "/api/tickets", Some(ticket.as_str())),
+        ("POST", "/api/keys", Some(body.as_str())),
+        ("POST", "/api/logout-all", None),
+    ] {
+        let (s, v) = call(&app, m, p, Some(&key), b).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{p}: {v}"
+        );
+    }
+    assert_eq!(fleet.head(), head);
+    // A forged secret, then the revoked key: 401.
+    let forged = format!("{}0", &key[..key.len() - 1]);
+    let forged = if forged == key {
+        format!("{}1", &key[..key.len() - 1])
+    } else {
+        forged
+    };
+    let (s, _) = call(&app, "GET", "/api/me", Some(&forged), None).await;
+    assert_eq!(s, 401);
+    let (s, v) = call(&app, "DELETE", &format!("/api/keys/{id}"), Some(&t), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = call(&app, "GET", "/api/me", Some(&key), None).await;
+    assert_eq!(s, 401);
 }

@@ -35,6 +35,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "GITVPS_SMTP_CA",
         "optional: path of a PEM file with a root CA trusted for the SMTP server besides the built-in roots",
     ),
+    (
+        "GITVPS_TOTP_KEY",
+        "key that seals customers' TOTP secrets (64 hex digits)",
+    ),
 ];
 
 /// Settings from `gitvps.toml`.

@@ -59,6 +59,7 @@ pub(super) async fn renew(
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
     let stripe = checkout(&app)?;
+    a.require(crate::apikeys::Scope::Billing)?;
     app.quota(&a, "renew")?;
     let inv = &a.snapshot.inv;
     let v = own_vps(inv, &a.customer, &vps, true)?;
@@ -135,6 +136,7 @@ pub(super) async fn order(
     let existing = match bearer(&headers) {
         Some(_) => {
             let a = authenticate(&app, &headers).await?;
+            a.require(crate::apikeys::Scope::Billing)?;
             app.quota(&a, "order")?;
             Some(a.customer)
         }
@@ -333,7 +335,7 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
     let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
     let password = n.password;
     let password_hash = app
-        .argon2(&settings, move || auth::hash_password(&password))
+        .argon2(&settings, false, move || auth::hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "cannot hash a password");

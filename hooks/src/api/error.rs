@@ -86,6 +86,10 @@ impl From<Refusal> for ApiError {
             Refusal::Catalog(e) => ApiError::unprocessable("not_in_catalog", e.to_string()),
             Refusal::TooManyKeys => ApiError::unprocessable("too_many_keys", r.to_string()),
             Refusal::TicketTooLong => ApiError::unprocessable("bad_ticket", r.to_string()),
+            Refusal::TooManyApiKeys => ApiError::unprocessable("too_many_keys", r.to_string()),
+            Refusal::TwoFactorEnabled => {
+                ApiError::new(StatusCode::CONFLICT, "twofactor_enabled", r.to_string())
+            }
             Refusal::Invalid => ApiError::unprocessable("invalid_change", r.to_string()),
             Refusal::Unauthorized => {
                 ApiError::unauthorized("the session is invalid or has expired; log in again")

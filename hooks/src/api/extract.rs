@@ -80,15 +80,45 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
     })
 }
 
-/// A request with a valid session token; carries the snapshot it was checked against.
+/// A request with a valid session token or API key; carries the snapshot it was checked
+/// against.
 pub struct Authed {
     /// The customer.
     pub customer: CustomerId,
-    /// The password fingerprint the token is bound to: a change is committed only if the
-    /// head it is committed on still has it ([`crate::store::GitRepo::apply_as`]).
-    pub fingerprint: [u8; 32],
+    /// What it was authenticated with: a change is committed only if the head it is committed
+    /// on still accepts it ([`crate::store::GitRepo::apply_as`]).
+    pub credential: auth::Credential,
+    /// The key's scopes; `None` for a session (everything).
+    pub scopes: Option<Vec<crate::apikeys::Scope>>,
     /// The head the token was checked against.
     pub snapshot: Arc<Snapshot>,
+}
+
+impl Authed {
+    /// 403 `insufficient_scope` unless a session, or a key with `scope`.
+    pub fn require(&self, scope: crate::apikeys::Scope) -> Result<(), ApiError> {
+        match &self.scopes {
+            Some(s) if !s.contains(&scope) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this API key lacks the `{}` scope", scope.as_str()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// 403 `insufficient_scope` for an API key: keys, two-factor login and sessions are
+    /// managed with a session only.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        match self.scopes {
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "log in: API keys cannot do this",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -106,6 +136,9 @@ pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authe
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("log in first"))?
         .to_owned();
+    if token.starts_with("gvk.") {
+        return api_key(app, token).await;
+    }
     let key = app.cfg.token_secret.clone();
     let now = Utc::now().timestamp();
     let (verified, snapshot) = app
@@ -133,7 +166,45 @@ pub(super) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authe
     })?;
     Ok(Authed {
         customer: session.customer,
-        fingerprint,
+        credential: auth::Credential::Session(fingerprint),
+        scopes: None,
+        snapshot,
+    })
+}
+
+/// Checks an API key against its customer's key file on a freshly fetched head.
+async fn api_key(app: &App, key: String) -> Result<Authed, ApiError> {
+    use crate::apikeys;
+    let refused = || {
+        tracing::info!("API key refused");
+        ApiError::unauthorized("the API key is invalid or revoked")
+    };
+    let (customer, id, secret) = apikeys::parse_key(&key).ok_or_else(refused)?;
+    let c = customer.clone();
+    let (found, snapshot) = app
+        .store
+        .read(move |v| {
+            let found = v
+                .snapshot
+                .inv
+                .customers
+                .contains_key(&c)
+                .then(|| v.tree.read(&apikeys::apikeys_path(&c)))
+                .flatten()
+                .and_then(|text| {
+                    apikeys::find(&apikeys::parse_file(&text), &c, &id, &secret).cloned()
+                });
+            (found, v.snapshot.clone())
+        })
+        .await?;
+    let k = found.ok_or_else(refused)?;
+    Ok(Authed {
+        customer,
+        credential: auth::Credential::ApiKey {
+            id: k.id,
+            hash: k.hash,
+        },
+        scopes: Some(k.scopes),
         snapshot,
     })
 }

@@ -5,8 +5,10 @@ mod checkout;
 mod error;
 mod extract;
 pub mod headers;
+mod keys;
 mod session;
 mod tickets;
+mod twofactor;
 mod vps;
 mod webhooks;
 
@@ -36,8 +38,16 @@ pub use session::me_view;
 pub const MAX_PASSWORD: usize = 1024;
 /// Shortest password a new customer may choose.
 pub const MIN_PASSWORD: usize = 8;
-/// Argon2 runs at once (each takes 64 MiB): more logins wait their turn, within a bound.
+/// Most argon2 runs at once (each takes 64 MiB): more logins wait their turn, within a bound.
 pub const ARGON2_SLOTS: usize = 4;
+
+/// Argon2 runs at once here: one per core (more only slow each other down), 2 to
+/// [`ARGON2_SLOTS`]; one of them is reserved for logins with a clean record.
+fn argon2_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(2, ARGON2_SLOTS)
+}
 
 /// What the handlers share.
 pub struct App {
@@ -63,21 +73,23 @@ impl App {
             cfg,
             store,
             checkout,
-            argon2: HashGate::new(ARGON2_SLOTS),
+            argon2: HashGate::new(argon2_slots()),
             throttle: Throttle::default(),
             quotas: Quotas::default(),
         })
     }
 
-    /// Runs an argon2 computation on the blocking pool, at most [`ARGON2_SLOTS`] at once; a
-    /// request that would wait longer than `hooks.hash_queue_max_wait_ms` is answered 429.
+    /// Runs an argon2 computation on the blocking pool, at most [`argon2_slots`] at once (one
+    /// slot reserved for `clean` logins); a request that would wait longer than
+    /// `hooks.hash_queue_max_wait_ms` is answered 429.
     async fn argon2<R: Send + 'static>(
         &self,
         settings: &HooksSettings,
+        clean: bool,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         let max_wait = Duration::from_millis(u64::from(settings.hash_queue_max_wait_ms));
-        match self.argon2.run(max_wait, f).await {
+        match self.argon2.run(max_wait, clean, f).await {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +101,16 @@ impl App {
                 Err(t.into())
             }
         }
+    }
+
+    /// 429 `busy` at once when a request outside the reserved lane would wait for a hashing
+    /// slot longer than the bound: no fetch, no parse, no work for a flood.
+    fn argon2_has_room(&self, settings: &HooksSettings) -> Result<(), ApiError> {
+        let max_wait = Duration::from_millis(u64::from(settings.hash_queue_max_wait_ms));
+        if self.argon2.expected_wait() > max_wait {
+            return Err(crate::throttle::Throttled::Busy(max_wait.as_secs().max(1)).into());
+        }
+        Ok(())
     }
 
     /// Takes one request of `route` from the quota of the authenticated customer
@@ -130,6 +152,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/2fa/setup", post(twofactor::setup))
+        .route("/2fa/enable", post(twofactor::enable))
+        .route("/2fa/disable", post(twofactor::disable))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))

@@ -23,6 +23,9 @@ pub(super) struct LoginReq {
     /// Customer id (`c-0001`) or e-mail.
     customer: String,
     password: String,
+    /// The second factor, when the customer turned it on: a 6-digit code or a recovery code.
+    #[serde(default)]
+    otp: Option<String>,
 }
 
 pub(super) async fn login(
@@ -35,37 +38,14 @@ pub(super) async fn login(
     }
     let asked = req.customer.trim().to_owned();
     let asked_key = asked.to_lowercase();
-    let found = app
-        .store
-        .read(move |v| {
-            let inv = &v.snapshot.inv;
-            let c = match asked.parse::<CustomerId>() {
-                Ok(id) => inv.customers.get(&id),
-                Err(_) => inv.customers.values().find(|c| {
-                    // A customer without an e-mail logs in with its id only.
-                    c.email
-                        .as_ref()
-                        .is_some_and(|e| e.as_str().eq_ignore_ascii_case(&asked))
-                }),
-            };
-            (
-                c.map(|c| {
-                    let epoch =
-                        auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
-                    (c.id.clone(), c.password_hash.clone(), epoch)
-                }),
-                inv.settings.hooks.clone(),
-            )
-        })
-        .await?;
-    let (found, settings) = found;
-    let (id, hash, epoch) = match found {
-        Some((id, hash, epoch)) => (Some(id), hash, epoch),
-        None => (None, None, 0),
-    };
+    // First the cached head (at most seconds old, no fetch): who this names, and whether the
+    // request is turned away before any work (throttled, or the hash queue full).
+    let cached = app.store.snapshot().await?;
+    let settings = cached.inv.settings.hooks.clone();
+    let hint = find_customer(&cached.inv, &asked).map(|c| c.id.clone());
     // Throttled per account (by id when it exists, so its id and e-mail count together) and
     // per client address, before any argon2 work.
-    let account = match &id {
+    let account = match &hint {
         Some(id) => format!("acct:{id}"),
         None => format!("acct:{asked_key}"),
     };
@@ -75,10 +55,34 @@ pub(super) async fn login(
         tracing::info!(reason = %t, "login throttled");
         ApiError::from(t)
     })?;
+    // An existing account with no failure on record, from an address with none: the reserved
+    // hashing slot is open to it, so a flood of bad logins does not lock it out.
+    let clean = hint.is_some() && app.throttle.clean(&keys);
+    if !clean {
+        app.argon2_has_room(&settings)?;
+    }
+    // Then the fresh head: the password, sessions and second factor as they are now.
+    let found = app
+        .store
+        .read(move |v| {
+            find_customer(&v.snapshot.inv, &asked).map(|c| {
+                let epoch = auth::session_epoch(v.tree.read(&auth::session_path(&c.id)).as_deref());
+                let tf = v
+                    .tree
+                    .read(&crate::twofactor::twofactor_path(&c.id))
+                    .and_then(|t| crate::twofactor::TwoFactor::parse(&t));
+                (c.id.clone(), c.password_hash.clone(), epoch, tf)
+            })
+        })
+        .await?;
+    let (id, hash, epoch, tf) = match found {
+        Some((id, hash, epoch, tf)) => (Some(id), hash, epoch, tf),
+        None => (None, None, 0, None),
+    };
     let password = req.password;
     let check_hash = hash.clone();
     let ok = app
-        .argon2(&settings, move || {
+        .argon2(&settings, clean, move || {
             auth::verify_password(check_hash.as_ref(), &password)
         })
         .await?;
@@ -89,6 +93,9 @@ pub(super) async fn login(
         tracing::info!("login refused");
         return Err(bad_credentials());
     };
+    if let Some(tf) = tf {
+        second_factor(&app, &id, &tf, req.otp.as_deref(), &keys, &settings).await?;
+    }
     app.throttle.succeeded(&account);
     let (token, expires) = auth::issue_token(
         &app.cfg.token_secret,
@@ -105,6 +112,71 @@ pub(super) async fn login(
         "expires_at": expires_at,
     }))
     .into_response())
+}
+
+/// The second factor of a customer who turned it on: missing, 401 `otp_required`; wrong, a
+/// failed login; a recovery code is spent (committed) before the token is issued.
+async fn second_factor(
+    app: &App,
+    id: &CustomerId,
+    tf: &crate::twofactor::TwoFactor,
+    otp: Option<&str>,
+    keys: &[String],
+    settings: &model::settings::HooksSettings,
+) -> Result<(), ApiError> {
+    use crate::twofactor::{Factor, check_factor};
+    let key = super::twofactor::totp_key(app)?;
+    let Some(given) = otp else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_required",
+            "enter the code of your authenticator app (or a recovery code)",
+        ));
+    };
+    let failed = || {
+        let (free, max) = throttle::login_limits(settings);
+        app.throttle.failed(keys, free, max, Instant::now());
+        tracing::info!("login refused: second factor");
+        bad_credentials()
+    };
+    match check_factor(key, id, tf, given, Utc::now().timestamp()) {
+        Ok(Some(Factor::Code)) => Ok(()),
+        Ok(Some(Factor::Recovery(hash))) => {
+            let spent = app
+                .store
+                .apply(crate::decide::Change::UseRecoveryCode {
+                    customer: id.clone(),
+                    hash,
+                })
+                .await;
+            match spent {
+                Ok(_) => Ok(()),
+                Err(crate::store::ApplyError::Refused(_)) => Err(failed()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(None) => Err(failed()),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored TOTP secret does not open");
+            Err(failed())
+        }
+    }
+}
+
+/// The customer a login names: by id, or by e-mail (unique, case-insensitively).
+fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
+    match asked.parse::<CustomerId>() {
+        Ok(id) => inv.customers.get(&id),
+        Err(_) => inv
+            .customers
+            .values()
+            // A customer without an e-mail logs in with its id only.
+            .find(|c| {
+                c.email
+                    .as_ref()
+                    .is_some_and(|e| e.as_str().eq_ignore_ascii_case(asked))
+            }),
+    }
 }
 
 fn bad_credentials() -> ApiError {
@@ -190,6 +262,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
 }
 
 pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {
+    a.require(crate::apikeys::Scope::Read)?;
     let customer = a.customer;
     let view = app
         .store
@@ -205,6 +278,7 @@ pub(super) async fn logout_all(
     State(app): State<Arc<App>>,
     a: Authed,
 ) -> Result<Response, ApiError> {
+    a.require_session()?;
     app.quota(&a, "logout-all")?;
     let c = app
         .store
@@ -213,7 +287,7 @@ pub(super) async fn logout_all(
                 customer: a.customer,
                 at: Utc::now().timestamp(),
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     Ok(super::answer(c))

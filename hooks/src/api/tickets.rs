@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, App, Authed, JsonBody, answer, parse_vps};
+use crate::apikeys::Scope;
 use crate::decide::Change;
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 
@@ -32,6 +33,7 @@ pub(super) async fn open_ticket(
     let subject = tickets::check_subject(&req.subject).map_err(bad_ticket)?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
     let vps = req.vps.as_deref().map(parse_vps).transpose()?;
+    a.require(Scope::Tickets)?;
     app.quota(&a, "ticket")?;
     let c = app
         .store
@@ -43,7 +45,7 @@ pub(super) async fn open_ticket(
                 message,
                 at: Utc::now(),
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     let mut r = answer(c);
@@ -65,6 +67,7 @@ pub(super) async fn reply_ticket(
 ) -> Result<Response, ApiError> {
     let ticket: TicketId = id.parse().map_err(|_| ApiError::not_found())?;
     let message = tickets::check_message(&req.message).map_err(bad_ticket)?;
+    a.require(Scope::Tickets)?;
     app.quota(&a, "reply")?;
     let c = app
         .store
@@ -75,7 +78,7 @@ pub(super) async fn reply_ticket(
                 message,
                 at: Utc::now(),
             },
-            a.fingerprint,
+            a.credential,
         )
         .await?;
     Ok(answer(c))
@@ -85,6 +88,7 @@ pub(super) async fn list_tickets(
     State(app): State<Arc<App>>,
     a: Authed,
 ) -> Result<Response, ApiError> {
+    a.require(Scope::Read)?;
     let customer = a.customer;
     let list = app
         .store

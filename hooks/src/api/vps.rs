@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::extract::{RawBody, parse_json};
 use super::{ApiError, App, Authed, JsonBody, answer, parse_vps};
+use crate::apikeys::Scope;
 use crate::decide::{Change, MAX_SSH_KEYS, Refusal};
 
 #[derive(Deserialize)]
@@ -36,8 +37,13 @@ pub(super) async fn vps_action(
         "reinstall" => "reinstall",
         _ => return Err(ApiError::not_found()),
     };
+    a.require(if route == "reinstall" {
+        Scope::Reinstall
+    } else {
+        Scope::Power
+    })?;
     app.quota(&a, route)?;
-    let (customer, fingerprint) = (a.customer, a.fingerprint);
+    let (customer, fingerprint) = (a.customer, a.credential);
     let change = match action.as_str() {
         "start" => Change::Power {
             customer,
@@ -104,6 +110,7 @@ pub(super) async fn ssh_keys(
     JsonBody(req): JsonBody<SshKeysReq>,
 ) -> Result<Response, ApiError> {
     let vps = parse_vps(&id)?;
+    a.require(Scope::SshKeys)?;
     app.quota(&a, "ssh-keys")?;
     if req.keys.len() > MAX_SSH_KEYS {
         return Err(Refusal::TooManyKeys.into());
@@ -126,7 +133,7 @@ pub(super) async fn ssh_keys(
                     vps,
                     keys,
                 },
-                a.fingerprint,
+                a.credential,
             )
             .await?,
     ))
