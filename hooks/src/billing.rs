@@ -16,11 +16,7 @@ pub const PAYMENTS_DIR: &str = "billing/payments";
 /// Longest customer name or company accepted with an order.
 pub const MAX_NAME: usize = 200;
 
-/// The new expiry after a renewal: the period counts from the later of the old expiry and
-/// the payment date (a lapsed VPS is not charged for the time it was lapsed).
-pub fn renewed_expiry(old: NaiveDate, paid: NaiveDate, period_months: u32) -> NaiveDate {
-    model::add_months(old.max(paid), period_months)
-}
+pub use billing::renewed_expiry;
 
 /// A Stripe object id (`evt_...`, `cs_...`, `pi_...`, `cus_...`): letters, digits and `_`,
 /// at most 255 characters. Safe as a file name.

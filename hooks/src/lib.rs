@@ -11,6 +11,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod decide;
+pub mod mails;
 pub mod store;
 pub mod stripe;
 pub mod throttle;

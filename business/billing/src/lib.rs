@@ -20,3 +20,11 @@ pub use ledger::{Ledger, Paid, PaymentRecord, parse_payment};
 pub use model::policy::InvoiceNumber;
 pub use numbering::{Numberer, NumberingError, next_number};
 pub use report::{Month, Report, report};
+
+use chrono::NaiveDate;
+
+/// The new expiry after a renewal: the period counts from the later of the old expiry and
+/// the payment date (a lapsed VPS is not charged for the time it was lapsed).
+pub fn renewed_expiry(old: NaiveDate, paid: NaiveDate, period_months: u32) -> NaiveDate {
+    model::add_months(old.max(paid), period_months)
+}

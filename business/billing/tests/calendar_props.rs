@@ -16,9 +16,9 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use billing::invoice::InvoiceKind;
+use billing::renewed_expiry;
 use billing::{Change, Ledger, Paid, decide, numbering};
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use hooks::billing::renewed_expiry;
 use model::values::{State, Suspension};
 use model::{Inventory, ProductId, VpsId};
 use proptest::prelude::*;

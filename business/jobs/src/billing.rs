@@ -10,7 +10,7 @@ use billing::dunning::{MailIntent, MailKind, Run};
 use billing::invoice::{INVOICES_DIR, Invoice, invoice_path, render};
 use billing::ledger::Ledger;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use mail::{Draft, Kind, MailId, Outbox, Sender, Templates};
+use mail::{Draft, Kind, MailId, Outbox, Sender, Templates, links};
 use model::load::paths;
 use model::{Inventory, Settings};
 use serde_json::json;
@@ -184,16 +184,9 @@ fn draft(
     to: model::values::Email,
 ) -> Draft {
     let s: &Settings = &inv.settings;
-    let site = s.site.url.trim_end_matches('/');
-    let lang_prefix = match m.language {
-        model::values::Language::En => "",
-        _ => "/zh",
-    };
     let customer = inv.customers.get(&m.customer);
     let vps = m.vps.as_ref().and_then(|v| inv.vps.get(v));
     let vps_id = m.vps.as_ref().map(|v| v.to_string()).unwrap_or_default();
-    let panel = format!("{site}{lang_prefix}/panel/");
-    let renew_url = format!("{panel}?vps={vps_id}");
     let product = vps
         .and_then(|v| inv.products.get(&v.product))
         .map(|p| p.name.clone())
@@ -204,16 +197,13 @@ fn draft(
         .and_then(|n| run.invoices.iter().find(|i| &i.number == n));
     let money = |i: &Invoice| i.total.with_decimals(i.currency.minor_units()).to_string();
     let expires = m.expires.map(|d| d.to_string()).unwrap_or_default();
-    let mut ctx = json!({
-        "site_name": s.site.name,
-        "site_url": site,
-        "name": customer.map(|c| c.name.clone()).unwrap_or_default(),
-        "vps": vps_id,
-        "hostname": vps.map(|v| v.hostname.to_string()).unwrap_or_default(),
-        "product": product,
-        "expires": expires,
-        "renew_url": renew_url,
-    });
+    let name = customer.map(|c| c.name.clone()).unwrap_or_default();
+    let mut ctx = links::common(s, &name);
+    ctx["vps"] = json!(vps_id);
+    ctx["hostname"] = json!(vps.map(|v| v.hostname.to_string()).unwrap_or_default());
+    ctx["product"] = json!(product);
+    ctx["expires"] = json!(expires);
+    ctx["renew_url"] = json!(links::vps(s, m.language, &vps_id));
     let kind = match m.kind {
         MailKind::Reminder => {
             let grace = u64::from(s.billing.grace_days);
@@ -246,7 +236,7 @@ fn draft(
                         .map(|(a, b)| format!("{a} – {b}"))
                         .unwrap_or_default()
                 );
-                ctx["invoice_url"] = json!(format!("{panel}?invoice={}", i.number));
+                ctx["invoice_url"] = json!(links::invoice(s, m.language, &i.number.to_string()));
             }
             Kind::Invoice
         }
@@ -264,7 +254,7 @@ fn draft(
         }
         MailKind::Terminated => {
             ctx["terminated"] = json!(run.today.to_string());
-            ctx["order_url"] = json!(format!("{site}{lang_prefix}/order/"));
+            ctx["order_url"] = json!(links::order(s, m.language));
             Kind::Terminated
         }
     };

@@ -7,6 +7,7 @@
 
 mod deliver;
 mod id;
+pub mod links;
 pub mod message;
 pub mod outbox;
 pub mod render;
