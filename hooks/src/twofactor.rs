@@ -155,14 +155,50 @@ fn totp(secret: &[u8]) -> Option<totp_rs::Totp> {
 
 /// Whether `code` (6 digits) is the current TOTP of `secret` at `now`, one step either side.
 pub fn check_code(secret: &[u8], code: &str, now: i64) -> bool {
+    code_step(secret, code, now).is_some()
+}
+
+/// The time step (`unix time / 30`) whose code `code` is, if it is one of the steps around
+/// `now`: what [`UsedSteps`] remembers so a code is accepted once.
+pub fn code_step(secret: &[u8], code: &str, now: i64) -> Option<u64> {
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
-    let Ok(now) = u64::try_from(now) else {
-        return false;
-    };
-    totp(secret).is_some_and(|t| t.check(code, now).is_some())
+    let now = u64::try_from(now).ok()?;
+    totp(secret)?.check(code, now)
+}
+
+/// Customers remembered by [`UsedSteps`] before old entries are dropped.
+const USED_STEPS_MAX: usize = 10_000;
+
+/// The last time step each customer's code was accepted at, so a code (seen over a shoulder,
+/// or replayed from a log-in form) is accepted once (RFC 6238, 5.2). Per process: on Lambda a
+/// code could be replayed once more on another instance within its 90-second window.
+#[derive(Debug, Default)]
+pub struct UsedSteps {
+    last: std::sync::Mutex<std::collections::HashMap<CustomerId, u64>>,
+}
+
+impl UsedSteps {
+    /// Accepts `step` for `customer` when it is later than the last accepted one, and
+    /// remembers it; false for a code already used (or an older one).
+    pub fn spend(&self, customer: &CustomerId, step: u64) -> bool {
+        let mut last = match self.last.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.get(customer).is_some_and(|&l| step <= l) {
+            return false;
+        }
+        if last.len() >= USED_STEPS_MAX {
+            // Steps more than two behind can no longer be replayed (the window is one step
+            // either side): forgetting them loses nothing.
+            last.retain(|_, l| l.saturating_add(2) >= step);
+        }
+        last.insert(customer.clone(), step);
+        true
+    }
 }
 
 /// The code of `secret` at `now` (for tests and the setup check).
@@ -261,8 +297,8 @@ impl TwoFactor {
 /// What a second factor given at login matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Factor {
-    /// The current TOTP code.
-    Code,
+    /// A current TOTP code, of this time step (to spend with [`UsedSteps`]).
+    Code(u64),
     /// An unused recovery code (its hash, to remove).
     Recovery(String),
 }
@@ -278,7 +314,7 @@ pub fn check_factor(
     let given = given.trim();
     if given.len() == 6 {
         let secret = open(key, "stored", customer, &tf.secret)?;
-        return Ok(check_code(&secret, given, now).then_some(Factor::Code));
+        return Ok(code_step(&secret, given, now).map(Factor::Code));
     }
     let h = recovery_hash(customer, given);
     let found = tf
@@ -354,7 +390,21 @@ mod tests {
         let code = code_at(&[7u8; SECRET_LEN], 1_700_000_000).unwrap();
         assert_eq!(
             check_factor(&key(), &c1(), &back, &code, 1_700_000_000).unwrap(),
-            Some(Factor::Code)
+            Some(Factor::Code(1_700_000_000 / 30))
         );
+    }
+
+    #[test]
+    fn a_code_is_accepted_once_and_never_an_older_one() {
+        let used = UsedSteps::default();
+        let c2: CustomerId = "c-0002".parse().unwrap();
+        assert!(used.spend(&c1(), 100));
+        assert!(!used.spend(&c1(), 100), "the same code again");
+        assert!(
+            !used.spend(&c1(), 99),
+            "the previous step's code, still in the window"
+        );
+        assert!(used.spend(&c2, 100), "another customer's code is its own");
+        assert!(used.spend(&c1(), 101));
     }
 }

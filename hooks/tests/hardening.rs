@@ -650,6 +650,13 @@ async fn two_factor_login_takes_a_totp_code_or_a_recovery_code_once() {
     let code = hooks::twofactor::code_at(&secret, chrono::Utc::now().timestamp()).unwrap();
     let (s, e) = login_with(&app, Some(&code)).await;
     assert_eq!(s, 200, "{e}");
+    // The same code is accepted once (RFC 6238, 5.2): a replay is a failed login.
+    let (s, e) = login_with(&app, Some(&code)).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (401, Some("bad_credentials")),
+        "{e}"
+    );
     // A recovery code works once.
     let (s, e) = login_with(&app, Some(&codes[3])).await;
     assert_eq!(s, 200, "{e}");

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 pub mod headers;
 mod keys;
+mod openapi;
 mod session;
 mod tickets;
 mod twofactor;
@@ -57,6 +58,7 @@ pub struct App {
     argon2: HashGate,
     throttle: Throttle,
     quotas: Quotas,
+    totp_steps: crate::twofactor::UsedSteps,
 }
 
 impl App {
@@ -76,6 +78,7 @@ impl App {
             argon2: HashGate::new(argon2_slots()),
             throttle: Throttle::default(),
             quotas: Quotas::default(),
+            totp_steps: crate::twofactor::UsedSteps::default(),
         })
     }
 
@@ -149,6 +152,7 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.cfg.body_limit;
     let static_dir = app.cfg.static_dir.clone();
     let api = Router::new()
+        .route("/openapi.json", get(openapi::document))
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))

@@ -140,7 +140,11 @@ async fn second_factor(
         bad_credentials()
     };
     match check_factor(key, id, tf, given, Utc::now().timestamp()) {
-        Ok(Some(Factor::Code)) => Ok(()),
+        Ok(Some(Factor::Code(step))) if app.totp_steps.spend(id, step) => Ok(()),
+        Ok(Some(Factor::Code(_))) => {
+            tracing::info!("login refused: a code used already");
+            Err(failed())
+        }
         Ok(Some(Factor::Recovery(hash))) => {
             let spent = app
                 .store

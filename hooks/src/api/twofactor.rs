@@ -157,8 +157,12 @@ pub(super) async fn disable(
     };
     let ok = twofactor::check_factor(key, &a.customer, &tf, &req.code, Utc::now().timestamp())
         .map_err(internal)?;
-    if ok.is_none() {
-        return Err(bad_code());
+    match ok {
+        None => return Err(bad_code()),
+        Some(twofactor::Factor::Code(step)) if !app.totp_steps.spend(&a.customer, step) => {
+            return Err(bad_code());
+        }
+        Some(_) => {}
     }
     let c = app
         .store
