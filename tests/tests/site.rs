@@ -193,6 +193,25 @@ impl Browser {
         }
     }
 
+    /// Waits until the element `id` shows an error; returns its text.
+    fn error_in(&self, id: &str) -> String {
+        let e = format!("document.getElementById('{id}')");
+        let v = self.wait(&format!(
+            "{e}.className.indexOf('error') >= 0 && {e}.innerText"
+        ));
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page printed to PDF on paper of `width` × `height` cm.
+    fn print_pdf(&self, width: f64, height: f64) -> Vec<u8> {
+        let pdf = self.cmd(
+            "POST",
+            "/print",
+            Some(json!({"page": {"width": width, "height": height}, "background": true})),
+        );
+        base64_decode(pdf.as_str().unwrap())
+    }
+
     fn find(&self, css: &str) -> String {
         let v = self.cmd(
             "POST",
@@ -306,6 +325,9 @@ document.querySelectorAll("body *").forEach(function (e) {
 if (!seen) { out.push("no text found"); }
 return out;
 "#;
+
+/// A4 and Letter, in centimetres.
+const PAPERS: [(&str, f64, f64); 2] = [("A4", 21.0, 29.7), ("Letter", 21.59, 27.94)];
 
 /// The pages of a PDF as Chromium writes it: its page objects (`/Type /Page`, not `/Pages`).
 fn pdf_pages(pdf: &[u8]) -> usize {
@@ -585,13 +607,8 @@ fn catalog_and_panel_in_headless_chromium() {
     b.screenshot("panel-invoice");
     assert_eq!(b.a11y_problems(), Vec::<String>::new(), "invoice");
     // Printed, the panel gives the invoice alone: one page on A4 and on Letter.
-    for (paper, width, height) in [("A4", 21.0, 29.7), ("Letter", 21.59, 27.94)] {
-        let pdf = b.cmd(
-            "POST",
-            "/print",
-            Some(json!({"page": {"width": width, "height": height}, "background": true})),
-        );
-        let pdf = base64_decode(pdf.as_str().unwrap());
+    for (paper, width, height) in PAPERS {
+        let pdf = b.print_pdf(width, height);
         assert!(pdf.starts_with(b"%PDF"), "{paper}");
         assert_eq!(
             pdf_pages(&pdf),
@@ -608,13 +625,9 @@ fn catalog_and_panel_in_headless_chromium() {
     b.click("#invoice-close");
     b.wait("document.getElementById('invoice-view').hidden && location.search === ''");
     b.goto(&format!("{base}/panel/?invoice=INV-2011-000002"));
-    let msg = b.wait(
-        "document.getElementById('panel-notice').className.indexOf('error') >= 0 && document.getElementById('panel-notice').innerText",
-    );
+    let msg = b.error_in("panel-notice");
     assert!(
-        msg.as_str()
-            .unwrap()
-            .contains("INV-2011-000002 is not in your account"),
+        msg.contains("INV-2011-000002 is not in your account"),
         "{msg}"
     );
     assert_eq!(
@@ -641,15 +654,8 @@ fn catalog_and_panel_in_headless_chromium() {
     );
     b.screenshot("panel-vps");
     b.goto(&format!("{base}/panel/?vps=xen01"));
-    let msg = b.wait(
-        "document.getElementById('panel-notice').className.indexOf('error') >= 0 && document.getElementById('panel-notice').innerText",
-    );
-    assert!(
-        msg.as_str()
-            .unwrap()
-            .contains("xen01 is not in your account"),
-        "{msg}"
-    );
+    let msg = b.error_in("panel-notice");
+    assert!(msg.contains("xen01 is not in your account"), "{msg}");
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -700,14 +706,8 @@ fn catalog_and_panel_in_headless_chromium() {
         std::fs::write(&file, &r.stdout).unwrap();
         b.goto(&format!("file://{}", file.display()));
         b.wait("document.querySelector('article.invoice')");
-        for (paper, width, height) in [("A4", 21.0, 29.7), ("Letter", 21.59, 27.94)] {
-            let pdf = b.cmd(
-                "POST",
-                "/print",
-                Some(json!({"page": {"width": width, "height": height}, "background": true})),
-            );
-            let pdf = base64_decode(pdf.as_str().unwrap());
-            assert_eq!(pdf_pages(&pdf), 1, "{lang} {paper}");
+        for (paper, width, height) in PAPERS {
+            assert_eq!(pdf_pages(&b.print_pdf(width, height)), 1, "{lang} {paper}");
         }
         b.screenshot(&format!("invoice-{lang}"));
     }
