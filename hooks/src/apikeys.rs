@@ -31,7 +31,7 @@ pub enum Scope {
     SshKeys,
     /// open and answer tickets.
     Tickets,
-    /// renew and order (Checkout Sessions).
+    /// renew and order (Checkout Sessions); read invoices (`GET /api/invoices`, `/api/invoices/{number}`).
     Billing,
 }
 

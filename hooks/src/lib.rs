@@ -1,8 +1,9 @@
 //! gitvps hooks: the HTTP endpoints behind the customer site's buttons and Stripe's webhooks.
 //! Each accepted request becomes one commit to the inventory repo; see `hooks/README.md`.
 //!
-//! Layers, from pure to I/O: [`auth`], [`decide`], [`billing`], [`catalog`], [`tickets`] and the
-//! signature check of [`stripe`] decide; [`store`] (git) and [`api`] (HTTP) carry it out.
+//! Layers, from pure to I/O: [`auth`], [`decide`], [`billing`], [`catalog`], [`tickets`],
+//! [`invoices`] and the signature check of [`stripe`] decide; [`store`] (git) and [`api`]
+//! (HTTP) carry it out.
 
 pub mod api;
 pub mod apikeys;
@@ -11,6 +12,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod decide;
+pub mod invoices;
 pub mod mails;
 pub mod store;
 pub mod stripe;

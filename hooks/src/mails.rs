@@ -36,16 +36,7 @@ pub enum QueueError {
 
 /// The templates of the head: the built-in ones with the repo's overrides.
 pub fn templates(tree: &dyn Tree) -> Result<Templates, QueueError> {
-    let mut overrides = std::collections::BTreeMap::new();
-    for e in tree.entries(TEMPLATES_DIR).unwrap_or_default() {
-        if e.is_dir || e.name.starts_with('.') {
-            continue;
-        }
-        if let Some(text) = tree.read(&format!("{TEMPLATES_DIR}/{}", e.name)) {
-            overrides.insert(e.name, text);
-        }
-    }
-    Ok(Templates::with_overrides(overrides)?)
+    Ok(Templates::with_overrides(tree.files(TEMPLATES_DIR))?)
 }
 
 /// The sender of the head's `[mail]` settings.

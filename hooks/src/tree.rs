@@ -16,6 +16,21 @@ pub trait Tree {
 
     /// The entries of a folder, sorted, or `None` when the folder does not exist.
     fn entries(&self, dir: &str) -> Option<Vec<Entry>>;
+
+    /// The files directly in a folder (no subfolders, no dot files) by name, with their text;
+    /// empty when the folder does not exist.
+    fn files(&self, dir: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for e in self.entries(dir).unwrap_or_default() {
+            if e.is_dir || e.name.starts_with('.') {
+                continue;
+            }
+            if let Some(text) = self.read(&format!("{dir}/{}", e.name)) {
+                out.insert(e.name, text);
+            }
+        }
+        out
+    }
 }
 
 /// One entry of a folder.
@@ -153,6 +168,9 @@ mod tests {
         assert_eq!(t.entries("bootstraps/os").unwrap().len(), 2);
         assert!(t.entries("nothing").is_none());
         assert!(t.exists("bootstraps/README.md"));
+        let files = t.files("bootstraps");
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["README.md"]);
+        assert!(t.files("nothing").is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-// gitvps customer panel: login, the customer's VPSes and their actions, SSH keys, tickets.
+// gitvps customer panel: login, the customer's VPSes and their actions, SSH keys, tickets, invoices.
 // Every action is one call to the hooks, which commit it; the next apply carries it out.
 "use strict";
 (function () {
@@ -15,8 +15,11 @@
   var params = new URLSearchParams(location.search);
   if (params.get("ordered")) { g.show(notice, t("ordered"), "ok"); }
   if (params.get("paid")) { g.show(notice, t("paid", { vps: params.get("paid") }), "ok"); }
+  // Links in mails: `?invoice=INV-...` opens that invoice, `?vps=ID` shows that VPS and its renewal.
+  var wanted = { invoice: params.get("invoice"), vps: params.get("vps") };
 
   function showLogin(message) {
+    hideInvoice();
     account.hidden = true;
     loginBox.hidden = false;
     if (message) { g.show(loginMsg, message, "error"); }
@@ -64,6 +67,10 @@
       account.hidden = false;
       render();
       loadTickets();
+      loadInvoices();
+      if (wanted.vps) { focusVps(wanted.vps); }
+      if (wanted.invoice) { openInvoice(wanted.invoice); }
+      wanted = {};
     });
   }
 
@@ -363,6 +370,117 @@
       }
     });
   });
+
+  // The invoices: a list, and one at a time in the view above the account (printable alone).
+  var invoiceView = document.getElementById("invoice-view");
+  var invoiceDoc = document.getElementById("invoice-doc");
+
+  function loadInvoices() {
+    g.call("GET", "invoices").then(function (r) {
+      var box = document.getElementById("invoice-list");
+      box.textContent = "";
+      if (!r.ok) { box.appendChild(el("p", { "class": "message error", text: g.errorText(r) })); return; }
+      var list = ((r.body && r.body.invoices) || []).slice().reverse();
+      if (!list.length) { box.appendChild(el("p", { text: t("invoices_none") })); return; }
+      var tbody = el("tbody");
+      list.forEach(function (inv) {
+        var b = el("button", { type: "button", "data-invoice": inv.number, text: t("invoice_view", { number: inv.number }) });
+        b.addEventListener("click", function () { openInvoice(inv.number); });
+        tbody.appendChild(el("tr", { "data-invoice": inv.number }, [
+          el("th", { scope: "row", text: inv.number }), el("td", { text: inv.issued }), el("td", { text: inv.vps || "" }),
+          el("td", { text: inv.total + " " + inv.currency }),
+          el("td", { text: inv.paid ? t("invoice_paid") : t("invoice_unpaid") }), el("td", {}, [b])]));
+      });
+      box.appendChild(el("table", { "class": "data", id: "invoice-table" }, [
+        el("thead", {}, [el("tr", {}, [t("col_invoice"), t("col_issued"), t("col_vps"), t("col_total"), t("col_paid"), ""].map(function (h) {
+          return el("th", { scope: "col", text: h });
+        }))]), tbody]));
+    });
+  }
+
+  // Shows the document the hooks rendered: parsed inertly, its markup in a shadow root with its
+  // own style sheet (applied through the CSS object model, so the site's CSP stays strict).
+  function showDocument(html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    doc.querySelectorAll("script, link, iframe, object, embed, base, meta").forEach(function (n) { n.remove(); });
+    var css = Array.prototype.map.call(doc.querySelectorAll("style"), function (n) { return n.textContent; }).join("\n");
+    doc.querySelectorAll("style").forEach(function (n) { n.remove(); });
+    var root = invoiceDoc.shadowRoot || invoiceDoc.attachShadow({ mode: "open" });
+    root.textContent = "";
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      root.adoptedStyleSheets = [sheet];
+    } catch (e) { /* an old browser: the document shows unstyled */ }
+    Array.prototype.forEach.call(doc.body.childNodes, function (n) { root.appendChild(document.importNode(n, true)); });
+  }
+
+  function setQuery(name, value) {
+    var q = new URLSearchParams(location.search);
+    if (value) { q.set(name, value); } else { q.delete(name); }
+    var s = q.toString();
+    history.replaceState(null, "", location.pathname + (s ? "?" + s : "") + location.hash);
+  }
+
+  function openInvoice(number) {
+    var title = document.getElementById("invoice-view-title");
+    g.show(notice, t("invoice_loading", { number: number }));
+    g.call("GET", "invoices/" + encodeURIComponent(number) + "?lang=" + g.lang).then(function (r) {
+      if (r.status === 401) { g.setToken(null); showLogin(t("err_unauthorized")); return; }
+      if (!r.ok || !r.body || !r.body.html) {
+        g.show(notice, r.status === 404 ? t("invoice_not_found", { number: number }) : g.errorText(r), "error");
+        return;
+      }
+      g.show(notice, "");
+      showDocument(r.body.html);
+      title.textContent = t("invoice_title", { number: r.body.invoice.number });
+      invoiceView.hidden = false;
+      invoiceView.setAttribute("data-invoice", r.body.invoice.number);
+      document.body.classList.add("invoice-open");
+      setQuery("invoice", r.body.invoice.number);
+      title.focus();
+    });
+  }
+
+  function hideInvoice() {
+    invoiceView.hidden = true;
+    invoiceView.removeAttribute("data-invoice");
+    document.body.classList.remove("invoice-open");
+    if (invoiceDoc.shadowRoot) { invoiceDoc.shadowRoot.textContent = ""; }
+  }
+
+  function closeInvoice() {
+    var number = invoiceView.getAttribute("data-invoice");
+    hideInvoice();
+    setQuery("invoice", null);
+    var back = Array.prototype.filter.call(document.querySelectorAll("#invoice-list button"), function (b) {
+      return b.getAttribute("data-invoice") === number;
+    })[0];
+    if (back) { back.focus(); }
+  }
+
+  document.getElementById("invoice-print").addEventListener("click", function () { window.print(); });
+  document.getElementById("invoice-close").addEventListener("click", closeInvoice);
+
+  // Shows one VPS: selected, its row and its renewal marked, the first renew button focused.
+  function focusVps(id) {
+    var v = (state.me.vps || []).filter(function (x) { return x.id === id; })[0];
+    if (!v) { g.show(notice, t("vps_not_found", { vps: id }), "error"); return; }
+    state.selected = id;
+    render();
+    Array.prototype.forEach.call(document.querySelectorAll("#vps-table tr"), function (tr) {
+      if (tr.getAttribute("data-vps") === id) { tr.classList.add("highlight"); }
+    });
+    var contract = document.getElementById("contract");
+    if (!contract) { return; }
+    contract.classList.add("highlight");
+    var renew = contract.querySelector("button[data-renew]");
+    if (renew) { renew.classList.add("highlight"); }
+    var target = renew || contract.querySelector("h3");
+    if (!renew) { target.setAttribute("tabindex", "-1"); }
+    target.focus();
+    contract.scrollIntoView({ block: "center" });
+  }
 
   if (g.token()) { load(false); } else { showLogin(); }
 })();

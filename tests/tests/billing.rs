@@ -253,3 +253,123 @@ fn a_customer_without_an_address_is_named_and_only_that_mail_is_skipped() {
         "skipped once"
     );
 }
+
+fn gitvps(clone: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--repo")
+        .arg(clone)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_operator_lists_and_shows_issued_invoices_with_their_paid_status() {
+    let t = tempfile::tempdir().unwrap();
+    let clone = setup(t.path());
+    let out = billing(&clone, None, &[]);
+    assert_eq!(out.status.code(), Some(1), "mail waits: {}", text(&out));
+    // A payment record (as the hooks' webhook writes one) settles INV-2026-000002.
+    std::fs::create_dir_all(clone.join("billing/payments")).unwrap();
+    std::fs::write(
+        clone.join("billing/payments/evt_1.toml"),
+        "event = \"evt_1\"\nkind = \"renew\"\ncustomer = \"c-0001\"\nvps = \"xen02\"\n\
+         invoice = \"INV-2026-000002\"\namount = \"70.21\"\ncurrency = \"USD\"\n\
+         paid_at = \"2026-12-06T09:00:00Z\"\napplied = true\n",
+    )
+    .unwrap();
+
+    let list = gitvps(&clone, &["invoice", "list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        4,
+        "a header and three invoices: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("INV-2026-000002  c-0001    xen02")
+                && l.ends_with("70.21  USD       paid 2026-12-06")),
+        "{stdout}"
+    );
+    let unpaid = gitvps(
+        &clone,
+        &[
+            "invoice",
+            "list",
+            "--unpaid",
+            "--customer",
+            "c-0003",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&unpaid.stdout).unwrap();
+    let numbers: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["number"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["INV-2026-000001", "INV-2026-000003"], "{v}");
+    let none = gitvps(
+        &clone,
+        &["invoice", "list", "--unpaid", "--customer", "c-0001"],
+    );
+    assert!(none.stdout.is_empty(), "{}", text(&none));
+
+    let show = gitvps(&clone, &["invoice", "show", "INV-2026-000002"]);
+    let s = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        s.starts_with("invoice INV-2026-000002 (renewal, paid 2026-12-06)"),
+        "{s}"
+    );
+    assert!(s.contains("tax 19 % (DE)  11.21 USD"), "{s}");
+    let html = gitvps(&clone, &["invoice", "show", "INV-2026-000002", "--html"]);
+    let h = String::from_utf8_lossy(&html.stdout);
+    assert!(
+        h.starts_with("<!DOCTYPE html>") && h.contains("Paid on 2026-12-06"),
+        "{h}"
+    );
+    let zh = gitvps(
+        &clone,
+        &[
+            "invoice",
+            "show",
+            "INV-2026-000001",
+            "--html",
+            "--lang",
+            "zh",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&zh.stdout).contains("未付款"));
+    // An override in the repo changes the document; a bad one is named.
+    std::fs::create_dir_all(clone.join("templates/invoice")).unwrap();
+    std::fs::write(
+        clone.join("templates/invoice/invoice.en.html"),
+        "{{ number }}: {{ total }} {{ currency }}\n",
+    )
+    .unwrap();
+    let html = gitvps(&clone, &["invoice", "show", "INV-2026-000002", "--html"]);
+    assert_eq!(
+        String::from_utf8_lossy(&html.stdout),
+        "INV-2026-000002: 70.21 USD\n"
+    );
+    std::fs::write(clone.join("templates/invoice/invoice.de.html"), "x").unwrap();
+    let bad = gitvps(&clone, &["invoice", "show", "INV-2026-000002", "--html"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("templates/invoice/invoice.de.html"),
+        "{}",
+        text(&bad)
+    );
+
+    let missing = gitvps(&clone, &["invoice", "show", "INV-2026-999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no such invoice"),
+        "{}",
+        text(&missing)
+    );
+}

@@ -193,6 +193,25 @@ impl Browser {
         }
     }
 
+    /// Waits until the element `id` shows an error; returns its text.
+    fn error_in(&self, id: &str) -> String {
+        let e = format!("document.getElementById('{id}')");
+        let v = self.wait(&format!(
+            "{e}.className.indexOf('error') >= 0 && {e}.innerText"
+        ));
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page printed to PDF on paper of `width` × `height` cm.
+    fn print_pdf(&self, width: f64, height: f64) -> Vec<u8> {
+        let pdf = self.cmd(
+            "POST",
+            "/print",
+            Some(json!({"page": {"width": width, "height": height}, "background": true})),
+        );
+        base64_decode(pdf.as_str().unwrap())
+    }
+
     fn find(&self, css: &str) -> String {
         let v = self.cmd(
             "POST",
@@ -307,6 +326,17 @@ if (!seen) { out.push("no text found"); }
 return out;
 "#;
 
+/// A4 and Letter, in centimetres.
+const PAPERS: [(&str, f64, f64); 2] = [("A4", 21.0, 29.7), ("Letter", 21.59, 27.94)];
+
+/// The pages of a PDF as Chromium writes it: its page objects (`/Type /Page`, not `/Pages`).
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf);
+    text.match_indices("/Type /Page")
+        .filter(|(at, m)| !text[at + m.len()..].starts_with('s'))
+        .count()
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let val = |c: u8| {
@@ -398,6 +428,18 @@ fn catalog_and_panel_in_headless_chromium() {
             assert!(!text.contains(bad), "{}: {bad}", p.display());
         }
     }
+
+    // A billing run a month before xen02's expiry issues c-0001 its renewal invoice (the mail
+    // waits in the outbox: no SMTP server here, so the run exits 1).
+    let r = gitvps(
+        &work,
+        &["billing", "run", "--today", "2011-05-10", "--no-push"],
+    );
+    assert!(
+        work.join("billing/invoices/INV-2011-000001.toml").is_file(),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 
     let served = support::Served::start(&work, tmp.path(), Some(&site));
     let addr = served.addr.clone();
@@ -527,12 +569,101 @@ fn catalog_and_panel_in_headless_chromium() {
     );
     b.screenshot("panel-accepted");
 
+    // Invoices: the list, and `?invoice=` (the mails' link) opens one, printable alone.
+    b.wait("document.getElementById('invoice-table')");
+    let list = b.text("#invoice-list");
+    assert!(list.contains("INV-2011-000001"), "{list}");
+    assert!(
+        list.contains("70.21 USD") && list.contains("Unpaid"),
+        "{list}"
+    );
+    b.goto(&format!("{base}/panel/?invoice=INV-2011-000001"));
+    let doc = b.wait(
+        "!document.getElementById('invoice-view').hidden && document.getElementById('invoice-doc').shadowRoot.textContent",
+    );
+    let doc = doc.as_str().unwrap();
+    for want in [
+        "INV-2011-000001",
+        "GPLHost LLC",
+        "Jane Doe",
+        "Doe Consulting",
+        "2011-05-10",
+        "Tax 19",
+        "70.21 USD",
+        "Unpaid",
+    ] {
+        assert!(doc.contains(want), "{want} not in the invoice: {doc}");
+    }
+    // Its own style sheet applies (in the shadow root, under the site's strict CSP).
+    assert_eq!(
+        b.js("var a = document.getElementById('invoice-doc').shadowRoot.querySelector('article.invoice'); return getComputedStyle(a.querySelector('h1')).fontSize;"),
+        json!("26.6667px"),
+        "20pt from invoice.css"
+    );
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("invoice-view-title")
+    );
+    b.screenshot("panel-invoice");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "invoice");
+    // Printed, the panel gives the invoice alone: one page on A4 and on Letter.
+    for (paper, width, height) in PAPERS {
+        let pdf = b.print_pdf(width, height);
+        assert!(pdf.starts_with(b"%PDF"), "{paper}");
+        assert_eq!(
+            pdf_pages(&pdf),
+            1,
+            "{paper}: the invoice prints on one page"
+        );
+        std::fs::write(
+            top().join(format!("target/site-screenshots/invoice-{paper}.pdf")),
+            &pdf,
+        )
+        .unwrap();
+    }
+    // Another customer's invoice, or none: said in words, nothing shown.
+    b.click("#invoice-close");
+    b.wait("document.getElementById('invoice-view').hidden && location.search === ''");
+    b.goto(&format!("{base}/panel/?invoice=INV-2011-000002"));
+    let msg = b.error_in("panel-notice");
+    assert!(
+        msg.contains("INV-2011-000002 is not in your account"),
+        "{msg}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('invoice-view').hidden"),
+        json!(true)
+    );
+
+    // `?vps=` (the renewal link of mails) shows that VPS with its renew button focused.
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    let focused = b.wait(
+        "document.activeElement && document.activeElement.closest('#contract') && document.activeElement.getAttribute('data-renew')",
+    );
+    assert!(
+        focused.as_str().unwrap().starts_with("advanced"),
+        "a renewal of xen02's plan: {focused}"
+    );
+    assert_eq!(
+        b.js("var r = document.querySelector('#vps-table tr.highlight'); return r && r.getAttribute('data-vps');"),
+        json!("xen02")
+    );
+    assert_eq!(
+        b.js("return document.getElementById('contract').classList.contains('highlight')"),
+        json!(true)
+    );
+    b.screenshot("panel-vps");
+    b.goto(&format!("{base}/panel/?vps=xen01"));
+    let msg = b.error_in("panel-notice");
+    assert!(msg.contains("xen01 is not in your account"), "{msg}");
+
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
     b.wait("document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden && document.getElementById('vps-detail').innerText");
     let zh = b.text("main");
     assert!(zh.contains("客户面板"), "{zh}");
     assert!(zh.contains("重启"), "{zh}");
+    assert!(zh.contains("发票") && zh.contains("未付款"), "{zh}");
     b.screenshot("panel-zh");
     b.goto(&format!("{base}/zh/products/"));
     assert!(b.text("main").contains("续费选项"));
@@ -555,4 +686,29 @@ fn catalog_and_panel_in_headless_chromium() {
             .contains("typed@here")
     );
     b.screenshot("panel-hooks-down");
+
+    // The document `gitvps invoice show --html` prints (its own @page and style, no panel):
+    // one page on A4 and on Letter, in English and in Chinese.
+    for lang in ["en", "zh"] {
+        let r = gitvps(
+            &work,
+            &[
+                "invoice",
+                "show",
+                "INV-2011-000001",
+                "--html",
+                "--lang",
+                lang,
+            ],
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let file = tmp.path().join(format!("invoice-{lang}.html"));
+        std::fs::write(&file, &r.stdout).unwrap();
+        b.goto(&format!("file://{}", file.display()));
+        b.wait("document.querySelector('article.invoice')");
+        for (paper, width, height) in PAPERS {
+            assert_eq!(pdf_pages(&b.print_pdf(width, height)), 1, "{lang} {paper}");
+        }
+        b.screenshot(&format!("invoice-{lang}"));
+    }
 }

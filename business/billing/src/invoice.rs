@@ -144,6 +144,16 @@ pub enum InvoiceKind {
     },
 }
 
+impl InvoiceKind {
+    /// `renewal` or `order`, as the file's `kind.type` spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InvoiceKind::Renewal { .. } => "renewal",
+            InvoiceKind::Order { .. } => "order",
+        }
+    }
+}
+
 impl Invoice {
     /// The VPS and the expiry this invoice renews, for a renewal.
     pub fn renews(&self) -> Option<(&VpsId, NaiveDate)> {
@@ -151,6 +161,19 @@ impl Invoice {
             InvoiceKind::Renewal { vps, expires, .. } => Some((vps, *expires)),
             InvoiceKind::Order { .. } => None,
         }
+    }
+
+    /// The VPS the invoice is for: the renewed or ordered one, else the first line's.
+    pub fn vps(&self) -> Option<&VpsId> {
+        match &self.kind {
+            InvoiceKind::Renewal { vps, .. } | InvoiceKind::Order { vps: Some(vps) } => Some(vps),
+            InvoiceKind::Order { vps: None } => self.lines.iter().find_map(|l| l.vps.as_ref()),
+        }
+    }
+
+    /// An amount with the currency's decimals (`"59.00"`, `"6490"` for yen).
+    pub fn money(&self, m: Money) -> String {
+        m.with_decimals(self.currency.minor_units())
     }
 }
 

@@ -260,4 +260,57 @@ impl Ledger {
     pub fn check_numbers(&self, rule: &InvoiceRule) -> Vec<NumberingError> {
         numbering::check(rule, self.invoices.keys())
     }
+
+    /// The invoices of `customer` (everyone's for `None`), the unpaid ones only with `unpaid`,
+    /// oldest first: what the panel's list and `gitvps invoice list` show.
+    pub fn summaries(&self, customer: Option<&CustomerId>, unpaid: bool) -> Vec<Summary> {
+        let mut out: Vec<Summary> = self
+            .invoices
+            .values()
+            .filter(|i| customer.is_none_or(|c| &i.customer == c))
+            .map(|i| {
+                let paid = self.paid.get(&i.number);
+                Summary {
+                    number: i.number.clone(),
+                    customer: i.customer.clone(),
+                    kind: i.kind.as_str(),
+                    vps: i.vps().cloned(),
+                    issued: i.issued,
+                    due: i.due,
+                    total: i.money(i.total),
+                    currency: i.currency.to_string(),
+                    paid: paid.is_some(),
+                    paid_at: paid.map(|p| p.at),
+                }
+            })
+            .filter(|s| !(unpaid && s.paid))
+            .collect();
+        out.sort_by(|a, b| (a.issued, &a.number).cmp(&(b.issued, &b.number)));
+        out
+    }
+}
+
+/// One invoice in a list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Its number.
+    pub number: InvoiceNumber,
+    /// The customer billed.
+    pub customer: CustomerId,
+    /// `renewal` or `order`.
+    pub kind: &'static str,
+    /// The VPS it is for, if any.
+    pub vps: Option<VpsId>,
+    /// Day of issue.
+    pub issued: NaiveDate,
+    /// Day payment is due.
+    pub due: NaiveDate,
+    /// The total, with the currency's decimals.
+    pub total: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Whether a payment settled it.
+    pub paid: bool,
+    /// When, if paid.
+    pub paid_at: Option<DateTime<Utc>>,
 }

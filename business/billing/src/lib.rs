@@ -6,6 +6,7 @@
 //! one commit, then sends mail. See `docs/inventory.md` for the policy.
 
 pub mod dunning;
+pub mod html;
 pub mod invoice;
 pub mod ledger;
 pub mod numbering;
@@ -16,7 +17,7 @@ pub use dunning::{Change, MailIntent, MailKind, Problem, Run, decide, renewal_pr
 pub use invoice::{
     BuyerSnapshot, Invoice, InvoiceKind, Line, SellerSnapshot, TaxLine, invoice_path,
 };
-pub use ledger::{Ledger, Paid, PaymentRecord, parse_payment};
+pub use ledger::{Ledger, Paid, PaymentRecord, Summary, parse_payment};
 pub use model::policy::InvoiceNumber;
 pub use numbering::{Numberer, NumberingError, next_number};
 pub use report::{Month, Report, report};

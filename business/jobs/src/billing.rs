@@ -163,16 +163,30 @@ fn write(
 
 /// The mail templates: the embedded ones, overridden by the repo's `templates/mail/`.
 pub fn templates(root: &Path) -> Result<Templates, JobError> {
-    let mut overrides = std::collections::BTreeMap::new();
-    for (path, text) in read_dir_texts(root, "templates/mail")? {
-        if let Some(name) = path.rsplit('/').next() {
-            overrides.insert(name.to_owned(), text);
-        }
-    }
-    Templates::with_overrides(overrides).map_err(|e| JobError::Mail {
+    Templates::with_overrides(overrides(root, "templates/mail")?).map_err(|e| JobError::Mail {
         id: "templates/mail".into(),
         message: model::diag::error_chain(&e),
     })
+}
+
+/// The invoice templates: the embedded ones, overridden by the repo's `templates/invoice/`.
+pub fn invoice_templates(root: &Path) -> Result<billing::html::Templates, JobError> {
+    let o = overrides(root, billing::html::TEMPLATES_DIR)?;
+    Ok(billing::html::Templates::with_overrides(o)?)
+}
+
+/// The files of a template override folder, by file name.
+fn overrides(
+    root: &Path,
+    dir: &str,
+) -> Result<std::collections::BTreeMap<String, String>, JobError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (path, text) in read_dir_texts(root, dir)? {
+        if let Some(name) = path.rsplit('/').next() {
+            out.insert(name.to_owned(), text);
+        }
+    }
+    Ok(out)
 }
 
 /// The draft of one mail intent: its kind's variables filled from the inventory and the run.

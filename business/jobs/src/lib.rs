@@ -40,6 +40,9 @@ pub enum JobError {
     /// Git refused.
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
+    /// The repo's invoice templates (`templates/invoice/`) are refused.
+    #[error(transparent)]
+    InvoiceTemplates(#[from] ::billing::html::HtmlError),
     /// Every push lost its race.
     #[error("the push to {remote}/{branch} lost every race it tried; run again")]
     Races {

@@ -5,6 +5,7 @@ mod checkout;
 mod error;
 mod extract;
 pub mod headers;
+mod invoices;
 mod keys;
 mod openapi;
 mod session;
@@ -171,6 +172,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(tickets::open_ticket).get(tickets::list_tickets),
         )
         .route("/tickets/{id}", post(tickets::reply_ticket))
+        .route("/invoices", get(invoices::list_invoices))
+        .route("/invoices/{number}", get(invoices::show_invoice))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     let api = api.layer(axum::middleware::from_fn_with_state(

@@ -14,6 +14,7 @@ pub mod billing;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod inventory;
+pub mod invoice;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Outgoing mail: `gitvps mail send` sends what waits in mail/outbox.
     #[command(subcommand)]
     Mail(billing::MailCommand),
+    /// Issued invoices: `gitvps invoice list` and `gitvps invoice show NUMBER [--html]`.
+    #[command(subcommand)]
+    Invoice(invoice::InvoiceCommand),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Vps(c) => vps::run(&cli.global, c),
         Command::Billing(c) => billing::run(&cli.global, c),
         Command::Mail(c) => billing::mail(&cli.global, c),
+        Command::Invoice(c) => invoice::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
