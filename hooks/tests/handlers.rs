@@ -610,12 +610,13 @@ async fn a_signed_renewal_event_moves_expiry_once_and_records_the_payment() {
     let paid = chrono::DateTime::from_timestamp(now, 0)
         .unwrap()
         .date_naive();
-    // xen02 expired in 2011: the period counts from the payment date.
+    // xen02 expired in 2011: the period counts from the payment date. Jane lives in DE: the
+    // 149.00 renewal costs 177.31 with its 19 % tax.
     let ev = checkout_event(
         "evt_test_renew1",
         "cs_test_r1",
         now,
-        14900,
+        17731,
         renew_meta("xen02", "c-0001", "advanced-3m"),
     );
     let (s, v) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
@@ -626,7 +627,7 @@ async fn a_signed_renewal_event_moves_expiry_once_and_records_the_payment() {
     assert!(file.contains(&format!("expires = {want}\n")), "{file}");
     let record = fleet.file("billing/payments/evt_test_renew1.toml").unwrap();
     for f in [
-        "amount = \"149.00\"",
+        "amount = \"177.31\"",
         "currency = \"USD\"",
         "product = \"advanced-3m\"",
         "vps = \"xen02\"",
@@ -640,7 +641,10 @@ async fn a_signed_renewal_event_moves_expiry_once_and_records_the_payment() {
     }
     assert_eq!(
         fleet.messages()[0],
-        format!("stripe: renew xen02 for c-0001 until {want} (evt_test_renew1)")
+        format!(
+            "stripe: renew xen02 for c-0001 until {want}, pay INV-{}-000001 (evt_test_renew1)",
+            paid.format("%Y")
+        )
     );
     // The same event again (Stripe retries): nothing changes.
     let head = fleet.head();
@@ -652,7 +656,7 @@ async fn a_signed_renewal_event_moves_expiry_once_and_records_the_payment() {
         "evt_test_renew2",
         "cs_test_r1",
         now,
-        14900,
+        17731,
         renew_meta("xen02", "c-0001", "advanced-3m"),
     );
     let (_, v) = webhook(
@@ -668,7 +672,7 @@ async fn a_signed_renewal_event_moves_expiry_once_and_records_the_payment() {
         "evt_test_renew3",
         "cs_test_r3",
         now,
-        5900,
+        7021,
         renew_meta("xen02", "c-0001", "advanced-1m"),
     );
     let (_, v) = webhook(

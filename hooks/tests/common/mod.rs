@@ -2,6 +2,8 @@
 //! in-process with `lambda_http` requests, and helpers to read what was committed.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod stripe;
+
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, Signature};
