@@ -1,5 +1,5 @@
-//! What a payment buys and how it is recorded: the Checkout Session metadata of a renewal or an
-//! order, the renewal date arithmetic and the `billing/payments/<event id>.toml` record.
+//! What a payment buys, what it must pay and how it is recorded: the Checkout Session metadata,
+//! the invoice charged ([`Due`], over the head's [`Book`]) and the `billing/payments/` record.
 
 use std::collections::BTreeMap;
 use std::fmt;

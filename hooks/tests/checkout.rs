@@ -70,14 +70,12 @@ async fn renew_creates_a_checkout_session_whose_payment_renews() {
 #[tokio::test]
 async fn a_suspended_vps_can_be_renewed() {
     let fleet = Fleet::with(|files| {
-        for (p, b) in files.iter_mut() {
-            if p == "inventory/vps/xen04.toml" {
-                *b = String::from_utf8(b.clone())
-                    .unwrap()
-                    .replace("state = \"active\"", "state = \"suspended\"")
-                    .into_bytes();
-            }
-        }
+        replace_in(
+            files,
+            "inventory/vps/xen04.toml",
+            "state = \"active\"",
+            "state = \"suspended\"",
+        )
     });
     let (app, _) = app_with_stripe(&fleet, false).await;
     let t = token_for(&fleet, "c-0003");
@@ -161,14 +159,7 @@ async fn orders_are_checked_before_any_session_is_made() {
 async fn a_new_customer_orders_pays_and_logs_in() {
     let fleet = Fleet::new();
     let (app, seen) = app_with_stripe(&fleet, false).await;
-    let body = json!({
-        "product": "advanced", "location": "Shanghai, China", "os": "ubuntu-2404",
-        "customer": {"name": "Wang Fang", "email": "wang@example.cn", "language": "zh", "password": "correct horse"}
-    })
-    .to_string();
-    let (s, v) = call(&app, "POST", "/api/order", None, Some(&body)).await;
-    assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap()[0].2.clone();
+    let form = order_as_new_customer(&app, &seen, "Shanghai, China", "ubuntu-2404").await;
     let meta = metadata(&form);
     assert!(
         meta["new_customer_password_hash"]

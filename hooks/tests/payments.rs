@@ -6,35 +6,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::stripe::*;
 use common::*;
 use serde_json::{Value, json};
-
-/// The paths the head commit changed, sorted.
-fn head_changes(fleet: &Fleet) -> Vec<String> {
-    let repo = fleet.repo();
-    let head = repo.find_commit(fleet.head()).unwrap();
-    let parent = head.parent(0).unwrap();
-    let diff = repo
-        .diff_tree_to_tree(
-            Some(&parent.tree().unwrap()),
-            Some(&head.tree().unwrap()),
-            None,
-        )
-        .unwrap();
-    let mut out: Vec<String> = diff
-        .deltas()
-        .filter_map(|d| {
-            d.new_file()
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 /// The names of the files in a folder at the head of `main`.
 fn names_in(fleet: &Fleet, dir: &str) -> Vec<String> {
@@ -82,12 +59,23 @@ fn xen02_invoice(fleet: &Fleet) -> billing::Invoice {
         .expect("the billing run invoiced xen02")
 }
 
-/// Renews xen02 through the route and answers the session's form.
-async fn renew_xen02(app: &axum::Router, seen: &Seen, fleet: &Fleet, body: &str) -> Value {
-    let t = token_for(fleet, "c-0001");
-    let (s, v) = call(app, "POST", "/api/vps/xen02/renew", Some(&t), Some(body)).await;
+/// Renews `vps` as its owner `customer` through the route; answers the session's form.
+async fn renew(
+    (app, seen, fleet): (&axum::Router, &Seen, &Fleet),
+    customer: &str,
+    vps: &str,
+    body: &str,
+) -> BTreeMap<String, String> {
+    let t = token_for(fleet, customer);
+    let path = format!("/api/vps/{vps}/renew");
+    let (s, v) = call(app, "POST", &path, Some(&t), Some(body)).await;
     assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap().last().unwrap().2.clone();
+    seen.0.lock().unwrap().last().unwrap().2.clone()
+}
+
+/// Renews xen02 through the route: the session's total, currency and metadata.
+async fn renew_xen02(app: &axum::Router, seen: &Seen, fleet: &Fleet, body: &str) -> Value {
+    let form = renew((app, seen, fleet), "c-0001", "xen02", body).await;
     json!({"total": form_total(&form), "currency": form["line_items[0][price_data][currency]"], "meta": metadata(&form)})
 }
 
@@ -143,7 +131,7 @@ async fn the_open_invoice_is_charged_and_its_total_pays_it() {
         record.contains(&format!("invoice = \"{}\"", open.number)),
         "{record}"
     );
-    let changes = head_changes(&fleet);
+    let changes = fleet.head_changes();
     assert!(
         !changes.iter().any(|p| p.starts_with("billing/invoices/")),
         "{changes:?}"
@@ -192,7 +180,7 @@ async fn a_payment_of_another_amount_or_currency_pays_nothing_and_renews_nothing
         assert_eq!(v["result"], "refused", "{v}");
         assert_eq!(fleet.commit_count(), before + 1, "recorded");
         assert_eq!(
-            head_changes(&fleet),
+            fleet.head_changes(),
             [format!("billing/payments/{event}.toml")]
         );
         let record = fleet
@@ -240,14 +228,7 @@ async fn a_payment_of_another_amount_or_currency_pays_nothing_and_renews_nothing
 async fn an_order_is_one_commit_with_vps_record_invoice_and_mails_and_redelivery_adds_nothing() {
     let fleet = Fleet::new();
     let (app, seen) = app_with_stripe(&fleet, false).await;
-    let body = json!({
-        "product": "advanced", "location": "Tampa, Florida (USA)", "os": "debian-12",
-        "customer": {"name": "Wang Fang", "email": "wang@example.cn", "language": "zh", "password": "correct horse"}
-    })
-    .to_string();
-    let (s, v) = call(&app, "POST", "/api/order", None, Some(&body)).await;
-    assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap()[0].2.clone();
+    let form = order_as_new_customer(&app, &seen, "Tampa, Florida (USA)", "debian-12").await;
     assert_eq!(form["allowed_payment_method_types[0]"], "card");
     assert_eq!(form["allowed_payment_method_types[2]"], "wechat_pay");
     assert_eq!(form["payment_method_options[wechat_pay][client]"], "web");
@@ -276,7 +257,7 @@ async fn an_order_is_one_commit_with_vps_record_invoice_and_mails_and_redelivery
         "mail/outbox/payment-received.evt.test.-order1.eml".to_owned(),
     ];
     want.sort();
-    assert_eq!(head_changes(&fleet), want);
+    assert_eq!(fleet.head_changes(), want);
     let invoice = billing::invoice::parse(
         &want[0],
         &fleet
@@ -331,17 +312,8 @@ async fn an_order_is_one_commit_with_vps_record_invoice_and_mails_and_redelivery
 async fn asynchronous_payments_apply_on_success_and_not_on_failure() {
     let fleet = Fleet::new();
     let (app, seen) = app_with_stripe(&fleet, false).await;
-    let t = token_for(&fleet, "c-0003");
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/api/vps/xen04/renew",
-        Some(&t),
-        Some(r#"{"product":"advanced-1m"}"#),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap()[0].2.clone();
+    let body = r#"{"product":"advanced-1m"}"#;
+    let form = renew((&app, &seen, &fleet), "c-0003", "xen04", body).await;
     let (total, meta) = (form_total(&form), metadata(&form));
     let now = chrono::Utc::now().timestamp();
     let before = fleet.commit_count();
@@ -399,27 +371,16 @@ async fn asynchronous_payments_apply_on_success_and_not_on_failure() {
 #[tokio::test]
 async fn jpy_is_charged_and_read_back_in_whole_yen() {
     let fleet = Fleet::with(|files| {
-        for (p, b) in files.iter_mut() {
-            if p == "products.toml" {
-                *b = String::from_utf8(b.clone())
-                    .unwrap()
-                    .replace("currency = \"USD\"", "currency = \"JPY\"")
-                    .into_bytes();
-            }
-        }
+        replace_in(
+            files,
+            "products.toml",
+            "currency = \"USD\"",
+            "currency = \"JPY\"",
+        )
     });
     let (app, seen) = app_with_stripe(&fleet, false).await;
-    let t = token_for(&fleet, "c-0001");
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/api/vps/xen02/renew",
-        Some(&t),
-        Some(r#"{"product":"advanced-3m"}"#),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap()[0].2.clone();
+    let body = r#"{"product":"advanced-3m"}"#;
+    let form = renew((&app, &seen, &fleet), "c-0001", "xen02", body).await;
     assert_eq!(form["line_items[0][price_data][currency]"], "jpy");
     assert_eq!(form["line_items[0][price_data][unit_amount]"], "149");
     // 19 % of ¥149 is ¥28.31: rounded to whole yen.

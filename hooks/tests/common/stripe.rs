@@ -135,3 +135,21 @@ pub fn session_event(
     ev["data"]["object"]["payment_status"] = status.into();
     ev.to_string()
 }
+
+/// Orders an Advanced VPS in `location` with `os` as Wang Fang, someone new who reads Chinese;
+/// answers the Checkout Session's form.
+pub async fn order_as_new_customer(
+    app: &axum::Router,
+    seen: &Seen,
+    location: &str,
+    os: &str,
+) -> BTreeMap<String, String> {
+    let body = json!({
+        "product": "advanced", "location": location, "os": os,
+        "customer": {"name": "Wang Fang", "email": "wang@example.cn", "language": "zh", "password": "correct horse"}
+    })
+    .to_string();
+    let (s, v) = super::call(app, "POST", "/api/order", None, Some(&body)).await;
+    assert_eq!(s, 200, "{v}");
+    seen.0.lock().unwrap().last().unwrap().2.clone()
+}
