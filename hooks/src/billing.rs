@@ -1,15 +1,21 @@
-//! What a payment buys and how it is recorded: the Checkout Session metadata of a renewal or an
-//! order, the renewal date arithmetic and the `billing/payments/<event id>.toml` record.
+//! What a payment buys, what it must pay and how it is recorded: the Checkout Session metadata,
+//! the invoice charged ([`Due`], over the head's [`Book`]) and the `billing/payments/` record.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use billing::Ledger;
+use billing::invoice::{INVOICES_DIR, Invoice, Line, Totals, charge, invoice_path, period_line};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use model::policy::InvoiceNumber;
-use model::values::{Email, Language, Money, PasswordHash, parse_keyword};
-use model::{ApplianceId, CustomerId, Inventory, OsId, ProductId, ProductKind, VpsId};
+use model::values::{Country, Currency, Email, Language, Money, PasswordHash, parse_keyword};
+use model::{
+    ApplianceId, CustomerId, Inventory, OsId, Product, ProductId, ProductKind, Vps, VpsId,
+};
 use toml_edit::{DocumentMut, value};
+
+use crate::tree::Tree;
 
 /// Folder of the payment records.
 pub const PAYMENTS_DIR: &str = "billing/payments";
@@ -238,81 +244,264 @@ impl Purchase {
     }
 }
 
-/// What a purchase costs on a given head: the lines a Checkout Session shows and their total,
-/// in the catalog's currency.
+/// The invoices of a head and which of them are paid: what a payment is checked against and
+/// the numbers a new invoice follows.
+#[derive(Debug, Clone, Default)]
+pub struct Book {
+    /// The invoices that parse, and the paid ones (billing's ledger over the payment records).
+    ledger: Ledger,
+    /// Every number in `billing/invoices/`, a file that does not parse included: a number is
+    /// never given twice.
+    numbers: Vec<InvoiceNumber>,
+}
+
+impl Book {
+    /// Reads `billing/invoices/` and `billing/payments/` of the head. A file that does not
+    /// parse is left out (`gitvps validate` reports it), but its number stays taken.
+    pub fn read(tree: &dyn Tree) -> Book {
+        let mut book = Book::default();
+        let files = |dir: &str| {
+            tree.entries(dir)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| !e.is_dir)
+                .filter_map(|e| e.name.strip_suffix(".toml").map(str::to_owned))
+                .collect::<Vec<String>>()
+        };
+        for stem in files(INVOICES_DIR) {
+            let Ok(n) = stem.parse::<InvoiceNumber>() else {
+                continue;
+            };
+            let path = invoice_path(&n);
+            if let Some(i) = tree
+                .read(&path)
+                .and_then(|text| billing::invoice::parse(&path, &text).ok())
+            {
+                book.ledger.invoices.insert(n.clone(), i);
+            }
+            book.numbers.push(n);
+        }
+        for stem in files(PAYMENTS_DIR) {
+            let path = format!("{PAYMENTS_DIR}/{stem}.toml");
+            if let Some(r) = tree
+                .read(&path)
+                .and_then(|text| billing::parse_payment(&path, &text).ok())
+            {
+                let _ = book.ledger.record_payment(&r);
+            }
+        }
+        book
+    }
+
+    /// An issued invoice.
+    pub fn get(&self, n: &InvoiceNumber) -> Option<&Invoice> {
+        self.ledger.invoices.get(n)
+    }
+
+    /// The payment event that paid an invoice, if it is paid.
+    pub fn paid_by(&self, n: &InvoiceNumber) -> Option<&str> {
+        self.ledger.paid.get(n).map(|p| p.event.as_str())
+    }
+
+    /// The unpaid renewal invoice of `vps` for its expiry `expires`, if one was issued.
+    pub fn open_renewal(&self, vps: &VpsId, expires: NaiveDate) -> Option<&Invoice> {
+        self.ledger
+            .renewal(vps, expires)
+            .filter(|i| !self.ledger.is_paid(&i.number))
+    }
+
+    /// The next number under `rule` for an invoice issued on `date`: gapless after the
+    /// numbers of this head.
+    pub fn next_number(
+        &self,
+        rule: &model::policy::InvoiceRule,
+        date: NaiveDate,
+    ) -> Result<InvoiceNumber, billing::NumberingError> {
+        billing::next_number(rule, &self.numbers, date)
+    }
+}
+
+/// What a purchase costs: the lines and totals of the invoice it pays, tax included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    /// (what the customer sees, amount), in order: the product, then a setup fee if any.
-    pub lines: Vec<(String, Money)>,
-    /// The sum of the lines.
-    pub total: Money,
-    /// ISO code, upper case (`USD`).
-    pub currency: String,
+    /// The invoice's lines.
+    pub lines: Vec<Line>,
+    /// Subtotal, the tax of the buyer's country, total.
+    pub totals: Totals,
+    /// The currency.
+    pub currency: Currency,
+    /// The open invoice this is, if it is issued already; `None`: the invoice is issued when
+    /// the payment lands.
+    pub invoice: Option<InvoiceNumber>,
 }
 
-/// The amount due for `purchase` on `inv`: the one computation both the Checkout Session
-/// (what the customer is asked to pay) and the webhook (what must have been paid) use.
-///
-/// A renewal costs the renewal product's price; an order the public plan's price plus its
-/// setup fee. A product that does not exist, or a private or renewal product ordered as a
-/// new VPS, has no price: `Err` says why.
-pub fn amount_due(inv: &Inventory, purchase: &Purchase) -> Result<Due, String> {
-    let mut lines = Vec::new();
-    match purchase {
-        Purchase::Renew { vps, product, .. } => {
-            let p = inv
-                .products
-                .get(product)
-                .ok_or_else(|| format!("product {product} is not in the catalog"))?;
-            lines.push((format!("{} ({vps})", p.name), p.price));
-        }
-        Purchase::Order { product, .. } => {
-            let p = inv
-                .products
-                .get(product)
-                .ok_or_else(|| format!("product {product} is not in the catalog"))?;
-            if !matches!(p.kind, ProductKind::Plan(_)) {
-                return Err(format!(
-                    "product {product} is a renewal, not a plan to order"
-                ));
-            }
-            if p.private {
-                return Err(format!(
-                    "product {product} is private: it cannot be ordered"
-                ));
-            }
-            lines.push((p.name.clone(), p.price));
-            if p.setup_fee != Money::ZERO {
-                lines.push(("Setup fee".to_owned(), p.setup_fee));
-            }
+impl Due {
+    /// What an issued invoice asks for.
+    pub fn of_invoice(i: &Invoice) -> Due {
+        Due {
+            lines: i.lines.clone(),
+            totals: Totals {
+                subtotal: i.subtotal,
+                tax: i.tax.clone(),
+                total: i.total,
+            },
+            currency: i.currency.clone(),
+            invoice: Some(i.number.clone()),
         }
     }
-    let total = lines.iter().fold(Money::ZERO, |acc, (_, m)| acc + *m);
-    Ok(Due {
-        lines,
-        total,
-        currency: inv.currency.to_string().to_ascii_uppercase(),
-    })
+
+    /// What an invoice of `lines` to a buyer in `country` would ask for, in the catalog's
+    /// currency: [`billing::invoice::charge`], the computation of [`billing::invoice::issue`].
+    pub fn of_lines(inv: &Inventory, lines: Vec<Line>, country: Option<&Country>) -> Due {
+        let totals = charge(&lines, country, &inv.settings, &inv.currency);
+        Due {
+            lines,
+            totals,
+            currency: inv.currency.clone(),
+            invoice: None,
+        }
+    }
+
+    /// The lines a Checkout Session shows, summing to the total: the invoice's lines, then the
+    /// tax when it comes on top of them (included tax is part of the lines already).
+    pub fn checkout_lines(&self) -> Vec<(String, Money)> {
+        let mut out: Vec<(String, Money)> = self
+            .lines
+            .iter()
+            .map(|l| (l.description.clone(), l.amount))
+            .collect();
+        if let Some(t) = self.totals.tax.as_ref().filter(|t| !t.inclusive) {
+            out.push((format!("Tax ({} {} %)", t.country, t.rate), t.amount));
+        }
+        out
+    }
+
+    /// Whether `p` paid exactly this: `Err` says what differs.
+    pub fn check(&self, p: &Payment) -> Result<(), String> {
+        if p.currency == self.currency.as_str() && p.amount == self.totals.total {
+            return Ok(());
+        }
+        let what = match &self.invoice {
+            Some(n) => format!("invoice {n} asks for"),
+            None => "is due".to_owned(),
+        };
+        let paid = if p.currency.is_empty() {
+            "(no currency)"
+        } else {
+            &p.currency
+        };
+        let digits = self.currency.minor_units();
+        Err(format!(
+            "paid {} {paid} but {what} {} {}",
+            p.amount,
+            self.totals.total.with_decimals(digits),
+            self.currency
+        ))
+    }
 }
 
-/// Checks a payment against what its purchase costs on `inv`: `Err` (why) when the amount or
-/// currency differ, or the purchase has no price.
-pub fn check_paid(inv: &Inventory, p: &Payment) -> Result<(), String> {
-    let due = amount_due(inv, &p.purchase)?;
-    if p.currency != due.currency || p.amount != due.total {
+/// The lines of an order of `plan`: its first period, then the setup fee if any. Without the
+/// VPS (before it is placed) the lines name the plan only; the amounts are the same.
+pub fn order_lines(plan: &Product, vps: Option<&Vps>) -> Vec<Line> {
+    let mut lines = vec![match vps {
+        Some(v) => period_line(plan, v, v.created, v.expires),
+        None => Line {
+            description: plan.name.clone(),
+            product: plan.id.clone(),
+            vps: None,
+            period: None,
+            quantity: 1,
+            unit: plan.price,
+            amount: plan.price,
+        },
+    }];
+    if plan.setup_fee != Money::ZERO {
+        lines.push(Line {
+            description: format!("Setup fee: {}", plan.name),
+            product: plan.id.clone(),
+            vps: vps.map(|v| v.id.clone()),
+            period: None,
+            quantity: 1,
+            unit: plan.setup_fee,
+            amount: plan.setup_fee,
+        });
+    }
+    lines
+}
+
+/// The plan `product` as an order may buy it: a public plan of the catalog; `Err` says why not.
+pub fn orderable<'a>(inv: &'a Inventory, product: &ProductId) -> Result<&'a Product, String> {
+    let p = inv
+        .products
+        .get(product)
+        .ok_or_else(|| format!("product {product} is not in the catalog"))?;
+    if !matches!(p.kind, ProductKind::Plan(_)) {
         return Err(format!(
-            "paid {} {} but {} {} is due",
-            p.amount,
-            if p.currency.is_empty() {
-                "(no currency)"
-            } else {
-                &p.currency
-            },
-            due.total,
-            due.currency
+            "product {product} is a renewal, not a plan to order"
         ));
     }
-    Ok(())
+    if p.private {
+        return Err(format!(
+            "product {product} is private: it cannot be ordered"
+        ));
+    }
+    Ok(p)
+}
+
+/// What renewing `vps` with `product`, paid on `paid`, costs on a head: the VPS's open renewal
+/// invoice when it is for that product, or else the invoice a payment would issue (the period
+/// from the later of the expiry and the payment day, the buyer's tax). `Err` names the open
+/// invoice of another product, which must be paid first.
+pub fn renewal_due(
+    inv: &Inventory,
+    book: &Book,
+    vps: &Vps,
+    product: &Product,
+    paid: NaiveDate,
+) -> Result<Due, OpenInvoice> {
+    if let Some(open) = book.open_renewal(&vps.id, vps.expires) {
+        let of_product = open.lines.iter().any(|l| l.product == product.id);
+        return if of_product {
+            Ok(Due::of_invoice(open))
+        } else {
+            Err(OpenInvoice {
+                number: open.number.clone(),
+                product: open.lines.first().map(|l| l.product.clone()),
+            })
+        };
+    }
+    Ok(new_renewal_due(inv, vps, product, paid))
+}
+
+/// The invoice a renewal of `vps` with `product`, paid on `paid`, issues when none is open: the
+/// period from the later of the expiry and the payment day, the tax of the owner's country.
+pub fn new_renewal_due(inv: &Inventory, vps: &Vps, product: &Product, paid: NaiveDate) -> Due {
+    let from = vps.expires.max(paid);
+    let to = renewed_expiry(vps.expires, paid, product.period_months);
+    let country = inv
+        .customers
+        .get(&vps.customer)
+        .and_then(|c| c.country.as_ref());
+    Due::of_lines(inv, vec![period_line(product, vps, from, to)], country)
+}
+
+/// An open renewal invoice for another product than the one asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenInvoice {
+    /// The invoice.
+    pub number: InvoiceNumber,
+    /// The product it bills.
+    pub product: Option<ProductId>,
+}
+
+impl fmt::Display for OpenInvoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invoice {} is open for this VPS", self.number)?;
+        if let Some(p) = &self.product {
+            write!(f, " (product {p}): renew with {p}, which pays it")?;
+        }
+        Ok(())
+    }
 }
 
 /// How far before its delivery an event's `created` may lie (Stripe retries for 3 days, and
@@ -362,6 +551,8 @@ pub struct Payment {
 pub enum Applied {
     /// A VPS was renewed.
     Renewed {
+        /// The invoice paid.
+        invoice: InvoiceNumber,
         /// The VPS.
         vps: VpsId,
         /// Its expiry before.
@@ -373,6 +564,8 @@ pub enum Applied {
     },
     /// A VPS (and maybe a customer) was created.
     Ordered {
+        /// The invoice issued and paid.
+        invoice: InvoiceNumber,
         /// The customer (new or existing).
         customer: CustomerId,
         /// The new VPS.
@@ -420,13 +613,16 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         _ => {}
     }
     d["product"] = value(product.as_str());
-    if let Purchase::Renew {
-        invoice: Some(n), ..
-    } = &p.purchase
-    {
-        d["invoice"] = value(n.as_str());
+    // Only a payment that pays an invoice names it: billing's ledger reads `invoice` as paid.
+    if let Applied::Renewed { invoice, .. } | Applied::Ordered { invoice, .. } = applied {
+        d["invoice"] = value(invoice.as_str());
     }
-    d["amount"] = value(p.amount.to_string());
+    // With the currency's decimals (`"177"` yen, `"177.31"` dollars) when it is one we know.
+    let amount = match p.currency.parse::<Currency>() {
+        Ok(c) => p.amount.with_decimals(c.minor_units()),
+        Err(_) => p.amount.to_string(),
+    };
+    d["amount"] = value(amount);
     d["currency"] = value(p.currency.as_str());
     d["paid_at"] = value(p.paid_at.to_rfc3339_opts(SecondsFormat::Secs, true));
     d["checkout_session"] = value(p.session.as_str());
@@ -606,6 +802,7 @@ mod tests {
         let text = render_record(
             &p,
             &Applied::Renewed {
+                invoice: "INV-2026-000124".parse().unwrap(),
                 vps: "xen02".parse().unwrap(),
                 before: d("2011-06-09"),
                 after: d("2026-08-01"),

@@ -92,6 +92,14 @@ impl Catalog {
         }
     }
 
+    /// The name of an OS, as mails show it (its id when the catalog has no name for it).
+    pub fn os_name(&self, os: &OsId) -> String {
+        self.bootstraps
+            .os
+            .get(os)
+            .map_or_else(|| os.to_string(), |m| m.name.clone())
+    }
+
     /// Parses and checks an OS asked for by a customer: offered now.
     pub fn os(&self, asked: &str) -> Result<OsId, CatalogError> {
         let offered = self.offered_os();

@@ -5,14 +5,19 @@ use chrono::{DateTime, NaiveDate, Utc};
 use model::edit::{ActionKind, EditError, TomlFile, new_vps_file};
 use model::load::paths;
 use model::values::{Keyword, Language, Power, SshPublicKey, State};
-use model::{CustomerId, Inventory, ProductKind, Vps, VpsId};
+use model::{CustomerId, Inventory, Vps, VpsId};
 use toml_edit::{DocumentMut, value};
 
+use billing::invoice::{Invoice, InvoiceKind, invoice_path};
+use model::policy::InvoiceNumber;
+
 use crate::billing::{
-    Applied, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, check_created, check_paid,
-    payment_path, record_names_session, render_record, renewed_expiry,
+    Applied, Book, Due, OrderCustomer, PAYMENTS_DIR, Payment, Purchase, StripeId, check_created,
+    new_renewal_due, order_lines, orderable, payment_path, record_names_session, render_record,
+    renewal_due, renewed_expiry,
 };
 use crate::catalog::{Catalog, CatalogError};
+use crate::paymail::{OrderFacts, Receipt, Recipient, payment_mails};
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 use crate::tree::Tree;
 
@@ -223,11 +228,14 @@ pub enum Decision {
     Payment {
         /// The event.
         event: StripeId,
-        /// `renewed`, `ordered`, `not_applied` or `duplicate`.
+        /// `renewed`, `ordered`, `not_applied`, `refused` or `duplicate`.
         result: &'static str,
         /// The VPS renewed or created.
         #[serde(skip_serializing_if = "Option::is_none")]
         vps: Option<VpsId>,
+        /// The invoice paid (issued with the payment when none was open).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        invoice: Option<InvoiceNumber>,
     },
 }
 
@@ -729,6 +737,7 @@ fn recorded_only(
             event: p.event.clone(),
             result,
             vps: None,
+            invoice: None,
         },
         fallback: None,
     }
@@ -751,36 +760,31 @@ fn decide_payment(
             event: p.event.clone(),
             result: "duplicate",
             vps: None,
+            invoice: None,
         }));
     }
-    // What was paid must be what is due now, for something that can be bought, on a
-    // plausible date; otherwise nothing is bought.
-    if let Err(why) = check_created(p.paid_at, p.received_at).and_then(|()| check_paid(inv, p)) {
+    // A payment on an implausible date buys nothing.
+    if let Err(why) = check_created(p.paid_at, p.received_at) {
         return Ok(refused(p, why));
     }
+    let book = Book::read(tree);
     let mut edit = match &p.purchase {
         Purchase::Renew {
             customer,
             vps,
             product,
-            ..
-        } => decide_renewal(p, inv, tree, customer, vps, product)?,
-        Purchase::Order {
-            customer,
-            product,
-            location,
-            os,
-            appliance,
-        } => decide_order(
+            invoice,
+        } => decide_renewal(
             p,
             inv,
-            cat,
+            tree,
+            &book,
             customer,
+            vps,
             product,
-            location,
-            os,
-            appliance.as_ref(),
+            invoice.as_ref(),
         )?,
+        Purchase::Order { .. } => decide_order(p, inv, cat, tree, &book)?,
     };
     if edit.fallback.is_none()
         && !matches!(
@@ -799,15 +803,80 @@ fn decide_payment(
     Ok(edit)
 }
 
+/// Issues the invoice a payment pays when none was open: numbered after the invoices of this
+/// head (decided again on a new head after a lost race, so the number follows that head), dated
+/// the day the payment was received, its totals those `due` was checked against.
+fn issue_paid(
+    p: &Payment,
+    inv: &Inventory,
+    book: &Book,
+    customer: &model::Customer,
+    due: Due,
+    kind: InvoiceKind,
+) -> Result<Invoice, String> {
+    let issued = p.received_at.date_naive();
+    let number = book
+        .next_number(&inv.settings.billing.invoice_number, issued)
+        .map_err(|e| format!("no invoice number: {e}"))?;
+    let draft = billing::invoice::Draft {
+        number,
+        issued,
+        due: issued,
+        lines: due.lines,
+        kind,
+    };
+    billing::invoice::issue(draft, customer, &inv.settings, &due.currency)
+        .map_err(|e| format!("no invoice: {e}"))
+}
+
+/// The invoice a renewal pays: the one named in the session (it must be this VPS's and
+/// unpaid), or else the VPS's open renewal invoice of the product, or else a new one.
+fn renewal_target(
+    p: &Payment,
+    inv: &Inventory,
+    book: &Book,
+    v: &Vps,
+    prod: &model::Product,
+    invoice: Option<&InvoiceNumber>,
+) -> Result<Due, String> {
+    let paid = p.paid_at.date_naive();
+    let Some(n) = invoice else {
+        return Ok(renewal_due(inv, book, v, prod, paid)
+            .unwrap_or_else(|_| new_renewal_due(inv, v, prod, paid)));
+    };
+    let i = book
+        .get(n)
+        .filter(|i| i.customer == v.customer && i.renews().is_some_and(|(x, _)| *x == v.id))
+        .ok_or_else(|| {
+            format!(
+                "invoice {n} is not a renewal invoice of {} on the head",
+                v.id
+            )
+        })?;
+    if let Some(event) = book.paid_by(n) {
+        return Err(format!("invoice {n} is paid already (payment {event})"));
+    }
+    if !i.lines.iter().any(|l| l.product == prod.id) {
+        return Err(format!("invoice {n} does not bill {}", prod.id));
+    }
+    Ok(Due::of_invoice(i))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide_renewal(
     p: &Payment,
     inv: &Inventory,
     tree: &dyn Tree,
+    book: &Book,
     customer: &CustomerId,
     vps: &VpsId,
     product: &model::ProductId,
+    invoice: Option<&InvoiceNumber>,
 ) -> Result<Edit, Refusal> {
-    let Ok(v) = own_vps(inv, customer, vps, true) else {
+    let (Ok(v), Some(owner)) = (
+        own_vps(inv, customer, vps, true),
+        inv.customers.get(customer),
+    ) else {
         return Ok(not_applied(
             p,
             format!("{vps} is not an active VPS of {customer}"),
@@ -823,6 +892,14 @@ fn decide_renewal(
             format!("{product} does not renew {}'s plan {}", vps, v.product),
         ));
     };
+    let due = match renewal_target(p, inv, book, v, prod, invoice) {
+        Ok(due) => due,
+        Err(why) => return Ok(not_applied(p, why)),
+    };
+    // What was paid must be exactly what the invoice asks, in its currency.
+    if let Err(why) = due.check(p) {
+        return Ok(refused(p, why));
+    }
     let paid = p.paid_at.date_naive();
     let after = renewed_expiry(v.expires, paid, prod.period_months);
     let unsuspended = v.state == State::Suspended;
@@ -836,19 +913,53 @@ fn decide_renewal(
         f.set_suspension(None);
         f.remove("suspended");
     }
+    let currency = due.currency.clone();
+    let mut writes = vec![(path, Some(f.render()))];
+    let number = match due.invoice.clone() {
+        Some(n) => n,
+        None => {
+            let kind = InvoiceKind::Renewal {
+                vps: vps.clone(),
+                expires: v.expires,
+                new_expiry: after,
+            };
+            match issue_paid(p, inv, book, owner, due, kind) {
+                Ok(i) => {
+                    writes.push((invoice_path(&i.number), Some(billing::invoice::render(&i))));
+                    i.number
+                }
+                Err(why) => return Ok(not_applied(p, why)),
+            }
+        }
+    };
     let applied = Applied::Renewed {
+        invoice: number.clone(),
         vps: vps.clone(),
         before: v.expires,
         after,
         unsuspended,
     };
+    writes.push((payment_path(&p.event), Some(render_record(p, &applied))));
+    let to = Recipient {
+        name: owner.name.clone(),
+        email: owner.email.clone(),
+        language: owner.language,
+    };
+    let mut renewed = v.clone();
+    renewed.expires = after;
+    let receipt = Receipt {
+        event: &p.event,
+        vps: &renewed,
+        amount: p.amount,
+        currency: &currency,
+        expires: after,
+        at: p.received_at,
+    };
+    let unmailed = add_mails(&mut writes, payment_mails(inv, tree, &to, &receipt, None));
     Ok(Edit {
-        writes: vec![
-            (path, Some(f.render())),
-            (payment_path(&p.event), Some(render_record(p, &applied))),
-        ],
+        writes,
         message: format!(
-            "stripe: renew {vps} for {customer} until {after}{} ({})",
+            "stripe: renew {vps} for {customer} until {after}{}, pay {number} ({}){unmailed}",
             if unsuspended { ", lift suspension" } else { "" },
             p.event
         ),
@@ -856,9 +967,25 @@ fn decide_renewal(
             event: p.event.clone(),
             result: "renewed",
             vps: Some(vps.clone()),
+            invoice: Some(number),
         },
         fallback: None,
     })
+}
+
+/// Adds the outbox writes of a payment's mails; a mail that cannot be rendered (a broken
+/// template override) does not stop the payment: the commit message says so.
+fn add_mails(
+    writes: &mut Vec<(String, Option<String>)>,
+    mails: Result<Vec<(String, Option<String>)>, crate::paymail::PaymailError>,
+) -> String {
+    match mails {
+        Ok(m) => {
+            writes.extend(m);
+            String::new()
+        }
+        Err(e) => format!(" (no mail: {e})"),
+    }
 }
 
 /// The next free customer id of the form `c-NNNN`.
@@ -978,17 +1105,35 @@ pub fn dry_place(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn decide_order(
     p: &Payment,
     inv: &Inventory,
     cat: &Catalog,
-    customer: &OrderCustomer,
-    product: &model::ProductId,
-    location: &str,
-    os: &model::OsId,
-    appliance: Option<&model::ApplianceId>,
+    tree: &dyn Tree,
+    book: &Book,
 ) -> Result<Edit, Refusal> {
+    let Purchase::Order {
+        customer,
+        product,
+        location,
+        os,
+        appliance,
+    } = &p.purchase
+    else {
+        return Err(Refusal::NotFound);
+    };
+    // Only a public plan can be ordered, and what was paid must be exactly its invoice.
+    let plan = match orderable(inv, product) {
+        Ok(plan) => plan,
+        Err(why) => return Ok(refused(p, why)),
+    };
+    let country = match customer {
+        OrderCustomer::Existing(c) => inv.customers.get(c).and_then(|c| c.country.as_ref()),
+        OrderCustomer::New(_) => None,
+    };
+    if let Err(why) = Due::of_lines(inv, order_lines(plan, None), country).check(p) {
+        return Ok(refused(p, why));
+    }
     if let Err(e) = cat.os(os.as_str()) {
         return Ok(not_applied(p, e.to_string()));
     }
@@ -999,18 +1144,19 @@ fn decide_order(
     }
     let mut writes = Vec::new();
     let placed_in;
-    let (cid, inv_for_place) = match customer {
+    let (buyer, inv_for_place) = match customer {
         OrderCustomer::Existing(c) => {
-            if !inv.customers.contains_key(c) {
+            let Some(buyer) = inv.customers.get(c) else {
                 return Ok(not_applied(p, format!("customer {c} does not exist")));
-            }
-            (c.clone(), inv)
+            };
+            (buyer.clone(), inv)
         }
         OrderCustomer::New(n) => {
             let Some(id) = next_customer_id(inv) else {
                 return Ok(not_applied(p, "no free customer id".to_owned()));
             };
-            placed_in = with_customer(inv, synthetic_customer(&id, n));
+            let buyer = synthetic_customer(&id, n);
+            placed_in = with_customer(inv, buyer.clone());
             writes.push((
                 customer_path(&id),
                 Some(new_customer_file(
@@ -1018,69 +1164,94 @@ fn decide_order(
                     &format!("Created by gitvps-hooks from Stripe payment {}.", p.event),
                 )),
             ));
-            (id, &placed_in)
+            (buyer, &placed_in)
         }
     };
     let req = model::placement::Request {
-        customer: cid.clone(),
+        customer: buyer.id.clone(),
         product: product.clone(),
         location: location.to_owned(),
         os: Some(os.clone()),
-        appliance: appliance.cloned(),
+        appliance: appliance.clone(),
         hostname: None,
         id: None,
         today: p.paid_at.date_naive(),
     };
-    match model::placement::place(inv_for_place, &req) {
-        Ok(placement) => Ok(ordered(p, inv, product, &cid, &placement, writes)),
-        Err(e) => Ok(not_applied(p, format!("placement failed: {e}"))),
-    }
-}
-
-/// The edit of an order placed: the new customer's file (in `writes` already), the VPS file
-/// and the payment record.
-fn ordered(
-    p: &Payment,
-    inv: &Inventory,
-    product: &model::ProductId,
-    cid: &CustomerId,
-    placement: &model::placement::Placement,
-    mut writes: Vec<(String, Option<String>)>,
-) -> Edit {
-    let vps = placement.id.clone();
+    let placement = match model::placement::place(inv_for_place, &req) {
+        Ok(placement) => placement,
+        Err(e) => return Ok(not_applied(p, format!("placement failed: {e}"))),
+    };
+    let vps = &placement.vps;
+    let due = Due::of_lines(inv, order_lines(plan, Some(vps)), buyer.country.as_ref());
+    let currency = due.currency.clone();
+    let kind = InvoiceKind::Order {
+        vps: Some(vps.id.clone()),
+    };
+    let invoice = match issue_paid(p, inv, book, &buyer, due, kind) {
+        Ok(i) => i,
+        Err(why) => return Ok(not_applied(p, why)),
+    };
     writes.push((
-        vps_path(&vps),
+        vps_path(&vps.id),
         Some(new_vps_file(
-            &placement.vps,
+            vps,
             &format!(
-                "Ordered by {cid} through Stripe ({}), paid {}.",
+                "Ordered by {} through Stripe ({}), paid {}.",
+                buyer.id,
                 p.event,
                 p.paid_at.date_naive()
             ),
         )),
     ));
+    writes.push((
+        invoice_path(&invoice.number),
+        Some(billing::invoice::render(&invoice)),
+    ));
     let applied = Applied::Ordered {
-        customer: cid.clone(),
-        vps: vps.clone(),
+        invoice: invoice.number.clone(),
+        customer: buyer.id.clone(),
+        vps: vps.id.clone(),
     };
     writes.push((payment_path(&p.event), Some(render_record(p, &applied))));
-    let plan_name = match inv.products.get(product).map(|x| &x.kind) {
-        Some(ProductKind::Plan(_)) => product.to_string(),
-        _ => format!("{product}?"),
+    let to = Recipient {
+        name: buyer.name.clone(),
+        email: buyer.email.clone(),
+        language: buyer.language,
     };
-    Edit {
+    let receipt = Receipt {
+        event: &p.event,
+        vps,
+        amount: p.amount,
+        currency: &currency,
+        expires: vps.expires,
+        at: p.received_at,
+    };
+    let facts = OrderFacts {
+        product: plan.name.clone(),
+        location: inv
+            .pools
+            .get(&placement.pool)
+            .map_or_else(|| location.clone(), |pool| pool.location.clone()),
+        os: cat.os_name(os),
+    };
+    let unmailed = add_mails(
+        &mut writes,
+        payment_mails(inv_for_place, tree, &to, &receipt, Some(&facts)),
+    );
+    Ok(Edit {
         writes,
         message: format!(
-            "stripe: order {vps} for {cid} ({plan_name} on {}) ({})",
-            placement.node, p.event
+            "stripe: order {} for {} ({product} on {}), pay {} ({}){unmailed}",
+            vps.id, buyer.id, placement.node, invoice.number, p.event
         ),
         decision: Decision::Payment {
             event: p.event.clone(),
             result: "ordered",
-            vps: Some(vps),
+            vps: Some(vps.id.clone()),
+            invoice: Some(invoice.number),
         },
         fallback: None,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -1173,11 +1344,27 @@ mod tests {
         assert!(e.writes.is_empty());
     }
 
+    /// What `purchase` costs on the example fleet, paid on 2026-05-01 without an open invoice.
+    fn due_for(purchase: &Purchase) -> Option<Due> {
+        let inv = fleet().0;
+        match purchase {
+            Purchase::Renew { vps, product, .. } => {
+                let v = inv.vps.get(vps)?;
+                let p = inv.products.get(product)?;
+                Some(new_renewal_due(&inv, v, p, id("2026-05-01")))
+            }
+            Purchase::Order { product, .. } => {
+                let plan = orderable(&inv, product).ok()?;
+                Some(Due::of_lines(&inv, order_lines(plan, None), None))
+            }
+        }
+    }
+
     /// A payment of exactly what `purchase` costs on the example fleet.
     fn payment(event: &str, session: &str, purchase: Purchase) -> Payment {
-        let amount = crate::billing::amount_due(&fleet().0, &purchase)
-            .map(|d| d.total)
-            .unwrap_or_else(|_| "59.00".parse().unwrap());
+        let amount = due_for(&purchase)
+            .map(|d| d.totals.total)
+            .unwrap_or_else(|| "59.00".parse().unwrap());
         Payment {
             event: id(event),
             paid_at: "2026-05-01T12:00:00Z".parse().unwrap(),
@@ -1200,27 +1387,62 @@ mod tests {
         }
     }
 
+    /// The text written to `path` by an edit.
+    fn written<'a>(e: &'a Edit, path: &str) -> Option<&'a str> {
+        e.writes
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, t)| t.as_deref())
+    }
+
+    fn paths(e: &Edit) -> Vec<&str> {
+        e.writes.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    /// A tree with the VPS files of the fleet (what a renewal edits) and `extra` files.
+    fn tree_with(extra: &[(String, String)]) -> MemTree {
+        let (inv, disk) = fleet();
+        let mut t = MemTree::new();
+        for v in inv.vps.keys() {
+            let path = vps_path(v);
+            t = t.with(&path, &disk.read(&path).unwrap());
+        }
+        for (p, text) in extra {
+            t = t.with(p, text);
+        }
+        t
+    }
+
+    /// The renewal invoices the billing run issues on `today` (xen04 from 2026-11-15 on).
+    fn billing_run(inv: &Inventory, today: &str) -> Vec<billing::Invoice> {
+        billing::decide(id(today), inv, &inv.settings, &billing::Ledger::default()).invoices
+    }
+
     #[test]
     fn a_renewal_moves_expiry_and_a_recorded_one_is_a_noop() {
-        let (inv, tree) = fleet();
+        let (inv, _) = fleet();
+        let tree = tree_with(&[]);
         let p = payment("evt_a", "cs_a", renewal("xen04", "c-0003", "advanced-3m"));
         let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &cat(), &tree).unwrap();
-        assert_eq!(e.writes.len(), 2);
         // xen04 expires 2026-12-15, after the payment date: 3 months from it.
         assert!(
-            e.writes[0]
-                .1
-                .as_ref()
+            written(&e, "inventory/vps/xen04.toml")
                 .unwrap()
                 .contains("expires = 2027-03-15")
         );
-        assert_eq!(e.writes[1].0, "billing/payments/evt_a.toml");
+        // No invoice was open: the payment issues the first one, and names it.
+        let invoice = written(&e, "billing/invoices/INV-2026-000001.toml").unwrap();
+        assert!(invoice.contains("total = \"149.00\""), "{invoice}");
+        let record = written(&e, "billing/payments/evt_a.toml").unwrap();
+        assert!(record.contains("invoice = \"INV-2026-000001\""), "{record}");
+        assert!(
+            written(&e, "mail/outbox/payment-received.evt.a.eml").is_some(),
+            "{:?}",
+            paths(&e)
+        );
         assert!(e.fallback.is_some(), "a payment is never lost");
         // Recorded already, by event or by session.
-        let mut done = MemTree::new().with(
-            "inventory/vps/xen04.toml",
-            &tree.read("inventory/vps/xen04.toml").unwrap(),
-        );
+        let mut done = tree.clone();
         done.apply(&e.writes);
         let again = decide(&Change::Payment(Box::new(p)), &inv, &cat(), &done).unwrap();
         assert!(again.writes.is_empty());
@@ -1231,6 +1453,150 @@ mod tests {
                 .writes
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_early_renewal_is_charged_its_invoice_with_the_customers_tax() {
+        let (inv, _) = fleet();
+        let tree = tree_with(&[]);
+        // Jane (c-0001) lives in DE: 19 % on top of 149.00 is 28.31.
+        let purchase = renewal("xen02", "c-0001", "advanced-3m");
+        let due = due_for(&purchase).unwrap();
+        assert_eq!(due.totals.total, id("177.31"));
+        assert_eq!(
+            due.checkout_lines().last().map(|l| (l.0.as_str(), l.1)),
+            Some(("Tax (DE 19 %)", id("28.31")))
+        );
+        // The price without the tax does not pay it.
+        let mut short = payment("evt_s", "cs_s", purchase.clone());
+        short.amount = id("149.00");
+        let e = decide(&Change::Payment(Box::new(short)), &inv, &cat(), &tree).unwrap();
+        assert_eq!(paths(&e), ["billing/payments/evt_s.toml"]);
+        let record = written(&e, "billing/payments/evt_s.toml").unwrap();
+        assert!(
+            record.contains("refused = true") && !record.contains("invoice ="),
+            "{record}"
+        );
+        assert!(
+            record.contains("paid 149.00 USD but is due 177.31 USD"),
+            "{record}"
+        );
+        // The right amount renews and issues the invoice that says so.
+        let p = payment("evt_t", "cs_t", purchase);
+        let e = decide(&Change::Payment(Box::new(p)), &inv, &cat(), &tree).unwrap();
+        let text = written(&e, "billing/invoices/INV-2026-000001.toml").unwrap();
+        let issued =
+            billing::invoice::parse("billing/invoices/INV-2026-000001.toml", text).unwrap();
+        assert_eq!(issued.total, id("177.31"));
+        assert_eq!(issued.tax.map(|t| t.amount), Some(id("28.31")));
+        assert_eq!(
+            e.decision,
+            Decision::Payment {
+                event: id("evt_t"),
+                result: "renewed",
+                vps: Some(id("xen02")),
+                invoice: Some(id("INV-2026-000001")),
+            }
+        );
+    }
+
+    #[test]
+    fn a_renewal_pays_the_open_invoice_only_with_its_amount_and_currency() {
+        let (inv, _) = fleet();
+        let issued = billing_run(&inv, "2026-11-20");
+        let open = issued
+            .iter()
+            .find(|i| i.renews().is_some_and(|(v, _)| v.as_str() == "xen04"))
+            .unwrap();
+        let number = open.number.clone();
+        let tree = tree_with(&[(
+            billing::invoice_path(&number),
+            billing::invoice::render(open),
+        )]);
+        let book = Book::read(&tree);
+        assert!(book.open_renewal(&id("xen04"), id("2026-12-15")).is_some());
+        let product = open.lines[0].product.to_string();
+        let purchase = Purchase::Renew {
+            customer: id("c-0003"),
+            vps: id("xen04"),
+            product: id(&product),
+            invoice: Some(number.clone()),
+        };
+        let mut p = payment("evt_o", "cs_o", purchase);
+        p.amount = open.total;
+        // Another currency: recorded, refused, nothing renewed, the invoice still open.
+        let mut eur = p.clone();
+        eur.currency = "EUR".into();
+        let e = decide(&Change::Payment(Box::new(eur)), &inv, &cat(), &tree).unwrap();
+        assert_eq!(paths(&e), ["billing/payments/evt_o.toml"]);
+        assert!(matches!(
+            e.decision,
+            Decision::Payment {
+                result: "refused",
+                ..
+            }
+        ));
+        // The invoice's amount and currency pay it: no second invoice.
+        let e = decide(&Change::Payment(Box::new(p.clone())), &inv, &cat(), &tree).unwrap();
+        assert!(
+            !paths(&e).iter().any(|p| p.starts_with("billing/invoices/")),
+            "{:?}",
+            paths(&e)
+        );
+        let record = written(&e, "billing/payments/evt_o.toml").unwrap();
+        assert!(
+            record.contains(&format!("invoice = \"{number}\"")),
+            "{record}"
+        );
+        // Paid once, it cannot be paid again through another session.
+        let mut done = tree.clone();
+        done.apply(&e.writes);
+        let mut twice = p;
+        twice.event = id("evt_o2");
+        twice.session = id("cs_o2");
+        let e = decide(&Change::Payment(Box::new(twice)), &inv, &cat(), &done).unwrap();
+        assert!(matches!(
+            e.decision,
+            Decision::Payment {
+                result: "not_applied",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_new_invoice_takes_the_next_number_of_the_head_it_is_decided_on() {
+        let (inv, _) = fleet();
+        let p = payment("evt_n", "cs_n", renewal("xen04", "c-0003", "advanced-1m"));
+        let first = decide(
+            &Change::Payment(Box::new(p.clone())),
+            &inv,
+            &cat(),
+            &tree_with(&[]),
+        )
+        .unwrap();
+        assert!(written(&first, "billing/invoices/INV-2026-000001.toml").is_some());
+        // Lost race: the head now holds an invoice issued meanwhile (the billing run's).
+        let theirs = billing_run(&inv, "2026-05-01");
+        let extra: Vec<(String, String)> = theirs
+            .iter()
+            .map(|i| {
+                (
+                    billing::invoice_path(&i.number),
+                    billing::invoice::render(i),
+                )
+            })
+            .collect();
+        assert!(!extra.is_empty());
+        let again = decide(
+            &Change::Payment(Box::new(p)),
+            &inv,
+            &cat(),
+            &tree_with(&extra),
+        )
+        .unwrap();
+        let next = format!("billing/invoices/INV-2026-{:06}.toml", extra.len() + 1);
+        assert!(written(&again, &next).is_some(), "{:?}", paths(&again));
     }
 
     #[test]
@@ -1304,10 +1670,18 @@ mod tests {
             &tree,
         )
         .unwrap();
-        let paths: Vec<&str> = e.writes.iter().map(|(p, _)| p.as_str()).collect();
+        let paths = paths(&e);
         assert_eq!(paths[0], "inventory/customers/c-0004.toml");
         assert!(paths[1].starts_with("inventory/vps/xen"));
-        assert_eq!(paths[2], "billing/payments/evt_o.toml");
+        assert_eq!(
+            paths[2..],
+            [
+                "billing/invoices/INV-2026-000001.toml",
+                "billing/payments/evt_o.toml",
+                "mail/outbox/payment-received.evt.o.eml",
+                "mail/outbox/order-confirmed.evt.o.eml",
+            ]
+        );
         let cust = e.writes[0].1.as_ref().unwrap();
         let doc: toml_edit::DocumentMut = cust.parse().unwrap();
         assert_eq!(

@@ -14,6 +14,7 @@ pub mod config;
 pub mod decide;
 pub mod invoices;
 pub mod mails;
+pub mod paymail;
 pub mod store;
 pub mod stripe;
 pub mod throttle;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use model::values::Money;
+use model::policy::PaymentMethod;
+use model::values::{Keyword, Money};
+use rust_decimal::Decimal;
 use sha2::Sha256;
 
 use crate::billing::{Payment, Purchase, StripeId};
@@ -95,11 +97,53 @@ pub enum EventError {
     Shape(String),
 }
 
+/// Stripe's zero-decimal currencies: amounts are whole units, never × 100 (Stripe's list, which
+/// is not ISO 4217's: `MGA` is zero-decimal here though ISO gives it two decimals, and `ISK`,
+/// zero-decimal in ISO, still goes as × 100 for backwards compatibility).
+pub const ZERO_DECIMAL: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+];
+
+/// The decimals of Stripe's integer amounts in `currency` (an ISO code, any case): 0 for a
+/// zero-decimal currency, else 2 (the catalog refuses currencies of three decimals).
+pub fn stripe_decimals(currency: &str) -> u32 {
+    let upper = currency.to_ascii_uppercase();
+    if ZERO_DECIMAL.contains(&upper.as_str()) {
+        0
+    } else {
+        2
+    }
+}
+
+/// An amount as Stripe takes it in `currency`: `59.00` USD is `5900`, `1200` JPY is `1200`.
+/// `None` when the amount has finer decimals than Stripe's unit (`10.50` JPY) or is too large.
+pub fn to_stripe_amount(m: Money, currency: &str) -> Option<i64> {
+    let scaled = m.amount() * Decimal::from(10i64.pow(stripe_decimals(currency)));
+    if scaled.fract() != Decimal::ZERO {
+        return None;
+    }
+    i64::try_from(scaled).ok()
+}
+
+/// An amount Stripe reports in `currency`, read back the same way.
+pub fn from_stripe_amount(n: i64, currency: &str) -> Money {
+    let d = Decimal::new(n, stripe_decimals(currency));
+    Money::from_decimal(d).unwrap_or(Money::ZERO)
+}
+
 /// What a verified event asks of us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interpreted {
     /// A payment to apply.
     Paid(Box<Payment>),
+    /// An asynchronous payment (a bank debit, a wallet) failed: nothing is applied; logged.
+    Failed {
+        /// The event id.
+        event: String,
+        /// The Checkout Session.
+        session: String,
+    },
     /// Nothing to do (another type, an unpaid or foreign session); said why, for the log.
     Ignored {
         /// The event id.
@@ -151,8 +195,10 @@ fn id_of(v: Option<&serde_json::Value>) -> Option<StripeId> {
 }
 
 /// Reads a verified event. Only the fields we use are read, so events of newer API versions
-/// still land. `checkout.session.completed` (when paid) and
-/// `checkout.session.async_payment_succeeded` are payments; every other type is ignored.
+/// still land. `checkout.session.completed` when its `payment_status` is `paid`, and
+/// `checkout.session.async_payment_succeeded`, are payments; a completed session not paid yet
+/// (an asynchronous method: one of the `async_payment_*` events follows) is ignored, and
+/// `checkout.session.async_payment_failed` is a failure to log; every other type is ignored.
 pub fn interpret(payload: &[u8], received_at: DateTime<Utc>) -> Result<Interpreted, EventError> {
     let ev: RawEvent =
         serde_json::from_slice(payload).map_err(|e| EventError::Shape(e.to_string()))?;
@@ -161,9 +207,12 @@ pub fn interpret(payload: &[u8], received_at: DateTime<Utc>) -> Result<Interpret
         kind: ev.kind.clone(),
         why: why.to_owned(),
     };
+    let kind = ev.kind.as_str();
     if !matches!(
-        ev.kind.as_str(),
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded"
+        kind,
+        "checkout.session.completed"
+            | "checkout.session.async_payment_succeeded"
+            | "checkout.session.async_payment_failed"
     ) {
         return Ok(ignored("not a payment event"));
     }
@@ -173,12 +222,20 @@ pub fn interpret(payload: &[u8], received_at: DateTime<Utc>) -> Result<Interpret
         .map_err(|_| EventError::Shape("the event id is not a Stripe id".to_owned()))?;
     let s: RawSession = serde_json::from_value(ev.data.object.clone())
         .map_err(|e| EventError::Shape(format!("data.object: {e}")))?;
+    if kind == "checkout.session.async_payment_failed" {
+        return Ok(Interpreted::Failed {
+            event: event.to_string(),
+            session: s.id.chars().take(255).collect(),
+        });
+    }
     let paid = matches!(
         s.payment_status.as_deref(),
         Some("paid") | Some("no_payment_required")
     );
     if !paid {
-        return Ok(ignored("the session is not paid yet"));
+        return Ok(ignored(
+            "the session is not paid yet (an asynchronous payment: async_payment_succeeded or async_payment_failed follows)",
+        ));
     }
     let Some(meta) = &s.metadata else {
         return Ok(ignored("the session has no gitvps metadata"));
@@ -205,7 +262,7 @@ pub fn interpret(payload: &[u8], received_at: DateTime<Utc>) -> Result<Interpret
         session,
         payment_intent: id_of(s.payment_intent.as_ref()),
         stripe_customer: id_of(s.customer.as_ref()),
-        amount: Money::from_minor_units(s.amount_total.unwrap_or(0)),
+        amount: from_stripe_amount(s.amount_total.unwrap_or(0), &currency),
         currency,
         purchase,
     })))
@@ -223,6 +280,15 @@ pub enum CheckoutError {
     /// Stripe answered without a URL.
     #[error("Stripe's Checkout Session has no URL")]
     NoUrl,
+    /// An amount has finer decimals than Stripe's unit of the currency (`10.50` in a
+    /// zero-decimal currency like JPY): the catalog's price cannot be charged.
+    #[error("{amount} {currency} cannot be charged: Stripe counts {currency} in whole units")]
+    Amount {
+        /// The amount.
+        amount: Money,
+        /// The currency.
+        currency: String,
+    },
 }
 
 /// One line of a Checkout Session.
@@ -241,14 +307,48 @@ pub struct CheckoutRequest {
     pub purchase: Purchase,
     /// The lines (product, setup fee).
     pub lines: Vec<CheckoutLine>,
-    /// ISO code of the catalog currency.
+    /// ISO code of the currency.
     pub currency: String,
+    /// The payment methods offered (`billing.payment_methods`); empty: Stripe's dashboard
+    /// settings decide.
+    pub methods: Vec<PaymentMethod>,
     /// Where Stripe sends the customer after paying.
     pub success_url: String,
     /// Where Stripe sends the customer who gives up.
     pub cancel_url: String,
     /// Pre-filled e-mail.
     pub email: Option<String>,
+}
+
+/// The Checkout parameters of `billing.payment_methods`: the allowed types (the parameter the
+/// pinned API version names; `payment_method_types` before it), and the options some need:
+/// WeChat Pay asks which client pays, here the web page (`wechat_pay.client = web`).
+fn payment_methods(
+    methods: &[PaymentMethod],
+) -> (
+    Vec<stripe_checkout::checkout_session::CreateCheckoutSessionAllowedPaymentMethodTypes>,
+    Option<stripe_checkout::checkout_session::CreateCheckoutSessionPaymentMethodOptions>,
+) {
+    use stripe_checkout::checkout_session::{
+        CreateCheckoutSessionAllowedPaymentMethodTypes as Allowed,
+        CreateCheckoutSessionPaymentMethodOptions as Options,
+        CreateCheckoutSessionPaymentMethodOptionsWechatPay as Wechat,
+        CreateCheckoutSessionPaymentMethodOptionsWechatPayClient as Client,
+    };
+    let types = methods
+        .iter()
+        .map(|m| {
+            m.as_str()
+                .parse::<Allowed>()
+                .unwrap_or_else(|never| match never {})
+        })
+        .collect();
+    let options = methods.contains(&PaymentMethod::WechatPay).then(|| {
+        let mut o = Options::new();
+        o.wechat_pay = Some(Wechat::new(Client::Web));
+        o
+    });
+    (types, options)
 }
 
 /// Creates Checkout Sessions with `async-stripe`.
@@ -287,19 +387,21 @@ impl Checkout {
             .to_ascii_lowercase()
             .parse()
             .unwrap_or(stripe_types::Currency::USD);
-        let lines: Vec<CreateCheckoutSessionLineItems> = req
-            .lines
-            .iter()
-            .map(|l| {
-                let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
-                price.unit_amount = Some(l.amount.minor_units());
-                price.product_data = Some(ProductData::new(l.name.clone()));
-                let mut item = CreateCheckoutSessionLineItems::new();
-                item.price_data = Some(price);
-                item.quantity = Some(1);
-                item
-            })
-            .collect();
+        let mut lines: Vec<CreateCheckoutSessionLineItems> = Vec::new();
+        for l in &req.lines {
+            let amount =
+                to_stripe_amount(l.amount, &req.currency).ok_or_else(|| CheckoutError::Amount {
+                    amount: l.amount,
+                    currency: req.currency.clone(),
+                })?;
+            let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
+            price.unit_amount = Some(amount);
+            price.product_data = Some(ProductData::new(l.name.clone()));
+            let mut item = CreateCheckoutSessionLineItems::new();
+            item.price_data = Some(price);
+            item.quantity = Some(1);
+            lines.push(item);
+        }
         let metadata: std::collections::HashMap<String, String> =
             req.purchase.metadata().into_iter().collect();
         let mut create = CreateCheckoutSession::new()
@@ -310,6 +412,13 @@ impl Checkout {
             .cancel_url(req.cancel_url.clone());
         if let Some(e) = &req.email {
             create = create.customer_email(e.clone());
+        }
+        if !req.methods.is_empty() {
+            let (types, options) = payment_methods(&req.methods);
+            create = create.allowed_payment_method_types(types);
+            if let Some(o) = options {
+                create = create.payment_method_options(o);
+            }
         }
         let session = create
             .send(&self.client)
@@ -445,5 +554,87 @@ mod tests {
         bad_id["id"] = "../../x".into();
         assert!(interpret(bad_id.to_string().as_bytes(), now()).is_err());
         assert!(interpret(b"[1,2]", now()).is_err());
+    }
+
+    /// Regression: JPY (and Stripe's other zero-decimal currencies) went to Stripe × 100, so a
+    /// ¥1,200 invoice asked for ¥120,000.
+    #[test]
+    fn zero_decimal_currencies_go_to_stripe_in_whole_units() {
+        let m = |s: &str| s.parse::<Money>().unwrap();
+        assert_eq!(to_stripe_amount(m("1200"), "JPY"), Some(1200));
+        assert_eq!(to_stripe_amount(m("1200"), "jpy"), Some(1200));
+        assert_eq!(to_stripe_amount(m("59.00"), "USD"), Some(5900));
+        assert_eq!(to_stripe_amount(m("0.50"), "EUR"), Some(50));
+        // Stripe's list, not ISO's: ISK still goes × 100, MGA in whole units.
+        assert_eq!(to_stripe_amount(m("500"), "ISK"), Some(50000));
+        assert_eq!(to_stripe_amount(m("500"), "MGA"), Some(500));
+        assert_eq!(to_stripe_amount(m("10.50"), "JPY"), None, "no half yen");
+        assert_eq!(from_stripe_amount(1200, "jpy"), m("1200"));
+        assert_eq!(from_stripe_amount(5900, "usd"), m("59.00"));
+        let ev = serde_json::json!({
+            "id": "evt_jpy", "type": "checkout.session.completed", "created": 1777636800,
+            "data": {"object": {
+                "id": "cs_jpy", "amount_total": 1200, "currency": "jpy", "payment_status": "paid",
+                "metadata": {"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": "advanced-1m"}
+            }}
+        });
+        let Interpreted::Paid(p) = interpret(ev.to_string().as_bytes(), now()).unwrap() else {
+            panic!("not paid")
+        };
+        assert_eq!((p.amount, p.currency.as_str()), (m("1200"), "JPY"));
+    }
+
+    #[test]
+    fn asynchronous_payments_apply_on_success_only() {
+        let session = serde_json::json!({
+            "id": "cs_async", "amount_total": 5900, "currency": "usd", "payment_status": "unpaid",
+            "metadata": {"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": "advanced-1m"}
+        });
+        let event = |kind: &str, status: &str| {
+            let mut o = session.clone();
+            o["payment_status"] = status.into();
+            serde_json::json!({"id": "evt_async", "type": kind, "created": 1777636800, "data": {"object": o}})
+                .to_string()
+        };
+        // Completed, but an asynchronous method has not paid yet: nothing to apply.
+        assert!(matches!(
+            interpret(
+                event("checkout.session.completed", "unpaid").as_bytes(),
+                now()
+            )
+            .unwrap(),
+            Interpreted::Ignored { .. }
+        ));
+        assert!(matches!(
+            interpret(
+                event("checkout.session.async_payment_succeeded", "paid").as_bytes(),
+                now()
+            )
+            .unwrap(),
+            Interpreted::Paid(_)
+        ));
+        assert_eq!(
+            interpret(
+                event("checkout.session.async_payment_failed", "unpaid").as_bytes(),
+                now()
+            )
+            .unwrap(),
+            Interpreted::Failed {
+                event: "evt_async".into(),
+                session: "cs_async".into()
+            }
+        );
+    }
+
+    #[test]
+    fn payment_methods_are_allowed_types_and_wechat_pays_on_the_web() {
+        let (types, options) = payment_methods(&[PaymentMethod::Card, PaymentMethod::Alipay]);
+        let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names, ["card", "alipay"]);
+        assert!(options.is_none());
+        let (types, options) = payment_methods(&[PaymentMethod::Card, PaymentMethod::WechatPay]);
+        assert_eq!(types.len(), 2);
+        let wechat = options.and_then(|o| o.wechat_pay).unwrap();
+        assert_eq!(wechat.client.as_str(), "web");
     }
 }

@@ -4,107 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use axum::extract::State;
-use axum::http::HeaderMap;
+use common::stripe::*;
 use common::*;
-use hooks::Secret;
-use serde_json::{Value, json};
-
-/// Path, `Authorization` header and form of one request to the stand-in.
-type Seen1 = (String, String, BTreeMap<String, String>);
-
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<Seen1>>>);
-
-/// A stand-in for `POST /v1/checkout/sessions`: records the form and answers a session.
-async fn stand_in(fail: bool) -> (String, Seen) {
-    let seen = Seen::default();
-    let app = axum::Router::new()
-        .route(
-            "/v1/checkout/sessions",
-            axum::routing::post(
-                move |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
-                    let form: BTreeMap<String, String> = body
-                        .split('&')
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (decode(k), decode(v)))
-                        .collect();
-                    let auth = headers
-                        .get("authorization")
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    seen.0.lock().unwrap().push(("/v1/checkout/sessions".into(), auth, form));
-                    if fail {
-                        return (
-                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                            axum::Json(json!({"error": {"type": "api_error", "message": "down"}})),
-                        );
-                    }
-                    let n = seen.0.lock().unwrap().len();
-                    let id = format!("cs_test_standin_{n}");
-                    (
-                        axum::http::StatusCode::OK,
-                        axum::Json(json!({
-                            "id": id, "object": "checkout.session",
-                            "automatic_tax": {"enabled": false, "liability": null, "provider": null, "status": null},
-                            "created": 1777636800, "custom_fields": [],
-                            "custom_text": {"after_submit": null, "shipping_address": null, "submit": null, "terms_of_service_acceptance": null},
-                            "expires_at": 1777723200, "livemode": false, "mode": "payment",
-                            "payment_method_types": ["card"], "payment_status": "unpaid",
-                            "shipping_options": [], "status": "open",
-                            "url": format!("https://checkout.stripe.com/c/pay/{id}")
-                        })),
-                    )
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}/"), seen)
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-async fn app_with_stripe(fleet: &Fleet, fail: bool) -> (axum::Router, Seen) {
-    let (url, seen) = stand_in(fail).await;
-    let mut cfg = fleet.config();
-    cfg.stripe.secret_key = Some(Secret::new("sk_test_standin_key"));
-    cfg.stripe.api_base = Some(url);
-    (hooks::app(cfg).unwrap(), seen)
-}
-
-fn metadata(form: &BTreeMap<String, String>) -> Value {
-    let m: serde_json::Map<String, Value> = form
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("metadata[")
-                .and_then(|k| k.strip_suffix(']'))
-                .map(|k| (k.to_owned(), Value::from(v.clone())))
-        })
-        .collect();
-    Value::Object(m)
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn renew_creates_a_checkout_session_whose_payment_renews() {
@@ -141,7 +43,10 @@ async fn renew_creates_a_checkout_session_whose_payment_renews() {
 
     // Stripe then reports the payment with that metadata.
     let now = chrono::Utc::now().timestamp();
-    let ev = checkout_event("evt_test_loop", "cs_test_standin_1", now, 14900, meta);
+    // The session asks for the invoice's total, tax included: Jane lives in DE (19 %).
+    assert_eq!(form["line_items[1][price_data][unit_amount]"], "2831");
+    assert_eq!(form_total(&form), 17731);
+    let ev = checkout_event("evt_test_loop", "cs_test_standin_1", now, 17731, meta);
     let (s, v) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("renewed")), "{v}");
 
@@ -165,14 +70,12 @@ async fn renew_creates_a_checkout_session_whose_payment_renews() {
 #[tokio::test]
 async fn a_suspended_vps_can_be_renewed() {
     let fleet = Fleet::with(|files| {
-        for (p, b) in files.iter_mut() {
-            if p == "inventory/vps/xen04.toml" {
-                *b = String::from_utf8(b.clone())
-                    .unwrap()
-                    .replace("state = \"active\"", "state = \"suspended\"")
-                    .into_bytes();
-            }
-        }
+        replace_in(
+            files,
+            "inventory/vps/xen04.toml",
+            "state = \"active\"",
+            "state = \"suspended\"",
+        )
     });
     let (app, _) = app_with_stripe(&fleet, false).await;
     let t = token_for(&fleet, "c-0003");
@@ -256,14 +159,7 @@ async fn orders_are_checked_before_any_session_is_made() {
 async fn a_new_customer_orders_pays_and_logs_in() {
     let fleet = Fleet::new();
     let (app, seen) = app_with_stripe(&fleet, false).await;
-    let body = json!({
-        "product": "advanced", "location": "Shanghai, China", "os": "ubuntu-2404",
-        "customer": {"name": "Wang Fang", "email": "wang@example.cn", "language": "zh", "password": "correct horse"}
-    })
-    .to_string();
-    let (s, v) = call(&app, "POST", "/api/order", None, Some(&body)).await;
-    assert_eq!(s, 200, "{v}");
-    let form = seen.0.lock().unwrap()[0].2.clone();
+    let form = order_as_new_customer(&app, &seen, "Shanghai, China", "ubuntu-2404").await;
     let meta = metadata(&form);
     assert!(
         meta["new_customer_password_hash"]

@@ -163,7 +163,7 @@ async fn a_payment_that_differs_from_the_price_is_refused_and_changes_nothing() 
         "evt_test_eur",
         "cs_test_e",
         now,
-        14900,
+        17731,
         renew_xen02("advanced-3m"),
     )
     .replace(r#""currency":"usd""#, r#""currency":"eur""#);
@@ -203,12 +203,12 @@ async fn a_payment_that_differs_from_the_price_is_refused_and_changes_nothing() 
     }
     assert_eq!(fleet.file("inventory/vps/xen02.toml").unwrap(), before);
     assert_eq!(inventory_at_head(&fleet).vps.len(), 4, "nothing ordered");
-    // The right amount still renews.
+    // The right amount (the invoice's total: 149.00 and Jane's 19 % tax) still renews.
     let ok = checkout_event(
         "evt_test_ok",
         "cs_test_ok",
         now,
-        14900,
+        17731,
         renew_xen02("advanced-3m"),
     );
     let (_, v) = webhook(&app, &ok, Some(&stripe_signature(&ok, WEBHOOK_SECRET, now))).await;

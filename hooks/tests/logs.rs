@@ -78,7 +78,8 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
         "evt_log_1",
         "cs_log_1",
         now,
-        5900,
+        // advanced-1m's 59.00 and Jane's 19 % tax.
+        7021,
         serde_json::json!({"kind":"renew","customer":"c-0001","vps":"xen02","product":"advanced-1m"}),
     );
     let (s, _) = webhook(&app, &ev, Some(&stripe_signature(&ev, "whsec_forged", now))).await;

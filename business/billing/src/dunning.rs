@@ -29,7 +29,7 @@ use model::values::{Email, Language, State, Suspension};
 use model::{CustomerId, Inventory, Product, ProductId, ProductKind, Settings, Vps, VpsId};
 use serde::Serialize;
 
-use crate::invoice::{self, Draft, Invoice, InvoiceKind, Line};
+use crate::invoice::{self, Draft, Invoice, InvoiceKind};
 use crate::ledger::Ledger;
 use crate::numbering::Numberer;
 
@@ -510,18 +510,7 @@ impl Decider<'_> {
             number,
             issued: self.today,
             due: from.max(self.today),
-            lines: vec![Line {
-                description: format!(
-                    "{}: {} ({}), {from} to {to}",
-                    product.name, v.id, v.hostname
-                ),
-                product: product.id.clone(),
-                vps: Some(v.id.clone()),
-                period: Some((from, to)),
-                quantity: 1,
-                unit: product.price,
-                amount: product.price,
-            }],
+            lines: vec![invoice::period_line(product, v, from, to)],
             kind: InvoiceKind::Renewal {
                 vps: v.id.clone(),
                 expires: v.expires,

@@ -16,7 +16,7 @@ use std::fmt::Write;
 use chrono::NaiveDate;
 use model::policy::{InvoiceNumber, TaxRate};
 use model::values::{Country, Currency, Email, Money};
-use model::{Customer, CustomerId, ProductId, Settings, VpsId};
+use model::{Customer, CustomerId, Product, ProductId, Settings, Vps, VpsId};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
@@ -274,6 +274,37 @@ pub fn totals(
     }
 }
 
+/// The totals of `lines` for a buyer in `country`: the tax of that country (`billing.tax`,
+/// `billing.tax_inclusive`), exactly as [`issue`] computes them. What a payment is asked for
+/// before its invoice is issued.
+pub fn charge(
+    lines: &[Line],
+    country: Option<&Country>,
+    settings: &Settings,
+    currency: &Currency,
+) -> Totals {
+    let sum: Money = lines.iter().map(|l| l.amount).sum();
+    let rate = country.and_then(|c| settings.billing.tax.get(c).map(|r| (c, *r)));
+    totals(sum, rate, settings.billing.tax_inclusive, currency)
+}
+
+/// The line of `product` for `vps` over the period `from` to `to` (a renewal, or the first period
+/// of an order), as both the billing run and the hooks write it.
+pub fn period_line(product: &Product, vps: &Vps, from: NaiveDate, to: NaiveDate) -> Line {
+    Line {
+        description: format!(
+            "{}: {} ({}), {from} to {to}",
+            product.name, vps.id, vps.hostname
+        ),
+        product: product.id.clone(),
+        vps: Some(vps.id.clone()),
+        period: Some((from, to)),
+        quantity: 1,
+        unit: product.price,
+        amount: product.price,
+    }
+}
+
 /// What a new invoice holds before its totals are computed.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -310,12 +341,7 @@ pub fn issue(
             }
         }
     }
-    let sum: Money = draft.lines.iter().map(|l| l.amount).sum();
-    let rate = customer
-        .country
-        .as_ref()
-        .and_then(|c| settings.billing.tax.get(c).map(|r| (c, *r)));
-    let t = totals(sum, rate, settings.billing.tax_inclusive, currency);
+    let t = charge(&draft.lines, customer.country.as_ref(), settings, currency);
     Ok(Invoice {
         number: draft.number,
         customer: customer.id.clone(),

@@ -45,6 +45,10 @@ pub struct PaymentRecord {
     pub applied: bool,
     /// The VPS's expiry before a renewal.
     pub expires_before: Option<NaiveDate>,
+    /// Whether the hooks refused it (amount, currency or date not what was due).
+    pub refused: bool,
+    /// Why it was not applied, as the hooks wrote it.
+    pub note: Option<String>,
     /// Line and column of `invoice` (or of the file), for errors about it.
     at: (u32, u32),
 }
@@ -96,6 +100,8 @@ pub fn parse_payment(path: &str, text: &str) -> Result<PaymentRecord, Diagnostic
     let paid_at = top.req(&mut src, "paid_at");
     let applied = top.opt(&mut src, "applied").unwrap_or(false);
     let expires_before = top.opt::<DateText>(&mut src, "expires_before").map(|d| d.0);
+    let refused = top.opt(&mut src, "refused").unwrap_or(false);
+    let note = top.opt(&mut src, "note");
     let span = doc.get("invoice").and_then(toml_edit::Item::span);
     let at = src.diag(span, "", "");
     let rec = (|| {
@@ -111,6 +117,8 @@ pub fn parse_payment(path: &str, text: &str) -> Result<PaymentRecord, Diagnostic
             paid_at: paid_at?,
             applied,
             expires_before,
+            refused,
+            note,
             at: (at.line, at.col),
         })
     })();
@@ -141,6 +149,9 @@ pub struct Ledger {
     /// Ids of the mails already handled: queued, sent, or skipped (a skipped mail must be
     /// recorded too, or the next run lists it again).
     pub mails: BTreeSet<String>,
+    /// Payments that were neither applied nor settle an invoice (refused, or not applicable):
+    /// money received that an operator must refund or act on, earliest first.
+    pub unapplied: Vec<PaymentRecord>,
 }
 
 impl Ledger {
@@ -184,8 +195,10 @@ impl Ledger {
             .collect();
         for r in &records {
             let found = ledger.settle(r, |vps, from| index.get(&(vps.clone(), from)).cloned());
-            if let Err(d) = found {
-                diags.push(d);
+            match found {
+                Err(d) => diags.push(d),
+                Ok(None) if !r.applied => ledger.unapplied.push(r.clone()),
+                Ok(_) => {}
             }
         }
         if diags.is_empty() {

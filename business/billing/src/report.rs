@@ -168,6 +168,28 @@ pub struct Report {
     pub commission_totals: BTreeMap<CustomerId, Money>,
     /// Invoices in another currency than the catalog's, left out of every sum.
     pub other_currency: Vec<InvoiceNumber>,
+    /// Payments received in the range that were not applied (refused, or nothing to apply
+    /// them to): each needs an operator (a refund, or a change by hand).
+    pub unapplied: Vec<Unapplied>,
+}
+
+/// A payment received but not applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unapplied {
+    /// Its record, `billing/payments/<event>.toml`.
+    pub file: String,
+    /// The customer, if known.
+    pub customer: Option<CustomerId>,
+    /// How much.
+    pub amount: Money,
+    /// In what currency.
+    pub currency: String,
+    /// When.
+    pub paid_at: chrono::DateTime<chrono::Utc>,
+    /// Whether it was refused (it does not match what was due).
+    pub refused: bool,
+    /// Why, as the hooks wrote it.
+    pub note: Option<String>,
 }
 
 /// The report of `months` (inclusive) as of `today`; policy days from `inv.settings`.
@@ -192,6 +214,23 @@ pub fn report(
         commissions: Vec::new(),
         commission_totals: BTreeMap::new(),
         other_currency: Vec::new(),
+        unapplied: ledger
+            .unapplied
+            .iter()
+            .filter(|p| {
+                let m = Month::of(p.paid_at.date_naive());
+                from <= m && m <= to
+            })
+            .map(|p| Unapplied {
+                file: p.file.clone(),
+                customer: p.customer.clone(),
+                amount: p.amount,
+                currency: p.currency.clone(),
+                paid_at: p.paid_at,
+                refused: p.refused,
+                note: p.note.clone(),
+            })
+            .collect(),
     };
     let mut per_month: BTreeMap<Month, MonthTotals> = BTreeMap::new();
     let mut m = from;
@@ -456,6 +495,24 @@ impl Report {
                 .map(InvoiceNumber::as_str)
                 .collect();
             let _ = writeln!(s, "\nleft out (another currency): {}", list.join(", "));
+        }
+        if !self.unapplied.is_empty() {
+            let _ = writeln!(
+                s,
+                "\npayments not applied (refund or act by hand): {}",
+                self.unapplied.len()
+            );
+            for p in &self.unapplied {
+                let what = if p.refused { "refused" } else { "not applied" };
+                let _ = writeln!(
+                    s,
+                    "  {} {} {} {what}: {}",
+                    p.file,
+                    p.amount,
+                    p.currency,
+                    p.note.as_deref().unwrap_or("-")
+                );
+            }
         }
         s
     }

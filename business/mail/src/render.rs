@@ -79,7 +79,8 @@ impl Kind {
     }
 
     /// The variables this kind's default templates read besides [`COMMON`]. Amounts and dates
-    /// are strings the caller formats; `overdue` (reminder) is a bool, `days_left` (reminder) and `valid_minutes` (password
+    /// are strings the caller formats (an order's `address` and `console` may be `""`: not known
+    /// yet); `overdue` (reminder) is a bool, `days_left` (reminder) and `valid_minutes` (password
     /// reset) are numbers; `vps` of a ticket may be `""`; an alert's `state` is `"down"` or
     /// `"up"`.
     pub fn variables(self) -> &'static [&'static str] {
@@ -118,6 +119,8 @@ impl Kind {
                 "currency",
                 "expires",
                 "panel_url",
+                "address",
+                "console",
             ],
             Kind::TicketOpened => &[
                 "ticket",

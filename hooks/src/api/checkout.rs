@@ -15,7 +15,10 @@ use serde_json::json;
 
 use super::extract::{authenticate, bearer};
 use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
-use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount_due, check_line};
+use crate::billing::{
+    Book, Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line, order_lines, orderable,
+    renewal_due,
+};
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
@@ -48,7 +51,19 @@ fn site_url(inv: &Inventory, path: &str) -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RenewReq {
-    product: String,
+    /// A renewal offer of the VPS's plan; without one, the open renewal invoice's product or
+    /// else the plan's default renewal.
+    #[serde(default)]
+    product: Option<String>,
+}
+
+/// What a renewal asks the customer to pay, decided on the fresh head.
+struct RenewOffer {
+    purchase: Purchase,
+    due: Due,
+    email: Option<String>,
+    methods: Vec<model::policy::PaymentMethod>,
+    site: String,
 }
 
 pub(super) async fn renew(
@@ -61,44 +76,83 @@ pub(super) async fn renew(
     let stripe = checkout(&app)?;
     a.require(crate::apikeys::Scope::Billing)?;
     app.quota(&a, "renew")?;
-    let inv = &a.snapshot.inv;
-    let v = own_vps(inv, &a.customer, &vps, true)?;
-    let product = req
-        .product
-        .parse::<model::ProductId>()
-        .ok()
-        .and_then(|p| inv.renewals_of(&v.product).find(|o| o.id == p))
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "unknown_product",
-                format!("not a renewal offer for {vps}; see `renewals` in /api/me"),
-            )
-        })?;
+    let customer = a.customer.clone();
+    let asked = req.product;
+    let offer = {
+        let vps = vps.clone();
+        app.store
+            .read(move |v| renew_offer(v.snapshot.inv.as_ref(), v.tree, &customer, &vps, asked))
+            .await??
+    };
+    let product = match &offer.purchase {
+        Purchase::Renew { product, .. } => product.to_string(),
+        Purchase::Order { .. } => String::new(),
+    };
+    let invoice = offer.due.invoice.as_ref().map(ToString::to_string);
+    let req = CheckoutRequest {
+        purchase: offer.purchase,
+        lines: checkout_lines(&offer.due),
+        currency: offer.due.currency.to_string(),
+        methods: offer.methods,
+        success_url: format!("{}/panel/?paid={vps}", offer.site),
+        cancel_url: format!("{}/panel/", offer.site),
+        email: offer.email,
+    };
+    let url = stripe.create(&req).await.map_err(provider_error)?;
+    tracing::info!(customer = %a.customer, %vps, %product, invoice = invoice.as_deref().unwrap_or("-"), "checkout for a renewal");
+    Ok(axum::Json(json!({"url": url})).into_response())
+}
+
+/// The renewal of `vps` as the head prices it: the open renewal invoice, or the invoice the
+/// payment will issue, with the customer's tax.
+fn renew_offer(
+    inv: &Inventory,
+    tree: &dyn crate::tree::Tree,
+    customer: &CustomerId,
+    vps: &model::VpsId,
+    asked: Option<String>,
+) -> Result<RenewOffer, ApiError> {
+    let v = own_vps(inv, customer, vps, true)?;
+    let book = Book::read(tree);
+    let unknown = || {
+        ApiError::unprocessable(
+            "unknown_product",
+            format!("not a renewal offer for {vps}; see `renewals` in /api/me"),
+        )
+    };
+    let product = match asked {
+        Some(p) => p
+            .parse::<model::ProductId>()
+            .ok()
+            .and_then(|p| inv.renewals_of(&v.product).find(|o| o.id == p))
+            .ok_or_else(unknown)?,
+        None => book
+            .open_renewal(&v.id, v.expires)
+            .and_then(|i| i.lines.first())
+            .and_then(|l| inv.products.get(&l.product))
+            .or_else(|| billing::renewal_product(inv, &v.product))
+            .ok_or_else(unknown)?,
+    };
+    let due = renewal_due(inv, &book, v, product, Utc::now().date_naive())
+        .map_err(|open| ApiError::new(StatusCode::CONFLICT, "open_invoice", open.to_string()))?;
     // A customer without an address types one on Stripe's page.
     let email = inv
         .customers
-        .get(&a.customer)
+        .get(customer)
         .and_then(|c| c.email.as_ref())
         .map(|e| e.as_str().to_owned());
-    let purchase = Purchase::Renew {
-        customer: a.customer.clone(),
-        vps: vps.clone(),
-        product: product.id.clone(),
-        invoice: None,
-    };
-    let due =
-        amount_due(inv, &purchase).map_err(|e| ApiError::unprocessable("unknown_product", e))?;
-    let req = CheckoutRequest {
-        purchase,
-        lines: checkout_lines(&due),
-        currency: due.currency,
-        success_url: site_url(inv, &format!("/panel/?paid={vps}")),
-        cancel_url: site_url(inv, "/panel/"),
+    Ok(RenewOffer {
+        purchase: Purchase::Renew {
+            customer: customer.clone(),
+            vps: vps.clone(),
+            product: product.id.clone(),
+            invoice: due.invoice.clone(),
+        },
+        due,
         email,
-    };
-    let url = stripe.create(&req).await.map_err(provider_error)?;
-    tracing::info!(customer = %a.customer, %vps, product = %product.id, "checkout for a renewal");
-    Ok(axum::Json(json!({"url": url})).into_response())
+        methods: inv.settings.billing.payment_methods.clone(),
+        site: site_url(inv, ""),
+    })
 }
 
 #[derive(Deserialize)]
@@ -183,12 +237,22 @@ pub(super) async fn order(
         appliance: offer.appliance,
     };
     let snapshot = app.store.snapshot().await?;
-    let due = amount_due(&snapshot.inv, &purchase)
-        .map_err(|e| ApiError::unprocessable("unknown_product", e))?;
+    let inv = &snapshot.inv;
+    let plan =
+        orderable(inv, &product).map_err(|e| ApiError::unprocessable("unknown_product", e))?;
+    let country = match &purchase {
+        Purchase::Order {
+            customer: OrderCustomer::Existing(c),
+            ..
+        } => inv.customers.get(c).and_then(|c| c.country.as_ref()),
+        _ => None,
+    };
+    let due = Due::of_lines(inv, order_lines(plan, None), country);
     let req = CheckoutRequest {
         purchase,
         lines: checkout_lines(&due),
-        currency: due.currency,
+        currency: due.currency.to_string(),
+        methods: inv.settings.billing.payment_methods.clone(),
         success_url: format!("{site}/panel/?ordered=1"),
         cancel_url: format!("{site}/order/"),
         email,
@@ -218,14 +282,11 @@ fn who_orders(
     }
 }
 
-/// The lines of a Checkout Session: exactly what [`amount_due`] says is due.
+/// The lines of a Checkout Session: the invoice's lines and tax, summing to its total.
 fn checkout_lines(due: &Due) -> Vec<CheckoutLine> {
-    due.lines
-        .iter()
-        .map(|(name, amount)| CheckoutLine {
-            name: name.clone(),
-            amount: *amount,
-        })
+    due.checkout_lines()
+        .into_iter()
+        .map(|(name, amount)| CheckoutLine { name, amount })
         .collect()
 }
 

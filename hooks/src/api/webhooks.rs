@@ -58,6 +58,14 @@ pub(super) async fn stripe_webhook(
             tracing::info!(event = %event.chars().take(80).collect::<String>(), kind = %kind.chars().take(80).collect::<String>(), %why, "webhook ignored");
             Ok(axum::Json(json!({"received": true, "ignored": why})).into_response())
         }
+        Interpreted::Failed { event, session } => {
+            // Nothing was paid: nothing is applied or recorded; the customer may pay again.
+            tracing::warn!(event = %event, session = %session, "asynchronous payment failed");
+            Ok(
+                axum::Json(json!({"received": true, "ignored": "the payment failed"}))
+                    .into_response(),
+            )
+        }
         Interpreted::Paid(p) => {
             let c = app.store.apply(Change::Payment(p)).await?;
             if let crate::decide::Decision::Payment {
@@ -67,7 +75,7 @@ pub(super) async fn stripe_webhook(
             } = &c.decision
             {
                 // Answered 200 (Stripe would retry a refusal forever); the record says why.
-                tracing::warn!(%event, "payment refused: it does not match what is due");
+                tracing::warn!(%event, "payment refused: it does not match what is due (see its record in billing/payments/)");
             }
             let mut r = answer(c);
             *r.status_mut() = StatusCode::OK;

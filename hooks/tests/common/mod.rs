@@ -2,6 +2,8 @@
 //! in-process with `lambda_http` requests, and helpers to read what was committed.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod stripe;
+
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, Signature};
@@ -130,12 +132,48 @@ impl Fleet {
         self.messages().len()
     }
 
+    /// The paths the head commit of `main` changed, sorted.
+    pub fn head_changes(&self) -> Vec<String> {
+        let repo = self.repo();
+        let head = repo.find_commit(self.head()).unwrap();
+        let parent = head.parent(0).unwrap();
+        let diff = repo
+            .diff_tree_to_tree(
+                Some(&parent.tree().unwrap()),
+                Some(&head.tree().unwrap()),
+                None,
+            )
+            .unwrap();
+        let mut out: Vec<String> = diff
+            .deltas()
+            .filter_map(|d| {
+                d.new_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Commits an admin change straight to the bare repo (like a merged pull request).
     pub fn admin_commit(&self, branch: &str, files: &[(&str, &[u8])], message: &str) {
         let repo = self.repo();
         let r = format!("refs/heads/{branch}");
         let parent = repo.refname_to_id(&r).ok();
         commit_files(&repo, &r, files, message, parent);
+    }
+}
+
+/// Replaces `from` with `to` in the file `path` of the seed.
+pub fn replace_in(files: &mut [(String, Vec<u8>)], path: &str, from: &str, to: &str) {
+    for (p, b) in files.iter_mut() {
+        if p == path {
+            *b = String::from_utf8(b.clone())
+                .unwrap()
+                .replace(from, to)
+                .into_bytes();
+        }
     }
 }
 
