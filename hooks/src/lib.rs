@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod decide;
 pub mod mails;
+pub mod reset;
 pub mod store;
 pub mod stripe;
 pub mod throttle;

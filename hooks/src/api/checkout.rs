@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{authenticate, bearer};
-use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, parse_vps};
 use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount_due, check_line};
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
@@ -325,13 +325,7 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
     let email = n.email.trim().parse().map_err(|e| field("email", e))?;
     let language = model::values::parse_keyword::<Language>(n.language.as_deref().unwrap_or("en"))
         .map_err(|e| field("language", e))?;
-    let len = n.password.chars().count();
-    if len < MIN_PASSWORD || n.password.len() > MAX_PASSWORD {
-        return Err(field(
-            "password",
-            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
-        ));
-    }
+    super::password_rule(&n.password).map_err(|e| field("password", e))?;
     let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
     let password = n.password;
     let password_hash = app

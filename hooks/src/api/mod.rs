@@ -1,6 +1,7 @@
 //! The HTTP layer: one axum `Router` for Lambda and `gitvps serve`. Handlers, one module per
 //! resource, parse and check input, authenticate, and hand changes to the store.
 
+mod account;
 mod checkout;
 mod error;
 mod extract;
@@ -38,6 +39,17 @@ pub use session::me_view;
 pub const MAX_PASSWORD: usize = 1024;
 /// Shortest password a new customer may choose.
 pub const MIN_PASSWORD: usize = 8;
+
+/// The rule of a new password (an order's, a change's, a reset's): [`MIN_PASSWORD`] characters
+/// to [`MAX_PASSWORD`] bytes.
+fn password_rule(p: &str) -> Result<(), String> {
+    if p.chars().count() < MIN_PASSWORD || p.len() > MAX_PASSWORD {
+        return Err(format!(
+            "must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        ));
+    }
+    Ok(())
+}
 /// Most argon2 runs at once (each takes 64 MiB): more logins wait their turn, within a bound.
 pub const ARGON2_SLOTS: usize = 4;
 
@@ -152,6 +164,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))
+        .route("/password", post(account::change))
+        .route("/password/forgot", post(account::forgot))
+        .route("/password/reset", post(account::reset))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/2fa/setup", post(twofactor::setup))
@@ -205,6 +220,11 @@ fn parse_vps(id: &str) -> Result<VpsId, ApiError> {
 }
 
 fn answer(c: Committed) -> Response {
+    axum::Json(answer_value(c)).into_response()
+}
+
+/// The JSON of an accepted change: its decision, `ok`, `changed` and `commit`.
+fn answer_value(c: Committed) -> Value {
     let mut v = serde_json::to_value(&c.decision).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("ok".into(), true.into());
@@ -213,6 +233,16 @@ fn answer(c: Committed) -> Response {
             "commit".into(),
             c.commit.map(Value::from).unwrap_or(Value::Null),
         );
+    }
+    v
+}
+
+/// [`answer`] with the fields of `extra` (an object) added: what a change shows once (a new
+/// token).
+fn answer_with(c: Committed, extra: Value) -> Response {
+    let mut v = answer_value(c);
+    if let (Value::Object(m), Value::Object(x)) = (&mut v, extra) {
+        m.extend(x);
     }
     axum::Json(v).into_response()
 }

@@ -164,7 +164,7 @@ async fn second_factor(
 }
 
 /// The customer a login names: by id, or by e-mail (unique, case-insensitively).
-fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
+pub(super) fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
     match asked.parse::<CustomerId>() {
         Ok(id) => inv.customers.get(&id),
         Err(_) => inv
