@@ -509,6 +509,11 @@ async fn two_factor_setup_answers_a_qr_code_as_svg() {
     ));
     let app = hooks::app(cfg).unwrap();
     let t = token_for(&fleet, "c-0001");
+    let (s, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(
+        (s, me["customer"]["two_factor"].as_bool()),
+        (200, Some(false))
+    );
     let (s, v) = call(&app, "POST", "/api/2fa/setup", Some(&t), None).await;
     assert_eq!(s, 200, "{v}");
     let svg = v["qr_svg"].as_str().unwrap();
@@ -516,6 +521,16 @@ async fn two_factor_setup_answers_a_qr_code_as_svg() {
     assert!(
         !svg.contains(v["secret"].as_str().unwrap()),
         "an image, not text"
+    ); // `/api/me` tells the panel when it is on.
+    fleet.admin_commit(
+        "main",
+        &[("twofactor/c-0001.toml", b"secret = \"00\"\nrecovery = []\n")],
+        "two-factor on",
+    );
+    let (s, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(
+        (s, me["customer"]["two_factor"].as_bool()),
+        (200, Some(true))
     );
 }
 

@@ -16,11 +16,17 @@
   if (params.get("ordered")) { g.show(notice, t("ordered"), "ok"); }
   if (params.get("paid")) { g.show(notice, t("paid", { vps: params.get("paid") }), "ok"); }
 
-  function showLogin(message) {
+  function showLogin(message, kind) {
     account.hidden = true;
     loginBox.hidden = false;
-    if (message) { g.show(loginMsg, message, "error"); }
+    if (message) { g.show(loginMsg, message, kind || "error"); }
   }
+  // The account section (account.js) ends the session: log out everywhere, a revoked token.
+  document.addEventListener("gitvps:logout", function (ev) {
+    g.setToken(null);
+    state.me = null;
+    showLogin(ev.detail && ev.detail.message, ev.detail && ev.detail.kind);
+  });
 
   loginForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -30,16 +36,27 @@
     var button = document.getElementById("login-submit");
     button.disabled = true;
     g.show(loginMsg, t("working"));
-    g.call("POST", "login", { customer: customer.value, password: password.value }).then(function (r) {
+    var otpField = document.getElementById("login-otp-field");
+    var otp = document.getElementById("login-otp");
+    var body = { customer: customer.value, password: password.value };
+    if (!otpField.hidden && otp.value.trim()) { body.otp = otp.value.trim(); }
+    g.call("POST", "login", body).then(function (r) {
       button.disabled = false;
       if (r.ok && r.body && r.body.token) {
         g.show(loginMsg, "");
         g.setToken(r.body.token);
         password.value = "";
+        otp.value = "";
+        otpField.hidden = true;
         load(true);
+      } else if (r.body && r.body.error === "otp_required") {
+        // The password was right: the second factor is asked for.
+        otpField.hidden = false;
+        g.show(loginMsg, g.errorText(r), "error");
+        otp.focus();
       } else {
         g.show(loginMsg, g.errorText(r), "error");
-        password.focus();
+        (otpField.hidden ? password : otp).focus();
       }
     });
   });
@@ -64,6 +81,7 @@
       account.hidden = false;
       render();
       loadTickets();
+      document.dispatchEvent(new CustomEvent("gitvps:me", { detail: r.body }));
     });
   }
 
@@ -364,5 +382,6 @@
     });
   });
 
-  if (g.token()) { load(false); } else { showLogin(); }
+  // A reset link (`?reset=`) opens the new-password form of account.js instead.
+  if (params.get("reset")) { loginBox.hidden = true; } else if (g.token()) { load(false); } else { showLogin(); }
 })();

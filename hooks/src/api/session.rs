@@ -266,7 +266,14 @@ pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Respons
     let customer = a.customer;
     let view = app
         .store
-        .read(move |v| me_view(v.snapshot, &customer))
+        .read(move |v| {
+            me_view(v.snapshot, &customer).map(|mut view| {
+                // Whether two-factor login is on, for the panel's account section.
+                let tf = crate::twofactor::twofactor_path(&customer);
+                view["customer"]["two_factor"] = v.tree.exists(&tf).into();
+                view
+            })
+        })
         .await?;
     view.map(|v| axum::Json(v).into_response())
         .ok_or_else(ApiError::not_found)
