@@ -304,14 +304,7 @@ pub(super) async fn reset(
         return Err(failed());
     }
     app.argon2_has_room(&settings)?;
-    let password = req.password;
-    let hash = app
-        .argon2(&settings, false, move || auth::hash_password(&password))
-        .await?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot hash a password");
-            internal()
-        })?;
+    let hash = app.hash_new_password(&settings, req.password).await?;
     drop(permit);
     // Checked again on the head of the commit: two uses of one link, one lands.
     let committed = app

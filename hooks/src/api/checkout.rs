@@ -19,7 +19,7 @@ use crate::billing::{Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, amount
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
-use crate::{auth, throttle};
+use crate::throttle;
 
 fn checkout(app: &App) -> Result<&Checkout, ApiError> {
     app.checkout.as_ref().ok_or_else(|| {
@@ -327,18 +327,7 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
         .map_err(|e| field("language", e))?;
     super::password_rule(&n.password).map_err(|e| field("password", e))?;
     let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
-    let password = n.password;
-    let password_hash = app
-        .argon2(&settings, false, move || auth::hash_password(&password))
-        .await?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot hash a password");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        })?;
+    let password_hash = app.hash_new_password(&settings, n.password).await?;
     Ok(NewCustomer {
         name,
         company,

@@ -115,6 +115,26 @@ impl App {
         }
     }
 
+    /// Hashes a new password (an order's, a reset's) in the queue, outside the reserved lane.
+    async fn hash_new_password(
+        &self,
+        settings: &HooksSettings,
+        password: String,
+    ) -> Result<model::values::PasswordHash, ApiError> {
+        self.argon2(settings, false, move || {
+            crate::auth::hash_password(&password)
+        })
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot hash a password");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        })
+    }
+
     /// 429 `busy` at once when a request outside the reserved lane would wait for a hashing
     /// slot longer than the bound: no fetch, no parse, no work for a flood.
     fn argon2_has_room(&self, settings: &HooksSettings) -> Result<(), ApiError> {
