@@ -71,6 +71,8 @@ pub struct ApiKey {
     pub scopes: Vec<Scope>,
     /// Unix time it was made.
     pub created: i64,
+    /// Unix time from which it is refused; `None`: until revoked.
+    pub expires: Option<i64>,
     /// SHA-256 of the secret (never shown).
     #[serde(skip)]
     pub hash: String,
@@ -130,9 +132,17 @@ pub fn new_key(
             name,
             scopes,
             created: now,
+            expires: None,
             hash,
         },
     )
+}
+
+impl ApiKey {
+    /// Whether the key still works at `now` (not past its expiry).
+    pub fn live(&self, now: i64) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
 }
 
 /// Reads a key file (entries that do not read are skipped).
@@ -155,6 +165,7 @@ pub fn parse_file(text: &str) -> Vec<ApiKey> {
                     .filter_map(|s| s.as_str().and_then(Scope::parse))
                     .collect(),
                 created: t.get("created")?.as_integer()?,
+                expires: t.get("expires").and_then(|v| v.as_integer()),
                 hash: t.get("hash")?.as_str()?.to_owned(),
             })
         })
@@ -175,6 +186,9 @@ pub fn render_file(customer: &CustomerId, keys: &[ApiKey]) -> String {
         }
         t["scopes"] = value(s);
         t["created"] = value(k.created);
+        if let Some(e) = k.expires {
+            t["expires"] = value(e);
+        }
         t["hash"] = value(k.hash.as_str());
         arr.push(t);
     }
@@ -225,6 +239,11 @@ mod tests {
         );
         let back = parse_file(&file);
         assert_eq!(back, vec![k.clone()]);
+        let mut expiring = k.clone();
+        expiring.expires = Some(100);
+        let again = parse_file(&render_file(&c, std::slice::from_ref(&expiring)));
+        assert_eq!(again, vec![expiring.clone()]);
+        assert!(expiring.live(99) && !expiring.live(100) && k.live(i64::MAX));
         let (pc, id, secret) = parse_key(&text).unwrap();
         assert_eq!(pc, c);
         assert_eq!(find(&back, &c, &id, &secret), Some(&k));

@@ -131,6 +131,27 @@ pub enum Change {
     },
     /// A payment Stripe reported.
     Payment(Box<Payment>),
+    /// A new password: the logged-in customer's own change, or a reset by mail.
+    SetPassword {
+        /// Whose.
+        customer: CustomerId,
+        /// The new argon2 hash.
+        hash: model::values::PasswordHash,
+        /// For a reset: the hash of the mailed token, checked against the customer's reset
+        /// record, which the change removes (the link works once); `None` for a change.
+        reset: Option<String>,
+        /// When (a reset's expiry is checked against it).
+        at: DateTime<Utc>,
+    },
+    /// A password reset asked for: the record (the token's hash) and the mail with the link.
+    RequestReset {
+        /// Whose.
+        customer: CustomerId,
+        /// The token (it goes into the mail only).
+        token: crate::reset::Token,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl Change {
@@ -148,7 +169,9 @@ impl Change {
             | Change::DisableTwoFactor { customer }
             | Change::UseRecoveryCode { customer, .. }
             | Change::CreateApiKey { customer, .. }
-            | Change::DeleteApiKey { customer, .. } => Some(customer),
+            | Change::DeleteApiKey { customer, .. }
+            | Change::SetPassword { customer, .. }
+            | Change::RequestReset { customer, .. } => Some(customer),
             Change::Payment(_) => None,
         }
     }
@@ -167,7 +190,9 @@ impl Change {
             | Change::DisableTwoFactor { customer }
             | Change::UseRecoveryCode { customer, .. }
             | Change::CreateApiKey { customer, .. }
-            | Change::DeleteApiKey { customer, .. } => customer.to_string(),
+            | Change::DeleteApiKey { customer, .. }
+            | Change::SetPassword { customer, .. }
+            | Change::RequestReset { customer, .. } => customer.to_string(),
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
@@ -221,6 +246,16 @@ pub enum Decision {
     },
     /// Every session of the customer revoked.
     LoggedOut {
+        /// The customer.
+        customer: CustomerId,
+    },
+    /// The password changed (every session issued before is refused).
+    Password {
+        /// The customer.
+        customer: CustomerId,
+    },
+    /// A reset link mailed.
+    ResetMailed {
         /// The customer.
         customer: CustomerId,
     },
@@ -298,6 +333,9 @@ pub enum Refusal {
     /// would be made on.
     #[error("the session is no longer valid; log in again")]
     Unauthorized,
+    /// A reset link that is not the latest one mailed, was used already, or has expired.
+    #[error("this reset link is invalid, used or expired: ask for a new one")]
+    ResetInvalid,
 }
 
 /// Why an order cannot be placed now, as checked before the customer pays.
@@ -399,14 +437,23 @@ pub fn decide(
             if let Some(v) = vps {
                 own_vps(inv, customer, v, true)?;
             }
-            if !inv.customers.contains_key(customer) {
-                return Err(Refusal::NotFound);
-            }
+            let c = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
             let names = tree.entries(TICKETS_DIR).unwrap_or_default();
             let id = tickets::next_ticket_id(names.iter().map(|e| e.name.as_str()));
             let text = tickets::render_new(customer, subject, vps.as_ref(), message, *at);
+            let mut writes = vec![(id.path(), Some(text))];
+            writes.extend(ticket_mail(
+                inv,
+                tree,
+                c,
+                &id,
+                subject,
+                message,
+                vps.as_ref(),
+                *at,
+            )?);
             Ok(Edit {
-                writes: vec![(id.path(), Some(text))],
+                writes,
                 message: format!("{customer}: open ticket {id} {VIA}"),
                 decision: Decision::Ticket { ticket: id },
                 fallback: None,
@@ -447,7 +494,165 @@ pub fn decide(
         }
         Change::DeleteApiKey { customer, id } => decide_apikeys(inv, tree, customer, None, id),
         Change::Payment(p) => decide_payment(p, inv, cat, tree),
+        Change::SetPassword {
+            customer,
+            hash,
+            reset,
+            at,
+        } => decide_password(inv, tree, customer, hash, reset.as_deref(), *at),
+        Change::RequestReset {
+            customer,
+            token,
+            at,
+        } => decide_reset_request(inv, tree, customer, token, *at),
     }
+}
+
+/// A new password hash in the customer's file; a reset must match the customer's record
+/// (which goes), a change by the customer removes a pending record too.
+fn decide_password(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    hash: &model::values::PasswordHash,
+    reset: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<Edit, Refusal> {
+    use crate::reset::{Record, reset_path};
+    if !inv.customers.contains_key(customer) {
+        return Err(match reset {
+            Some(_) => Refusal::ResetInvalid,
+            None => Refusal::NotFound,
+        });
+    }
+    let record_path = reset_path(customer);
+    let record = tree.read(&record_path);
+    if let Some(token_hash) = reset {
+        let opens = record
+            .as_deref()
+            .and_then(Record::parse)
+            .is_some_and(|r| r.opens(token_hash, at.timestamp()));
+        if !opens {
+            return Err(Refusal::ResetInvalid);
+        }
+    }
+    let path = customer_path(customer);
+    let mut f = open(tree, &path)?;
+    f.set_string("password_hash", hash.as_str());
+    let mut writes = vec![(path, Some(f.render()))];
+    if record.is_some() {
+        writes.push((record_path, None));
+    }
+    let what = match reset {
+        Some(_) => "reset the password by mail",
+        None => "change the password",
+    };
+    Ok(Edit {
+        writes,
+        message: format!("{customer}: {what} {VIA}"),
+        decision: Decision::Password {
+            customer: customer.clone(),
+        },
+        fallback: None,
+    })
+}
+
+/// The reset record (the token's hash, valid `hooks.reset_valid_minutes`) and the mail with
+/// the link, in one commit. A customer without an e-mail cannot be mailed: not found.
+fn decide_reset_request(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    token: &crate::reset::Token,
+    at: DateTime<Utc>,
+) -> Result<Edit, Refusal> {
+    use crate::reset::{Record, reset_path};
+    let c = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
+    let to = c.email.clone().ok_or(Refusal::NotFound)?;
+    let minutes = inv.settings.hooks.reset_valid_minutes;
+    let record = Record {
+        hash: token.hash(),
+        created: at.timestamp(),
+        expires: at.timestamp() + i64::from(minutes) * 60,
+    };
+    let mut context = mail::links::common(&inv.settings, &c.name);
+    context["customer"] = customer.as_str().into();
+    context["reset_url"] = format!(
+        "{}?reset={}",
+        mail::links::panel(&inv.settings, c.language),
+        token.expose()
+    )
+    .into();
+    context["valid_minutes"] = minutes.into();
+    let id = format!("password-reset.{customer}.{}", at.timestamp())
+        .parse()
+        .map_err(|e: mail::InvalidMailId| Refusal::Broken(e.to_string()))?;
+    let draft = mail::Draft {
+        id,
+        kind: mail::Kind::PasswordReset,
+        lang: c.language,
+        to,
+        to_name: Some(c.name.clone()),
+        reply_to: None,
+        context,
+        attachments: Vec::new(),
+    };
+    let queued =
+        crate::mails::queue(inv, tree, &draft, at).map_err(|e| Refusal::Broken(e.to_string()))?;
+    Ok(Edit {
+        writes: vec![
+            (reset_path(customer), Some(record.render(customer))),
+            queued,
+        ],
+        message: format!("{customer}: ask for a password reset by mail {VIA}"),
+        decision: Decision::ResetMailed {
+            customer: customer.clone(),
+        },
+        fallback: None,
+    })
+}
+
+/// The mail telling `[mail] support` of a new ticket (reply-to the customer), when set.
+#[allow(clippy::too_many_arguments)]
+fn ticket_mail(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &model::Customer,
+    ticket: &TicketId,
+    subject: &str,
+    message: &str,
+    vps: Option<&VpsId>,
+    at: DateTime<Utc>,
+) -> Result<Option<(String, Option<String>)>, Refusal> {
+    let Some(support) = inv.settings.mail.support.clone() else {
+        return Ok(None);
+    };
+    // Support reads English; the customer's own words are quoted as written.
+    let lang = Language::En;
+    let mut context = mail::links::common(&inv.settings, &customer.name);
+    context["ticket"] = ticket.to_string().into();
+    context["customer"] = customer.id.as_str().into();
+    context["email"] = customer.email.as_ref().map_or("", |e| e.as_str()).into();
+    context["subject"] = subject.into();
+    context["message"] = message.into();
+    context["vps"] = vps.map_or(String::new(), ToString::to_string).into();
+    context["ticket_url"] = mail::links::ticket(&inv.settings, lang, &ticket.to_string()).into();
+    let id = format!("ticket-opened.{ticket}")
+        .parse()
+        .map_err(|e: mail::InvalidMailId| Refusal::Broken(e.to_string()))?;
+    let draft = mail::Draft {
+        id,
+        kind: mail::Kind::TicketOpened,
+        lang,
+        to: support,
+        to_name: None,
+        reply_to: customer.email.clone(),
+        context,
+        attachments: Vec::new(),
+    };
+    crate::mails::queue(inv, tree, &draft, at)
+        .map(Some)
+        .map_err(|e| Refusal::Broken(e.to_string()))
 }
 
 fn decide_twofactor(change: &Change, inv: &Inventory, tree: &dyn Tree) -> Result<Edit, Refusal> {

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod invoices;
 pub mod mails;
 pub mod paymail;
+pub mod reset;
 pub mod store;
 pub mod stripe;
 pub mod throttle;

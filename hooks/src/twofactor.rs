@@ -232,6 +232,22 @@ pub fn otpauth_url(issuer: &str, customer: &CustomerId, secret: &[u8]) -> String
     )
 }
 
+/// The QR code of an `otpauth://` URL as an SVG image (black on white, with its quiet zone),
+/// for the panel to show; `None` if the URL is too long for a QR code.
+pub fn qr_svg(url: &str) -> Option<String> {
+    use qrcode::render::svg;
+    let code =
+        qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M).ok()?;
+    Some(
+        code.render::<svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .dark_color(svg::Color("#000000"))
+            .light_color(svg::Color("#ffffff"))
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
 /// A recovery code as shown: 16 hex digits in groups of four.
 pub fn recovery_code(bytes: [u8; 8]) -> String {
     let h = hex(&bytes);
@@ -325,7 +341,7 @@ pub fn check_factor(
 }
 
 /// Compares without an early exit (the lengths are public: hashes are all 64 hex digits).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -367,6 +383,18 @@ mod tests {
         assert!(!check_code(&secret, &code, now + 120));
         assert!(!check_code(&secret, "12345", now));
         assert!(!check_code(&secret, "abcdef", now));
+    }
+
+    #[test]
+    fn an_otpauth_url_makes_an_svg_qr_code() {
+        let url = otpauth_url("gitvps demo", &c1(), &[7u8; SECRET_LEN]);
+        let svg = qr_svg(&url).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("#000000"), "{svg}");
+        assert!(!svg.contains("<script"));
+        assert!(
+            qr_svg(&"x".repeat(4000)).is_none(),
+            "too long for a QR code"
+        );
     }
 
     #[test]

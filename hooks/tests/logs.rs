@@ -86,6 +86,27 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
     assert_eq!(s, 400);
     let (s, _) = webhook(&app, &ev, Some(&stripe_signature(&ev, WEBHOOK_SECRET, now))).await;
     assert_eq!(s, 200);
+    // A password reset by mail: the link's token and the new password stay out of the log.
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/password/forgot",
+        None,
+        Some(r#"{"customer":"c-0002"}"#),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let reset = reset_token_in_outbox(&fleet);
+    let body = serde_json::json!({"token": reset, "password": "reset-pass-never-logged"});
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/password/reset",
+        None,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
 
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     if std::env::var_os("SHOW_LOG").is_some() {
@@ -100,6 +121,8 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
         "stripe: renew xen02",
         "Stripe",
         "status=401",
+        "password reset mailed",
+        "password reset by mail",
     ] {
         assert!(
             text.contains(want),
@@ -115,10 +138,29 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
         "sk_test_never_logged",
         token.as_str(),
         token.rsplit('.').next().unwrap(),
+        reset.as_str(),
+        reset.rsplit('.').next().unwrap(),
+        "reset-pass-never-logged",
     ] {
         assert!(
             !text.contains(secret),
             "`{secret}` leaked into the log:\n{text}"
         );
     }
+}
+
+/// The token of the reset link in the one mail of the outbox.
+fn reset_token_in_outbox(fleet: &Fleet) -> String {
+    let repo = fleet.repo();
+    let tree = repo.find_commit(fleet.head()).unwrap().tree().unwrap();
+    let outbox = tree.get_path(std::path::Path::new("mail/outbox")).unwrap();
+    let outbox = repo.find_tree(outbox.id()).unwrap();
+    let entry = outbox.iter().next().unwrap();
+    let blob = repo.find_blob(entry.id()).unwrap();
+    let m = mail_parser::MessageParser::default()
+        .parse(blob.content())
+        .unwrap();
+    let text = m.body_text(0).unwrap().into_owned();
+    let at = text.find("?reset=").unwrap() + "?reset=".len();
+    text[at..].split_whitespace().next().unwrap().to_owned()
 }

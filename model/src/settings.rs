@@ -80,6 +80,11 @@ pub struct HooksSettings {
     pub per_day: u32,
     /// Tickets a customer may open per UTC day (replies count against `per_day`).
     pub tickets_per_day: u32,
+    /// Minutes a password reset link stays valid.
+    pub reset_valid_minutes: u32,
+    /// Password reset mails one account may be sent per UTC day (at most one a minute);
+    /// further requests are answered alike and send nothing.
+    pub resets_per_day: u32,
 }
 
 impl Default for HooksSettings {
@@ -92,6 +97,8 @@ impl Default for HooksSettings {
             per_minute: 6,
             per_day: 100,
             tickets_per_day: 10,
+            reset_valid_minutes: 30,
+            resets_per_day: 5,
         }
     }
 }

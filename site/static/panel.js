@@ -18,12 +18,18 @@
   // Links in mails: `?invoice=INV-...` opens that invoice, `?vps=ID` shows that VPS and its renewal.
   var wanted = { invoice: params.get("invoice"), vps: params.get("vps") };
 
-  function showLogin(message) {
+  function showLogin(message, kind) {
     hideInvoice();
     account.hidden = true;
     loginBox.hidden = false;
-    if (message) { g.show(loginMsg, message, "error"); }
+    if (message) { g.show(loginMsg, message, kind || "error"); }
   }
+  // The account section (account.js) ends the session: log out everywhere, a revoked token.
+  document.addEventListener("gitvps:logout", function (ev) {
+    g.setToken(null);
+    state.me = null;
+    showLogin(ev.detail && ev.detail.message, ev.detail && ev.detail.kind);
+  });
 
   loginForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -33,16 +39,27 @@
     var button = document.getElementById("login-submit");
     button.disabled = true;
     g.show(loginMsg, t("working"));
-    g.call("POST", "login", { customer: customer.value, password: password.value }).then(function (r) {
+    var otpField = document.getElementById("login-otp-field");
+    var otp = document.getElementById("login-otp");
+    var body = { customer: customer.value, password: password.value };
+    if (!otpField.hidden && otp.value.trim()) { body.otp = otp.value.trim(); }
+    g.call("POST", "login", body).then(function (r) {
       button.disabled = false;
       if (r.ok && r.body && r.body.token) {
         g.show(loginMsg, "");
         g.setToken(r.body.token);
         password.value = "";
+        otp.value = "";
+        otpField.hidden = true;
         load(true);
+      } else if (r.body && r.body.error === "otp_required") {
+        // The password was right: the second factor is asked for.
+        otpField.hidden = false;
+        g.show(loginMsg, g.errorText(r), "error");
+        otp.focus();
       } else {
         g.show(loginMsg, g.errorText(r), "error");
-        password.focus();
+        (otpField.hidden ? password : otp).focus();
       }
     });
   });
@@ -71,6 +88,7 @@
       if (wanted.vps) { focusVps(wanted.vps); }
       if (wanted.invoice) { openInvoice(wanted.invoice); }
       wanted = {};
+      document.dispatchEvent(new CustomEvent("gitvps:me", { detail: r.body }));
     });
   }
 
@@ -482,5 +500,6 @@
     contract.scrollIntoView({ block: "center" });
   }
 
-  if (g.token()) { load(false); } else { showLogin(); }
+  // A reset link (`?reset=`) opens the new-password form of account.js instead.
+  if (params.get("reset")) { loginBox.hidden = true; } else if (g.token()) { load(false); } else { showLogin(); }
 })();

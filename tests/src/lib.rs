@@ -196,6 +196,9 @@ pub fn require_root() {
     );
 }
 
+/// The `GITVPS_TOTP_KEY` of [`Served`] (a test key: two-factor login can be turned on).
+pub const TOTP_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 /// `gitvps serve` on 127.0.0.1 (a free port) in front of a bare clone of `work`, made in
 /// `dir`, with the site built at `site` if given; killed when dropped.
 pub struct Served {
@@ -225,6 +228,7 @@ impl Served {
         }
         let mut child = cmd
             .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
+            .env("GITVPS_TOTP_KEY", TOTP_KEY)
             .env_remove("STRIPE_SECRET_KEY")
             .env("HOME", dir)
             .stderr(Stdio::piped())

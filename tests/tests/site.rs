@@ -664,10 +664,13 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(zh.contains("客户面板"), "{zh}");
     assert!(zh.contains("重启"), "{zh}");
     assert!(zh.contains("发票") && zh.contains("未付款"), "{zh}");
+    assert!(zh.contains("两步登录") && zh.contains("修改密码"), "{zh}");
     b.screenshot("panel-zh");
     b.goto(&format!("{base}/zh/products/"));
     assert!(b.text("main").contains("续费选项"));
     b.screenshot("products-zh");
+
+    account_in_the_panel(&b, &base, &bare);
 
     // The hooks down: the panel says so in words and keeps the input.
     b.goto(&format!("{base}/panel/"));
@@ -711,4 +714,221 @@ fn catalog_and_panel_in_headless_chromium() {
         }
         b.screenshot(&format!("invoice-{lang}"));
     }
+}
+
+/// A hooks call made by the page itself (a synchronous XHR, so the test reads its answer):
+/// the status and the JSON body.
+fn xhr(
+    b: &Browser,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let script = format!(
+        "var x = new XMLHttpRequest(); x.open({}, {}, false); \
+         x.setRequestHeader('Content-Type', 'application/json'); \
+         if ({}) {{ x.setRequestHeader('Authorization', 'Bearer ' + {}); }} \
+         x.send({}); var j = null; try {{ j = JSON.parse(x.responseText); }} catch (e) {{}} \
+         return [x.status, j];",
+        json!(method),
+        json!(path),
+        json!(token.is_some()),
+        json!(token.unwrap_or_default()),
+        body.map_or("null".to_owned(), |b| json!(b.to_string()).to_string()),
+    );
+    let v = b.js(&script);
+    (v[0].as_u64().unwrap() as u16, v[1].clone())
+}
+
+/// Logs in with the panel's form (the fields emptied first).
+fn panel_login(b: &Browser, customer: &str, password: &str) {
+    b.js("document.getElementById('login-customer').value = ''; document.getElementById('login-password').value = '';");
+    b.type_in("#login-customer", customer);
+    b.type_in("#login-password", password);
+    b.click("#login-submit");
+}
+
+/// The text of a message box once it shows `kind` (`ok` or `error`).
+fn message(b: &Browser, id: &str, kind: &str) -> String {
+    let v = b.wait(&format!(
+        "document.getElementById('{id}') && document.getElementById('{id}').className.indexOf('{kind}') >= 0 && document.getElementById('{id}').innerText"
+    ));
+    v.as_str().unwrap().to_owned()
+}
+
+/// The link of the password reset mail queued for c-0001 in the repo, and its token.
+fn reset_link(bare: &Path) -> (String, String) {
+    let names = git(
+        bare,
+        &["ls-tree", "-r", "--name-only", "main", "mail/outbox/"],
+    );
+    let name = names
+        .lines()
+        .find(|n| n.contains("/password-reset.c-0001."))
+        .expect("a queued reset mail");
+    let raw = git(bare, &["show", &format!("main:{name}")]);
+    let m = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap();
+    let to = m.to().and_then(|a| a.first()).and_then(|a| a.address());
+    assert_eq!(to, Some("jane@example.net"));
+    let text = m.body_text(0).unwrap().into_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("?reset="))
+        .expect("a reset link in the mail")
+        .to_owned();
+    let token = link.rsplit("?reset=").next().unwrap().to_owned();
+    (link, token)
+}
+
+/// RFC 4648 base32 (the key an authenticator app is given).
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut n, mut out) = (0u64, 0u32, Vec::new());
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base32") as u64;
+        bits = (bits << 5) | v;
+        n += 5;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+/// The account section: password change, the reset flow from the login page (the token read
+/// from the mail queued in the repo), two-factor enrolment with its QR code and a login with
+/// a recovery code, API keys, and "log out everywhere". Leaves c-0001 logged in.
+fn account_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || {
+        git(bare, &["log", "-1", "--format=%s", "main"])
+            .trim()
+            .to_owned()
+    };
+
+    // Password change: this session goes on with a new token, another one is logged out.
+    b.goto(&format!("{base}/panel/"));
+    b.wait(
+        "!document.getElementById('account').hidden && document.getElementById('twofactor-start')",
+    );
+    let (s, other) = xhr(
+        b,
+        "POST",
+        "/api/login",
+        None,
+        Some(&json!({"customer": "c-0001", "password": "demo-jane"})),
+    );
+    assert_eq!(s, 200, "{other}");
+    let other = other["token"].as_str().unwrap().to_owned();
+    b.type_in("#pw-current", "demo-jane");
+    b.type_in("#pw-new", "jane-changed-1");
+    b.type_in("#pw-confirm", "jane-changed-2");
+    b.click("#pw-submit");
+    assert!(message(b, "msg-password", "error").contains("differ"));
+    b.js("document.getElementById('pw-confirm').value = '';");
+    b.type_in("#pw-confirm", "jane-changed-1");
+    b.click("#pw-submit");
+    let msg = message(b, "msg-password", "ok");
+    assert!(msg.contains("Password changed"), "{msg}");
+    assert_eq!(last(), "c-0001: change the password (site)");
+    assert_eq!(xhr(b, "GET", "/api/me", Some(&other), None).0, 401);
+    b.screenshot("panel-password");
+    b.goto(&format!("{base}/panel/"));
+    b.wait("!document.getElementById('account').hidden && document.getElementById('vps-table')");
+
+    // Forgot password, from the login page; the link of the mail sets a new one, once.
+    b.click("#logout");
+    b.wait("!document.getElementById('login').hidden");
+    b.click("#forgot-open");
+    b.wait("!document.getElementById('forgot-form').hidden");
+    b.js("document.getElementById('forgot-customer').value = '';");
+    b.type_in("#forgot-customer", "jane@example.net");
+    b.click("#forgot-submit");
+    let msg = message(b, "forgot-message", "ok");
+    assert!(msg.contains("on its way"), "{msg}");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "forgot");
+    b.screenshot("panel-forgot");
+    assert_eq!(last(), "c-0001: ask for a password reset by mail (site)");
+    let (link, token) = reset_link(bare);
+    assert!(
+        link.starts_with("http://127.0.0.1:8080/panel/?reset=c-0001."),
+        "{link}"
+    );
+    b.goto(&format!("{base}/panel/?reset={token}"));
+    b.wait("!document.getElementById('reset').hidden && document.getElementById('login').hidden");
+    let href = b.js("return location.href");
+    assert!(!href.as_str().unwrap().contains(&token), "{href}");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "reset");
+    b.screenshot("panel-reset");
+    b.type_in("#reset-password", "jane-reset-pass");
+    b.type_in("#reset-confirm", "jane-reset-pass");
+    b.click("#reset-submit");
+    let msg = message(b, "login-message", "ok");
+    assert!(msg.contains("new password is set"), "{msg}");
+    assert_eq!(last(), "c-0001: reset the password by mail (site)");
+    let again = json!({"token": token, "password": "another-password"});
+    let (s, v) = xhr(b, "POST", "/api/password/reset", None, Some(&again));
+    assert_eq!((s, v["error"].as_str()), (422, Some("reset_invalid")));
+    panel_login(b, "c-0001", "jane-reset-pass");
+    b.wait(
+        "!document.getElementById('account').hidden && document.getElementById('twofactor-start')",
+    );
+
+    // Two-factor login: the QR code is an image, a code of the key turns it on.
+    b.click("#twofactor-start");
+    b.wait("document.getElementById('twofactor-qr') && document.getElementById('twofactor-qr').complete && document.getElementById('twofactor-qr').naturalWidth > 0");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "two-factor setup");
+    b.screenshot("panel-2fa");
+    let secret = base32_decode(&b.text("#twofactor-secret"));
+    let code = hooks::twofactor::code_at(&secret, chrono::Utc::now().timestamp()).unwrap();
+    b.type_in("#twofactor-code", &code);
+    b.click("#twofactor-confirm");
+    b.wait("document.querySelectorAll('#recovery-codes li').length === 10");
+    let codes: Vec<String> = serde_json::from_value(b.js(
+        "return Array.prototype.map.call(document.querySelectorAll('#recovery-codes code'), function (c) { return c.textContent; });",
+    ))
+    .unwrap();
+    assert!(b.text("#twofactor-state").starts_with("On"));
+    assert_eq!(last(), "c-0001: turn on two-factor login (site)");
+    b.screenshot("panel-2fa-on");
+
+    // API keys: made (shown once), listed, working, revoked.
+    b.type_in("#apikey-name", "monitoring");
+    b.click("#apikey-scope-power");
+    b.click("#apikey-submit");
+    let key = b.wait(
+        "document.getElementById('apikey-new') && document.getElementById('apikey-new').innerText",
+    );
+    let key = key.as_str().unwrap().trim().to_owned();
+    assert!(key.starts_with("gvk.c-0001."), "{key}");
+    b.wait("document.getElementById('apikeys-table')");
+    let table = b.text("#apikeys-table");
+    assert!(
+        table.contains("monitoring") && table.contains("read, power"),
+        "{table}"
+    );
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "API keys");
+    b.screenshot("panel-apikeys");
+    assert_eq!(xhr(b, "GET", "/api/me", Some(&key), None).0, 200);
+    b.click("button[data-revoke]");
+    b.wait("document.getElementById('apikeys-none')");
+    assert_eq!(xhr(b, "GET", "/api/me", Some(&key), None).0, 401);
+
+    // Log out everywhere; then the login asks for the second factor, and a recovery code works.
+    b.click("#logout-all");
+    b.wait("document.getElementById('logout-all-yes') === document.activeElement");
+    b.click("#logout-all-yes");
+    let msg = message(b, "login-message", "ok");
+    assert!(msg.contains("logged out everywhere"), "{msg}");
+    assert_eq!(last(), "c-0001: log out everywhere (site)");
+    panel_login(b, "c-0001", "jane-reset-pass");
+    b.wait("!document.getElementById('login-otp-field').hidden && document.activeElement.id === 'login-otp'");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "second factor");
+    b.screenshot("panel-login-otp");
+    b.keys(&format!("{}\u{E007}", codes[0]));
+    b.wait("!document.getElementById('account').hidden && document.getElementById('vps-table')");
+    assert_eq!(last(), "c-0001: use a recovery code (site)");
 }

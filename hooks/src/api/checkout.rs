@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{authenticate, bearer};
-use super::{ApiError, App, Authed, ClientAddr, JsonBody, MAX_PASSWORD, MIN_PASSWORD, parse_vps};
+use super::{ApiError, App, Authed, ClientAddr, JsonBody, parse_vps};
 use crate::billing::{
     Book, Due, MAX_NAME, NewCustomer, OrderCustomer, Purchase, check_line, order_lines, orderable,
     renewal_due,
@@ -22,7 +22,7 @@ use crate::billing::{
 use crate::catalog::catalog;
 use crate::decide::{Refusal, dry_place, own_vps};
 use crate::stripe::{Checkout, CheckoutError, CheckoutLine, CheckoutRequest};
-use crate::{auth, throttle};
+use crate::throttle;
 
 fn checkout(app: &App) -> Result<&Checkout, ApiError> {
     app.checkout.as_ref().ok_or_else(|| {
@@ -386,26 +386,9 @@ async fn new_customer(app: &App, n: NewCustomerReq) -> Result<NewCustomer, ApiEr
     let email = n.email.trim().parse().map_err(|e| field("email", e))?;
     let language = model::values::parse_keyword::<Language>(n.language.as_deref().unwrap_or("en"))
         .map_err(|e| field("language", e))?;
-    let len = n.password.chars().count();
-    if len < MIN_PASSWORD || n.password.len() > MAX_PASSWORD {
-        return Err(field(
-            "password",
-            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
-        ));
-    }
+    super::password_rule(&n.password).map_err(|e| field("password", e))?;
     let settings = app.store.snapshot().await?.inv.settings.hooks.clone();
-    let password = n.password;
-    let password_hash = app
-        .argon2(&settings, false, move || auth::hash_password(&password))
-        .await?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot hash a password");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        })?;
+    let password_hash = app.hash_new_password(&settings, n.password).await?;
     Ok(NewCustomer {
         name,
         company,

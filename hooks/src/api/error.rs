@@ -94,6 +94,7 @@ impl From<Refusal> for ApiError {
             Refusal::Unauthorized => {
                 ApiError::unauthorized("the session is invalid or has expired; log in again")
             }
+            Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");
                 ApiError::new(

@@ -181,6 +181,7 @@ async fn api_key(app: &App, key: String) -> Result<Authed, ApiError> {
     };
     let (customer, id, secret) = apikeys::parse_key(&key).ok_or_else(refused)?;
     let c = customer.clone();
+    let now = Utc::now().timestamp();
     let (found, snapshot) = app
         .store
         .read(move |v| {
@@ -193,7 +194,8 @@ async fn api_key(app: &App, key: String) -> Result<Authed, ApiError> {
                 .flatten()
                 .and_then(|text| {
                     apikeys::find(&apikeys::parse_file(&text), &c, &id, &secret).cloned()
-                });
+                })
+                .filter(|k| k.live(now));
             (found, v.snapshot.clone())
         })
         .await?;

@@ -20,7 +20,13 @@ use crate::decide::Change;
 pub(super) struct CreateReq {
     name: String,
     scopes: Vec<String>,
+    /// Days the key works, 1 to [`MAX_KEY_DAYS`]; none: until revoked.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
+
+/// Longest life of an expiring key, in days (ten years).
+const MAX_KEY_DAYS: u32 = 3650;
 
 pub(super) async fn create(
     State(app): State<Arc<App>>,
@@ -55,6 +61,14 @@ pub(super) async fn create(
         ));
     }
     scopes.sort();
+    if let Some(d) = req.expires_in_days
+        && !(1..=MAX_KEY_DAYS).contains(&d)
+    {
+        return Err(ApiError::unprocessable(
+            "bad_key",
+            format!("expires_in_days must be 1 to {MAX_KEY_DAYS}"),
+        ));
+    }
     let random: [u8; 20] = crate::config::random_bytes().map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,7 +76,11 @@ pub(super) async fn create(
             "internal error",
         )
     })?;
-    let (text, key) = apikeys::new_key(&a.customer, name, scopes, random, Utc::now().timestamp());
+    let now = Utc::now().timestamp();
+    let (text, mut key) = apikeys::new_key(&a.customer, name, scopes, random, now);
+    key.expires = req
+        .expires_in_days
+        .map(|d| now.saturating_add(i64::from(d) * 86_400));
     let shown = key.clone();
     let c = app
         .store
@@ -81,6 +99,7 @@ pub(super) async fn create(
         "id": shown.id,
         "name": shown.name,
         "scopes": shown.scopes,
+        "expires": shown.expires,
         "commit": c.commit,
     }))
     .into_response();

@@ -1,6 +1,7 @@
 //! The HTTP layer: one axum `Router` for Lambda and `gitvps serve`. Handlers, one module per
 //! resource, parse and check input, authenticate, and hand changes to the store.
 
+mod account;
 mod checkout;
 mod error;
 mod extract;
@@ -40,6 +41,17 @@ pub use session::me_view;
 pub const MAX_PASSWORD: usize = 1024;
 /// Shortest password a new customer may choose.
 pub const MIN_PASSWORD: usize = 8;
+
+/// The rule of a new password (an order's, a change's, a reset's): [`MIN_PASSWORD`] characters
+/// to [`MAX_PASSWORD`] bytes.
+fn password_rule(p: &str) -> Result<(), String> {
+    if p.chars().count() < MIN_PASSWORD || p.len() > MAX_PASSWORD {
+        return Err(format!(
+            "must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        ));
+    }
+    Ok(())
+}
 /// Most argon2 runs at once (each takes 64 MiB): more logins wait their turn, within a bound.
 pub const ARGON2_SLOTS: usize = 4;
 
@@ -107,6 +119,26 @@ impl App {
         }
     }
 
+    /// Hashes a new password (an order's, a reset's) in the queue, outside the reserved lane.
+    async fn hash_new_password(
+        &self,
+        settings: &HooksSettings,
+        password: String,
+    ) -> Result<model::values::PasswordHash, ApiError> {
+        self.argon2(settings, false, move || {
+            crate::auth::hash_password(&password)
+        })
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot hash a password");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        })
+    }
+
     /// 429 `busy` at once when a request outside the reserved lane would wait for a hashing
     /// slot longer than the bound: no fetch, no parse, no work for a flood.
     fn argon2_has_room(&self, settings: &HooksSettings) -> Result<(), ApiError> {
@@ -157,6 +189,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", post(session::login))
         .route("/me", get(session::me))
         .route("/logout-all", post(session::logout_all))
+        .route("/password", post(account::change))
+        .route("/password/forgot", post(account::forgot))
+        .route("/password/reset", post(account::reset))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/2fa/setup", post(twofactor::setup))
@@ -212,6 +247,11 @@ fn parse_vps(id: &str) -> Result<VpsId, ApiError> {
 }
 
 fn answer(c: Committed) -> Response {
+    axum::Json(answer_value(c)).into_response()
+}
+
+/// The JSON of an accepted change: its decision, `ok`, `changed` and `commit`.
+fn answer_value(c: Committed) -> Value {
     let mut v = serde_json::to_value(&c.decision).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("ok".into(), true.into());
@@ -220,6 +260,16 @@ fn answer(c: Committed) -> Response {
             "commit".into(),
             c.commit.map(Value::from).unwrap_or(Value::Null),
         );
+    }
+    v
+}
+
+/// [`answer`] with the fields of `extra` (an object) added: what a change shows once (a new
+/// token).
+fn answer_with(c: Committed, extra: Value) -> Response {
+    let mut v = answer_value(c);
+    if let (Value::Object(m), Value::Object(x)) = (&mut v, extra) {
+        m.extend(x);
     }
     axum::Json(v).into_response()
 }

@@ -168,7 +168,7 @@ async fn second_factor(
 }
 
 /// The customer a login names: by id, or by e-mail (unique, case-insensitively).
-fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
+pub(super) fn find_customer<'a>(inv: &'a Inventory, asked: &str) -> Option<&'a model::Customer> {
     match asked.parse::<CustomerId>() {
         Ok(id) => inv.customers.get(&id),
         Err(_) => inv
@@ -270,7 +270,14 @@ pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Respons
     let customer = a.customer;
     let view = app
         .store
-        .read(move |v| me_view(v.snapshot, &customer))
+        .read(move |v| {
+            me_view(v.snapshot, &customer).map(|mut view| {
+                // Whether two-factor login is on, for the panel's account section.
+                let tf = crate::twofactor::twofactor_path(&customer);
+                view["customer"]["two_factor"] = v.tree.exists(&tf).into();
+                view
+            })
+        })
         .await?;
     view.map(|v| axum::Json(v).into_response())
         .ok_or_else(ApiError::not_found)

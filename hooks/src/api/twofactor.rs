@@ -62,9 +62,11 @@ pub(super) async fn setup(State(app): State<Arc<App>>, a: Authed) -> Result<Resp
     let blob = twofactor::seal_setup(key, &a.customer, &secret, Utc::now().timestamp())
         .map_err(internal)?;
     let issuer = &a.snapshot.inv.settings.site.name;
+    let url = twofactor::otpauth_url(issuer, &a.customer, &secret);
     Ok(axum::Json(json!({
         "secret": twofactor::base32(&secret),
-        "otpauth_url": twofactor::otpauth_url(issuer, &a.customer, &secret),
+        "qr_svg": twofactor::qr_svg(&url),
+        "otpauth_url": url,
         "setup": blob,
         "expires_in": twofactor::SETUP_TTL_SECS,
     }))

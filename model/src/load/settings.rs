@@ -42,6 +42,8 @@ const HOOKS_KEYS: &[&str] = &[
     "per_minute",
     "per_day",
     "tickets_per_day",
+    "reset_valid_minutes",
+    "resets_per_day",
 ];
 
 const RECONCILER_KEYS: &[&str] = &[
@@ -155,6 +157,17 @@ fn parse_hooks(r: &mut Reader<'_>, o: &mut Origin, h: &Obj<'_>, c: &mut HooksSet
         &mut c.tickets_per_day,
         at_least_one,
     );
+    h.set_checked(
+        r,
+        o,
+        "reset_valid_minutes",
+        &mut c.reset_valid_minutes,
+        |&v: &u32| match v {
+            1..=1440 => Ok(()),
+            _ => Err("must be 1 to 1440 (a day)".to_owned()),
+        },
+    );
+    h.set_checked(r, o, "resets_per_day", &mut c.resets_per_day, at_least_one);
     h.finish(r);
 }
 
