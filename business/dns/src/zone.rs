@@ -229,14 +229,19 @@ fn v6_zones(pre: Ipv6Net) -> Vec<String> {
 
 /// `C.B.A.in-addr.arpa` of an octet-aligned network (/8, /16 or /24).
 fn v4_aligned_zone(net: Ipv4Net) -> String {
-    let n = usize::from(net.prefix_len() / 8);
-    let mut labels: Vec<String> = net.network().octets()[..n]
+    let octets: Vec<String> = net.network().octets().iter().map(u8::to_string).collect();
+    reversed_name(&octets, usize::from(net.prefix_len() / 8), "in-addr.arpa")
+}
+
+/// The first `n` labels (octets or nibbles, most significant first) reversed, then `suffix`.
+fn reversed_name(labels: &[String], n: usize, suffix: &str) -> String {
+    let mut out: Vec<&str> = labels[..n.min(labels.len())]
         .iter()
-        .map(u8::to_string)
+        .map(String::as_str)
         .collect();
-    labels.reverse();
-    labels.push("in-addr.arpa".into());
-    labels.join(".")
+    out.reverse();
+    out.push(suffix);
+    out.join(".")
 }
 
 /// RFC 2317 (section 4) zone of a network smaller than a /24: `<first>-<prefix>.C.B.A.in-addr.arpa`,
@@ -254,14 +259,8 @@ fn nibbles(ip: Ipv6Addr) -> Vec<char> {
 
 /// `<nibbles reversed>.ip6.arpa` of a nibble-aligned prefix.
 fn v6_aligned_zone(net: Ipv6Net) -> String {
-    let n = usize::from(net.prefix_len() / 4);
-    let mut labels: Vec<String> = nibbles(net.network())[..n]
-        .iter()
-        .map(char::to_string)
-        .collect();
-    labels.reverse();
-    labels.push("ip6.arpa".into());
-    labels.join(".")
+    let nibbles: Vec<String> = nibbles(net.network()).iter().map(char::to_string).collect();
+    reversed_name(&nibbles, usize::from(net.prefix_len() / 4), "ip6.arpa")
 }
 
 /// The reversed labels of `ip` below the first `skip` labels (octets or nibbles), as an
