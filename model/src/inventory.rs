@@ -447,11 +447,20 @@ pub struct Vps {
     pub actions: Actions,
     /// Monitoring.
     pub monitor: Monitor,
+    /// Reverse DNS names the customer chose (`[ptr]`), by address: each address is one of the
+    /// VPS's IPv4 addresses or inside one of its /64s. Others get [`Vps::hostname`].
+    pub ptr: BTreeMap<IpAddr, Hostname>,
     /// Where it was defined.
     pub origin: Origin,
 }
 
 impl Vps {
+    /// Whether `ip` is one of this VPS's addresses: one of its IPv4 addresses, or inside one
+    /// of its IPv6 /64s.
+    pub fn owns(&self, ip: IpAddr) -> bool {
+        self.ips.iter().any(|a| a.contains(ip))
+    }
+
     /// The IPv4 addresses.
     pub fn ipv4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.ips.iter().filter_map(|a| match a {

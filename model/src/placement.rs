@@ -226,6 +226,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         destroyed: None,
         actions: Actions::default(),
         monitor: Monitor::default(),
+        ptr: std::collections::BTreeMap::new(),
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::OsId;
 use crate::policy::{InvoiceRule, PaymentMethod, TaxRate};
-use crate::values::{Country, Email, Hostname};
+use crate::values::{AbsPath, Country, Email, Host, Hostname, SshPublicKey, UnixUser};
 
 /// The secrets gitvps reads, by environment variable name, with what each is.
 /// They never come from a file in the repository.
@@ -58,6 +58,84 @@ pub struct Settings {
     pub vps: VpsDefaults,
     /// The customer hooks: client addresses, login back-off, quotas.
     pub hooks: HooksSettings,
+    /// DNS: the zones built from the inventory and the servers they are published to.
+    pub dns: DnsSettings,
+}
+
+/// `[dns]`: the reverse zones of the pools and the forward zone of `[vps] domain`, built by
+/// `gitvps dns build` and published by `gitvps dns apply` (see `docs/dns.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DnsSettings {
+    /// The NS records of every zone; the first is the SOA's primary name server. Empty: DNS
+    /// is not set up, and `gitvps dns` refuses to build.
+    pub nameservers: Vec<Hostname>,
+    /// The SOA's responsible mailbox; `None`: `[mail] from`.
+    pub contact: Option<Email>,
+    /// TTL of every record, in seconds.
+    pub ttl: u32,
+    /// The SOA minimum: how long resolvers cache a "no such name", in seconds.
+    pub negative_ttl: u32,
+    /// Whether a customer's PTR name must resolve to the address before the hooks accept it.
+    pub forward_confirm: bool,
+    /// Servers the zones are published to over SSH (`[[dns.server]]`).
+    pub servers: Vec<DnsServer>,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            nameservers: Vec::new(),
+            contact: None,
+            ttl: 3600,
+            negative_ttl: 3600,
+            forward_confirm: false,
+            servers: Vec::new(),
+        }
+    }
+}
+
+crate::values::keyword!(
+    /// The authoritative DNS server software on a `[[dns.server]]`: how a changed zone is
+    /// reloaded and how the zone list it includes is written.
+    DnsBackend, "DNS server backend", {
+        /// Knot DNS: `knotc zone-reload ZONE`, `knotc reload` for a new zone list.
+        Knot = "knot",
+        /// BIND 9: `rndc reload ZONE`, `rndc reconfig` for a new zone list.
+        Bind = "bind",
+    }
+);
+
+/// One `[[dns.server]]`: an authoritative server reached over SSH like a node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DnsServer {
+    /// Where its sshd listens.
+    pub address: Host,
+    /// The sshd port.
+    pub port: u16,
+    /// The user gitvps logs in as.
+    pub user: UnixUser,
+    /// Run the commands through `sudo -n`.
+    pub sudo: bool,
+    /// The pinned SSH host key.
+    pub host_key: SshPublicKey,
+    /// The folder gitvps owns on the server: one `<zone>.zone` file per zone and the zone list
+    /// `gitvps-zones.conf` the server's configuration includes.
+    pub dir: AbsPath,
+    /// The server software.
+    pub backend: DnsBackend,
+    /// Knot: the control socket (`knotc -s`); BIND: the rndc configuration (`rndc -c`).
+    /// `None`: the tool's default.
+    pub control: Option<AbsPath>,
+}
+
+impl DnsServer {
+    /// `address:port`, how messages name the server.
+    pub fn name(&self) -> String {
+        match &self.address {
+            Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            a => format!("{a}:{}", self.port),
+        }
+    }
 }
 
 /// `[hooks]`: how the customer endpoints tell clients apart and how much each may do.
@@ -236,6 +314,7 @@ impl Default for Settings {
                 id_prefix: "xen".to_owned(),
             },
             hooks: HooksSettings::default(),
+            dns: DnsSettings::default(),
         }
     }
 }

@@ -1119,6 +1119,17 @@ impl FromStr for VpsAddr {
     }
 }
 
+impl VpsAddr {
+    /// Whether `ip` is this address (IPv4) or inside this /64 (IPv6).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (VpsAddr::V4(a), IpAddr::V4(ip)) => *a == ip,
+            (VpsAddr::V6(n), IpAddr::V6(ip)) => n.contains(&ip),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for VpsAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -204,6 +204,44 @@ fn declared_overcommit_makes_the_fleet_valid() {
     assert_eq!(valid.replace("overcommit = { ram = 2 }\n", ""), broken);
 }
 
+/// `valid/dns`: `[dns]` with one server (defaults filled in) and a VPS naming the PTR of its
+/// IPv4 address and of an address inside its /64, written in a non-canonical form.
+#[test]
+fn dns_settings_and_ptr_load_typed() {
+    use model::settings::DnsBackend;
+
+    let repo = build(&fixtures().join("valid/dns"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let dns = &inv.settings.dns;
+    let ns: Vec<&str> = dns.nameservers.iter().map(|n| n.as_str()).collect();
+    assert_eq!(ns, ["ns1.example.net", "ns2.example.net"]);
+    assert_eq!(dns.ttl, 600);
+    assert_eq!(dns.negative_ttl, 3600);
+    assert_eq!(dns.servers.len(), 1);
+    let server = &dns.servers[0];
+    assert_eq!(server.name(), "192.0.2.53:22");
+    assert_eq!(server.backend, DnsBackend::Knot);
+    assert!(!server.sudo);
+    assert_eq!(server.control, None);
+
+    let vps = &inv.vps[&"xen01".parse::<VpsId>().unwrap()];
+    let ptr: Vec<String> = vps
+        .ptr
+        .iter()
+        .map(|(ip, name)| format!("{ip} {name}"))
+        .collect();
+    assert_eq!(
+        ptr,
+        [
+            "66.255.255.10 mail.example.net",
+            "2001:db8:66:1::25 mx.example.net"
+        ]
+    );
+    assert!(vps.owns("2001:db8:66:1::25".parse().unwrap()));
+    assert!(!vps.owns("2001:db8:66:2::1".parse().unwrap()));
+    assert!(!vps.owns("66.255.255.11".parse().unwrap()));
+}
+
 /// `valid/kvm-user-network`: node0109 runs KVM with software emulation and user-mode
 /// networking, node0201 KVM on a named bridge (inline table), and the plan has disk caps.
 #[test]

@@ -53,7 +53,7 @@ pub fn keygen(path: &Path, comment: &str) -> String {
         .to_owned()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -149,6 +149,7 @@ impl Drop for Sshd {
 }
 
 pub mod fleet;
+pub mod knot;
 pub mod kvm;
 pub mod smtp;
 

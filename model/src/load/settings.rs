@@ -19,6 +19,20 @@ const SETTINGS_KEYS: &[&str] = &[
     "reconciler",
     "vps",
     "hooks",
+    "dns",
+];
+
+const DNS_KEYS: &[&str] = &[
+    "nameservers",
+    "contact",
+    "ttl",
+    "negative_ttl",
+    "forward_confirm",
+    "server",
+];
+
+const DNS_SERVER_KEYS: &[&str] = &[
+    "address", "port", "user", "sudo", "host_key", "dir", "backend", "control",
 ];
 
 const BILLING_KEYS: &[&str] = &[
@@ -108,6 +122,9 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     }
     if let Some(h) = top.sub(r, &mut o, "hooks", HOOKS_KEYS) {
         parse_hooks(r, &mut o, &h, &mut s.hooks);
+    }
+    if let Some(d) = top.sub(r, &mut o, "dns", DNS_KEYS) {
+        parse_dns(r, &mut o, &d, &mut s.dns);
     }
     build(r, &top, || Some(s))
 }
@@ -319,4 +336,67 @@ fn parse_seller(r: &mut Reader<'_>, o: &mut Origin, s: &Obj<'_>, c: &mut SellerS
     c.tax_id = s.opt(r, o, "tax_id");
     c.email = s.opt(r, o, "email");
     s.finish(r);
+}
+
+/// `[dns]`: name servers, SOA contact and timers, and the `[[dns.server]]` list.
+fn parse_dns(r: &mut Reader<'_>, o: &mut Origin, d: &Obj<'_>, c: &mut DnsSettings) {
+    if d.has("nameservers") {
+        c.nameservers = d.list(r, o, "nameservers");
+        no_duplicates(r, o, d, "nameservers");
+    }
+    c.contact = d.opt(r, o, "contact");
+    let at_least_one = |&v: &u32| match v {
+        0 => Err("must be at least 1".to_owned()),
+        _ => Ok(()),
+    };
+    d.set_checked(r, o, "ttl", &mut c.ttl, at_least_one);
+    d.set_checked(r, o, "negative_ttl", &mut c.negative_ttl, at_least_one);
+    d.set(r, o, "forward_confirm", &mut c.forward_confirm);
+    if let Some(item) = d.table().get("server").filter(|i| !i.is_none()) {
+        o.record(&d.field("server"), r.src.pos_of(d.span_of("server")));
+        let tables: Vec<(&dyn TableLike, Option<std::ops::Range<usize>>)> =
+            match (item.as_array_of_tables(), item.as_array()) {
+                (Some(a), _) => a.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+                (None, Some(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_inline_table().map(|t| (t as &dyn TableLike, v.span())))
+                    .collect(),
+                (None, None) => {
+                    d.error(r, "server", "expected [[dns.server]] tables");
+                    Vec::new()
+                }
+            };
+        for (i, (t, span)) in tables.into_iter().enumerate() {
+            let prefix = d.field(&format!("server[{i}]."));
+            let s = Obj::new(t, prefix, span, DNS_SERVER_KEYS);
+            if let Some(server) = parse_dns_server(r, o, &s) {
+                c.servers.push(server);
+            }
+        }
+    }
+    d.finish(r);
+}
+
+/// One `[[dns.server]]`: reached over SSH like a node (address, port, user, pinned host key).
+fn parse_dns_server(r: &mut Reader<'_>, o: &mut Origin, s: &Obj<'_>) -> Option<DnsServer> {
+    let address = s.req(r, o, "address");
+    let port = s.opt(r, o, "port").unwrap_or(22);
+    let user = s.req(r, o, "user");
+    let sudo = s.opt(r, o, "sudo").unwrap_or(false);
+    let host_key = s.req(r, o, "host_key");
+    let dir = s.req(r, o, "dir");
+    let backend = s.kw(r, o, "backend").unwrap_or(DnsBackend::Knot);
+    let control = s.opt(r, o, "control");
+    build(r, s, || {
+        Some(DnsServer {
+            address: address?,
+            port,
+            user: user?,
+            sudo,
+            host_key: host_key?,
+            dir: dir?,
+            backend,
+            control,
+        })
+    })
 }

@@ -1,6 +1,9 @@
 //! Parsing one `inventory/vps/<id>.toml`: whose VPS it is, where it runs, its addresses,
 //! system, power and contract state, pending actions and monitoring.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use toml_edit::TableLike;
 
 use super::build;
@@ -27,6 +30,7 @@ const VPS_KEYS: &[&str] = &[
     "destroyed",
     "actions",
     "monitor",
+    "ptr",
 ];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
@@ -48,6 +52,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let destroyed = v.opt(r, &mut o, "destroyed");
     let actions = parse_actions(r, &mut o, &v);
     let monitor = parse_monitor(r, &mut o, &v);
+    let ptr = parse_ptr(r, &mut o, &v, &ips);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -67,6 +72,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             destroyed,
             actions,
             monitor,
+            ptr,
             origin: o,
         })
     })
@@ -97,4 +103,87 @@ fn parse_monitor(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Monitor {
         m.finish(r);
     }
     monitor
+}
+
+/// `[ptr]`: reverse DNS names by address (`"66.255.255.34" = "mail.example.net"`). Each key is
+/// an address the VPS owns (one of its IPv4 addresses, or inside one of its /64s) and each
+/// value a host name; every bad entry is an error at its own line.
+fn parse_ptr(
+    r: &mut Reader<'_>,
+    o: &mut Origin,
+    v: &Obj<'_>,
+    ips: &[VpsAddr],
+) -> BTreeMap<IpAddr, Hostname> {
+    let mut out = BTreeMap::new();
+    let Some(item) = v.table().get("ptr").filter(|i| !i.is_none()) else {
+        return out;
+    };
+    let Some(t) = item.as_table_like() else {
+        v.error(
+            r,
+            "ptr",
+            "expected a table of addresses to host names, like { \"192.0.2.10\" = \"mail.example.net\" }",
+        );
+        return out;
+    };
+    o.record("ptr", r.src.pos_of(v.span_of("ptr")));
+    for (key, item) in t.iter() {
+        let field = format!("ptr.\"{}\"", key.escape_debug());
+        let key_span = t
+            .key(key)
+            .and_then(toml_edit::Key::span)
+            .or_else(|| item.span());
+        let vspan = item.span().or_else(|| key_span.clone());
+        o.record(&field, r.src.pos_of(vspan.clone()));
+        let ip = match key.parse::<IpAddr>() {
+            Err(_) => {
+                r.error(
+                    key_span,
+                    &field,
+                    format!("`{}` is not an IP address", key.escape_debug()),
+                );
+                None
+            }
+            Ok(ip) if !ips.iter().any(|a| a.contains(ip)) => {
+                let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                r.error(
+                    key_span,
+                    &field,
+                    format!(
+                        "{ip} is not an address of this VPS (its addresses: {})",
+                        if list.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            list.join(", ")
+                        }
+                    ),
+                );
+                None
+            }
+            Ok(ip) if out.contains_key(&ip) => {
+                r.error(key_span, &field, format!("{ip} is named twice in [ptr]"));
+                None
+            }
+            Ok(ip) => Some(ip),
+        };
+        let name = match item.as_str().map(str::parse::<Hostname>) {
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => {
+                r.error(vspan, &field, e);
+                None
+            }
+            None => {
+                r.error(
+                    vspan,
+                    &field,
+                    "expected a host name like \"mail.example.net\"",
+                );
+                None
+            }
+        };
+        if let (Some(ip), Some(name)) = (ip, name) {
+            out.insert(ip, name);
+        }
+    }
+    out
 }

@@ -13,6 +13,7 @@ pub mod bench_login;
 pub mod billing;
 #[cfg(feature = "sim")]
 pub mod demo;
+pub mod dns;
 pub mod inventory;
 pub mod invoice;
 #[cfg(feature = "sim")]
@@ -76,6 +77,9 @@ pub enum Command {
     /// The static customer site: `gitvps site build [--out DIR]`.
     #[command(subcommand)]
     Site(site::SiteCommand),
+    /// DNS zones from the inventory: `gitvps dns build --out DIR`, `gitvps dns apply`.
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
+        Command::Dns(c) => dns::run(&cli.global, c),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]
