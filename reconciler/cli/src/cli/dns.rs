@@ -16,7 +16,7 @@ use executor::ssh::{Credentials, Timeouts};
 /// The subcommands of `gitvps dns`.
 #[derive(Debug, Subcommand)]
 pub enum DnsCommand {
-    /// Write every zone (reverse zones of the pools, the forward zone of [vps] domain) into a
+    /// Write every zone (reverse zones of the pools, the forward zone of `[vps] domain`) into a
     /// folder, serials against the zones already there; checked with named-checkzone.
     Build(BuildArgs),
     /// Publish the zones that changed to the [[dns.server]]s of gitvps.toml over SSH and
