@@ -143,7 +143,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// The language's code in file names.
-fn lang_code(lang: Language) -> &'static str {
+pub(crate) fn lang_code(lang: Language) -> &'static str {
     match lang {
         Language::En => "en",
         Language::Zh => "zh",
