@@ -16,8 +16,7 @@ use model::{Inventory, Settings};
 use serde_json::json;
 
 use crate::JobError;
-use crate::git::{PUSH_TRIES, Pushed, Worktree};
-use crate::send::{self, Sent};
+use crate::git::Worktree;
 
 /// Folder of the payment records the hooks write.
 pub const PAYMENTS_DIR: &str = "billing/payments";
@@ -65,52 +64,23 @@ pub fn read_ledger(root: &Path) -> Result<Ledger, JobError> {
 /// Decides today's run on the work tree's head, and unless `dry_run`, writes it, commits it
 /// and pushes it (deciding again on the new head when the push loses a race).
 pub fn run(wt: &Worktree, opts: &Options) -> Result<Report, JobError> {
-    for _ in 0..PUSH_TRIES {
-        let root = wt.root();
+    let ((run, skipped), commit) = crate::land(wt, PATHS, opts.push.as_ref(), |root| {
         let inv = Inventory::load(root).map_err(JobError::Inventory)?;
         let ledger = read_ledger(root)?;
         let decided = billing::dunning::decide(opts.today, &inv, &inv.settings, &ledger);
         if opts.dry_run || decided.is_empty() {
-            return Ok(Report {
-                run: decided,
-                commit: None,
-                skipped: Vec::new(),
-            });
+            return Ok(((decided, Vec::new()), None));
         }
         wt.ensure_clean(PATHS)?;
         let skipped = write(root, &inv, &decided, opts.now)?;
         let message = commit_message(&decided);
-        let commit = wt.commit(&message, PATHS)?;
-        let landed = match &opts.push {
-            None => true,
-            Some((remote, branch)) => match wt.push(remote, branch)? {
-                Pushed::Landed => true,
-                Pushed::LostRace => {
-                    tracing::info!("the billing commit lost a push race; deciding again");
-                    wt.reset_to_remote(remote, branch)?;
-                    false
-                }
-            },
-        };
-        if landed {
-            return Ok(Report {
-                run: decided,
-                commit,
-                skipped,
-            });
-        }
-    }
-    let (remote, branch) = opts.push.clone().unwrap_or_default();
-    Err(JobError::Races { remote, branch })
-}
-
-/// Sends the outbox and commits (and pushes) the sent log.
-pub fn send_outbox(
-    wt: &Worktree,
-    transport: &dyn mail::Transport,
-    opts: &Options,
-) -> Result<Sent, JobError> {
-    send::send_and_record(wt, transport, opts.now, opts.push.as_ref())
+        Ok(((decided, skipped), Some(message)))
+    })?;
+    Ok(Report {
+        run,
+        commit,
+        skipped,
+    })
 }
 
 /// Writes the run into the work tree: invoice files, VPS files, the outbox. Returns the mails
@@ -133,8 +103,7 @@ fn write(
     }
     let outbox = Outbox::open(root).map_err(|e| io_other("mail", &e))?;
     let templates = templates(root)?;
-    let s = &inv.settings;
-    let sender = Sender::new(s.mail.from.clone(), s.mail.from_name.clone());
+    let sender = sender(&inv.settings);
     let mut skipped = Vec::new();
     for m in &run.mails {
         let id: MailId = m.id.parse().map_err(|e| JobError::Mail {
@@ -149,16 +118,32 @@ fn write(
             skipped.push((m.id.clone(), why));
             continue;
         };
-        let draft = draft(inv, run, m, id.clone(), to.clone());
-        let bytes = mail::build(&draft, &sender, &templates, now).map_err(|e| JobError::Mail {
-            id: m.id.clone(),
-            message: model::diag::error_chain(&e),
-        })?;
-        outbox
-            .put(&id, &bytes)
-            .map_err(|e| io_other("mail/outbox", &e))?;
+        let draft = draft(inv, run, m, id, to.clone());
+        queue(&outbox, &templates, &sender, &draft, now)?;
     }
     Ok(skipped)
+}
+
+/// The sender of the repo's mails, from `[mail]`.
+pub(crate) fn sender(s: &Settings) -> Sender {
+    Sender::new(s.mail.from.clone(), s.mail.from_name.clone())
+}
+
+/// Renders a draft and puts it in the outbox; false when its id was already handled.
+pub(crate) fn queue(
+    outbox: &Outbox,
+    templates: &Templates,
+    sender: &Sender,
+    draft: &Draft,
+    now: DateTime<Utc>,
+) -> Result<bool, JobError> {
+    let bytes = mail::build(draft, sender, templates, now).map_err(|e| JobError::Mail {
+        id: draft.id.to_string(),
+        message: model::diag::error_chain(&e),
+    })?;
+    outbox
+        .put(&draft.id, &bytes)
+        .map_err(|e| io_other("mail/outbox", &e))
 }
 
 /// The mail templates: the embedded ones, overridden by the repo's `templates/mail/`.
@@ -282,7 +267,7 @@ fn commit_message(run: &Run) -> String {
     )
 }
 
-fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {
+pub(crate) fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {
     let dir = root.join(rel);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -307,14 +292,14 @@ fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobEr
     Ok(out)
 }
 
-fn read_file(root: &Path, rel: &str) -> Result<String, JobError> {
+pub(crate) fn read_file(root: &Path, rel: &str) -> Result<String, JobError> {
     std::fs::read_to_string(root.join(rel)).map_err(|source| JobError::Io {
         path: rel.to_owned(),
         source,
     })
 }
 
-fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), JobError> {
+pub(crate) fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), JobError> {
     let path = root.join(rel);
     let io = |source| JobError::Io {
         path: rel.to_owned(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod announce;
 pub mod apply;
 #[cfg(feature = "sim")]
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod nodesim;
 pub mod plan;
 pub mod serve;
 pub mod site;
+pub mod ticket;
 pub mod validate;
 pub mod vps;
 
@@ -66,6 +68,11 @@ pub enum Command {
     /// Outgoing mail: `gitvps mail send` sends what waits in mail/outbox.
     #[command(subcommand)]
     Mail(billing::MailCommand),
+    /// Mail every customer with a live VPS on a node, in a location, of a plan, or all of them.
+    Announce(announce::AnnounceArgs),
+    /// Support tickets: `gitvps ticket reply ID --body-file F [--close]`, `gitvps ticket close ID`.
+    #[command(subcommand)]
+    Ticket(ticket::TicketCommand),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
@@ -93,6 +100,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Vps(c) => vps::run(&cli.global, c),
         Command::Billing(c) => billing::run(&cli.global, c),
         Command::Mail(c) => billing::mail(&cli.global, c),
+        Command::Announce(a) => announce::run(&cli.global, &a),
+        Command::Ticket(c) => ticket::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
