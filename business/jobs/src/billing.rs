@@ -6,13 +6,15 @@
 
 use std::path::Path;
 
+use billing::NumberingError;
 use billing::dunning::{MailIntent, MailKind, Run};
 use billing::invoice::{INVOICES_DIR, Invoice, invoice_path, render};
 use billing::ledger::Ledger;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use mail::{Draft, Kind, MailId, Outbox, Sender, Templates, links};
 use model::load::paths;
-use model::{Inventory, Settings};
+use model::policy::InvoiceRule;
+use model::{Diagnostic, Diagnostics, Inventory, Settings};
 use serde_json::json;
 
 use crate::JobError;
@@ -80,6 +82,52 @@ pub fn run(wt: &Worktree, opts: &Options) -> Result<Report, JobError> {
         run,
         commit,
         skipped,
+    })
+}
+
+/// The billing records' problems, for `gitvps validate`: invoice files and payment records
+/// that do not parse or name no invoice, and gaps and duplicates among the invoice numbers of
+/// `rule` (at the `number` line of the invoice file that shows them).
+pub fn check_ledger(root: &Path, rule: &InvoiceRule) -> Result<Diagnostics, JobError> {
+    let invoices = read_dir_texts(root, INVOICES_DIR)?;
+    let payments = read_dir_texts(root, PAYMENTS_DIR)?;
+    let ledger = match Ledger::load(invoices.clone(), payments, std::iter::empty()) {
+        Ok(l) => l,
+        Err(d) => return Ok(d),
+    };
+    let diags = ledger
+        .check_numbers(rule)
+        .into_iter()
+        .map(|e| {
+            let number = match &e {
+                NumberingError::Duplicate { number, .. } => Some(number),
+                NumberingError::Gap { next, .. } => Some(next),
+                NumberingError::Taken(_) | NumberingError::Invalid(_) => None,
+            };
+            let file = number.map_or_else(|| INVOICES_DIR.to_owned(), invoice_path);
+            let (line, col) = invoices
+                .iter()
+                .find(|(p, _)| *p == file)
+                .and_then(|(_, text)| key_position(text, "number"))
+                .unwrap_or((0, 0));
+            Diagnostic {
+                file: file.into(),
+                line,
+                col,
+                field: "number".into(),
+                message: e.to_string(),
+            }
+        })
+        .collect();
+    Ok(Diagnostics(diags).sorted())
+}
+
+/// Line and column (1-based) of the value of a top-level `key = value` line.
+fn key_position(text: &str, key: &str) -> Option<(u32, u32)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let rest = l.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+        let col = l.len() - rest.trim_start().len() + 1;
+        Some((u32::try_from(i + 1).ok()?, u32::try_from(col).ok()?))
     })
 }
 
@@ -315,5 +363,63 @@ pub(crate) fn io_other(rel: &str, e: &dyn std::error::Error) -> JobError {
     JobError::Io {
         path: rel.to_owned(),
         source: std::io::Error::other(model::diag::error_chain(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example fleet's invoice `n` of its run on 2026-12-05 (1 to 3).
+    fn invoice(n: usize) -> (String, String) {
+        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let inv = Inventory::load(&top).unwrap();
+        let run = billing::dunning::decide(
+            "2026-12-05".parse().unwrap(),
+            &inv,
+            &inv.settings,
+            &Ledger::default(),
+        );
+        let i = &run.invoices[n - 1];
+        (invoice_path(&i.number), render(i))
+    }
+
+    #[test]
+    fn the_ledger_check_names_files_and_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let rule: InvoiceRule = "INV-{year}-{seq:06}".parse().unwrap();
+        assert!(
+            check_ledger(t.path(), &rule).unwrap().is_empty(),
+            "no records"
+        );
+        let dir = t.path().join(INVOICES_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [1, 3] {
+            let (path, text) = invoice(n);
+            std::fs::write(t.path().join(path), text).unwrap();
+        }
+        let d = check_ledger(t.path(), &rule).unwrap();
+        assert_eq!(d.len(), 1, "{d}");
+        let text = d.to_string();
+        assert!(
+            text.starts_with("billing/invoices/INV-2026-000003.toml:")
+                && text.contains(": number: invoice INV-2026-000003: sequence numbers 2 to 2"),
+            "{text}"
+        );
+        assert!(d.iter().all(|x| x.line > 0), "{text}");
+
+        std::fs::write(dir.join("INV-2026-000002.toml"), "number = 7\n").unwrap();
+        let d = check_ledger(t.path(), &rule).unwrap().to_string();
+        assert!(
+            d.starts_with("billing/invoices/INV-2026-000002.toml:"),
+            "{d}"
+        );
+        let pay = t.path().join(PAYMENTS_DIR);
+        std::fs::create_dir_all(&pay).unwrap();
+        let (path, text) = invoice(2);
+        std::fs::write(t.path().join(path), text).unwrap();
+        std::fs::write(pay.join("evt_1.toml"), "event = \"evt_1\"\n").unwrap();
+        let d = check_ledger(t.path(), &rule).unwrap().to_string();
+        assert!(d.starts_with("billing/payments/evt_1.toml"), "{d}");
     }
 }

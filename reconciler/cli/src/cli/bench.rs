@@ -17,6 +17,9 @@ pub enum BenchCommand {
     Plan(PlanBench),
     /// Serve the hooks, then time a real login alone and while 200 bad logins run at once.
     Login(super::bench_login::LoginBench),
+    /// Generate a fleet (as `bench validate`), then time billing's decision and the whole
+    /// `billing run --dry-run` path, with peak memory, and the size of the commit a run makes.
+    Billing(ValidateBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -42,6 +45,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Validate(a) => validate(&a),
         BenchCommand::Plan(a) => plan_bench(&a),
         BenchCommand::Login(a) => super::bench_login::run(&a),
+        BenchCommand::Billing(a) => billing_bench(&a),
     }
 }
 
@@ -50,10 +54,21 @@ const HOST_KEY: &str =
 const USER_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnZACIYs/1sMOT4kyilhseeocsdXihGHPmj1hWLWg3q bench";
 
+/// The day the billing benchmark decides for: the generated expiries spread around it.
+pub const BILLING_DAY: &str = "2026-06-15";
+
+/// The expiry of generated VPS `n`: spread over a year from ten days before [`BILLING_DAY`]
+/// (stepping 7 days, so neighbours differ), as a steady fleet whose earlier runs were done:
+/// a few suspensions, a month of renewals and reminders ahead.
+fn expiry(n: u32) -> chrono::NaiveDate {
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 5).unwrap_or_default();
+    start + chrono::Days::new(u64::from(n.wrapping_mul(7) % 365))
+}
+
 /// Writes a valid fleet of `nodes` nodes and `vps` VPSes under `root`.
 ///
 /// Each node gets its own /21 pool in 10.0.0.0/8 (2046 addresses) and capacity
-/// for its share of 1 GiB / 20 GiB / 1 vCPU VPSes.
+/// for its share of 1 GiB / 20 GiB / 1 vCPU VPSes; expiries spread over a year.
 pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
     anyhow::ensure!(nodes > 0 && nodes <= 2048, "--nodes must be 1 to 2048");
     let per_node = vps.div_ceil(nodes);
@@ -108,9 +123,10 @@ pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
             std::fs::write(
                 root.join(format!("inventory/vps/v{made:06}.toml")),
                 format!(
-                    "customer = \"c-{:06}\"\nproduct = \"std\"\nnode = \"n{n:04}\"\nips = [\"{ip}\", \"2001:db8:{n:x}:{:x}::/64\"]\nhostname = \"v{made}.example.net\"\nos = \"debian-12\"\npower = \"running\"\nstate = \"active\"\ncreated = 2025-01-01\nexpires = 2026-01-01\n\n[actions]\nreboot = 0\nfsck = 0\nreinstall = 0\n",
+                    "customer = \"c-{:06}\"\nproduct = \"std\"\nnode = \"n{n:04}\"\nips = [\"{ip}\", \"2001:db8:{n:x}:{:x}::/64\"]\nhostname = \"v{made}.example.net\"\nos = \"debian-12\"\npower = \"running\"\nstate = \"active\"\ncreated = 2025-01-01\nexpires = {}\n\n[actions]\nreboot = 0\nfsck = 0\nreinstall = 0\n",
                     made % customers,
-                    i + 1
+                    i + 1,
+                    expiry(made)
                 ),
             )?;
             made += 1;
@@ -302,6 +318,164 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
     println!(
         "  peak memory          {} MiB (whole process, set-up included)",
         peak_rss_kib() / 1024
+    );
+    Ok(0)
+}
+
+/// Forgets this process's peak resident memory so far (`/proc/self/clear_refs`, Linux 4.0+),
+/// so the next [`executor::usage::peak_rss_kib`] is the peak of what runs after it.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn billing_bench(a: &ValidateBench) -> anyhow::Result<i32> {
+    use executor::usage::peak_rss_kib;
+    use jobs::billing::Options;
+
+    let tmp;
+    let root = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let t0 = Instant::now();
+    generate(&root, a.nodes, a.vps).context("cannot generate the fleet")?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let st = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args([
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.net",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(st.success(), "git {args:?} failed");
+        Ok(())
+    };
+    git(&["init", "-q", "-b", "main"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "bench fleet"])?;
+    println!(
+        "generated and committed {} nodes, {} VPSes in {:.1} s; billing decides for {BILLING_DAY}",
+        a.nodes,
+        a.vps,
+        t0.elapsed().as_secs_f64()
+    );
+    let today: chrono::NaiveDate = BILLING_DAY.parse()?;
+    let runs = a.runs.max(1);
+    let wt = jobs::git::Worktree::open(&root)?;
+    let opts = |dry_run| Options {
+        today,
+        now: chrono::Utc::now(),
+        dry_run,
+        push: None,
+    };
+    let peak_ok = reset_peak_rss();
+    let (mut load, mut decide, mut dry) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut load_peak, mut dry_peak) = (0, 0);
+    let mut last = None;
+    for _ in 0..runs {
+        // The baseline: what every command pays, loading and validating the inventory.
+        reset_peak_rss();
+        let t = Instant::now();
+        let inv = model::Inventory::load(&root)
+            .map_err(|e| anyhow::anyhow!("the generated fleet is invalid: {e}"))?;
+        load.push(t.elapsed().as_secs_f64());
+        load_peak = load_peak.max(peak_rss_kib());
+        let ledger = billing::Ledger::default();
+        let t = Instant::now();
+        let run = billing::decide(today, &inv, &inv.settings, &ledger);
+        decide.push(t.elapsed().as_secs_f64());
+        drop(inv);
+        // The whole dry run: load, ledger, decide, as `gitvps billing run --dry-run`.
+        reset_peak_rss();
+        let t = Instant::now();
+        let r = jobs::billing::run(&wt, &opts(true))?;
+        dry.push(t.elapsed().as_secs_f64());
+        dry_peak = dry_peak.max(peak_rss_kib());
+        anyhow::ensure!(
+            r.run.render() == run.render(),
+            "the dry run decided otherwise"
+        );
+        last = Some(run);
+    }
+    let run = last.context("no run")?;
+    let (load, decide, dry) = (median(load), median(decide), median(dry));
+    let due = run
+        .invoices
+        .iter()
+        .filter_map(|i| i.renews().map(|(v, _)| v.clone()))
+        .chain(run.changes.iter().map(|c| c.vps().clone()))
+        .chain(run.mails.iter().filter_map(|m| m.vps.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!(
+        "decided: {} invoice(s), {} state change(s), {} mail(s), for {due} VPS(es) due of {}",
+        run.invoices.len(),
+        run.changes.len(),
+        run.mails.len(),
+        a.vps
+    );
+    println!("median of {runs} run(s):");
+    println!(
+        "  load + validate      {:.0} ms (the baseline every command pays)",
+        load * 1e3
+    );
+    println!(
+        "  decide               {:.0} ms ({:.2}x the baseline)",
+        decide * 1e3,
+        decide / load
+    );
+    println!(
+        "  billing run --dry-run {:.0} ms ({:.2}x the baseline; {:.2}x the 2 s target)",
+        dry * 1e3,
+        dry / load,
+        dry / 2.0
+    );
+    if peak_ok {
+        println!(
+            "  peak memory          {} MiB dry run ({:.2}x the 200 MiB target), {} MiB load alone",
+            dry_peak / 1024,
+            dry_peak as f64 / 1024.0 / 200.0,
+            load_peak / 1024
+        );
+    } else {
+        println!(
+            "  peak memory          {} MiB (whole process: /proc/self/clear_refs is not writable)",
+            peak_rss_kib() / 1024
+        );
+    }
+    // The commit a real run makes: files and bytes against what is due.
+    let t = Instant::now();
+    let r = jobs::billing::run(&wt, &opts(false))?;
+    let wrote = t.elapsed().as_secs_f64();
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["diff", "--numstat", "HEAD~1", "HEAD"])
+        .output()?;
+    let stat = String::from_utf8_lossy(&out.stdout);
+    let files = stat.lines().count();
+    let mut bytes = 0u64;
+    for l in stat.lines() {
+        if let Some(p) = l.split('\t').nth(2) {
+            bytes += std::fs::metadata(root.join(p))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+    }
+    println!(
+        "  billing run (writes and commits, no mail sent) {:.1} s: commit {} with {files} file(s), {} KiB, {:.2} file(s) per VPS due",
+        wrote,
+        r.commit.as_deref().and_then(|c| c.get(..12)).unwrap_or("-"),
+        bytes / 1024,
+        files as f64 / due.max(1) as f64
     );
     Ok(0)
 }

@@ -52,7 +52,7 @@ pub struct Global {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the inventory and check every rule; print every problem with file:line:column.
+    /// Check the inventory and the billing records; print every problem as file:line:col.
     Validate(validate::ValidateArgs),
     /// Show nodes, pools, products and expiring VPSes as tables.
     Inventory(inventory::InventoryArgs),
@@ -70,7 +70,7 @@ pub enum Command {
     Mail(billing::MailCommand),
     /// Mail every customer with a live VPS on a node, in a location, of a plan, or all of them.
     Announce(announce::AnnounceArgs),
-    /// Support tickets: `gitvps ticket reply ID --body-file F [--close]`, `gitvps ticket close ID`.
+    /// Answer (`ticket reply`) or close (`ticket close`) a customer's support ticket.
     #[command(subcommand)]
     Ticket(ticket::TicketCommand),
     /// Manage VPSes in the inventory.
