@@ -61,9 +61,18 @@ fn demo_check_applies_the_fleet_and_a_reboot_click() {
     );
     let delivered = std::fs::read_dir(dir.join("maildir/new")).unwrap().count();
     assert_eq!(delivered, 6);
-    // The nodes really ran the steps: the stand-in xl knows the rebooted domain.
-    let domain = dir.join("nodes/node0109/var/lib/gitvps-sim/xl/domains/xen02.json");
-    assert!(domain.is_file(), "{}", domain.display());
+    // The nodes really ran the steps: xen02 was rebooted (the node recorded generation 1),
+    // then suspended by billing: the stand-in xl has no domain any more, the disk is kept.
+    let node = dir.join("nodes/node0109");
+    let state = std::fs::read_to_string(node.join("var/lib/gitvps/state/xen02.json")).unwrap();
+    assert!(state.contains("\"reboot\":1"), "{state}");
+    assert!(
+        !node
+            .join("var/lib/gitvps-sim/xl/domains/xen02.json")
+            .exists(),
+        "the suspended domain is shut down"
+    );
+    assert!(node.join("dev/vg0/xen02").is_file(), "the disk is kept");
 }
 
 #[test]
