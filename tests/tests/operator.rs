@@ -8,23 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gitvps_tests::smtp::SmtpServer;
-use gitvps_tests::{bin, fleet_repo, git};
+use gitvps_tests::{bin, git};
 
 /// A bare remote holding the example fleet and a clone tracking it.
 fn setup(t: &Path) -> PathBuf {
-    let seed = fleet_repo(t, &["inventory"]);
-    git(
-        t,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().unwrap(),
-            "remote.git",
-        ],
-    );
-    git(t, &["clone", "-q", "remote.git", "clone"]);
-    t.join("clone")
+    gitvps_tests::fleet_remote_and_clone(t)
 }
 
 /// Commits everything in the clone as the operator and pushes it.
@@ -60,12 +48,7 @@ fn gitvps(clone: &Path, smtp: Option<&str>, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    gitvps_tests::output_text(o)
 }
 
 fn remote_log(t: &Path) -> Vec<String> {

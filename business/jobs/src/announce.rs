@@ -32,18 +32,9 @@ pub struct Request {
     pub text: Text,
 }
 
-/// How it is carried out.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The day a new announcement is dated.
-    pub today: NaiveDate,
-    /// The time written into the mails and the sent log.
-    pub now: DateTime<Utc>,
-    /// List the recipients only; write nothing.
-    pub dry_run: bool,
-    /// Where to push the commit (`None`: keep it local).
-    pub push: Option<(String, String)>,
-}
+/// How it is carried out: `today` dates a new announcement, `now` the mails; `dry_run` lists
+/// the recipients only; `push` names where the commit goes. The same options as a billing run.
+pub use crate::billing::Options;
 
 /// One recipient and what happens to their mail.
 #[derive(Debug, Clone, serde::Serialize)]

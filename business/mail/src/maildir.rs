@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::values::Email;
 
-use crate::smtp::{CA_ENV, SendError, Smtp, Transport, URL_ENV};
+use crate::smtp::{SendError, Smtp, Transport};
 
 /// A Maildir: `tmp/`, `new/` and `cur/` under one folder (made when first written).
 #[derive(Debug)]
@@ -101,14 +101,8 @@ pub enum Outgoing {
 impl Outgoing {
     /// From `GITVPS_SMTP_URL` (and `GITVPS_SMTP_CA` for SMTP).
     pub fn from_env() -> Result<Outgoing, SendError> {
-        let url = std::env::var(URL_ENV)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or(SendError::NotConfigured)?;
-        let ca = std::env::var_os(CA_ENV)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        Outgoing::from_url(url.trim(), ca.as_deref())
+        let (url, ca) = crate::smtp::from_env()?;
+        Outgoing::from_url(&url, ca.as_deref())
     }
 
     /// From a URL: `maildir:///path` (or `maildir:/path`), else what [`Smtp::from_url`] takes.

@@ -135,17 +135,23 @@ pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(a: &ValidateBench) -> anyhow::Result<i32> {
-    let tmp;
-    let root = match &a.dir {
-        Some(d) => d.clone(),
+/// Generates the fleet of `a` into `--dir` or a temporary folder (removed with the guard).
+fn generated(a: &ValidateBench) -> anyhow::Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    let (tmp, root) = match &a.dir {
+        Some(d) => (None, d.clone()),
         None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
+            let t = tempfile::tempdir()?;
+            let root = t.path().to_path_buf();
+            (Some(t), root)
         }
     };
-    let t0 = Instant::now();
     generate(&root, a.nodes, a.vps).context("cannot generate the fleet")?;
+    Ok((tmp, root))
+}
+
+fn validate(a: &ValidateBench) -> anyhow::Result<i32> {
+    let t0 = Instant::now();
+    let (_tmp, root) = generated(a)?;
     println!(
         "generated {} nodes, {} VPSes in {:.0} ms",
         a.nodes,
@@ -332,16 +338,8 @@ fn billing_bench(a: &ValidateBench) -> anyhow::Result<i32> {
     use executor::usage::peak_rss_kib;
     use jobs::billing::Options;
 
-    let tmp;
-    let root = match &a.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
     let t0 = Instant::now();
-    generate(&root, a.nodes, a.vps).context("cannot generate the fleet")?;
+    let (_tmp, root) = generated(a)?;
     let git = |args: &[&str]| -> anyhow::Result<()> {
         let st = std::process::Command::new("git")
             .arg("-C")
