@@ -303,16 +303,29 @@ fn draft(
     }
 }
 
-/// `billing run 2026-12-05: 3 invoice(s), 1 suspension(s), 5 mail(s)`.
+/// Most lines of the decision a commit message lists; the commit's files hold the rest.
+const MESSAGE_LINES: usize = 200;
+
+/// `billing run 2026-12-05: 3 invoice(s), 1 state change(s), 5 mail(s)`, then the decision as
+/// `--dry-run` prints it, cut after [`MESSAGE_LINES`] lines on a large fleet.
 fn commit_message(run: &Run) -> String {
-    format!(
-        "billing run {}: {} invoice(s), {} state change(s), {} mail(s)\n\n{}",
-        run.today,
-        run.invoices.len(),
-        run.changes.len(),
-        run.mails.len(),
-        run.render()
-    )
+    let rendered = run.render();
+    let mut lines = rendered.lines();
+    let head = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.collect();
+    let mut body = rest
+        .iter()
+        .take(MESSAGE_LINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if rest.len() > MESSAGE_LINES {
+        body.push_str(&format!(
+            "\n... and {} more (the files of this commit)",
+            rest.len() - MESSAGE_LINES
+        ));
+    }
+    format!("{head}\n\n{body}\n")
 }
 
 pub(crate) fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {

@@ -79,9 +79,6 @@ pub fn run(g: &Global, a: &AnnounceArgs) -> anyhow::Result<i32> {
         &body,
         zh.as_ref().map(|(s, b)| (s.as_str(), b.as_str())),
     )?;
-    if let Err(code) = super::load_or_report(&g.repo, a.json)? {
-        return Ok(code);
-    }
     let wt = Worktree::open(&g.repo)?;
     let now = Utc::now();
     let opts = Options {
@@ -90,7 +87,13 @@ pub fn run(g: &Global, a: &AnnounceArgs) -> anyhow::Result<i32> {
         dry_run: a.dry_run,
         push: push_target(&wt, &a.push)?,
     };
-    let report = jobs::announce::run(&wt, &Request { selector, text }, &opts)?;
+    let report = match super::job_or_report(
+        jobs::announce::run(&wt, &Request { selector, text }, &opts),
+        a.json,
+    )? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     if a.json {
         super::print_json(&report)?;
     } else {

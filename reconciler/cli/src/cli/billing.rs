@@ -127,9 +127,6 @@ pub(crate) fn push_target(wt: &Worktree, a: &PushArgs) -> anyhow::Result<Option<
 }
 
 fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
-    if let Err(code) = super::load_or_report(&g.repo, a.json)? {
-        return Ok(code);
-    }
     let wt = Worktree::open(&g.repo)?;
     let now = Utc::now();
     let opts = Options {
@@ -142,7 +139,10 @@ fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
         run,
         commit,
         skipped,
-    } = jobs::billing::run(&wt, &opts)?;
+    } = match super::job_or_report(jobs::billing::run(&wt, &opts), a.json)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     if a.json {
         super::print_json(&run)?;
     } else {

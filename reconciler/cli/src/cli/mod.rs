@@ -141,6 +141,22 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
+/// A job's result, with an inventory that does not load printed as `load_or_report` does it
+/// (the job loads the inventory itself, once): `Err(1)` then.
+pub(crate) fn job_or_report<T>(
+    r: Result<T, jobs::JobError>,
+    json: bool,
+) -> anyhow::Result<Result<T, i32>> {
+    match r {
+        Ok(t) => Ok(Ok(t)),
+        Err(jobs::JobError::Inventory(model::LoadError::Invalid(d))) => {
+            validate::report(&d, json)?;
+            Ok(Err(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Loads the inventory; on rule errors prints them (text or JSON) and returns the exit code.
 pub(crate) fn load_or_report(
     repo: &std::path::Path,
