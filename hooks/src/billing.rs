@@ -117,35 +117,7 @@ pub enum Purchase {
     },
 }
 
-/// Whether a character may change how text around it reads: bidirectional embeddings,
-/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), direction marks (U+200E, U+200F,
-/// U+061C) and line or paragraph separators (U+2028, U+2029). Refused in what customers write.
-pub fn is_bidi_or_separator(c: char) -> bool {
-    matches!(
-        c,
-        '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{061C}'
-            | '\u{2028}'
-            | '\u{2029}'
-    )
-}
-
-/// Checks a one-line name (customer name, company, location, ticket subject): no control
-/// characters, no bidirectional overrides or separators.
-pub fn check_line(s: &str, max: usize) -> Result<String, String> {
-    let t = s.trim();
-    if t.is_empty()
-        || t.chars().count() > max
-        || t.chars().any(|c| c.is_control() || is_bidi_or_separator(c))
-    {
-        Err(format!("must be one line of 1 to {max} characters"))
-    } else {
-        Ok(t.to_owned())
-    }
-}
+pub use model::text::{check_line, is_bidi_or_separator};
 
 impl Purchase {
     /// The session metadata for this purchase.

@@ -15,6 +15,8 @@ pub mod policy;
 mod read;
 pub mod settings;
 pub mod status;
+pub mod text;
+pub mod tickets;
 mod validate;
 pub mod values;
 

@@ -324,6 +324,26 @@ pub fn fleet_repo(dir: &Path, dirs: &[&str]) -> PathBuf {
     work
 }
 
+/// `DIR/remote.git`, a bare remote holding the example fleet (with `inventory/`), and
+/// `DIR/clone`, a clone tracking it: what the jobs (`billing run`, `announce`, ...) run in.
+pub fn fleet_remote_and_clone(dir: &Path) -> PathBuf {
+    let seed = fleet_repo(dir, &["inventory"]);
+    let seed = seed.to_string_lossy().into_owned();
+    git(dir, &["clone", "-q", "--bare", &seed, "remote.git"]);
+    git(dir, &["clone", "-q", "remote.git", "clone"]);
+    dir.join("clone")
+}
+
+/// A finished command's exit code, stdout and stderr, for an assertion's message.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// The Debian mirror this machine's apt uses, read at run time (never written in the repo).
 pub fn mirror() -> String {
     executor::inputs::apt_mirror()

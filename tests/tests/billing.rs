@@ -13,19 +13,7 @@ const TODAY: &str = "2026-12-05";
 
 /// A bare remote holding the example fleet and a clone tracking it.
 fn setup(t: &Path) -> PathBuf {
-    let seed = fleet_repo(t, &["inventory"]);
-    git(
-        t,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().unwrap(),
-            "remote.git",
-        ],
-    );
-    git(t, &["clone", "-q", "remote.git", "clone"]);
-    t.join("clone")
+    gitvps_tests::fleet_remote_and_clone(t)
 }
 
 fn billing(clone: &Path, smtp: Option<&str>, extra: &[&str]) -> Output {
@@ -43,12 +31,7 @@ fn billing(clone: &Path, smtp: Option<&str>, extra: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    gitvps_tests::output_text(o)
 }
 
 fn remote_log(t: &Path) -> String {

@@ -89,10 +89,40 @@ fn the_templates_are_valid_yaml_and_run_only_real_commands() {
             path.display()
         );
     }
-    for needed in ["validate", "plan", "apply"] {
+    for needed in ["validate", "plan", "apply", "mail", "billing"] {
         assert!(
             seen.iter().any(|s| s == needed),
             "no template runs gitvps {needed}: {seen:?}"
+        );
+    }
+}
+
+/// The apply-on-merge job sends the mail the hooks queued in the commits it applies, after
+/// the apply, in both templates.
+#[test]
+fn the_apply_job_sends_the_outbox_after_applying() {
+    for path in templates() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs = YamlLoader::load_from_str(&text).unwrap();
+        let apply = &docs[0]["jobs"]["apply"];
+        let job = if apply.is_badvalue() {
+            &docs[0]["apply"]
+        } else {
+            apply
+        };
+        let mut all = Vec::new();
+        strings(job, &mut all);
+        let commands: Vec<String> = all
+            .iter()
+            .flat_map(|s| gitvps_commands(s))
+            .map(|c| c.join(" "))
+            .collect();
+        let at = |prefix: &str| commands.iter().position(|c| c.starts_with(prefix));
+        let (apply, send) = (at("gitvps apply"), at("gitvps mail send"));
+        assert!(
+            apply.is_some() && send > apply,
+            "{}: the apply job runs {commands:?}",
+            path.display()
         );
     }
 }

@@ -48,12 +48,31 @@ fn demo_check_applies_the_fleet_and_a_reboot_click() {
             ": gitvps-bot: c-0001: reboot xen02 (site)",
             "node0109: applied 1 step(s)\n  ! xen02: reboot (generation 1)",
             "plan again: no changes.",
+            // Billing for the fleet's day: invoices, a reminder, xen02 suspended, six mails
+            // delivered into the demo's Maildir and applied.
+            "7. Billing run for 2026-12-05",
+            "billing run 2026-12-05: 3 invoice(s), 1 state change(s), 6 mail(s)",
+            "~ suspend xen02 (expired 2011-06-09, grace 7 days)",
+            "6 mail(s) delivered into ",
+            "to jane@example.net: ",
+            "to ops@acme-hosting.example.com: ",
             "demo --check OK in ",
         ],
     );
-    // The nodes really ran the steps: the stand-in xl knows the rebooted domain.
-    let domain = dir.join("nodes/node0109/var/lib/gitvps-sim/xl/domains/xen02.json");
-    assert!(domain.is_file(), "{}", domain.display());
+    let delivered = std::fs::read_dir(dir.join("maildir/new")).unwrap().count();
+    assert_eq!(delivered, 6);
+    // The nodes really ran the steps: xen02 was rebooted (the node recorded generation 1),
+    // then suspended by billing: the stand-in xl has no domain any more, the disk is kept.
+    let node = dir.join("nodes/node0109");
+    let state = std::fs::read_to_string(node.join("var/lib/gitvps/state/xen02.json")).unwrap();
+    assert!(state.contains("\"reboot\":1"), "{state}");
+    assert!(
+        !node
+            .join("var/lib/gitvps-sim/xl/domains/xen02.json")
+            .exists(),
+        "the suspended domain is shut down"
+    );
+    assert!(node.join("dev/vg0/xen02").is_file(), "the disk is kept");
 }
 
 #[test]
@@ -138,6 +157,9 @@ fn demo_applies_an_operator_commit_and_stops_on_ctrl_c() {
         }
         panic!("no `{what}` in:\n{seen}");
     };
+    // Billing runs before serving: it suspends xen02 and that is applied.
+    wait_for("5. Billing run for 2026-12-05");
+    wait_for("~ suspend xen02");
     let serving = wait_for("on http://127.0.0.1:");
     let addr = serving
         .split("http://")
@@ -148,8 +170,8 @@ fn demo_applies_an_operator_commit_and_stops_on_ctrl_c() {
         .unwrap()
         .to_owned();
 
-    // The operator stops xen02 in the work clone and commits.
-    let file = dir.join("fleet/inventory/vps/xen02.toml");
+    // The operator stops xen04 (xen02 is suspended already) in the work clone and commits.
+    let file = dir.join("fleet/inventory/vps/xen04.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(
         &file,
@@ -167,12 +189,12 @@ fn demo_applies_an_operator_commit_and_stops_on_ctrl_c() {
             "commit",
             "-q",
             "-am",
-            "stop xen02",
+            "stop xen04",
         ])
         .status()
         .unwrap();
     assert!(st.success());
-    wait_for(": op: stop xen02");
+    wait_for(": op: stop xen04");
     let applied = wait_for("Apply: ");
     assert!(applied.contains("1 node(s) changed"), "{applied}");
 

@@ -6,18 +6,19 @@
 
 use std::path::Path;
 
+use billing::NumberingError;
 use billing::dunning::{MailIntent, MailKind, Run};
 use billing::invoice::{INVOICES_DIR, Invoice, invoice_path, render};
 use billing::ledger::Ledger;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use mail::{Draft, Kind, MailId, Outbox, Sender, Templates, links};
 use model::load::paths;
-use model::{Inventory, Settings};
+use model::policy::InvoiceRule;
+use model::{Diagnostic, Diagnostics, Inventory, Settings};
 use serde_json::json;
 
 use crate::JobError;
-use crate::git::{PUSH_TRIES, Pushed, Worktree};
-use crate::send::{self, Sent};
+use crate::git::Worktree;
 
 /// Folder of the payment records the hooks write.
 pub const PAYMENTS_DIR: &str = "billing/payments";
@@ -65,52 +66,69 @@ pub fn read_ledger(root: &Path) -> Result<Ledger, JobError> {
 /// Decides today's run on the work tree's head, and unless `dry_run`, writes it, commits it
 /// and pushes it (deciding again on the new head when the push loses a race).
 pub fn run(wt: &Worktree, opts: &Options) -> Result<Report, JobError> {
-    for _ in 0..PUSH_TRIES {
-        let root = wt.root();
+    let ((run, skipped), commit) = crate::land(wt, PATHS, opts.push.as_ref(), |root| {
         let inv = Inventory::load(root).map_err(JobError::Inventory)?;
         let ledger = read_ledger(root)?;
         let decided = billing::dunning::decide(opts.today, &inv, &inv.settings, &ledger);
         if opts.dry_run || decided.is_empty() {
-            return Ok(Report {
-                run: decided,
-                commit: None,
-                skipped: Vec::new(),
-            });
+            return Ok(((decided, Vec::new()), None));
         }
         wt.ensure_clean(PATHS)?;
         let skipped = write(root, &inv, &decided, opts.now)?;
         let message = commit_message(&decided);
-        let commit = wt.commit(&message, PATHS)?;
-        let landed = match &opts.push {
-            None => true,
-            Some((remote, branch)) => match wt.push(remote, branch)? {
-                Pushed::Landed => true,
-                Pushed::LostRace => {
-                    tracing::info!("the billing commit lost a push race; deciding again");
-                    wt.reset_to_remote(remote, branch)?;
-                    false
-                }
-            },
-        };
-        if landed {
-            return Ok(Report {
-                run: decided,
-                commit,
-                skipped,
-            });
-        }
-    }
-    let (remote, branch) = opts.push.clone().unwrap_or_default();
-    Err(JobError::Races { remote, branch })
+        Ok(((decided, skipped), Some(message)))
+    })?;
+    Ok(Report {
+        run,
+        commit,
+        skipped,
+    })
 }
 
-/// Sends the outbox and commits (and pushes) the sent log.
-pub fn send_outbox(
-    wt: &Worktree,
-    transport: &dyn mail::Transport,
-    opts: &Options,
-) -> Result<Sent, JobError> {
-    send::send_and_record(wt, transport, opts.now, opts.push.as_ref())
+/// The billing records' problems, for `gitvps validate`: invoice files and payment records
+/// that do not parse or name no invoice, and gaps and duplicates among the invoice numbers of
+/// `rule` (at the `number` line of the invoice file that shows them).
+pub fn check_ledger(root: &Path, rule: &InvoiceRule) -> Result<Diagnostics, JobError> {
+    let invoices = read_dir_texts(root, INVOICES_DIR)?;
+    let payments = read_dir_texts(root, PAYMENTS_DIR)?;
+    let ledger = match Ledger::load(invoices.clone(), payments, std::iter::empty()) {
+        Ok(l) => l,
+        Err(d) => return Ok(d),
+    };
+    let diags = ledger
+        .check_numbers(rule)
+        .into_iter()
+        .map(|e| {
+            let number = match &e {
+                NumberingError::Duplicate { number, .. } => Some(number),
+                NumberingError::Gap { next, .. } => Some(next),
+                NumberingError::Taken(_) | NumberingError::Invalid(_) => None,
+            };
+            let file = number.map_or_else(|| INVOICES_DIR.to_owned(), invoice_path);
+            let (line, col) = invoices
+                .iter()
+                .find(|(p, _)| *p == file)
+                .and_then(|(_, text)| key_position(text, "number"))
+                .unwrap_or((0, 0));
+            Diagnostic {
+                file: file.into(),
+                line,
+                col,
+                field: "number".into(),
+                message: e.to_string(),
+            }
+        })
+        .collect();
+    Ok(Diagnostics(diags).sorted())
+}
+
+/// Line and column (1-based) of the value of a top-level `key = value` line.
+fn key_position(text: &str, key: &str) -> Option<(u32, u32)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let rest = l.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+        let col = l.len() - rest.trim_start().len() + 1;
+        Some((u32::try_from(i + 1).ok()?, u32::try_from(col).ok()?))
+    })
 }
 
 /// Writes the run into the work tree: invoice files, VPS files, the outbox. Returns the mails
@@ -133,8 +151,7 @@ fn write(
     }
     let outbox = Outbox::open(root).map_err(|e| io_other("mail", &e))?;
     let templates = templates(root)?;
-    let s = &inv.settings;
-    let sender = Sender::new(s.mail.from.clone(), s.mail.from_name.clone());
+    let sender = sender(&inv.settings);
     let mut skipped = Vec::new();
     for m in &run.mails {
         let id: MailId = m.id.parse().map_err(|e| JobError::Mail {
@@ -149,16 +166,32 @@ fn write(
             skipped.push((m.id.clone(), why));
             continue;
         };
-        let draft = draft(inv, run, m, id.clone(), to.clone());
-        let bytes = mail::build(&draft, &sender, &templates, now).map_err(|e| JobError::Mail {
-            id: m.id.clone(),
-            message: model::diag::error_chain(&e),
-        })?;
-        outbox
-            .put(&id, &bytes)
-            .map_err(|e| io_other("mail/outbox", &e))?;
+        let draft = draft(inv, run, m, id, to.clone());
+        queue(&outbox, &templates, &sender, &draft, now)?;
     }
     Ok(skipped)
+}
+
+/// The sender of the repo's mails, from `[mail]`.
+pub(crate) fn sender(s: &Settings) -> Sender {
+    Sender::new(s.mail.from.clone(), s.mail.from_name.clone())
+}
+
+/// Renders a draft and puts it in the outbox; false when its id was already handled.
+pub(crate) fn queue(
+    outbox: &Outbox,
+    templates: &Templates,
+    sender: &Sender,
+    draft: &Draft,
+    now: DateTime<Utc>,
+) -> Result<bool, JobError> {
+    let bytes = mail::build(draft, sender, templates, now).map_err(|e| JobError::Mail {
+        id: draft.id.to_string(),
+        message: model::diag::error_chain(&e),
+    })?;
+    outbox
+        .put(&draft.id, &bytes)
+        .map_err(|e| io_other("mail/outbox", &e))
 }
 
 /// The mail templates: the embedded ones, overridden by the repo's `templates/mail/`.
@@ -284,19 +317,32 @@ fn draft(
     }
 }
 
-/// `billing run 2026-12-05: 3 invoice(s), 1 suspension(s), 5 mail(s)`.
+/// Most lines of the decision a commit message lists; the commit's files hold the rest.
+const MESSAGE_LINES: usize = 200;
+
+/// `billing run 2026-12-05: 3 invoice(s), 1 state change(s), 5 mail(s)`, then the decision as
+/// `--dry-run` prints it, cut after [`MESSAGE_LINES`] lines on a large fleet.
 fn commit_message(run: &Run) -> String {
-    format!(
-        "billing run {}: {} invoice(s), {} state change(s), {} mail(s)\n\n{}",
-        run.today,
-        run.invoices.len(),
-        run.changes.len(),
-        run.mails.len(),
-        run.render()
-    )
+    let rendered = run.render();
+    let mut lines = rendered.lines();
+    let head = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.collect();
+    let mut body = rest
+        .iter()
+        .take(MESSAGE_LINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if rest.len() > MESSAGE_LINES {
+        body.push_str(&format!(
+            "\n... and {} more (the files of this commit)",
+            rest.len() - MESSAGE_LINES
+        ));
+    }
+    format!("{head}\n\n{body}\n")
 }
 
-fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {
+pub(crate) fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobError> {
     let dir = root.join(rel);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -321,14 +367,14 @@ fn read_dir_texts(root: &Path, rel: &str) -> Result<Vec<(String, String)>, JobEr
     Ok(out)
 }
 
-fn read_file(root: &Path, rel: &str) -> Result<String, JobError> {
+pub(crate) fn read_file(root: &Path, rel: &str) -> Result<String, JobError> {
     std::fs::read_to_string(root.join(rel)).map_err(|source| JobError::Io {
         path: rel.to_owned(),
         source,
     })
 }
 
-fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), JobError> {
+pub(crate) fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), JobError> {
     let path = root.join(rel);
     let io = |source| JobError::Io {
         path: rel.to_owned(),
@@ -344,5 +390,63 @@ pub(crate) fn io_other(rel: &str, e: &dyn std::error::Error) -> JobError {
     JobError::Io {
         path: rel.to_owned(),
         source: std::io::Error::other(model::diag::error_chain(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example fleet's invoice `n` of its run on 2026-12-05 (1 to 3).
+    fn invoice(n: usize) -> (String, String) {
+        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let inv = Inventory::load(&top).unwrap();
+        let run = billing::dunning::decide(
+            "2026-12-05".parse().unwrap(),
+            &inv,
+            &inv.settings,
+            &Ledger::default(),
+        );
+        let i = &run.invoices[n - 1];
+        (invoice_path(&i.number), render(i))
+    }
+
+    #[test]
+    fn the_ledger_check_names_files_and_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let rule: InvoiceRule = "INV-{year}-{seq:06}".parse().unwrap();
+        assert!(
+            check_ledger(t.path(), &rule).unwrap().is_empty(),
+            "no records"
+        );
+        let dir = t.path().join(INVOICES_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [1, 3] {
+            let (path, text) = invoice(n);
+            std::fs::write(t.path().join(path), text).unwrap();
+        }
+        let d = check_ledger(t.path(), &rule).unwrap();
+        assert_eq!(d.len(), 1, "{d}");
+        let text = d.to_string();
+        assert!(
+            text.starts_with("billing/invoices/INV-2026-000003.toml:")
+                && text.contains(": number: invoice INV-2026-000003: sequence numbers 2 to 2"),
+            "{text}"
+        );
+        assert!(d.iter().all(|x| x.line > 0), "{text}");
+
+        std::fs::write(dir.join("INV-2026-000002.toml"), "number = 7\n").unwrap();
+        let d = check_ledger(t.path(), &rule).unwrap().to_string();
+        assert!(
+            d.starts_with("billing/invoices/INV-2026-000002.toml:"),
+            "{d}"
+        );
+        let pay = t.path().join(PAYMENTS_DIR);
+        std::fs::create_dir_all(&pay).unwrap();
+        let (path, text) = invoice(2);
+        std::fs::write(t.path().join(path), text).unwrap();
+        std::fs::write(pay.join("evt_1.toml"), "event = \"evt_1\"\n").unwrap();
+        let d = check_ledger(t.path(), &rule).unwrap().to_string();
+        assert!(d.starts_with("billing/payments/evt_1.toml"), "{d}");
     }
 }

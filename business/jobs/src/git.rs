@@ -2,7 +2,7 @@
 //! CI's checkout auth apply): commit the job's own paths, push, and start over on a lost race.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// How often a job decides (or records) again after losing a push race before it gives up.
 pub const PUSH_TRIES: usize = 5;
@@ -136,12 +136,16 @@ impl Worktree {
             "commit",
             "--quiet",
             "--no-verify",
-            "-m",
-            message,
+            // The message on stdin: a large run's message may be longer than an argument.
+            "-F",
+            "-",
             "--",
         ];
         commit.extend_from_slice(paths);
-        self.ok(&commit)?;
+        let out = self.run_with_input(&commit, message.as_bytes())?;
+        if !out.status.success() {
+            return Err(self.failed(&commit, &out));
+        }
         self.head().map(Some)
     }
 
@@ -199,6 +203,25 @@ impl Worktree {
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
             .map_err(GitError::Spawn)
+    }
+
+    /// `run`, with `input` on git's stdin.
+    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Output, GitError> {
+        use std::io::Write;
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(GitError::Spawn)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).map_err(GitError::Spawn)?;
+        }
+        child.wait_with_output().map_err(GitError::Spawn)
     }
 
     fn ok(&self, args: &[&str]) -> Result<Output, GitError> {
@@ -303,6 +326,21 @@ mod tests {
         assert!(one.root().join("b.txt").exists());
         assert!(!one.root().join("billing/x.toml").exists());
         assert_eq!(one.head().unwrap(), two.head().unwrap());
+    }
+
+    #[test]
+    fn a_message_longer_than_an_argument_is_committed_whole() {
+        let (_t, one, _) = setup();
+        std::fs::write(one.root().join("big.txt"), "x\n").unwrap();
+        let line = "! mail reminder.v000001.2026-07-15.30d c-000001 <c1@example.net>\n";
+        let message = format!("billing run: many\n\n{}", line.repeat(40_000));
+        assert!(message.len() > 2 << 20);
+        one.commit(&message, &["big.txt"]).unwrap().unwrap();
+        let shown = one.run(&["log", "-1", "--format=%B"]).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&shown.stdout).trim(),
+            message.trim()
+        );
     }
 
     #[test]

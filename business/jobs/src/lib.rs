@@ -4,9 +4,15 @@
 //! The decisions live in `billing` and `mail::render`; this crate only does the I/O around
 //! them, so a crash between the commit and the action is finished by the next run.
 
+pub mod announce;
 pub mod billing;
 pub mod git;
 pub mod send;
+pub mod ticket;
+
+use std::path::Path;
+
+use git::{PUSH_TRIES, Pushed, Worktree};
 
 /// Why a job stopped.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,21 @@ pub enum JobError {
     /// The repo's invoice templates (`templates/invoice/`) are refused.
     #[error(transparent)]
     InvoiceTemplates(#[from] ::billing::html::HtmlError),
+    /// An announcement cannot be made.
+    #[error(transparent)]
+    Announce(#[from] mail::announce::AnnounceError),
+    /// No ticket file of that id.
+    #[error("ticket {0} does not exist (no tickets/{0}.md)")]
+    UnknownTicket(String),
+    /// A ticket file or a reply to it is refused.
+    #[error("ticket {ticket}: {source}")]
+    Ticket {
+        /// The ticket.
+        ticket: String,
+        /// What is wrong.
+        #[source]
+        source: model::tickets::TicketError,
+    },
     /// Every push lost its race.
     #[error("the push to {remote}/{branch} lost every race it tried; run again")]
     Races {
@@ -51,4 +72,35 @@ pub enum JobError {
         /// The branch.
         branch: String,
     },
+}
+
+/// Lands one job's change: `attempt` decides on the work tree's head and writes its files,
+/// returning its outcome and a commit message (`None`: nothing to commit); the files under
+/// `paths` are committed as the bot and pushed to `push`. On a lost race the work tree moves
+/// to the remote head and `attempt` runs again there. Returns the outcome and the commit.
+pub fn land<T>(
+    wt: &Worktree,
+    paths: &[&str],
+    push: Option<&(String, String)>,
+    mut attempt: impl FnMut(&Path) -> Result<(T, Option<String>), JobError>,
+) -> Result<(T, Option<String>), JobError> {
+    for _ in 0..PUSH_TRIES {
+        let (outcome, message) = attempt(wt.root())?;
+        let Some(message) = message else {
+            return Ok((outcome, None));
+        };
+        let commit = wt.commit(&message, paths)?;
+        let Some((remote, branch)) = push else {
+            return Ok((outcome, commit));
+        };
+        match wt.push(remote, branch)? {
+            Pushed::Landed => return Ok((outcome, commit)),
+            Pushed::LostRace => {
+                tracing::info!(%message, "a job's commit lost a push race; deciding again");
+                wt.reset_to_remote(remote, branch)?;
+            }
+        }
+    }
+    let (remote, branch) = push.cloned().unwrap_or_default();
+    Err(JobError::Races { remote, branch })
 }

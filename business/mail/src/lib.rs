@@ -5,9 +5,11 @@
 //! in the [`Outbox`] and commits; then [`deliver`] sends what is pending and records each
 //! accepted message in the sent log, which the job commits too. No git and no async runtime here.
 
+pub mod announce;
 mod deliver;
 mod id;
 pub mod links;
+pub mod maildir;
 pub mod message;
 pub mod outbox;
 pub mod render;
@@ -15,6 +17,7 @@ pub mod smtp;
 
 pub use deliver::{Delivery, deliver};
 pub use id::{InvalidMailId, MailId};
+pub use maildir::{Maildir, Outgoing};
 pub use message::{Attachment, Draft, MailError, Sender, build};
 pub use outbox::{Outbox, OutboxError};
 pub use render::{Kind, RenderError, Rendered, Templates};

@@ -209,7 +209,7 @@ fn address(email: &Email) -> Result<Address, MailError> {
 }
 
 /// FNV-1a, 64 bits: a stable tag for MIME boundaries.
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

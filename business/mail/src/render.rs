@@ -145,8 +145,8 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// The language's code in file names.
-fn lang_code(lang: Language) -> &'static str {
+/// The language's code in file names (`en`, `zh`).
+pub fn lang_code(lang: Language) -> &'static str {
     match lang {
         Language::En => "en",
         Language::Zh => "zh",

@@ -136,14 +136,8 @@ impl fmt::Debug for Smtp {
 impl Smtp {
     /// The server from `GITVPS_SMTP_URL`, trusting also the root CA at `GITVPS_SMTP_CA` if set.
     pub fn from_env() -> Result<Smtp, SendError> {
-        let url = std::env::var(URL_ENV)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or(SendError::NotConfigured)?;
-        let ca = std::env::var_os(CA_ENV)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        Smtp::from_url(url.trim(), ca.as_deref())
+        let (url, ca) = from_env()?;
+        Smtp::from_url(&url, ca.as_deref())
     }
 
     /// The server a URL names (see [`Smtp`]); `extra_root_ca` is a PEM file of root certificates
@@ -390,6 +384,18 @@ impl Drop for Smtp {
             conn.abort();
         }
     }
+}
+
+/// `GITVPS_SMTP_URL` (trimmed; unset or blank: not configured) and `GITVPS_SMTP_CA`.
+pub(crate) fn from_env() -> Result<(String, Option<PathBuf>), SendError> {
+    let url = std::env::var(URL_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or(SendError::NotConfigured)?;
+    let ca = std::env::var_os(CA_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    Ok((url.trim().to_owned(), ca))
 }
 
 fn decode(part: &str) -> Result<String, SendError> {

@@ -17,6 +17,9 @@ pub enum BenchCommand {
     Plan(PlanBench),
     /// Serve the hooks, then time a real login alone and while 200 bad logins run at once.
     Login(super::bench_login::LoginBench),
+    /// Generate a fleet (as `bench validate`), then time billing's decision and the whole
+    /// `billing run --dry-run` path, with peak memory, and the size of the commit a run makes.
+    Billing(ValidateBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -42,6 +45,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Validate(a) => validate(&a),
         BenchCommand::Plan(a) => plan_bench(&a),
         BenchCommand::Login(a) => super::bench_login::run(&a),
+        BenchCommand::Billing(a) => billing_bench(&a),
     }
 }
 
@@ -50,10 +54,21 @@ const HOST_KEY: &str =
 const USER_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnZACIYs/1sMOT4kyilhseeocsdXihGHPmj1hWLWg3q bench";
 
+/// The day the billing benchmark decides for: the generated expiries spread around it.
+pub const BILLING_DAY: &str = "2026-06-15";
+
+/// The expiry of generated VPS `n`: spread over a year from ten days before [`BILLING_DAY`]
+/// (stepping 7 days, so neighbours differ), as a steady fleet whose earlier runs were done:
+/// a few suspensions, a month of renewals and reminders ahead.
+fn expiry(n: u32) -> chrono::NaiveDate {
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 5).unwrap_or_default();
+    start + chrono::Days::new(u64::from(n.wrapping_mul(7) % 365))
+}
+
 /// Writes a valid fleet of `nodes` nodes and `vps` VPSes under `root`.
 ///
 /// Each node gets its own /21 pool in 10.0.0.0/8 (2046 addresses) and capacity
-/// for its share of 1 GiB / 20 GiB / 1 vCPU VPSes.
+/// for its share of 1 GiB / 20 GiB / 1 vCPU VPSes; expiries spread over a year.
 pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
     anyhow::ensure!(nodes > 0 && nodes <= 2048, "--nodes must be 1 to 2048");
     let per_node = vps.div_ceil(nodes);
@@ -108,9 +123,10 @@ pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
             std::fs::write(
                 root.join(format!("inventory/vps/v{made:06}.toml")),
                 format!(
-                    "customer = \"c-{:06}\"\nproduct = \"std\"\nnode = \"n{n:04}\"\nips = [\"{ip}\", \"2001:db8:{n:x}:{:x}::/64\"]\nhostname = \"v{made}.example.net\"\nos = \"debian-12\"\npower = \"running\"\nstate = \"active\"\ncreated = 2025-01-01\nexpires = 2026-01-01\n\n[actions]\nreboot = 0\nfsck = 0\nreinstall = 0\n",
+                    "customer = \"c-{:06}\"\nproduct = \"std\"\nnode = \"n{n:04}\"\nips = [\"{ip}\", \"2001:db8:{n:x}:{:x}::/64\"]\nhostname = \"v{made}.example.net\"\nos = \"debian-12\"\npower = \"running\"\nstate = \"active\"\ncreated = 2025-01-01\nexpires = {}\n\n[actions]\nreboot = 0\nfsck = 0\nreinstall = 0\n",
                     made % customers,
-                    i + 1
+                    i + 1,
+                    expiry(made)
                 ),
             )?;
             made += 1;
@@ -119,17 +135,23 @@ pub fn generate(root: &Path, nodes: u32, vps: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(a: &ValidateBench) -> anyhow::Result<i32> {
-    let tmp;
-    let root = match &a.dir {
-        Some(d) => d.clone(),
+/// Generates the fleet of `a` into `--dir` or a temporary folder (removed with the guard).
+fn generated(a: &ValidateBench) -> anyhow::Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    let (tmp, root) = match &a.dir {
+        Some(d) => (None, d.clone()),
         None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
+            let t = tempfile::tempdir()?;
+            let root = t.path().to_path_buf();
+            (Some(t), root)
         }
     };
-    let t0 = Instant::now();
     generate(&root, a.nodes, a.vps).context("cannot generate the fleet")?;
+    Ok((tmp, root))
+}
+
+fn validate(a: &ValidateBench) -> anyhow::Result<i32> {
+    let t0 = Instant::now();
+    let (_tmp, root) = generated(a)?;
     println!(
         "generated {} nodes, {} VPSes in {:.0} ms",
         a.nodes,
@@ -302,6 +324,192 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
     println!(
         "  peak memory          {} MiB (whole process, set-up included)",
         peak_rss_kib() / 1024
+    );
+    Ok(0)
+}
+
+/// Runs `gitvps --repo ROOT <args>` as a fresh process and returns its wall time (seconds),
+/// its peak resident memory (KiB, `VmHWM` read every 2 ms until it exits: the mark only
+/// grows, so the last reading is the peak but for its last moments) and its exit code.
+fn measure_child(root: &Path, args: &[&str]) -> anyhow::Result<(f64, u64, Option<i32>)> {
+    let t = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--repo")
+        .arg(root)
+        .args(args)
+        .env_remove("GITVPS_SMTP_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let code = loop {
+        let hwm = std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+        if let Some(st) = child.try_wait()? {
+            break st.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    Ok((t.elapsed().as_secs_f64(), peak, code))
+}
+
+fn billing_bench(a: &ValidateBench) -> anyhow::Result<i32> {
+    use jobs::billing::Options;
+
+    let t0 = Instant::now();
+    let (_tmp, root) = generated(a)?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let st = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args([
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.net",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(st.success(), "git {args:?} failed");
+        Ok(())
+    };
+    git(&["init", "-q", "-b", "main"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "bench fleet"])?;
+    println!(
+        "generated and committed {} nodes, {} VPSes in {:.1} s; billing decides for {BILLING_DAY}",
+        a.nodes,
+        a.vps,
+        t0.elapsed().as_secs_f64()
+    );
+    let today: chrono::NaiveDate = BILLING_DAY.parse()?;
+    let runs = a.runs.max(1);
+    let wt = jobs::git::Worktree::open(&root)?;
+    let opts = |dry_run| Options {
+        today,
+        now: chrono::Utc::now(),
+        dry_run,
+        push: None,
+    };
+    // In this process: the load every command pays (the baseline), the decision alone, and the
+    // dry run's path (load, ledger, decide).
+    let (mut load, mut decide, mut dry) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let inv = model::Inventory::load(&root)
+            .map_err(|e| anyhow::anyhow!("the generated fleet is invalid: {e}"))?;
+        load.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let run = billing::decide(today, &inv, &inv.settings, &billing::Ledger::default());
+        decide.push(t.elapsed().as_secs_f64());
+        drop(inv);
+        let t = Instant::now();
+        let r = jobs::billing::run(&wt, &opts(true))?;
+        dry.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            r.run.render() == run.render(),
+            "the dry run decided otherwise"
+        );
+        last = Some(run);
+    }
+    // As commands, each a fresh process: `validate` (the baseline) and `billing run --dry-run`.
+    let day = BILLING_DAY.to_owned();
+    let dry_args = ["billing", "run", "--dry-run", "--today", day.as_str()];
+    let (mut v_wall, mut v_peak, mut d_wall, mut d_peak) = (Vec::new(), 0, Vec::new(), 0);
+    for _ in 0..runs {
+        let (w, p, code) = measure_child(&root, &["validate"])?;
+        anyhow::ensure!(code == Some(0), "gitvps validate exited {code:?}");
+        v_wall.push(w);
+        v_peak = v_peak.max(p);
+        let (w, p, code) = measure_child(&root, &dry_args)?;
+        anyhow::ensure!(
+            code == Some(2),
+            "gitvps billing run --dry-run exited {code:?}"
+        );
+        d_wall.push(w);
+        d_peak = d_peak.max(p);
+    }
+    let run = last.context("no run")?;
+    let (load, decide, dry) = (median(load), median(decide), median(dry));
+    let (v_wall, d_wall) = (median(v_wall), median(d_wall));
+    let due = run
+        .invoices
+        .iter()
+        .filter_map(|i| i.renews().map(|(v, _)| v.clone()))
+        .chain(run.changes.iter().map(|c| c.vps().clone()))
+        .chain(run.mails.iter().filter_map(|m| m.vps.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!(
+        "decided: {} invoice(s), {} state change(s), {} mail(s), for {due} VPS(es) due of {}",
+        run.invoices.len(),
+        run.changes.len(),
+        run.mails.len(),
+        a.vps
+    );
+    println!("median of {runs} run(s), in this process:");
+    println!(
+        "  load + validate        {:.0} ms (the baseline every command pays)",
+        load * 1e3
+    );
+    println!(
+        "  decide                 {:.0} ms ({:.2}x the baseline)",
+        decide * 1e3,
+        decide / load
+    );
+    println!(
+        "  dry run's path         {:.0} ms ({:.2}x the baseline: load, ledger, decide)",
+        dry * 1e3,
+        dry / load
+    );
+    println!("as commands (a fresh process each; peak = the largest of the runs):");
+    println!(
+        "  gitvps validate        {:.0} ms, peak {} MiB (the baseline)",
+        v_wall * 1e3,
+        v_peak / 1024
+    );
+    println!(
+        "  billing run --dry-run  {:.0} ms ({:.2}x the baseline, {:.2}x the 2 s target), peak {} MiB ({:.2}x the 200 MiB target)",
+        d_wall * 1e3,
+        d_wall / v_wall,
+        d_wall / 2.0,
+        d_peak / 1024,
+        d_peak as f64 / 1024.0 / 200.0
+    );
+    // The commit a real run makes: files and bytes against what is due.
+    let t = Instant::now();
+    let r = jobs::billing::run(&wt, &opts(false))?;
+    let wrote = t.elapsed().as_secs_f64();
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["diff", "--numstat", "HEAD~1", "HEAD"])
+        .output()?;
+    let stat = String::from_utf8_lossy(&out.stdout);
+    let files = stat.lines().count();
+    let mut bytes = 0u64;
+    for l in stat.lines() {
+        if let Some(p) = l.split('\t').nth(2) {
+            bytes += std::fs::metadata(root.join(p))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+    }
+    println!(
+        "billing run (writes and commits, sends nothing): {:.1} s, commit {} with {files} file(s), {} KiB: {:.2} file(s) and {:.1} KiB per VPS due",
+        wrote,
+        r.commit.as_deref().and_then(|c| c.get(..12)).unwrap_or("-"),
+        bytes / 1024,
+        files as f64 / due.max(1) as f64,
+        bytes as f64 / 1024.0 / due.max(1) as f64
     );
     Ok(0)
 }

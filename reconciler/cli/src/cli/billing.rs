@@ -9,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 use jobs::billing::{Options, Report};
 use jobs::git::Worktree;
-use mail::{SendError, Smtp};
+use mail::{Outgoing, SendError};
 
 use super::Global;
 
@@ -29,8 +29,8 @@ pub enum BillingCommand {
 /// `gitvps mail ...`
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
-    /// Send what waits in mail/outbox through GITVPS_SMTP_URL, then commit (and push) the
-    /// sent log.
+    /// Send what waits in mail/outbox through GITVPS_SMTP_URL (an SMTP server, or
+    /// maildir:///DIR) or into --maildir DIR, then commit (and push) the sent log.
     Send(SendArgs),
 }
 
@@ -66,6 +66,10 @@ pub struct PushArgs {
 /// Flags of `gitvps mail send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    /// Deliver into this Maildir folder (DIR/new/) instead of GITVPS_SMTP_URL: each message
+    /// once, recorded in the sent log like an SMTP delivery.
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<std::path::PathBuf>,
     /// Where the commits go.
     #[command(flatten)]
     pub push: PushArgs,
@@ -95,18 +99,19 @@ pub fn mail(g: &Global, c: MailCommand) -> anyhow::Result<i32> {
     match c {
         MailCommand::Send(a) => {
             let wt = Worktree::open(&g.repo)?;
-            let opts = Options {
-                today: Utc::now().date_naive(),
-                now: Utc::now(),
-                dry_run: false,
-                push: push_target(&wt, &a.push)?,
+            let push = push_target(&wt, &a.push)?;
+            let out = match &a.maildir {
+                Some(dir) => Some(Outgoing::Maildir(mail::Maildir::new(&std::path::absolute(
+                    dir,
+                )?))),
+                None => None,
             };
-            send(&wt, &opts)
+            send_with(&wt, Utc::now(), push.as_ref(), out)
         }
     }
 }
 
-fn push_target(wt: &Worktree, a: &PushArgs) -> anyhow::Result<Option<(String, String)>> {
+pub(crate) fn push_target(wt: &Worktree, a: &PushArgs) -> anyhow::Result<Option<(String, String)>> {
     if a.no_push {
         return Ok(None);
     }
@@ -122,9 +127,6 @@ fn push_target(wt: &Worktree, a: &PushArgs) -> anyhow::Result<Option<(String, St
 }
 
 fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
-    if let Err(code) = super::load_or_report(&g.repo, a.json)? {
-        return Ok(code);
-    }
     let wt = Worktree::open(&g.repo)?;
     let now = Utc::now();
     let opts = Options {
@@ -137,7 +139,10 @@ fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
         run,
         commit,
         skipped,
-    } = jobs::billing::run(&wt, &opts)?;
+    } = match super::job_or_report(jobs::billing::run(&wt, &opts), a.json)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     if a.json {
         super::print_json(&run)?;
     } else {
@@ -161,12 +166,23 @@ fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
 
 /// Sends the outbox; exit 1 (naming the server) when mail is left in it.
 fn send(wt: &Worktree, opts: &Options) -> anyhow::Result<i32> {
+    send_with(wt, opts.now, opts.push.as_ref(), None)
+}
+
+/// Sends the outbox through `out` (default: `GITVPS_SMTP_URL`) and commits the sent log; exit
+/// 1 (naming the server, never its URL) when mail is left in the outbox.
+pub(crate) fn send_with(
+    wt: &Worktree,
+    now: chrono::DateTime<Utc>,
+    push: Option<&(String, String)>,
+    out: Option<Outgoing>,
+) -> anyhow::Result<i32> {
     let pending = mail::Outbox::open(wt.root())?.pending()?.len();
     if pending == 0 {
         return Ok(0);
     }
-    let smtp = match Smtp::from_env() {
-        Ok(s) => s,
+    let out = match out.map_or_else(Outgoing::from_env, Ok) {
+        Ok(o) => o,
         Err(e @ SendError::NotConfigured) => {
             super::note(&format!(
                 "{e}: {pending} mail(s) wait in mail/outbox for the next run"
@@ -175,11 +191,11 @@ fn send(wt: &Worktree, opts: &Options) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let sent = jobs::billing::send_outbox(wt, &smtp, opts)?;
+    let sent = jobs::send::send_and_record(wt, &out, now, push)?;
     let d = &sent.delivery;
     super::note(&format!(
         "mail via {}: {} sent, {} rejected, {} deferred",
-        smtp.server(),
+        out.describe(),
         d.sent.len(),
         d.rejected.len(),
         d.deferred.len()

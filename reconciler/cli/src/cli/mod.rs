@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod announce;
 pub mod apply;
 #[cfg(feature = "sim")]
 pub mod bench;
@@ -21,6 +22,7 @@ pub mod nodesim;
 pub mod plan;
 pub mod serve;
 pub mod site;
+pub mod ticket;
 pub mod validate;
 pub mod vps;
 
@@ -52,7 +54,7 @@ pub struct Global {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the inventory and check every rule; print every problem with file:line:column.
+    /// Check the inventory and the billing records; print every problem as file:line:col.
     Validate(validate::ValidateArgs),
     /// Show nodes, pools, products and expiring VPSes as tables.
     Inventory(inventory::InventoryArgs),
@@ -71,6 +73,11 @@ pub enum Command {
     /// Issued invoices: `gitvps invoice list` and `gitvps invoice show NUMBER [--html]`.
     #[command(subcommand)]
     Invoice(invoice::InvoiceCommand),
+    /// Mail every customer with a live VPS on a node, in a location, of a plan, or all of them.
+    Announce(announce::AnnounceArgs),
+    /// Answer (`ticket reply`) or close (`ticket close`) a customer's support ticket.
+    #[command(subcommand)]
+    Ticket(ticket::TicketCommand),
     /// Manage VPSes in the inventory.
     #[command(subcommand)]
     Vps(vps::VpsCommand),
@@ -102,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Billing(c) => billing::run(&cli.global, c),
         Command::Mail(c) => billing::mail(&cli.global, c),
         Command::Invoice(c) => invoice::run(&cli.global, c),
+        Command::Announce(a) => announce::run(&cli.global, &a),
+        Command::Ticket(c) => ticket::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
@@ -140,6 +149,22 @@ pub(crate) fn note(text: &str) -> anyhow::Result<()> {
 /// Prints JSON to stdout, pretty, with a final newline.
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
+}
+
+/// A job's result, with an inventory that does not load printed as `load_or_report` does it
+/// (the job loads the inventory itself, once): `Err(1)` then.
+pub(crate) fn job_or_report<T>(
+    r: Result<T, jobs::JobError>,
+    json: bool,
+) -> anyhow::Result<Result<T, i32>> {
+    match r {
+        Ok(t) => Ok(Ok(t)),
+        Err(jobs::JobError::Inventory(model::LoadError::Invalid(d))) => {
+            validate::report(&d, json)?;
+            Ok(Err(1))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Loads the inventory; on rule errors prints them (text or JSON) and returns the exit code.

