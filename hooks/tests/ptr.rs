@@ -193,75 +193,40 @@ async fn bad_names_and_addresses_of_others_change_nothing() {
     let t = token_for(&fleet, "c-0001");
     let before = fleet.commit_count();
     let long = format!("{}.example.net", vec!["a".repeat(63); 4].join("."));
-    for (vps, body, status, code) in [
+    for (vps, address, name, status, code) in [
         // Another customer's VPS, an unknown one, an address of another VPS or /64.
-        (
-            "xen01",
-            json!({"address": "66.255.255.10", "name": "a.example.net"}),
-            404,
-            "not_found",
-        ),
-        (
-            "xen77",
-            json!({"address": "66.255.255.34", "name": "a.example.net"}),
-            404,
-            "not_found",
-        ),
+        ("xen01", "66.255.255.10", "a.example.net", 404, "not_found"),
+        ("xen77", "66.255.255.34", "a.example.net", 404, "not_found"),
+        ("xen02", "66.255.255.10", "a.example.net", 404, "not_found"),
         (
             "xen02",
-            json!({"address": "66.255.255.10", "name": "a.example.net"}),
-            404,
-            "not_found",
-        ),
-        (
-            "xen02",
-            json!({"address": "2001:db8:66:23::1", "name": "a.example.net"}),
+            "2001:db8:66:23::1",
+            "a.example.net",
             404,
             "not_found",
         ),
         // Not a host name, too long, not an address.
-        (
-            "xen02",
-            json!({"address": "66.255.255.34", "name": "mail_server"}),
-            422,
-            "bad_ptr",
-        ),
-        (
-            "xen02",
-            json!({"address": "66.255.255.34", "name": "a b.example.net"}),
-            422,
-            "bad_ptr",
-        ),
-        (
-            "xen02",
-            json!({"address": "66.255.255.34", "name": long}),
-            422,
-            "bad_ptr",
-        ),
-        (
-            "xen02",
-            json!({"address": "66.255.255.34/32", "name": "a.example.net"}),
-            422,
-            "bad_ptr",
-        ),
-        // Not the documented body.
-        (
-            "xen02",
-            json!({"address": "66.255.255.34", "ptr": "a.example.net"}),
-            400,
-            "invalid_json",
-        ),
-        (
-            "xen02",
-            json!({"name": "a.example.net"}),
-            400,
-            "invalid_json",
-        ),
+        ("xen02", "66.255.255.34", "mail_server", 422, "bad_ptr"),
+        ("xen02", "66.255.255.34", "a b.example.net", 422, "bad_ptr"),
+        ("xen02", "66.255.255.34", &long, 422, "bad_ptr"),
+        ("xen02", "66.255.255.34/32", "a.example.net", 422, "bad_ptr"),
     ] {
-        let (s, v) = put_ptr(&app, &t, vps, body.clone()).await;
+        let (s, v) = put_ptr(&app, &t, vps, json!({"address": address, "name": name})).await;
         assert_eq!(
             (s, v["error"].as_str().unwrap()),
             (status, code),
+            "{vps} {address} {name}: {v}"
+        );
+    }
+    // Not the documented body.
+    for body in [
+        json!({"address": "66.255.255.34", "ptr": "a.example.net"}),
+        json!({"name": "a.example.net"}),
+    ] {
+        let (s, v) = put_ptr(&app, &t, "xen02", body.clone()).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_json")),
             "{body}: {v}"
         );
     }

@@ -54,24 +54,17 @@ fn upstream(dir: &Path) -> String {
     )
 }
 
-#[test]
-fn ptr_records_reach_a_real_knot_over_ssh_and_only_changes_reload() {
+/// A real sshd and Knot, and the example fleet in `tmp` with Tampa's /25 as one RFC 2317 zone
+/// and that Knot as its `[[dns.server]]`.
+fn fleet_with_knot(tmp: &Path) -> (Sshd, Knot, std::path::PathBuf) {
     let sshd = Sshd::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let knot = Knot::start(&upstream(tmp.path()));
-    let repo = fleet_repo(tmp.path(), &["inventory"]);
-    // Tampa's /25 as one RFC 2317 zone; xen02's customer names its IPv4 address and an address
-    // of its /64.
+    let knot = Knot::start(&upstream(tmp));
+    let repo = fleet_repo(tmp, &["inventory"]);
     edit(
         &repo,
         "pools.toml",
         "rdns_zone = \"per-ip\"",
         "rdns_zone = \"per-pool\"",
-    );
-    append(
-        &repo,
-        "inventory/vps/xen02.toml",
-        "\n[ptr]\n\"66.255.255.34\" = \"mail.example.net\"\n\"2001:db8:66:22::25\" = \"mx.example.net\"\n",
     );
     append(
         &repo,
@@ -84,6 +77,19 @@ fn ptr_records_reach_a_real_knot_over_ssh_and_only_changes_reload() {
             knot.zones.display(),
             knot.socket.display()
         ),
+    );
+    (sshd, knot, repo)
+}
+
+#[test]
+fn ptr_records_reach_a_real_knot_over_ssh_and_only_changes_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sshd, knot, repo) = fleet_with_knot(tmp.path());
+    // xen02's customer names its IPv4 address and an address of its /64.
+    append(
+        &repo,
+        "inventory/vps/xen02.toml",
+        "\n[ptr]\n\"66.255.255.34\" = \"mail.example.net\"\n\"2001:db8:66:22::25\" = \"mx.example.net\"\n",
     );
 
     // The plan: every zone is new, nothing is written.
@@ -277,33 +283,13 @@ async fn put_ptr(
 
 #[test]
 fn a_ptr_set_through_the_hooks_is_published_by_the_next_apply() {
-    let sshd = Sshd::start();
     let tmp = tempfile::tempdir().unwrap();
-    let knot = Knot::start(&upstream(tmp.path()));
-    let repo = fleet_repo(tmp.path(), &["inventory"]);
-    edit(
-        &repo,
-        "pools.toml",
-        "rdns_zone = \"per-ip\"",
-        "rdns_zone = \"per-pool\"",
-    );
+    let (sshd, knot, repo) = fleet_with_knot(tmp.path());
     edit(
         &repo,
         "gitvps.toml",
         "forward_confirm = false",
         "forward_confirm = true",
-    );
-    append(
-        &repo,
-        "gitvps.toml",
-        &format!(
-            "\n[[dns.server]]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\ndir = \"{}\"\ncontrol = \"{}\"\n",
-            sshd.port,
-            sshd.user,
-            sshd.host_key,
-            knot.zones.display(),
-            knot.socket.display()
-        ),
     );
     gitvps_tests::commit_all(&repo);
     let first = gitvps(&repo, &sshd, &["dns", "apply"]);
