@@ -33,17 +33,20 @@ pub enum Scope {
     Tickets,
     /// renew and order (Checkout Sessions); read invoices (`GET /api/invoices`, `/api/invoices/{number}`).
     Billing,
+    /// `PUT /api/vps/{id}/ptr`: reverse DNS names.
+    Dns,
 }
 
 impl Scope {
     /// Every scope with its spelling.
-    pub const ALL: [(&'static str, Scope); 6] = [
+    pub const ALL: [(&'static str, Scope); 7] = [
         ("read", Scope::Read),
         ("power", Scope::Power),
         ("reinstall", Scope::Reinstall),
         ("ssh-keys", Scope::SshKeys),
         ("tickets", Scope::Tickets),
         ("billing", Scope::Billing),
+        ("dns", Scope::Dns),
     ];
 
     /// The spelling.

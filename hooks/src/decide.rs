@@ -65,6 +65,17 @@ pub enum Change {
         /// The keys, already parsed.
         keys: Vec<SshPublicKey>,
     },
+    /// Set or reset the reverse DNS name of one of a VPS's addresses (`[ptr]`).
+    Ptr {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// The address: one of its IPv4 addresses or inside one of its /64s.
+        address: std::net::IpAddr,
+        /// The name; `None`: the VPS's host name again.
+        name: Option<model::values::Hostname>,
+    },
     /// Open a support ticket.
     OpenTicket {
         /// Who asks.
@@ -162,6 +173,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::SshKeys { customer, .. }
+            | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
             | Change::ReplyTicket { customer, .. }
             | Change::LogoutAll { customer, .. }
@@ -183,6 +195,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::SshKeys { customer, .. }
+            | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
             | Change::ReplyTicket { customer, .. }
             | Change::LogoutAll { customer, .. }
@@ -224,6 +237,17 @@ pub enum Decision {
         customer: CustomerId,
         /// How many keys it has now.
         keys: usize,
+    },
+    /// A reverse DNS name set (published by the next `gitvps dns apply`).
+    Ptr {
+        /// The VPS.
+        vps: VpsId,
+        /// The address.
+        address: std::net::IpAddr,
+        /// The name it has now.
+        name: model::values::Hostname,
+        /// Whether it is the customer's choice (`false`: the host name).
+        custom: bool,
     },
     /// A ticket opened or answered.
     Ticket {
@@ -427,6 +451,12 @@ pub fn decide(
             vps,
             keys,
         } => decide_ssh_keys(inv, tree, customer, vps, keys),
+        Change::Ptr {
+            customer,
+            vps,
+            address,
+            name,
+        } => decide_ptr(inv, tree, customer, vps, *address, name.as_ref()),
         Change::OpenTicket {
             customer,
             vps,
@@ -869,6 +899,44 @@ fn decide_ssh_keys(
             uniq.len(),
             if uniq.len() == 1 { "" } else { "s" }
         ),
+        decision,
+        fallback: None,
+    })
+}
+
+/// One entry of the VPS's `[ptr]`: the address must be the VPS's own (else not found, like
+/// another customer's VPS); setting the name it has already changes nothing.
+fn decide_ptr(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    address: std::net::IpAddr,
+    name: Option<&model::values::Hostname>,
+) -> Result<Edit, Refusal> {
+    let v = own_vps(inv, customer, vps, false)?;
+    if !v.owns(address) {
+        return Err(Refusal::NotFound);
+    }
+    let decision = Decision::Ptr {
+        vps: vps.clone(),
+        address,
+        name: name.unwrap_or(&v.hostname).clone(),
+        custom: name.is_some(),
+    };
+    if v.ptr.get(&address) == name {
+        return Ok(Edit::noop(decision));
+    }
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_ptr(address, name)?;
+    let what = match name {
+        Some(n) => format!("set the reverse name of {address} ({vps}) to {n}"),
+        None => format!("reset the reverse name of {address} ({vps}) to the host name"),
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {what} {VIA}"),
         decision,
         fallback: None,
     })
@@ -1547,6 +1615,92 @@ mod tests {
         )
         .unwrap();
         assert!(e.writes.is_empty());
+    }
+
+    fn ptr(customer: &str, vps: &str, address: &str, name: Option<&str>) -> Change {
+        Change::Ptr {
+            customer: id(customer),
+            vps: id(vps),
+            address: id(address),
+            name: name.map(id),
+        }
+    }
+
+    #[test]
+    fn a_ptr_name_is_one_entry_of_the_vps_file_for_its_own_address_only() {
+        let (inv, tree) = fleet();
+        let e = decide(
+            &ptr("c-0001", "xen02", "66.255.255.34", Some("mail.example.net")),
+            &inv,
+            &cat(),
+            &tree,
+        )
+        .unwrap();
+        assert_eq!(
+            e.message,
+            "c-0001: set the reverse name of 66.255.255.34 (xen02) to mail.example.net (site)"
+        );
+        assert_eq!(paths(&e), ["inventory/vps/xen02.toml"]);
+        let text = written(&e, "inventory/vps/xen02.toml").unwrap();
+        assert!(
+            text.ends_with("\n[ptr]\n\"66.255.255.34\" = \"mail.example.net\"\n"),
+            "{text}"
+        );
+        // Any address of its /64.
+        let e = decide(
+            &ptr(
+                "c-0001",
+                "xen02",
+                "2001:db8:66:22::25",
+                Some("mx.example.net"),
+            ),
+            &inv,
+            &cat(),
+            &tree,
+        )
+        .unwrap();
+        assert!(
+            written(&e, "inventory/vps/xen02.toml")
+                .unwrap()
+                .contains("\"2001:db8:66:22::25\" = \"mx.example.net\"")
+        );
+        // Another VPS's address, another /64, another customer's VPS: not found.
+        for (customer, vps, address) in [
+            ("c-0001", "xen02", "66.255.255.10"),
+            ("c-0001", "xen02", "2001:db8:66:23::1"),
+            ("c-0001", "xen01", "66.255.255.10"),
+            ("c-0001", "xen77", "66.255.255.34"),
+        ] {
+            assert_eq!(
+                decide(
+                    &ptr(customer, vps, address, Some("a.example.net")),
+                    &inv,
+                    &cat(),
+                    &tree
+                )
+                .unwrap_err(),
+                Refusal::NotFound,
+                "{vps} {address}"
+            );
+        }
+        // Back to the host name when none was set: nothing to write.
+        let e = decide(
+            &ptr("c-0001", "xen02", "66.255.255.34", None),
+            &inv,
+            &cat(),
+            &tree,
+        )
+        .unwrap();
+        assert!(e.writes.is_empty());
+        assert_eq!(
+            e.decision,
+            Decision::Ptr {
+                vps: id("xen02"),
+                address: id("66.255.255.34"),
+                name: id("xen02.example.net"),
+                custom: false,
+            }
+        );
     }
 
     /// What `purchase` costs on the example fleet, paid on 2026-05-01 without an open invoice.

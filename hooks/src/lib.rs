@@ -16,6 +16,7 @@ pub mod invoices;
 pub mod mails;
 pub mod paymail;
 pub mod reset;
+pub mod resolve;
 pub mod store;
 pub mod stripe;
 pub mod throttle;

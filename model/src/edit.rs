@@ -4,7 +4,7 @@
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use crate::inventory::Vps;
-use crate::values::{Keyword, Power, SshPublicKey, State, Suspension};
+use crate::values::{Hostname, Keyword, Power, SshPublicKey, State, Suspension};
 
 /// Why an edit could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +194,60 @@ impl TomlFile {
         }
         set_keep_decor(self.doc.as_table_mut(), "ssh_keys", value(arr));
     }
+
+    /// Sets the reverse name of `ip` in `[ptr]`, or with `None` removes it (the address gets
+    /// the host name again); a `[ptr]` left empty goes. Keys that spell the same address
+    /// another way (`2001:DB8::25`) are replaced, so the address is named once.
+    pub fn set_ptr(
+        &mut self,
+        ip: std::net::IpAddr,
+        name: Option<&Hostname>,
+    ) -> Result<(), EditError> {
+        let file = self.name.clone();
+        let exists = self.doc.contains_key("ptr");
+        if !exists && name.is_none() {
+            return Ok(());
+        }
+        let ptr = self
+            .doc
+            .entry("ptr")
+            .or_insert_with(|| Item::Table(Table::new()));
+        let Some(t) = ptr.as_table_like_mut() else {
+            return Err(EditError::Type {
+                file,
+                field: "ptr".into(),
+                expected: "a table",
+            });
+        };
+        let same: Vec<String> = t
+            .iter()
+            .filter(|(k, _)| k.parse::<std::net::IpAddr>().is_ok_and(|k| k == ip))
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        let key = ip.to_string();
+        match name {
+            Some(n) => {
+                for k in same.iter().filter(|k| **k != key) {
+                    t.remove(k);
+                }
+                match t.get_mut(&key) {
+                    Some(item) => replace_value(item, value(n.as_str())),
+                    None => {
+                        t.insert(&key, value(n.as_str()));
+                    }
+                }
+            }
+            None => {
+                for k in &same {
+                    t.remove(k);
+                }
+            }
+        }
+        if t.is_empty() {
+            self.doc.remove("ptr");
+        }
+        Ok(())
+    }
 }
 
 /// Replaces a value, keeping the comments and spacing around the old one.
@@ -300,6 +354,45 @@ fsck = 0
 reinstall = 1
 "#
         );
+    }
+
+    #[test]
+    fn set_ptr_adds_replaces_and_removes_names_keeping_comments() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let name = |s: &str| s.parse::<Hostname>().unwrap();
+        let mut f = TomlFile::parse("x.toml", FILE).unwrap();
+        f.set_ptr(ip("66.255.255.34"), None).unwrap();
+        assert_eq!(
+            f.render(),
+            FILE,
+            "removing a name never set changes nothing"
+        );
+        f.set_ptr(ip("66.255.255.34"), Some(&name("mail.example.net")))
+            .unwrap();
+        assert!(
+            f.render()
+                .ends_with("fsck = 0\n\n[ptr]\n\"66.255.255.34\" = \"mail.example.net\"\n"),
+            "{}",
+            f.render()
+        );
+
+        let text = "customer = \"c-0001\"\n\n[ptr]\n\"2001:DB8::25\" = \"a.example.net\"  # mx\n\"192.0.2.1\" = \"b.example.net\"\n";
+        let mut f = TomlFile::parse("x.toml", text).unwrap();
+        f.set_ptr(ip("2001:db8::25"), Some(&name("c.example.net")))
+            .unwrap();
+        assert_eq!(
+            f.render(),
+            "customer = \"c-0001\"\n\n[ptr]\n\"192.0.2.1\" = \"b.example.net\"\n\"2001:db8::25\" = \"c.example.net\"\n"
+        );
+        f.set_ptr(ip("192.0.2.1"), Some(&name("d.example.net")))
+            .unwrap();
+        assert!(f.render().contains("\"192.0.2.1\" = \"d.example.net\"\n"));
+        f.set_ptr(ip("2001:db8::25"), None).unwrap();
+        f.set_ptr(ip("192.0.2.1"), None).unwrap();
+        assert_eq!(f.render(), "customer = \"c-0001\"\n", "an empty [ptr] goes");
+
+        let mut f = TomlFile::parse("x.toml", "ptr = 3\n").unwrap();
+        assert!(f.set_ptr(ip("192.0.2.1"), None).is_err());
     }
 
     #[test]

@@ -477,6 +477,31 @@ impl Vps {
         })
     }
 
+    /// The reverse names of one of its addresses: an IPv4 address gets the customer's `[ptr]`
+    /// name or the host name; a /64 one for its host address `::1` and one per address of it
+    /// named in `[ptr]`.
+    pub fn reverse_names_of(&self, addr: &VpsAddr) -> Vec<(IpAddr, &Hostname)> {
+        let host = addr.host();
+        let mut out = vec![(host, self.ptr.get(&host).unwrap_or(&self.hostname))];
+        if let VpsAddr::V6(_) = addr {
+            out.extend(
+                self.ptr
+                    .iter()
+                    .filter(|(ip, _)| **ip != host && addr.contains(**ip))
+                    .map(|(ip, n)| (*ip, n)),
+            );
+        }
+        out
+    }
+
+    /// [`Vps::reverse_names_of`] every address, in the order of `ips`.
+    pub fn reverse_names(&self) -> Vec<(IpAddr, &Hostname)> {
+        self.ips
+            .iter()
+            .flat_map(|a| self.reverse_names_of(a))
+            .collect()
+    }
+
     /// Whether the VPS counts against its node's capacity.
     pub fn holds_resources(&self) -> bool {
         self.state != State::Destroyed

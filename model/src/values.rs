@@ -1128,6 +1128,15 @@ impl VpsAddr {
             _ => false,
         }
     }
+
+    /// The address the VPS answers on: the IPv4 address, or the /64's host address `::1`
+    /// (what the bootstraps configure in the guest).
+    pub fn host(&self) -> IpAddr {
+        match self {
+            VpsAddr::V4(a) => IpAddr::V4(*a),
+            VpsAddr::V6(n) => IpAddr::V6(Ipv6Addr::from(u128::from(n.network()) | 1)),
+        }
+    }
 }
 
 impl fmt::Display for VpsAddr {

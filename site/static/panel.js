@@ -1,4 +1,4 @@
-// gitvps customer panel: login, the customer's VPSes and their actions, SSH keys, tickets, invoices.
+// gitvps customer panel: login, the customer's VPSes and their actions, SSH keys, reverse DNS, tickets, invoices.
 // Every action is one call to the hooks, which commit it; the next apply carries it out.
 "use strict";
 (function () {
@@ -242,6 +242,7 @@
 
     panel.appendChild(reinstallSection(v));
     panel.appendChild(sshSection(v));
+    panel.appendChild(ptrSection(v));
     panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
     box.appendChild(panel);
   }
@@ -326,6 +327,38 @@
       el("p", { id: "ssh-lead", text: t("ssh_lead") }),
       el("div", { "class": "field" }, [el("label", { "for": "ssh-keys", text: t("ssh_keys") }), keys]),
       el("p", {}, [save]), messageBox("ssh")]);
+  }
+
+  // Reverse DNS: each address with its PTR name, and a field per address to change it (empty:
+  // the host name again). Each save is one commit; the next DNS publish serves it.
+  function ptrSection(v) {
+    var addrs = v.addresses || [];
+    var body = el("tbody");
+    addrs.forEach(function (a, i) {
+      var input = el("input", { type: "text", id: "ptr-" + i, "data-address": a.address, value: a.custom ? a.ptr : "",
+                                placeholder: v.hostname, spellcheck: "false", autocomplete: "off", maxlength: "254",
+                                "aria-label": t("ptr_input", { address: a.address }), "aria-describedby": "ptr-lead" });
+      var save = el("button", { type: "button", "data-ptr": a.address, text: t("ptr_save"),
+                                "aria-label": t("ptr_save_for", { address: a.address }) });
+      save.addEventListener("click", function () {
+        var name = input.value.trim();
+        send("ptr", save, "PUT", "vps/" + v.id + "/ptr", { address: a.address, name: name || null },
+             name ? t("what_ptr", { name: name, address: a.address }) : t("what_ptr_reset", { address: a.address }));
+      });
+      input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); save.click(); } });
+      body.appendChild(el("tr", { "data-address": a.address }, [
+        el("th", { scope: "row" }, [el("code", { text: a.address })]),
+        el("td", { "class": "ptr-name", text: a.ptr + (a.custom ? "" : " " + t("ptr_default")) }),
+        el("td", {}, [input, " ", save])]));
+    });
+    var table = addrs.length
+      ? el("table", { "class": "data", id: "ptr-table" }, [
+          el("thead", {}, [el("tr", {}, [t("ptr_address"), t("ptr_current"), t("ptr_new")].map(function (h) {
+            return el("th", { scope: "col", text: h });
+          }))]), body])
+      : el("p", { text: t("ptr_none") });
+    return el("section", { id: "ptr" }, [
+      el("h3", { text: t("ptr_title") }), el("p", { id: "ptr-lead", text: t("ptr_lead") }), table, messageBox("ptr")]);
   }
 
   // Tickets: the list, a reply form for each, and the form for a new one.

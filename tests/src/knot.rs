@@ -103,24 +103,30 @@ impl Knot {
 
     /// `dig @127.0.0.1 -p PORT +short ARGS...`: the answer lines.
     pub fn dig(&self, args: &[&str]) -> Vec<String> {
-        let out = Command::new(tool("dig"))
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+short",
-                "+time=2",
-                "+tries=1",
-            ])
-            .args(args)
-            .output()
-            .expect("dig");
-        assert!(out.status.success(), "dig {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        dig_at(self.port, args)
     }
+}
+
+/// `dig @127.0.0.1 -p port +short ARGS...`: the answer lines (for a resolver that asks a
+/// test's server from another thread).
+pub fn dig_at(port: u16, args: &[&str]) -> Vec<String> {
+    let out = Command::new(tool("dig"))
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+time=2",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig");
+    assert!(out.status.success(), "dig {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Drop for Knot {

@@ -134,3 +134,54 @@ fn a_command_with_an_unknown_flag_is_caught() {
     assert_eq!(bad, vec![vec!["gitvps", "apply", "--stauts"]]);
     assert!(gitvps::cli::Cli::try_parse_from(&bad[0]).is_err());
 }
+
+/// The apply-on-merge job publishes the DNS zones after applying, guarded by a check that
+/// is true exactly when `gitvps.toml` names a `[[dns.server]]` (run here with `sh` on the
+/// example `gitvps.toml`, whose servers are commented out, and on one that names a server).
+#[test]
+fn the_apply_job_publishes_dns_after_applying_when_a_server_is_named() {
+    const GUARD: &str = r"grep -q '^\[\[dns\.server\]\]' gitvps.toml";
+    for path in templates() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+        let job = match &doc["jobs"]["apply"] {
+            Yaml::BadValue => &doc["apply"],
+            j => j,
+        };
+        let mut all = Vec::new();
+        strings(job, &mut all);
+        let commands: Vec<String> = all
+            .iter()
+            .flat_map(|s| gitvps_commands(s))
+            .map(|c| c.join(" "))
+            .collect();
+        let at = |c: &str| commands.iter().position(|x| x == c);
+        assert!(
+            at("gitvps apply --status").is_some()
+                && at("gitvps dns apply") > at("gitvps apply --status"),
+            "{}: {commands:?}",
+            path.display()
+        );
+        let guarded = all
+            .iter()
+            .any(|s| s.contains("gitvps dns apply") && s.contains(GUARD));
+        assert!(guarded, "{}: dns apply without the guard", path.display());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gitvps.toml");
+    let mut toml = std::fs::read_to_string(example).unwrap();
+    let guard = |toml: &str| {
+        std::fs::write(dir.path().join("gitvps.toml"), toml).unwrap();
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(GUARD)
+            .current_dir(dir.path())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(toml.contains("# [[dns.server]]"));
+    assert!(!guard(&toml), "commented out: no DNS to publish");
+    toml.push_str("\n[[dns.server]]\naddress = \"192.0.2.53\"\n");
+    assert!(guard(&toml));
+}

@@ -657,6 +657,8 @@ fn catalog_and_panel_in_headless_chromium() {
     let msg = b.error_in("panel-notice");
     assert!(msg.contains("xen01 is not in your account"), "{msg}");
 
+    reverse_dns_in_the_panel(&b, &base, &bare);
+
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
     b.wait("document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden && document.getElementById('vps-detail').innerText");
@@ -665,6 +667,7 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(zh.contains("重启"), "{zh}");
     assert!(zh.contains("发票") && zh.contains("未付款"), "{zh}");
     assert!(zh.contains("两步登录") && zh.contains("修改密码"), "{zh}");
+    assert!(zh.contains("反向 DNS") && zh.contains("（主机名）"), "{zh}");
     b.screenshot("panel-zh");
     b.goto(&format!("{base}/zh/products/"));
     assert!(b.text("main").contains("续费选项"));
@@ -739,6 +742,83 @@ fn xhr(
     );
     let v = b.js(&script);
     (v[0].as_u64().unwrap() as u16, v[1].clone())
+}
+
+/// Reverse DNS under a VPS: each address with its name; a name that is not a host name said
+/// in words with the input kept and nothing committed; a good one committed and shown; an
+/// emptied field back to the host name.
+fn reverse_dns_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || {
+        git(bare, &["log", "-1", "--format=%an: %s", "main"])
+            .trim()
+            .to_owned()
+    };
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('ptr-table')");
+    let table = b.text("#ptr-table");
+    for want in [
+        "66.255.255.34\txen02.example.net (host name)",
+        "2001:db8:66:22::1\txen02.example.net (host name)",
+    ] {
+        assert!(table.contains(want), "{want}: {table}");
+    }
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "reverse dns");
+
+    let before = last();
+    b.type_in("#ptr-0", "mail_server.example.net");
+    b.click("button[data-ptr='66.255.255.34']");
+    let msg = message(b, "msg-ptr", "error");
+    assert!(
+        msg.starts_with("Check the name: `mail_server.example.net` is not a valid host name"),
+        "{msg}"
+    );
+    assert_eq!(last(), before, "nothing committed");
+    assert_eq!(
+        b.js("return document.getElementById('ptr-0').value"),
+        json!("mail_server.example.net")
+    );
+    b.screenshot("panel-ptr-error");
+
+    // Enter in the field saves it.
+    b.js("document.getElementById('ptr-0').value = '';");
+    b.type_in("#ptr-0", "mail.example.net");
+    b.keys("\u{E007}");
+    let msg = message(b, "msg-ptr", "ok");
+    assert!(
+        msg.contains("Accepted: reverse name mail.example.net for 66.255.255.34."),
+        "{msg}"
+    );
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: set the reverse name of 66.255.255.34 (xen02) to mail.example.net (site)"
+    );
+    let row = b.text("tr[data-address='66.255.255.34']");
+    assert!(
+        row.contains("mail.example.net") && !row.contains("(host name)"),
+        "{row}"
+    );
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("msg-ptr"),
+        "the answer has the focus"
+    );
+    b.screenshot("panel-ptr");
+
+    b.js("document.getElementById('ptr-0').value = '';");
+    b.click("button[data-ptr='66.255.255.34']");
+    let msg = message(b, "msg-ptr", "ok");
+    assert!(
+        msg.contains("Accepted: host name as the reverse name of 66.255.255.34."),
+        "{msg}"
+    );
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: reset the reverse name of 66.255.255.34 (xen02) to the host name (site)"
+    );
+    assert!(
+        b.text("tr[data-address='66.255.255.34']")
+            .contains("xen02.example.net (host name)")
+    );
 }
 
 /// Logs in with the panel's form (the fields emptied first).

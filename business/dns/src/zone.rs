@@ -117,7 +117,7 @@ pub fn zones(inv: &Inventory) -> Result<Vec<Zone>, DnsError> {
                     addr: *addr,
                 });
             };
-            for (ip, name) in names_of(vps, addr) {
+            for (ip, name) in vps.reverse_names_of(addr) {
                 let (zone, owner) = place(pool, ip);
                 out.entry(zone).or_default().insert(
                     ip,
@@ -143,39 +143,14 @@ pub fn zones(inv: &Inventory) -> Result<Vec<Zone>, DnsError> {
     Ok(zones)
 }
 
-/// The reverse names of one address of a VPS: an IPv4 address gets the customer's name or the
-/// host name; a /64 gets one for its host address `::1` and one per address named in `[ptr]`.
-fn names_of<'v>(vps: &'v Vps, addr: &VpsAddr) -> Vec<(IpAddr, &'v Hostname)> {
-    let name = |ip: IpAddr| vps.ptr.get(&ip).unwrap_or(&vps.hostname);
-    match addr {
-        VpsAddr::V4(a) => vec![(IpAddr::V4(*a), name(IpAddr::V4(*a)))],
-        VpsAddr::V6(net) => {
-            let host = IpAddr::V6(host_of(*net));
-            let mut out = vec![(host, name(host))];
-            out.extend(
-                vps.ptr
-                    .iter()
-                    .filter(|(ip, _)| **ip != host && addr.contains(**ip))
-                    .map(|(ip, n)| (*ip, n)),
-            );
-            out
-        }
-    }
-}
-
-/// The host address of a VPS's /64: `::1`, what the bootstraps configure.
-fn host_of(net: Ipv6Net) -> Ipv6Addr {
-    Ipv6Addr::from(u128::from(net.network()) | 1)
-}
-
 /// The forward zone: `<id> A` per IPv4 address and `<id> AAAA` per /64's host address.
 fn forward(domain: &Hostname, live: &[&Vps]) -> Zone {
     let mut records = Vec::new();
     for vps in live {
         for addr in &vps.ips {
-            let data = match addr {
-                VpsAddr::V4(a) => RecordData::A(*a),
-                VpsAddr::V6(n) => RecordData::Aaaa(host_of(*n)),
+            let data = match addr.host() {
+                IpAddr::V4(a) => RecordData::A(a),
+                IpAddr::V6(a) => RecordData::Aaaa(a),
             };
             records.push(Record {
                 owner: vps.id.to_string(),

@@ -9,6 +9,7 @@ pub mod headers;
 mod invoices;
 mod keys;
 mod openapi;
+mod ptr;
 mod session;
 mod tickets;
 mod twofactor;
@@ -72,6 +73,7 @@ pub struct App {
     throttle: Throttle,
     quotas: Quotas,
     totp_steps: crate::twofactor::UsedSteps,
+    resolver: Arc<dyn crate::resolve::Resolver>,
 }
 
 impl App {
@@ -92,7 +94,16 @@ impl App {
             throttle: Throttle::default(),
             quotas: Quotas::default(),
             totp_steps: crate::twofactor::UsedSteps::default(),
+            resolver: Arc::new(crate::resolve::SystemResolver),
         })
+    }
+
+    /// The app with another resolver for `dns.forward_confirm` (tests: a fake one, or one that
+    /// asks a test's DNS server).
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Arc<dyn crate::resolve::Resolver>) -> App {
+        self.resolver = resolver;
+        self
     }
 
     /// Runs an argon2 computation on the blocking pool, at most [`argon2_slots`] at once (one
@@ -198,6 +209,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/2fa/enable", post(twofactor::enable))
         .route("/2fa/disable", post(twofactor::disable))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
+        .route("/vps/{id}/ptr", put(ptr::set_ptr))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))
         .route("/order", post(checkout::order))

@@ -237,6 +237,11 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "id": v.id,
                 "hostname": v.hostname,
                 "ips": v.ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "addresses": v.reverse_names().into_iter().map(|(ip, name)| json!({
+                    "address": ip.to_string(),
+                    "ptr": name,
+                    "custom": v.ptr.contains_key(&ip),
+                })).collect::<Vec<_>>(),
                 "location": inv.nodes.get(&v.node).map(|n| n.location.as_str()),
                 "product": {"id": v.product, "name": product.map(|p| p.name.as_str())},
                 "state": v.state,
