@@ -18,6 +18,11 @@ pub const ENV_CACHE: &str = "GITVPS_HOOKS_CACHE";
 pub const ENV_BRANCH: &str = "GITVPS_BRANCH";
 /// Environment variable (optional): the key that seals customers' TOTP secrets (64 hex digits).
 pub const ENV_TOTP_KEY: &str = "GITVPS_TOTP_KEY";
+/// Environment variable (optional): where mail that cannot wait goes (a password reset's link):
+/// `smtp://`, `smtps://` or `maildir:///path`, as for `gitvps mail send`.
+pub const ENV_SMTP_URL: &str = mail::smtp::URL_ENV;
+/// Environment variable (optional): an extra root CA (PEM file) for the SMTP server.
+pub const ENV_SMTP_CA: &str = mail::smtp::CA_ENV;
 
 /// Shortest token secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -79,6 +84,9 @@ pub enum ConfigError {
     /// The TOTP key is not 64 hex digits.
     #[error("{ENV_TOTP_KEY} must be 64 hex digits (32 bytes)")]
     BadTotpKey,
+    /// The mail URL or its CA cannot be used (the message never quotes the URL).
+    #[error("outgoing mail ({ENV_SMTP_URL}, {ENV_SMTP_CA}) cannot be used")]
+    Mail(#[source] mail::SendError),
 }
 
 /// Stripe settings; without them, renewals and orders answer 503 and webhooks 503.
@@ -120,6 +128,12 @@ pub struct Config {
     /// Seals customers' TOTP secrets (`GITVPS_TOTP_KEY`). `None`: two-factor login cannot be
     /// turned on, and a customer who has it cannot log in (fails closed).
     pub totp_key: Option<Secret>,
+    /// Where a password reset's mail is sent the moment its record is committed
+    /// (`GITVPS_SMTP_URL`: SMTP or `maildir:///path`; it may hold the SMTP password). `None`:
+    /// reset requests are logged as errors and nothing is committed or mailed.
+    pub mail_url: Option<Secret>,
+    /// An extra root CA for that SMTP server (`GITVPS_SMTP_CA`).
+    pub mail_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -140,6 +154,8 @@ impl Config {
             publish: true,
             static_dir: None,
             totp_key: None,
+            mail_url: None,
+            mail_ca: None,
         }
     }
 
@@ -187,6 +203,12 @@ impl Config {
             crate::twofactor::check_key(&k).map_err(|_| ConfigError::BadTotpKey)?;
             cfg.totp_key = Some(k);
         }
+        cfg.mail_ca = env(ENV_SMTP_CA).map(PathBuf::from);
+        if let Some(url) = env(ENV_SMTP_URL) {
+            // Checked now (a bad URL or CA stops the start), built again for each mail.
+            mail::Outgoing::from_url(&url, cfg.mail_ca.as_deref()).map_err(ConfigError::Mail)?;
+            cfg.mail_url = Some(Secret::new(url));
+        }
         cfg.stripe.webhook_secrets = env(ENV_STRIPE_WEBHOOK)
             .map(|s| parse_secret_list(&s))
             .unwrap_or_default();
@@ -207,6 +229,8 @@ impl std::fmt::Debug for Config {
             .field("publish", &self.publish)
             .field("static_dir", &self.static_dir)
             .field("totp_key", &self.totp_key.as_ref().map(|_| "set"))
+            .field("mail_url", &self.mail_url.as_ref().map(|_| "set"))
+            .field("mail_ca", &self.mail_ca)
             .finish_non_exhaustive()
     }
 }

@@ -154,12 +154,13 @@ pub enum Change {
         /// When (a reset's expiry is checked against it).
         at: DateTime<Utc>,
     },
-    /// A password reset asked for: the record (the token's hash) and the mail with the link.
+    /// A password reset asked for: the record only (the token's hash and expiry). The mail
+    /// with the link is sent once the record has landed, never committed.
     RequestReset {
         /// Whose.
         customer: CustomerId,
-        /// The token (it goes into the mail only).
-        token: crate::reset::Token,
+        /// [`crate::reset::Token::hash`] of the token to mail.
+        hash: String,
         /// When.
         at: DateTime<Utc>,
     },
@@ -278,7 +279,7 @@ pub enum Decision {
         /// The customer.
         customer: CustomerId,
     },
-    /// A reset link mailed.
+    /// A reset record committed (its link is mailed once it has landed).
     ResetMailed {
         /// The customer.
         customer: CustomerId,
@@ -530,11 +531,9 @@ pub fn decide(
             reset,
             at,
         } => decide_password(inv, tree, customer, hash, reset.as_deref(), *at),
-        Change::RequestReset {
-            customer,
-            token,
-            at,
-        } => decide_reset_request(inv, tree, customer, token, *at),
+        Change::RequestReset { customer, hash, at } => {
+            decide_reset_request(inv, customer, hash, *at)
+        }
     }
 }
 
@@ -587,53 +586,26 @@ fn decide_password(
     })
 }
 
-/// The reset record (the token's hash, valid `hooks.reset_valid_minutes`) and the mail with
-/// the link, in one commit. A customer without an e-mail cannot be mailed: not found.
+/// The reset record (the token's hash, valid `hooks.reset_valid_minutes`), alone in its
+/// commit: the link is mailed after, never written. A customer without an e-mail cannot be
+/// mailed: not found.
 fn decide_reset_request(
     inv: &Inventory,
-    tree: &dyn Tree,
     customer: &CustomerId,
-    token: &crate::reset::Token,
+    hash: &str,
     at: DateTime<Utc>,
 ) -> Result<Edit, Refusal> {
     use crate::reset::{Record, reset_path};
     let c = inv.customers.get(customer).ok_or(Refusal::NotFound)?;
-    let to = c.email.clone().ok_or(Refusal::NotFound)?;
+    c.email.as_ref().ok_or(Refusal::NotFound)?;
     let minutes = inv.settings.hooks.reset_valid_minutes;
     let record = Record {
-        hash: token.hash(),
+        hash: hash.to_owned(),
         created: at.timestamp(),
         expires: at.timestamp() + i64::from(minutes) * 60,
     };
-    let mut context = mail::links::common(&inv.settings, &c.name);
-    context["customer"] = customer.as_str().into();
-    context["reset_url"] = format!(
-        "{}?reset={}",
-        mail::links::panel(&inv.settings, c.language),
-        token.expose()
-    )
-    .into();
-    context["valid_minutes"] = minutes.into();
-    let id = format!("password-reset.{customer}.{}", at.timestamp())
-        .parse()
-        .map_err(|e: mail::InvalidMailId| Refusal::Broken(e.to_string()))?;
-    let draft = mail::Draft {
-        id,
-        kind: mail::Kind::PasswordReset,
-        lang: c.language,
-        to,
-        to_name: Some(c.name.clone()),
-        reply_to: None,
-        context,
-        attachments: Vec::new(),
-    };
-    let queued =
-        crate::mails::queue(inv, tree, &draft, at).map_err(|e| Refusal::Broken(e.to_string()))?;
     Ok(Edit {
-        writes: vec![
-            (reset_path(customer), Some(record.render(customer))),
-            queued,
-        ],
+        writes: vec![(reset_path(customer), Some(record.render(customer)))],
         message: format!("{customer}: ask for a password reset by mail {VIA}"),
         decision: Decision::ResetMailed {
             customer: customer.clone(),
@@ -1615,6 +1587,31 @@ mod tests {
         )
         .unwrap();
         assert!(e.writes.is_empty());
+    }
+
+    #[test]
+    fn a_reset_request_commits_the_record_alone() {
+        let (inv, tree) = fleet();
+        let token = crate::reset::Token::new(&id("c-0001"), [7; crate::reset::TOKEN_BYTES]);
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let ask = |customer: &str| Change::RequestReset {
+            customer: id(customer),
+            hash: token.hash(),
+            at,
+        };
+        let e = decide(&ask("c-0001"), &inv, &cat(), &tree).unwrap();
+        assert_eq!(e.writes.len(), 1, "{:?}", e.writes);
+        assert_eq!(e.writes[0].0, "resets/c-0001.toml");
+        let text = e.writes[0].1.as_deref().unwrap();
+        let record = crate::reset::Record::parse(text).unwrap();
+        assert_eq!(record.hash, token.hash());
+        assert_eq!(record.expires - record.created, 30 * 60);
+        let secret = token.expose().rsplit('.').next().unwrap();
+        assert!(!text.contains(secret) && !e.message.contains(secret));
+        assert_eq!(
+            decide(&ask("c-9999"), &inv, &cat(), &tree).unwrap_err(),
+            Refusal::NotFound
+        );
     }
 
     fn ptr(customer: &str, vps: &str, address: &str, name: Option<&str>) -> Change {

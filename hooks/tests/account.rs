@@ -83,6 +83,15 @@ fn queued(fleet: &Fleet, prefix: &str) -> (String, String) {
     hits.into_iter().next().unwrap()
 }
 
+/// The one message in the fleet's Maildir and its plain-text body.
+fn reset_mail(fleet: &Fleet) -> (String, String) {
+    let delivered = fleet.delivered();
+    assert_eq!(delivered.len(), 1, "one mail sent");
+    let raw = String::from_utf8(delivered[0].clone()).unwrap();
+    let (_, text) = read_mail(&raw);
+    (raw, text)
+}
+
 /// The headers named and the plain-text body of a message.
 fn read_mail(raw: &str) -> (Value, String) {
     let m = mail_parser::MessageParser::default()
@@ -220,14 +229,15 @@ async fn a_reset_link_is_mailed_and_sets_the_password_once() {
         fleet.messages()[0],
         "c-0001: ask for a password reset by mail (site)"
     );
-    let paths = changed_paths(&fleet);
-    assert_eq!(paths.len(), 2, "{paths:?}");
-    assert!(paths[0].starts_with("mail/outbox/password-reset.c-0001."));
-    assert_eq!(paths[1], "resets/c-0001.toml");
+    assert_eq!(
+        changed_paths(&fleet),
+        ["resets/c-0001.toml"],
+        "the record alone"
+    );
 
-    // The mail: to the customer, in its language, with the link.
-    let (path, raw) = queued(&fleet, "password-reset.");
-    let (h, text) = read_mail(&raw);
+    // The mail, sent at once: to the customer, in its language, with the link.
+    let (raw, text) = reset_mail(&fleet);
+    let (h, _) = read_mail(&raw);
     assert_eq!(h["to"], "jane@example.net", "{h}");
     assert_eq!(h["kind"], "password-reset", "{h}");
     assert!(text.contains("within 30 minutes"), "{text}");
@@ -236,16 +246,24 @@ async fn a_reset_link_is_mailed_and_sets_the_password_once() {
         "{text}"
     );
     let token = token_in(&text);
-    // The token in clear is in the mail only: the record holds its hash, nothing else has it.
+    // The token in clear is in the mail only: the record holds its hash, no file of any
+    // commit and no commit message has it.
     let record = fleet.file("resets/c-0001.toml").unwrap();
     let parsed = hooks::reset::Token::parse(&token).unwrap();
     assert!(record.contains(&parsed.hash()), "{record}");
-    for (p, text) in all_files(&fleet) {
-        if p != path {
-            assert!(!text.contains(&token), "{p} holds the token");
-        }
-    }
-    assert!(!fleet.messages()[0].contains(&token));
+    let secret = token.rsplit('.').next().unwrap();
+    assert_eq!(fleet.history_holding(secret), Vec::<String>::new());
+    assert_eq!(
+        fleet.history_holding(&parsed.hash()).len(),
+        1,
+        "the walk finds what is there"
+    );
+    assert!(
+        !all_files(&fleet)
+            .iter()
+            .any(|(p, _)| p.starts_with("mail/outbox/")),
+        "nothing queued"
+    );
 
     // A wrong token and a short password: refused, nothing committed.
     let head = fleet.head();
@@ -306,6 +324,48 @@ async fn a_reset_link_is_mailed_and_sets_the_password_once() {
     assert_eq!(s, 401);
     let (s, v) = login(&app, "jane@example.net", "a-new-password").await;
     assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn without_outgoing_mail_a_reset_request_answers_alike_and_commits_nothing() {
+    let fleet = Fleet::new();
+    let mut cfg = fleet.config();
+    cfg.mail_url = None;
+    let app = hooks::app(cfg).unwrap();
+    let ask = |name: &'static str| {
+        let app = app.clone();
+        async move {
+            post(
+                &app,
+                "/api/password/forgot",
+                None,
+                json!({"customer": name}),
+            )
+            .await
+        }
+    };
+    let (real, none) = (ask("c-0001").await, ask("c-9999").await);
+    assert_eq!(real, none);
+    assert_eq!(real.0, 202, "{real:?}");
+    assert_eq!(fleet.commit_count(), 1, "no record of a link never sent");
+    assert!(fleet.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn a_reset_mail_that_cannot_be_sent_still_answers_alike() {
+    let fleet = Fleet::new();
+    // A file where the Maildir should be: delivery fails.
+    std::fs::write(fleet.maildir(), "not a folder").unwrap();
+    let app = app(&fleet);
+    let (s, v) = post(
+        &app,
+        "/api/password/forgot",
+        None,
+        json!({"customer": "c-0001"}),
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_bool()), (202, Some(true)), "{v}");
+    assert_eq!(changed_paths(&fleet), ["resets/c-0001.toml"]);
 }
 
 /// Commits a reset record for the token made of `byte`, expiring at `expires`.
@@ -379,8 +439,8 @@ async fn a_reset_request_answers_alike_for_every_name_and_mails_only_real_accoun
     assert_eq!(answers[0].0, 202);
     // One mail for c-0002 (its second name reached the account's silent cap), in Chinese.
     assert_eq!(fleet.commit_count(), 2);
-    let (_, raw) = queued(&fleet, "password-reset.c-0002.");
-    let (h, text) = read_mail(&raw);
+    let (raw, text) = reset_mail(&fleet);
+    let (h, _) = read_mail(&raw);
     assert_eq!(h["to"], "lin.wei@example.cn");
     assert!(text.contains("/zh/panel/?reset=c-0002."), "{text}");
     let (s, v) = post(&app, "/api/password/forgot", None, json!({"customer": " "})).await;

@@ -96,7 +96,7 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
     )
     .await;
     assert_eq!(s, 202);
-    let reset = reset_token_in_outbox(&fleet);
+    let reset = reset_token_in_maildir(&fleet);
     let body = serde_json::json!({"token": reset, "password": "reset-pass-never-logged"});
     let (s, v) = call(
         &app,
@@ -141,6 +141,8 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
         reset.as_str(),
         reset.rsplit('.').next().unwrap(),
         "reset-pass-never-logged",
+        // The address the reset link went to.
+        "lin.wei@example.cn",
     ] {
         assert!(
             !text.contains(secret),
@@ -149,16 +151,12 @@ async fn logs_tell_what_happened_and_hold_no_secret() {
     }
 }
 
-/// The token of the reset link in the one mail of the outbox.
-fn reset_token_in_outbox(fleet: &Fleet) -> String {
-    let repo = fleet.repo();
-    let tree = repo.find_commit(fleet.head()).unwrap().tree().unwrap();
-    let outbox = tree.get_path(std::path::Path::new("mail/outbox")).unwrap();
-    let outbox = repo.find_tree(outbox.id()).unwrap();
-    let entry = outbox.iter().next().unwrap();
-    let blob = repo.find_blob(entry.id()).unwrap();
+/// The token of the reset link in the one mail delivered to the fleet's Maildir.
+fn reset_token_in_maildir(fleet: &Fleet) -> String {
+    let delivered = fleet.delivered();
+    assert_eq!(delivered.len(), 1, "one mail sent");
     let m = mail_parser::MessageParser::default()
-        .parse(blob.content())
+        .parse(&delivered[0])
         .unwrap();
     let text = m.body_text(0).unwrap().into_owned();
     let at = text.find("?reset=").unwrap() + "?reset=".len();

@@ -201,13 +201,16 @@ pub fn require_root() {
 pub const TOTP_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// `gitvps serve` on 127.0.0.1 (a free port) in front of a bare clone of `work`, made in
-/// `dir`, with the site built at `site` if given; killed when dropped.
+/// `dir`, with the site built at `site` if given, sending its immediate mail (password resets)
+/// to a Maildir in `dir`; killed when dropped.
 pub struct Served {
     child: Child,
     /// `127.0.0.1:PORT`, as the server printed it.
     pub addr: String,
     /// The bare repo it serves (and commits to).
     pub bare: PathBuf,
+    /// The Maildir its `GITVPS_SMTP_URL` names.
+    pub maildir: PathBuf,
 }
 
 impl Served {
@@ -227,9 +230,15 @@ impl Served {
         if let Some(site) = site {
             cmd.arg("--site").arg(site);
         }
+        let maildir = dir.join("maildir");
         let mut child = cmd
             .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
             .env("GITVPS_TOTP_KEY", TOTP_KEY)
+            .env(
+                "GITVPS_SMTP_URL",
+                format!("maildir://{}", maildir.display()),
+            )
+            .env_remove("GITVPS_SMTP_CA")
             .env_remove("STRIPE_SECRET_KEY")
             .env("HOME", dir)
             .stderr(Stdio::piped())
@@ -242,6 +251,7 @@ impl Served {
             child,
             addr: line.trim().rsplit("http://").next().unwrap().to_owned(),
             bare,
+            maildir,
         };
         assert!(
             line.starts_with("gitvps serve: listening on http://127.0.0.1:"),

@@ -673,7 +673,7 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(b.text("main").contains("续费选项"));
     b.screenshot("products-zh");
 
-    account_in_the_panel(&b, &base, &bare);
+    account_in_the_panel(&b, &base, &bare, &served.maildir);
 
     // The hooks down: the panel says so in words and keeps the input.
     b.goto(&format!("{base}/panel/"));
@@ -837,20 +837,17 @@ fn message(b: &Browser, id: &str, kind: &str) -> String {
     v.as_str().unwrap().to_owned()
 }
 
-/// The link of the password reset mail queued for c-0001 in the repo, and its token.
-fn reset_link(bare: &Path) -> (String, String) {
-    let names = git(
-        bare,
-        &["ls-tree", "-r", "--name-only", "main", "mail/outbox/"],
-    );
-    let name = names
-        .lines()
-        .find(|n| n.contains("/password-reset.c-0001."))
-        .expect("a queued reset mail");
-    let raw = git(bare, &["show", &format!("main:{name}")]);
-    let m = mail_parser::MessageParser::default()
-        .parse(raw.as_bytes())
-        .unwrap();
+/// The link of the one password reset mail the server sent (to its Maildir), and its token;
+/// no file of any commit of the repo and no commit message holds the token.
+fn reset_link(bare: &Path, maildir: &Path) -> (String, String) {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+        .expect("a mail delivered")
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let raw = std::fs::read(&names[0]).unwrap();
+    let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
     let to = m.to().and_then(|a| a.first()).and_then(|a| a.address());
     assert_eq!(to, Some("jane@example.net"));
     let text = m.body_text(0).unwrap().into_owned();
@@ -860,6 +857,16 @@ fn reset_link(bare: &Path) -> (String, String) {
         .expect("a reset link in the mail")
         .to_owned();
     let token = link.rsplit("?reset=").next().unwrap().to_owned();
+    let secret = token.rsplit('.').next().unwrap();
+    let history = git(bare, &["log", "-p", "--all", "--format=%H %B"]);
+    assert!(
+        history.contains("resets/c-0001.toml"),
+        "the record is committed"
+    );
+    assert!(
+        !history.contains(secret),
+        "the token is in the repo's history"
+    );
     (link, token)
 }
 
@@ -880,9 +887,9 @@ fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 /// The account section: password change, the reset flow from the login page (the token read
-/// from the mail queued in the repo), two-factor enrolment with its QR code and a login with
+/// from the mail the server sent to `maildir`, never in the repo), two-factor enrolment with its QR code and a login with
 /// a recovery code, API keys, and "log out everywhere". Leaves c-0001 logged in.
-fn account_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+fn account_in_the_panel(b: &Browser, base: &str, bare: &Path, maildir: &Path) {
     let last = || {
         git(bare, &["log", "-1", "--format=%s", "main"])
             .trim()
@@ -932,7 +939,7 @@ fn account_in_the_panel(b: &Browser, base: &str, bare: &Path) {
     assert_eq!(b.a11y_problems(), Vec::<String>::new(), "forgot");
     b.screenshot("panel-forgot");
     assert_eq!(last(), "c-0001: ask for a password reset by mail (site)");
-    let (link, token) = reset_link(bare);
+    let (link, token) = reset_link(bare, maildir);
     assert!(
         link.starts_with("http://127.0.0.1:8080/panel/?reset=c-0001."),
         "{link}"

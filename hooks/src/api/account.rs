@@ -152,7 +152,7 @@ pub(super) struct ForgotReq {
 }
 
 /// `POST /api/password/forgot`: 202 whether or not the account exists or has an e-mail; when
-/// it does, a reset record and the mail with the link are committed.
+/// it does, a reset record is committed and the mail with the link sent.
 ///
 /// Visible limits (429) depend only on what is asked and from where: per client address
 /// (`hooks.per_minute`, `hooks.per_day`) and per name asked (one a minute,
@@ -217,33 +217,76 @@ pub(super) async fn forgot(
     Ok(r)
 }
 
-/// Commits the reset record and its mail; failures are logged, never answered (the answer
-/// must not tell whether an account exists).
+/// Commits the reset record, then sends the mail with the link at once (never through the
+/// repo: the token would be in its history). Failures are logged without the token or the
+/// address, never answered (the answer must not tell whether an account exists); the customer
+/// may ask again, within the account's cap.
 async fn mail_reset(app: &App, id: model::CustomerId) {
+    let failed = |error: &str| tracing::error!(customer = %id, error, "password reset not mailed");
+    let Some(url) = app.cfg.mail_url.clone() else {
+        failed(&format!("{} is not set", crate::config::ENV_SMTP_URL));
+        return;
+    };
     let random: [u8; crate::reset::TOKEN_BYTES] = match crate::config::random_bytes() {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "no random bytes for a reset token");
-            return;
-        }
+        Err(e) => return failed(&format!("no random bytes for a reset token: {e}")),
     };
     let token = Token::new(&id, random);
+    let at = Utc::now();
     let asked = app
         .store
         .apply(Change::RequestReset {
             customer: id.clone(),
-            token,
-            at: Utc::now(),
+            hash: token.hash(),
+            at,
         })
         .await;
     match asked {
-        Ok(_) => tracing::info!(customer = %id, "password reset mailed"),
+        Ok(_) => {}
         Err(ApplyError::Refused(r)) => {
             tracing::warn!(customer = %id, reason = %r, "password reset not mailed");
+            return;
         }
-        Err(ApplyError::Store(e)) => {
-            tracing::error!(customer = %id, error = %crate::error_chain(&e), "password reset not mailed");
-        }
+        Err(ApplyError::Store(e)) => return failed(&crate::error_chain(&e)),
+    }
+    // The record has landed: the link goes out now, built on the head (its templates, the
+    // customer's language and address as they are).
+    let c = id.clone();
+    let built = app
+        .store
+        .read(move |v| crate::mails::password_reset(&v.snapshot.inv, v.tree, &c, &token, at))
+        .await;
+    let message = match built {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return failed(&crate::error_chain(&e)),
+        Err(e) => return failed(&crate::error_chain(&e)),
+    };
+    let ca = app.cfg.mail_ca.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        use mail::Transport;
+        let out = mail::Outgoing::from_url(url.expose_str(), ca.as_deref())?;
+        out.send(
+            &message.from,
+            std::slice::from_ref(&message.to),
+            &message.raw,
+        )
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => tracing::info!(customer = %id, "password reset mailed"),
+        Ok(Err(e)) => failed(&send_failure(&e)),
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+/// A send error fit for the log: a server's reply to a message or its recipient may quote the
+/// address, so it is left out.
+fn send_failure(e: &mail::SendError) -> String {
+    use mail::SendError;
+    match e {
+        SendError::Rejected { server, .. } => format!("SMTP server {server} rejected the message"),
+        SendError::Deferred { server, .. } => format!("SMTP server {server} deferred the message"),
+        other => other.to_string(),
     }
 }
 

@@ -96,7 +96,53 @@ impl Fleet {
         cfg.cache_dir = self.dir.path().join(cache);
         cfg.stripe.webhook_secrets =
             vec![Secret::new(OLD_WEBHOOK_SECRET), Secret::new(WEBHOOK_SECRET)];
+        cfg.mail_url = Some(Secret::new(format!(
+            "maildir://{}",
+            self.maildir().display()
+        )));
         cfg
+    }
+
+    /// The Maildir every app of the fleet sends its immediate mail (password resets) to.
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("maildir")
+    }
+
+    /// The messages delivered to [`Fleet::maildir`], oldest first.
+    pub fn delivered(&self) -> Vec<Vec<u8>> {
+        mail::Maildir::new(&self.maildir())
+            .new_messages()
+            .unwrap()
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    /// Every file of every commit of `main` that holds `needle`, as `commit:path`, and every
+    /// commit message holding it.
+    pub fn history_holding(&self, needle: &str) -> Vec<String> {
+        let repo = self.repo();
+        let mut w = repo.revwalk().unwrap();
+        w.push(self.head()).unwrap();
+        let mut out = Vec::new();
+        for oid in w {
+            let c = repo.find_commit(oid.unwrap()).unwrap();
+            if c.message().unwrap_or_default().contains(needle) {
+                out.push(format!("{}: message", c.id()));
+            }
+            c.tree()
+                .unwrap()
+                .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+                    if let Ok(blob) = repo.find_blob(e.id())
+                        && String::from_utf8_lossy(blob.content()).contains(needle)
+                    {
+                        out.push(format!("{}:{dir}{}", c.id(), e.name().unwrap_or("?")));
+                    }
+                    git2::TreeWalkResult::Ok
+                })
+                .unwrap();
+        }
+        out
     }
 
     pub fn head(&self) -> Oid {
