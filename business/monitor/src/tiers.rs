@@ -229,6 +229,7 @@ impl Series {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::counters::Reset;
@@ -340,6 +341,50 @@ mod tests {
         assert_eq!(s.insert(&delta(t0, 60, 5), now), Insert::Stored);
         assert!(!s.tiers.contains_key(&Tier::Raw));
         assert!(s.tiers.contains_key(&Tier::Hourly));
+    }
+
+    proptest! {
+        /// Any run of deltas (irregular intervals, over up to two weeks): every tier that kept
+        /// a span sums to the same usage, and after pruning no tier holds more than its bound.
+        #[test]
+        fn tiers_agree_and_stay_bounded(
+            gaps in prop::collection::vec((1i64..7200, 0u64..1 << 40), 1..400),
+        ) {
+            let mut s = Series::default();
+            let mut t = at(0, 0, 0);
+            let mut deltas = Vec::new();
+            for (secs, bytes) in gaps {
+                let to = t + Duration::seconds(secs);
+                deltas.push(delta(to, secs, bytes));
+                t = to;
+            }
+            let now = t;
+            for d in &deltas {
+                s.insert(d, now);
+            }
+            let end = now + Duration::seconds(1);
+            let total = |tier: Tier, from: DateTime<Utc>| -> u128 {
+                s.range(tier, tier.bucket_start(from), end)
+                    .map(|(_, b)| u128::from(b.usage.net_rx_bytes))
+                    .sum()
+            };
+            let kept = |from: DateTime<Utc>| -> u128 {
+                deltas.iter().filter(|d| d.to >= from).map(|d| u128::from(d.usage.net_rx_bytes)).sum()
+            };
+            // The last hour is whole in every tier; all of it in the two coarse ones.
+            let hour = Tier::Hourly.bucket_start(now - Duration::hours(1));
+            prop_assert_eq!(total(Tier::Raw, hour), kept(hour));
+            prop_assert_eq!(total(Tier::FiveMinutes, hour), kept(hour));
+            prop_assert_eq!(total(Tier::Hourly, hour), kept(hour));
+            let first = at(0, 0, 0);
+            prop_assert_eq!(total(Tier::Hourly, first), kept(first));
+            s.prune(now);
+            for tier in Tier::ALL {
+                let n = s.tiers.get(&tier).map_or(0, BTreeMap::len);
+                prop_assert!(n as u64 <= tier.max_buckets(Duration::seconds(1)));
+                prop_assert!(s.range(tier, first, end).all(|(start, _)| !tier.expired(*start, now)));
+            }
+        }
     }
 
     #[test]

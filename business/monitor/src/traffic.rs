@@ -133,8 +133,8 @@ pub fn level(used: u64, quota: Size, warn_percent: u32) -> Level {
 /// What the traffic policy has already done to a VPS, as the repo records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enforcement {
-    /// The highest level the customer was mailed about in the current period (`Under` at the
-    /// start of each period).
+    /// The highest level the customer was mailed about in the current period and not
+    /// dropped below since (`Under` at the start of each period; see [`Enforcement::after`]).
     pub mailed: Level,
     /// Whether its network rate is throttled for traffic.
     pub throttled: bool,
@@ -149,6 +149,38 @@ impl Enforcement {
         throttled: false,
         suspended: false,
     };
+
+    /// What is in place once the decision's steps are done (what the caller records with
+    /// them). A level that dropped (more traffic bought) lowers `mailed` with it, so passing
+    /// the threshold again is mailed again.
+    pub fn after(self, dec: &Decision) -> Enforcement {
+        let start = Enforcement {
+            mailed: self.mailed.min(dec.level),
+            ..self
+        };
+        dec.steps.iter().fold(start, |e, s| match *s {
+            Step::Throttle => Enforcement {
+                throttled: true,
+                ..e
+            },
+            Step::Unthrottle => Enforcement {
+                throttled: false,
+                ..e
+            },
+            Step::Suspend => Enforcement {
+                suspended: true,
+                ..e
+            },
+            Step::Unsuspend => Enforcement {
+                suspended: false,
+                ..e
+            },
+            Step::Mail { level, .. } => Enforcement {
+                mailed: e.mailed.max(level),
+                ..e
+            },
+        })
+    }
 }
 
 /// One thing that should happen, in the order [`decide`] returns them.
@@ -227,6 +259,7 @@ pub fn decide(
 mod tests {
     use chrono::{Duration, TimeZone};
     use model::values::Size;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::counters::Reset;
@@ -447,6 +480,21 @@ mod tests {
         };
         let dec = decide(&pol, &plan(2000), State::Suspended, 1900, done);
         assert_eq!(dec.steps, vec![Step::Throttle, Step::Unsuspend]);
+        // Passing the bigger quota later is mailed again.
+        let done = done.after(&dec);
+        assert_eq!(done.mailed, Level::Warn);
+        let dec = decide(&pol, &plan(2000), State::Active, 2000, done);
+        assert_eq!(
+            dec.steps,
+            vec![
+                Step::Unthrottle,
+                Step::Suspend,
+                Step::Mail {
+                    level: Level::Over,
+                    action: TrafficAction::Suspend
+                }
+            ]
+        );
     }
 
     #[test]
@@ -476,6 +524,59 @@ mod tests {
             let dec = decide(&pol, &plan(1000), state, 5000, Enforcement::NONE);
             assert_eq!(dec.level, Level::Over);
             assert_eq!(dec.steps, vec![], "{state}");
+        }
+    }
+
+    fn action() -> impl Strategy<Value = TrafficAction> {
+        prop_oneof![
+            Just(TrafficAction::Mail),
+            Just(TrafficAction::Throttle),
+            Just(TrafficAction::Suspend)
+        ]
+    }
+
+    proptest! {
+        /// Over a period of growing usage (and a quota that may grow when traffic is bought),
+        /// doing what decide() says settles at once: deciding again changes nothing, a level
+        /// is mailed only when reached from below, and what is in place is what the level
+        /// calls for.
+        #[test]
+        fn decisions_settle_and_mail_each_level_once(
+            a in action(), b in action(), warn in 1u32..100, quota in 0u64..10_000,
+            usage in prop::collection::vec((0u64..3_000, 0u64..2_000), 1..40),
+        ) {
+            let (at_warn, at_limit) = if a <= b { (a, b) } else { (b, a) };
+            let pol = TrafficSettings { warn_percent: warn, at_warn, at_limit, ..TrafficSettings::default() };
+            let (mut used, mut quota) = (0u64, quota);
+            let mut done = Enforcement::NONE;
+            let (mut mails, mut expected) = (Vec::new(), Vec::new());
+            let mut told = Level::Under;
+            for (more, bought) in usage {
+                used += more;
+                quota += bought;
+                let state = if done.suspended { State::Suspended } else { State::Active };
+                let dec = decide(&pol, &plan(quota), state, used, done);
+                for s in &dec.steps {
+                    if let Step::Mail { level, .. } = s { mails.push(*level); }
+                }
+                told = told.min(dec.level);
+                if dec.level > told {
+                    expected.push(dec.level);
+                    told = dec.level;
+                }
+                done = done.after(&dec);
+                let state = if done.suspended { State::Suspended } else { State::Active };
+                let again = decide(&pol, &plan(quota), state, used, done);
+                prop_assert_eq!(again.steps, vec![]);
+                let wanted = match dec.level {
+                    Level::Under => None,
+                    Level::Warn => Some(at_warn),
+                    Level::Over => Some(at_limit),
+                };
+                prop_assert_eq!(done.throttled, wanted == Some(TrafficAction::Throttle));
+                prop_assert_eq!(done.suspended, wanted == Some(TrafficAction::Suspend));
+            }
+            prop_assert_eq!(mails, expected);
         }
     }
 
