@@ -9,8 +9,8 @@ pub mod tiers;
 pub mod traffic;
 
 pub use counters::{Counters, Delta, DeltaError, Field, Incarnation, Limits, Reset, Sample, delta};
-pub use tiers::{Bucket, Gauge, Insert, Series, Tier};
+pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier};
 pub use traffic::{
     Decision, Enforcement, Level, Period, Step, TrafficError, counted, decide, level, period,
-    period_total,
+    period_total, period_total_hourly,
 };

@@ -104,16 +104,6 @@ impl Gauge {
         }
     }
 
-    /// Both aggregates as one.
-    pub fn merge(&self, o: &Gauge) -> Gauge {
-        Gauge {
-            count: self.count.saturating_add(o.count),
-            sum: self.sum.saturating_add(o.sum),
-            min: self.min.min(o.min),
-            max: self.max.max(o.max),
-        }
-    }
-
     /// The mean, rounded down.
     pub fn avg(&self) -> u64 {
         match self.count {
@@ -121,6 +111,12 @@ impl Gauge {
             n => u64::try_from(self.sum / u128::from(n)).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// An aggregate that two buckets of the same span merge into: what every tier stores.
+pub trait Merge: Copy {
+    /// Both as one.
+    fn merge(&self, other: &Self) -> Self;
 }
 
 /// One bucket of a VPS series: the summed deltas of its intervals.
@@ -146,9 +142,10 @@ impl Bucket {
             resets: u64::from(d.reset != crate::counters::Reset::None),
         }
     }
+}
 
-    /// Both buckets as one.
-    pub fn merge(&self, o: &Bucket) -> Bucket {
+impl Merge for Bucket {
+    fn merge(&self, o: &Bucket) -> Bucket {
         Bucket {
             samples: self.samples.saturating_add(o.samples),
             usage: self.usage.saturating_add(&o.usage),
@@ -158,7 +155,67 @@ impl Bucket {
     }
 }
 
-/// What [`Series::insert`] did with a delta.
+impl Merge for Gauge {
+    fn merge(&self, o: &Gauge) -> Gauge {
+        Gauge {
+            count: self.count.saturating_add(o.count),
+            sum: self.sum.saturating_add(o.sum),
+            min: self.min.min(o.min),
+            max: self.max.max(o.max),
+        }
+    }
+}
+
+/// One reading of a node's gauges (not counters: each reading stands alone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeReading {
+    /// CPU busy, in per mille of all its CPUs.
+    pub cpu_permille: u64,
+    /// Memory in use, in bytes.
+    pub mem_used: u64,
+    /// The 1-minute load average, in thousandths.
+    pub load_milli: u64,
+    /// Free space in its storage, in bytes.
+    pub storage_free: u64,
+}
+
+/// A bucket of node readings: each gauge's count, sum, minimum and maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeBucket {
+    /// [`NodeReading::cpu_permille`].
+    pub cpu_permille: Gauge,
+    /// [`NodeReading::mem_used`].
+    pub mem_used: Gauge,
+    /// [`NodeReading::load_milli`].
+    pub load_milli: Gauge,
+    /// [`NodeReading::storage_free`] (its minimum is the one to watch).
+    pub storage_free: Gauge,
+}
+
+impl NodeBucket {
+    /// A bucket of one reading.
+    pub fn of(r: &NodeReading) -> NodeBucket {
+        NodeBucket {
+            cpu_permille: Gauge::one(r.cpu_permille),
+            mem_used: Gauge::one(r.mem_used),
+            load_milli: Gauge::one(r.load_milli),
+            storage_free: Gauge::one(r.storage_free),
+        }
+    }
+}
+
+impl Merge for NodeBucket {
+    fn merge(&self, o: &NodeBucket) -> NodeBucket {
+        NodeBucket {
+            cpu_permille: self.cpu_permille.merge(&o.cpu_permille),
+            mem_used: self.mem_used.merge(&o.mem_used),
+            load_milli: self.load_milli.merge(&o.load_milli),
+            storage_free: self.storage_free.merge(&o.storage_free),
+        }
+    }
+}
+
+/// What [`Series::insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
     /// Added to every tier that still keeps its time.
@@ -167,26 +224,34 @@ pub enum Insert {
     TooOld,
 }
 
-/// A VPS's history in all tiers, bounded by [`Series::prune`]: the in-memory model of what the
-/// store keeps (keys `(tier, bucket start)`), and the reference its tests compare against.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Series {
+/// A history in all tiers, bounded by [`Series::prune`]: the in-memory model of what the store
+/// keeps (keys `(tier, bucket start)`), and the reference its tests compare against. A VPS's is
+/// a `Series<Bucket>` (see [`Series::insert_delta`]), a node's a `Series<NodeBucket>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series<B = Bucket> {
     /// Buckets by tier and start.
-    pub tiers: BTreeMap<Tier, BTreeMap<DateTime<Utc>, Bucket>>,
+    pub tiers: BTreeMap<Tier, BTreeMap<DateTime<Utc>, B>>,
 }
 
-impl Series {
-    /// Adds a delta to the bucket of each tier its end lands in, unless that bucket is already
-    /// expired at `now`.
-    pub fn insert(&mut self, d: &Delta, now: DateTime<Utc>) -> Insert {
+impl<B> Default for Series<B> {
+    fn default() -> Self {
+        Series {
+            tiers: BTreeMap::new(),
+        }
+    }
+}
+
+impl<B: Merge> Series<B> {
+    /// Merges `b`, for the instant `at`, into the bucket of each tier `at` lands in, unless
+    /// that bucket is already expired at `now`.
+    pub fn insert(&mut self, at: DateTime<Utc>, b: B, now: DateTime<Utc>) -> Insert {
         let mut stored = false;
         for tier in Tier::ALL {
-            let start = tier.bucket_start(d.to);
+            let start = tier.bucket_start(at);
             if tier.expired(start, now) {
                 continue;
             }
             stored = true;
-            let b = Bucket::of(d);
             self.tiers
                 .entry(tier)
                 .or_default()
@@ -218,11 +283,18 @@ impl Series {
         tier: Tier,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> impl Iterator<Item = (&DateTime<Utc>, &Bucket)> {
+    ) -> impl Iterator<Item = (&DateTime<Utc>, &B)> {
         self.tiers
             .get(&tier)
             .into_iter()
             .flat_map(move |b| b.range(from..to))
+    }
+}
+
+impl Series<Bucket> {
+    /// Adds a VPS's delta at its end ([`Delta::to`]).
+    pub fn insert_delta(&mut self, d: &Delta, now: DateTime<Utc>) -> Insert {
+        self.insert(d.to, Bucket::of(d), now)
     }
 }
 
@@ -282,7 +354,7 @@ mod tests {
         for i in 0..120 {
             let to = at(10, 0, 0) + Duration::seconds(60 * (i + 1));
             assert_eq!(
-                s.insert(&delta(to, 60, 1000 + i as u64), now),
+                s.insert_delta(&delta(to, 60, 1000 + i as u64), now),
                 Insert::Stored
             );
         }
@@ -312,7 +384,7 @@ mod tests {
     fn pruning_drops_each_tier_at_its_own_age() {
         let mut s = Series::default();
         let t0 = at(10, 2, 0);
-        s.insert(&delta(t0, 60, 5), t0);
+        s.insert_delta(&delta(t0, 60, 5), t0);
         // A day and a bit later: the raw sample is gone, the 5-minute and hourly buckets stay.
         let later = t0 + Duration::days(1) + Duration::minutes(1);
         assert_eq!(s.prune(later), 1);
@@ -334,11 +406,11 @@ mod tests {
         let mut s = Series::default();
         let t0 = at(10, 0, 0);
         let now = t0 + Duration::days(400);
-        assert_eq!(s.insert(&delta(t0, 60, 5), now), Insert::TooOld);
+        assert_eq!(s.insert_delta(&delta(t0, 60, 5), now), Insert::TooOld);
         assert!(s.tiers.is_empty());
         // Two days old: only the coarser tiers take it.
         let now = t0 + Duration::days(2);
-        assert_eq!(s.insert(&delta(t0, 60, 5), now), Insert::Stored);
+        assert_eq!(s.insert_delta(&delta(t0, 60, 5), now), Insert::Stored);
         assert!(!s.tiers.contains_key(&Tier::Raw));
         assert!(s.tiers.contains_key(&Tier::Hourly));
     }
@@ -360,7 +432,7 @@ mod tests {
             }
             let now = t;
             for d in &deltas {
-                s.insert(d, now);
+                s.insert_delta(d, now);
             }
             let end = now + Duration::seconds(1);
             let total = |tier: Tier, from: DateTime<Utc>| -> u128 {
@@ -385,6 +457,30 @@ mod tests {
                 prop_assert!(s.range(tier, first, end).all(|(start, _)| !tier.expired(*start, now)));
             }
         }
+    }
+
+    #[test]
+    fn node_readings_keep_average_and_peaks_per_tier() {
+        let mut s: Series<NodeBucket> = Series::default();
+        let now = at(12, 0, 0);
+        for (i, cpu) in [100, 900, 500].into_iter().enumerate() {
+            let r = NodeReading {
+                cpu_permille: cpu,
+                storage_free: 1000 - cpu,
+                ..NodeReading::default()
+            };
+            s.insert(at(11, 0, 10 * i as u32), NodeBucket::of(&r), now);
+        }
+        let Some(h) = s
+            .tiers
+            .get(&Tier::Hourly)
+            .and_then(|h| h.get(&at(11, 0, 0)))
+        else {
+            panic!("no 11:00 bucket")
+        };
+        assert_eq!((h.cpu_permille.avg(), h.cpu_permille.max), (500, 900));
+        assert_eq!(h.storage_free.min, 100);
+        assert_eq!(s.range(Tier::Raw, at(0, 0, 0), now).count(), 3);
     }
 
     #[test]

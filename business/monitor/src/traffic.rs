@@ -16,6 +16,7 @@ use model::settings::{TrafficAction, TrafficCount, TrafficReset, TrafficSettings
 use model::values::{Size, State};
 
 use crate::counters::{Counters, Delta};
+use crate::tiers::{Series, Tier};
 
 /// One accounting period: `[start, end)`, in UTC days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,6 +103,23 @@ pub fn period_total<'a>(
         .into_iter()
         .filter(|d| period.contains(d.to))
         .fold(0u64, |acc, d| acc.saturating_add(counted(count, &d.usage)))
+}
+
+/// The counted bytes of a VPS's hourly buckets that start in `period`: the same total as
+/// [`period_total`] over the deltas the buckets hold (an hour never straddles two periods, and
+/// both put a delta at its end), so a restarted collector recomputes the month from its store.
+pub fn period_total_hourly(period: &Period, count: TrafficCount, series: &Series) -> u64 {
+    let (Some(from), Some(to)) = (
+        period.start.and_hms_opt(0, 0, 0),
+        period.end.and_hms_opt(0, 0, 0),
+    ) else {
+        return 0;
+    };
+    series
+        .range(Tier::Hourly, from.and_utc(), to.and_utc())
+        .fold(0u64, |acc, (_, b)| {
+            acc.saturating_add(counted(count, &b.usage))
+        })
 }
 
 /// How full a quota is.
@@ -365,6 +383,45 @@ mod tests {
         assert_eq!(period_total(&per, TrafficCount::Both, &ds), 214);
         assert_eq!(period_total(&per, TrafficCount::Out, &ds), 14);
         assert_eq!(period_total(&per, TrafficCount::In, &ds), 200);
+    }
+
+    proptest! {
+        /// The month recomputed from the hourly tier equals the month summed from the deltas,
+        /// for either reset rule, across period boundaries.
+        #[test]
+        fn hourly_buckets_give_the_same_month(
+            gaps in prop::collection::vec((1i64..20_000, 0u64..1 << 40, 0u64..1 << 40), 1..300),
+            contract in any::<bool>(), created_day in 1u32..=31,
+        ) {
+            let reset = if contract { TrafficReset::Contract } else { TrafficReset::First };
+            let created = d(2025, 1, created_day);
+            let mut t = Utc.with_ymd_and_hms(2026, 11, 20, 7, 13, 0).single().unwrap_or_default();
+            let (mut series, mut deltas) = (Series::default(), Vec::new());
+            for (secs, rx, tx) in gaps {
+                let to = t + Duration::seconds(secs);
+                let delta = Delta {
+                    from: t,
+                    to,
+                    usage: Counters { net_rx_bytes: rx, net_tx_bytes: tx, ..Counters::default() },
+                    reset: Reset::None,
+                    implausible: Vec::new(),
+                };
+                series.insert_delta(&delta, to);
+                deltas.push(delta);
+                t = to;
+            }
+            for day in [d(2026, 11, 25), d(2026, 12, 10), d(2027, 1, 3), t.date_naive()] {
+                let per = period(reset, created, day);
+                prop_assert!(per.is_ok());
+                let Ok(per) = per else { break };
+                for count in [TrafficCount::Both, TrafficCount::Out, TrafficCount::In] {
+                    prop_assert_eq!(
+                        period_total_hourly(&per, count, &series),
+                        period_total(&per, count, &deltas)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
