@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::OsId;
 use crate::policy::{InvoiceRule, PaymentMethod, TaxRate};
-use crate::values::{AbsPath, Country, Email, Host, Hostname, SshPublicKey, UnixUser};
+use crate::values::{AbsPath, Country, Email, Host, Hostname, Rate, SshPublicKey, UnixUser};
 
 /// The secrets gitvps reads, by environment variable name, with what each is.
 /// They never come from a file in the repository.
@@ -60,6 +60,91 @@ pub struct Settings {
     pub hooks: HooksSettings,
     /// DNS: the zones built from the inventory and the servers they are published to.
     pub dns: DnsSettings,
+    /// The usage collector (`gitvps monitor`).
+    pub monitor: MonitorSettings,
+    /// Monthly traffic accounting against each plan's `traffic`, and what happens past it.
+    pub traffic: TrafficSettings,
+}
+
+/// `[monitor]`: the usage collector (`gitvps monitor`, see `docs/monitoring.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MonitorSettings {
+    /// Seconds between two collections (one SSH exec per node each time), 10 to 3600.
+    pub interval_secs: u32,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings { interval_secs: 60 }
+    }
+}
+
+crate::values::keyword!(
+    /// When a VPS's monthly traffic starts again from zero (`[traffic] reset`).
+    TrafficReset, "traffic reset day", {
+        /// On the 1st of every month (UTC).
+        First = "first",
+        /// On the day of the month the VPS was created (its contract day; the month's last
+        /// day in a shorter month).
+        Contract = "contract",
+    }
+);
+
+crate::values::keyword!(
+    /// Which direction of a VPS's network traffic counts against its quota (`[traffic] count`).
+    TrafficCount, "traffic direction", {
+        /// Received and sent, added.
+        Both = "both",
+        /// Sent by the VPS only.
+        Out = "out",
+        /// Received by the VPS only.
+        In = "in",
+    }
+);
+
+crate::values::keyword!(
+    /// What happens when a VPS passes a traffic threshold; each comes with a mail to the
+    /// customer. Ordered from mildest to harshest.
+    TrafficAction, "traffic action", {
+        /// A mail only.
+        Mail = "mail",
+        /// The VPS's network rate drops to `throttle_rate` until the period resets or the
+        /// customer buys more traffic.
+        Throttle = "throttle",
+        /// The VPS is suspended until the period resets or the customer buys more traffic.
+        Suspend = "suspend",
+    }
+);
+
+/// `[traffic]`: monthly traffic per VPS against its plan's `traffic`, and the policy at the
+/// warning threshold and at the quota (see `docs/monitoring.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficSettings {
+    /// When the monthly total starts again.
+    pub reset: TrafficReset,
+    /// Which direction counts.
+    pub count: TrafficCount,
+    /// The warning threshold, in percent of the quota (1 to 99).
+    pub warn_percent: u32,
+    /// What happens past `warn_percent`.
+    pub at_warn: TrafficAction,
+    /// What happens past the quota; never milder than `at_warn`.
+    pub at_limit: TrafficAction,
+    /// The network rate of a throttled VPS.
+    pub throttle_rate: Rate,
+}
+
+impl Default for TrafficSettings {
+    fn default() -> Self {
+        TrafficSettings {
+            reset: TrafficReset::First,
+            count: TrafficCount::Both,
+            warn_percent: 80,
+            at_warn: TrafficAction::Mail,
+            at_limit: TrafficAction::Throttle,
+            throttle_rate: Rate::new_unchecked("1Mb/s"),
+        }
+    }
 }
 
 /// `[dns]`: the reverse zones of the pools and the forward zone of `[vps] domain`, built by
@@ -315,6 +400,8 @@ impl Default for Settings {
             },
             hooks: HooksSettings::default(),
             dns: DnsSettings::default(),
+            monitor: MonitorSettings::default(),
+            traffic: TrafficSettings::default(),
         }
     }
 }

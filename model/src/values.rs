@@ -291,6 +291,7 @@ string_value! {
     pub struct Rate(String);
     /// The rate as `xl.cfg` spells it.
     pub fn as_str;
+    pub(crate) fn new_unchecked;
     fn parse(s) {
         // ^[0-9]+[GMK]?[Bb]/s$, as xl's parser accepts.
         let digits = s.bytes().take_while(u8::is_ascii_digit).count();

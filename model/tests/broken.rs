@@ -601,3 +601,25 @@ fn billing_policy_defaults() {
     assert_eq!(inv.settings.seller.name, "Fixture VPS");
     assert_eq!(inv.settings.mail.support, None);
 }
+
+/// `valid/traffic-policy`: `[monitor]` and every `[traffic]` field, typed.
+#[test]
+fn traffic_settings_load_typed() {
+    use model::settings::{TrafficAction, TrafficCount, TrafficReset, TrafficSettings};
+
+    let repo = build(&fixtures().join("valid/traffic-policy"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.settings.monitor.interval_secs, 30);
+    let t = &inv.settings.traffic;
+    assert_eq!(t.reset, TrafficReset::Contract);
+    assert_eq!(t.count, TrafficCount::Out);
+    assert_eq!(t.warn_percent, 90);
+    assert_eq!(t.at_warn, TrafficAction::Throttle);
+    assert_eq!(t.at_limit, TrafficAction::Suspend);
+    assert_eq!(t.throttle_rate.as_str(), "10Mb/s");
+
+    // The base fleet has no [traffic]: the defaults (mail at 80 %, throttle at 100 %).
+    let base = Inventory::load(&fixtures().join("base")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(base.settings.traffic, TrafficSettings::default());
+    assert_eq!(base.settings.traffic.at_limit, TrafficAction::Throttle);
+}

@@ -20,6 +20,17 @@ const SETTINGS_KEYS: &[&str] = &[
     "vps",
     "hooks",
     "dns",
+    "monitor",
+    "traffic",
+];
+
+const TRAFFIC_KEYS: &[&str] = &[
+    "reset",
+    "count",
+    "warn_percent",
+    "at_warn",
+    "at_limit",
+    "throttle_rate",
 ];
 
 const DNS_KEYS: &[&str] = &[
@@ -125,6 +136,22 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     }
     if let Some(d) = top.sub(r, &mut o, "dns", DNS_KEYS) {
         parse_dns(r, &mut o, &d, &mut s.dns);
+    }
+    if let Some(m) = top.sub(r, &mut o, "monitor", &["interval_secs"]) {
+        m.set_checked(
+            r,
+            &mut o,
+            "interval_secs",
+            &mut s.monitor.interval_secs,
+            |&v: &u32| match v {
+                10..=3600 => Ok(()),
+                _ => Err("must be 10 to 3600 (an hour)".to_owned()),
+            },
+        );
+        m.finish(r);
+    }
+    if let Some(t) = top.sub(r, &mut o, "traffic", TRAFFIC_KEYS) {
+        parse_traffic(r, &mut o, &t, &mut s.traffic);
     }
     build(r, &top, || Some(s))
 }
@@ -336,6 +363,44 @@ fn parse_seller(r: &mut Reader<'_>, o: &mut Origin, s: &Obj<'_>, c: &mut SellerS
     c.tax_id = s.opt(r, o, "tax_id");
     c.email = s.opt(r, o, "email");
     s.finish(r);
+}
+
+/// `[traffic]`: the reset day, the counted direction, the warning threshold and the actions;
+/// the action at the quota (default `throttle`) is never milder than the one at the warning.
+fn parse_traffic(r: &mut Reader<'_>, o: &mut Origin, t: &Obj<'_>, c: &mut TrafficSettings) {
+    c.reset = t.kw(r, o, "reset").unwrap_or(c.reset);
+    c.count = t.kw(r, o, "count").unwrap_or(c.count);
+    t.set_checked(
+        r,
+        o,
+        "warn_percent",
+        &mut c.warn_percent,
+        |&v: &u32| match v {
+            1..=99 => Ok(()),
+            _ => Err("must be 1 to 99 (percent of the quota)".to_owned()),
+        },
+    );
+    c.at_warn = t.kw(r, o, "at_warn").unwrap_or(c.at_warn);
+    c.at_limit = t.kw(r, o, "at_limit").unwrap_or(c.at_limit);
+    if c.at_limit < c.at_warn {
+        // Blame the field that was written: at_limit if given, else at_warn against the default.
+        let key = if t.has("at_limit") {
+            "at_limit"
+        } else {
+            "at_warn"
+        };
+        t.error(
+            r,
+            key,
+            format!(
+                "at_limit `{}` is milder than at_warn `{}`: the quota's action must be at least as strong",
+                c.at_limit, c.at_warn
+            ),
+        );
+        c.at_limit = c.at_warn;
+    }
+    t.set(r, o, "throttle_rate", &mut c.throttle_rate);
+    t.finish(r);
 }
 
 /// `[dns]`: name servers, SOA contact and timers, and the `[[dns.server]]` list.

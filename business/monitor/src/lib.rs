@@ -1,0 +1,16 @@
+//! The pure core of gitvps monitoring: per-VPS counter samples and the deltas between them
+//! (safe across reboots and re-created domains), the downsampling tiers, and traffic quotas.
+//!
+//! No I/O here: the collector (`gitvps monitor`, to come) reads the counters over SSH, stores
+//! buckets and commits usage; it asks this crate what the numbers mean and what should happen.
+
+pub mod counters;
+pub mod tiers;
+pub mod traffic;
+
+pub use counters::{Counters, Delta, DeltaError, Field, Incarnation, Limits, Reset, Sample, delta};
+pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier};
+pub use traffic::{
+    Decision, Enforcement, Level, Period, Step, TrafficError, counted, decide, level, period,
+    period_total, period_total_hourly,
+};
