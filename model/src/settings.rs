@@ -60,6 +60,8 @@ pub struct Settings {
     pub hooks: HooksSettings,
     /// DNS: the zones built from the inventory and the servers they are published to.
     pub dns: DnsSettings,
+    /// Backups: the restic repository and the variable holding its password.
+    pub backup: crate::backup::BackupSettings,
 }
 
 /// `[dns]`: the reverse zones of the pools and the forward zone of `[vps] domain`, built by
@@ -315,6 +317,7 @@ impl Default for Settings {
             },
             hooks: HooksSettings::default(),
             dns: DnsSettings::default(),
+            backup: crate::backup::BackupSettings::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "vps",
     "hooks",
     "dns",
+    "backup",
 ];
 
 const DNS_KEYS: &[&str] = &[
@@ -126,6 +127,7 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     if let Some(d) = top.sub(r, &mut o, "dns", DNS_KEYS) {
         parse_dns(r, &mut o, &d, &mut s.dns);
     }
+    super::backup::parse_settings(r, &mut o, &top, &mut s.backup);
     build(r, &top, || Some(s))
 }
 
