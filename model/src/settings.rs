@@ -39,6 +39,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "GITVPS_TOTP_KEY",
         "key that seals customers' TOTP secrets (64 hex digits)",
     ),
+    (
+        "GITVPS_RESTIC_PASSWORD",
+        "the restic backup repository's password (the default name; [backup] password_env may name another)",
+    ),
 ];
 
 /// Settings from `gitvps.toml`.
