@@ -107,6 +107,8 @@ pub struct Resources {
     /// Disk throughput cap, if any. KVM only: QEMU's `throttling.bps-total`; the Xen
     /// driver ignores it.
     pub disk_bandwidth: Option<ByteRate>,
+    /// Backups of its VPSes (`[product.backup]`; off when absent).
+    pub backup: crate::backup::BackupPolicy,
 }
 
 /// An IP pool.
@@ -450,6 +452,8 @@ pub struct Vps {
     /// Reverse DNS names the customer chose (`[ptr]`), by address: each address is one of the
     /// VPS's IPv4 addresses or inside one of its /64s. Others get [`Vps::hostname`].
     pub ptr: BTreeMap<IpAddr, Hostname>,
+    /// `[backup]`: this VPS's changes to its plan's backup policy.
+    pub backup: crate::backup::BackupOverride,
     /// Where it was defined.
     pub origin: Origin,
 }
@@ -524,6 +528,12 @@ impl Inventory {
             &crate::load::Broken::default(),
         ))
         .sorted()
+    }
+
+    /// A VPS's backup policy: its plan's with its own `[backup]` applied (`None` when its
+    /// product is unknown).
+    pub fn backup_policy_of(&self, vps: &Vps) -> Option<crate::backup::BackupPolicy> {
+        self.resources_of(vps).map(|r| r.backup.with(&vps.backup))
     }
 
     /// The plan resources of a VPS's product, if the product exists and is a plan.

@@ -3,6 +3,7 @@
 //!
 //! See `docs/inventory.md` for every field of every file.
 
+pub mod backup;
 pub mod bootstraps;
 pub mod diag;
 pub mod edit;

@@ -227,6 +227,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         actions: Actions::default(),
         monitor: Monitor::default(),
         ptr: std::collections::BTreeMap::new(),
+        backup: crate::backup::BackupOverride::default(),
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

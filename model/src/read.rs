@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use ipnet::{Ipv4Net, Ipv6Net};
 use toml_edit::{Item, TableLike, Value};
 
+use crate::backup::EnvName;
 use crate::diag::{Diagnostic, Origin, SourceFile};
 use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
 use crate::policy::{InvoiceRule, TaxRate};
@@ -77,7 +78,8 @@ from_str_value!(
     PasswordHash,
     Ipv4Range,
     VpsAddr,
-    InvoiceRule
+    InvoiceRule,
+    EnvName
 );
 
 impl FromValue for String {
@@ -300,7 +302,7 @@ pub(crate) struct Obj<'a> {
 const SECRET_HINTS: &[(&str, &str)] = &[
     (
         "password",
-        "customers carry `password_hash`, an argon2 hash, never a password",
+        "a password never goes in the repository: customers carry `password_hash`, an argon2 hash; other passwords come from the environment, named by a `*_env` field where one exists",
     ),
     (
         "secret",

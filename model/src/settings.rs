@@ -39,6 +39,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "GITVPS_TOTP_KEY",
         "key that seals customers' TOTP secrets (64 hex digits)",
     ),
+    (
+        "GITVPS_RESTIC_PASSWORD",
+        "the restic backup repository's password (the default name; [backup] password_env may name another)",
+    ),
 ];
 
 /// Settings from `gitvps.toml`.
@@ -64,6 +68,8 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// Monthly traffic accounting against each plan's `traffic`, and what happens past it.
     pub traffic: TrafficSettings,
+    /// Backups: the restic repository and the variable holding its password.
+    pub backup: crate::backup::BackupSettings,
 }
 
 /// `[monitor]`: the usage collector (`gitvps monitor`, see `docs/monitoring.md`).
@@ -402,6 +408,7 @@ impl Default for Settings {
             dns: DnsSettings::default(),
             monitor: MonitorSettings::default(),
             traffic: TrafficSettings::default(),
+            backup: crate::backup::BackupSettings::default(),
         }
     }
 }

@@ -23,7 +23,44 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     capacity(inv, &mut out);
     forward_ports(inv, broken, &mut out);
     customer_emails(inv, &mut out);
+    backups(inv, broken, &mut out);
     out
+}
+
+/// Backups need a repository in `gitvps.toml`, and a VPS's `[backup]` must leave a policy
+/// that keeps what it takes.
+fn backups(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    use crate::backup::Frequency;
+    let no_repo = inv.settings.backup.repository.is_none();
+    let why = "backups are on but gitvps.toml has no restic repository: add [backup.sftp] or [backup.s3] (see docs/backup.md)";
+    for p in inv.products.values() {
+        if no_repo
+            && p.resources()
+                .is_some_and(|r| r.backup.schedule.every != Frequency::Off)
+        {
+            out.push(p.origin.diag("backup.every", why));
+        }
+    }
+    for v in inv.vps.values() {
+        if v.backup.is_empty() || broken.vps.contains(v.id.as_str()) || !v.holds_resources() {
+            continue;
+        }
+        let (Some(plan), Some(policy)) = (inv.resources_of(v), inv.backup_policy_of(v)) else {
+            continue;
+        };
+        if policy.schedule.every == Frequency::Off {
+            continue;
+        }
+        let k = policy.keep;
+        if k.daily == 0 && k.weekly == 0 && k.monthly == 0 {
+            out.push(v.origin.diag(
+                "backup",
+                "backups are taken but none is kept: keep_daily, keep_weekly or keep_monthly must be at least 1",
+            ));
+        } else if no_repo && plan.backup.schedule.every == Frequency::Off {
+            out.push(v.origin.diag("backup.every", why));
+        }
+    }
 }
 
 /// No two customers share an e-mail address (compared case-insensitively): a login by

@@ -204,6 +204,49 @@ fn declared_overcommit_makes_the_fleet_valid() {
     assert_eq!(valid.replace("overcommit = { ram = 2 }\n", ""), broken);
 }
 
+/// `valid/backup`: an SFTP restic repository, a plan backed up daily, and one VPS that
+/// changes its plan's policy to weekly with more monthly backups kept.
+#[test]
+fn backup_policies_and_repository_load_typed() {
+    use model::backup::{Frequency, Repository, Retention, Weekday};
+
+    let repo = build(&fixtures().join("valid/backup"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let b = &inv.settings.backup;
+    assert_eq!(b.password_env.as_str(), "GITVPS_RESTIC_PASSWORD");
+    let Some(Repository::Sftp { port, path, .. }) = &b.repository else {
+        panic!("{b:?}")
+    };
+    assert_eq!(
+        (*port, path.to_string().as_str()),
+        (22, "/srv/restic/gitvps")
+    );
+    let policy = |id: &str| {
+        let v = &inv.vps[&id.parse::<VpsId>().unwrap()];
+        inv.backup_policy_of(v).unwrap()
+    };
+    let xen01 = policy("xen01");
+    assert_eq!(
+        (
+            xen01.schedule.every,
+            xen01.schedule.weekday,
+            xen01.schedule.hour
+        ),
+        (Frequency::Weekly, Weekday::Saturday, 2)
+    );
+    assert_eq!(
+        xen01.keep,
+        Retention {
+            daily: 7,
+            weekly: 4,
+            monthly: 12
+        }
+    );
+    let xen02 = policy("xen02");
+    assert_eq!(xen02.schedule.every, Frequency::Daily);
+    assert_eq!(xen02.keep.monthly, 6);
+}
+
 /// `valid/dns`: `[dns]` with one server (defaults filled in) and a VPS naming the PTR of its
 /// IPv4 address and of an address inside its /64, written in a non-canonical form.
 #[test]
@@ -382,6 +425,14 @@ fn secrets_are_never_echoed() {
     assert!(s.starts_with("gitvps.toml:"), "{s}");
     assert!(s.contains("stripe_secret_key"), "{s}");
     assert!(!s.contains("sk_live"), "{s}");
+    // Backup credentials: only variable names are accepted, and a value given in their
+    // place (or under a secret-looking key) is never repeated.
+    for case in ["backup-secret-in-settings", "backup-bad-repository"] {
+        let s = case_text(case);
+        for secret in ["hunter2", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtn", "horse"] {
+            assert!(!s.contains(secret), "{case}: {s}");
+        }
+    }
     for case in ["password-in-customer", "password-hash-not-a-hash"] {
         let s = case_text(case);
         assert!(!s.contains("hunter2"), "{case}: {s}");

@@ -270,8 +270,9 @@ fn one_unreachable_node_does_not_stop_the_other_and_nothing_is_deleted() {
     let p = f.gitvps(&["plan"]);
     assert_eq!(p.code, 0, "{p:?}");
     assert!(
-        p.stdout
-            .contains("note: domain `xen20` is not in the inventory: left alone"),
+        p.stdout.contains("  ! domain `xen20` ")
+            && p.stdout
+                .contains("here and is not in the inventory: left untouched"),
         "{p:?}"
     );
     f.gitvps(&["apply"]);

@@ -446,6 +446,7 @@ mod tests {
             cpu_cap: 0,
             disk_iops: None,
             disk_bandwidth: None,
+            backup: model::backup::BackupPolicy::default(),
         }
     }
 

@@ -30,6 +30,7 @@ const PRODUCT_KEYS: &[&str] = &[
     "cpu_cap",
     "disk_iops",
     "disk_bandwidth",
+    "backup",
 ];
 /// The fields of a plan's resources: `disk` to the end of [`PRODUCT_KEYS`]. A renewal product
 /// takes them from the product it renews.
@@ -124,6 +125,7 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
     let cpu_cap = p.opt::<u32>(r, o, "cpu_cap").unwrap_or(0);
     let disk_iops = p.opt::<u32>(r, o, "disk_iops");
     let disk_bandwidth = p.opt::<ByteRate>(r, o, "disk_bandwidth");
+    let backup = super::backup::parse_policy(r, o, p);
     if disk_iops.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
         p.error(
             r,
@@ -152,5 +154,6 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
         cpu_cap,
         disk_iops,
         disk_bandwidth,
+        backup,
     })
 }

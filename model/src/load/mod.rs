@@ -1,6 +1,7 @@
 //! Loading a repository into an [`Inventory`]: reads every file, in parallel, and reports
 //! every problem in one run with its file, line, column and field.
 
+mod backup;
 mod catalog;
 mod customer;
 mod files;

@@ -22,6 +22,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "dns",
     "monitor",
     "traffic",
+    "backup",
 ];
 
 const TRAFFIC_KEYS: &[&str] = &[
@@ -153,6 +154,7 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     if let Some(t) = top.sub(r, &mut o, "traffic", TRAFFIC_KEYS) {
         parse_traffic(r, &mut o, &t, &mut s.traffic);
     }
+    super::backup::parse_settings(r, &mut o, &top, &mut s.backup);
     build(r, &top, || Some(s))
 }
 

@@ -31,6 +31,7 @@ const VPS_KEYS: &[&str] = &[
     "actions",
     "monitor",
     "ptr",
+    "backup",
 ];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
@@ -53,6 +54,10 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let actions = parse_actions(r, &mut o, &v);
     let monitor = parse_monitor(r, &mut o, &v);
     let ptr = parse_ptr(r, &mut o, &v, &ips);
+    let backup = v
+        .sub(r, &mut o, "backup", super::backup::POLICY_KEYS)
+        .map(|b| super::backup::parse_override(r, &mut o, &b))
+        .unwrap_or_default();
     build(r, &v, || {
         Some(Vps {
             id,
@@ -73,6 +78,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             actions,
             monitor,
             ptr,
+            backup,
             origin: o,
         })
     })

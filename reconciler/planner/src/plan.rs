@@ -9,7 +9,7 @@ use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, Store, VpsSpec};
-use crate::observe::{NodeState, Observation, Record};
+use crate::observe::{Domain, NodeState, Observation, Record};
 
 mod vps;
 use vps::plan_vps;
@@ -154,6 +154,11 @@ pub enum NodePlan {
         steps: Vec<Step>,
         /// Things left alone, and why.
         notes: Vec<Note>,
+        /// Domains on the node that the inventory does not declare there (unknown ones, and
+        /// VPSes the inventory puts on another node, as after a change of `node`): never
+        /// touched, always reported, and counted in the plan's summary line.
+        #[serde(default)]
+        undeclared: Vec<Note>,
     },
     /// The node did not answer; its VPSes get no steps.
     Unreachable {
@@ -257,25 +262,23 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
             ));
         }
     }
-    let unmanaged = [
-        ("domain", obs.domains.keys().collect::<Vec<_>>()),
-        ("disk", obs.disks.keys().collect()),
-    ];
-    for (what, names) in unmanaged {
-        for name in names
-            .into_iter()
-            .filter(|n| !spec.vps.keys().any(|k| k.as_str() == n.as_str()))
-        {
-            notes.push(match elsewhere(name) {
-                Some(other) => {
-                    format!("{what} `{name}` belongs to {other} in the inventory: left alone here")
-                }
-                None => format!(
-                    "{what} `{}` is not in the inventory: left alone",
-                    name.escape_debug()
-                ),
-            });
-        }
+    let declared = |name: &str| spec.vps.keys().any(|k| k.as_str() == name);
+    let undeclared = obs
+        .domains
+        .iter()
+        .filter(|(name, _)| !declared(name))
+        .map(|(name, d)| undeclared_domain(name, d, elsewhere(name)))
+        .collect();
+    for name in obs.disks.keys().filter(|n| !declared(n)) {
+        notes.push(match elsewhere(name) {
+            Some(other) => {
+                format!("disk `{name}` belongs to {other} in the inventory: left alone here")
+            }
+            None => format!(
+                "disk `{}` is not in the inventory: left alone",
+                name.escape_debug()
+            ),
+        });
     }
     NodePlan::Reachable {
         node: spec.node.clone(),
@@ -285,6 +288,29 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
         store: spec.store.clone(),
         steps,
         notes,
+        undeclared,
+    }
+}
+
+/// The plan's line for a domain on a node that the inventory does not declare there. A VPS
+/// the inventory puts on another node is one whose `node` changed: moving a VPS is not
+/// implemented, so this copy keeps running (with the same addresses) and holds its data.
+fn undeclared_domain(name: &str, d: &Domain, elsewhere: Option<NodeId>) -> Note {
+    let state = if d.is_up() {
+        "runs".to_owned()
+    } else {
+        format!("is {}", d.state_words())
+    };
+    match elsewhere {
+        Some(other) => format!(
+            "domain `{name}` {state} here, but the inventory puts {name} on {other}: \
+             gitvps does not move VPSes, so this copy and its disk are kept untouched; \
+             copy the data over, then stop and remove it here by hand"
+        ),
+        None => format!(
+            "domain `{}` {state} here and is not in the inventory: left untouched",
+            name.escape_debug()
+        ),
     }
 }
 
@@ -440,6 +466,7 @@ pub fn render(plan: &Plan) -> String {
                 address,
                 steps,
                 notes,
+                undeclared,
                 ..
             } => {
                 if steps.is_empty() {
@@ -458,6 +485,9 @@ pub fn render(plan: &Plan) -> String {
                         erase += 1;
                     }
                     let _ = writeln!(out, "  {} {}: {}", s.op.symbol(), s.vps, s.op.describe());
+                }
+                for u in undeclared {
+                    let _ = writeln!(out, "  ! {u}");
                 }
                 for note in notes {
                     let _ = writeln!(out, "  note: {note}");
@@ -481,6 +511,20 @@ pub fn render(plan: &Plan) -> String {
     }
     if unreachable > 0 {
         let _ = write!(out, "; {unreachable} unreachable");
+    }
+    let undeclared: usize = plan
+        .nodes
+        .iter()
+        .map(|n| match n {
+            NodePlan::Reachable { undeclared, .. } => undeclared.len(),
+            NodePlan::Unreachable { .. } => 0,
+        })
+        .sum();
+    if undeclared > 0 {
+        let _ = write!(
+            out,
+            "; {undeclared} domain(s) the inventory does not declare there"
+        );
     }
     out.push_str(".\n");
     out

@@ -921,12 +921,47 @@ fn unmanaged_domains_and_disks_are_noted_never_touched() {
     assert_eq!(
         notes(&p, "node0109"),
         [
-            "domain `legacy-web` is not in the inventory: left alone",
-            "domain `xen04` belongs to node0201 in the inventory: left alone here",
             "disk `legacy-web` is not in the inventory: left alone",
             "disk `scratch` is not in the inventory: left alone",
         ],
-        "xen04 belongs to node0201: on node0109 it is someone else's"
+    );
+    let NodePlan::Reachable { undeclared, .. } = node_plan(&p, "node0109") else {
+        unreachable!()
+    };
+    assert_eq!(undeclared.len(), 2, "{undeclared:?}");
+    assert!(undeclared[0].starts_with("domain `legacy-web` runs here and is not in the inventory"));
+    assert!(
+        undeclared[1]
+            .starts_with("domain `xen04` is paused here, but the inventory puts xen04 on node0201"),
+        "xen04 belongs to node0201: its old copy on node0109 is reported, not hidden: {}",
+        undeclared[1]
+    );
+    assert!(
+        render(&p).contains("; 2 domain(s) the inventory does not declare there."),
+        "the summary line counts them"
+    );
+}
+
+/// Issue 19: changing a VPS's `node` plans a fresh VPS on the new node; the old domain keeps
+/// running on the old node, and the plan must say so there rather than stay silent.
+#[test]
+fn a_vps_whose_node_changed_is_reported_on_its_old_node() {
+    let d = desired_of(&fleet());
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", |s| {
+        s.domains.insert("xen04".into(), up_domain(41));
+        s.disks.insert("xen04".into(), 8 * GIB);
+    });
+    let text = render(&plan(&d, &obs));
+    assert!(
+        text.contains(
+            "  ! domain `xen04` runs here, but the inventory puts xen04 on node0201: gitvps does not move VPSes"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("; 1 domain(s) the inventory does not declare there."),
+        "{text}"
     );
 }
 
