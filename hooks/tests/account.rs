@@ -17,43 +17,6 @@ async fn post(app: &axum::Router, path: &str, token: Option<&str>, body: Value) 
     call(app, "POST", path, token, Some(&body.to_string())).await
 }
 
-async fn login(app: &axum::Router, customer: &str, password: &str) -> (u16, Value) {
-    post(
-        app,
-        "/api/login",
-        None,
-        json!({"customer": customer, "password": password}),
-    )
-    .await
-}
-
-/// The paths the head commit of `main` added, changed or removed.
-fn changed_paths(fleet: &Fleet) -> Vec<String> {
-    let repo = fleet.repo();
-    let head = repo.find_commit(fleet.head()).unwrap();
-    let parent = head.parent(0).unwrap();
-    let diff = repo
-        .diff_tree_to_tree(
-            Some(&parent.tree().unwrap()),
-            Some(&head.tree().unwrap()),
-            None,
-        )
-        .unwrap();
-    let mut out: Vec<String> = diff
-        .deltas()
-        .map(|d| {
-            d.new_file()
-                .path()
-                .or_else(|| d.old_file().path())
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// Every file at the head of `main`, with its text.
 fn all_files(fleet: &Fleet) -> Vec<(String, String)> {
     let repo = fleet.repo();
@@ -186,7 +149,7 @@ async fn changing_the_password_commits_a_new_hash_and_revokes_every_other_sessio
     .await;
     assert_eq!((s, v["done"].as_str()), (200, Some("password")), "{v}");
     assert_eq!(fleet.messages()[0], "c-0001: change the password (site)");
-    assert_eq!(changed_paths(&fleet), ["inventory/customers/c-0001.toml"]);
+    assert_eq!(fleet.head_changes(), ["inventory/customers/c-0001.toml"]);
     let new_file = fleet.file("inventory/customers/c-0001.toml").unwrap();
     assert_ne!(new_file, old_file);
     assert!(
@@ -230,7 +193,7 @@ async fn a_reset_link_is_mailed_and_sets_the_password_once() {
         "c-0001: ask for a password reset by mail (site)"
     );
     assert_eq!(
-        changed_paths(&fleet),
+        fleet.head_changes(),
         ["resets/c-0001.toml"],
         "the record alone"
     );
@@ -298,7 +261,7 @@ async fn a_reset_link_is_mailed_and_sets_the_password_once() {
         "c-0001: reset the password by mail (site)"
     );
     assert_eq!(
-        changed_paths(&fleet),
+        fleet.head_changes(),
         ["inventory/customers/c-0001.toml", "resets/c-0001.toml"]
     );
     assert!(
@@ -365,7 +328,7 @@ async fn a_reset_mail_that_cannot_be_sent_still_answers_alike() {
     )
     .await;
     assert_eq!((s, v["accepted"].as_bool()), (202, Some(true)), "{v}");
-    assert_eq!(changed_paths(&fleet), ["resets/c-0001.toml"]);
+    assert_eq!(fleet.head_changes(), ["resets/c-0001.toml"]);
 }
 
 /// Commits a reset record for the token made of `byte`, expiring at `expires`.
@@ -515,7 +478,7 @@ async fn a_new_ticket_queues_a_mail_to_support_reply_to_the_customer() {
     assert_eq!(s, 201, "{v}");
     let id = v["ticket"].as_str().unwrap();
     assert_eq!(
-        changed_paths(&fleet),
+        fleet.head_changes(),
         [
             format!("mail/outbox/ticket-opened.{id}.eml"),
             format!("tickets/{id}.md")
@@ -557,7 +520,7 @@ async fn a_new_ticket_queues_a_mail_to_support_reply_to_the_customer() {
     )
     .await;
     assert_eq!(s, 201);
-    assert_eq!(changed_paths(&quiet), ["tickets/t-0001.md"]);
+    assert_eq!(quiet.head_changes(), ["tickets/t-0001.md"]);
 }
 
 #[tokio::test]

@@ -14,14 +14,7 @@ fn app(fleet: &Fleet) -> axum::Router {
 async fn login_checks_the_argon2_hash_and_the_token_opens_the_panel() {
     let fleet = Fleet::new();
     let app = app(&fleet);
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/api/login",
-        None,
-        Some(r#"{"customer":"c-0001","password":"demo-jane"}"#),
-    )
-    .await;
+    let (s, v) = login(&app, "c-0001", "demo-jane").await;
     assert_eq!(s, 200, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
     assert_eq!(v["customer"], "c-0001");

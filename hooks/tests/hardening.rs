@@ -546,14 +546,7 @@ async fn a_password_change_revokes_a_token_at_the_next_request() {
 async fn log_out_everywhere_revokes_every_token_of_the_customer_only() {
     let fleet = Fleet::new();
     let app = app(&fleet);
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/api/login",
-        None,
-        Some(r#"{"customer":"c-0001","password":"demo-jane"}"#),
-    )
-    .await;
+    let (s, v) = login(&app, "c-0001", "demo-jane").await;
     assert_eq!(s, 200, "{v}");
     let laptop = v["token"].as_str().unwrap().to_owned();
     let phone = token_for(&fleet, "c-0001");

@@ -178,7 +178,7 @@ impl Fleet {
         self.messages().len()
     }
 
-    /// The paths the head commit of `main` changed, sorted.
+    /// The paths the head commit of `main` added, changed or removed, sorted.
     pub fn head_changes(&self) -> Vec<String> {
         let repo = self.repo();
         let head = repo.find_commit(self.head()).unwrap();
@@ -195,6 +195,7 @@ impl Fleet {
             .filter_map(|d| {
                 d.new_file()
                     .path()
+                    .or_else(|| d.old_file().path())
                     .map(|p| p.to_string_lossy().into_owned())
             })
             .collect();
@@ -335,6 +336,12 @@ pub async fn call(
         })
         .unwrap();
     send(app, req).await
+}
+
+/// `POST /api/login` with a customer (id or e-mail) and a password.
+pub async fn login(app: &axum::Router, customer: &str, password: &str) -> (u16, Value) {
+    let body = serde_json::json!({"customer": customer, "password": password});
+    call(app, "POST", "/api/login", None, Some(&body.to_string())).await
 }
 
 pub async fn send(app: &axum::Router, req: lambda_http::Request) -> (u16, Value) {
