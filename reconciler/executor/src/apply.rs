@@ -456,26 +456,35 @@ async fn read_progress(
 }
 
 impl Report {
-    /// The node's outcome. When the session ended early, the first step that did not report
-    /// failed (its state is unknown; a re-run converges) and the rest were skipped.
+    /// The node's outcome. A step that reported no result failed (its state is unknown; a
+    /// re-run converges): when the session ended early, the first such step, and the rest were
+    /// skipped; when the script finished, every such step, so that no failure goes unnamed.
     fn outcome(mut self, steps: Vec<Step>) -> NodeOutcome {
         let total = steps.len();
-        if !self.finished {
-            let reported: std::collections::BTreeSet<usize> = (self.done.iter())
-                .chain(&self.skipped)
-                .chain(self.failures.iter().map(|(i, ..)| i))
-                .copied()
-                .collect();
-            if let Some(first) = (0..total).find(|i| !reported.contains(i)) {
-                let tail = if self.tail.is_empty() {
-                    "the apply script ended early".into()
-                } else {
-                    self.tail.join("\n")
-                };
-                self.failures.push((first, -1, tail));
-                self.skipped
-                    .extend((first + 1..total).filter(|i| !reported.contains(i)));
+        let reported: std::collections::BTreeSet<usize> = (self.done.iter())
+            .chain(&self.skipped)
+            .chain(self.failures.iter().map(|(i, ..)| i))
+            .copied()
+            .collect();
+        let mut silent = (0..total).filter(|i| !reported.contains(i));
+        let tail = |why: &str| {
+            if self.tail.is_empty() {
+                why.to_owned()
+            } else {
+                self.tail.join("\n")
             }
+        };
+        if !self.finished {
+            if let Some(first) = silent.next() {
+                let tail = tail("the apply script ended early");
+                self.failures.push((first, -1, tail));
+                self.skipped.extend(silent);
+            }
+        } else {
+            let silent: Vec<usize> = silent.collect();
+            let tail = tail("the step reported no result");
+            self.failures
+                .extend(silent.into_iter().map(|i| (i, -1, tail.clone())));
         }
         if self.failures.is_empty() && self.skipped.is_empty() {
             return NodeOutcome::Applied { steps };
@@ -492,5 +501,94 @@ impl Report {
                 .collect(),
             skipped: pick(&self.skipped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use planner::plan::{Op, StepPaths};
+
+    fn steps(n: usize) -> Vec<Step> {
+        (0..n)
+            .map(|i| Step {
+                vps: "vps1".parse().unwrap(),
+                op: Op::Record {
+                    note: format!("step {i}"),
+                },
+                record: None,
+                target: StepPaths {
+                    disk: "/d".into(),
+                    config: "/c".into(),
+                },
+            })
+            .collect()
+    }
+
+    /// A finished script that left a step without a result (its `fail` marker lost) still
+    /// names that step as failed, with the output it printed: the summary never says
+    /// "0 FAILED" beside an apply that failed.
+    #[test]
+    fn a_step_without_a_result_is_a_named_failure() {
+        let report = Report {
+            done: vec![0, 1, 2],
+            failures: vec![],
+            skipped: vec![4],
+            tail: vec!["gitvps: vps1: the guest did not reach its login prompt".into()],
+            finished: true,
+        };
+        let NodeOutcome::Failed {
+            done,
+            failures,
+            skipped,
+        } = report.outcome(steps(5))
+        else {
+            panic!("not a failure")
+        };
+        assert_eq!((done.len(), failures.len(), skipped.len()), (3, 1, 1));
+        assert_eq!(
+            failures[0].step.op,
+            Op::Record {
+                note: "step 3".into()
+            }
+        );
+        assert!(
+            failures[0].tail.contains("login prompt"),
+            "{}",
+            failures[0].tail
+        );
+    }
+
+    /// A session that ended early: the first silent step failed, the rest were skipped.
+    #[test]
+    fn a_session_that_ended_early_fails_its_first_silent_step() {
+        let report = Report {
+            done: vec![0],
+            finished: false,
+            ..Report::default()
+        };
+        let NodeOutcome::Failed {
+            failures, skipped, ..
+        } = report.outcome(steps(3))
+        else {
+            panic!("not a failure")
+        };
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].tail, "the apply script ended early");
+        assert_eq!(skipped.len(), 1);
+    }
+
+    /// A finished script where every step reported is applied as reported.
+    #[test]
+    fn a_fully_reported_run_is_applied() {
+        let report = Report {
+            done: vec![0, 1],
+            finished: true,
+            ..Report::default()
+        };
+        assert!(matches!(
+            report.outcome(steps(2)),
+            NodeOutcome::Applied { .. }
+        ));
     }
 }

@@ -36,7 +36,9 @@ run() {
     echo "$M_OK $i"
   else
     rc=$?
-    tail -n 30 "$log" | sed "s/^/$M_OUT /"
+    # awk ends every line, the last one too: a tool's message without a final newline (a
+    # console's last line) must not swallow the marker after it.
+    tail -n 30 "$log" | awk -v p="$M_OUT" '{ print p " " $0 }'
     echo "$M_FAIL $i $rc"
     failed="$failed$v "
   fi

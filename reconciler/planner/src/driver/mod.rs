@@ -590,6 +590,39 @@ mod tests {
         // The scripts themselves are snapshots in the_apply_scripts_of_every_hypervisor_and_store.
     }
 
+    /// The steps runtime as a node runs it: a step whose output ends without a newline (a
+    /// console's last line) and fails still reports its `fail` marker on a line of its own, and
+    /// its VPS's next step is skipped.
+    #[test]
+    fn a_failing_step_is_reported_even_when_its_output_lacks_a_final_newline() {
+        use crate::protocol::Marker;
+        let script = format!(
+            "{}{}s0() {{ printf 'login: '; return 3; }}\ns1() {{ :; }}\nrun 0 v s0\nrun 1 v s1\necho \"$M_DONE\"\n",
+            crate::protocol::sh_header(),
+            include_str!("../../node/steps.sh")
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "gitvps-steps", "/"])
+            .output()
+            .unwrap();
+        let markers: Vec<Marker> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(Marker::parse)
+            .collect();
+        assert_eq!(
+            markers,
+            [
+                Marker::Begin(0),
+                Marker::Out("login: ".into()),
+                Marker::Fail { step: 0, rc: 3 },
+                Marker::Skip(1),
+                Marker::Done,
+            ],
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     /// Runs shellcheck (Debian's `shellcheck`, which the test command installs) on a script;
     /// warnings and errors fail.
     fn shellcheck(what: &str, script: &str) {
