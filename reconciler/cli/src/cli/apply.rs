@@ -193,25 +193,38 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
         "the reconciler's own CPU time and peak memory for this apply"
     );
     if a.status {
-        let rt = runtime()?;
-        let observed = rt.block_on(executor::apply::observe_all(
-            &s.inv, &s.desired, &s.nodes, &s.access,
-        ));
-        let now = chrono::Utc::now();
-        let statuses = executor::status::statuses(&s.desired, &observed, &outcomes, now);
+        let (n, oid) = runtime()?.block_on(record_status(
+            &g.repo, &s.inv, &s.desired, &s.nodes, &s.access, &outcomes,
+        ))?;
         let branch = &s.inv.settings.reconciler.status_branch;
-        let known = s.inv.vps.keys().cloned().collect();
-        let message = format!(
-            "gitvps apply: status of {} VPS(es) at {}",
-            statuses.len(),
-            now.format("%Y-%m-%d %H:%M:%S UTC")
-        );
-        let oid = executor::status::write_branch(&g.repo, branch, &statuses, &known, &message)?;
         super::emit(&format!(
-            "Status: {} VPS(es) written to branch `{branch}` ({}).\n",
-            statuses.len(),
+            "Status: {n} VPS(es) written to branch `{branch}` ({}).\n",
             &oid.to_string()[..12]
         ))?;
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// Observes the nodes again and commits every VPS's state (with the apply's outcomes) to the
+/// status branch of the repo in `repo`. Returns how many VPSes and the commit.
+pub async fn record_status(
+    repo: &std::path::Path,
+    inv: &model::Inventory,
+    desired: &planner::desired::Desired,
+    nodes: &[NodeId],
+    access: &executor::apply::Access,
+    outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>,
+) -> anyhow::Result<(usize, git2::Oid)> {
+    let observed = executor::apply::observe_all(inv, desired, nodes, access).await;
+    let now = chrono::Utc::now();
+    let statuses = executor::status::statuses(desired, &observed, outcomes, now);
+    let known = inv.vps.keys().cloned().collect();
+    let message = format!(
+        "gitvps apply: status of {} VPS(es) at {}",
+        statuses.len(),
+        now.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let branch = &inv.settings.reconciler.status_branch;
+    let oid = executor::status::write_branch(repo, branch, &statuses, &known, &message)?;
+    Ok((statuses.len(), oid))
 }

@@ -424,6 +424,24 @@ async fn check_click(
     let token = token["token"]
         .as_str()
         .context("no token in the login answer")?;
+    // The panel's live view: the first apply's status, read by the hooks from the status branch.
+    let (code, body) = http(addr, "GET", "/api/me", Some(token), "").await?;
+    ensure!(code == 200, "me: HTTP {code}: {body}");
+    let me: serde_json::Value = serde_json::from_str(&body)?;
+    let live = (me["vps"].as_array().into_iter().flatten())
+        .find(|v| v["id"] == "xen02")
+        .map(|v| v["status"].clone())
+        .unwrap_or_default();
+    ensure!(
+        live["known"] == true,
+        "the panel has no live status of xen02: {live}"
+    );
+    say(&format!(
+        "   live status of xen02: {} on {}, observed {}",
+        live["power"].as_str().unwrap_or("?"),
+        live["node"].as_str().unwrap_or("?"),
+        live["observed_at"].as_str().unwrap_or("?")
+    ))?;
     let (code, body) = http(addr, "POST", "/api/vps/xen02/reboot", Some(token), "").await?;
     ensure!(code == 200, "reboot click: HTTP {code}: {body}");
     say("6. Check: logged in and clicked reboot on xen02 through the hooks.")?;

@@ -64,13 +64,36 @@ pub(super) async fn plan_and_apply(
         !p.has_unreachable(),
         "a simulated node did not answer (see the plan above)"
     );
-    if !p.has_changes() {
+    let outcomes = if p.has_changes() {
+        apply_all(&l.inv, &l.desired, &l.nodes, None, access, Arc::new(Lines)).await
+    } else {
         say("Nothing to apply.")?;
-        return Ok(BTreeMap::new());
+        BTreeMap::new()
+    };
+    if !outcomes.is_empty() {
+        let (text, ok) = super::super::apply::summary(&outcomes);
+        say(text.trim_end())?;
+        ensure!(ok, "the apply failed (see the summary above)");
     }
-    let outcomes = apply_all(&l.inv, &l.desired, &l.nodes, None, access, Arc::new(Lines)).await;
-    let (text, ok) = super::super::apply::summary(&outcomes);
-    say(text.trim_end())?;
-    ensure!(ok, "the apply failed (see the summary above)");
+    publish_status(repo, &l, access, &outcomes).await?;
     Ok(outcomes)
+}
+
+/// Writes the status branch, as `gitvps apply --status` does in CI, and pushes it to the
+/// bare repo, where the hooks read it for the panel's live status and console address.
+async fn publish_status(
+    repo: &Path,
+    l: &Loaded,
+    access: &Access,
+    outcomes: &BTreeMap<NodeId, NodeOutcome>,
+) -> anyhow::Result<()> {
+    let (n, _) =
+        super::super::apply::record_status(repo, &l.inv, &l.desired, &l.nodes, access, outcomes)
+            .await?;
+    let branch = &l.inv.settings.reconciler.status_branch;
+    super::repo::git(repo, &["push", "-q", "origin", branch])?;
+    say(&format!(
+        "   Status of {n} VPS(es) pushed to branch `{branch}`."
+    ))?;
+    Ok(())
 }
