@@ -968,7 +968,7 @@ fn observe_reports_the_virtual_size_of_qcow2_images() {
         format: ImageFormat::Qcow2,
     };
     let root = node.dir.path().display().to_string();
-    let cmd = planner::driver::observe_command_for(&root, &store, Hypervisor::Kvm, false);
+    let cmd = planner::driver::observe_command_for(&root, &store, Hypervisor::Kvm, false, 1);
     let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
     assert!(
         out.status.success(),

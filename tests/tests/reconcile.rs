@@ -794,3 +794,51 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
         "1"
     );
 }
+
+/// The observe of a Xen node with LVM execs only the hypervisor's and storage's own tools: `xl`
+/// twice, `lvs` and one `sha256sum` (for every config and console key), besides the two shells
+/// (the login shell sshd starts, played here by `sh -c`, and the script's own `sh`); no
+/// temporary file, `date`, `sed`, `cat` or `rm`. Counted with `strace -f` (the test command
+/// installs it); the stand-ins' own binary, which `xl` and `lvs` exec here, is not the node's.
+#[test]
+fn observe_execs_only_the_node_tools() {
+    let f = two_vps();
+    assert_eq!(f.converge().code, 0);
+    let root = f.root("node1").display().to_string();
+    let cmd = planner::driver::observe_command_for(
+        &root,
+        &planner::desired::Store::Lvm { vg: "vg0".into() },
+        model::values::Hypervisor::Xen,
+        false,
+        1_700_000_000,
+    );
+    let log = f.root("node1").with_extension("strace");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
+        .arg(&log)
+        .args(["sh", "-c", &cmd])
+        .output()
+        .expect("strace runs (scripts/deps install test installs it)");
+    assert!(out.status.success(), "{out:?}");
+    let state = planner::observe::parse("node1", &out.stdout).unwrap();
+    assert_eq!(state.now, 1_700_000_000, "the control machine's clock");
+    assert_eq!(state.configs.len(), 2, "{state:?}");
+    assert_eq!(state.records.len(), 2, "{state:?}");
+    assert_eq!(state.consoles.len(), 2, "{state:?}");
+    let sim = std::fs::canonicalize(support::bin()).unwrap();
+    let mut execs: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with("= 0"))
+        .filter_map(|l| l.split_once("execve(\"")?.1.split_once('"'))
+        .map(|(path, _)| path.to_owned())
+        .filter(|p| std::fs::canonicalize(p).ok().as_ref() != Some(&sim))
+        .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    execs.sort();
+    assert_eq!(
+        execs,
+        ["lvs", "sh", "sh", "sha256sum", "xl", "xl"],
+        "{execs:?}"
+    );
+}

@@ -70,7 +70,7 @@ pub async fn observe_all(
             continue;
         };
         let target = target_of(node);
-        let cmd = driver::observe_command(spec);
+        let cmd = driver::observe_command(spec, chrono::Utc::now().timestamp());
         let access = access.clone();
         let sem = sem.clone();
         let id = id.clone();
@@ -306,7 +306,10 @@ async fn run_locked(
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let node = &spec.node;
-    let run = match sess.start(&driver::apply_command(spec)).await {
+    let run = match sess
+        .start(&driver::apply_command(spec, chrono::Utc::now().timestamp()))
+        .await
+    {
         Ok(r) => r,
         Err(e) => return NodeOutcome::Unreachable(e.into()),
     };

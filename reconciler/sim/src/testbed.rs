@@ -303,5 +303,8 @@ pub fn observe_remote(root: &str) -> String {
         &planner::desired::Store::Lvm { vg: "vg0".into() },
         model::values::Hypervisor::Xen,
         false,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     )
 }

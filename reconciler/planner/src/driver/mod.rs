@@ -48,27 +48,35 @@ fn observe_script(hv: Hypervisor) -> String {
     format!("{}{OBSERVE}", library(hv))
 }
 
-/// The command that observes a node (no lock).
-pub fn observe_command(spec: &NodeSpec) -> String {
-    observe_command_for(&spec.root, &spec.store, spec.hypervisor, spec.sudo)
+/// The command that observes a node (no lock), stamped with the control machine's clock
+/// `now` (Unix seconds): the fleet runs on one clock, so a node whose clock is off cannot
+/// bring a disk's retention forward, and the node runs no `date` for it.
+pub fn observe_command(spec: &NodeSpec, now: i64) -> String {
+    observe_command_for(&spec.root, &spec.store, spec.hypervisor, spec.sudo, now)
 }
 
 /// [`observe_command`] from its parts.
-pub fn observe_command_for(root: &str, store: &Store, hv: Hypervisor, use_sudo: bool) -> String {
+pub fn observe_command_for(
+    root: &str,
+    store: &Store,
+    hv: Hypervisor,
+    use_sudo: bool,
+    now: i64,
+) -> String {
     format!(
-        "{}sh -c {} gitvps-observe {}",
+        "{}sh -c {} gitvps-observe {} {now}",
         sudo(use_sudo),
         quote(&observe_script(hv)),
         args(root, store, hv)
     )
 }
 
-/// The apply command (`node/apply.sh`): takes the node's lock, observes, prints
-/// [`Marker::Observed`](crate::protocol::Marker), then reads
+/// The apply command (`node/apply.sh`): takes the node's lock, observes (stamped with `now`,
+/// as [`observe_command`]), prints [`Marker::Observed`](crate::protocol::Marker), then reads
 /// `go` and the steps script from its input (anything else: it exits without acting).
-pub fn apply_command(spec: &NodeSpec) -> String {
+pub fn apply_command(spec: &NodeSpec, now: i64) -> String {
     format!(
-        "{}sh -c {} gitvps-apply {} {}",
+        "{}sh -c {} gitvps-apply {} {} {now}",
         sudo(spec.sudo),
         quote(&apply_envelope()),
         args(&spec.root, &spec.store, spec.hypervisor),
@@ -762,8 +770,8 @@ mod tests {
             (true, Hypervisor::Kvm),
         ] {
             let spec = node("/", Store::Lvm { vg: "vg0".into() }, hypervisor, sudo);
-            let apply = apply_command(&spec);
-            let observe = observe_command(&spec);
+            let apply = apply_command(&spec, 1_700_000_000);
+            let observe = observe_command(&spec, 1_700_000_000);
             assert_eq!(apply.starts_with("sudo -n sh -c "), sudo);
             assert_eq!(observe.starts_with("sudo -n sh -c "), sudo);
             sh_syntax_ok(&apply);
