@@ -842,3 +842,38 @@ fn observe_execs_only_the_node_tools() {
         "{execs:?}"
     );
 }
+
+/// `gitvps bench plan` runs end to end on a small fleet: it pins OpenSSH to what russh
+/// negotiated and prints it, alternates the rounds and reports the nodes' CPU. Its figures are
+/// not asserted (tests never assert on time).
+#[test]
+fn bench_plan_pins_the_key_exchange_and_reports_node_cpu() {
+    let out = std::process::Command::new(support::bin())
+        .args([
+            "bench",
+            "plan",
+            "--nodes",
+            "2",
+            "--vps-per-node",
+            "1",
+            "--runs",
+            "1",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "pinned for OpenSSH: key exchange ",
+        "median of 1 alternating rounds",
+        "node CPU per observe",
+        "SSH per node         1.0 connection(s), 1.0 exec(s)",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+}

@@ -63,9 +63,76 @@ pub enum TestbedError {
         #[source]
         source: SimError,
     },
+    /// The lean login user could not be created or given the testbed.
+    #[error("cannot set up the lean login user {user}: {why}")]
+    LeanUser {
+        /// The user.
+        user: String,
+        /// What failed.
+        why: String,
+    },
+    /// The probe sshd logged no key exchange.
+    #[error("the probe sshd logged no key exchange (its log: {})", .0.display())]
+    NoKex(PathBuf),
     /// A file of the testbed could not be read or written.
     #[error(transparent)]
     File(#[from] FileError),
+}
+
+/// The login user the testbed's nodes are reached as when the bench runs as root: its shell is
+/// `/bin/sh`, which reads no start-up file, so no `.bashrc` is paid on every exec.
+pub const LEAN_USER: &str = "gitvps-bench";
+
+/// What a client and sshd agreed on, from the sshd's DEBUG1 log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Key exchange (`kex: algorithm:`).
+    pub kex: String,
+    /// Host key algorithm (`kex: host key algorithm:`).
+    pub host_key: String,
+    /// Cipher, client to server (`kex: client->server cipher:`).
+    pub cipher: String,
+    /// MAC, or `<implicit>` for an AEAD cipher.
+    pub mac: String,
+}
+
+impl Negotiated {
+    /// Reads the first key exchange from an sshd DEBUG1 log.
+    pub fn from_log(log: &str) -> Option<Negotiated> {
+        let after = |key: &str| {
+            log.lines()
+                .find_map(|l| l.split_once(key).map(|(_, rest)| rest.trim().to_owned()))
+        };
+        let word = |key: &str| Some(after(key)?.split_whitespace().next()?.to_owned());
+        let kex = word("kex: algorithm: ")?;
+        let host_key = word("kex: host key algorithm: ")?;
+        let c2s = after("kex: client->server cipher: ")?;
+        let mut words = c2s.split_whitespace();
+        let cipher = words.next()?.to_owned();
+        let mac = match (words.next(), words.next()) {
+            (Some("MAC:"), Some(m)) => m.to_owned(),
+            _ => "<implicit>".to_owned(),
+        };
+        Some(Negotiated {
+            kex,
+            host_key,
+            cipher,
+            mac,
+        })
+    }
+
+    /// The OpenSSH client options that make it negotiate exactly this.
+    pub fn openssh_options(&self) -> Vec<String> {
+        let mut o = vec![
+            format!("KexAlgorithms={}", self.kex),
+            format!("HostKeyAlgorithms={}", self.host_key),
+            format!("Ciphers={}", self.cipher),
+        ];
+        if self.mac != "<implicit>" {
+            o.push(format!("MACs={}", self.mac));
+        }
+        o
+    }
 }
 
 /// Running sshds, node roots and an inventory repo pointing at them.
@@ -82,6 +149,10 @@ pub struct Testbed {
     pub user: String,
     /// Node addresses, by index.
     pub addrs: Vec<String>,
+    /// Options every OpenSSH client of [`Testbed::openssh`] gets (`-o` values).
+    pub openssh_options: Vec<String>,
+    dir: PathBuf,
+    sshd_config: String,
     sshds: Vec<Child>,
 }
 
@@ -143,10 +214,14 @@ impl Testbed {
             .arg("-un")
             .output()
             .map_err(TestbedError::User)?;
-        let user = String::from_utf8(id.stdout)
+        let mut user = String::from_utf8(id.stdout)
             .map_err(TestbedError::UserNotUtf8)?
             .trim()
             .to_owned();
+        if user == "root" {
+            lean_user(dir)?;
+            user = LEAN_USER.to_owned();
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(TestbedError::Port)?
@@ -157,30 +232,23 @@ impl Testbed {
             known.push_str(&format!("[{a}]:{port} {host_key}\n"));
         }
         write(&dir.join("known_hosts"), known)?;
+        let sshd_config = format!(
+            "HostKey {}\nAuthorizedKeysFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 500:30:1000\nMaxSessions 100\n",
+            dir.join("host_key").display(),
+            dir.join("authorized_keys").display(),
+        );
         let mut sshds = Vec::new();
         for (k, chunk) in addrs.chunks(ADDRS_PER_SSHD).enumerate() {
             let mut cfg = String::new();
             for a in chunk {
                 cfg.push_str(&format!("ListenAddress {a}:{port}\n"));
             }
+            cfg.push_str(&sshd_config);
             cfg.push_str(&format!(
-                "HostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 500:30:1000\nMaxSessions 100\nLogLevel ERROR\n",
-                dir.join("host_key").display(),
-                dir.join("authorized_keys").display(),
+                "PidFile {}\nLogLevel ERROR\n",
                 dir.join(format!("sshd{k}.pid")).display()
             ));
-            let path = dir.join(format!("sshd{k}.conf"));
-            write(&path, cfg)?;
-            let log = dir.join(format!("sshd{k}.log"));
-            let child = Command::new(sshd_path()?)
-                .args(["-D", "-e", "-f"])
-                .arg(&path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).on(FileOp::Create, &log)?)
-                .spawn()
-                .map_err(TestbedError::SshdStart)?;
-            sshds.push(child);
+            sshds.push(sshd(dir, &format!("sshd{k}"), &cfg)?);
         }
         let mut bed = Testbed {
             repo: dir.join("repo"),
@@ -189,6 +257,9 @@ impl Testbed {
             port,
             user: user.clone(),
             addrs: addrs.clone(),
+            openssh_options: Vec::new(),
+            dir: dir.to_path_buf(),
+            sshd_config,
             sshds,
         };
         bed.wait_ready()?;
@@ -237,7 +308,66 @@ impl Testbed {
             }
         }
         write(&repo.join("pools.toml"), pools)?;
+        if bed.user == LEAN_USER {
+            give(dir, LEAN_USER)?;
+        }
         Ok(bed)
+    }
+
+    /// What a client negotiates with these sshds: one sshd like the others, logging at
+    /// DEBUG1 on 127.0.3.1, serves the single connection `connect(host, port)` makes, and its
+    /// log is read.
+    pub fn negotiated(
+        &self,
+        connect: impl FnOnce(&str, u16) -> bool,
+    ) -> Result<Negotiated, TestbedError> {
+        let host = "127.0.3.1";
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(TestbedError::Port)?
+            .port();
+        let cfg = format!(
+            "{}ListenAddress {host}:{port}\nPidFile {}\nLogLevel DEBUG1\n",
+            self.sshd_config,
+            self.dir.join("probe.pid").display()
+        );
+        let mut child = sshd(&self.dir, "probe", &cfg)?;
+        let log = self.dir.join("probe.log");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect((host, port)).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ok = connect(host, port);
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).on(FileOp::Read, &log)?;
+        match Negotiated::from_log(&text) {
+            Some(n) if ok => Ok(n),
+            _ => Err(TestbedError::NoKex(log)),
+        }
+    }
+
+    /// CPU time the nodes' side has used so far: every sshd's finished children (the
+    /// per-connection sshd, the login shell, the scripts and the tools they ran), from the
+    /// listening sshds' `cutime` and `cstime`.
+    pub fn node_cpu(&self) -> Duration {
+        let ticks: u64 = (self.sshds.iter())
+            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+            .filter_map(|stat| {
+                // Fields after the command name, which is in parentheses and may hold spaces.
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // cutime and cstime are fields 16 and 17 of the whole line: 14 and 15 here.
+                Some(f.get(13)?.parse::<u64>().ok()? + f.get(14)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        // USER_HZ is 100 on every architecture Linux runs this on.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// The folder the testbed lives in (node roots under `nodes/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn wait_ready(&mut self) -> Result<(), TestbedError> {
@@ -278,13 +408,89 @@ impl Testbed {
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
         .arg("-i")
-        .arg(&self.client_key)
-        .arg("-p")
-        .arg(self.port.to_string())
-        .arg(format!("{}@{}", self.user, self.addrs[i]))
-        .arg(remote);
+        .arg(&self.client_key);
+        for o in &self.openssh_options {
+            c.arg("-o").arg(o);
+        }
+        c.arg("-p")
+            .arg(self.port.to_string())
+            .arg(format!("{}@{}", self.user, self.addrs[i]))
+            .arg(remote);
         c
     }
+}
+
+/// Starts an sshd in the foreground from the config `cfg`, written to `dir/NAME.conf`, its
+/// log in `dir/NAME.log`.
+fn sshd(dir: &Path, name: &str, cfg: &str) -> Result<Child, TestbedError> {
+    let path = dir.join(format!("{name}.conf"));
+    write(&path, cfg)?;
+    let log = dir.join(format!("{name}.log"));
+    Command::new(sshd_path()?)
+        .args(["-D", "-e", "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).on(FileOp::Create, &log)?)
+        .spawn()
+        .map_err(TestbedError::SshdStart)
+}
+
+/// Creates [`LEAN_USER`] (no home, shell `/bin/sh`) unless it exists. Its password field is
+/// `*` (no password, but not locked: sshd without PAM refuses a locked account even for a key).
+fn lean_user(dir: &Path) -> Result<(), TestbedError> {
+    let fail = |why: String| TestbedError::LeanUser {
+        user: LEAN_USER.into(),
+        why,
+    };
+    let exists = Command::new("id")
+        .arg(LEAN_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                "--password",
+                "*",
+            ])
+            .arg("--home-dir")
+            .arg(dir)
+            .arg(LEAN_USER)
+            .output()
+            .map_err(|e| fail(format!("cannot run useradd: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Gives `user` the testbed folder (the node roots it writes as), but for the host key,
+/// which sshd wants root's.
+fn give(dir: &Path, user: &str) -> Result<(), TestbedError> {
+    let fail = |why: String| TestbedError::LeanUser {
+        user: user.into(),
+        why,
+    };
+    let out = Command::new("chown")
+        .arg("-R")
+        .arg(user)
+        .arg(dir)
+        .output()
+        .map_err(|e| fail(format!("cannot run chown: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    for k in ["host_key", "host_key.pub"] {
+        let _ = Command::new("chown").arg("root").arg(dir.join(k)).status();
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path`.
@@ -307,4 +513,36 @@ pub fn observe_remote(root: &str) -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines OpenSSH 9.2's sshd logs at DEBUG1 for a key exchange.
+    #[test]
+    fn the_negotiated_algorithms_are_read_from_sshds_log() {
+        let log = "debug1: SSH2_MSG_KEXINIT received [preauth]
+debug1: kex: algorithm: curve25519-sha256 [preauth]
+debug1: kex: host key algorithm: ssh-ed25519 [preauth]
+debug1: kex: client->server cipher: chacha20-poly1305@openssh.com MAC: <implicit> compression: none [preauth]
+debug1: kex: server->client cipher: chacha20-poly1305@openssh.com MAC: <implicit> compression: none [preauth]
+";
+        let n = Negotiated::from_log(log).unwrap();
+        assert_eq!(
+            n.openssh_options(),
+            [
+                "KexAlgorithms=curve25519-sha256",
+                "HostKeyAlgorithms=ssh-ed25519",
+                "Ciphers=chacha20-poly1305@openssh.com"
+            ]
+        );
+        let ctr = log.replace(
+            "chacha20-poly1305@openssh.com MAC: <implicit>",
+            "aes128-ctr MAC: hmac-sha2-256-etm@openssh.com",
+        );
+        let n = Negotiated::from_log(&ctr).unwrap();
+        assert_eq!(n.openssh_options()[3], "MACs=hmac-sha2-256-etm@openssh.com");
+        assert_eq!(Negotiated::from_log("debug1: nothing"), None);
+    }
 }
