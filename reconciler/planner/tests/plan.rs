@@ -442,7 +442,7 @@ fn a_reboot_of_a_stopped_vps_is_only_recorded() {
 
 // 5.
 #[test]
-fn a_reboot_together_with_a_fresh_start_is_recorded_not_performed() {
+fn a_reboot_together_with_a_fresh_start_is_recorded_by_the_start() {
     let d0 = desired_of(&fleet());
     let mut inv = fleet();
     inv.vps.get_mut(&vps("xen02")).unwrap().actions.reboot = 1;
@@ -454,13 +454,12 @@ fn a_reboot_together_with_a_fresh_start_is_recorded_not_performed() {
 
     let p = plan(&d, &obs);
     insta::assert_snapshot!("reboot_with_start", render(&p));
-    let rec = record_note("reboot (the domain was started fresh)");
+    // The start records the reboot itself: a run killed after the start cannot reboot again.
+    assert_eq!(all_ops(&p, "node0109"), vec![("xen02".into(), Op::Start)]);
     assert_eq!(
-        all_ops(&p, "node0109"),
-        vec![("xen02".into(), Op::Start), ("xen02".into(), rec.clone())]
-    );
-    assert_eq!(
-        record_after(&p, "node0109", "xen02", &rec).unwrap().reboot,
+        record_after(&p, "node0109", "xen02", &Op::Start)
+            .unwrap()
+            .reboot,
         1
     );
     assert!(
@@ -1178,9 +1177,9 @@ fn all_actions_at_once_run_in_order() {
     let d = desired_with_os(&inv);
     let p = plan(&d, &converged(&d0));
     insta::assert_snapshot!("all_actions", render(&p));
-    // The fsck is only recorded: the disk gets a fresh OS in the same plan.
-    let fsck = record_note("fsck (the disk gets a fresh OS in this plan)");
-    let rec = record_note("reboot (the domain was started fresh)");
+    // The fsck is recorded by the reinstall (the disk gets a fresh OS in the same plan) and
+    // the reboot by the start: no action step stands apart from the step that does it.
+    let reinstall = reinstall_of(&d, "node0201", "xen04");
     assert_eq!(
         ops(&p, "node0201", "xen04"),
         vec![
@@ -1190,15 +1189,13 @@ fn all_actions_at_once_run_in_order() {
                 to: 32 * GIB,
                 resize_fs: true,
             },
-            reinstall_of(&d, "node0201", "xen04"),
-            fsck.clone(),
+            reinstall.clone(),
             Op::Start,
-            rec.clone(),
         ]
     );
     // Each record carries the earlier ones: the last one written is complete.
     assert_eq!(
-        record_after(&p, "node0201", "xen04", &fsck),
+        record_after(&p, "node0201", "xen04", &reinstall),
         Some(&Record {
             fsck: 1,
             reinstall: 1,
@@ -1207,7 +1204,7 @@ fn all_actions_at_once_run_in_order() {
         })
     );
     assert_eq!(
-        record_after(&p, "node0201", "xen04", &rec),
+        record_after(&p, "node0201", "xen04", &Op::Start),
         Some(&Record {
             reboot: 1,
             fsck: 1,

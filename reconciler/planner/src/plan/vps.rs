@@ -315,6 +315,16 @@ impl VpsPlan<'_> {
     /// Step 3: the OS, and the check of its filesystem, which need the domain down.
     fn os_and_fsck(&mut self, due: &Due) {
         let v = self.v;
+        // A disk that gets a fresh OS in this plan needs no check: the OS step records the
+        // fsck itself, so that a run killed after it cannot check the new disk again.
+        let fresh_os = due.reinstall || due.install;
+        if due.fsck && fresh_os {
+            self.record.fsck = v.actions.fsck;
+            self.notes.push(format!(
+                "{}: fsck {} is not needed: the disk gets a fresh OS in this plan",
+                self.name, v.actions.fsck
+            ));
+        }
         if due.reinstall {
             self.record.reinstall = v.actions.reinstall;
             match &v.install {
@@ -338,13 +348,9 @@ impl VpsPlan<'_> {
                 spec: Box::new(spec.clone()),
             });
         }
-        if due.fsck {
+        if due.fsck && !fresh_os {
             self.record.fsck = v.actions.fsck;
-            let op = if due.reinstall || due.install {
-                Op::Record {
-                    note: "fsck (the disk gets a fresh OS in this plan)".into(),
-                }
-            } else if due.has_fs {
+            let op = if due.has_fs {
                 Op::Fsck {
                     generation: v.actions.fsck,
                 }
@@ -394,15 +400,27 @@ impl VpsPlan<'_> {
         }
         let generation = self.v.actions.reboot;
         self.record.reboot = generation;
+        if started {
+            // The fresh start is the reboot: its step records it, so that a run killed
+            // between the two can never reboot the VPS a second time.
+            let record = self.record.clone();
+            if let Some(start) =
+                (self.steps.iter_mut().rev()).find(|s| s.vps == self.v.id && s.op == Op::Start)
+            {
+                start.record = Some(record);
+                self.notes.push(format!(
+                    "{}: reboot {generation} is done by the fresh start",
+                    self.name
+                ));
+                return;
+            }
+        }
         let op = if self.v.run && !started {
             Op::Reboot { generation }
         } else {
-            let note = if started {
-                "reboot (the domain was started fresh)"
-            } else {
-                "reboot (the domain is not running)"
-            };
-            Op::Record { note: note.into() }
+            Op::Record {
+                note: "reboot (the domain is not running)".into(),
+            }
         };
         self.push_recorded(op);
     }
