@@ -102,10 +102,15 @@ LIST
   for f in "$R/var/lib/gitvps/state"/*.json; do
     [ -f "$f" ] || continue
     n=${f##*/}
-    # Records are one line of JSON that gitvps wrote; read them without a fork.
-    IFS= read -r rec <"$f" || [ -n "$rec" ] || rec=null
+    # Records are one line of a JSON object that gitvps wrote; read them without a fork. One
+    # that is not (truncated, overwritten) is reported as such, never pasted into the report.
+    rec=
+    IFS= read -r rec <"$f" || [ -n "$rec" ] || rec=
     printf '%s{"name":"' "$sep"; pstr "${n%.json}"
-    printf '","record":%s}' "$rec"
+    case $rec in
+      '{'*'}') printf '","record":%s}' "$rec" ;;
+      *) printf '","record":null,"error":"not one line of a JSON object"}' ;;
+    esac
     sep=,
   done
   printf '],"consoles":['

@@ -33,6 +33,19 @@ pub enum ObserveError {
         /// Its last lines of output.
         tail: String,
     },
+    /// A record of the node's state folder cannot be read: the node is not acted on, since
+    /// what was done to the VPS is unknown.
+    #[error(
+        "{node}: the record /var/lib/gitvps/state/{vps}.json is unreadable ({why}); nothing is done on this node until it is repaired or removed (a removed record is taken as the disk is, acting on nothing)"
+    )]
+    Record {
+        /// The node.
+        node: String,
+        /// The VPS the record is of.
+        vps: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A tool on the node failed (`xl`, `lvs`).
     #[error("{node}: `{tool}` failed on the node: {message}")]
     Tool {
@@ -305,7 +318,30 @@ struct RawConfig {
 #[derive(Deserialize)]
 struct RawRecord {
     name: String,
-    record: Record,
+    /// The record as the node has it: typed below, so a bad one names its file.
+    #[serde(default)]
+    record: serde_json::Value,
+    /// Set by the script when the file is not one line of a JSON object.
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// The records, each typed; the first unreadable one is an error naming it.
+fn records(node: &str, raw: Vec<RawRecord>) -> Result<BTreeMap<String, Record>, ObserveError> {
+    raw.into_iter()
+        .map(|r| {
+            let bad = |why: String| ObserveError::Record {
+                node: node.to_owned(),
+                vps: r.name.clone(),
+                why,
+            };
+            if let Some(e) = &r.error {
+                return Err(bad(e.clone()));
+            }
+            let rec = serde_json::from_value(r.record.clone()).map_err(|e| bad(e.to_string()))?;
+            Ok((r.name, rec))
+        })
+        .collect()
 }
 
 /// Parses what the observe script printed.
@@ -348,11 +384,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         disks,
         image_formats,
         configs: pairs(raw.configs),
-        records: raw
-            .records
-            .into_iter()
-            .map(|r| (r.name, r.record))
-            .collect(),
+        records: records(node, raw.records)?,
         consoles: pairs(raw.consoles),
         now: raw.now,
         kvm,
@@ -594,6 +626,39 @@ mod tests {
         )
         .unwrap();
         assert_ne!(s.digest, other.digest, "the formats are part of the digest");
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_naming_its_file() {
+        let with = |records: &str| {
+            format!(
+                r#"{{"version":1,"domains":[],"lvs":{{"report":[{{"lv":[]}}]}},"configs":[],"records":[{records}],"consoles":[],"now":1}}"#
+            )
+        };
+        let e = parse(
+            "node1",
+            with(r#"{"name":"xen11","record":null,"error":"not one line of JSON"}"#).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/var/lib/gitvps/state/xen11.json is unreadable (not one line of JSON)"),
+            "{e}"
+        );
+        let e = parse(
+            "node1",
+            with(r#"{"name":"xen11","record":{"reboot":"three"}}"#).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("xen11.json is unreadable (invalid type"), "{e}");
+        assert!(
+            parse(
+                "node1",
+                with(r#"{"name":"xen11","record":{"reboot":3}}"#).as_bytes()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
