@@ -18,17 +18,22 @@ fn two_vps() -> Fleet {
     f
 }
 
+/// Sets node1's volume group to `size` (the stand-in computes free space from it).
+fn resize_vg(f: &Fleet, size: &str) {
+    let r = Command::new(bin())
+        .args(["node-sim", "install", "--root"])
+        .arg(f.root("node1"))
+        .args(["--vg", &format!("vg0={size}")])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+}
+
 #[test]
 fn a_full_volume_group_fails_the_create_naming_lvm_and_a_rerun_converges() {
     let f = two_vps();
     // Room for one 30 GiB disk, not two.
-    let r = Command::new(bin())
-        .args(["node-sim", "install", "--root"])
-        .arg(f.root("node1"))
-        .args(["--vg", "vg0=40GiB"])
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{r:?}");
+    resize_vg(&f, "40GiB");
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 1, "{a:?}");
     assert!(a.stdout.contains("1 FAILED"), "{a:?}");
@@ -50,13 +55,7 @@ fn a_full_volume_group_fails_the_create_naming_lvm_and_a_rerun_converges() {
         1
     );
     // The VG grown (a disk added), the re-run converges.
-    let r = Command::new(bin())
-        .args(["node-sim", "install", "--root"])
-        .arg(f.root("node1"))
-        .args(["--vg", "vg0=2TiB"])
-        .output()
-        .unwrap();
-    assert!(r.status.success());
+    resize_vg(&f, "2TiB");
     f.converge();
     assert!(f.domain("node1", "xen10").is_some() && f.domain("node1", "xen11").is_some());
 }
