@@ -73,6 +73,12 @@ impl Sshd {
     }
 
     pub fn start_on(ip: &str) -> Sshd {
+        Sshd::start_in(None, ip)
+    }
+
+    /// Starts sshd on `ip` inside the network namespace `netns` (`ip netns exec`), or in this
+    /// one.
+    pub fn start_in(netns: Option<&str>, ip: &str) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let host = keygen(&d.join("host_key"), "host");
@@ -93,7 +99,15 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let mut child = Command::new(sshd_path())
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(sshd_path());
+                    c
+                }
+                None => Command::new(sshd_path()),
+            };
+            let mut child = cmd
                 .args(["-D", "-e", "-f"])
                 .arg(&cfg)
                 .stdin(Stdio::null())
@@ -151,6 +165,7 @@ impl Drop for Sshd {
 pub mod fleet;
 pub mod knot;
 pub mod kvm;
+pub mod netns;
 pub mod smtp;
 
 /// The project's top folder (the example fleet).
