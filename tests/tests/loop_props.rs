@@ -60,8 +60,13 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
-/// VPSes (node index, what is declared after the first converge) and damage (VPS index).
-fn case() -> impl Strategy<Value = (Vec<(usize, Declared)>, Vec<(usize, Damage)>)> {
+/// The VPSes (node index, what is declared after the first converge).
+type Fleetish = Vec<(usize, Declared)>;
+/// The damage (VPS index, what).
+type Damages = Vec<(usize, Damage)>;
+
+/// VPSes and damage.
+fn case() -> impl Strategy<Value = (Fleetish, Damages)> {
     proptest::collection::vec((0..2usize, declared()), 1..5).prop_flat_map(|vps| {
         let n = vps.len();
         (Just(vps), proptest::collection::vec((0..n, damage()), 0..4))
