@@ -254,3 +254,34 @@ fn demo_refuses_a_non_empty_folder_and_a_busy_port_before_starting_anything() {
     );
     assert!(!dir.exists(), "nothing is written when the port is busy");
 }
+
+/// `gitvps bench soak`: a short run of the demo fleet under clicks while nodes flap loses no
+/// committed action and ends converged (its exit code says so). Figures are not asserted.
+#[test]
+fn a_short_soak_loses_nothing() {
+    let out = Command::new(bin())
+        .args(["bench", "soak", "--minutes", "0.25", "--flap-every", "4"])
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GITVPS_SSH_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(" 0 commit(s) answered but not in the repo, 0 declared action(s) not done"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("converged: the plan after the last apply is empty"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(" 0 node flap(s)"),
+        "the nodes flapped: {stdout}"
+    );
+}

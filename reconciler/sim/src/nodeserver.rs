@@ -77,6 +77,10 @@ pub struct NodeServer {
     pub host_key: String,
     shutdown: russh::server::RunningServerHandle,
     task: tokio::task::JoinHandle<()>,
+    /// What [`NodeServer::restart`] starts again with.
+    host: PrivateKey,
+    client: PublicKey,
+    cwd: std::path::PathBuf,
 }
 
 impl NodeServer {
@@ -88,13 +92,37 @@ impl NodeServer {
         cwd: &Path,
     ) -> Result<Self, ServerError> {
         let host = generate_key().map_err(ServerError::Keygen)?;
+        Self::start_with(listen, host, client, cwd).await
+    }
+
+    /// Stops the server as [`NodeServer::stop`] does, keeping what [`Paused::resume`] needs to
+    /// start it again on the same address with the same host key: a node that goes away and
+    /// comes back.
+    pub async fn pause(self) -> Paused {
+        self.shutdown.shutdown("the node goes away".into());
+        self.task.abort();
+        let _ = self.task.await;
+        Paused {
+            addr: self.addr,
+            host: self.host,
+            client: self.client,
+            cwd: self.cwd,
+        }
+    }
+
+    async fn start_with(
+        listen: SocketAddr,
+        host: PrivateKey,
+        client: PublicKey,
+        cwd: &Path,
+    ) -> Result<Self, ServerError> {
         let host_key = host
             .public_key()
             .to_openssh()
             .map_err(ServerError::Encode)?;
         let host_key = host_key.split(' ').take(2).collect::<Vec<_>>().join(" ");
         let config = Arc::new(russh::server::Config {
-            keys: vec![host],
+            keys: vec![host.clone()],
             auth_rejection_time: std::time::Duration::from_millis(50),
             auth_rejection_time_initial: Some(std::time::Duration::ZERO),
             inactivity_timeout: None,
@@ -109,7 +137,7 @@ impl NodeServer {
             .map_err(listen_err)?;
         let addr = socket.local_addr().map_err(listen_err)?;
         let mut server = Node {
-            client: Arc::new(client),
+            client: Arc::new(client.clone()),
             cwd: Arc::new(cwd.to_path_buf()),
             stdin: HashMap::new(),
         };
@@ -125,6 +153,9 @@ impl NodeServer {
             host_key,
             shutdown,
             task,
+            host,
+            client,
+            cwd: cwd.to_path_buf(),
         })
     }
 
@@ -132,6 +163,21 @@ impl NodeServer {
     pub fn stop(self) {
         self.shutdown.shutdown("the demo is stopping".into());
         self.task.abort();
+    }
+}
+
+/// A [`NodeServer`] that was paused.
+pub struct Paused {
+    addr: SocketAddr,
+    host: PrivateKey,
+    client: PublicKey,
+    cwd: std::path::PathBuf,
+}
+
+impl Paused {
+    /// Starts the server again where it was.
+    pub async fn resume(self) -> Result<NodeServer, ServerError> {
+        NodeServer::start_with(self.addr, self.host, self.client, &self.cwd).await
     }
 }
 

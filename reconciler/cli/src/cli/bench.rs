@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// Generate a fleet (as `bench validate`), then time billing's decision and the whole
     /// `billing run --dry-run` path, with peak memory, and the size of the commit a run makes.
     Billing(ValidateBench),
+    /// The demo fleet under a steady load of customer clicks through the hooks, applied as
+    /// they land while the nodes flap: actions committed, applied and lost, and memory growth.
+    Soak(super::demo::soak::SoakArgs),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -46,6 +49,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Plan(a) => plan_bench(&a),
         BenchCommand::Login(a) => super::bench_login::run(&a),
         BenchCommand::Billing(a) => billing_bench(&a),
+        BenchCommand::Soak(a) => super::demo::soak::run(&a),
     }
 }
 

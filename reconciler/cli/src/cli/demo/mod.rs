@@ -14,6 +14,7 @@ mod real;
 mod reconcile;
 mod repo;
 mod site;
+pub mod soak;
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
