@@ -28,3 +28,21 @@ pub(super) async fn http(
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// Logs the demo customer in; returns its session token.
+pub(super) async fn login(addr: SocketAddr) -> anyhow::Result<String> {
+    let (code, body) = http(
+        addr,
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
+    )
+    .await?;
+    ensure!(code == 200, "login: HTTP {code}: {body}");
+    let token: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(token["token"]
+        .as_str()
+        .context("no token in the login answer")?
+        .to_owned())
+}

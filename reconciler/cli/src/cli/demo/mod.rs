@@ -18,7 +18,7 @@ pub mod soak;
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use http::http;
+use http::{http, login};
 use model::NodeId;
 use real::*;
 use reconcile::*;
@@ -229,16 +229,7 @@ async fn demo(
         loaded.inv.vps.len()
     ))?;
 
-    let rec = &loaded.inv.settings.reconciler;
-    let access = Access {
-        creds: Credentials::Key(Arc::new(client)),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
-            command: Duration::from_secs(rec.command_timeout_secs.into()),
-        },
-        parallelism: rec.parallelism as usize,
-        stats: Arc::default(),
-    };
+    let access = access(&loaded, client);
     say("3. Plan and apply, over SSH to the simulated nodes:")?;
     if real.is_some() {
         say(
@@ -289,6 +280,20 @@ async fn demo(
         repos.bare.display()
     ))?;
     follow(&repos, &server, &access).await
+}
+
+/// How the demo reaches its nodes: the client key they accept, the fleet's timeouts.
+fn access(loaded: &Loaded, client: russh::keys::PrivateKey) -> Access {
+    let rec = &loaded.inv.settings.reconciler;
+    Access {
+        creds: Credentials::Key(Arc::new(client)),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
+            command: Duration::from_secs(rec.command_timeout_secs.into()),
+        },
+        parallelism: rec.parallelism as usize,
+        stats: Arc::default(),
+    }
 }
 
 /// Step 1, the repo: a bare repo the hooks push to, the operator's clone, and the clone
@@ -412,19 +417,7 @@ async fn check_click(
 ) -> anyhow::Result<()> {
     let seen = git(applied, &["rev-parse", "HEAD"])?;
     let started = Instant::now();
-    let (code, body) = http(
-        addr,
-        "POST",
-        "/api/login",
-        None,
-        &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
-    )
-    .await?;
-    ensure!(code == 200, "login: HTTP {code}: {body}");
-    let token: serde_json::Value = serde_json::from_str(&body)?;
-    let token = token["token"]
-        .as_str()
-        .context("no token in the login answer")?;
+    let token = &login(addr).await?;
     // The panel's live view: the first apply's status, read by the hooks from the status branch.
     let (code, body) = http(addr, "GET", "/api/me", Some(token), "").await?;
     ensure!(code == 200, "me: HTTP {code}: {body}");

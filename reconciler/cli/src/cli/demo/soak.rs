@@ -119,16 +119,7 @@ async fn soak(src: &Path, dir: &Path, a: &SoakArgs) -> anyhow::Result<i32> {
     let mut nodes = Vec::new();
     let client = start_nodes(dir, &repos.work, None, &mut nodes).await?;
     let loaded = publish(dir, &repos)?;
-    let rec = &loaded.inv.settings.reconciler;
-    let access = Access {
-        creds: Credentials::Key(Arc::new(client)),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(rec.connect_timeout_secs.into()),
-            command: Duration::from_secs(rec.command_timeout_secs.into()),
-        },
-        parallelism: rec.parallelism as usize,
-        stats: Arc::default(),
-    };
+    let access = access(&loaded, client);
     ensure!(
         apply_quietly(&repos.applied, &access).await?,
         "the first apply failed"
@@ -141,17 +132,7 @@ async fn soak(src: &Path, dir: &Path, a: &SoakArgs) -> anyhow::Result<i32> {
     let addr = listener.local_addr()?;
     let server = tokio::spawn(hooks::serve(listener, cfg));
     let _abort = AbortOnDrop(server.abort_handle());
-    let (code, body) = http(
-        addr,
-        "POST",
-        "/api/login",
-        None,
-        &format!(r#"{{"customer":"{DEMO_CUSTOMER}","password":"{DEMO_PASSWORD}"}}"#),
-    )
-    .await?;
-    ensure!(code == 200, "login: HTTP {code}: {body}");
-    let token: serde_json::Value = serde_json::from_str(&body)?;
-    let token = token["token"].as_str().context("no token")?.to_owned();
+    let token = login(addr).await?;
     say(&format!(
         "Soak: {:.1} min, {} click(s)/s on {} VPS(es), a node flaps every {} s, {} node(s).",
         a.minutes,
