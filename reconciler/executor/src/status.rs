@@ -87,6 +87,8 @@ pub fn statuses(
                 },
                 last_error: failures.get(id.as_str()).cloned(),
                 observed_at: at,
+                // Apply does not list backups: write_branch keeps the previous list.
+                backups: None,
             });
         }
     }
