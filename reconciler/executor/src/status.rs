@@ -257,14 +257,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         git2::Repository::init(d.path()).unwrap();
         let known: BTreeSet<VpsId> = ["xen02".parse().unwrap()].into();
-        write_branch(
-            d.path(),
-            "status",
-            &[status("xen02", None)],
-            &known,
-            "apply",
-        )
-        .unwrap();
+        let apply = || {
+            write_branch(
+                d.path(),
+                "status",
+                &[status("xen02", None)],
+                &known,
+                "apply",
+            )
+            .unwrap();
+        };
+        apply();
         let entry = model::status::BackupEntry {
             id: "ab".repeat(32),
             short_id: "abababab".into(),
@@ -279,14 +282,7 @@ mod tests {
         let (with, missing) = with_backups(read_branch(d.path(), "status").unwrap(), &lists);
         assert_eq!(missing, vec!["xen03".parse::<VpsId>().unwrap()]);
         write_branch(d.path(), "status", &with, &known, "backup").unwrap();
-        write_branch(
-            d.path(),
-            "status",
-            &[status("xen02", None)],
-            &known,
-            "apply",
-        )
-        .unwrap();
+        apply();
         let now = read_branch(d.path(), "status").unwrap();
         assert_eq!(
             now[&"xen02".parse::<VpsId>().unwrap()].backups,

@@ -120,6 +120,41 @@ fn vg_extents(node: &Node, vg: &str) -> Result<(u64, u64)> {
     Ok((total, total.saturating_sub(used)))
 }
 
+/// The name of a new LV: the given one, or LVM's first free `lvolN`.
+fn new_name(lvs: &[(String, u64)], given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        let mut i = 0;
+        while lvs.iter().any(|(n, _)| *n == format!("lvol{i}")) {
+            i += 1;
+        }
+        format!("lvol{i}")
+    })
+}
+
+/// LVM's refusal of a name already taken: true (and the message) when it is.
+fn exists(lvs: &[(String, u64)], vg: &str, name: &str, err: &mut dyn Write) -> bool {
+    let taken = lvs.iter().any(|(n, _)| n == name);
+    if taken {
+        say!(
+            err,
+            "  Logical Volume \"{name}\" already exists in volume group \"{vg}\""
+        );
+    }
+    taken
+}
+
+/// LVM's refusal of more extents than the VG has free: true (and the message) when so.
+fn insufficient(vg: &str, free: u64, want: u64, err: &mut dyn Write) -> bool {
+    let short = want > free;
+    if short {
+        say!(
+            err,
+            "  Volume group \"{vg}\" has insufficient free space ({free} extents): {want} required."
+        );
+    }
+    short
+}
+
 /// Whether `vg/lv` is the origin of a snapshot.
 fn has_snapshot(
     snaps: &std::collections::BTreeMap<String, super::state::SnapRecord>,
@@ -878,21 +913,8 @@ pub(crate) fn lvcreate(
         return Ok(5);
     }
     let lvs = list_lvs(node, &vg)?;
-    let name = match name {
-        Some(n) => n,
-        None => {
-            let mut i = 0;
-            while lvs.iter().any(|(n, _)| *n == format!("lvol{i}")) {
-                i += 1;
-            }
-            format!("lvol{i}")
-        }
-    };
-    if lvs.iter().any(|(n, _)| *n == name) {
-        say!(
-            err,
-            "  Logical Volume \"{name}\" already exists in volume group \"{vg}\""
-        );
+    let name = new_name(&lvs, name);
+    if exists(&lvs, &vg, &name, err) {
         return Ok(5);
     }
     let (total, free) = vg_extents(node, &vg)?;
@@ -925,11 +947,7 @@ pub(crate) fn lvcreate(
         );
         return Ok(5);
     }
-    if want > free {
-        say!(
-            err,
-            "  Volume group \"{vg}\" has insufficient free space ({free} extents): {want} required."
-        );
+    if insufficient(&vg, free, want, err) {
         return Ok(5);
     }
     let path = vg_dir(node, &vg).join(&name);
@@ -991,26 +1009,13 @@ fn snapshot(
         say!(err, "  Snapshots of snapshots are not supported.");
         return Ok(5);
     }
-    let name = match p.value("name") {
-        Some(n) => n.to_string(),
-        None => {
-            let mut i = 0;
-            while lvs.iter().any(|(n, _)| *n == format!("lvol{i}")) {
-                i += 1;
-            }
-            format!("lvol{i}")
-        }
-    };
+    let name = new_name(&lvs, p.value("name").map(str::to_string));
     if !valid_name(&name) {
         say!(err, "  Logical volume name \"{name}\" is invalid.");
         say!(err, "  Run `lvcreate --help' for more information.");
         return Ok(3);
     }
-    if lvs.iter().any(|(n, _)| *n == name) {
-        say!(
-            err,
-            "  Logical Volume \"{name}\" already exists in volume group \"{vg}\""
-        );
+    if exists(&lvs, &vg, &name, err) {
         return Ok(5);
     }
     let want = extents_of(cow);
@@ -1022,11 +1027,7 @@ fn snapshot(
         );
     }
     let (_, free) = vg_extents(node, &vg)?;
-    if want > free {
-        say!(
-            err,
-            "  Volume group \"{vg}\" has insufficient free space ({free} extents): {want} required."
-        );
+    if insufficient(&vg, free, want, err) {
         return Ok(5);
     }
     let from = vg_dir(node, &vg).join(&origin);
