@@ -1190,13 +1190,7 @@ pub(crate) fn lvextend(
         // A snapshot grows its copy-on-write area; what it reads stays the origin's.
         snap.cow_bytes = new.saturating_mul(EXTENT);
         node.save_lvm(&st)?;
-        say!(
-            out,
-            "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
-            display_long(cur.saturating_mul(EXTENT)),
-            display_long(new.saturating_mul(EXTENT))
-        );
-        say!(out, "  Logical volume {vg}/{lv} successfully resized.");
+        resized(out, &vg, &lv, cur, new);
         return Ok(0);
     }
     let device = format!("/dev/{vg}/{lv}");
@@ -1216,13 +1210,7 @@ pub(crate) fn lvextend(
         .on(FileOp::Open, &path)?;
     f.set_len(new.saturating_mul(EXTENT))
         .on(FileOp::Resize, &path)?;
-    say!(
-        out,
-        "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
-        display_long(cur.saturating_mul(EXTENT)),
-        display_long(new.saturating_mul(EXTENT))
-    );
-    say!(out, "  Logical volume {vg}/{lv} successfully resized.");
+    resized(out, &vg, &lv, cur, new);
     if resizefs {
         let args: Vec<String> = vec![device];
         if fsim::resize2fs_locked(node, &args, out, err)? != 0 {
@@ -1231,6 +1219,17 @@ pub(crate) fn lvextend(
         }
     }
     Ok(0)
+}
+
+/// lvextend's report of a volume grown from `cur` to `new` extents.
+fn resized(out: &mut dyn Write, vg: &str, lv: &str, cur: u64, new: u64) {
+    say!(
+        out,
+        "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
+        display_long(cur.saturating_mul(EXTENT)),
+        display_long(new.saturating_mul(EXTENT))
+    );
+    say!(out, "  Logical volume {vg}/{lv} successfully resized.");
 }
 
 /// `lvremove ARGS...`; without `-f`/`-y` it asks on stdin, as LVM does.
