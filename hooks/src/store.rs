@@ -1268,6 +1268,7 @@ mod tests {
             },
             last_error: Some("xl create failed".into()),
             observed_at: "2026-05-01T12:00:00Z".parse().unwrap(),
+            backups: None,
         };
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains("\"power\":\"stopped\""), "{text}");

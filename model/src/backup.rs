@@ -178,6 +178,12 @@ impl Default for BackupSettings {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Repository {
+    /// `[backup.local]`: a folder on each node (a mounted share, or the tests' folder): restic's
+    /// local backend.
+    Local {
+        /// The repository's folder, the same path on every node.
+        path: AbsPath,
+    },
     /// `[backup.sftp]`: a folder on a backup node, reached over SFTP (`sftp:user@host:/path`).
     Sftp {
         /// The backup node.

@@ -40,6 +40,24 @@ pub struct VpsStatus {
     pub last_error: Option<String>,
     /// When the node was observed (RFC 3339).
     pub observed_at: DateTime<Utc>,
+    /// The VPS's backups in the restic repository, newest first, as `gitvps backup run
+    /// --status` last listed them; `None` when never listed (files written before backups
+    /// existed, or by an apply that does not list them: apply keeps the previous list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<Vec<BackupEntry>>,
+}
+
+/// One backup of a VPS, as the panel shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupEntry {
+    /// restic's snapshot id (64 hex digits).
+    pub id: String,
+    /// Its short id (the first 8), as restic prints it.
+    pub short_id: String,
+    /// When it was taken (UTC).
+    pub time: DateTime<Utc>,
+    /// The size of the disk it holds, in bytes.
+    pub size_bytes: u64,
 }
 
 /// The last generation of each action that the node performed (`[actions]` counters).

@@ -32,7 +32,7 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
 fn backups(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
     use crate::backup::Frequency;
     let no_repo = inv.settings.backup.repository.is_none();
-    let why = "backups are on but gitvps.toml has no restic repository: add [backup.sftp] or [backup.s3] (see docs/backup.md)";
+    let why = "backups are on but gitvps.toml has no restic repository: add [backup.local], [backup.sftp] or [backup.s3] (see docs/backup.md)";
     for p in inv.products.values() {
         if no_repo
             && p.resources()

@@ -92,7 +92,7 @@ impl Sshd {
             std::fs::write(
                 &cfg,
                 format!(
-                    "ListenAddress {ip}:{port}\nHostKey {hk}\nAuthorizedKeysFile {ak} .ssh/authorized_keys\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 200:30:400\nMaxSessions 100\nLogLevel ERROR\nAllowTcpForwarding yes\n",
+                    "ListenAddress {ip}:{port}\nHostKey {hk}\nAuthorizedKeysFile {ak} .ssh/authorized_keys\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nMaxStartups 200:30:400\nMaxSessions 100\nLogLevel ERROR\nAllowTcpForwarding yes\nSubsystem sftp internal-sftp\n",
                     hk = d.join("host_key").display(),
                     ak = d.join("authorized_keys").display(),
                     pid = d.join("sshd.pid").display(),

@@ -1,8 +1,8 @@
 //! The pure core of gitvps backups: which VPSes are due for a backup at a given UTC time, and
 //! which restic snapshots a retention policy keeps and which it forgets. See `docs/backup.md`.
 //!
-//! `gitvps backup run` (to come) lists each VPS's snapshots, calls [`due`] to pick the backups
-//! to take and [`retain`] to pick the snapshots to forget, then runs restic on the nodes.
+//! `gitvps backup run` (`executor::backup`) lists each VPS's snapshots, calls [`due`] to pick
+//! the backups to take and [`retain`] to pick the snapshots to forget, then runs restic on the nodes.
 
 pub mod retention;
 pub mod schedule;

@@ -16,7 +16,8 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "keep_monthly",
 ];
 
-const SETTINGS_KEYS: &[&str] = &["password_env", "sftp", "s3"];
+const SETTINGS_KEYS: &[&str] = &["password_env", "local", "sftp", "s3"];
+const LOCAL_KEYS: &[&str] = &["path"];
 const SFTP_KEYS: &[&str] = &["host", "port", "user", "host_key", "path"];
 const S3_KEYS: &[&str] = &[
     "endpoint",
@@ -71,7 +72,7 @@ pub(super) fn check_keeps(r: &mut Reader<'_>, b: &Obj<'_>, policy: &BackupPolicy
     }
 }
 
-/// `[backup]` of `gitvps.toml`: the password's variable and one repository, SFTP or S3.
+/// `[backup]` of `gitvps.toml`: the password's variable and one repository: local, SFTP or S3.
 pub(super) fn parse_settings(
     r: &mut Reader<'_>,
     o: &mut Origin,
@@ -86,14 +87,23 @@ pub(super) fn parse_settings(
         .sub(r, o, "sftp", SFTP_KEYS)
         .and_then(|s| parse_sftp(r, o, &s));
     let s3 = b.sub(r, o, "s3", S3_KEYS).and_then(|s| parse_s3(r, o, &s));
-    if sftp.is_some() && s3.is_some() {
+    let local = b.sub(r, o, "local", LOCAL_KEYS).and_then(|l| {
+        let path = l.req(r, o, "path");
+        build(r, &l, || Some(Repository::Local { path: path? }))
+    });
+    let given = [
+        ("local", local.is_some()),
+        ("sftp", sftp.is_some()),
+        ("s3", s3.is_some()),
+    ];
+    if let Some((second, _)) = given.iter().filter(|(_, on)| *on).nth(1) {
         b.error(
             r,
-            "s3",
-            "one repository only: [backup.sftp] or [backup.s3], not both",
+            second,
+            "one repository only: [backup.local], [backup.sftp] or [backup.s3]",
         );
     }
-    c.repository = sftp.or(s3);
+    c.repository = local.or(sftp).or(s3);
     b.finish(r);
 }
 

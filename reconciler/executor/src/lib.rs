@@ -5,6 +5,7 @@
 //! reads what the planner needs from the repo and the environment. See `ARCHITECTURE.md`.
 
 pub mod apply;
+pub mod backup;
 pub mod dns;
 pub mod inputs;
 pub mod ssh;

@@ -87,6 +87,8 @@ pub fn statuses(
                 },
                 last_error: failures.get(id.as_str()).cloned(),
                 observed_at: at,
+                // Apply does not list backups: write_branch keeps the previous list.
+                backups: None,
             });
         }
     }
@@ -125,6 +127,15 @@ pub fn write_branch(
     })
     .map_err(git("remove stale statuses"))?;
     for s in statuses {
+        // A status that does not list backups (apply's) keeps the list the branch has.
+        let mut s = s.clone();
+        if s.backups.is_none() {
+            s.backups = old_dir
+                .as_ref()
+                .and_then(|d| read_status(&repo, d, &s.vps))
+                .and_then(|old| old.backups);
+        }
+        let s = &s;
         let json = serde_json::to_string_pretty(s).map_err(|source| StatusError::Json {
             vps: s.vps.to_string(),
             source,
@@ -153,4 +164,129 @@ pub fn write_branch(
     )
     .map_err(git("move the branch"))?;
     Ok(oid)
+}
+
+/// The status file of `vps` in the status folder `dir`, if it is there and reads.
+fn read_status(repo: &git2::Repository, dir: &git2::Tree<'_>, vps: &VpsId) -> Option<VpsStatus> {
+    let entry = dir.get_name(&format!("{vps}.json"))?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    serde_json::from_slice(blob.content()).ok()
+}
+
+/// The statuses on `branch` now (of the repository at `repo`), by VPS.
+pub fn read_branch(repo: &Path, branch: &str) -> Result<BTreeMap<VpsId, VpsStatus>, StatusError> {
+    let repo = git2::Repository::discover(repo).map_err(git("open the repository"))?;
+    let Some(tree) = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .or_else(|_| repo.find_reference(&format!("refs/remotes/origin/{branch}")))
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok())
+        .and_then(|c| c.tree().ok())
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(dir) = tree
+        .get_name(STATUS_DIR)
+        .and_then(|e| repo.find_tree(e.id()).ok())
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for e in &dir {
+        let Some(id) = e
+            .name()
+            .ok()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<VpsId>().ok())
+        else {
+            continue;
+        };
+        if let Some(s) = read_status(&repo, &dir, &id) {
+            out.insert(id, s);
+        }
+    }
+    Ok(out)
+}
+
+/// The statuses on the branch with their backup lists replaced by `lists`: what `gitvps
+/// backup run --status` commits. A VPS with no status yet (never applied with `--status`)
+/// gets none; the second value names them.
+pub fn with_backups(
+    current: BTreeMap<VpsId, VpsStatus>,
+    lists: &BTreeMap<VpsId, Vec<model::status::BackupEntry>>,
+) -> (Vec<VpsStatus>, Vec<VpsId>) {
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for (id, list) in lists {
+        match current.get(id) {
+            Some(s) => {
+                let mut s = s.clone();
+                s.backups = Some(list.clone());
+                out.push(s);
+            }
+            None => missing.push(id.clone()),
+        }
+    }
+    (out, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn status(vps: &str, backups: Option<Vec<model::status::BackupEntry>>) -> VpsStatus {
+        VpsStatus {
+            vps: vps.parse().unwrap(),
+            node: "node1".parse().unwrap(),
+            power: Power::Running,
+            domain_state: None,
+            memory_mib: 0,
+            vcpus: 0,
+            actions: ObservedActions::default(),
+            last_error: None,
+            observed_at: "2026-12-06T03:00:00Z".parse().unwrap(),
+            backups,
+        }
+    }
+
+    /// `backup run --status` sets the lists; a later apply (which lists no backups) keeps them.
+    #[test]
+    fn backup_lists_survive_an_apply() {
+        let d = tempfile::tempdir().unwrap();
+        git2::Repository::init(d.path()).unwrap();
+        let known: BTreeSet<VpsId> = ["xen02".parse().unwrap()].into();
+        let apply = || {
+            write_branch(
+                d.path(),
+                "status",
+                &[status("xen02", None)],
+                &known,
+                "apply",
+            )
+            .unwrap();
+        };
+        apply();
+        let entry = model::status::BackupEntry {
+            id: "ab".repeat(32),
+            short_id: "abababab".into(),
+            time: "2026-12-06T03:00:00Z".parse().unwrap(),
+            size_bytes: 64 << 20,
+        };
+        let lists: BTreeMap<VpsId, _> = [
+            ("xen02".parse().unwrap(), vec![entry.clone()]),
+            ("xen03".parse().unwrap(), vec![]),
+        ]
+        .into();
+        let (with, missing) = with_backups(read_branch(d.path(), "status").unwrap(), &lists);
+        assert_eq!(missing, vec!["xen03".parse::<VpsId>().unwrap()]);
+        write_branch(d.path(), "status", &with, &known, "backup").unwrap();
+        apply();
+        let now = read_branch(d.path(), "status").unwrap();
+        assert_eq!(
+            now[&"xen02".parse::<VpsId>().unwrap()].backups,
+            Some(vec![entry])
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! from files (templates, the bootstraps catalog, the apt mirror) its caller reads and passes in
 //! as data; the execution shell (`gitvps-executor`) sends what it builds. See `ARCHITECTURE.md`.
 
+pub mod backup;
 pub mod desired;
 pub mod driver;
 pub mod observe;

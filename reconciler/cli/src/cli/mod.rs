@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod announce;
 pub mod apply;
+pub mod backup;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
@@ -87,6 +88,9 @@ pub enum Command {
     /// DNS zones from the inventory: `gitvps dns build --out DIR`, `gitvps dns apply`.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// Backups with restic on the nodes: `gitvps backup run` (daily), `gitvps backup list`.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
+        Command::Backup(c) => backup::run(&cli.global, c),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]

@@ -31,12 +31,12 @@ pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
 }
 
 /// `sudo -n ` when the node's commands need it.
-fn sudo(yes: bool) -> &'static str {
+pub(crate) fn sudo(yes: bool) -> &'static str {
     if yes { "sudo -n " } else { "" }
 }
 
 /// The node-side shell functions a hypervisor's scripts need, put in front of them.
-fn library(hv: Hypervisor) -> &'static str {
+pub(crate) fn library(hv: Hypervisor) -> &'static str {
     match hv {
         Hypervisor::Xen => "",
         Hypervisor::Kvm => kvm::LIBRARY,
@@ -459,7 +459,7 @@ fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observe::Record;
     use crate::plan::StepPaths;
@@ -558,7 +558,7 @@ mod tests {
         }
     }
 
-    fn sh_syntax_ok(script: &str) {
+    pub(crate) fn sh_syntax_ok(script: &str) {
         let out = std::process::Command::new("sh")
             .args(["-n", "-c", script])
             .output()
@@ -633,7 +633,7 @@ mod tests {
 
     /// Runs shellcheck (Debian's `shellcheck`, which the test command installs) on a script;
     /// warnings and errors fail.
-    fn shellcheck(what: &str, script: &str) {
+    pub(crate) fn shellcheck(what: &str, script: &str) {
         let out = std::process::Command::new("shellcheck")
             .args(["-s", "sh", "-S", "warning", "-"])
             .stdin(std::process::Stdio::piped())

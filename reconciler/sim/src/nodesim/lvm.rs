@@ -76,8 +76,10 @@ fn list_vgs(node: &Node) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Logical volumes of `vg` with their sizes in bytes, sorted by name.
+/// Logical volumes of `vg` with their sizes in bytes (a snapshot's: its copy-on-write area),
+/// sorted by name.
 fn list_lvs(node: &Node, vg: &str) -> Result<Vec<(String, u64)>> {
+    let snaps = node.load_lvm()?.snapshots;
     let dir = vg_dir(node, vg);
     let entries = std::fs::read_dir(&dir).on(FileOp::Read, &dir)?;
     let mut out = Vec::new();
@@ -89,7 +91,10 @@ fn list_lvs(node: &Node, vg: &str) -> Result<Vec<(String, u64)>> {
         }
         let meta = std::fs::metadata(e.path()).on(FileOp::Stat, &e.path())?;
         if meta.is_file() {
-            out.push((name, meta.len()));
+            let len = snaps
+                .get(&format!("{vg}/{name}"))
+                .map_or(meta.len(), |r| r.cow_bytes);
+            out.push((name, len));
         }
     }
     out.sort();
@@ -113,6 +118,63 @@ fn vg_extents(node: &Node, vg: &str) -> Result<(u64, u64)> {
         .map(|(_, len)| extents_of(*len))
         .sum();
     Ok((total, total.saturating_sub(used)))
+}
+
+/// The name of a new LV: the given one, or LVM's first free `lvolN`.
+fn new_name(lvs: &[(String, u64)], given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        let mut i = 0;
+        while lvs.iter().any(|(n, _)| *n == format!("lvol{i}")) {
+            i += 1;
+        }
+        format!("lvol{i}")
+    })
+}
+
+/// LVM's refusal of a name already taken: true (and the message) when it is.
+fn exists(lvs: &[(String, u64)], vg: &str, name: &str, err: &mut dyn Write) -> bool {
+    let taken = lvs.iter().any(|(n, _)| n == name);
+    if taken {
+        say!(
+            err,
+            "  Logical Volume \"{name}\" already exists in volume group \"{vg}\""
+        );
+    }
+    taken
+}
+
+/// LVM's refusal of more extents than the VG has free: true (and the message) when so.
+fn insufficient(vg: &str, free: u64, want: u64, err: &mut dyn Write) -> bool {
+    let short = want > free;
+    if short {
+        say!(
+            err,
+            "  Volume group \"{vg}\" has insufficient free space ({free} extents): {want} required."
+        );
+    }
+    short
+}
+
+/// Whether `vg/lv` is the origin of a snapshot.
+fn has_snapshot(
+    snaps: &std::collections::BTreeMap<String, super::state::SnapRecord>,
+    vg: &str,
+    lv: &str,
+) -> bool {
+    snaps
+        .iter()
+        .any(|(k, r)| r.origin == lv && k.split_once('/').is_some_and(|(v, _)| v == vg))
+}
+
+/// The snapshots of `vg/lv`, by name.
+fn snapshots_of(node: &Node, vg: &str, lv: &str) -> Result<Vec<String>> {
+    Ok(node
+        .load_lvm()?
+        .snapshots
+        .iter()
+        .filter(|(k, r)| r.origin == lv && k.split_once('/').is_some_and(|(v, _)| v == vg))
+        .filter_map(|(k, _)| k.split_once('/').map(|(_, n)| n.to_string()))
+        .collect())
 }
 
 /// Records (or updates) the size of volume group `vg` and creates its folder.
@@ -569,6 +631,7 @@ pub(crate) fn lvs(
 
     let _lock = node.lock()?;
     let in_use = super::xl::devices_in_use(node)?;
+    let snaps = node.load_lvm()?.snapshots;
     let mut rc = 0;
     // (vg, lv, size)
     let mut rows: Vec<(String, String, u64)> = Vec::new();
@@ -621,12 +684,24 @@ pub(crate) fn lvs(
             "vg_name" => vg.to_string(),
             "lv_full_name" => format!("{vg}/{lv}"),
             "lv_attr" => {
-                if in_use.contains(&format!("/dev/{vg}/{lv}")) {
-                    "-wi-ao----".to_string()
+                let open = if in_use.contains(&format!("/dev/{vg}/{lv}")) {
+                    'o'
                 } else {
-                    "-wi-a-----".to_string()
-                }
+                    '-'
+                };
+                let (kind, snap) = if snaps.contains_key(&format!("{vg}/{lv}")) {
+                    ('s', 's')
+                } else if has_snapshot(&snaps, vg, lv) {
+                    ('o', 's')
+                } else {
+                    ('-', '-')
+                };
+                format!("{kind}wi-a{open}{snap}---")
             }
+            "origin" => snaps
+                .get(&format!("{vg}/{lv}"))
+                .map_or_else(String::new, |r| r.origin.clone()),
+            "data_percent" if snaps.contains_key(&format!("{vg}/{lv}")) => "0.00".to_string(),
             "lv_size" => report_size(size, units, nosuffix),
             "lv_path" => format!("/dev/{vg}/{lv}"),
             "lv_dm_path" => format!(
@@ -768,6 +843,7 @@ pub(crate) fn lvcreate(
         spec("stripes", Some('i'), Some("stripes"), true),
         spec("stripesize", Some('I'), Some("stripesize"), true),
         spec("reportformat", None, Some("reportformat"), true),
+        spec("snapshot", Some('s'), Some("snapshot"), false),
     ];
     let p = match parse_cmdline("lvcreate", args, &extra, out, err) {
         Ok(p) => p,
@@ -808,6 +884,9 @@ pub(crate) fn lvcreate(
         say!(err, "  Run `lvcreate --help' for more information.");
         return Ok(3);
     }
+    if p.has("snapshot") {
+        return snapshot(node, &p, vg, path_lv, out, err);
+    }
     let name = p.value("name").map(str::to_string).or(path_lv);
     if let Some(n) = &name
         && !valid_name(n)
@@ -834,21 +913,8 @@ pub(crate) fn lvcreate(
         return Ok(5);
     }
     let lvs = list_lvs(node, &vg)?;
-    let name = match name {
-        Some(n) => n,
-        None => {
-            let mut i = 0;
-            while lvs.iter().any(|(n, _)| *n == format!("lvol{i}")) {
-                i += 1;
-            }
-            format!("lvol{i}")
-        }
-    };
-    if lvs.iter().any(|(n, _)| *n == name) {
-        say!(
-            err,
-            "  Logical Volume \"{name}\" already exists in volume group \"{vg}\""
-        );
+    let name = new_name(&lvs, name);
+    if exists(&lvs, &vg, &name, err) {
         return Ok(5);
     }
     let (total, free) = vg_extents(node, &vg)?;
@@ -881,11 +947,7 @@ pub(crate) fn lvcreate(
         );
         return Ok(5);
     }
-    if want > free {
-        say!(
-            err,
-            "  Volume group \"{vg}\" has insufficient free space ({free} extents): {want} required."
-        );
+    if insufficient(&vg, free, want, err) {
         return Ok(5);
     }
     let path = vg_dir(node, &vg).join(&name);
@@ -897,6 +959,103 @@ pub(crate) fn lvcreate(
     f.set_len(want.saturating_mul(EXTENT))
         .on(FileOp::Size, &path)?;
     fsim::forget(node, &format!("/dev/{vg}/{name}"))?;
+    say!(out, "  Logical volume \"{name}\" created.");
+    Ok(0)
+}
+
+/// `lvcreate -s -L SIZE [-n NAME] VG/ORIGIN`: a classic snapshot. Its file is a sparse copy of
+/// the origin as it is now (what reading the snapshot device gives); it takes SIZE (the
+/// copy-on-write area) from the VG, and is refused when the VG has less free.
+fn snapshot(
+    node: &Node,
+    p: &Parsed,
+    vg: String,
+    origin: Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32> {
+    let Some(origin) = origin else {
+        say!(
+            err,
+            "  Please specify a logical volume to act as the snapshot origin."
+        );
+        return Ok(3);
+    };
+    let Some(size) = p.value("size") else {
+        // Without a size LVM makes a thin snapshot, which needs a thin pool.
+        say!(
+            err,
+            "  Please specify either size or extents with snapshots."
+        );
+        return Ok(3);
+    };
+    let Some((None | Some('+'), cow)) = parse_size(size) else {
+        say!(err, "  Invalid argument for --size: {size}");
+        say!(err, "  Error during parsing of command line.");
+        return Ok(3);
+    };
+    let _lock = node.lock()?;
+    if !vg_exists(node, &vg) {
+        vg_not_found(&vg, err);
+        return Ok(5);
+    }
+    let lvs = list_lvs(node, &vg)?;
+    let mut st = node.load_lvm()?;
+    if !lvs.iter().any(|(n, _)| *n == origin) {
+        say!(err, "  Failed to find logical volume \"{vg}/{origin}\"");
+        return Ok(5);
+    }
+    if st.snapshots.contains_key(&format!("{vg}/{origin}")) {
+        say!(err, "  Snapshots of snapshots are not supported.");
+        return Ok(5);
+    }
+    let name = new_name(&lvs, p.value("name").map(str::to_string));
+    if !valid_name(&name) {
+        say!(err, "  Logical volume name \"{name}\" is invalid.");
+        say!(err, "  Run `lvcreate --help' for more information.");
+        return Ok(3);
+    }
+    if exists(&lvs, &vg, &name, err) {
+        return Ok(5);
+    }
+    let want = extents_of(cow);
+    if cow % EXTENT != 0 {
+        say!(
+            out,
+            "  Rounding up size to full physical extent {}",
+            display_long(want.saturating_mul(EXTENT))
+        );
+    }
+    let (_, free) = vg_extents(node, &vg)?;
+    if insufficient(&vg, free, want, err) {
+        return Ok(5);
+    }
+    let from = vg_dir(node, &vg).join(&origin);
+    let to = vg_dir(node, &vg).join(&name);
+    // A sparse copy: the stand-in's disks are mostly holes, as a fresh LV reads zeros.
+    let copied = std::process::Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto", "--"])
+        .arg(&from)
+        .arg(&to)
+        .output()
+        .on(FileOp::Create, &to)?;
+    if !copied.status.success() {
+        let _ = std::fs::remove_file(&to);
+        return Err(FileError::new(
+            FileOp::Create,
+            &to,
+            std::io::Error::other(String::from_utf8_lossy(&copied.stderr).trim().to_string()),
+        )
+        .into());
+    }
+    st.snapshots.insert(
+        format!("{vg}/{name}"),
+        super::state::SnapRecord {
+            origin,
+            cow_bytes: want.saturating_mul(EXTENT),
+        },
+    );
+    node.save_lvm(&st)?;
     say!(out, "  Logical volume \"{name}\" created.");
     Ok(0)
 }
@@ -1026,6 +1185,14 @@ pub(crate) fn lvextend(
         );
         return Ok(5);
     }
+    let mut st = node.load_lvm()?;
+    if let Some(snap) = st.snapshots.get_mut(&format!("{vg}/{lv}")) {
+        // A snapshot grows its copy-on-write area; what it reads stays the origin's.
+        snap.cow_bytes = new.saturating_mul(EXTENT);
+        node.save_lvm(&st)?;
+        resized(out, &vg, &lv, cur, new);
+        return Ok(0);
+    }
     let device = format!("/dev/{vg}/{lv}");
     fsim::remember_size(node, &device, cur_len)?;
     let resizefs = p.has("resizefs");
@@ -1043,13 +1210,7 @@ pub(crate) fn lvextend(
         .on(FileOp::Open, &path)?;
     f.set_len(new.saturating_mul(EXTENT))
         .on(FileOp::Resize, &path)?;
-    say!(
-        out,
-        "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
-        display_long(cur.saturating_mul(EXTENT)),
-        display_long(new.saturating_mul(EXTENT))
-    );
-    say!(out, "  Logical volume {vg}/{lv} successfully resized.");
+    resized(out, &vg, &lv, cur, new);
     if resizefs {
         let args: Vec<String> = vec![device];
         if fsim::resize2fs_locked(node, &args, out, err)? != 0 {
@@ -1058,6 +1219,17 @@ pub(crate) fn lvextend(
         }
     }
     Ok(0)
+}
+
+/// lvextend's report of a volume grown from `cur` to `new` extents.
+fn resized(out: &mut dyn Write, vg: &str, lv: &str, cur: u64, new: u64) {
+    say!(
+        out,
+        "  Size of logical volume {vg}/{lv} changed from {} ({cur} extents) to {} ({new} extents).",
+        display_long(cur.saturating_mul(EXTENT)),
+        display_long(new.saturating_mul(EXTENT))
+    );
+    say!(out, "  Logical volume {vg}/{lv} successfully resized.");
 }
 
 /// `lvremove ARGS...`; without `-f`/`-y` it asks on stdin, as LVM does.
@@ -1118,7 +1290,19 @@ pub(crate) fn lvremove(
                 vec![(vg, lv)]
             }
         };
+        // An origin takes its snapshots with it, as LVM removes them first.
+        let mut with_snaps = Vec::new();
         for (vg, lv) in targets {
+            for snap in snapshots_of(node, &vg, &lv)? {
+                if !with_snaps.contains(&(vg.clone(), snap.clone())) {
+                    with_snaps.push((vg.clone(), snap));
+                }
+            }
+            if !with_snaps.contains(&(vg.clone(), lv.clone())) {
+                with_snaps.push((vg, lv));
+            }
+        }
+        for (vg, lv) in with_snaps {
             let device = format!("/dev/{vg}/{lv}");
             if in_use.contains(&device) {
                 say!(err, "  Logical volume {vg}/{lv} in use.");
@@ -1143,6 +1327,10 @@ pub(crate) fn lvremove(
             let path = vg_dir(node, &vg).join(&lv);
             std::fs::remove_file(&path).on(FileOp::Remove, &path)?;
             fsim::forget(node, &device)?;
+            let mut st = node.load_lvm()?;
+            if st.snapshots.remove(&format!("{vg}/{lv}")).is_some() {
+                node.save_lvm(&st)?;
+            }
             say!(out, "  Logical volume \"{lv}\" successfully removed.");
         }
     }

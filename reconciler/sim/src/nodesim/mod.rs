@@ -19,7 +19,9 @@
 //!   band"; editing `state` simulates a crash (`---sc-`) and so on. Domain-0 is not stored.
 //! - `var/lib/gitvps-sim/xl/xl.json` — `next_domid` and Domain-0's scheduler weight/cap.
 //! - `var/lib/gitvps-sim/lvm.json` — `{"vgs": {"VG": {"size_bytes": N}}}`; a VG folder with no
-//!   entry counts as 1 TiB.
+//!   entry counts as 1 TiB. `"snapshots": {"VG/LV": {"origin": "NAME", "cow_bytes": N}}`: the
+//!   classic snapshots (`lvcreate -s`): the file `dev/VG/LV` holds the origin's content as it
+//!   was when the snapshot was made, and the snapshot takes `cow_bytes` from the VG.
 //! - `var/lib/gitvps-sim/fs.json` — per device node path (`/dev/vg0/xen02`): `blocks` (ext4
 //!   size in 4k blocks), `needs_check` (a guest mounted it since the last `e2fsck -f`), `fsck`
 //!   and `resize` counters.

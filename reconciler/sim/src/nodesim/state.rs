@@ -499,6 +499,18 @@ pub(crate) struct Nic {
 #[serde(default)]
 pub(crate) struct LvmState {
     pub(crate) vgs: BTreeMap<String, VgRecord>,
+    /// Classic (copy-on-write) snapshots, keyed by `VG/LV`.
+    pub(crate) snapshots: BTreeMap<String, SnapRecord>,
+}
+
+/// A classic snapshot: its origin (in the same VG) and the size of its copy-on-write area,
+/// which is what it takes from the VG and what `lvs` prints as its size. Its file holds the
+/// origin's content as it was when the snapshot was made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct SnapRecord {
+    pub(crate) origin: String,
+    pub(crate) cow_bytes: u64,
 }
 
 /// One volume group's recorded size.

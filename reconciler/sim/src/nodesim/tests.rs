@@ -1245,3 +1245,128 @@ fn lvm_sizes() {
     assert!(!lvm::valid_name("a/b"));
     assert!(!lvm::valid_name("-x"));
 }
+
+/// `lvcreate -s`: the snapshot reads the origin as it was, takes its copy-on-write size from
+/// the VG (refused when the VG has less), shows as `swi` with its origin in `lvs`, and goes
+/// with `lvremove` (and with its origin).
+#[test]
+fn lvm_snapshots() {
+    let (_t, root) = node_with_lv();
+    let origin = root.join("dev/vg0/xen02");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&origin)
+            .unwrap();
+        f.seek(SeekFrom::Start(5 * GIB)).unwrap();
+        f.write_all(b"before").unwrap();
+    }
+    check(
+        &run(
+            &root,
+            "lvcreate",
+            &["-s", "-L", "1G", "-n", "xen02.backup", "vg0/xen02"],
+        ),
+        0,
+        "  Logical volume \"xen02.backup\" created.\n",
+        "",
+    );
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&origin)
+            .unwrap();
+        f.seek(SeekFrom::Start(5 * GIB)).unwrap();
+        f.write_all(b"after!").unwrap();
+    }
+    let snap = root.join("dev/vg0/xen02.backup");
+    assert_eq!(std::fs::metadata(&snap).unwrap().len(), 30 * GIB);
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&snap).unwrap();
+        f.seek(SeekFrom::Start(5 * GIB)).unwrap();
+        let mut b = [0u8; 6];
+        f.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"before", "the snapshot keeps the origin as it was");
+    }
+    check(
+        &run(
+            &root,
+            "lvs",
+            &[
+                "--noheadings",
+                "-o",
+                "lv_name,lv_attr,lv_size,origin",
+                "--units",
+                "g",
+                "vg0",
+            ],
+        ),
+        0,
+        "  xen02        owi-a-s--- 30.00g      \n  xen02.backup swi-a-s---  1.00g xen02\n",
+        "",
+    );
+    // 100 GiB - 30 - 1 = 69 GiB free: a 70 GiB snapshot is refused, nothing is left behind.
+    check(
+        &run(
+            &root,
+            "lvcreate",
+            &["-s", "-L", "70G", "-n", "big", "vg0/xen02"],
+        ),
+        5,
+        "",
+        "  Volume group \"vg0\" has insufficient free space (17664 extents): 17920 required.\n",
+    );
+    assert!(!root.join("dev/vg0/big").exists());
+    check(
+        &run(
+            &root,
+            "lvcreate",
+            &["-s", "-L", "1G", "-n", "s2", "vg0/xen02.backup"],
+        ),
+        5,
+        "",
+        "  Snapshots of snapshots are not supported.\n",
+    );
+    check(
+        &run(
+            &root,
+            "lvcreate",
+            &["-s", "-L", "1G", "-n", "s3", "vg0/nope"],
+        ),
+        5,
+        "",
+        "  Failed to find logical volume \"vg0/nope\"\n",
+    );
+    check(
+        &run(&root, "lvremove", &["-f", "vg0/xen02.backup"]),
+        0,
+        "  Logical volume \"xen02.backup\" successfully removed.\n",
+        "",
+    );
+    assert!(!snap.exists());
+    check(
+        &run(
+            &root,
+            "lvs",
+            &["--noheadings", "-o", "lv_name,lv_attr", "vg0"],
+        ),
+        0,
+        "  xen02 -wi-a-----\n",
+        "",
+    );
+    // Removing an origin removes its snapshots first.
+    run(
+        &root,
+        "lvcreate",
+        &["-s", "-L", "1G", "-n", "s4", "vg0/xen02"],
+    );
+    check(
+        &run(&root, "lvremove", &["-f", "vg0/xen02"]),
+        0,
+        "  Logical volume \"s4\" successfully removed.\n  Logical volume \"xen02\" successfully removed.\n",
+        "",
+    );
+}
