@@ -129,7 +129,7 @@ impl Secrets {
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     /// The time the due backups and retention are decided at; backups are stamped with it
-    /// when given (`--now`), else restic stamps them with the node's clock.
+    /// when given (`--now`), else with the control machine's clock as each starts.
     pub now: DateTime<Utc>,
     /// Whether `now` was given, so restic must stamp the backups with it.
     pub stamp: bool,
@@ -368,7 +368,10 @@ async fn node_steps(
         let Some(v) = n.spec.vps.get(id) else {
             continue;
         };
-        let cmd = nodebk::backup_command(n.spec, n.repo, v, run.stamp.then_some(run.now));
+        // Stamped on the control machine's clock (the fleet runs on one clock, as observe
+        // does): `--now` when given, else the moment this backup starts.
+        let at = if run.stamp { run.now } else { chrono::Utc::now() };
+        let cmd = nodebk::backup_command(n.spec, n.repo, v, Some(at));
         tracing::info!(node = %n.spec.node, vps = %id, "backing up");
         let taken = match n.exec(&format!("the backup of {id}"), &cmd).await {
             Ok(o) => nodebk::parse_taken(&o.stdout).map_err(|e| e.to_string()),
