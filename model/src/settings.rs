@@ -348,6 +348,8 @@ pub struct ReconcilerSettings {
     /// Seconds a started KVM guest with an installed OS may take to reach its login prompt
     /// before its start step fails (0: not waited for).
     pub boot_timeout_secs: u32,
+    /// VPSes of one node whose steps run side by side during an apply (1: one after another).
+    pub vps_at_once: u32,
 }
 
 /// `[vps]`
@@ -398,6 +400,7 @@ impl Default for Settings {
                 command_timeout_secs: 900,
                 shutdown_timeout_secs: 120,
                 boot_timeout_secs: 300,
+                vps_at_once: 4,
             },
             vps: VpsDefaults {
                 default_os: OsId::new_unchecked("debian-12"),

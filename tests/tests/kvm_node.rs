@@ -997,6 +997,7 @@ fn qcow2_node(root: &Path) -> planner::desired::NodeSpec {
         hypervisor: model::values::Hypervisor::Kvm,
         accel: Some(model::values::Accel::Tcg),
         boot_timeout_secs: 0,
+        vps_at_once: 1,
         store: planner::desired::Store::File {
             dir: format!("{}/var/lib/gitvps/disks", root.display()),
             format: model::values::ImageFormat::Qcow2,

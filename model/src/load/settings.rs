@@ -80,6 +80,7 @@ const RECONCILER_KEYS: &[&str] = &[
     "command_timeout_secs",
     "shutdown_timeout_secs",
     "boot_timeout_secs",
+    "vps_at_once",
 ];
 
 pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Settings> {
@@ -231,6 +232,10 @@ fn parse_reconciler(r: &mut Reader<'_>, o: &mut Origin, rec: &Obj<'_>, c: &mut R
     rec.set(r, o, "command_timeout_secs", &mut c.command_timeout_secs);
     rec.set(r, o, "shutdown_timeout_secs", &mut c.shutdown_timeout_secs);
     rec.set(r, o, "boot_timeout_secs", &mut c.boot_timeout_secs);
+    rec.set_checked(r, o, "vps_at_once", &mut c.vps_at_once, |&v| match v {
+        1..=64 => Ok(()),
+        _ => Err("must be from 1 to 64".to_owned()),
+    });
     rec.finish(r);
 }
 

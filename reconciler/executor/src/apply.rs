@@ -402,14 +402,19 @@ fn refusal(node: &NodeId, given: Option<&NodePlan>, fresh: &NodePlan) -> Option<
     }
 }
 
-/// What the steps script reported, by step index.
+/// What the steps script reported, by step index. Steps of different VPSes may run side by
+/// side on the node, so their markers interleave: everything is kept per step.
 #[derive(Debug, Default)]
 struct Report {
     done: Vec<usize>,
     failures: Vec<(usize, i32, String)>,
     skipped: Vec<usize>,
-    /// The output since the last step began.
-    tail: Vec<String>,
+    /// Steps that began, in order.
+    begun: Vec<usize>,
+    /// What each failing step printed.
+    out: BTreeMap<usize, Vec<String>>,
+    /// Why the session ended before the script did, if it did.
+    lost: Option<String>,
     /// The script printed its `done` marker.
     finished: bool,
 }
@@ -426,10 +431,10 @@ async fn read_progress(
     loop {
         let line = match run.line().await {
             Err(e) => {
-                r.tail = vec![format!(
+                r.lost = Some(format!(
                     "the connection was lost: {}",
                     model::diag::error_chain(&e)
-                )];
+                ));
                 return r;
             }
             Ok(None) => return r,
@@ -437,7 +442,7 @@ async fn read_progress(
         };
         match Marker::parse(&line) {
             Some(Marker::Begin(i)) if i < total => {
-                r.tail.clear();
+                r.begun.push(i);
                 progress.started(node, i, total, &steps[i]);
             }
             Some(Marker::Ok(i)) if i < total => {
@@ -446,9 +451,12 @@ async fn read_progress(
             }
             Some(Marker::Skip(i)) if i < total => r.skipped.push(i),
             Some(Marker::Fail { step: i, rc }) if i < total => {
-                r.failures.push((i, rc, r.tail.join("\n")));
+                let tail = r.out.remove(&i).unwrap_or_default().join("\n");
+                r.failures.push((i, rc, tail));
             }
-            Some(Marker::Out(text)) => r.tail.push(text),
+            Some(Marker::Out { step, text }) if step < total => {
+                r.out.entry(step).or_default().push(text);
+            }
             Some(Marker::Done) => {
                 r.finished = true;
                 return r;
@@ -459,9 +467,9 @@ async fn read_progress(
 }
 
 impl Report {
-    /// The node's outcome. A step that reported no result failed (its state is unknown; a
-    /// re-run converges): when the session ended early, the first such step, and the rest were
-    /// skipped; when the script finished, every such step, so that no failure goes unnamed.
+    /// The node's outcome. A step that began and reported no result failed (its state is
+    /// unknown; a re-run converges), with what it printed or why the session ended; when the
+    /// session ended early, the steps that never began were skipped.
     fn outcome(mut self, steps: Vec<Step>) -> NodeOutcome {
         let total = steps.len();
         let reported: std::collections::BTreeSet<usize> = (self.done.iter())
@@ -469,26 +477,24 @@ impl Report {
             .chain(self.failures.iter().map(|(i, ..)| i))
             .copied()
             .collect();
-        let mut silent = (0..total).filter(|i| !reported.contains(i));
-        let tail = |why: &str| {
-            if self.tail.is_empty() {
-                why.to_owned()
-            } else {
-                self.tail.join("\n")
-            }
+        let why = match (&self.lost, self.finished) {
+            (Some(lost), _) => lost.clone(),
+            (None, false) => "the apply script ended early".to_owned(),
+            (None, true) => "the step reported no result".to_owned(),
         };
-        if !self.finished {
-            if let Some(first) = silent.next() {
-                let tail = tail("the apply script ended early");
-                self.failures.push((first, -1, tail));
-                self.skipped.extend(silent);
+        for i in (0..total).filter(|i| !reported.contains(i)) {
+            if self.begun.contains(&i) || self.finished {
+                let tail = match self.out.remove(&i) {
+                    Some(lines) if !lines.is_empty() => lines.join("\n"),
+                    _ => why.clone(),
+                };
+                self.failures.push((i, -1, tail));
+            } else {
+                self.skipped.push(i);
             }
-        } else {
-            let silent: Vec<usize> = silent.collect();
-            let tail = tail("the step reported no result");
-            self.failures
-                .extend(silent.into_iter().map(|i| (i, -1, tail.clone())));
         }
+        self.failures.sort_by_key(|(i, ..)| *i);
+        self.skipped.sort_unstable();
         if self.failures.is_empty() && self.skipped.is_empty() {
             return NodeOutcome::Applied { steps };
         }
@@ -535,10 +541,14 @@ mod tests {
     fn a_step_without_a_result_is_a_named_failure() {
         let report = Report {
             done: vec![0, 1, 2],
-            failures: vec![],
             skipped: vec![4],
-            tail: vec!["gitvps: vps1: the guest did not reach its login prompt".into()],
+            begun: vec![0, 1, 2, 3],
+            out: BTreeMap::from([(
+                3,
+                vec!["gitvps: vps1: the guest did not reach its login prompt".into()],
+            )]),
             finished: true,
+            ..Report::default()
         };
         let NodeOutcome::Failed {
             done,
@@ -562,11 +572,13 @@ mod tests {
         );
     }
 
-    /// A session that ended early: the first silent step failed, the rest were skipped.
+    /// A session that ended early: the steps that began without a result failed (several,
+    /// when VPSes run side by side), the ones that never began were skipped.
     #[test]
-    fn a_session_that_ended_early_fails_its_first_silent_step() {
+    fn a_session_that_ended_early_fails_the_steps_in_flight() {
         let report = Report {
             done: vec![0],
+            begun: vec![0, 1],
             finished: false,
             ..Report::default()
         };
@@ -578,6 +590,37 @@ mod tests {
         };
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].tail, "the apply script ended early");
+        assert_eq!(skipped.len(), 1);
+    }
+
+    /// Two VPSes' steps in flight when the connection went: both failed with the cause, in
+    /// step order, each with its own output when it printed some.
+    #[test]
+    fn steps_in_flight_side_by_side_fail_with_the_cause() {
+        let report = Report {
+            done: vec![0],
+            begun: vec![0, 2, 1],
+            out: BTreeMap::from([(2, vec!["half a line".into()])]),
+            lost: Some("the connection was lost: reset".into()),
+            ..Report::default()
+        };
+        let NodeOutcome::Failed {
+            failures, skipped, ..
+        } = report.outcome(steps(4))
+        else {
+            panic!("not a failure")
+        };
+        let f: Vec<(usize, &str)> = failures
+            .iter()
+            .map(|f| match &f.step.op {
+                Op::Record { note } => (note.len(), f.tail.as_str()),
+                _ => (0, ""),
+            })
+            .collect();
+        assert_eq!(
+            f,
+            [(6, "the connection was lost: reset"), (6, "half a line")]
+        );
         assert_eq!(skipped.len(), 1);
     }
 

@@ -370,7 +370,11 @@ async fn node_steps(
         };
         // Stamped on the control machine's clock (the fleet runs on one clock, as observe
         // does): `--now` when given, else the moment this backup starts.
-        let at = if run.stamp { run.now } else { chrono::Utc::now() };
+        let at = if run.stamp {
+            run.now
+        } else {
+            chrono::Utc::now()
+        };
         let cmd = nodebk::backup_command(n.spec, n.repo, v, Some(at));
         tracing::info!(node = %n.spec.node, vps = %id, "backing up");
         let taken = match n.exec(&format!("the backup of {id}"), &cmd).await {

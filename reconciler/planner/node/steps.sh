@@ -7,10 +7,15 @@ PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr
 export PATH
 LC_ALL=C
 export LC_ALL
-log=$(mktemp) || exit 70
-trap 'rm -f "$log"' EXIT
+# Each step's output goes to its own file here, shown (its tail) when it fails.
+logs=$(mktemp -d) || exit 70
+trap 'rm -rf "$logs"' EXIT
 # VPSes with a failed step: their later steps are skipped, the others go on.
 failed=" "
+# Whether a group (one VPS's steps) failed, and the groups running in the background.
+bad=0
+pids=
+running=0
 record() {
   d="$R/var/lib/gitvps/state"
   mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
@@ -32,14 +37,37 @@ run() {
     *" $v "*) echo "$M_SKIP $i"; return 0 ;;
   esac
   echo "$M_BEGIN $i"
-  if "$@" >"$log" 2>&1; then
+  if "$@" >"$logs/$i" 2>&1; then
     echo "$M_OK $i"
   else
     rc=$?
-    # awk ends every line, the last one too: a tool's message without a final newline (a
-    # console's last line) must not swallow the marker after it.
-    tail -n 30 "$log" | awk -v p="$M_OUT" '{ print p " " $0 }'
+    # awk ends every line, the last one too (a console's last line may have no newline, and
+    # must not swallow the marker after it), and writes each line at once: with groups
+    # running side by side, a line is never split by another group's.
+    tail -n 30 "$logs/$i" | awk -v p="$M_OUT $i" '{ print p " " substr($0, 1, 2000); fflush() }'
     echo "$M_FAIL $i $rc"
     failed="$failed$v "
   fi
+  rm -f "$logs/$i"
+}
+# group FN: runs one VPS's steps (the function FN). With AT_ONCE above 1 it runs in the
+# background, at most AT_ONCE groups at a time (a full batch is waited for); otherwise here.
+group() {
+  if [ "$AT_ONCE" -le 1 ]; then
+    "$1"
+    [ "$failed" = " " ] || bad=1
+    return 0
+  fi
+  ("$1" && [ "$failed" = " " ]) &
+  pids="$pids $!"
+  running=$((running + 1))
+  [ "$running" -lt "$AT_ONCE" ] || finish
+}
+# finish: waits for the groups in the background; a phase ends with it.
+finish() {
+  for p in $pids; do
+    wait "$p" || bad=1
+  done
+  pids=
+  running=0
 }

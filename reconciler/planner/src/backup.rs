@@ -375,6 +375,7 @@ mod tests {
             hypervisor: hv,
             accel: None,
             boot_timeout_secs: 0,
+            vps_at_once: 1,
             store,
             vps: Default::default(),
         }

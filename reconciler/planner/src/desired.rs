@@ -222,6 +222,8 @@ pub struct NodeSpec {
     /// Seconds a started guest with an installed OS may take to reach its login prompt
     /// (KVM; 0: not waited for).
     pub boot_timeout_secs: u32,
+    /// VPSes whose steps run side by side on this node (`[reconciler] vps_at_once`).
+    pub vps_at_once: u32,
     /// Disk storage.
     pub store: Store,
     /// Its VPSes, by id.
@@ -372,6 +374,7 @@ fn node_spec(inv: &Inventory, n: &model::Node) -> NodeSpec {
         hypervisor: n.hypervisor,
         accel: n.kvm.as_ref().map(|k| k.accel),
         boot_timeout_secs: inv.settings.reconciler.boot_timeout_secs,
+        vps_at_once: inv.settings.reconciler.vps_at_once,
         store,
         vps: BTreeMap::new(),
     }

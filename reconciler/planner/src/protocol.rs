@@ -26,8 +26,13 @@ pub enum Marker {
     Ok(usize),
     /// Step N was skipped: an earlier step of its VPS failed.
     Skip(usize),
-    /// A line of what the failing step printed (its last 30 lines come before its `Fail`).
-    Out(String),
+    /// A line of what failing step N printed (its last 30 lines come before its `Fail`).
+    Out {
+        /// The step's index.
+        step: usize,
+        /// The line.
+        text: String,
+    },
     /// Step N failed with this exit code.
     Fail {
         /// The step's index.
@@ -101,7 +106,7 @@ impl Marker {
             Marker::Begin(_) => Kind::Begin,
             Marker::Ok(_) => Kind::Ok,
             Marker::Skip(_) => Kind::Skip,
-            Marker::Out(_) => Kind::Out,
+            Marker::Out { .. } => Kind::Out,
             Marker::Fail { .. } => Kind::Fail,
             Marker::Done => Kind::Done,
         }
@@ -121,7 +126,13 @@ impl Marker {
             Kind::Begin => Marker::Begin(step()?),
             Kind::Ok => Marker::Ok(step()?),
             Kind::Skip => Marker::Skip(step()?),
-            Kind::Out => Marker::Out(rest.trim_start().to_owned()),
+            Kind::Out => {
+                let (n, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                Marker::Out {
+                    step: n.trim().parse().ok()?,
+                    text: text.to_owned(),
+                }
+            }
             Kind::Fail => {
                 let step_no = step()?;
                 let rc = words
@@ -141,7 +152,7 @@ impl fmt::Display for Marker {
         match self {
             Marker::Locked | Marker::Observed | Marker::Done => f.write_str(tag),
             Marker::Begin(i) | Marker::Ok(i) | Marker::Skip(i) => write!(f, "{tag} {i}"),
-            Marker::Out(text) => write!(f, "{tag} {text}"),
+            Marker::Out { step, text } => write!(f, "{tag} {step} {text}"),
             Marker::Fail { step, rc } => write!(f, "{tag} {step} {rc}"),
         }
     }
@@ -178,7 +189,7 @@ mod tests {
             any::<usize>().prop_map(Marker::Begin),
             any::<usize>().prop_map(Marker::Ok),
             any::<usize>().prop_map(Marker::Skip),
-            "[^\n]*".prop_map(|t| Marker::Out(t.trim_start().to_owned())),
+            (any::<usize>(), "[^\n]*").prop_map(|(step, text)| Marker::Out { step, text }),
             (any::<usize>(), any::<i32>()).prop_map(|(step, rc)| Marker::Fail { step, rc }),
         ]
     }

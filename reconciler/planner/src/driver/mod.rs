@@ -121,10 +121,44 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
         }
         let _ = writeln!(s, "}}");
     }
+    // One group per VPS (its steps in plan order), run side by side up to the node's bound:
+    // first the groups that free something (stop, destroy, remove), then the others.
+    let mut groups: Vec<(&model::VpsId, Vec<usize>)> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        let _ = writeln!(s, "run {i} {} s{i}", step.vps);
+        match groups.iter_mut().find(|(v, _)| *v == &step.vps) {
+            Some((_, ix)) => ix.push(i),
+            None => groups.push((&step.vps, vec![i])),
+        }
     }
-    s.push_str("echo \"$M_DONE\"\n[ \"$failed\" = \" \" ]\n");
+    let frees = |ix: &[usize]| {
+        ix.iter().any(|&i| {
+            matches!(
+                steps[i].op,
+                Op::Stop { .. }
+                    | Op::Destroy { .. }
+                    | Op::RemoveConfig
+                    | Op::RemoveDisk { .. }
+                    | Op::RemoveConsole { .. }
+            )
+        })
+    };
+    for (g, (_, ix)) in groups.iter().enumerate() {
+        let _ = writeln!(s, "g{g}() {{");
+        for &i in ix {
+            let _ = writeln!(s, "  run {i} {} s{i}", steps[i].vps);
+        }
+        let _ = writeln!(s, "}}");
+    }
+    let _ = writeln!(s, "AT_ONCE={}", spec.vps_at_once.max(1));
+    for phase in [true, false] {
+        for (g, (_, ix)) in groups.iter().enumerate() {
+            if frees(ix) == phase {
+                let _ = writeln!(s, "group g{g}");
+            }
+        }
+        s.push_str("finish\n");
+    }
+    s.push_str("echo \"$M_DONE\"\n[ \"$bad\" = 0 ]\n");
     s
 }
 
@@ -553,6 +587,7 @@ pub(crate) mod tests {
             hypervisor,
             accel: None,
             boot_timeout_secs: 300,
+            vps_at_once: 4,
             store,
             vps: std::collections::BTreeMap::new(),
         }
@@ -601,11 +636,11 @@ pub(crate) mod tests {
     /// The steps runtime as a node runs it: a step whose output ends without a newline (a
     /// console's last line) and fails still reports its `fail` marker on a line of its own, and
     /// its VPS's next step is skipped.
-    #[test]
-    fn a_failing_step_is_reported_even_when_its_output_lacks_a_final_newline() {
-        use crate::protocol::Marker;
+    /// Runs the steps runtime (`node/steps.sh`) with `body` after it, as a node does; returns
+    /// the markers, the whole output and whether the script succeeded.
+    fn run_steps(body: &str) -> (Vec<crate::protocol::Marker>, String, bool) {
         let script = format!(
-            "{}{}s0() {{ printf 'login: '; return 3; }}\ns1() {{ :; }}\nrun 0 v s0\nrun 1 v s1\necho \"$M_DONE\"\n",
+            "{}{}{body}",
             crate::protocol::sh_header(),
             include_str!("../../node/steps.sh")
         );
@@ -613,22 +648,62 @@ pub(crate) mod tests {
             .args(["-c", &script, "gitvps-steps", "/"])
             .output()
             .unwrap();
-        let markers: Vec<Marker> = String::from_utf8_lossy(&out.stdout)
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let markers = text
             .lines()
-            .filter_map(Marker::parse)
+            .filter_map(crate::protocol::Marker::parse)
             .collect();
+        (markers, text, out.status.success())
+    }
+
+    #[test]
+    fn a_failing_step_is_reported_even_when_its_output_lacks_a_final_newline() {
+        use crate::protocol::Marker;
+        let (markers, text, _) = run_steps(
+            "s0() { printf 'login: '; return 3; }\ns1() { :; }\nrun 0 v s0\nrun 1 v s1\necho \"$M_DONE\"\n",
+        );
         assert_eq!(
             markers,
             [
                 Marker::Begin(0),
-                Marker::Out("login: ".into()),
+                Marker::Out {
+                    step: 0,
+                    text: "login: ".into()
+                },
                 Marker::Fail { step: 0, rc: 3 },
                 Marker::Skip(1),
                 Marker::Done,
             ],
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
+            "{text}"
         );
+    }
+
+    /// Groups of different VPSes run side by side: the second VPS's step finishes while the
+    /// first's is still running; the first VPS's failure skips only its own later step; the
+    /// script ends with `done` and a non-zero status.
+    #[test]
+    fn groups_of_vpses_run_side_by_side_and_fail_alone() {
+        use crate::protocol::Marker;
+        let (markers, text, ok) = run_steps(
+            "s0() { sleep 1; echo oops; return 2; }\ns1() { :; }\ns2() { :; }\ng0() {\n  run 0 a s0\n  run 1 a s1\n}\ng1() {\n  run 2 b s2\n}\nAT_ONCE=4\ngroup g0\ngroup g1\nfinish\necho \"$M_DONE\"\n[ \"$bad\" = 0 ]\n",
+        );
+        let at = |m: &Marker| markers.iter().position(|x| x == m);
+        let fail = Marker::Fail { step: 0, rc: 2 };
+        assert!(at(&Marker::Ok(2)) < at(&fail), "not side by side:\n{text}");
+        for m in [
+            Marker::Begin(0),
+            Marker::Out {
+                step: 0,
+                text: "oops".into(),
+            },
+            fail.clone(),
+            Marker::Skip(1),
+            Marker::Done,
+        ] {
+            assert!(at(&m).is_some(), "no {m:?} in:\n{text}");
+        }
+        assert_eq!(markers.last(), Some(&Marker::Done), "{text}");
+        assert!(!ok);
     }
 
     /// Runs shellcheck (Debian's `shellcheck`, which the test command installs) on a script;
