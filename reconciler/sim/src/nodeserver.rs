@@ -81,6 +81,7 @@ pub struct NodeServer {
     host: PrivateKey,
     client: PublicKey,
     cwd: std::path::PathBuf,
+    answer: Option<Arc<Vec<u8>>>,
 }
 
 impl NodeServer {
@@ -92,7 +93,18 @@ impl NodeServer {
         cwd: &Path,
     ) -> Result<Self, ServerError> {
         let host = generate_key().map_err(ServerError::Keygen)?;
-        Self::start_with(listen, host, client, cwd).await
+        Self::start_with(listen, host, client, cwd, None).await
+    }
+
+    /// Starts a server that answers every command with `answer` on stdout and exit status 0,
+    /// running nothing: a node whose side costs nothing, for measuring the control side alone.
+    pub async fn start_canned(
+        listen: SocketAddr,
+        client: PublicKey,
+        answer: Arc<Vec<u8>>,
+    ) -> Result<Self, ServerError> {
+        let host = generate_key().map_err(ServerError::Keygen)?;
+        Self::start_with(listen, host, client, Path::new("/"), Some(answer)).await
     }
 
     /// Stops the server as [`NodeServer::stop`] does, keeping what [`Paused::resume`] needs to
@@ -107,6 +119,7 @@ impl NodeServer {
             host: self.host,
             client: self.client,
             cwd: self.cwd,
+            answer: self.answer,
         }
     }
 
@@ -115,6 +128,7 @@ impl NodeServer {
         host: PrivateKey,
         client: PublicKey,
         cwd: &Path,
+        answer: Option<Arc<Vec<u8>>>,
     ) -> Result<Self, ServerError> {
         let host_key = host
             .public_key()
@@ -140,6 +154,7 @@ impl NodeServer {
             client: Arc::new(client.clone()),
             cwd: Arc::new(cwd.to_path_buf()),
             stdin: HashMap::new(),
+            answer: answer.clone(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -156,6 +171,7 @@ impl NodeServer {
             host,
             client,
             cwd: cwd.to_path_buf(),
+            answer,
         })
     }
 
@@ -172,12 +188,13 @@ pub struct Paused {
     host: PrivateKey,
     client: PublicKey,
     cwd: std::path::PathBuf,
+    answer: Option<Arc<Vec<u8>>>,
 }
 
 impl Paused {
     /// Starts the server again where it was.
     pub async fn resume(self) -> Result<NodeServer, ServerError> {
-        NodeServer::start_with(self.addr, self.host, self.client, &self.cwd).await
+        NodeServer::start_with(self.addr, self.host, self.client, &self.cwd, self.answer).await
     }
 }
 
@@ -187,6 +204,8 @@ struct Node {
     cwd: Arc<PathBuf>,
     /// Data for each running command's stdin; `None` closes it.
     stdin: HashMap<ChannelId, mpsc::UnboundedSender<Option<Vec<u8>>>>,
+    /// What every command answers, when nothing is run.
+    answer: Option<Arc<Vec<u8>>>,
 }
 
 impl russh::server::Server for Node {
@@ -196,6 +215,7 @@ impl russh::server::Server for Node {
             client: self.client.clone(),
             cwd: self.cwd.clone(),
             stdin: HashMap::new(),
+            answer: self.answer.clone(),
         }
     }
 }
@@ -231,6 +251,17 @@ impl russh::server::Handler for Node {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if let Some(answer) = &self.answer {
+            session.channel_success(channel)?;
+            session.data(
+                channel,
+                russh::keys::ssh_encoding::bytes::Bytes::from(answer.as_ref().clone()),
+            )?;
+            session.exit_status_request(channel, 0)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+            return Ok(());
+        }
         let command = String::from_utf8_lossy(data).into_owned();
         let child = tokio::process::Command::new("sh")
             .arg("-c")

@@ -14,6 +14,24 @@ pub enum NodeSimCommand {
     /// Run one stand-in tool (what the wrapper scripts call).
     #[command(hide = true)]
     Exec(ExecArgs),
+    /// Serve N nodes that answer every command with a fixed document and run nothing (for
+    /// `gitvps bench scale`): prints "ADDRESS HOST_KEY" per node, serves until stdin closes.
+    #[command(hide = true)]
+    ServeCanned(ServeCannedArgs),
+}
+
+/// Flags of `gitvps node-sim serve-canned`.
+#[derive(Debug, Args)]
+pub struct ServeCannedArgs {
+    /// Nodes to serve (each on its own port of 127.0.0.1).
+    #[arg(long)]
+    pub nodes: usize,
+    /// The OpenSSH public key file of the one client accepted.
+    #[arg(long, value_name = "FILE")]
+    pub client_key: PathBuf,
+    /// The file every command answers with.
+    #[arg(long, value_name = "FILE")]
+    pub answer: PathBuf,
 }
 
 /// Flags of `gitvps node-sim install`.
@@ -70,6 +88,7 @@ pub fn run(c: NodeSimCommand) -> anyhow::Result<i32> {
             ))?;
             Ok(0)
         }
+        NodeSimCommand::ServeCanned(a) => serve_canned(&a),
         NodeSimCommand::Exec(a) => {
             let mut out = std::io::stdout().lock();
             let mut err = std::io::stderr().lock();
@@ -78,4 +97,44 @@ pub fn run(c: NodeSimCommand) -> anyhow::Result<i32> {
             ))
         }
     }
+}
+
+fn serve_canned(a: &ServeCannedArgs) -> anyhow::Result<i32> {
+    use std::io::Write as _;
+    let client = std::fs::read_to_string(&a.client_key)
+        .with_context(|| format!("cannot read {}", a.client_key.display()))?;
+    let client = russh::keys::PublicKey::from_openssh(client.trim())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.client_key.display()))?;
+    let answer = std::sync::Arc::new(
+        std::fs::read(&a.answer).with_context(|| format!("cannot read {}", a.answer.display()))?,
+    );
+    let rt = super::plan::runtime()?;
+    rt.block_on(async {
+        let mut servers = Vec::with_capacity(a.nodes);
+        let mut out = String::new();
+        for _ in 0..a.nodes {
+            let s = sim::nodeserver::NodeServer::start_canned(
+                "127.0.0.1:0".parse()?,
+                client.clone(),
+                answer.clone(),
+            )
+            .await?;
+            out.push_str(&format!("{} {}\n", s.addr, s.host_key));
+            servers.push(s);
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()?;
+        drop(stdout);
+        // Serve until the bench closes our stdin.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
+        })
+        .await??;
+        for s in servers {
+            s.stop();
+        }
+        anyhow::Ok(0)
+    })
 }
