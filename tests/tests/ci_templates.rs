@@ -185,3 +185,62 @@ fn the_apply_job_publishes_dns_after_applying_when_a_server_is_named() {
     toml.push_str("\n[[dns.server]]\naddress = \"192.0.2.53\"\n");
     assert!(guard(&toml));
 }
+
+/// The plan job writes the plan comment and posts it with `gitvps ci comment`, as
+/// docs/workflow.md documents: GitHub with the workflow's own token and the pull-requests
+/// permission, GitLab with the project access token variable, even after a failed validation.
+#[test]
+fn the_plan_job_comments_the_plan_on_the_pull_request() {
+    for (path, forge, token) in [
+        (
+            &templates()[0],
+            "--github",
+            "GITHUB_TOKEN: ${{ github.token }}",
+        ),
+        (&templates()[1], "--gitlab", "$GITVPS_GITLAB_TOKEN"),
+    ] {
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+        let job = match &doc["jobs"]["plan"] {
+            Yaml::BadValue => &doc["plan"],
+            j => j,
+        };
+        let mut all = Vec::new();
+        strings(job, &mut all);
+        let commands: Vec<String> = all
+            .iter()
+            .flat_map(|s| gitvps_commands(s))
+            .map(|c| c.join(" "))
+            .collect();
+        let at = |c: &str| commands.iter().position(|x| x.starts_with(c));
+        let plan = at("gitvps plan --out plan.json --comment-markdown plan.md");
+        let post = at(&format!("gitvps ci comment {forge} --file plan.md"));
+        assert!(
+            plan.is_some() && post > plan,
+            "{}: {commands:?}",
+            path.display()
+        );
+        assert!(text.contains(token), "{}", path.display());
+    }
+    let github = std::fs::read_to_string(&templates()[0]).unwrap();
+    let doc = &YamlLoader::load_from_str(&github).unwrap()[0];
+    assert_eq!(
+        doc["permissions"]["pull-requests"].as_str(),
+        Some("write"),
+        "the workflow's token may comment"
+    );
+    let steps = doc["jobs"]["plan"]["steps"].as_vec().unwrap();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap()
+    };
+    assert_eq!(step("Plan")["if"].as_str(), Some("always()"));
+    assert!(
+        step("Comment the plan on the pull request")["if"]
+            .as_str()
+            .unwrap()
+            .starts_with("always()")
+    );
+}

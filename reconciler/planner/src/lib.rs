@@ -5,7 +5,9 @@
 //! from files (templates, the bootstraps catalog, the apt mirror) its caller reads and passes in
 //! as data; the execution shell (`gitvps-executor`) sends what it builds. See `ARCHITECTURE.md`.
 
+pub mod comment;
 pub mod desired;
+pub mod drift;
 pub mod driver;
 pub mod observe;
 pub mod plan;

@@ -87,7 +87,7 @@ fn progress() -> Arc<dyn Progress> {
 }
 
 fn step_line(s: &Step) -> String {
-    format!("  {} {}: {}", s.op.symbol(), s.vps, s.op.describe())
+    format!("  {}", planner::plan::step_line(s))
 }
 
 /// The summary printed after an apply.
@@ -206,7 +206,11 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
             statuses.len(),
             now.format("%Y-%m-%d %H:%M:%S UTC")
         );
-        let oid = executor::status::write_branch(&g.repo, branch, &statuses, &known, &message)?;
+        let previous = executor::status::read_nodes(&g.repo, branch);
+        let nodes = executor::status::node_statuses(&outcomes, &observed, &previous, now);
+        let oid = executor::status::write_branch_with_nodes(
+            &g.repo, branch, &statuses, &known, &nodes, &message,
+        )?;
         super::emit(&format!(
             "Status: {} VPS(es) written to branch `{branch}` ({}).\n",
             statuses.len(),

@@ -12,6 +12,7 @@ pub mod bench;
 #[cfg(feature = "sim")]
 pub mod bench_login;
 pub mod billing;
+pub mod ci;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod dns;
@@ -87,6 +88,10 @@ pub enum Command {
     /// DNS zones from the inventory: `gitvps dns build --out DIR`, `gitvps dns apply`.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// CI helpers: `gitvps ci comment --github|--gitlab --file FILE` posts or updates the plan
+    /// comment on the pull or merge request.
+    #[command(subcommand)]
+    Ci(ci::CiCommand),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
+        Command::Ci(c) => ci::run(&cli.global, c),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]
