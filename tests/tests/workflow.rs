@@ -388,3 +388,42 @@ fn changes_outside_gitvps_are_shown_before_the_steps_and_recorded() {
         "nodes/node1.json\nstatus/xen10.json\nstatus/xen11.json"
     );
 }
+
+/// The fleet view: VPSes by state, committed against capacity, free addresses per pool, and
+/// the last apply with its result from the status branch, as text and JSON.
+#[test]
+fn the_fleet_report_shows_capacity_and_the_last_apply() {
+    let f = two_vps();
+    f.vps("xen12", "node1", "192.0.2.12", "state = \"suspended\"\n");
+    support::commit_all(&f.repo);
+    let r = f.gitvps(&["inventory", "fleet"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("Fleet\nTestville\nNODE"), "{r:?}");
+    let row = r.stdout.lines().find(|l| l.starts_with("node1 ")).unwrap();
+    for cell in [
+        "1 running, 1 stopped, 1 suspended",
+        "2304 MiB / 64 GiB",
+        "90 GiB / 2 TiB",
+        "3 / 32",
+        "test-1 249",
+        "none recorded",
+    ] {
+        assert!(row.contains(cell), "{cell}: {row}");
+    }
+    let a = f.gitvps(&["apply", "--status"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    let r = f.gitvps(&["inventory", "fleet"]);
+    let row = r.stdout.lines().find(|l| l.starts_with("node1 ")).unwrap();
+    assert!(row.contains(" UTC applied ("), "{row}");
+    let j = f.gitvps(&["inventory", "fleet", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    let n = &j["fleet"][0];
+    assert_eq!(n["node"], "node1", "{j}");
+    assert_eq!(n["vps"]["suspended"], 1, "{j}");
+    assert_eq!(n["ram_capacity"], 64u64 << 30, "{j}");
+    assert_eq!(n["pools"][0]["free"], 249, "{j}");
+    assert_eq!(n["last_apply"]["result"], "applied", "{j}");
+    // The default tables are unchanged: the fleet view is asked for by name.
+    let all = f.gitvps(&["inventory"]);
+    assert!(!all.stdout.contains("Fleet\n"), "{all:?}");
+}
