@@ -427,3 +427,144 @@ fn the_fleet_report_shows_capacity_and_the_last_apply() {
     let all = f.gitvps(&["inventory"]);
     assert!(!all.stdout.contains("Fleet\n"), "{all:?}");
 }
+
+/// `gitvps node add` against a real sshd on loopback: the fingerprint it shows is the one
+/// `ssh-keygen -lf` gives for the daemon's key, the file pins exactly that key and loads; a
+/// wrong expected fingerprint, or a node that exists, writes nothing.
+#[test]
+fn node_add_pins_the_host_key_it_showed() {
+    let f = Fleet::new(&[]);
+    let pubkey = f.sshd.dir.path().join("host_key.pub");
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&pubkey)
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    let address = format!("{}:{}", f.sshd.addr, f.sshd.port);
+    let add = |name: &str, extra: &[&str]| -> Run {
+        let mut args = vec![
+            "node",
+            "add",
+            name,
+            "--address",
+            &address,
+            "--user",
+            "gitvps",
+            "--sudo",
+            "--kind",
+            "kvm",
+            "--location",
+            "Testville",
+            "--country",
+            "US",
+            "--pool",
+            "test-1",
+            "--storage",
+            "file:/var/lib/gitvps/disks",
+            "--ram",
+            "16 GiB",
+            "--disk",
+            "500 GiB",
+            "--vcpus",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        f.gitvps(&args)
+    };
+    let r = add(
+        "node9",
+        &[
+            "--expect-fingerprint",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("nothing written"), "{r:?}");
+    assert!(!f.repo.join("inventory/nodes/node9.toml").exists());
+
+    let r = add("node9", &["--expect-fingerprint", &fingerprint]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("{address} presents ssh-ed25519 {fingerprint}\n")),
+        "{r:?}"
+    );
+    let text = std::fs::read_to_string(f.repo.join("inventory/nodes/node9.toml")).unwrap();
+    assert!(
+        text.contains(&format!("host_key = \"{}\"\n", f.sshd.host_key)),
+        "{text}"
+    );
+    assert!(text.contains("hypervisor = \"kvm\"\n"), "{text}");
+    assert!(text.contains("sudo = true\n"), "{text}");
+    let v = f.gitvps(&["validate"]);
+    assert_eq!(v.code, 0, "{v:?}");
+    let inv = f.gitvps(&["inventory", "nodes", "--json"]);
+    assert!(inv.stdout.contains("\"node9\""), "{inv:?}");
+
+    let r = add("node9", &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("exists already"), "{r:?}");
+    // A pool that does not exist: the inventory's error, and no file.
+    let r = f.gitvps(&[
+        "node",
+        "add",
+        "node10",
+        "--address",
+        &address,
+        "--user",
+        "root",
+        "--kind",
+        "xen",
+        "--location",
+        "Testville",
+        "--country",
+        "US",
+        "--pool",
+        "nowhere",
+        "--ram",
+        "1 GiB",
+        "--disk",
+        "10 GiB",
+        "--vcpus",
+        "1",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("inventory/nodes/node10.toml"), "{r:?}");
+    assert!(!f.repo.join("inventory/nodes/node10.toml").exists());
+    // Nothing listens: a clear error naming the address.
+    let r = f.gitvps(&[
+        "node",
+        "add",
+        "node11",
+        "--address",
+        "127.0.0.1:1",
+        "--user",
+        "root",
+        "--kind",
+        "xen",
+        "--location",
+        "Testville",
+        "--country",
+        "US",
+        "--pool",
+        "test-1",
+        "--ram",
+        "1 GiB",
+        "--disk",
+        "10 GiB",
+        "--vcpus",
+        "1",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot read the host key of 127.0.0.1:1"),
+        "{r:?}"
+    );
+}

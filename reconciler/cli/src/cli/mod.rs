@@ -18,6 +18,7 @@ pub mod demo;
 pub mod dns;
 pub mod inventory;
 pub mod invoice;
+pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
@@ -88,6 +89,10 @@ pub enum Command {
     /// DNS zones from the inventory: `gitvps dns build --out DIR`, `gitvps dns apply`.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// Nodes: `gitvps node add NAME --address HOST[:PORT] ...` reads the host key once, shows its
+    /// fingerprint and writes the node file with the key pinned.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// CI helpers: `gitvps ci comment --github|--gitlab --file FILE` posts or updates the plan
     /// comment on the pull or merge request.
     #[command(subcommand)]
@@ -122,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
         Command::Ci(c) => ci::run(&cli.global, c),
+        Command::Node(c) => node::run(&cli.global, c),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]
