@@ -568,3 +568,70 @@ fn node_add_pins_the_host_key_it_showed() {
         "{r:?}"
     );
 }
+
+/// The home page names the hypervisors the nodes run and says what a plan guarantees, in both
+/// languages, built with the real zola: the example fleet is all Xen and sells 4× node0109's
+/// vCPUs; a KVM node that overcommits RAM changes both.
+#[test]
+fn the_site_says_what_runs_and_what_is_guaranteed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    for d in ["inventory", "bootstraps", "site"] {
+        support::copy_tree(&support::top().join(d), &work.join(d));
+    }
+    let _ = std::fs::remove_dir_all(work.join("site/public"));
+    for f in ["products.toml", "pools.toml", "gitvps.toml"] {
+        std::fs::copy(support::top().join(f), work.join(f)).unwrap();
+    }
+    let build = |name: &str| -> (String, String) {
+        let out = tmp.path().join(name);
+        let r: Run = std::process::Command::new(support::bin())
+            .arg("--repo")
+            .arg(&work)
+            .args(["site", "build", "--out", out.to_str().unwrap()])
+            .current_dir(support::top())
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(r.code, 0, "{r:?}");
+        let page = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+        (page("index.html"), page("zh/index.html"))
+    };
+    let (en, zh) = build("xen");
+    assert!(
+        en.contains("<h1>Virtual private servers on Xen</h1>"),
+        "{en}"
+    );
+    assert!(zh.contains("<h1>基于 Xen 的虚拟专用服务器</h1>"), "{zh}");
+    assert!(
+        en.contains("Guaranteed to your VPS: memory, disk space. Shared with the other VPSes on its node, so not guaranteed at every moment: CPU time.</p>"),
+        "{en}"
+    );
+    assert!(
+        zh.contains("为您的 VPS 保证：内存、磁盘空间。与同一节点上的其他 VPS 共享"),
+        "{zh}"
+    );
+    assert!(!en.contains("reserved"), "{en}");
+
+    let alpha = work.join("inventory/nodes/alpha.toml");
+    let text = std::fs::read_to_string(&alpha).unwrap();
+    std::fs::write(
+        &alpha,
+        text.replace("hypervisor = \"xen\"", "hypervisor = \"kvm\"")
+            + "overcommit = { ram = 1.5, disk = 1, vcpus = 1 }\n",
+    )
+    .unwrap();
+    let (en, zh) = build("mixed");
+    assert!(
+        en.contains("<h1>Virtual private servers on Xen and KVM</h1>"),
+        "{en}"
+    );
+    assert!(
+        zh.contains("<h1>基于 Xen 和 KVM 的虚拟专用服务器</h1>"),
+        "{zh}"
+    );
+    assert!(
+        en.contains("Guaranteed to your VPS: disk space. Shared with the other VPSes on its node, so not guaranteed at every moment: memory, CPU time.</p>"),
+        "{en}"
+    );
+}
