@@ -448,13 +448,13 @@ fn node_add_pins_the_host_key_it_showed() {
         .to_owned();
     assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
     let address = format!("{}:{}", f.sshd.addr, f.sshd.port);
-    let add = |name: &str, extra: &[&str]| -> Run {
+    let add_at = |name: &str, address: &str, pool: &str, extra: &[&str]| -> Run {
         let mut args = vec![
             "node",
             "add",
             name,
             "--address",
-            &address,
+            address,
             "--user",
             "gitvps",
             "--sudo",
@@ -465,7 +465,7 @@ fn node_add_pins_the_host_key_it_showed() {
             "--country",
             "US",
             "--pool",
-            "test-1",
+            pool,
             "--storage",
             "file:/var/lib/gitvps/disks",
             "--ram",
@@ -478,6 +478,7 @@ fn node_add_pins_the_host_key_it_showed() {
         args.extend_from_slice(extra);
         f.gitvps(&args)
     };
+    let add = |name: &str, extra: &[&str]| add_at(name, &address, "test-1", extra);
     let r = add(
         "node9",
         &[
@@ -512,56 +513,12 @@ fn node_add_pins_the_host_key_it_showed() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("exists already"), "{r:?}");
     // A pool that does not exist: the inventory's error, and no file.
-    let r = f.gitvps(&[
-        "node",
-        "add",
-        "node10",
-        "--address",
-        &address,
-        "--user",
-        "root",
-        "--kind",
-        "xen",
-        "--location",
-        "Testville",
-        "--country",
-        "US",
-        "--pool",
-        "nowhere",
-        "--ram",
-        "1 GiB",
-        "--disk",
-        "10 GiB",
-        "--vcpus",
-        "1",
-    ]);
+    let r = add_at("node10", &address, "nowhere", &[]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("inventory/nodes/node10.toml"), "{r:?}");
     assert!(!f.repo.join("inventory/nodes/node10.toml").exists());
     // Nothing listens: a clear error naming the address.
-    let r = f.gitvps(&[
-        "node",
-        "add",
-        "node11",
-        "--address",
-        "127.0.0.1:1",
-        "--user",
-        "root",
-        "--kind",
-        "xen",
-        "--location",
-        "Testville",
-        "--country",
-        "US",
-        "--pool",
-        "test-1",
-        "--ram",
-        "1 GiB",
-        "--disk",
-        "10 GiB",
-        "--vcpus",
-        "1",
-    ]);
+    let r = add_at("node11", "127.0.0.1:1", "test-1", &[]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("cannot read the host key of 127.0.0.1:1"),

@@ -213,12 +213,7 @@ pub fn fleet_rows(
 ) -> Vec<FleetRow> {
     use model::values::Power;
     let usage = inv.usage();
-    let used_v4: HashSet<_> = inv
-        .vps
-        .values()
-        .filter(|v| v.holds_resources())
-        .flat_map(|v| v.ipv4())
-        .collect();
+    let used_v4 = used_ipv4(inv);
     let mut rows: Vec<FleetRow> = inv
         .nodes
         .values()
@@ -368,12 +363,7 @@ pub fn render_fleet(rows: &[FleetRow]) -> String {
 /// Node rows, by node id.
 pub fn node_rows(inv: &Inventory) -> Vec<NodeRow> {
     let usage = inv.usage();
-    let used_v4: HashSet<_> = inv
-        .vps
-        .values()
-        .filter(|v| v.holds_resources())
-        .flat_map(|v| v.ipv4())
-        .collect();
+    let used_v4 = used_ipv4(inv);
     inv.nodes
         .values()
         .map(|n| {
@@ -404,6 +394,15 @@ pub fn node_rows(inv: &Inventory) -> Vec<NodeRow> {
         .collect()
 }
 
+/// The IPv4 addresses of the VPSes that hold resources.
+fn used_ipv4(inv: &Inventory) -> HashSet<std::net::Ipv4Addr> {
+    inv.vps
+        .values()
+        .filter(|v| v.holds_resources())
+        .flat_map(|v| v.ipv4())
+        .collect()
+}
+
 fn free_in_pool(p: &model::Pool, used: &HashSet<std::net::Ipv4Addr>) -> u64 {
     p.network
         .hosts()
@@ -413,12 +412,7 @@ fn free_in_pool(p: &model::Pool, used: &HashSet<std::net::Ipv4Addr>) -> u64 {
 
 /// Pool rows, by pool id.
 pub fn pool_rows(inv: &Inventory) -> Vec<PoolRow> {
-    let used_v4: HashSet<_> = inv
-        .vps
-        .values()
-        .filter(|v| v.holds_resources())
-        .flat_map(|v| v.ipv4())
-        .collect();
+    let used_v4 = used_ipv4(inv);
     inv.pools
         .values()
         .map(|p| {
