@@ -55,6 +55,24 @@ fn gitvps_commands(script: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// A job's strings (GitHub's `jobs.<name>`, GitLab's top-level `<name>`) and the `gitvps`
+/// command lines they run, in order.
+fn job_commands(text: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let doc = &YamlLoader::load_from_str(text).unwrap()[0];
+    let job = match &doc["jobs"][name] {
+        Yaml::BadValue => &doc[name],
+        j => j,
+    };
+    let mut all = Vec::new();
+    strings(job, &mut all);
+    let commands = all
+        .iter()
+        .flat_map(|s| gitvps_commands(s))
+        .map(|c| c.join(" "))
+        .collect();
+    (all, commands)
+}
+
 #[test]
 fn the_templates_are_valid_yaml_and_run_only_real_commands() {
     let mut seen = Vec::new();
@@ -143,18 +161,7 @@ fn the_apply_job_publishes_dns_after_applying_when_a_server_is_named() {
     const GUARD: &str = r"grep -q '^\[\[dns\.server\]\]' gitvps.toml";
     for path in templates() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
-        let job = match &doc["jobs"]["apply"] {
-            Yaml::BadValue => &doc["apply"],
-            j => j,
-        };
-        let mut all = Vec::new();
-        strings(job, &mut all);
-        let commands: Vec<String> = all
-            .iter()
-            .flat_map(|s| gitvps_commands(s))
-            .map(|c| c.join(" "))
-            .collect();
+        let (all, commands) = job_commands(&text, "apply");
         let at = |c: &str| commands.iter().position(|x| x == c);
         assert!(
             at("gitvps apply --status").is_some()
@@ -184,4 +191,52 @@ fn the_apply_job_publishes_dns_after_applying_when_a_server_is_named() {
     assert!(!guard(&toml), "commented out: no DNS to publish");
     toml.push_str("\n[[dns.server]]\naddress = \"192.0.2.53\"\n");
     assert!(guard(&toml));
+}
+
+/// The plan job writes the plan comment and posts it with `gitvps ci comment`, as
+/// docs/workflow.md documents: GitHub with the workflow's own token and the pull-requests
+/// permission, GitLab with the project access token variable, even after a failed validation.
+#[test]
+fn the_plan_job_comments_the_plan_on_the_pull_request() {
+    for (path, forge, token) in [
+        (
+            &templates()[0],
+            "--github",
+            "GITHUB_TOKEN: ${{ github.token }}",
+        ),
+        (&templates()[1], "--gitlab", "$GITVPS_GITLAB_TOKEN"),
+    ] {
+        let text = std::fs::read_to_string(path).unwrap();
+        let (_, commands) = job_commands(&text, "plan");
+        let at = |c: &str| commands.iter().position(|x| x.starts_with(c));
+        let plan = at("gitvps plan --out plan.json --comment-markdown plan.md");
+        let post = at(&format!("gitvps ci comment {forge} --file plan.md"));
+        assert!(
+            plan.is_some() && post > plan,
+            "{}: {commands:?}",
+            path.display()
+        );
+        assert!(text.contains(token), "{}", path.display());
+    }
+    let github = std::fs::read_to_string(&templates()[0]).unwrap();
+    let doc = &YamlLoader::load_from_str(&github).unwrap()[0];
+    assert_eq!(
+        doc["permissions"]["pull-requests"].as_str(),
+        Some("write"),
+        "the workflow's token may comment"
+    );
+    let steps = doc["jobs"]["plan"]["steps"].as_vec().unwrap();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap()
+    };
+    assert_eq!(step("Plan")["if"].as_str(), Some("always()"));
+    assert!(
+        step("Comment the plan on the pull request")["if"]
+            .as_str()
+            .unwrap()
+            .starts_with("always()")
+    );
 }

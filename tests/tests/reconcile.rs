@@ -782,7 +782,7 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
     );
     assert_eq!(
         support::git(&f.repo, &["ls-tree", "--name-only", "-r", "status"]).trim(),
-        "status/xen10.json"
+        "nodes/node1.json\nstatus/xen10.json"
     );
     assert_eq!(
         support::git(&f.repo, &["log", "-1", "--format=%an", "status"]).trim(),

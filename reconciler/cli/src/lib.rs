@@ -2,6 +2,7 @@
 //! hooks; one file per subcommand in `cli/`. See `ARCHITECTURE.md` for the data flow.
 
 pub mod cli;
+pub mod forge;
 pub mod site;
 pub mod table;
 

@@ -33,6 +33,14 @@ pub struct SiteData {
     pub consoles: BTreeMap<String, ConsoleView>,
     /// The OS a new VPS gets when none is chosen.
     pub default_os: String,
+    /// The hypervisors the nodes run (`kvm`, `xen`), each once, in name order: the home page
+    /// says "on Xen" only when every node runs Xen.
+    pub hypervisors: Vec<String>,
+    /// What a plan guarantees: the resources no node sells more of than it has (`overcommit`
+    /// of 1), as interface string keys (`res_ram`, `res_disk`, `res_vcpus`).
+    pub guaranteed: Vec<&'static str>,
+    /// The resources some node overcommits (sells more of than it has): shared, not guaranteed.
+    pub shared: Vec<&'static str>,
 }
 
 /// A public plan.
@@ -252,8 +260,33 @@ pub fn site_data(inv: &Inventory, cat: &Catalog) -> SiteData {
         appliances,
         consoles,
         default_os: inv.settings.vps.default_os.to_string(),
+        hypervisors: inv
+            .nodes
+            .values()
+            .map(|n| n.hypervisor.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        guaranteed: RESOURCES
+            .iter()
+            .filter(|(_, over)| !inv.nodes.values().any(over))
+            .map(|(key, _)| *key)
+            .collect(),
+        shared: RESOURCES
+            .iter()
+            .filter(|(_, over)| inv.nodes.values().any(over))
+            .map(|(key, _)| *key)
+            .collect(),
     }
 }
+
+/// Each resource's string key, and whether a node sells more of it than it has.
+type Overcommitted = fn(&model::Node) -> bool;
+const RESOURCES: &[(&str, Overcommitted)] = &[
+    ("res_ram", |n| n.sellable().ram > n.capacity.ram),
+    ("res_disk", |n| n.sellable().disk > n.capacity.disk),
+    ("res_vcpus", |n| n.sellable().vcpus > n.capacity.vcpus),
+];
 
 /// Checks the interface strings: an object per language of [`LANGUAGES`], each with the
 /// same keys and only string values, so that no page shows a missing text in any language.
@@ -325,6 +358,25 @@ mod tests {
         let deb = d.os.iter().find(|o| o.id == "debian-12").unwrap();
         assert!(deb.appliances.contains(&"openvpn".to_owned()));
         assert!(!d.consoles.is_empty());
+        // Every example node runs Xen; node0109 sells four times its vCPUs.
+        assert_eq!(d.hypervisors, ["xen"]);
+        assert_eq!(d.guaranteed, ["res_ram", "res_disk"]);
+        assert_eq!(d.shared, ["res_vcpus"]);
+    }
+
+    /// A KVM node joins: the site no longer says "on Xen" alone; a node that overcommits RAM
+    /// takes memory off what is guaranteed.
+    #[test]
+    fn the_hypervisors_and_guarantees_follow_the_nodes() {
+        let mut inv = Inventory::load(&repo()).unwrap();
+        let cat = Catalog::load(&repo()).unwrap();
+        let node = inv.nodes.values_mut().next().unwrap();
+        node.hypervisor = model::values::Hypervisor::Kvm;
+        node.overcommit.ram = model::values::Ratio::new(1.5).unwrap();
+        let d = site_data(&inv, &cat);
+        assert_eq!(d.hypervisors, ["kvm", "xen"]);
+        assert_eq!(d.guaranteed, ["res_disk"]);
+        assert_eq!(d.shared, ["res_ram", "res_vcpus"]);
     }
 
     #[test]

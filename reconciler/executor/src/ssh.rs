@@ -209,6 +209,103 @@ impl client::Handler for Pinned {
     }
 }
 
+/// Takes note of the host key a server presents and refuses it: the connection ends there.
+struct Recorder {
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Recorder {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        if let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key
+            && let Ok(mut p) = self.presented.lock()
+        {
+            *p = Some(key.clone());
+        }
+        Ok(false)
+    }
+}
+
+/// A host key as a node presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    /// `ssh-ed25519 AAAA...`, without a comment: what a node file pins.
+    pub openssh: String,
+    /// `SHA256:...`, as `ssh-keygen -lf` prints it, for the operator to compare.
+    pub fingerprint: String,
+}
+
+/// Connects to `host:port` once, reads the host key the server presents (its preferred one,
+/// ed25519 first), and hangs up before logging in. Nothing is trusted: the caller shows the
+/// fingerprint to be compared with the node's own `ssh-keygen -lf`.
+pub async fn fetch_host_key(
+    node: &str,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<HostKey, SshError> {
+    let presented = Arc::new(Mutex::new(None));
+    let handler = Recorder {
+        presented: presented.clone(),
+    };
+    let config = Arc::new(client::Config::default());
+    let addr = format!("{host}:{port}");
+    let connect = client::connect(config, (host, port), handler);
+    match tokio::time::timeout(timeout, connect).await {
+        Err(_) => {
+            return Err(SshError::Timeout {
+                node: node.to_owned(),
+                what: "reading the host key".into(),
+                secs: timeout.as_secs(),
+            });
+        }
+        Ok(Err(russh::Error::IO(source))) => {
+            return Err(SshError::Connect {
+                node: node.to_owned(),
+                addr,
+                source,
+            });
+        }
+        Ok(Err(russh::Error::UnknownKey)) => {}
+        Ok(Err(source)) => {
+            return Err(SshError::Protocol {
+                node: node.to_owned(),
+                source,
+            });
+        }
+        Ok(Ok(handle)) => {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "")
+                .await;
+        }
+    }
+    let key = presented.lock().ok().and_then(|p| p.clone());
+    let Some(key) = key else {
+        return Err(SshError::Protocol {
+            node: node.to_owned(),
+            source: russh::Error::UnknownKey,
+        });
+    };
+    let openssh = key
+        .to_openssh()
+        .map_err(|e| SshError::PinnedKey {
+            node: node.to_owned(),
+            source: e.into(),
+        })?
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(HostKey {
+        openssh,
+        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+    })
+}
+
 /// What a command printed and how it ended.
 #[derive(Debug, Default, Clone)]
 pub struct Output {

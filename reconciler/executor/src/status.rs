@@ -1,5 +1,6 @@
 //! The status branch: after an apply, what was observed of every VPS, one JSON file per VPS
-//! (`status/<vps>.json`), one commit per apply; the hooks read it for the customer panel.
+//! (`status/<vps>.json`), and of every node (`nodes/<node>.json`: the last apply, its result,
+//! the snapshot drift is measured from, the last drift seen); the hooks read the VPS files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,7 +12,156 @@ use model::{NodeId, VpsId};
 
 use crate::apply::NodeOutcome;
 use planner::desired::Desired;
+use planner::drift::{Drift, Snapshot};
 use planner::observe::Observation;
+
+/// Folder of the status branch that holds one `<node>.json` per node.
+pub const NODES_DIR: &str = "nodes";
+
+/// How the last apply ended on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyResult {
+    /// Every step ran.
+    Applied,
+    /// Nothing was to be done.
+    NoChanges,
+    /// A step failed.
+    Failed,
+    /// The node did not answer.
+    Unreachable,
+    /// Apply refused to act (stale plan, lock held).
+    Refused,
+}
+
+impl ApplyResult {
+    /// The result's words, as the fleet report prints them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyResult::Applied => "applied",
+            ApplyResult::NoChanges => "no changes",
+            ApplyResult::Failed => "FAILED",
+            ApplyResult::Unreachable => "UNREACHABLE",
+            ApplyResult::Refused => "REFUSED",
+        }
+    }
+}
+
+/// What the status branch keeps of a node (`nodes/<node>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node: NodeId,
+    /// When the last apply ended.
+    pub applied_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: ApplyResult,
+    /// Steps it carried out.
+    #[serde(default)]
+    pub steps: usize,
+    /// Why it failed or was refused, or why the node did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The node as the last apply that reached it left it: drift is measured from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+    /// When drift was last checked (`gitvps plan --drift-only --status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_checked_at: Option<DateTime<Utc>>,
+    /// What that check found changed outside gitvps (empty: nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
+}
+
+/// The node statuses after an apply: the outcome of each node, the snapshot of what was observed
+/// after it (the previous snapshot where the node did not answer), and the drift record carried
+/// over from `previous`.
+pub fn node_statuses(
+    outcomes: &BTreeMap<NodeId, NodeOutcome>,
+    observed: &BTreeMap<NodeId, Observation>,
+    previous: &BTreeMap<NodeId, NodeStatus>,
+    at: DateTime<Utc>,
+) -> Vec<NodeStatus> {
+    outcomes
+        .iter()
+        .map(|(node, o)| {
+            let (result, steps, message) = match o {
+                NodeOutcome::NoChanges => (ApplyResult::NoChanges, 0, None),
+                NodeOutcome::Applied { steps } => (ApplyResult::Applied, steps.len(), None),
+                NodeOutcome::Failed { done, failures, .. } => (
+                    ApplyResult::Failed,
+                    done.len(),
+                    failures.first().map(|f| {
+                        format!("{}: {}: exit {}", f.step.vps, f.step.op.describe(), f.rc)
+                    }),
+                ),
+                NodeOutcome::Unreachable(e) => (
+                    ApplyResult::Unreachable,
+                    0,
+                    Some(model::diag::error_chain(e)),
+                ),
+                NodeOutcome::Refused(r) => (ApplyResult::Refused, 0, Some(r.to_string())),
+            };
+            let before = previous.get(node);
+            let snapshot = match observed.get(node) {
+                Some(Observation::Reachable(state)) => Some(Snapshot::of(state)),
+                _ => before.and_then(|b| b.snapshot.clone()),
+            };
+            NodeStatus {
+                node: node.clone(),
+                applied_at: at,
+                result,
+                steps,
+                message,
+                snapshot,
+                drift_checked_at: before.and_then(|b| b.drift_checked_at),
+                drift: before.map(|b| b.drift.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The tip of the status branch: the local branch, else `origin/<branch>` (a fresh CI checkout).
+fn tip<'r>(repo: &'r git2::Repository, branch: &str) -> Option<git2::Commit<'r>> {
+    repo.find_reference(&format!("refs/heads/{branch}"))
+        .or_else(|_| repo.find_reference(&format!("refs/remotes/origin/{branch}")))
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok())
+}
+
+/// The node statuses on the status branch of the repository at `repo`, by node; none when the
+/// branch or the repository does not exist yet. A file that does not parse is skipped (a newer
+/// writer's format), with a warning.
+pub fn read_nodes(repo: &Path, branch: &str) -> BTreeMap<NodeId, NodeStatus> {
+    let mut out = BTreeMap::new();
+    let Ok(repo) = git2::Repository::discover(repo) else {
+        return out;
+    };
+    let Some(tree) = tip(&repo, branch).and_then(|c| c.tree().ok()) else {
+        return out;
+    };
+    let Some(dir) = tree
+        .get_name(NODES_DIR)
+        .and_then(|e| repo.find_tree(e.id()).ok())
+    else {
+        return out;
+    };
+    for e in &dir {
+        let Some(blob) = repo.find_blob(e.id()).ok() else {
+            continue;
+        };
+        match serde_json::from_slice::<NodeStatus>(blob.content()) {
+            Ok(s) => {
+                out.insert(s.node.clone(), s);
+            }
+            Err(err) => tracing::warn!(
+                file = e.name().unwrap_or_default(),
+                "a node status on the status branch does not parse: {err}"
+            ),
+        }
+    }
+    out
+}
 
 /// Who commits to the status branch (the same bot as the hooks).
 const BOT: (&str, &str) = ("gitvps-bot", "gitvps-bot@gitvps.invalid");
@@ -104,12 +254,96 @@ pub fn write_branch(
     known: &BTreeSet<VpsId>,
     message: &str,
 ) -> Result<git2::Oid, StatusError> {
+    write_branch_with_nodes(repo, branch, statuses, known, &[], message)
+}
+
+/// Commits node statuses alone (the drift check), keeping everything else on the branch.
+pub fn write_nodes(
+    repo: &Path,
+    branch: &str,
+    nodes: &[NodeStatus],
+    message: &str,
+) -> Result<git2::Oid, StatusError> {
     let repo = git2::Repository::discover(repo).map_err(git("open the repository"))?;
-    let parent = repo
-        .find_reference(&format!("refs/heads/{branch}"))
-        .or_else(|_| repo.find_reference(&format!("refs/remotes/origin/{branch}")))
-        .ok()
-        .and_then(|r| r.peel_to_commit().ok());
+    let parent = tip(&repo, branch);
+    let mut top = repo
+        .treebuilder(parent.as_ref().and_then(|c| c.tree().ok()).as_ref())
+        .map_err(git("build the tree"))?;
+    insert_nodes(&repo, parent.as_ref(), &mut top, nodes)?;
+    commit_tree(&repo, branch, parent.as_ref(), top, message)
+}
+
+/// Writes `nodes/<node>.json` for each node into the top tree being built.
+fn insert_nodes(
+    repo: &git2::Repository,
+    parent: Option<&git2::Commit<'_>>,
+    top: &mut git2::TreeBuilder<'_>,
+    nodes: &[NodeStatus],
+) -> Result<(), StatusError> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let old = parent
+        .and_then(|c| c.tree().ok())
+        .and_then(|t| t.get_name(NODES_DIR).map(|e| e.id()))
+        .and_then(|id| repo.find_tree(id).ok());
+    let mut dir = repo
+        .treebuilder(old.as_ref())
+        .map_err(git("build the nodes folder"))?;
+    for n in nodes {
+        let json = serde_json::to_string_pretty(n).map_err(|source| StatusError::Json {
+            vps: n.node.to_string(),
+            source,
+        })? + "\n";
+        let blob = repo
+            .blob(json.as_bytes())
+            .map_err(git("write a node status"))?;
+        dir.insert(format!("{}.json", n.node), blob, 0o100_644)
+            .map_err(git("add a node status"))?;
+    }
+    let id = dir.write().map_err(git("write the nodes folder"))?;
+    top.insert(NODES_DIR, id, 0o040_000)
+        .map_err(git("build the tree"))?;
+    Ok(())
+}
+
+/// Commits the tree built in `top` on `parent` and moves `branch` to it.
+fn commit_tree(
+    repo: &git2::Repository,
+    branch: &str,
+    parent: Option<&git2::Commit<'_>>,
+    top: git2::TreeBuilder<'_>,
+    message: &str,
+) -> Result<git2::Oid, StatusError> {
+    let tree = repo
+        .find_tree(top.write().map_err(git("write the tree"))?)
+        .map_err(git("read the tree"))?;
+    let sig = git2::Signature::now(BOT.0, BOT.1).map_err(git("sign"))?;
+    let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
+    let oid = repo
+        .commit(None, &sig, &sig, message, &tree, &parents)
+        .map_err(git("commit"))?;
+    repo.reference(
+        &format!("refs/heads/{branch}"),
+        oid,
+        true,
+        "gitvps apply --status",
+    )
+    .map_err(git("move the branch"))?;
+    Ok(oid)
+}
+
+/// [`write_branch`] with the node statuses of the same apply, in one commit.
+pub fn write_branch_with_nodes(
+    repo: &Path,
+    branch: &str,
+    statuses: &[VpsStatus],
+    known: &BTreeSet<VpsId>,
+    nodes: &[NodeStatus],
+    message: &str,
+) -> Result<git2::Oid, StatusError> {
+    let repo = git2::Repository::discover(repo).map_err(git("open the repository"))?;
+    let parent = tip(&repo, branch);
     let old_dir = parent
         .as_ref()
         .and_then(|c| c.tree().ok())
@@ -145,25 +379,14 @@ pub fn write_branch(
             .map_err(git("add a status"))?;
     }
     let dir_id = dir.write().map_err(git("write the status folder"))?;
-    let mut top = repo.treebuilder(None).map_err(git("build the tree"))?;
+    // Other folders of the branch (the nodes, the collector's) are kept.
+    let mut top = repo
+        .treebuilder(parent.as_ref().and_then(|c| c.tree().ok()).as_ref())
+        .map_err(git("build the tree"))?;
     top.insert(STATUS_DIR, dir_id, 0o040_000)
         .map_err(git("build the tree"))?;
-    let tree = repo
-        .find_tree(top.write().map_err(git("write the tree"))?)
-        .map_err(git("read the tree"))?;
-    let sig = git2::Signature::now(BOT.0, BOT.1).map_err(git("sign"))?;
-    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    let oid = repo
-        .commit(None, &sig, &sig, message, &tree, &parents)
-        .map_err(git("commit"))?;
-    repo.reference(
-        &format!("refs/heads/{branch}"),
-        oid,
-        true,
-        "gitvps apply --status",
-    )
-    .map_err(git("move the branch"))?;
-    Ok(oid)
+    insert_nodes(&repo, parent.as_ref(), &mut top, nodes)?;
+    commit_tree(&repo, branch, parent.as_ref(), top, message)
 }
 
 /// The status file of `vps` in the status folder `dir`, if it is there and reads.

@@ -6,7 +6,9 @@
 //! as data; the execution shell (`gitvps-executor`) sends what it builds. See `ARCHITECTURE.md`.
 
 pub mod backup;
+pub mod comment;
 pub mod desired;
+pub mod drift;
 pub mod driver;
 pub mod observe;
 pub mod plan;

@@ -9,6 +9,7 @@ use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, Store, VpsSpec};
+use crate::drift::Drift;
 use crate::observe::{Domain, NodeState, Observation, Record};
 
 mod vps;
@@ -197,6 +198,62 @@ pub struct Plan {
     pub version: u32,
     /// One entry per node, by node id.
     pub nodes: Vec<NodePlan>,
+    /// What changed outside gitvps since the last apply, by node (nodes without drift, or
+    /// without a snapshot of their last apply, are left out). Filled by the caller, which
+    /// reads the snapshots from the status branch (`crate::drift`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drift: BTreeMap<NodeId, Vec<Drift>>,
+}
+
+/// The counts of a plan, for its summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Steps that create (`+`).
+    pub add: usize,
+    /// Steps that change (`~`).
+    pub change: usize,
+    /// Steps that stop or remove (`-`).
+    pub remove: usize,
+    /// Actions (`!`).
+    pub actions: usize,
+    /// Steps that erase a disk.
+    pub erase: usize,
+    /// Nodes planned.
+    pub nodes: usize,
+    /// Nodes that did not answer.
+    pub unreachable: usize,
+    /// Domains on nodes that the inventory does not declare there.
+    pub undeclared: usize,
+    /// Things changed outside gitvps since the last apply.
+    pub drift: usize,
+}
+
+impl Summary {
+    /// The summary line, without its final period:
+    /// `Plan: 1 to add, 0 to change, 0 to stop or remove, 0 action(s) on 1 node(s)`.
+    pub fn line(&self) -> String {
+        let mut out = format!(
+            "Plan: {} to add, {} to change, {} to stop or remove, {} action(s) on {} node(s)",
+            self.add, self.change, self.remove, self.actions, self.nodes
+        );
+        if self.erase > 0 {
+            let _ = write!(out, "; {} step(s) ERASE A DISK", self.erase);
+        }
+        if self.unreachable > 0 {
+            let _ = write!(out, "; {} unreachable", self.unreachable);
+        }
+        if self.undeclared > 0 {
+            let _ = write!(
+                out,
+                "; {} domain(s) the inventory does not declare there",
+                self.undeclared
+            );
+        }
+        if self.drift > 0 {
+            let _ = write!(out, "; {} change(s) outside gitvps", self.drift);
+        }
+        out
+    }
 }
 
 impl Plan {
@@ -210,6 +267,38 @@ impl Plan {
         self.nodes
             .iter()
             .any(|n| matches!(n, NodePlan::Unreachable { .. }))
+    }
+
+    /// Whether anything changed outside gitvps.
+    pub fn has_drift(&self) -> bool {
+        self.drift.values().any(|d| !d.is_empty())
+    }
+
+    /// The counts of the summary line.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            nodes: self.nodes.len(),
+            drift: self.drift.values().map(Vec::len).sum(),
+            ..Summary::default()
+        };
+        for n in &self.nodes {
+            match n {
+                NodePlan::Unreachable { .. } => s.unreachable += 1,
+                NodePlan::Reachable { undeclared, .. } => s.undeclared += undeclared.len(),
+            }
+            for step in n.steps() {
+                match step.op.symbol() {
+                    '+' => s.add += 1,
+                    '~' => s.change += 1,
+                    '-' => s.remove += 1,
+                    _ => s.actions += 1,
+                }
+                if step.op.destructive() {
+                    s.erase += 1;
+                }
+            }
+        }
+        s
     }
 }
 
@@ -232,7 +321,11 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
             })
         })
         .collect();
-    Plan { version: 1, nodes }
+    Plan {
+        version: 1,
+        nodes,
+        drift: BTreeMap::new(),
+    }
 }
 
 /// Plans one reachable node.
@@ -443,89 +536,82 @@ fn os_words(spec: &InstallSpec) -> String {
     }
 }
 
-/// The plan as `terraform plan`-like text.
-pub fn render(plan: &Plan) -> String {
+/// The "changed outside gitvps" section, empty when nothing drifted.
+pub fn render_drift(plan: &Plan) -> String {
     let mut out = String::new();
-    let (mut add, mut change, mut remove, mut actions, mut erase) = (0, 0, 0, 0, 0);
+    if !plan.has_drift() {
+        return out;
+    }
+    out.push_str("Changed outside gitvps since the last apply:\n");
+    for (node, drift) in plan.drift.iter().filter(|(_, d)| !d.is_empty()) {
+        let _ = writeln!(out, "{node}:");
+        for d in drift {
+            let _ = writeln!(out, "  ~ {}", d.describe());
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// One step as a plan line: `+ xen10: start domain`.
+pub fn step_line(s: &Step) -> String {
+    format!("{} {}: {}", s.op.symbol(), s.vps, s.op.describe())
+}
+
+/// The lines of one node's plan (steps, undeclared domains, notes), without its heading.
+pub fn node_lines(n: &NodePlan) -> Vec<String> {
+    match n {
+        NodePlan::Unreachable { vps, .. } => {
+            if vps.is_empty() {
+                return Vec::new();
+            }
+            let names: Vec<&str> = vps.iter().map(VpsId::as_str).collect();
+            vec![format!("no steps for its VPSes: {}", names.join(", "))]
+        }
+        NodePlan::Reachable {
+            steps,
+            notes,
+            undeclared,
+            ..
+        } => steps
+            .iter()
+            .map(step_line)
+            .chain(undeclared.iter().map(|u| format!("! {u}")))
+            .chain(notes.iter().map(|n| format!("note: {n}")))
+            .collect(),
+    }
+}
+
+/// A node's heading: `node1 (host:22): no changes`, `node1 (host:22):`, or unreachable.
+pub fn node_heading(n: &NodePlan) -> String {
+    match n {
+        NodePlan::Unreachable {
+            node,
+            address,
+            reason,
+            ..
+        } => format!("{node} ({address}): UNREACHABLE: {reason}"),
+        NodePlan::Reachable {
+            node,
+            address,
+            steps,
+            ..
+        } if steps.is_empty() => format!("{node} ({address}): no changes"),
+        NodePlan::Reachable { node, address, .. } => format!("{node} ({address}):"),
+    }
+}
+
+/// The plan as `terraform plan`-like text: what changed outside gitvps first, then the
+/// steps per node, then the summary line.
+pub fn render(plan: &Plan) -> String {
+    let mut out = render_drift(plan);
     for n in &plan.nodes {
-        match n {
-            NodePlan::Unreachable {
-                node,
-                address,
-                reason,
-                vps,
-            } => {
-                let _ = writeln!(out, "{node} ({address}): UNREACHABLE: {reason}");
-                if !vps.is_empty() {
-                    let names: Vec<&str> = vps.iter().map(VpsId::as_str).collect();
-                    let _ = writeln!(out, "  no steps for its VPSes: {}", names.join(", "));
-                }
-            }
-            NodePlan::Reachable {
-                node,
-                address,
-                steps,
-                notes,
-                undeclared,
-                ..
-            } => {
-                if steps.is_empty() {
-                    let _ = writeln!(out, "{node} ({address}): no changes");
-                } else {
-                    let _ = writeln!(out, "{node} ({address}):");
-                }
-                for s in steps {
-                    match s.op.symbol() {
-                        '+' => add += 1,
-                        '~' => change += 1,
-                        '-' => remove += 1,
-                        _ => actions += 1,
-                    }
-                    if s.op.destructive() {
-                        erase += 1;
-                    }
-                    let _ = writeln!(out, "  {} {}: {}", s.op.symbol(), s.vps, s.op.describe());
-                }
-                for u in undeclared {
-                    let _ = writeln!(out, "  ! {u}");
-                }
-                for note in notes {
-                    let _ = writeln!(out, "  note: {note}");
-                }
-            }
+        let _ = writeln!(out, "{}", node_heading(n));
+        for l in node_lines(n) {
+            let _ = writeln!(out, "  {l}");
         }
         out.push('\n');
     }
-    let unreachable = plan
-        .nodes
-        .iter()
-        .filter(|n| matches!(n, NodePlan::Unreachable { .. }))
-        .count();
-    let _ = write!(
-        out,
-        "Plan: {add} to add, {change} to change, {remove} to stop or remove, {actions} action(s) on {} node(s)",
-        plan.nodes.len()
-    );
-    if erase > 0 {
-        let _ = write!(out, "; {erase} step(s) ERASE A DISK");
-    }
-    if unreachable > 0 {
-        let _ = write!(out, "; {unreachable} unreachable");
-    }
-    let undeclared: usize = plan
-        .nodes
-        .iter()
-        .map(|n| match n {
-            NodePlan::Reachable { undeclared, .. } => undeclared.len(),
-            NodePlan::Unreachable { .. } => 0,
-        })
-        .sum();
-    if undeclared > 0 {
-        let _ = write!(
-            out,
-            "; {undeclared} domain(s) the inventory does not declare there"
-        );
-    }
-    out.push_str(".\n");
+    let _ = writeln!(out, "{}.", plan.summary().line());
     out
 }

@@ -87,7 +87,7 @@ fn progress() -> Arc<dyn Progress> {
 }
 
 fn step_line(s: &Step) -> String {
-    format!("  {} {}: {}", s.op.symbol(), s.vps, s.op.describe())
+    format!("  {}", planner::plan::step_line(s))
 }
 
 /// The summary printed after an apply.
@@ -205,8 +205,9 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-/// Observes the nodes again and commits every VPS's state (with the apply's outcomes) to the
-/// status branch of the repo in `repo`. Returns how many VPSes and the commit.
+/// Observes the nodes again and commits every VPS's state (with the apply's outcomes) and
+/// every node's record to the status branch of the repo in `repo`. Returns how many VPSes and
+/// the commit.
 pub async fn record_status(
     repo: &std::path::Path,
     inv: &model::Inventory,
@@ -225,6 +226,16 @@ pub async fn record_status(
         now.format("%Y-%m-%d %H:%M:%S UTC")
     );
     let branch = &inv.settings.reconciler.status_branch;
-    let oid = executor::status::write_branch(repo, branch, &statuses, &known, &message)?;
+    // Each node's record too: the last apply, its result and the drift snapshot.
+    let previous = executor::status::read_nodes(repo, branch);
+    let node_records = executor::status::node_statuses(outcomes, &observed, &previous, now);
+    let oid = executor::status::write_branch_with_nodes(
+        repo,
+        branch,
+        &statuses,
+        &known,
+        &node_records,
+        &message,
+    )?;
     Ok((statuses.len(), oid))
 }

@@ -1,5 +1,6 @@
 //! `gitvps inventory`: what the fleet holds and what is left, as tables or JSON.
-//! Nodes (used and free RAM, disk, vCPUs, IPs), pools, products with renewals, expiring VPSes.
+//! Nodes (used and free RAM, disk, vCPUs, IPs), pools, products with renewals, expiring VPSes,
+//! and the fleet view (per location and node, with the last apply from the status branch).
 
 use std::collections::HashSet;
 
@@ -23,12 +24,16 @@ pub enum Section {
     Products,
     /// VPSes expiring within `--days`.
     Expiring,
+    /// Per location and node: VPSes by state, RAM, disk and vCPUs committed against capacity,
+    /// free addresses per pool, the last apply and its result (from the status branch). Only
+    /// when asked for.
+    Fleet,
 }
 
 /// Flags of `gitvps inventory`.
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Show only these tables (all by default).
+    /// Show only these tables (all but `fleet` by default).
     #[arg(value_enum)]
     pub sections: Vec<Section>,
     /// The window for the expiring table, in days.
@@ -140,15 +145,225 @@ pub struct ExpiringRow {
     pub state: String,
 }
 
+/// The last apply on a node, as the status branch has it.
+#[derive(Debug, Serialize)]
+pub struct LastApply {
+    /// When it ended.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// How: applied, no_changes, failed, unreachable, refused.
+    pub result: executor::status::ApplyResult,
+    /// Steps carried out.
+    pub steps: usize,
+    /// The failure, refusal or why the node did not answer.
+    pub message: Option<String>,
+    /// What the last drift check found changed outside gitvps.
+    pub drift: usize,
+}
+
+/// Free addresses of one pool of a node.
+#[derive(Debug, Serialize)]
+pub struct PoolFree {
+    /// The pool.
+    pub pool: String,
+    /// IPv4 addresses left.
+    pub free: u64,
+}
+
+/// One node in the fleet view.
+#[derive(Debug, Serialize)]
+pub struct FleetRow {
+    /// Location.
+    pub location: String,
+    /// Node id.
+    pub node: String,
+    /// Hypervisor.
+    pub hypervisor: String,
+    /// In maintenance (no new placements).
+    pub maintenance: bool,
+    /// VPSes by state: `running` and `stopped` (active, by power), `suspended`, `destroyed`.
+    pub vps: std::collections::BTreeMap<&'static str, u64>,
+    /// RAM committed to VPSes, bytes.
+    pub ram_committed: u64,
+    /// The node's RAM.
+    pub ram_capacity: u64,
+    /// RAM that may be sold (with overcommit).
+    pub ram_sellable: u64,
+    /// Disk committed, bytes.
+    pub disk_committed: u64,
+    /// The node's disk.
+    pub disk_capacity: u64,
+    /// Disk that may be sold.
+    pub disk_sellable: u64,
+    /// vCPUs committed.
+    pub vcpus_committed: u64,
+    /// The node's vCPUs.
+    pub vcpus_capacity: u32,
+    /// vCPUs that may be sold.
+    pub vcpus_sellable: u32,
+    /// Free IPv4 addresses in each of its pools.
+    pub pools: Vec<PoolFree>,
+    /// The last apply, when the status branch has one.
+    pub last_apply: Option<LastApply>,
+}
+
+/// The fleet view: one row per node, by location then node id.
+pub fn fleet_rows(
+    inv: &Inventory,
+    last: &std::collections::BTreeMap<model::NodeId, executor::status::NodeStatus>,
+) -> Vec<FleetRow> {
+    use model::values::Power;
+    let usage = inv.usage();
+    let used_v4 = used_ipv4(inv);
+    let mut rows: Vec<FleetRow> = inv
+        .nodes
+        .values()
+        .map(|n| {
+            let u = usage.get(&n.id).copied().unwrap_or_default();
+            let sell = n.sellable();
+            let mut vps = std::collections::BTreeMap::new();
+            for v in inv.vps.values().filter(|v| v.node == n.id) {
+                let key = match (v.state, v.power) {
+                    (State::Active, Power::Running) => "running",
+                    (State::Active, Power::Stopped) => "stopped",
+                    (State::Suspended, _) => "suspended",
+                    (State::Destroyed, _) => "destroyed",
+                };
+                *vps.entry(key).or_insert(0) += 1;
+            }
+            FleetRow {
+                location: n.location.clone(),
+                node: n.id.to_string(),
+                hypervisor: n.hypervisor.to_string(),
+                maintenance: n.maintenance,
+                vps,
+                ram_committed: u.ram,
+                ram_capacity: n.capacity.ram.bytes(),
+                ram_sellable: sell.ram.bytes(),
+                disk_committed: u.disk,
+                disk_capacity: n.capacity.disk.bytes(),
+                disk_sellable: sell.disk.bytes(),
+                vcpus_committed: u.vcpus,
+                vcpus_capacity: n.capacity.vcpus,
+                vcpus_sellable: sell.vcpus,
+                pools: n
+                    .pools
+                    .iter()
+                    .filter_map(|p| inv.pools.get(p))
+                    .map(|p| PoolFree {
+                        pool: p.id.to_string(),
+                        free: free_in_pool(p, &used_v4),
+                    })
+                    .collect(),
+                last_apply: last.get(&n.id).map(|s| LastApply {
+                    at: s.applied_at,
+                    result: s.result,
+                    steps: s.steps,
+                    message: s.message.clone(),
+                    drift: s.drift.len(),
+                }),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.location, &a.node).cmp(&(&b.location, &b.node)));
+    rows
+}
+
+/// `committed / capacity`, with the sellable amount when overcommit raises it.
+fn committed(used: String, capacity: String, sellable: Option<String>) -> String {
+    match sellable {
+        Some(s) => format!("{used} / {capacity} (sells {s})"),
+        None => format!("{used} / {capacity}"),
+    }
+}
+
+/// The fleet view as text: a table per location.
+pub fn render_fleet(rows: &[FleetRow]) -> String {
+    let mut out = String::from("Fleet\n");
+    let mut first = true;
+    let mut locations: Vec<&str> = rows.iter().map(|r| r.location.as_str()).collect();
+    locations.dedup();
+    for loc in locations {
+        let mut t = Table::new(&[
+            "NODE",
+            "HV",
+            "VPS",
+            ">RAM COMMITTED / CAPACITY",
+            ">DISK COMMITTED / CAPACITY",
+            ">VCPUS",
+            "FREE IPV4",
+            "LAST APPLY",
+        ]);
+        for r in rows.iter().filter(|r| r.location == loc) {
+            let vps = if r.vps.is_empty() {
+                "none".to_owned()
+            } else {
+                r.vps
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let more = |sell: u64, cap: u64| (sell != cap).then(|| human(sell));
+            let last = match &r.last_apply {
+                None => "none recorded".to_owned(),
+                Some(l) => {
+                    let mut s = format!(
+                        "{} {}",
+                        l.at.format("%Y-%m-%d %H:%M UTC"),
+                        l.result.as_str()
+                    );
+                    if l.steps > 0 {
+                        s.push_str(&format!(" ({} step(s))", l.steps));
+                    }
+                    if l.drift > 0 {
+                        s.push_str(&format!("; {} change(s) outside gitvps", l.drift));
+                    }
+                    s
+                }
+            };
+            t.row(vec![
+                if r.maintenance {
+                    format!("{} (maintenance)", r.node)
+                } else {
+                    r.node.clone()
+                },
+                r.hypervisor.clone(),
+                vps,
+                committed(
+                    human(r.ram_committed),
+                    human(r.ram_capacity),
+                    more(r.ram_sellable, r.ram_capacity),
+                ),
+                committed(
+                    human(r.disk_committed),
+                    human(r.disk_capacity),
+                    more(r.disk_sellable, r.disk_capacity),
+                ),
+                committed(
+                    r.vcpus_committed.to_string(),
+                    r.vcpus_capacity.to_string(),
+                    (r.vcpus_sellable != r.vcpus_capacity).then(|| r.vcpus_sellable.to_string()),
+                ),
+                r.pools
+                    .iter()
+                    .map(|p| format!("{} {}", p.pool, p.free))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                last,
+            ]);
+        }
+        if !std::mem::take(&mut first) {
+            out.push('\n');
+        }
+        out.push_str(&format!("{loc}\n{}", t.render()));
+    }
+    out
+}
+
 /// Node rows, by node id.
 pub fn node_rows(inv: &Inventory) -> Vec<NodeRow> {
     let usage = inv.usage();
-    let used_v4: HashSet<_> = inv
-        .vps
-        .values()
-        .filter(|v| v.holds_resources())
-        .flat_map(|v| v.ipv4())
-        .collect();
+    let used_v4 = used_ipv4(inv);
     inv.nodes
         .values()
         .map(|n| {
@@ -179,6 +394,15 @@ pub fn node_rows(inv: &Inventory) -> Vec<NodeRow> {
         .collect()
 }
 
+/// The IPv4 addresses of the VPSes that hold resources.
+fn used_ipv4(inv: &Inventory) -> HashSet<std::net::Ipv4Addr> {
+    inv.vps
+        .values()
+        .filter(|v| v.holds_resources())
+        .flat_map(|v| v.ipv4())
+        .collect()
+}
+
 fn free_in_pool(p: &model::Pool, used: &HashSet<std::net::Ipv4Addr>) -> u64 {
     p.network
         .hosts()
@@ -188,12 +412,7 @@ fn free_in_pool(p: &model::Pool, used: &HashSet<std::net::Ipv4Addr>) -> u64 {
 
 /// Pool rows, by pool id.
 pub fn pool_rows(inv: &Inventory) -> Vec<PoolRow> {
-    let used_v4: HashSet<_> = inv
-        .vps
-        .values()
-        .filter(|v| v.holds_resources())
-        .flat_map(|v| v.ipv4())
-        .collect();
+    let used_v4 = used_ipv4(inv);
     inv.pools
         .values()
         .map(|p| {
@@ -296,9 +515,16 @@ pub fn run(g: &Global, a: &InventoryArgs) -> anyhow::Result<i32> {
     };
     let today = a.as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let all = a.sections.is_empty();
-    let want = |s| all || a.sections.contains(&s);
+    let want = |s| (all && s != Section::Fleet) || a.sections.contains(&s);
+    let fleet = want(Section::Fleet).then(|| {
+        let last = executor::status::read_nodes(&g.repo, &inv.settings.reconciler.status_branch);
+        fleet_rows(&inv, &last)
+    });
     if a.json {
         let mut out = serde_json::Map::new();
+        if let Some(rows) = &fleet {
+            out.insert("fleet".into(), serde_json::to_value(rows)?);
+        }
         if want(Section::Nodes) {
             out.insert("nodes".into(), serde_json::to_value(node_rows(&inv))?);
         }
@@ -317,7 +543,14 @@ pub fn run(g: &Global, a: &InventoryArgs) -> anyhow::Result<i32> {
         super::print_json(&out)?;
         return Ok(0);
     }
-    super::emit(&render(&inv, today, a.days, &want))?;
+    let mut text = render(&inv, today, a.days, &want);
+    if let Some(rows) = &fleet {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&render_fleet(rows));
+    }
+    super::emit(&text)?;
     Ok(0)
 }
 

@@ -13,11 +13,13 @@ pub mod bench;
 #[cfg(feature = "sim")]
 pub mod bench_login;
 pub mod billing;
+pub mod ci;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod dns;
 pub mod inventory;
 pub mod invoice;
+pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
@@ -91,6 +93,14 @@ pub enum Command {
     /// Backups with restic on the nodes: `gitvps backup run` (daily), `gitvps backup list`.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Nodes: `gitvps node add NAME --address HOST[:PORT] ...` reads the host key once, shows its
+    /// fingerprint and writes the node file with the key pinned.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// CI helpers: `gitvps ci comment --github|--gitlab --file FILE` posts or updates the plan
+    /// comment on the pull or merge request.
+    #[command(subcommand)]
+    Ci(ci::CiCommand),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -121,6 +131,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
         Command::Backup(c) => backup::run(&cli.global, c),
+        Command::Ci(c) => ci::run(&cli.global, c),
+        Command::Node(c) => node::run(&cli.global, c),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]

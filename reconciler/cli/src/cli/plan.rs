@@ -1,5 +1,5 @@
-//! `gitvps plan`: observe every node over SSH and show what apply would change.
-//! Exit 0: no changes; 2: changes; 1: an error or an unreachable node.
+//! `gitvps plan`: observe every node over SSH and show what changed outside gitvps since the
+//! last apply, then what apply would change. Exit 0: no changes; 2: changes; 1: an error.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +11,11 @@ use model::{Inventory, NodeId};
 use super::Global;
 use executor::apply::{Access, observe_all};
 use executor::ssh::{Credentials, Timeouts};
+use executor::status::NodeStatus;
 use planner::desired::{Desired, desired};
-use planner::plan::{plan, render};
+use planner::drift::{Snapshot, drift};
+use planner::observe::Observation;
+use planner::plan::{plan, render, render_drift};
 
 /// Flags shared by plan and apply.
 #[derive(Debug, Args)]
@@ -37,6 +40,17 @@ pub struct PlanArgs {
     /// Also save the plan as JSON, for `gitvps apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write the plan as a pull-request comment (Markdown) for `gitvps ci comment`; when
+    /// the inventory does not load, the comment shows its errors.
+    #[arg(long, value_name = "FILE")]
+    pub comment_markdown: Option<PathBuf>,
+    /// Only what changed outside gitvps since the last apply: exit 2 on drift, 0 on none, 1 on
+    /// an error or an unreachable node.
+    #[arg(long)]
+    pub drift_only: bool,
+    /// With --drift-only: record the drift seen in each node's file on the status branch.
+    #[arg(long, requires = "drift_only")]
+    pub status: bool,
 }
 
 /// What plan and apply share: the inventory, the desired state, access and node list.
@@ -93,18 +107,64 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// What a comment says it planned: the repository's commit, when it is a git checkout.
+fn about(repo: &std::path::Path) -> String {
+    git2::Repository::discover(repo)
+        .ok()
+        .and_then(|r| r.head().ok()?.peel_to_commit().ok().map(|c| c.id()))
+        .map(|id| format!("commit {}", &id.to_string()[..12]))
+        .unwrap_or_default()
+}
+
+fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Fills the plan's drift: for each node that answered and has a snapshot of its last apply
+/// on the status branch, what differs now.
+pub(crate) fn with_drift(
+    p: &mut planner::plan::Plan,
+    observed: &std::collections::BTreeMap<NodeId, Observation>,
+    last: &std::collections::BTreeMap<NodeId, NodeStatus>,
+) {
+    for (node, obs) in observed {
+        let (Observation::Reachable(state), Some(snap)) =
+            (obs, last.get(node).and_then(|l| l.snapshot.as_ref()))
+        else {
+            continue;
+        };
+        let d = drift(snap, &Snapshot::of(state));
+        if !d.is_empty() {
+            p.drift.insert(node.clone(), d);
+        }
+    }
+}
+
 /// Runs the command.
 pub fn run(g: &Global, a: &PlanArgs) -> anyhow::Result<i32> {
+    if let Some(path) = &a.comment_markdown
+        && let Err(model::LoadError::Invalid(d)) = Inventory::load(&g.repo)
+    {
+        write(path, &planner::comment::errors_comment(&d, &about(&g.repo)))?;
+    }
     let s = match setup(g, &a.select, a.json)? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
     let observed = runtime()?.block_on(observe_all(&s.inv, &s.desired, &s.nodes, &s.access));
-    let p = plan(&s.desired, &observed);
+    let mut p = plan(&s.desired, &observed);
+    let branch = &s.inv.settings.reconciler.status_branch;
+    let last = executor::status::read_nodes(&g.repo, branch);
+    with_drift(&mut p, &observed, &last);
+    if a.drift_only {
+        return drift_only(g, a, &p, &observed, last, branch);
+    }
     if let Some(path) = &a.out {
         let json = serde_json::to_string_pretty(&p)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write(path, &(json + "\n"))?;
+    }
+    if let Some(path) = &a.comment_markdown {
+        write(path, &planner::comment::plan_comment(&p, &about(&g.repo)))?;
     }
     if a.json {
         super::print_json(&p)?;
@@ -114,6 +174,82 @@ pub fn run(g: &Global, a: &PlanArgs) -> anyhow::Result<i32> {
     Ok(if p.has_unreachable() {
         1
     } else if p.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+/// `--drift-only`: the drift section (or that there is none), recorded with `--status`.
+fn drift_only(
+    g: &Global,
+    a: &PlanArgs,
+    p: &planner::plan::Plan,
+    observed: &std::collections::BTreeMap<NodeId, Observation>,
+    mut last: std::collections::BTreeMap<NodeId, NodeStatus>,
+    branch: &str,
+) -> anyhow::Result<i32> {
+    let unknown: Vec<String> = observed
+        .iter()
+        .filter(|(n, o)| {
+            matches!(o, Observation::Reachable(_))
+                && last.get(*n).and_then(|l| l.snapshot.as_ref()).is_none()
+        })
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if a.json {
+        super::print_json(&serde_json::json!({
+            "drift": p.drift,
+            "unreachable": p.nodes.iter().filter(|n| n.steps().is_empty() && matches!(n, planner::plan::NodePlan::Unreachable { .. })).map(|n| n.node().to_string()).collect::<Vec<_>>(),
+            "no_apply_recorded": unknown,
+        }))?;
+    } else {
+        let mut text = render_drift(p);
+        if text.is_empty() {
+            text = "No changes outside gitvps since the last apply.\n".into();
+        }
+        for n in &p.nodes {
+            if let planner::plan::NodePlan::Unreachable { .. } = n {
+                text.push_str(&format!("{}\n", planner::plan::node_heading(n)));
+            }
+        }
+        if !unknown.is_empty() {
+            text.push_str(&format!(
+                "No apply recorded on the status branch `{branch}` for: {} (nothing to compare with).\n",
+                unknown.join(", ")
+            ));
+        }
+        super::emit(&text)?;
+    }
+    if a.status {
+        let now = chrono::Utc::now();
+        let mut changed = Vec::new();
+        for (node, obs) in observed {
+            let (Observation::Reachable(_), Some(l)) = (obs, last.get_mut(node)) else {
+                continue;
+            };
+            l.drift = p.drift.get(node).cloned().unwrap_or_default();
+            l.drift_checked_at = Some(now);
+            changed.push(l.clone());
+        }
+        if !changed.is_empty() {
+            let message = format!(
+                "gitvps plan --drift-only: {} change(s) outside gitvps on {} node(s) at {}",
+                p.summary().drift,
+                changed.len(),
+                now.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            let oid = executor::status::write_nodes(&g.repo, branch, &changed, &message)?;
+            super::note(&format!(
+                "Drift of {} node(s) recorded on branch `{branch}` ({}).",
+                changed.len(),
+                &oid.to_string()[..12]
+            ))?;
+        }
+    }
+    Ok(if p.has_unreachable() {
+        1
+    } else if p.has_drift() {
         2
     } else {
         0
