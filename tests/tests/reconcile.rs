@@ -877,3 +877,19 @@ fn bench_plan_pins_the_key_exchange_and_reports_node_cpu() {
         assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
     }
 }
+
+/// `--location` picks the nodes of a location (one CI job per location splits a large fleet);
+/// a location no node is in is an error, not an empty plan.
+#[test]
+fn plan_by_location() {
+    let f = two_vps();
+    let p = f.gitvps(&["plan", "--location", "Testville"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(p.stdout.contains("+ xen10: create disk"), "{p:?}");
+    let p = f.gitvps(&["plan", "--location", "Nowhere"]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert!(
+        p.stderr.contains("--location Nowhere: no node is in that location"),
+        "{p:?}"
+    );
+}

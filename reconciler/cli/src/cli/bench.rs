@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// The demo fleet under a steady load of customer clicks through the hooks, applied as
     /// they land while the nodes flap: actions committed, applied and lost, and memory growth.
     Soak(super::demo::soak::SoakArgs),
+    /// Observe + plan against 1,000 and 10,000 canned nodes served by a separate process: the
+    /// control side's CPU and memory per node.
+    Scale(super::bench_scale::ScaleBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -50,6 +53,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Login(a) => super::bench_login::run(&a),
         BenchCommand::Billing(a) => billing_bench(&a),
         BenchCommand::Soak(a) => super::demo::soak::run(&a),
+        BenchCommand::Scale(a) => super::bench_scale::run(&a),
     }
 }
 
@@ -204,6 +208,10 @@ pub struct PlanBench {
     /// tools can be measured against the same fleet.
     #[arg(long)]
     pub keep: bool,
+    /// VPSes of one node whose steps run side by side in the set-up apply
+    /// (`[reconciler] vps_at_once`; the default's when absent).
+    #[arg(long)]
+    pub vps_at_once: Option<u32>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -221,6 +229,12 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
 
     let tmp = tempfile::tempdir()?;
     let mut bed = Testbed::start(tmp.path(), a.nodes, a.vps_per_node)?;
+    if let Some(n) = a.vps_at_once {
+        std::fs::write(
+            bed.repo.join("gitvps.toml"),
+            format!("[reconciler]\nvps_at_once = {n}\n"),
+        )?;
+    }
     let inv = model::Inventory::load(&bed.repo)
         .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
     let desired = Arc::new(planner::desired::desired(
@@ -265,9 +279,10 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
             .find(|o| !matches!(o, executor::apply::NodeOutcome::Applied { .. }))
     );
     println!(
-        "set up {} nodes × {} VPSes (one apply) in {:.1} s",
+        "set up {} nodes × {} VPSes (one apply, {} VPS(es) of a node side by side) in {:.1} s",
         a.nodes,
         a.vps_per_node,
+        inv.settings.reconciler.vps_at_once,
         t.elapsed().as_secs_f64()
     );
 

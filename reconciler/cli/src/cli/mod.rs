@@ -12,6 +12,8 @@ pub mod backup;
 pub mod bench;
 #[cfg(feature = "sim")]
 pub mod bench_login;
+#[cfg(feature = "sim")]
+pub mod bench_scale;
 pub mod billing;
 pub mod ci;
 #[cfg(feature = "sim")]

@@ -23,6 +23,10 @@ pub struct Select {
     /// Only these nodes (repeatable).
     #[arg(long = "node", value_name = "NODE")]
     pub nodes: Vec<NodeId>,
+    /// Only the nodes of these locations (repeatable): one CI job per location splits a fleet
+    /// too large for one control machine.
+    #[arg(long = "location", value_name = "LOCATION")]
+    pub locations: Vec<String>,
     /// Nodes worked on at once (gitvps.toml's reconciler.parallelism by default).
     #[arg(long)]
     pub parallelism: Option<usize>,
@@ -77,11 +81,23 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
             "--node {n}: no such node in inventory/nodes/"
         );
     }
+    if let Some(l) = (s.locations.iter()).find(|l| !inv.nodes.values().any(|n| &n.location == *l)) {
+        anyhow::bail!("--location {l}: no node is in that location");
+    }
     let nodes: Vec<NodeId> = if s.nodes.is_empty() {
         inv.nodes.keys().cloned().collect()
     } else {
         s.nodes.clone()
     };
+    let nodes: Vec<NodeId> = (nodes.into_iter())
+        .filter(|n| {
+            s.locations.is_empty()
+                || inv
+                    .nodes
+                    .get(n)
+                    .is_some_and(|node| s.locations.contains(&node.location))
+        })
+        .collect();
     let rec = &inv.settings.reconciler;
     let access = Access {
         creds: Credentials::from_env()?,
