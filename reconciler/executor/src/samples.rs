@@ -760,6 +760,17 @@ mod tests {
     }
 
     #[test]
+    fn a_second_collector_is_refused_while_the_first_holds_the_database() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let Ok(_first) = Store::open(&path) else {
+            panic!()
+        };
+        let e = Store::open(&path);
+        assert!(matches!(e, Err(StoreError::Open { .. })), "{e:?}");
+    }
+
+    #[test]
     fn values_round_trip() {
         let s = Sample {
             at: t(5) + Duration::microseconds(7),

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod dns;
 pub mod inventory;
 pub mod invoice;
+pub mod monitor;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
@@ -87,6 +88,8 @@ pub enum Command {
     /// DNS zones from the inventory: `gitvps dns build --out DIR`, `gitvps dns apply`.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// Collect each node's usage counters into the sample database (every interval, or once).
+    Monitor(monitor::MonitorArgs),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
+        Command::Monitor(a) => monitor::run(&cli.global, &a),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]
