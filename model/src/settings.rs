@@ -77,11 +77,16 @@ pub struct Settings {
 pub struct MonitorSettings {
     /// Seconds between two collections (one SSH exec per node each time), 10 to 3600.
     pub interval_secs: u32,
+    /// The collector's sample database (a sled folder), absolute or relative to the repo.
+    pub database: String,
 }
 
 impl Default for MonitorSettings {
     fn default() -> Self {
-        MonitorSettings { interval_secs: 60 }
+        MonitorSettings {
+            interval_secs: 60,
+            database: "/var/lib/gitvps/monitor".to_owned(),
+        }
     }
 }
 

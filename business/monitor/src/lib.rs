@@ -1,10 +1,13 @@
 //! The pure core of gitvps monitoring: per-VPS counter samples and the deltas between them
 //! (safe across reboots and re-created domains), the downsampling tiers, and traffic quotas.
 //!
-//! No I/O here: the collector (`gitvps monitor`, to come) reads the counters over SSH, stores
-//! buckets and commits usage; it asks this crate what the numbers mean and what should happen.
+//! No I/O here: the collector (`gitvps monitor`) runs the node's collect script over SSH and
+//! stores buckets; it asks this crate what the node printed ([`report`], [`sources`]), what the
+//! numbers mean and what should happen.
 
 pub mod counters;
+pub mod report;
+pub mod sources;
 pub mod tiers;
 pub mod traffic;
 

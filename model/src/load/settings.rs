@@ -139,7 +139,7 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     if let Some(d) = top.sub(r, &mut o, "dns", DNS_KEYS) {
         parse_dns(r, &mut o, &d, &mut s.dns);
     }
-    if let Some(m) = top.sub(r, &mut o, "monitor", &["interval_secs"]) {
+    if let Some(m) = top.sub(r, &mut o, "monitor", &["interval_secs", "database"]) {
         m.set_checked(
             r,
             &mut o,
@@ -148,6 +148,19 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
             |&v: &u32| match v {
                 10..=3600 => Ok(()),
                 _ => Err("must be 10 to 3600 (an hour)".to_owned()),
+            },
+        );
+        m.set_checked(
+            r,
+            &mut o,
+            "database",
+            &mut s.monitor.database,
+            |v: &String| {
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    Err("must be a folder path (absolute, or relative to the repo)".to_owned())
+                } else {
+                    Ok(())
+                }
             },
         );
         m.finish(r);

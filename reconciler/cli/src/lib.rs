@@ -14,7 +14,9 @@ pub fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GITVPS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,executor::apply=info")
+                tracing_subscriber::EnvFilter::new(
+                    "warn,executor::apply=info,gitvps::cli::monitor=info",
+                )
             }),
         )
         .with_writer(std::io::stderr)

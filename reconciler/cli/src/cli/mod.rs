@@ -22,6 +22,7 @@ pub mod dns;
 pub mod inventory;
 pub mod invoice;
 pub mod node;
+pub mod monitor;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
@@ -103,6 +104,8 @@ pub enum Command {
     /// comment on the pull or merge request.
     #[command(subcommand)]
     Ci(ci::CiCommand),
+    /// Collect each node's usage counters into the sample database (every interval, or once).
+    Monitor(monitor::MonitorArgs),
     /// Simulated dom0 nodes: stand-in xl and LVM tools in a folder.
     #[cfg(feature = "sim")]
     #[command(subcommand, name = "node-sim")]
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Backup(c) => backup::run(&cli.global, c),
         Command::Ci(c) => ci::run(&cli.global, c),
         Command::Node(c) => node::run(&cli.global, c),
+        Command::Monitor(a) => monitor::run(&cli.global, &a),
         #[cfg(feature = "sim")]
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "sim")]

@@ -71,6 +71,26 @@ pub fn observe_command_for(
     )
 }
 
+/// The usage collect script (`node/collect.sh`), printing the framed document that
+/// `gitvps-monitor`'s `report` module reads.
+const COLLECT: &str = include_str!("../../node/collect.sh");
+
+/// The collect script for a hypervisor: its library, then `node/collect.sh`.
+fn collect_script(hv: Hypervisor) -> String {
+    format!("{}{COLLECT}", library(hv))
+}
+
+/// The command that collects a node's usage counters (`gitvps monitor`): read only, no lock,
+/// one exec.
+pub fn collect_command(spec: &NodeSpec) -> String {
+    format!(
+        "{}sh -c {} gitvps-collect {}",
+        sudo(spec.sudo),
+        quote(&collect_script(spec.hypervisor)),
+        args(&spec.root, &spec.store, spec.hypervisor)
+    )
+}
+
 /// The apply command (`node/apply.sh`): takes the node's lock, observes (stamped with `now`,
 /// as [`observe_command`]), prints [`Marker::Observed`](crate::protocol::Marker), then reads
 /// `go` and the steps script from its input (anything else: it exits without acting).
@@ -753,6 +773,7 @@ pub(crate) mod tests {
         shellcheck("the apply envelope", &apply_envelope());
         for hv in [Hypervisor::Xen, Hypervisor::Kvm] {
             shellcheck(&format!("observe ({hv})"), &observe_script(hv));
+            shellcheck(&format!("collect ({hv})"), &collect_script(hv));
             for (name, store) in &stores {
                 let script = steps_script(&node(root, store.clone(), hv, false), &every_op());
                 shellcheck(&format!("the steps of {hv} on {name}"), &script);
@@ -847,6 +868,9 @@ pub(crate) mod tests {
             let spec = node("/", Store::Lvm { vg: "vg0".into() }, hypervisor, sudo);
             let apply = apply_command(&spec, 1_700_000_000);
             let observe = observe_command(&spec, 1_700_000_000);
+            let collect = collect_command(&spec);
+            assert_eq!(collect.starts_with("sudo -n sh -c "), sudo);
+            sh_syntax_ok(&collect);
             assert_eq!(apply.starts_with("sudo -n sh -c "), sudo);
             assert_eq!(observe.starts_with("sudo -n sh -c "), sudo);
             sh_syntax_ok(&apply);

@@ -177,6 +177,86 @@ fn snapshots_of(node: &Node, vg: &str, lv: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `vgs [--noheadings] [--units U] [--nosuffix] [-o FIELDS] [VG...]`: the report of
+/// `vg_name`, `vg_size` and `vg_free` (the fields the collector reads; others are refused
+/// like an unknown field), one aligned line per volume group, as LVM prints it.
+pub(crate) fn vgs(
+    node: &Node,
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32> {
+    let extra = [
+        spec("options", Some('o'), Some("options"), true),
+        spec("units", None, Some("units"), true),
+        spec("nosuffix", None, Some("nosuffix"), false),
+        spec("noheadings", None, Some("noheadings"), false),
+    ];
+    let p = match parse_cmdline("vgs", args, &extra, out, err) {
+        Ok(p) => p,
+        Err(c) => return Ok(c),
+    };
+    let units = match units_arg(&p, err) {
+        Ok(u) => u,
+        Err(code) => return Ok(code),
+    };
+    let mut cols: Vec<(&str, &str)> = Vec::new();
+    for o in p.values("options") {
+        for f in o.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            let col = match f {
+                "vg_name" | "name" => ("vg_name", "VG"),
+                "vg_size" | "size" => ("vg_size", "VSize"),
+                "vg_free" | "free" => ("vg_free", "VFree"),
+                _ => {
+                    say!(err, "  Unrecognised field: {f}");
+                    return Ok(5);
+                }
+            };
+            cols.push(col);
+        }
+    }
+    if cols.is_empty() {
+        cols = vec![
+            ("vg_name", "VG"),
+            ("vg_size", "VSize"),
+            ("vg_free", "VFree"),
+        ];
+    }
+    let _lock = node.lock()?;
+    let names = if p.args.is_empty() {
+        list_vgs(node)?
+    } else {
+        p.args.clone()
+    };
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for vg in &names {
+        if !vg_exists(node, vg) {
+            vg_not_found(vg, err);
+            code = 5;
+            continue;
+        }
+        let (total, free) = vg_extents(node, vg)?;
+        let row: Vec<String> = cols
+            .iter()
+            .map(|(f, _)| match *f {
+                "vg_name" => vg.clone(),
+                "vg_size" => report_size(total * EXTENT, units, p.has("nosuffix")),
+                _ => report_size(free * EXTENT, units, p.has("nosuffix")),
+            })
+            .collect();
+        rows.push(row);
+    }
+    if !p.has("noheadings") && !rows.is_empty() {
+        rows.insert(0, cols.iter().map(|(_, h)| (*h).to_string()).collect());
+    }
+    for row in rows {
+        let line: Vec<String> = row.iter().map(|c| format!("{c:>5}")).collect();
+        say!(out, "  {}", line.join(" "));
+    }
+    Ok(code)
+}
+
 /// Records (or updates) the size of volume group `vg` and creates its folder.
 pub(crate) fn create_vg(node: &Node, vg: &str, size_bytes: u64) -> Result<()> {
     if !valid_name(vg) || NOT_VGS.contains(&vg) {
@@ -279,6 +359,22 @@ fn parse_units(s: &str) -> Option<Units> {
         }
         _ => return None,
     })
+}
+
+/// The report's `--units` (human-readable, `<` marking rounding, by default), or the exit
+/// code after LVM's message.
+fn units_arg(p: &Parsed, err: &mut dyn Write) -> std::result::Result<Units, i32> {
+    match p.value("units") {
+        None => Ok(Units::Human {
+            lt: true,
+            si: false,
+        }),
+        Some(u) => parse_units(u).ok_or_else(|| {
+            say!(err, "  Invalid argument for --units: {u}");
+            say!(err, "  Error during parsing of command line.");
+            3
+        }),
+    }
 }
 
 /// A size as `lvs` prints it.
@@ -581,19 +677,9 @@ pub(crate) fn lvs(
         Ok(p) => p,
         Err(c) => return Ok(c),
     };
-    let units = match p.value("units") {
-        None => Units::Human {
-            lt: true,
-            si: false,
-        },
-        Some(u) => match parse_units(u) {
-            Some(u) => u,
-            None => {
-                say!(err, "  Invalid argument for --units: {u}");
-                say!(err, "  Error during parsing of command line.");
-                return Ok(3);
-            }
-        },
+    let units = match units_arg(&p, err) {
+        Ok(u) => u,
+        Err(code) => return Ok(code),
     };
     let json = match p.value("reportformat") {
         None | Some("basic") => false,

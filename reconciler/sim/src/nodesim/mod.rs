@@ -1,4 +1,4 @@
-//! Stand-ins for the Xen `xl` and LVM/e2fsprogs command lines, for a "node in a folder" ROOT
+//! Stand-ins for the Xen `xl` and `xentop` and LVM/e2fsprogs command lines, for a "node in a folder" ROOT
 //! where Xen cannot run: same output, messages and exit codes as the real tools, state in files.
 //!
 //! `install` writes `ROOT/usr/sbin/{xl,lvs,...}` wrappers that run
@@ -43,6 +43,7 @@ mod lvm;
 mod opts;
 mod state;
 mod users;
+mod xentop;
 mod xl;
 mod xlcfg;
 
@@ -58,7 +59,9 @@ use std::path::Path;
 /// The tools the stand-ins provide.
 pub const TOOLS: &[&str] = &[
     "xl",
+    "xentop",
     "lvs",
+    "vgs",
     "lvcreate",
     "lvextend",
     "lvremove",
@@ -95,6 +98,8 @@ pub fn run_tool_with_input(
     let result = match tool {
         "xl" => xl::run(&node, args, input, out, err),
         "lvs" => lvm::lvs(&node, args, out, err),
+        "vgs" => lvm::vgs(&node, args, out, err),
+        "xentop" => xentop::run(&node, args, out, err),
         "lvcreate" => lvm::lvcreate(&node, args, out, err),
         "lvextend" => lvm::lvextend(&node, args, out, err),
         "lvremove" => lvm::lvremove(&node, args, input, out, err),

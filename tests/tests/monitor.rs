@@ -1,0 +1,160 @@
+//! The usage collector end to end: real sshd, simulated dom0s whose stand-in `xentop` counts
+//! while a domain runs, `gitvps monitor collect --once` into a real sled database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gitvps_tests as support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use monitor::Tier;
+use support::fleet::Fleet;
+
+/// Three nodes with one running VPS each, applied.
+fn three_nodes() -> Fleet {
+    let f = Fleet::new(&["node1", "node2", "node3"]);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.vps("xen20", "node2", "192.0.2.20", "");
+    f.vps("xen30", "node3", "192.0.2.30", "");
+    f.converge();
+    f
+}
+
+fn collect(f: &Fleet, db: &Path, extra: &[&str]) -> support::fleet::Run {
+    let db = db.to_str().unwrap();
+    let mut args = vec!["monitor", "collect", "--once", "--db", db];
+    args.extend_from_slice(extra);
+    f.gitvps(&args)
+}
+
+fn total(db: &Path, vps: &str, tier: Tier) -> (u64, u64, u64) {
+    let store = executor::samples::Store::open(db).unwrap();
+    let s = store.vps_series(&vps.parse().unwrap()).unwrap();
+    let far = chrono::Duration::days(400);
+    let now = chrono::Utc::now();
+    s.range(tier, now - far, now + far)
+        .fold((0, 0, 0), |(n, rx, w), (_, b)| {
+            (
+                n + b.samples,
+                rx + b.usage.net_rx_bytes,
+                w + b.usage.disk_write_ops,
+            )
+        })
+}
+
+#[test]
+fn two_collections_store_the_counters_growth_as_deltas() {
+    let f = three_nodes();
+    let db = f.dir.path().join("monitor.db");
+    let first = collect(&f, &db, &[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            first
+                .stdout
+                .contains(&format!("{n}: sampled 1, missing 0, ")),
+            "{first:?}"
+        );
+    }
+    // The first reading is the base: no delta yet.
+    assert_eq!(total(&db, "xen10", Tier::Raw).0, 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = collect(&f, &db, &[]);
+    assert_eq!(second.code, 0, "{second:?}");
+    let (samples, rx, writes) = total(&db, "xen10", Tier::Raw);
+    assert_eq!(samples, 1);
+    assert!(
+        rx > 0 && writes > 0,
+        "the counters moved: rx {rx}, writes {writes}"
+    );
+    // Every tier holds the same usage.
+    assert_eq!(total(&db, "xen10", Tier::Hourly), (samples, rx, writes));
+    assert_eq!(
+        total(&db, "xen10", Tier::FiveMinutes),
+        (samples, rx, writes)
+    );
+    // The node's own figures are stored from the second reading on.
+    let store = executor::samples::Store::open(&db).unwrap();
+    let node = store.node_series(&"node1".parse().unwrap()).unwrap();
+    assert_eq!(node.tiers.get(&Tier::Raw).map(|b| b.len()), Some(1));
+    let b = node.tiers[&Tier::Raw].values().next().unwrap();
+    assert!(
+        b.storage_free.min > 0 && b.storage_free.min <= 2 << 40,
+        "{b:?}"
+    );
+}
+
+#[test]
+fn a_re_created_domain_counts_from_zero() {
+    let f = three_nodes();
+    let db = f.dir.path().join("monitor.db");
+    assert_eq!(collect(&f, &db, &["--node", "node1"]).code, 0);
+    std::thread::sleep(Duration::from_millis(2500));
+    // Destroyed and started again by apply: a new domain id and counters from zero.
+    assert_eq!(f.on_node("node1", "xl", &["destroy", "xen10"]).code, 0);
+    f.converge();
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = collect(&f, &db, &["--node", "node1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let store = executor::samples::Store::open(&db).unwrap();
+    let s = store.vps_series(&"xen10".parse().unwrap()).unwrap();
+    let b = s.tiers[&Tier::Raw].values().next().unwrap();
+    assert_eq!(b.resets, 1, "{b:?}");
+    // What the new domain counted since it started: something, and never a giant or wrapped
+    // difference against the old domain's counters.
+    assert!(
+        b.usage.net_rx_bytes > 0 && b.usage.net_rx_bytes < 20_000 * 60,
+        "{b:?}"
+    );
+}
+
+#[test]
+fn a_garbled_and_a_stalled_node_are_missing_and_the_others_stored() {
+    let f = three_nodes();
+    let db = f.dir.path().join("monitor.db");
+    f.wrap(
+        "node2",
+        "xentop",
+        "echo 'Welcome to node2!'; echo 'NAME ? ?'; exit 0",
+    );
+    f.wrap("node3", "xentop", "sleep 30");
+    for _ in 0..2 {
+        let r = collect(&f, &db, &["--timeout", "3"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stdout.contains("node1: sampled 1, missing 0"), "{r:?}");
+        assert!(r.stdout.contains("node2: sampled 0, missing 1"), "{r:?}");
+        assert!(r.stdout.contains("node3: sampled 0, missing 1"), "{r:?}");
+        assert!(r.stdout.contains("xentop"), "the reason is named: {r:?}");
+        assert!(
+            r.stdout.contains("timed out") || r.stdout.contains("within 3 s"),
+            "{r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(total(&db, "xen10", Tier::Raw).0, 1);
+    assert_eq!(total(&db, "xen20", Tier::Raw).0, 0);
+    assert_eq!(total(&db, "xen30", Tier::Raw).0, 0);
+}
+
+#[test]
+fn a_foreign_database_is_refused_and_left_alone() {
+    let f = Fleet::new(&["node1"]);
+    let db = f.dir.path().join("theirs");
+    {
+        let other = sled::open(&db).unwrap();
+        other.insert(b"config", b"precious").unwrap();
+        other.flush().unwrap();
+    }
+    let r = collect(&f, &db, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("{}: not a gitvps monitor database", db.display())),
+        "{r:?}"
+    );
+    let other = sled::open(&db).unwrap();
+    assert_eq!(
+        other.get(b"config").unwrap().as_deref(),
+        Some(&b"precious"[..])
+    );
+}
