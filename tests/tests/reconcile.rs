@@ -889,7 +889,8 @@ fn plan_by_location() {
     let p = f.gitvps(&["plan", "--location", "Nowhere"]);
     assert_eq!(p.code, 1, "{p:?}");
     assert!(
-        p.stderr.contains("--location Nowhere: no node is in that location"),
+        p.stderr
+            .contains("--location Nowhere: no node is in that location"),
         "{p:?}"
     );
 }

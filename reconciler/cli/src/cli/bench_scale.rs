@@ -123,7 +123,11 @@ fn one(nodes: usize, a: &ScaleBench) -> anyhow::Result<()> {
 }
 
 /// A fleet of `served` nodes, each with its own pool and `vps` VPSes.
-fn write_fleet(repo: &std::path::Path, served: &[(String, String)], vps: usize) -> anyhow::Result<()> {
+fn write_fleet(
+    repo: &std::path::Path,
+    served: &[(String, String)],
+    vps: usize,
+) -> anyhow::Result<()> {
     for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
         std::fs::create_dir_all(repo.join(d))?;
     }

@@ -21,8 +21,8 @@ pub mod demo;
 pub mod dns;
 pub mod inventory;
 pub mod invoice;
-pub mod node;
 pub mod monitor;
+pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
 pub mod plan;
