@@ -1,6 +1,6 @@
 # gitvps node script: the runtime of a steps script (POSIX sh). The planner puts the marker
 # variables in front and the step functions s0, s1, ... and their `run` lines after it.
-# shellcheck shell=sh disable=SC2154 # the M_* marker variables come from the header (planner::protocol)
+# shellcheck shell=sh disable=SC2154,SC2034 # the M_* marker variables come from the header (planner::protocol); bad is read by the closing line the planner appends
 set -u
 R=$1
 PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
