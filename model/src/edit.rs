@@ -107,6 +107,15 @@ impl TomlFile {
         self.set_opt_str("suspension", by.map(Suspension::as_str));
     }
 
+    /// Sets `throttled = true`, or removes it.
+    pub fn set_throttled(&mut self, on: bool) {
+        if on {
+            self.doc["throttled"] = toml_edit::value(true);
+        } else {
+            self.doc.remove("throttled");
+        }
+    }
+
     /// Removes a field (`suspended`, `destroyed`) if present.
     pub fn remove(&mut self, key: &str) {
         self.doc.remove(key);
@@ -296,6 +305,9 @@ pub fn new_vps_file(v: &Vps, comment: &str) -> String {
     }
     if let Some(d) = v.suspended {
         let _ = writeln!(s, "suspended = {d}");
+    }
+    if v.throttled {
+        let _ = writeln!(s, "throttled = true");
     }
     let _ = writeln!(s, "created = {}", v.created);
     let _ = writeln!(s, "expires = {}", v.expires);

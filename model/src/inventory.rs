@@ -439,6 +439,9 @@ pub struct Vps {
     /// When it was suspended, with `state = Suspended` (billing writes it): starts the clock
     /// of `billing.terminate_days`.
     pub suspended: Option<NaiveDate>,
+    /// The traffic policy throttled its network to `[traffic] throttle_rate` for the rest of
+    /// the period (`throttled = true`).
+    pub throttled: bool,
     /// First registered.
     pub created: NaiveDate,
     /// Paid until.

@@ -18,6 +18,7 @@ pub mod settings;
 pub mod status;
 pub mod text;
 pub mod tickets;
+pub mod usage;
 mod validate;
 pub mod values;
 

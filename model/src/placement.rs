@@ -221,6 +221,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         state: State::Active,
         suspension: None,
         suspended: None,
+        throttled: false,
         created: req.today,
         expires: add_months(req.today, product.period_months),
         destroyed: None,

@@ -127,6 +127,18 @@ crate::values::keyword!(
     }
 );
 
+crate::values::keyword!(
+    /// How full a VPS's traffic quota is; ordered from emptiest to fullest.
+    TrafficLevel, "traffic level", {
+        /// Below the warning threshold (or unmetered).
+        Under = "under",
+        /// At or past `warn_percent`, below the quota.
+        Warn = "warn",
+        /// At or past the quota.
+        Over = "over",
+    }
+);
+
 /// `[traffic]`: monthly traffic per VPS against its plan's `traffic`, and the policy at the
 /// warning threshold and at the quota (see `docs/monitoring.md`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -944,6 +944,9 @@ keyword!(
         Billing = "billing",
         /// An operator (abuse, a request): billing never lifts it.
         Admin = "admin",
+        /// The traffic policy (`gitvps monitor usage`), past the quota: lifted when the period
+        /// starts again; billing treats the VPS as active.
+        Traffic = "traffic",
     }
 );
 keyword!(

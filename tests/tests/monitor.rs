@@ -158,3 +158,98 @@ fn a_foreign_database_is_refused_and_left_alone() {
         Some(&b"precious"[..])
     );
 }
+
+/// The daily traffic run, end to end: totals from two real collections, a plan whose quota is
+/// 1 KiB so it is passed at once; one commit holds the usage file, the throttle and the mail,
+/// the mail reaches a real SMTP server, the next apply lowers the rate, and a second run the
+/// same day commits and sends nothing.
+#[test]
+fn the_traffic_run_commits_the_totals_throttles_past_the_quota_and_mails_once() {
+    let f = Fleet::new(&["node1"]);
+    f.edit(
+        "products.toml",
+        "traffic = \"204800 MiB\"",
+        "traffic = \"1 KiB\"",
+    );
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.vps("xen11", "node1", "192.0.2.11", "power = \"stopped\"\n");
+    f.converge();
+    support::commit_all(&f.repo);
+    let db = f.dir.path().join("monitor.db");
+    assert_eq!(collect(&f, &db, &[]).code, 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(collect(&f, &db, &[]).code, 0);
+
+    let smtp = support::smtp::SmtpServer::start();
+    let usage = |extra: &[&str]| -> support::fleet::Run {
+        let mut args = vec!["monitor", "usage", "--db", db.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        f.command(&args)
+            .env("GITVPS_SMTP_URL", format!("smtp://{}", smtp.addr()))
+            .output()
+            .unwrap()
+            .into()
+    };
+    let dry = usage(&["--dry-run"]);
+    assert_eq!(
+        dry.code, 2,
+        "a dry run with something to do exits 2: {dry:?}"
+    );
+    let head = support::git(&f.repo, &["rev-parse", "HEAD"]);
+
+    let r = usage(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("xen10: throttle"), "{r:?}");
+    assert!(
+        !r.stdout.contains("xen11: throttle"),
+        "a stopped VPS used nothing: {r:?}"
+    );
+    // The run's commit, then the sent log's.
+    let range = format!("{}..HEAD", head.trim());
+    let changed = support::git(&f.repo, &["log", "--name-only", "--format=%s", &range]);
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    assert!(
+        changed.contains(&format!("usage/{month}.toml"))
+            && changed.contains("inventory/vps/xen10.toml")
+            && changed.contains("mail/"),
+        "{changed}"
+    );
+    assert_ne!(support::git(&f.repo, &["rev-parse", "HEAD"]), head);
+    let file = std::fs::read_to_string(f.repo.join(format!("usage/{month}.toml"))).unwrap();
+    assert!(
+        file.contains("[vps.xen10]") && file.contains("mailed = \"over\""),
+        "{file}"
+    );
+    let vps = std::fs::read_to_string(f.repo.join("inventory/vps/xen10.toml")).unwrap();
+    assert!(vps.contains("throttled = true"), "{vps}");
+
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1, "{}", smtp.log());
+    let m = msgs[0].parsed();
+    assert_eq!(msgs[0].envelope_to(), "jane@example.net");
+    assert_eq!(
+        m.subject(),
+        Some("Your VPS xen10 has used its monthly traffic")
+    );
+    let body = m.body_text(0).unwrap_or_default().into_owned();
+    assert!(body.contains("limited to 1Mb/s"), "{body}");
+
+    // The throttle reaches the node through the ordinary plan and apply.
+    let plan = f.gitvps(&["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("xen10"), "{plan:?}");
+    f.converge();
+    let cfg = std::fs::read_to_string(f.root("node1").join("etc/xen/gitvps/xen10.cfg")).unwrap();
+    assert!(cfg.contains("rate=1Mb/s"), "{cfg}");
+
+    // The same day again, nothing collected since: no commit, no mail.
+    let head = support::git(&f.repo, &["rev-parse", "HEAD"]);
+    let again = usage(&[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        support::git(&f.repo, &["rev-parse", "HEAD"]),
+        head,
+        "{again:?}"
+    );
+    assert_eq!(smtp.count(), 1);
+}

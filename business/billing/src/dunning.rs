@@ -388,6 +388,12 @@ impl Decider<'_> {
         if state == State::Destroyed {
             return;
         }
+        // A VPS the traffic policy suspended is, to billing, an active one: it is invoiced
+        // and reminded, and non-payment suspends it for billing (which the policy leaves
+        // alone); the traffic suspension never starts a termination clock.
+        if state == State::Suspended && by == Some(Suspension::Traffic) {
+            (state, by, since) = (State::Active, None, None);
+        }
         if state == State::Suspended && by == Some(Suspension::Billing) && e > today {
             self.run.changes.push(Change::Unsuspend {
                 vps: v.id.clone(),

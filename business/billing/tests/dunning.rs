@@ -350,3 +350,36 @@ fn changes_edit_the_vps_file_and_keep_its_comments() {
         "{destroyed}"
     );
 }
+
+/// A VPS the traffic policy suspended is billed as an active one: invoiced and reminded,
+/// suspended for billing when unpaid past grace, and never terminated for the traffic
+/// suspension itself.
+#[test]
+fn a_traffic_suspension_is_billed_as_active() {
+    let inv = one(
+        State::Suspended,
+        Some(Suspension::Traffic),
+        Some("2026-11-01"),
+    );
+    let r = run(&inv, d("2026-11-15"), &Ledger::default());
+    assert!(
+        !r.mails.is_empty(),
+        "the invoice and reminder go out: {}",
+        r.render()
+    );
+    let r = run(&inv, d("2026-12-22"), &Ledger::default());
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| matches!(c, Change::Suspend { .. })),
+        "unpaid past grace: suspended for billing: {}",
+        r.render()
+    );
+    assert!(
+        !r.changes
+            .iter()
+            .any(|c| matches!(c, Change::Terminate { .. })),
+        "{}",
+        r.render()
+    );
+}

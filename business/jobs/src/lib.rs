@@ -1,5 +1,6 @@
-//! The edge of gitvps's scheduled jobs (`billing run`, `announce`, `ticket reply`): each reads
-//! the repo, lets a pure crate decide, commits what changed, pushes, then acts (sends mail).
+//! The edge of gitvps's scheduled jobs (`billing run`, `announce`, `ticket reply`, `monitor
+//! usage`): each reads the repo, lets a pure crate decide, commits what changed, pushes, then
+//! acts (sends mail).
 //!
 //! The decisions live in `billing` and `mail::render`; this crate only does the I/O around
 //! them, so a crash between the commit and the action is finished by the next run.
@@ -9,6 +10,7 @@ pub mod billing;
 pub mod git;
 pub mod send;
 pub mod ticket;
+pub mod traffic;
 
 use std::path::Path;
 
@@ -64,6 +66,12 @@ pub enum JobError {
         #[source]
         source: model::tickets::TicketError,
     },
+    /// A usage file (`usage/<YYYY-MM>.toml`) does not parse.
+    #[error("the usage files have errors:\n{0}")]
+    Usage(model::Diagnostics),
+    /// A traffic period cannot be computed.
+    #[error(transparent)]
+    Traffic(#[from] monitor::TrafficError),
     /// Every push lost its race.
     #[error("the push to {remote}/{branch} lost every race it tried; run again")]
     Races {

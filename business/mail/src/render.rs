@@ -43,11 +43,13 @@ pub enum Kind {
     Announcement,
     /// A monitoring check changed state.
     Alert,
+    /// A VPS passed a threshold of its monthly traffic, and what the policy did about it.
+    Traffic,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Reminder,
         Kind::Invoice,
         Kind::PaymentReceived,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::PasswordReset,
         Kind::Announcement,
         Kind::Alert,
+        Kind::Traffic,
     ];
 
     /// The kind's name in template file names and the `X-Gitvps-Kind` header.
@@ -75,6 +78,7 @@ impl Kind {
             Kind::PasswordReset => "password-reset",
             Kind::Announcement => "announcement",
             Kind::Alert => "alert",
+            Kind::Traffic => "traffic",
         }
     }
 
@@ -82,7 +86,8 @@ impl Kind {
     /// are strings the caller formats (an order's `address` and `console` may be `""`: not known
     /// yet); `overdue` (reminder) is a bool, `days_left` (reminder) and `valid_minutes` (password
     /// reset) are numbers; `vps` of a ticket may be `""`; an alert's `state` is `"down"` or
-    /// `"up"`.
+    /// `"up"`; a traffic mail's `level` is `"warn"` or `"over"`, its `action` `"mail"`, `"throttle"`
+    /// or `"suspend"`, and `percent` a number.
     pub fn variables(self) -> &'static [&'static str] {
         match self {
             Kind::Reminder => &[
@@ -135,6 +140,18 @@ impl Kind {
             Kind::PasswordReset => &["customer", "reset_url", "valid_minutes"],
             Kind::Announcement => &["title", "body"],
             Kind::Alert => &["vps", "check", "state", "since", "detail", "panel_url"],
+            Kind::Traffic => &[
+                "vps",
+                "hostname",
+                "used",
+                "quota",
+                "percent",
+                "level",
+                "action",
+                "rate",
+                "resets_on",
+                "panel_url",
+            ],
         }
     }
 }
@@ -177,7 +194,7 @@ macro_rules! kind_files {
 }
 
 /// The embedded default of every kind's files, in [`Kind::ALL`] order.
-const KIND_FILES: [[(&str, &str); 6]; 11] = [
+const KIND_FILES: [[(&str, &str); 6]; 12] = [
     kind_files!("reminder"),
     kind_files!("invoice"),
     kind_files!("payment-received"),
@@ -189,6 +206,7 @@ const KIND_FILES: [[(&str, &str); 6]; 11] = [
     kind_files!("password-reset"),
     kind_files!("announcement"),
     kind_files!("alert"),
+    kind_files!("traffic"),
 ];
 
 /// The shared files per language, embedded.
@@ -484,7 +502,7 @@ mod tests {
                 assert!(name.starts_with(&format!("{kind}.")), "{name} under {kind}");
             }
         }
-        assert_eq!(Templates::names().len(), 11 * 6 + 4);
+        assert_eq!(Templates::names().len(), Kind::ALL.len() * 6 + 4);
     }
 
     #[test]

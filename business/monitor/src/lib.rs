@@ -10,6 +10,7 @@ pub mod report;
 pub mod sources;
 pub mod tiers;
 pub mod traffic;
+pub mod usage;
 
 pub use counters::{Counters, Delta, DeltaError, Field, Incarnation, Limits, Reset, Sample, delta};
 pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier};

@@ -122,16 +122,8 @@ pub fn period_total_hourly(period: &Period, count: TrafficCount, series: &Series
         })
 }
 
-/// How full a quota is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    /// Below the warning threshold (or unmetered).
-    Under,
-    /// At or past `warn_percent`, below the quota.
-    Warn,
-    /// At or past the quota.
-    Over,
-}
+/// How full a quota is (the keyword the usage file records).
+pub use model::settings::TrafficLevel as Level;
 
 /// The level `used` bytes reach of `quota`; a quota of 0 is unmetered.
 pub fn level(used: u64, quota: Size, warn_percent: u32) -> Level {

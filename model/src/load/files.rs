@@ -49,7 +49,7 @@ fn list_dir(root: &Path, rel: &str) -> Result<Vec<(String, String)>, LoadError> 
 }
 
 /// Parses a file's text; a syntax error becomes a diagnostic.
-fn parse_doc(src: &SourceFile) -> Result<Document<&str>, Diagnostic> {
+pub(crate) fn parse_doc(src: &SourceFile) -> Result<Document<&str>, Diagnostic> {
     if src.bad_utf8() {
         return Err(src.diag(Pos::default(), "", "the file is not valid UTF-8"));
     }

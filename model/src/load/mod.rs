@@ -5,6 +5,7 @@ mod backup;
 mod catalog;
 mod customer;
 mod files;
+pub(crate) use files::parse_doc;
 mod node;
 mod pools;
 mod settings;

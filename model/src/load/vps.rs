@@ -32,6 +32,7 @@ const VPS_KEYS: &[&str] = &[
     "monitor",
     "ptr",
     "backup",
+    "throttled",
 ];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
@@ -48,6 +49,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let state = v.kw::<State>(r, &mut o, "state").unwrap_or(State::Active);
     let suspension = v.kw::<Suspension>(r, &mut o, "suspension");
     let suspended = v.opt(r, &mut o, "suspended");
+    let throttled = v.opt::<bool>(r, &mut o, "throttled").unwrap_or(false);
     let created = v.req(r, &mut o, "created");
     let expires = v.req(r, &mut o, "expires");
     let destroyed = v.opt(r, &mut o, "destroyed");
@@ -72,6 +74,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             state,
             suspension,
             suspended,
+            throttled,
             created: created?,
             expires: expires?,
             destroyed,

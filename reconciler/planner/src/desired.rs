@@ -311,10 +311,21 @@ pub fn desired(
         let (Some(spec), Some(node)) = (nodes.get_mut(&v.node), inv.nodes.get(&v.node)) else {
             continue;
         };
-        let res = inv.resources_of(v).ok_or_else(|| DesiredError::NotAPlan {
+        let plan = inv.resources_of(v).ok_or_else(|| DesiredError::NotAPlan {
             vps: v.id.to_string(),
             product: v.product.to_string(),
         })?;
+        // A VPS the traffic policy throttled gets `[traffic] throttle_rate` until it is lifted.
+        let throttled;
+        let res = if v.throttled {
+            throttled = model::Resources {
+                bandwidth: Some(inv.settings.traffic.throttle_rate.clone()),
+                ..plan.clone()
+            };
+            &throttled
+        } else {
+            plan
+        };
         let disk_path = disk_path(spec, &v.id);
         let (config, tap) = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {

@@ -154,14 +154,23 @@ fn billing_run(g: &Global, a: &RunArgs) -> anyhow::Result<i32> {
     for (id, why) in &skipped {
         super::note(&format!("mail {id} not sent: {why}"))?;
     }
-    if let Some(c) = &commit {
-        let pushed = match &opts.push {
+    note_commit(commit.as_deref(), opts.push.as_ref())?;
+    send(&wt, &opts)
+}
+
+/// Says which commit a job made and where it was pushed.
+pub(crate) fn note_commit(
+    commit: Option<&str>,
+    push: Option<&(String, String)>,
+) -> anyhow::Result<()> {
+    if let Some(c) = commit {
+        let pushed = match push {
             Some((r, b)) => format!(", pushed to {r}/{b}"),
             None => String::new(),
         };
         super::note(&format!("committed {}{pushed}", c.get(..12).unwrap_or(c)))?;
     }
-    send(&wt, &opts)
+    Ok(())
 }
 
 /// Sends the outbox; exit 1 (naming the server) when mail is left in it.

@@ -182,7 +182,7 @@ pub(crate) fn job_or_report<T>(
 ) -> anyhow::Result<Result<T, i32>> {
     match r {
         Ok(t) => Ok(Ok(t)),
-        Err(jobs::JobError::Inventory(model::LoadError::Invalid(d))) => {
+        Err(jobs::JobError::Inventory(model::LoadError::Invalid(d)) | jobs::JobError::Usage(d)) => {
             validate::report(&d, json)?;
             Ok(Err(1))
         }

@@ -1,19 +1,27 @@
 //! `gitvps monitor`: the usage collector. Every `[monitor] interval_secs` it runs the collect
 //! script on every node (one SSH exec each) and stores the samples in its sled database;
-//! `gitvps monitor collect --once` does one cycle, for a timer. See docs/monitoring.md.
+//! `gitvps monitor collect --once` does one cycle, for a timer. Once a day (and by `gitvps
+//! monitor usage`) the traffic totals and the `[traffic]` policy land as a commit.
+//! See docs/monitoring.md.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+
+use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 use executor::collect::{Collected, collect_all};
 use executor::samples::{Recorded, Store};
-use model::NodeId;
+use jobs::git::Worktree;
+use model::settings::TrafficCount;
+use model::{NodeId, VpsId};
+use monitor::usage::Totals;
 use monitor::{Limits, Sample};
 
 use super::Global;
+use super::billing::{RunArgs, note_commit, push_target, send_with};
 use super::plan::{Select, runtime, setup};
 
 /// Flags of `gitvps monitor`.
@@ -40,6 +48,22 @@ pub enum MonitorCommand {
         #[command(flatten)]
         opts: CollectOpts,
     },
+    /// Write each VPS's traffic in its period to usage/YYYY-MM.toml and apply the `[traffic]`
+    /// policy (throttle, suspend, mail at the warning and at the quota) in one commit, then
+    /// send the mail. `gitvps monitor` does this once a day by itself; this is for a timer
+    /// beside `collect --once`. Exit 0: done; 2 (--dry-run): a VPS would change or be mailed.
+    Usage(UsageArgs),
+}
+
+/// Flags of `gitvps monitor usage`: those of `gitvps billing run`, and the database.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The day, the dry run, JSON and where the commit goes.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The sample database (gitvps.toml's monitor.database by default).
+    #[arg(long, value_name = "DIR")]
+    pub db: Option<PathBuf>,
 }
 
 /// Flags of every collection.
@@ -67,13 +91,75 @@ pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
             rt.block_on(cycle(g, opts, &store))
         }
         Some(MonitorCommand::Collect { once: false, opts }) => serve(g, opts),
+        Some(MonitorCommand::Usage(u)) => {
+            let Some(store) = open_store_at(g, u.db.as_ref())? else {
+                return Ok(1);
+            };
+            let wt = Worktree::open(&g.repo)?;
+            let now = Utc::now();
+            let opts = jobs::traffic::Options {
+                today: u.run.today.unwrap_or_else(|| now.date_naive()),
+                now,
+                dry_run: u.run.dry_run,
+                push: push_target(&wt, &u.run.push)?,
+            };
+            usage(&wt, &store, &opts, u.run.json)
+        }
         None => serve(g, &a.opts),
     }
 }
 
+/// Each VPS's bytes in its current traffic period, from the hourly buckets of the store.
+fn period_totals(
+    store: &Store,
+    inv: &model::Inventory,
+    today: NaiveDate,
+) -> anyhow::Result<BTreeMap<VpsId, Totals>> {
+    let reset = inv.settings.traffic.reset;
+    let mut out = BTreeMap::new();
+    for v in inv.vps.values() {
+        let period = monitor::period(reset, v.created, today)?;
+        let series = store.vps_series(&v.id)?;
+        let rx = monitor::period_total_hourly(&period, TrafficCount::In, &series);
+        let tx = monitor::period_total_hourly(&period, TrafficCount::Out, &series);
+        out.insert(v.id.clone(), Totals { rx, tx });
+    }
+    Ok(out)
+}
+
+/// One usage run: the totals read from `store`, the run landed (printed as it goes), then the
+/// mail sent. Exit 0 done; 1 an inventory or usage file error, or mail left unsent; 2 a dry
+/// run that would change something.
+fn usage(
+    wt: &Worktree,
+    store: &Store,
+    opts: &jobs::traffic::Options,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let inv = match super::load_or_report(wt.root(), json)? {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    let totals = period_totals(store, &inv, opts.today)?;
+    let report = match super::job_or_report(jobs::traffic::run(wt, opts, &totals), json)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    if json {
+        super::print_json(&report.run)?;
+    } else {
+        super::emit(&report.run.render())?;
+    }
+    if opts.dry_run {
+        return Ok(if report.run.is_quiet() { 0 } else { 2 });
+    }
+    note_commit(report.commit.as_deref(), opts.push.as_ref())?;
+    send_with(wt, opts.now, opts.push.as_ref(), None)
+}
+
 /// The database path: the flag, else the setting (relative to the repo).
-fn db_path(g: &Global, o: &CollectOpts) -> anyhow::Result<Option<PathBuf>> {
-    if let Some(p) = &o.db {
+fn db_path(g: &Global, flag: Option<&PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(p) = flag {
         return Ok(Some(p.clone()));
     }
     let inv = match super::load_or_report(&g.repo, false)? {
@@ -89,7 +175,11 @@ fn db_path(g: &Global, o: &CollectOpts) -> anyhow::Result<Option<PathBuf>> {
 }
 
 fn open_store(g: &Global, o: &CollectOpts) -> anyhow::Result<Option<Store>> {
-    let Some(path) = db_path(g, o)? else {
+    open_store_at(g, o.db.as_ref())
+}
+
+fn open_store_at(g: &Global, flag: Option<&PathBuf>) -> anyhow::Result<Option<Store>> {
+    let Some(path) = db_path(g, flag)? else {
         return Ok(None);
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -193,6 +283,19 @@ fn store_node(
     Ok(sampled)
 }
 
+/// The service's daily traffic run, committing to the repo and pushing to its upstream.
+fn daily_usage(g: &Global, store: &Store) -> anyhow::Result<i32> {
+    let wt = Worktree::open(&g.repo)?;
+    let now = Utc::now();
+    let opts = jobs::traffic::Options {
+        today: now.date_naive(),
+        now,
+        dry_run: false,
+        push: wt.upstream()?,
+    };
+    usage(&wt, store, &opts, false)
+}
+
 /// The long-lived collector: a cycle every interval until SIGTERM or Ctrl-C, which end it
 /// between cycles (a cycle in progress finishes and is flushed).
 fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
@@ -204,11 +307,26 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch SIGTERM")?;
         tracing::info!(db = %store.path().display(), "gitvps monitor started");
+        // The day of the last traffic run: one a day, at the first cycle of each UTC day.
+        let mut usage_day: Option<NaiveDate> = None;
         loop {
             let started = tokio::time::Instant::now();
             if let Err(e) = cycle(g, o, &store).await {
                 // A bad inventory edit or a full disk: said, and tried again next interval.
                 tracing::error!("collection failed: {e:#}");
+            }
+            let today = Utc::now().date_naive();
+            if usage_day != Some(today) {
+                match daily_usage(g, &store) {
+                    Ok(0) => usage_day = Some(today),
+                    Ok(code) => tracing::warn!(
+                        code,
+                        "the traffic run did not finish; tried again next cycle"
+                    ),
+                    Err(e) => {
+                        tracing::error!("the traffic run failed: {e:#}; tried again next cycle")
+                    }
+                }
             }
             let interval = match model::Inventory::load(&g.repo) {
                 Ok(inv) => inv.settings.monitor.interval_secs,
