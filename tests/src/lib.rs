@@ -135,6 +135,14 @@ impl Sshd {
         );
     }
 
+    /// Ends every open connection server-side (kills the daemon's per-connection processes),
+    /// as an sshd restart or a NAT that forgot the flow would; the daemon keeps listening.
+    pub fn drop_connections(&self) {
+        let _ = Command::new("pkill")
+            .args(["-P", &self.child.id().to_string()])
+            .status();
+    }
+
     /// The sshd log (for failed tests).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()

@@ -200,3 +200,97 @@ async fn logs_in_with_the_ssh_agent() {
         "{stdout}"
     );
 }
+
+/// The client address and port the server sees for this connection.
+async fn seen_from(conn: &executor::pool::Conn) -> String {
+    let out = conn.exec("echo \"$SSH_CONNECTION\"", None).await.unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split(' ').take(2).collect::<Vec<_>>().join(":")
+}
+
+#[tokio::test]
+async fn a_pool_keeps_one_connection_per_node_across_cycles() {
+    let s = Sshd::start();
+    let creds = Credentials::from_file(&s.client_key).unwrap();
+    let pool = executor::pool::Pool::default();
+    let t = target(&s);
+    let first = pool.get(&t, &creds, Timeouts::default()).await.unwrap();
+    assert!(!first.reused());
+    let from = seen_from(&first).await;
+    first.done().await;
+    // The next cycle: the same TCP connection, as the server sees it.
+    let second = pool.get(&t, &creds, Timeouts::default()).await.unwrap();
+    assert!(second.reused());
+    assert_eq!(seen_from(&second).await, from);
+    second.done().await;
+    // A node file that changed (another port, here) never gets the old connection.
+    let mut moved = t.clone();
+    moved.user = "someone-else".into();
+    let err = pool.get(&moved, &creds, Timeouts::default()).await;
+    assert!(err.is_err(), "a new login was attempted, as another user");
+    let again = pool.get(&t, &creds, Timeouts::default()).await.unwrap();
+    assert!(
+        !again.reused(),
+        "the changed target dropped the kept connection"
+    );
+    assert_ne!(seen_from(&again).await, from);
+    again.done().await;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (pool.opened.load(Relaxed), pool.reused.load(Relaxed)),
+        (2, 1)
+    );
+    pool.close_all().await;
+}
+
+/// The collector's and the demo's path: observe twice through one pool; the server drops the
+/// kept connection in between (an sshd restart); the next observe still succeeds, on a fresh
+/// connection, and nothing is counted twice.
+#[tokio::test]
+async fn a_kept_connection_the_server_dropped_is_replaced_within_the_cycle() {
+    use executor::apply::{Access, observe_all};
+    use planner::observe::Observation;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let f = support::fleet::Fleet::new(&["node1"]);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.converge();
+    let inv = model::Inventory::load(&f.repo).unwrap();
+    let desired = planner::desired::desired(
+        &inv,
+        &planner::desired::Templates::default(),
+        &planner::desired::Bootstraps::default(),
+    )
+    .unwrap();
+    let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let pool = Arc::new(executor::pool::Pool::default());
+    let access = Access {
+        creds: Credentials::from_file(&f.sshd.client_key).unwrap(),
+        timeouts: Timeouts::default(),
+        parallelism: 4,
+        stats: Arc::default(),
+        pool: Some(pool.clone()),
+    };
+    let reachable = |o: &std::collections::BTreeMap<model::NodeId, Observation>| {
+        o.values().all(|x| matches!(x, Observation::Reachable(_)))
+    };
+    for _ in 0..3 {
+        assert!(reachable(
+            &observe_all(&inv, &desired, &nodes, &access).await
+        ));
+    }
+    assert_eq!(
+        (pool.opened.load(Relaxed), pool.reused.load(Relaxed)),
+        (1, 2)
+    );
+    assert_eq!(access.stats.connections.load(Relaxed), 1);
+    assert_eq!(access.stats.execs.load(Relaxed), 3);
+
+    f.sshd.drop_connections();
+    let o = observe_all(&inv, &desired, &nodes, &access).await;
+    assert!(reachable(&o), "{o:?}\n{}", f.sshd.log());
+    assert_eq!(pool.opened.load(Relaxed), 2, "one new connection");
+    assert_eq!(access.stats.connections.load(Relaxed), 2);
+    pool.close_all().await;
+}

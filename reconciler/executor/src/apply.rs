@@ -7,7 +7,8 @@ use std::sync::Arc;
 use model::{Inventory, Node, NodeId};
 use tokio::sync::Semaphore;
 
-use crate::ssh::{Credentials, Running, Session, SshError, SshTarget, Timeouts};
+use crate::pool::{self, Conn, Pool};
+use crate::ssh::{Credentials, Running, SshError, SshTarget, Timeouts};
 use planner::desired::{Desired, NodeSpec};
 use planner::driver;
 use planner::observe::{self, NodeState, Observation};
@@ -25,6 +26,27 @@ pub struct Access {
     pub parallelism: usize,
     /// What was done over SSH, for benchmarks and tests.
     pub stats: Arc<ApplyStats>,
+    /// Connections kept across cycles (the demo's apply loop); `None`: one per run.
+    pub pool: Option<Arc<Pool>>,
+}
+
+impl Access {
+    /// A connection to `target`: kept by the pool if there is one, else fresh.
+    pub async fn connect(&self, target: &SshTarget) -> Result<Conn, SshError> {
+        pool::connect(self.pool.as_deref(), target, &self.creds, self.timeouts).await
+    }
+
+    /// After `conn` failed: forgets it if it was a kept one reused from an earlier cycle, and
+    /// returns a fresh connection for one more try; `None` when a retry would not help.
+    pub async fn retry(&self, conn: &Conn, target: &SshTarget) -> Option<Result<Conn, SshError>> {
+        let pool = self.pool.as_deref()?;
+        pool.forget(&target.node).await;
+        if !conn.reused() {
+            return None;
+        }
+        tracing::debug!(node = %target.node, "a kept connection failed; trying a fresh one");
+        Some(pool.get(target, &self.creds, self.timeouts).await)
+    }
 }
 
 /// SSH work counted across nodes.
@@ -37,11 +59,16 @@ pub struct ApplyStats {
 }
 
 impl ApplyStats {
-    fn count(&self, sess: &Session) {
+    /// Counts the work done on `conn` since it had run `execs_before` commands: a connection
+    /// when it was opened for this work.
+    fn count(&self, conn: &Conn, execs_before: u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.connections.fetch_add(1, Relaxed);
+        if !conn.reused() {
+            self.connections.fetch_add(1, Relaxed);
+        }
+        let now = conn.counters.execs.load(Relaxed);
         self.execs
-            .fetch_add(sess.counters.execs.load(Relaxed), Relaxed);
+            .fetch_add(now.saturating_sub(execs_before), Relaxed);
     }
 }
 
@@ -100,10 +127,19 @@ async fn observe_one(
     cmd: &str,
     access: &Access,
 ) -> Result<NodeState, NodeError> {
-    let sess = Session::connect(target, &access.creds, access.timeouts).await?;
-    let out = sess.exec(cmd, None).await;
-    access.stats.count(&sess);
-    sess.close().await;
+    let mut conn = access.connect(target).await?;
+    let mut before = execs(&conn);
+    let mut out = conn.exec(cmd, None).await;
+    if out.is_err()
+        && let Some(fresh) = access.retry(&conn, target).await
+    {
+        access.stats.count(&conn, before);
+        conn = fresh?;
+        before = execs(&conn);
+        out = conn.exec(cmd, None).await;
+    }
+    access.stats.count(&conn, before);
+    conn.done().await;
     let out = out?;
     if !out.success() {
         return Err(observe::ObserveError::Failed {
@@ -288,31 +324,54 @@ async fn apply_node(
     let Some(spec) = desired.nodes.get(id) else {
         return NodeOutcome::Refused(Refusal::NotInInventory(id.clone()));
     };
-    let sess = match Session::connect(target, &access.creds, access.timeouts).await {
+    let mut conn = match access.connect(target).await {
         Ok(s) => s,
         Err(e) => return NodeOutcome::Unreachable(e.into()),
     };
-    let out = run_locked(desired, spec, &sess, given, progress).await;
-    access.stats.count(&sess);
-    sess.close().await;
+    let cmd = driver::apply_command(spec, chrono::Utc::now().timestamp());
+    let mut before = execs(&conn);
+    let mut started = conn.start(&cmd).await;
+    // A kept connection that fails before the script started: nothing ran, one fresh try.
+    if started.is_err()
+        && let Some(fresh) = access.retry(&conn, target).await
+    {
+        access.stats.count(&conn, before);
+        conn = match fresh {
+            Ok(c) => c,
+            Err(e) => return NodeOutcome::Unreachable(e.into()),
+        };
+        before = execs(&conn);
+        started = conn.start(&cmd).await;
+    }
+    let out = match started {
+        Ok(run) => run_locked(desired, spec, run, given, progress).await,
+        Err(e) => NodeOutcome::Unreachable(e.into()),
+    };
+    if matches!(out, NodeOutcome::Unreachable(_))
+        && let Some(pool) = access.pool.as_deref()
+    {
+        pool.forget(&target.node).await;
+    }
+    access.stats.count(&conn, before);
+    conn.done().await;
     out
+}
+
+/// Commands a connection has run so far.
+fn execs(conn: &Conn) -> u64 {
+    conn.counters
+        .execs
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn run_locked(
     desired: &Desired,
     spec: &NodeSpec,
-    sess: &Session,
+    run: Running,
     given: Option<Option<NodePlan>>,
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let node = &spec.node;
-    let run = match sess
-        .start(&driver::apply_command(spec, chrono::Utc::now().timestamp()))
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return NodeOutcome::Unreachable(e.into()),
-    };
     // 1. Observe under the lock.
     let (mut run, state) = match observe_locked(run, node).await {
         Ok(r) => r,

@@ -17,7 +17,8 @@ use planner::driver;
 use tokio::sync::Semaphore;
 
 use crate::apply::{Access, target_of};
-use crate::ssh::{Session, SshError, SshTarget, Timeouts};
+use crate::pool;
+use crate::ssh::{SshError, SshTarget, Timeouts};
 
 /// What one node's collection gave.
 #[derive(Debug)]
@@ -151,14 +152,33 @@ async fn collect_one(
         connect: access.timeouts.connect.min(deadline),
         command: deadline,
     };
+    let pool = access.pool.as_deref();
     let run = async {
-        let sess = Session::connect(target, &access.creds, timeouts).await?;
-        let out = sess.exec(cmd, None).await;
-        sess.close().await;
+        let conn = pool::connect(pool, target, &access.creds, timeouts).await?;
+        let mut out = conn.exec(cmd, None).await;
+        // A kept connection that failed may be stale: one fresh try within the deadline.
+        if out.is_err()
+            && let Some(p) = pool
+        {
+            p.forget(&target.node).await;
+            if conn.reused() {
+                let fresh = p.get(target, &access.creds, timeouts).await?;
+                out = fresh.exec(cmd, None).await;
+                if out.is_err() {
+                    p.forget(&target.node).await;
+                }
+                fresh.done().await;
+            }
+        }
+        conn.done().await;
         out
     };
     let out = match tokio::time::timeout(deadline, run).await {
         Err(_) => {
+            // A kept connection may be mid-command: never lend it again.
+            if let Some(p) = pool {
+                p.forget(&target.node).await;
+            }
             return Err(CollectError::Deadline {
                 node: target.node.clone(),
                 secs: deadline.as_secs(),

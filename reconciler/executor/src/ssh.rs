@@ -145,7 +145,7 @@ impl Credentials {
 }
 
 /// Where and how to reach one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
     /// Node id, for messages.
     pub node: String,
@@ -510,8 +510,13 @@ impl Session {
         })
     }
 
+    /// Whether the connection is gone (the server closed it, or keepalives went unanswered).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Closes the connection politely.
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")

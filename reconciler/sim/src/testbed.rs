@@ -347,20 +347,53 @@ impl Testbed {
         }
     }
 
-    /// CPU time the nodes' side has used so far: every sshd's finished children (the
-    /// per-connection sshd, the login shell, the scripts and the tools they ran), from the
-    /// listening sshds' `cutime` and `cstime`.
+    /// CPU time the nodes' side has used so far: every sshd's children (the per-connection
+    /// sshd, the login shell, the scripts and the tools they ran), finished ones from the
+    /// listening sshds' `cutime` and `cstime`, live ones (kept connections) from their own.
     pub fn node_cpu(&self) -> Duration {
-        let ticks: u64 = (self.sshds.iter())
-            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
-            .filter_map(|stat| {
-                // Fields after the command name, which is in parentheses and may hold spaces.
-                let rest = stat.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                // cutime and cstime are fields 16 and 17 of the whole line: 14 and 15 here.
-                Some(f.get(13)?.parse::<u64>().ok()? + f.get(14)?.parse::<u64>().ok()?)
-            })
-            .sum();
+        // Every process's (ppid, own ticks, reaped children's ticks), from one pass over /proc.
+        let mut procs: std::collections::HashMap<u32, (u32, u64, u64)> = Default::default();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // ppid, then utime, stime, cutime and cstime (fields 4 and 14 to 17 of the line).
+            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+                continue;
+            };
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(1)
+                .take(14)
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if let (Some(&ppid), Some(&ut), Some(&st), Some(&cut), Some(&cst)) =
+                (f.first(), f.get(10), f.get(11), f.get(12), f.get(13))
+            {
+                let ppid = u32::try_from(ppid).unwrap_or(0);
+                procs.insert(pid, (ppid, ut + st, cut + cst));
+            }
+        }
+        // The listeners' reaped children (finished connections), and every live descendant's
+        // own and reaped time (kept connections, which have not ended): a live process's time
+        // is in no ancestor's yet, so nothing is counted twice.
+        let mut ticks = 0;
+        let mut todo: Vec<u32> = self.sshds.iter().map(std::process::Child::id).collect();
+        for pid in &todo {
+            ticks += procs.get(pid).map_or(0, |p| p.2);
+        }
+        while let Some(parent) = todo.pop() {
+            for (pid, (ppid, own, reaped)) in &procs {
+                if *ppid == parent {
+                    ticks += own + reaped;
+                    todo.push(*pid);
+                }
+            }
+        }
         // USER_HZ is 100 on every architecture Linux runs this on.
         Duration::from_millis(ticks * 10)
     }

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +15,7 @@ use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 use executor::collect::{Collected, collect_all};
+use executor::pool::Pool;
 use executor::samples::{Recorded, Store};
 use jobs::git::Worktree;
 use model::settings::TrafficCount;
@@ -88,7 +91,7 @@ pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
             let Some(store) = open_store(g, opts)? else {
                 return Ok(1);
             };
-            rt.block_on(cycle(g, opts, &store))
+            rt.block_on(cycle(g, opts, &store, None))
         }
         Some(MonitorCommand::Collect { once: false, opts }) => serve(g, opts),
         Some(MonitorCommand::Usage(u)) => {
@@ -200,11 +203,17 @@ fn deadline(o: &CollectOpts, interval_secs: u32) -> Duration {
 
 /// One collection: every node at once, the samples stored and flushed, one line per node.
 /// Returns 1 when a node's samples are missing, 0 otherwise.
-async fn cycle(g: &Global, o: &CollectOpts, store: &Store) -> anyhow::Result<i32> {
-    let s = match setup(g, &o.select, false)? {
+async fn cycle(
+    g: &Global,
+    o: &CollectOpts,
+    store: &Store,
+    pool: Option<&Arc<Pool>>,
+) -> anyhow::Result<i32> {
+    let mut s = match setup(g, &o.select, false)? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    s.access.pool = pool.cloned();
     let limit = deadline(o, s.inv.settings.monitor.interval_secs);
     let got = collect_all(&s.inv, &s.desired, &s.nodes, &s.access, limit).await;
     let now = Utc::now();
@@ -309,9 +318,11 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
         tracing::info!(db = %store.path().display(), "gitvps monitor started");
         // The day of the last traffic run: one a day, at the first cycle of each UTC day.
         let mut usage_day: Option<NaiveDate> = None;
+        // One connection per node, kept from one collection to the next.
+        let pool = Arc::new(Pool::default());
         loop {
             let started = tokio::time::Instant::now();
-            if let Err(e) = cycle(g, o, &store).await {
+            if let Err(e) = cycle(g, o, &store, Some(&pool)).await {
                 // A bad inventory edit or a full disk: said, and tried again next interval.
                 tracing::error!("collection failed: {e:#}");
             }
@@ -339,8 +350,13 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
                 _ = term.recv() => break,
             }
         }
+        pool.close_all().await;
         store.flush()?;
-        tracing::info!("gitvps monitor stopped");
+        tracing::info!(
+            connections = pool.opened.load(Ordering::Relaxed),
+            reused = pool.reused.load(Ordering::Relaxed),
+            "gitvps monitor stopped"
+        );
         Ok(0)
     })
 }

@@ -107,6 +107,7 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
         },
         parallelism: s.parallelism.unwrap_or(rec.parallelism as usize),
         stats: Arc::default(),
+        pool: None,
     };
     Ok(Ok(Setup {
         inv,

@@ -293,6 +293,8 @@ fn access(loaded: &Loaded, client: russh::keys::PrivateKey) -> Access {
         },
         parallelism: rec.parallelism as usize,
         stats: Arc::default(),
+        // The apply loop every few seconds: one connection per node for the whole demo.
+        pool: Some(Arc::default()),
     }
 }
 
