@@ -119,7 +119,8 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
-    /// Attempts at pushing a batch before giving up (each lost race fetches and re-applies).
+    /// Attempts at pushing a batch before giving up (each lost race waits a random time, up to
+    /// 320 ms, then fetches and re-applies).
     pub push_tries: u32,
     /// `true`: push every commit. `false`: commit in the cached clone only (benchmarks, dry runs).
     pub publish: bool,
@@ -150,7 +151,7 @@ impl Config {
                 ..StripeConfig::default()
             },
             body_limit: 64 * 1024,
-            push_tries: 8,
+            push_tries: 20,
             publish: true,
             static_dir: None,
             totp_key: None,
