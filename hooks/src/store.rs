@@ -443,8 +443,11 @@ impl Cache {
                     std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
                 }
                 let started = Instant::now();
+                let mut fetch = git2::FetchOptions::new();
+                fetch.remote_callbacks(cfg.remote.callbacks());
                 let r = git2::build::RepoBuilder::new()
                     .branch(&cfg.branch)
+                    .fetch_options(fetch)
                     .clone(&cfg.repo, &dir)
                     .map_err(|e| match e.code() {
                         ErrorCode::NotFound => StoreError::NoBranch(cfg.branch.clone()),
@@ -485,7 +488,8 @@ impl Cache {
             .find_remote("origin")
             .map_err(git("find the remote"))?;
         let mut opts = git2::FetchOptions::new();
-        opts.download_tags(git2::AutotagOption::None)
+        opts.remote_callbacks(self.cfg.remote.callbacks())
+            .download_tags(git2::AutotagOption::None)
             .update_fetchhead(false);
         remote
             .fetch(
@@ -985,7 +989,7 @@ impl Cache {
             .map_err(|e| PushError::Failed(git("find the remote")(e)))?;
         let rejected: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         let said: std::cell::RefCell<String> = std::cell::RefCell::new(String::new());
-        let mut cbs = git2::RemoteCallbacks::new();
+        let mut cbs = self.cfg.remote.callbacks();
         cbs.push_update_reference(|_, status| {
             if let Some(msg) = status {
                 *rejected.borrow_mut() = Some(msg.to_owned());

@@ -135,6 +135,17 @@ impl Sshd {
         );
     }
 
+    /// Lets the client key run nothing but `git-shell` (what a git host's account allows).
+    pub fn git_shell_only(&self) {
+        let ak = self.dir.path().join("authorized_keys");
+        let key = std::fs::read_to_string(&ak).unwrap();
+        std::fs::write(
+            &ak,
+            format!("command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-pty {key}"),
+        )
+        .unwrap();
+    }
+
     /// The sshd log (for failed tests).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
@@ -164,6 +175,8 @@ impl Drop for Sshd {
 
 pub mod fleet;
 pub mod gitd;
+pub mod githttp;
+pub mod hookrepo;
 pub mod knot;
 pub mod kvm;
 pub mod netns;
@@ -302,7 +315,8 @@ impl Served {
             .unwrap_or_default()
     }
 
-    fn command(repo: &std::ffi::OsStr, dir: &Path) -> Command {
+    /// The `gitvps serve` command of [`Served`], for a test that expects it to fail.
+    pub fn command(repo: &std::ffi::OsStr, dir: &Path) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("--repo")
             .arg(repo)

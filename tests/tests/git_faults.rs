@@ -5,88 +5,14 @@
 use gitvps_tests as support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::gitd::GitDaemon;
-use support::{Served, git, http};
+use support::hookrepo::{act, assert_linear, counter, head, login, seed};
+use support::{Served, git};
 
 const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef";
-
-/// `DIR/srv/fleet.git`: a bare repo of the example fleet, with the per-customer quotas raised
-/// so that a storm is not throttled (the storm is about git, not the limiter).
-fn seed(dir: &Path) -> PathBuf {
-    let work = support::fleet_repo(dir, &["inventory", "bootstraps"]);
-    let settings = work.join("gitvps.toml");
-    let text = std::fs::read_to_string(&settings).unwrap();
-    let raised = text
-        .replace("per_minute = 6 ", "per_minute = 100000 ")
-        .replace("per_day = 100 ", "per_day = 100000 ");
-    assert_ne!(raised, text, "gitvps.toml's [hooks] quotas moved");
-    std::fs::write(&settings, raised).unwrap();
-    support::commit_everything(&work, "raise the quotas");
-    let srv = dir.join("srv");
-    std::fs::create_dir_all(&srv).unwrap();
-    let bare = srv.join("fleet.git");
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            work.to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
-    );
-    bare
-}
-
-fn head(bare: &Path) -> String {
-    git(bare, &["rev-parse", "main"]).trim().to_owned()
-}
-
-fn login(addr: &str) -> String {
-    let (code, body) = http(
-        addr,
-        "POST",
-        "/api/login",
-        None,
-        r#"{"customer":"c-0001","password":"demo-jane"}"#,
-    );
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
-/// `POST /api/vps/xen02/<action>` as the holder of `token`.
-fn act(addr: &str, token: &str, action: &str) -> (u16, String) {
-    http(
-        addr,
-        "POST",
-        &format!("/api/vps/xen02/{action}"),
-        Some(token),
-        "",
-    )
-}
-
-/// `reboot = N` of xen02 on `main`.
-fn counter(bare: &Path, action: &str) -> u64 {
-    let text = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
-    text.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix(action)
-                .and_then(|r| r.trim().strip_prefix('='))
-                .and_then(|v| v.split('#').next())
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// History on `main` has no merge and every commit one parent (but the root).
-fn assert_linear(bare: &Path) {
-    assert_eq!(git(bare, &["rev-list", "--merges", "main"]).trim(), "");
-}
 
 /// The hooks Router in this process (what the Lambda binary runs, here on a local port),
 /// with its own cache of `repo`. Lives as long as the test process.
@@ -272,7 +198,7 @@ fn a_remote_that_is_down_fails_requests_fast_and_leaves_nothing_half_written() {
     let token = login(&served.addr);
     let at = head(&bare);
 
-    daemon.stop();
+    daemon.0.stop();
     let t0 = Instant::now();
     let (code, body) = act(&served.addr, &token, "reboot");
     let took = t0.elapsed();
@@ -281,7 +207,7 @@ fn a_remote_that_is_down_fails_requests_fast_and_leaves_nothing_half_written() {
     assert!(served.log().contains("cannot fetch"), "{}", served.log());
 
     // Back up: the next request lands as the first one (nothing of the failed one stays).
-    daemon.restart();
+    daemon.0.restart();
     let (code, body) = act(&served.addr, &token, "reboot");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"generation\":1"), "{body}");
