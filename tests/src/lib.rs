@@ -174,6 +174,7 @@ impl Drop for Sshd {
 }
 
 pub mod fleet;
+pub mod fuzz;
 pub mod gitd;
 pub mod githttp;
 pub mod hookrepo;
