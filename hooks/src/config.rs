@@ -87,6 +87,9 @@ pub enum ConfigError {
     /// The mail URL or its CA cannot be used (the message never quotes the URL).
     #[error("outgoing mail ({ENV_SMTP_URL}, {ENV_SMTP_CA}) cannot be used")]
     Mail(#[source] mail::SendError),
+    /// The remote repo's settings cannot be used.
+    #[error("the remote repo's settings")]
+    Remote(#[from] crate::remote::RemoteConfigError),
 }
 
 /// Stripe settings; without them, renewals and orders answer 503 and webhooks 503.
@@ -119,7 +122,8 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
-    /// Attempts at pushing a batch before giving up (each lost race fetches and re-applies).
+    /// Attempts at pushing a batch before giving up (each lost race waits a random time, up to
+    /// 320 ms, then fetches and re-applies).
     pub push_tries: u32,
     /// `true`: push every commit. `false`: commit in the cached clone only (benchmarks, dry runs).
     pub publish: bool,
@@ -134,6 +138,9 @@ pub struct Config {
     pub mail_url: Option<Secret>,
     /// An extra root CA for that SMTP server (`GITVPS_SMTP_CA`).
     pub mail_ca: Option<PathBuf>,
+    /// Credentials and the pinned SSH host key of a remote repo (`GITVPS_REPO_USER`,
+    /// `GITVPS_REPO_PASSWORD`, `GITVPS_REPO_SSH_KEY`, `GITVPS_REPO_HOST_KEY`).
+    pub remote: crate::remote::RepoAuth,
 }
 
 impl Config {
@@ -150,12 +157,13 @@ impl Config {
                 ..StripeConfig::default()
             },
             body_limit: 64 * 1024,
-            push_tries: 8,
+            push_tries: 20,
             publish: true,
             static_dir: None,
             totp_key: None,
             mail_url: None,
             mail_ca: None,
+            remote: crate::remote::RepoAuth::default(),
         }
     }
 
@@ -203,6 +211,7 @@ impl Config {
             crate::twofactor::check_key(&k).map_err(|_| ConfigError::BadTotpKey)?;
             cfg.totp_key = Some(k);
         }
+        cfg.remote = crate::remote::RepoAuth::from_env(env)?;
         cfg.mail_ca = env(ENV_SMTP_CA).map(PathBuf::from);
         if let Some(url) = env(ENV_SMTP_URL) {
             // Checked now (a bad URL or CA stops the start), built again for each mail.
@@ -231,6 +240,7 @@ impl std::fmt::Debug for Config {
             .field("totp_key", &self.totp_key.as_ref().map(|_| "set"))
             .field("mail_url", &self.mail_url.as_ref().map(|_| "set"))
             .field("mail_ca", &self.mail_ca)
+            .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
 }

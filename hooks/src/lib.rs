@@ -15,6 +15,7 @@ pub mod decide;
 pub mod invoices;
 pub mod mails;
 pub mod paymail;
+pub mod remote;
 pub mod reset;
 pub mod resolve;
 pub mod store;

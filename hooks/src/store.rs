@@ -443,8 +443,11 @@ impl Cache {
                     std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
                 }
                 let started = Instant::now();
+                let mut fetch = git2::FetchOptions::new();
+                fetch.remote_callbacks(cfg.remote.callbacks());
                 let r = git2::build::RepoBuilder::new()
                     .branch(&cfg.branch)
+                    .fetch_options(fetch)
                     .clone(&cfg.repo, &dir)
                     .map_err(|e| match e.code() {
                         ErrorCode::NotFound => StoreError::NoBranch(cfg.branch.clone()),
@@ -485,7 +488,8 @@ impl Cache {
             .find_remote("origin")
             .map_err(git("find the remote"))?;
         let mut opts = git2::FetchOptions::new();
-        opts.download_tags(git2::AutotagOption::None)
+        opts.remote_callbacks(self.cfg.remote.callbacks())
+            .download_tags(git2::AutotagOption::None)
             .update_fetchhead(false);
         remote
             .fetch(
@@ -723,6 +727,9 @@ impl Cache {
                     Err(PushError::Lost) => {
                         stats.lost_races.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(attempt, "push lost a race; fetching and re-applying");
+                        if attempt < tries {
+                            std::thread::sleep(race_backoff(attempt));
+                        }
                         continue;
                     }
                     Err(PushError::Failed(e)) => {
@@ -949,7 +956,7 @@ impl Cache {
     fn push(&self, base: Oid, head: Oid) -> Result<(), PushError> {
         match local_path(&self.cfg.repo) {
             Some(path) => self.push_local(&path, base, head),
-            None => self.push_remote(head),
+            None => self.push_remote(base, head),
         }
     }
 
@@ -969,7 +976,7 @@ impl Cache {
         }
     }
 
-    fn push_remote(&self, head: Oid) -> Result<(), PushError> {
+    fn push_remote(&self, base: Oid, head: Oid) -> Result<(), PushError> {
         // libgit2 pushes references, not commits: name the commit first. The local branch
         // moves only once the push landed.
         const OUTGOING: &str = "refs/gitvps/outgoing";
@@ -981,12 +988,18 @@ impl Cache {
             .find_remote("origin")
             .map_err(|e| PushError::Failed(git("find the remote")(e)))?;
         let rejected: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-        let mut cbs = git2::RemoteCallbacks::new();
+        let said: std::cell::RefCell<String> = std::cell::RefCell::new(String::new());
+        let mut cbs = self.cfg.remote.callbacks();
         cbs.push_update_reference(|_, status| {
             if let Some(msg) = status {
                 *rejected.borrow_mut() = Some(msg.to_owned());
             }
             Ok(())
+        });
+        // What the server's hooks print (`remote: ...`): the reason of a refusal.
+        cbs.sideband_progress(|bytes| {
+            remote_says(&mut said.borrow_mut(), bytes);
+            true
         });
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cbs);
@@ -997,12 +1010,68 @@ impl Cache {
             Err(e) if e.code() == ErrorCode::NotFastForward => Err(PushError::Lost),
             Err(e) => Err(PushError::Failed(git("push")(e))),
             Ok(()) => match rejected.into_inner() {
-                // The server refused the update: for a branch we based on the remote head a
-                // moment ago, that is a lost race (`fetch first`, `non-fast-forward`).
-                Some(_) => Err(PushError::Lost),
                 None => Ok(()),
+                // The server refused the update. A lost race moved the remote branch away
+                // from the base the batch was decided on (`fetch first`, `failed to update
+                // ref`); a refusal (a protected branch, a hook) leaves it there, and trying
+                // again would only be refused again.
+                Some(status) => match self.remote_head() {
+                    Ok(now) if now != base => Err(PushError::Lost),
+                    Ok(_) => Err(PushError::Failed(StoreError::Refused(refusal_text(
+                        &status,
+                        &said.into_inner(),
+                    )))),
+                    Err(e) => Err(PushError::Failed(e)),
+                },
             },
         }
+    }
+
+    /// The remote's branch as a fresh fetch sees it.
+    fn remote_head(&self) -> Result<Oid, StoreError> {
+        self.fetch()?;
+        self.repo
+            .refname_to_id(&format!("refs/remotes/origin/{}", self.cfg.branch))
+            .map_err(|_| StoreError::NoBranch(self.cfg.branch.clone()))
+    }
+}
+
+/// How long to wait before the next try after losing the race `attempt` (from 1): a random
+/// time up to 10 ms doubled per lost race (at most 320 ms), so that processes pushing to one
+/// repo in step fall out of step instead of losing to each other again.
+fn race_backoff(attempt: u32) -> Duration {
+    let cap_ms = 10u64 << attempt.saturating_sub(1).min(5);
+    let r = crate::config::random_bytes::<8>()
+        .map(u64::from_le_bytes)
+        .unwrap_or(cap_ms / 2);
+    Duration::from_millis(r % (cap_ms + 1))
+}
+
+/// Most bytes kept of what the remote prints while it refuses a push.
+const REMOTE_SAYS_MAX: usize = 1024;
+
+/// Appends the remote's progress output to `said`, printable characters only, up to
+/// [`REMOTE_SAYS_MAX`] bytes.
+fn remote_says(said: &mut String, bytes: &[u8]) {
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if said.len() >= REMOTE_SAYS_MAX {
+            return;
+        }
+        match c {
+            '\r' | '\n' | '\t' => said.push(' '),
+            c if c.is_control() => {}
+            c => said.push(c),
+        }
+    }
+}
+
+/// The text of a refused push: the server's status of the branch, and what its hooks said.
+fn refusal_text(status: &str, said: &str) -> String {
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    if said.is_empty() {
+        status.to_owned()
+    } else {
+        format!("{status} (the remote said: {said})")
     }
 }
 
@@ -1064,6 +1133,7 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::decide::Decision;
+    use std::collections::BTreeSet;
 
     #[test]
     fn local_paths_are_told_from_urls() {
@@ -1250,6 +1320,29 @@ mod tests {
             bare.find_commit(new_head).unwrap().parent_id(0).unwrap(),
             theirs
         );
+    }
+
+    #[test]
+    fn the_wait_after_a_lost_race_is_random_and_bounded() {
+        for attempt in 1..=12 {
+            let cap = Duration::from_millis(10 << (attempt - 1).min(5));
+            let waits: BTreeSet<Duration> = (0..32).map(|_| race_backoff(attempt)).collect();
+            assert!(waits.iter().all(|w| *w <= cap), "{attempt}: {waits:?}");
+            assert!(waits.len() > 1, "{attempt}: always {waits:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_remote_says_is_kept_printable_and_bounded() {
+        let mut said = String::new();
+        remote_says(&mut said, b"main is protected\x1b[31m\r\n");
+        assert_eq!(
+            refusal_text("pre-receive hook declined", &said),
+            "pre-receive hook declined (the remote said: main is protected[31m)"
+        );
+        remote_says(&mut said, &[b'x'; 4096]);
+        assert_eq!(said.len(), REMOTE_SAYS_MAX);
+        assert_eq!(refusal_text("declined", ""), "declined");
     }
 
     #[test]

@@ -143,13 +143,24 @@ impl Sshd {
             .status();
     }
 
+    /// Lets the client key run nothing but `git-shell` (what a git host's account allows).
+    pub fn git_shell_only(&self) {
+        let ak = self.dir.path().join("authorized_keys");
+        let key = std::fs::read_to_string(&ak).unwrap();
+        std::fs::write(
+            &ak,
+            format!("command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-pty {key}"),
+        )
+        .unwrap();
+    }
+
     /// The sshd log (for failed tests).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 }
 
-fn wait_ready(child: &mut Child, ip: &str, port: u16) -> bool {
+pub(crate) fn wait_ready(child: &mut Child, ip: &str, port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -171,6 +182,10 @@ impl Drop for Sshd {
 }
 
 pub mod fleet;
+pub mod fuzz;
+pub mod gitd;
+pub mod githttp;
+pub mod hookrepo;
 pub mod knot;
 pub mod kvm;
 pub mod netns;
@@ -234,6 +249,8 @@ pub struct Served {
     pub bare: PathBuf,
     /// The Maildir its `GITVPS_SMTP_URL` names.
     pub maildir: PathBuf,
+    /// Where its stderr goes ([`Served::on`]).
+    log: Option<PathBuf>,
 }
 
 impl Served {
@@ -246,27 +263,11 @@ impl Served {
             .output()
             .unwrap();
         assert!(out.status.success());
-        let mut cmd = Command::new(bin());
-        cmd.arg("--repo")
-            .arg(&bare)
-            .args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = Served::command(bare.as_os_str(), dir);
         if let Some(site) = site {
             cmd.arg("--site").arg(site);
         }
-        let maildir = dir.join("maildir");
-        let mut child = cmd
-            .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
-            .env("GITVPS_TOTP_KEY", TOTP_KEY)
-            .env(
-                "GITVPS_SMTP_URL",
-                format!("maildir://{}", maildir.display()),
-            )
-            .env_remove("GITVPS_SMTP_CA")
-            .env_remove("STRIPE_SECRET_KEY")
-            .env("HOME", dir)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
@@ -274,13 +275,71 @@ impl Served {
             child,
             addr: line.trim().rsplit("http://").next().unwrap().to_owned(),
             bare,
-            maildir,
+            maildir: dir.join("maildir"),
+            log: None,
         };
         assert!(
             line.starts_with("gitvps serve: listening on http://127.0.0.1:"),
             "{line}"
         );
         served
+    }
+
+    /// One of several servers in front of `repo` (a path or URL; `bare` is that repo as a
+    /// folder): its clone cached in `dir/<name>-cache`, its log in `dir/<name>.log`
+    /// ([`Served::log`]), `env` on top of the usual variables.
+    pub fn on(repo: &str, bare: &Path, dir: &Path, name: &str, env: &[(&str, &str)]) -> Served {
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = Served::command(std::ffi::OsStr::new(repo), dir);
+        cmd.env("GITVPS_HOOKS_CACHE", dir.join(format!("{name}-cache")))
+            .envs(env.iter().copied())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut served = Served {
+            child: cmd.spawn().unwrap(),
+            addr: String::new(),
+            bare: bare.to_owned(),
+            maildir: dir.join("maildir"),
+            log: Some(log),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let text = served.log();
+            if let Some(line) = text.lines().find(|l| l.contains("listening on http://")) {
+                served.addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+                return served;
+            }
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("gitvps serve {name} exited ({status}): {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gitvps serve {name} did not start: {}", served.log());
+    }
+
+    /// What the server printed so far (empty for [`Served::start`], whose output is a pipe).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
+    }
+
+    /// The `gitvps serve` command of [`Served`], for a test that expects it to fail.
+    pub fn command(repo: &std::ffi::OsStr, dir: &Path) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--repo")
+            .arg(repo)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("GITVPS_TOKEN_SECRET", "test-token-secret-0123456789abcdef")
+            .env("GITVPS_TOTP_KEY", TOTP_KEY)
+            .env(
+                "GITVPS_SMTP_URL",
+                format!("maildir://{}", dir.join("maildir").display()),
+            )
+            .env_remove("GITVPS_SMTP_CA")
+            .env_remove("STRIPE_SECRET_KEY")
+            .env("HOME", dir);
+        cmd
     }
 }
 
@@ -289,6 +348,34 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`), with a bearer `token` if given;
+/// returns the status code and the body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
 }
 
 pub fn top() -> PathBuf {
@@ -328,6 +415,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// Commits everything in `work` as a fresh repo with `main`.
 pub fn commit_all(work: &Path) {
     git(work, &["init", "-q", "-b", "main"]);
+    commit_everything(work, "fleet");
+}
+
+/// Commits every change in the work tree `work` with `message`, as a test author.
+pub fn commit_everything(work: &Path, message: &str) {
     git(work, &["add", "-A"]);
     git(
         work,
@@ -339,7 +431,7 @@ pub fn commit_all(work: &Path) {
             "commit",
             "-q",
             "-m",
-            "fleet",
+            message,
         ],
     );
 }
