@@ -14,5 +14,6 @@ pub mod observe;
 pub mod plan;
 pub mod protocol;
 pub mod quote;
+pub mod reviewed;
 
 pub use quote::quote;

@@ -203,6 +203,10 @@ pub struct Plan {
     /// reads the snapshots from the status branch (`crate::drift`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drift: BTreeMap<NodeId, Vec<Drift>>,
+    /// What the plan was made from (the inventory's commit and tree, each node's observed
+    /// state), recorded in a saved plan for `gitvps apply --reviewed` (`crate::reviewed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_from: Option<crate::reviewed::MadeFrom>,
 }
 
 /// The counts of a plan, for its summary line.
@@ -325,6 +329,7 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
         version: 1,
         nodes,
         drift: BTreeMap::new(),
+        made_from: None,
     }
 }
 
