@@ -210,9 +210,9 @@ fn reviewed_plan(
     }
     let mode = a.if_moved.unwrap_or(s.inv.settings.workflow.if_moved);
     if mode == model::settings::IfMoved::Refuse {
-        text.push_str(&format!(
-            "Nothing applied (--if-moved refuse): plan and review again, or apply with --if-moved replan.\n"
-        ));
+        text.push_str(
+            "Nothing applied (--if-moved refuse): plan and review again, or apply with --if-moved replan.\n",
+        );
         super::emit(&text)?;
         return Ok(Err(MOVED));
     }
