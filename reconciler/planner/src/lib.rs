@@ -10,6 +10,7 @@ pub mod comment;
 pub mod desired;
 pub mod drift;
 pub mod driver;
+pub mod import;
 pub mod observe;
 pub mod plan;
 pub mod protocol;

@@ -339,7 +339,9 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
     let mut notes = Vec::new();
     for v in spec.vps.values() {
         plan_vps(desired, spec, v, obs, &mut steps, &mut notes);
-        plan_console(&spec.root, v, obs, &mut steps);
+        if !v.adopted {
+            plan_console(&spec.root, v, obs, &mut steps);
+        }
     }
     let elsewhere = |name: &str| {
         desired
