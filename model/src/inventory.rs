@@ -457,6 +457,10 @@ pub struct Vps {
     pub ptr: BTreeMap<IpAddr, Hostname>,
     /// `[backup]`: this VPS's changes to its plan's backup policy.
     pub backup: crate::backup::BackupOverride,
+    /// Adopted by `gitvps import`: its domain runs the config it had before gitvps, which
+    /// gitvps neither rewrites nor restarts, and its disk is taken as installed; console
+    /// access waits too. Removing the mark hands the VPS over to gitvps entirely.
+    pub adopted: bool,
     /// Where it was defined.
     pub origin: Origin,
 }

@@ -70,6 +70,26 @@ pub struct Settings {
     pub traffic: TrafficSettings,
     /// Backups: the restic repository and the variable holding its password.
     pub backup: crate::backup::BackupSettings,
+    /// The operator's workflow: applying the plan that was reviewed.
+    pub workflow: WorkflowSettings,
+}
+
+crate::values::keyword!(
+    /// What `gitvps apply --reviewed` does when the inventory or a node moved since the
+    /// reviewed plan was made (`[workflow] if_moved`).
+    IfMoved, "choice for if_moved", {
+        /// Apply nothing, say what moved, exit 3.
+        Refuse = "refuse",
+        /// Plan again, print how the new plan differs from the reviewed one, and apply it.
+        Replan = "replan",
+    }
+);
+
+/// `[workflow]`: the operator's workflow (see `docs/workflow.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkflowSettings {
+    /// What `apply --reviewed` does when something moved; `refuse` by default.
+    pub if_moved: IfMoved,
 }
 
 /// `[monitor]`: the usage collector (`gitvps monitor`, see `docs/monitoring.md`).
@@ -428,6 +448,9 @@ impl Default for Settings {
             dns: DnsSettings::default(),
             monitor: MonitorSettings::default(),
             traffic: TrafficSettings::default(),
+            workflow: WorkflowSettings {
+                if_moved: IfMoved::Refuse,
+            },
             backup: crate::backup::BackupSettings::default(),
         }
     }

@@ -240,3 +240,59 @@ fn the_plan_job_comments_the_plan_on_the_pull_request() {
             .starts_with("always()")
     );
 }
+
+/// A merge applies the reviewed plan (docs/workflow.md): the apply job fetches the `plan.json`
+/// the plan job kept as an artifact for the pull request's head commit and runs
+/// `gitvps apply --reviewed` on it (falling back to a fresh plan only when no pull request
+/// made the commit), before the DNS and the status are published.
+#[test]
+fn the_merge_applies_the_reviewed_plan_artifact() {
+    for (path, fetch) in [
+        (&templates()[0], "gh run download \"$run\""),
+        (&templates()[1], "jobs/$job/artifacts/plan.json"),
+    ] {
+        let text = std::fs::read_to_string(path).unwrap();
+        let (all, commands) = job_commands(&text, "apply");
+        let at = |c: &str| commands.iter().position(|x| x.starts_with(c));
+        let reviewed = at("gitvps apply --reviewed");
+        assert!(reviewed.is_some(), "{}: {commands:?}", path.display());
+        assert!(
+            commands[reviewed.unwrap()].ends_with(" --status"),
+            "{}: {commands:?}",
+            path.display()
+        );
+        assert!(at("gitvps dns apply") > reviewed, "{}", path.display());
+        // The plan is fetched in the same job, before it is applied.
+        let fetched = all.iter().position(|s| s.contains(fetch));
+        let applied = all
+            .iter()
+            .position(|s| s.contains("gitvps apply --reviewed"));
+        assert!(
+            fetched.is_some() && fetched <= applied,
+            "{}: the reviewed plan is not fetched before it is applied",
+            path.display()
+        );
+        // The plan job keeps plan.json, which is what is fetched.
+        let (plan_job, _) = job_commands(&text, "plan");
+        assert!(
+            plan_job.iter().any(|s| s == "plan.json"),
+            "{}: the plan job keeps no plan.json artifact",
+            path.display()
+        );
+    }
+    let github = std::fs::read_to_string(&templates()[0]).unwrap();
+    let doc = &YamlLoader::load_from_str(&github).unwrap()[0];
+    assert_eq!(
+        doc["permissions"]["actions"].as_str(),
+        Some("read"),
+        "the workflow's token may download another run's artifact"
+    );
+    let plan_steps = doc["jobs"]["plan"]["steps"].as_vec().unwrap();
+    assert!(
+        plan_steps
+            .iter()
+            .any(|s| s["with"]["name"].as_str() == Some("gitvps-plan")),
+        "the plan job uploads the artifact the apply job downloads"
+    );
+    assert!(github.contains("--name gitvps-plan"));
+}

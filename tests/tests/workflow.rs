@@ -592,3 +592,139 @@ fn the_site_says_what_runs_and_what_is_guaranteed() {
         "{en}"
     );
 }
+
+/// `gitvps apply --reviewed`: the plan file records the commit, the tree and each node's
+/// state; the reviewed plan is applied as it is when nothing moved; a node changed out of band
+/// is refused (exit 3, saying what moved, nothing done) or re-planned with the difference
+/// shown; another tree, or uncommitted changes, are refused.
+#[test]
+fn the_reviewed_plan_is_applied_only_while_nothing_moved() {
+    let f = two_vps();
+    support::commit_all(&f.repo);
+    let plan_file = f.dir.path().join("plan.json");
+    let plan = || {
+        let p = f.gitvps(&["plan", "--out", plan_file.to_str().unwrap()]);
+        assert!(p.code == 2 || p.code == 0, "{p:?}");
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&plan_file).unwrap())
+            .unwrap()
+    };
+    let head = |what: &str| {
+        support::git(&f.repo, &["rev-parse", what])
+            .trim()
+            .to_owned()
+    };
+    let commit = |message: &str| {
+        support::git(&f.repo, &["add", "-A"]);
+        let id = ["-c", "user.name=t", "-c", "user.email=t@example.net"];
+        support::git(&f.repo, &[&id[..], &["commit", "-qm", message]].concat());
+    };
+    let reviewed = |extra: &[&str]| {
+        let mut args = vec!["apply", "--reviewed", plan_file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        f.gitvps(&args)
+    };
+
+    // Nothing moved: the reviewed plan, exactly.
+    let p = plan();
+    assert_eq!(p["made_from"]["commit"], head("HEAD"), "{p}");
+    assert_eq!(p["made_from"]["tree"], head("HEAD^{tree}"), "{p}");
+    assert_eq!(
+        p["made_from"]["nodes"]["node1"]["digest"], p["nodes"][0]["digest"],
+        "{p}"
+    );
+    let a = reviewed(&[]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(a.stdout.starts_with("Applying the reviewed plan "), "{a:?}");
+    assert!(a.stdout.contains("node1: applied 7 step(s)"), "{a:?}");
+    assert_eq!(f.gitvps(&["plan"]).code, 0);
+
+    // A new VPS is reviewed; then xen10's domain is destroyed out of band.
+    f.vps("xen12", "node1", "192.0.2.12", "");
+    commit("xen12");
+    plan();
+    let r = f.on_node("node1", "xl", &["destroy", "xen10"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let a = reviewed(&[]);
+    assert_eq!(a.code, 3, "{a:?}");
+    assert_eq!(
+        a.stdout,
+        "Moved since the reviewed plan was made:\n  node1: xen10: its domain ran and is gone (destroyed or shut down)\nNothing applied (--if-moved refuse): plan and review again, or apply with --if-moved replan.\n"
+    );
+    assert_eq!(f.lv("node1", "xen12"), None, "nothing was done");
+    // Re-planned: the difference is shown, then applied.
+    let a = reviewed(&["--if-moved", "replan"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(
+        a.stdout.contains(
+            "Planned again (--if-moved replan); what differs from the reviewed plan:\nnode1:\n  now:     + xen10: start domain\n"
+        ),
+        "{a:?}"
+    );
+    assert!(f.lv("node1", "xen12").is_some());
+    assert!(f.domain("node1", "xen10").is_some());
+    assert_eq!(f.gitvps(&["plan"]).code, 0);
+
+    // Another tree: refused, naming the commits and the changed file; the setting
+    // `[workflow] if_moved` chooses when no flag is given.
+    plan();
+    f.edit(
+        "inventory/vps/xen11.toml",
+        "power = \"stopped\"",
+        "power = \"running\"",
+    );
+    f.edit(
+        "gitvps.toml",
+        "if_moved = \"refuse\"",
+        "if_moved = \"replan\"",
+    );
+    // Uncommitted: refused too.
+    let a = reviewed(&["--if-moved", "refuse"]);
+    assert_eq!(a.code, 3, "{a:?}");
+    assert!(
+        a.stdout
+            .contains("  uncommitted changes here: gitvps.toml, inventory/vps/xen11.toml\n"),
+        "{a:?}"
+    );
+    commit("start xen11");
+    let a = reviewed(&["--if-moved", "refuse"]);
+    assert_eq!(a.code, 3, "{a:?}");
+    assert!(
+        a.stdout.contains(&format!(
+            "  the inventory: the plan was made from commit {} (tree ",
+            &head("HEAD~1")[..12]
+        )),
+        "{a:?}"
+    );
+    assert!(
+        a.stdout
+            .contains("; changed: gitvps.toml, inventory/vps/xen11.toml\n"),
+        "{a:?}"
+    );
+    // The stand-in `xl` keeps a domain while it exists: a stopped VPS has none.
+    let running = || f.domain("node1", "xen11").is_some();
+    assert!(!running(), "nothing was done");
+    // No flag: gitvps.toml says replan.
+    let a = reviewed(&[]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(
+        a.stdout.contains(
+            "what differs from the reviewed plan:\nnode1:\n  now:     + xen11: start domain\n"
+        ),
+        "{a:?}"
+    );
+    assert!(running(), "{a:?}");
+    // A bad setting names its file, line and field.
+    f.edit(
+        "gitvps.toml",
+        "if_moved = \"replan\"",
+        "if_moved = \"ignore\"",
+    );
+    let v = f.gitvps(&["validate"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stderr.contains(
+            ": workflow.if_moved: `ignore` is not a choice for if_moved: use \"refuse\", \"replan\""
+        ) && v.stderr.starts_with("gitvps.toml:"),
+        "{v:?}"
+    );
+}

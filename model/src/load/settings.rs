@@ -23,6 +23,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "monitor",
     "traffic",
     "backup",
+    "workflow",
 ];
 
 const TRAFFIC_KEYS: &[&str] = &[
@@ -164,6 +165,10 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
             },
         );
         m.finish(r);
+    }
+    if let Some(w) = top.sub(r, &mut o, "workflow", &["if_moved"]) {
+        s.workflow.if_moved = w.kw(r, &mut o, "if_moved").unwrap_or(s.workflow.if_moved);
+        w.finish(r);
     }
     if let Some(t) = top.sub(r, &mut o, "traffic", TRAFFIC_KEYS) {
         parse_traffic(r, &mut o, &t, &mut s.traffic);

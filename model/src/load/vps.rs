@@ -33,6 +33,7 @@ const VPS_KEYS: &[&str] = &[
     "ptr",
     "backup",
     "throttled",
+    "adopted",
 ];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
@@ -53,6 +54,8 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let created = v.req(r, &mut o, "created");
     let expires = v.req(r, &mut o, "expires");
     let destroyed = v.opt(r, &mut o, "destroyed");
+    let mut adopted = false;
+    v.set(r, &mut o, "adopted", &mut adopted);
     let actions = parse_actions(r, &mut o, &v);
     let monitor = parse_monitor(r, &mut o, &v);
     let ptr = parse_ptr(r, &mut o, &v, &ips);
@@ -82,6 +85,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             monitor,
             ptr,
             backup,
+            adopted,
             origin: o,
         })
     })

@@ -394,6 +394,7 @@ mod tests {
             run: true,
             disk_bytes: 30 << 30,
             disk_path,
+            adopted: false,
             config_path: String::new(),
             config: String::new(),
             config_sha256: String::new(),

@@ -158,6 +158,7 @@ mod tests {
                 vps: vec!["xen10".parse().unwrap()],
             }],
             drift: std::collections::BTreeMap::new(),
+            made_from: None,
         };
         let c = plan_comment(&plan, "commit <abc>");
         let first = c.lines().next().unwrap();

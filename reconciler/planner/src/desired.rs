@@ -91,6 +91,9 @@ pub struct VpsSpec {
     pub disk_bytes: u64,
     /// The disk device or image path on the node.
     pub disk_path: String,
+    /// Adopted by `gitvps import` (`adopted = true`): its running domain keeps the config it
+    /// had, its disk counts as installed, no console access yet.
+    pub adopted: bool,
     /// Path of the domain config on the node.
     pub config_path: String,
     /// The config text.
@@ -349,6 +352,7 @@ pub fn desired(
                 run,
                 disk_bytes: res.disk.bytes(),
                 disk_path,
+                adopted: v.adopted,
                 config_path,
                 config_sha256: sha256_hex(&config),
                 config,
@@ -392,7 +396,7 @@ fn node_spec(inv: &Inventory, n: &model::Node) -> NodeSpec {
 }
 
 /// Where a VPS's disk is on its node.
-fn disk_path(spec: &NodeSpec, vps: &VpsId) -> String {
+pub fn disk_path(spec: &NodeSpec, vps: &VpsId) -> String {
     match &spec.store {
         Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{vps}")),
         Store::File { dir, format } => format!("{dir}/{vps}.{}", format.extension()),

@@ -10,9 +10,11 @@ pub mod comment;
 pub mod desired;
 pub mod drift;
 pub mod driver;
+pub mod import;
 pub mod observe;
 pub mod plan;
 pub mod protocol;
 pub mod quote;
+pub mod reviewed;
 
 pub use quote::quote;

@@ -203,6 +203,10 @@ pub struct Plan {
     /// reads the snapshots from the status branch (`crate::drift`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drift: BTreeMap<NodeId, Vec<Drift>>,
+    /// What the plan was made from (the inventory's commit and tree, each node's observed
+    /// state), recorded in a saved plan for `gitvps apply --reviewed` (`crate::reviewed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_from: Option<crate::reviewed::MadeFrom>,
 }
 
 /// The counts of a plan, for its summary line.
@@ -325,6 +329,7 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
         version: 1,
         nodes,
         drift: BTreeMap::new(),
+        made_from: None,
     }
 }
 
@@ -334,7 +339,9 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
     let mut notes = Vec::new();
     for v in spec.vps.values() {
         plan_vps(desired, spec, v, obs, &mut steps, &mut notes);
-        plan_console(&spec.root, v, obs, &mut steps);
+        if !v.adopted {
+            plan_console(&spec.root, v, obs, &mut steps);
+        }
     }
     let elsewhere = |name: &str| {
         desired

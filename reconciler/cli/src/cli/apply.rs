@@ -18,8 +18,17 @@ use planner::plan::{Plan, Step};
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A plan saved by `gitvps plan --out FILE`; nodes whose state or inventory moved since are refused.
-    #[arg(value_name = "PLAN")]
+    #[arg(value_name = "PLAN", conflicts_with = "reviewed")]
     pub plan: Option<PathBuf>,
+    /// The reviewed plan (`gitvps plan --out FILE` on the pull request): applied exactly when
+    /// the inventory's tree and the nodes are as when it was made; otherwise see --if-moved.
+    #[arg(long, value_name = "PLAN")]
+    pub reviewed: Option<PathBuf>,
+    /// With --reviewed, when something moved: `refuse` (apply nothing, say what moved, exit 3)
+    /// or `replan` (plan again, print what differs from the reviewed plan, apply that).
+    /// `[workflow] if_moved` in gitvps.toml by default (`refuse`).
+    #[arg(long, value_name = "refuse|replan", requires = "reviewed", value_parser = if_moved)]
+    pub if_moved: Option<model::settings::IfMoved>,
     /// Which nodes.
     #[command(flatten)]
     pub select: Select,
@@ -160,22 +169,84 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>) -> (S
     (out, failed + unreachable + refused == 0)
 }
 
+fn if_moved(s: &str) -> Result<model::settings::IfMoved, String> {
+    model::values::parse_keyword(s)
+}
+
+/// Exit code of `apply --reviewed` when something moved and the setting is `refuse`.
+pub const MOVED: i32 = 3;
+
+fn read_plan(p: &std::path::Path) -> anyhow::Result<Plan> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plan saved by gitvps plan --out", p.display()))
+}
+
+/// `--reviewed`: what to apply, or `Err(code)` after saying why nothing is applied.
+fn reviewed_plan(
+    g: &Global,
+    a: &ApplyArgs,
+    s: &super::plan::Setup,
+    path: &std::path::Path,
+) -> anyhow::Result<Result<Plan, i32>> {
+    let reviewed = read_plan(path)?;
+    let since = reviewed.made_from.as_ref().map(|m| m.tree.as_str());
+    let at = super::plan::checkout(&g.repo, since)?;
+    let observed = runtime()?.block_on(executor::apply::observe_all(
+        &s.inv, &s.desired, &s.nodes, &s.access,
+    ));
+    let moved = planner::reviewed::moved(&reviewed, &at, &observed);
+    if moved.is_empty() {
+        super::emit(&format!(
+            "Applying the reviewed plan {}: the inventory and the nodes are as when it was made.\n",
+            path.display()
+        ))?;
+        return Ok(Ok(reviewed));
+    }
+    let mut text = String::from("Moved since the reviewed plan was made:\n");
+    for m in &moved {
+        let _ = writeln!(text, "  {}", m.describe());
+    }
+    let mode = a.if_moved.unwrap_or(s.inv.settings.workflow.if_moved);
+    if mode == model::settings::IfMoved::Refuse {
+        text.push_str(
+            "Nothing applied (--if-moved refuse): plan and review again, or apply with --if-moved replan.\n",
+        );
+        super::emit(&text)?;
+        return Ok(Err(MOVED));
+    }
+    let mut fresh = planner::plan::plan(&s.desired, &observed);
+    fresh.made_from = Some(planner::reviewed::made_from(&at, &observed));
+    let diff = planner::reviewed::differences(&reviewed, &fresh);
+    if diff.is_empty() {
+        text.push_str(
+            "Planned again (--if-moved replan): the steps are those of the reviewed plan.\n",
+        );
+    } else {
+        text.push_str("Planned again (--if-moved replan); what differs from the reviewed plan:\n");
+        text.push_str(&diff);
+    }
+    super::emit(&text)?;
+    Ok(Ok(fresh))
+}
+
 /// Runs the command.
 pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
-    let given: Option<Plan> = match &a.plan {
+    let mut given: Option<Plan> = match &a.plan {
         None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            Some(serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a plan saved by gitvps plan --out", p.display())
-            })?)
-        }
+        Some(p) => Some(read_plan(p)?),
     };
     let s = match setup(g, &a.select, false)? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    if let Some(path) = &a.reviewed {
+        match reviewed_plan(g, a, &s, path)? {
+            Ok(p) => given = Some(p),
+            Err(code) => return Ok(code),
+        }
+    }
     let outcomes = runtime()?.block_on(apply_all(
         &s.inv,
         &s.desired,
@@ -202,7 +273,24 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
             &oid.to_string()[..12]
         ))?;
     }
-    Ok(if ok { 0 } else { 1 })
+    // A node that moved between the check and its lock: still "moved" for --reviewed.
+    let moved_late = a.reviewed.is_some()
+        && outcomes.values().any(|o| {
+            matches!(
+                o,
+                NodeOutcome::Refused(
+                    executor::apply::Refusal::Changed { .. }
+                        | executor::apply::Refusal::OtherInventory(_)
+                )
+            )
+        });
+    Ok(if ok {
+        0
+    } else if moved_late {
+        MOVED
+    } else {
+        1
+    })
 }
 
 /// Observes the nodes again and commits every VPS's state (with the apply's outcomes) and

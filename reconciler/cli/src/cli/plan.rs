@@ -133,6 +133,77 @@ fn about(repo: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
+/// The files a plan is made from: what `gitvps plan` reads from the repository.
+const PLAN_INPUTS: &[&str] = &[
+    "gitvps.toml",
+    "products.toml",
+    "pools.toml",
+    "inventory",
+    "templates",
+    "bootstraps",
+];
+
+/// Where the inventory in `repo` is: its commit, tree and uncommitted changes to the plan's
+/// inputs; with `since`, the input paths that differ from that tree.
+pub(crate) fn checkout(
+    repo: &std::path::Path,
+    since: Option<&str>,
+) -> anyhow::Result<planner::reviewed::Checkout> {
+    let r = git2::Repository::discover(repo)
+        .with_context(|| format!("{} is not in a git repository", repo.display()))?;
+    let commit = (r.head().and_then(|h| h.peel_to_commit()))
+        .with_context(|| format!("{}: no commit checked out", repo.display()))?;
+    let tree = commit.tree().context("cannot read the commit's tree")?;
+    // The repo folder inside the git work tree: its inputs' paths as git names them.
+    let prefix = match (r.workdir(), std::fs::canonicalize(repo)) {
+        (Some(w), Ok(abs)) => std::fs::canonicalize(w)
+            .ok()
+            .and_then(|w| abs.strip_prefix(w).ok().map(std::path::Path::to_path_buf))
+            .unwrap_or_default(),
+        _ => std::path::PathBuf::new(),
+    };
+    let inputs: Vec<String> = PLAN_INPUTS
+        .iter()
+        .map(|p| prefix.join(p).to_string_lossy().into_owned())
+        .collect();
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    for p in &inputs {
+        opts.pathspec(p);
+    }
+    let uncommitted = (r.statuses(Some(&mut opts)))
+        .context("cannot read the repository's status")?
+        .iter()
+        .filter_map(|e| e.path().ok().map(str::to_owned))
+        .collect();
+    let mut changed = Vec::new();
+    if let Some(old) = since.and_then(|t| git2::Oid::from_str(t).ok())
+        && old != tree.id()
+        && let Ok(old) = r.find_tree(old)
+    {
+        let mut d = git2::DiffOptions::new();
+        for p in &inputs {
+            d.pathspec(p);
+        }
+        let diff = r
+            .diff_tree_to_tree(Some(&old), Some(&tree), Some(&mut d))
+            .context("cannot compare the trees")?;
+        for delta in diff.deltas() {
+            if let Some(p) = delta.new_file().path().or(delta.old_file().path()) {
+                changed.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(planner::reviewed::Checkout {
+        commit: commit.id().to_string(),
+        tree: tree.id().to_string(),
+        uncommitted,
+        changed,
+    })
+}
+
 fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -177,6 +248,13 @@ pub fn run(g: &Global, a: &PlanArgs) -> anyhow::Result<i32> {
         return drift_only(g, a, &p, &observed, last, branch);
     }
     if let Some(path) = &a.out {
+        // What it was made from, for `gitvps apply --reviewed`; a folder outside git plans
+        // too, without that record.
+        let mut p = p.clone();
+        match checkout(&g.repo, None) {
+            Ok(at) => p.made_from = Some(planner::reviewed::made_from(&at, &observed)),
+            Err(e) => tracing::warn!("the plan file does not record what it was made from: {e:#}"),
+        }
         let json = serde_json::to_string_pretty(&p)?;
         write(path, &(json + "\n"))?;
     }

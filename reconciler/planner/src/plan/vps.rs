@@ -106,6 +106,8 @@ impl VpsPlan<'_> {
     fn known_record(&mut self) -> Record {
         match self.obs.records.get(self.name) {
             Some(r) => r.clone(),
+            // Adopted: its disk was installed before gitvps; nothing to record on the node.
+            None if self.disk.is_some() && self.v.adopted => self.counters(true),
             None if self.disk.is_some() && self.v.state != State::Destroyed => {
                 let adopted = self.counters(true);
                 self.push(
@@ -205,7 +207,9 @@ impl VpsPlan<'_> {
         Due {
             up: self.domain.is_some_and(Domain::is_up),
             grow: self.disk.is_some_and(|d| d < v.disk_bytes),
-            config_changed: self.config.is_none_or(|h| *h != v.config_sha256),
+            // An adopted domain that runs keeps the config it was started with.
+            config_changed: self.config.is_none_or(|h| *h != v.config_sha256)
+                && !(v.adopted && self.config.is_none() && self.domain.is_some_and(Domain::is_up)),
             // A fresh or never-installed disk has no filesystem to check.
             has_fs: self.record.installed && !creating,
             fsck: v.actions.fsck > self.record.fsck,
@@ -245,7 +249,7 @@ impl VpsPlan<'_> {
             "to install its OS"
         } else if due.fsck && due.has_fs {
             "to check its filesystem"
-        } else if self.config.is_none() {
+        } else if self.config.is_none() && !v.adopted {
             "its config is missing"
         } else if due.config_changed {
             "its config changed"

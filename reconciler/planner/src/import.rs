@@ -1,0 +1,233 @@
+//! `gitvps import`: the Xen domains a node runs that the inventory does not declare, read from
+//! the observe report's `xl list -l`, turned into VPS files marked `adopted` (or refused, why).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use model::values::Size;
+use model::{CustomerId, Inventory, VpsId};
+
+use crate::desired::{NodeSpec, disk_path};
+
+/// A domain as `xl list -l` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its name.
+    pub name: String,
+    /// Memory, MiB (`target_memkb`).
+    pub memory_mib: u64,
+    /// vCPUs (`max_vcpus`).
+    pub vcpus: u32,
+    /// Its disks' backing paths (`pdev_path`).
+    pub disks: Vec<String>,
+    /// Its network interfaces: MAC, and the addresses of its `ip=` (space-separated in xl).
+    pub nics: Vec<(String, Vec<String>)>,
+}
+
+/// Why the report could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Not the observe report's JSON.
+    #[error("{node}: the node's report is not JSON: {source}")]
+    Json {
+        /// The node.
+        node: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `xl list -l` failed or printed nothing usable.
+    #[error("{node}: `xl list -l` gave no domain list ({detail})")]
+    NoList {
+        /// The node.
+        node: String,
+        /// Its error text, if any.
+        detail: String,
+    },
+}
+
+/// The domains of an observe report (Domain-0 left out).
+pub fn found_domains(node: &str, report: &[u8]) -> Result<Vec<Found>, ImportError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(report).map_err(|source| ImportError::Json {
+            node: node.into(),
+            source,
+        })?;
+    let Some(list) = v["domains_long"].as_array() else {
+        return Err(ImportError::NoList {
+            node: node.into(),
+            detail: v["domains_long_error"].as_str().unwrap_or("").trim().into(),
+        });
+    };
+    Ok(list
+        .iter()
+        .filter(|d| d["domid"].as_u64() != Some(0))
+        .map(|d| {
+            let c = &d["config"];
+            let strs = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            Found {
+                name: strs(&c["c_info"]["name"]),
+                memory_mib: c["b_info"]["target_memkb"].as_u64().unwrap_or(0) / 1024,
+                vcpus: c["b_info"]["max_vcpus"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0),
+                disks: (c["disks"].as_array().into_iter().flatten())
+                    .map(|k| strs(&k["pdev_path"]))
+                    .collect(),
+                nics: (c["nics"].as_array().into_iter().flatten())
+                    .map(|n| {
+                        let ips = strs(&n["ip"])
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect();
+                        (strs(&n["mac"]), ips)
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// What an import is made in: the inventory, the node, the owner and the date.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The inventory.
+    pub inv: &'a Inventory,
+    /// The node's desired spec (its root, storage and declared VPSes).
+    pub node: &'a NodeSpec,
+    /// Disk sizes observed on the node, bytes, by name.
+    pub disks: &'a BTreeMap<String, u64>,
+    /// Who the VPSes go to.
+    pub customer: &'a CustomerId,
+    /// Today (UTC), the VPSes' `created`.
+    pub today: chrono::NaiveDate,
+}
+
+/// One domain's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Declared on this node already: gitvps manages it.
+    Managed,
+    /// Its VPS file: `inventory/vps/<id>.toml` and its text.
+    Adopt {
+        /// The VPS id.
+        id: VpsId,
+        /// The file's text.
+        text: String,
+    },
+    /// Not imported, and why.
+    Refused(String),
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// The VPS file for a found domain, or why there is none: the domain must be named as a VPS
+/// id no other node declares, have exactly one disk where gitvps keeps that VPS's disk, one
+/// network interface with IPv4 addresses, and the memory, vCPUs and disk size of a plan in
+/// `products.toml` (so that nothing is resized).
+pub fn adopt(found: &Found, cx: &Context<'_>) -> Outcome {
+    let name = found.name.escape_debug().to_string();
+    let Ok(id) = found.name.parse::<VpsId>() else {
+        return Outcome::Refused(format!(
+            "{name}: not a VPS id (lowercase letters, digits and '-', starting with a letter)"
+        ));
+    };
+    if cx.node.vps.contains_key(&id) {
+        return Outcome::Managed;
+    }
+    if let Some(v) = cx.inv.vps.get(&id) {
+        return Outcome::Refused(format!(
+            "{id}: the name collides with the declared VPS {id} (on {})",
+            v.node
+        ));
+    }
+    let want = disk_path(cx.node, &id);
+    let disk = match found.disks.as_slice() {
+        [d] if *d == want => d,
+        [d] => {
+            return Outcome::Refused(format!(
+                "{id}: its disk {} is not where gitvps keeps {id}'s disk ({want})",
+                d.escape_debug()
+            ));
+        }
+        ds => {
+            return Outcome::Refused(format!(
+                "{id}: {} disks; gitvps expresses exactly one per VPS",
+                ds.len()
+            ));
+        }
+    };
+    let Some(&bytes) = cx.disks.get(id.as_str()) else {
+        return Outcome::Refused(format!("{id}: its disk {disk} was not seen on the node"));
+    };
+    let (mac, ips) = match found.nics.as_slice() {
+        [(mac, ips)] => (mac, ips),
+        nics => {
+            return Outcome::Refused(format!(
+                "{id}: {} network interfaces; gitvps expresses exactly one",
+                nics.len()
+            ));
+        }
+    };
+    let ips: Vec<Ipv4Addr> = match ips.iter().map(|i| i.parse()).collect() {
+        Ok(v) if !ips.is_empty() => v,
+        _ => {
+            return Outcome::Refused(format!(
+                "{id}: its interface names no IPv4 address (`ip=` in its vif)"
+            ));
+        }
+    };
+    let ram = found.memory_mib << 20;
+    let product = cx.inv.products.values().find(|p| {
+        p.resources().is_some_and(|r| {
+            r.ram.bytes() == ram && r.vcpus == found.vcpus && r.disk.bytes() == bytes
+        })
+    });
+    let Some(product) = product else {
+        return Outcome::Refused(format!(
+            "{id}: no plan in products.toml has {} of memory, {} vCPU(s) and a {} disk: add one, then import again",
+            Size(ram),
+            found.vcpus,
+            Size(bytes)
+        ));
+    };
+    let ips: Vec<String> = ips.iter().map(|i| toml_str(&i.to_string())).collect();
+    let hostname = match &cx.inv.settings.vps.domain {
+        Some(d) => format!("{id}.{d}"),
+        None => id.to_string(),
+    };
+    let text = format!(
+        "# Imported by gitvps import from {node} on {today}: domain {id} with {mem}, {vcpus} vCPU(s),\n\
+         # disk {disk} ({size}), MAC {mac}.\n\
+         # adopted: its domain keeps the config it was started with and is not restarted, its disk\n\
+         # counts as installed; remove the mark to hand it over to gitvps (docs/inventory.md).\n\
+         # `os` is not known from the node: it only matters for a reinstall.\n\
+         customer = {customer}\n\
+         product = {product}\n\
+         node = {node_s}\n\
+         ips = [{ips}]\n\
+         hostname = {hostname}\n\
+         os = {os}\n\
+         created = {today}\n\
+         expires = {expires}\n\
+         adopted = true\n",
+        node = cx.node.node,
+        today = cx.today,
+        mem = Size(ram),
+        vcpus = found.vcpus,
+        size = Size(bytes),
+        mac = mac.escape_debug(),
+        customer = toml_str(cx.customer.as_str()),
+        product = toml_str(product.id.as_str()),
+        node_s = toml_str(cx.node.node.as_str()),
+        ips = ips.join(", "),
+        hostname = toml_str(&hostname),
+        os = toml_str(cx.inv.settings.vps.default_os.as_str()),
+        expires = model::inventory::add_months(cx.today, product.period_months),
+    );
+    Outcome::Adopt { id, text }
+}

@@ -1,0 +1,145 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `gitvps import`'s pure part on the fixture fleet: `xl list -l` as the observe report
+//! carries it → VPS files marked adopted, or refusals that say why.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use model::Inventory;
+use planner::desired::{Bootstraps, Templates, desired};
+use planner::import::{Context, Found, Outcome, adopt, found_domains};
+
+fn fleet() -> Inventory {
+    Inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet")).unwrap()
+}
+
+fn found(name: &str, disk: &str, mem: u64, ip: &str) -> Found {
+    Found {
+        name: name.into(),
+        memory_mib: mem,
+        vcpus: 1,
+        disks: vec![disk.into()],
+        nics: vec![("00:16:3e:12:34:56".into(), vec![ip.into()])],
+    }
+}
+
+#[test]
+fn the_report_gives_the_guests_with_their_disks_and_nics() {
+    let report = br#"{"version":1,"domains_long":[
+      {"domid":0,"config":{"c_info":{"name":"Domain-0"},"b_info":{"max_vcpus":4,"target_memkb":2097152}}},
+      {"domid":3,"config":{"c_info":{"name":"web1"},"b_info":{"max_vcpus":2,"target_memkb":786432},
+        "disks":[{"pdev_path":"/dev/vg0/web1","vdev":"xvda"}],
+        "nics":[{"devid":0,"mac":"00:16:3e:00:00:02","ip":"66.255.255.40 66.255.255.41"}]}}]}"#;
+    let f = found_domains("node1", report).unwrap();
+    assert_eq!(
+        f,
+        vec![Found {
+            name: "web1".into(),
+            memory_mib: 768,
+            vcpus: 2,
+            disks: vec!["/dev/vg0/web1".into()],
+            nics: vec![(
+                "00:16:3e:00:00:02".into(),
+                vec!["66.255.255.40".into(), "66.255.255.41".into()]
+            )],
+        }]
+    );
+    let e = found_domains(
+        "node1",
+        br#"{"domains_long":null,"domains_long_error":"xl: command not found"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node1: `xl list -l` gave no domain list (xl: command not found)"
+    );
+}
+
+#[test]
+fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
+    let inv = fleet();
+    let d = desired(&inv, &Templates::default(), &Bootstraps::default()).unwrap();
+    let node = &d.nodes["node0109"];
+    let disks = BTreeMap::from([
+        ("web1".to_owned(), 30720u64 << 20),
+        ("big".to_owned(), 99u64 << 30),
+    ]);
+    let customer = "c-0001".parse().unwrap();
+    let cx = Context {
+        inv: &inv,
+        node,
+        disks: &disks,
+        customer: &customer,
+        today: chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap(),
+    };
+    let Outcome::Adopt { id, text } =
+        adopt(&found("web1", "/dev/vg0/web1", 768, "66.255.255.40"), &cx)
+    else {
+        panic!("not adopted")
+    };
+    assert_eq!(id.as_str(), "web1");
+    assert!(text.contains("\nproduct = \"advanced\"\n"), "{text}");
+    assert!(text.contains("\nips = [\"66.255.255.40\"]\n"), "{text}");
+    assert!(text.contains("\nadopted = true\n"), "{text}");
+    assert!(text.contains("MAC 00:16:3e:12:34:56"), "{text}");
+    assert!(text.contains("\ncreated = 2026-12-06\n"), "{text}");
+
+    let refused = |f: Found| match adopt(&f, &cx) {
+        Outcome::Refused(why) => why,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(
+        refused(found("web1", "/srv/xen/web1.img", 768, "66.255.255.40")),
+        "web1: its disk /srv/xen/web1.img is not where gitvps keeps web1's disk (/dev/vg0/web1)"
+    );
+    assert_eq!(
+        refused(found("big", "/dev/vg0/big", 768, "66.255.255.41")),
+        "big: no plan in products.toml has 768 MiB of memory, 1 vCPU(s) and a 99 GiB disk: add one, then import again"
+    );
+    let mut two = found("web1", "/dev/vg0/web1", 768, "66.255.255.40");
+    two.disks.push("/dev/vg0/web1-swap".into());
+    assert_eq!(
+        refused(two),
+        "web1: 2 disks; gitvps expresses exactly one per VPS"
+    );
+    assert_eq!(
+        refused(found("Web_1", "/dev/vg0/Web_1", 768, "66.255.255.40")),
+        "Web_1: not a VPS id (lowercase letters, digits and '-', starting with a letter)"
+    );
+    // A name the inventory declares on another node: refused; on this node: managed.
+    let elsewhere = inv
+        .vps
+        .values()
+        .find(|v| v.node.as_str() != "node0109")
+        .unwrap();
+    let mine = inv
+        .vps
+        .values()
+        .find(|v| v.node.as_str() == "node0109")
+        .unwrap();
+    assert_eq!(
+        refused(found(
+            elsewhere.id.as_str(),
+            "/dev/vg0/x",
+            768,
+            "66.255.255.40"
+        )),
+        format!(
+            "{0}: the name collides with the declared VPS {0} (on {1})",
+            elsewhere.id, elsewhere.node
+        )
+    );
+    assert_eq!(
+        adopt(
+            &found(mine.id.as_str(), "/dev/vg0/x", 768, "66.255.255.40"),
+            &cx
+        ),
+        Outcome::Managed
+    );
+    let mut no_ip = found("web1", "/dev/vg0/web1", 768, "66.255.255.40");
+    no_ip.nics[0].1.clear();
+    assert_eq!(
+        refused(no_ip),
+        "web1: its interface names no IPv4 address (`ip=` in its vif)"
+    );
+}
