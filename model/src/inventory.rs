@@ -40,7 +40,8 @@ pub struct Product {
     pub name: String,
     /// A plan, or a renewal of a plan.
     pub kind: ProductKind,
-    /// How many months one payment buys.
+    /// How many months one payment buys (0 for a traffic block, which lasts the rest of the
+    /// VPS's traffic period).
     pub period_months: u32,
     /// Price per period.
     pub price: Money,
@@ -55,10 +56,10 @@ pub struct Product {
 }
 
 impl Product {
-    /// The plan this product sells or renews.
+    /// The plan this product sells or renews (a traffic block: itself, which no VPS is on).
     pub fn plan_id(&self) -> &ProductId {
         match &self.kind {
-            ProductKind::Plan(_) => &self.id,
+            ProductKind::Plan(_) | ProductKind::TrafficBlock { .. } => &self.id,
             ProductKind::Renewal { renews } => renews,
         }
     }
@@ -67,7 +68,15 @@ impl Product {
     pub fn resources(&self) -> Option<&Resources> {
         match &self.kind {
             ProductKind::Plan(r) => Some(r),
-            ProductKind::Renewal { .. } => None,
+            ProductKind::Renewal { .. } | ProductKind::TrafficBlock { .. } => None,
+        }
+    }
+
+    /// The extra traffic, for a traffic block.
+    pub fn traffic_block(&self) -> Option<Size> {
+        match &self.kind {
+            ProductKind::TrafficBlock { size } => Some(*size),
+            ProductKind::Plan(_) | ProductKind::Renewal { .. } => None,
         }
     }
 }
@@ -82,6 +91,24 @@ pub enum ProductKind {
         /// The plan it renews.
         renews: ProductId,
     },
+    /// Extra traffic for a VPS on a metered plan (`traffic_block = "100 GiB"`): added to the
+    /// quota of the traffic period it is bought in.
+    TrafficBlock {
+        /// How much traffic it adds.
+        size: Size,
+    },
+}
+
+/// A traffic block bought for a VPS (`[[traffic_block]]` in its file): `size` more traffic in
+/// the period starting `period`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficBlock {
+    /// The first day of the traffic period it counts in.
+    pub period: NaiveDate,
+    /// The traffic it adds.
+    pub size: Size,
+    /// The invoice that sold it.
+    pub invoice: crate::policy::InvoiceNumber,
 }
 
 /// What a plan gives a VPS.
@@ -442,6 +469,8 @@ pub struct Vps {
     /// The traffic policy throttled its network to `[traffic] throttle_rate` for the rest of
     /// the period (`throttled = true`).
     pub throttled: bool,
+    /// Traffic blocks bought (`[[traffic_block]]`), each for one traffic period.
+    pub traffic_blocks: Vec<TrafficBlock>,
     /// First registered.
     pub created: NaiveDate,
     /// Paid until.
@@ -541,6 +570,30 @@ impl Inventory {
     /// product is unknown).
     pub fn backup_policy_of(&self, vps: &Vps) -> Option<crate::backup::BackupPolicy> {
         self.resources_of(vps).map(|r| r.backup.with(&vps.backup))
+    }
+
+    /// The traffic quota of `vps` in the period starting `period`: its plan's `traffic` and
+    /// the blocks bought for that period. A plan with no quota (0) stays unmetered; `None` when
+    /// its product is unknown or not a plan.
+    pub fn traffic_quota(&self, vps: &Vps, period: NaiveDate) -> Option<Size> {
+        let plan = self.resources_of(vps)?.traffic;
+        if plan.bytes() == 0 {
+            return Some(plan);
+        }
+        let bought = vps
+            .traffic_blocks
+            .iter()
+            .filter(|b| b.period == period)
+            .fold(plan.bytes(), |acc, b| acc.saturating_add(b.size.bytes()));
+        Some(Size(bought))
+    }
+
+    /// The traffic blocks the catalog offers (public ones), in id order.
+    pub fn traffic_block_offers(&self) -> impl Iterator<Item = (&Product, Size)> + '_ {
+        self.products
+            .values()
+            .filter(|p| !p.private)
+            .filter_map(|p| p.traffic_block().map(|s| (p, s)))
     }
 
     /// The plan resources of a VPS's product, if the product exists and is a plan.

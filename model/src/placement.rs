@@ -45,6 +45,9 @@ pub enum PlacementError {
     /// The product is a renewal, not a plan.
     #[error("`{0}` is a renewal product; order the plan it renews (`{1}`)")]
     NotAPlan(ProductId, ProductId),
+    /// The product is a traffic block, bought for a VPS, not a plan.
+    #[error("`{0}` is a traffic block; order a plan and buy traffic for its VPS")]
+    TrafficBlock(ProductId),
     /// No node or pool has that location.
     #[error("unknown location `{location}` (known: {})", known.join(", "))]
     UnknownLocation {
@@ -222,6 +225,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         suspension: None,
         suspended: None,
         throttled: false,
+        traffic_blocks: Vec::new(),
         created: req.today,
         expires: add_months(req.today, product.period_months),
         destroyed: None,
@@ -256,6 +260,7 @@ fn plan_of<'a>(
         ProductKind::Renewal { renews } => {
             Err(PlacementError::NotAPlan(id.clone(), renews.clone()))
         }
+        ProductKind::TrafficBlock { .. } => Err(PlacementError::TrafficBlock(id.clone())),
     }
 }
 

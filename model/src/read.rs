@@ -11,7 +11,7 @@ use toml_edit::{Item, TableLike, Value};
 use crate::backup::EnvName;
 use crate::diag::{Diagnostic, Origin, SourceFile};
 use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
-use crate::policy::{InvoiceRule, TaxRate};
+use crate::policy::{InvoiceNumber, InvoiceRule, TaxRate};
 use crate::values::*;
 
 /// A value type that can be read from one TOML value.
@@ -79,6 +79,7 @@ from_str_value!(
     Ipv4Range,
     VpsAddr,
     InvoiceRule,
+    InvoiceNumber,
     EnvName
 );
 

@@ -8,13 +8,58 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 
 use crate::diag::{Diagnostics, Origin, SourceFile};
 use crate::ids::VpsId;
 use crate::read::{FromValue, Obj, Reader};
-use crate::settings::TrafficLevel;
+use crate::settings::{TrafficLevel, TrafficReset};
 use crate::values::Size;
+
+/// One accounting period: `[start, end)`, in UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    /// The first day.
+    pub start: NaiveDate,
+    /// The first day of the next period.
+    pub end: NaiveDate,
+}
+
+impl Period {
+    /// Whether the instant `at` falls in the period.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let day = at.date_naive();
+        self.start <= day && day < self.end
+    }
+}
+
+/// The reset day of the month `first_of_month` starts, for a contract on day `day`: that day,
+/// or the month's last day when it is shorter.
+fn reset_in(first_of_month: NaiveDate, day: u32) -> Option<NaiveDate> {
+    let next = first_of_month.checked_add_months(Months::new(1))?;
+    let last = next.pred_opt()?.day();
+    first_of_month.with_day(day.min(last))
+}
+
+/// The traffic period `today` falls in, for a VPS created on `created`: from the reset day
+/// (the 1st, or the contract's day of the month, the month's last day in shorter months) to
+/// the next one; `None` past the calendar's last representable date.
+pub fn period(reset: TrafficReset, created: NaiveDate, today: NaiveDate) -> Option<Period> {
+    let day = match reset {
+        TrafficReset::First => 1,
+        TrafficReset::Contract => created.day(),
+    };
+    let this_month = today.with_day(1)?;
+    let this = reset_in(this_month, day)?;
+    let (start, end) = if today >= this {
+        let next = this_month.checked_add_months(Months::new(1))?;
+        (this, reset_in(next, day)?)
+    } else {
+        let prev = this_month.checked_sub_months(Months::new(1))?;
+        (reset_in(prev, day)?, this)
+    };
+    Some(Period { start, end })
+}
 
 /// The folder of the usage files.
 pub const DIR: &str = "usage";

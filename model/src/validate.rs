@@ -164,6 +164,10 @@ fn products(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
                     did_you_mean(renews.as_str(), inv.products.keys().map(|k| k.as_str()))
                 ),
             )),
+            Some(target) if target.traffic_block().is_some() => out.push(p.origin.diag(
+                field,
+                format!("`{renews}` is a traffic block; a renewal must name the plan it renews"),
+            )),
             Some(target) if target.resources().is_none() => out.push(p.origin.diag(
                 field,
                 format!("`{renews}` is itself a renewal; a renewal must name the plan it renews"),
@@ -268,8 +272,29 @@ fn vps_refs(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
                 if let ProductKind::Renewal { renews } = &p.kind {
                     out.push(o.diag("product", format!("`{}` is a renewal product; a VPS is on the plan it renews (`{renews}`)", v.product)));
                 }
+                if p.traffic_block().is_some() {
+                    out.push(o.diag(
+                        "product",
+                        format!("`{}` is a traffic block; a VPS is on a plan", v.product),
+                    ));
+                }
             }
             None => {}
+        }
+        for (i, b) in v.traffic_blocks.iter().enumerate() {
+            let reset = inv.settings.traffic.reset;
+            let start = crate::usage::period(reset, v.created, b.period).map(|p| p.start);
+            if start != Some(b.period) {
+                out.push(o.diag(
+                    &format!("traffic_block[{i}].period"),
+                    format!(
+                        "{} is not the first day of a traffic period of this VPS (`[traffic] reset = \"{}\"`{})",
+                        b.period,
+                        crate::values::Keyword::as_str(reset),
+                        start.map_or(String::new(), |s| format!(": the period holding it starts {s}"))
+                    ),
+                ));
+            }
         }
         if !inv.nodes.contains_key(&v.node) && !broken.nodes.contains(v.node.as_str()) {
             out.push(o.diag(

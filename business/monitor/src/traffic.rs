@@ -10,30 +10,14 @@
 //! suspension the level calls for started or lifted (a new period, or more traffic bought,
 //! lifts them). A quota of 0 is unmetered.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
-use model::inventory::Resources;
+use chrono::NaiveDate;
 use model::settings::{TrafficAction, TrafficCount, TrafficReset, TrafficSettings};
 use model::values::{Size, State};
 
 use crate::counters::{Counters, Delta};
 use crate::tiers::{Series, Tier};
 
-/// One accounting period: `[start, end)`, in UTC days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Period {
-    /// The first day.
-    pub start: NaiveDate,
-    /// The first day of the next period.
-    pub end: NaiveDate,
-}
-
-impl Period {
-    /// Whether the instant `at` falls in the period.
-    pub fn contains(&self, at: DateTime<Utc>) -> bool {
-        let day = at.date_naive();
-        self.start <= day && day < self.end
-    }
-}
+pub use model::usage::Period;
 
 /// A date the calendar cannot hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,42 +30,13 @@ pub enum TrafficError {
     },
 }
 
-/// The reset day of the month `first_of_month` starts, for a contract on day `day`: that day,
-/// or the month's last day when it is shorter.
-fn reset_in(first_of_month: NaiveDate, day: u32) -> Option<NaiveDate> {
-    let next = first_of_month.checked_add_months(Months::new(1))?;
-    let last = next.pred_opt()?.day();
-    first_of_month.with_day(day.min(last))
-}
-
-/// The period `today` falls in, for a VPS created on `created`.
+/// The period `today` falls in, for a VPS created on `created` ([`model::usage::period`]).
 pub fn period(
     reset: TrafficReset,
     created: NaiveDate,
     today: NaiveDate,
 ) -> Result<Period, TrafficError> {
-    let err = || TrafficError::OutOfRange { today };
-    let day = match reset {
-        TrafficReset::First => 1,
-        TrafficReset::Contract => created.day(),
-    };
-    let this_month = today.with_day(1).ok_or_else(err)?;
-    let this = reset_in(this_month, day).ok_or_else(err)?;
-    let (from, to) = if today >= this {
-        let next = this_month
-            .checked_add_months(Months::new(1))
-            .ok_or_else(err)?;
-        (this, reset_in(next, day).ok_or_else(err)?)
-    } else {
-        let prev = this_month
-            .checked_sub_months(Months::new(1))
-            .ok_or_else(err)?;
-        (reset_in(prev, day).ok_or_else(err)?, this)
-    };
-    Ok(Period {
-        start: from,
-        end: to,
-    })
+    model::usage::period(reset, created, today).ok_or(TrafficError::OutOfRange { today })
 }
 
 /// The bytes of `usage` that count against the quota.
@@ -222,19 +177,20 @@ pub struct Decision {
     pub steps: Vec<Step>,
 }
 
-/// The policy's answer for a VPS in `state`, on a plan giving `plan`, having used `used`
-/// counted bytes this period, with `done` already in place.
+/// The policy's answer for a VPS in `state` with a period's quota of `quota` (its plan's
+/// `traffic` and the traffic blocks bought for the period, [`model::Inventory::traffic_quota`]),
+/// having used `used` counted bytes this period, with `done` already in place.
 ///
 /// A destroyed VPS, or one suspended by billing or an operator, gets nothing: the policy
 /// neither mails about it nor touches what someone else decided.
 pub fn decide(
     policy: &TrafficSettings,
-    plan: &Resources,
+    quota: Size,
     state: State,
     used: u64,
     done: Enforcement,
 ) -> Decision {
-    let level = level(used, plan.traffic, policy.warn_percent);
+    let level = level(used, quota, policy.warn_percent);
     let mut steps = Vec::new();
     let someone_elses = state == State::Suspended && !done.suspended;
     if state == State::Destroyed || someone_elses {
@@ -267,7 +223,7 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone};
+    use chrono::{Duration, TimeZone, Utc};
     use model::values::Size;
     use proptest::prelude::*;
 
@@ -427,19 +383,9 @@ mod tests {
         assert_eq!(level(u64::MAX, Size(0), 80), Level::Under);
     }
 
-    fn plan(traffic: u64) -> Resources {
-        Resources {
-            disk: Size::gib(10),
-            ram: Size::mib(512),
-            vcpus: 1,
-            traffic: Size(traffic),
-            bandwidth: None,
-            cpu_weight: 256,
-            cpu_cap: 0,
-            disk_iops: None,
-            disk_bandwidth: None,
-            backup: model::backup::BackupPolicy::default(),
-        }
+    /// The quota of a plan giving `traffic` bytes a period.
+    fn plan(traffic: u64) -> Size {
+        Size(traffic)
     }
 
     fn with(at_warn: TrafficAction, at_limit: TrafficAction) -> TrafficSettings {
@@ -455,9 +401,9 @@ mod tests {
         let pol = TrafficSettings::default();
         let plan = plan(1000);
         let none = Enforcement::NONE;
-        let dec = decide(&pol, &plan, State::Active, 500, none);
+        let dec = decide(&pol, plan, State::Active, 500, none);
         assert_eq!((dec.level, dec.steps), (Level::Under, vec![]));
-        let dec = decide(&pol, &plan, State::Active, 850, none);
+        let dec = decide(&pol, plan, State::Active, 850, none);
         assert_eq!(
             dec.steps,
             vec![Step::Mail {
@@ -470,11 +416,8 @@ mod tests {
             mailed: Level::Warn,
             ..none
         };
-        assert_eq!(
-            decide(&pol, &plan, State::Active, 900, warned).steps,
-            vec![]
-        );
-        let dec = decide(&pol, &plan, State::Active, 1000, warned);
+        assert_eq!(decide(&pol, plan, State::Active, 900, warned).steps, vec![]);
+        let dec = decide(&pol, plan, State::Active, 1000, warned);
         assert_eq!(
             dec.steps,
             vec![
@@ -491,13 +434,13 @@ mod tests {
             throttled: true,
             suspended: false,
         };
-        assert_eq!(decide(&pol, &plan, State::Active, 5000, over).steps, vec![]);
+        assert_eq!(decide(&pol, plan, State::Active, 5000, over).steps, vec![]);
     }
 
     #[test]
     fn jumping_past_both_thresholds_mails_once() {
         let pol = TrafficSettings::default();
-        let dec = decide(&pol, &plan(1000), State::Active, 2000, Enforcement::NONE);
+        let dec = decide(&pol, plan(1000), State::Active, 2000, Enforcement::NONE);
         assert_eq!(dec.level, Level::Over);
         assert_eq!(
             dec.steps,
@@ -519,7 +462,7 @@ mod tests {
             throttled: true,
             suspended: true,
         };
-        let dec = decide(&pol, &plan(1000), State::Suspended, 10, done);
+        let dec = decide(&pol, plan(1000), State::Suspended, 10, done);
         assert_eq!(dec.steps, vec![Step::Unthrottle, Step::Unsuspend]);
         // A bought block raised the quota: over becomes warn, the suspension becomes a
         // throttle, and the customer was already told about more than warn.
@@ -528,12 +471,12 @@ mod tests {
             throttled: false,
             suspended: true,
         };
-        let dec = decide(&pol, &plan(2000), State::Suspended, 1900, done);
+        let dec = decide(&pol, plan(2000), State::Suspended, 1900, done);
         assert_eq!(dec.steps, vec![Step::Throttle, Step::Unsuspend]);
         // Passing the bigger quota later is mailed again.
         let done = done.after(&dec);
         assert_eq!(done.mailed, Level::Warn);
-        let dec = decide(&pol, &plan(2000), State::Active, 2000, done);
+        let dec = decide(&pol, plan(2000), State::Active, 2000, done);
         assert_eq!(
             dec.steps,
             vec![
@@ -554,7 +497,7 @@ mod tests {
             mailed: Level::Warn,
             ..Enforcement::NONE
         };
-        let dec = decide(&pol, &plan(1000), State::Active, 1000, done);
+        let dec = decide(&pol, plan(1000), State::Active, 1000, done);
         assert_eq!(
             dec.steps,
             vec![
@@ -571,7 +514,7 @@ mod tests {
     fn other_peoples_suspensions_and_destroyed_vpses_are_left_alone() {
         let pol = with(TrafficAction::Throttle, TrafficAction::Suspend);
         for state in [State::Suspended, State::Destroyed] {
-            let dec = decide(&pol, &plan(1000), state, 5000, Enforcement::NONE);
+            let dec = decide(&pol, plan(1000), state, 5000, Enforcement::NONE);
             assert_eq!(dec.level, Level::Over);
             assert_eq!(dec.steps, vec![], "{state}");
         }
@@ -605,7 +548,7 @@ mod tests {
                 used += more;
                 quota += bought;
                 let state = if done.suspended { State::Suspended } else { State::Active };
-                let dec = decide(&pol, &plan(quota), state, used, done);
+                let dec = decide(&pol, plan(quota), state, used, done);
                 for s in &dec.steps {
                     if let Step::Mail { level, .. } = s { mails.push(*level); }
                 }
@@ -616,7 +559,7 @@ mod tests {
                 }
                 done = done.after(&dec);
                 let state = if done.suspended { State::Suspended } else { State::Active };
-                let again = decide(&pol, &plan(quota), state, used, done);
+                let again = decide(&pol, plan(quota), state, used, done);
                 prop_assert_eq!(again.steps, vec![]);
                 let wanted = match dec.level {
                     Level::Under => None,
@@ -634,7 +577,7 @@ mod tests {
     fn an_unmetered_plan_never_acts_and_lifts_old_measures() {
         let pol = with(TrafficAction::Throttle, TrafficAction::Suspend);
         assert_eq!(
-            decide(&pol, &plan(0), State::Active, u64::MAX, Enforcement::NONE).steps,
+            decide(&pol, plan(0), State::Active, u64::MAX, Enforcement::NONE).steps,
             vec![]
         );
         let done = Enforcement {
@@ -643,7 +586,7 @@ mod tests {
             suspended: false,
         };
         assert_eq!(
-            decide(&pol, &plan(0), State::Active, 5, done).steps,
+            decide(&pol, plan(0), State::Active, 5, done).steps,
             vec![Step::Unthrottle]
         );
     }

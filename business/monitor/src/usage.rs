@@ -166,7 +166,8 @@ fn counted(v: &Vps) -> bool {
     v.state != State::Destroyed
 }
 
-/// Decides the run of `today`: for every VPS not destroyed, its period's totals from `totals`
+/// Decides the run of `today`: for every VPS not destroyed, its period's quota (the plan's
+/// `traffic` and the blocks bought for the period), its period's totals from `totals`
 /// (a VPS the collector has no figures for counts 0), never below what `this_month` and
 /// `last_month` already recorded for the same period (a lost database does not hand out a
 /// fresh quota), its level, and the policy's steps given what the VPS file and the usage files
@@ -187,10 +188,11 @@ pub fn decide(
         mails: Vec::new(),
     };
     for v in inv.vps.values().filter(|v| counted(v)) {
-        let Some(plan) = inv.resources_of(v) else {
+        let Period { start, end } = traffic::period(policy.reset, v.created, today)?;
+        // The plan's quota and the traffic blocks bought for this period.
+        let Some(quota) = inv.traffic_quota(v, start) else {
             continue;
         };
-        let Period { start, end } = traffic::period(policy.reset, v.created, today)?;
         let before = previous(&[this_month, last_month], &v.id, start);
         let t = totals.get(&v.id).copied().unwrap_or_default();
         let (rx, tx) = match before {
@@ -210,7 +212,7 @@ pub fn decide(
             throttled: v.throttled,
             suspended: v.state == State::Suspended && v.suspension == Some(Suspension::Traffic),
         };
-        let dec = traffic::decide(policy, plan, v.state, used, done);
+        let dec = traffic::decide(policy, quota, v.state, used, done);
         for s in &dec.steps {
             if let Some(action) = ChangeKind::of(*s) {
                 run.changes.push(Change {
@@ -231,7 +233,7 @@ pub fn decide(
                     level,
                     action,
                     used,
-                    quota: plan.traffic,
+                    quota,
                     resets_on: end,
                 });
             }
@@ -245,7 +247,7 @@ pub fn decide(
                 rx,
                 tx,
                 counted: used,
-                quota: plan.traffic,
+                quota,
                 mailed: after.mailed,
                 written: now,
             },

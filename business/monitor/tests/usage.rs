@@ -154,3 +154,99 @@ fn byte_counts_read_well() {
     assert_eq!(monitor::usage::human(1100 * MIB), "1.0 GiB");
     assert_eq!(monitor::usage::human(u64::MAX), "16383.9 PiB");
 }
+
+/// A block of `mib` MiB bought for xen01's December period.
+fn buy(inv: &mut Inventory, mib: u64, invoice: &str) {
+    inv.vps
+        .get_mut(&id("xen01"))
+        .unwrap()
+        .traffic_blocks
+        .push(model::TrafficBlock {
+            period: day("2026-12-01"),
+            size: model::values::Size::mib(mib),
+            invoice: invoice.parse().unwrap(),
+        });
+}
+
+#[test]
+fn a_block_bought_while_throttled_lifts_the_throttle_at_the_next_run() {
+    let mut inv = fleet();
+    let none = UsageFile::default();
+    let over = run(&inv, "2026-12-20", 1100, &none, &none);
+    assert_eq!(over.changes[0].action, ChangeKind::Throttle);
+    inv.vps.get_mut(&id("xen01")).unwrap().throttled = true;
+
+    // 1024 MiB + 1024 MiB: 1100 MiB is under the warning of the bigger quota.
+    buy(&mut inv, 1024, "INV-2026-000200");
+    let r = run(&inv, "2026-12-21", 1100, &over.file, &none);
+    let kinds: Vec<ChangeKind> = r.changes.iter().map(|c| c.action).collect();
+    assert_eq!(kinds, [ChangeKind::Unthrottle], "{}", r.render());
+    assert!(r.mails.is_empty(), "{}", r.render());
+    let e = &r.file.vps[&id("xen01")];
+    assert_eq!(e.quota, model::values::Size::mib(2048));
+    assert_eq!(e.mailed, TrafficLevel::Under);
+
+    // A block of another period does not count in this one.
+    let mut other = fleet();
+    other.vps.get_mut(&id("xen01")).unwrap().throttled = true;
+    other
+        .vps
+        .get_mut(&id("xen01"))
+        .unwrap()
+        .traffic_blocks
+        .push(model::TrafficBlock {
+            period: day("2026-11-01"),
+            size: model::values::Size::mib(1024),
+            invoice: "INV-2026-000199".parse().unwrap(),
+        });
+    let r = run(&other, "2026-12-21", 1100, &over.file, &none);
+    assert!(r.is_quiet(), "{}", r.render());
+    assert_eq!(
+        r.file.vps[&id("xen01")].quota,
+        model::values::Size::mib(1024)
+    );
+}
+
+#[test]
+fn the_level_mails_come_again_when_the_bigger_quota_is_passed() {
+    let mut inv = fleet();
+    let none = UsageFile::default();
+    let over = run(&inv, "2026-12-20", 1100, &none, &none);
+    assert_eq!(over.mails.len(), 1);
+    // The webhook lifts the throttle in the commit that records the block.
+    buy(&mut inv, 512, "INV-2026-000200");
+    // 1536 MiB now: 1300 MiB is past 80 %, already told about more: no mail, no throttle.
+    let warn = run(&inv, "2026-12-21", 1300, &over.file, &none);
+    assert!(warn.is_quiet(), "{}", warn.render());
+    assert_eq!(warn.file.vps[&id("xen01")].mailed, TrafficLevel::Warn);
+    // Past the bigger quota: throttled and mailed again, once.
+    let again = run(&inv, "2026-12-22", 1600, &warn.file, &none);
+    let kinds: Vec<ChangeKind> = again.changes.iter().map(|c| c.action).collect();
+    assert_eq!(kinds, [ChangeKind::Throttle], "{}", again.render());
+    assert_eq!(again.mails.len(), 1, "{}", again.render());
+    assert_eq!(again.mails[0].id, "traffic.xen01.2026-12-01.over");
+    assert_eq!(again.mails[0].quota, model::values::Size::mib(1536));
+    inv.vps.get_mut(&id("xen01")).unwrap().throttled = true;
+    let steady = run(&inv, "2026-12-23", 1700, &again.file, &none);
+    assert!(steady.is_quiet(), "{}", steady.render());
+}
+
+#[test]
+fn blocks_do_not_meter_an_unmetered_plan() {
+    let mut inv = fleet();
+    let v = inv.vps.get_mut(&id("xen01")).unwrap();
+    let plan = v.product.clone();
+    if let model::ProductKind::Plan(r) = &mut inv.products.get_mut(&plan).unwrap().kind {
+        r.traffic = model::values::Size(0);
+    }
+    buy(&mut inv, 1024, "INV-2026-000200");
+    let r = run(
+        &inv,
+        "2026-12-20",
+        5000,
+        &UsageFile::default(),
+        &UsageFile::default(),
+    );
+    assert!(r.is_quiet(), "{}", r.render());
+    assert_eq!(r.file.vps[&id("xen01")].quota, model::values::Size(0));
+}

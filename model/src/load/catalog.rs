@@ -21,6 +21,7 @@ const PRODUCT_KEYS: &[&str] = &[
     "setup_fee",
     "commission",
     "private",
+    "traffic_block",
     "disk",
     "ram",
     "vcpus",
@@ -33,8 +34,8 @@ const PRODUCT_KEYS: &[&str] = &[
     "backup",
 ];
 /// The fields of a plan's resources: `disk` to the end of [`PRODUCT_KEYS`]. A renewal product
-/// takes them from the product it renews.
-const RESOURCE_KEYS: &[&str] = PRODUCT_KEYS.split_at(8).1;
+/// takes them from the product it renews; a traffic block has none.
+const RESOURCE_KEYS: &[&str] = PRODUCT_KEYS.split_at(9).1;
 
 pub(super) fn parse_catalog(
     r: &mut Reader<'_>,
@@ -67,16 +68,30 @@ impl Entry for Product {
         let id = p.req::<ProductId>(r, &mut o, "id");
         let name = p.req::<String>(r, &mut o, "name");
         let renews = p.opt::<ProductId>(r, &mut o, "renews");
-        let period_months = p.req::<u32>(r, &mut o, "period_months");
+        let block = p.has("traffic_block");
+        let period_months = if block {
+            Some(0)
+        } else {
+            p.req::<u32>(r, &mut o, "period_months")
+        };
         let price = p.req::<Money>(r, &mut o, "price");
         let setup_fee = p.opt(r, &mut o, "setup_fee").unwrap_or(Money::ZERO);
         let commission = p.opt(r, &mut o, "commission").unwrap_or(Money::ZERO);
         let private = p.opt(r, &mut o, "private").unwrap_or(false);
         let kind = match renews {
+            Some(_) if block => {
+                p.error(
+                    r,
+                    "traffic_block",
+                    "a traffic block renews nothing: remove `renews` or this field",
+                );
+                None
+            }
             Some(renews) => renewal(r, p, renews),
+            None if block => traffic_block(r, p, &mut o),
             None => plan(r, p, &mut o).map(ProductKind::Plan),
         };
-        if period_months == Some(0) {
+        if !block && period_months == Some(0) {
             p.error(r, "period_months", "must be at least 1");
         }
         build(r, p, || {
@@ -112,6 +127,27 @@ fn renewal(r: &mut Reader<'_>, p: &Obj<'_>, renews: ProductId) -> Option<Product
         }
     }
     Some(ProductKind::Renewal { renews })
+}
+
+/// A traffic block: its size, and none of a plan's period, setup fee or resources.
+fn traffic_block(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<ProductKind> {
+    let pt = p.table();
+    let not_for_a_block = ["period_months", "setup_fee"].iter().chain(RESOURCE_KEYS);
+    for key in not_for_a_block {
+        if pt.contains_key(key) {
+            r.error(
+                pt.key(key).and_then(toml_edit::Key::span),
+                &p.field(key),
+                "a traffic block only adds traffic to the current traffic period; remove this field",
+            );
+        }
+    }
+    let size = p.req::<Size>(r, o, "traffic_block")?;
+    if size == Size(0) {
+        p.error(r, "traffic_block", "must be more than 0");
+        return None;
+    }
+    Some(ProductKind::TrafficBlock { size })
 }
 
 /// The resources of a plan; `None` when a required one did not parse.

@@ -34,7 +34,10 @@ const VPS_KEYS: &[&str] = &[
     "backup",
     "throttled",
     "adopted",
+    "traffic_block",
 ];
+
+const TRAFFIC_BLOCK_KEYS: &[&str] = &["period", "size", "invoice"];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
     let v = Obj::new(t, "", None, VPS_KEYS);
@@ -51,6 +54,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let suspension = v.kw::<Suspension>(r, &mut o, "suspension");
     let suspended = v.opt(r, &mut o, "suspended");
     let throttled = v.opt::<bool>(r, &mut o, "throttled").unwrap_or(false);
+    let traffic_blocks = parse_traffic_blocks(r, &mut o, &v);
     let created = v.req(r, &mut o, "created");
     let expires = v.req(r, &mut o, "expires");
     let destroyed = v.opt(r, &mut o, "destroyed");
@@ -78,6 +82,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             suspension,
             suspended,
             throttled,
+            traffic_blocks,
             created: created?,
             expires: expires?,
             destroyed,
@@ -101,6 +106,42 @@ fn parse_actions(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Actions {
         a.finish(r);
     }
     actions
+}
+
+/// `[[traffic_block]]`: the traffic blocks bought, each `{ period, size, invoice }`; an invoice
+/// sells one block.
+fn parse_traffic_blocks(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Vec<TrafficBlock> {
+    let mut out: Vec<TrafficBlock> = Vec::new();
+    for (i, (t, span)) in super::table_list(r, v.table(), "traffic_block")
+        .into_iter()
+        .enumerate()
+    {
+        let b = Obj::new(t, format!("traffic_block[{i}]."), span, TRAFFIC_BLOCK_KEYS);
+        let period = b.req::<chrono::NaiveDate>(r, o, "period");
+        let size = b.req::<Size>(r, o, "size");
+        let invoice = b.req::<crate::policy::InvoiceNumber>(r, o, "invoice");
+        if size == Some(Size(0)) {
+            b.error(r, "size", "must be more than 0");
+        }
+        b.finish(r);
+        let (Some(period), Some(size), Some(invoice)) = (period, size, invoice) else {
+            continue;
+        };
+        if out.iter().any(|x| x.invoice == invoice) {
+            b.error(
+                r,
+                "invoice",
+                format!("invoice {invoice} is recorded for another traffic block already"),
+            );
+            continue;
+        }
+        out.push(TrafficBlock {
+            period,
+            size,
+            invoice,
+        });
+    }
+    out
 }
 
 /// `[monitor]`: where alerts go and which service checks run.

@@ -158,7 +158,7 @@ pub fn site_data(inv: &Inventory, cat: &Catalog) -> SiteData {
         .filter(|p| !p.private)
         .filter_map(|p| match &p.kind {
             ProductKind::Plan(r) => Some((p, r)),
-            ProductKind::Renewal { .. } => None,
+            ProductKind::Renewal { .. } | ProductKind::TrafficBlock { .. } => None,
         })
         .map(|(p, r)| {
             let mut renewals: Vec<RenewalView> = inv

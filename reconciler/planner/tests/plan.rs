@@ -266,7 +266,7 @@ const MIB: u64 = 1 << 20;
 fn resources<'a>(inv: &'a mut Inventory, product: &str) -> &'a mut Resources {
     match &mut inv.products.get_mut(product).unwrap().kind {
         ProductKind::Plan(r) => Some(r),
-        ProductKind::Renewal { .. } => None,
+        ProductKind::Renewal { .. } | ProductKind::TrafficBlock { .. } => None,
     }
     .expect("a plan")
 }

@@ -431,7 +431,8 @@ pub fn pool_rows(inv: &Inventory) -> Vec<PoolRow> {
         .collect()
 }
 
-/// Product rows: each plan followed by its renewals.
+/// Product rows: each plan followed by its renewals, then the traffic blocks (their `traffic`
+/// is the block's size).
 pub fn product_rows(inv: &Inventory) -> Vec<ProductRow> {
     let row = |p: &model::Product| {
         let r = p.resources();
@@ -440,7 +441,7 @@ pub fn product_rows(inv: &Inventory) -> Vec<ProductRow> {
             name: p.name.clone(),
             renews: match &p.kind {
                 ProductKind::Renewal { renews } => Some(renews.to_string()),
-                ProductKind::Plan(_) => None,
+                ProductKind::Plan(_) | ProductKind::TrafficBlock { .. } => None,
             },
             period_months: p.period_months,
             price: p.price.to_string(),
@@ -448,7 +449,10 @@ pub fn product_rows(inv: &Inventory) -> Vec<ProductRow> {
             disk: r.map(|r| r.disk.to_string()),
             ram: r.map(|r| r.ram.to_string()),
             vcpus: r.map(|r| r.vcpus),
-            traffic: r.map(|r| r.traffic.to_string()),
+            traffic: r
+                .map(|r| r.traffic)
+                .or(p.traffic_block())
+                .map(|t| t.to_string()),
             private: p.private,
         }
     };
@@ -461,6 +465,12 @@ pub fn product_rows(inv: &Inventory) -> Vec<ProductRow> {
                 .map(row),
         );
     }
+    out.extend(
+        inv.products
+            .values()
+            .filter(|p| p.traffic_block().is_some())
+            .map(row),
+    );
     out
 }
 
@@ -631,7 +641,12 @@ pub fn render(
             t.row(vec![
                 id,
                 r.name,
-                format!("{} mo", r.period_months),
+                // A traffic block has no period: it lasts the rest of the traffic period.
+                if r.period_months == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{} mo", r.period_months)
+                },
                 r.price,
                 r.setup_fee,
                 r.disk.unwrap_or_default(),
