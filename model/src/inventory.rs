@@ -457,6 +457,8 @@ pub struct Vps {
     pub ptr: BTreeMap<IpAddr, Hostname>,
     /// `[backup]`: this VPS's changes to its plan's backup policy.
     pub backup: crate::backup::BackupOverride,
+    /// `[restore]`: a backup to write onto the disk (erasing it), once per generation.
+    pub restore: Option<crate::backup::Restore>,
     /// Where it was defined.
     pub origin: Origin,
 }

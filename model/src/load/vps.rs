@@ -33,6 +33,7 @@ const VPS_KEYS: &[&str] = &[
     "ptr",
     "backup",
     "throttled",
+    "restore",
 ];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
@@ -60,6 +61,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
         .sub(r, &mut o, "backup", super::backup::POLICY_KEYS)
         .map(|b| super::backup::parse_override(r, &mut o, &b))
         .unwrap_or_default();
+    let restore = super::backup::parse_restore(r, &mut o, &v);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -82,6 +84,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             monitor,
             ptr,
             backup,
+            restore,
             origin: o,
         })
     })

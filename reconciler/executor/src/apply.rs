@@ -25,6 +25,9 @@ pub struct Access {
     pub parallelism: usize,
     /// What was done over SSH, for benchmarks and tests.
     pub stats: Arc<ApplyStats>,
+    /// The backup repository's secrets, sent with steps that restore a backup (and only
+    /// then); `None`: such steps fail on the node, saying so, before the VPS is touched.
+    pub restic: Option<crate::backup::Secrets>,
 }
 
 /// SSH work counted across nodes.
@@ -292,7 +295,15 @@ async fn apply_node(
         Ok(s) => s,
         Err(e) => return NodeOutcome::Unreachable(e.into()),
     };
-    let out = run_locked(desired, spec, &sess, given, progress).await;
+    let out = run_locked(
+        desired,
+        spec,
+        &sess,
+        given,
+        access.restic.as_ref(),
+        progress,
+    )
+    .await;
     access.stats.count(&sess);
     sess.close().await;
     out
@@ -303,6 +314,7 @@ async fn run_locked(
     spec: &NodeSpec,
     sess: &Session,
     given: Option<Option<NodePlan>>,
+    restic: Option<&crate::backup::Secrets>,
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let node = &spec.node;
@@ -328,7 +340,21 @@ async fn run_locked(
         return refusal.map_or(NodeOutcome::NoChanges, NodeOutcome::Refused);
     }
     // 3. Act, reading progress.
+    // Then the repository's secrets (three lines, empty unless a step restores a backup).
     let mut input = b"go\n".to_vec();
+    let restores = (steps.iter()).any(|s| {
+        matches!(
+            s.op,
+            plan::Op::CheckBackup { .. } | plan::Op::Restore { .. }
+        )
+    });
+    match restic
+        .filter(|_| restores)
+        .map(crate::backup::Secrets::input)
+    {
+        Some(Ok(secrets)) => input.extend_from_slice(&secrets),
+        _ => input.extend_from_slice(b"\n\n\n"),
+    }
     input.extend_from_slice(driver::steps_script(spec, &steps).as_bytes());
     if let Err(e) = run.send_all(&input).await {
         return NodeOutcome::Unreachable(e.into());

@@ -249,6 +249,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
             timeouts: executor::ssh::Timeouts::default(),
             parallelism: a.nodes,
             stats,
+            restic: None,
         })
     };
     let rt = super::plan::runtime()?;

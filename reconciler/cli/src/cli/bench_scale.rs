@@ -88,6 +88,7 @@ fn one(nodes: usize, a: &ScaleBench) -> anyhow::Result<()> {
         timeouts: executor::ssh::Timeouts::default(),
         parallelism: a.parallelism,
         stats: Arc::default(),
+        restic: None,
     };
     let (c1, t1) = (cpu_time(), Instant::now());
     let observed = rt.block_on(observe_all(&inv, &desired, &ids, &access));

@@ -293,6 +293,7 @@ fn access(loaded: &Loaded, client: russh::keys::PrivateKey) -> Access {
         },
         parallelism: rec.parallelism as usize,
         stats: Arc::default(),
+        restic: None,
     }
 }
 
