@@ -156,6 +156,44 @@ crate::values::string_value! {
     }
 }
 
+crate::values::string_value! {
+    /// A restic snapshot id: 8 to 64 lowercase hex digits (a short id or the full one).
+    pub struct SnapshotId(String);
+    /// The id as text.
+    pub fn as_str;
+    fn parse(s) {
+        if (8..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(s.to_owned())
+        } else {
+            Err(format!(
+                "`{}` is not a restic snapshot id (8 to 64 lowercase hex digits, as `gitvps backup list` shows them)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+/// A VPS's `[restore]`: write a backup onto its disk, erasing it, once per generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Restore {
+    /// The restic snapshot (a backup of this VPS, or of `from`).
+    pub snapshot: SnapshotId,
+    /// The VPS the backup was taken of, when it is another VPS of the same customer (restore
+    /// into a new VPS); `None`: this VPS.
+    pub from: Option<crate::VpsId>,
+    /// Bump it to restore again: a restore is done once per generation, like `[actions]`.
+    pub generation: u64,
+}
+
+impl Restore {
+    /// The VPS whose backup this is.
+    pub fn source<'a>(&'a self, vps: &'a crate::VpsId) -> &'a crate::VpsId {
+        self.from.as_ref().unwrap_or(vps)
+    }
+}
+
 /// `[backup]` in `gitvps.toml`: the restic repository every backup goes to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackupSettings {

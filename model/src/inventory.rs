@@ -490,6 +490,8 @@ pub struct Vps {
     /// gitvps neither rewrites nor restarts, and its disk is taken as installed; console
     /// access waits too. Removing the mark hands the VPS over to gitvps entirely.
     pub adopted: bool,
+    /// `[restore]`: a backup to write onto the disk (erasing it), once per generation.
+    pub restore: Option<crate::backup::Restore>,
     /// Where it was defined.
     pub origin: Origin,
 }

@@ -234,6 +234,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         ptr: std::collections::BTreeMap::new(),
         backup: crate::backup::BackupOverride::default(),
         adopted: false,
+        restore: None,
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use ipnet::{Ipv4Net, Ipv6Net};
 use toml_edit::{Item, TableLike, Value};
 
-use crate::backup::EnvName;
+use crate::backup::{EnvName, SnapshotId};
 use crate::diag::{Diagnostic, Origin, SourceFile};
 use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
 use crate::policy::{InvoiceNumber, InvoiceRule, TaxRate};
@@ -80,7 +80,8 @@ from_str_value!(
     VpsAddr,
     InvoiceRule,
     InvoiceNumber,
-    EnvName
+    EnvName,
+    SnapshotId
 );
 
 impl FromValue for String {

@@ -24,6 +24,7 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     forward_ports(inv, broken, &mut out);
     customer_emails(inv, &mut out);
     backups(inv, broken, &mut out);
+    restores(inv, broken, &mut out);
     out
 }
 
@@ -59,6 +60,40 @@ fn backups(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             ));
         } else if no_repo && plan.backup.schedule.every == Frequency::Off {
             out.push(v.origin.diag("backup.every", why));
+        }
+    }
+}
+
+/// A VPS's `[restore]` needs a repository, and restores a backup of itself or of another VPS
+/// of the same customer (`from`): never one of another customer's.
+fn restores(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for v in inv.vps.values() {
+        let Some(r) = &v.restore else { continue };
+        if inv.settings.backup.repository.is_none() {
+            out.push(v.origin.diag(
+                "restore",
+                "a restore needs the restic repository of gitvps.toml's [backup] (see docs/backup.md)",
+            ));
+        }
+        let Some(from) = &r.from else { continue };
+        if from == &v.id {
+            continue;
+        }
+        match inv.vps.get(from) {
+            Some(src) if src.customer == v.customer => {}
+            // Another customer's VPS is reported as unknown: its existence is not theirs to learn.
+            Some(_) => out.push(v.origin.diag(
+                "restore.from",
+                format!(
+                    "`{from}` is not a VPS of customer {}: a restore takes a backup of one of the customer's own VPSes only",
+                    v.customer
+                ),
+            )),
+            None if broken.vps.contains(from.as_str()) => {}
+            None => out.push(v.origin.diag(
+                "restore.from",
+                format!("unknown VPS `{from}`: no inventory/vps/{from}.toml (a destroyed VPS keeps its file and its backups)"),
+            )),
         }
     }
 }

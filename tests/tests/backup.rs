@@ -356,3 +356,180 @@ fn backups_over_sftp_to_a_real_sshd() {
     assert!(f.domain("node1", "xen10").is_some());
     node_is_clean(&f);
 }
+
+/// The ids of a VPS's snapshots, newest first, as `gitvps backup list --json` gives them.
+fn ids(f: &Fleet, vps: &str) -> Vec<String> {
+    let l = backup(f, PASSWORD, &["list", "--json"]);
+    assert_eq!(l.code, 0, "{l:?}");
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).unwrap();
+    v[vps]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| b["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn apply(f: &Fleet, password: Option<&str>) -> Run {
+    let mut c = f.command(&["apply"]);
+    match password {
+        Some(p) => c.env("GITVPS_RESTIC_PASSWORD", p),
+        None => c.env_remove("GITVPS_RESTIC_PASSWORD"),
+    };
+    c.output().unwrap().into()
+}
+
+fn read_at(path: &Path, at: usize, len: usize) -> Vec<u8> {
+    std::fs::read(path).unwrap()[at..at + len].to_vec()
+}
+
+/// `[restore]` by an admin commit: the backup is checked in the repository first (another
+/// VPS's backup is refused before anything stops), then the VPS stops, the backup is written
+/// onto its disk and it starts again; once per generation. Also into a new VPS with `from`.
+#[test]
+fn a_restore_by_commit_writes_the_backup_back_once_and_refuses_another_vpss() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let f = fleet(&format!("[backup.local]\npath = \"{}\"\n", repo.display()));
+    init(&repo);
+    // Another customer's VPS, with a backup of its own.
+    f.vps("xen11", "node1", "192.0.2.11", "");
+    f.edit(
+        "inventory/vps/xen11.toml",
+        "customer = \"c-0001\"\nproduct = \"advanced\"",
+        "customer = \"c-0002\"\nproduct = \"tiny\"",
+    );
+    f.converge();
+    let disk = f.root("node1").join("dev/vg0/xen10");
+    write_at(
+        &f.root("node1").join("dev/vg0/xen11"),
+        1 << 20,
+        b"another customer",
+    );
+    let r = backup(&f, PASSWORD, &["run", "--now", "2026-11-02T04:00:00Z"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mine = ids(&f, "xen10");
+    let theirs = ids(&f, "xen11");
+    assert_eq!((mine.len(), theirs.len()), (1, 1), "{r:?}");
+    // The guest changes its disk after the backup.
+    write_at(&disk, 1 << 20, b"changed later!!!");
+
+    // Another customer's VPS as `from`: refused by validation, at its line.
+    f.edit(
+        "inventory/vps/xen10.toml",
+        "expires = 2027-01-01\n",
+        &format!(
+            "expires = 2027-01-01\n\n[restore]\nsnapshot = \"{}\"\nfrom = \"xen11\"\ngeneration = 1\n",
+            &theirs[0][..8]
+        ),
+    );
+    let v = f.gitvps(&["validate"]);
+    assert_ne!(v.code, 0, "{v:?}");
+    assert!(
+        v.stderr.contains(
+            "inventory/vps/xen10.toml:12:8: restore.from: `xen11` is not a VPS of customer c-0001"
+        ),
+        "{v:?}"
+    );
+    let a = apply(&f, Some(PASSWORD));
+    assert_ne!(a.code, 0, "{a:?}");
+    assert_eq!(read_at(&disk, 1 << 20, 16), b"changed later!!!");
+
+    // Another VPS's snapshot as if it were this one's: the check refuses it on the node and
+    // the VPS keeps running, its disk untouched.
+    f.edit("inventory/vps/xen10.toml", "from = \"xen11\"\n", "");
+    let plan = f.gitvps(&["plan"]);
+    assert!(
+        plan.stdout.contains(&format!(
+            "! xen10: check that backup {} is one of xen10's",
+            &theirs[0][..8]
+        )) && plan.stdout.contains("xen10: restore backup")
+            && plan.stdout.contains("ERASES THE DISK"),
+        "{plan:?}"
+    );
+    let a = apply(&f, Some(PASSWORD));
+    assert_eq!(a.code, 1, "{a:?}");
+    assert!(
+        a.stdout.contains(&format!(
+            "snapshot {} is not a backup of xen10 in the repository",
+            &theirs[0][..8]
+        )),
+        "{a:?}"
+    );
+    assert!(f.domain("node1", "xen10").is_some(), "still running");
+    assert_eq!(read_at(&disk, 1 << 20, 16), b"changed later!!!");
+
+    // Its own snapshot, but no password where apply runs: refused before anything stops.
+    f.edit(
+        "inventory/vps/xen10.toml",
+        &format!("snapshot = \"{}\"", &theirs[0][..8]),
+        &format!("snapshot = \"{}\"", mine[0]),
+    );
+    let a = apply(&f, None);
+    assert_eq!(a.code, 1, "{a:?}");
+    assert!(
+        a.stdout.contains("no restic password came with this apply"),
+        "{a:?}"
+    );
+    assert!(f.domain("node1", "xen10").is_some(), "still running");
+    assert_eq!(read_at(&disk, 1 << 20, 16), b"changed later!!!");
+
+    // With it: stopped, restored, started; the bytes of the backup are back.
+    let a = apply(&f, Some(PASSWORD));
+    assert_eq!(a.code, 0, "{a:?}");
+    assert_eq!(read_at(&disk, 1 << 20, 16), b"the guest's data");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 << 20);
+    assert!(f.domain("node1", "xen10").is_some(), "started again");
+    assert_eq!(f.record("node1", "xen10")["restore"], 1);
+    assert!(!format!("{a:?}").contains(PASSWORD));
+    node_is_clean_but(&f, &["xen10", "xen11"]);
+    // Once per generation: the next apply restores nothing.
+    write_at(&disk, 1 << 20, b"written after!!!");
+    let again = apply(&f, Some(PASSWORD));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(!again.stdout.contains("restore"), "{again:?}");
+    assert_eq!(read_at(&disk, 1 << 20, 16), b"written after!!!");
+
+    // Into a new VPS of the same customer: its disk starts from xen10's backup.
+    f.vps(
+        "xen12",
+        "node1",
+        "192.0.2.12",
+        &format!(
+            "\n[restore]\nsnapshot = \"{}\"\nfrom = \"xen10\"\ngeneration = 1\n",
+            mine[0]
+        ),
+    );
+    f.edit(
+        "inventory/vps/xen12.toml",
+        "product = \"advanced\"",
+        "product = \"tiny\"",
+    );
+    let a = apply(&f, Some(PASSWORD));
+    assert_eq!(a.code, 0, "{a:?}");
+    let new = f.root("node1").join("dev/vg0/xen12");
+    assert_eq!(read_at(&new, 1 << 20, 16), b"the guest's data");
+    assert!(f.domain("node1", "xen12").is_some());
+    assert!(!a.stdout.contains("install debian"), "{a:?}");
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 0, "nothing left to do: {p:?}");
+}
+
+/// Nothing of the password is on the node, and the VG holds exactly these volumes.
+fn node_is_clean_but(f: &Fleet, lvs: &[&str]) {
+    let grep = Command::new("grep")
+        .args(["-r", "-l", "-a", PASSWORD])
+        .arg(f.root("node1"))
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "the password is in {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    let l = f.on_node("node1", "lvs", &["--noheadings", "-o", "lv_name", "vg0"]);
+    let want: String = lvs.iter().map(|v| format!("  {v}\n")).collect();
+    assert_eq!(l.stdout, want, "{l:?}");
+}

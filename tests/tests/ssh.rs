@@ -271,6 +271,7 @@ async fn a_kept_connection_the_server_dropped_is_replaced_within_the_cycle() {
         parallelism: 4,
         stats: Arc::default(),
         pool: Some(pool.clone()),
+        restic: None,
     };
     let reachable = |o: &std::collections::BTreeMap<model::NodeId, Observation>| {
         o.values().all(|x| matches!(x, Observation::Reachable(_)))

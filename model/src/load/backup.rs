@@ -44,6 +44,24 @@ pub(super) fn parse_override(r: &mut Reader<'_>, o: &mut Origin, b: &Obj<'_>) ->
     out
 }
 
+/// `[restore]` of a VPS: `snapshot` and `generation` (at least 1) are required, `from` names
+/// the VPS the backup was taken of when it is another one.
+pub(super) fn parse_restore(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Option<Restore> {
+    let b = v.sub(r, o, "restore", &["snapshot", "from", "generation"])?;
+    let snapshot = b.req::<SnapshotId>(r, o, "snapshot");
+    let from = b.opt::<crate::VpsId>(r, o, "from");
+    let generation = b.req::<u64>(r, o, "generation");
+    if generation == Some(0) {
+        b.error(r, "generation", "must be at least 1 (bump it to restore)");
+    }
+    b.finish(r);
+    Some(Restore {
+        snapshot: snapshot?,
+        from,
+        generation: generation.filter(|g| *g > 0)?,
+    })
+}
+
 /// `[product.backup]` of a plan: `every` is required, the rest default; a policy that takes
 /// backups must keep some.
 pub(super) fn parse_policy(r: &mut Reader<'_>, o: &mut Origin, p: &Obj<'_>) -> BackupPolicy {

@@ -35,6 +35,7 @@ const VPS_KEYS: &[&str] = &[
     "throttled",
     "adopted",
     "traffic_block",
+    "restore",
 ];
 
 const TRAFFIC_BLOCK_KEYS: &[&str] = &["period", "size", "invoice"];
@@ -67,6 +68,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
         .sub(r, &mut o, "backup", super::backup::POLICY_KEYS)
         .map(|b| super::backup::parse_override(r, &mut o, &b))
         .unwrap_or_default();
+    let restore = super::backup::parse_restore(r, &mut o, &v);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -91,6 +93,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             ptr,
             backup,
             adopted,
+            restore,
             origin: o,
         })
     })

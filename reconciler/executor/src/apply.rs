@@ -28,6 +28,9 @@ pub struct Access {
     pub stats: Arc<ApplyStats>,
     /// Connections kept across cycles (the demo's apply loop); `None`: one per run.
     pub pool: Option<Arc<Pool>>,
+    /// The backup repository's secrets, sent with steps that restore a backup (and only
+    /// then); `None`: such steps fail on the node, saying so, before the VPS is touched.
+    pub restic: Option<crate::backup::Secrets>,
 }
 
 impl Access {
@@ -344,7 +347,7 @@ async fn apply_node(
         started = conn.start(&cmd).await;
     }
     let out = match started {
-        Ok(run) => run_locked(desired, spec, run, given, progress).await,
+        Ok(run) => run_locked(desired, spec, run, given, access.restic.as_ref(), progress).await,
         Err(e) => NodeOutcome::Unreachable(e.into()),
     };
     if matches!(out, NodeOutcome::Unreachable(_))
@@ -369,6 +372,7 @@ async fn run_locked(
     spec: &NodeSpec,
     run: Running,
     given: Option<Option<NodePlan>>,
+    restic: Option<&crate::backup::Secrets>,
     progress: &dyn Progress,
 ) -> NodeOutcome {
     let node = &spec.node;
@@ -387,7 +391,21 @@ async fn run_locked(
         return refusal.map_or(NodeOutcome::NoChanges, NodeOutcome::Refused);
     }
     // 3. Act, reading progress.
+    // Then the repository's secrets (three lines, empty unless a step restores a backup).
     let mut input = b"go\n".to_vec();
+    let restores = (steps.iter()).any(|s| {
+        matches!(
+            s.op,
+            plan::Op::CheckBackup { .. } | plan::Op::Restore { .. }
+        )
+    });
+    match restic
+        .filter(|_| restores)
+        .map(crate::backup::Secrets::input)
+    {
+        Some(Ok(secrets)) => input.extend_from_slice(&secrets),
+        _ => input.extend_from_slice(b"\n\n\n"),
+    }
     input.extend_from_slice(driver::steps_script(spec, &steps).as_bytes());
     if let Err(e) = run.send_all(&input).await {
         return NodeOutcome::Unreachable(e.into());

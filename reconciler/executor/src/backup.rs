@@ -103,7 +103,8 @@ impl Secrets {
         Ok(s)
     }
 
-    fn input(&self) -> Result<Vec<u8>, BackupError> {
+    /// The node scripts' standard input: one secret a line (see `planner::backup`).
+    pub(crate) fn input(&self) -> Result<Vec<u8>, BackupError> {
         nodebk::secrets_input(
             &self.password,
             self.s3.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),

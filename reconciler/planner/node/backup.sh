@@ -17,6 +17,13 @@
 #                                   overlay is committed back; a stopped guest's image as it is
 #   snapshots VPS...                restic's JSON list of the VPSes' snapshots
 #   forget ID...                    forgets the snapshots and prunes the repository
+#   check FROM SNAPSHOT MAX_BYTES   refuses (exit 1, with the reason) unless SNAPSHOT is one
+#                                   backup of FROM (its `vps=FROM` tag) of at most MAX_BYTES
+#   restore FROM SNAPSHOT MAX_BYTES DISK KIND
+#                                   checks as `check`, then writes the backup onto DISK,
+#                                   erasing it; KIND is lvm (DISK is the volume), raw or qcow2
+#                                   (an image file, replaced through DISK.restore-tmp). Run by
+#                                   the steps script under apply's lock, the guest stopped.
 # shellcheck shell=sh disable=SC2154 # the M_* marker variables come from the header (planner::protocol)
 set -u
 R=${1%/}
@@ -179,8 +186,88 @@ bk_backup() {
   echo "@@backup $id $size"
 }
 
+# check FROM SNAPSHOT MAX_BYTES: sets rs_id (the full id), rs_path (the file in the snapshot)
+# and rs_bytes, or says why the snapshot may not be restored here.
+bk_check() {
+  from=$1 snap=$2 max=$3
+  if [ -z "$RESTIC_PASSWORD" ]; then
+    echo "gitvps: no restic password came with this apply: set the variable named by gitvps.toml's [backup] password_env (GITVPS_RESTIC_PASSWORD unless set otherwise) where gitvps apply runs; nothing was restored" >&2
+    return 1
+  fi
+  rs snapshots --json --tag "vps=$from" </dev/null >"$bk_tmp/list" || return 1
+  # One snapshot a line (each object starts with its time), then the ones whose id starts so.
+  sed 's/{"time"/\n{"time"/g' "$bk_tmp/list" | grep "\"id\":\"$snap" >"$bk_tmp/match"
+  n=$(wc -l <"$bk_tmp/match")
+  if [ "$n" -eq 0 ]; then
+    echo "gitvps: snapshot $snap is not a backup of $from in the repository (gitvps backup list --vps $from shows them): nothing was restored" >&2
+    return 1
+  fi
+  if [ "$n" -gt 1 ]; then
+    echo "gitvps: $snap is the start of $n snapshots of $from: give more of its id" >&2
+    return 1
+  fi
+  rs_id=$(sed 's/.*"id":"\([0-9a-f]*\)".*/\1/' "$bk_tmp/match")
+  rs_path=$(sed -n 's/.*"paths":\["\([^"]*\)".*/\1/p' "$bk_tmp/match")
+  rs_bytes=$(sed -n 's/.*"bytes=\([0-9]*\)".*/\1/p' "$bk_tmp/match")
+  case $rs_path in
+    "/$from.img" | "/$from.qcow2") ;;
+    *)
+      echo "gitvps: snapshot $snap holds $rs_path, not the disk of $from: nothing was restored" >&2
+      return 1
+      ;;
+  esac
+  if [ -z "$rs_bytes" ] || [ "$rs_bytes" -gt "$max" ]; then
+    echo "gitvps: snapshot $snap of $from is ${rs_bytes:-of unknown size} bytes, more than the disk's $max: nothing was restored" >&2
+    return 1
+  fi
+}
+
+# restore FROM SNAPSHOT MAX_BYTES DISK KIND
+bk_restore() {
+  disk=$4 kind=$5
+  bk_check "$1" "$2" "$3" || return 1
+  case $kind:$rs_path in
+    lvm:*.img)
+      if [ ! -b "$disk" ] && [ ! -f "$disk" ]; then
+        echo "gitvps: the volume $disk does not exist" >&2
+        return 1
+      fi
+      # Opened for writing without truncating: the volume keeps its size.
+      rs dump "$rs_id" "$rs_path" </dev/null 1<>"$disk" || return 1
+      ;;
+    raw:*.img | qcow2:*.qcow2)
+      tmp="$disk.restore-tmp"
+      rm -f "$tmp"
+      if ! rs dump "$rs_id" "$rs_path" </dev/null >"$tmp"; then
+        rm -f "$tmp"
+        return 1
+      fi
+      # A raw image keeps its size (a backup of a smaller disk leaves the rest empty).
+      if [ "$kind" = raw ] && [ -e "$disk" ]; then
+        cur=$(stat -L -c %s "$disk") || cur=0
+        got=$(stat -c %s "$tmp") || got=0
+        if [ "$got" -lt "$cur" ] && ! truncate -s "$cur" "$tmp"; then
+          rm -f "$tmp"
+          return 1
+        fi
+      fi
+      if ! mv -f "$tmp" "$disk"; then
+        rm -f "$tmp"
+        return 1
+      fi
+      ;;
+    *)
+      echo "gitvps: snapshot $2 holds ${rs_path#/}, which cannot be written onto a $kind disk: nothing was restored" >&2
+      return 1
+      ;;
+  esac
+  echo "gitvps: restored snapshot $rs_id ($rs_bytes bytes) onto $disk" >&2
+}
+
 case $op in
   backup) bk_backup "$@" ;;
+  check) bk_check "$@" ;;
+  restore) bk_restore "$@" ;;
   snapshots)
     n=$#
     for v in "$@"; do set -- "$@" --tag "vps=$v"; done

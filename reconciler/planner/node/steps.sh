@@ -3,6 +3,12 @@
 # shellcheck shell=sh disable=SC2154,SC2034 # the M_* marker variables come from the header (planner::protocol); bad is read by the closing line the planner appends
 set -u
 R=$1
+# The backup repository's secrets (apply.sh): out of the environment at once, so that no step's
+# program sees them; a restore hands them to restic on its input (see node/backup.sh).
+rs_pw=${GITVPS_RESTIC_PW-}
+rs_ak=${GITVPS_RESTIC_AK-}
+rs_sk=${GITVPS_RESTIC_SK-}
+unset GITVPS_RESTIC_PW GITVPS_RESTIC_AK GITVPS_RESTIC_SK
 PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
 export PATH
 LC_ALL=C

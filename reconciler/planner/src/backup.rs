@@ -28,7 +28,7 @@ pub fn cow_mib(disk_bytes: u64) -> u64 {
 }
 
 /// How a node reaches the repository: restic's repository string and, for SFTP, the login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RepoAccess {
     /// `RESTIC_REPOSITORY`.
     pub repository: String,
@@ -167,27 +167,64 @@ fn script(hv: Hypervisor) -> String {
     format!("{}{}{SCRIPT}", protocol::sh_header(), driver::library(hv))
 }
 
-fn command(spec: &NodeSpec, repo: &RepoAccess, op: &str, args: &[String]) -> String {
+/// The script's quoted arguments: the repository access, the operation and its arguments.
+fn words(root: &str, repo: &RepoAccess, op: &str, args: &[String]) -> String {
     let mut words = vec![
-        spec.root.clone(),
+        root.to_owned(),
         repo.repository.clone(),
         repo.known_hosts.clone(),
         repo.sftp_to.clone(),
         repo.sftp_port.to_string(),
-        node_path(&spec.root, SFTP_KEY),
+        node_path(root, SFTP_KEY),
         op.to_owned(),
     ];
     words.extend_from_slice(args);
-    let mut s = format!(
-        "{}sh -c {} gitvps-backup",
+    let quoted: Vec<String> = words.iter().map(|w| quote(w)).collect();
+    quoted.join(" ")
+}
+
+fn command(spec: &NodeSpec, repo: &RepoAccess, op: &str, args: &[String]) -> String {
+    format!(
+        "{}sh -c {} gitvps-backup {}",
         driver::sudo(spec.sudo),
-        quote(&script(spec.hypervisor))
-    );
-    for w in words {
-        s.push(' ');
-        s.push_str(&quote(&w));
-    }
-    s
+        quote(&script(spec.hypervisor)),
+        words(&spec.root, repo, op, args)
+    )
+}
+
+/// The variable of a steps script that holds this script ([`steps_prelude`]).
+const SCRIPT_VAR: &str = "BACKUP_SH";
+
+/// What a steps script with restore steps defines first: the script, in [`SCRIPT_VAR`].
+pub(crate) fn steps_prelude(hv: Hypervisor) -> String {
+    format!("{SCRIPT_VAR}={}\n", quote(&script(hv)))
+}
+
+/// The restore steps' sh line: `check` (the snapshot is a backup of `from` that fits in
+/// `max_bytes`; nothing is touched) or `restore` onto `disk` of `kind` (`lvm`, `raw`, `qcow2`).
+/// The secrets the steps script took from apply's input go on the script's input.
+pub(crate) fn step_line(
+    root: &str,
+    r: &crate::desired::RestoreSpec,
+    max_bytes: u64,
+    target: Option<(&str, &str)>,
+) -> String {
+    let mut args = vec![
+        r.from.to_string(),
+        r.snapshot.clone(),
+        max_bytes.to_string(),
+    ];
+    let op = match target {
+        Some((disk, kind)) => {
+            args.extend([disk.to_owned(), kind.to_owned()]);
+            "restore"
+        }
+        None => "check",
+    };
+    format!(
+        "printf '%s\\n%s\\n%s\\n' \"$rs_pw\" \"$rs_ak\" \"$rs_sk\" | sh -c \"${SCRIPT_VAR}\" gitvps-backup {} || return 1",
+        words(root, &r.repo, op, &args)
+    )
 }
 
 /// `restic backup` of one VPS's disk from a consistent point, tagged `vps=ID` and
@@ -403,6 +440,7 @@ mod tests {
             install: None,
             console: None,
             tap: None,
+            restore: None,
         }
     }
 

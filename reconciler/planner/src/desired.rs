@@ -110,6 +110,21 @@ pub struct VpsSpec {
     pub console: Option<ConsoleSpec>,
     /// A bridged KVM guest's tap, which must stay behind its filter while the guest runs.
     pub tap: Option<String>,
+    /// `[restore]`: the backup to write onto the disk, with the repository it is in.
+    pub restore: Option<RestoreSpec>,
+}
+
+/// A restore of a backup onto a VPS's disk (`[restore]`), as the node carries it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RestoreSpec {
+    /// Done once per generation.
+    pub generation: u64,
+    /// restic's snapshot id (short or full).
+    pub snapshot: String,
+    /// The VPS the backup was taken of (this one, or another of the same customer).
+    pub from: VpsId,
+    /// How the node reaches the repository (no secret: those come with the apply's input).
+    pub repo: crate::backup::RepoAccess,
 }
 
 /// The console user of a VPS on its node (named after the VPS, as in DTC-Xen): an
@@ -361,6 +376,7 @@ pub fn desired(
                 install,
                 console,
                 tap,
+                restore: restore_spec(inv, v),
             },
         );
     }
@@ -368,6 +384,18 @@ pub fn desired(
         nodes,
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
+    })
+}
+
+/// A VPS's `[restore]` with the repository of `gitvps.toml` (validation requires one).
+fn restore_spec(inv: &Inventory, v: &model::Vps) -> Option<RestoreSpec> {
+    let r = v.restore.as_ref()?;
+    let repo = inv.settings.backup.repository.as_ref()?;
+    Some(RestoreSpec {
+        generation: r.generation,
+        snapshot: r.snapshot.as_str().to_owned(),
+        from: r.source(&v.id).clone(),
+        repo: crate::backup::RepoAccess::of(repo),
     })
 }
 

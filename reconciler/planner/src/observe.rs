@@ -154,6 +154,9 @@ pub struct Record {
     pub fsck: u64,
     /// Last reinstall generation performed.
     pub reinstall: u64,
+    /// Last restore generation performed (`[restore]`); left out of the JSON while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restore: u64,
     /// The OS was installed on the disk.
     pub installed: bool,
     /// Unix time the domain was removed for `state = "destroyed"`.
@@ -172,14 +175,25 @@ impl Record {
             reboot,
             fsck,
             reinstall,
+            restore,
             installed,
             destroyed_at,
         } = self;
         let destroyed_at = destroyed_at.map_or_else(|| "null".to_owned(), |t| t.to_string());
+        // A VPS never restored keeps the record it had before restores existed.
+        let restore = if *restore > 0 {
+            format!(r#""restore":{restore},"#)
+        } else {
+            String::new()
+        };
         format!(
-            r#"{{"reboot":{reboot},"fsck":{fsck},"reinstall":{reinstall},"installed":{installed},"destroyed_at":{destroyed_at}}}"#
+            r#"{{"reboot":{reboot},"fsck":{fsck},"reinstall":{reinstall},{restore}"installed":{installed},"destroyed_at":{destroyed_at}}}"#
         )
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One node's live state.
@@ -541,6 +555,7 @@ mod tests {
                 reboot: 3,
                 fsck: u64::MAX,
                 reinstall: 1,
+                restore: 7,
                 installed: true,
                 destroyed_at: Some(-5),
             },

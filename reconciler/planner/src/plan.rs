@@ -8,7 +8,7 @@ use model::values::Size;
 use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, Store, VpsSpec};
+use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, RestoreSpec, Store, VpsSpec};
 use crate::drift::Drift;
 use crate::observe::{Domain, NodeState, Observation, Record};
 
@@ -77,6 +77,21 @@ pub enum Op {
         generation: u64,
         /// What to install and how.
         spec: Box<InstallSpec>,
+    },
+    /// Check, before anything is stopped or erased, that the backup of `[restore]` is one of
+    /// the VPS it names (its `vps=` tag in the repository) and fits on the disk.
+    CheckBackup {
+        /// The restore.
+        restore: Box<RestoreSpec>,
+        /// The disk's size: the backup may not be larger.
+        max_bytes: u64,
+    },
+    /// Write the backup onto the (stopped) disk, erasing it.
+    Restore {
+        /// The restore.
+        restore: Box<RestoreSpec>,
+        /// The disk's size: the backup may not be larger.
+        max_bytes: u64,
     },
     /// Only write the record (an action that needs no work, e.g. reboot of a stopped VPS).
     Record {
@@ -489,13 +504,21 @@ impl Op {
             } => '+',
             Op::WriteConsole { replaces: true, .. } => '~',
             Op::RemoveConsole { .. } => '-',
-            Op::Reboot { .. } | Op::Fsck { .. } | Op::Reinstall { .. } | Op::Record { .. } => '!',
+            Op::Reboot { .. }
+            | Op::Fsck { .. }
+            | Op::Reinstall { .. }
+            | Op::Record { .. }
+            | Op::CheckBackup { .. }
+            | Op::Restore { .. } => '!',
         }
     }
 
     /// Whether the step erases data.
     pub fn destructive(&self) -> bool {
-        matches!(self, Op::Reinstall { .. } | Op::RemoveDisk { .. })
+        matches!(
+            self,
+            Op::Reinstall { .. } | Op::RemoveDisk { .. } | Op::Restore { .. }
+        )
     }
 
     /// One line for humans.
@@ -519,6 +542,13 @@ impl Op {
                     os_words(spec)
                 )
             }
+            Op::CheckBackup { restore: r, .. } => {
+                format!("check that backup {} is one of {}'s", r.snapshot, r.from)
+            }
+            Op::Restore { restore: r, .. } => format!(
+                "restore backup {} of {} (generation {}): ERASES THE DISK",
+                r.snapshot, r.from, r.generation
+            ),
             Op::Record { note } => format!("record {note}"),
             Op::WriteConsole {
                 spec,

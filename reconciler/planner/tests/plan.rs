@@ -142,6 +142,7 @@ fn converged_node(d: &Desired, n: &NodeId) -> NodeState {
                 reboot: v.actions.reboot,
                 fsck: v.actions.fsck,
                 reinstall: v.actions.reinstall,
+                restore: 0,
                 installed: true,
                 destroyed_at: None,
             },
@@ -1209,6 +1210,7 @@ fn all_actions_at_once_run_in_order() {
             reboot: 1,
             fsck: 1,
             reinstall: 1,
+            restore: 0,
             installed: true,
             destroyed_at: None
         })

@@ -60,6 +60,8 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             | Op::Install { .. }
             | Op::Reinstall { .. }
             | Op::Record { .. }
+            | Op::CheckBackup { .. }
+            | Op::Restore { .. }
             | Op::RestoreFilter => {}
             Op::RemoveConfig => {
                 state.configs.remove(&name);
@@ -432,6 +434,7 @@ fn converged(d: &Desired) -> BTreeMap<NodeId, NodeState> {
                 reboot: a.reboot,
                 fsck: a.fsck,
                 reinstall: a.reinstall,
+                restore: 0,
                 installed: true,
                 destroyed_at: None,
             };

@@ -250,6 +250,7 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
             parallelism: a.nodes,
             stats,
             pool: None,
+            restic: None,
         })
     };
     let rt = super::plan::runtime()?;

@@ -89,6 +89,7 @@ fn one(nodes: usize, a: &ScaleBench) -> anyhow::Result<()> {
         parallelism: a.parallelism,
         stats: Arc::default(),
         pool: None,
+        restic: None,
     };
     let (c1, t1) = (cpu_time(), Instant::now());
     let observed = rt.block_on(observe_all(&inv, &desired, &ids, &access));

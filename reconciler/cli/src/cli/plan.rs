@@ -108,6 +108,13 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
         parallelism: s.parallelism.unwrap_or(rec.parallelism as usize),
         stats: Arc::default(),
         pool: None,
+        // Only a `[restore]` needs them; without them its steps fail on the node, saying why.
+        restic: inv
+            .settings
+            .backup
+            .repository
+            .as_ref()
+            .and_then(|_| executor::backup::Secrets::from_env(&inv.settings.backup).ok()),
     };
     Ok(Ok(Setup {
         inv,

@@ -126,6 +126,12 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
         s.push_str(QCOW2_LIBRARY);
     }
     s.push_str(library(spec.hypervisor));
+    if steps
+        .iter()
+        .any(|st| matches!(st.op, Op::CheckBackup { .. } | Op::Restore { .. }))
+    {
+        s.push_str(&crate::backup::steps_prelude(spec.hypervisor));
+    }
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "s{i}() {{");
         for line in step_lines(spec, step) {
@@ -287,6 +293,10 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             install_lines(&step.target.disk, None, spec)
         }
         Op::Record { .. } => vec![":".into()],
+        Op::CheckBackup { restore, max_bytes } => vec![crate::backup::step_line(
+            &spec.root, restore, *max_bytes, None,
+        )],
+        Op::Restore { restore, max_bytes } => restore_lines(spec, step, restore, *max_bytes),
         Op::WriteConsole { spec, .. } => console_lines(step.vps.as_str(), spec),
         Op::RemoveConsole { home, sudoers_path } => vec![format!(
             "rm -f {} {} || return 1",
@@ -309,6 +319,43 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         Op::RestoreFilter => domain_lines(spec, step, DomainOp::RestoreFilter),
         Op::RemoveConfig => domain_lines(spec, step, DomainOp::RemoveConfig),
     }
+}
+
+/// The restore of a backup onto the stopped disk (`node/backup.sh`'s `restore`). A KVM guest on
+/// a qcow2 image gets the kernel it boots from the restored disk, as after an install.
+fn restore_lines(
+    spec: &NodeSpec,
+    step: &Step,
+    r: &crate::desired::RestoreSpec,
+    max_bytes: u64,
+) -> Vec<String> {
+    let disk = quote(&step.target.disk);
+    let kind = match spec.store.image_format() {
+        None => "lvm",
+        Some(ImageFormat::Raw) => "raw",
+        Some(ImageFormat::Qcow2) => "qcow2",
+    };
+    let mut lines = vec![
+        format!("disk_free {disk} || return 1"),
+        crate::backup::step_line(
+            &spec.root,
+            r,
+            max_bytes,
+            Some((step.target.disk.as_str(), kind)),
+        ),
+    ];
+    if kind == "qcow2" && spec.hypervisor == Hypervisor::Kvm {
+        let tmp = quote(&raw_tmp(&step.target.disk));
+        lines.extend([
+            format!("q2_unpack {disk} || return 1"),
+            format!(
+                "kvm_store_kernel {tmp} {} || {{ rm -f {tmp}; return 1; }}",
+                quote(&kvm::run_dir(&spec.root, &step.vps))
+            ),
+            format!("rm -f {tmp}"),
+        ]);
+    }
+    lines
 }
 
 /// A raw disk (a logical volume or an image file) and the sh that works on it.
@@ -530,6 +577,17 @@ pub(crate) mod tests {
         }
     }
 
+    fn restore_spec() -> crate::desired::RestoreSpec {
+        crate::desired::RestoreSpec {
+            generation: 1,
+            snapshot: "0123abcd".into(),
+            from: "xen01".parse().unwrap(),
+            repo: crate::backup::RepoAccess::of(&model::backup::Repository::Local {
+                path: "/srv/backup".parse().unwrap(),
+            }),
+        }
+    }
+
     fn every_op() -> Vec<Step> {
         vec![
             step(
@@ -590,6 +648,24 @@ pub(crate) mod tests {
                     }),
                 },
                 None,
+            ),
+            step(
+                Op::CheckBackup {
+                    restore: Box::new(restore_spec()),
+                    max_bytes: 1 << 30,
+                },
+                None,
+            ),
+            step(
+                Op::Restore {
+                    restore: Box::new(restore_spec()),
+                    max_bytes: 1 << 30,
+                },
+                Some(Record {
+                    restore: 1,
+                    installed: true,
+                    ..Record::default()
+                }),
             ),
             step(Op::Record { note: "x".into() }, Some(Record::default())),
             step(Op::RestoreFilter, None),
@@ -832,6 +908,7 @@ pub(crate) mod tests {
                     | Op::Fsck { .. }
                     | Op::Install { .. }
                     | Op::Reinstall { .. }
+                    | Op::Restore { .. }
                     | Op::RemoveDisk { .. }
             ) {
                 assert_eq!(

@@ -66,6 +66,8 @@ struct Due {
     has_fs: bool,
     fsck: bool,
     reinstall: bool,
+    /// `[restore]` is due (the VPS is active): it replaces a reinstall or install.
+    restore: bool,
     install: bool,
     reboot: bool,
 }
@@ -95,6 +97,7 @@ impl VpsPlan<'_> {
             reboot: self.v.actions.reboot,
             fsck: self.v.actions.fsck,
             reinstall: self.v.actions.reinstall,
+            restore: self.v.restore.as_ref().map_or(0, |r| r.generation),
             installed,
             destroyed_at: None,
         }
@@ -182,8 +185,10 @@ impl VpsPlan<'_> {
         let v = self.v;
         let creating = self.disk.is_none();
         if creating {
-            // A new disk: the counters so far concern a disk that no longer exists.
+            // A new disk: the counters so far concern a disk that no longer exists; a restore
+            // asked for is what the new disk starts from.
             self.record = self.counters(false);
+            self.record.restore = 0;
         }
         if let Some(d) = self.disk
             && d > v.disk_bytes
@@ -204,6 +209,18 @@ impl VpsPlan<'_> {
                 self.name
             ));
         }
+        let restore_due = v
+            .restore
+            .as_ref()
+            .is_some_and(|r| r.generation > self.record.restore);
+        let restore = restore_due && v.state == State::Active;
+        if restore_due && !restore {
+            self.notes.push(format!(
+                "{}: the restore waits until the VPS is active again",
+                self.name
+            ));
+        }
+        let reinstall = reinstall && !restore;
         Due {
             up: self.domain.is_some_and(Domain::is_up),
             grow: self.disk.is_some_and(|d| d < v.disk_bytes),
@@ -214,9 +231,13 @@ impl VpsPlan<'_> {
             has_fs: self.record.installed && !creating,
             fsck: v.actions.fsck > self.record.fsck,
             reinstall,
+            restore,
             // A disk gitvps created blank gets its OS (a new disk, or one made before its OS
             // was known).
-            install: v.install.is_some() && !reinstall && (creating || !self.record.installed),
+            install: v.install.is_some()
+                && !reinstall
+                && !restore
+                && (creating || !self.record.installed),
             reboot: v.actions.reboot > self.record.reboot,
         }
     }
@@ -224,12 +245,29 @@ impl VpsPlan<'_> {
     /// A VPS that is not destroyed: every concern in the order its steps must run.
     fn live(&mut self) {
         let due = self.due();
+        self.check_backup(&due);
         let running = self.bring_down(&due);
         self.disk_steps(&due);
         self.os_and_fsck(&due);
         let started = self.config_and_start(&due, running);
         self.restore_filter(running);
         self.reboot(&due, started);
+    }
+
+    /// Step 0: a restore first checks its backup in the repository, before anything is stopped:
+    /// a backup that is not the VPS's (or does not fit) leaves it running untouched.
+    fn check_backup(&mut self, due: &Due) {
+        if due.restore
+            && let Some(r) = &self.v.restore
+        {
+            self.push(
+                Op::CheckBackup {
+                    restore: Box::new(r.clone()),
+                    max_bytes: self.v.disk_bytes,
+                },
+                None,
+            );
+        }
     }
 
     /// Why a running domain must stop first: it must not run, or for work on its disk or config.
@@ -243,6 +281,8 @@ impl VpsPlan<'_> {
             }
         } else if due.grow {
             "to grow its disk"
+        } else if due.restore {
+            "to restore a backup"
         } else if due.reinstall {
             "to reinstall"
         } else if due.install {
@@ -321,7 +361,7 @@ impl VpsPlan<'_> {
         let v = self.v;
         // A disk that gets a fresh OS in this plan needs no check: the OS step records the
         // fsck itself, so that a run killed after it cannot check the new disk again.
-        let fresh_os = due.reinstall || due.install;
+        let fresh_os = due.reinstall || due.install || due.restore;
         if due.fsck && fresh_os {
             self.record.fsck = v.actions.fsck;
             self.notes.push(format!(
@@ -329,7 +369,23 @@ impl VpsPlan<'_> {
                 self.name, v.actions.fsck
             ));
         }
-        if due.reinstall {
+        if due.restore
+            && let Some(r) = &v.restore
+        {
+            if v.actions.reinstall > self.record.reinstall {
+                self.record.reinstall = v.actions.reinstall;
+                self.notes.push(format!(
+                    "{}: reinstall {} is not done: the restore replaces the disk",
+                    self.name, v.actions.reinstall
+                ));
+            }
+            self.record.restore = r.generation;
+            self.record.installed = true;
+            self.push_recorded(Op::Restore {
+                restore: Box::new(r.clone()),
+                max_bytes: v.disk_bytes,
+            });
+        } else if due.reinstall {
             self.record.reinstall = v.actions.reinstall;
             match &v.install {
                 Some(spec) => {

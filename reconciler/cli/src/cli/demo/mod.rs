@@ -295,6 +295,7 @@ fn access(loaded: &Loaded, client: russh::keys::PrivateKey) -> Access {
         stats: Arc::default(),
         // The apply loop every few seconds: one connection per node for the whole demo.
         pool: Some(Arc::default()),
+        restic: None,
     }
 }
 
