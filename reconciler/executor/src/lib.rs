@@ -10,6 +10,7 @@ pub mod backup;
 pub mod collect;
 pub mod dns;
 pub mod inputs;
+pub mod probe;
 pub mod samples;
 pub mod ssh;
 pub mod status;
