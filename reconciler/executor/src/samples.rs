@@ -587,6 +587,39 @@ impl Store {
         Ok(dropped)
     }
 
+    /// A VPS's last reading, if any (what `/metrics` shows).
+    pub fn last_vps(&self, vps: &VpsId) -> Result<Option<Sample>, StoreError> {
+        let k = [b"v", vps.as_str().as_bytes()].concat();
+        match self.last.get(k).map_err(|e| self.io(e))? {
+            None => Ok(None),
+            Some(v) => dec_sample(&v)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("the last reading of {vps}"))),
+        }
+    }
+
+    /// A node's newest raw bucket, if any: its last figures.
+    pub fn last_node(
+        &self,
+        node: &NodeId,
+    ) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
+        let mut p = prefix(node.as_str());
+        p.push(tier_byte(Tier::Raw));
+        let Some(kv) = self.node.scan_prefix(&p).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = kv.map_err(|e| self.io(e))?;
+        let at = k[p.len()..]
+            .try_into()
+            .ok()
+            .map(|b: [u8; 8]| u64::from_be_bytes(b) ^ (1 << 63))
+            .and_then(|secs| DateTime::from_timestamp(secs as i64, 0));
+        match (at, dec_node_bucket(&v)) {
+            (Some(at), Some(b)) => Ok(Some((at, b))),
+            _ => Err(self.corrupt(format!("a bucket of {node}"))),
+        }
+    }
+
     /// Every stored service check state: by VPS, then by check key.
     pub fn check_states(
         &self,
