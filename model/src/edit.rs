@@ -321,7 +321,28 @@ pub fn new_vps_file(v: &Vps, comment: &str) -> String {
         if let Some(e) = &v.monitor.alert_email {
             let _ = writeln!(s, "alert_email = {}", q(e.as_str()));
         }
-        let checks: Vec<String> = v.monitor.checks.iter().map(|c| q(c.as_str())).collect();
+        let checks: Vec<String> = v
+            .monitor
+            .checks
+            .iter()
+            .map(|c| {
+                if c.address.is_none() && c.port.is_none() && c.timeout_secs.is_none() {
+                    return q(c.service.as_str());
+                }
+                let mut t = format!("{{ service = {}", q(c.service.as_str()));
+                if let Some(a) = c.address {
+                    let _ = write!(t, ", address = {}", q(&a.to_string()));
+                }
+                if let Some(p) = c.port {
+                    let _ = write!(t, ", port = {p}");
+                }
+                if let Some(s) = c.timeout_secs {
+                    let _ = write!(t, ", timeout_secs = {s}");
+                }
+                t.push_str(" }");
+                t
+            })
+            .collect();
         let _ = writeln!(s, "checks = [{}]", checks.join(", "));
     }
     s

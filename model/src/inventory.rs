@@ -435,7 +435,32 @@ pub struct Monitor {
     /// Where alerts go (the customer's e-mail when absent).
     pub alert_email: Option<Email>,
     /// Services to check.
-    pub checks: Vec<Check>,
+    pub checks: Vec<ServiceCheck>,
+}
+
+/// One service check of a VPS (`checks = ["ssh", { service = "http", port = 8080 }]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCheck {
+    /// What is checked.
+    pub service: Check,
+    /// The address probed: one the VPS owns (checked at load); its first address when absent.
+    pub address: Option<IpAddr>,
+    /// The TCP port, when not the service's own ([`Check::default_port`]); never for ping.
+    pub port: Option<u16>,
+    /// Seconds the probe may take (1 to 60), when not `[monitor] check_timeout_secs`.
+    pub timeout_secs: Option<u32>,
+}
+
+impl ServiceCheck {
+    /// A check of `service` on the VPS's first address, its own port and the default timeout.
+    pub fn plain(service: Check) -> ServiceCheck {
+        ServiceCheck {
+            service,
+            address: None,
+            port: None,
+            timeout_secs: None,
+        }
+    }
 }
 
 /// A VPS: the contract and the machine.

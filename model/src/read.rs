@@ -248,6 +248,72 @@ impl<K: Keyword> FromValue for Kw<K> {
     }
 }
 
+/// A service check: a service name (`"ssh"`), or a table with `service` and optionally
+/// `address`, `port` and `timeout_secs`.
+impl FromValue for crate::inventory::ServiceCheck {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        use crate::inventory::ServiceCheck;
+        let t = match v {
+            Value::String(_) => {
+                return Ok(ServiceCheck::plain(parse_keyword(expect_str(v)?)?));
+            }
+            Value::InlineTable(t) => t,
+            _ => {
+                return Err(format!(
+                    "expected a service name like \"ssh\" or a table like {{ service = \"http\", port = 8080 }}, found {}",
+                    type_name(v)
+                ));
+            }
+        };
+        const KEYS: &[&str] = &["service", "address", "port", "timeout_secs"];
+        if let Some((k, _)) = t.iter().find(|(k, _)| !KEYS.contains(k)) {
+            return Err(match suggest(k, KEYS) {
+                Some(best) => format!("unknown key `{}`, did you mean `{best}`?", k.escape_debug()),
+                None => format!(
+                    "unknown key `{}` (expected one of: {})",
+                    k.escape_debug(),
+                    KEYS.join(", ")
+                ),
+            });
+        }
+        let service = match t.get("service") {
+            Some(s) => {
+                parse_keyword::<Check>(expect_str(s)?).map_err(|e| format!("service: {e}"))?
+            }
+            None => return Err("a check table needs `service`".into()),
+        };
+        let address = t
+            .get("address")
+            .map(IpAddr::from_value)
+            .transpose()
+            .map_err(|e| format!("address: {e}"))?;
+        let port = t
+            .get("port")
+            .map(u16::from_value)
+            .transpose()
+            .map_err(|e| format!("port: {e}"))?;
+        match (service.default_port(), port) {
+            (None, Some(_)) => return Err(format!("port: a {service} check has no port")),
+            (Some(_), Some(0)) => return Err("port: must be 1 to 65535".into()),
+            _ => {}
+        }
+        let timeout_secs = t
+            .get("timeout_secs")
+            .map(u32::from_value)
+            .transpose()
+            .map_err(|e| format!("timeout_secs: {e}"))?;
+        if timeout_secs.is_some_and(|s| !(1..=60).contains(&s)) {
+            return Err("timeout_secs: must be 1 to 60".into());
+        }
+        Ok(ServiceCheck {
+            service,
+            address,
+            port,
+            timeout_secs,
+        })
+    }
+}
+
 /// A Linux network interface name, read as a string.
 pub(crate) struct IfName(pub String);
 

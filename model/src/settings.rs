@@ -99,6 +99,10 @@ pub struct MonitorSettings {
     pub interval_secs: u32,
     /// The collector's sample database (a sled folder), absolute or relative to the repo.
     pub database: String,
+    /// Failed service checks in a row before a check counts as down and is alerted (1 to 60).
+    pub check_failures: u32,
+    /// Seconds a service check may take unless the check says otherwise (1 to 60).
+    pub check_timeout_secs: u32,
 }
 
 impl Default for MonitorSettings {
@@ -106,6 +110,8 @@ impl Default for MonitorSettings {
         MonitorSettings {
             interval_secs: 60,
             database: "/var/lib/gitvps/monitor".to_owned(),
+            check_failures: 3,
+            check_timeout_secs: 5,
         }
     }
 }

@@ -1019,8 +1019,10 @@ keyword!(
         Ping = "ping",
         /// SSH banner on port 22.
         Ssh = "ssh",
-        /// HTTP on port 80.
+        /// HTTP on port 80: a response below 500.
         Http = "http",
+        /// HTTP over TLS on port 443: a TLS handshake and a response below 500.
+        Https = "https",
         /// SMTP banner on port 25.
         Smtp = "smtp",
         /// POP3 banner on port 110.
@@ -1031,6 +1033,22 @@ keyword!(
         Ftp = "ftp",
     }
 );
+
+impl Check {
+    /// The TCP port the check connects to unless the VPS file says otherwise; `None` for ping.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Check::Ping => None,
+            Check::Ssh => Some(22),
+            Check::Http => Some(80),
+            Check::Https => Some(443),
+            Check::Smtp => Some(25),
+            Check::Pop3 => Some(110),
+            Check::Imap => Some(143),
+            Check::Ftp => Some(21),
+        }
+    }
+}
 keyword!(
     /// The language a customer reads the site and mail in.
     Language, "language", {

@@ -285,6 +285,38 @@ fn dns_settings_and_ptr_load_typed() {
     assert!(!vps.owns("66.255.255.11".parse().unwrap()));
 }
 
+/// `valid/checks`: service checks by name and as tables (address, port, timeout).
+#[test]
+fn service_checks_load_typed() {
+    use model::inventory::ServiceCheck;
+    use model::values::Check;
+
+    let repo = build(&fixtures().join("valid/checks"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let vps = &inv.vps[&"xen01".parse::<VpsId>().unwrap()];
+    assert_eq!(
+        vps.monitor.checks,
+        [
+            ServiceCheck::plain(Check::Ping),
+            ServiceCheck::plain(Check::Ssh),
+            ServiceCheck {
+                service: Check::Https,
+                address: Some("66.255.255.10".parse().unwrap()),
+                port: Some(8443),
+                timeout_secs: Some(10),
+            },
+            ServiceCheck {
+                service: Check::Smtp,
+                address: Some("2001:db8:66:1::25".parse().unwrap()),
+                port: None,
+                timeout_secs: None,
+            },
+        ]
+    );
+    assert_eq!(inv.settings.monitor.check_failures, 3);
+    assert_eq!(inv.settings.monitor.check_timeout_secs, 5);
+}
+
 /// `valid/kvm-user-network`: node0109 runs KVM with software emulation and user-mode
 /// networking, node0201 KVM on a named bridge (inline table), and the plan has disk caps.
 #[test]

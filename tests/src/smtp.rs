@@ -28,11 +28,15 @@ pub struct SmtpOptions {
     pub refuse: bool,
     /// Exit right after accepting this many messages.
     pub max: Option<usize>,
+    /// Listen on this loopback address instead of 127.0.0.1.
+    pub host: Option<String>,
 }
 
 /// A running `smtpd.py`.
 pub struct SmtpServer {
     pub dir: tempfile::TempDir,
+    /// The address it listens on.
+    pub host: String,
     pub port: u16,
     /// Where accepted messages land (`new/`).
     pub maildir: PathBuf,
@@ -114,6 +118,8 @@ impl SmtpServer {
         if let Some(max) = opts.max {
             cmd.args(["--max", &max.to_string()]);
         }
+        let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+        cmd.args(["--host", &host]);
         let log = dir.path().join("smtpd.log");
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -136,6 +142,7 @@ impl SmtpServer {
         };
         SmtpServer {
             dir,
+            host,
             port,
             maildir,
             child,
@@ -143,9 +150,9 @@ impl SmtpServer {
         }
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `HOST:PORT` (`127.0.0.1:PORT` by default).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The messages accepted so far, in the order they were stored.

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """A real SMTP server for gitvps's mail tests: aiosmtpd on 127.0.0.1, messages into a Maildir.
 
-usage: smtpd.py --maildir DIR [--port N] [--starttls CERT KEY | --implicit-tls CERT KEY]
+usage: smtpd.py --maildir DIR [--host IP] [--port N] [--starttls CERT KEY | --implicit-tls CERT KEY]
                 [--auth USER:PASS] [--reject-rcpt ADDR]... [--defer-rcpt ADDR]... [--refuse]
                 [--max N]
 
 Prints the port it listens on (useful with --port 0, the default) on stdout, then serves until
 killed or until its stdin closes. Each accepted message is stored as one Maildir file, its
 envelope in a Return-Path and a Delivered-To header on top.
+  --host           listen on this loopback address (default 127.0.0.1)
   --starttls       offer STARTTLS and require it before MAIL
   --implicit-tls   TLS from the first byte (smtps)
   --auth           require AUTH PLAIN/LOGIN with these credentials before MAIL
@@ -95,7 +96,7 @@ def tls_context(cert, key):
 async def serve(args):
     loop = asyncio.get_running_loop()
     if args.refuse:
-        server = await loop.create_server(Refuser, "127.0.0.1", args.port)
+        server = await loop.create_server(Refuser, args.host, args.port)
     else:
         handler = Handler(args)
         kwargs = {"hostname": "smtpd.gitvps.test", "decode_data": False}
@@ -122,7 +123,7 @@ async def serve(args):
             kwargs["auth_require_tls"] = implicit is None
 
         server = await loop.create_server(
-            lambda: SMTP(handler, **kwargs), "127.0.0.1", args.port, ssl=implicit
+            lambda: SMTP(handler, **kwargs), args.host, args.port, ssl=implicit
         )
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
@@ -132,6 +133,7 @@ async def serve(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maildir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))

@@ -5,13 +5,16 @@
 //! stores buckets; it asks this crate what the node printed ([`report`], [`sources`]), what the
 //! numbers mean and what should happen.
 
+pub mod checks;
 pub mod counters;
+pub mod metrics;
 pub mod report;
 pub mod sources;
 pub mod tiers;
 pub mod traffic;
 pub mod usage;
 
+pub use checks::{CheckState, Outcome, Status, Target};
 pub use counters::{Counters, Delta, DeltaError, Field, Incarnation, Limits, Reset, Sample, delta};
 pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier};
 pub use traffic::{

@@ -140,7 +140,37 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
     if let Some(d) = top.sub(r, &mut o, "dns", DNS_KEYS) {
         parse_dns(r, &mut o, &d, &mut s.dns);
     }
-    if let Some(m) = top.sub(r, &mut o, "monitor", &["interval_secs", "database"]) {
+    if let Some(m) = top.sub(
+        r,
+        &mut o,
+        "monitor",
+        &[
+            "interval_secs",
+            "database",
+            "check_failures",
+            "check_timeout_secs",
+        ],
+    ) {
+        m.set_checked(
+            r,
+            &mut o,
+            "check_failures",
+            &mut s.monitor.check_failures,
+            |&v: &u32| match v {
+                1..=60 => Ok(()),
+                _ => Err("must be 1 to 60 (failed checks in a row before the alert)".to_owned()),
+            },
+        );
+        m.set_checked(
+            r,
+            &mut o,
+            "check_timeout_secs",
+            &mut s.monitor.check_timeout_secs,
+            |&v: &u32| match v {
+                1..=60 => Ok(()),
+                _ => Err("must be 1 to 60 seconds".to_owned()),
+            },
+        );
         m.set_checked(
             r,
             &mut o,

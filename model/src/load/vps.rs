@@ -10,7 +10,7 @@ use super::build;
 use crate::diag::Origin;
 use crate::ids::*;
 use crate::inventory::*;
-use crate::read::{Kw, Obj, Reader};
+use crate::read::{Obj, Reader};
 use crate::values::*;
 
 const VPS_KEYS: &[&str] = &[
@@ -62,7 +62,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let mut adopted = false;
     v.set(r, &mut o, "adopted", &mut adopted);
     let actions = parse_actions(r, &mut o, &v);
-    let monitor = parse_monitor(r, &mut o, &v);
+    let monitor = parse_monitor(r, &mut o, &v, &ips);
     let ptr = parse_ptr(r, &mut o, &v, &ips);
     let backup = v
         .sub(r, &mut o, "backup", super::backup::POLICY_KEYS)
@@ -147,16 +147,53 @@ fn parse_traffic_blocks(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Vec<
     out
 }
 
-/// `[monitor]`: where alerts go and which service checks run.
-fn parse_monitor(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Monitor {
+/// `[monitor]`: where alerts go and which service checks run. A check is a service name
+/// (`"ssh"`) or a table (`{ service = "http", address = "192.0.2.10", port = 8080,
+/// timeout_secs = 10 }`); its address must be one the VPS owns, so the collector never probes
+/// someone else's machine.
+fn parse_monitor(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>, ips: &[VpsAddr]) -> Monitor {
     let mut monitor = Monitor::default();
     if let Some(m) = v.sub(r, o, "monitor", &["alert_email", "checks"]) {
         monitor.alert_email = m.opt(r, o, "alert_email");
         monitor.checks = m
-            .list::<Kw<Check>>(r, o, "checks")
+            .list::<ServiceCheck>(r, o, "checks")
             .into_iter()
-            .map(|k| k.0)
+            .enumerate()
+            .filter_map(|(i, c)| match c.address {
+                Some(ip) if !ips.iter().any(|a| a.contains(ip)) => {
+                    let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                    let field = format!("{}[{i}]", m.field("checks"));
+                    let span = m
+                        .table()
+                        .get("checks")
+                        .and_then(|it| it.as_array())
+                        .and_then(|a| a.get(i))
+                        .and_then(toml_edit::Value::span)
+                        .or_else(|| m.span_of("checks"));
+                    r.error(
+                        span,
+                        &field,
+                        format!(
+                            "{ip} is not an address of this VPS (its addresses: {}): a check probes only the VPS's own addresses",
+                            if list.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                list.join(", ")
+                            }
+                        ),
+                    );
+                    None
+                }
+                _ => Some(c),
+            })
             .collect();
+        if !monitor.checks.is_empty() && ips.is_empty() {
+            m.error(
+                r,
+                "checks",
+                "this VPS has no address to check: give it `ips` or remove the checks",
+            );
+        }
         m.finish(r);
     }
     monitor

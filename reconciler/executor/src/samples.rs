@@ -13,11 +13,13 @@
 //! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`] (12 big-endian u64) |
 //! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`] (4 gauges) |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
+//! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
 //!
 //! Ids never hold a zero byte; a bucket start is its Unix second with the sign bit flipped,
 //! big-endian, so keys sort by time. A database without the magic key is refused unless it is
 //! empty, so a foreign or older database is never changed, let alone wiped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -25,8 +27,8 @@ use model::{NodeId, VpsId};
 use monitor::report::{HostRaw, cpu_permille};
 use monitor::sources::HostCpu;
 use monitor::{
-    Bucket, Counters, Delta, Field, Gauge, Incarnation, Limits, Merge, NodeBucket, NodeReading,
-    Sample, Series, Tier,
+    Bucket, CheckState, Counters, Delta, Field, Gauge, Incarnation, Limits, Merge, NodeBucket,
+    NodeReading, Sample, Series, Tier,
 };
 
 /// What the magic key holds: the store's name and layout version.
@@ -83,6 +85,7 @@ pub struct Store {
     vps: sled::Tree,
     node: sled::Tree,
     last: sled::Tree,
+    checks: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -367,6 +370,7 @@ impl Store {
             vps: open_tree("vps")?,
             node: open_tree("node")?,
             last: open_tree("last")?,
+            checks: open_tree("checks")?,
             path: path.to_path_buf(),
             db,
         })
@@ -583,6 +587,78 @@ impl Store {
         Ok(dropped)
     }
 
+    /// A VPS's last reading, if any (what `/metrics` shows).
+    pub fn last_vps(&self, vps: &VpsId) -> Result<Option<Sample>, StoreError> {
+        let k = [b"v", vps.as_str().as_bytes()].concat();
+        match self.last.get(k).map_err(|e| self.io(e))? {
+            None => Ok(None),
+            Some(v) => dec_sample(&v)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("the last reading of {vps}"))),
+        }
+    }
+
+    /// A node's newest raw bucket, if any: its last figures.
+    pub fn last_node(
+        &self,
+        node: &NodeId,
+    ) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
+        let mut p = prefix(node.as_str());
+        p.push(tier_byte(Tier::Raw));
+        let Some(kv) = self.node.scan_prefix(&p).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = kv.map_err(|e| self.io(e))?;
+        let at = k[p.len()..]
+            .try_into()
+            .ok()
+            .map(|b: [u8; 8]| u64::from_be_bytes(b) ^ (1 << 63))
+            .and_then(|secs| DateTime::from_timestamp(secs as i64, 0));
+        match (at, dec_node_bucket(&v)) {
+            (Some(at), Some(b)) => Ok(Some((at, b))),
+            _ => Err(self.corrupt(format!("a bucket of {node}"))),
+        }
+    }
+
+    /// Every stored service check state: by VPS, then by check key.
+    pub fn check_states(
+        &self,
+    ) -> Result<BTreeMap<VpsId, BTreeMap<String, CheckState>>, StoreError> {
+        let mut out: BTreeMap<VpsId, BTreeMap<String, CheckState>> = BTreeMap::new();
+        for kv in self.checks.iter() {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            let parsed = k.iter().position(|&b| b == 0).and_then(|i| {
+                let vps = std::str::from_utf8(&k[..i]).ok()?.parse::<VpsId>().ok()?;
+                let check = std::str::from_utf8(&k[i + 1..]).ok()?.to_owned();
+                let state = serde_json::from_slice::<CheckState>(&v).ok()?;
+                Some((vps, check, state))
+            });
+            let Some((vps, check, state)) = parsed else {
+                return Err(self.corrupt("a service check state".into()));
+            };
+            out.entry(vps).or_default().insert(check, state);
+        }
+        Ok(out)
+    }
+
+    /// Stores the state of a VPS's check (`key`: [`monitor::Target::key`]).
+    pub fn put_check(&self, vps: &VpsId, key: &str, state: &CheckState) -> Result<(), StoreError> {
+        let mut k = prefix(vps.as_str());
+        k.extend_from_slice(key.as_bytes());
+        let v = serde_json::to_vec(state)
+            .map_err(|e| self.corrupt(format!("a check state cannot be written: {e}")))?;
+        self.checks.insert(k, v).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Forgets the state of a check no longer in the inventory.
+    pub fn remove_check(&self, vps: &VpsId, key: &str) -> Result<(), StoreError> {
+        let mut k = prefix(vps.as_str());
+        k.extend_from_slice(key.as_bytes());
+        self.checks.remove(k).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| self.io(e))?;
@@ -768,6 +844,27 @@ mod tests {
         };
         let e = Store::open(&path);
         assert!(matches!(e, Err(StoreError::Open { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn check_states_survive_a_reopen_and_go_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let vps = id("xen10");
+        let mut st = CheckState::new("ssh 192.0.2.10:22".into(), t(0));
+        st.failures = 2;
+        {
+            let store = Store::open(&path).unwrap();
+            store.put_check(&vps, "ssh-22-192-0-2-10", &st).unwrap();
+            store.put_check(&vps, "ping-192-0-2-10", &st).unwrap();
+            store.remove_check(&vps, "ping-192-0-2-10").unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let all = store.check_states().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[&vps].len(), 1);
+        assert_eq!(all[&vps]["ssh-22-192-0-2-10"], st);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod bench_login;
 #[cfg(feature = "sim")]
 pub mod bench_scale;
 pub mod billing;
+pub mod checks;
 pub mod ci;
 #[cfg(feature = "sim")]
 pub mod demo;

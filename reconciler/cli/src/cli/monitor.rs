@@ -1,6 +1,7 @@
 //! `gitvps monitor`: the usage collector. Every `[monitor] interval_secs` it runs the collect
 //! script on every node (one SSH exec each) and stores the samples in its sled database;
-//! `gitvps monitor collect --once` does one cycle, for a timer. Once a day (and by `gitvps
+//! `gitvps monitor collect --once` does one cycle, for a timer. Each cycle also runs the VPSes'
+//! service checks and mails their alerts (`checks.rs`). Once a day (and by `gitvps
 //! monitor usage`) the traffic totals and the `[traffic]` policy land as a commit.
 //! See docs/monitoring.md.
 
@@ -243,6 +244,8 @@ async fn cycle(
             }
         }
     }
+    // The service checks, after the collection: they add at most their longest timeout.
+    lines.push_str(&super::checks::run(&g.repo, &s.inv, &s.nodes, store, Utc::now()).await?);
     store.prune(now)?;
     store.flush()?;
     super::emit(&lines)?;
