@@ -124,10 +124,11 @@ fn checks_probe_real_servers_alert_after_two_failures_and_mail_the_recovery() {
         pools.replace("192.0.2.", "127.77.0."),
     )
     .unwrap();
+    f.edit("gitvps.toml", "check_failures = 3", "check_failures = 2");
     f.edit(
         "gitvps.toml",
-        "[monitor]\n",
-        "[monitor]\ncheck_failures = 2\ncheck_timeout_secs = 3\n",
+        "check_timeout_secs = 5",
+        "check_timeout_secs = 3",
     );
 
     let work = tempfile::tempdir().unwrap();

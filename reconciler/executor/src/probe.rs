@@ -19,7 +19,7 @@ const LINE_MAX: usize = 512;
 /// Probes in flight at once.
 const AT_ONCE: usize = 64;
 
-/// Runs every probe, up to [`AT_ONCE`] at a time; the answers come back in `targets`' order.
+/// Runs every probe, up to `AT_ONCE` at a time; the answers come back in `targets`' order.
 pub async fn probe_all(targets: &[Target]) -> Vec<Outcome> {
     let gate = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
     let mut set = tokio::task::JoinSet::new();
