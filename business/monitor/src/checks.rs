@@ -162,7 +162,7 @@ impl CheckState {
 const DETAIL_MAX: usize = 200;
 
 /// A probe's text made safe to store, mail and show: printable characters only, one line,
-/// at most [`DETAIL_MAX`] characters.
+/// at most `DETAIL_MAX` characters.
 pub fn clean_detail(s: &str) -> String {
     let one: String = s
         .trim()
