@@ -135,11 +135,14 @@ fn run_case(vps: &[(usize, Declared)], damage: &[(usize, Damage)]) -> Result<(),
                     true
                 }
             }
+            // Only a live VPS's console account is observed: a destroyed or suspended VPS's
+            // leftover home is not the nodes' state the plan was made from.
             Damage::RemoveConsole => {
                 let home = root.join(format!("var/lib/gitvps/console/{v}"));
+                let live = matches!(vps[*i].1, Declared::Running | Declared::Stopped);
                 home.exists() && {
                     std::fs::remove_dir_all(&home).unwrap();
-                    true
+                    live
                 }
             }
         };
