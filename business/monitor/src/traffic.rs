@@ -447,6 +447,7 @@ mod tests {
             disk_iops: None,
             disk_bandwidth: None,
             backup: model::backup::BackupPolicy::default(),
+            guest_type: None,
         }
     }
 
