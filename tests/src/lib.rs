@@ -167,6 +167,7 @@ pub mod knot;
 pub mod kvm;
 pub mod netns;
 pub mod smtp;
+pub mod xen;
 
 /// The project's top folder (the example fleet).
 /// The `gitvps` command line built with the simulation kit: this package's `gitvps-e2e`, which
