@@ -24,8 +24,7 @@ const IP: &str = "10.99.0.10";
 
 /// A repo for VPSes on the Xen node `xen1`: the customer `c-0001` with a fresh key, the example
 /// catalog's `test` plan, the pool `test-1` on the node's bridge, the shipped bootstraps.
-// The apply stage (edit, converge, in_guest) lands next.
-#[allow(dead_code)]
+#[allow(dead_code)] // edit, edit_vps, in_guest: for the stages still to land
 struct Repo {
     dir: tempfile::TempDir,
     repo: PathBuf,
@@ -170,6 +169,55 @@ impl Repo {
     }
 }
 
+/// Installs the test VPS's OS once on this machine into the bootstraps' root cache (shared with
+/// the KVM tests under target/) and copies the entry into the dom0's cache, so the dom0 (under
+/// software emulation) unpacks a root instead of running debootstrap. Returns the entry's name.
+fn seed_root_cache(node: &XenNode, repo: &Repo) -> String {
+    let inv = model::Inventory::load(&repo.repo).unwrap();
+    let cat = model::bootstraps::Catalog::load(&repo.repo).unwrap();
+    let v = &inv.vps[VPS];
+    let target = tempfile::tempdir().unwrap();
+    let cache = support::target_tmp().parent().unwrap().join("gitvps-cache");
+    let mut env = cat.env_for(&inv, v).unwrap();
+    env.run.bootstraps = Some(repo.repo.join("bootstraps").display().to_string());
+    env.run.target = Some(target.path().display().to_string());
+    env.run.mirror = Some(support::mirror());
+    env.run.cache = Some(cache.display().to_string());
+    let t = Instant::now();
+    let out = Command::new("sh")
+        .arg(repo.repo.join("bootstraps/os/debian-12/install_os"))
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .envs(env.vars())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", support::output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let entry = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("gitvps: saved the root as cache entry ")
+                .or_else(|| l.strip_prefix("gitvps: unpacking the cached root "))
+        })
+        .unwrap_or_else(|| panic!("no cache entry named in: {stdout}"))
+        .trim()
+        .to_owned();
+    let bytes = std::fs::read(cache.join(format!("roots/{entry}.tar.gz"))).unwrap();
+    node.root_with_input(
+        &format!("mkdir -p /var/cache/gitvps/roots && cat >/var/cache/gitvps/roots/{entry}.tar.gz"),
+        &bytes,
+    );
+    eprintln!(
+        "xen: root cache entry {entry} ({} MB) ready on the dom0 in {:.0} s",
+        bytes.len() >> 20,
+        t.elapsed().as_secs_f64()
+    );
+    entry
+}
+
 /// The words of `xl info`'s `virt_caps` line.
 fn virt_caps(info: &str) -> Vec<String> {
     info.lines()
@@ -244,5 +292,16 @@ fn a_real_xen_node_runs_what_the_inventory_says() {
         "xen: node checks done {:.0} s after the start",
         started.elapsed().as_secs_f64()
     );
+
+    // Apply: the LV, the install (from the root cache), the config, the domU; the customer
+    // logs in to it with its key.
+    seed_root_cache(&node, &repo);
+    repo.converge(&node, "create");
+    let lvs = node.root("lvs --noheadings -o lv_name vg0");
+    assert!(lvs.contains(VPS), "{lvs}");
+    let cfg = node.root(&format!("cat /etc/xen/gitvps/{VPS}.cfg"));
+    assert!(cfg.contains("type = \"pv\""), "{cfg}");
+    // Not yet: logging in to the domU (`Repo::in_guest`) fails with "No route to host" from
+    // the dom0 to 10.99.0.10; see the commit message.
     let _keep = &repo.dir;
 }
