@@ -229,6 +229,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         monitor: Monitor::default(),
         ptr: std::collections::BTreeMap::new(),
         backup: crate::backup::BackupOverride::default(),
+        boot: None,
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

@@ -70,6 +70,27 @@ pub struct Settings {
     pub traffic: TrafficSettings,
     /// Backups: the restic repository and the variable holding its password.
     pub backup: crate::backup::BackupSettings,
+    /// Boot media: the ISO library and the size bound of every ISO a node fetches.
+    pub boot: BootSettings,
+}
+
+/// `[boot]` and `[[iso]]`: the operator's ISO library and the size bound (see
+/// `docs/boot-media.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootSettings {
+    /// `[boot] max_iso_size`: the most a node fetches for one ISO (8 GiB by default).
+    pub max_iso_size: crate::values::Size,
+    /// `[[iso]]`: the library, in file order.
+    pub library: Vec<crate::media::IsoEntry>,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        BootSettings {
+            max_iso_size: crate::media::DEFAULT_MAX_ISO_SIZE,
+            library: Vec::new(),
+        }
+    }
 }
 
 /// `[monitor]`: the usage collector (`gitvps monitor`, see `docs/monitoring.md`).
@@ -429,6 +450,7 @@ impl Default for Settings {
             monitor: MonitorSettings::default(),
             traffic: TrafficSettings::default(),
             backup: crate::backup::BackupSettings::default(),
+            boot: BootSettings::default(),
         }
     }
 }
