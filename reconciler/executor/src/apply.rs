@@ -130,6 +130,22 @@ async fn observe_one(
     cmd: &str,
     access: &Access,
 ) -> Result<NodeState, NodeError> {
+    let stdout = observe_raw(target, cmd, access).await?;
+    Ok(observe::parse(&target.node, &stdout)?)
+}
+
+/// Observes one node (one connection, one exec) and returns its report as the node printed
+/// it, for readers of more than [`NodeState`] holds (`gitvps import` reads `xl list -l`).
+pub async fn observe_report(
+    node: &Node,
+    spec: &NodeSpec,
+    access: &Access,
+) -> Result<Vec<u8>, NodeError> {
+    let cmd = driver::observe_command(spec, chrono::Utc::now().timestamp());
+    observe_raw(&target_of(node), &cmd, access).await
+}
+
+async fn observe_raw(target: &SshTarget, cmd: &str, access: &Access) -> Result<Vec<u8>, NodeError> {
     let mut conn = access.connect(target).await?;
     let mut before = execs(&conn);
     let mut out = conn.exec(cmd, None).await;
@@ -152,7 +168,7 @@ async fn observe_one(
         }
         .into());
     }
-    Ok(observe::parse(&target.node, &out.stdout)?)
+    Ok(out.stdout)
 }
 
 /// Why a node could not be observed or worked on: nothing was done on it.

@@ -120,6 +120,51 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// Why `ip` cannot be the address of `id` on the context's node: outside every pool, in a
+/// pool the node does not use, or an address of its pool that is never handed out.
+fn outside_pools(cx: &Context<'_>, id: &VpsId, ip: Ipv4Addr) -> Option<String> {
+    let Some(pool) = cx.inv.pools.values().find(|p| p.network.contains(&ip)) else {
+        let pools: Vec<String> = (cx.inv.pools.values())
+            .map(|p| format!("{} {}", p.id, p.network))
+            .collect();
+        return Some(format!(
+            "{id}: its address {ip} is outside every pool in pools.toml ({}): add its network as a pool, then import again",
+            if pools.is_empty() {
+                "none".to_owned()
+            } else {
+                pools.join(", ")
+            }
+        ));
+    };
+    let node = cx.inv.nodes.get(&cx.node.node)?;
+    if !node.pools.contains(&pool.id) {
+        return Some(format!(
+            "{id}: its address {ip} is in pool {}, which node {} does not use (its pools: {})",
+            pool.id,
+            node.id,
+            node.pools
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    pool.unusable(ip).map(|u| {
+        format!(
+            "{id}: its address {ip} is {} pool {}, never handed out to a VPS",
+            match u {
+                model::inventory::Unusable::Network => "the network address of",
+                model::inventory::Unusable::Broadcast => "the broadcast address of",
+                model::inventory::Unusable::Gateway => "the gateway of",
+                model::inventory::Unusable::Reserved => "reserved in",
+                model::inventory::Unusable::Dns => "a DNS resolver of",
+                model::inventory::Unusable::Outside => "outside",
+            },
+            pool.id
+        )
+    })
+}
+
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
@@ -181,6 +226,9 @@ pub fn adopt(found: &Found, cx: &Context<'_>) -> Outcome {
             ));
         }
     };
+    if let Some(why) = ips.iter().find_map(|ip| outside_pools(cx, &id, *ip)) {
+        return Outcome::Refused(why);
+    }
     let ram = found.memory_mib << 20;
     let product = cx.inv.products.values().find(|p| {
         p.resources().is_some_and(|r| {

@@ -136,6 +136,19 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
         ),
         Outcome::Managed
     );
+    // Addresses come out of the node's pools, or the domain is refused saying which.
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "198.51.100.7")),
+        "web1: its address 198.51.100.7 is outside every pool in pools.toml (seattle-1 117.255.255.0/24, shanghai-1 203.0.113.0/26, tampa-1 66.255.255.0/25): add its network as a pool, then import again"
+    );
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "117.255.255.40")),
+        "web1: its address 117.255.255.40 is in pool seattle-1, which node node0109 does not use (its pools: tampa-1)"
+    );
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "66.255.255.1")),
+        "web1: its address 66.255.255.1 is the gateway of pool tampa-1, never handed out to a VPS"
+    );
     let mut no_ip = found("web1", "/dev/vg0/web1", 768, "66.255.255.40");
     no_ip.nics[0].1.clear();
     assert_eq!(
