@@ -1,12 +1,17 @@
 //! `gitvps import` end to end: domains created out of band (the stand-in `xl` on simulated
 //! nodes behind a real sshd) become one commit of adopted VPS files, after which plan is empty
 //! and apply does nothing; refusals (a colliding name, disks gitvps cannot express, an address
-//! outside every pool, an unreachable node) write nothing.
+//! outside every pool, an unreachable node) write nothing. On KVM: a real QEMU started out of
+//! band (booting nothing) in the run folder the KVM driver uses, imported the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gitvps_tests as support;
 
+use std::path::Path;
+use std::process::Command;
+
 use support::fleet::Fleet;
+use support::kvm::{KvmNode, KvmNodeSpec};
 use support::{commit_all, git};
 
 /// Creates domain `name` on `node` out of band: its LV (unless `disks` names others) and an
@@ -47,7 +52,11 @@ fn status(f: &Fleet) -> String {
 }
 
 fn head(f: &Fleet) -> String {
-    git(&f.repo, &["rev-parse", "HEAD"])
+    head_of(&f.repo)
+}
+
+fn head_of(repo: &Path) -> String {
+    git(repo, &["rev-parse", "HEAD"])
 }
 
 #[test]
@@ -229,4 +238,109 @@ fn a_domain_gitvps_cannot_express_or_whose_name_is_taken_is_refused_and_nothing_
     );
     assert_eq!(status(&f), "");
     assert_eq!(head(&f), moved);
+}
+
+/// A free port on 127.0.0.1 (a forward base, as the KVM tests pick theirs).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_qemu_guest_started_out_of_band_on_a_kvm_node_is_imported_and_the_next_plan_is_empty() {
+    let base = free_port().clamp(2000, 60000);
+    let node = KvmNode::new(&KvmNodeSpec {
+        vps: "web1",
+        network: "192.0.2.0/24",
+        gateway: "192.0.2.1",
+        kvm: &format!("accel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n"),
+        plan_extra: "",
+        format: "raw",
+    });
+    commit_all(&node.repo);
+    // The guest, as an operator would have started it by hand: its disk where gitvps keeps
+    // web1's raw image, the size of the `test` plan; QEMU with the pidfile, QMP socket and
+    // arguments file of the KVM driver's run folder. It boots nothing (no kernel, an empty
+    // disk): the firmware finds nothing to boot and waits.
+    let disks = node.root.join("var/lib/gitvps/disks");
+    std::fs::create_dir_all(&disks).unwrap();
+    let disk = disks.join("web1.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(15000 << 20)
+        .unwrap();
+    let run = node.run_dir();
+    std::fs::create_dir_all(&run).unwrap();
+    let fwd = free_port();
+    let args: Vec<String> = [
+        "-name",
+        "web1",
+        "-pidfile",
+        &format!("{}/qemu.pid", run.display()),
+        "-qmp",
+        &format!("unix:{}/qmp.sock,server=on,wait=off", run.display()),
+        "-daemonize",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-no-user-config",
+        "-accel",
+        "tcg",
+        "-machine",
+        "q35",
+        "-m",
+        "512",
+        "-smp",
+        "1",
+        "-drive",
+        &format!("file={},if=none,id=d0,format=raw", disk.display()),
+        "-device",
+        "nvme,drive=d0,serial=web1",
+        "-netdev",
+        &format!(
+            "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{fwd}-192.0.2.40:22"
+        ),
+        "-device",
+        "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:01",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    std::fs::write(run.join("cmdline"), args.join("\n") + "\n").unwrap();
+    let q = Command::new("qemu-system-x86_64")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{q:?}");
+    let pid = node.qemu_pid().expect("the guest runs");
+
+    let start = head_of(&node.repo);
+    let r = node.gitvps(&["import", "--node", "kvm1", "--customer", "c-0001"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("adopt    web1 → inventory/vps/web1.toml"),
+        "{r:?}"
+    );
+    let log = git(
+        &node.repo,
+        &["rev-list", &format!("{}..HEAD", start.trim())],
+    );
+    assert_eq!(log.lines().count(), 1, "{log}");
+    let web1 = std::fs::read_to_string(node.repo.join("inventory/vps/web1.toml")).unwrap();
+    for want in [
+        "\ncustomer = \"c-0001\"\n",
+        "\nproduct = \"test\"\n",
+        "\nips = [\"192.0.2.40\"]\n",
+        "\nadopted = true\n",
+        "MAC 52:54:00:aa:bb:01",
+    ] {
+        assert!(web1.contains(want), "{want:?} in\n{web1}");
+    }
+    assert_eq!(git(&node.repo, &["status", "--porcelain"]), "");
+
+    let p = node.gitvps(&["plan"]);
+    assert_eq!(p.code, 0, "the plan after an import is not empty: {p:?}");
+    let a = node.gitvps(&["apply"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert_eq!(node.qemu_pid(), Some(pid), "the guest was restarted");
 }

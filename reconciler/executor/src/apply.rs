@@ -134,14 +134,15 @@ async fn observe_one(
     Ok(observe::parse(&target.node, &stdout)?)
 }
 
-/// Observes one node (one connection, one exec) and returns its report as the node printed
-/// it, for readers of more than [`NodeState`] holds (`gitvps import` reads `xl list -l`).
-pub async fn observe_report(
+/// Observes one node for `gitvps import` (one connection, one exec of
+/// [`driver::import_command`]) and returns what it printed: the observe report (with `xl list
+/// -l` on Xen), on KVM followed by a line with the guests' QEMU arguments.
+pub async fn import_report(
     node: &Node,
     spec: &NodeSpec,
     access: &Access,
 ) -> Result<Vec<u8>, NodeError> {
-    let cmd = driver::observe_command(spec, chrono::Utc::now().timestamp());
+    let cmd = driver::import_command(spec, chrono::Utc::now().timestamp());
     observe_raw(&target_of(node), &cmd, access).await
 }
 

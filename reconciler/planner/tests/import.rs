@@ -7,7 +7,7 @@ use std::path::Path;
 
 use model::Inventory;
 use planner::desired::{Bootstraps, Templates, desired};
-use planner::import::{Context, Found, Outcome, adopt, found_domains};
+use planner::import::{Context, Found, Outcome, adopt, found_domains, guests};
 
 fn fleet() -> Inventory {
     Inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet")).unwrap()
@@ -153,6 +153,41 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
     no_ip.nics[0].1.clear();
     assert_eq!(
         refused(no_ip),
-        "web1: its interface names no IPv4 address (`ip=` in its vif)"
+        "web1: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it)"
+    );
+}
+
+#[test]
+fn a_kvm_guest_is_read_from_its_qemu_arguments() {
+    let out = br#"{"version":1,"hypervisor":"kvm"}
+{"args":[{"name":"web1","argv":["qemu-system-x86_64","-S","-accel","tcg","-m","512","-smp","1","-drive","file=/n/var/lib/gitvps/disks/web1.img,if=none,id=d0,format=raw","-device","nvme,drive=d0,serial=web1","-netdev","user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2210-192.0.2.40:22","-device","virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"]},
+ {"name":"big","argv":["qemu-system-x86_64","-m","size=2G","-smp","cpus=4","-netdev","tap,id=t0,ifname=tap1","-device","virtio-net-pci,netdev=t0,mac=52:54:00:00:00:01"]}]}
+"#;
+    let (report, found) = guests("kvm1", model::values::Hypervisor::Kvm, out).unwrap();
+    assert_eq!(report, br#"{"version":1,"hypervisor":"kvm"}"#);
+    assert_eq!(
+        found,
+        vec![
+            Found {
+                name: "web1".into(),
+                memory_mib: 512,
+                vcpus: 1,
+                disks: vec!["/n/var/lib/gitvps/disks/web1.img".into()],
+                nics: vec![("52:54:00:12:34:56".into(), vec!["192.0.2.40".into()])],
+            },
+            Found {
+                name: "big".into(),
+                memory_mib: 2048,
+                vcpus: 4,
+                disks: vec![],
+                nics: vec![("52:54:00:00:00:01".into(), vec![])],
+            },
+        ]
+    );
+    // The arguments line missing: said, not taken as "no guests".
+    let e = guests("kvm1", model::values::Hypervisor::Kvm, b"{\"version\":1}\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "kvm1: the node printed no QEMU arguments after its report"
     );
 }

@@ -57,8 +57,8 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
     let (Some(node), Some(spec)) = (s.inv.nodes.get(&a.node), s.desired.nodes.get(&a.node)) else {
         anyhow::bail!("--node {}: no such node in inventory/nodes/", a.node);
     };
-    let report = runtime()?
-        .block_on(executor::apply::observe_report(node, spec, &s.access))
+    let out = runtime()?
+        .block_on(executor::apply::import_report(node, spec, &s.access))
         .map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot observe the node, nothing imported: {}",
@@ -66,8 +66,8 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
                 model::diag::error_chain(&e)
             )
         })?;
-    let state = planner::observe::parse(a.node.as_str(), &report)?;
-    let found = import::found_domains(a.node.as_str(), &report)?;
+    let (report, found) = import::guests(a.node.as_str(), spec.hypervisor, &out)?;
+    let state = planner::observe::parse(a.node.as_str(), report)?;
     let cx = import::Context {
         inv: &s.inv,
         node: spec,
