@@ -158,7 +158,7 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
 
 #[test]
 fn a_domain_gitvps_cannot_express_or_whose_name_is_taken_is_refused_and_nothing_is_written() {
-    let f = Fleet::new(&["node1", "node2", "node3", "node4"]);
+    let f = Fleet::new(&["node1", "node2", "node3", "node4", "node5"]);
     f.vps("xen10", "node1", "192.0.2.10", "");
     commit_all(&f.repo);
     let start = head(&f);
@@ -214,6 +214,28 @@ fn a_domain_gitvps_cannot_express_or_whose_name_is_taken_is_refused_and_nothing_
         "node4",
         "REFUSED  web5: its address 198.51.100.7 is outside every pool in pools.toml (test-1 192.0.2.0/24)",
     );
+    // An address another VPS holds: the inventory with the files does not validate (checked
+    // in a shadow tree: the repository is never touched), said with the file and line.
+    out_of_band(
+        &f,
+        "node5",
+        "web6",
+        &[],
+        "mac=00:16:3e:aa:bb:07,ip=192.0.2.10,bridge=xenbr0",
+    );
+    let r = f.gitvps(&["import", "--node", "node5"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the inventory with the imported VPSes does not validate: nothing written")
+            && r.stderr.contains("inventory/vps/web6.toml")
+            && r.stderr.contains("192.0.2.10"),
+        "{r:?}"
+    );
+    assert_eq!(status(&f), "", "something was written");
+    let dry = f.gitvps(&["import", "--node", "node5", "--dry-run"]);
+    assert_eq!(dry.code, 1, "a dry run validates too: {dry:?}");
+    assert_eq!(head(&f), start);
     // An unknown customer, and an unreachable node: a clear message, nothing written.
     let r = f.gitvps(&["import", "--node", "node4", "--customer", "c-9999"]);
     assert_eq!(r.code, 1, "{r:?}");

@@ -1,6 +1,9 @@
 //! `gitvps import --node N`: observe a node and write, as one commit, inventory files marked
 //! `adopted` for the domains it runs that the inventory does not declare (or refuse, saying why).
 
+use std::path::Path;
+
+use anyhow::Context;
 use clap::Args;
 use jobs::git::Worktree;
 use model::{CustomerId, NodeId};
@@ -119,6 +122,12 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
             DEFAULT_CUSTOMER_FILE.to_owned(),
         ));
     }
+    // The whole inventory with the files must validate before anything is written.
+    if let Err(d) = validate_with(&g.repo, &files)? {
+        super::validate::report(&d, false)?;
+        super::note("the inventory with the imported VPSes does not validate: nothing written")?;
+        return Ok(1);
+    }
     if a.dry_run {
         for (rel, t) in &files {
             super::emit(&format!("\n--- {rel}\n{t}"))?;
@@ -128,17 +137,8 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
     let wt = Worktree::open(&g.repo)?;
     let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     wt.ensure_clean(&paths)?;
-    // Written, then the whole inventory loaded with them: on any error they go again.
     let mut written = Vec::new();
-    let result = write_all(&g.repo, &files, &mut written).and_then(|()| {
-        model::Inventory::load(&g.repo).map_err(|e| match e {
-            model::LoadError::Invalid(d) => anyhow::anyhow!(
-                "the inventory with the imported VPSes does not validate, nothing imported:\n{d}"
-            ),
-            e => e.into(),
-        })
-    });
-    if let Err(e) = result {
+    if let Err(e) = write_all(&g.repo, &files, &mut written) {
         for p in &written {
             let _ = std::fs::remove_file(p);
         }
@@ -167,6 +167,56 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
         ))?;
     }
     Ok(0)
+}
+
+/// Loads the inventory of `repo` with `files` added, in a shadow tree (symbolic links to the
+/// repository's files and the new files beside them): the repository is not touched.
+fn validate_with(
+    repo: &Path,
+    files: &[(String, String)],
+) -> anyhow::Result<Result<(), model::Diagnostics>> {
+    let shadow = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let repo = std::path::absolute(repo)?;
+    // Top-level entries and inventory/'s folders are linked whole, but the folders the new
+    // files go in: their files are linked one by one.
+    let new_dirs: Vec<&Path> = files
+        .iter()
+        .filter_map(|(rel, _)| Path::new(rel).parent())
+        .collect();
+    link_tree(&repo, shadow.path(), Path::new(""), &new_dirs)?;
+    for (rel, text) in files {
+        super::create_file(&shadow.path().join(rel), text)?;
+    }
+    match model::Inventory::load(shadow.path()) {
+        Ok(_) => Ok(Ok(())),
+        Err(model::LoadError::Invalid(d)) => Ok(Err(d)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Links `from/rel`'s entries into `to/rel`: a folder that is (or holds) one of `open` is made
+/// and linked into entry by entry, anything else is one symbolic link.
+fn link_tree(from: &Path, to: &Path, rel: &Path, open: &[&Path]) -> anyhow::Result<()> {
+    let dir = from.join(rel);
+    std::fs::create_dir_all(to.join(rel))
+        .with_context(|| format!("cannot create {}", to.join(rel).display()))?;
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let sub = rel.join(&name);
+        if open.iter().any(|o| o.starts_with(&sub)) && entry.path().is_dir() {
+            link_tree(from, to, &sub, open)?;
+        } else {
+            std::os::unix::fs::symlink(entry.path(), to.join(&sub))
+                .with_context(|| format!("cannot link {}", to.join(&sub).display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates each new file (never over an existing one), recording what it wrote.
