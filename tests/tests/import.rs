@@ -97,7 +97,9 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
     assert_eq!(status(&f), "", "a dry run writes nothing");
 
     let start = head(&f);
+    let t = std::time::Instant::now();
     let r = f.gitvps(&["import", "--node", "node1"]);
+    eprintln!("import of a Xen node: {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("managed  xen10"), "{r:?}");
     assert!(
@@ -337,7 +339,9 @@ fn a_qemu_guest_started_out_of_band_on_a_kvm_node_is_imported_and_the_next_plan_
     let pid = node.qemu_pid().expect("the guest runs");
 
     let start = head_of(&node.repo);
+    let t = std::time::Instant::now();
     let r = node.gitvps(&["import", "--node", "kvm1", "--customer", "c-0001"]);
+    eprintln!("import of a KVM node: {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout.contains("adopt    web1 → inventory/vps/web1.toml"),
