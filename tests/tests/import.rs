@@ -79,7 +79,15 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
         &[],
         "mac=00:16:3e:aa:bb:02,ip=192.0.2.41 192.0.2.42,bridge=xenbr0",
     );
-    let before: Vec<_> = ["web1", "web2"]
+    // A vif without `ip=` (the usual hand-written one): its address comes from --ip.
+    out_of_band(
+        &f,
+        "node1",
+        "web3",
+        &[],
+        "mac=00:16:3e:aa:bb:03,bridge=xenbr0",
+    );
+    let before: Vec<_> = ["web1", "web2", "web3"]
         .iter()
         .map(|d| f.domain("node1", d).unwrap())
         .collect();
@@ -87,7 +95,24 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
     let p = f.gitvps(&["plan"]);
     assert_eq!(p.code, 0, "{p:?}");
 
-    let dry = f.gitvps(&["import", "--node", "node1", "--dry-run"]);
+    let no_ip = f.gitvps(&["import", "--node", "node1"]);
+    assert_eq!(no_ip.code, 1, "{no_ip:?}");
+    assert!(
+        no_ip.stdout.contains("give them with --ip web3=ADDR"),
+        "{no_ip:?}"
+    );
+    let unknown = f.gitvps(&["import", "--node", "node1", "--ip", "web9=192.0.2.43"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("--ip web9=192.0.2.43: no guest named web9 runs on node1"),
+        "{unknown:?}"
+    );
+    assert_eq!(status(&f), "", "refusals write nothing");
+    let with_ip = ["import", "--node", "node1", "--ip", "web3=192.0.2.43"];
+
+    let dry = f.gitvps(&[&with_ip[..], &["--dry-run"]].concat());
     assert_eq!(dry.code, 2, "{dry:?}");
     assert!(
         dry.stdout
@@ -98,7 +123,7 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
 
     let start = head(&f);
     let t = std::time::Instant::now();
-    let r = f.gitvps(&["import", "--node", "node1"]);
+    let r = f.gitvps(&with_ip);
     eprintln!("import of a Xen node: {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("managed  xen10"), "{r:?}");
@@ -117,7 +142,7 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
     let files = git(&f.repo, &["show", "--name-only", "--format=%s", "HEAD"]);
     assert_eq!(
         files,
-        "gitvps import --node node1: adopt web1, web2 (customer imported)\n\ninventory/customers/imported.toml\ninventory/vps/web1.toml\ninventory/vps/web2.toml\n"
+        "gitvps import --node node1: adopt web1, web2, web3 (customer imported)\n\ninventory/customers/imported.toml\ninventory/vps/web1.toml\ninventory/vps/web2.toml\ninventory/vps/web3.toml\n"
     );
     assert_eq!(status(&f), "");
     let web1 = std::fs::read_to_string(f.repo.join("inventory/vps/web1.toml")).unwrap();
@@ -131,6 +156,8 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
     ] {
         assert!(web1.contains(want), "{want:?} in\n{web1}");
     }
+    let web3 = std::fs::read_to_string(f.repo.join("inventory/vps/web3.toml")).unwrap();
+    assert!(web3.contains("\nips = [\"192.0.2.43\"]\n"), "{web3}");
     let v = f.gitvps(&["validate"]);
     assert_eq!(v.code, 0, "{v:?}");
 
@@ -139,7 +166,7 @@ fn domains_made_out_of_band_are_imported_in_one_commit_and_the_next_plan_is_empt
     assert_eq!(p.code, 0, "the plan after an import is not empty: {p:?}");
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 0, "{a:?}");
-    let after: Vec<_> = ["web1", "web2"]
+    let after: Vec<_> = ["web1", "web2", "web3"]
         .iter()
         .map(|d| f.domain("node1", d).unwrap())
         .collect();

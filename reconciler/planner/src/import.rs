@@ -228,6 +228,9 @@ pub struct Context<'a> {
     pub customer: &'a CustomerId,
     /// Today (UTC), the VPSes' `created`.
     pub today: chrono::NaiveDate,
+    /// Addresses the operator gives for a guest by name (`--ip NAME=ADDR`), for a guest whose
+    /// addresses the node does not show (a vif without `ip=`, a KVM guest on a tap).
+    pub given: &'a BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
 /// One domain's outcome.
@@ -344,11 +347,26 @@ pub fn adopt(found: &Found, cx: &Context<'_>) -> Outcome {
             ));
         }
     };
-    let ips: Vec<Ipv4Addr> = match ips.iter().map(|i| i.parse()).collect() {
-        Ok(v) if !ips.is_empty() => v,
+    let seen: Result<Vec<Ipv4Addr>, _> = ips.iter().map(|i| i.parse()).collect();
+    let ips: Vec<Ipv4Addr> = match (seen, cx.given.get(&found.name)) {
+        (Ok(seen), Some(given)) if !seen.is_empty() && seen != *given => {
+            let words = |v: &[Ipv4Addr]| {
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Outcome::Refused(format!(
+                "{id}: --ip gives {} but the node shows {}",
+                words(given),
+                words(&seen)
+            ));
+        }
+        (_, Some(given)) if !given.is_empty() => given.clone(),
+        (Ok(seen), _) if !seen.is_empty() => seen,
         _ => {
             return Outcome::Refused(format!(
-                "{id}: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it)"
+                "{id}: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it): give them with --ip {id}=ADDR"
             ));
         }
     };

@@ -71,6 +71,7 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
         disks: &disks,
         customer: &customer,
         today: chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap(),
+        given: &BTreeMap::new(),
     };
     let Outcome::Adopt { id, text } =
         adopt(&found("web1", "/dev/vg0/web1", 768, "66.255.255.40"), &cx)
@@ -151,9 +152,28 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
     );
     let mut no_ip = found("web1", "/dev/vg0/web1", 768, "66.255.255.40");
     no_ip.nics[0].1.clear();
+    // Addresses the node does not show are given with --ip, and checked like the others.
+    let given = BTreeMap::from([("web1".to_owned(), vec!["66.255.255.41".parse().unwrap()])]);
+    let with = Context {
+        given: &given,
+        ..cx
+    };
+    let Outcome::Adopt { text, .. } = adopt(&no_ip, &with) else {
+        panic!("not adopted with --ip")
+    };
+    assert!(text.contains("\nips = [\"66.255.255.41\"]\n"), "{text}");
+    assert_eq!(
+        adopt(&found("web1", "/dev/vg0/web1", 768, "66.255.255.40"), &with),
+        Outcome::Refused("web1: --ip gives 66.255.255.41 but the node shows 66.255.255.40".into())
+    );
+    let outside = BTreeMap::from([("web1".to_owned(), vec!["198.51.100.7".parse().unwrap()])]);
+    assert!(matches!(
+        adopt(&no_ip, &Context { given: &outside, ..cx }),
+        Outcome::Refused(why) if why.contains("198.51.100.7 is outside every pool")
+    ));
     assert_eq!(
         refused(no_ip),
-        "web1: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it)"
+        "web1: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it): give them with --ip web1=ADDR"
     );
 }
 

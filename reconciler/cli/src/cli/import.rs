@@ -30,10 +30,25 @@ pub struct ImportArgs {
     /// when the repository has none].
     #[arg(long, value_name = "CUSTOMER")]
     pub customer: Option<CustomerId>,
+    /// The IPv4 address of guest NAME, for a guest whose addresses the node does not show (a
+    /// Xen vif without `ip=`, a KVM guest on a tap); repeat it for more addresses. Checked
+    /// against the pools like the others.
+    #[arg(long = "ip", value_name = "NAME=ADDR", value_parser = parse_given)]
+    pub ips: Vec<(String, std::net::Ipv4Addr)>,
     /// Show what would be imported (the files' text) and write nothing. Exit 2 when there is
     /// something to import, 0 when not.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+fn parse_given(s: &str) -> Result<(String, std::net::Ipv4Addr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: write it as NAME=ADDR (web1=192.0.2.40)"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{s}: {addr} is not an IPv4 address"))?;
+    Ok((name.to_owned(), addr))
 }
 
 /// Runs the command: exit 0 when imported (or nothing to import), 1 when refused or the node
@@ -71,12 +86,23 @@ pub fn run(g: &Global, a: &ImportArgs) -> anyhow::Result<i32> {
         })?;
     let (report, found) = import::guests(a.node.as_str(), spec.hypervisor, &out)?;
     let state = planner::observe::parse(a.node.as_str(), report)?;
+    let mut given: std::collections::BTreeMap<String, Vec<std::net::Ipv4Addr>> =
+        std::collections::BTreeMap::new();
+    for (name, addr) in &a.ips {
+        anyhow::ensure!(
+            found.iter().any(|f| &f.name == name),
+            "--ip {name}={addr}: no guest named {name} runs on {}",
+            a.node
+        );
+        given.entry(name.clone()).or_default().push(*addr);
+    }
     let cx = import::Context {
         inv: &s.inv,
         node: spec,
         disks: &state.disks,
         customer: &customer,
         today: chrono::Utc::now().date_naive(),
+        given: &given,
     };
     let mut adopt = Vec::new();
     let mut refused = Vec::new();
