@@ -24,6 +24,10 @@ fn fleet(dir: &Path) -> PathBuf {
     for f in ["products.toml", "pools.toml", "gitvps.toml"] {
         std::fs::copy(top().join(f), work.join(f)).unwrap();
     }
+    // A backup repository, so that the panel's restore is accepted.
+    let mut settings = std::fs::read_to_string(work.join("gitvps.toml")).unwrap();
+    settings.push_str("\n[backup.local]\npath = \"/mnt/backup/restic\"\n");
+    std::fs::write(work.join("gitvps.toml"), settings).unwrap();
     support::commit_all(&work);
     work
 }
@@ -658,6 +662,7 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(msg.contains("xen01 is not in your account"), "{msg}");
 
     reverse_dns_in_the_panel(&b, &base, &bare);
+    restore_in_the_panel(&b, &base, &bare);
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -819,6 +824,101 @@ fn reverse_dns_in_the_panel(b: &Browser, base: &str, bare: &Path) {
         b.text("tr[data-address='66.255.255.34']")
             .contains("xen02.example.net (host name)")
     );
+}
+
+/// `git -C dir ARGS` with `input` on its stdin; its stdout, trimmed.
+fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+    let mut c = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Publishes `status/<vps>.json` on the bare repo's status branch, as `gitvps backup run` does.
+fn publish_status(bare: &Path, vps: &str, status: &Value) {
+    let blob = git_with_input(bare, &["hash-object", "-w", "--stdin"], &status.to_string());
+    let inner = git_with_input(
+        bare,
+        &["mktree"],
+        &format!("100644 blob {blob}\t{vps}.json\n"),
+    );
+    let top = git_with_input(bare, &["mktree"], &format!("040000 tree {inner}\tstatus\n"));
+    let commit = git(bare, &["commit-tree", &top, "-m", "backup run: published"]);
+    git(bare, &["update-ref", "refs/heads/status", commit.trim()]);
+}
+
+/// Restore from the panel: the published backups listed, the same explicit confirmation as a
+/// reinstall, one commit writing `[restore]`.
+fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || {
+        git(bare, &["log", "-1", "--format=%an: %s", "main"])
+            .trim()
+            .to_owned()
+    };
+    publish_status(
+        bare,
+        "xen02",
+        &json!({
+            "vps": "xen02", "node": "node0109", "power": "running",
+            "observed_at": "2026-05-01T12:00:00Z",
+            "backups": [
+                {"id": "4f2a9c1e".repeat(8), "short_id": "4f2a9c1e", "time": "2026-04-29T03:00:12Z", "size_bytes": 10737418240u64},
+                {"id": "0badcafe".repeat(8), "short_id": "0badcafe", "time": "2026-04-30T03:00:09Z", "size_bytes": 10737418240u64}
+            ]
+        }),
+    );
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('restore-backup')");
+    let options = b.text("#restore-backup");
+    assert!(
+        options
+            .find("2026-04-30 03:00 UTC · 10 GiB · 0badcafe")
+            .unwrap()
+            < options
+                .find("2026-04-29 03:00 UTC · 10 GiB · 4f2a9c1e")
+                .unwrap(),
+        "the newest first: {options}"
+    );
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "restore");
+    let before = last();
+    // Not confirmed: nothing sent.
+    b.click("#restore-go");
+    let msg = message(b, "msg-restore", "error");
+    assert!(msg.contains("Tick the box"), "{msg}");
+    assert_eq!(last(), before);
+    b.click("#restore-ack");
+    b.click("#restore-go");
+    b.wait("document.getElementById('confirm-q')");
+    assert!(
+        b.text("#confirm-q")
+            .starts_with("Erase the disk of xen02 and write the backup 2026-04-30"),
+        "{}",
+        b.text("#confirm-q")
+    );
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-restore", "ok");
+    assert!(msg.contains("restore of xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: restore xen02 from backup 0badcafe (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(
+        file.contains(&format!(
+            "[restore]\nsnapshot = \"{}\"\ngeneration = 1\n",
+            "0badcafe".repeat(8)
+        )),
+        "{file}"
+    );
+    b.screenshot("panel-restore");
 }
 
 /// Logs in with the panel's form (the fields emptied first).
