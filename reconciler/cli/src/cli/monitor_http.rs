@@ -133,9 +133,10 @@ pub fn page(store: &Store, fleet: &Fleet, health: &Health) -> Result<String, Sto
         }
     }
     let states = store.check_states()?;
+    let ours: std::collections::BTreeSet<&VpsId> = fleet.vps.iter().map(|(v, _)| v).collect();
     let checks: Vec<CheckLine<'_>> = states
         .iter()
-        .filter(|(v, _)| fleet.vps.iter().any(|(id, _)| id == *v))
+        .filter(|(v, _)| ours.contains(v))
         .flat_map(|(v, cs)| {
             cs.values().map(move |c| CheckLine {
                 vps: v.as_str(),
