@@ -53,12 +53,23 @@ pub fn keygen(path: &Path, comment: &str) -> String {
         .to_owned()
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A child process (a server a test started) killed and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn whoami() -> String {

@@ -13,6 +13,8 @@ pub mod bench;
 #[cfg(feature = "sim")]
 pub mod bench_login;
 #[cfg(feature = "sim")]
+pub mod bench_monitor;
+#[cfg(feature = "sim")]
 pub mod bench_scale;
 pub mod billing;
 pub mod checks;
@@ -24,6 +26,7 @@ pub mod import;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
+pub mod monitor_http;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
