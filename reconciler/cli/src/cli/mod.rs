@@ -23,6 +23,7 @@ pub mod dns;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
+pub mod monitor_graph;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
