@@ -244,8 +244,50 @@
     panel.appendChild(restoreSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
-    panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
+    panel.appendChild(graphsSection(v));
     box.appendChild(panel);
+  }
+
+  // Usage graphs: CPU, network, disk and this VPS among its node's VPSes, over a day, week,
+  // month or year. The hooks draw each as SVG; shown as an image (data: URL), so nothing in it runs.
+  function graphsSection(v) {
+    var figs = el("div", { "class": "graphs", id: "graphs" });
+    var msg = el("div", { "class": "message", role: "status", "aria-live": "polite", id: "msg-graphs" });
+    var ranges = el("p", { "class": "actions", role: "group", "aria-label": t("graphs_range") });
+    function load(range) {
+      Array.prototype.forEach.call(ranges.children, function (b) {
+        b.setAttribute("aria-pressed", b.getAttribute("data-range") === range ? "true" : "false");
+      });
+      figs.textContent = "";
+      g.show(msg, "");
+      ["cpu", "network", "disk", "compare"].forEach(function (m) {
+        var img = el("img", { "class": "graph", "data-metric": m, "data-range": range, alt: t("graph_" + m + "_" + range) });
+        figs.appendChild(el("figure", {}, [img]));
+        var headers = { "Accept": "image/svg+xml" };
+        var tk = g.token();
+        if (tk) { headers["Authorization"] = "Bearer " + tk; }
+        var path = "vps/" + encodeURIComponent(v.id) + "/graph?metric=" + m + "&range=" + range + "&lang=" + g.lang;
+        fetch(g.api + path, { headers: headers }).then(function (r) {
+          return r.text().then(function (text) { return { ok: r.ok, status: r.status, text: text }; });
+        }, function () { return { ok: false, status: 0, text: "" }; }).then(function (r) {
+          if (r.ok) {
+            img.setAttribute("src", "data:image/svg+xml;charset=utf-8," + encodeURIComponent(r.text));
+            return;
+          }
+          img.parentNode.hidden = true;
+          var body = null;
+          try { body = JSON.parse(r.text); } catch (e) { body = null; }
+          g.show(msg, body && body.error === "graphs_unavailable" ? t("graphs_unavailable") : g.errorText({ status: r.status, body: body }), "error");
+        });
+      });
+    }
+    ["day", "week", "month", "year"].forEach(function (r) {
+      var b = el("button", { type: "button", "data-range": r, "aria-pressed": "false", text: t("range_" + r) });
+      b.addEventListener("click", function () { load(r); });
+      ranges.appendChild(b);
+    });
+    load("day");
+    return el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("graphs_intro") }), ranges, msg, figs]);
   }
 
   // An inline confirmation (no browser dialog): the question, "yes" and "cancel".

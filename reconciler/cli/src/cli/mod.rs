@@ -11,6 +11,8 @@ pub mod backup;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
+pub mod bench_graph;
+#[cfg(feature = "sim")]
 pub mod bench_login;
 #[cfg(feature = "sim")]
 pub mod bench_monitor;
@@ -27,6 +29,7 @@ pub mod inventory;
 pub mod invoice;
 pub mod monitor;
 pub mod monitor_http;
+pub mod monitor_graph;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
