@@ -4,6 +4,10 @@
 # functions change one thing each and print `changed KIND NAME`. planner::prepare appends the
 # calls, every argument quoted; nothing here decides what to change.
 
+# The system folders first, whoever logs in and however sudo sets PATH.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export PATH
+
 die() {
     printf 'gitvps-prepare: %s\n' "$1" >&2
     exit 1
