@@ -291,6 +291,24 @@ fn prepare_a_fresh_debian_then_apply_as_its_sudo_user() {
         None => std::fs::write(&os_release, saved_text).unwrap(),
     }
 
+    // A volume group name taken under /dev: refused, nothing changed.
+    let file_storage = "storage = { backend = \"file\", dir = \"/var/lib/gitvps/disks\" }";
+    let vg_null = "storage = { backend = \"lvm\", vg = \"null\" }";
+    f.edit("inventory/nodes/prep.toml", file_storage, vg_null);
+    let r = prepare(&f, &["--fix"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("clashes with /dev/null"), "{r:?}");
+    untouched(&r);
+    f.edit("inventory/nodes/prep.toml", vg_null, file_storage);
+
+    // A key that is not one: refused before anything is sent.
+    let bad = f.dir.path().join("bad.pub");
+    std::fs::write(&bad, "ssh-ed25519 not-base64!\n").unwrap();
+    let r = prepare(&f, &["--fix", "--authorized-key", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("bad.pub: line 1:"), "{r:?}");
+    untouched(&r);
+
     // A fresh Debian: what is missing, and nothing changed.
     let r = prepare(&f, &[]);
     assert_eq!(r.code, 2, "{r:?}");

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::desired::sha256_hex;
 use crate::quote;
-use model::values::{Hypervisor, ImageFormat};
+use model::values::{Hypervisor, ImageFormat, SshPublicKey};
 use model::{KvmNetwork, Node, Storage};
 
 /// The node-side functions (`node/prepare.sh`).
@@ -74,7 +74,7 @@ pub struct Target {
 
 impl Target {
     /// The target of a node file, with the public key the reconciler logs in with.
-    pub fn of(node: &Node, key: &str) -> Result<Target, PrepareError> {
+    pub fn of(node: &Node, key: &SshPublicKey) -> Result<Target, PrepareError> {
         let user = node.user.as_str().to_owned();
         if user != "root" && !node.sudo {
             return Err(PrepareError::NodeFile(format!(
@@ -82,12 +82,7 @@ impl Target {
                 node.id
             )));
         }
-        let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        if key.split(' ').count() != 2 {
-            return Err(PrepareError::NodeFile(
-                "the reconciler's public key is not `TYPE BASE64`".into(),
-            ));
-        }
+        let key = key.key_part().to_owned();
         let bridge = match node.hypervisor {
             Hypervisor::Xen => Some(crate::driver::xen::DEFAULT_BRIDGE.to_owned()),
             Hypervisor::Kvm => match node.kvm.as_ref().map(|k| &k.network) {

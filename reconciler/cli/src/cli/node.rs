@@ -231,14 +231,23 @@ fn prepare(g: &Global, a: &PrepareArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--node {}: no such node in inventory/nodes/", a.node);
     };
     let creds = executor::ssh::Credentials::from_env()?;
-    let key = match &a.authorized_key {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --authorized-key {}", path.display()))?,
-        None => creds.public_key().context(
-            "the reconciler logs in through the agent: name its public key with --authorized-key FILE",
-        )?,
+    let key: model::values::SshPublicKey = match &a.authorized_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --authorized-key {}", path.display()))?;
+            text.trim().parse().map_err(|e| {
+                anyhow::anyhow!("--authorized-key {}: line 1: {e}", path.display())
+            })?
+        }
+        None => creds
+            .public_key()
+            .context(
+                "the reconciler logs in through the agent: name its public key with --authorized-key FILE",
+            )?
+            .parse()
+            .map_err(|e| anyhow::anyhow!("GITVPS_SSH_KEY: its public key: {e}"))?,
     };
-    let target = match planner::prepare::Target::of(node, key.trim()) {
+    let target = match planner::prepare::Target::of(node, &key) {
         Ok(t) => t,
         Err(e) => {
             super::note(&format!("error: {e}; nothing changed"))?;
