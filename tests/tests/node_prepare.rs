@@ -267,7 +267,7 @@ fn prepare_a_fresh_debian_then_apply_as_its_sudo_user() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr
-            .contains("plain is not root and `sudo -n true` fails for it"),
+            .contains("plain is not root and `sudo -n sh -c true` fails for it"),
         "{r:?}"
     );
     untouched(&r);
@@ -386,6 +386,12 @@ fn prepare_a_fresh_debian_then_apply_as_its_sudo_user() {
     );
     assert!(!r.stdout.contains("changed "), "{r:?}");
     assert_eq!(passwd(), before);
+
+    // The prepared user is itself an admin prepare accepts (through sudo -n).
+    let r = prepare(&f, &["--login", "gitvps"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("as gitvps through sudo:"), "{r:?}");
+    assert!(r.stdout.contains("All ok"), "{r:?}");
 
     // The sudo rule is enough: a whole apply as gitvps (disk, config, console user, start).
     f.vps("xen31", "prep", "192.0.2.31", "");

@@ -13,10 +13,11 @@ die() {
     exit 1
 }
 
-# probe_access: who we are, and whether sudo works without a password (run as the login user).
+# probe_access: who we are, and whether `sudo -n sh` works (the one command the reconciler runs
+# through sudo, and the one the rule allows), as the login user.
 probe_access() {
     printf 'uid %s -\n' "$(id -u)"
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n sh -c true 2>/dev/null; then
         echo "sudo yes -"
     else
         echo "sudo no -"

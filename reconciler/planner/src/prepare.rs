@@ -28,7 +28,7 @@ pub enum PrepareError {
     NotDebian(String),
     /// The login user is not root and sudo does not work without a password.
     #[error(
-        "{0} is not root and `sudo -n true` fails for it: log in as root (--login root) or as a user with passwordless sudo"
+        "{0} is not root and `sudo -n sh -c true` fails for it: log in as root (--login root) or as a user allowed sudo sh without a password"
     )]
     NoRoot(String),
     /// An interface of that name exists and is not a bridge.
@@ -229,6 +229,11 @@ fn call(f: &str, args: &[&str]) -> String {
 
 /// The probe: every fact [`decide`] needs, one line each.
 pub fn probe_command(t: &Target, access: Access) -> String {
+    command(access, &probe_calls(t))
+}
+
+/// The calls of the probe.
+fn probe_calls(t: &Target) -> String {
     let mut calls = call("probe_os", &[]);
     calls += &call("probe_pkg", &t.packages());
     calls += &call("probe_cmd", &t.commands());
@@ -246,7 +251,7 @@ pub fn probe_command(t: &Target, access: Access) -> String {
         calls += &call("probe_user", &[&t.user, &t.key]);
         calls += &call("probe_file", &[SUDOERS_PATH]);
     }
-    command(access, &calls)
+    calls
 }
 
 /// `(kind, name) → state` from `KIND STATE NAME` lines.
@@ -684,7 +689,14 @@ mod tests {
             d.calls
         );
         crate::driver::tests::shellcheck("the prepare fix", &format!("{SCRIPT}{}", d.calls));
-        crate::driver::tests::shellcheck("the prepare probe", &format!("{SCRIPT}probe_access\n"));
+        crate::driver::tests::shellcheck("the prepare access", &format!("{SCRIPT}probe_access\n"));
+        let calls = probe_calls(&t);
+        assert!(
+            calls.contains(r"probe_user gitvps 'ssh-ed25519 AAAA'\''$(reboot)'"),
+            "{calls}"
+        );
+        crate::driver::tests::shellcheck("the prepare probe", &format!("{SCRIPT}{calls}"));
+        assert!(probe_command(&t, Access::Sudo).starts_with("sudo -n sh -c '"));
         assert!(fix.starts_with("sh -c '"));
     }
 }

@@ -30,7 +30,8 @@ pub struct PrepareArgs {
     /// Change what is missing (install packages, create the bridge, folder, user, key, rule).
     #[arg(long)]
     pub fix: bool,
-    /// Log in as this user to prepare the node: root, or an admin with passwordless sudo.
+    /// Log in as this user to prepare the node: root, or an admin allowed `sudo sh` without a
+    /// password.
     #[arg(long, value_name = "USER", default_value = "root")]
     pub login: model::values::UnixUser,
     /// The public key the node file's user gets (default: the public half of GITVPS_SSH_KEY).
