@@ -2,7 +2,7 @@
 //! kind, decided purely from what the node's probe printed; the probe and fix commands to send.
 //!
 //! The commands are `node/prepare.sh` (functions only) followed by generated calls, every
-//! argument through [`quote`]. The executor sends them; nothing here does I/O.
+//! argument through [`quote()`]. The executor sends them; nothing here does I/O.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
