@@ -20,6 +20,7 @@ pub mod ci;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod dns;
+pub mod import;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
@@ -69,6 +70,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Make the nodes match the inventory (or carry out a saved plan).
     Apply(apply::ApplyArgs),
+    /// Adopt the domains a node runs undeclared: their VPS files, marked adopted, in one commit.
+    Import(import::ImportArgs),
     /// Serve the customer hooks (and a built site) on 127.0.0.1; --repo must be a bare repo.
     Serve(serve::ServeArgs),
     /// The business cycle: `gitvps billing run` (daily) and `gitvps billing report`.
@@ -133,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ticket(c) => ticket::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
+        Command::Import(a) => import::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
@@ -168,6 +172,26 @@ pub(crate) fn note(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Creates the new file `path` (and its folders) with `text`, synced; never over an existing
+/// file, and a file that could not be written whole is removed again.
+pub(crate) fn create_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Prints JSON to stdout, pretty, with a final newline.
