@@ -271,3 +271,91 @@ fn a_check_of_an_address_the_vps_does_not_own_is_refused() {
     let r = f.gitvps(&["monitor", "collect", "--once", "--db", db.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{r:?}");
 }
+
+/// A self-signed certificate and `openssl s_server -www` on `IP:port`: a real TLS server
+/// answering HTTP.
+fn tls_server(port: u16, dir: &Path) -> Server {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=vps.example.net",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl req");
+    spawn(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("{IP}:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key),
+        port,
+        "openssl s_server",
+    )
+}
+
+#[test]
+fn an_https_check_speaks_tls_to_a_real_server_and_fails_on_plain_http() {
+    let f = Fleet::new(&["node1"]);
+    let pools = std::fs::read_to_string(f.repo.join("pools.toml")).unwrap();
+    std::fs::write(
+        f.repo.join("pools.toml"),
+        pools.replace("192.0.2.", "127.77.0."),
+    )
+    .unwrap();
+    f.edit("gitvps.toml", "check_failures = 3", "check_failures = 1");
+    let work = tempfile::tempdir().unwrap();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let _tls = tls_server(tls_port, work.path());
+    let _plain = http_server(plain_port, work.path());
+    let smtp = support::smtp::SmtpServer::start();
+    let checks = format!(
+        "\n[monitor]\nalert_email = \"ops@example.net\"\nchecks = [\n  {{ service = \"https\", port = {tls_port} }},\n  {{ service = \"https\", port = {plain_port}, timeout_secs = 3 }},\n]\n"
+    );
+    f.vps("xen10", "node1", IP, &checks);
+    f.converge();
+    let db = f.dir.path().join("monitor.db");
+    let r = collect(&f, &db, &smtp);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("checks: 1 up, 1 down, 0 paused"), "{r:?}");
+    let store = executor::samples::Store::open(&db).unwrap();
+    let states = store.check_states().unwrap();
+    let found = |port: u16| -> String {
+        states["xen10"]
+            .values()
+            .find(|s| s.label == format!("https {IP}:{port}"))
+            .map(|s| format!("{:?} {}", s.status, s.detail))
+            .unwrap_or_else(|| panic!("https {IP}:{port}: {states:?}"))
+    };
+    // openssl's -www page answers "HTTP/1.0 200 ok".
+    assert!(
+        found(tls_port).starts_with("Up HTTP/1.0 200"),
+        "{}",
+        found(tls_port)
+    );
+    let plain = found(plain_port);
+    assert!(
+        plain.starts_with("Down ") && plain.to_lowercase().contains("tls"),
+        "{plain}"
+    );
+}
