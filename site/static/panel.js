@@ -243,8 +243,39 @@
     panel.appendChild(reinstallSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
+    panel.appendChild(checksSection(v));
     panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
     box.appendChild(panel);
+  }
+
+  // The collector's view of a VPS (status branch `monitor/<vps>.json`): its service checks and
+  // the counters of its last reading.
+  function checksSection(v) {
+    var m = v.monitor || { known: false };
+    var sec = el("section", { id: "checks" }, [el("h3", { text: t("live_checks_title") })]);
+    if (!m.known) { sec.appendChild(el("p", { text: t("live_checks_unknown") })); return sec; }
+    if (!m.checks.length) {
+      sec.appendChild(el("p", { text: t("live_checks_none") }));
+    } else {
+      var rows = m.checks.map(function (c) {
+        var word = c.state === "up" && c.failures > 0 ? t("live_check_failing", { n: c.failures }) : t("live_check_" + c.state);
+        return el("tr", { "data-check": c.kind, "class": "check-" + c.state }, [
+          el("td", { text: c.name }), el("td", { text: word }), el("td", { text: c.since }), el("td", { text: c.detail || "" })]);
+      });
+      sec.appendChild(el("table", { "class": "checks" }, [
+        el("thead", {}, [el("tr", {}, [t("live_col_check"), t("live_col_state"), t("live_col_since"), t("live_col_detail")].map(function (h) {
+          return el("th", { scope: "col", text: h }); }))]),
+        el("tbody", {}, rows)]));
+    }
+    var c = m.counters;
+    if (c) {
+      var mib = function (b) { return (b / 1048576).toFixed(1) + " MiB"; };
+      sec.appendChild(dl([[t("live_cpu"), (c.cpu_ms / 1000).toFixed(1) + " s"], [t("live_net_rx"), mib(c.net_rx_bytes)],
+                          [t("live_net_tx"), mib(c.net_tx_bytes)], [t("live_disk_read"), mib(c.disk_read_bytes)],
+                          [t("live_disk_write"), mib(c.disk_write_bytes)], [t("live_read_at"), c.at]]));
+    }
+    sec.appendChild(el("p", { "class": "hint", text: t("live_collected", { at: m.collected_at }) }));
+    return sec;
   }
 
   // An inline confirmation (no browser dialog): the question, "yes" and "cancel".

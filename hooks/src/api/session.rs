@@ -253,6 +253,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "actions": v.actions,
                 "renewals": offers,
                 "status": status,
+                "monitor": monitor_view(snap.monitor.get(&v.id)),
             })
         })
         .collect();
@@ -268,6 +269,34 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
         "currency": inv.currency,
         "vps": vps,
     }))
+}
+
+/// What the collector last saw of a VPS, as the panel shows it: check states and counters.
+fn monitor_view(m: Option<&model::status::VpsMonitor>) -> Value {
+    let Some(m) = m else {
+        return json!({"known": false});
+    };
+    json!({
+        "known": true,
+        "collected_at": rfc3339(m.collected_at),
+        "counters": m.counters.map(|c| json!({
+            "at": rfc3339(c.at),
+            "cpu_ms": c.cpu_ms,
+            "net_rx_bytes": c.net_rx_bytes,
+            "net_tx_bytes": c.net_tx_bytes,
+            "disk_read_bytes": c.disk_read_bytes,
+            "disk_write_bytes": c.disk_write_bytes,
+        })),
+        "checks": m.checks.iter().map(|c| json!({
+            "name": c.name,
+            "kind": c.kind,
+            "state": c.state,
+            "since": rfc3339(c.since),
+            "failures": c.failures,
+            "detail": c.detail,
+            "checked": c.checked.map(rfc3339),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {
