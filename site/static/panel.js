@@ -15,6 +15,7 @@
   var params = new URLSearchParams(location.search);
   if (params.get("ordered")) { g.show(notice, t("ordered"), "ok"); }
   if (params.get("paid")) { g.show(notice, t("paid", { vps: params.get("paid") }), "ok"); }
+  if (params.get("traffic")) { g.show(notice, t("traffic_paid", { vps: params.get("traffic") }), "ok"); }
   // Links in mails: `?invoice=INV-...` opens that invoice, `?vps=ID` shows that VPS and its renewal.
   var wanted = { invoice: params.get("invoice"), vps: params.get("vps") };
 
@@ -212,6 +213,8 @@
       dl([[t("product"), v.product.name || v.product.id], [t("first_registered"), v.created], [t("expires"), v.expires],
           [t("state"), t("state_" + v.state)]]),
       el("h4", { text: t("renew_title") }), renew, messageBox("contract")]));
+    var traffic = trafficSection(v);
+    if (traffic) { panel.appendChild(traffic); }
 
     // Live status.
     var s = v.status || { known: false };
@@ -246,6 +249,27 @@
     panel.appendChild(checksSection(v));
     panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
     box.appendChild(panel);
+  }
+
+  // "Buy more traffic": the catalog's traffic blocks the VPS may buy for its current traffic
+  // period, each a button to Stripe Checkout; nothing when the catalog has none (or the plan
+  // is unmetered).
+  function trafficSection(v) {
+    var offers = v.traffic_blocks || [];
+    if (!offers.length) { return null; }
+    var list = el("div", { "class": "traffic-blocks" });
+    offers.forEach(function (o) {
+      var b = el("button", { type: "button", "class": "primary", "data-traffic": o.product,
+                             text: t("traffic_buy", { size: o.size, price: o.price, currency: state.me.currency }) });
+      b.addEventListener("click", function () {
+        send("traffic", b, "POST", "vps/" + v.id + "/traffic", { product: o.product }, "", function (r) {
+          if (r.body && r.body.url) { location.assign(r.body.url); }
+        });
+      });
+      list.appendChild(el("p", {}, [el("span", { text: o.name + " " }), b]));
+    });
+    return el("section", { id: "traffic" }, [el("h3", { text: t("traffic_title") }),
+      el("p", { text: t("traffic_lead", { from: offers[0].period_start, to: offers[0].period_end }) }), list, messageBox("traffic")]);
   }
 
   // The collector's view of a VPS (status branch `monitor/<vps>.json`): its service checks and

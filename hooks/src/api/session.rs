@@ -252,6 +252,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "power": v.power,
                 "actions": v.actions,
                 "renewals": offers,
+                "traffic_blocks": traffic_offers(inv, v),
                 "status": status,
                 "monitor": monitor_view(snap.monitor.get(&v.id)),
             })
@@ -269,6 +270,25 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
         "currency": inv.currency,
         "vps": vps,
     }))
+}
+
+/// The traffic blocks `v` may buy now (none on an unmetered plan or while it may not buy),
+/// with their price for its current traffic period.
+fn traffic_offers(inv: &Inventory, v: &model::Vps) -> Vec<Value> {
+    let today = Utc::now().date_naive();
+    inv.traffic_block_offers()
+        .filter_map(|(p, size)| {
+            let (_, period, due) = crate::billing::traffic_block_due(inv, v, &p.id, today).ok()?;
+            Some(json!({
+                "product": p.id,
+                "name": p.name,
+                "size": size.to_string(),
+                "price": due.totals.total,
+                "period_start": period.start.to_string(),
+                "period_end": period.end.to_string(),
+            }))
+        })
+        .collect()
 }
 
 /// What the collector last saw of a VPS, as the panel shows it: check states and counters.
