@@ -560,4 +560,39 @@ mod tests {
             Some(vec![entry])
         );
     }
+
+    /// The collector's files sit beside apply's: an apply keeps them, the collector keeps the
+    /// statuses, an unchanged collection commits nothing, a VPS gone loses its file.
+    #[test]
+    fn monitor_files_and_statuses_keep_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        git2::Repository::init(d.path()).unwrap();
+        let both: BTreeSet<VpsId> = ["xen02".parse().unwrap(), "xen03".parse().unwrap()].into();
+        let m = |vps: &str| VpsMonitor {
+            vps: vps.parse().unwrap(),
+            collected_at: "2026-12-06T03:00:00Z".parse().unwrap(),
+            counters: None,
+            checks: Vec::new(),
+        };
+        let first =
+            write_monitor(d.path(), "status", &[m("xen02"), m("xen03")], &both, "c1").unwrap();
+        assert!(first.is_some());
+        write_branch(d.path(), "status", &[status("xen02", None)], &both, "apply").unwrap();
+        let again = write_monitor(d.path(), "status", &[m("xen02"), m("xen03")], &both, "c2");
+        assert_eq!(again.unwrap(), None, "nothing changed, no commit");
+        assert_eq!(
+            read_branch(d.path(), "status").unwrap().len(),
+            1,
+            "apply's file kept"
+        );
+        let only: BTreeSet<VpsId> = ["xen02".parse().unwrap()].into();
+        write_monitor(d.path(), "status", &[m("xen02")], &only, "c3")
+            .unwrap()
+            .unwrap();
+        let repo = git2::Repository::open(d.path()).unwrap();
+        let tree = tip(&repo, "status").unwrap().tree().unwrap();
+        assert!(tree.get_path(Path::new("monitor/xen02.json")).is_ok());
+        assert!(tree.get_path(Path::new("monitor/xen03.json")).is_err());
+        assert!(tree.get_path(Path::new("status/xen02.json")).is_ok());
+    }
 }
