@@ -10,17 +10,15 @@ pub(super) const COLLECT_EVERY: Duration = Duration::from_secs(3);
 /// neither loses the other's commit.
 pub(super) static STATUS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Collects every [`COLLECT_EVERY`] until the task is aborted: samples into `db`, alert mails
-/// into the Maildir `alerts`, check states and counters committed to the status branch of
-/// `applied` and pushed to the bare repo. A failed cycle is logged and tried again.
-pub(super) async fn collect_loop(applied: PathBuf, db: PathBuf, alerts: PathBuf, access: Access) {
-    let store = match executor::samples::Store::open(&db) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("the demo's collector has no sample store: {e}");
-            return;
-        }
-    };
+/// Collects every [`COLLECT_EVERY`] until the task is aborted: samples into `store`, alert
+/// mails into the Maildir `alerts`, check states and counters committed to the status branch
+/// of `applied` and pushed to the bare repo. A failed cycle is logged and tried again.
+pub(super) async fn collect_loop(
+    applied: PathBuf,
+    store: Arc<executor::samples::Store>,
+    alerts: PathBuf,
+    access: Access,
+) {
     loop {
         if let Err(e) = collect_once(&applied, &store, &alerts, &access).await {
             tracing::warn!("the demo's collection failed: {e:#}");

@@ -239,9 +239,11 @@ async fn demo(
     }
     plan_and_apply(&repos.applied, &access).await?;
     laps.mark("first plan + apply");
+    // The demo's sample database: the collector writes it, the panel's graphs read it.
+    let samples = Arc::new(executor::samples::Store::open(&dir.join("monitor-db"))?);
     let collector = tokio::spawn(collect::collect_loop(
         repos.applied.clone(),
-        dir.join("monitor"),
+        samples.clone(),
         dir.join("alerts"),
         access.clone(),
     ));
@@ -249,7 +251,7 @@ async fn demo(
     say(&format!(
         "   The collector runs every {} s (`gitvps monitor`): samples in {}, check states and counters on the status branch, alert mails into {}.",
         collect::COLLECT_EVERY.as_secs(),
-        dir.join("monitor").display(),
+        dir.join("monitor-db").display(),
         dir.join("alerts/new").display()
     ))?;
     if let Some(r) = real {
@@ -265,6 +267,8 @@ async fn demo(
     let mut cfg = hooks::Config::local(repos.bare.display().to_string())?;
     cfg.cache_dir = dir.join("hooks-cache");
     cfg.static_dir = site.then(|| site_dir.clone());
+    // The panel's usage graphs, from the demo's own sample database.
+    cfg.graphs = Some(Arc::new(crate::graphs::StoreGraphs::held(samples)));
     let addr = listener.local_addr()?;
     let server = tokio::spawn(hooks::serve(listener, cfg));
     let _abort = AbortOnDrop(server.abort_handle());
