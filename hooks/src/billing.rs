@@ -115,6 +115,17 @@ pub enum Purchase {
         /// An appliance, if any.
         appliance: Option<ApplianceId>,
     },
+    /// Extra traffic for an existing VPS in its current traffic period.
+    TrafficBlock {
+        /// The owner.
+        customer: CustomerId,
+        /// The VPS.
+        vps: VpsId,
+        /// The traffic block product.
+        product: ProductId,
+        /// The first day of the traffic period it was bought for.
+        period: NaiveDate,
+    },
 }
 
 pub use model::text::{check_line, is_bidi_or_separator};
@@ -140,6 +151,18 @@ impl Purchase {
                 if let Some(n) = invoice {
                     put("invoice", n.as_str());
                 }
+            }
+            Purchase::TrafficBlock {
+                customer,
+                vps,
+                product,
+                period,
+            } => {
+                put("kind", "traffic_block");
+                put("customer", customer.as_str());
+                put("vps", vps.as_str());
+                put("product", product.as_str());
+                put("period", &period.to_string());
             }
             Purchase::Order {
                 customer,
@@ -211,7 +234,15 @@ impl Purchase {
                         .transpose()?,
                 })
             }
-            _ => Err("metadata `kind` is not `renew` or `order`".to_owned()),
+            Some("traffic_block") => Ok(Purchase::TrafficBlock {
+                customer: id("customer")?.parse().map_err(|e| format!("{e}"))?,
+                vps: id("vps")?.parse().map_err(|e| format!("{e}"))?,
+                product: id("product")?.parse().map_err(|e| format!("{e}"))?,
+                period: req("period")?
+                    .parse()
+                    .map_err(|_| "metadata `period` is not a date".to_owned())?,
+            }),
+            _ => Err("metadata `kind` is not `renew`, `order` or `traffic_block`".to_owned()),
         }
     }
 }
@@ -457,6 +488,41 @@ pub fn new_renewal_due(inv: &Inventory, vps: &Vps, product: &Product, paid: Naiv
     Due::of_lines(inv, vec![period_line(product, vps, from, to)], country)
 }
 
+/// A traffic block as `vps` may buy it on `today`: the product, the traffic period it counts
+/// in, and what it costs (one line for the period, the owner's tax). `Err` says why not: not
+/// a public traffic block of the catalog, a VPS that is neither active nor suspended for its
+/// traffic, or a plan without a traffic quota.
+pub fn traffic_block_due<'a>(
+    inv: &'a Inventory,
+    vps: &Vps,
+    product: &ProductId,
+    today: NaiveDate,
+) -> Result<(&'a Product, model::usage::Period, Due), String> {
+    let p = inv
+        .products
+        .get(product)
+        .filter(|p| p.traffic_block().is_some() && !p.private)
+        .ok_or_else(|| format!("{product} is not a traffic block of the catalog"))?;
+    let usable = vps.state == model::values::State::Active
+        || (vps.state == model::values::State::Suspended
+            && vps.suspension == Some(model::values::Suspension::Traffic));
+    if !usable {
+        return Err(format!("{} is not active", vps.id));
+    }
+    let metered = inv.resources_of(vps).is_some_and(|r| r.traffic.bytes() > 0);
+    if !metered {
+        return Err(format!("{}'s plan has no traffic quota", vps.id));
+    }
+    let period = model::usage::period(inv.settings.traffic.reset, vps.created, today)
+        .ok_or_else(|| format!("no traffic period of {} on {today}", vps.id))?;
+    let line = period_line(p, vps, period.start, period.end);
+    let country = inv
+        .customers
+        .get(&vps.customer)
+        .and_then(|c| c.country.as_ref());
+    Ok((p, period, Due::of_lines(inv, vec![line], country)))
+}
+
 /// An open renewal invoice for another product than the one asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenInvoice {
@@ -534,6 +600,15 @@ pub enum Applied {
         /// Whether a suspension was lifted.
         unsuspended: bool,
     },
+    /// A traffic block was added to a VPS.
+    TrafficBlock {
+        /// The invoice issued and paid.
+        invoice: InvoiceNumber,
+        /// The VPS.
+        vps: VpsId,
+        /// The first day of the traffic period it counts in.
+        period: NaiveDate,
+    },
     /// A VPS (and maybe a customer) was created.
     Ordered {
         /// The invoice issued and paid.
@@ -559,6 +634,9 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         Purchase::Renew {
             customer, product, ..
         } => ("renew", Some(customer.as_str().to_owned()), product),
+        Purchase::TrafficBlock {
+            customer, product, ..
+        } => ("traffic_block", Some(customer.as_str().to_owned()), product),
         Purchase::Order {
             customer, product, ..
         } => (
@@ -579,14 +657,18 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         d["customer"] = value(c);
     }
     match (&p.purchase, applied) {
-        (_, Applied::Ordered { vps, .. }) | (Purchase::Renew { vps, .. }, _) => {
+        (_, Applied::Ordered { vps, .. })
+        | (Purchase::Renew { vps, .. } | Purchase::TrafficBlock { vps, .. }, _) => {
             d["vps"] = value(vps.as_str());
         }
         _ => {}
     }
     d["product"] = value(product.as_str());
     // Only a payment that pays an invoice names it: billing's ledger reads `invoice` as paid.
-    if let Applied::Renewed { invoice, .. } | Applied::Ordered { invoice, .. } = applied {
+    if let Applied::Renewed { invoice, .. }
+    | Applied::Ordered { invoice, .. }
+    | Applied::TrafficBlock { invoice, .. } = applied
+    {
         d["invoice"] = value(invoice.as_str());
     }
     // With the currency's decimals (`"177"` yen, `"177.31"` dollars) when it is one we know.
@@ -620,6 +702,10 @@ pub fn render_record(p: &Payment, applied: &Applied) -> String {
         }
         Applied::Ordered { .. } => {
             d["applied"] = value(true);
+        }
+        Applied::TrafficBlock { period, .. } => {
+            d["applied"] = value(true);
+            d["traffic_period"] = value(period.to_string());
         }
         Applied::NotApplied(why) => {
             d["applied"] = value(false);
@@ -720,7 +806,13 @@ mod tests {
             product: "advanced-3m".parse().unwrap(),
             invoice: Some("INV-2026-000124".parse().unwrap()),
         };
-        for p in [renew, order_new()] {
+        let block = Purchase::TrafficBlock {
+            customer: "c-0001".parse().unwrap(),
+            vps: "xen02".parse().unwrap(),
+            product: "traffic-100g".parse().unwrap(),
+            period: d("2026-12-01"),
+        };
+        for p in [renew, order_new(), block] {
             let m = p.metadata();
             assert!(m.len() <= 50 && m.iter().all(|(k, v)| k.len() <= 40 && v.len() <= 500));
             assert_eq!(Purchase::from_metadata(&m).unwrap(), p);

@@ -1116,6 +1116,12 @@ fn decide_payment(
             invoice.as_ref(),
         )?,
         Purchase::Order { .. } => decide_order(p, inv, cat, tree, &book)?,
+        Purchase::TrafficBlock {
+            customer,
+            vps,
+            product,
+            period,
+        } => decide_traffic_block(p, inv, tree, &book, customer, vps, product, *period)?,
     };
     if edit.fallback.is_none()
         && !matches!(
@@ -1193,6 +1199,26 @@ fn renewal_target(
     Ok(Due::of_invoice(i))
 }
 
+/// The VPS a payment is for and its owner, or the `not_applied` record when it is not (any
+/// more) a VPS of that customer.
+fn paid_for<'a>(
+    p: &Payment,
+    inv: &'a Inventory,
+    customer: &CustomerId,
+    vps: &VpsId,
+) -> Result<(&'a Vps, &'a model::Customer), Box<Edit>> {
+    match (
+        own_vps(inv, customer, vps, true),
+        inv.customers.get(customer),
+    ) {
+        (Ok(v), Some(owner)) => Ok((v, owner)),
+        _ => Err(Box::new(not_applied(
+            p,
+            format!("{vps} is not an active VPS of {customer}"),
+        ))),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn decide_renewal(
     p: &Payment,
@@ -1204,14 +1230,9 @@ fn decide_renewal(
     product: &model::ProductId,
     invoice: Option<&InvoiceNumber>,
 ) -> Result<Edit, Refusal> {
-    let (Ok(v), Some(owner)) = (
-        own_vps(inv, customer, vps, true),
-        inv.customers.get(customer),
-    ) else {
-        return Ok(not_applied(
-            p,
-            format!("{vps} is not an active VPS of {customer}"),
-        ));
+    let (v, owner) = match paid_for(p, inv, customer, vps) {
+        Ok(x) => x,
+        Err(e) => return Ok(*e),
     };
     let Some(prod) = inv
         .products
@@ -1297,6 +1318,93 @@ fn decide_renewal(
         decision: Decision::Payment {
             event: p.event.clone(),
             result: "renewed",
+            vps: Some(vps.clone()),
+            invoice: Some(number),
+        },
+        fallback: None,
+    })
+}
+
+/// A paid traffic block: checked against what the block costs for the VPS's traffic period on
+/// the payment day (amount, currency, the period of the session), then its invoice issued and
+/// paid and a `[[traffic_block]]` entry added to the VPS file. The next traffic run (`gitvps
+/// monitor usage`) lifts a throttle or traffic suspension the bigger quota no longer calls for.
+#[allow(clippy::too_many_arguments)]
+fn decide_traffic_block(
+    p: &Payment,
+    inv: &Inventory,
+    tree: &dyn Tree,
+    book: &Book,
+    customer: &CustomerId,
+    vps: &VpsId,
+    product: &model::ProductId,
+    period: NaiveDate,
+) -> Result<Edit, Refusal> {
+    let (v, owner) = match paid_for(p, inv, customer, vps) {
+        Ok(x) => x,
+        Err(e) => return Ok(*e),
+    };
+    let paid = p.paid_at.date_naive();
+    let (prod, current, due) = match crate::billing::traffic_block_due(inv, v, product, paid) {
+        Ok(x) => x,
+        Err(why) => return Ok(not_applied(p, why)),
+    };
+    if current.start != period {
+        return Ok(not_applied(
+            p,
+            format!(
+                "the block was bought for the traffic period from {period}, but {vps}'s period on the payment day starts {}",
+                current.start
+            ),
+        ));
+    }
+    if let Err(why) = due.check(p) {
+        return Ok(refused(p, why));
+    }
+    let Some(size) = prod.traffic_block() else {
+        return Ok(not_applied(p, format!("{product} is not a traffic block")));
+    };
+    let kind = InvoiceKind::TrafficBlock {
+        vps: vps.clone(),
+        period,
+    };
+    let invoice = match issue_paid(p, inv, book, owner, due, kind) {
+        Ok(i) => i,
+        Err(why) => return Ok(not_applied(p, why)),
+    };
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    let block = model::TrafficBlock {
+        period,
+        size,
+        invoice: invoice.number.clone(),
+    };
+    if let Err(e) = f.add_traffic_block(&block) {
+        return Ok(not_applied(p, e.to_string()));
+    }
+    let number = invoice.number.clone();
+    let applied = Applied::TrafficBlock {
+        invoice: number.clone(),
+        vps: vps.clone(),
+        period,
+    };
+    let writes = vec![
+        (path, Some(f.render())),
+        (
+            invoice_path(&number),
+            Some(billing::invoice::render(&invoice)),
+        ),
+        (payment_path(&p.event), Some(render_record(p, &applied))),
+    ];
+    Ok(Edit {
+        writes,
+        message: format!(
+            "stripe: {size} more traffic for {vps} of {customer} in the period from {period}, pay {number} ({})",
+            p.event
+        ),
+        decision: Decision::Payment {
+            event: p.event.clone(),
+            result: "traffic_block",
             vps: Some(vps.clone()),
             invoice: Some(number),
         },
@@ -1907,6 +2015,12 @@ mod tests {
             Purchase::Order { product, .. } => {
                 let plan = orderable(&inv, product).ok()?;
                 Some(Due::of_lines(&inv, order_lines(plan, None), None))
+            }
+            Purchase::TrafficBlock { vps, product, .. } => {
+                let v = inv.vps.get(vps)?;
+                crate::billing::traffic_block_due(&inv, v, product, id("2026-05-01"))
+                    .ok()
+                    .map(|(_, _, due)| due)
             }
         }
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use git2::{ErrorCode, FileMode, ObjectType, Oid, Repository, ResetType, Signature};
-use model::status::{STATUS_DIR, VpsStatus};
+use model::status::{MONITOR_DIR, STATUS_DIR, VpsMonitor, VpsStatus};
 use model::{Inventory, LoadError, VpsId};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub bootstraps: Arc<model::bootstraps::Catalog>,
     /// Observed status per VPS, from the status branch (empty when there is none).
     pub status: Arc<BTreeMap<VpsId, VpsStatus>>,
+    /// What the collector last saw per VPS (check states, counters), from the status branch.
+    pub monitor: Arc<BTreeMap<VpsId, VpsMonitor>>,
     /// When it was taken.
     pub taken: Instant,
 }
@@ -380,8 +382,14 @@ struct Cache {
     /// Bootstraps catalog per `bootstraps/` tree id (`None`: no such folder), the last one.
     catalog_cache: Option<(Option<Oid>, Arc<model::bootstraps::Catalog>)>,
     /// Status per status-branch commit (the last one).
-    status_cache: Option<(Oid, Arc<BTreeMap<VpsId, VpsStatus>>)>,
+    status_cache: Option<(Oid, Observed)>,
 }
+
+/// What the status branch holds per VPS: apply's observed status, the collector's files.
+type Observed = (
+    Arc<BTreeMap<VpsId, VpsStatus>>,
+    Arc<BTreeMap<VpsId, VpsMonitor>>,
+);
 
 /// What a batch committed on its base, before the push.
 struct BatchCommits {
@@ -555,12 +563,13 @@ impl Cache {
             }
         };
         let bootstraps = self.bootstraps(head)?;
-        let status = self.status(&inv.settings.reconciler.status_branch);
+        let (status, monitor) = self.status(&inv.settings.reconciler.status_branch);
         Ok(Arc::new(Snapshot {
             head,
             inv,
             bootstraps,
             status,
+            monitor,
             taken: Instant::now(),
         }))
     }
@@ -591,26 +600,42 @@ impl Cache {
         Ok(cat)
     }
 
-    /// The status files of the status branch; empty when it does not exist or cannot be read.
-    fn status(&mut self, branch: &str) -> Arc<BTreeMap<VpsId, VpsStatus>> {
+    /// The status and collector files of the status branch; empty when it does not exist or
+    /// cannot be read.
+    fn status(&mut self, branch: &str) -> Observed {
         let name = format!("refs/remotes/origin/{branch}");
         if !git2::Reference::is_valid_name(&name) {
-            return Arc::default();
+            return Observed::default();
         }
         let Ok(commit) = self.repo.refname_to_id(&name) else {
-            return Arc::default();
+            return Observed::default();
         };
         if let Some((c, s)) = &self.status_cache
             && *c == commit
         {
             return s.clone();
         }
+        let out = (
+            Arc::new(self.vps_files(commit, STATUS_DIR, |s: &VpsStatus| &s.vps)),
+            Arc::new(self.vps_files(commit, MONITOR_DIR, |s: &VpsMonitor| &s.vps)),
+        );
+        self.status_cache = Some((commit, out.clone()));
+        out
+    }
+
+    /// The `<vps>.json` files of folder `dir` of `commit` that parse and name their VPS.
+    fn vps_files<T: serde::de::DeserializeOwned>(
+        &self,
+        commit: Oid,
+        dir: &str,
+        names: impl Fn(&T) -> &VpsId,
+    ) -> BTreeMap<VpsId, T> {
         let mut out = BTreeMap::new();
         let dir = self
             .repo
             .find_commit(commit)
             .and_then(|c| c.tree())
-            .and_then(|t| t.get_path(Path::new(STATUS_DIR)))
+            .and_then(|t| t.get_path(Path::new(dir)))
             .and_then(|e| self.repo.find_tree(e.id()));
         if let Ok(dir) = dir {
             for entry in dir.iter() {
@@ -623,8 +648,8 @@ impl Cache {
                 let Ok(blob) = self.repo.find_blob(entry.id()) else {
                     continue;
                 };
-                match serde_json::from_slice::<VpsStatus>(blob.content()) {
-                    Ok(s) if s.vps == id => {
+                match serde_json::from_slice::<T>(blob.content()) {
+                    Ok(s) if names(&s) == &id => {
                         out.insert(id, s);
                     }
                     Ok(_) => tracing::warn!(file = name, "status file names another VPS"),
@@ -632,8 +657,6 @@ impl Cache {
                 }
             }
         }
-        let out = Arc::new(out);
-        self.status_cache = Some((commit, out.clone()));
         out
     }
 
@@ -808,6 +831,7 @@ impl Cache {
             inv,
             bootstraps: snap.bootstraps.clone(),
             status: snap.status.clone(),
+            monitor: snap.monitor.clone(),
             taken: Instant::now(),
         });
         Self::publish_snapshot(current, &snap);

@@ -403,3 +403,178 @@ async fn jpy_is_charged_and_read_back_in_whole_yen() {
     assert!(record.contains("amount = \"177\""), "{record}");
     assert!(record.contains("currency = \"JPY\""), "{record}");
 }
+
+#[tokio::test]
+async fn a_traffic_block_is_sold_for_the_current_period_and_lifts_the_throttle_at_the_next_traffic_run()
+ {
+    // Lin's xen03 (Advanced, 200 GiB a month) was throttled by the traffic policy.
+    let fleet = Fleet::with(|files| {
+        replace_in(
+            files,
+            "inventory/vps/xen03.toml",
+            "state = \"active\"\n",
+            "state = \"active\"\nthrottled = true\n",
+        );
+    });
+    let (app, seen) = app_with_stripe(&fleet, false).await;
+    let lin = token_for(&fleet, "c-0002");
+    // Another customer's VPS is not found; a product that is not a traffic block is refused.
+    let jane = token_for(&fleet, "c-0001");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen03/traffic",
+        Some(&jane),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen03/traffic",
+        Some(&lin),
+        Some(r#"{"product":"advanced"}"#),
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (422, Some("not_for_sale")), "{v}");
+    assert!(seen.0.lock().unwrap().is_empty(), "no session was made");
+
+    // The panel offers the catalog's blocks with their price for this period.
+    let (s, me) = call(&app, "GET", "/api/me", Some(&lin), None).await;
+    assert_eq!(s, 200, "{me}");
+    let xen03 = me["vps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "xen03")
+        .unwrap();
+    let offers = xen03["traffic_blocks"].as_array().unwrap();
+    assert_eq!(offers.len(), 2, "{xen03}");
+    let today = chrono::Utc::now().date_naive();
+    let start = model::usage::period(model::settings::TrafficReset::First, today, today)
+        .unwrap()
+        .start;
+    let big = offers
+        .iter()
+        .find(|o| o["product"] == "traffic-100g")
+        .unwrap();
+    assert_eq!(big["size"], "100 GiB");
+    assert_eq!(big["period_start"], start.to_string());
+
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen03/traffic",
+        Some(&lin),
+        Some(r#"{"product":"traffic-100g"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let form = seen.0.lock().unwrap().last().unwrap().2.clone();
+    let meta = metadata(&form);
+    assert_eq!(meta["kind"], "traffic_block", "{meta}");
+    assert_eq!(meta["vps"], "xen03");
+    assert_eq!(meta["period"], start.to_string());
+    let total = form_total(&form);
+    // The session charges the price the panel showed (tax included).
+    let shown: model::values::Money = big["price"].as_str().unwrap().parse().unwrap();
+    assert_eq!(total, shown.minor_units(), "{big}");
+    let vps_before = fleet.file("inventory/vps/xen03.toml").unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    // Paid short: recorded as refused, nothing else changes.
+    let before = fleet.commit_count();
+    let v = deliver(
+        &app,
+        &checkout_event("evt_tb_short", "cs_tb_short", now, total - 1, meta.clone()),
+    )
+    .await;
+    assert_eq!(v["result"], "refused", "{v}");
+    assert_eq!(fleet.commit_count(), before + 1);
+    assert_eq!(fleet.head_changes(), ["billing/payments/evt_tb_short.toml"]);
+    // Bought for another period (a session of last month paid now): money kept, no block.
+    let mut stale = meta.clone();
+    stale["period"] = (start - chrono::Months::new(1)).to_string().into();
+    let v = deliver(
+        &app,
+        &checkout_event("evt_tb_stale", "cs_tb_stale", now, total, stale),
+    )
+    .await;
+    assert_eq!(v["result"], "not_applied", "{v}");
+    assert_eq!(fleet.file("inventory/vps/xen03.toml").unwrap(), vps_before);
+
+    // Paid in full: one commit with the block, its invoice and the payment record.
+    let before = fleet.commit_count();
+    let paid = checkout_event("evt_tb", "cs_tb", now, total, meta.clone());
+    let v = deliver(&app, &paid).await;
+    assert_eq!(v["result"], "traffic_block", "{v}");
+    assert_eq!(fleet.commit_count(), before + 1, "one commit");
+    let number = v["invoice"].as_str().unwrap().to_owned();
+    let file = fleet.file("inventory/vps/xen03.toml").unwrap();
+    assert!(
+        file.contains(&format!(
+            "[[traffic_block]]\nperiod = {start}\nsize = \"100 GiB\"\ninvoice = \"{number}\"\n"
+        )),
+        "{file}"
+    );
+    let path = format!("billing/invoices/{number}.toml");
+    let invoice = billing::invoice::parse(&path, &fleet.file(&path).unwrap()).unwrap();
+    assert_eq!(
+        invoice.kind,
+        billing::invoice::InvoiceKind::TrafficBlock {
+            vps: "xen03".parse().unwrap(),
+            period: start
+        }
+    );
+    assert_eq!(invoice.customer.as_str(), "c-0002");
+    let record = fleet.file("billing/payments/evt_tb.toml").unwrap();
+    assert!(
+        record.contains(&format!("invoice = \"{number}\"")),
+        "{record}"
+    );
+
+    // Replayed, and the same session under another event: nothing more.
+    let before = fleet.commit_count();
+    let v = deliver(&app, &paid).await;
+    assert_eq!(v["result"], "duplicate", "{v}");
+    let v = deliver(
+        &app,
+        &checkout_event("evt_tb_again", "cs_tb", now, total, meta),
+    )
+    .await;
+    assert_eq!(v["result"], "duplicate", "{v}");
+    assert_eq!(fleet.commit_count(), before);
+
+    // The next traffic run sees 300 GiB for the period: 220 GiB used is under its 80 %, so
+    // the throttle is lifted (and nobody is mailed).
+    let inv = inventory_at_head(&fleet);
+    let v = &inv.vps[&"xen03".parse::<model::VpsId>().unwrap()];
+    assert_eq!(
+        inv.traffic_quota(v, start),
+        Some(model::values::Size::gib(300))
+    );
+    let gib = 1u64 << 30;
+    let totals = BTreeMap::from([(
+        v.id.clone(),
+        monitor::usage::Totals {
+            rx: 200 * gib,
+            tx: 20 * gib,
+        },
+    )]);
+    let none = model::usage::UsageFile::default();
+    let run =
+        monitor::usage::decide(&inv, today, chrono::Utc::now(), &totals, &none, &none).unwrap();
+    let lifted: Vec<_> = run
+        .changes
+        .iter()
+        .map(|c| (c.vps.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        lifted,
+        [("xen03", monitor::usage::ChangeKind::Unthrottle)],
+        "{}",
+        run.render()
+    );
+    assert!(run.mails.is_empty(), "{}", run.render());
+}

@@ -116,6 +116,36 @@ impl TomlFile {
         }
     }
 
+    /// Appends a `[[traffic_block]]` entry (a block bought for the period starting on its
+    /// `period`). A `traffic_block` that is not an array of tables is an error.
+    pub fn add_traffic_block(
+        &mut self,
+        b: &crate::inventory::TrafficBlock,
+    ) -> Result<(), EditError> {
+        let mut t = Table::new();
+        t["period"] = value(self.toml_date("traffic_block.period", b.period)?);
+        t["size"] = value(b.size.to_string());
+        t["invoice"] = value(b.invoice.as_str());
+        let root = self.doc.as_table_mut();
+        if !root.contains_key("traffic_block") {
+            root.insert(
+                "traffic_block",
+                Item::ArrayOfTables(toml_edit::ArrayOfTables::new()),
+            );
+        }
+        match root.get_mut("traffic_block") {
+            Some(Item::ArrayOfTables(list)) => {
+                list.push(t);
+                Ok(())
+            }
+            _ => Err(EditError::Type {
+                file: self.name.clone(),
+                field: "traffic_block".to_owned(),
+                expected: "a list of tables ([[traffic_block]])",
+            }),
+        }
+    }
+
     /// Removes a field (`suspended`, `destroyed`) if present.
     pub fn remove(&mut self, key: &str) {
         self.doc.remove(key);
@@ -124,6 +154,13 @@ impl TomlFile {
     /// Sets a date field (`expires`, `destroyed`, `suspended`). A date a TOML date cannot hold (a year
     /// before 1 or after 9999) is an error: clamping it would write another date than asked.
     pub fn set_date(&mut self, key: &str, d: chrono::NaiveDate) -> Result<(), EditError> {
+        let dt = self.toml_date(key, d)?;
+        set_keep_decor(self.doc.as_table_mut(), key, value(dt));
+        Ok(())
+    }
+
+    /// `d` as a TOML date for the field `key`, or why it cannot be one.
+    fn toml_date(&self, key: &str, d: chrono::NaiveDate) -> Result<toml_edit::Datetime, EditError> {
         let out_of_range = || EditError::DateOutOfRange {
             file: self.name.clone(),
             field: key.to_owned(),
@@ -135,13 +172,11 @@ impl TomlFile {
             .ok_or_else(out_of_range)?;
         let month = u8::try_from(chrono::Datelike::month(&d)).map_err(|_| out_of_range())?;
         let day = u8::try_from(chrono::Datelike::day(&d)).map_err(|_| out_of_range())?;
-        let dt = toml_edit::Datetime {
+        Ok(toml_edit::Datetime {
             date: Some(toml_edit::Date { year, month, day }),
             time: None,
             offset: None,
-        };
-        set_keep_decor(self.doc.as_table_mut(), key, value(dt));
-        Ok(())
+        })
     }
 
     /// Sets or removes an optional string field (`appliance`).

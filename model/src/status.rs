@@ -1,5 +1,6 @@
 //! Observed state of one VPS, as `gitvps apply` writes it to `status/<vps>.json` on the status
-//! branch (`reconciler.status_branch`) and the hooks read it back for the customer panel.
+//! branch (`reconciler.status_branch`) and the hooks read it back for the customer panel; and
+//! what the collector last saw of it (`monitor/<vps>.json`: check states, counters).
 
 use chrono::{DateTime, Utc};
 
@@ -72,6 +73,84 @@ pub struct ObservedActions {
     /// Reinstalls done.
     #[serde(default)]
     pub reinstall: u64,
+}
+
+/// Folder of the status branch that holds the collector's `<vps>.json` per VPS.
+pub const MONITOR_DIR: &str = "monitor";
+
+/// What the collector last saw of a VPS: its service checks and its usage counters.
+///
+/// Written by `gitvps monitor --status` (and the demo) after a collection, read by the hooks
+/// (`GET /api/me`). Holds no secret: labels, states and a probe's one-line answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VpsMonitor {
+    /// The VPS.
+    pub vps: VpsId,
+    /// When the collection ran (UTC).
+    pub collected_at: DateTime<Utc>,
+    /// The counters of its last reading, if it was read at all.
+    #[serde(default)]
+    pub counters: Option<LiveCounters>,
+    /// Its service checks, in the order of its `[monitor] checks`.
+    #[serde(default)]
+    pub checks: Vec<CheckStatus>,
+}
+
+/// A VPS's usage counters as of one reading: totals since its domain started (they restart
+/// at zero after a reboot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveCounters {
+    /// When they were read (UTC).
+    pub at: DateTime<Utc>,
+    /// CPU time of all its vCPUs, in milliseconds.
+    pub cpu_ms: u64,
+    /// Bytes received.
+    pub net_rx_bytes: u64,
+    /// Bytes sent.
+    pub net_tx_bytes: u64,
+    /// Bytes read from its disks.
+    pub disk_read_bytes: u64,
+    /// Bytes written to its disks.
+    pub disk_write_bytes: u64,
+}
+
+/// The state of a service check as the panel shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckLive {
+    /// Passing, or not failed often enough yet to count as down.
+    Up,
+    /// Failed `[monitor] check_failures` times in a row, or more.
+    Down,
+    /// Not probed: the VPS is stopped or suspended.
+    Paused,
+}
+
+/// One service check of a VPS.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckStatus {
+    /// The check as people read it (`ssh 192.0.2.10:22`).
+    pub name: String,
+    /// Its kind (`ping`, `ssh`, `http`, ...).
+    pub kind: String,
+    /// Up, down or paused.
+    pub state: CheckLive,
+    /// Since when it has had its up or down status (UTC).
+    pub since: DateTime<Utc>,
+    /// Failures in a row (0 after a pass).
+    #[serde(default)]
+    pub failures: u32,
+    /// What the last probe found: an answer, or why it failed (one line).
+    #[serde(default)]
+    pub detail: String,
+    /// When it was last probed (UTC).
+    #[serde(default)]
+    pub checked: Option<DateTime<Utc>>,
+}
+
+/// The path of a VPS's collector file on the status branch.
+pub fn monitor_path(vps: &VpsId) -> String {
+    format!("{MONITOR_DIR}/{vps}.json")
 }
 
 /// The path of a VPS's status file on the status branch.

@@ -15,6 +15,7 @@
   var params = new URLSearchParams(location.search);
   if (params.get("ordered")) { g.show(notice, t("ordered"), "ok"); }
   if (params.get("paid")) { g.show(notice, t("paid", { vps: params.get("paid") }), "ok"); }
+  if (params.get("traffic")) { g.show(notice, t("traffic_paid", { vps: params.get("traffic") }), "ok"); }
   // Links in mails: `?invoice=INV-...` opens that invoice, `?vps=ID` shows that VPS and its renewal.
   var wanted = { invoice: params.get("invoice"), vps: params.get("vps") };
 
@@ -212,6 +213,8 @@
       dl([[t("product"), v.product.name || v.product.id], [t("first_registered"), v.created], [t("expires"), v.expires],
           [t("state"), t("state_" + v.state)]]),
       el("h4", { text: t("renew_title") }), renew, messageBox("contract")]));
+    var traffic = trafficSection(v);
+    if (traffic) { panel.appendChild(traffic); }
 
     // Live status.
     var s = v.status || { known: false };
@@ -244,6 +247,7 @@
     panel.appendChild(restoreSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
+    panel.appendChild(checksSection(v));
     panel.appendChild(graphsSection(v));
     box.appendChild(panel);
   }
@@ -288,6 +292,57 @@
     });
     load("day");
     return el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("graphs_intro") }), ranges, msg, figs]);
+  }
+
+  // "Buy more traffic": the catalog's traffic blocks the VPS may buy for its current traffic
+  // period, each a button to Stripe Checkout; nothing when the catalog has none (or the plan
+  // is unmetered).
+  function trafficSection(v) {
+    var offers = v.traffic_blocks || [];
+    if (!offers.length) { return null; }
+    var list = el("div", { "class": "traffic-blocks" });
+    offers.forEach(function (o) {
+      var b = el("button", { type: "button", "class": "primary", "data-traffic": o.product,
+                             text: t("traffic_buy", { size: o.size, price: o.price, currency: state.me.currency }) });
+      b.addEventListener("click", function () {
+        send("traffic", b, "POST", "vps/" + v.id + "/traffic", { product: o.product }, "", function (r) {
+          if (r.body && r.body.url) { location.assign(r.body.url); }
+        });
+      });
+      list.appendChild(el("p", {}, [el("span", { text: o.name + " " }), b]));
+    });
+    return el("section", { id: "traffic" }, [el("h3", { text: t("traffic_title") }),
+      el("p", { text: t("traffic_lead", { from: offers[0].period_start, to: offers[0].period_end }) }), list, messageBox("traffic")]);
+  }
+
+  // The collector's view of a VPS (status branch `monitor/<vps>.json`): its service checks and
+  // the counters of its last reading.
+  function checksSection(v) {
+    var m = v.monitor || { known: false };
+    var sec = el("section", { id: "checks" }, [el("h3", { text: t("live_checks_title") })]);
+    if (!m.known) { sec.appendChild(el("p", { text: t("live_checks_unknown") })); return sec; }
+    if (!m.checks.length) {
+      sec.appendChild(el("p", { text: t("live_checks_none") }));
+    } else {
+      var rows = m.checks.map(function (c) {
+        var word = c.state === "up" && c.failures > 0 ? t("live_check_failing", { n: c.failures }) : t("live_check_" + c.state);
+        return el("tr", { "data-check": c.kind, "class": "check-" + c.state }, [
+          el("td", { text: c.name }), el("td", { text: word }), el("td", { text: c.since }), el("td", { text: c.detail || "" })]);
+      });
+      sec.appendChild(el("table", { "class": "checks" }, [
+        el("thead", {}, [el("tr", {}, [t("live_col_check"), t("live_col_state"), t("live_col_since"), t("live_col_detail")].map(function (h) {
+          return el("th", { scope: "col", text: h }); }))]),
+        el("tbody", {}, rows)]));
+    }
+    var c = m.counters;
+    if (c) {
+      var mib = function (b) { return (b / 1048576).toFixed(1) + " MiB"; };
+      sec.appendChild(dl([[t("live_cpu"), (c.cpu_ms / 1000).toFixed(1) + " s"], [t("live_net_rx"), mib(c.net_rx_bytes)],
+                          [t("live_net_tx"), mib(c.net_tx_bytes)], [t("live_disk_read"), mib(c.disk_read_bytes)],
+                          [t("live_disk_write"), mib(c.disk_write_bytes)], [t("live_read_at"), c.at]]));
+    }
+    sec.appendChild(el("p", { "class": "hint", text: t("live_collected", { at: m.collected_at }) }));
+    return sec;
   }
 
   // An inline confirmation (no browser dialog): the question, "yes" and "cancel".

@@ -114,17 +114,27 @@ fn collect(f: &Fleet, db: &Path, smtp: &support::smtp::SmtpServer) -> support::f
         .into()
 }
 
-#[test]
-fn checks_probe_real_servers_alert_after_two_failures_and_mail_the_recovery() {
+/// A fleet of one node whose pool is on loopback, so a VPS's address is one the test's servers
+/// can listen on; a check is down after `failures` failures in a row.
+fn loopback_fleet(failures: u32) -> Fleet {
     let f = Fleet::new(&["node1"]);
-    // A pool on loopback, so the VPS's address is one the test's servers can listen on.
     let pools = std::fs::read_to_string(f.repo.join("pools.toml")).unwrap();
     std::fs::write(
         f.repo.join("pools.toml"),
         pools.replace("192.0.2.", "127.77.0."),
     )
     .unwrap();
-    f.edit("gitvps.toml", "check_failures = 3", "check_failures = 2");
+    f.edit(
+        "gitvps.toml",
+        "check_failures = 3",
+        &format!("check_failures = {failures}"),
+    );
+    f
+}
+
+#[test]
+fn checks_probe_real_servers_alert_after_two_failures_and_mail_the_recovery() {
+    let f = loopback_fleet(2);
     f.edit(
         "gitvps.toml",
         "check_timeout_secs = 5",
@@ -358,4 +368,130 @@ fn an_https_check_speaks_tls_to_a_real_server_and_fails_on_plain_http() {
         plain.starts_with("Down ") && plain.to_lowercase().contains("tls"),
         "{plain}"
     );
+
+/// The customer's view of `vps` in `GET /api/me` through the hooks at `addr`, if listed.
+fn me_vps(addr: &str, customer: &str, password: &str, vps: &str) -> Option<serde_json::Value> {
+    let (code, body) = support::http(
+        addr,
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"customer":"{customer}","password":"{password}"}}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = login["token"].as_str().unwrap();
+    let (code, body) = support::http(addr, "GET", "/api/me", Some(token), "");
+    assert_eq!(code, 200, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+    me["vps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == vps)
+        .cloned()
+}
+
+#[test]
+fn check_states_reach_the_panel_through_the_status_branch_and_only_their_owner_sees_them() {
+    let f = loopback_fleet(1);
+    let work = tempfile::tempdir().unwrap();
+    let sshd = support::Sshd::start_on(IP);
+    let http_port = free_port();
+    let _http = http_server(http_port, work.path());
+    let closed = free_port();
+    f.vps(
+        "xen10",
+        "node1",
+        IP,
+        &format!(
+            "\n[monitor]\nchecks = [\n  {{ service = \"ssh\", port = {ssh} }},\n  {{ service = \"http\", port = {http_port} }},\n  {{ service = \"http\", port = {closed}, timeout_secs = 2 }},\n]\n",
+            ssh = sshd.port
+        ),
+    );
+    // Another customer's VPS, with a check of its own.
+    f.vps(
+        "xen11",
+        "node1",
+        "127.77.0.11",
+        &format!(
+            "\n[monitor]\nchecks = [{{ service = \"http\", port = {closed}, timeout_secs = 2 }}]\n"
+        ),
+    );
+    f.edit("inventory/vps/xen11.toml", "c-0001", "c-0002");
+    f.converge();
+    support::commit_all(&f.repo);
+
+    let db = f.dir.path().join("monitor.db");
+    let smtp = support::smtp::SmtpServer::start();
+    let run: support::fleet::Run = f
+        .command(&[
+            "monitor",
+            "collect",
+            "--once",
+            "--status",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .env("GITVPS_SMTP_URL", format!("smtp://{}", smtp.addr()))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("checks: 2 up, 2 down, 0 paused"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("status: 2 VPS(es) written to branch `status`"),
+        "{run:?}"
+    );
+    // The file on the branch holds no alert address (the checks have none, the customer's
+    // e-mail is not copied) and no secret: labels, states, what the servers answered.
+    let file = support::git(&f.repo, &["show", "status:monitor/xen10.json"]);
+    assert!(!file.contains('@'), "{file}");
+
+    let served = support::Served::start(&f.repo, work.path(), None);
+    let xen10 = me_vps(&served.addr, "c-0001", "demo-jane", "xen10").expect("xen10 listed");
+    let m = &xen10["monitor"];
+    assert_eq!(m["known"], true, "{xen10}");
+    let checks = m["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3, "{m}");
+    let by_name = |name: String| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    let ssh = by_name(format!("ssh {IP}:{}", sshd.port));
+    assert_eq!(ssh["kind"], "ssh");
+    assert_eq!(ssh["state"], "up");
+    assert!(
+        ssh["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("SSH-2.0-OpenSSH"),
+        "{ssh}"
+    );
+    let http = by_name(format!("http {IP}:{http_port}"));
+    assert_eq!(http["state"], "up", "{http}");
+    let down = by_name(format!("http {IP}:{closed}"));
+    assert_eq!(down["state"], "down", "{down}");
+    assert_eq!(down["failures"], 1);
+    assert!(
+        down["detail"].as_str().unwrap().contains("cannot connect"),
+        "{down}"
+    );
+    assert!(down["since"].as_str().unwrap().ends_with('Z'), "{down}");
+    // The collector's counters came along (the stand-in's xentop, read over SSH).
+    assert!(m["counters"]["net_rx_bytes"].is_u64(), "{m}");
+
+    // c-0001 does not see xen11 or its checks; c-0002 sees only its own.
+    assert!(me_vps(&served.addr, "c-0001", "demo-jane", "xen11").is_none());
+    let xen11 = me_vps(&served.addr, "c-0002", "demo-lin", "xen11").expect("xen11 listed");
+    let theirs = xen11["monitor"]["checks"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "{xen11}");
+    assert_eq!(theirs[0]["name"], format!("http 127.77.0.11:{closed}"));
+    assert!(me_vps(&served.addr, "c-0002", "demo-lin", "xen10").is_none());
 }

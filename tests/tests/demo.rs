@@ -47,6 +47,9 @@ fn demo_check_applies_the_fleet_and_a_reboot_click() {
             "Status of 4 VPS(es) pushed to branch `status`.",
             "(log in as c-0001 / demo-jane)",
             "live status of xen02: running on node0109, observed ",
+            // The collector's view through the hooks: check states, counters that grow.
+            "   checks of xen02: ping ",
+            "   counters of xen02: received ",
             ": gitvps-bot: c-0001: reboot xen02 (site)",
             "node0109: applied 1 step(s)\n  ! xen02: reboot (generation 1)",
             "plan again: no changes.",

@@ -553,6 +553,11 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(detail.contains("2009-02-21"), "{detail}");
     assert!(detail.contains("149.00 USD"), "{detail}");
     assert!(detail.contains("erases the whole disk"), "{detail}");
+    // The catalog's traffic blocks, priced with Jane's tax; no collector has run yet.
+    assert!(detail.contains("Buy more traffic"), "{detail}");
+    assert!(detail.contains("Buy 100 GiB for 23.80 USD"), "{detail}");
+    assert!(detail.contains("Service checks"), "{detail}");
+    assert!(detail.contains("Not collected yet"), "{detail}");
     b.screenshot("panel");
     assert_eq!(b.a11y_problems(), Vec::<String>::new(), "panel");
 

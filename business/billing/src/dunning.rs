@@ -232,12 +232,7 @@ impl Run {
             self.mails.len()
         );
         for i in &self.invoices {
-            let vps = match &i.kind {
-                InvoiceKind::Renewal { vps, .. } => format!(" {vps}"),
-                InvoiceKind::Order { vps } => {
-                    vps.as_ref().map(|v| format!(" {v}")).unwrap_or_default()
-                }
-            };
+            let vps = i.kind.vps().map(|v| format!(" {v}")).unwrap_or_default();
             let period = i
                 .lines
                 .iter()
@@ -543,10 +538,7 @@ impl Decider<'_> {
             if self.ledger.mails.contains(&id) {
                 continue;
             }
-            let vps = match &i.kind {
-                InvoiceKind::Renewal { vps, .. } => Some(vps),
-                InvoiceKind::Order { vps } => vps.as_ref(),
-            };
+            let vps = i.kind.vps();
             let v = vps.and_then(|v| self.inv.vps.get(v));
             if v.is_some_and(|v| v.state == State::Destroyed) {
                 continue;

@@ -142,14 +142,30 @@ pub enum InvoiceKind {
         /// The VPS the order created, once placed.
         vps: Option<VpsId>,
     },
+    /// Extra traffic for a VPS (a `traffic_block` product), in one traffic period.
+    TrafficBlock {
+        /// The VPS.
+        vps: VpsId,
+        /// The first day of the traffic period the block counts in.
+        period: NaiveDate,
+    },
 }
 
 impl InvoiceKind {
-    /// `renewal` or `order`, as the file's `kind.type` spells it.
+    /// `renewal`, `order` or `traffic_block`, as the file's `kind.type` spells it.
     pub fn as_str(&self) -> &'static str {
         match self {
             InvoiceKind::Renewal { .. } => "renewal",
             InvoiceKind::Order { .. } => "order",
+            InvoiceKind::TrafficBlock { .. } => "traffic_block",
+        }
+    }
+
+    /// The VPS it names, if any (an order names it once placed).
+    pub fn vps(&self) -> Option<&VpsId> {
+        match self {
+            InvoiceKind::Renewal { vps, .. } | InvoiceKind::TrafficBlock { vps, .. } => Some(vps),
+            InvoiceKind::Order { vps } => vps.as_ref(),
         }
     }
 }
@@ -159,16 +175,15 @@ impl Invoice {
     pub fn renews(&self) -> Option<(&VpsId, NaiveDate)> {
         match &self.kind {
             InvoiceKind::Renewal { vps, expires, .. } => Some((vps, *expires)),
-            InvoiceKind::Order { .. } => None,
+            InvoiceKind::Order { .. } | InvoiceKind::TrafficBlock { .. } => None,
         }
     }
 
     /// The VPS the invoice is for: the renewed or ordered one, else the first line's.
     pub fn vps(&self) -> Option<&VpsId> {
-        match &self.kind {
-            InvoiceKind::Renewal { vps, .. } | InvoiceKind::Order { vps: Some(vps) } => Some(vps),
-            InvoiceKind::Order { vps: None } => self.lines.iter().find_map(|l| l.vps.as_ref()),
-        }
+        self.kind
+            .vps()
+            .or_else(|| self.lines.iter().find_map(|l| l.vps.as_ref()))
     }
 
     /// An amount with the currency's decimals (`"59.00"`, `"6490"` for yen).
@@ -400,6 +415,10 @@ pub fn render(inv: &Invoice) -> String {
                 let _ = writeln!(s, "vps = {}", quote(v.as_str()));
             }
         }
+        InvoiceKind::TrafficBlock { vps, period } => {
+            let _ = writeln!(s, "type = \"traffic_block\"\nvps = {}", quote(vps.as_str()));
+            let _ = writeln!(s, "period = {period}");
+        }
     }
     let se = &inv.seller;
     let _ = writeln!(s, "\n[seller]\nname = {}", quote(&se.name));
@@ -559,13 +578,22 @@ fn parse_kind(top: &Table<'_>, src: &mut Src<'_>) -> Option<InvoiceKind> {
             k.finish(src, &["type", "vps"]);
             Some(InvoiceKind::Order { vps })
         }
+        Some("traffic_block") => {
+            let vps = k.req(src, "vps");
+            let period = k.req(src, "period");
+            k.finish(src, &["type", "vps", "period"]);
+            Some(InvoiceKind::TrafficBlock {
+                vps: vps?,
+                period: period?,
+            })
+        }
         Some(other) => {
             let span = k.t.get("type").and_then(toml_edit::Item::span);
             src.error(
                 span,
                 "kind.type",
                 format!(
-                    "`{}` is not an invoice kind: use \"renewal\", \"order\"",
+                    "`{}` is not an invoice kind: use \"renewal\", \"order\", \"traffic_block\"",
                     other.escape_debug()
                 ),
             );

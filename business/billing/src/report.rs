@@ -13,7 +13,7 @@ use model::values::{Currency, Money, State, Suspension};
 use model::{CustomerId, Inventory, ProductId, VpsId};
 use serde::Serialize;
 
-use crate::invoice::{Invoice, InvoiceKind};
+use crate::invoice::Invoice;
 use crate::ledger::Ledger;
 
 /// A calendar month.
@@ -311,10 +311,7 @@ fn next(m: Month) -> Month {
 }
 
 fn vps_of(i: &Invoice) -> Option<&VpsId> {
-    match &i.kind {
-        InvoiceKind::Renewal { vps, .. } => Some(vps),
-        InvoiceKind::Order { vps } => vps.as_ref(),
-    }
+    i.kind.vps()
 }
 
 fn add_lines(r: &mut Report, inv: &Inventory, i: &Invoice, issued: bool, paid: bool, unpaid: bool) {

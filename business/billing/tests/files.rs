@@ -161,7 +161,7 @@ fn a_broken_invoice_file_is_located_by_line() {
     assert_eq!(
         errors(path, &edited),
         [format!(
-            "{path}:{}:8: kind.type: `refund` is not an invoice kind: use \"renewal\", \"order\"",
+            "{path}:{}:8: kind.type: `refund` is not an invoice kind: use \"renewal\", \"order\", \"traffic_block\"",
             line_of("type")
         )]
     );

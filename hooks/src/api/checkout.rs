@@ -1,5 +1,6 @@
-//! Payments asked for by customers: `POST /api/vps/{id}/renew` and `POST /api/order` check
-//! the request on the head and answer the URL of a Stripe Checkout Session.
+//! Payments asked for by customers: `POST /api/vps/{id}/renew`, `POST /api/vps/{id}/traffic`
+//! and `POST /api/order` check the request on the head and answer the URL of a Stripe
+//! Checkout Session.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,13 +58,29 @@ pub(super) struct RenewReq {
     product: Option<String>,
 }
 
-/// What a renewal asks the customer to pay, decided on the fresh head.
+/// What a renewal or a traffic block asks the customer to pay, decided on the fresh head.
 struct RenewOffer {
     purchase: Purchase,
     due: Due,
     email: Option<String>,
     methods: Vec<model::policy::PaymentMethod>,
     site: String,
+}
+
+impl RenewOffer {
+    /// The Checkout Session of this offer; back to the panel with `?<query>` once paid.
+    async fn session(self, stripe: &Checkout, query: &str) -> Result<String, ApiError> {
+        let req = CheckoutRequest {
+            purchase: self.purchase,
+            lines: checkout_lines(&self.due),
+            currency: self.due.currency.to_string(),
+            methods: self.methods,
+            success_url: format!("{}/panel/?{query}", self.site),
+            cancel_url: format!("{}/panel/", self.site),
+            email: self.email,
+        };
+        stripe.create(&req).await.map_err(provider_error)
+    }
 }
 
 pub(super) async fn renew(
@@ -86,19 +103,10 @@ pub(super) async fn renew(
     };
     let product = match &offer.purchase {
         Purchase::Renew { product, .. } => product.to_string(),
-        Purchase::Order { .. } => String::new(),
+        Purchase::Order { .. } | Purchase::TrafficBlock { .. } => String::new(),
     };
     let invoice = offer.due.invoice.as_ref().map(ToString::to_string);
-    let req = CheckoutRequest {
-        purchase: offer.purchase,
-        lines: checkout_lines(&offer.due),
-        currency: offer.due.currency.to_string(),
-        methods: offer.methods,
-        success_url: format!("{}/panel/?paid={vps}", offer.site),
-        cancel_url: format!("{}/panel/", offer.site),
-        email: offer.email,
-    };
-    let url = stripe.create(&req).await.map_err(provider_error)?;
+    let url = offer.session(stripe, &format!("paid={vps}")).await?;
     tracing::info!(customer = %a.customer, %vps, %product, invoice = invoice.as_deref().unwrap_or("-"), "checkout for a renewal");
     Ok(axum::Json(json!({"url": url})).into_response())
 }
@@ -147,6 +155,82 @@ fn renew_offer(
             vps: vps.clone(),
             product: product.id.clone(),
             invoice: due.invoice.clone(),
+        },
+        due,
+        email,
+        methods: inv.settings.billing.payment_methods.clone(),
+        site: site_url(inv, ""),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TrafficReq {
+    /// A traffic block of the catalog; without one, the first the catalog offers.
+    #[serde(default)]
+    product: Option<String>,
+}
+
+/// `POST /api/vps/{id}/traffic`: a Checkout Session for a traffic block for one of the
+/// customer's VPSes, in its current traffic period; the webhook adds the block to the VPS file.
+pub(super) async fn traffic(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    a: Authed,
+    JsonBody(req): JsonBody<TrafficReq>,
+) -> Result<Response, ApiError> {
+    let vps = parse_vps(&id)?;
+    let stripe = checkout(&app)?;
+    a.require(crate::apikeys::Scope::Billing)?;
+    app.quota(&a, "traffic")?;
+    let customer = a.customer.clone();
+    let offer = {
+        let vps = vps.clone();
+        app.store
+            .read(move |v| traffic_offer(v.snapshot.inv.as_ref(), &customer, &vps, req.product))
+            .await??
+    };
+    let url = offer.session(stripe, &format!("traffic={vps}")).await?;
+    tracing::info!(customer = %a.customer, %vps, "checkout for a traffic block");
+    Ok(axum::Json(json!({"url": url})).into_response())
+}
+
+/// The traffic block `vps` may buy now, as the head prices it.
+fn traffic_offer(
+    inv: &Inventory,
+    customer: &CustomerId,
+    vps: &model::VpsId,
+    asked: Option<String>,
+) -> Result<RenewOffer, ApiError> {
+    let v = own_vps(inv, customer, vps, true)?;
+    let unknown = || {
+        ApiError::unprocessable(
+            "unknown_product",
+            "not a traffic block of the catalog; see `traffic_blocks` in /api/me",
+        )
+    };
+    let product = match asked {
+        Some(p) => p.parse::<model::ProductId>().map_err(|_| unknown())?,
+        None => inv
+            .traffic_block_offers()
+            .next()
+            .map(|(p, _)| p.id.clone())
+            .ok_or_else(unknown)?,
+    };
+    let (_, period, due) =
+        crate::billing::traffic_block_due(inv, v, &product, Utc::now().date_naive())
+            .map_err(|why| ApiError::unprocessable("not_for_sale", why))?;
+    let email = inv
+        .customers
+        .get(customer)
+        .and_then(|c| c.email.as_ref())
+        .map(|e| e.as_str().to_owned());
+    Ok(RenewOffer {
+        purchase: Purchase::TrafficBlock {
+            customer: customer.clone(),
+            vps: vps.clone(),
+            product,
+            period: period.start,
         },
         due,
         email,

@@ -214,6 +214,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/vps/{id}/ptr", put(ptr::set_ptr))
         .route("/vps/{id}/graph", get(graph::vps_graph))
         .route("/vps/{id}/renew", post(checkout::renew))
+        .route("/vps/{id}/traffic", post(checkout::traffic))
         .route("/vps/{id}/{action}", post(vps::vps_action))
         .route("/order", post(checkout::order))
         .route("/webhooks/stripe", post(webhooks::stripe_webhook))

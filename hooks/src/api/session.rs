@@ -258,7 +258,9 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "power": v.power,
                 "actions": v.actions,
                 "renewals": offers,
+                "traffic_blocks": traffic_offers(inv, v),
                 "status": status,
+                "monitor": monitor_view(snap.monitor.get(&v.id)),
             })
         })
         .collect();
@@ -274,6 +276,53 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
         "currency": inv.currency,
         "vps": vps,
     }))
+}
+
+/// The traffic blocks `v` may buy now (none on an unmetered plan or while it may not buy),
+/// with their price for its current traffic period.
+fn traffic_offers(inv: &Inventory, v: &model::Vps) -> Vec<Value> {
+    let today = Utc::now().date_naive();
+    inv.traffic_block_offers()
+        .filter_map(|(p, size)| {
+            let (_, period, due) = crate::billing::traffic_block_due(inv, v, &p.id, today).ok()?;
+            Some(json!({
+                "product": p.id,
+                "name": p.name,
+                "size": size.to_string(),
+                "price": due.totals.total,
+                "period_start": period.start.to_string(),
+                "period_end": period.end.to_string(),
+            }))
+        })
+        .collect()
+}
+
+/// What the collector last saw of a VPS, as the panel shows it: check states and counters.
+fn monitor_view(m: Option<&model::status::VpsMonitor>) -> Value {
+    let Some(m) = m else {
+        return json!({"known": false});
+    };
+    json!({
+        "known": true,
+        "collected_at": rfc3339(m.collected_at),
+        "counters": m.counters.map(|c| json!({
+            "at": rfc3339(c.at),
+            "cpu_ms": c.cpu_ms,
+            "net_rx_bytes": c.net_rx_bytes,
+            "net_tx_bytes": c.net_tx_bytes,
+            "disk_read_bytes": c.disk_read_bytes,
+            "disk_write_bytes": c.disk_write_bytes,
+        })),
+        "checks": m.checks.iter().map(|c| json!({
+            "name": c.name,
+            "kind": c.kind,
+            "state": c.state,
+            "since": rfc3339(c.since),
+            "failures": c.failures,
+            "detail": c.detail,
+            "checked": c.checked.map(rfc3339),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub(super) async fn me(State(app): State<Arc<App>>, a: Authed) -> Result<Response, ApiError> {

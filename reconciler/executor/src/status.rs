@@ -1,12 +1,13 @@
 //! The status branch: after an apply, what was observed of every VPS, one JSON file per VPS
 //! (`status/<vps>.json`), and of every node (`nodes/<node>.json`: the last apply, its result,
-//! the snapshot drift is measured from, the last drift seen); the hooks read the VPS files.
+//! the snapshot drift is measured from, the last drift seen), and what the collector saw
+//! (`monitor/<vps>.json`: check states, counters); the hooks read the VPS and monitor files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use model::status::{ObservedActions, STATUS_DIR, VpsStatus};
+use model::status::{MONITOR_DIR, ObservedActions, STATUS_DIR, VpsMonitor, VpsStatus};
 use model::values::Power;
 use model::{NodeId, VpsId};
 
@@ -344,22 +345,8 @@ pub fn write_branch_with_nodes(
 ) -> Result<git2::Oid, StatusError> {
     let repo = git2::Repository::discover(repo).map_err(git("open the repository"))?;
     let parent = tip(&repo, branch);
-    let old_dir = parent
-        .as_ref()
-        .and_then(|c| c.tree().ok())
-        .and_then(|t| t.get_name(STATUS_DIR).map(|e| e.id()))
-        .and_then(|id| repo.find_tree(id).ok());
-    let mut dir = repo
-        .treebuilder(old_dir.as_ref())
-        .map_err(git("build the status folder"))?;
-    // Keep only the files of VPSes the inventory still has.
-    dir.filter(|e| {
-        e.name()
-            .ok()
-            .and_then(|n| n.strip_suffix(".json"))
-            .is_some_and(|id| known.contains(id))
-    })
-    .map_err(git("remove stale statuses"))?;
+    let parent_tree = parent.as_ref().and_then(|c| c.tree().ok());
+    let (old_dir, mut dir) = vps_folder(&repo, parent_tree.as_ref(), STATUS_DIR, known)?;
     for s in statuses {
         // A status that does not list backups (apply's) keeps the list the branch has.
         let mut s = s.clone();
@@ -387,6 +374,67 @@ pub fn write_branch_with_nodes(
         .map_err(git("build the tree"))?;
     insert_nodes(&repo, parent.as_ref(), &mut top, nodes)?;
     commit_tree(&repo, branch, parent.as_ref(), top, message)
+}
+
+/// The folder `name` of `top` (if any) and a builder of its new content: its `<vps>.json`
+/// files of VPSes the inventory still has (`known`).
+fn vps_folder<'r>(
+    repo: &'r git2::Repository,
+    top: Option<&git2::Tree<'_>>,
+    name: &str,
+    known: &BTreeSet<VpsId>,
+) -> Result<(Option<git2::Tree<'r>>, git2::TreeBuilder<'r>), StatusError> {
+    let old = top
+        .and_then(|t| t.get_name(name).map(|e| e.id()))
+        .and_then(|id| repo.find_tree(id).ok());
+    let mut dir = repo
+        .treebuilder(old.as_ref())
+        .map_err(git("build a folder of the branch"))?;
+    dir.filter(|e| {
+        e.name()
+            .ok()
+            .and_then(|n| n.strip_suffix(".json"))
+            .is_some_and(|id| known.contains(id))
+    })
+    .map_err(git("remove the files of VPSes gone"))?;
+    Ok((old, dir))
+}
+
+/// Commits the collector's files (`monitor/<vps>.json`) of `entries` to `branch`, keeping
+/// everything else on it; files of VPSes no longer in `known` are removed. Returns `None`
+/// when nothing changed (no commit is made).
+pub fn write_monitor(
+    repo: &Path,
+    branch: &str,
+    entries: &[VpsMonitor],
+    known: &BTreeSet<VpsId>,
+    message: &str,
+) -> Result<Option<git2::Oid>, StatusError> {
+    let repo = git2::Repository::discover(repo).map_err(git("open the repository"))?;
+    let parent = tip(&repo, branch);
+    let parent_tree = parent.as_ref().and_then(|c| c.tree().ok());
+    let (old_dir, mut dir) = vps_folder(&repo, parent_tree.as_ref(), MONITOR_DIR, known)?;
+    for m in entries {
+        let json = serde_json::to_string_pretty(m).map_err(|source| StatusError::Json {
+            vps: m.vps.to_string(),
+            source,
+        })? + "\n";
+        let blob = repo
+            .blob(json.as_bytes())
+            .map_err(git("write a monitor file"))?;
+        dir.insert(format!("{}.json", m.vps), blob, 0o100_644)
+            .map_err(git("add a monitor file"))?;
+    }
+    let dir_id = dir.write().map_err(git("write the monitor folder"))?;
+    if old_dir.as_ref().map(git2::Tree::id) == Some(dir_id) {
+        return Ok(None);
+    }
+    let mut top = repo
+        .treebuilder(parent_tree.as_ref())
+        .map_err(git("build the tree"))?;
+    top.insert(MONITOR_DIR, dir_id, 0o040_000)
+        .map_err(git("build the tree"))?;
+    commit_tree(&repo, branch, parent.as_ref(), top, message).map(Some)
 }
 
 /// The status file of `vps` in the status folder `dir`, if it is there and reads.
@@ -511,5 +559,40 @@ mod tests {
             now[&"xen02".parse::<VpsId>().unwrap()].backups,
             Some(vec![entry])
         );
+    }
+
+    /// The collector's files sit beside apply's: an apply keeps them, the collector keeps the
+    /// statuses, an unchanged collection commits nothing, a VPS gone loses its file.
+    #[test]
+    fn monitor_files_and_statuses_keep_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        git2::Repository::init(d.path()).unwrap();
+        let both: BTreeSet<VpsId> = ["xen02".parse().unwrap(), "xen03".parse().unwrap()].into();
+        let m = |vps: &str| VpsMonitor {
+            vps: vps.parse().unwrap(),
+            collected_at: "2026-12-06T03:00:00Z".parse().unwrap(),
+            counters: None,
+            checks: Vec::new(),
+        };
+        let first =
+            write_monitor(d.path(), "status", &[m("xen02"), m("xen03")], &both, "c1").unwrap();
+        assert!(first.is_some());
+        write_branch(d.path(), "status", &[status("xen02", None)], &both, "apply").unwrap();
+        let again = write_monitor(d.path(), "status", &[m("xen02"), m("xen03")], &both, "c2");
+        assert_eq!(again.unwrap(), None, "nothing changed, no commit");
+        assert_eq!(
+            read_branch(d.path(), "status").unwrap().len(),
+            1,
+            "apply's file kept"
+        );
+        let only: BTreeSet<VpsId> = ["xen02".parse().unwrap()].into();
+        write_monitor(d.path(), "status", &[m("xen02")], &only, "c3")
+            .unwrap()
+            .unwrap();
+        let repo = git2::Repository::open(d.path()).unwrap();
+        let tree = tip(&repo, "status").unwrap().tree().unwrap();
+        assert!(tree.get_path(Path::new("monitor/xen02.json")).is_ok());
+        assert!(tree.get_path(Path::new("monitor/xen03.json")).is_err());
+        assert!(tree.get_path(Path::new("status/xen02.json")).is_ok());
     }
 }

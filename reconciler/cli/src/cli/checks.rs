@@ -11,18 +11,29 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use executor::samples::Store;
 use mail::{Draft, Outgoing, SendError, Transport};
+use model::status::{CheckLive, CheckStatus};
 use model::{Inventory, NodeId, VpsId};
 use monitor::checks::{self, CheckState, Status, Target};
 
+/// What one collection's checks did: the lines to print, and each VPS's check states as the
+/// status branch publishes them.
+pub(crate) struct Ran {
+    /// The lines to print.
+    pub(crate) lines: String,
+    /// The states of each VPS's checks, in the order of its `[monitor] checks`.
+    pub(crate) states: BTreeMap<VpsId, Vec<CheckStatus>>,
+}
+
 /// One collection's checks: probes the checks of the VPSes on `nodes`, stores the new states
-/// and sends the mails owed. Returns the lines to print.
-pub(super) async fn run(
+/// and sends the mails owed, through `out` (else the transport of `GITVPS_SMTP_URL`).
+pub(crate) async fn run(
     repo: &std::path::Path,
     inv: &Inventory,
     nodes: &[NodeId],
     store: &Store,
     now: DateTime<Utc>,
-) -> anyhow::Result<String> {
+    out: Option<Outgoing>,
+) -> anyhow::Result<Ran> {
     let settings = &inv.settings.monitor;
     let on: BTreeSet<&NodeId> = nodes.iter().collect();
     // Every check of the VPSes of these nodes, and whether its VPS runs.
@@ -42,6 +53,8 @@ pub(super) async fn run(
 
     let mut stored = store.check_states()?;
     let mut mailer = Mailer::new(repo, inv);
+    mailer.out = out.map(Ok);
+    let mut states: BTreeMap<VpsId, Vec<CheckStatus>> = BTreeMap::new();
     let mut lines = String::new();
     let (mut up, mut down, mut paused) = (0, 0, 0);
     let mut kept: BTreeMap<VpsId, BTreeSet<String>> = BTreeMap::new();
@@ -92,6 +105,10 @@ pub(super) async fn run(
                 next.label, next.failures, settings.check_failures, next.detail
             );
         }
+        states
+            .entry(vps.clone())
+            .or_default()
+            .push(published(t, &next));
         store.put_check(vps, &key, &next)?;
         kept.entry(vps.clone()).or_default().insert(key);
     }
@@ -109,7 +126,27 @@ pub(super) async fn run(
     if !all.is_empty() {
         let _ = writeln!(head, "checks: {up} up, {down} down, {paused} paused");
     }
-    Ok(head + &lines)
+    Ok(Ran {
+        lines: head + &lines,
+        states,
+    })
+}
+
+/// A check's state as the panel shows it: no address of the mail, only what the probe saw.
+fn published(t: &Target, s: &CheckState) -> CheckStatus {
+    CheckStatus {
+        name: s.label.clone(),
+        kind: t.service.to_string(),
+        state: match (s.paused, s.status) {
+            (true, _) => CheckLive::Paused,
+            (false, Status::Up) => CheckLive::Up,
+            (false, Status::Down) => CheckLive::Down,
+        },
+        since: s.since,
+        failures: s.failures,
+        detail: s.detail.clone(),
+        checked: s.checked,
+    }
 }
 
 /// Sends the check mails of one collection, through one transport made on first use.

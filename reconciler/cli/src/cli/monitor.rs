@@ -87,6 +87,10 @@ pub struct CollectOpts {
     /// Seconds a node has to answer, connecting included (half the interval by default, 5 to 30).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Then commit each VPS's check states and last counters to the status branch
+    /// (`monitor/<vps>.json`), where the hooks read them for the panel.
+    #[arg(long)]
+    pub status: bool,
     /// The service only: serve /metrics (Prometheus) on this address (gitvps.toml's
     /// monitor.listen by default; no listener when neither is set; port 0 picks a free port).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -249,48 +253,156 @@ async fn cycle(
     }
     s.access.pool = pool.cloned();
     let limit = deadline(o, s.inv.settings.monitor.interval_secs);
-    let got = collect_all(&s.inv, &s.desired, &s.nodes, &s.access, limit).await;
-    let now = Utc::now();
-    let mut lines = String::new();
-    let mut code = 0;
-    for (node, c) in &got {
-        let stored = store_node(store, &s.inv, node, c, now)?;
-        let missing = c.missing();
-        let secs = c.elapsed.as_secs_f64();
-        lines.push_str(&format!(
-            "{node}: sampled {stored}, missing {}, {secs:.2} s\n",
-            missing.len()
-        ));
-        match &c.outcome {
-            Err(e) => {
-                code = 1;
-                lines.push_str(&format!("  MISSING: {}\n", model::diag::error_chain(e)));
-            }
-            Ok(r) => {
-                for p in &r.problems {
-                    lines.push_str(&format!("  {p}\n"));
-                }
-                if !missing.is_empty() {
-                    let names: Vec<&str> = missing.iter().map(|v| v.as_str()).collect();
-                    lines.push_str(&format!("  not running there: {}\n", names.join(", ")));
-                }
-            }
-        }
-    }
-    // The service checks, after the collection: they add at most their longest timeout.
-    lines.push_str(&super::checks::run(&g.repo, &s.inv, &s.nodes, store, Utc::now()).await?);
-    store.prune(now)?;
-    store.flush()?;
+    let c = Cycle {
+        repo: &g.repo,
+        inv: &s.inv,
+        desired: &s.desired,
+        nodes: &s.nodes,
+        access: &s.access,
+        limit,
+    };
+    let mut done = c.run(store, None).await?;
     if let Some(w) = web {
-        let missing = got.iter().filter(|(_, c)| c.outcome.is_err()).count();
         w.cycle_done(
             Utc::now(),
             started.elapsed().as_secs_f64(),
-            Some(missing as u64),
+            Some(done.missing_nodes as u64),
         );
     }
-    super::emit(&lines)?;
-    Ok(code)
+    if o.status {
+        let line = c.publish(store, done.states, Utc::now())?;
+        done.lines.push_str(&line);
+    }
+    super::emit(&done.lines)?;
+    Ok(done.code)
+}
+
+/// What one collection did.
+pub(crate) struct Collection {
+    /// The lines to print.
+    pub(crate) lines: String,
+    /// 1 when a node's samples are missing, else 0.
+    pub(crate) code: i32,
+    /// How many nodes' samples are missing.
+    pub(crate) missing_nodes: usize,
+    /// Each VPS's check states, for the status branch.
+    pub(crate) states: BTreeMap<VpsId, Vec<model::status::CheckStatus>>,
+}
+
+/// What one collection works on.
+pub(crate) struct Cycle<'a> {
+    /// The repo (mail templates; its status branch with `status`).
+    pub(crate) repo: &'a Path,
+    /// The inventory.
+    pub(crate) inv: &'a model::Inventory,
+    /// Its desired state (the collect script's inputs per node).
+    pub(crate) desired: &'a planner::desired::Desired,
+    /// The nodes collected.
+    pub(crate) nodes: &'a [NodeId],
+    /// How they are reached.
+    pub(crate) access: &'a executor::apply::Access,
+    /// The deadline of one node.
+    pub(crate) limit: Duration,
+}
+
+impl Cycle<'_> {
+    /// One collection: every node at once, the samples stored and flushed, the checks run
+    /// (their mail through `out`, else `GITVPS_SMTP_URL`).
+    pub(crate) async fn run(
+        &self,
+        store: &Store,
+        out: Option<mail::Outgoing>,
+    ) -> anyhow::Result<Collection> {
+        let got = collect_all(self.inv, self.desired, self.nodes, self.access, self.limit).await;
+        let now = Utc::now();
+        let mut lines = String::new();
+        let mut code = 0;
+        for (node, c) in &got {
+            let stored = store_node(store, self.inv, node, c, now)?;
+            let missing = c.missing();
+            let secs = c.elapsed.as_secs_f64();
+            lines.push_str(&format!(
+                "{node}: sampled {stored}, missing {}, {secs:.2} s\n",
+                missing.len()
+            ));
+            match &c.outcome {
+                Err(e) => {
+                    code = 1;
+                    lines.push_str(&format!("  MISSING: {}\n", model::diag::error_chain(e)));
+                }
+                Ok(r) => {
+                    for p in &r.problems {
+                        lines.push_str(&format!("  {p}\n"));
+                    }
+                    if !missing.is_empty() {
+                        let names: Vec<&str> = missing.iter().map(|v| v.as_str()).collect();
+                        lines.push_str(&format!("  not running there: {}\n", names.join(", ")));
+                    }
+                }
+            }
+        }
+        // The service checks, after the collection: they add at most their longest timeout.
+        let ran =
+            super::checks::run(self.repo, self.inv, self.nodes, store, Utc::now(), out).await?;
+        lines.push_str(&ran.lines);
+        store.prune(now)?;
+        store.flush()?;
+        Ok(Collection {
+            lines,
+            code,
+            missing_nodes: got.iter().filter(|(_, c)| c.outcome.is_err()).count(),
+            states: ran.states,
+        })
+    }
+
+    /// Commits `monitor/<vps>.json` of every VPS on the nodes collected (its check states and
+    /// last counters) to the status branch, when something changed. Returns the line to print.
+    pub(crate) fn publish(
+        &self,
+        store: &Store,
+        mut states: BTreeMap<VpsId, Vec<model::status::CheckStatus>>,
+        now: chrono::DateTime<Utc>,
+    ) -> anyhow::Result<String> {
+        let mut entries = Vec::new();
+        for v in self
+            .inv
+            .vps
+            .values()
+            .filter(|v| self.nodes.contains(&v.node))
+        {
+            let counters = store.last_vps(&v.id)?.map(|s| model::status::LiveCounters {
+                at: s.at,
+                cpu_ms: s.counters.cpu_ms,
+                net_rx_bytes: s.counters.net_rx_bytes,
+                net_tx_bytes: s.counters.net_tx_bytes,
+                disk_read_bytes: s.counters.disk_read_bytes,
+                disk_write_bytes: s.counters.disk_write_bytes,
+            });
+            entries.push(model::status::VpsMonitor {
+                vps: v.id.clone(),
+                collected_at: now,
+                counters,
+                checks: states.remove(&v.id).unwrap_or_default(),
+            });
+        }
+        let branch = &self.inv.settings.reconciler.status_branch;
+        let known = self.inv.vps.keys().cloned().collect();
+        let message = format!(
+            "gitvps monitor: checks and counters of {} VPS(es) at {}",
+            entries.len(),
+            now.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        Ok(
+            match executor::status::write_monitor(self.repo, branch, &entries, &known, &message)? {
+                Some(oid) => format!(
+                    "status: {} VPS(es) written to branch `{branch}` ({})\n",
+                    entries.len(),
+                    &oid.to_string()[..12]
+                ),
+                None => String::new(),
+            },
+        )
+    }
 }
 
 /// Stores one node's report: each known VPS's reading and the node's figures. Returns how

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod collect;
 mod http;
 mod real;
 mod reconcile;
@@ -238,6 +239,21 @@ async fn demo(
     }
     plan_and_apply(&repos.applied, &access).await?;
     laps.mark("first plan + apply");
+    // The demo's sample database: the collector writes it, the panel's graphs read it.
+    let samples = Arc::new(executor::samples::Store::open(&dir.join("monitor-db"))?);
+    let collector = tokio::spawn(collect::collect_loop(
+        repos.applied.clone(),
+        samples.clone(),
+        dir.join("alerts"),
+        access.clone(),
+    ));
+    let _collector = AbortOnDrop(collector.abort_handle());
+    say(&format!(
+        "   The collector runs every {} s (`gitvps monitor`): samples in {}, check states and counters on the status branch, alert mails into {}.",
+        collect::COLLECT_EVERY.as_secs(),
+        dir.join("monitor-db").display(),
+        dir.join("alerts/new").display()
+    ))?;
     if let Some(r) = real {
         r.show(dir, check)?;
         laps.mark("real VPS login");
@@ -252,10 +268,7 @@ async fn demo(
     cfg.cache_dir = dir.join("hooks-cache");
     cfg.static_dir = site.then(|| site_dir.clone());
     // The panel's usage graphs, from the demo's own sample database.
-    let samples = executor::samples::Store::open(&dir.join("monitor-db"))?;
-    cfg.graphs = Some(std::sync::Arc::new(crate::graphs::StoreGraphs::held(
-        std::sync::Arc::new(samples),
-    )));
+    cfg.graphs = Some(Arc::new(crate::graphs::StoreGraphs::held(samples)));
     let addr = listener.local_addr()?;
     let server = tokio::spawn(hooks::serve(listener, cfg));
     let _abort = AbortOnDrop(server.abort_handle());
@@ -444,6 +457,8 @@ async fn check_click(
         live["node"].as_str().unwrap_or("?"),
         live["observed_at"].as_str().unwrap_or("?")
     ))?;
+    watch_monitor(addr, token).await?;
+    laps.mark("collector");
     let (code, body) = http(addr, "POST", "/api/vps/xen02/reboot", Some(token), "").await?;
     ensure!(code == 200, "reboot click: HTTP {code}: {body}");
     say("6. Check: logged in and clicked reboot on xen02 through the hooks.")?;
@@ -478,6 +493,61 @@ async fn check_click(
     say("   plan again: no changes.")?;
     laps.mark("second plan");
     Ok(())
+}
+
+/// The collector's view in the panel: waits for xen02's check states and for two readings of
+/// its counters, the second higher, through `GET /api/me`.
+async fn watch_monitor(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut first: Option<serde_json::Value> = None;
+    loop {
+        let (code, body) = http(addr, "GET", "/api/me", Some(token), "").await?;
+        ensure!(code == 200, "me: HTTP {code}: {body}");
+        let me: serde_json::Value = serde_json::from_str(&body)?;
+        let m = (me["vps"].as_array().into_iter().flatten())
+            .find(|v| v["id"] == "xen02")
+            .map(|v| v["monitor"].clone())
+            .unwrap_or_default();
+        let counters = &m["counters"];
+        let has_checks = m["checks"].as_array().is_some_and(|c| !c.is_empty());
+        if has_checks && counters.is_object() {
+            match &first {
+                None => first = Some(m.clone()),
+                Some(f) if f["counters"]["at"] != counters["at"] => {
+                    let (a, b) = (&f["counters"], counters);
+                    ensure!(
+                        b["net_rx_bytes"].as_u64() > a["net_rx_bytes"].as_u64()
+                            && b["disk_write_bytes"].as_u64() > a["disk_write_bytes"].as_u64(),
+                        "xen02's counters did not grow: {a} then {b}"
+                    );
+                    let checks: Vec<String> = (m["checks"].as_array().into_iter().flatten())
+                        .map(|c| {
+                            format!(
+                                "{} {}",
+                                c["name"].as_str().unwrap_or("?"),
+                                c["state"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    say(&format!("   checks of xen02: {}", checks.join(", ")))?;
+                    say(&format!(
+                        "   counters of xen02: received {} -> {} bytes, disk written {} -> {} bytes",
+                        a["net_rx_bytes"],
+                        b["net_rx_bytes"],
+                        a["disk_write_bytes"],
+                        b["disk_write_bytes"]
+                    ))?;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the panel shows no check states and moving counters of xen02 after 60 s: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Step `n`, billing: `billing run` for [`BILLING_DAY`] in the operator's clone, committed and

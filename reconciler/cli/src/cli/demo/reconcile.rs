@@ -87,6 +87,7 @@ async fn publish_status(
     access: &Access,
     outcomes: &BTreeMap<NodeId, NodeOutcome>,
 ) -> anyhow::Result<()> {
+    let _one = super::collect::STATUS_LOCK.lock().await;
     let (n, _) =
         super::super::apply::record_status(repo, &l.inv, &l.desired, &l.nodes, access, outcomes)
             .await?;
