@@ -368,6 +368,7 @@ fn an_https_check_speaks_tls_to_a_real_server_and_fails_on_plain_http() {
         plain.starts_with("Down ") && plain.to_lowercase().contains("tls"),
         "{plain}"
     );
+}
 
 /// The customer's view of `vps` in `GET /api/me` through the hooks at `addr`, if listed.
 fn me_vps(addr: &str, customer: &str, password: &str, vps: &str) -> Option<serde_json::Value> {
