@@ -144,6 +144,47 @@ fn prometheus_scrapes_metrics_and_reads_back_what_the_collector_stored() {
         assert_eq!(code, want, "{bad}");
     }
 
+    // The graphs: drawn by the service, which holds the store...
+    let (code, svg) = get(&addr, "/graphs/vps/xen10?metric=network&range=day").unwrap();
+    assert_eq!(code, 200, "{svg}");
+    assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{svg}");
+    for (path, want) in [
+        ("/graphs/vps/xen99", 404),
+        ("/graphs/vps/..%2Fx", 404),
+        ("/graphs/vps/xen10?range=decade", 400),
+        ("/graphs/vps/xen10?range=month&points=5000", 400),
+    ] {
+        assert_eq!(get(&addr, path).unwrap().0, want, "{path}");
+    }
+    // ...and handed to the VPS's customer by `gitvps serve --monitor-url`, after its own
+    // ownership check, while the collector keeps the database.
+    support::commit_all(&f.repo);
+    let web = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let served = support::Served::start_with(
+        &f.repo,
+        web.path(),
+        None,
+        &["--monitor-url".as_ref(), url.as_ref()],
+    );
+    let (code, body) = support::http(
+        &served.addr,
+        "POST",
+        "/api/login",
+        None,
+        r#"{"customer":"c-0001","password":"demo-jane"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = login["token"].as_str().unwrap();
+    let graph = |path: &str| support::http(&served.addr, "GET", path, Some(token), "");
+    let (code, svg) = graph("/api/vps/xen20/graph?metric=disk&range=week");
+    assert_eq!(code, 200, "{svg}");
+    assert!(svg.contains("<svg"), "{svg}");
+    let (code, body) = graph("/api/vps/xen20/graph?range=month&points=5000");
+    assert_eq!(code, 400, "{body}");
+    drop(served);
+
     let (_prom, prom) = start_prometheus(f.dir.path(), &addr);
     // Scraped at least once: the collector's health is there.
     wait(90, "Prometheus's first scrape", || {

@@ -160,3 +160,112 @@ impl GraphSource for StoreGraphs {
         Ok(svg.into_bytes())
     }
 }
+
+/// The hooks' graph source over the monitor service's listener (`gitvps serve --monitor-url`):
+/// the hooks check who owns the VPS, the service that holds the database draws. Plain HTTP to
+/// an address of the operator's (loopback or a private network), like Prometheus's scrape.
+pub struct MonitorGraphs {
+    /// `host:port` of the listener.
+    authority: String,
+}
+
+/// Most bytes of an answer read from the listener (a year graph is about 30 KB).
+const ANSWER_MAX: u64 = 4 << 20;
+
+impl MonitorGraphs {
+    /// The listener at `url` (`http://HOST:PORT`, a trailing `/` allowed); anything else is an
+    /// error naming what was given.
+    pub fn at(url: &str) -> Result<MonitorGraphs, String> {
+        let authority = url
+            .strip_prefix("http://")
+            .map(|r| r.strip_suffix('/').unwrap_or(r))
+            .filter(|a| {
+                !a.is_empty()
+                    && a.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "--monitor-url `{}` is not http://HOST:PORT (the monitor's [monitor] listen)",
+                    url.escape_debug()
+                )
+            })?;
+        Ok(MonitorGraphs {
+            authority: authority.to_owned(),
+        })
+    }
+
+    /// The path and query of `req` on the listener.
+    fn path(req: &GraphRequest) -> String {
+        fn name<T: PartialEq>(all: &[(&'static str, T)], v: T) -> &'static str {
+            all.iter().find(|(_, x)| *x == v).map_or("", |(n, _)| *n)
+        }
+        let mut p = format!(
+            "/graphs/vps/{}?metric={}&range={}&lang={}",
+            req.vps,
+            name(&GraphMetric::ALL, req.metric),
+            name(&GraphRange::ALL, req.range),
+            model::values::Keyword::as_str(req.lang),
+        );
+        if let Some(n) = req.points {
+            p.push_str(&format!("&points={n}"));
+        }
+        p
+    }
+
+    /// One GET: the status code and the body.
+    fn get(&self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        use std::io::{Read, Write};
+        use std::net::ToSocketAddrs;
+        let timeout = std::time::Duration::from_secs(10);
+        let addr = self
+            .authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.authority
+        )?;
+        let mut answer = Vec::new();
+        s.take(ANSWER_MAX).read_to_end(&mut answer)?;
+        let bad = |why: &str| std::io::Error::other(why.to_owned());
+        let end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| bad("no end of headers"))?;
+        let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+        if head.contains("transfer-encoding:") {
+            return Err(bad("a chunked answer"));
+        }
+        let code = head
+            .strip_prefix("http/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| bad("no HTTP/1.1 status line"))?;
+        Ok((code, answer[end + 4..].to_vec()))
+    }
+}
+
+impl GraphSource for MonitorGraphs {
+    fn vps_graph(&self, req: &GraphRequest, _now: DateTime<Utc>) -> Result<Vec<u8>, GraphFailure> {
+        let why = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+        match self.get(&Self::path(req)) {
+            Ok((200, svg)) => Ok(svg),
+            Ok((400, body)) => Err(GraphFailure::OutOfBounds(why(&body))),
+            Ok((code, body)) => Err(GraphFailure::Unavailable(format!(
+                "the monitor at {} answered {code}: {}",
+                self.authority,
+                why(&body)
+            ))),
+            Err(e) => Err(GraphFailure::Unavailable(format!(
+                "the monitor at {}: {e}",
+                self.authority
+            ))),
+        }
+    }
+}

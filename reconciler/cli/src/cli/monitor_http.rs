@@ -1,8 +1,11 @@
 //! The monitor service's HTTP listener: `/metrics` in Prometheus's text exposition format, read
-//! from the sample store and the collector's health; one `Router` that other routes merge into.
+//! from the sample store and the collector's health, and the usage graphs (`/graphs/vps/{id}`)
+//! that `gitvps serve --monitor-url` hands to customers after its own ownership check.
 //!
 //! Only `gitvps monitor` (the service) listens, and only with `[monitor] listen` or `--listen`;
 //! `gitvps monitor collect --once` never does. Labels are ids and check names, nothing secret.
+//! Like `/metrics`, the graphs carry no authentication: the listener belongs on loopback or a
+//! private address that only Prometheus and the hooks reach.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -149,11 +152,73 @@ pub fn page(store: &Store, fleet: &Fleet, health: &Health) -> Result<String, Sto
     Ok(monitor::metrics::render(&vps, &last, &checks, health))
 }
 
-/// The listener's routes: `GET /metrics`; any other path is 404.
+/// The listener's routes: `GET /metrics` and `GET /graphs/vps/{id}`; any other path is 404.
 pub fn router(state: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/graphs/vps/{id}", get(vps_graph))
         .with_state(state)
+}
+
+/// One VPS's graph, as `GET /api/vps/{id}/graph` draws it (the same query: `metric`, `range`,
+/// `points`, `lang`), for the VPSes of the last collection: its peers are its node's VPSes
+/// there. An unknown VPS is 404, a query or resolution out of bounds 400, an unreadable store
+/// 503.
+async fn vps_graph(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let text = |code: StatusCode, why: String| (code, format!("{why}\n")).into_response();
+    let q = match hooks::graphs::GraphQuery::parse(query.as_deref()) {
+        Ok(q) => q,
+        Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
+    let fleet = s
+        .fleet
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some((vps, node)) = fleet.vps.iter().find(|(v, _)| v.as_str() == id).cloned() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no such VPS in the last collection".into(),
+        );
+    };
+    let req = hooks::graphs::GraphRequest {
+        peers: fleet
+            .vps
+            .iter()
+            .filter(|(v, n)| n == &node && v != &vps)
+            .map(|(v, _)| v.clone())
+            .collect(),
+        vps,
+        node,
+        metric: q.metric,
+        range: q.range,
+        points: q.points,
+        lang: q.lang.unwrap_or(model::values::Language::En),
+    };
+    let drawn =
+        tokio::task::spawn_blocking(move || crate::graphs::draw_vps(&s.store, &req, Utc::now()))
+            .await;
+    match drawn {
+        Ok(Ok(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Ok(Err(hooks::graphs::GraphFailure::OutOfBounds(why))) => {
+            text(StatusCode::BAD_REQUEST, why)
+        }
+        Ok(Err(hooks::graphs::GraphFailure::Unavailable(why))) => {
+            tracing::error!("/graphs: {why}");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the sample store cannot be read; see the collector's log".into(),
+            )
+        }
+        Err(e) => {
+            tracing::error!("/graphs: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

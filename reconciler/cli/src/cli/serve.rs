@@ -21,8 +21,13 @@ pub struct ServeArgs {
     /// The monitor's sample database (`gitvps monitor --db`): the panel's usage graphs
     /// (`GET /api/vps/{id}/graph`) are drawn from it, opened for each graph. Without it that
     /// route answers 503.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "monitor_url")]
     pub monitor_db: Option<PathBuf>,
+    /// The monitor service's listener (`http://HOST:PORT`, its `[monitor] listen`): the graphs
+    /// are drawn there, by the process that holds the database, after this server's ownership
+    /// check. For a collector that runs while the site is served.
+    #[arg(long, value_name = "URL")]
+    pub monitor_url: Option<String>,
 }
 
 /// Runs the command until interrupted.
@@ -32,6 +37,10 @@ pub fn run(g: &Global, a: &ServeArgs) -> anyhow::Result<i32> {
     cfg.static_dir = a.site.clone();
     if let Some(db) = &a.monitor_db {
         let graphs = crate::graphs::StoreGraphs::at(db.clone())?;
+        cfg.graphs = Some(std::sync::Arc::new(graphs));
+    }
+    if let Some(url) = &a.monitor_url {
+        let graphs = crate::graphs::MonitorGraphs::at(url).map_err(anyhow::Error::msg)?;
         cfg.graphs = Some(std::sync::Arc::new(graphs));
     }
     super::plan::runtime()?.block_on(async {
