@@ -266,6 +266,16 @@ pub struct Served {
 
 impl Served {
     pub fn start(work: &Path, dir: &Path, site: Option<&Path>) -> Served {
+        Served::start_with(work, dir, site, &[])
+    }
+
+    /// [`Served::start`] with more flags of `gitvps serve` (`--monitor-db DIR`).
+    pub fn start_with(
+        work: &Path,
+        dir: &Path,
+        site: Option<&Path>,
+        args: &[&std::ffi::OsStr],
+    ) -> Served {
         let bare = dir.join("fleet.git");
         let out = Command::new("git")
             .args(["clone", "-q", "--bare"])
@@ -278,6 +288,7 @@ impl Served {
         if let Some(site) = site {
             cmd.arg("--site").arg(site);
         }
+        cmd.args(args);
         let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();

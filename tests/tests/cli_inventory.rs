@@ -215,6 +215,14 @@ fn inventory_help() {
     insta::assert_snapshot!(r.stdout);
 }
 
+#[test]
+fn import_help() {
+    let r = gitvps(&["import", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("--node <NODE>"), "{}", r.stdout);
+    insta::assert_snapshot!(r.stdout);
+}
+
 /// `os` and `appliance` are checked against the repo's bootstraps/ catalog.
 #[test]
 fn validate_checks_os_and_appliance_against_the_bootstraps() {

@@ -751,7 +751,59 @@ fn a_bridged_kvm_guest_is_reached_on_its_own_address_and_cannot_spoof() {
     assert!(chain("", &tap).is_some_and(|r| r.contains(&format!("ip saddr {ip} accept"))));
     node.in_guest(&ip, 22, "true");
 
-    // 5. Stopped: QEMU, the tap and its rules are gone.
+    // 5. Usage: what the guest sends and writes is in the collector's totals, read through the
+    // node's sshd from the tap's statistics, QMP's blockstats and the QEMU process's CPU time.
+    let db = node.dir.path().join("monitor.db");
+    let collect = || {
+        let r = node.gitvps(&["monitor", "collect", "--once", "--db", db.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("kvm1: sampled 1, missing 0, "), "{r:?}");
+    };
+    collect();
+    let sink = std::net::TcpListener::bind((gateway.as_str(), 0)).unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let drain = std::thread::spawn(move || {
+        let (mut c, _) = sink.accept().unwrap();
+        std::io::copy(&mut c, &mut std::io::sink()).unwrap()
+    });
+    const SENT: u64 = 4_000_000;
+    const WRITTEN: u64 = 32 << 20;
+    node.in_guest(
+        &ip,
+        22,
+        &format!(
+            "head -c {SENT} /dev/zero | perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die \"$ARGV[0]: $!\\n\"; binmode STDIN; while (read(STDIN, $b, 65536)) {{ print $s $b or die \"send: $!\\n\" }}' {gateway}:{sink_port} && dd if=/dev/urandom of=/root/usage.bin bs=1M count={} oflag=direct status=none && sync",
+            WRITTEN >> 20
+        ),
+    );
+    assert_eq!(drain.join().unwrap(), SENT);
+    collect();
+    let store = executor::samples::Store::open(&db).unwrap();
+    let series = store.vps_series(&vps.parse().unwrap()).unwrap();
+    let far = chrono::Duration::days(1);
+    let now = chrono::Utc::now();
+    let used = series.range(monitor::Tier::Raw, now - far, now + far).fold(
+        monitor::counters::Counters::default(),
+        |mut u, (_, b)| {
+            u.net_tx_bytes += b.usage.net_tx_bytes;
+            u.disk_write_bytes += b.usage.disk_write_bytes;
+            u.disk_write_ops += b.usage.disk_write_ops;
+            u.cpu_ms += b.usage.cpu_ms;
+            u
+        },
+    );
+    eprintln!("usage of the guest between two collections: {used:?}");
+    assert!(
+        used.net_tx_bytes >= SENT && used.net_tx_bytes < SENT * 2,
+        "the guest sent {SENT} bytes: {used:?}"
+    );
+    assert!(
+        used.disk_write_bytes >= WRITTEN && used.disk_write_ops > 0,
+        "the guest wrote {WRITTEN} bytes: {used:?}"
+    );
+    assert!(used.cpu_ms > 0, "{used:?}");
+
+    // 6. Stopped: QEMU, the tap and its rules are gone.
     node.edit_vps(
         "os = \"debian-12\"\n",
         "os = \"debian-12\"\npower = \"stopped\"\n",

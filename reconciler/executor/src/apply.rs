@@ -130,6 +130,23 @@ async fn observe_one(
     cmd: &str,
     access: &Access,
 ) -> Result<NodeState, NodeError> {
+    let stdout = observe_raw(target, cmd, access).await?;
+    Ok(observe::parse(&target.node, &stdout)?)
+}
+
+/// Observes one node for `gitvps import` (one connection, one exec of
+/// [`driver::import_command`]) and returns what it printed: the observe report (with `xl list
+/// -l` on Xen), on KVM followed by a line with the guests' QEMU arguments.
+pub async fn import_report(
+    node: &Node,
+    spec: &NodeSpec,
+    access: &Access,
+) -> Result<Vec<u8>, NodeError> {
+    let cmd = driver::import_command(spec, chrono::Utc::now().timestamp());
+    observe_raw(&target_of(node), &cmd, access).await
+}
+
+async fn observe_raw(target: &SshTarget, cmd: &str, access: &Access) -> Result<Vec<u8>, NodeError> {
     let mut conn = access.connect(target).await?;
     let mut before = execs(&conn);
     let mut out = conn.exec(cmd, None).await;
@@ -152,7 +169,7 @@ async fn observe_one(
         }
         .into());
     }
-    Ok(observe::parse(&target.node, &out.stdout)?)
+    Ok(out.stdout)
 }
 
 /// Why a node could not be observed or worked on: nothing was done on it.

@@ -621,9 +621,36 @@ impl Store {
         id: &str,
         dec: fn(&[u8]) -> Option<B>,
     ) -> Result<Series<B>, StoreError> {
+        self.decode(tree.scan_prefix(prefix(id)), id, dec)
+    }
+
+    /// The buckets of one tier of a series from `from` (inclusive) to `to` (exclusive): one
+    /// scan of their keys, not the whole series (a graph reads a window).
+    fn series_range<B>(
+        &self,
+        tree: &sled::Tree,
+        id: &str,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<Series<B>, StoreError> {
+        if from >= to {
+            return Ok(Series::default());
+        }
+        self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)
+    }
+
+    /// Decodes the bucket entries of `id` that `entries` yields into a series.
+    fn decode<B>(
+        &self,
+        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        id: &str,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<Series<B>, StoreError> {
         let mut s = Series::default();
         let p = prefix(id);
-        for kv in tree.scan_prefix(&p) {
+        for kv in entries {
             let (k, v) = kv.map_err(|e| self.io(e))?;
             let rest = &k[p.len()..];
             let parsed = rest.split_first().and_then(|(t, secs)| {
@@ -646,6 +673,29 @@ impl Store {
     /// Every stored bucket of a node.
     pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
         self.series(&self.node, node.as_str(), dec_node_bucket)
+    }
+
+    /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
+    /// reads.
+    pub fn vps_range(
+        &self,
+        vps: &VpsId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<Bucket>, StoreError> {
+        self.series_range(&self.vps, vps.as_str(), tier, from, to, dec_bucket)
+    }
+
+    /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
+    pub fn node_range(
+        &self,
+        node: &NodeId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<NodeBucket>, StoreError> {
+        self.series_range(&self.node, node.as_str(), tier, from, to, dec_node_bucket)
     }
 
     /// Drops every bucket expired at `now`, for every series ever recorded, and the last
@@ -891,6 +941,54 @@ mod tests {
         };
         assert!(!series.tiers.contains_key(&Tier::Raw));
         assert!(series.tiers.contains_key(&Tier::Hourly));
+    }
+
+    #[test]
+    fn a_range_read_holds_one_tier_of_one_series_in_its_window() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let Ok(s) = Store::open(&dir.path().join("db")) else {
+            panic!()
+        };
+        let lim = Limits::default();
+        // `xen0` is a prefix of `xen02`'s id: its buckets must not leak into the other's range.
+        for (name, net) in [("xen02", 100), ("xen0", 7)] {
+            let v = id(name);
+            for k in 0..=10 {
+                let r = s.record_vps(&v, sample(60 * k, 1, net * k as u64), t(60 * k), &lim);
+                assert!(r.is_ok(), "{r:?}");
+            }
+        }
+        let v = id("xen02");
+        let Ok(r) = s.vps_range(&v, Tier::Raw, t(120), t(420)) else {
+            panic!()
+        };
+        let starts: Vec<i64> = r
+            .range(Tier::Raw, t(-9999), t(9999))
+            .map(|(at, _)| (*at - t(0)).num_seconds())
+            .collect();
+        assert_eq!(starts, [120, 180, 240, 300, 360]);
+        assert!(
+            r.range(Tier::Raw, t(0), t(9999))
+                .all(|(_, b)| b.usage.net_rx_bytes == 100)
+        );
+        assert_eq!(r.tiers.len(), 1, "one tier only");
+        let Ok(h) = s.vps_range(&v, Tier::Hourly, t(-3600), t(3600)) else {
+            panic!()
+        };
+        let sum: u64 = h
+            .range(Tier::Hourly, t(-3600), t(3600))
+            .map(|(_, b)| b.usage.net_rx_bytes)
+            .sum();
+        assert_eq!(sum, 1000);
+        // An empty or reversed window reads nothing.
+        assert!(
+            s.vps_range(&v, Tier::Raw, t(60), t(60))
+                .is_ok_and(|r| r.tiers.is_empty())
+        );
+        assert!(
+            s.vps_range(&v, Tier::Raw, t(600), t(60))
+                .is_ok_and(|r| r.tiers.is_empty())
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! `gitvps import`: the Xen domains a node runs that the inventory does not declare, read from
-//! the observe report's `xl list -l`, turned into VPS files marked `adopted` (or refused, why).
+//! `gitvps import`: the guests a node runs that the inventory does not declare (Xen: the observe
+//! report's `xl list -l`; KVM: the QEMU arguments), as VPS files marked `adopted` (or refused, why).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use model::values::Size;
+use model::values::{Hypervisor, Size};
 use model::{CustomerId, Inventory, VpsId};
 
 use crate::desired::{NodeSpec, disk_path};
@@ -44,6 +44,132 @@ pub enum ImportError {
         /// Its error text, if any.
         detail: String,
     },
+    /// A KVM node printed no line of QEMU arguments after its report.
+    #[error("{node}: the node printed no QEMU arguments after its report")]
+    NoArgs {
+        /// The node.
+        node: String,
+    },
+}
+
+/// What the import command printed, split: the observe report and the guests found (Xen:
+/// the report's `xl list -l`; KVM: the line of QEMU arguments after the report).
+pub fn guests<'a>(
+    node: &str,
+    hv: Hypervisor,
+    out: &'a [u8],
+) -> Result<(&'a [u8], Vec<Found>), ImportError> {
+    match hv {
+        Hypervisor::Xen => Ok((out, found_domains(node, out)?)),
+        Hypervisor::Kvm => {
+            let (report, rest) = match out.iter().position(|b| *b == b'\n') {
+                Some(i) => (&out[..i], &out[i + 1..]),
+                None => (out, &[][..]),
+            };
+            Ok((report, found_kvm(node, rest)?))
+        }
+    }
+}
+
+/// The running QEMU guests of a KVM node, from the line `{"args":[{"name":..,"argv":[..]}]}`
+/// (`node/import-kvm.sh`): memory (`-m`), vCPUs (`-smp`), disks (`-drive file=`), and per
+/// network device (`-device ...,netdev=ID,mac=MAC`) its MAC and the guest addresses its
+/// user-mode netdev forwards to (`hostfwd=...-ADDR:PORT`; a tap carries none).
+pub fn found_kvm(node: &str, line: &[u8]) -> Result<Vec<Found>, ImportError> {
+    #[derive(serde::Deserialize)]
+    struct Guest {
+        name: String,
+        argv: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Args {
+        args: Vec<Guest>,
+    }
+    let text = String::from_utf8_lossy(line);
+    if text.trim().is_empty() {
+        return Err(ImportError::NoArgs { node: node.into() });
+    }
+    let a: Args = serde_json::from_str(text.trim()).map_err(|source| ImportError::Json {
+        node: node.into(),
+        source,
+    })?;
+    Ok(a.args
+        .iter()
+        .map(|g| qemu_guest(&g.name, &g.argv))
+        .collect())
+}
+
+/// The value of `key=` among a QEMU option string's comma-separated parts.
+fn opt<'a>(v: &'a str, key: &str) -> Option<&'a str> {
+    v.split(',')
+        .find_map(|p| p.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A leading count with an optional binary suffix (`512`, `512M`, `1G`), in MiB.
+fn qemu_mib(v: &str) -> u64 {
+    let v = v.split(',').next().unwrap_or_default();
+    let v = v.strip_prefix("size=").unwrap_or(v);
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits.parse().unwrap_or(0);
+    match &v[digits.len()..] {
+        "" | "M" | "m" => n,
+        "G" | "g" => n.saturating_mul(1024),
+        _ => 0,
+    }
+}
+
+/// One guest from its QEMU arguments.
+fn qemu_guest(name: &str, argv: &[String]) -> Found {
+    let mut f = Found {
+        name: name.to_owned(),
+        memory_mib: 0,
+        vcpus: 0,
+        disks: Vec::new(),
+        nics: Vec::new(),
+    };
+    let mut netdevs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut devices = Vec::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let flag = a.as_str();
+        if !matches!(flag, "-m" | "-smp" | "-drive" | "-netdev" | "-device") {
+            continue;
+        }
+        let Some(v) = it.next() else { break };
+        match flag {
+            "-m" => f.memory_mib = qemu_mib(v),
+            "-smp" => {
+                let first = v.split(',').next().unwrap_or_default();
+                f.vcpus = first
+                    .parse()
+                    .ok()
+                    .or_else(|| opt(v, "cpus")?.parse().ok())
+                    .unwrap_or(0);
+            }
+            "-drive" => f.disks.extend(opt(v, "file").map(str::to_owned)),
+            "-netdev" => {
+                let ips = v
+                    .split(',')
+                    .filter_map(|p| p.strip_prefix("hostfwd="))
+                    .filter_map(|h| h.rsplit_once('-')?.1.split(':').next())
+                    .filter(|ip| !ip.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                netdevs.insert(opt(v, "id").unwrap_or_default(), ips);
+            }
+            _ => {
+                if let Some(nd) = opt(v, "netdev") {
+                    devices.push((nd, opt(v, "mac").unwrap_or_default().to_owned()));
+                }
+            }
+        }
+    }
+    for (nd, mac) in devices {
+        let mut ips: Vec<String> = netdevs.get(nd).cloned().unwrap_or_default();
+        ips.dedup();
+        f.nics.push((mac, ips));
+    }
+    f
 }
 
 /// The domains of an observe report (Domain-0 left out).
@@ -102,6 +228,9 @@ pub struct Context<'a> {
     pub customer: &'a CustomerId,
     /// Today (UTC), the VPSes' `created`.
     pub today: chrono::NaiveDate,
+    /// Addresses the operator gives for a guest by name (`--ip NAME=ADDR`), for a guest whose
+    /// addresses the node does not show (a vif without `ip=`, a KVM guest on a tap).
+    pub given: &'a BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
 /// One domain's outcome.
@@ -118,6 +247,51 @@ pub enum Outcome {
     },
     /// Not imported, and why.
     Refused(String),
+}
+
+/// Why `ip` cannot be the address of `id` on the context's node: outside every pool, in a
+/// pool the node does not use, or an address of its pool that is never handed out.
+fn outside_pools(cx: &Context<'_>, id: &VpsId, ip: Ipv4Addr) -> Option<String> {
+    let Some(pool) = cx.inv.pools.values().find(|p| p.network.contains(&ip)) else {
+        let pools: Vec<String> = (cx.inv.pools.values())
+            .map(|p| format!("{} {}", p.id, p.network))
+            .collect();
+        return Some(format!(
+            "{id}: its address {ip} is outside every pool in pools.toml ({}): add its network as a pool, then import again",
+            if pools.is_empty() {
+                "none".to_owned()
+            } else {
+                pools.join(", ")
+            }
+        ));
+    };
+    let node = cx.inv.nodes.get(&cx.node.node)?;
+    if !node.pools.contains(&pool.id) {
+        return Some(format!(
+            "{id}: its address {ip} is in pool {}, which node {} does not use (its pools: {})",
+            pool.id,
+            node.id,
+            node.pools
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    pool.unusable(ip).map(|u| {
+        format!(
+            "{id}: its address {ip} is {} pool {}, never handed out to a VPS",
+            match u {
+                model::inventory::Unusable::Network => "the network address of",
+                model::inventory::Unusable::Broadcast => "the broadcast address of",
+                model::inventory::Unusable::Gateway => "the gateway of",
+                model::inventory::Unusable::Reserved => "reserved in",
+                model::inventory::Unusable::Dns => "a DNS resolver of",
+                model::inventory::Unusable::Outside => "outside",
+            },
+            pool.id
+        )
+    })
 }
 
 /// A TOML basic string.
@@ -173,14 +347,32 @@ pub fn adopt(found: &Found, cx: &Context<'_>) -> Outcome {
             ));
         }
     };
-    let ips: Vec<Ipv4Addr> = match ips.iter().map(|i| i.parse()).collect() {
-        Ok(v) if !ips.is_empty() => v,
+    let seen: Result<Vec<Ipv4Addr>, _> = ips.iter().map(|i| i.parse()).collect();
+    let ips: Vec<Ipv4Addr> = match (seen, cx.given.get(&found.name)) {
+        (Ok(seen), Some(given)) if !seen.is_empty() && seen != *given => {
+            let words = |v: &[Ipv4Addr]| {
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Outcome::Refused(format!(
+                "{id}: --ip gives {} but the node shows {}",
+                words(given),
+                words(&seen)
+            ));
+        }
+        (_, Some(given)) if !given.is_empty() => given.clone(),
+        (Ok(seen), _) if !seen.is_empty() => seen,
         _ => {
             return Outcome::Refused(format!(
-                "{id}: its interface names no IPv4 address (`ip=` in its vif)"
+                "{id}: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it): give them with --ip {id}=ADDR"
             ));
         }
     };
+    if let Some(why) = ips.iter().find_map(|ip| outside_pools(cx, &id, *ip)) {
+        return Outcome::Refused(why);
+    }
     let ram = found.memory_mib << 20;
     let product = cx.inv.products.values().find(|p| {
         p.resources().is_some_and(|r| {

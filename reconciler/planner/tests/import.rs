@@ -7,7 +7,7 @@ use std::path::Path;
 
 use model::Inventory;
 use planner::desired::{Bootstraps, Templates, desired};
-use planner::import::{Context, Found, Outcome, adopt, found_domains};
+use planner::import::{Context, Found, Outcome, adopt, found_domains, guests};
 
 fn fleet() -> Inventory {
     Inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet")).unwrap()
@@ -71,6 +71,7 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
         disks: &disks,
         customer: &customer,
         today: chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap(),
+        given: &BTreeMap::new(),
     };
     let Outcome::Adopt { id, text } =
         adopt(&found("web1", "/dev/vg0/web1", 768, "66.255.255.40"), &cx)
@@ -136,10 +137,77 @@ fn a_domain_becomes_an_adopted_vps_or_a_refusal_that_says_why() {
         ),
         Outcome::Managed
     );
+    // Addresses come out of the node's pools, or the domain is refused saying which.
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "198.51.100.7")),
+        "web1: its address 198.51.100.7 is outside every pool in pools.toml (seattle-1 117.255.255.0/24, shanghai-1 203.0.113.0/26, tampa-1 66.255.255.0/25): add its network as a pool, then import again"
+    );
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "117.255.255.40")),
+        "web1: its address 117.255.255.40 is in pool seattle-1, which node node0109 does not use (its pools: tampa-1)"
+    );
+    assert_eq!(
+        refused(found("web1", "/dev/vg0/web1", 768, "66.255.255.1")),
+        "web1: its address 66.255.255.1 is the gateway of pool tampa-1, never handed out to a VPS"
+    );
     let mut no_ip = found("web1", "/dev/vg0/web1", 768, "66.255.255.40");
     no_ip.nics[0].1.clear();
+    // Addresses the node does not show are given with --ip, and checked like the others.
+    let given = BTreeMap::from([("web1".to_owned(), vec!["66.255.255.41".parse().unwrap()])]);
+    let with = Context {
+        given: &given,
+        ..cx
+    };
+    let Outcome::Adopt { text, .. } = adopt(&no_ip, &with) else {
+        panic!("not adopted with --ip")
+    };
+    assert!(text.contains("\nips = [\"66.255.255.41\"]\n"), "{text}");
+    assert_eq!(
+        adopt(&found("web1", "/dev/vg0/web1", 768, "66.255.255.40"), &with),
+        Outcome::Refused("web1: --ip gives 66.255.255.41 but the node shows 66.255.255.40".into())
+    );
+    let outside = BTreeMap::from([("web1".to_owned(), vec!["198.51.100.7".parse().unwrap()])]);
+    assert!(matches!(
+        adopt(&no_ip, &Context { given: &outside, ..cx }),
+        Outcome::Refused(why) if why.contains("198.51.100.7 is outside every pool")
+    ));
     assert_eq!(
         refused(no_ip),
-        "web1: its interface names no IPv4 address (`ip=` in its vif)"
+        "web1: no IPv4 address is known for its interface (Xen: `ip=` in its vif; KVM: a user-mode `hostfwd` to it): give them with --ip web1=ADDR"
+    );
+}
+
+#[test]
+fn a_kvm_guest_is_read_from_its_qemu_arguments() {
+    let out = br#"{"version":1,"hypervisor":"kvm"}
+{"args":[{"name":"web1","argv":["qemu-system-x86_64","-S","-accel","tcg","-m","512","-smp","1","-drive","file=/n/var/lib/gitvps/disks/web1.img,if=none,id=d0,format=raw","-device","nvme,drive=d0,serial=web1","-netdev","user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2210-192.0.2.40:22","-device","virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"]},
+ {"name":"big","argv":["qemu-system-x86_64","-m","size=2G","-smp","cpus=4","-netdev","tap,id=t0,ifname=tap1","-device","virtio-net-pci,netdev=t0,mac=52:54:00:00:00:01"]}]}
+"#;
+    let (report, found) = guests("kvm1", model::values::Hypervisor::Kvm, out).unwrap();
+    assert_eq!(report, br#"{"version":1,"hypervisor":"kvm"}"#);
+    assert_eq!(
+        found,
+        vec![
+            Found {
+                name: "web1".into(),
+                memory_mib: 512,
+                vcpus: 1,
+                disks: vec!["/n/var/lib/gitvps/disks/web1.img".into()],
+                nics: vec![("52:54:00:12:34:56".into(), vec!["192.0.2.40".into()])],
+            },
+            Found {
+                name: "big".into(),
+                memory_mib: 2048,
+                vcpus: 4,
+                disks: vec![],
+                nics: vec![("52:54:00:00:00:01".into(), vec![])],
+            },
+        ]
+    );
+    // The arguments line missing: said, not taken as "no guests".
+    let e = guests("kvm1", model::values::Hypervisor::Kvm, b"{\"version\":1}\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "kvm1: the node printed no QEMU arguments after its report"
     );
 }

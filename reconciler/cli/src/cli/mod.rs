@@ -11,6 +11,8 @@ pub mod backup;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
+pub mod bench_graph;
+#[cfg(feature = "sim")]
 pub mod bench_login;
 #[cfg(feature = "sim")]
 pub mod bench_monitor;
@@ -22,10 +24,12 @@ pub mod ci;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod dns;
+pub mod import;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
 pub mod monitor_http;
+pub mod monitor_graph;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
@@ -72,6 +76,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Make the nodes match the inventory (or carry out a saved plan).
     Apply(apply::ApplyArgs),
+    /// Adopt the domains a node runs undeclared: their VPS files, marked adopted, in one commit.
+    Import(import::ImportArgs),
     /// Serve the customer hooks (and a built site) on 127.0.0.1; --repo must be a bare repo.
     Serve(serve::ServeArgs),
     /// The business cycle: `gitvps billing run` (daily) and `gitvps billing report`.
@@ -136,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ticket(c) => ticket::run(&cli.global, c),
         Command::Plan(a) => plan::run(&cli.global, &a),
         Command::Apply(a) => apply::run(&cli.global, &a),
+        Command::Import(a) => import::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
         Command::Site(c) => site::run(&cli.global, c),
         Command::Dns(c) => dns::run(&cli.global, c),
@@ -171,6 +178,26 @@ pub(crate) fn note(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Creates the new file `path` (and its folders) with `text`, synced; never over an existing
+/// file, and a file that could not be written whole is removed again.
+pub(crate) fn create_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Prints JSON to stdout, pretty, with a final newline.

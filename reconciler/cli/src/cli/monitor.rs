@@ -59,6 +59,9 @@ pub enum MonitorCommand {
     /// send the mail. `gitvps monitor` does this once a day by itself; this is for a timer
     /// beside `collect --once`. Exit 0: done; 2 (--dry-run): a VPS would change or be mailed.
     Usage(UsageArgs),
+    /// Draw a usage graph as SVG: a node's overall usage (--node), or a VPS's as its customer
+    /// sees it in the panel (--vps). Times in UTC.
+    Graph(super::monitor_graph::GraphArgs),
 }
 
 /// Flags of `gitvps monitor usage`: those of `gitvps billing run`, and the database.
@@ -120,6 +123,7 @@ pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
             };
             usage(&wt, &store, &opts, u.run.json)
         }
+        Some(MonitorCommand::Graph(ga)) => super::monitor_graph::run(g, ga),
         None => serve(g, &a.opts),
     }
 }
@@ -181,12 +185,20 @@ fn db_path(g: &Global, flag: Option<&PathBuf>) -> anyhow::Result<Option<PathBuf>
         Ok(inv) => inv,
         Err(_) => return Ok(None),
     };
+    Ok(Some(db_path_of(&g.repo, &inv, None)))
+}
+
+/// The database path of an inventory: `flag`, else the setting (relative to `repo`).
+pub(crate) fn db_path_of(repo: &Path, inv: &model::Inventory, flag: Option<&PathBuf>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.clone();
+    }
     let p = Path::new(&inv.settings.monitor.database);
-    Ok(Some(if p.is_absolute() {
+    if p.is_absolute() {
         p.to_path_buf()
     } else {
-        g.repo.join(p)
-    }))
+        repo.join(p)
+    }
 }
 
 fn open_store(g: &Global, o: &CollectOpts) -> anyhow::Result<Option<Store>> {

@@ -1,8 +1,6 @@
 //! `gitvps vps new`: place a new VPS (node, addresses, id) and write its inventory file.
 //! The whole inventory is validated with the new VPS in it before anything is written.
 
-use std::io::Write;
-
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
@@ -95,19 +93,7 @@ fn new(g: &Global, a: NewArgs) -> anyhow::Result<i32> {
     }
 
     if !a.dry_run {
-        let path = g.repo.join(&rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        super::create_file(&g.repo.join(&rel), &text)?;
     }
     if a.json {
         super::print_json(&serde_json::json!({

@@ -71,6 +71,24 @@ pub fn observe_command_for(
     )
 }
 
+/// What `gitvps import` adds to the observe script on a KVM node (`node/import-kvm.sh`).
+const IMPORT_KVM: &str = include_str!("../../node/import-kvm.sh");
+
+/// The command `gitvps import` runs (read only, no lock, one exec): the observe report; on a
+/// KVM node followed by a second line with each running guest's QEMU arguments.
+pub fn import_command(spec: &NodeSpec, now: i64) -> String {
+    let script = match spec.hypervisor {
+        Hypervisor::Xen => observe_script(spec.hypervisor),
+        Hypervisor::Kvm => format!("{}{IMPORT_KVM}", observe_script(spec.hypervisor)),
+    };
+    format!(
+        "{}sh -c {} gitvps-import {} {now}",
+        sudo(spec.sudo),
+        quote(&script),
+        args(&spec.root, &spec.store, spec.hypervisor)
+    )
+}
+
 /// The usage collect script (`node/collect.sh`), printing the framed document that
 /// `gitvps-monitor`'s `report` module reads.
 const COLLECT: &str = include_str!("../../node/collect.sh");

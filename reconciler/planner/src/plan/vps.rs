@@ -293,10 +293,11 @@ impl VpsPlan<'_> {
             "its config is missing"
         } else if due.config_changed {
             "its config changed"
-        } else if self
-            .domain
-            .and_then(|d| d.running_config.as_ref())
-            .is_some_and(|h| *h != v.config_sha256)
+        } else if !(v.adopted && self.config.is_none())
+            && self
+                .domain
+                .and_then(|d| d.running_config.as_ref())
+                .is_some_and(|h| *h != v.config_sha256)
         {
             // KVM keeps the arguments QEMU was started with: it must run its config.
             "it runs other arguments than its config"
