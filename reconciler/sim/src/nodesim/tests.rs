@@ -462,6 +462,38 @@ fn xl_list_long_is_libxl_json() {
     assert_eq!(parsed[0]["domid"], 1);
 }
 
+/// The stand-in takes the config gitvps renders for each guest type (xen02 of the example
+/// fleet), as the real `xl` does (`tests/tests/xen.rs` runs them on real Xen).
+#[test]
+fn xl_create_takes_every_guest_type_gitvps_renders() {
+    use model::values::GuestType;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut inv = model::Inventory::load(&repo).unwrap();
+    let id: model::VpsId = "xen02".parse().unwrap();
+    let node: model::NodeId = "node0109".parse().unwrap();
+    for (t, vdev, nictype) in [
+        (GuestType::Pv, "xvda", "vif"),
+        (GuestType::Pvh, "xvda", "vif"),
+        (GuestType::Hvm, "hda", "vif_ioemu"),
+    ] {
+        inv.vps.get_mut(&id).unwrap().guest_type = Some(t);
+        let d = planner::desired::desired(&inv, &Default::default(), &Default::default()).unwrap();
+        let (_t, root) = node_with_lv();
+        let cfg = write_cfg(&root, "xen02", &d.nodes[&node].vps[&id].config);
+        check(&run(&root, "xl", &["create", "-q", &cfg]), 0, "", "");
+        let o = run(&root, "xl", &["list", "-l", "xen02"]);
+        let dom: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+        let c = &dom[0]["config"];
+        assert_eq!(c["c_info"]["type"], t.to_string(), "{t}");
+        assert_eq!(c["disks"][0]["vdev"], vdev, "{t}");
+        assert_eq!(c["nics"][0]["nictype"], nictype, "{t}");
+        assert_eq!(
+            c["nics"][0]["ip"], "66.255.255.34 2001:db8:66:22::/64",
+            "{t}: both families"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- shutdown / reboot / destroy
 
 #[test]
