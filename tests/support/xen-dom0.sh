@@ -14,32 +14,49 @@ out=$1 mirror=$2 key=$3
 mkdir -p "$out"
 root=$out/root
 debootstrap --variant=minbase \
-    --include=linux-image-amd64,xen-system-amd64,grub-xen-host,openssh-server,sudo,systemd-sysv,udev,ifupdown,bridge-utils,iproute2,isc-dhcp-client,e2fsprogs,lvm2,debootstrap,kmod,procps,initramfs-tools,busybox,util-linux,ca-certificates \
+    --include=linux-image-amd64,xen-system-amd64,grub-xen-host,openssh-server,sudo,systemd-sysv,udev,iproute2,bridge-utils,e2fsprogs,lvm2,debootstrap,kmod,procps,initramfs-tools,busybox,util-linux,ca-certificates \
     bookworm "$root" "$mirror"
 
 echo xendom0 >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 xendom0\n' >"$root/etc/hosts"
 echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' >"$root/etc/fstab"
-# eth0 reaches the mirror through QEMU's user network; xenbr0 is the domUs' bridge, with the
-# test pool's gateway on it.
-cat >"$root/etc/network/interfaces" <<'EOF'
-auto lo
-iface lo inet loopback
+# systemd-networkd, all static, so nothing waits on DHCP at boot: eth0 on QEMU's user network
+# (its fixed addresses), xenbr0 the domUs' bridge with the test pool's gateway on it, up before
+# any vif joins it.
+net=$root/etc/systemd/network
+cat >"$net/10-eth0.network" <<'EOF'
+[Match]
+Name=eth0
 
-auto eth0
-iface eth0 inet dhcp
-
-auto xenbr0
-iface xenbr0 inet static
-    address 10.99.0.1/24
-    bridge_ports none
-    bridge_stp off
-    bridge_fd 0
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+DNS=10.0.2.3
 EOF
+printf '[NetDev]\nName=xenbr0\nKind=bridge\n' >"$net/20-xenbr0.netdev"
+cat >"$net/20-xenbr0.network" <<'EOF'
+[Match]
+Name=xenbr0
+
+[Network]
+Address=10.99.0.1/24
+ConfigureWithoutCarrier=yes
+IgnoreCarrierLoss=yes
+EOF
+chroot "$root" systemctl enable systemd-networkd.service
 # What the host's resolver was is of no use behind QEMU's user network.
 echo 'nameserver 10.0.2.3' >"$root/etc/resolv.conf"
-# xendomains would save or stop the domUs at shutdown: the test kills QEMU instead.
-ln -sf /dev/null "$root/etc/systemd/system/xendomains.service"
+# What the test node does not need, each slow under emulation (e2scrub_reap alone took 2 of a
+# 5-minute boot): xendomains would save or stop the domUs at shutdown (the test kills QEMU
+# instead); nothing waits for network-online; no timers, no LVM monitoring.
+for unit in xendomains.service e2scrub_reap.service e2scrub_all.timer getty-static.service \
+    systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+    fstrim.timer lvm2-monitor.service systemd-pstore.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+# xenconsoled logs every guest's console to /var/log/xen/console/guest-<name>.log.
+sed -i 's/^#\?XENCONSOLED_TRACE=.*/XENCONSOLED_TRACE=guest/' "$root/etc/default/xencommons"
+grep -q '^XENCONSOLED_TRACE=guest' "$root/etc/default/xencommons"
 
 # The reconciler's user: a key, /bin/sh, and exactly the sudo rule docs/reconciler.md lists.
 chroot "$root" useradd --create-home --shell /bin/sh gitvps

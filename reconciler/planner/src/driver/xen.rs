@@ -96,8 +96,10 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
                 ),
             ]
         }
+        // A create that fails (a guest type this Xen cannot run: no device model, no HVM)
+        // says which type, after `xl`'s own message, and leaves no half-built domain.
         DomainOp::Start => vec![format!(
-            "if ! {exists}; then xl create -q {cfg} || return 1; fi"
+            "if ! {exists}; then xl create -q {cfg} || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; fi"
         )],
         DomainOp::Stop { timeout_secs } => vec![format!(
             "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"
