@@ -23,6 +23,11 @@ const BOOT_TIMEOUT_SECS: u64 = 600;
 /// Seconds building the dom0 image may take (measured: about 3 minutes).
 const BUILD_TIMEOUT_SECS: u64 = 1800;
 
+/// Xen's command line: the serial console, a 768 MiB dom0 on one vCPU, and the two workarounds
+/// this emulation needs (`smap=0`: else the dom0 crashes at once; `spec-ctrl=eager-fpu`: else a
+/// Debian domU's systemd segfaults), ../shared/reference/xen-under-qemu.md.
+pub const XEN_ARGS: &str = "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot smap=0 spec-ctrl=eager-fpu";
+
 /// The pool the node's bridge serves: `xenbr0` has the gateway, domUs take addresses from it.
 pub const NETWORK: &str = "10.99.0.0/24";
 /// The gateway on the dom0's `xenbr0`.
@@ -116,6 +121,12 @@ impl XenNode {
     /// `cache`: a folder given to the dom0 as its bootstraps' cache (`/var/cache/gitvps`), on
     /// a third disk (reading a disk costs the emulated dom0 far less than receiving over SSH).
     pub fn boot(cache: Option<&std::path::Path>) -> XenNode {
+        Self::try_boot(cache, XEN_ARGS).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`XenNode::boot`] with Xen's command line `xen_args`; a dom0 that does not come up is
+    /// an error with the serial log's last lines (QEMU is killed).
+    pub fn try_boot(cache: Option<&std::path::Path>, xen_args: &str) -> Result<XenNode, String> {
         let image = Dom0Image::get();
         let dir = tempfile::tempdir().unwrap();
         let cache_img = dir.path().join("cache.img");
@@ -146,16 +157,16 @@ impl XenNode {
         let serial = dir.path().join("serial.log");
         let img = |f: &str| image.dir.join(f).display().to_string();
         let qemu = Command::new("qemu-system-x86_64")
-            .args(["-machine", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048"])
+            .args([
+                "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048",
+            ])
             .args(["-smp", "1", "-display", "none", "-nodefaults", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .arg("-kernel")
             .arg(img("xen"))
             .arg("-append")
-            .arg(
-                "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot smap=0 spec-ctrl=eager-fpu",
-            )
+            .arg(xen_args)
             .arg("-initrd")
             .arg(format!(
                 "{} root=/dev/vda rw console=hvc0 earlyprintk=xen net.ifnames=0,{}",
@@ -202,7 +213,7 @@ impl XenNode {
             qemu,
         };
         let t = Instant::now();
-        node.wait_for_ssh(Duration::from_secs(BOOT_TIMEOUT_SECS));
+        node.wait_for_ssh(Duration::from_secs(BOOT_TIMEOUT_SECS))?;
         node.boot_secs = t.elapsed().as_secs_f64();
         eprintln!(
             "xen: dom0 answered SSH {:.0} s after QEMU started",
@@ -212,7 +223,7 @@ impl XenNode {
         if cache.is_some() {
             node.root("mkdir -p /var/cache/gitvps && mount /dev/vdc /var/cache/gitvps");
         }
-        node
+        Ok(node)
     }
 
     /// The reconciler's private key (the `gitvps` user's).
@@ -232,17 +243,17 @@ impl XenNode {
         format!("--- serial log, last lines\n{}", tail(&self.serial(), 40))
     }
 
-    /// Polls the dom0's sshd; fails at once when QEMU exits or the log shows a crash.
-    fn wait_for_ssh(&mut self, timeout: Duration) {
+    /// Polls the dom0's sshd; an error at once when QEMU exits or the log shows a crash.
+    fn wait_for_ssh(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.qemu.try_wait() {
                 let err =
                     std::fs::read_to_string(self.dir.path().join("qemu.err")).unwrap_or_default();
-                panic!(
+                return Err(format!(
                     "QEMU exited ({status}) before the dom0 answered SSH: {err}\n{}",
                     self.serial_tail()
-                );
+                ));
             }
             let log = self.serial();
             if let Some(l) = log.lines().find(|l| {
@@ -251,10 +262,10 @@ impl XenNode {
                     || l.contains("Dom0 crashed")
                     || l.contains("domain_crash")
             }) {
-                panic!(
+                return Err(format!(
                     "the dom0 crashed while booting: {l}\n{}",
                     self.serial_tail()
-                );
+                ));
             }
             let o = self
                 .ssh("gitvps")
@@ -262,15 +273,16 @@ impl XenNode {
                 .output()
                 .unwrap();
             if o.status.success() {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "the dom0 did not answer SSH within {} s: {}\n{}",
-                timeout.as_secs(),
-                String::from_utf8_lossy(&o.stderr),
-                self.serial_tail()
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the dom0 did not answer SSH within {} s: {}\n{}",
+                    timeout.as_secs(),
+                    String::from_utf8_lossy(&o.stderr),
+                    self.serial_tail()
+                ));
+            }
             std::thread::sleep(Duration::from_secs(3));
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use model::values::GuestType;
 use support::fleet::Run;
-use support::xen::{GATEWAY, NETWORK, XenNode};
+use support::xen::{GATEWAY, NETWORK, XEN_ARGS, XenNode};
 
 const VPS: &str = "xt1";
 const IP: &str = "10.99.0.10";
@@ -306,6 +306,22 @@ fn a_real_xen_node_runs_what_the_inventory_says() {
     // goes to the dom0 on a disk of its own.
     let image = support::xen::Dom0Image::get();
     since("dom0 image ready");
+
+    // A dom0 that does not boot (Xen without `smap=0` here: the dom0 crashes at once) is a
+    // failure with the serial log's last lines, long before the boot timeout.
+    let t = Instant::now();
+    let err = XenNode::try_boot(None, &XEN_ARGS.replace(" smap=0", ""))
+        .err()
+        .expect("a dom0 booted without smap=0");
+    assert!(
+        err.contains("the dom0 crashed while booting") && err.contains("serial log, last lines"),
+        "{err}"
+    );
+    eprintln!(
+        "xen: a crashing dom0 is reported in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+
     let repo = Repo::new();
     repo.node_file(&support::xen::node_file(
         22,
