@@ -54,9 +54,9 @@ for unit in xendomains.service e2scrub_reap.service e2scrub_all.timer getty-stat
     fstrim.timer lvm2-monitor.service systemd-pstore.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-# xenconsoled logs every guest's console to /var/log/xen/console/guest-<name>.log (Debian: /etc/default/xen).
-sed -i 's/^#\?XENCONSOLED_TRACE=.*/XENCONSOLED_TRACE=guest/' "$root/etc/default/xen"
-grep -q '^XENCONSOLED_TRACE=guest' "$root/etc/default/xen"
+# xenconsoled logs every guest's console to /var/log/xen/console/guest-<name>.log (Debian's
+# /etc/init.d/xen passes XENCONSOLED_ARGS; it reads no XENCONSOLED_TRACE).
+echo 'XENCONSOLED_ARGS="--log=guest"' >>"$root/etc/default/xen"
 
 # The reconciler's user: a key, /bin/sh, and exactly the sudo rule docs/reconciler.md lists.
 chroot "$root" useradd --create-home --shell /bin/sh gitvps

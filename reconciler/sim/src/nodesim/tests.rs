@@ -360,25 +360,23 @@ fn xl_list_long_is_libxl_json() {
         "config": {
             "c_info": {
                 "type": "pv",
-                "name": "Domain-0",
-                "uuid": "00000000-0000-0000-0000-000000000000"
+                "name": "Domain-0"
             },
             "b_info": {
-                "max_vcpus": 4,
-                "avail_vcpus": [
-                    0,
-                    1,
-                    2,
-                    3
-                ],
                 "max_memkb": 2097152,
-                "target_memkb": 2097152,
+                "target_memkb": 2097151,
                 "sched_params": {
                     "sched": "credit2",
                     "weight": 256,
                     "cap": 0
                 },
                 "type.pv": {
+
+                },
+                "arch_arm": {
+
+                },
+                "arch_x86": {
 
                 }
             }
@@ -390,7 +388,9 @@ fn xl_list_long_is_libxl_json() {
             "c_info": {
                 "type": "pv",
                 "name": "xen02",
-                "uuid": "UUID"
+                "domid": 4294967295,
+                "uuid": "UUID",
+                "run_hotplug_scripts": "True"
             },
             "b_info": {
                 "max_vcpus": 2,
@@ -400,31 +400,39 @@ fn xl_list_long_is_libxl_json() {
                 ],
                 "max_memkb": 1048576,
                 "target_memkb": 1048576,
+                "video_memkb": 0,
                 "sched_params": {
                     "sched": "credit2",
                     "weight": 256,
                     "cap": 0
                 },
+                "claim_mode": "True",
                 "kernel": "/boot/vmlinuz",
                 "cmdline": "root=/dev/xvda1 ro console=hvc0",
                 "ramdisk": "/boot/initrd.img",
                 "type.pv": {
 
+                },
+                "arch_arm": {
+
+                },
+                "arch_x86": {
+                    "msr_relaxed": "False"
                 }
             },
             "disks": [
                 {
                     "pdev_path": "/dev/vg0/xen02",
                     "vdev": "xvda",
-                    "backend": "phy",
                     "format": "raw",
-                    "readwrite": 1
+                    "readwrite": 1,
+                    "colo_restore_enable": "False"
                 },
                 {
                     "pdev_path": "ROOT/var/lib/images/seed.img",
                     "vdev": "xvdb",
-                    "backend": "qdisk",
-                    "format": "raw"
+                    "format": "raw",
+                    "colo_restore_enable": "False"
                 }
             ],
             "nics": [
@@ -438,11 +446,8 @@ fn xl_list_long_is_libxl_json() {
                     "rate_interval_usecs": 50000
                 }
             ],
-            "on_poweroff": "destroy",
             "on_reboot": "restart",
-            "on_watchdog": "destroy",
-            "on_crash": "destroy",
-            "on_soft_reset": "soft-reset"
+            "on_soft_reset": "soft_reset"
         }
     }
 ]
