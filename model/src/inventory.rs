@@ -136,6 +136,9 @@ pub struct Resources {
     pub disk_bandwidth: Option<ByteRate>,
     /// Backups of its VPSes (`[product.backup]`; off when absent).
     pub backup: crate::backup::BackupPolicy,
+    /// The Xen guest type of its VPSes (their node's `[xen] guest_type` when absent); KVM
+    /// nodes ignore it.
+    pub guest_type: Option<GuestType>,
 }
 
 /// An IP pool.
@@ -288,6 +291,33 @@ impl Default for Kvm {
     }
 }
 
+/// Settings of a Xen node (`[xen]` in its file), defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xen {
+    /// The guest type of its VPSes when neither their plan nor their file names one.
+    pub guest_type: GuestType,
+    /// The words of `xl info`'s `virt_caps` line, when the node file states them: which guest
+    /// types the node can run. `None`: not stated, every type is taken to run.
+    pub virt_caps: Option<Vec<String>>,
+}
+
+impl Default for Xen {
+    /// `guest_type = "pvh"`, capabilities not stated.
+    fn default() -> Self {
+        Xen {
+            guest_type: GuestType::Pvh,
+            virt_caps: None,
+        }
+    }
+}
+
+impl Xen {
+    /// Whether the node can run guests of this type, as far as its file says.
+    pub fn runs(&self, t: GuestType) -> bool {
+        self.virt_caps.as_deref().is_none_or(|caps| t.runs_on(caps))
+    }
+}
+
 /// The bridge a KVM node's guests join when its file names none.
 pub const DEFAULT_KVM_BRIDGE: &str = "br0";
 
@@ -347,6 +377,9 @@ pub struct Node {
     /// KVM settings: `Some` (defaults filled in) exactly when `hypervisor` is
     /// [`Hypervisor::Kvm`], `None` for Xen.
     pub kvm: Option<Kvm>,
+    /// Xen settings: `Some` (defaults filled in) exactly when `hypervisor` is
+    /// [`Hypervisor::Xen`], `None` for KVM.
+    pub xen: Option<Xen>,
     /// Disk storage.
     pub storage: Storage,
     /// Pools its VPSes take addresses from, in order of preference.
@@ -482,6 +515,8 @@ pub struct Vps {
     pub os: OsId,
     /// Appliance installed on top of the OS.
     pub appliance: Option<ApplianceId>,
+    /// The Xen guest type, overriding its plan's and its node's (Xen nodes only).
+    pub guest_type: Option<GuestType>,
     /// Desired power state.
     pub power: Power,
     /// Contract state.
@@ -626,6 +661,17 @@ impl Inventory {
     /// The plan resources of a VPS's product, if the product exists and is a plan.
     pub fn resources_of(&self, vps: &Vps) -> Option<&Resources> {
         self.products.get(&vps.product).and_then(Product::resources)
+    }
+
+    /// The Xen guest type of a VPS: its own `guest_type`, else its plan's, else its node's
+    /// `[xen] guest_type`. `None` when its node is unknown or runs KVM.
+    pub fn guest_type_of(&self, vps: &Vps) -> Option<GuestType> {
+        let xen = self.nodes.get(&vps.node)?.xen.as_ref()?;
+        Some(
+            vps.guest_type
+                .or_else(|| self.resources_of(vps).and_then(|r| r.guest_type))
+                .unwrap_or(xen.guest_type),
+        )
     }
 
     /// Renewal offers for a plan: the plan itself (renewing at its own price) and its renewal products.

@@ -220,6 +220,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
             .clone()
             .unwrap_or_else(|| inv.settings.vps.default_os.clone()),
         appliance: req.appliance.clone(),
+        guest_type: None,
         power: Power::Running,
         state: State::Active,
         suspension: None,
@@ -349,6 +350,12 @@ fn fit<'a>(
 ) -> Result<(f64, &'a Pool, Ipv4Addr), String> {
     if node.maintenance {
         return Err(format!("{} is in maintenance", node.id));
+    }
+    if let Some(xen) = &node.xen {
+        let t = res.guest_type.unwrap_or(xen.guest_type);
+        if !xen.runs(t) {
+            return Err(format!("{} cannot run guest type \"{t}\"", node.id));
+        }
     }
     let sell = node.sellable();
     if !usage.fits(res, &sell) {

@@ -336,6 +336,27 @@ impl FromValue for IfName {
     }
 }
 
+/// A word of `xl info`'s `virt_caps` line (`pv`, `hvm`, `hap`, `gnttab-v1`), read as a string.
+pub(crate) struct VirtCap(pub String);
+
+impl FromValue for VirtCap {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let s = expect_str(v)?;
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(VirtCap(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` is not a word of `xl info`'s virt_caps (lowercase letters, digits, `_`, `-`; at most 32)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
 /// One file being read: its source and the diagnostics found so far.
 pub(crate) struct Reader<'s> {
     pub(crate) src: &'s SourceFile,

@@ -25,7 +25,57 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     customer_emails(inv, &mut out);
     backups(inv, broken, &mut out);
     restores(inv, broken, &mut out);
+    guest_types(inv, &mut out);
     out
+}
+
+/// A VPS's Xen guest type (its own or its plan's; the node's default is checked with the node
+/// file) must be one its node can run (`[xen] virt_caps`); a VPS on a KVM node names none.
+fn guest_types(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    for v in inv.vps.values().filter(|v| v.holds_resources()) {
+        let Some(node) = inv.nodes.get(&v.node) else {
+            continue;
+        };
+        let Some(xen) = &node.xen else {
+            if v.guest_type.is_some() {
+                out.push(v.origin.diag(
+                    "guest_type",
+                    format!(
+                        "only for VPSes on Xen nodes (node `{}` runs \"{}\"); remove it",
+                        node.id, node.hypervisor
+                    ),
+                ));
+            }
+            continue;
+        };
+        let Some(t) = inv.guest_type_of(v) else {
+            continue;
+        };
+        if xen.runs(t) {
+            continue;
+        }
+        let from_plan = inv.resources_of(v).and_then(|r| r.guest_type).is_some();
+        let (field, whose) = if v.guest_type.is_some() {
+            ("guest_type", String::new())
+        } else if from_plan {
+            (
+                "product",
+                format!(" (the guest_type of plan `{}`)", v.product),
+            )
+        } else {
+            // The node's own default: its file reports it.
+            continue;
+        };
+        out.push(v.origin.diag(
+            field,
+            format!(
+                "guest type \"{t}\"{whose} cannot run on node `{}`: its virt_caps [{}] lack {}",
+                node.id,
+                xen.virt_caps.as_deref().unwrap_or_default().join(" "),
+                t.requirement(),
+            ),
+        ));
+    }
 }
 
 /// Backups need a repository in `gitvps.toml`, and a VPS's `[backup]` must leave a policy

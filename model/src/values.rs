@@ -959,6 +959,40 @@ keyword!(
     }
 );
 keyword!(
+    /// How a Xen guest is virtualized (`guest_type` of a node's `[xen]`, a plan or a VPS).
+    GuestType, "Xen guest type", {
+        /// Paravirtualized: needs no hardware virtualization (`xl info` virt_caps `pv`).
+        Pv = "pv",
+        /// PVH: a paravirtualized guest in a hardware container (virt_caps `hvm` with `hap`
+        /// or `shadow`).
+        Pvh = "pvh",
+        /// Fully virtualized, with emulated firmware and devices (virt_caps `hvm`).
+        Hvm = "hvm",
+    }
+);
+
+impl GuestType {
+    /// Whether a node whose `xl info` prints these `virt_caps` words can run this type.
+    pub fn runs_on(self, virt_caps: &[String]) -> bool {
+        let has = |w: &str| virt_caps.iter().any(|c| c == w);
+        match self {
+            GuestType::Pv => has("pv"),
+            GuestType::Hvm => has("hvm"),
+            GuestType::Pvh => has("hvm") && (has("hap") || has("shadow")),
+        }
+    }
+
+    /// What `virt_caps` must hold for this type, for messages.
+    pub fn requirement(self) -> &'static str {
+        match self {
+            GuestType::Pv => "`pv`",
+            GuestType::Hvm => "`hvm`",
+            GuestType::Pvh => "`hvm` with `hap` or `shadow`",
+        }
+    }
+}
+
+keyword!(
     /// How a KVM node runs its guests' CPUs (`[kvm] accel`).
     Accel, "KVM accelerator", {
         /// Hardware virtualization through `/dev/kvm`.

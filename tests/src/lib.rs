@@ -201,6 +201,7 @@ pub mod knot;
 pub mod kvm;
 pub mod netns;
 pub mod smtp;
+pub mod xen;
 
 /// The project's top folder (the example fleet).
 /// The `gitvps` command line built with the simulation kit: this package's `gitvps-e2e`, which
@@ -536,4 +537,40 @@ impl Drop for ConsoleAccount {
         let _ = std::fs::remove_file(&self.sudoers);
         let _ = Command::new("userdel").arg(&self.user).output();
     }
+}
+
+/// Runs `ssh` (a console login: `ssh -tt <vps>@node`), presses Enter until the output shows
+/// `login:` or `timeout` passes, then ends it; returns everything it printed.
+pub fn console_until_login(mut ssh: Command, timeout: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let mut child = ssh
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline && !String::from_utf8_lossy(&seen).contains("login:")
+    {
+        let _ = stdin.write_all(b"\r");
+        let _ = stdin.flush();
+        while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(700)) {
+            seen.extend(chunk);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    String::from_utf8_lossy(&seen).into_owned()
 }

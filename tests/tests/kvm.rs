@@ -11,9 +11,9 @@
 
 use gitvps_tests as support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::kvm::{KvmNode, KvmNodeSpec};
@@ -117,37 +117,9 @@ impl Drop for Holder {
 /// Logs in as the console user with the customer's key and returns what the console printed
 /// after a carriage return.
 fn console_over_ssh(f: &Fleet) -> String {
-    let mut child = support::ssh_client(&f.customer_key, f.sshd.port)
-        .arg("-tt")
-        .arg(format!("{VPS}@127.0.0.1"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && !String::from_utf8_lossy(&seen).contains("login:") {
-        let _ = stdin.write_all(b"\r");
-        let _ = stdin.flush();
-        while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(700)) {
-            seen.extend(chunk);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    String::from_utf8_lossy(&seen).into_owned()
+    let mut ssh = support::ssh_client(&f.customer_key, f.sshd.port);
+    ssh.arg("-tt").arg(format!("{VPS}@127.0.0.1"));
+    support::console_until_login(ssh, Duration::from_secs(30))
 }
 
 #[test]

@@ -32,6 +32,7 @@ const PRODUCT_KEYS: &[&str] = &[
     "disk_iops",
     "disk_bandwidth",
     "backup",
+    "guest_type",
 ];
 /// The fields of a plan's resources: `disk` to the end of [`PRODUCT_KEYS`]. A renewal product
 /// takes them from the product it renews; a traffic block has none.
@@ -162,6 +163,7 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
     let disk_iops = p.opt::<u32>(r, o, "disk_iops");
     let disk_bandwidth = p.opt::<ByteRate>(r, o, "disk_bandwidth");
     let backup = super::backup::parse_policy(r, o, p);
+    let guest_type = p.kw::<GuestType>(r, o, "guest_type");
     if disk_iops.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
         p.error(
             r,
@@ -191,5 +193,6 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
         disk_iops,
         disk_bandwidth,
         backup,
+        guest_type,
     })
 }

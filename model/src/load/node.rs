@@ -7,7 +7,7 @@ use super::build;
 use crate::diag::Origin;
 use crate::ids::*;
 use crate::inventory::*;
-use crate::read::{IfName, Obj, Reader};
+use crate::read::{IfName, Obj, Reader, VirtCap};
 use crate::values::*;
 
 const NODE_KEYS: &[&str] = &[
@@ -20,6 +20,7 @@ const NODE_KEYS: &[&str] = &[
     "country",
     "hypervisor",
     "kvm",
+    "xen",
     "storage",
     "pools",
     "capacity",
@@ -28,6 +29,7 @@ const NODE_KEYS: &[&str] = &[
     "root",
 ];
 const KVM_KEYS: &[&str] = &["accel", "network", "bridge", "forward_base"];
+const XEN_KEYS: &[&str] = &["guest_type", "virt_caps"];
 const STORAGE_KEYS: &[&str] = &["backend", "vg", "dir", "format"];
 const RESOURCE_KEYS: &[&str] = &["ram", "disk", "vcpus"];
 
@@ -46,6 +48,7 @@ pub(super) fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> O
     let country = n.req::<Country>(r, &mut o, "country");
     let hypervisor = n.req_kw::<Hypervisor>(r, &mut o, "hypervisor");
     let kvm = parse_kvm(r, &mut o, &n, hypervisor);
+    let xen = parse_xen(r, &mut o, &n, hypervisor);
     let storage = n
         .required(r, "storage")
         .then(|| n.sub(r, &mut o, "storage", STORAGE_KEYS))
@@ -80,6 +83,7 @@ pub(super) fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> O
             country: country?,
             hypervisor: hypervisor?,
             kvm: kvm?,
+            xen: xen?,
             storage: storage?,
             pools,
             capacity: capacity?,
@@ -173,6 +177,33 @@ fn parse_storage(
     st
 }
 
+/// Whether the node runs another hypervisor than `table`'s (then its `[kvm]` or `[xen]`
+/// table, if present, is an error).
+fn other_hypervisor(
+    r: &mut Reader<'_>,
+    o: &mut Origin,
+    n: &Obj<'_>,
+    table: Hypervisor,
+    hypervisor: Option<Hypervisor>,
+) -> bool {
+    let Some(runs) = hypervisor.filter(|h| *h != table) else {
+        return false;
+    };
+    let key = table.to_string();
+    if n.has(&key) {
+        let span = n.span_of(&key);
+        o.record(&key, r.src.pos_of(span.clone()));
+        r.error(
+            span,
+            &key,
+            format!(
+                "only for hypervisor = \"{table}\" (this node runs \"{runs}\"); remove this table"
+            ),
+        );
+    }
+    true
+}
+
 /// The `[kvm]` table of a node: `Some(None)` for a Xen node, `Some(Some(..))` with defaults
 /// filled for a KVM node, `None` when the settings cannot be known (an error is recorded).
 fn parse_kvm(
@@ -181,16 +212,7 @@ fn parse_kvm(
     n: &Obj<'_>,
     hypervisor: Option<Hypervisor>,
 ) -> Option<Option<Kvm>> {
-    if hypervisor == Some(Hypervisor::Xen) {
-        if n.has("kvm") {
-            let span = n.span_of("kvm");
-            o.record("kvm", r.src.pos_of(span.clone()));
-            r.error(
-                span,
-                "kvm",
-                "only for hypervisor = \"kvm\" (this node runs \"xen\"); remove this table",
-            );
-        }
+    if other_hypervisor(r, o, n, Hypervisor::Kvm, hypervisor) {
         return Some(None);
     }
     let Some(k) = n.sub(r, o, "kvm", KVM_KEYS) else {
@@ -224,6 +246,56 @@ fn parse_kvm(
             network: network?,
         }))
     })
+}
+
+/// The `[xen]` table of a node: `Some(None)` for a KVM node, `Some(Some(..))` with defaults
+/// filled for a Xen node (or one whose hypervisor did not parse), `None` when the settings
+/// cannot be known (an error is recorded).
+fn parse_xen(
+    r: &mut Reader<'_>,
+    o: &mut Origin,
+    n: &Obj<'_>,
+    hypervisor: Option<Hypervisor>,
+) -> Option<Option<Xen>> {
+    if other_hypervisor(r, o, n, Hypervisor::Xen, hypervisor) {
+        return Some(None);
+    }
+    let Some(x) = n.sub(r, o, "xen", XEN_KEYS) else {
+        return Some(Some(Xen::default()));
+    };
+    let guest_type = x.kw::<GuestType>(r, o, "guest_type");
+    let type_unknown = guest_type.is_none() && x.has("guest_type");
+    let virt_caps = x.has("virt_caps").then(|| {
+        x.list::<VirtCap>(r, o, "virt_caps")
+            .into_iter()
+            .map(|c| c.0)
+            .collect::<Vec<_>>()
+    });
+    let xen = Xen {
+        guest_type: guest_type.unwrap_or(GuestType::Pvh),
+        virt_caps,
+    };
+    if let Some(caps) = &xen.virt_caps
+        && !type_unknown
+        && !xen.runs(xen.guest_type)
+    {
+        let field = if x.has("guest_type") {
+            "guest_type"
+        } else {
+            "virt_caps"
+        };
+        x.error(
+            r,
+            field,
+            format!(
+                "guest_type \"{}\" cannot run on this node: virt_caps [{}] lack {}",
+                xen.guest_type,
+                caps.join(" "),
+                xen.guest_type.requirement()
+            ),
+        );
+    }
+    build(r, &x, || (!type_unknown).then_some(Some(xen)))
 }
 
 /// `network = "user"`: no bridge, and a `forward_base` that leaves room for 255 guests.

@@ -21,6 +21,7 @@ const VPS_KEYS: &[&str] = &[
     "hostname",
     "os",
     "appliance",
+    "guest_type",
     "power",
     "state",
     "suspension",
@@ -50,6 +51,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let hostname = v.req::<Hostname>(r, &mut o, "hostname");
     let os = v.req::<OsId>(r, &mut o, "os");
     let appliance = v.opt::<ApplianceId>(r, &mut o, "appliance");
+    let guest_type = v.kw::<GuestType>(r, &mut o, "guest_type");
     let power = v.kw::<Power>(r, &mut o, "power").unwrap_or(Power::Running);
     let state = v.kw::<State>(r, &mut o, "state").unwrap_or(State::Active);
     let suspension = v.kw::<Suspension>(r, &mut o, "suspension");
@@ -79,6 +81,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             hostname: hostname?,
             os: os?,
             appliance,
+            guest_type,
             power,
             state,
             suspension,

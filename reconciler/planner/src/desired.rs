@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use model::values::{Hypervisor, ImageFormat, Power, State};
+use model::values::{GuestType, Hypervisor, ImageFormat, Power, State};
 use model::{Actions, Inventory, NodeId, Storage, VpsId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -349,7 +349,11 @@ pub fn desired(
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
                 kvm_config(inv, node, kvm, spec, v, res, &kvm_tmpl)?
             }
-            _ => (crate::driver::xen::config(&tmpl, v, res, &disk_path)?, None),
+            _ => {
+                let guest_type = inv.guest_type_of(v).unwrap_or(GuestType::Pvh);
+                let config = crate::driver::xen::config(&tmpl, v, res, &disk_path, guest_type)?;
+                (config, None)
+            }
         };
         let config_path = match spec.hypervisor {
             Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
@@ -538,5 +542,49 @@ mod tests {
         let xen04 = &d.nodes[&"node0201".parse::<NodeId>().unwrap()].vps
             [&"xen04".parse::<VpsId>().unwrap()];
         assert_eq!(xen04.disk_path, "/var/lib/gitvps/disks/xen04.img");
+    }
+
+    /// xen02's config as each guest type, chosen by the VPS, its plan or its node.
+    #[test]
+    fn each_guest_type_renders() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let base = Inventory::load(&repo).unwrap();
+        let node: NodeId = "node0109".parse().unwrap();
+        let id: VpsId = "xen02".parse().unwrap();
+        let render = |inv: &Inventory| {
+            let d = desired(inv, &Templates::default(), &Bootstraps::default()).unwrap();
+            d.nodes[&node].vps[&id].config.clone()
+        };
+        let mut by_vps = base.clone();
+        by_vps.vps.get_mut(&id).unwrap().guest_type = Some(GuestType::Pv);
+        let pv = render(&by_vps);
+        insta::assert_snapshot!("xen_pv", pv);
+        let mut by_node = base.clone();
+        by_node
+            .nodes
+            .get_mut(&node)
+            .unwrap()
+            .xen
+            .as_mut()
+            .unwrap()
+            .guest_type = GuestType::Pv;
+        assert_eq!(render(&by_node), pv, "the node's default");
+        let mut by_plan = by_node.clone();
+        let plan = by_plan.vps[&id].product.clone();
+        if let Some(model::ProductKind::Plan(r)) =
+            by_plan.products.get_mut(&plan).map(|p| &mut p.kind)
+        {
+            r.guest_type = Some(GuestType::Hvm);
+        }
+        let hvm = render(&by_plan);
+        insta::assert_snapshot!("xen_hvm", hvm);
+        by_plan.vps.get_mut(&id).unwrap().guest_type = Some(GuestType::Pvh);
+        let pvh = render(&by_plan);
+        assert_eq!(
+            pvh,
+            render(&base),
+            "the VPS's own type wins over its plan's"
+        );
+        insta::assert_snapshot!("xen_pvh", pvh);
     }
 }

@@ -2,6 +2,7 @@
 //! Disks, installs and consoles are shared with the other drivers (`driver/mod.rs`).
 
 use model::VpsId;
+use model::values::GuestType;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -27,6 +28,10 @@ pub fn xen_mac(vps: &VpsId) -> String {
 #[derive(Serialize)]
 struct ConfigVars<'a> {
     vps: &'a str,
+    guest_type: GuestType,
+    /// `hda` for HVM (an emulated disk its firmware boots from, PV drivers too); `xvda`
+    /// (PV only) for PV and PVH.
+    disk_vdev: &'a str,
     memory_mib: u64,
     vcpus: u32,
     cpu_weight: u32,
@@ -39,22 +44,29 @@ struct ConfigVars<'a> {
     hostname: &'a str,
 }
 
-/// The `xl.cfg` of a VPS from the template.
+/// The `xl.cfg` of a VPS of this guest type from the template. The vif's `ip=` carries every
+/// address the VPS owns, IPv4 and its IPv6 /64s, so Xen's anti-spoofing covers both.
 pub(crate) fn config(
     tmpl: &minijinja::Template<'_, '_>,
     v: &model::Vps,
     res: &model::Resources,
     disk_path: &str,
+    guest_type: GuestType,
 ) -> Result<String, DesiredError> {
     let vars = ConfigVars {
         vps: v.id.as_str(),
+        guest_type,
+        disk_vdev: match guest_type {
+            GuestType::Hvm => "hda",
+            GuestType::Pv | GuestType::Pvh => "xvda",
+        },
         memory_mib: res.ram.as_mib(),
         vcpus: res.vcpus,
         cpu_weight: res.cpu_weight,
         cpu_cap: res.cpu_cap,
         disk: disk_path,
         mac: xen_mac(&v.id),
-        ips: v.ipv4().map(|ip| ip.to_string()).collect(),
+        ips: v.ips.iter().map(ToString::to_string).collect(),
         bridge: DEFAULT_BRIDGE,
         rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
         hostname: v.hostname.as_str(),
@@ -84,8 +96,10 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
                 ),
             ]
         }
+        // A create that fails (a guest type this Xen cannot run: no device model, no HVM)
+        // says which type, after `xl`'s own message, and leaves no half-built domain.
         DomainOp::Start => vec![format!(
-            "if ! {exists}; then xl create -q {cfg} || return 1; fi"
+            "if ! {exists}; then xl create -q {cfg} || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; fi"
         )],
         DomainOp::Stop { timeout_secs } => vec![format!(
             "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"

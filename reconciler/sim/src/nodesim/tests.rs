@@ -360,25 +360,23 @@ fn xl_list_long_is_libxl_json() {
         "config": {
             "c_info": {
                 "type": "pv",
-                "name": "Domain-0",
-                "uuid": "00000000-0000-0000-0000-000000000000"
+                "name": "Domain-0"
             },
             "b_info": {
-                "max_vcpus": 4,
-                "avail_vcpus": [
-                    0,
-                    1,
-                    2,
-                    3
-                ],
                 "max_memkb": 2097152,
-                "target_memkb": 2097152,
+                "target_memkb": 2097151,
                 "sched_params": {
                     "sched": "credit2",
                     "weight": 256,
                     "cap": 0
                 },
                 "type.pv": {
+
+                },
+                "arch_arm": {
+
+                },
+                "arch_x86": {
 
                 }
             }
@@ -390,7 +388,9 @@ fn xl_list_long_is_libxl_json() {
             "c_info": {
                 "type": "pv",
                 "name": "xen02",
-                "uuid": "UUID"
+                "domid": 4294967295,
+                "uuid": "UUID",
+                "run_hotplug_scripts": "True"
             },
             "b_info": {
                 "max_vcpus": 2,
@@ -400,31 +400,39 @@ fn xl_list_long_is_libxl_json() {
                 ],
                 "max_memkb": 1048576,
                 "target_memkb": 1048576,
+                "video_memkb": 0,
                 "sched_params": {
                     "sched": "credit2",
                     "weight": 256,
                     "cap": 0
                 },
+                "claim_mode": "True",
                 "kernel": "/boot/vmlinuz",
                 "cmdline": "root=/dev/xvda1 ro console=hvc0",
                 "ramdisk": "/boot/initrd.img",
                 "type.pv": {
 
+                },
+                "arch_arm": {
+
+                },
+                "arch_x86": {
+                    "msr_relaxed": "False"
                 }
             },
             "disks": [
                 {
                     "pdev_path": "/dev/vg0/xen02",
                     "vdev": "xvda",
-                    "backend": "phy",
                     "format": "raw",
-                    "readwrite": 1
+                    "readwrite": 1,
+                    "colo_restore_enable": "False"
                 },
                 {
                     "pdev_path": "ROOT/var/lib/images/seed.img",
                     "vdev": "xvdb",
-                    "backend": "qdisk",
-                    "format": "raw"
+                    "format": "raw",
+                    "colo_restore_enable": "False"
                 }
             ],
             "nics": [
@@ -438,11 +446,8 @@ fn xl_list_long_is_libxl_json() {
                     "rate_interval_usecs": 50000
                 }
             ],
-            "on_poweroff": "destroy",
             "on_reboot": "restart",
-            "on_watchdog": "destroy",
-            "on_crash": "destroy",
-            "on_soft_reset": "soft-reset"
+            "on_soft_reset": "soft_reset"
         }
     }
 ]
@@ -460,6 +465,38 @@ fn xl_list_long_is_libxl_json() {
     let parsed: serde_json::Value = serde_json::from_str(&one.out).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), 1);
     assert_eq!(parsed[0]["domid"], 1);
+}
+
+/// The stand-in takes the config gitvps renders for each guest type (xen02 of the example
+/// fleet), as the real `xl` does (`tests/tests/xen.rs` runs them on real Xen).
+#[test]
+fn xl_create_takes_every_guest_type_gitvps_renders() {
+    use model::values::GuestType;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut inv = model::Inventory::load(&repo).unwrap();
+    let id: model::VpsId = "xen02".parse().unwrap();
+    let node: model::NodeId = "node0109".parse().unwrap();
+    for (t, vdev, nictype) in [
+        (GuestType::Pv, "xvda", "vif"),
+        (GuestType::Pvh, "xvda", "vif"),
+        (GuestType::Hvm, "hda", "vif_ioemu"),
+    ] {
+        inv.vps.get_mut(&id).unwrap().guest_type = Some(t);
+        let d = planner::desired::desired(&inv, &Default::default(), &Default::default()).unwrap();
+        let (_t, root) = node_with_lv();
+        let cfg = write_cfg(&root, "xen02", &d.nodes[&node].vps[&id].config);
+        check(&run(&root, "xl", &["create", "-q", &cfg]), 0, "", "");
+        let o = run(&root, "xl", &["list", "-l", "xen02"]);
+        let dom: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+        let c = &dom[0]["config"];
+        assert_eq!(c["c_info"]["type"], t.to_string(), "{t}");
+        assert_eq!(c["disks"][0]["vdev"], vdev, "{t}");
+        assert_eq!(c["nics"][0]["nictype"], nictype, "{t}");
+        assert_eq!(
+            c["nics"][0]["ip"], "66.255.255.34 2001:db8:66:22::/64",
+            "{t}: both families"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- shutdown / reboot / destroy

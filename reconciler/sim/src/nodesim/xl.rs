@@ -376,24 +376,22 @@ fn dom0_json(st: &XlState) -> J {
             obj(vec![
                 (
                     "c_info",
-                    obj(vec![
-                        ("type", J::s("pv")),
-                        ("name", J::s(DOM0_NAME)),
-                        ("uuid", J::s(NULL_UUID)),
-                    ]),
+                    // Real Xen 4.17: no uuid, no vCPUs, a target one KiB under the
+                    // maximum, and both arch tables (docs/xen.md).
+                    obj(vec![("type", J::s("pv")), ("name", J::s(DOM0_NAME))]),
                 ),
                 (
                     "b_info",
                     obj(vec![
-                        ("max_vcpus", J::n(DOM0_VCPUS)),
-                        ("avail_vcpus", vcpu_list(DOM0_VCPUS)),
                         ("max_memkb", J::n(DOM0_MEMKB)),
-                        ("target_memkb", J::n(DOM0_MEMKB)),
+                        ("target_memkb", J::n(DOM0_MEMKB - 1)),
                         (
                             "sched_params",
                             sched_json(st.dom0_sched_weight, st.dom0_sched_cap),
                         ),
                         ("type.pv", obj(vec![])),
+                        ("arch_arm", obj(vec![])),
+                        ("arch_x86", obj(vec![])),
                     ]),
                 ),
             ]),
@@ -403,16 +401,25 @@ fn dom0_json(st: &XlState) -> J {
 
 /// libxl_domain_config as JSON (IDL field order, unset fields omitted).
 pub(crate) fn config_json(name: &str, uuid: Option<&str>, c: &DomConfig) -> J {
-    let mut c_info = vec![("type", J::s(c.kind.clone())), ("name", J::s(name))];
+    // As real Xen 4.17 prints a created domain (docs/xen.md): the unset domid, the hotplug
+    // and claim defaults libxl filled in.
+    let mut c_info = vec![
+        ("type", J::s(c.kind.clone())),
+        ("name", J::s(name)),
+        ("domid", J::n(u32::MAX)),
+    ];
     if let Some(u) = uuid {
         c_info.push(("uuid", J::s(u)));
     }
+    c_info.push(("run_hotplug_scripts", J::s("True")));
     let mut b_info = vec![
         ("max_vcpus", J::n(c.max_vcpus)),
         ("avail_vcpus", vcpu_list(c.avail_vcpus)),
         ("max_memkb", J::n(c.max_memkb)),
         ("target_memkb", J::n(c.target_memkb)),
+        ("video_memkb", J::n(0)),
         ("sched_params", sched_json(c.sched_weight, c.sched_cap)),
+        ("claim_mode", J::s("True")),
     ];
     if let Some(k) = &c.kernel {
         b_info.push(("kernel", J::s(k.clone())));
@@ -441,6 +448,8 @@ pub(crate) fn config_json(name: &str, uuid: Option<&str>, c: &DomConfig) -> J {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     b_info.push((union_key, obj(u)));
+    b_info.push(("arch_arm".into(), obj(vec![])));
+    b_info.push(("arch_x86".into(), obj(vec![("msr_relaxed", J::s("False"))])));
 
     let mut config = vec![
         ("c_info".to_string(), obj(c_info)),
@@ -455,10 +464,9 @@ pub(crate) fn config_json(name: &str, uuid: Option<&str>, c: &DomConfig) -> J {
                 if !d.pdev_path.is_empty() {
                     f.push(("pdev_path", J::s(d.pdev_path.clone())));
                 }
+                // The backend is chosen when the disk is attached: the stored config
+                // keeps none.
                 f.push(("vdev", J::s(d.vdev.clone())));
-                if !d.backend.is_empty() {
-                    f.push(("backend", J::s(d.backend.clone())));
-                }
                 f.push(("format", J::s(d.format.clone())));
                 if d.readwrite != 0 {
                     f.push(("readwrite", J::n(d.readwrite)));
@@ -466,6 +474,7 @@ pub(crate) fn config_json(name: &str, uuid: Option<&str>, c: &DomConfig) -> J {
                 if d.is_cdrom != 0 {
                     f.push(("is_cdrom", J::n(d.is_cdrom)));
                 }
+                f.push(("colo_restore_enable", J::s("False")));
                 obj(f)
             })
             .collect();
@@ -513,7 +522,10 @@ pub(crate) fn config_json(name: &str, uuid: Option<&str>, c: &DomConfig) -> J {
         ("on_crash", &c.on_crash),
         ("on_soft_reset", &c.on_soft_reset),
     ] {
-        config.push((k.to_string(), J::s(v.clone())));
+        // libxl's enum names, with `_`; "destroy" (the default) is left out.
+        if v != "destroy" {
+            config.push((k.to_string(), J::s(v.replace('-', "_"))));
+        }
     }
     J::Obj(config)
 }
