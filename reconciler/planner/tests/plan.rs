@@ -1645,6 +1645,21 @@ fn a_kvm_guest_with_an_iso_gets_it_as_a_read_only_cdrom_booted_first() {
     );
     assert!(config.contains("-kernel\n"), "{config}");
     assert!(!config.contains("bootindex"), "{config}");
+    // The ISO is fetched (and checked) first, before the config that attaches it.
+    let d = desired_of(&cd);
+    let mut obs = converged(&desired_of(&kvm_fleet()));
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().running_config = None;
+    });
+    let p = plan(&d, &obs);
+    let text = render(&p);
+    let fetch = format!("+ xen02: fetch ISO https://media.example.net/x.iso (sha256 {sha})");
+    let (Some(f), Some(w)) = (text.find(&fetch), text.find("xen02: rewrite domain config")) else {
+        panic!("{text}")
+    };
+    assert!(f < w, "{text}");
+    // Converged: nothing fetched again.
+    assert!(!changes(&plan(&d, &converged(&d))));
     // No [boot]: no CD-ROM at all.
     let d = desired_of(&kvm_fleet());
     let config = &spec(&d, "node0109", "xen02").config;

@@ -311,6 +311,13 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             install_lines(&step.target.disk, None, spec)
         }
         Op::Record { .. } => vec![":".into()],
+        Op::FetchIso { iso } => vec![format!(
+            "fetch_iso {} {} {} {}",
+            quote(&iso.url),
+            quote(&iso.sha256),
+            iso.max_bytes,
+            quote(&iso.path)
+        )],
         Op::CheckBackup { restore, max_bytes } => vec![crate::backup::step_line(
             &spec.root, restore, *max_bytes, None,
         )],
