@@ -141,6 +141,9 @@ pub struct Config {
     /// Credentials and the pinned SSH host key of a remote repo (`GITVPS_REPO_USER`,
     /// `GITVPS_REPO_PASSWORD`, `GITVPS_REPO_SSH_KEY`, `GITVPS_REPO_HOST_KEY`).
     pub remote: crate::remote::RepoAuth,
+    /// Draws the usage graphs of `GET /api/vps/{id}/graph` (`gitvps serve --monitor-db`, the
+    /// demo). `None`: that route answers 503 `graphs_unavailable`.
+    pub graphs: Option<std::sync::Arc<dyn crate::graphs::GraphSource>>,
 }
 
 impl Config {
@@ -164,6 +167,7 @@ impl Config {
             mail_url: None,
             mail_ca: None,
             remote: crate::remote::RepoAuth::default(),
+            graphs: None,
         }
     }
 

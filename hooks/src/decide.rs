@@ -56,6 +56,21 @@ pub enum Change {
         /// The appliance, as asked.
         appliance: Option<String>,
     },
+    /// Write a backup onto a VPS's disk, erasing it: a backup of this VPS, or of `from`,
+    /// another VPS of the same customer (restore into a new VPS).
+    Restore {
+        /// Who asks.
+        customer: CustomerId,
+        /// The VPS whose disk is written.
+        vps: VpsId,
+        /// The backup taken of it, as asked: restic's id or its short id.
+        snapshot: String,
+        /// The VPS the backup was taken of, when not `vps`.
+        from: Option<VpsId>,
+        /// The backups published for the source VPS on the status branch when the request came
+        /// in (the hooks never reach the repository itself): the snapshot must be one of them.
+        published: Vec<model::status::BackupEntry>,
+    },
     /// Replace the customer's console keys (asked through one of its VPSes).
     SshKeys {
         /// Who asks.
@@ -173,6 +188,7 @@ impl Change {
             Change::Power { customer, .. }
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
+            | Change::Restore { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -195,6 +211,7 @@ impl Change {
             Change::Power { customer, .. }
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
+            | Change::Restore { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -227,7 +244,7 @@ pub enum Decision {
     Action {
         /// The VPS.
         vps: VpsId,
-        /// `reboot`, `fsck` or `reinstall`.
+        /// `reboot`, `fsck`, `reinstall` or `restore`.
         action: &'static str,
         /// The new generation: the reconciler performs it once.
         generation: u64,
@@ -358,6 +375,12 @@ pub enum Refusal {
     /// would be made on.
     #[error("the session is no longer valid; log in again")]
     Unauthorized,
+    /// A restore asked while `gitvps.toml` names no backup repository.
+    #[error("backups are not configured for this site")]
+    BackupsNotConfigured,
+    /// A restore names a backup that is not in the source VPS's published list.
+    #[error("{0}")]
+    UnknownBackup(String),
     /// A reset link that is not the latest one mailed, was used already, or has expired.
     #[error("this reset link is invalid, used or expired: ask for a new one")]
     ResetInvalid,
@@ -447,6 +470,13 @@ pub fn decide(
             os,
             appliance,
         } => decide_reinstall(inv, cat, tree, customer, vps, os, appliance.as_deref()),
+        Change::Restore {
+            customer,
+            vps,
+            snapshot,
+            from,
+            published,
+        } => decide_restore(inv, tree, customer, vps, snapshot, from.as_ref(), published),
         Change::SshKeys {
             customer,
             vps,
@@ -830,6 +860,62 @@ fn decide_reinstall(
         decision: Decision::Action {
             vps: vps.clone(),
             action: ActionKind::Reinstall.key(),
+            generation,
+        },
+        fallback: None,
+    })
+}
+
+/// A restore asked from the panel: both VPSes the customer's (the source may be destroyed,
+/// its backups kept), the target not suspended, the backup one of the source's published ones.
+fn decide_restore(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    snapshot: &str,
+    from: Option<&VpsId>,
+    published: &[model::status::BackupEntry],
+) -> Result<Edit, Refusal> {
+    own_vps(inv, customer, vps, false)?;
+    if inv.settings.backup.repository.is_none() {
+        return Err(Refusal::BackupsNotConfigured);
+    }
+    let source = from.unwrap_or(vps);
+    if inv.vps.get(source).is_none_or(|v| &v.customer != customer) {
+        return Err(Refusal::NotFound);
+    }
+    let shown: String = snapshot.chars().take(64).collect();
+    let is_hex = !snapshot.is_empty()
+        && snapshot
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let backup = published
+        .iter()
+        .find(|b| is_hex && (b.id == snapshot || b.short_id == snapshot))
+        .ok_or_else(|| {
+            Refusal::UnknownBackup(format!(
+                "`{}` is not a backup of {source}: pick one from its list",
+                shown.escape_debug()
+            ))
+        })?;
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    let generation = f.set_restore(&backup.id, from.map(VpsId::as_str))?;
+    let of = if source == vps {
+        String::new()
+    } else {
+        format!(" of {source}")
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!(
+            "{customer}: restore {vps} from backup {}{of} {VIA}",
+            backup.short_id
+        ),
+        decision: Decision::Action {
+            vps: vps.clone(),
+            action: "restore",
             generation,
         },
         fallback: None,
@@ -1587,6 +1673,115 @@ mod tests {
         )
         .unwrap();
         assert!(e.writes.is_empty());
+    }
+
+    fn backup(id: &str) -> model::status::BackupEntry {
+        model::status::BackupEntry {
+            id: id.repeat(8),
+            short_id: id.to_owned(),
+            time: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            size_bytes: 10 << 30,
+        }
+    }
+
+    #[test]
+    fn a_restore_names_a_published_backup_of_the_customers_own_vps() {
+        let (mut inv, tree) = fleet();
+        let restore_on = |inv: &Inventory| {
+            let ask = Change::Restore {
+                customer: id("c-0001"),
+                vps: id("xen02"),
+                snapshot: "0badcafe".into(),
+                from: None,
+                published: vec![backup("0badcafe")],
+            };
+            decide(&ask, inv, &cat(), &tree)
+        };
+        assert_eq!(restore_on(&inv).unwrap_err(), Refusal::BackupsNotConfigured);
+        inv.settings.backup.repository = Some(model::backup::Repository::Local {
+            path: "/mnt/backup/restic".parse().unwrap(),
+        });
+        assert!(restore_on(&inv).is_ok());
+        let restore =
+            |customer: &str, vps: &str, snapshot: &str, from: Option<&str>| Change::Restore {
+                customer: id(customer),
+                vps: id(vps),
+                snapshot: snapshot.into(),
+                from: from.map(id),
+                published: vec![backup("4f2a9c1e"), backup("0badcafe")],
+            };
+        // By its short id, as the panel lists it: the full id is written.
+        let e = decide(
+            &restore("c-0001", "xen02", "0badcafe", None),
+            &inv,
+            &cat(),
+            &tree,
+        )
+        .unwrap();
+        assert_eq!(
+            e.message,
+            "c-0001: restore xen02 from backup 0badcafe (site)"
+        );
+        assert_eq!(e.writes[0].0, "inventory/vps/xen02.toml");
+        let text = e.writes[0].1.as_deref().unwrap();
+        assert!(
+            text.contains(&format!(
+                "[restore]\nsnapshot = \"{}\"\ngeneration = 1\n",
+                "0badcafe".repeat(8)
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            e.decision,
+            Decision::Action {
+                vps: id("xen02"),
+                action: "restore",
+                generation: 1
+            }
+        );
+        // Not in the list (another VPS's backup, a made-up id, a prefix): refused, nothing written.
+        for bad in ["deadbeef", "0badca", "", "0BADCAFE", "0badcafe\n"] {
+            let e =
+                decide(&restore("c-0001", "xen02", bad, None), &inv, &cat(), &tree).unwrap_err();
+            assert!(matches!(e, Refusal::UnknownBackup(_)), "{bad:?}: {e:?}");
+        }
+        // Another customer's VPS, as the target or as the source: not found.
+        for (vps, from) in [
+            ("xen03", None),
+            ("xen02", Some("xen03")),
+            ("xen02", Some("xen77")),
+        ] {
+            assert_eq!(
+                decide(
+                    &restore("c-0001", vps, "0badcafe", from),
+                    &inv,
+                    &cat(),
+                    &tree
+                )
+                .unwrap_err(),
+                Refusal::NotFound,
+                "{vps} from {from:?}"
+            );
+        }
+        // Into another VPS of the same customer: `from` is written.
+        let e = decide(
+            &restore("c-0003", "xen01", "4f2a9c1e", Some("xen04")),
+            &inv,
+            &cat(),
+            &tree,
+        )
+        .unwrap();
+        assert!(
+            e.writes[0]
+                .1
+                .as_deref()
+                .unwrap()
+                .contains("from = \"xen04\"")
+        );
+        assert_eq!(
+            e.message,
+            "c-0003: restore xen01 from backup 4f2a9c1e of xen04 (site)"
+        );
     }
 
     #[test]

@@ -262,6 +262,138 @@ async fn reinstall_takes_an_os_and_appliance_of_the_catalog_only() {
     assert_eq!(fleet.head(), head);
 }
 
+#[tokio::test]
+async fn a_restore_picks_a_published_backup_of_the_customers_own_vpses() {
+    // Refusals count against the route's quota too: this test asks more than 6 a minute.
+    let fleet = Fleet::with(|files| {
+        set_hooks(files, "per_minute = 1000000\nper_day = 1000000");
+        for (p, b) in files.iter_mut() {
+            if p == "gitvps.toml" {
+                b.extend_from_slice(b"\n[backup.local]\npath = \"/mnt/backup/restic\"\n");
+            }
+        }
+    });
+    let app = app(&fleet);
+    let status = |vps: &str, node: &str, short: &str| {
+        json!({
+            "vps": vps, "node": node, "power": "running", "observed_at": "2026-05-01T12:00:00Z",
+            "backups": [{"id": short.repeat(8), "short_id": short,
+                         "time": "2026-04-30T03:00:12Z", "size_bytes": 10737418240u64}]
+        })
+        .to_string()
+    };
+    let (s04, s02) = (
+        status("xen04", "node0201", "4f2a9c1e"),
+        status("xen02", "node0109", "0badcafe"),
+    );
+    fleet.admin_commit(
+        "status",
+        &[
+            ("status/xen04.json", s04.as_bytes()),
+            ("status/xen02.json", s02.as_bytes()),
+        ],
+        "backup run: published",
+    );
+    let t = token_for(&fleet, "c-0003");
+    let (_, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(
+        me["vps"][1]["status"]["backups"],
+        json!([{"short_id": "4f2a9c1e", "time": "2026-04-30T03:00:12Z", "size_bytes": 10737418240u64}]),
+        "{me}"
+    );
+    // Refused, nothing committed: another customer's backup (as if its own, or by naming its
+    // VPS), an id not in the list, a bad body.
+    let head = fleet.head();
+    for (path, body, code, error) in [
+        (
+            "/api/vps/xen04/restore",
+            r#"{"snapshot":"0badcafe"}"#,
+            422,
+            "unknown_backup",
+        ),
+        (
+            "/api/vps/xen04/restore",
+            r#"{"snapshot":"0badcafe","from":"xen02"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            "/api/vps/xen02/restore",
+            r#"{"snapshot":"0badcafe"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            "/api/vps/xen04/restore",
+            r#"{"snapshot":"4f2a9c"}"#,
+            422,
+            "unknown_backup",
+        ),
+        (
+            "/api/vps/xen04/restore",
+            r#"{"snapshot":"4f2a9c1e","force":true}"#,
+            400,
+            "invalid_json",
+        ),
+        (
+            "/api/vps/xen04/restore",
+            r#"{"from":"xen04"}"#,
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let (s, v) = call(&app, "POST", path, Some(&t), Some(body)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (code, Some(error)),
+            "{path} {body}: {v}"
+        );
+    }
+    assert_eq!(fleet.head(), head);
+    // Its own backup, by the short id the panel shows: one commit with the full id.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen04/restore",
+        Some(&t),
+        Some(r#"{"snapshot":"4f2a9c1e"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["action"].as_str(), v["generation"].as_u64()),
+        (Some("restore"), Some(1))
+    );
+    let file = fleet.file("inventory/vps/xen04.toml").unwrap();
+    assert!(
+        file.contains(&format!(
+            "[restore]\nsnapshot = \"{}\"\ngeneration = 1\n",
+            "4f2a9c1e".repeat(8)
+        )),
+        "{file}"
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: restore xen04 from backup 4f2a9c1e (site)"
+    );
+    // Into another VPS of the same customer.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen01/restore",
+        Some(&t),
+        Some(r#"{"snapshot":"4f2a9c1e","from":"xen04"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        fleet
+            .file("inventory/vps/xen01.toml")
+            .unwrap()
+            .contains("from = \"xen04\"")
+    );
+}
+
 /// The project's `bootstraps/` when it has one (every file, so the model's own checks of the
 /// catalog pass), else OS folders for the fleet's OSes; without `rocky-9` either way.
 fn bootstraps_without_rocky(files: &mut Vec<(String, Vec<u8>)>) {
@@ -401,6 +533,16 @@ async fn a_suspended_vps_can_only_be_renewed() {
     )
     .await;
     assert_eq!(s, 409);
+    // A restore is refused before its backup is even looked up.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen04/restore",
+        Some(&t),
+        Some(r#"{"snapshot":"4f2a9c1e"}"#),
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("suspended")));
     // Renewal: not refused for suspension (payments are not configured here: 503).
     let (s, v) = call(
         &app,

@@ -161,31 +161,62 @@ impl TomlFile {
 
     /// Increments an action counter and returns the new generation.
     pub fn bump_action(&mut self, kind: ActionKind) -> Result<u64, EditError> {
+        self.bump("actions", kind.key(), |_| {})
+    }
+
+    /// Asks for a restore: `[restore]` names `snapshot` (of `from`, another VPS of the same
+    /// customer, or of this VPS with `None`) and its `generation` is bumped, so the node
+    /// restores once. Returns the new generation.
+    pub fn set_restore(&mut self, snapshot: &str, from: Option<&str>) -> Result<u64, EditError> {
+        self.bump("restore", "generation", |t| {
+            for (key, v) in [("snapshot", Some(snapshot)), ("from", from)] {
+                match (t.get_mut(key), v) {
+                    (Some(item), Some(v)) => replace_value(item, value(v)),
+                    (None, Some(v)) => {
+                        t.insert(key, value(v));
+                    }
+                    (_, None) => {
+                        t.remove(key);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Increments the integer `counter` of the table `table` (both made when missing), after
+    /// `also` edited the table; returns the new value.
+    fn bump(
+        &mut self,
+        table: &str,
+        counter: &str,
+        also: impl FnOnce(&mut dyn toml_edit::TableLike),
+    ) -> Result<u64, EditError> {
         let name = self.name.clone();
-        let actions = self
+        let item = self
             .doc
-            .entry("actions")
+            .entry(table)
             .or_insert_with(|| Item::Table(Table::new()));
-        let Some(t) = actions.as_table_like_mut() else {
+        let Some(t) = item.as_table_like_mut() else {
             return Err(EditError::Type {
                 file: name,
-                field: "actions".into(),
+                field: table.into(),
                 expected: "a table",
             });
         };
-        let cur = match t.get(kind.key()) {
+        let cur = match t.get(counter) {
             None => 0,
             Some(i) => i.as_integer().ok_or_else(|| EditError::Type {
                 file: name.clone(),
-                field: format!("actions.{}", kind.key()),
+                field: format!("{table}.{counter}"),
                 expected: "an integer",
             })?,
         };
+        also(t);
         let next = cur.saturating_add(1);
-        match t.get_mut(kind.key()) {
+        match t.get_mut(counter) {
             Some(item) => replace_value(item, value(next)),
             None => {
-                t.insert(kind.key(), value(next));
+                t.insert(counter, value(next));
             }
         }
         Ok(u64::try_from(next).unwrap_or(0))
@@ -433,6 +464,27 @@ reinstall = 1
         let mut f = TomlFile::parse("x.toml", "customer = \"c-0001\"\n").unwrap();
         assert_eq!(f.bump_action(ActionKind::Fsck).unwrap(), 1);
         assert!(f.render().contains("[actions]\nfsck = 1\n"));
+    }
+
+    #[test]
+    fn a_restore_bumps_its_generation_and_names_its_source() {
+        let mut f = TomlFile::parse("x.toml", "customer = \"c-0001\"\n").unwrap();
+        assert_eq!(f.set_restore("4f2a9c1e", Some("xen02")).unwrap(), 1);
+        assert!(
+            f.render()
+                .contains("[restore]\nsnapshot = \"4f2a9c1e\"\nfrom = \"xen02\"\ngeneration = 1\n"),
+            "{}",
+            f.render()
+        );
+        assert_eq!(f.set_restore("0badcafe", None).unwrap(), 2);
+        let out = f.render();
+        assert!(out.contains("snapshot = \"0badcafe\""), "{out}");
+        assert!(out.contains("generation = 2"), "{out}");
+        assert!(!out.contains("from"), "{out}");
+        let mut f = TomlFile::parse("x.toml", "restore = 3\n").unwrap();
+        assert!(f.set_restore("4f2a9c1e", None).is_err());
+        let mut f = TomlFile::parse("x.toml", "[restore]\ngeneration = \"x\"\n").unwrap();
+        assert!(f.set_restore("4f2a9c1e", None).is_err());
     }
 
     #[test]

@@ -191,6 +191,18 @@ impl FromValue for IpAddr {
     }
 }
 
+impl FromValue for std::net::SocketAddr {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let s = expect_str(v)?;
+        s.parse().map_err(|_| {
+            format!(
+                "`{}` is not an address and port (`127.0.0.1:9464`, `[::1]:9464`)",
+                s.escape_debug()
+            )
+        })
+    }
+}
+
 impl FromValue for Ipv4Addr {
     fn from_value(v: &Value) -> Result<Self, String> {
         let s = expect_str(v)?;

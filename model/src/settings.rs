@@ -124,6 +124,8 @@ pub struct MonitorSettings {
     pub check_failures: u32,
     /// Seconds a service check may take unless the check says otherwise (1 to 60).
     pub check_timeout_secs: u32,
+    /// Where `gitvps monitor` serves `/metrics` over HTTP; no listener when unset.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for MonitorSettings {
@@ -133,6 +135,7 @@ impl Default for MonitorSettings {
             database: "/var/lib/gitvps/monitor".to_owned(),
             check_failures: 3,
             check_timeout_secs: 5,
+            listen: None,
         }
     }
 }

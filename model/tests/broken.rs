@@ -693,6 +693,7 @@ fn traffic_settings_load_typed() {
     let repo = build(&fixtures().join("valid/traffic-policy"));
     let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(inv.settings.monitor.interval_secs, 30);
+    assert_eq!(inv.settings.monitor.listen, "127.0.0.1:9464".parse().ok());
     let t = &inv.settings.traffic;
     assert_eq!(t.reset, TrafficReset::Contract);
     assert_eq!(t.count, TrafficCount::Out);

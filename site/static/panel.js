@@ -241,10 +241,53 @@
     panel.appendChild(el("section", { id: "actions" }, [el("h3", { text: t("actions_title") }), actions, confirmBox, messageBox("actions")]));
 
     panel.appendChild(reinstallSection(v));
+    panel.appendChild(restoreSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
-    panel.appendChild(el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("monitoring_pending") })]));
+    panel.appendChild(graphsSection(v));
     box.appendChild(panel);
+  }
+
+  // Usage graphs: CPU, network, disk and this VPS among its node's VPSes, over a day, week,
+  // month or year. The hooks draw each as SVG; shown as an image (data: URL), so nothing in it runs.
+  function graphsSection(v) {
+    var figs = el("div", { "class": "graphs", id: "graphs" });
+    var msg = el("div", { "class": "message", role: "status", "aria-live": "polite", id: "msg-graphs" });
+    var ranges = el("p", { "class": "actions", role: "group", "aria-label": t("graphs_range") });
+    function load(range) {
+      Array.prototype.forEach.call(ranges.children, function (b) {
+        b.setAttribute("aria-pressed", b.getAttribute("data-range") === range ? "true" : "false");
+      });
+      figs.textContent = "";
+      g.show(msg, "");
+      ["cpu", "network", "disk", "compare"].forEach(function (m) {
+        var img = el("img", { "class": "graph", "data-metric": m, "data-range": range, alt: t("graph_" + m + "_" + range) });
+        figs.appendChild(el("figure", {}, [img]));
+        var headers = { "Accept": "image/svg+xml" };
+        var tk = g.token();
+        if (tk) { headers["Authorization"] = "Bearer " + tk; }
+        var path = "vps/" + encodeURIComponent(v.id) + "/graph?metric=" + m + "&range=" + range + "&lang=" + g.lang;
+        fetch(g.api + path, { headers: headers }).then(function (r) {
+          return r.text().then(function (text) { return { ok: r.ok, status: r.status, text: text }; });
+        }, function () { return { ok: false, status: 0, text: "" }; }).then(function (r) {
+          if (r.ok) {
+            img.setAttribute("src", "data:image/svg+xml;charset=utf-8," + encodeURIComponent(r.text));
+            return;
+          }
+          img.parentNode.hidden = true;
+          var body = null;
+          try { body = JSON.parse(r.text); } catch (e) { body = null; }
+          g.show(msg, body && body.error === "graphs_unavailable" ? t("graphs_unavailable") : g.errorText({ status: r.status, body: body }), "error");
+        });
+      });
+    }
+    ["day", "week", "month", "year"].forEach(function (r) {
+      var b = el("button", { type: "button", "data-range": r, "aria-pressed": "false", text: t("range_" + r) });
+      b.addEventListener("click", function () { load(r); });
+      ranges.appendChild(b);
+    });
+    load("day");
+    return el("section", { id: "monitoring" }, [el("h3", { text: t("monitoring_title") }), el("p", { text: t("graphs_intro") }), ranges, msg, figs]);
   }
 
   // An inline confirmation (no browser dialog): the question, "yes" and "cancel".
@@ -307,6 +350,56 @@
       el("div", { "class": "field" }, [el("label", { "for": "reinstall-appliance", text: t("f_appliance") }), app]),
       el("div", { "class": "field check" }, [ack, el("label", { "for": "reinstall-ack", text: t("reinstall_ack") })]),
       el("p", {}, [go]), slot, messageBox("reinstall")]);
+  }
+
+  // Restore a backup: this VPS's own, or one of another VPS of the customer's (restore into
+  // this one). The lists are the ones the last backup run published with the status.
+  function restoreSection(v) {
+    var pick = el("select", { id: "restore-backup", name: "backup" });
+    // This VPS's backups first, then the customer's other VPSes'; the newest first in each.
+    var mine = [], others = [];
+    (state.me.vps || []).forEach(function (o) {
+      ((o.status && o.status.backups) || []).forEach(function (b) {
+        (o.id === v.id ? mine : others).push({ vps: o.id, b: b });
+      });
+    });
+    function newest(x, y) { return x.b.time < y.b.time ? 1 : x.b.time > y.b.time ? -1 : 0; }
+    mine.sort(newest).concat(others.sort(newest)).forEach(function (e) {
+      var label = e.b.time.replace("T", " ").replace(/:\d\dZ$/, " UTC") + " \u00b7 " + gib(e.b.size_bytes) + " \u00b7 " + e.b.short_id;
+      if (e.vps !== v.id) { label = t("restore_of", { vps: e.vps }) + " \u00b7 " + label; }
+      var opt = el("option", { value: e.b.short_id, text: label });
+      opt.setAttribute("data-from", e.vps);
+      pick.appendChild(opt);
+    });
+    if (!pick.options.length) {
+      return el("section", { id: "restore" }, [el("h3", { text: t("restore_title") }),
+        el("p", { id: "restore-none", text: t("restore_none") })]);
+    }
+    pick.selectedIndex = 0;
+    var ack = el("input", { type: "checkbox", id: "restore-ack" });
+    var go = el("button", { type: "button", "class": "danger", id: "restore-go", text: t("restore_submit") });
+    var slot = el("div");
+    go.addEventListener("click", function () {
+      var live = document.getElementById("msg-restore");
+      if (!ack.checked) { g.show(live, t("reinstall_ack_needed"), "error"); ack.focus(); return; }
+      var opt = pick.options[pick.selectedIndex];
+      confirmAction(slot, t("confirm_restore", { vps: v.id, backup: opt.text }), go, function (yes) {
+        var body = { snapshot: opt.value };
+        var from = opt.getAttribute("data-from");
+        if (from !== v.id) { body.from = from; }
+        send("restore", yes, "POST", "vps/" + v.id + "/restore", body, t("what_restore", { vps: v.id }));
+      });
+    });
+    return el("section", { id: "restore" }, [
+      el("h3", { text: t("restore_title") }),
+      el("p", { "class": "warning", id: "restore-warning", text: t("restore_warning", { vps: v.id }) }),
+      el("div", { "class": "field" }, [el("label", { "for": "restore-backup", text: t("f_backup") }), pick]),
+      el("div", { "class": "field check" }, [ack, el("label", { "for": "restore-ack", text: t("reinstall_ack") })]),
+      el("p", {}, [go]), slot, messageBox("restore")]);
+  }
+
+  function gib(bytes) {
+    return (bytes / 1073741824).toFixed(bytes < 10737418240 ? 1 : 0) + " GiB";
   }
 
   function sshSection(v) {

@@ -53,12 +53,23 @@ pub fn keygen(path: &Path, comment: &str) -> String {
         .to_owned()
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A child process (a server a test started) killed and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn whoami() -> String {
@@ -255,6 +266,16 @@ pub struct Served {
 
 impl Served {
     pub fn start(work: &Path, dir: &Path, site: Option<&Path>) -> Served {
+        Served::start_with(work, dir, site, &[])
+    }
+
+    /// [`Served::start`] with more flags of `gitvps serve` (`--monitor-db DIR`).
+    pub fn start_with(
+        work: &Path,
+        dir: &Path,
+        site: Option<&Path>,
+        args: &[&std::ffi::OsStr],
+    ) -> Served {
         let bare = dir.join("fleet.git");
         let out = Command::new("git")
             .args(["clone", "-q", "--bare"])
@@ -267,6 +288,7 @@ impl Served {
         if let Some(site) = site {
             cmd.arg("--site").arg(site);
         }
+        cmd.args(args);
         let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();

@@ -216,6 +216,14 @@ fn inventory_help() {
 }
 
 #[test]
+fn node_prepare_help() {
+    let r = gitvps(&["node", "prepare", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("--fix"), "{}", r.stdout);
+    insta::assert_snapshot!(r.stdout);
+}
+
+#[test]
 fn import_help() {
     let r = gitvps(&["import", "--help"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -24,6 +24,10 @@ fn fleet(dir: &Path) -> PathBuf {
     for f in ["products.toml", "pools.toml", "gitvps.toml"] {
         std::fs::copy(top().join(f), work.join(f)).unwrap();
     }
+    // A backup repository, so that the panel's restore is accepted.
+    let mut settings = std::fs::read_to_string(work.join("gitvps.toml")).unwrap();
+    settings.push_str("\n[backup.local]\npath = \"/mnt/backup/restic\"\n");
+    std::fs::write(work.join("gitvps.toml"), settings).unwrap();
     support::commit_all(&work);
     work
 }
@@ -658,6 +662,7 @@ fn catalog_and_panel_in_headless_chromium() {
     assert!(msg.contains("xen01 is not in your account"), "{msg}");
 
     reverse_dns_in_the_panel(&b, &base, &bare);
+    restore_in_the_panel(&b, &base, &bare);
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -717,6 +722,152 @@ fn catalog_and_panel_in_headless_chromium() {
         }
         b.screenshot(&format!("invoice-{lang}"));
     }
+}
+
+/// Samples of the last three hours in a monitor database: xen02 (c-0001's) busy, xen01 (the
+/// other VPS of its node, c-0003's) quieter.
+fn sample_store(path: &Path) {
+    let store = executor::samples::Store::open(path).unwrap();
+    let now = chrono::Utc::now();
+    for (vps, rate) in [("xen02", 900u64), ("xen01", 100)] {
+        let id: model::VpsId = vps.parse().unwrap();
+        for k in 0..=180u64 {
+            let at = now - chrono::Duration::minutes(180 - k as i64);
+            let sample = monitor::Sample {
+                at,
+                incarnation: monitor::Incarnation {
+                    domain_id: Some(7),
+                    started: None,
+                },
+                counters: monitor::Counters {
+                    cpu_ms: k * rate * 30,
+                    net_rx_bytes: k * rate * 1000,
+                    net_tx_bytes: k * rate * 300,
+                    disk_read_bytes: k * rate * 100,
+                    disk_write_bytes: k * rate * 500,
+                    ..monitor::Counters::default()
+                },
+            };
+            store
+                .record_vps(&id, sample, now, &monitor::Limits::default())
+                .unwrap();
+        }
+    }
+    store.flush().unwrap();
+}
+
+/// The panel's usage graphs: `gitvps serve --monitor-db` draws them from the collector's
+/// database, the panel shows each as an SVG image with a day/week/month/year switch, in
+/// English and Chinese; another customer's VPS is 404, a range out of bounds 400.
+#[test]
+fn usage_graphs_in_the_panel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = fleet(tmp.path());
+    let site = tmp.path().join("built");
+    let r = gitvps(&work, &["site", "build", "--out", site.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let db = tmp.path().join("monitor-db");
+    sample_store(&db);
+    let served = support::Served::start_with(
+        &work,
+        tmp.path(),
+        Some(&site),
+        &["--monitor-db".as_ref(), db.as_os_str()],
+    );
+    let base = format!("http://{}", served.addr);
+    let b = Browser::start();
+    b.goto(&format!("{base}/panel/"));
+    b.wait("!document.getElementById('login').hidden");
+    panel_login(&b, "c-0001", "demo-jane");
+    // Four graphs of the day, each an SVG image that the browser drew.
+    let loaded = "var i = document.querySelectorAll('#graphs img.graph'); \
+                  return i.length === 4 && Array.prototype.every.call(i, function (x) { \
+                    return x.getAttribute('data-range') === RANGE && x.complete && x.naturalWidth > 0 \
+                      && (x.getAttribute('src') || '').indexOf('data:image/svg+xml') === 0; });";
+    b.wait(&format!(
+        "(function () {{ {} }})()",
+        loaded.replace("RANGE", "'day'")
+    ));
+    let svg = |metric: &str| -> String {
+        let src = b.js(&format!(
+            "return document.querySelector('#graphs img[data-metric={metric}]').getAttribute('src')"
+        ));
+        let src = src.as_str().unwrap();
+        let enc = src.split_once(',').unwrap().1;
+        b.js(&format!("return decodeURIComponent({})", json!(enc)))
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let cpu = svg("cpu");
+    assert!(cpu.starts_with("<svg"), "{cpu}");
+    assert!(cpu.contains(">CPU (% of one vCPU)</text>"), "{cpu}");
+    assert!(cpu.contains(">time (UTC)</text>"), "{cpu}");
+    // Three hours of samples: a line, not the empty-range text.
+    assert!(
+        cpu.contains(r#"<path class="series" data-series="used" d="M"#),
+        "{cpu}"
+    );
+    assert!(!cpu.contains("No samples"), "{cpu}");
+    let compare = svg("compare");
+    assert!(
+        compare.contains(">100th percentile of 2</text>"),
+        "{compare}"
+    );
+    assert!(
+        !compare.contains("xen01") && !compare.contains("c-0003"),
+        "{compare}"
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#monitoring button[data-range=day]').getAttribute('aria-pressed')"),
+        json!("true")
+    );
+    b.screenshot("panel-graphs");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "graphs");
+    // The month: the same VPS, from the hourly tier.
+    b.click("#monitoring button[data-range=month]");
+    b.wait(&format!(
+        "(function () {{ {} }})()",
+        loaded.replace("RANGE", "'month'")
+    ));
+    assert!(svg("network").contains(r#"data-span="month""#));
+
+    // Straight to the route with the customer's token: their own graph, another customer's
+    // VPS (on the same node), a range and a resolution out of bounds.
+    let token = b.js("return sessionStorage.getItem('gitvps-token')");
+    let token = token.as_str().unwrap();
+    let status = |path: &str| xhr(&b, "GET", path, Some(token), None);
+    assert_eq!(status("/api/vps/xen02/graph?metric=disk&range=week").0, 200);
+    let (code, body) = status("/api/vps/xen01/graph?metric=cpu&range=day");
+    assert_eq!((code, &body["error"]), (404, &json!("not_found")), "{body}");
+    assert_eq!(status("/api/vps/xen01/graph?metric=compare").0, 404);
+    let (code, body) = status("/api/vps/xen02/graph?range=decade");
+    assert_eq!((code, &body["error"]), (400, &json!("bad_query")), "{body}");
+    let (code, body) = status("/api/vps/xen02/graph?range=month&points=5000");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("12 to 720 points"),
+        "{body}"
+    );
+    assert_eq!(xhr(&b, "GET", "/api/vps/xen02/graph", None, None).0, 401);
+
+    // Chinese: the same graphs with Chinese labels.
+    b.click("a.lang");
+    b.wait(
+        "document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden",
+    );
+    b.wait(&format!(
+        "(function () {{ {} }})()",
+        loaded.replace("RANGE", "'day'")
+    ));
+    let zh = svg("network");
+    assert!(zh.contains(">网络（比特/秒）</text>"), "{zh}");
+    assert!(zh.contains(">时间（UTC）</text>"), "{zh}");
+    assert!(b.text("#monitoring").contains("时间为 UTC"));
+    b.screenshot("panel-graphs-zh");
 }
 
 /// A hooks call made by the page itself (a synchronous XHR, so the test reads its answer):
@@ -819,6 +970,101 @@ fn reverse_dns_in_the_panel(b: &Browser, base: &str, bare: &Path) {
         b.text("tr[data-address='66.255.255.34']")
             .contains("xen02.example.net (host name)")
     );
+}
+
+/// `git -C dir ARGS` with `input` on its stdin; its stdout, trimmed.
+fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+    let mut c = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Publishes `status/<vps>.json` on the bare repo's status branch, as `gitvps backup run` does.
+fn publish_status(bare: &Path, vps: &str, status: &Value) {
+    let blob = git_with_input(bare, &["hash-object", "-w", "--stdin"], &status.to_string());
+    let inner = git_with_input(
+        bare,
+        &["mktree"],
+        &format!("100644 blob {blob}\t{vps}.json\n"),
+    );
+    let top = git_with_input(bare, &["mktree"], &format!("040000 tree {inner}\tstatus\n"));
+    let commit = git(bare, &["commit-tree", &top, "-m", "backup run: published"]);
+    git(bare, &["update-ref", "refs/heads/status", commit.trim()]);
+}
+
+/// Restore from the panel: the published backups listed, the same explicit confirmation as a
+/// reinstall, one commit writing `[restore]`.
+fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || {
+        git(bare, &["log", "-1", "--format=%an: %s", "main"])
+            .trim()
+            .to_owned()
+    };
+    publish_status(
+        bare,
+        "xen02",
+        &json!({
+            "vps": "xen02", "node": "node0109", "power": "running",
+            "observed_at": "2026-05-01T12:00:00Z",
+            "backups": [
+                {"id": "4f2a9c1e".repeat(8), "short_id": "4f2a9c1e", "time": "2026-04-29T03:00:12Z", "size_bytes": 10737418240u64},
+                {"id": "0badcafe".repeat(8), "short_id": "0badcafe", "time": "2026-04-30T03:00:09Z", "size_bytes": 10737418240u64}
+            ]
+        }),
+    );
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('restore-backup')");
+    let options = b.text("#restore-backup");
+    assert!(
+        options
+            .find("2026-04-30 03:00 UTC · 10 GiB · 0badcafe")
+            .unwrap()
+            < options
+                .find("2026-04-29 03:00 UTC · 10 GiB · 4f2a9c1e")
+                .unwrap(),
+        "the newest first: {options}"
+    );
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "restore");
+    let before = last();
+    // Not confirmed: nothing sent.
+    b.click("#restore-go");
+    let msg = message(b, "msg-restore", "error");
+    assert!(msg.contains("Tick the box"), "{msg}");
+    assert_eq!(last(), before);
+    b.click("#restore-ack");
+    b.click("#restore-go");
+    b.wait("document.getElementById('confirm-q')");
+    assert!(
+        b.text("#confirm-q")
+            .starts_with("Erase the disk of xen02 and write the backup 2026-04-30"),
+        "{}",
+        b.text("#confirm-q")
+    );
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-restore", "ok");
+    assert!(msg.contains("restore of xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: restore xen02 from backup 0badcafe (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(
+        file.contains(&format!(
+            "[restore]\nsnapshot = \"{}\"\ngeneration = 1\n",
+            "0badcafe".repeat(8)
+        )),
+        "{file}"
+    );
+    b.screenshot("panel-restore");
 }
 
 /// Logs in with the panel's form (the fields emptied first).

@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod counters;
+pub mod graph;
 pub mod metrics;
 pub mod report;
 pub mod sources;

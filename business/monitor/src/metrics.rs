@@ -58,6 +58,10 @@ pub struct Health {
     pub last_secs: f64,
     /// Whether every node answered in it.
     pub last_ok: bool,
+    /// Nodes whose samples were missing in it (unreachable, stalled, garbled).
+    pub last_nodes_missing: u64,
+    /// Collections that failed as a whole (the inventory or the database) since it started.
+    pub errors: u64,
 }
 
 /// A label value escaped for the exposition format (backslash, quote, newline).
@@ -72,35 +76,210 @@ fn mean(g: &crate::tiers::Gauge) -> u128 {
     g.sum.checked_div(u128::from(g.count)).unwrap_or(0)
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// A sample's value as the page prints it.
+enum Value {
+    /// A whole number.
+    Int(u128),
+    /// Thousandths, printed with three decimals (`12.345`).
+    Milli(u128),
+    /// Seconds, printed with three decimals.
+    Secs(f64),
 }
 
-/// Every metric name this page can hold (the Grafana dashboard's test reads it).
-pub const NAMES: &[&str] = &[
-    "gitvps_vps_cpu_seconds_total",
-    "gitvps_vps_network_receive_bytes_total",
-    "gitvps_vps_network_transmit_bytes_total",
-    "gitvps_vps_network_receive_packets_total",
-    "gitvps_vps_network_transmit_packets_total",
-    "gitvps_vps_disk_read_bytes_total",
-    "gitvps_vps_disk_written_bytes_total",
-    "gitvps_vps_disk_reads_total",
-    "gitvps_vps_disk_writes_total",
-    "gitvps_vps_last_sample_timestamp_seconds",
-    "gitvps_node_cpu_busy_ratio",
-    "gitvps_node_memory_used_bytes",
-    "gitvps_node_load1",
-    "gitvps_node_storage_free_bytes",
-    "gitvps_node_last_sample_timestamp_seconds",
-    "gitvps_check_up",
-    "gitvps_check_paused",
-    "gitvps_monitor_cycles_total",
-    "gitvps_monitor_last_cycle_timestamp_seconds",
-    "gitvps_monitor_last_cycle_duration_seconds",
-    "gitvps_monitor_last_cycle_ok",
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Milli(v) => write!(f, "{}.{:03}", v / 1000, v % 1000),
+            Value::Secs(v) => write!(f, "{v:.3}"),
+        }
+    }
+}
+
+/// Where a series' rows come from, and how one row's value is read.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// One row per VPS, labelled `vps` and `node`.
+    Vps(fn(&Sample) -> Value),
+    /// One row per node, labelled `node`.
+    Node(fn(&NodeLine<'_>) -> Value),
+    /// One row per service check, labelled `vps` and `check`.
+    Check(fn(&CheckLine<'_>) -> Value),
+    /// One row without labels: the collector's own health.
+    Health(fn(&Health) -> Value),
+}
+
+/// One series of the page: its name, help text and rows. Counters end in `_total`.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    rows: Rows,
+}
+
+const fn vps(name: &'static str, help: &'static str, get: fn(&Sample) -> Value) -> Family {
+    Family {
+        name,
+        help,
+        rows: Rows::Vps(get),
+    }
+}
+
+const fn node(name: &'static str, help: &'static str, get: fn(&NodeLine<'_>) -> Value) -> Family {
+    Family {
+        name,
+        help,
+        rows: Rows::Node(get),
+    }
+}
+
+const fn check(name: &'static str, help: &'static str, get: fn(&CheckLine<'_>) -> Value) -> Family {
+    Family {
+        name,
+        help,
+        rows: Rows::Check(get),
+    }
+}
+
+const fn health(name: &'static str, help: &'static str, get: fn(&Health) -> Value) -> Family {
+    Family {
+        name,
+        help,
+        rows: Rows::Health(get),
+    }
+}
+
+fn int(v: u64) -> Value {
+    Value::Int(u128::from(v))
+}
+
+/// Every series of the page, in the order it prints them.
+const FAMILIES: &[Family] = &[
+    vps(
+        "gitvps_vps_cpu_seconds_total",
+        "CPU time the domain used, in seconds.",
+        |s| Value::Milli(u128::from(s.counters.cpu_ms)),
+    ),
+    vps(
+        "gitvps_vps_network_receive_bytes_total",
+        "Bytes the VPS received.",
+        |s| int(s.counters.net_rx_bytes),
+    ),
+    vps(
+        "gitvps_vps_network_transmit_bytes_total",
+        "Bytes the VPS sent.",
+        |s| int(s.counters.net_tx_bytes),
+    ),
+    vps(
+        "gitvps_vps_network_receive_packets_total",
+        "Packets the VPS received.",
+        |s| int(s.counters.net_rx_packets),
+    ),
+    vps(
+        "gitvps_vps_network_transmit_packets_total",
+        "Packets the VPS sent.",
+        |s| int(s.counters.net_tx_packets),
+    ),
+    vps(
+        "gitvps_vps_disk_read_bytes_total",
+        "Bytes read from the VPS's disks.",
+        |s| int(s.counters.disk_read_bytes),
+    ),
+    vps(
+        "gitvps_vps_disk_written_bytes_total",
+        "Bytes written to the VPS's disks.",
+        |s| int(s.counters.disk_write_bytes),
+    ),
+    vps(
+        "gitvps_vps_disk_reads_total",
+        "Read operations on the VPS's disks.",
+        |s| int(s.counters.disk_read_ops),
+    ),
+    vps(
+        "gitvps_vps_disk_writes_total",
+        "Write operations on the VPS's disks.",
+        |s| int(s.counters.disk_write_ops),
+    ),
+    vps(
+        "gitvps_vps_last_sample_timestamp_seconds",
+        "When the VPS was last read (Unix time).",
+        |s| Value::Int(u128::try_from(s.at.timestamp()).unwrap_or(0)),
+    ),
+    node(
+        "gitvps_node_cpu_busy_ratio",
+        "Share of the node's CPU time busy over the last collection (0 to 1).",
+        |n| Value::Milli(mean(&n.bucket.cpu_permille)),
+    ),
+    node(
+        "gitvps_node_memory_used_bytes",
+        "Memory in use on the node (MemTotal - MemAvailable).",
+        |n| Value::Int(mean(&n.bucket.mem_used)),
+    ),
+    node(
+        "gitvps_node_load1",
+        "The node's 1-minute load average.",
+        |n| Value::Milli(mean(&n.bucket.load_milli)),
+    ),
+    node(
+        "gitvps_node_storage_free_bytes",
+        "Free space where the node keeps its VPS disks.",
+        |n| Value::Int(mean(&n.bucket.storage_free)),
+    ),
+    node(
+        "gitvps_node_last_sample_timestamp_seconds",
+        "When the node's figures were last stored (Unix time).",
+        |n| Value::Int(u128::try_from(n.at.timestamp()).unwrap_or(0)),
+    ),
+    check(
+        "gitvps_check_up",
+        "1 when the service check passes, 0 when it is down.",
+        |c| int(u64::from(c.status == Status::Up)),
+    ),
+    check(
+        "gitvps_check_paused",
+        "1 while the check's VPS is stopped or suspended (not probed).",
+        |c| int(u64::from(c.paused)),
+    ),
+    health(
+        "gitvps_monitor_cycles_total",
+        "Collections since the collector started.",
+        |h| int(h.cycles),
+    ),
+    health(
+        "gitvps_monitor_last_cycle_timestamp_seconds",
+        "When the last collection ended (Unix time; 0: none yet).",
+        |h| {
+            Value::Int(
+                h.last_end
+                    .map_or(0, |t| u128::try_from(t.timestamp()).unwrap_or(0)),
+            )
+        },
+    ),
+    health(
+        "gitvps_monitor_last_cycle_duration_seconds",
+        "How long the last collection took.",
+        |h| Value::Secs(h.last_secs),
+    ),
+    health(
+        "gitvps_monitor_last_cycle_ok",
+        "1 when every node answered in the last collection.",
+        |h| int(u64::from(h.last_ok)),
+    ),
+    health(
+        "gitvps_monitor_last_cycle_nodes_missing",
+        "Nodes whose samples were missing in the last collection.",
+        |h| int(h.last_nodes_missing),
+    ),
+    health(
+        "gitvps_monitor_errors_total",
+        "Collections that failed as a whole (inventory or database) since the collector started.",
+        |h| int(h.errors),
+    ),
 ];
+
+/// Every metric name this page can hold (the Grafana dashboard's test reads it).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    FAMILIES.iter().map(|f| f.name)
+}
 
 /// The page.
 pub fn render(
@@ -109,189 +288,43 @@ pub fn render(
     checks: &[CheckLine<'_>],
     h: &Health,
 ) -> String {
-    let mut out = String::with_capacity(256 + vps.len() * 1200);
-    type Get = fn(&Sample) -> String;
-    let vps_families: [(&str, &str, Get); 10] = [
-        (
-            "gitvps_vps_cpu_seconds_total",
-            "CPU time the domain used, in seconds.",
-            |s| {
-                format!(
-                    "{}.{:03}",
-                    s.counters.cpu_ms / 1000,
-                    s.counters.cpu_ms % 1000
-                )
-            },
-        ),
-        (
-            "gitvps_vps_network_receive_bytes_total",
-            "Bytes the VPS received.",
-            |s| s.counters.net_rx_bytes.to_string(),
-        ),
-        (
-            "gitvps_vps_network_transmit_bytes_total",
-            "Bytes the VPS sent.",
-            |s| s.counters.net_tx_bytes.to_string(),
-        ),
-        (
-            "gitvps_vps_network_receive_packets_total",
-            "Packets the VPS received.",
-            |s| s.counters.net_rx_packets.to_string(),
-        ),
-        (
-            "gitvps_vps_network_transmit_packets_total",
-            "Packets the VPS sent.",
-            |s| s.counters.net_tx_packets.to_string(),
-        ),
-        (
-            "gitvps_vps_disk_read_bytes_total",
-            "Bytes read from the VPS's disks.",
-            |s| s.counters.disk_read_bytes.to_string(),
-        ),
-        (
-            "gitvps_vps_disk_written_bytes_total",
-            "Bytes written to the VPS's disks.",
-            |s| s.counters.disk_write_bytes.to_string(),
-        ),
-        (
-            "gitvps_vps_disk_reads_total",
-            "Read operations on the VPS's disks.",
-            |s| s.counters.disk_read_ops.to_string(),
-        ),
-        (
-            "gitvps_vps_disk_writes_total",
-            "Write operations on the VPS's disks.",
-            |s| s.counters.disk_write_ops.to_string(),
-        ),
-        (
-            "gitvps_vps_last_sample_timestamp_seconds",
-            "When the VPS was last read (Unix time).",
-            |s| s.at.timestamp().to_string(),
-        ),
-    ];
-    for (name, help, get) in vps_families {
+    let mut out = String::with_capacity(2048 + vps.len() * 1200);
+    for f in FAMILIES {
+        let name = f.name;
         let kind = if name.ends_with("_total") {
             "counter"
         } else {
             "gauge"
         };
-        family(&mut out, name, kind, help);
-        for v in vps {
-            let _ = writeln!(
-                out,
-                "{name}{{vps=\"{}\",node=\"{}\"}} {}",
-                esc(v.vps),
-                esc(v.node),
-                get(&v.sample)
-            );
+        let _ = writeln!(out, "# HELP {name} {}", f.help);
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        match f.rows {
+            Rows::Vps(get) => {
+                for v in vps {
+                    let (id, node) = (esc(v.vps), esc(v.node));
+                    let _ = writeln!(
+                        out,
+                        "{name}{{vps=\"{id}\",node=\"{node}\"}} {}",
+                        get(&v.sample)
+                    );
+                }
+            }
+            Rows::Node(get) => {
+                for n in nodes {
+                    let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", esc(n.node), get(n));
+                }
+            }
+            Rows::Check(get) => {
+                for c in checks {
+                    let (id, check) = (esc(c.vps), esc(c.check));
+                    let _ = writeln!(out, "{name}{{vps=\"{id}\",check=\"{check}\"}} {}", get(c));
+                }
+            }
+            Rows::Health(get) => {
+                let _ = writeln!(out, "{name} {}", get(h));
+            }
         }
     }
-    type NodeGet = fn(&NodeLine<'_>) -> String;
-    let node_families: [(&str, &str, NodeGet); 5] = [
-        (
-            "gitvps_node_cpu_busy_ratio",
-            "Share of the node's CPU time busy over the last collection (0 to 1).",
-            |n| {
-                let m = mean(&n.bucket.cpu_permille);
-                format!("{}.{:03}", m / 1000, m % 1000)
-            },
-        ),
-        (
-            "gitvps_node_memory_used_bytes",
-            "Memory in use on the node (MemTotal - MemAvailable).",
-            |n| mean(&n.bucket.mem_used).to_string(),
-        ),
-        (
-            "gitvps_node_load1",
-            "The node's 1-minute load average.",
-            |n| {
-                let m = mean(&n.bucket.load_milli);
-                format!("{}.{:03}", m / 1000, m % 1000)
-            },
-        ),
-        (
-            "gitvps_node_storage_free_bytes",
-            "Free space where the node keeps its VPS disks.",
-            |n| mean(&n.bucket.storage_free).to_string(),
-        ),
-        (
-            "gitvps_node_last_sample_timestamp_seconds",
-            "When the node's figures were last stored (Unix time).",
-            |n| n.at.timestamp().to_string(),
-        ),
-    ];
-    for (name, help, get) in node_families {
-        family(&mut out, name, "gauge", help);
-        for n in nodes {
-            let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", esc(n.node), get(n));
-        }
-    }
-    family(
-        &mut out,
-        "gitvps_check_up",
-        "gauge",
-        "1 when the service check passes, 0 when it is down.",
-    );
-    for c in checks {
-        let up = u8::from(c.status == Status::Up);
-        let _ = writeln!(
-            out,
-            "gitvps_check_up{{vps=\"{}\",check=\"{}\"}} {up}",
-            esc(c.vps),
-            esc(c.check)
-        );
-    }
-    family(
-        &mut out,
-        "gitvps_check_paused",
-        "gauge",
-        "1 while the check's VPS is stopped or suspended (not probed).",
-    );
-    for c in checks {
-        let _ = writeln!(
-            out,
-            "gitvps_check_paused{{vps=\"{}\",check=\"{}\"}} {}",
-            esc(c.vps),
-            esc(c.check),
-            u8::from(c.paused)
-        );
-    }
-    family(
-        &mut out,
-        "gitvps_monitor_cycles_total",
-        "counter",
-        "Collections since the collector started.",
-    );
-    let _ = writeln!(out, "gitvps_monitor_cycles_total {}", h.cycles);
-    family(
-        &mut out,
-        "gitvps_monitor_last_cycle_timestamp_seconds",
-        "gauge",
-        "When the last collection ended (Unix time; 0: none yet).",
-    );
-    let _ = writeln!(
-        out,
-        "gitvps_monitor_last_cycle_timestamp_seconds {}",
-        h.last_end.map_or(0, |t| t.timestamp())
-    );
-    family(
-        &mut out,
-        "gitvps_monitor_last_cycle_duration_seconds",
-        "gauge",
-        "How long the last collection took.",
-    );
-    let _ = writeln!(
-        out,
-        "gitvps_monitor_last_cycle_duration_seconds {:.3}",
-        h.last_secs
-    );
-    family(
-        &mut out,
-        "gitvps_monitor_last_cycle_ok",
-        "gauge",
-        "1 when every node answered in the last collection.",
-    );
-    let _ = writeln!(out, "gitvps_monitor_last_cycle_ok {}", u8::from(h.last_ok));
     out
 }
 
@@ -313,11 +346,18 @@ mod tests {
                 ..Counters::default()
             },
         };
-        let vps = [VpsLine {
-            vps: "xen10",
-            node: "no\"de",
-            sample,
-        }];
+        let vps = [
+            VpsLine {
+                vps: "xen10",
+                node: "no\"de",
+                sample,
+            },
+            VpsLine {
+                vps: "xen11",
+                node: "node1",
+                sample,
+            },
+        ];
         let bucket = NodeBucket {
             cpu_permille: Gauge::one(250),
             mem_used: Gauge::one(1 << 30),
@@ -340,8 +380,11 @@ mod tests {
             last_end: Some(at),
             last_secs: 0.25,
             last_ok: true,
+            last_nodes_missing: 1,
+            errors: 2,
         };
         let page = render(&vps, &nodes, &checks, &h);
+        insta::assert_snapshot!(page);
         assert!(
             page.contains("gitvps_vps_cpu_seconds_total{vps=\"xen10\",node=\"no\\\"de\"} 12.345\n"),
             "{page}"
@@ -366,10 +409,56 @@ mod tests {
         // Every sample line is a known family, every family is announced once.
         for line in page.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
-            assert!(NAMES.contains(&name), "{line}");
+            assert!(names().any(|n| n == name), "{line}");
         }
-        for n in NAMES {
+        for n in names() {
             assert_eq!(page.matches(&format!("# TYPE {n} ")).count(), 1, "{n}");
         }
+    }
+
+    /// The operator's Grafana dashboard (docs/grafana/gitvps.json) parses, and every metric
+    /// it queries (its panels and its variables) is one this page holds.
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_of_the_page() {
+        let text = include_str!("../../../docs/grafana/gitvps.json");
+        let d: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let mut exprs: Vec<String> = Vec::new();
+        let panels = d["panels"].as_array().cloned().unwrap_or_default();
+        for p in &panels {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                exprs.extend(t["expr"].as_str().map(str::to_owned));
+            }
+        }
+        let graphs = panels.iter().filter(|p| p["type"] != "row").count();
+        assert!(exprs.len() >= graphs, "every panel queries something");
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            exprs.extend(v["query"]["query"].as_str().map(str::to_owned));
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for e in &exprs {
+            let mut rest = e.as_str();
+            while let Some(i) = rest.find("gitvps_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                assert!(names().any(|n| n == name), "{name} in `{e}`");
+                used.insert(name);
+            }
+        }
+        // Per node and per VPS panels: both kinds of series are shown.
+        assert!(
+            used.iter().any(|n| n.starts_with("gitvps_node_")),
+            "{used:?}"
+        );
+        assert!(
+            used.iter().any(|n| n.starts_with("gitvps_vps_")),
+            "{used:?}"
+        );
+        assert!(
+            used.iter().any(|n| n.starts_with("gitvps_monitor_")),
+            "{used:?}"
+        );
     }
 }

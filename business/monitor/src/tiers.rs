@@ -7,7 +7,7 @@
 //! | tier | bucket | kept for | buckets at most |
 //! |---|---|---|---|
 //! | [`Tier::Raw`] | one per collection interval | 1 day | 1440 at 60 s |
-//! | [`Tier::FiveMinutes`] | 5 minutes | 30 days | 8640 |
+//! | [`Tier::FiveMinutes`] | 5 minutes | 14 days | 4032 |
 //! | [`Tier::Hourly`] | 1 hour | 397 days (13 months) | 9528 |
 //!
 //! A counter's delta lands in the bucket holding its interval's end ([`Delta::to`]): usage is
@@ -26,7 +26,9 @@ use crate::counters::{Counters, Delta};
 pub enum Tier {
     /// Every sample's delta, for a day.
     Raw,
-    /// 5-minute buckets, for 30 days.
+    /// 5-minute buckets, for 14 days: the week graph and the week before it; a month reads
+    /// the hourly tier. Kept shorter than the 30 days first planned so a VPS's whole history
+    /// stays under 1 MiB (`gitvps bench monitor`).
     FiveMinutes,
     /// Hourly buckets, for 13 months.
     Hourly,
@@ -49,7 +51,7 @@ impl Tier {
     pub fn retention(self) -> Duration {
         match self {
             Tier::Raw => Duration::days(1),
-            Tier::FiveMinutes => Duration::days(30),
+            Tier::FiveMinutes => Duration::days(14),
             // 13 months of the longest kind (7 of 31 days, 6 of 30): a year ago's same month
             // stays whole.
             Tier::Hourly => Duration::days(397),
@@ -342,7 +344,7 @@ mod tests {
     fn bounds_follow_the_retention() {
         let minute = Duration::seconds(60);
         assert_eq!(Tier::Raw.max_buckets(minute), 1441);
-        assert_eq!(Tier::FiveMinutes.max_buckets(minute), 8641);
+        assert_eq!(Tier::FiveMinutes.max_buckets(minute), 4033);
         assert_eq!(Tier::Hourly.max_buckets(minute), 397 * 24 + 1);
         assert_eq!(Tier::Raw.max_buckets(Duration::zero()), 86_401);
     }
@@ -394,8 +396,8 @@ mod tests {
                 .count(),
             1
         );
-        // After 30 days the 5-minute bucket goes; after 397 the hourly one.
-        assert_eq!(s.prune(t0 + Duration::days(30)), 1);
+        // After 14 days the 5-minute bucket goes; after 397 the hourly one.
+        assert_eq!(s.prune(t0 + Duration::days(14)), 1);
         assert_eq!(s.prune(t0 + Duration::days(396)), 0);
         assert_eq!(s.prune(t0 + Duration::days(397)), 1);
         assert!(s.tiers.values().all(BTreeMap::is_empty));

@@ -94,6 +94,12 @@ impl From<Refusal> for ApiError {
             Refusal::Unauthorized => {
                 ApiError::unauthorized("the session is invalid or has expired; log in again")
             }
+            Refusal::BackupsNotConfigured => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backups_not_configured",
+                r.to_string(),
+            ),
+            Refusal::UnknownBackup(_) => ApiError::unprocessable("unknown_backup", r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");

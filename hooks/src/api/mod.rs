@@ -5,6 +5,7 @@ mod account;
 mod checkout;
 mod error;
 mod extract;
+mod graph;
 pub mod headers;
 mod invoices;
 mod keys;
@@ -36,6 +37,7 @@ use model::settings::HooksSettings;
 
 pub use error::ApiError;
 pub use extract::{Authed, ClientAddr, JsonBody};
+pub use graph::{GRAPHS_PER_DAY, GRAPHS_PER_MINUTE};
 pub use session::me_view;
 
 /// Longest password accepted (argon2 of a huge input is work for nothing).
@@ -210,6 +212,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/2fa/disable", post(twofactor::disable))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/ptr", put(ptr::set_ptr))
+        .route("/vps/{id}/graph", get(graph::vps_graph))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/{action}", post(vps::vps_action))
         .route("/order", post(checkout::order))

@@ -230,6 +230,12 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     },
                     "last_error": s.last_error,
                     "observed_at": rfc3339(s.observed_at),
+                    // The backups the last backup run published, for the panel's restore.
+                    "backups": s.backups.as_ref().map(|l| l.iter().map(|b| json!({
+                        "short_id": b.short_id,
+                        "time": rfc3339(b.time),
+                        "size_bytes": b.size_bytes,
+                    })).collect::<Vec<_>>()),
                 }),
                 None => json!({"known": false}),
             };

@@ -1,5 +1,5 @@
-//! The VPS actions: power (`start`, `stop`), counters (`reboot`, `fsck`), `reinstall`, and
-//! the customer's console keys (`PUT /api/vps/{id}/ssh-keys`).
+//! The VPS actions: power (`start`, `stop`), counters (`reboot`, `fsck`), `reinstall`,
+//! `restore` (a published backup), and the customer's console keys (`PUT /api/vps/{id}/ssh-keys`).
 
 use std::sync::Arc;
 
@@ -22,6 +22,14 @@ pub(super) struct ReinstallReq {
     appliance: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RestoreReq {
+    snapshot: String,
+    #[serde(default)]
+    from: Option<String>,
+}
+
 pub(super) async fn vps_action(
     State(app): State<Arc<App>>,
     Path((id, action)): Path<(String, String)>,
@@ -35,9 +43,10 @@ pub(super) async fn vps_action(
         "reboot" => "reboot",
         "fsck" => "fsck",
         "reinstall" => "reinstall",
+        "restore" => "restore",
         _ => return Err(ApiError::not_found()),
     };
-    a.require(if route == "reinstall" {
+    a.require(if matches!(route, "reinstall" | "restore") {
         Scope::Reinstall
     } else {
         Scope::Power
@@ -90,6 +99,29 @@ pub(super) async fn vps_action(
                 vps,
                 os: req.os,
                 appliance: req.appliance,
+            }
+        }
+        "restore" => {
+            let req: RestoreReq = parse_json(&body)?;
+            let from = match &req.from {
+                // An id that cannot be a VPS is no VPS of the asker's: the same 404.
+                Some(f) => Some(parse_vps(f)?),
+                None => None,
+            };
+            // The list the panel showed: what the last backup run published for the source.
+            let source = from.as_ref().unwrap_or(&vps);
+            let published = a
+                .snapshot
+                .status
+                .get(source)
+                .and_then(|s| s.backups.clone())
+                .unwrap_or_default();
+            Change::Restore {
+                customer,
+                vps,
+                snapshot: req.snapshot,
+                from,
+                published,
             }
         }
         _ => return Err(ApiError::not_found()),

@@ -154,8 +154,10 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
             "database",
             "check_failures",
             "check_timeout_secs",
+            "listen",
         ],
     ) {
+        s.monitor.listen = m.opt(r, &mut o, "listen");
         m.set_checked(
             r,
             &mut o,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod forge;
+pub mod graphs;
 pub mod site;
 pub mod table;
 

@@ -11,6 +11,7 @@ pub mod collect;
 pub mod dns;
 pub mod inputs;
 pub mod pool;
+pub mod prepare;
 pub mod probe;
 pub mod samples;
 pub mod ssh;

@@ -9,15 +9,20 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | default | `magic` | `gitvps-monitor 1`: what this database is, and its layout version |
-//! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`] (12 big-endian u64) |
-//! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`] (4 gauges) |
+//! | default | `magic` | `gitvps-monitor 2`: what this database is, and its layout version |
+//! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`]: the tag `0xC1`, then its 12 numbers as LEB128 varints |
+//! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`]: the tag `0xC1`, then 4 gauges as varints |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
 //! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
 //!
 //! Ids never hold a zero byte; a bucket start is its Unix second with the sign bit flipped,
 //! big-endian, so keys sort by time. A database without the magic key is refused unless it is
-//! empty, so a foreign or older database is never changed, let alone wiped.
+//! empty, so a foreign database is never changed, let alone wiped.
+//!
+//! Layout 1 stored buckets as fixed-width big-endian numbers (96 bytes a VPS bucket, whose
+//! first byte is 0). Its databases are read as they are: their magic key becomes layout 2's,
+//! old buckets are decoded by their width and rewritten compact when next merged into, and
+//! expire like any other. A layout newer than this gitvps's is refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +37,11 @@ use monitor::{
 };
 
 /// What the magic key holds: the store's name and layout version.
-const MAGIC: &[u8] = b"gitvps-monitor 1";
+const MAGIC: &[u8] = b"gitvps-monitor 2";
+/// Layout 1's magic: fixed-width buckets, still read.
+const MAGIC_V1: &[u8] = b"gitvps-monitor 1";
+/// The first byte of a compact (varint) bucket; a layout-1 bucket starts with 0.
+const COMPACT: u8 = 0xC1;
 /// The magic key.
 const MAGIC_KEY: &[u8] = b"magic";
 
@@ -148,9 +157,46 @@ impl Enc {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
-    fn u128(mut self, v: u128) -> Enc {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
+}
+
+/// Appends `v` as an unsigned LEB128 varint (7 bits a byte, low first).
+fn varint(out: &mut Vec<u8>, mut v: u128) {
+    loop {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// Reads what [`varint`] wrote; `None` when the bytes run short or the number overflows.
+struct Var<'a>(&'a [u8]);
+
+impl Var<'_> {
+    fn u128(&mut self) -> Option<u128> {
+        let mut v: u128 = 0;
+        for shift in (0..128).step_by(7) {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            let part = u128::from(b & 0x7f);
+            if shift > 0 && part.leading_zeros() < shift {
+                return None;
+            }
+            v |= part << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn u64(&mut self) -> Option<u64> {
+        u64::try_from(self.u128()?).ok()
+    }
+    fn done(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
     }
 }
 
@@ -189,14 +235,38 @@ fn dec_counters(d: &mut Dec<'_>) -> Option<Counters> {
 }
 
 fn enc_bucket(b: &Bucket) -> Vec<u8> {
-    enc_counters(
-        Enc(Vec::new()).u64(b.samples).u64(b.seconds).u64(b.resets),
-        &b.usage,
-    )
-    .0
+    let mut out = Vec::with_capacity(32);
+    out.push(COMPACT);
+    for n in [b.samples, b.seconds, b.resets] {
+        varint(&mut out, u128::from(n));
+    }
+    for f in Field::ALL {
+        varint(&mut out, u128::from(b.usage.get(f)));
+    }
+    out
 }
 
 fn dec_bucket(v: &[u8]) -> Option<Bucket> {
+    let Some((&COMPACT, rest)) = v.split_first() else {
+        return dec_bucket_v1(v);
+    };
+    let mut d = Var(rest);
+    let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
+    let mut usage = Counters::default();
+    for f in Field::ALL {
+        *usage.get_mut(f) = d.u64()?;
+    }
+    d.done()?;
+    Some(Bucket {
+        samples,
+        usage,
+        seconds,
+        resets,
+    })
+}
+
+/// A layout-1 bucket: 12 big-endian u64.
+fn dec_bucket_v1(v: &[u8]) -> Option<Bucket> {
     let mut d = Dec(v);
     let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
     let usage = dec_counters(&mut d)?;
@@ -214,14 +284,46 @@ fn gauges(b: &NodeBucket) -> [&Gauge; 4] {
 }
 
 fn enc_node_bucket(b: &NodeBucket) -> Vec<u8> {
-    let mut e = Enc(Vec::new());
+    let mut out = Vec::with_capacity(64);
+    out.push(COMPACT);
     for g in gauges(b) {
-        e = e.u64(g.count).u128(g.sum).u64(g.min).u64(g.max);
+        for n in [
+            u128::from(g.count),
+            g.sum,
+            u128::from(g.min),
+            u128::from(g.max),
+        ] {
+            varint(&mut out, n);
+        }
     }
-    e.0
+    out
 }
 
 fn dec_node_bucket(v: &[u8]) -> Option<NodeBucket> {
+    let Some((&COMPACT, rest)) = v.split_first() else {
+        return dec_node_bucket_v1(v);
+    };
+    let mut d = Var(rest);
+    let mut g = || -> Option<Gauge> {
+        Some(Gauge {
+            count: d.u64()?,
+            sum: d.u128()?,
+            min: d.u64()?,
+            max: d.u64()?,
+        })
+    };
+    let b = NodeBucket {
+        cpu_permille: g()?,
+        mem_used: g()?,
+        load_milli: g()?,
+        storage_free: g()?,
+    };
+    d.done()?;
+    Some(b)
+}
+
+/// A layout-1 node bucket: 4 gauges of big-endian u64, u128, u64, u64.
+fn dec_node_bucket_v1(v: &[u8]) -> Option<NodeBucket> {
     let mut d = Dec(v);
     let mut g = || -> Option<Gauge> {
         Some(Gauge {
@@ -340,6 +442,12 @@ impl Store {
         };
         match db.get(MAGIC_KEY).map_err(io)? {
             Some(m) if m.as_ref() == MAGIC => {}
+            Some(m) if m.as_ref() == MAGIC_V1 => {
+                // Layout 1's buckets are read as they are; new ones are written compact.
+                db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
+                db.flush().map_err(io)?;
+                tracing::info!(db = %path.display(), "monitor database: layout 1 read, new buckets written compact (layout 2)");
+            }
             Some(m) => {
                 return Err(foreign(format!(
                     "its magic key says `{}`, this gitvps writes `{}`",
@@ -513,9 +621,36 @@ impl Store {
         id: &str,
         dec: fn(&[u8]) -> Option<B>,
     ) -> Result<Series<B>, StoreError> {
+        self.decode(tree.scan_prefix(prefix(id)), id, dec)
+    }
+
+    /// The buckets of one tier of a series from `from` (inclusive) to `to` (exclusive): one
+    /// scan of their keys, not the whole series (a graph reads a window).
+    fn series_range<B>(
+        &self,
+        tree: &sled::Tree,
+        id: &str,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<Series<B>, StoreError> {
+        if from >= to {
+            return Ok(Series::default());
+        }
+        self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)
+    }
+
+    /// Decodes the bucket entries of `id` that `entries` yields into a series.
+    fn decode<B>(
+        &self,
+        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        id: &str,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<Series<B>, StoreError> {
         let mut s = Series::default();
         let p = prefix(id);
-        for kv in tree.scan_prefix(&p) {
+        for kv in entries {
             let (k, v) = kv.map_err(|e| self.io(e))?;
             let rest = &k[p.len()..];
             let parsed = rest.split_first().and_then(|(t, secs)| {
@@ -538,6 +673,29 @@ impl Store {
     /// Every stored bucket of a node.
     pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
         self.series(&self.node, node.as_str(), dec_node_bucket)
+    }
+
+    /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
+    /// reads.
+    pub fn vps_range(
+        &self,
+        vps: &VpsId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<Bucket>, StoreError> {
+        self.series_range(&self.vps, vps.as_str(), tier, from, to, dec_bucket)
+    }
+
+    /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
+    pub fn node_range(
+        &self,
+        node: &NodeId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<NodeBucket>, StoreError> {
+        self.series_range(&self.node, node.as_str(), tier, from, to, dec_node_bucket)
     }
 
     /// Drops every bucket expired at `now`, for every series ever recorded, and the last
@@ -659,6 +817,28 @@ impl Store {
         Ok(())
     }
 
+    /// What a VPS's history takes in the store: its buckets (every tier) and its last reading,
+    /// as entries and as the bytes of their keys and values.
+    pub fn footprint(&self, vps: &VpsId) -> Result<(u64, u64), StoreError> {
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        for kv in self.vps.scan_prefix(prefix(vps.as_str())) {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            entries += 1;
+            bytes += (k.len() + v.len()) as u64;
+        }
+        let lk = [b"v", vps.as_str().as_bytes()].concat();
+        if let Some(v) = self.last.get(&lk).map_err(|e| self.io(e))? {
+            entries += 1;
+            bytes += (lk.len() + v.len()) as u64;
+        }
+        Ok((entries, bytes))
+    }
+
+    /// The database's files' size, as sled counts it.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(|e| self.io(e))
+    }
+
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| self.io(e))?;
@@ -761,6 +941,54 @@ mod tests {
         };
         assert!(!series.tiers.contains_key(&Tier::Raw));
         assert!(series.tiers.contains_key(&Tier::Hourly));
+    }
+
+    #[test]
+    fn a_range_read_holds_one_tier_of_one_series_in_its_window() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let Ok(s) = Store::open(&dir.path().join("db")) else {
+            panic!()
+        };
+        let lim = Limits::default();
+        // `xen0` is a prefix of `xen02`'s id: its buckets must not leak into the other's range.
+        for (name, net) in [("xen02", 100), ("xen0", 7)] {
+            let v = id(name);
+            for k in 0..=10 {
+                let r = s.record_vps(&v, sample(60 * k, 1, net * k as u64), t(60 * k), &lim);
+                assert!(r.is_ok(), "{r:?}");
+            }
+        }
+        let v = id("xen02");
+        let Ok(r) = s.vps_range(&v, Tier::Raw, t(120), t(420)) else {
+            panic!()
+        };
+        let starts: Vec<i64> = r
+            .range(Tier::Raw, t(-9999), t(9999))
+            .map(|(at, _)| (*at - t(0)).num_seconds())
+            .collect();
+        assert_eq!(starts, [120, 180, 240, 300, 360]);
+        assert!(
+            r.range(Tier::Raw, t(0), t(9999))
+                .all(|(_, b)| b.usage.net_rx_bytes == 100)
+        );
+        assert_eq!(r.tiers.len(), 1, "one tier only");
+        let Ok(h) = s.vps_range(&v, Tier::Hourly, t(-3600), t(3600)) else {
+            panic!()
+        };
+        let sum: u64 = h
+            .range(Tier::Hourly, t(-3600), t(3600))
+            .map(|(_, b)| b.usage.net_rx_bytes)
+            .sum();
+        assert_eq!(sum, 1000);
+        // An empty or reversed window reads nothing.
+        assert!(
+            s.vps_range(&v, Tier::Raw, t(60), t(60))
+                .is_ok_and(|r| r.tiers.is_empty())
+        );
+        assert!(
+            s.vps_range(&v, Tier::Raw, t(600), t(60))
+                .is_ok_and(|r| r.tiers.is_empty())
+        );
     }
 
     #[test]
@@ -893,5 +1121,120 @@ mod tests {
         assert!(key("a", Tier::Raw, t(-1)) < key("a", Tier::Raw, t(0)));
         let early = DateTime::from_timestamp(-10, 0).unwrap_or_default();
         assert!(key("a", Tier::Raw, early) < key("a", Tier::Raw, t(0)));
+    }
+
+    /// A layout-1 bucket (fixed width), as an older gitvps wrote it.
+    fn enc_bucket_v1(b: &Bucket) -> Vec<u8> {
+        enc_counters(
+            Enc(Vec::new()).u64(b.samples).u64(b.seconds).u64(b.resets),
+            &b.usage,
+        )
+        .0
+    }
+
+    #[test]
+    fn compact_buckets_round_trip_and_are_small() {
+        let b = Bucket {
+            samples: 60,
+            usage: Counters {
+                cpu_ms: 7_200_000,
+                net_rx_bytes: u64::MAX,
+                net_tx_bytes: 1 << 35,
+                disk_write_ops: 127,
+                disk_read_ops: 128,
+                ..Counters::default()
+            },
+            seconds: 3600,
+            resets: 0,
+        };
+        let v = enc_bucket(&b);
+        assert_eq!(dec_bucket(&v), Some(b));
+        assert!(v.len() < 40, "{} bytes", v.len());
+        // Truncated, overlong or trailing bytes are refused, never misread.
+        assert_eq!(dec_bucket(&v[..v.len() - 1]), None);
+        assert_eq!(dec_bucket(&[v.as_slice(), &[0]].concat()), None);
+        let mut huge = vec![COMPACT];
+        huge.extend([0xff; 19]);
+        huge.push(0x7f);
+        assert_eq!(dec_bucket(&huge), None);
+        // A layout-1 bucket still reads.
+        assert_eq!(dec_bucket(&enc_bucket_v1(&b)), Some(b));
+        let g = Gauge {
+            count: 3,
+            sum: u128::from(u64::MAX) * 3,
+            min: 1,
+            max: u64::MAX,
+        };
+        let n = NodeBucket {
+            cpu_permille: g,
+            mem_used: g,
+            load_milli: g,
+            storage_free: g,
+        };
+        assert_eq!(dec_node_bucket(&enc_node_bucket(&n)), Some(n));
+    }
+
+    #[test]
+    fn a_layout_1_database_is_read_and_written_compact_from_then_on() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let v = id("xen02");
+        let old = Bucket {
+            samples: 1,
+            usage: Counters {
+                net_rx_bytes: 4000,
+                ..Counters::default()
+            },
+            seconds: 60,
+            resets: 0,
+        };
+        {
+            let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            db.insert(MAGIC_KEY, MAGIC_V1)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let tree = db.open_tree("vps").unwrap_or_else(|e| panic!("{e}"));
+            tree.insert(key("xen02", Tier::Hourly, t(0)), enc_bucket_v1(&old))
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(series.tiers[&Tier::Hourly][&t(0)], old);
+        // A delta merged into the old bucket: the sum is right and the bucket is compact now.
+        let lim = Limits::default();
+        assert!(s.record_vps(&v, sample(0, 7, 1000), t(0), &lim).is_ok());
+        assert!(s.record_vps(&v, sample(60, 7, 1500), t(60), &lim).is_ok());
+        let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(series.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
+        let raw = s
+            .vps
+            .get(key("xen02", Tier::Hourly, t(0)))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(raw.first(), Some(&COMPACT));
+        assert_eq!(s.db.get(MAGIC_KEY).ok().flatten().as_deref(), Some(MAGIC));
+    }
+
+    #[test]
+    fn a_newer_layout_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        {
+            let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            db.insert(MAGIC_KEY, &b"gitvps-monitor 3"[..])
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let e = Store::open(&path).map(drop).map_err(|e| e.to_string());
+        assert!(
+            matches!(&e, Err(m) if m.contains("gitvps-monitor 3") && m.contains("gitvps-monitor 2")),
+            "{e:?}"
+        );
+        let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            db.get(MAGIC_KEY).ok().flatten().as_deref(),
+            Some(&b"gitvps-monitor 3"[..])
+        );
     }
 }

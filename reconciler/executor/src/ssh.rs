@@ -133,6 +133,19 @@ impl Credentials {
         }
     }
 
+    /// The public key of a key file as `TYPE BASE64` (what `authorized_keys` holds); `None`
+    /// for the agent, whose keys are not known in advance.
+    pub fn public_key(&self) -> Option<String> {
+        match self {
+            Credentials::Key(k) => k
+                .public_key()
+                .to_openssh()
+                .ok()
+                .map(|s| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")),
+            Credentials::Agent => None,
+        }
+    }
+
     /// Loads an unencrypted OpenSSH private key file.
     pub fn from_file(path: &std::path::Path) -> Result<Credentials, SshError> {
         russh::keys::load_secret_key(path, None)

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod import;
 pub mod observe;
 pub mod plan;
+pub mod prepare;
 pub mod protocol;
 pub mod quote;
 pub mod reviewed;

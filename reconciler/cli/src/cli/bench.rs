@@ -26,6 +26,12 @@ pub enum BenchCommand {
     /// Observe + plan against 1,000 and 10,000 canned nodes served by a separate process: the
     /// control side's CPU and memory per node.
     Scale(super::bench_scale::ScaleBench),
+    /// The sample store's size per VPS after a year of collections, and a /metrics scrape of
+    /// 1,000 VPSes.
+    Monitor(super::bench_monitor::MonitorBench),
+    /// A month of samples for a node's VPSes in a sled store, then the time to read and draw
+    /// a month graph (target ≤ 20 ms), a week's, a year's, and the comparison.
+    Graph(super::bench_graph::GraphBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -54,6 +60,8 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Billing(a) => billing_bench(&a),
         BenchCommand::Soak(a) => super::demo::soak::run(&a),
         BenchCommand::Scale(a) => super::bench_scale::run(&a),
+        BenchCommand::Monitor(a) => super::bench_monitor::run(&a),
+        BenchCommand::Graph(a) => super::bench_graph::run(&a),
     }
 }
 

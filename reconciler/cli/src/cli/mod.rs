@@ -11,7 +11,11 @@ pub mod backup;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
+pub mod bench_graph;
+#[cfg(feature = "sim")]
 pub mod bench_login;
+#[cfg(feature = "sim")]
+pub mod bench_monitor;
 #[cfg(feature = "sim")]
 pub mod bench_scale;
 pub mod billing;
@@ -24,6 +28,8 @@ pub mod import;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
+pub mod monitor_http;
+pub mod monitor_graph;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;

@@ -6,6 +6,7 @@
 //! See docs/monitoring.md.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,7 @@ use monitor::{Limits, Sample};
 
 use super::Global;
 use super::billing::{RunArgs, note_commit, push_target, send_with};
+use super::monitor_http::{Fleet, Shared, listen as listen_on, router};
 use super::plan::{Select, runtime, setup};
 
 /// Flags of `gitvps monitor`.
@@ -57,6 +59,9 @@ pub enum MonitorCommand {
     /// send the mail. `gitvps monitor` does this once a day by itself; this is for a timer
     /// beside `collect --once`. Exit 0: done; 2 (--dry-run): a VPS would change or be mailed.
     Usage(UsageArgs),
+    /// Draw a usage graph as SVG: a node's overall usage (--node), or a VPS's as its customer
+    /// sees it in the panel (--vps). Times in UTC.
+    Graph(super::monitor_graph::GraphArgs),
 }
 
 /// Flags of `gitvps monitor usage`: those of `gitvps billing run`, and the database.
@@ -82,17 +87,26 @@ pub struct CollectOpts {
     /// Seconds a node has to answer, connecting included (half the interval by default, 5 to 30).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// The service only: serve /metrics (Prometheus) on this address (gitvps.toml's
+    /// monitor.listen by default; no listener when neither is set; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Runs the command.
 pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
     match &a.command {
         Some(MonitorCommand::Collect { once: true, opts }) => {
+            if opts.listen.is_some() {
+                anyhow::bail!(
+                    "--listen is for the service (`gitvps monitor`): collect --once has no listener"
+                );
+            }
             let rt = runtime()?;
             let Some(store) = open_store(g, opts)? else {
                 return Ok(1);
             };
-            rt.block_on(cycle(g, opts, &store, None))
+            rt.block_on(cycle(g, opts, &store, None, None))
         }
         Some(MonitorCommand::Collect { once: false, opts }) => serve(g, opts),
         Some(MonitorCommand::Usage(u)) => {
@@ -109,6 +123,7 @@ pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
             };
             usage(&wt, &store, &opts, u.run.json)
         }
+        Some(MonitorCommand::Graph(ga)) => super::monitor_graph::run(g, ga),
         None => serve(g, &a.opts),
     }
 }
@@ -170,12 +185,20 @@ fn db_path(g: &Global, flag: Option<&PathBuf>) -> anyhow::Result<Option<PathBuf>
         Ok(inv) => inv,
         Err(_) => return Ok(None),
     };
+    Ok(Some(db_path_of(&g.repo, &inv, None)))
+}
+
+/// The database path of an inventory: `flag`, else the setting (relative to `repo`).
+pub(crate) fn db_path_of(repo: &Path, inv: &model::Inventory, flag: Option<&PathBuf>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.clone();
+    }
     let p = Path::new(&inv.settings.monitor.database);
-    Ok(Some(if p.is_absolute() {
+    if p.is_absolute() {
         p.to_path_buf()
     } else {
-        g.repo.join(p)
-    }))
+        repo.join(p)
+    }
 }
 
 fn open_store(g: &Global, o: &CollectOpts) -> anyhow::Result<Option<Store>> {
@@ -209,11 +232,21 @@ async fn cycle(
     o: &CollectOpts,
     store: &Store,
     pool: Option<&Arc<Pool>>,
+    web: Option<&Shared>,
 ) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
     let mut s = match setup(g, &o.select, false)? {
         Ok(s) => s,
-        Err(code) => return Ok(code),
+        Err(code) => {
+            if let Some(w) = web {
+                w.cycle_done(Utc::now(), started.elapsed().as_secs_f64(), None);
+            }
+            return Ok(code);
+        }
     };
+    if let Some(w) = web {
+        w.set_fleet(Fleet::of(&s.inv, &s.nodes));
+    }
     s.access.pool = pool.cloned();
     let limit = deadline(o, s.inv.settings.monitor.interval_secs);
     let got = collect_all(&s.inv, &s.desired, &s.nodes, &s.access, limit).await;
@@ -248,6 +281,14 @@ async fn cycle(
     lines.push_str(&super::checks::run(&g.repo, &s.inv, &s.nodes, store, Utc::now()).await?);
     store.prune(now)?;
     store.flush()?;
+    if let Some(w) = web {
+        let missing = got.iter().filter(|(_, c)| c.outcome.is_err()).count();
+        w.cycle_done(
+            Utc::now(),
+            started.elapsed().as_secs_f64(),
+            Some(missing as u64),
+        );
+    }
     super::emit(&lines)?;
     Ok(code)
 }
@@ -315,7 +356,19 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
     let Some(store) = open_store(g, o)? else {
         return Ok(1);
     };
+    let store = Arc::new(store);
+    let web = Shared::new(Arc::clone(&store));
+    let listen = match o.listen {
+        Some(a) => Some(a),
+        None => model::Inventory::load(&g.repo)
+            .ok()
+            .and_then(|inv| inv.settings.monitor.listen),
+    };
     rt.block_on(async {
+        let listener = match listen {
+            Some(addr) => Some(listen_on(addr, router(Arc::clone(&web))).await?),
+            None => None,
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch SIGTERM")?;
         tracing::info!(db = %store.path().display(), "gitvps monitor started");
@@ -325,9 +378,10 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
         let pool = Arc::new(Pool::default());
         loop {
             let started = tokio::time::Instant::now();
-            if let Err(e) = cycle(g, o, &store, Some(&pool)).await {
+            if let Err(e) = cycle(g, o, &store, Some(&pool), Some(&web)).await {
                 // A bad inventory edit or a full disk: said, and tried again next interval.
                 tracing::error!("collection failed: {e:#}");
+                web.cycle_done(Utc::now(), started.elapsed().as_secs_f64(), None);
             }
             let today = Utc::now().date_naive();
             if usage_day != Some(today) {
@@ -352,6 +406,9 @@ fn serve(g: &Global, o: &CollectOpts) -> anyhow::Result<i32> {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
+        }
+        if let Some(l) = listener {
+            l.abort();
         }
         pool.close_all().await;
         store.flush()?;

@@ -1,5 +1,6 @@
 //! `gitvps node add`: read a new node's host key once over SSH, show its fingerprint for the
-//! operator to compare, and write `inventory/nodes/<name>.toml` with the key pinned.
+//! operator to compare, and write `inventory/nodes/<name>.toml` with the key pinned; `gitvps
+//! node prepare`: check (and with `--fix` make) a fresh Debian into a node of its kind.
 
 use std::time::Duration;
 
@@ -14,6 +15,28 @@ use super::Global;
 pub enum NodeCommand {
     /// Read a node's host key, show its SHA256 fingerprint, and write its file with the key pinned.
     Add(AddArgs),
+    /// Check a fresh Debian against what a node of its kind needs (packages, bridge, storage,
+    /// the login user with its key and sudo rule); with --fix, make it so. Exit 0: ready (or
+    /// fixed), 2: changes needed, 1: refused or something only the operator can do.
+    Prepare(PrepareArgs),
+}
+
+/// Flags of `gitvps node prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The node (its file in inventory/nodes/ gives the address, pinned key, kind and user).
+    #[arg(long, value_name = "NODE")]
+    pub node: NodeId,
+    /// Change what is missing (install packages, create the bridge, folder, user, key, rule).
+    #[arg(long)]
+    pub fix: bool,
+    /// Log in as this user to prepare the node: root, or an admin allowed `sudo sh` without a
+    /// password.
+    #[arg(long, value_name = "USER", default_value = "root")]
+    pub login: model::values::UnixUser,
+    /// The public key the node file's user gets (default: the public half of GITVPS_SSH_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub authorized_key: Option<std::path::PathBuf>,
 }
 
 /// The hypervisor of a new node.
@@ -72,6 +95,7 @@ pub struct AddArgs {
 pub fn run(g: &Global, c: NodeCommand) -> anyhow::Result<i32> {
     match c {
         NodeCommand::Add(a) => add(g, &a),
+        NodeCommand::Prepare(a) => prepare(g, &a),
     }
 }
 
@@ -197,6 +221,98 @@ fn add(g: &Global, a: &AddArgs) -> anyhow::Result<i32> {
         path.display()
     ))?;
     Ok(0)
+}
+
+fn prepare(g: &Global, a: &PrepareArgs) -> anyhow::Result<i32> {
+    let inv = match super::load_or_report(&g.repo, false)? {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    let Some(node) = inv.nodes.get(&a.node) else {
+        anyhow::bail!("--node {}: no such node in inventory/nodes/", a.node);
+    };
+    let creds = executor::ssh::Credentials::from_env()?;
+    let key: model::values::SshPublicKey = match &a.authorized_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --authorized-key {}", path.display()))?;
+            text.trim().parse().map_err(|e| {
+                anyhow::anyhow!("--authorized-key {}: line 1: {e}", path.display())
+            })?
+        }
+        None => creds
+            .public_key()
+            .context(
+                "the reconciler logs in through the agent: name its public key with --authorized-key FILE",
+            )?
+            .parse()
+            .map_err(|e| anyhow::anyhow!("GITVPS_SSH_KEY: its public key: {e}"))?,
+    };
+    let target = match planner::prepare::Target::of(node, &key) {
+        Ok(t) => t,
+        Err(e) => {
+            super::note(&format!("error: {e}; nothing changed"))?;
+            return Ok(1);
+        }
+    };
+    let mut ssh = executor::apply::target_of(node);
+    ssh.user = a.login.to_string();
+    let rec = &inv.settings.reconciler;
+    let timeouts = executor::ssh::Timeouts {
+        connect: Duration::from_secs(rec.connect_timeout_secs.into()),
+        // apt-get can take a while on a fresh node.
+        command: Duration::from_secs(u64::from(rec.command_timeout_secs).max(1800)),
+    };
+    let run = super::plan::runtime()?.block_on(executor::prepare::prepare(
+        &ssh, &creds, timeouts, &target, a.fix,
+    ));
+    let outcome = match run {
+        Ok(o) => o,
+        Err(e) => {
+            super::note(&format!("error: {e}"))?;
+            return Ok(1);
+        }
+    };
+    let d = &outcome.decision;
+    let how = match outcome.access {
+        planner::prepare::Access::Root => "",
+        planner::prepare::Access::Sudo => " through sudo",
+    };
+    let fixable = d
+        .checks
+        .iter()
+        .filter(|c| matches!(c.state, planner::prepare::State::Fix(_)))
+        .count();
+    let mut text = format!(
+        "{} ({}:{}) as {}{how}:\n{}",
+        node.id,
+        ssh.host,
+        ssh.port,
+        a.login,
+        d.render(outcome.fixed)
+    );
+    let code = if d.manual() {
+        text.push_str("\nSome checks need you (manual above): the node is not ready.\n");
+        1
+    } else if d.all_ok() {
+        text.push_str(if a.fix {
+            "\nNothing to change: the node is ready.\n"
+        } else {
+            "\nAll ok: the node is ready.\n"
+        });
+        0
+    } else if outcome.fixed {
+        text.push_str(&format!(
+            "\nPrepared: {fixable} check(s) changed ({} change(s) reported by the node), checked again: the node is ready.\n",
+            outcome.changed
+        ));
+        0
+    } else {
+        text.push_str(&format!("\n{fixable} to change: run again with --fix.\n"));
+        2
+    };
+    super::emit(&text)?;
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// A built site to serve beside the hooks (`gitvps site build --out DIR`).
     #[arg(long, value_name = "DIR")]
     pub site: Option<PathBuf>,
+    /// The monitor's sample database (`gitvps monitor --db`): the panel's usage graphs
+    /// (`GET /api/vps/{id}/graph`) are drawn from it, opened for each graph. Without it that
+    /// route answers 503.
+    #[arg(long, value_name = "DIR")]
+    pub monitor_db: Option<PathBuf>,
 }
 
 /// Runs the command until interrupted.
@@ -25,6 +30,10 @@ pub fn run(g: &Global, a: &ServeArgs) -> anyhow::Result<i32> {
     let mut cfg = hooks::Config::local(g.repo.display().to_string())
         .with_context(|| format!("cannot serve {}", g.repo.display()))?;
     cfg.static_dir = a.site.clone();
+    if let Some(db) = &a.monitor_db {
+        let graphs = crate::graphs::StoreGraphs::at(db.clone())?;
+        cfg.graphs = Some(std::sync::Arc::new(graphs));
+    }
     super::plan::runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await

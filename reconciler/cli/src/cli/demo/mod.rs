@@ -251,6 +251,11 @@ async fn demo(
     let mut cfg = hooks::Config::local(repos.bare.display().to_string())?;
     cfg.cache_dir = dir.join("hooks-cache");
     cfg.static_dir = site.then(|| site_dir.clone());
+    // The panel's usage graphs, from the demo's own sample database.
+    let samples = executor::samples::Store::open(&dir.join("monitor-db"))?;
+    cfg.graphs = Some(std::sync::Arc::new(crate::graphs::StoreGraphs::held(
+        std::sync::Arc::new(samples),
+    )));
     let addr = listener.local_addr()?;
     let server = tokio::spawn(hooks::serve(listener, cfg));
     let _abort = AbortOnDrop(server.abort_handle());
