@@ -28,8 +28,8 @@ pub mod import;
 pub mod inventory;
 pub mod invoice;
 pub mod monitor;
-pub mod monitor_http;
 pub mod monitor_graph;
+pub mod monitor_http;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod nodesim;
