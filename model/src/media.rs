@@ -135,7 +135,7 @@ pub enum IsoSource {
 }
 
 /// A VPS's `[boot]`: the ISO attached as a read-only CD-ROM, and which device boots first.
-/// Removing `[boot]` ejects it (the customer's eject action does).
+/// Removing `[boot]` ejects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
     /// The ISO.
