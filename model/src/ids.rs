@@ -138,6 +138,10 @@ id_type!(
     /// An appliance: an OS plus a first-boot script (`bootstraps/appliances/<id>`).
     ApplianceId, "appliance"
 );
+id_type!(
+    /// An ISO of the operator's library (`[[iso]]` in `gitvps.toml`).
+    IsoId, "iso"
+);
 
 #[cfg(test)]
 mod tests {

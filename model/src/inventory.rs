@@ -392,6 +392,9 @@ pub struct Node {
     pub maintenance: bool,
     /// Every path gitvps touches on the node sits under this folder (`/` on a real node).
     pub root: AbsPath,
+    /// Whether the node can run full (HVM) machines, which boot ISOs: always on KVM; on Xen
+    /// `hvm = false` says the CPU has no VT-x/AMD-V there (a nested node).
+    pub hvm: bool,
     /// Where it was defined.
     pub origin: Origin,
 }
@@ -552,6 +555,8 @@ pub struct Vps {
     pub adopted: bool,
     /// `[restore]`: a backup to write onto the disk (erasing it), once per generation.
     pub restore: Option<crate::backup::Restore>,
+    /// `[boot]`: the ISO attached as a CD-ROM and the boot order; `None`: none attached.
+    pub boot: Option<crate::media::Boot>,
     /// Where it was defined.
     pub origin: Origin,
 }

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod inventory;
 pub mod iso;
 pub mod load;
+pub mod media;
 pub mod placement;
 pub mod policy;
 mod read;

@@ -236,6 +236,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         backup: crate::backup::BackupOverride::default(),
         adopted: false,
         restore: None,
+        boot: None,
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

@@ -10,7 +10,7 @@ use toml_edit::{Item, TableLike, Value};
 
 use crate::backup::{EnvName, SnapshotId};
 use crate::diag::{Diagnostic, Origin, SourceFile};
-use crate::ids::{ApplianceId, CustomerId, NodeId, OsId, PoolId, ProductId, VpsId};
+use crate::ids::{ApplianceId, CustomerId, IsoId, NodeId, OsId, PoolId, ProductId, VpsId};
 use crate::policy::{InvoiceNumber, InvoiceRule, TaxRate};
 use crate::values::*;
 
@@ -63,6 +63,9 @@ from_str_value!(
     PoolId,
     OsId,
     ApplianceId,
+    IsoId,
+    crate::media::Sha256Hex,
+    crate::media::MediaUrl,
     Size,
     Currency,
     Rate,

@@ -72,6 +72,8 @@ pub struct Settings {
     pub backup: crate::backup::BackupSettings,
     /// The operator's workflow: applying the plan that was reviewed.
     pub workflow: WorkflowSettings,
+    /// Boot media: the ISO library and the size bound of every ISO a node fetches.
+    pub boot: BootSettings,
 }
 
 crate::values::keyword!(
@@ -90,6 +92,25 @@ crate::values::keyword!(
 pub struct WorkflowSettings {
     /// What `apply --reviewed` does when something moved; `refuse` by default.
     pub if_moved: IfMoved,
+}
+
+/// `[boot]` and `[[iso]]`: the operator's ISO library and the size bound (see
+/// `docs/boot-media.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootSettings {
+    /// `[boot] max_iso_size`: the most a node fetches for one ISO (8 GiB by default).
+    pub max_iso_size: crate::values::Size,
+    /// `[[iso]]`: the library, in file order.
+    pub library: Vec<crate::media::IsoEntry>,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        BootSettings {
+            max_iso_size: crate::media::DEFAULT_MAX_ISO_SIZE,
+            library: Vec::new(),
+        }
+    }
 }
 
 /// `[monitor]`: the usage collector (`gitvps monitor`, see `docs/monitoring.md`).
@@ -461,6 +482,7 @@ impl Default for Settings {
                 if_moved: IfMoved::Refuse,
             },
             backup: crate::backup::BackupSettings::default(),
+            boot: BootSettings::default(),
         }
     }
 }

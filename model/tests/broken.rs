@@ -707,3 +707,40 @@ fn traffic_settings_load_typed() {
     assert_eq!(base.settings.traffic, TrafficSettings::default());
     assert_eq!(base.settings.traffic.at_limit, TrafficAction::Throttle);
 }
+
+/// The ISO library and a VPS's `[boot]` load typed: library ids resolve with the entry's size
+/// as the bound, a customer's own ISO gets `[boot] max_iso_size`, sha256s are lowered.
+#[test]
+fn boot_media_loads_typed() {
+    use model::media::{BootOrder, IsoSource, resolve};
+
+    let repo = build(&fixtures().join("valid/boot-media"));
+    let inv = Inventory::load(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let boot = &inv.settings.boot;
+    assert_eq!(boot.max_iso_size.bytes(), 4 << 30);
+    assert_eq!(boot.library.len(), 1);
+    assert!(
+        boot.library[0]
+            .sha256
+            .as_str()
+            .starts_with("0123456789abcdef")
+    );
+    let xen01 = inv.vps[&"xen01".parse::<VpsId>().unwrap()]
+        .boot
+        .clone()
+        .unwrap();
+    assert!(matches!(&xen01.iso, IsoSource::Library(id) if id.as_str() == "debian-12-netinst"));
+    assert_eq!(xen01.order, BootOrder::Cd);
+    let r = resolve(&xen01, &boot.library, boot.max_iso_size).unwrap();
+    assert_eq!(r.max_bytes, 700 << 20);
+    let xen02 = inv.vps[&"xen02".parse::<VpsId>().unwrap()]
+        .boot
+        .clone()
+        .unwrap();
+    assert_eq!(xen02.order, BootOrder::Disk);
+    let r = resolve(&xen02, &boot.library, boot.max_iso_size).unwrap();
+    assert_eq!(r.url.as_str(), "http://127.0.0.1:8080/mine.iso?v=2");
+    assert_eq!(r.max_bytes, 4 << 30);
+    assert!(inv.vps[&"xen03".parse::<VpsId>().unwrap()].boot.is_none());
+    assert!(inv.nodes[&"node0109".parse::<NodeId>().unwrap()].hvm);
+}

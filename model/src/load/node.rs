@@ -27,6 +27,7 @@ const NODE_KEYS: &[&str] = &[
     "overcommit",
     "maintenance",
     "root",
+    "hvm",
 ];
 const KVM_KEYS: &[&str] = &["accel", "network", "bridge", "forward_base"];
 const XEN_KEYS: &[&str] = &["guest_type", "virt_caps"];
@@ -71,6 +72,14 @@ pub(super) fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> O
     let root = n
         .opt::<AbsPath>(r, &mut o, "root")
         .unwrap_or_else(|| AbsPath::new_unchecked("/"));
+    let hvm = n.opt::<bool>(r, &mut o, "hvm");
+    if hvm == Some(false) && hypervisor == Some(Hypervisor::Kvm) {
+        n.error(
+            r,
+            "hvm",
+            "a KVM node always boots full machines: remove hvm = false",
+        );
+    }
     build(r, &n, || {
         Some(Node {
             id,
@@ -90,6 +99,7 @@ pub(super) fn parse_node(r: &mut Reader<'_>, id: NodeId, t: &dyn TableLike) -> O
             overcommit,
             maintenance,
             root,
+            hvm: hvm.unwrap_or(true),
             origin: o,
         })
     })

@@ -5,11 +5,12 @@ use toml_edit::TableLike;
 
 use super::build;
 use crate::diag::Origin;
-use crate::ids::{ProductId, VpsId};
+use crate::ids::{IsoId, ProductId, VpsId};
+use crate::media::{IsoEntry, MediaUrl, Sha256Hex};
 use crate::policy::{PaymentMethod, TaxRate};
 use crate::read::{FromValue, Kw, Obj, Reader};
 use crate::settings::*;
-use crate::values::Country;
+use crate::values::{Country, Size};
 
 const SETTINGS_KEYS: &[&str] = &[
     "site",
@@ -24,7 +25,11 @@ const SETTINGS_KEYS: &[&str] = &[
     "traffic",
     "backup",
     "workflow",
+    "boot",
+    "iso",
 ];
+
+const ISO_KEYS: &[&str] = &["id", "name", "url", "sha256", "size"];
 
 const TRAFFIC_KEYS: &[&str] = &[
     "reset",
@@ -206,6 +211,7 @@ pub(super) fn parse_settings(r: &mut Reader<'_>, t: &dyn TableLike) -> Option<Se
         parse_traffic(r, &mut o, &t, &mut s.traffic);
     }
     super::backup::parse_settings(r, &mut o, &top, &mut s.backup);
+    parse_boot(r, &mut o, &top, &mut s.boot);
     build(r, &top, || Some(s))
 }
 
@@ -521,4 +527,67 @@ fn parse_dns_server(r: &mut Reader<'_>, o: &mut Origin, s: &Obj<'_>) -> Option<D
             control,
         })
     })
+}
+
+/// `[boot] max_iso_size` and the `[[iso]]` library: every entry complete, ids unique, sizes
+/// within the bound.
+fn parse_boot(r: &mut Reader<'_>, o: &mut Origin, top: &Obj<'_>, c: &mut BootSettings) {
+    if let Some(b) = top.sub(r, o, "boot", &["max_iso_size"]) {
+        b.set_checked(r, o, "max_iso_size", &mut c.max_iso_size, |v: &Size| {
+            if v.bytes() == 0 {
+                Err("must be more than 0".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+        b.finish(r);
+    }
+    let Some(item) = top.table().get("iso").filter(|i| !i.is_none()) else {
+        return;
+    };
+    o.record("iso", r.src.pos_of(top.span_of("iso")));
+    let Some(list) = item.as_array_of_tables() else {
+        top.error(
+            r,
+            "iso",
+            "expected [[iso]] tables (id, name, url, sha256, size)",
+        );
+        return;
+    };
+    for (i, t) in list.iter().enumerate() {
+        let e = Obj::new(t, format!("iso[{i}]."), t.span(), ISO_KEYS);
+        let id = e.req::<IsoId>(r, o, "id");
+        let name = e.req::<String>(r, o, "name");
+        let url = e.req::<MediaUrl>(r, o, "url");
+        let sha256 = e.req::<Sha256Hex>(r, o, "sha256");
+        let size = e.req::<Size>(r, o, "size");
+        if let Some(sz) = size
+            && sz > c.max_iso_size
+        {
+            e.error(
+                r,
+                "size",
+                format!(
+                    "{sz} is larger than [boot] max_iso_size ({})",
+                    c.max_iso_size
+                ),
+            );
+        }
+        if let Some(id) = &id
+            && c.library.iter().any(|x| &x.id == id)
+        {
+            e.error(r, "id", format!("ISO `{id}` is listed twice"));
+        }
+        if let Some(entry) = build(r, &e, || {
+            Some(IsoEntry {
+                id: id?,
+                name: name?,
+                url: url?,
+                sha256: sha256?,
+                size: size?,
+            })
+        }) {
+            c.library.push(entry);
+        }
+    }
 }

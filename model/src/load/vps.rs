@@ -37,9 +37,12 @@ const VPS_KEYS: &[&str] = &[
     "adopted",
     "traffic_block",
     "restore",
+    "boot",
 ];
 
 const TRAFFIC_BLOCK_KEYS: &[&str] = &["period", "size", "invoice"];
+
+const BOOT_KEYS: &[&str] = &["iso", "iso_url", "iso_sha256", "order"];
 
 pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Option<Vps> {
     let v = Obj::new(t, "", None, VPS_KEYS);
@@ -71,6 +74,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
         .map(|b| super::backup::parse_override(r, &mut o, &b))
         .unwrap_or_default();
     let restore = super::backup::parse_restore(r, &mut o, &v);
+    let boot = parse_boot(r, &mut o, &v);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -97,6 +101,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             backup,
             adopted,
             restore,
+            boot,
             origin: o,
         })
     })
@@ -112,6 +117,60 @@ fn parse_actions(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Actions {
         a.finish(r);
     }
     actions
+}
+
+/// `[boot]`: a library ISO (`iso`) or the customer's own (`iso_url` with `iso_sha256`, both
+/// required), and `order` (`cd`, the default, or `disk`).
+fn parse_boot(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> Option<crate::media::Boot> {
+    use crate::media::{Boot, BootOrderKw, IsoSource, MediaUrl, Sha256Hex};
+    let b = v.sub(r, o, "boot", BOOT_KEYS)?;
+    let lib = b.opt::<IsoId>(r, o, "iso");
+    let url = b.opt::<MediaUrl>(r, o, "iso_url");
+    let sha = b.opt::<Sha256Hex>(r, o, "iso_sha256");
+    let order = b
+        .kw::<BootOrderKw>(r, o, "order")
+        .map(Into::into)
+        .unwrap_or_default();
+    let iso = match (b.has("iso"), b.has("iso_url"), b.has("iso_sha256")) {
+        (true, false, false) => lib.map(IsoSource::Library),
+        (false, true, _) | (false, false, true) => {
+            if !b.has("iso_url") {
+                b.error(
+                    r,
+                    "iso_url",
+                    "iso_sha256 without iso_url: say where the ISO is",
+                );
+            } else if !b.has("iso_sha256") {
+                b.error(
+                    r,
+                    "iso_sha256",
+                    "an ISO URL needs its sha256 (iso_sha256): nothing unchecked is booted",
+                );
+            }
+            match (url, sha) {
+                (Some(url), Some(sha256)) => Some(IsoSource::Url { url, sha256 }),
+                _ => None,
+            }
+        }
+        (true, _, _) => {
+            b.error(
+                r,
+                "iso",
+                "either a library ISO (iso) or your own (iso_url and iso_sha256), not both",
+            );
+            None
+        }
+        (false, false, false) => {
+            b.error(
+                r,
+                "iso",
+                "[boot] names no ISO: set iso, or iso_url and iso_sha256",
+            );
+            None
+        }
+    };
+    b.finish(r);
+    iso.map(|iso| Boot { iso, order })
 }
 
 /// `[[traffic_block]]`: the traffic blocks bought, each `{ period, size, invoice }`; an invoice

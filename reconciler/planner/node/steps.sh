@@ -35,6 +35,53 @@ disk_free() {
   for p in $users; do printf 'gitvps: the disk %s is in use by process %s (%s): not touching it\n' "$1" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
   return 1
 }
+# fetch_iso URL SHA256 MAX_BYTES FILE: an ISO into the node's cache (FILE is named by its
+# sha256), over http(s) only (redirects too), at most MAX_BYTES, kept only when its sha256 is
+# SHA256; a cached FILE is checked again and kept.
+fetch_iso() {
+  if [ -f "$4" ] && [ "$(sha256sum <"$4" | cut -d' ' -f1)" = "$2" ]; then
+    printf 'gitvps: %s is in the cache already\n' "$4"
+    return 0
+  fi
+  mkdir -p "${4%/*}" || return 1
+  t="$4.part"
+  rm -f "$t"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --proto =http,https --proto-redir =http,https --max-redirs 5 \
+      --connect-timeout 30 --max-filesize "$3" -o "$t" -- "$1" || {
+      rc=$?
+      rm -f "$t"
+      [ "$rc" = 63 ] && printf 'gitvps: %s is larger than %s bytes: refused\n' "$1" "$3" >&2
+      printf 'gitvps: fetching %s failed (curl exit %s); nothing attached\n' "$1" "$rc" >&2
+      return 1
+    }
+  elif command -v wget >/dev/null 2>&1; then
+    # wget has no size bound: the stream is cut one byte past it and refused below.
+    { wget -q -T 30 --max-redirect=5 -O - -- "$1" || echo "gitvps-wget-failed" >"$t.err"; } |
+      head -c "$(($3 + 1))" >"$t"
+    if [ -e "$t.err" ]; then
+      rm -f "$t" "$t.err"
+      printf 'gitvps: fetching %s failed (wget); nothing attached\n' "$1" >&2
+      return 1
+    fi
+  else
+    printf 'gitvps: neither curl nor wget on this node: cannot fetch %s\n' "$1" >&2
+    return 1
+  fi
+  n=$(wc -c <"$t") || return 1
+  if [ "$n" -gt "$3" ]; then
+    rm -f "$t"
+    printf 'gitvps: %s is larger than %s bytes: refused; nothing attached\n' "$1" "$3" >&2
+    return 1
+  fi
+  got=$(sha256sum <"$t" | cut -d' ' -f1)
+  if [ "$got" != "$2" ]; then
+    rm -f "$t"
+    printf 'gitvps: sha256 mismatch for %s: expected %s, got %s; nothing attached\n' "$1" "$2" "$got" >&2
+    return 1
+  fi
+  mv -f "$t" "$4"
+}
 run() {
   i=$1
   v=$2

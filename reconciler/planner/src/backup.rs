@@ -441,6 +441,7 @@ mod tests {
             console: None,
             tap: None,
             restore: None,
+            iso: None,
         }
     }
 

@@ -112,6 +112,21 @@ pub struct VpsSpec {
     pub tap: Option<String>,
     /// `[restore]`: the backup to write onto the disk, with the repository it is in.
     pub restore: Option<RestoreSpec>,
+    /// `[boot]` on a KVM node: the ISO its config attaches, which the node fetches first.
+    pub iso: Option<IsoSpec>,
+}
+
+/// An ISO a node fetches into its cache before a guest's config attaches it (`[boot]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IsoSpec {
+    /// Where it is fetched from (http or https; redirects stay on them).
+    pub url: String,
+    /// Its sha256, checked before it is kept (also its file name in the cache).
+    pub sha256: String,
+    /// The most bytes fetched: a larger ISO is refused.
+    pub max_bytes: u64,
+    /// Its path in the node's cache.
+    pub path: String,
 }
 
 /// A restore of a backup onto a VPS's disk (`[restore]`), as the node carries it out.
@@ -381,6 +396,7 @@ pub fn desired(
                 console,
                 tap,
                 restore: restore_spec(inv, v),
+                iso: iso_spec(inv, v, &spec.root, spec.hypervisor),
             },
         );
     }
@@ -388,6 +404,25 @@ pub fn desired(
         nodes,
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
+    })
+}
+
+/// A KVM guest's `[boot]` ISO as its node fetches it; `None` without one (or on Xen, whose
+/// boot media are not handled yet).
+fn iso_spec(inv: &Inventory, v: &model::Vps, root: &str, hv: Hypervisor) -> Option<IsoSpec> {
+    if hv != Hypervisor::Kvm {
+        return None;
+    }
+    let iso = model::media::resolve(
+        v.boot.as_ref()?,
+        &inv.settings.boot.library,
+        inv.settings.boot.max_iso_size,
+    )?;
+    Some(IsoSpec {
+        path: crate::driver::kvm::iso_path(root, &iso.sha256),
+        url: iso.url.as_str().to_owned(),
+        sha256: iso.sha256.as_str().to_owned(),
+        max_bytes: iso.max_bytes,
     })
 }
 

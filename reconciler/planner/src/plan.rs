@@ -8,7 +8,9 @@ use model::values::Size;
 use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{ConsoleSpec, Desired, InstallSpec, NodeSpec, RestoreSpec, Store, VpsSpec};
+use crate::desired::{
+    ConsoleSpec, Desired, InstallSpec, IsoSpec, NodeSpec, RestoreSpec, Store, VpsSpec,
+};
 use crate::drift::Drift;
 use crate::observe::{Domain, NodeState, Observation, Record};
 
@@ -92,6 +94,12 @@ pub enum Op {
         restore: Box<RestoreSpec>,
         /// The disk's size: the backup may not be larger.
         max_bytes: u64,
+    },
+    /// Fetch the ISO of `[boot]` into the node's cache and check its sha256, before anything
+    /// is stopped or rewritten: a bad ISO leaves the VPS as it was.
+    FetchIso {
+        /// The ISO.
+        iso: Box<IsoSpec>,
     },
     /// Only write the record (an action that needs no work, e.g. reboot of a stopped VPS).
     Record {
@@ -510,6 +518,7 @@ impl Op {
             | Op::Record { .. }
             | Op::CheckBackup { .. }
             | Op::Restore { .. } => '!',
+            Op::FetchIso { .. } => '+',
         }
     }
 
@@ -549,6 +558,7 @@ impl Op {
                 "restore backup {} of {} (generation {}): ERASES THE DISK",
                 r.snapshot, r.from, r.generation
             ),
+            Op::FetchIso { iso } => format!("fetch ISO {} (sha256 {})", iso.url, iso.sha256),
             Op::Record { note } => format!("record {note}"),
             Op::WriteConsole {
                 spec,

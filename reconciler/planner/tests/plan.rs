@@ -1608,3 +1608,75 @@ fn a_running_bridged_guest_whose_filter_was_lost_gets_it_back_without_a_restart(
     });
     assert!(!changes(&plan(&d, &obs)));
 }
+
+#[test]
+fn a_kvm_guest_with_an_iso_gets_it_as_a_read_only_cdrom_booted_first() {
+    let sha = "ab".repeat(32);
+    let with_boot = |order: &str| {
+        kvm_fleet_with(&format!(
+            "[boot]\niso_url = \"https://media.example.net/x.iso\"\niso_sha256 = \"{sha}\"\norder = \"{order}\"\n\n[monitor]"
+        ))
+    };
+    let cd = with_boot("cd");
+    let d = desired_of(&cd);
+    let config = &spec(&d, "node0109", "xen02").config;
+    let drive = format!(
+        "file=/var/cache/gitvps/iso/{sha}.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw"
+    );
+    assert!(
+        config.contains(&format!(
+            "-drive\n{drive}\n-device\nide-cd,drive=cd0,bootindex=0\n"
+        )),
+        "{config}"
+    );
+    assert!(
+        config.contains("nvme,drive=d0,serial=xen02,bootindex=1\n"),
+        "{config}"
+    );
+    // The firmware boots the CD: the guest's kernel is not loaded directly.
+    assert!(!config.contains("-kernel"), "{config}");
+    // order = "disk": the CD stays attached, the guest's own kernel boots.
+    let disk = with_boot("disk");
+    let d = desired_of(&disk);
+    let config = &spec(&d, "node0109", "xen02").config;
+    assert!(
+        config.contains(&format!("-drive\n{drive}\n-device\nide-cd,drive=cd0\n")),
+        "{config}"
+    );
+    assert!(config.contains("-kernel\n"), "{config}");
+    assert!(!config.contains("bootindex"), "{config}");
+    // The ISO is fetched (and checked) first, before the config that attaches it.
+    let d = desired_of(&cd);
+    let mut obs = converged(&desired_of(&kvm_fleet()));
+    edit(&mut obs, "node0109", |s| {
+        s.domains.get_mut("xen02").unwrap().running_config = None;
+    });
+    let p = plan(&d, &obs);
+    let text = render(&p);
+    let fetch = format!("+ xen02: fetch ISO https://media.example.net/x.iso (sha256 {sha})");
+    let (Some(f), Some(w)) = (text.find(&fetch), text.find("xen02: rewrite domain config")) else {
+        panic!("{text}")
+    };
+    assert!(f < w, "{text}");
+    // Converged: nothing fetched again.
+    assert!(!changes(&plan(&d, &converged(&d))));
+    // No [boot]: no CD-ROM at all.
+    let d = desired_of(&kvm_fleet());
+    let config = &spec(&d, "node0109", "xen02").config;
+    assert!(
+        !config.contains("cdrom") && !config.contains("ide-cd"),
+        "{config}"
+    );
+}
+
+/// [`kvm_fleet`] with xen02's `[monitor]` header replaced by `text`.
+fn kvm_fleet_with(text: &str) -> Inventory {
+    fleet_edited(&[
+        (
+            "inventory/nodes/node0109.toml",
+            "hypervisor = \"xen\"\n",
+            "hypervisor = \"kvm\"\nkvm = { accel = \"kvm\", network = \"user\", forward_base = 10000 }\n",
+        ),
+        ("inventory/vps/xen02.toml", "[monitor]", text),
+    ])
+}

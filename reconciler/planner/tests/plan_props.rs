@@ -61,6 +61,7 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             | Op::Reinstall { .. }
             | Op::Record { .. }
             | Op::CheckBackup { .. }
+            | Op::FetchIso { .. }
             | Op::Restore { .. }
             | Op::RestoreFilter => {}
             Op::RemoveConfig => {

@@ -62,6 +62,16 @@ pub fn qemu_mac(vps: &VpsId) -> String {
     format!("52:54:00:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6])
 }
 
+/// The node's ISO cache: one file per ISO, named by its sha256, shared by the node's VPSes.
+pub fn iso_cache_dir(root: &str) -> String {
+    node_path(root, "var/cache/gitvps/iso")
+}
+
+/// Where the ISO with this sha256 is kept on the node.
+pub fn iso_path(root: &str, sha256: &model::media::Sha256Hex) -> String {
+    format!("{}/{}.iso", iso_cache_dir(root), sha256.as_str())
+}
+
 /// A value inside a QEMU option list: commas doubled.
 fn opt(s: &str) -> String {
     s.replace(',', ",,")
@@ -127,6 +137,12 @@ pub struct ArgsVars<'a> {
     pub ip: String,
     /// User mode: the port on 127.0.0.1 forwarded to the guest's SSH.
     pub forward_port: Option<u16>,
+    /// The ISO attached as a read-only CD-ROM (`[boot]`), escaped for a QEMU option list;
+    /// empty: none.
+    pub cdrom: String,
+    /// The CD-ROM boots first (`[boot] order = "cd"`): the firmware boots it, so the guest's
+    /// own kernel is not loaded directly.
+    pub boot_cd: bool,
 }
 
 /// Why the arguments could not be rendered.
@@ -309,6 +325,14 @@ pub fn vars<'a>(
 ) -> ArgsVars<'a> {
     let run = run_dir(root, &v.id);
     let first = v.ipv4().next();
+    let boot = v.boot.as_ref().and_then(|b| {
+        let iso = model::media::resolve(
+            b,
+            &inv.settings.boot.library,
+            inv.settings.boot.max_iso_size,
+        )?;
+        Some((opt(&iso_path(root, &iso.sha256)), b.order))
+    });
     let pool = first.and_then(|ip| {
         node.pools
             .iter()
@@ -337,6 +361,10 @@ pub fn vars<'a>(
         gateway: pool.map(|p| p.gateway.to_string()).unwrap_or_default(),
         ip: first.map(|i| i.to_string()).unwrap_or_default(),
         forward_port: node.forward_port(v),
+        boot_cd: boot
+            .as_ref()
+            .is_some_and(|(_, o)| *o == model::media::BootOrder::Cd),
+        cdrom: boot.map(|(p, _)| p).unwrap_or_default(),
     }
 }
 

@@ -311,6 +311,13 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             install_lines(&step.target.disk, None, spec)
         }
         Op::Record { .. } => vec![":".into()],
+        Op::FetchIso { iso } => vec![format!(
+            "fetch_iso {} {} {} {}",
+            quote(&iso.url),
+            quote(&iso.sha256),
+            iso.max_bytes,
+            quote(&iso.path)
+        )],
         Op::CheckBackup { restore, max_bytes } => vec![crate::backup::step_line(
             &spec.root, restore, *max_bytes, None,
         )],
@@ -768,6 +775,101 @@ pub(crate) mod tests {
             .filter_map(crate::protocol::Marker::parse)
             .collect();
         (markers, text, out.status.success())
+    }
+
+    /// Serves `body` at `/x.iso` and a redirect to `file:///etc/passwd` at `/redir`, over HTTP
+    /// on loopback, one connection after another; returns the base URL.
+    fn serve_iso(body: Vec<u8>) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let mut line = String::new();
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let _ = r.read_line(&mut line);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                if line.contains("/redir") {
+                    let _ = c.write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                } else {
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = c.write_all(&body);
+                }
+            }
+        });
+        base
+    }
+
+    /// `fetch_iso` with the node's real curl against a real HTTP server: the right ISO is kept
+    /// under its sha256; a wrong sha256 (both sums named), an ISO over the bound, a redirect to
+    /// `file:` and an unreachable URL each fail with the reason and keep nothing.
+    #[test]
+    fn fetch_iso_keeps_only_a_checked_iso_within_its_bound_over_http() {
+        use crate::protocol::Marker;
+        let body = b"not really an ISO, but bytes all the same\n".repeat(100);
+        let sha = crate::desired::sha256_hex(std::str::from_utf8(&body).unwrap());
+        let wrong = "0".repeat(64);
+        let base = serve_iso(body.clone());
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(format!("cache/{n}.iso"));
+        let q = |p: &std::path::Path| quote(p.to_str().unwrap());
+        let n = body.len();
+        let script = format!(
+            "s0() {{ fetch_iso '{base}/x.iso' {sha} {n} {}; }}\n\
+             s1() {{ fetch_iso '{base}/x.iso' {wrong} {n} {}; }}\n\
+             s2() {{ fetch_iso '{base}/x.iso' {sha} 10 {}; }}\n\
+             s3() {{ fetch_iso '{base}/redir' {sha} {n} {}; }}\n\
+             s4() {{ fetch_iso 'http://{closed}/x.iso' {sha} {n} {}; }}\n\
+             s5() {{ fetch_iso '{base}/x.iso' {sha} {n} {}; }}\n\
+             run 0 a s0\nrun 1 b s1\nrun 2 c s2\nrun 3 d s3\nrun 4 e s4\nrun 5 f s5\necho \"$M_DONE\"\n",
+            q(&at("good")),
+            q(&at("wrong")),
+            q(&at("big")),
+            q(&at("redir")),
+            q(&at("closed")),
+            q(&at("good")),
+        );
+        let (markers, text, _) = run_steps(&script);
+        assert!(markers.contains(&Marker::Ok(0)), "{text}");
+        assert_eq!(std::fs::read(at("good")).unwrap(), body);
+        // Fetched again into the cache: checked and kept.
+        assert!(markers.contains(&Marker::Ok(5)), "{text}");
+        for (step, name, why) in [
+            (
+                1,
+                "wrong",
+                format!("sha256 mismatch for {base}/x.iso: expected {wrong}, got {sha}"),
+            ),
+            (2, "big", "is larger than 10 bytes: refused".to_owned()),
+            (3, "redir", "Protocol \"file\" not supported".to_owned()),
+            (4, "closed", "Failed to connect".to_owned()),
+        ] {
+            assert!(
+                markers
+                    .iter()
+                    .any(|m| matches!(m, Marker::Fail { step: s, .. } if *s == step)),
+                "step {step}: {text}"
+            );
+            assert!(text.contains(&why), "step {step}: no `{why}` in {text}");
+            assert!(!at(name).exists(), "{name} kept");
+            assert!(!dir.path().join(format!("cache/{name}.iso.part")).exists());
+        }
     }
 
     #[test]

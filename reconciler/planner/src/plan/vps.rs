@@ -246,12 +246,28 @@ impl VpsPlan<'_> {
     fn live(&mut self) {
         let due = self.due();
         self.check_backup(&due);
+        self.fetch_iso(&due);
         let running = self.bring_down(&due);
         self.disk_steps(&due);
         self.os_and_fsck(&due);
         let started = self.config_and_start(&due, running);
         self.restore_filter(running);
         self.reboot(&due, started);
+    }
+
+    /// Step 0: a config that attaches an ISO fetches it first (the node skips the download
+    /// when its cache holds it), so that a bad ISO stops the VPS's steps before any other.
+    fn fetch_iso(&mut self, due: &Due) {
+        if due.config_changed
+            && let Some(iso) = &self.v.iso
+        {
+            self.push(
+                Op::FetchIso {
+                    iso: Box::new(iso.clone()),
+                },
+                None,
+            );
+        }
     }
 
     /// Step 0: a restore first checks its backup in the repository, before anything is stopped:
