@@ -671,7 +671,8 @@ fn catalog_and_panel_in_headless_chromium() {
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
-    b.wait("document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden && document.getElementById('vps-detail').innerText");
+    // The invoice list comes with a request of its own: wait for it too, not only the VPS.
+    b.wait("document.documentElement.lang === 'zh-Hans' && !document.getElementById('account').hidden && document.getElementById('vps-detail').innerText && document.getElementById('invoice-table')");
     let zh = b.text("main");
     assert!(zh.contains("客户面板"), "{zh}");
     assert!(zh.contains("重启"), "{zh}");
