@@ -172,10 +172,18 @@ fn varint(out: &mut Vec<u8>, mut v: u128) {
     }
 }
 
+/// What a bucket decoder reads numbers from: layout 2's varints ([`Var`]) or layout 1's
+/// fixed-width big-endian numbers ([`Dec`]); `None` when the bytes run short or overflow.
+trait Read {
+    fn u64(&mut self) -> Option<u64>;
+    fn u128(&mut self) -> Option<u128>;
+    fn done(&self) -> Option<()>;
+}
+
 /// Reads what [`varint`] wrote; `None` when the bytes run short or the number overflows.
 struct Var<'a>(&'a [u8]);
 
-impl Var<'_> {
+impl Read for Var<'_> {
     fn u128(&mut self) -> Option<u128> {
         let mut v: u128 = 0;
         for shift in (0..128).step_by(7) {
@@ -203,7 +211,7 @@ impl Var<'_> {
 /// Reads what [`Enc`] wrote; `None` when the bytes run short.
 struct Dec<'a>(&'a [u8]);
 
-impl Dec<'_> {
+impl Read for Dec<'_> {
     fn u64(&mut self) -> Option<u64> {
         let (h, t) = self.0.split_at_checked(8)?;
         self.0 = t;
@@ -226,7 +234,7 @@ fn enc_counters(mut e: Enc, c: &Counters) -> Enc {
     e
 }
 
-fn dec_counters(d: &mut Dec<'_>) -> Option<Counters> {
+fn dec_counters(d: &mut impl Read) -> Option<Counters> {
     let mut c = Counters::default();
     for f in Field::ALL {
         *c.get_mut(f) = d.u64()?;
@@ -247,29 +255,17 @@ fn enc_bucket(b: &Bucket) -> Vec<u8> {
 }
 
 fn dec_bucket(v: &[u8]) -> Option<Bucket> {
-    let Some((&COMPACT, rest)) = v.split_first() else {
-        return dec_bucket_v1(v);
-    };
-    let mut d = Var(rest);
-    let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
-    let mut usage = Counters::default();
-    for f in Field::ALL {
-        *usage.get_mut(f) = d.u64()?;
+    match v.split_first() {
+        Some((&COMPACT, rest)) => read_bucket(&mut Var(rest)),
+        // Layout 1: 12 big-endian u64.
+        _ => read_bucket(&mut Dec(v)),
     }
-    d.done()?;
-    Some(Bucket {
-        samples,
-        usage,
-        seconds,
-        resets,
-    })
 }
 
-/// A layout-1 bucket: 12 big-endian u64.
-fn dec_bucket_v1(v: &[u8]) -> Option<Bucket> {
-    let mut d = Dec(v);
+/// A bucket in either layout: samples, seconds, resets, then the usage counters.
+fn read_bucket(d: &mut impl Read) -> Option<Bucket> {
     let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
-    let usage = dec_counters(&mut d)?;
+    let usage = dec_counters(d)?;
     d.done()?;
     Some(Bucket {
         samples,
@@ -300,31 +296,15 @@ fn enc_node_bucket(b: &NodeBucket) -> Vec<u8> {
 }
 
 fn dec_node_bucket(v: &[u8]) -> Option<NodeBucket> {
-    let Some((&COMPACT, rest)) = v.split_first() else {
-        return dec_node_bucket_v1(v);
-    };
-    let mut d = Var(rest);
-    let mut g = || -> Option<Gauge> {
-        Some(Gauge {
-            count: d.u64()?,
-            sum: d.u128()?,
-            min: d.u64()?,
-            max: d.u64()?,
-        })
-    };
-    let b = NodeBucket {
-        cpu_permille: g()?,
-        mem_used: g()?,
-        load_milli: g()?,
-        storage_free: g()?,
-    };
-    d.done()?;
-    Some(b)
+    match v.split_first() {
+        Some((&COMPACT, rest)) => read_node_bucket(&mut Var(rest)),
+        // Layout 1: 4 gauges of big-endian u64, u128, u64, u64.
+        _ => read_node_bucket(&mut Dec(v)),
+    }
 }
 
-/// A layout-1 node bucket: 4 gauges of big-endian u64, u128, u64, u64.
-fn dec_node_bucket_v1(v: &[u8]) -> Option<NodeBucket> {
-    let mut d = Dec(v);
+/// A node bucket in either layout: 4 gauges of count, sum, min, max.
+fn read_node_bucket(d: &mut impl Read) -> Option<NodeBucket> {
     let mut g = || -> Option<Gauge> {
         Some(Gauge {
             count: d.u64()?,
