@@ -27,7 +27,22 @@ fn fleet(dir: &Path) -> PathBuf {
     // A backup repository, so that the panel's restore is accepted.
     let mut settings = std::fs::read_to_string(work.join("gitvps.toml")).unwrap();
     settings.push_str("\n[backup.local]\npath = \"/mnt/backup/restic\"\n");
+    // An ISO library, and node0109 (xen02's, customer c-0001's) a KVM node, so the panel
+    // offers boot media.
+    settings.push_str(&format!(
+        "\n[[iso]]\nid = \"debian-12-netinst\"\nname = \"Debian 12 netinst\"\n\
+         url = \"https://cdimage.example.net/debian-12.iso\"\nsha256 = \"{}\"\nsize = \"650 MiB\"\n",
+        "cd".repeat(32)
+    ));
     std::fs::write(work.join("gitvps.toml"), settings).unwrap();
+    let node = work.join("inventory/nodes/node0109.toml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    assert!(text.contains("hypervisor = \"xen\""));
+    std::fs::write(
+        &node,
+        text.replace("hypervisor = \"xen\"", "hypervisor = \"kvm\""),
+    )
+    .unwrap();
     support::commit_all(&work);
     work
 }
@@ -668,6 +683,7 @@ fn catalog_and_panel_in_headless_chromium() {
 
     reverse_dns_in_the_panel(&b, &base, &bare);
     restore_in_the_panel(&b, &base, &bare);
+    boot_media_in_the_panel(&b, &base, &bare);
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -905,11 +921,7 @@ fn xhr(
 /// in words with the input kept and nothing committed; a good one committed and shown; an
 /// emptied field back to the host name.
 fn reverse_dns_in_the_panel(b: &Browser, base: &str, bare: &Path) {
-    let last = || {
-        git(bare, &["log", "-1", "--format=%an: %s", "main"])
-            .trim()
-            .to_owned()
-    };
+    let last = || last_commit(bare);
     b.goto(&format!("{base}/panel/?vps=xen02"));
     b.wait("document.getElementById('ptr-table')");
     let table = b.text("#ptr-table");
@@ -1010,11 +1022,7 @@ fn publish_status(bare: &Path, vps: &str, status: &Value) {
 /// Restore from the panel: the published backups listed, the same explicit confirmation as a
 /// reinstall, one commit writing `[restore]`.
 fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
-    let last = || {
-        git(bare, &["log", "-1", "--format=%an: %s", "main"])
-            .trim()
-            .to_owned()
-    };
+    let last = || last_commit(bare);
     publish_status(
         bare,
         "xen02",
@@ -1071,6 +1079,66 @@ fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
         "{file}"
     );
     b.screenshot("panel-restore");
+}
+
+/// Boot media: the library's ISO attached (booted first), then "boot from disk": each a commit
+/// of the VPS's `[boot]`.
+fn boot_media_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || last_commit(bare);
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('boot-iso')");
+    assert_eq!(
+        b.text("#boot-iso").lines().next(),
+        Some("Debian 12 netinst · 650 MiB")
+    );
+    assert!(
+        b.js("return document.getElementById('boot-own').hidden") == json!(true),
+        "the URL fields show only for the customer's own ISO"
+    );
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "boot media");
+    b.click("#boot-go");
+    b.wait("document.getElementById('confirm-q')");
+    assert_eq!(
+        b.text("#confirm-q"),
+        "Restart xen02 with the ISO Debian 12 netinst · 650 MiB attached at the next apply?"
+    );
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-boot", "ok");
+    assert!(msg.contains("ISO for xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: boot xen02 from ISO debian-12-netinst (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(
+        file.contains("[boot]\niso = \"debian-12-netinst\"\norder = \"cd\"\n"),
+        "{file}"
+    );
+    // The panel reloads with the ISO shown and "boot from disk" offered.
+    b.wait("document.getElementById('boot-current')");
+    assert_eq!(
+        b.text("#boot-current"),
+        "Attached now: Debian 12 netinst (the CD boots first)."
+    );
+    b.screenshot("panel-boot-media");
+    b.click("#boot-eject");
+    b.wait("document.getElementById('confirm-q')");
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-boot", "ok");
+    assert!(msg.contains("boot from disk of xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: eject the ISO of xen02, boot from disk (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(!file.contains("[boot]"), "{file}");
+}
+
+/// The author and subject of `main`'s last commit: `gitvps-bot: c-0001: ... (site)`.
+fn last_commit(bare: &Path) -> String {
+    git(bare, &["log", "-1", "--format=%an: %s", "main"])
+        .trim()
+        .to_owned()
 }
 
 /// Logs in with the panel's form (the fields emptied first).
