@@ -199,6 +199,7 @@ pub mod githttp;
 pub mod hookrepo;
 pub mod knot;
 pub mod kvm;
+pub mod lambda;
 pub mod netns;
 pub mod smtp;
 pub mod xen;
