@@ -18,6 +18,10 @@ pub const ENV_CACHE: &str = "GITVPS_HOOKS_CACHE";
 pub const ENV_BRANCH: &str = "GITVPS_BRANCH";
 /// Environment variable (optional): the key that seals customers' TOTP secrets (64 hex digits).
 pub const ENV_TOTP_KEY: &str = "GITVPS_TOTP_KEY";
+/// Environment variable (optional): seconds a remote repo may take to accept a connection and
+/// to answer each read or write (1 to 600; default 30). A hung remote fails requests in that
+/// time instead of holding every request behind it.
+pub const ENV_GIT_TIMEOUT: &str = "GITVPS_GIT_TIMEOUT_SECS";
 /// Environment variable (optional): where mail that cannot wait goes (a password reset's link):
 /// `smtp://`, `smtps://` or `maildir:///path`, as for `gitvps mail send`.
 pub const ENV_SMTP_URL: &str = mail::smtp::URL_ENV;
@@ -90,6 +94,9 @@ pub enum ConfigError {
     /// The remote repo's settings cannot be used.
     #[error("the remote repo's settings")]
     Remote(#[from] crate::remote::RemoteConfigError),
+    /// The git timeout is not a number of seconds from 1 to 600.
+    #[error("{ENV_GIT_TIMEOUT} must be a number of seconds from 1 to 600")]
+    BadGitTimeout,
 }
 
 /// Stripe settings; without them, renewals and orders answer 503 and webhooks 503.
@@ -123,8 +130,12 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Attempts at pushing a batch before giving up (each lost race waits a random time, up to
-    /// 320 ms, then fetches and re-applies).
+    /// 1.28 s, then fetches and re-applies).
     pub push_tries: u32,
+    /// How long a remote repo may take to accept a connection and to answer each read or write
+    /// (`GITVPS_GIT_TIMEOUT_SECS`, default 30 s). libgit2 holds it per process: the first
+    /// store started in a process sets it ([`crate::git_timeout`]).
+    pub git_timeout: Duration,
     /// `true`: push every commit. `false`: commit in the cached clone only (benchmarks, dry runs).
     pub publish: bool,
     /// A folder served at `/` beside the API (the customer site), for `gitvps serve --site`.
@@ -161,6 +172,7 @@ impl Config {
             },
             body_limit: 64 * 1024,
             push_tries: 20,
+            git_timeout: Duration::from_secs(30),
             publish: true,
             static_dir: None,
             totp_key: None,
@@ -209,6 +221,15 @@ impl Config {
         if let Some(c) = env(ENV_CACHE) {
             cfg.cache_dir = PathBuf::from(c);
         }
+        if let Some(t) = env(ENV_GIT_TIMEOUT) {
+            let secs = t
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=600).contains(s))
+                .ok_or(ConfigError::BadGitTimeout)?;
+            cfg.git_timeout = Duration::from_secs(secs);
+        }
         cfg.stripe.secret_key = env(ENV_STRIPE_KEY).map(Secret::new);
         if let Some(k) = env(ENV_TOTP_KEY) {
             let k = Secret::new(k);
@@ -238,6 +259,7 @@ impl std::fmt::Debug for Config {
             .field("token_ttl", &self.token_ttl)
             .field("stripe", &self.stripe)
             .field("body_limit", &self.body_limit)
+            .field("git_timeout", &self.git_timeout)
             .field("push_tries", &self.push_tries)
             .field("publish", &self.publish)
             .field("static_dir", &self.static_dir)

@@ -181,6 +181,7 @@ pub struct GitRepo {
 impl GitRepo {
     /// Starts the committer thread. The clone happens on the first request.
     pub fn start(cfg: &Config) -> GitRepo {
+        crate::git_timeout::set_once(cfg.git_timeout);
         let (tx, rx) = mpsc::unbounded_channel();
         let current = Arc::new(Mutex::new(None));
         let stats = Arc::new(PushStats::default());

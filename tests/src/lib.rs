@@ -202,6 +202,7 @@ pub mod kvm;
 pub mod lambda;
 pub mod netns;
 pub mod smtp;
+pub mod stall;
 pub mod xen;
 
 /// The project's top folder (the example fleet).

@@ -1,6 +1,6 @@
 //! Git faults under the hooks, with real git: a push storm from several servers and the Lambda
 //! binary (behind a stand-in of API Gateway) on one bare repo, a remote that refuses pushes, a
-//! remote that is down, main force-pushed under the cache.
+//! remote that is down, one that hangs, main force-pushed under the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gitvps_tests as support;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use support::gitd::GitDaemon;
 use support::hookrepo::{act, assert_linear, counter, head, login, seed};
 use support::lambda::LambdaFront;
+use support::stall::StallProxy;
 use support::{Served, git};
 
 const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef";
@@ -263,6 +264,46 @@ fn a_remote_that_is_down_fails_requests_fast_and_leaves_nothing_half_written() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"generation\":1"), "{body}");
     assert_eq!(counter(&bare, "reboot"), 1);
+    assert_linear(&bare);
+}
+
+#[test]
+fn a_remote_that_hangs_fails_requests_in_the_configured_time_and_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path());
+    let daemon = GitDaemon::start(bare.parent().unwrap());
+    let proxy = StallProxy::start(&format!("127.0.0.1:{}", daemon.0.port));
+    let url = format!("git://{}/fleet.git", proxy.addr);
+    let served = Served::on(
+        &url,
+        &bare,
+        tmp.path(),
+        "serve",
+        &[("GITVPS_GIT_TIMEOUT_SECS", "2")],
+    );
+    let token = login(&served.addr);
+    let at = head(&bare);
+
+    // The remote accepts the connection and never answers: the fetch gives up after the
+    // configured 2 s (a connect and a read at most), not never.
+    proxy.stall();
+    let t0 = Instant::now();
+    let (code, body) = act(&served.addr, &token, "reboot");
+    let took = t0.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "a hung remote took {took:?}"
+    );
+    assert!(served.log().contains("cannot fetch"), "{}", served.log());
+    assert_eq!(head(&bare), at, "nothing pushed");
+
+    // It answers again: the next request lands as the first one.
+    proxy.resume();
+    let (code, body) = act(&served.addr, &token, "reboot");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"generation\":1"), "{body}");
+    assert_eq!(git(&bare, &["rev-parse", "main^"]).trim(), at);
     assert_linear(&bare);
 }
 
