@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// A month of samples for a node's VPSes in a sled store, then the time to read and draw
     /// a month graph (target ≤ 20 ms), a week's, a year's, and the comparison.
     Graph(super::bench_graph::GraphBench),
+    /// Stand up simulated nodes behind real sshds (50 × 20 VPSes), then time the collector's
+    /// cycles: wall time and control-side CPU per node, first cycle and over kept connections.
+    Collect(super::bench_collect::CollectBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -62,6 +65,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Scale(a) => super::bench_scale::run(&a),
         BenchCommand::Monitor(a) => super::bench_monitor::run(&a),
         BenchCommand::Graph(a) => super::bench_graph::run(&a),
+        BenchCommand::Collect(a) => super::bench_collect::run(&a),
     }
 }
 
@@ -222,7 +226,8 @@ pub struct PlanBench {
     pub vps_at_once: Option<u32>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one of an even count); `v` must not be empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
