@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use executor::apply::{Access, ApplyStats, LogProgress, NodeOutcome, apply_all};
+use executor::apply::{Access, ApplyStats};
 use executor::samples::Store;
 use executor::usage::{cpu_time, peak_rss_kib};
-use sim::testbed::Testbed;
 
-use super::bench::median;
+use super::bench::{Applied, applied_testbed, median};
 use super::monitor::Cycle;
 
 /// Flags of `gitvps bench collect`.
@@ -47,45 +46,21 @@ struct Measured {
 /// Runs the benchmark.
 pub fn run(a: &CollectBench) -> anyhow::Result<i32> {
     let tmp = tempfile::tempdir()?;
-    let bed = Testbed::start(tmp.path(), a.nodes, a.vps_per_node)?;
-    let inv = model::Inventory::load(&bed.repo)
-        .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
-    let desired = Arc::new(planner::desired::desired(
-        &inv,
-        &planner::desired::Templates::default(),
-        &planner::desired::Bootstraps::default(),
-    )?);
-    let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
-    let creds = executor::ssh::Credentials::from_file(&bed.client_key)?;
+    let rt = super::plan::runtime()?;
+    let Applied {
+        bed,
+        inv,
+        desired,
+        nodes,
+    } = applied_testbed(tmp.path(), a.nodes, a.vps_per_node, None, &rt)?;
     let fresh = Access {
-        creds,
+        creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
         timeouts: executor::ssh::Timeouts::default(),
         parallelism: a.nodes,
         stats: Arc::<ApplyStats>::default(),
         pool: None,
         restic: None,
     };
-    let rt = super::plan::runtime()?;
-    let t = Instant::now();
-    let outcomes = rt.block_on(apply_all(
-        &inv,
-        &desired,
-        &nodes,
-        None,
-        &fresh,
-        Arc::new(LogProgress),
-    ));
-    let failed = outcomes
-        .values()
-        .filter(|o| !matches!(o, NodeOutcome::Applied { .. } | NodeOutcome::NoChanges))
-        .count();
-    anyhow::ensure!(failed == 0, "{failed} node(s) failed to apply");
-    println!(
-        "set up {} nodes × {} VPSes behind real sshds (one apply) in {:.1} s",
-        a.nodes,
-        a.vps_per_node,
-        t.elapsed().as_secs_f64()
-    );
 
     let store = Store::open(&tmp.path().join("samples"))?;
     let pool = Arc::new(executor::pool::Pool::default());
