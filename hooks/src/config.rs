@@ -12,6 +12,9 @@ pub const ENV_TOKEN_SECRET: &str = "GITVPS_TOKEN_SECRET";
 pub const ENV_STRIPE_KEY: &str = "STRIPE_SECRET_KEY";
 /// Environment variable: the Stripe webhook signing secrets, comma-separated.
 pub const ENV_STRIPE_WEBHOOK: &str = "STRIPE_WEBHOOK_SECRET";
+/// Environment variable (optional): another base URL for the Stripe API (`http://` or
+/// `https://`), for a local stand-in in tests and staging; unset in production.
+pub const ENV_STRIPE_API: &str = "GITVPS_STRIPE_API_URL";
 /// Environment variable (optional): where the clone is cached (`/tmp/gitvps-hooks` by default).
 pub const ENV_CACHE: &str = "GITVPS_HOOKS_CACHE";
 /// Environment variable (optional): the branch that holds the desired state (`main`).
@@ -91,6 +94,9 @@ pub enum ConfigError {
     /// The mail URL or its CA cannot be used (the message never quotes the URL).
     #[error("outgoing mail ({ENV_SMTP_URL}, {ENV_SMTP_CA}) cannot be used")]
     Mail(#[source] mail::SendError),
+    /// `GITVPS_STRIPE_API_URL` is not an HTTP(S) URL.
+    #[error("GITVPS_STRIPE_API_URL must be an http:// or https:// URL, not `{0}`")]
+    StripeApi(String),
     /// The remote repo's settings cannot be used.
     #[error("the remote repo's settings")]
     Remote(#[from] crate::remote::RemoteConfigError),
@@ -106,7 +112,8 @@ pub struct StripeConfig {
     pub secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: every secret accepted for webhook signatures (rotation).
     pub webhook_secrets: Vec<Secret>,
-    /// Base URL of the Stripe API (`None`: Stripe's own); tests point it at a stand-in.
+    /// Base URL of the Stripe API (`None`: Stripe's own; `GITVPS_STRIPE_API_URL`); tests point
+    /// it at a stand-in.
     pub api_base: Option<String>,
     /// Seconds a webhook signature's timestamp may differ from now (Stripe uses 300).
     pub tolerance_secs: i64,
@@ -231,6 +238,12 @@ impl Config {
             cfg.git_timeout = Duration::from_secs(secs);
         }
         cfg.stripe.secret_key = env(ENV_STRIPE_KEY).map(Secret::new);
+        if let Some(url) = env(ENV_STRIPE_API) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::StripeApi(url));
+            }
+            cfg.stripe.api_base = Some(url);
+        }
         if let Some(k) = env(ENV_TOTP_KEY) {
             let k = Secret::new(k);
             crate::twofactor::check_key(&k).map_err(|_| ConfigError::BadTotpKey)?;

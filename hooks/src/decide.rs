@@ -17,7 +17,9 @@ use crate::billing::{
     renewal_due, renewed_expiry,
 };
 use crate::catalog::{Catalog, CatalogError};
-use crate::paymail::{OrderFacts, Receipt, Recipient, payment_mails};
+use crate::paymail::{
+    BlockReceipt, OrderFacts, Receipt, Recipient, payment_mails, traffic_block_mail,
+};
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 use crate::tree::Tree;
 
@@ -1478,7 +1480,7 @@ fn decide_traffic_block(
         vps: vps.clone(),
         period,
     };
-    let writes = vec![
+    let mut writes = vec![
         (path, Some(f.render())),
         (
             invoice_path(&number),
@@ -1486,10 +1488,26 @@ fn decide_traffic_block(
         ),
         (payment_path(&p.event), Some(render_record(p, &applied))),
     ];
+    let to = Recipient {
+        name: owner.name.clone(),
+        email: owner.email.clone(),
+        language: owner.language,
+    };
+    let receipt = BlockReceipt {
+        event: &p.event,
+        vps,
+        amount: p.amount,
+        currency: &invoice.currency,
+        size,
+        period: current,
+        invoice: &number,
+        at: p.received_at,
+    };
+    let unmailed = add_mails(&mut writes, traffic_block_mail(inv, tree, &to, &receipt));
     Ok(Edit {
         writes,
         message: format!(
-            "stripe: {size} more traffic for {vps} of {customer} in the period from {period}, pay {number} ({})",
+            "stripe: {size} more traffic for {vps} of {customer} in the period from {period}, pay {number} ({}){unmailed}",
             p.event
         ),
         decision: Decision::Payment {
