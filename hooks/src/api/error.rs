@@ -100,6 +100,11 @@ impl From<Refusal> for ApiError {
                 r.to_string(),
             ),
             Refusal::UnknownBackup(_) => ApiError::unprocessable("unknown_backup", r.to_string()),
+            Refusal::Snapshot {
+                code: code @ "snapshot_exists",
+                ..
+            } => ApiError::new(StatusCode::CONFLICT, code, r.to_string()),
+            Refusal::Snapshot { code, .. } => ApiError::unprocessable(code, r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");
