@@ -105,6 +105,10 @@ impl From<Refusal> for ApiError {
                 ..
             } => ApiError::new(StatusCode::CONFLICT, code, r.to_string()),
             Refusal::Snapshot { code, .. } => ApiError::unprocessable(code, r.to_string()),
+            Refusal::NoIsoBoot(_) => {
+                ApiError::new(StatusCode::CONFLICT, "iso_unsupported", r.to_string())
+            }
+            Refusal::UnknownIso(_) => ApiError::unprocessable("not_in_catalog", r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");
