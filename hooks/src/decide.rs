@@ -83,6 +83,20 @@ pub enum Change {
         /// The ISO and the boot order, already parsed; `None` ejects.
         boot: Option<model::media::Boot>,
     },
+    /// A snapshot of a VPS's disk: taken, reverted to (the disk's later changes are lost) or
+    /// deleted, at the next apply.
+    Snapshot {
+        /// Who asks.
+        customer: CustomerId,
+        /// The VPS.
+        vps: VpsId,
+        /// What to do.
+        op: SnapshotOp,
+        /// The snapshot's name, as asked.
+        name: String,
+        /// When (a snapshot taken records it).
+        at: DateTime<Utc>,
+    },
     /// Replace the customer's console keys (asked through one of its VPSes).
     SshKeys {
         /// Who asks.
@@ -201,6 +215,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::Restore { customer, .. }
+            | Change::Snapshot { customer, .. }
             | Change::Boot { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
@@ -225,6 +240,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::Restore { customer, .. }
+            | Change::Snapshot { customer, .. }
             | Change::Boot { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
@@ -241,6 +257,18 @@ impl Change {
             Change::Payment(p) => format!("stripe {}", p.event),
         }
     }
+}
+
+/// What a snapshot request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotOp {
+    /// Take a new snapshot (up to the VPS's limit).
+    Take,
+    /// Bring the disk back to it.
+    Revert,
+    /// Delete it.
+    Delete,
 }
 
 /// What an accepted change did, as the API answers it.
@@ -272,6 +300,15 @@ pub enum Decision {
         /// `cd` or `disk` while an ISO is attached.
         #[serde(skip_serializing_if = "Option::is_none")]
         order: Option<&'static str>,
+    },
+    /// A snapshot declared or removed (taken or deleted at the next apply).
+    Snapshot {
+        /// The VPS.
+        vps: VpsId,
+        /// The snapshot.
+        name: String,
+        /// Whether it is declared now.
+        declared: bool,
     },
     /// SSH keys replaced.
     SshKeys {
@@ -411,6 +448,15 @@ pub enum Refusal {
     /// An ISO id the operator's library does not have.
     #[error("{0}")]
     UnknownIso(String),
+    /// A snapshot request that cannot be done: its `code` (`snapshot_limit`,
+    /// `unknown_snapshot`, `snapshot_exists`, `snapshots_unavailable`, `bad_snapshot_name`) and why.
+    #[error("{message}")]
+    Snapshot {
+        /// The API's error code.
+        code: &'static str,
+        /// Why, in words.
+        message: String,
+    },
     /// A reset link that is not the latest one mailed, was used already, or has expired.
     #[error("this reset link is invalid, used or expired: ask for a new one")]
     ResetInvalid,
@@ -512,6 +558,13 @@ pub fn decide(
             vps,
             boot,
         } => decide_boot(inv, tree, customer, vps, boot.as_ref()),
+        Change::Snapshot {
+            customer,
+            vps,
+            op,
+            name,
+            at,
+        } => decide_snapshot(inv, tree, customer, vps, *op, name, *at),
         Change::SshKeys {
             customer,
             vps,
@@ -1009,6 +1062,103 @@ fn decide_boot(
     Ok(Edit {
         writes: vec![(path, Some(f.render()))],
         message: format!("{customer}: {what} {VIA}"),
+        decision,
+        fallback: None,
+    })
+}
+
+/// A snapshot asked from the panel: the customer's own active VPS; a take within its limit on
+/// storage that has snapshots, under a new valid name; a revert or delete of a declared one.
+fn decide_snapshot(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    op: SnapshotOp,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<Edit, Refusal> {
+    let v = own_vps(inv, customer, vps, false)?;
+    let refuse = |code, message: String| Refusal::Snapshot { code, message };
+    let Ok(snap) = name.parse::<model::SnapshotName>() else {
+        let shown: String = name.chars().take(40).collect();
+        return Err(refuse(
+            "bad_snapshot_name",
+            format!(
+                "`{}` is not a snapshot name: lowercase letters, digits and '-' (not at either end), starting with a letter, at most 32",
+                shown.escape_debug()
+            ),
+        ));
+    };
+    let declared = v.snapshots.has(&snap);
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    let (message, decision) = match op {
+        SnapshotOp::Take => {
+            let limit = inv.snapshot_limit_of(v);
+            if inv.snapshot_space_of(v).is_none() || limit == 0 {
+                return Err(refuse(
+                    "snapshots_unavailable",
+                    format!("{vps} has no snapshots: its plan or its storage does not offer them"),
+                ));
+            }
+            if declared {
+                return Err(refuse(
+                    "snapshot_exists",
+                    format!("{vps} has a snapshot `{snap}` already: pick another name"),
+                ));
+            }
+            if v.snapshots.list.len() >= limit as usize {
+                return Err(refuse(
+                    "snapshot_limit",
+                    format!(
+                        "{vps} keeps at most {limit} snapshot(s) and has {}: delete one first",
+                        v.snapshots.list.len()
+                    ),
+                ));
+            }
+            f.add_snapshot(snap.as_str(), at)?;
+            (
+                format!("{customer}: take snapshot {snap} of {vps} {VIA}"),
+                Decision::Snapshot {
+                    vps: vps.clone(),
+                    name: snap.to_string(),
+                    declared: true,
+                },
+            )
+        }
+        SnapshotOp::Revert | SnapshotOp::Delete if !declared => {
+            return Err(refuse(
+                "unknown_snapshot",
+                format!("{vps} has no snapshot `{snap}`"),
+            ));
+        }
+        SnapshotOp::Revert => {
+            let generation = f.set_revert(snap.as_str())?;
+            (
+                format!("{customer}: revert {vps} to snapshot {snap} {VIA}"),
+                Decision::Action {
+                    vps: vps.clone(),
+                    action: "revert",
+                    generation,
+                },
+            )
+        }
+        SnapshotOp::Delete => {
+            f.remove_snapshot(snap.as_str());
+            (
+                format!("{customer}: delete snapshot {snap} of {vps} {VIA}"),
+                Decision::Snapshot {
+                    vps: vps.clone(),
+                    name: snap.to_string(),
+                    declared: false,
+                },
+            )
+        }
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message,
         decision,
         fallback: None,
     })

@@ -1436,10 +1436,12 @@ mod tests {
                 reboot: 3,
                 fsck: 0,
                 reinstall: 1,
+                revert: 2,
             },
             last_error: Some("xl create failed".into()),
             observed_at: "2026-05-01T12:00:00Z".parse().unwrap(),
             backups: None,
+            snapshots: vec!["before".into()],
         };
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains("\"power\":\"stopped\""), "{text}");

@@ -1198,3 +1198,169 @@ async fn a_lambda_api_gateway_event_reaches_the_same_handlers() {
     let (s, v) = send(&app, req).await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// Snapshots from the panel (issue 19 item 3): each request one commit of the VPS file; the
+/// plan's limit, a name taken or invalid, storage without snapshots, another customer's VPS and
+/// a suspended one are refused with nothing committed.
+#[tokio::test]
+async fn snapshots_are_taken_reverted_and_deleted_within_the_limit() {
+    let fleet = Fleet::with(|files| {
+        set_hooks(files, "per_minute = 1000000\nper_day = 1000000");
+        for (p, b) in files.iter_mut() {
+            if p == "products.toml" {
+                *b = String::from_utf8(b.clone())
+                    .unwrap()
+                    .replacen(
+                        "disk = \"15000 MiB\"",
+                        "disk = \"15000 MiB\"\nsnapshot_limit = 1",
+                        1,
+                    )
+                    .into_bytes();
+            }
+        }
+    });
+    let router = app(&fleet);
+    let t = token_for(&fleet, "c-0003");
+    let post = |path: &'static str, body: &'static str| {
+        let (router, t) = (&router, &t);
+        async move { call(router, "POST", path, Some(t), Some(body)).await }
+    };
+    let (s, v) = post("/api/vps/xen01/snapshot", r#"{"name":"before"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["done"].as_str(), v["declared"].as_bool()),
+        (Some("snapshot"), Some(true))
+    );
+    let file = fleet.file("inventory/vps/xen01.toml").unwrap();
+    assert!(
+        file.contains("[[snapshot]]\nname = \"before\"\ncreated = "),
+        "{file}"
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: take snapshot before of xen01 (site)"
+    );
+    // The panel's list: declared, not taken yet (no apply has observed it).
+    let (_, me) = call(&router, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(me["vps"][0]["id"], "xen01");
+    let view = &me["vps"][0]["snapshots"];
+    assert_eq!(
+        (
+            &view["limit"],
+            &view["list"][0]["name"],
+            &view["list"][0]["taken"]
+        ),
+        (&json!(1), &json!("before"), &json!(false)),
+        "{view}"
+    );
+    assert_eq!(me["vps"][1]["snapshots"]["limit"], 0, "image-file storage");
+    let head = fleet.head();
+    for (path, body, code, error) in [
+        (
+            "/api/vps/xen01/snapshot",
+            r#"{"name":"second"}"#,
+            422,
+            "snapshot_limit",
+        ),
+        (
+            "/api/vps/xen01/snapshot",
+            r#"{"name":"before"}"#,
+            409,
+            "snapshot_exists",
+        ),
+        (
+            "/api/vps/xen01/snapshot",
+            r#"{"name":"Bad Name"}"#,
+            422,
+            "bad_snapshot_name",
+        ),
+        (
+            "/api/vps/xen01/snapshot",
+            r#"{"name":"x","at":1}"#,
+            400,
+            "invalid_json",
+        ),
+        // Image-file storage, a plan without snapshots.
+        (
+            "/api/vps/xen04/snapshot",
+            r#"{"name":"one"}"#,
+            422,
+            "snapshots_unavailable",
+        ),
+        // Another customer's VPS, an unknown one.
+        (
+            "/api/vps/xen02/snapshot",
+            r#"{"name":"one"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            "/api/vps/xen77/revert",
+            r#"{"name":"before"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            "/api/vps/xen01/revert",
+            r#"{"name":"nope"}"#,
+            422,
+            "unknown_snapshot",
+        ),
+        (
+            "/api/vps/xen01/delete-snapshot",
+            r#"{"name":"nope"}"#,
+            422,
+            "unknown_snapshot",
+        ),
+    ] {
+        let (s, v) = post(path, body).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (code, Some(error)),
+            "{path} {body}: {v}"
+        );
+    }
+    assert_eq!(fleet.head(), head, "nothing committed");
+    let (s, v) = post("/api/vps/xen01/revert", r#"{"name":"before"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["action"].as_str(), v["generation"].as_u64()),
+        (Some("revert"), Some(1))
+    );
+    let file = fleet.file("inventory/vps/xen01.toml").unwrap();
+    assert!(
+        file.contains("[revert]\nsnapshot = \"before\"\ngeneration = 1\n"),
+        "{file}"
+    );
+    let (s, v) = post("/api/vps/xen01/delete-snapshot", r#"{"name":"before"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    let file = fleet.file("inventory/vps/xen01.toml").unwrap();
+    assert!(
+        !file.contains("snapshot") && !file.contains("[revert]"),
+        "{file}"
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: delete snapshot before of xen01 (site)"
+    );
+
+    // A suspended VPS: refused before anything else is looked at.
+    let suspended = Fleet::with(|f| suspend_xen04(f));
+    let router = app(&suspended);
+    let t = token_for(&suspended, "c-0003");
+    for action in ["snapshot", "revert", "delete-snapshot"] {
+        let (s, v) = call(
+            &router,
+            "POST",
+            &format!("/api/vps/xen04/{action}"),
+            Some(&t),
+            Some(r#"{"name":"before"}"#),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (409, Some("suspended")),
+            "{action}: {v}"
+        );
+    }
+}

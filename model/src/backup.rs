@@ -201,12 +201,16 @@ pub struct BackupSettings {
     pub repository: Option<Repository>,
     /// The variable holding the repository's password (restic's `RESTIC_PASSWORD`).
     pub password_env: EnvName,
+    /// `snapshot_cow_percent`: a customer snapshot's copy-on-write area on LVM storage, in
+    /// percent of the disk (1 to 100; 20 by default).
+    pub snapshot_cow_percent: u32,
 }
 
 impl Default for BackupSettings {
     fn default() -> Self {
         BackupSettings {
             repository: None,
+            snapshot_cow_percent: crate::snapshot::DEFAULT_COW_PERCENT,
             password_env: EnvName::new_unchecked("GITVPS_RESTIC_PASSWORD"),
         }
     }

@@ -126,22 +126,81 @@ impl TomlFile {
         t["period"] = value(self.toml_date("traffic_block.period", b.period)?);
         t["size"] = value(b.size.to_string());
         t["invoice"] = value(b.invoice.as_str());
+        self.push_table("traffic_block", t)
+    }
+
+    /// Appends a `[[snapshot]]` entry: `name`, taken at `created` (written in UTC, `Z`).
+    pub fn add_snapshot(
+        &mut self,
+        name: &str,
+        created: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), EditError> {
+        let at: toml_edit::Datetime = created
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+            .parse()
+            .map_err(|_| EditError::Type {
+                file: self.name.clone(),
+                field: "snapshot.created".to_owned(),
+                expected: "a date-time TOML can hold",
+            })?;
+        let mut t = Table::new();
+        t["name"] = value(name);
+        t["created"] = value(at);
+        self.push_table("snapshot", t)
+    }
+
+    /// Removes the `[[snapshot]]` named `name` (and a `[revert]` to it, which would name a
+    /// snapshot no longer declared); whether one was there.
+    pub fn remove_snapshot(&mut self, name: &str) -> bool {
         let root = self.doc.as_table_mut();
-        if !root.contains_key("traffic_block") {
-            root.insert(
-                "traffic_block",
-                Item::ArrayOfTables(toml_edit::ArrayOfTables::new()),
-            );
+        let Some(Item::ArrayOfTables(list)) = root.get_mut("snapshot") else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|t| t.get("name").and_then(Item::as_str) != Some(name));
+        let removed = list.len() < before;
+        if list.is_empty() {
+            root.remove("snapshot");
         }
-        match root.get_mut("traffic_block") {
+        let reverts_to_it = root
+            .get("revert")
+            .and_then(|r| r.get("snapshot"))
+            .and_then(Item::as_str)
+            == Some(name);
+        if removed && reverts_to_it {
+            root.remove("revert");
+        }
+        removed
+    }
+
+    /// Asks for a revert to the snapshot `name`: `[revert]` names it and its `generation` is
+    /// bumped, so the node reverts once. Returns the new generation.
+    pub fn set_revert(&mut self, name: &str) -> Result<u64, EditError> {
+        self.bump("revert", "generation", |t| match t.get_mut("snapshot") {
+            Some(item) => replace_value(item, value(name)),
+            None => {
+                t.insert("snapshot", value(name));
+            }
+        })
+    }
+
+    /// Appends `t` to the array of tables `key` (made when missing; another kind of value
+    /// there is an error).
+    fn push_table(&mut self, key: &str, t: Table) -> Result<(), EditError> {
+        let root = self.doc.as_table_mut();
+        if !root.contains_key(key) {
+            root.insert(key, Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+        }
+        match root.get_mut(key) {
             Some(Item::ArrayOfTables(list)) => {
                 list.push(t);
                 Ok(())
             }
             _ => Err(EditError::Type {
                 file: self.name.clone(),
-                field: "traffic_block".to_owned(),
-                expected: "a list of tables ([[traffic_block]])",
+                field: key.to_owned(),
+                expected: "a list of tables ([[...]])",
             }),
         }
     }
@@ -546,6 +605,36 @@ reinstall = 1
         assert!(f.set_restore("4f2a9c1e", None).is_err());
         let mut f = TomlFile::parse("x.toml", "[restore]\ngeneration = \"x\"\n").unwrap();
         assert!(f.set_restore("4f2a9c1e", None).is_err());
+    }
+
+    #[test]
+    fn snapshots_are_added_reverted_to_and_removed() {
+        let mut f = TomlFile::parse("x.toml", "customer = \"c-0001\"\n").unwrap();
+        let at = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap();
+        f.add_snapshot("before", at).unwrap();
+        f.add_snapshot("later", at).unwrap();
+        assert_eq!(f.set_revert("before").unwrap(), 1);
+        assert_eq!(f.set_revert("later").unwrap(), 2);
+        let out = f.render();
+        assert!(
+            out.contains("[[snapshot]]\nname = \"before\"\ncreated = 2026-11-30T00:53:20Z\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[revert]\nsnapshot = \"later\"\ngeneration = 2\n"),
+            "{out}"
+        );
+        assert!(f.remove_snapshot("before"));
+        assert!(!f.remove_snapshot("before"));
+        assert!(f.render().contains("[revert]"), "a revert to another stays");
+        assert!(f.remove_snapshot("later"));
+        let out = f.render();
+        assert!(
+            !out.contains("snapshot") && !out.contains("revert"),
+            "{out}"
+        );
+        let mut f = TomlFile::parse("x.toml", "snapshot = 3\n").unwrap();
+        assert!(f.add_snapshot("a", at).is_err());
     }
 
     #[test]

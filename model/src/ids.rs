@@ -142,6 +142,11 @@ id_type!(
     /// An ISO of the operator's library (`[[iso]]` in `gitvps.toml`).
     IsoId, "iso"
 );
+id_type!(
+    /// A customer's snapshot of a VPS's disk (`[[snapshot]] name`): part of a logical volume's
+    /// or a qcow2 snapshot's name on the node.
+    SnapshotName, "snapshot"
+);
 
 #[cfg(test)]
 mod tests {

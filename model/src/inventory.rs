@@ -139,6 +139,8 @@ pub struct Resources {
     /// The Xen guest type of its VPSes (their node's `[xen] guest_type` when absent); KVM
     /// nodes ignore it.
     pub guest_type: Option<GuestType>,
+    /// How many snapshots of its disk a VPS may keep (`snapshot_limit`; 0, the default: none).
+    pub snapshot_limit: u32,
 }
 
 /// An IP pool.
@@ -557,6 +559,8 @@ pub struct Vps {
     pub restore: Option<crate::backup::Restore>,
     /// `[boot]`: the ISO attached as a CD-ROM and the boot order; `None`: none attached.
     pub boot: Option<crate::media::Boot>,
+    /// `[[snapshot]]`, `[revert]` and `snapshot_limit`: the customer's snapshots of the disk.
+    pub snapshots: crate::snapshot::Snapshots,
     /// Where it was defined.
     pub origin: Origin,
 }
@@ -639,6 +643,36 @@ impl Inventory {
         self.resources_of(vps).map(|r| r.backup.with(&vps.backup))
     }
 
+    /// How many snapshots a VPS may keep: its own `snapshot_limit`, else its plan's (0 when
+    /// its product is unknown).
+    pub fn snapshot_limit_of(&self, vps: &Vps) -> u32 {
+        vps.snapshots
+            .limit
+            .or_else(|| self.resources_of(vps).map(|r| r.snapshot_limit))
+            .unwrap_or(0)
+    }
+
+    /// The room one snapshot of a VPS's disk takes on its node (see
+    /// [`crate::snapshot::space`]); `None` when its node or plan is unknown or its node's
+    /// storage cannot take snapshots (raw image files).
+    pub fn snapshot_space_of(&self, vps: &Vps) -> Option<u64> {
+        let node = self.nodes.get(&vps.node)?;
+        let disk = self.resources_of(vps)?.disk.0;
+        crate::snapshot::space(
+            &node.storage,
+            disk,
+            self.settings.backup.snapshot_cow_percent,
+        )
+    }
+
+    /// The disk room a VPS's snapshots are accounted for on its node: its limit's worth, so
+    /// that a snapshot it may take always has room (0 on storage without snapshots).
+    pub fn snapshot_reserve_of(&self, vps: &Vps) -> u64 {
+        self.snapshot_space_of(vps)
+            .unwrap_or(0)
+            .saturating_mul(u64::from(self.snapshot_limit_of(vps)))
+    }
+
     /// The traffic quota of `vps` in the period starting `period`: its plan's `traffic` and
     /// the blocks bought for that period. A plan with no quota (0) stays unmetered; `None` when
     /// its product is unknown or not a plan.
@@ -696,6 +730,9 @@ impl Inventory {
                 continue;
             };
             u.add(r);
+            let snaps = self.snapshot_reserve_of(v);
+            u.snapshots += snaps;
+            u.disk += snaps;
             u.ipv4 += v.ipv4().count() as u64;
         }
         out
@@ -715,6 +752,9 @@ pub struct Usage {
     pub vps: u64,
     /// IPv4 addresses in use.
     pub ipv4: u64,
+    /// Disk, bytes, reserved for snapshots (each VPS's `snapshot_limit` of them; part of
+    /// `disk`).
+    pub snapshots: u64,
 }
 
 impl Usage {

@@ -16,6 +16,7 @@ pub mod placement;
 pub mod policy;
 mod read;
 pub mod settings;
+pub mod snapshot;
 pub mod status;
 pub mod text;
 pub mod tickets;

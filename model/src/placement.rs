@@ -236,6 +236,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         backup: crate::backup::BackupOverride::default(),
         adopted: false,
         restore: None,
+        snapshots: crate::snapshot::Snapshots::default(),
         boot: None,
         origin: Origin::synthetic(&file),
     };
@@ -359,7 +360,19 @@ fn fit<'a>(
         }
     }
     let sell = node.sellable();
-    if !usage.fits(res, &sell) {
+    // The snapshots its plan allows are accounted on the node like its disk.
+    let reserve = crate::snapshot::space(
+        &node.storage,
+        res.disk.0,
+        inv.settings.backup.snapshot_cow_percent,
+    )
+    .unwrap_or(0)
+    .saturating_mul(u64::from(res.snapshot_limit));
+    let with_snapshots = Resources {
+        disk: Size(res.disk.0.saturating_add(reserve)),
+        ..res.clone()
+    };
+    if !usage.fits(&with_snapshots, &sell) {
         return Err(format!("{} is full", node.id));
     }
     // Pools of the node, those of the asked location first, in the node's order.

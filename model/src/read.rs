@@ -10,7 +10,9 @@ use toml_edit::{Item, TableLike, Value};
 
 use crate::backup::{EnvName, SnapshotId};
 use crate::diag::{Diagnostic, Origin, SourceFile};
-use crate::ids::{ApplianceId, CustomerId, IsoId, NodeId, OsId, PoolId, ProductId, VpsId};
+use crate::ids::{
+    ApplianceId, CustomerId, IsoId, NodeId, OsId, PoolId, ProductId, SnapshotName, VpsId,
+};
 use crate::policy::{InvoiceNumber, InvoiceRule, TaxRate};
 use crate::values::*;
 
@@ -64,6 +66,7 @@ from_str_value!(
     OsId,
     ApplianceId,
     IsoId,
+    SnapshotName,
     crate::media::Sha256Hex,
     crate::media::MediaUrl,
     Size,
@@ -180,6 +183,27 @@ impl FromValue for NaiveDate {
                 "expected a date like 2009-02-21, found the date-time {dt}"
             )),
         }
+    }
+}
+
+impl FromValue for chrono::DateTime<chrono::Utc> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let Value::Datetime(dt) = v else {
+            let hint = if v.is_str() { " (without quotes)" } else { "" };
+            return Err(format!(
+                "expected a UTC date-time like 2026-12-06T23:00:00Z{hint}, found {}",
+                type_name(v)
+            ));
+        };
+        let dt = dt.value();
+        if dt.offset.is_none() || dt.time.is_none() || dt.date.is_none() {
+            return Err(format!(
+                "expected a date-time with its time zone, like 2026-12-06T23:00:00Z, found {dt}"
+            ));
+        }
+        chrono::DateTime::parse_from_rfc3339(&dt.to_string())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| format!("{dt} is not a date-time: {e}"))
     }
 }
 

@@ -46,6 +46,10 @@ pub struct VpsStatus {
     /// existed, or by an apply that does not list them: apply keeps the previous list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<Vec<BackupEntry>>,
+    /// The snapshots of its disk the node holds (`[[snapshot]]` names), as the apply observed
+    /// them; left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
 }
 
 /// One backup of a VPS, as the panel shows it.
@@ -73,6 +77,13 @@ pub struct ObservedActions {
     /// Reinstalls done.
     #[serde(default)]
     pub reinstall: u64,
+    /// Snapshot reverts done (`[revert]` generation); left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revert: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Folder of the status branch that holds the collector's `<vps>.json` per VPS.

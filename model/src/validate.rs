@@ -25,6 +25,7 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     customer_emails(inv, &mut out);
     backups(inv, broken, &mut out);
     restores(inv, broken, &mut out);
+    snapshots(inv, &mut out);
     guest_types(inv, &mut out);
     boot_media(inv, broken, &mut out);
     out
@@ -154,6 +155,58 @@ fn backups(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             ));
         } else if no_repo && plan.backup.schedule.every == Frequency::Off {
             out.push(v.origin.diag("backup.every", why));
+        }
+    }
+}
+
+/// A VPS's `[[snapshot]]`s: at most its limit, on storage that can take them, and a
+/// `[revert]` naming one of them.
+fn snapshots(inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    for v in inv.vps.values().filter(|v| v.holds_resources()) {
+        let s = &v.snapshots;
+        if inv.resources_of(v).is_none() {
+            continue;
+        }
+        let limit = inv.snapshot_limit_of(v);
+        if s.list.len() > limit as usize {
+            let whose = if s.limit.is_some() {
+                "its snapshot_limit".to_owned()
+            } else {
+                format!("the snapshot_limit of plan `{}`", v.product)
+            };
+            out.push(v.origin.diag(
+                &format!(
+                    "snapshot[{}].name",
+                    s.at.get(limit as usize).copied().unwrap_or(0)
+                ),
+                format!(
+                    "{} snapshots declared, {whose} allows {limit}: delete one first",
+                    s.list.len()
+                ),
+            ));
+        }
+        if let Some(node) = inv.nodes.get(&v.node)
+            && !s.list.is_empty()
+            && inv.snapshot_space_of(v).is_none()
+        {
+            out.push(v.origin.diag(
+                &format!("snapshot[{}].name", s.at.first().copied().unwrap_or(0)),
+                format!(
+                    "node `{}` stores image files, which gitvps does not snapshot (LVM storage does; see docs/snapshots.md)",
+                    node.id
+                ),
+            ));
+        }
+        if let Some(r) = &s.revert
+            && !s.has(&r.snapshot)
+        {
+            out.push(v.origin.diag(
+                "revert.snapshot",
+                format!(
+                    "no snapshot `{}` is declared ([[snapshot]] name): a revert needs the snapshot it goes back to",
+                    r.snapshot
+                ),
+            ));
         }
     }
 }
@@ -682,10 +735,19 @@ fn capacity(inv: &Inventory, out: &mut Vec<Diagnostic>) {
             );
         }
         if used.disk > sell.disk.0 {
+            let taken = if used.snapshots > 0 {
+                format!(
+                    "{} ({} of it reserved for snapshots)",
+                    Size(used.disk),
+                    Size(used.snapshots)
+                )
+            } else {
+                Size(used.disk).to_string()
+            };
             over(
                 "capacity.disk",
                 "disk is",
-                Size(used.disk).to_string(),
+                taken,
                 sell.disk.to_string(),
                 n.capacity.disk.to_string(),
                 n.overcommit.disk,

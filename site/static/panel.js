@@ -246,6 +246,7 @@
     panel.appendChild(reinstallSection(v));
     panel.appendChild(bootSection(v));
     panel.appendChild(restoreSection(v));
+    panel.appendChild(snapshotsSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
     panel.appendChild(checksSection(v));
@@ -510,6 +511,55 @@
       el("div", { "class": "field" }, [el("label", { "for": "restore-backup", text: t("f_backup") }), pick]),
       el("div", { "class": "field check" }, [ack, el("label", { "for": "restore-ack", text: t("reinstall_ack") })]),
       el("p", {}, [go]), slot, messageBox("restore")]);
+  }
+
+  // Snapshots of the disk: take one (up to the plan's limit), revert to one (the disk's later
+  // changes are lost: the same explicit confirmation as a reinstall) or delete one.
+  function snapshotsSection(v) {
+    var s = v.snapshots || { limit: 0, list: [] };
+    var head = el("h3", { text: t("snap_title") });
+    if (!s.limit) {
+      return el("section", { id: "snapshots" }, [head, el("p", { id: "snap-none", text: t("snap_none") })]);
+    }
+    var slot = el("div");
+    var ack = el("input", { type: "checkbox", id: "snap-ack" });
+    var list = el("ul", { id: "snap-list" });
+    s.list.forEach(function (x) {
+      var when = x.created.replace("T", " ").replace(/:\d\dZ$/, " UTC");
+      var revert = el("button", { type: "button", "class": "danger", "data-snapshot": x.name, text: t("snap_revert") });
+      var del = el("button", { type: "button", "data-snapshot": x.name, text: t("snap_delete") });
+      revert.addEventListener("click", function () {
+        var live = document.getElementById("msg-snapshots");
+        if (!ack.checked) { g.show(live, t("reinstall_ack_needed"), "error"); ack.focus(); return; }
+        confirmAction(slot, t("confirm_snap_revert", { vps: v.id, snapshot: x.name }), revert, function (yes) {
+          send("snapshots", yes, "POST", "vps/" + v.id + "/revert", { name: x.name }, t("what_snap_revert", { vps: v.id }));
+        });
+      });
+      del.addEventListener("click", function () {
+        confirmAction(slot, t("confirm_snap_delete", { snapshot: x.name }), del, function (yes) {
+          send("snapshots", yes, "POST", "vps/" + v.id + "/delete-snapshot", { name: x.name }, t("what_snap_delete", { snapshot: x.name }));
+        });
+      });
+      list.appendChild(el("li", {}, [
+        el("span", { text: x.name + " \u00b7 " + when + " \u00b7 " + t(x.taken ? "snap_taken" : "snap_pending") + " " }),
+        revert, del]));
+    });
+    var parts = [head, el("p", { id: "snap-limit", text: t("snap_limit", { n: s.list.length, limit: s.limit }) }), list];
+    if (s.list.length < s.limit) {
+      var name = el("input", { type: "text", id: "snap-name", name: "name", maxlength: "32",
+                               pattern: "[a-z][a-z0-9]*(-[a-z0-9]+)*", autocomplete: "off" });
+      var take = el("button", { type: "button", id: "snap-take", text: t("snap_take") });
+      take.addEventListener("click", function () {
+        send("snapshots", take, "POST", "vps/" + v.id + "/snapshot", { name: name.value }, t("what_snap_take", { vps: v.id }));
+      });
+      parts.push(el("div", { "class": "field" }, [el("label", { "for": "snap-name", text: t("f_snap_name") }), name]), el("p", {}, [take]));
+    }
+    if (s.list.length) {
+      parts.push(el("p", { "class": "warning", id: "snap-warning", text: t("snap_warning", { vps: v.id }) }),
+        el("div", { "class": "field check" }, [ack, el("label", { "for": "snap-ack", text: t("snap_ack") })]));
+    }
+    parts.push(slot, messageBox("snapshots"));
+    return el("section", { id: "snapshots" }, parts);
   }
 
   function gib(bytes) {

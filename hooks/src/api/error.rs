@@ -100,6 +100,11 @@ impl From<Refusal> for ApiError {
                 r.to_string(),
             ),
             Refusal::UnknownBackup(_) => ApiError::unprocessable("unknown_backup", r.to_string()),
+            Refusal::Snapshot {
+                code: code @ "snapshot_exists",
+                ..
+            } => ApiError::new(StatusCode::CONFLICT, code, r.to_string()),
+            Refusal::Snapshot { code, .. } => ApiError::unprocessable(code, r.to_string()),
             Refusal::NoIsoBoot(_) => {
                 ApiError::new(StatusCode::CONFLICT, "iso_unsupported", r.to_string())
             }

@@ -193,6 +193,24 @@ fn bad_credentials() -> ApiError {
 
 // ---- me ----------------------------------------------------------------------------------
 
+/// A VPS's snapshots for the panel: its limit, each declared one (UTC time) and whether its
+/// node holds it yet (as the last apply observed), and the revert asked for.
+fn snapshots_view(snap: &Snapshot, inv: &Inventory, v: &model::Vps) -> Value {
+    let held = snap.status.get(&v.id).map(|s| &s.snapshots);
+    json!({
+        "limit": if inv.snapshot_space_of(v).is_some() { inv.snapshot_limit_of(v) } else { 0 },
+        "list": v.snapshots.list.iter().map(|s| json!({
+            "name": s.name,
+            "created": rfc3339(s.created),
+            "taken": held.is_some_and(|h| h.iter().any(|n| n == s.name.as_str())),
+        })).collect::<Vec<_>>(),
+        "revert": v.snapshots.revert.as_ref().map(|r| json!({
+            "snapshot": r.snapshot,
+            "generation": r.generation,
+        })),
+    })
+}
+
 /// The panel's view of one customer: its VPSes, offers and observed status.
 pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
     let inv: &Inventory = &snap.inv;
@@ -227,6 +245,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                         "reboot": v.actions.reboot > s.actions.reboot,
                         "fsck": v.actions.fsck > s.actions.fsck,
                         "reinstall": v.actions.reinstall > s.actions.reinstall,
+                        "revert": v.snapshots.revert.as_ref().is_some_and(|r| r.generation > s.actions.revert),
                     },
                     "last_error": s.last_error,
                     "observed_at": rfc3339(s.observed_at),
@@ -266,6 +285,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     .get(&v.node)
                     .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
                 "status": status,
+                "snapshots": snapshots_view(snap, inv, v),
                 "monitor": monitor_view(snap.monitor.get(&v.id)),
             })
         })

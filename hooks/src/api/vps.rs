@@ -1,5 +1,6 @@
 //! The VPS actions: power (`start`, `stop`), counters (`reboot`, `fsck`), `reinstall`,
-//! `restore` (a published backup), and the customer's console keys (`PUT /api/vps/{id}/ssh-keys`).
+//! `restore` (a published backup), snapshots (`snapshot`, `revert`, `delete-snapshot`), and
+//! the customer's console keys (`PUT /api/vps/{id}/ssh-keys`).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use super::extract::{RawBody, parse_json};
 use super::{ApiError, App, Authed, JsonBody, answer, parse_vps};
 use crate::apikeys::Scope;
-use crate::decide::{Change, MAX_SSH_KEYS, Refusal};
+use crate::decide::{Change, MAX_SSH_KEYS, Refusal, SnapshotOp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,12 @@ pub(super) struct ReinstallReq {
     os: String,
     #[serde(default)]
     appliance: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SnapshotReq {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -44,13 +51,22 @@ pub(super) async fn vps_action(
         "fsck" => "fsck",
         "reinstall" => "reinstall",
         "restore" => "restore",
+        "snapshot" => "snapshot",
+        "revert" => "revert",
+        "delete-snapshot" => "delete-snapshot",
         _ => return Err(ApiError::not_found()),
     };
-    a.require(if matches!(route, "reinstall" | "restore") {
-        Scope::Reinstall
-    } else {
-        Scope::Power
-    })?;
+    // A revert or a deletion loses data, as a reinstall does; taking a snapshot loses none.
+    a.require(
+        if matches!(
+            route,
+            "reinstall" | "restore" | "revert" | "delete-snapshot"
+        ) {
+            Scope::Reinstall
+        } else {
+            Scope::Power
+        },
+    )?;
     app.quota(&a, route)?;
     let (customer, fingerprint) = (a.customer, a.credential);
     let change = match action.as_str() {
@@ -122,6 +138,20 @@ pub(super) async fn vps_action(
                 snapshot: req.snapshot,
                 from,
                 published,
+            }
+        }
+        "snapshot" | "revert" | "delete-snapshot" => {
+            let req: SnapshotReq = parse_json(&body)?;
+            Change::Snapshot {
+                customer,
+                vps,
+                op: match route {
+                    "snapshot" => SnapshotOp::Take,
+                    "revert" => SnapshotOp::Revert,
+                    _ => SnapshotOp::Delete,
+                },
+                name: req.name,
+                at: chrono::Utc::now(),
             }
         }
         _ => return Err(ApiError::not_found()),

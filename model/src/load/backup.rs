@@ -16,7 +16,13 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "keep_monthly",
 ];
 
-const SETTINGS_KEYS: &[&str] = &["password_env", "local", "sftp", "s3"];
+const SETTINGS_KEYS: &[&str] = &[
+    "password_env",
+    "snapshot_cow_percent",
+    "local",
+    "sftp",
+    "s3",
+];
 const LOCAL_KEYS: &[&str] = &["path"];
 const SFTP_KEYS: &[&str] = &["host", "port", "user", "host_key", "path"];
 const S3_KEYS: &[&str] = &[
@@ -101,6 +107,15 @@ pub(super) fn parse_settings(
         return;
     };
     b.set(r, o, "password_env", &mut c.password_env);
+    b.set(r, o, "snapshot_cow_percent", &mut c.snapshot_cow_percent);
+    if !(1..=100).contains(&c.snapshot_cow_percent) {
+        c.snapshot_cow_percent = crate::snapshot::DEFAULT_COW_PERCENT;
+        b.error(
+            r,
+            "snapshot_cow_percent",
+            "must be 1 to 100 (percent of the disk)",
+        );
+    }
     let sftp = b
         .sub(r, o, "sftp", SFTP_KEYS)
         .and_then(|s| parse_sftp(r, o, &s));

@@ -33,6 +33,7 @@ const PRODUCT_KEYS: &[&str] = &[
     "disk_bandwidth",
     "backup",
     "guest_type",
+    "snapshot_limit",
 ];
 /// The fields of a plan's resources: `disk` to the end of [`PRODUCT_KEYS`]. A renewal product
 /// takes them from the product it renews; a traffic block has none.
@@ -164,6 +165,7 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
     let disk_bandwidth = p.opt::<ByteRate>(r, o, "disk_bandwidth");
     let backup = super::backup::parse_policy(r, o, p);
     let guest_type = p.kw::<GuestType>(r, o, "guest_type");
+    let snapshot_limit = p.opt::<u32>(r, o, "snapshot_limit").unwrap_or(0);
     if disk_iops.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
         p.error(
             r,
@@ -194,5 +196,6 @@ fn plan(r: &mut Reader<'_>, p: &Obj<'_>, o: &mut Origin) -> Option<Resources> {
         disk_bandwidth,
         backup,
         guest_type,
+        snapshot_limit,
     })
 }

@@ -38,6 +38,9 @@ const VPS_KEYS: &[&str] = &[
     "traffic_block",
     "restore",
     "boot",
+    "snapshot_limit",
+    "snapshot",
+    "revert",
 ];
 
 const TRAFFIC_BLOCK_KEYS: &[&str] = &["period", "size", "invoice"];
@@ -75,6 +78,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
         .unwrap_or_default();
     let restore = super::backup::parse_restore(r, &mut o, &v);
     let boot = parse_boot(r, &mut o, &v);
+    let snapshots = parse_snapshots(r, &mut o, &v);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -102,9 +106,54 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             adopted,
             restore,
             boot,
+            snapshots,
             origin: o,
         })
     })
+}
+
+/// `snapshot_limit`, `[[snapshot]]` (name, created) and `[revert]` (snapshot, generation at
+/// least 1). A name given twice is an error at the second; the cross-file rules (the limit, the
+/// node's storage, a revert to an undeclared snapshot) are validate's.
+fn parse_snapshots(r: &mut Reader<'_>, o: &mut Origin, v: &Obj<'_>) -> crate::snapshot::Snapshots {
+    use crate::snapshot::{Revert, Snapshot, Snapshots};
+    let mut out = Snapshots {
+        limit: v.opt::<u32>(r, o, "snapshot_limit"),
+        ..Snapshots::default()
+    };
+    for (i, (t, span)) in super::table_list(r, v.table(), "snapshot")
+        .into_iter()
+        .enumerate()
+    {
+        let b = Obj::new(t, format!("snapshot[{i}]."), span, &["name", "created"]);
+        let name = b.req::<SnapshotName>(r, o, "name");
+        let created = b.req::<chrono::DateTime<chrono::Utc>>(r, o, "created");
+        b.finish(r);
+        let (Some(name), Some(created)) = (name, created) else {
+            continue;
+        };
+        if out.has(&name) {
+            b.error(r, "name", format!("snapshot `{name}` is declared twice"));
+            continue;
+        }
+        out.list.push(Snapshot { name, created });
+        out.at.push(i);
+    }
+    if let Some(b) = v.sub(r, o, "revert", &["snapshot", "generation"]) {
+        let snapshot = b.req::<SnapshotName>(r, o, "snapshot");
+        let generation = b.req::<u64>(r, o, "generation");
+        if generation == Some(0) {
+            b.error(r, "generation", "must be at least 1 (bump it to revert)");
+        }
+        b.finish(r);
+        if let (Some(snapshot), Some(generation)) = (snapshot, generation.filter(|g| *g > 0)) {
+            out.revert = Some(Revert {
+                snapshot,
+                generation,
+            });
+        }
+    }
+    out
 }
 
 /// `[actions]`: counters the customer bumps to ask for a reboot, fsck or reinstall.

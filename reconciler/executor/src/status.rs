@@ -235,11 +235,15 @@ pub fn statuses(
                     reboot: rec.reboot,
                     fsck: rec.fsck,
                     reinstall: rec.reinstall,
+                    revert: rec.revert,
                 },
                 last_error: failures.get(id.as_str()).cloned(),
                 observed_at: at,
                 // Apply does not list backups: write_branch keeps the previous list.
                 backups: None,
+                snapshots: (state.snapshots.get(id.as_str()))
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -519,6 +523,7 @@ mod tests {
             last_error: None,
             observed_at: "2026-12-06T03:00:00Z".parse().unwrap(),
             backups,
+            snapshots: Vec::new(),
         }
     }
 

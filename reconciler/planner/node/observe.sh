@@ -81,7 +81,7 @@ LIST
       ;;
   esac
   case $backend in
-    lvm) raw lvs lvs --reportformat json -o lv_name,vg_name,lv_size --units b --nosuffix "$store" ;;
+    lvm) raw lvs lvs --reportformat json -o lv_name,vg_name,lv_size,origin --units b --nosuffix "$store" ;;
     file) images ;;
   esac
   # One sha256sum for every config and console key (a fork per file would dominate on a large

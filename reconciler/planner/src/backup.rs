@@ -442,6 +442,7 @@ mod tests {
             tap: None,
             restore: None,
             iso: None,
+            snapshots: Default::default(),
         }
     }
 

@@ -114,6 +114,8 @@ pub struct VpsSpec {
     pub restore: Option<RestoreSpec>,
     /// `[boot]` on a KVM node: the ISO its config attaches, which the node fetches first.
     pub iso: Option<IsoSpec>,
+    /// `[[snapshot]]` and `[revert]`: the snapshots its node keeps of its disk.
+    pub snapshots: crate::snapshot::SnapshotsSpec,
 }
 
 /// An ISO a node fetches into its cache before a guest's config attaches it (`[boot]`).
@@ -396,6 +398,14 @@ pub fn desired(
                 console,
                 tap,
                 restore: restore_spec(inv, v),
+                snapshots: crate::snapshot::SnapshotsSpec {
+                    names: (v.snapshots.list.iter())
+                        .map(|s| s.name.to_string())
+                        .collect(),
+                    cow_bytes: inv.snapshot_space_of(v).unwrap_or(0),
+                    revert: (v.snapshots.revert.as_ref())
+                        .map(|r| (r.snapshot.to_string(), r.generation)),
+                },
                 iso: iso_spec(inv, v, &spec.root, spec.hypervisor),
             },
         );

@@ -17,5 +17,6 @@ pub mod prepare;
 pub mod protocol;
 pub mod quote;
 pub mod reviewed;
+pub mod snapshot;
 
 pub use quote::quote;

@@ -157,6 +157,9 @@ pub struct Record {
     /// Last restore generation performed (`[restore]`); left out of the JSON while 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub restore: u64,
+    /// Last snapshot revert generation performed (`[revert]`); left out of the JSON while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub revert: u64,
     /// The OS was installed on the disk.
     pub installed: bool,
     /// Unix time the domain was removed for `state = "destroyed"`.
@@ -176,6 +179,7 @@ impl Record {
             fsck,
             reinstall,
             restore,
+            revert,
             installed,
             destroyed_at,
         } = self;
@@ -186,8 +190,13 @@ impl Record {
         } else {
             String::new()
         };
+        let revert = if *revert > 0 {
+            format!(r#""revert":{revert},"#)
+        } else {
+            String::new()
+        };
         format!(
-            r#"{{"reboot":{reboot},"fsck":{fsck},"reinstall":{reinstall},{restore}"installed":{installed},"destroyed_at":{destroyed_at}}}"#
+            r#"{{"reboot":{reboot},"fsck":{fsck},"reinstall":{reinstall},{restore}{revert}"installed":{installed},"destroyed_at":{destroyed_at}}}"#
         )
     }
 }
@@ -203,6 +212,9 @@ pub struct NodeState {
     pub domains: BTreeMap<String, Domain>,
     /// VPS disks by name, with their size in bytes (a qcow2 image's virtual size).
     pub disks: BTreeMap<String, u64>,
+    /// Customer snapshots by VPS name (LVM: the `<vps>.snap.<name>` snapshots of the VPS's
+    /// volume), each with its copy-on-write size in bytes.
+    pub snapshots: BTreeMap<String, BTreeMap<String, u64>>,
     /// File-backend nodes: the format of each VPS's image files, by VPS name: `raw`
     /// (`<vps>.img`), `qcow2` (`<vps>.qcow2`) or `unknown` (a `.qcow2` without a qcow2 header);
     /// two entries when both files exist. Empty on LVM nodes.
@@ -313,6 +325,9 @@ struct RawLvReport {
 struct RawLv {
     lv_name: String,
     lv_size: String,
+    /// A snapshot's origin volume; empty (or absent, from an older observe) for any other.
+    #[serde(default)]
+    origin: String,
 }
 
 #[derive(Deserialize)]
@@ -387,15 +402,17 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         (None, None) => return Err(tool("xl list", raw.domains_error)),
     };
     xl_domains(node, doms, &mut domains)?;
+    let mut snapshots = BTreeMap::new();
     let (disks, image_formats) = match (raw.images, raw.lvs) {
         (Some(images), _) => image_disks(images),
-        (None, Some(lvs)) => (lv_disks(node, lvs)?, BTreeMap::new()),
+        (None, Some(lvs)) => (lv_disks(node, lvs, &mut snapshots)?, BTreeMap::new()),
         (None, None) => return Err(tool("lvs", raw.lvs_error)),
     };
     let pairs = |v: Vec<RawConfig>| v.into_iter().map(|c| (c.name, c.sha256)).collect();
     let mut state = NodeState {
         domains,
         disks,
+        snapshots,
         image_formats,
         configs: pairs(raw.configs),
         records: records(node, raw.records)?,
@@ -512,15 +529,28 @@ fn image_disks(images: Vec<RawImage>) -> (BTreeMap<String, u64>, BTreeMap<String
     (disks, formats)
 }
 
-/// Logical volumes' sizes from `lvs --reportformat json`.
-fn lv_disks(node: &str, lvs: RawLvs) -> Result<BTreeMap<String, u64>, ObserveError> {
+/// Logical volumes' sizes from `lvs --reportformat json`; snapshots are no disks: a
+/// customer's (`<vps>.snap.<name>` of origin `<vps>`) goes into `snapshots`, any other (a
+/// backup's passing `<vps>.backup`) is left out.
+fn lv_disks(
+    node: &str,
+    lvs: RawLvs,
+    snapshots: &mut BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<BTreeMap<String, u64>, ObserveError> {
     let mut disks = BTreeMap::new();
     for lv in lvs.report.into_iter().flat_map(|r| r.lv) {
         let size = lv
             .lv_size
             .parse()
             .map_err(|_| garbage(node, format!("lvs size `{}`", lv.lv_size.escape_debug())))?;
-        disks.insert(lv.lv_name, size);
+        if lv.origin.is_empty() {
+            disks.insert(lv.lv_name, size);
+        } else if let Some(name) = crate::snapshot::name_of_lv(&lv.origin, &lv.lv_name) {
+            snapshots
+                .entry(lv.origin)
+                .or_default()
+                .insert(name.to_owned(), size);
+        }
     }
     Ok(disks)
 }
@@ -539,6 +569,10 @@ pub fn digest(s: &NodeState) -> String {
         s.filters
     ]);
     h.update(json.to_string().as_bytes());
+    // Only a node with snapshots digests them: every other keeps the digest it had before.
+    if !s.snapshots.is_empty() {
+        h.update(serde_json::json!(s.snapshots).to_string().as_bytes());
+    }
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
@@ -556,6 +590,7 @@ mod tests {
                 fsck: u64::MAX,
                 reinstall: 1,
                 restore: 7,
+                revert: 2,
                 installed: true,
                 destroyed_at: Some(-5),
             },

@@ -129,6 +129,29 @@ pub enum Op {
         /// Why now.
         reason: String,
     },
+    /// Take a customer snapshot of the disk (`[[snapshot]]`); the guest may run (the snapshot is
+    /// what a power cut at that instant would leave).
+    TakeSnapshot {
+        /// Its name.
+        name: String,
+        /// The copy-on-write area LVM allocates for it, bytes.
+        cow_bytes: u64,
+    },
+    /// Bring the stopped disk back to a snapshot (`[revert]`), which is kept: the disk's
+    /// changes since are lost.
+    RevertSnapshot {
+        /// The snapshot.
+        name: String,
+        /// The revert's generation, done once.
+        generation: u64,
+        /// The copy-on-write area of the snapshot taken again after the merge, bytes.
+        cow_bytes: u64,
+    },
+    /// Delete a snapshot the VPS file no longer declares.
+    DeleteSnapshot {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// One step on one node.
@@ -517,8 +540,10 @@ impl Op {
             | Op::Reinstall { .. }
             | Op::Record { .. }
             | Op::CheckBackup { .. }
-            | Op::Restore { .. } => '!',
-            Op::FetchIso { .. } => '+',
+            | Op::Restore { .. }
+            | Op::RevertSnapshot { .. } => '!',
+            Op::FetchIso { .. } | Op::TakeSnapshot { .. } => '+',
+            Op::DeleteSnapshot { .. } => '-',
         }
     }
 
@@ -526,7 +551,10 @@ impl Op {
     pub fn destructive(&self) -> bool {
         matches!(
             self,
-            Op::Reinstall { .. } | Op::RemoveDisk { .. } | Op::Restore { .. }
+            Op::Reinstall { .. }
+                | Op::RemoveDisk { .. }
+                | Op::Restore { .. }
+                | Op::RevertSnapshot { .. }
         )
     }
 
@@ -572,6 +600,16 @@ impl Op {
             Op::RestoreFilter => "restore its network filter (its rules were lost)".into(),
             Op::RemoveConfig => "remove domain config".into(),
             Op::RemoveDisk { reason } => format!("remove disk ({reason}): ERASES THE DISK"),
+            Op::TakeSnapshot { name, cow_bytes } => format!(
+                "take snapshot {name} (copy-on-write area {})",
+                Size(*cow_bytes)
+            ),
+            Op::RevertSnapshot {
+                name, generation, ..
+            } => format!(
+                "revert the disk to snapshot {name} (generation {generation}): LOSES THE DISK'S CHANGES SINCE"
+            ),
+            Op::DeleteSnapshot { name } => format!("delete snapshot {name}"),
         }
     }
 }

@@ -143,6 +143,7 @@ fn converged_node(d: &Desired, n: &NodeId) -> NodeState {
                 fsck: v.actions.fsck,
                 reinstall: v.actions.reinstall,
                 restore: 0,
+                revert: 0,
                 installed: true,
                 destroyed_at: None,
             },
@@ -1211,6 +1212,7 @@ fn all_actions_at_once_run_in_order() {
             fsck: 1,
             reinstall: 1,
             restore: 0,
+            revert: 0,
             installed: true,
             destroyed_at: None
         })
@@ -1679,4 +1681,126 @@ fn kvm_fleet_with(text: &str) -> Inventory {
         ),
         ("inventory/vps/xen02.toml", "[monitor]", text),
     ])
+}
+
+/// Customer snapshots (issue 19 item 3): a declared snapshot is taken with the guest running,
+/// a revert stops, merges and starts once per generation, a snapshot no longer declared is
+/// deleted; each converged state plans nothing.
+#[test]
+fn snapshots_are_taken_reverted_once_and_deleted() {
+    let limit = (
+        "products.toml",
+        "disk = \"30720 MiB\"",
+        "disk = \"30720 MiB\"\nsnapshot_limit = 2",
+    );
+    let snap = "\n[[snapshot]]\nname = \"before\"\ncreated = 2026-11-01T10:00:00Z\n";
+    let declared = format!("expires = 2011-06-09\n{snap}");
+    let inv = fleet_edited(&[
+        limit,
+        (
+            "inventory/vps/xen02.toml",
+            "expires = 2011-06-09\n",
+            &declared,
+        ),
+    ]);
+    let d = desired_of(&inv);
+    let cow = 6144 << 20;
+    let obs = converged(&d);
+    let p = plan(&d, &obs);
+    assert_eq!(
+        ops(&p, "node0109", "xen02"),
+        vec![Op::TakeSnapshot {
+            name: "before".into(),
+            cow_bytes: cow
+        }]
+    );
+    assert!(
+        render(&p).contains("+ xen02: take snapshot before (copy-on-write area 6 GiB)"),
+        "{}",
+        render(&p)
+    );
+    let mut obs = converged(&d);
+    let holds = |s: &mut NodeState| {
+        s.snapshots
+            .entry("xen02".into())
+            .or_default()
+            .insert("before".into(), cow);
+    };
+    edit(&mut obs, "node0109", holds);
+    assert!(!changes(&plan(&d, &obs)), "{}", render(&plan(&d, &obs)));
+
+    // A revert: stop, revert (recorded), start; done once.
+    let reverted = format!("{declared}\n[revert]\nsnapshot = \"before\"\ngeneration = 1\n");
+    let inv = fleet_edited(&[
+        limit,
+        (
+            "inventory/vps/xen02.toml",
+            "expires = 2011-06-09\n",
+            &reverted,
+        ),
+    ]);
+    let d = desired_of(&inv);
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", holds);
+    let p = plan(&d, &obs);
+    let revert = Op::RevertSnapshot {
+        name: "before".into(),
+        generation: 1,
+        cow_bytes: cow,
+    };
+    assert_eq!(
+        ops(&p, "node0109", "xen02"),
+        vec![stop("to revert to a snapshot"), revert.clone(), Op::Start]
+    );
+    assert!(revert.destructive());
+    assert_eq!(
+        record_after(&p, "node0109", "xen02", &revert).map(|r| r.revert),
+        Some(1)
+    );
+    assert!(render(&p).contains(
+        "! xen02: revert the disk to snapshot before (generation 1): LOSES THE DISK'S CHANGES SINCE"
+    ));
+    edit(&mut obs, "node0109", |s| {
+        if let Some(r) = s.records.get_mut("xen02") {
+            r.revert = 1;
+        }
+    });
+    assert!(!changes(&plan(&d, &obs)), "{}", render(&plan(&d, &obs)));
+
+    // Suspended: the revert waits, saying so.
+    let suspended = fleet_edited(&[
+        limit,
+        (
+            "inventory/vps/xen02.toml",
+            "expires = 2011-06-09\n",
+            &reverted,
+        ),
+        (
+            "inventory/vps/xen02.toml",
+            "state = \"active\"",
+            "state = \"suspended\"",
+        ),
+    ]);
+    let d = desired_of(&suspended);
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", holds);
+    let p = plan(&d, &obs);
+    assert!(!ops(&p, "node0109", "xen02").contains(&revert));
+    assert!(
+        notes(&p, "node0109")
+            .contains(&"xen02: the revert waits until the VPS is active again".to_owned())
+    );
+
+    // No longer declared: deleted, the guest left running.
+    let d = desired_of(&fleet_edited(&[limit]));
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", holds);
+    let p = plan(&d, &obs);
+    assert_eq!(
+        ops(&p, "node0109", "xen02"),
+        vec![Op::DeleteSnapshot {
+            name: "before".into()
+        }]
+    );
+    assert!(render(&p).contains("- xen02: delete snapshot before"));
 }

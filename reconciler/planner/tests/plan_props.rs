@@ -77,7 +77,25 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             }
             Op::RemoveDisk { .. } => {
                 state.disks.remove(&name);
+                // LVM removes an origin's snapshots with it.
+                state.snapshots.remove(&name);
             }
+            Op::TakeSnapshot { name: n, cow_bytes } => {
+                state
+                    .snapshots
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(n.clone(), *cow_bytes);
+            }
+            Op::DeleteSnapshot { name: n } => {
+                if let Some(m) = state.snapshots.get_mut(&name) {
+                    m.remove(n);
+                    if m.is_empty() {
+                        state.snapshots.remove(&name);
+                    }
+                }
+            }
+            Op::RevertSnapshot { .. } => {}
         }
         if let Some(r) = &s.record {
             state.records.insert(name, r.clone());
@@ -109,10 +127,22 @@ fn precondition(state: &NodeState, s: &Step) -> Result<(), String> {
         Op::Stop { .. } if !up => fail("the domain is not up"),
         Op::Destroy { .. } if domain.is_none() => fail("there is no domain"),
         Op::Reboot { .. } if !up => fail("the domain is not up"),
-        Op::Fsck { .. } | Op::Install { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. }
+        Op::Fsck { .. }
+        | Op::Install { .. }
+        | Op::Reinstall { .. }
+        | Op::RemoveDisk { .. }
+        | Op::RevertSnapshot { .. }
             if domain.is_some() =>
         {
             fail("the domain is there")
+        }
+        Op::TakeSnapshot { .. } | Op::RevertSnapshot { .. } if disk.is_none() => {
+            fail("there is no disk")
+        }
+        Op::RevertSnapshot { name: n, .. }
+            if !state.snapshots.get(name).is_some_and(|m| m.contains_key(n)) =>
+        {
+            fail("there is no such snapshot")
         }
         Op::Fsck { .. } | Op::Install { .. } | Op::Reinstall { .. } | Op::RemoveDisk { .. }
             if disk.is_none() =>
@@ -436,6 +466,7 @@ fn converged(d: &Desired) -> BTreeMap<NodeId, NodeState> {
                 fsck: a.fsck,
                 reinstall: a.reinstall,
                 restore: 0,
+                revert: 0,
                 installed: true,
                 destroyed_at: None,
             };

@@ -297,6 +297,11 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
     {
         return lines;
     }
+    if let Some(lines) =
+        crate::snapshot::lines(&spec.store, step.vps.as_str(), &step.target.disk, &step.op)
+    {
+        return lines;
+    }
     let disk = DiskAt {
         store: &spec.store,
         vps: step.vps.as_str(),
@@ -343,6 +348,10 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         Op::Reboot { .. } => domain_lines(spec, step, DomainOp::Reboot),
         Op::RestoreFilter => domain_lines(spec, step, DomainOp::RestoreFilter),
         Op::RemoveConfig => domain_lines(spec, step, DomainOp::RemoveConfig),
+        // Image files have no snapshots (validation refuses them): fail, saying so.
+        Op::TakeSnapshot { .. } | Op::RevertSnapshot { .. } | Op::DeleteSnapshot { .. } => {
+            vec!["echo 'gitvps: snapshots need LVM storage' >&2; return 1".into()]
+        }
     }
 }
 
@@ -696,6 +705,30 @@ pub(crate) mod tests {
             step(Op::RestoreFilter, None),
             step(Op::RemoveConfig, None),
             step(Op::RemoveDisk { reason: "x".into() }, None),
+            step(
+                Op::TakeSnapshot {
+                    name: "before".into(),
+                    cow_bytes: 4 << 20,
+                },
+                None,
+            ),
+            step(
+                Op::RevertSnapshot {
+                    name: "before".into(),
+                    generation: 1,
+                    cow_bytes: 4 << 20,
+                },
+                Some(Record {
+                    revert: 1,
+                    ..Record::default()
+                }),
+            ),
+            step(
+                Op::DeleteSnapshot {
+                    name: "before".into(),
+                },
+                None,
+            ),
         ]
     }
 

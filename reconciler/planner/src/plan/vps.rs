@@ -7,6 +7,8 @@ use super::{Note, Op, Step, StepPaths, day_of, image_mismatch};
 use crate::desired::{Desired, NodeSpec, VpsSpec};
 use crate::observe::{Domain, NodeState, Record};
 
+mod snapshots;
+
 /// Plans one VPS, appending its steps in the order they must run.
 pub(super) fn plan_vps(
     desired: &Desired,
@@ -68,6 +70,8 @@ struct Due {
     reinstall: bool,
     /// `[restore]` is due (the VPS is active): it replaces a reinstall or install.
     restore: bool,
+    /// `[revert]` is due (the VPS is active and its disk exists).
+    revert: bool,
     install: bool,
     reboot: bool,
 }
@@ -98,6 +102,7 @@ impl VpsPlan<'_> {
             fsck: self.v.actions.fsck,
             reinstall: self.v.actions.reinstall,
             restore: self.v.restore.as_ref().map_or(0, |r| r.generation),
+            revert: self.v.snapshots.revert.as_ref().map_or(0, |r| r.1),
             installed,
             destroyed_at: None,
         }
@@ -221,6 +226,7 @@ impl VpsPlan<'_> {
             ));
         }
         let reinstall = reinstall && !restore;
+        let revert = self.revert_due(creating);
         Due {
             up: self.domain.is_some_and(Domain::is_up),
             grow: self.disk.is_some_and(|d| d < v.disk_bytes),
@@ -232,6 +238,7 @@ impl VpsPlan<'_> {
             fsck: v.actions.fsck > self.record.fsck,
             reinstall,
             restore,
+            revert,
             // A disk gitvps created blank gets its OS (a new disk, or one made before its OS
             // was known).
             install: v.install.is_some()
@@ -247,9 +254,15 @@ impl VpsPlan<'_> {
         let due = self.due();
         self.check_backup(&due);
         self.fetch_iso(&due);
+        self.snapshots_first();
         let running = self.bring_down(&due);
+        let creating = self.disk.is_none();
         self.disk_steps(&due);
+        self.revert(&due);
         self.os_and_fsck(&due);
+        if creating {
+            self.take_snapshots();
+        }
         let started = self.config_and_start(&due, running);
         self.restore_filter(running);
         self.reboot(&due, started);
@@ -299,6 +312,8 @@ impl VpsPlan<'_> {
             "to grow its disk"
         } else if due.restore {
             "to restore a backup"
+        } else if due.revert {
+            "to revert to a snapshot"
         } else if due.reinstall {
             "to reinstall"
         } else if due.install {

@@ -1119,20 +1119,9 @@ fn snapshot(
     let from = vg_dir(node, &vg).join(&origin);
     let to = vg_dir(node, &vg).join(&name);
     // A sparse copy: the stand-in's disks are mostly holes, as a fresh LV reads zeros.
-    let copied = std::process::Command::new("cp")
-        .args(["--sparse=always", "--reflink=auto", "--"])
-        .arg(&from)
-        .arg(&to)
-        .output()
-        .on(FileOp::Create, &to)?;
-    if !copied.status.success() {
+    if let Err(e) = copy_sparse(&from, &to, "--reflink=auto") {
         let _ = std::fs::remove_file(&to);
-        return Err(FileError::new(
-            FileOp::Create,
-            &to,
-            std::io::Error::other(String::from_utf8_lossy(&copied.stderr).trim().to_string()),
-        )
-        .into());
+        return Err(e);
     }
     st.snapshots.insert(
         format!("{vg}/{name}"),
@@ -1143,6 +1132,115 @@ fn snapshot(
     );
     node.save_lvm(&st)?;
     say!(out, "  Logical volume \"{name}\" created.");
+    Ok(0)
+}
+
+/// `cp --sparse=always REFLINK FROM TO`: a volume's file copied with its holes kept.
+fn copy_sparse(from: &std::path::Path, to: &std::path::Path, reflink: &str) -> Result<()> {
+    let copied = std::process::Command::new("cp")
+        .args(["--sparse=always", reflink, "--"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .on(FileOp::Create, to)?;
+    if copied.status.success() {
+        return Ok(());
+    }
+    Err(FileError::new(
+        FileOp::Create,
+        to,
+        std::io::Error::other(String::from_utf8_lossy(&copied.stderr).trim().to_string()),
+    )
+    .into())
+}
+
+/// `lvconvert --merge VG/SNAPSHOT`: a classic snapshot merged back into its origin. With the
+/// origin closed, LVM 2.03 starts the merge, polls it to the end and removes the snapshot
+/// (`Merging of volume VG/SNAP started.`, then `VG/ORIGIN: Merged: 100.00%`): here the
+/// snapshot's file (the origin as it was) is written over the origin, and the snapshot goes.
+/// An origin in use (a running guest's disk) delays the merge to its next activation, which
+/// the stand-in never has: it says what LVM says and leaves both as they are.
+pub(crate) fn lvconvert(
+    node: &Node,
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32> {
+    let extra = [
+        spec("merge", None, Some("merge"), false),
+        spec("background", Some('b'), Some("background"), false),
+        spec("interval", Some('i'), Some("interval"), true),
+    ];
+    let p = match parse_cmdline("lvconvert", args, &extra, out, err) {
+        Ok(p) => p,
+        Err(c) => return Ok(c),
+    };
+    let [arg] = p.args.as_slice() else {
+        return Ok(no_matching_syntax("lvconvert", err));
+    };
+    if !p.has("merge") {
+        // Only the merge is modelled; every other conversion is refused as unknown syntax.
+        return Ok(no_matching_syntax("lvconvert", err));
+    }
+    let (vg, lv) = match parse_lv_arg(node, arg) {
+        LvArg::Lv(vg, lv) => (vg, lv),
+        LvArg::Vg(_) | LvArg::Bad(_) => {
+            say!(err, "  \"{arg}\": Invalid path for Logical Volume.");
+            return Ok(5);
+        }
+    };
+    let _lock = node.lock()?;
+    if !vg_exists(node, &vg) {
+        vg_not_found(&vg, err);
+        return Ok(5);
+    }
+    if !list_lvs(node, &vg)?.iter().any(|(n, _)| *n == lv) {
+        say!(err, "  Failed to find logical volume \"{vg}/{lv}\"");
+        return Ok(5);
+    }
+    let mut st = node.load_lvm()?;
+    let key = format!("{vg}/{lv}");
+    let Some(snap) = st.snapshots.get(&key).cloned() else {
+        say!(
+            err,
+            "  Command on LV {vg}/{lv} does not accept LV type linear."
+        );
+        say!(err, "  Command not permitted on LV {vg}/{lv}.");
+        return Ok(5);
+    };
+    let origin = snap.origin;
+    if super::xl::devices_in_use(node)?.contains(&format!("/dev/{vg}/{origin}")) {
+        say!(out, "  Delaying merge since origin is open.");
+        say!(
+            out,
+            "  Merging of snapshot {vg}/{lv} will occur on next activation of {vg}/{origin}."
+        );
+        return Ok(0);
+    }
+    say!(out, "  Merging of volume {vg}/{lv} started.");
+    let from = vg_dir(node, &vg).join(&lv);
+    let to = vg_dir(node, &vg).join(&origin);
+    let size = std::fs::metadata(&to).on(FileOp::Size, &to)?.len();
+    // Written in place (the origin keeps its size and identity), sparse as the copy was taken.
+    copy_sparse(&from, &to, "--reflink=never")?;
+    // A snapshot of a smaller origin (grown since) leaves the rest as it was.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&to)
+        .on(FileOp::Create, &to)?;
+    if f.metadata().on(FileOp::Size, &to)?.len() < size {
+        f.set_len(size).on(FileOp::Size, &to)?;
+    }
+    std::fs::remove_file(&from).on(FileOp::Remove, &from)?;
+    // The origin's filesystem is the snapshot's again (its record, when it has one).
+    let mut recs = node.load_fs()?;
+    if let Some(rec) = recs.remove(&format!("/dev/{vg}/{lv}")) {
+        recs.insert(format!("/dev/{vg}/{origin}"), rec);
+        node.save_fs(&recs)?;
+    }
+    st.snapshots.remove(&key);
+    node.save_lvm(&st)?;
+    say!(out, "  {vg}/{origin}: Merged: 100.00%");
     Ok(0)
 }
 
