@@ -133,7 +133,7 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         vps.len()
     );
     println!(
-        "  per VPS: {:.0} entries (buckets at most: raw {} + 5-minute {} + hourly {}, the hourly ones in one record a day), {:.0} bytes of keys and values = {mib:.3} MiB ({:.2}x the 1 MiB target), {:.1} bytes an entry",
+        "  per VPS: {:.0} entries (raw {} + 5-minute {} + hourly {} at most), {:.0} bytes of keys and values = {mib:.3} MiB ({:.2}x the 1 MiB target), {:.1} bytes an entry",
         per(entries),
         Tier::Raw.max_buckets(Duration::seconds(step)),
         Tier::FiveMinutes.max_buckets(Duration::seconds(step)),
