@@ -12,12 +12,19 @@ pub const ENV_TOKEN_SECRET: &str = "GITVPS_TOKEN_SECRET";
 pub const ENV_STRIPE_KEY: &str = "STRIPE_SECRET_KEY";
 /// Environment variable: the Stripe webhook signing secrets, comma-separated.
 pub const ENV_STRIPE_WEBHOOK: &str = "STRIPE_WEBHOOK_SECRET";
+/// Environment variable (optional): another base URL for the Stripe API (`http://` or
+/// `https://`), for a local stand-in in tests and staging; unset in production.
+pub const ENV_STRIPE_API: &str = "GITVPS_STRIPE_API_URL";
 /// Environment variable (optional): where the clone is cached (`/tmp/gitvps-hooks` by default).
 pub const ENV_CACHE: &str = "GITVPS_HOOKS_CACHE";
 /// Environment variable (optional): the branch that holds the desired state (`main`).
 pub const ENV_BRANCH: &str = "GITVPS_BRANCH";
 /// Environment variable (optional): the key that seals customers' TOTP secrets (64 hex digits).
 pub const ENV_TOTP_KEY: &str = "GITVPS_TOTP_KEY";
+/// Environment variable (optional): seconds a remote repo may take to accept a connection and
+/// to answer each read or write (1 to 600; default 30). A hung remote fails requests in that
+/// time instead of holding every request behind it.
+pub const ENV_GIT_TIMEOUT: &str = "GITVPS_GIT_TIMEOUT_SECS";
 /// Environment variable (optional): where mail that cannot wait goes (a password reset's link):
 /// `smtp://`, `smtps://` or `maildir:///path`, as for `gitvps mail send`.
 pub const ENV_SMTP_URL: &str = mail::smtp::URL_ENV;
@@ -87,9 +94,15 @@ pub enum ConfigError {
     /// The mail URL or its CA cannot be used (the message never quotes the URL).
     #[error("outgoing mail ({ENV_SMTP_URL}, {ENV_SMTP_CA}) cannot be used")]
     Mail(#[source] mail::SendError),
+    /// `GITVPS_STRIPE_API_URL` is not an HTTP(S) URL.
+    #[error("GITVPS_STRIPE_API_URL must be an http:// or https:// URL, not `{0}`")]
+    StripeApi(String),
     /// The remote repo's settings cannot be used.
     #[error("the remote repo's settings")]
     Remote(#[from] crate::remote::RemoteConfigError),
+    /// The git timeout is not a number of seconds from 1 to 600.
+    #[error("{ENV_GIT_TIMEOUT} must be a number of seconds from 1 to 600")]
+    BadGitTimeout,
 }
 
 /// Stripe settings; without them, renewals and orders answer 503 and webhooks 503.
@@ -99,7 +112,8 @@ pub struct StripeConfig {
     pub secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: every secret accepted for webhook signatures (rotation).
     pub webhook_secrets: Vec<Secret>,
-    /// Base URL of the Stripe API (`None`: Stripe's own); tests point it at a stand-in.
+    /// Base URL of the Stripe API (`None`: Stripe's own; `GITVPS_STRIPE_API_URL`); tests point
+    /// it at a stand-in.
     pub api_base: Option<String>,
     /// Seconds a webhook signature's timestamp may differ from now (Stripe uses 300).
     pub tolerance_secs: i64,
@@ -123,8 +137,12 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Attempts at pushing a batch before giving up (each lost race waits a random time, up to
-    /// 320 ms, then fetches and re-applies).
+    /// 1.28 s, then fetches and re-applies).
     pub push_tries: u32,
+    /// How long a remote repo may take to accept a connection and to answer each read or write
+    /// (`GITVPS_GIT_TIMEOUT_SECS`, default 30 s). libgit2 holds it per process: the first
+    /// store started in a process sets it ([`crate::git_timeout`]).
+    pub git_timeout: Duration,
     /// `true`: push every commit. `false`: commit in the cached clone only (benchmarks, dry runs).
     pub publish: bool,
     /// A folder served at `/` beside the API (the customer site), for `gitvps serve --site`.
@@ -161,6 +179,7 @@ impl Config {
             },
             body_limit: 64 * 1024,
             push_tries: 20,
+            git_timeout: Duration::from_secs(30),
             publish: true,
             static_dir: None,
             totp_key: None,
@@ -209,7 +228,22 @@ impl Config {
         if let Some(c) = env(ENV_CACHE) {
             cfg.cache_dir = PathBuf::from(c);
         }
+        if let Some(t) = env(ENV_GIT_TIMEOUT) {
+            let secs = t
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=600).contains(s))
+                .ok_or(ConfigError::BadGitTimeout)?;
+            cfg.git_timeout = Duration::from_secs(secs);
+        }
         cfg.stripe.secret_key = env(ENV_STRIPE_KEY).map(Secret::new);
+        if let Some(url) = env(ENV_STRIPE_API) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::StripeApi(url));
+            }
+            cfg.stripe.api_base = Some(url);
+        }
         if let Some(k) = env(ENV_TOTP_KEY) {
             let k = Secret::new(k);
             crate::twofactor::check_key(&k).map_err(|_| ConfigError::BadTotpKey)?;
@@ -238,6 +272,7 @@ impl std::fmt::Debug for Config {
             .field("token_ttl", &self.token_ttl)
             .field("stripe", &self.stripe)
             .field("body_limit", &self.body_limit)
+            .field("git_timeout", &self.git_timeout)
             .field("push_tries", &self.push_tries)
             .field("publish", &self.publish)
             .field("static_dir", &self.static_dir)

@@ -17,7 +17,9 @@ use crate::billing::{
     renewal_due, renewed_expiry,
 };
 use crate::catalog::{Catalog, CatalogError};
-use crate::paymail::{OrderFacts, Receipt, Recipient, payment_mails};
+use crate::paymail::{
+    BlockReceipt, OrderFacts, Receipt, Recipient, payment_mails, traffic_block_mail,
+};
 use crate::tickets::{self, TICKETS_DIR, TicketId};
 use crate::tree::Tree;
 
@@ -70,6 +72,16 @@ pub enum Change {
         /// The backups published for the source VPS on the status branch when the request came
         /// in (the hooks never reach the repository itself): the snapshot must be one of them.
         published: Vec<model::status::BackupEntry>,
+    },
+    /// Attach an ISO as the VPS's CD-ROM (boot from it, or only mount it), or with `boot: None`
+    /// eject it: the VPS boots from its disk again.
+    Boot {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// The ISO and the boot order, already parsed; `None` ejects.
+        boot: Option<model::media::Boot>,
     },
     /// Replace the customer's console keys (asked through one of its VPSes).
     SshKeys {
@@ -189,6 +201,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::Restore { customer, .. }
+            | Change::Boot { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -212,6 +225,7 @@ impl Change {
             | Change::Action { customer, .. }
             | Change::Reinstall { customer, .. }
             | Change::Restore { customer, .. }
+            | Change::Boot { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -248,6 +262,16 @@ pub enum Decision {
         action: &'static str,
         /// The new generation: the reconciler performs it once.
         generation: u64,
+    },
+    /// An ISO attached or ejected (the next apply restarts the guest with it).
+    Boot {
+        /// The VPS.
+        vps: VpsId,
+        /// The library ISO's id or the customer's URL; `None`: ejected, the disk boots.
+        iso: Option<String>,
+        /// `cd` or `disk` while an ISO is attached.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order: Option<&'static str>,
     },
     /// SSH keys replaced.
     SshKeys {
@@ -381,6 +405,12 @@ pub enum Refusal {
     /// A restore names a backup that is not in the source VPS's published list.
     #[error("{0}")]
     UnknownBackup(String),
+    /// An ISO asked for a VPS whose node cannot boot one (why, naming the node).
+    #[error("{0}")]
+    NoIsoBoot(String),
+    /// An ISO id the operator's library does not have.
+    #[error("{0}")]
+    UnknownIso(String),
     /// A reset link that is not the latest one mailed, was used already, or has expired.
     #[error("this reset link is invalid, used or expired: ask for a new one")]
     ResetInvalid,
@@ -477,6 +507,11 @@ pub fn decide(
             from,
             published,
         } => decide_restore(inv, tree, customer, vps, snapshot, from.as_ref(), published),
+        Change::Boot {
+            customer,
+            vps,
+            boot,
+        } => decide_boot(inv, tree, customer, vps, boot.as_ref()),
         Change::SshKeys {
             customer,
             vps,
@@ -918,6 +953,63 @@ fn decide_restore(
             action: "restore",
             generation,
         },
+        fallback: None,
+    })
+}
+
+/// An ISO attached or ejected from the panel: the customer's live VPS, on a node that boots
+/// ISOs, a library ISO the library has (a customer's own URL and sha256 were parsed already).
+fn decide_boot(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    boot: Option<&model::media::Boot>,
+) -> Result<Edit, Refusal> {
+    use model::media::IsoSource;
+    let v = own_vps(inv, customer, vps, false)?;
+    let iso = boot.map(|b| match &b.iso {
+        IsoSource::Library(id) => id.to_string(),
+        IsoSource::Url { url, .. } => url.to_string(),
+    });
+    let decision = Decision::Boot {
+        vps: vps.clone(),
+        iso: iso.clone(),
+        order: boot.map(|b| b.order.as_str()),
+    };
+    if v.boot.as_ref() == boot {
+        return Ok(Edit::noop(decision));
+    }
+    if let Some(b) = boot {
+        if let Some(why) = inv
+            .nodes
+            .get(&v.node)
+            .and_then(model::media::iso_unsupported)
+        {
+            return Err(Refusal::NoIsoBoot(why));
+        }
+        if let IsoSource::Library(id) = &b.iso
+            && !inv.settings.boot.library.iter().any(|e| &e.id == id)
+        {
+            return Err(Refusal::UnknownIso(format!(
+                "ISO `{id}` is not in this site's library: pick one the panel lists"
+            )));
+        }
+    }
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_boot(boot);
+    let what = match (boot, &iso) {
+        (Some(b), Some(iso)) if b.order == model::media::BootOrder::Cd => {
+            format!("boot {vps} from ISO {iso}")
+        }
+        (Some(_), Some(iso)) => format!("attach ISO {iso} to {vps} (disk boots first)"),
+        _ => format!("eject the ISO of {vps}, boot from disk"),
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {what} {VIA}"),
+        decision,
         fallback: None,
     })
 }
@@ -1388,7 +1480,7 @@ fn decide_traffic_block(
         vps: vps.clone(),
         period,
     };
-    let writes = vec![
+    let mut writes = vec![
         (path, Some(f.render())),
         (
             invoice_path(&number),
@@ -1396,10 +1488,26 @@ fn decide_traffic_block(
         ),
         (payment_path(&p.event), Some(render_record(p, &applied))),
     ];
+    let to = Recipient {
+        name: owner.name.clone(),
+        email: owner.email.clone(),
+        language: owner.language,
+    };
+    let receipt = BlockReceipt {
+        event: &p.event,
+        vps,
+        amount: p.amount,
+        currency: &invoice.currency,
+        size,
+        period: current,
+        invoice: &number,
+        at: p.received_at,
+    };
+    let unmailed = add_mails(&mut writes, traffic_block_mail(inv, tree, &to, &receipt));
     Ok(Edit {
         writes,
         message: format!(
-            "stripe: {size} more traffic for {vps} of {customer} in the period from {period}, pay {number} ({})",
+            "stripe: {size} more traffic for {vps} of {customer} in the period from {period}, pay {number} ({}){unmailed}",
             p.event
         ),
         decision: Decision::Payment {

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod decide;
+pub mod git_timeout;
 pub mod graphs;
 pub mod invoices;
 pub mod mails;

@@ -1,13 +1,16 @@
 //! The mails a payment owes its customer, queued in the commit that applies it: payment
-//! received (every payment applied) and, for an order, order confirmed with address and console.
+//! received (a renewal or an order), order confirmed with address and console (an order), and
+//! a traffic block's receipt.
 //!
 //! Their ids come from the Stripe event, so a redelivered event, answered as a duplicate, queues
 //! nothing new; a customer without an e-mail address gets no mail.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use mail::{Draft, Kind, MailId};
-use model::values::{Currency, Email, Language, Money};
-use model::{Inventory, Vps};
+use model::policy::InvoiceNumber;
+use model::usage::Period;
+use model::values::{Currency, Email, Language, Money, Size};
+use model::{Inventory, Vps, VpsId};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -143,6 +146,63 @@ pub fn payment_mails(
         writes.push(queue(inv, tree, &draft, r.at)?);
     }
     Ok(writes)
+}
+
+/// What a paid traffic block's receipt tells.
+#[derive(Debug, Clone)]
+pub struct BlockReceipt<'a> {
+    /// The event (names the mail).
+    pub event: &'a StripeId,
+    /// The VPS whose quota grew.
+    pub vps: &'a VpsId,
+    /// The amount paid.
+    pub amount: Money,
+    /// Its currency.
+    pub currency: &'a Currency,
+    /// The block's size.
+    pub size: Size,
+    /// The traffic period it counts in.
+    pub period: Period,
+    /// The invoice it paid.
+    pub invoice: &'a InvoiceNumber,
+    /// When the payment was received (the mail's date).
+    pub at: DateTime<Utc>,
+}
+
+/// The outbox write of a paid traffic block's receipt; nothing when the recipient has no
+/// address.
+pub fn traffic_block_mail(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    to: &Recipient,
+    r: &BlockReceipt<'_>,
+) -> Result<Vec<(String, Option<String>)>, PaymailError> {
+    let Some(email) = &to.email else {
+        return Ok(Vec::new());
+    };
+    let settings = &inv.settings;
+    let kind = Kind::TrafficBlockPaid;
+    let last_day = r.period.end.pred_opt().unwrap_or(r.period.end);
+    let mut context = mail::links::common(settings, &to.name);
+    context["vps"] = json!(r.vps.as_str());
+    context["amount"] = json!(r.amount.with_decimals(r.currency.minor_units()));
+    context["currency"] = json!(r.currency.as_str());
+    context["size"] = json!(r.size.to_string());
+    context["period_start"] = json!(r.period.start.to_string());
+    context["period_end"] = json!(last_day.to_string());
+    context["invoice"] = json!(r.invoice.to_string());
+    context["panel_url"] = json!(mail::links::vps(settings, to.language, r.vps.as_str()));
+    let draft = Draft {
+        id: mail_id(kind, r.event).map_err(PaymailError::Id)?,
+        kind,
+        lang: to.language,
+        to: email.clone(),
+        to_name: Some(to.name.clone()),
+        reply_to: None,
+        context,
+        attachments: Vec::new(),
+    };
+    Ok(vec![queue(inv, tree, &draft, r.at)?])
 }
 
 /// Why a payment's mails could not be queued (the payment is applied without them).

@@ -181,6 +181,7 @@ pub struct GitRepo {
 impl GitRepo {
     /// Starts the committer thread. The clone happens on the first request.
     pub fn start(cfg: &Config) -> GitRepo {
+        crate::git_timeout::set_once(cfg.git_timeout);
         let (tx, rx) = mpsc::unbounded_channel();
         let current = Arc::new(Mutex::new(None));
         let stats = Arc::new(PushStats::default());
@@ -451,16 +452,7 @@ impl Cache {
                     std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
                 }
                 let started = Instant::now();
-                let mut fetch = git2::FetchOptions::new();
-                fetch.remote_callbacks(cfg.remote.callbacks());
-                let r = git2::build::RepoBuilder::new()
-                    .branch(&cfg.branch)
-                    .fetch_options(fetch)
-                    .clone(&cfg.repo, &dir)
-                    .map_err(|e| match e.code() {
-                        ErrorCode::NotFound => StoreError::NoBranch(cfg.branch.clone()),
-                        _ => git("clone the inventory repo")(e),
-                    })?;
+                let r = clone(cfg, &dir)?;
                 tracing::info!(
                     repo = %redact_url(&cfg.repo),
                     ms = started.elapsed().as_millis() as u64,
@@ -510,12 +502,7 @@ impl Cache {
 
     /// Fetches and puts the work tree on the head to decide on.
     fn sync(&mut self) -> Result<Oid, StoreError> {
-        self.fetch()?;
-        let remote_ref = format!("refs/remotes/origin/{}", self.cfg.branch);
-        let remote_head = self
-            .repo
-            .refname_to_id(&remote_ref)
-            .map_err(|_| StoreError::NoBranch(self.cfg.branch.clone()))?;
+        let remote_head = self.fetched_head()?;
         let base = if self.cfg.publish {
             remote_head
         } else {
@@ -1053,23 +1040,90 @@ impl Cache {
 
     /// The remote's branch as a fresh fetch sees it.
     fn remote_head(&self) -> Result<Oid, StoreError> {
-        self.fetch()?;
-        self.repo
-            .refname_to_id(&format!("refs/remotes/origin/{}", self.cfg.branch))
-            .map_err(|_| StoreError::NoBranch(self.cfg.branch.clone()))
+        self.fetched_head()
+    }
+
+    /// Fetches and returns the remote's branch. A branch missing from one fetch is fetched
+    /// again a few times (20, 40, 60 ms later) before it is reported missing: a reader of a
+    /// local repo can miss a branch that another process is updating at that instant (the ref
+    /// file is renamed into place while the folder is listed), which once answered a customer
+    /// "no branch `main`" in a push storm. A branch that is really missing still fails in
+    /// about a tenth of a second.
+    fn fetched_head(&self) -> Result<Oid, StoreError> {
+        let remote_ref = format!("refs/remotes/origin/{}", self.cfg.branch);
+        let mut attempt = 1;
+        loop {
+            self.fetch()?;
+            match self.repo.refname_to_id(&remote_ref) {
+                Ok(id) => return Ok(id),
+                Err(_) if attempt < MISSING_BRANCH_TRIES => {
+                    tracing::info!(
+                        attempt,
+                        "the branch was missing from a fetch; fetching again"
+                    );
+                    std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                Err(_) => return Err(StoreError::NoBranch(self.cfg.branch.clone())),
+            }
+        }
+    }
+}
+
+/// Clones the inventory repo into `dir`; a branch missing from the clone is tried again like
+/// one missing from a fetch ([`Cache::fetched_head`]), from an empty folder each time.
+fn clone(cfg: &Config, dir: &Path) -> Result<Repository, StoreError> {
+    let mut attempt = 1;
+    loop {
+        let mut fetch = git2::FetchOptions::new();
+        fetch.remote_callbacks(cfg.remote.callbacks());
+        match git2::build::RepoBuilder::new()
+            .branch(&cfg.branch)
+            .fetch_options(fetch)
+            .clone(&cfg.repo, dir)
+        {
+            Ok(r) => return Ok(r),
+            Err(e) if e.code() == ErrorCode::NotFound && attempt < MISSING_BRANCH_TRIES => {
+                tracing::info!(
+                    attempt,
+                    "the branch was missing from a clone; cloning again"
+                );
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir).map_err(|source| StoreError::Io {
+                        path: dir.to_owned(),
+                        source: Arc::new(source),
+                    })?;
+                }
+                std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+                attempt += 1;
+            }
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Err(StoreError::NoBranch(cfg.branch.clone()));
+            }
+            Err(e) => return Err(git("clone the inventory repo")(e)),
+        }
     }
 }
 
 /// How long to wait before the next try after losing the race `attempt` (from 1): a random
-/// time up to 10 ms doubled per lost race (at most 320 ms), so that processes pushing to one
-/// repo in step fall out of step instead of losing to each other again.
+/// time up to 10 ms doubled per lost race (at most 1,280 ms), so that processes pushing to one
+/// repo in step fall out of step instead of losing to each other again. With six writers in a
+/// storm on a busy machine a cap of 320 ms still let one lose 20 races in a row (a `busy`
+/// answer); the higher cap spreads the losers over seconds instead.
 fn race_backoff(attempt: u32) -> Duration {
-    let cap_ms = 10u64 << attempt.saturating_sub(1).min(5);
+    let cap_ms = 10u64 << attempt.saturating_sub(1).min(RACE_BACKOFF_DOUBLINGS);
     let r = crate::config::random_bytes::<8>()
         .map(u64::from_le_bytes)
         .unwrap_or(cap_ms / 2);
     Duration::from_millis(r % (cap_ms + 1))
 }
+
+/// How often the wait after a lost race doubles, from 10 ms.
+const RACE_BACKOFF_DOUBLINGS: u32 = 7;
+
+/// Tries of a fetch whose branch is missing before it is believed missing (see
+/// [`Cache::fetched_head`]).
+const MISSING_BRANCH_TRIES: u32 = 4;
 
 /// Most bytes kept of what the remote prints while it refuses a push.
 const REMOTE_SAYS_MAX: usize = 1024;
@@ -1349,7 +1403,7 @@ mod tests {
     #[test]
     fn the_wait_after_a_lost_race_is_random_and_bounded() {
         for attempt in 1..=12 {
-            let cap = Duration::from_millis(10 << (attempt - 1).min(5));
+            let cap = Duration::from_millis(10 << (attempt - 1).min(RACE_BACKOFF_DOUBLINGS));
             let waits: BTreeSet<Duration> = (0..32).map(|_| race_backoff(attempt)).collect();
             assert!(waits.iter().all(|w| *w <= cap), "{attempt}: {waits:?}");
             assert!(waits.len() > 1, "{attempt}: always {waits:?}");

@@ -394,6 +394,190 @@ async fn a_restore_picks_a_published_backup_of_the_customers_own_vpses() {
     );
 }
 
+#[tokio::test]
+async fn boot_media_is_attached_and_ejected_on_a_kvm_node_only() {
+    let sha = "ab".repeat(32);
+    let fleet = Fleet::with(|files| {
+        set_hooks(files, "per_minute = 1000000\nper_day = 1000000");
+        replace_in(
+            files,
+            "inventory/nodes/node0201.toml",
+            "hypervisor = \"xen\"",
+            "hypervisor = \"kvm\"",
+        );
+        for (p, b) in files.iter_mut() {
+            if p == "gitvps.toml" {
+                b.extend_from_slice(
+                    format!(
+                        "\n[[iso]]\nid = \"debian-12-netinst\"\nname = \"Debian 12 netinst\"\n\
+                         url = \"https://cdimage.example.net/debian-12.iso\"\n\
+                         sha256 = \"{}\"\nsize = \"650 MiB\"\n",
+                        "cd".repeat(32)
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+    });
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0003");
+    let (_, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(
+        me["isos"],
+        json!([{"id": "debian-12-netinst", "name": "Debian 12 netinst", "size": "650 MiB"}]),
+        "{me}"
+    );
+    let by_id = |me: &Value, id: &str| {
+        me["vps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id(&me, "xen04")["iso_boot"], true, "a KVM node: {me}");
+    assert_eq!(by_id(&me, "xen01")["iso_boot"], false, "a Xen node: {me}");
+    assert_eq!(by_id(&me, "xen04")["boot"], Value::Null);
+
+    // Refused, nothing committed.
+    let head = fleet.head();
+    let url = |u: &str| format!(r#"{{"iso_url":"{u}","iso_sha256":"{sha}"}}"#);
+    for (path, body, code, error) in [
+        (
+            "/api/vps/xen01/boot",
+            r#"{"iso":"debian-12-netinst"}"#.to_owned(),
+            409,
+            "iso_unsupported",
+        ),
+        (
+            "/api/vps/xen02/boot",
+            r#"{"iso":"debian-12-netinst"}"#.to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso":"windows-11"}"#.to_owned(),
+            422,
+            "not_in_catalog",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso":"Bad Id"}"#.to_owned(),
+            422,
+            "bad_boot",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            url("file:///etc/shadow"),
+            422,
+            "bad_boot",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            url("https://e.net/a'$(reboot)'.iso"),
+            422,
+            "bad_boot",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso_url":"https://e.net/a.iso"}"#.to_owned(),
+            422,
+            "bad_boot",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso_url":"https://e.net/a.iso","iso_sha256":"00"}"#.to_owned(),
+            422,
+            "bad_boot",
+        ),
+        ("/api/vps/xen04/boot", r#"{}"#.to_owned(), 422, "bad_boot"),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso":"debian-12-netinst","order":"floppy"}"#.to_owned(),
+            422,
+            "bad_boot",
+        ),
+        (
+            "/api/vps/xen04/boot",
+            r#"{"iso":"debian-12-netinst","fast":true}"#.to_owned(),
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let (s, v) = call(&app, "PUT", path, Some(&t), Some(&body)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (code, Some(error)),
+            "{path} {body}: {v}"
+        );
+    }
+    let (s, v) = call(&app, "DELETE", "/api/vps/xen02/boot", Some(&t), None).await;
+    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")), "{v}");
+    assert_eq!(fleet.head(), head);
+
+    // A library ISO, booted first: one commit; asked again, nothing to change.
+    let put = |body: &'static str| call(&app, "PUT", "/api/vps/xen04/boot", Some(&t), Some(body));
+    let (s, v) = put(r#"{"iso":"debian-12-netinst"}"#).await;
+    assert_eq!(
+        (s, &v["changed"], &v["done"]),
+        (200, &json!(true), &json!("boot")),
+        "{v}"
+    );
+    let file = fleet.file("inventory/vps/xen04.toml").unwrap();
+    assert!(
+        file.contains("[boot]\niso = \"debian-12-netinst\"\norder = \"cd\"\n"),
+        "{file}"
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: boot xen04 from ISO debian-12-netinst (site)"
+    );
+    let (s, v) = put(r#"{"iso":"debian-12-netinst","order":"cd"}"#).await;
+    assert_eq!((s, &v["changed"]), (200, &json!(false)), "{v}");
+    let (_, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(
+        by_id(&me, "xen04")["boot"],
+        json!({"iso": "debian-12-netinst", "order": "cd"})
+    );
+
+    // Boot from disk: the table goes; a second eject changes nothing.
+    let (s, v) = call(&app, "DELETE", "/api/vps/xen04/boot", Some(&t), None).await;
+    assert_eq!((s, &v["changed"]), (200, &json!(true)), "{v}");
+    assert!(
+        !fleet
+            .file("inventory/vps/xen04.toml")
+            .unwrap()
+            .contains("[boot]")
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: eject the ISO of xen04, boot from disk (site)"
+    );
+    let (s, v) = call(&app, "DELETE", "/api/vps/xen04/boot", Some(&t), None).await;
+    assert_eq!((s, &v["changed"]), (200, &json!(false)), "{v}");
+
+    // The customer's own ISO, mounted behind the disk: the sha256 is written lowercase.
+    let body = format!(
+        r#"{{"iso_url":"https://example.net/my.iso","iso_sha256":"{}","order":"disk"}}"#,
+        sha.to_uppercase()
+    );
+    let (s, v) = call(&app, "PUT", "/api/vps/xen04/boot", Some(&t), Some(&body)).await;
+    assert_eq!(s, 200, "{v}");
+    let file = fleet.file("inventory/vps/xen04.toml").unwrap();
+    assert!(
+        file.contains(&format!(
+            "[boot]\niso_url = \"https://example.net/my.iso\"\niso_sha256 = \"{sha}\"\norder = \"disk\"\n"
+        )),
+        "{file}"
+    );
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: attach ISO https://example.net/my.iso to xen04 (disk boots first) (site)"
+    );
+}
+
 /// The project's `bootstraps/` when it has one (every file, so the model's own checks of the
 /// catalog pass), else OS folders for the fleet's OSes; without `rocky-9` either way.
 fn bootstraps_without_rocky(files: &mut Vec<(String, Vec<u8>)>) {

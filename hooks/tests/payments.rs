@@ -533,6 +533,50 @@ async fn a_traffic_block_is_sold_for_the_current_period_and_lifts_the_throttle_a
         record.contains(&format!("invoice = \"{number}\"")),
         "{record}"
     );
+    // The same commit queues the receipt: the block, the amount, the period and the invoice,
+    // in the customer's language.
+    let mut want = vec![
+        format!("billing/invoices/{number}.toml"),
+        "billing/payments/evt_tb.toml".to_owned(),
+        "inventory/vps/xen03.toml".to_owned(),
+        "mail/outbox/traffic-block-paid.evt.tb.eml".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(fleet.head_changes(), want);
+    let eml = fleet
+        .file("mail/outbox/traffic-block-paid.evt.tb.eml")
+        .unwrap();
+    let msg = mail_parser::MessageParser::default()
+        .parse(eml.as_bytes())
+        .unwrap();
+    let last_day = model::usage::period(model::settings::TrafficReset::First, today, today)
+        .unwrap()
+        .end
+        .pred_opt()
+        .unwrap();
+    let lang = msg
+        .header_raw("Content-Language")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let subject = msg.subject().unwrap().to_owned();
+    let text = msg.body_text(0).unwrap().into_owned();
+    let shown_amount = big["price"].as_str().unwrap();
+    // Lin writes Chinese.
+    assert_eq!(lang, "zh-Hans");
+    assert_eq!(
+        subject,
+        format!("已收到 xen03 的流量包付款：本周期增加 100 GiB，至 {last_day}")
+    );
+    for part in [
+        shown_amount,
+        number.as_str(),
+        &start.to_string(),
+        &last_day.to_string(),
+        "/zh/panel/?vps=xen03",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
 
     // Replayed, and the same session under another event: nothing more.
     let before = fleet.commit_count();

@@ -218,6 +218,32 @@ impl TomlFile {
         })
     }
 
+    /// Attaches an ISO (`[boot]`, written whole, where the table was) or, with `None`, ejects it
+    /// (the table removed): the VPS boots from its disk again.
+    pub fn set_boot(&mut self, boot: Option<&crate::media::Boot>) {
+        use crate::media::IsoSource;
+        let Some(b) = boot else {
+            self.doc.remove("boot");
+            return;
+        };
+        let mut t = Table::new();
+        match &b.iso {
+            IsoSource::Library(id) => {
+                t.insert("iso", value(id.as_str()));
+            }
+            IsoSource::Url { url, sha256 } => {
+                t.insert("iso_url", value(url.as_str()));
+                t.insert("iso_sha256", value(sha256.as_str()));
+            }
+        }
+        t.insert("order", value(b.order.as_str()));
+        if let Some(old) = self.doc.get("boot").and_then(Item::as_table) {
+            t.decor_mut().clone_from(old.decor());
+            t.set_position(old.position());
+        }
+        self.doc.insert("boot", Item::Table(t));
+    }
+
     /// Increments the integer `counter` of the table `table` (both made when missing), after
     /// `also` edited the table; returns the new value.
     fn bump(
@@ -520,6 +546,45 @@ reinstall = 1
         assert!(f.set_restore("4f2a9c1e", None).is_err());
         let mut f = TomlFile::parse("x.toml", "[restore]\ngeneration = \"x\"\n").unwrap();
         assert!(f.set_restore("4f2a9c1e", None).is_err());
+    }
+
+    #[test]
+    fn boot_media_is_written_whole_and_ejected_by_removing_the_table() {
+        use crate::media::{Boot, BootOrder, IsoSource};
+        let text = "customer = \"c-0001\"\n\n# the installer\n[boot]\niso = \"old\"\n\n[actions]\nreboot = 1\n";
+        let mut f = TomlFile::parse("x.toml", text).unwrap();
+        let url = Boot {
+            iso: IsoSource::Url {
+                url: "https://example.net/a.iso".parse().unwrap(),
+                sha256: "ab".repeat(32).parse().unwrap(),
+            },
+            order: BootOrder::Disk,
+        };
+        f.set_boot(Some(&url));
+        let out = f.render();
+        assert!(
+            out.contains(&format!(
+                "# the installer\n[boot]\niso_url = \"https://example.net/a.iso\"\niso_sha256 = \"{}\"\norder = \"disk\"\n\n[actions]",
+                "ab".repeat(32)
+            )),
+            "the table keeps its place and comment, without the old key: {out}"
+        );
+        f.set_boot(Some(&Boot {
+            iso: IsoSource::Library("debian-12".parse().unwrap()),
+            order: BootOrder::Cd,
+        }));
+        let out = f.render();
+        assert!(
+            out.contains("[boot]\niso = \"debian-12\"\norder = \"cd\"\n"),
+            "{out}"
+        );
+        assert!(!out.contains("iso_url"), "{out}");
+        f.set_boot(None);
+        assert_eq!(
+            f.render(),
+            "customer = \"c-0001\"\n\n[actions]\nreboot = 1\n",
+            "ejecting removes the table"
+        );
     }
 
     #[test]

@@ -144,6 +144,25 @@ pub struct Boot {
     pub order: BootOrder,
 }
 
+/// Why `node` cannot boot a VPS from an ISO, or `None` when it can: `gitvps validate` refuses a
+/// `[boot]` there and the panel does not offer one.
+pub fn iso_unsupported(node: &crate::inventory::Node) -> Option<String> {
+    if node.hypervisor == crate::values::Hypervisor::Xen {
+        // The Xen driver has no HVM domain config with a CD-ROM yet: refused rather than
+        // ignored, so no VPS is promised an ISO it would not get.
+        return Some(format!(
+            "node {} runs Xen: booting an ISO is built for KVM nodes only so far (docs/boot-media.md)",
+            node.id
+        ));
+    }
+    (!node.hvm).then(|| {
+        format!(
+            "node {} cannot boot an ISO: its hypervisor runs no HVM guests (hvm = false)",
+            node.id
+        )
+    })
+}
+
 /// An ISO resolved for a VPS: where to fetch it, what it must hash to and how big it may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedIso {

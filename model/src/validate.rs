@@ -112,30 +112,12 @@ fn boot_media(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
                 }
                 IsoSource::Url { .. } => "boot.iso_url",
             };
-        if let Some(n) = inv.nodes.get(&v.node)
-            && n.hypervisor == crate::values::Hypervisor::Xen
+        if let Some(why) = inv
+            .nodes
+            .get(&v.node)
+            .and_then(crate::media::iso_unsupported)
         {
-            // The Xen driver has no HVM domain config with a CD-ROM yet: refused rather than
-            // ignored, so no VPS is promised an ISO it would not get.
-            out.push(v.origin.diag(
-                field,
-                format!(
-                    "node {} runs Xen: booting an ISO is built for KVM nodes only so far (docs/boot-media.md)",
-                    n.id
-                ),
-            ));
-            continue;
-        }
-        if let Some(n) = inv.nodes.get(&v.node)
-            && !n.hvm
-        {
-            out.push(v.origin.diag(
-                field,
-                format!(
-                    "node {} cannot boot an ISO: its hypervisor runs no HVM guests (hvm = false)",
-                    n.id
-                ),
-            ));
+            out.push(v.origin.diag(field, why));
         }
     }
 }

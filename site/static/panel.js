@@ -244,6 +244,7 @@
     panel.appendChild(el("section", { id: "actions" }, [el("h3", { text: t("actions_title") }), actions, confirmBox, messageBox("actions")]));
 
     panel.appendChild(reinstallSection(v));
+    panel.appendChild(bootSection(v));
     panel.appendChild(restoreSection(v));
     panel.appendChild(sshSection(v));
     panel.appendChild(ptrSection(v));
@@ -405,6 +406,64 @@
       el("div", { "class": "field" }, [el("label", { "for": "reinstall-appliance", text: t("f_appliance") }), app]),
       el("div", { "class": "field check" }, [ack, el("label", { "for": "reinstall-ack", text: t("reinstall_ack") })]),
       el("p", {}, [go]), slot, messageBox("reinstall")]);
+  }
+
+  // Boot media: one of the operator's ISOs or the customer's own (URL and sha256) as the VPS's
+  // CD-ROM, and "boot from disk" (eject). Offered only where the VPS's node boots ISOs.
+  function bootSection(v) {
+    var head = [el("h3", { text: t("boot_title") })];
+    if (!v.iso_boot) {
+      return el("section", { id: "boot" }, head.concat([el("p", { id: "boot-unsupported", text: t("boot_unsupported", { vps: v.id }) })]));
+    }
+    head.push(el("p", { id: "boot-lead", text: t("boot_lead") }));
+    var slot = el("div");
+    if (v.boot) {
+      var isoName = v.boot.iso ? nameOf(state.me.isos, v.boot.iso) : v.boot.iso_url;
+      var eject = el("button", { type: "button", id: "boot-eject", text: t("boot_eject") });
+      eject.addEventListener("click", function () {
+        confirmAction(slot, t("confirm_eject", { vps: v.id }), eject, function (yes) {
+          send("boot", yes, "DELETE", "vps/" + v.id + "/boot", undefined, t("what_eject", { vps: v.id }));
+        });
+      });
+      head.push(el("p", { id: "boot-current", text: t("boot_current", { iso: isoName, order: t("boot_order_" + v.boot.order) }) }));
+      head.push(el("p", {}, [eject]));
+    }
+    var pick = el("select", { id: "boot-iso", name: "iso" });
+    (state.me.isos || []).forEach(function (o) {
+      pick.appendChild(el("option", { value: o.id, text: o.name + " \u00b7 " + o.size }));
+    });
+    pick.appendChild(el("option", { value: "", text: t("boot_own") }));
+    var url = el("input", { type: "url", id: "boot-url", name: "iso_url", spellcheck: "false" });
+    var sha = el("input", { type: "text", id: "boot-sha256", name: "iso_sha256", spellcheck: "false", maxlength: "64" });
+    var own = el("div", { id: "boot-own" }, [
+      el("div", { "class": "field" }, [el("label", { "for": "boot-url", text: t("f_iso_url") }), url]),
+      el("div", { "class": "field" }, [el("label", { "for": "boot-sha256", text: t("f_iso_sha256") }), sha])]);
+    function toggle() { own.hidden = pick.value !== ""; }
+    pick.addEventListener("change", toggle);
+    toggle();
+    var order = el("select", { id: "boot-order", name: "order" });
+    ["cd", "disk"].forEach(function (o) { order.appendChild(el("option", { value: o, text: t("boot_order_" + o) })); });
+    var go = el("button", { type: "button", id: "boot-go", text: t("boot_submit") });
+    go.addEventListener("click", function () {
+      var body = { order: order.value };
+      var label;
+      if (pick.value) {
+        body.iso = pick.value;
+        label = pick.options[pick.selectedIndex].text;
+      } else {
+        body.iso_url = url.value.trim();
+        body.iso_sha256 = sha.value.trim();
+        label = body.iso_url;
+      }
+      confirmAction(slot, t("confirm_boot", { vps: v.id, iso: label }), go, function (yes) {
+        send("boot", yes, "PUT", "vps/" + v.id + "/boot", body, t("what_boot", { vps: v.id }));
+      });
+    });
+    return el("section", { id: "boot" }, head.concat([
+      el("div", { "class": "field" }, [el("label", { "for": "boot-iso", text: t("f_iso") }), pick]),
+      own,
+      el("div", { "class": "field" }, [el("label", { "for": "boot-order", text: t("f_boot_order") }), order]),
+      el("p", {}, [go]), slot, messageBox("boot")]));
   }
 
   // Restore a backup: this VPS's own, or one of another VPS of the customer's (restore into

@@ -154,6 +154,32 @@ impl Sshd {
             .status();
     }
 
+    /// Restarts the daemon as an operator would: every connection ends, the daemon exits, and
+    /// a new one listens on the same address and port with the same keys and config (started
+    /// in this network namespace: not for a daemon of [`Sshd::start_in`] with a namespace).
+    pub fn restart(&mut self) {
+        self.drop_connections();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let d = self.dir.path();
+        let mut child = Command::new(sshd_path())
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("restart sshd");
+        assert!(
+            wait_ready(&mut child, &self.addr, self.port),
+            "sshd did not come back on {}:{}: {}",
+            self.addr,
+            self.port,
+            self.log()
+        );
+        self.child = child;
+    }
+
     /// Lets the client key run nothing but `git-shell` (what a git host's account allows).
     pub fn git_shell_only(&self) {
         let ak = self.dir.path().join("authorized_keys");
@@ -199,8 +225,11 @@ pub mod githttp;
 pub mod hookrepo;
 pub mod knot;
 pub mod kvm;
+pub mod lambda;
 pub mod netns;
 pub mod smtp;
+pub mod stall;
+pub mod stripe;
 pub mod xen;
 
 /// The project's top folder (the example fleet).
@@ -277,6 +306,17 @@ impl Served {
         site: Option<&Path>,
         args: &[&std::ffi::OsStr],
     ) -> Served {
+        Served::start_env(work, dir, site, args, &[])
+    }
+
+    /// [`Served::start_with`] with `env` on top of the usual variables.
+    pub fn start_env(
+        work: &Path,
+        dir: &Path,
+        site: Option<&Path>,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Served {
         let bare = dir.join("fleet.git");
         let out = Command::new("git")
             .args(["clone", "-q", "--bare"])
@@ -290,6 +330,9 @@ impl Served {
             cmd.arg("--site").arg(site);
         }
         cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();

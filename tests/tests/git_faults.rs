@@ -1,5 +1,6 @@
-//! Git faults under the hooks, with real git: a push storm from several servers on one bare
-//! repo, a remote that refuses pushes, a remote that is down, main force-pushed under the cache.
+//! Git faults under the hooks, with real git: a push storm from several servers and the Lambda
+//! binary (behind a stand-in of API Gateway) on one bare repo, a remote that refuses pushes, a
+//! remote that is down, one that hangs, main force-pushed under the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gitvps_tests as support;
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use support::gitd::GitDaemon;
 use support::hookrepo::{act, assert_linear, counter, head, login, seed};
+use support::lambda::LambdaFront;
+use support::stall::StallProxy;
 use support::{Served, git};
 
 const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef";
@@ -49,20 +52,45 @@ fn a_push_storm_from_several_servers_on_one_bare_repo_loses_nothing_and_stays_li
         .collect();
     let mut addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
     addrs.push(in_process(repo, &tmp.path().join("inproc-cache")));
+    // The Lambda binary itself, two instances (each one event at a time, as on AWS).
+    let lambda = LambdaFront::start(
+        Path::new(env!("CARGO_BIN_EXE_gitvps-hooks-lambda-e2e")),
+        repo,
+        tmp.path(),
+        2,
+        &[("GITVPS_TOKEN_SECRET", TOKEN_SECRET)],
+    );
+    addrs.push(lambda.addr.clone());
 
     const THREADS_PER_SERVER: usize = 4;
     const REQUESTS_PER_THREAD: usize = 8;
     let started = Instant::now();
     let mut handles = Vec::new();
+    let logs = || {
+        let mut all: Vec<String> = servers.iter().map(|s| s.log()).collect();
+        all.push(lambda.log());
+        all.join("\n----\n")
+    };
     for addr in &addrs {
-        let token = login(addr);
+        let (code, body) = support::http(
+            addr,
+            "POST",
+            "/api/login",
+            None,
+            r#"{"customer":"c-0001","password":"demo-jane"}"#,
+        );
+        assert_eq!(code, 200, "login at {addr}: {body}\n{}", logs());
+        let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         for t in 0..THREADS_PER_SERVER {
             let (addr, token) = (addr.clone(), token.clone());
             handles.push(std::thread::spawn(move || {
                 (0..REQUESTS_PER_THREAD)
                     .map(|i| {
                         let action = if (t + i) % 2 == 0 { "reboot" } else { "fsck" };
-                        (action, act(&addr, &token, action))
+                        (action, addr.clone(), act(&addr, &token, action))
                     })
                     .collect::<Vec<_>>()
             }));
@@ -76,8 +104,13 @@ fn a_push_storm_from_several_servers_on_one_bare_repo_loses_nothing_and_stays_li
 
     // Every request landed: its generation and commit, one commit per distinct generation.
     let mut landed: BTreeMap<&str, BTreeMap<u64, String>> = BTreeMap::new();
-    for (action, (code, body)) in &answers {
-        assert_eq!(*code, 200, "{action}: {body}\n{}", servers[0].log());
+    for (action, addr, (code, body)) in &answers {
+        let who = if *addr == lambda.addr {
+            "the Lambda"
+        } else {
+            addr
+        };
+        assert_eq!(*code, 200, "{action} through {who}: {body}\n{}", logs());
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         let generation = v["generation"].as_u64().unwrap();
         let commit = v["commit"].as_str().unwrap().to_owned();
@@ -124,14 +157,18 @@ fn a_push_storm_from_several_servers_on_one_bare_repo_loses_nothing_and_stays_li
         "main holds exactly the answered commits"
     );
     eprintln!(
-        "push storm: {} requests from {} servers, {} commits on main in {took:?}",
+        "push storm: {} requests from {} servers, {} commits on main in {took:?}; \
+         {} branch(es) missing from a fetch or clone, fetched again",
         answers.len(),
         addrs.len(),
-        commits.len()
+        commits.len(),
+        logs().matches("the branch was missing").count()
     );
     for s in &servers {
         assert!(!s.log().contains("ERROR"), "{}", s.log());
     }
+    assert_eq!(lambda.errors(), Vec::<String>::new(), "{}", lambda.log());
+    assert!(!lambda.log().contains("ERROR"), "{}", lambda.log());
 }
 
 /// Installs a pre-receive hook in `bare` that refuses every push and counts them in `count`.
@@ -227,6 +264,46 @@ fn a_remote_that_is_down_fails_requests_fast_and_leaves_nothing_half_written() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"generation\":1"), "{body}");
     assert_eq!(counter(&bare, "reboot"), 1);
+    assert_linear(&bare);
+}
+
+#[test]
+fn a_remote_that_hangs_fails_requests_in_the_configured_time_and_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path());
+    let daemon = GitDaemon::start(bare.parent().unwrap());
+    let proxy = StallProxy::start(&format!("127.0.0.1:{}", daemon.0.port));
+    let url = format!("git://{}/fleet.git", proxy.addr);
+    let served = Served::on(
+        &url,
+        &bare,
+        tmp.path(),
+        "serve",
+        &[("GITVPS_GIT_TIMEOUT_SECS", "2")],
+    );
+    let token = login(&served.addr);
+    let at = head(&bare);
+
+    // The remote accepts the connection and never answers: the fetch gives up after the
+    // configured 2 s (a connect and a read at most), not never.
+    proxy.stall();
+    let t0 = Instant::now();
+    let (code, body) = act(&served.addr, &token, "reboot");
+    let took = t0.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "a hung remote took {took:?}"
+    );
+    assert!(served.log().contains("cannot fetch"), "{}", served.log());
+    assert_eq!(head(&bare), at, "nothing pushed");
+
+    // It answers again: the next request lands as the first one.
+    proxy.resume();
+    let (code, body) = act(&served.addr, &token, "reboot");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"generation\":1"), "{body}");
+    assert_eq!(git(&bare, &["rev-parse", "main^"]).trim(), at);
     assert_linear(&bare);
 }
 

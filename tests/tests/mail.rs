@@ -281,6 +281,90 @@ fn plain_smtp_delivers_what_was_rendered_in_both_languages() {
     assert_eq!(server.count(), 2);
 }
 
+/// A paid traffic block's receipt (queued by the hooks' webhook in the payment's commit), in
+/// both languages, as the real SMTP server receives it.
+#[test]
+fn a_traffic_block_receipt_reaches_the_server_in_both_languages() {
+    let server = SmtpServer::start();
+    let repo = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(repo.path()).unwrap();
+    let receipt = |id: &str, lang, to: &str, name: &str| {
+        let mut d = draft(id, Kind::TrafficBlockPaid, lang, to, name);
+        d.context["size"] = json!("100 GiB");
+        d.context["period_start"] = json!("2026-12-01");
+        d.context["period_end"] = json!("2026-12-31");
+        d.context["invoice"] = json!("INV-2026-000130");
+        d.context["amount"] = json!("23.80");
+        d
+    };
+    queue(
+        &outbox,
+        &[
+            receipt(
+                "traffic-block-paid.evt.1-a",
+                Language::En,
+                "jane@example.org",
+                "Jane Doe",
+            ),
+            receipt(
+                "traffic-block-paid.evt.1-b",
+                Language::Zh,
+                "li.lei@example.cn",
+                "李雷",
+            ),
+        ],
+    );
+    let d = deliver(
+        &outbox,
+        &smtp(&format!("smtp://{}", server.addr()), None),
+        now(),
+    );
+    assert_complete(&d);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2, "{}", server.log());
+    let find = |id: &str| {
+        messages
+            .iter()
+            .find(|m| m.parsed().message_id() == Some(id))
+            .unwrap_or_else(|| panic!("{id} not delivered"))
+    };
+    let en = find("traffic-block-paid.evt.1-a@example.net").parsed();
+    assert_eq!(
+        en.subject(),
+        Some("Traffic block paid for xen02: 100 GiB more until 2026-12-31")
+    );
+    assert_eq!(
+        en.header_raw("X-Gitvps-Kind").unwrap().trim(),
+        "traffic-block-paid"
+    );
+    let text = en.body_text(0).unwrap();
+    assert!(text.starts_with("Hello Jane Doe,"), "{text}");
+    for part in [
+        "23.80 USD",
+        "100 GiB",
+        "2026-12-01 to 2026-12-31",
+        "INV-2026-000130",
+        "https://vps.example.net/panel/#panel_url",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    assert!(
+        en.body_html(0)
+            .unwrap()
+            .contains("<strong>100 GiB</strong>")
+    );
+    let zh = find("traffic-block-paid.evt.1-b@example.net").parsed();
+    assert_eq!(
+        zh.subject(),
+        Some("已收到 xen02 的流量包付款：本周期增加 100 GiB，至 2026-12-31")
+    );
+    assert_eq!(zh.header_raw("Content-Language").unwrap().trim(), "zh-Hans");
+    let text = zh.body_text(0).unwrap();
+    assert!(text.starts_with("李雷，您好："), "{text}");
+    assert!(text.contains("2026-12-01 至 2026-12-31"), "{text}");
+    assert!(text.contains("23.80 USD"), "{text}");
+}
+
 #[test]
 fn starttls_with_auth_against_a_private_ca() {
     let ca = TestCa::generate();

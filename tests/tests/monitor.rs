@@ -136,6 +136,75 @@ fn a_garbled_and_a_stalled_node_are_missing_and_the_others_stored() {
     assert_eq!(total(&db, "xen30", Tier::Raw).0, 0);
 }
 
+/// The service's way (`gitvps monitor`): one pool of connections kept across cycles. The
+/// node's sshd is restarted between two cycles; the next cycle collects the node again, over
+/// a new connection, and the cycle after reuses that one.
+#[tokio::test]
+async fn a_node_whose_sshd_restarted_is_collected_again_on_the_next_cycle() {
+    use executor::apply::Access;
+    use executor::collect::collect_all;
+    use executor::ssh::{Credentials, Timeouts};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let mut f = Fleet::new(&["node1"]);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.converge();
+    let inv = model::Inventory::load(&f.repo).unwrap();
+    let desired = planner::desired::desired(
+        &inv,
+        &planner::desired::Templates::default(),
+        &planner::desired::Bootstraps::default(),
+    )
+    .unwrap();
+    let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let pool = Arc::new(executor::pool::Pool::default());
+    let access = Access {
+        creds: Credentials::from_file(&f.sshd.client_key).unwrap(),
+        timeouts: Timeouts::default(),
+        parallelism: 4,
+        stats: Arc::default(),
+        pool: Some(pool.clone()),
+        restic: None,
+    };
+    let limit = Duration::from_secs(20);
+    let read_xen10 =
+        |got: &std::collections::BTreeMap<model::NodeId, executor::collect::Collected>| {
+            let c = &got[&"node1".parse::<model::NodeId>().unwrap()];
+            match &c.outcome {
+                Ok(r) => r.guests.contains_key("xen10") && c.missing().is_empty(),
+                Err(e) => panic!("node1 missing: {}", model::diag::error_chain(e)),
+            }
+        };
+    for _ in 0..2 {
+        assert!(read_xen10(
+            &collect_all(&inv, &desired, &nodes, &access, limit).await
+        ));
+    }
+    assert_eq!(
+        (pool.opened.load(Relaxed), pool.reused.load(Relaxed)),
+        (1, 1)
+    );
+
+    f.sshd.restart();
+    let got = collect_all(&inv, &desired, &nodes, &access, limit).await;
+    assert!(read_xen10(&got), "{}", f.sshd.log());
+    assert_eq!(
+        pool.opened.load(Relaxed),
+        2,
+        "one new connection after the restart"
+    );
+    assert!(read_xen10(
+        &collect_all(&inv, &desired, &nodes, &access, limit).await
+    ));
+    assert_eq!(
+        pool.opened.load(Relaxed),
+        2,
+        "the new connection is kept for the cycle after"
+    );
+    pool.close_all().await;
+}
+
 #[test]
 fn a_foreign_database_is_refused_and_left_alone() {
     let f = Fleet::new(&["node1"]);

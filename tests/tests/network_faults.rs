@@ -2,7 +2,8 @@
 //! reached through its own sshd; node2 is on loopback. A cut during a plan, a cut in the
 //! middle of an apply, packet loss and a slow link: each run ends with node1 fully stepped
 //! or stopped at a step boundary, node2 is not held up, timeouts fire as configured, and a
-//! re-run converges with an empty plan. Needs root (namespaces, nftables, tc).
+//! re-run converges with an empty plan. Needs root (namespaces, nftables, tc). Latency goes
+//! through a delaying proxy instead (this kernel has no `sch_netem`), without root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use gitvps_tests as support;
 use support::Sshd;
 use support::fleet::Fleet;
 use support::netns::Netns;
+use support::stall::StallProxy;
 
 /// The fleet, with node1 moved behind the namespace's sshd (which accepts the fleet's key).
 /// The namespace is returned first so that it outlives its sshd.
@@ -139,4 +141,46 @@ fn a_lossy_or_slow_link_still_converges() {
     let a = f.converge();
     assert!(a.stdout.contains("! xen10: reboot (generation 1)"), "{a:?}");
     assert_eq!(f.record("node1", "xen10")["reboot"], 1);
+}
+
+/// Latency, which `tc netem` would give but this kernel lacks (no `sch_netem`): node1 is
+/// reached through a proxy that delays every byte. 100 ms each way converges; 3 s each way is
+/// past the 2 s connect timeout (the handshake's round trips count), so node1 is reported
+/// unreachable in about that time and node2 is planned without waiting for it.
+#[test]
+fn a_high_latency_link_converges_and_one_past_the_timeout_does_not_hold_up_the_others() {
+    let f = Fleet::new(&["node1", "node2"]);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.vps("xen20", "node2", "192.0.2.20", "");
+    let proxy = StallProxy::start(&format!("{}:{}", f.sshd.addr, f.sshd.port));
+    proxy.delay(Duration::from_millis(100));
+    f.edit(
+        "inventory/nodes/node1.toml",
+        &format!("port = {}", f.sshd.port),
+        &format!("port = {}", proxy.port()),
+    );
+    f.edit(
+        "gitvps.toml",
+        "connect_timeout_secs = 10",
+        "connect_timeout_secs = 2",
+    );
+    f.converge();
+    assert!(f.domain("node1", "xen10").is_some() && f.domain("node2", "xen20").is_some());
+
+    proxy.delay(Duration::from_secs(3));
+    f.vps("xen21", "node2", "192.0.2.21", "");
+    let t0 = Instant::now();
+    let p = f.gitvps(&["plan"]);
+    let took = t0.elapsed();
+    assert_eq!(p.code, 1, "{p:?}");
+    assert!(
+        p.stdout.contains("node1 (") && p.stdout.contains("UNREACHABLE"),
+        "{p:?}"
+    );
+    assert!(p.stdout.contains("timed out after 2 s"), "{p:?}");
+    assert!(p.stdout.contains("+ xen21: create disk"), "{p:?}");
+    assert!(took < Duration::from_secs(10), "the plan took {took:?}");
+    proxy.delay(Duration::ZERO);
+    f.converge();
+    assert!(f.domain("node2", "xen21").is_some());
 }

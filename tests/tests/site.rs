@@ -27,7 +27,22 @@ fn fleet(dir: &Path) -> PathBuf {
     // A backup repository, so that the panel's restore is accepted.
     let mut settings = std::fs::read_to_string(work.join("gitvps.toml")).unwrap();
     settings.push_str("\n[backup.local]\npath = \"/mnt/backup/restic\"\n");
+    // An ISO library, and node0109 (xen02's, customer c-0001's) a KVM node, so the panel
+    // offers boot media.
+    settings.push_str(&format!(
+        "\n[[iso]]\nid = \"debian-12-netinst\"\nname = \"Debian 12 netinst\"\n\
+         url = \"https://cdimage.example.net/debian-12.iso\"\nsha256 = \"{}\"\nsize = \"650 MiB\"\n",
+        "cd".repeat(32)
+    ));
     std::fs::write(work.join("gitvps.toml"), settings).unwrap();
+    let node = work.join("inventory/nodes/node0109.toml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    assert!(text.contains("hypervisor = \"xen\""));
+    std::fs::write(
+        &node,
+        text.replace("hypervisor = \"xen\"", "hypervisor = \"kvm\""),
+    )
+    .unwrap();
     support::commit_all(&work);
     work
 }
@@ -668,6 +683,7 @@ fn catalog_and_panel_in_headless_chromium() {
 
     reverse_dns_in_the_panel(&b, &base, &bare);
     restore_in_the_panel(&b, &base, &bare);
+    boot_media_in_the_panel(&b, &base, &bare);
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -764,7 +780,9 @@ fn sample_store(path: &Path) {
 
 /// The panel's usage graphs: `gitvps serve --monitor-db` draws them from the collector's
 /// database, the panel shows each as an SVG image with a day/week/month/year switch, in
-/// English and Chinese; another customer's VPS is 404, a range out of bounds 400.
+/// English and Chinese; another customer's VPS is 404, a range out of bounds 400. The same
+/// panel shows the service checks the collector published, and its traffic block button
+/// reaches the payment page of a Stripe stand-in.
 #[test]
 fn usage_graphs_in_the_panel() {
     let tmp = tempfile::tempdir().unwrap();
@@ -774,12 +792,19 @@ fn usage_graphs_in_the_panel() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let db = tmp.path().join("monitor-db");
     sample_store(&db);
-    let served = support::Served::start_with(
+    let stripe = support::stripe::StripeStandIn::start();
+    let served = support::Served::start_env(
         &work,
         tmp.path(),
         Some(&site),
         &["--monitor-db".as_ref(), db.as_os_str()],
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_standin_key"),
+            ("GITVPS_STRIPE_API_URL", &stripe.url),
+        ],
     );
+    // The collector's last view of xen02 (its `[monitor] checks = ["ping", "ssh", "http"]`).
+    publish_monitor(&served.bare, "xen02", &xen02_checks());
     let base = format!("http://{}", served.addr);
     let b = Browser::start();
     b.goto(&format!("{base}/panel/"));
@@ -829,6 +854,7 @@ fn usage_graphs_in_the_panel() {
         json!("true")
     );
     b.screenshot("panel-graphs");
+    checks_table(&b, &EN_CHECKS);
     assert_eq!(b.a11y_problems(), Vec::<String>::new(), "graphs");
     // The month: the same VPS, from the hourly tier.
     b.click("#monitoring button[data-range=month]");
@@ -874,6 +900,100 @@ fn usage_graphs_in_the_panel() {
     assert!(zh.contains(">时间（UTC）</text>"), "{zh}");
     assert!(b.text("#monitoring").contains("时间为 UTC"));
     b.screenshot("panel-graphs-zh");
+    checks_table(&b, &ZH_CHECKS);
+
+    // A traffic block: the button of the catalog's block, and its click goes to the payment
+    // page of the session the hooks asked the Stripe stand-in for.
+    let button = "#traffic button[data-traffic=traffic-100g]";
+    b.wait(&format!("document.querySelector('{button}')"));
+    assert!(b.text(button).contains("100 GiB"), "{}", b.text(button));
+    b.click(button);
+    let at = b.wait(&format!(
+        "location.href.indexOf({}) === 0 && document.readyState === 'complete' && location.href",
+        json!(stripe.pay_url())
+    ));
+    assert!(at.as_str().unwrap().contains("cs_test_standin_1"), "{at}");
+    assert_eq!(b.text("h1"), "Stripe stand-in checkout");
+    let sessions = stripe.sessions.lock().unwrap();
+    assert_eq!(sessions.len(), 1);
+    let form = &sessions[0];
+    assert_eq!(form["metadata[kind]"], "traffic_block", "{form:?}");
+    assert_eq!(form["metadata[vps]"], "xen02", "{form:?}");
+    assert_eq!(form["metadata[product]"], "traffic-100g", "{form:?}");
+}
+
+/// The panel's words of the service checks table: title, headings, up, down.
+struct CheckWords {
+    title: &'static str,
+    headings: [&'static str; 4],
+    up: &'static str,
+    down: &'static str,
+}
+
+const EN_CHECKS: CheckWords = CheckWords {
+    title: "Service checks",
+    headings: ["Check", "State", "Since (UTC)", "Last answer"],
+    up: "up",
+    down: "down",
+};
+
+const ZH_CHECKS: CheckWords = CheckWords {
+    title: "服务检查",
+    headings: ["检查", "状态", "起始时间（UTC）", "最后应答"],
+    up: "正常",
+    down: "故障",
+};
+
+/// What the collector published for xen02: ping and ssh up, http down.
+fn xen02_checks() -> Value {
+    json!({
+        "vps": "xen02",
+        "collected_at": "2026-12-06T10:00:00Z",
+        "counters": null,
+        "checks": [
+            {"name": "ping 192.0.2.22", "kind": "ping", "state": "up",
+             "since": "2026-12-01T08:00:00Z", "failures": 0, "detail": "0.4 ms"},
+            {"name": "ssh 192.0.2.22:22", "kind": "ssh", "state": "up",
+             "since": "2026-12-01T08:00:00Z", "failures": 0, "detail": "SSH-2.0-OpenSSH_9.2p1"},
+            {"name": "http 192.0.2.22:80", "kind": "http", "state": "down",
+             "since": "2026-12-06T09:57:00Z", "failures": 3, "detail": "connection refused"}
+        ]
+    })
+}
+
+/// The service checks table of the VPS shown: its title and headings in the page's language,
+/// each published check in a row with its state in words.
+fn checks_table(b: &Browser, w: &CheckWords) {
+    b.wait("document.querySelector('#checks table.checks tbody tr')");
+    let title = b.text("#checks h3");
+    assert_eq!(title, w.title);
+    let heads = b.js(
+        "return Array.prototype.map.call(document.querySelectorAll('#checks table.checks th'), function (h) { return h.innerText; })",
+    );
+    assert_eq!(heads, json!(w.headings));
+    for (kind, name, state, detail) in [
+        ("ping", "ping 192.0.2.22", w.up, "0.4 ms"),
+        ("ssh", "ssh 192.0.2.22:22", w.up, "SSH-2.0-OpenSSH_9.2p1"),
+        ("http", "http 192.0.2.22:80", w.down, "connection refused"),
+    ] {
+        let cells = b.js(&format!(
+            "return Array.prototype.map.call(document.querySelectorAll('#checks tr[data-check={kind}] td'), function (c) {{ return c.innerText; }})"
+        ));
+        let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+        assert_eq!(cells.len(), 4, "{kind}: {cells:?}");
+        assert_eq!(
+            (cells[0].as_str(), cells[1].as_str()),
+            (name, state),
+            "{cells:?}"
+        );
+        assert_eq!(cells[3], detail, "{cells:?}");
+    }
+}
+
+/// Publishes `monitor/<vps>.json` on the bare repo's status branch, as `gitvps monitor
+/// --status` does.
+fn publish_monitor(bare: &Path, vps: &str, monitor: &Value) {
+    publish_on_status(bare, "monitor", vps, monitor, "monitor: published");
 }
 
 /// A hooks call made by the page itself (a synchronous XHR, so the test reads its answer):
@@ -905,11 +1025,7 @@ fn xhr(
 /// in words with the input kept and nothing committed; a good one committed and shown; an
 /// emptied field back to the host name.
 fn reverse_dns_in_the_panel(b: &Browser, base: &str, bare: &Path) {
-    let last = || {
-        git(bare, &["log", "-1", "--format=%an: %s", "main"])
-            .trim()
-            .to_owned()
-    };
+    let last = || last_commit(bare);
     b.goto(&format!("{base}/panel/?vps=xen02"));
     b.wait("document.getElementById('ptr-table')");
     let table = b.text("#ptr-table");
@@ -996,25 +1112,26 @@ fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
 
 /// Publishes `status/<vps>.json` on the bare repo's status branch, as `gitvps backup run` does.
 fn publish_status(bare: &Path, vps: &str, status: &Value) {
-    let blob = git_with_input(bare, &["hash-object", "-w", "--stdin"], &status.to_string());
+    publish_on_status(bare, "status", vps, status, "backup run: published");
+}
+
+/// Commits `<dir>/<vps>.json` alone on the bare repo's status branch.
+fn publish_on_status(bare: &Path, dir: &str, vps: &str, value: &Value, message: &str) {
+    let blob = git_with_input(bare, &["hash-object", "-w", "--stdin"], &value.to_string());
     let inner = git_with_input(
         bare,
         &["mktree"],
         &format!("100644 blob {blob}\t{vps}.json\n"),
     );
-    let top = git_with_input(bare, &["mktree"], &format!("040000 tree {inner}\tstatus\n"));
-    let commit = git(bare, &["commit-tree", &top, "-m", "backup run: published"]);
+    let top = git_with_input(bare, &["mktree"], &format!("040000 tree {inner}\t{dir}\n"));
+    let commit = git(bare, &["commit-tree", &top, "-m", message]);
     git(bare, &["update-ref", "refs/heads/status", commit.trim()]);
 }
 
 /// Restore from the panel: the published backups listed, the same explicit confirmation as a
 /// reinstall, one commit writing `[restore]`.
 fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
-    let last = || {
-        git(bare, &["log", "-1", "--format=%an: %s", "main"])
-            .trim()
-            .to_owned()
-    };
+    let last = || last_commit(bare);
     publish_status(
         bare,
         "xen02",
@@ -1071,6 +1188,66 @@ fn restore_in_the_panel(b: &Browser, base: &str, bare: &Path) {
         "{file}"
     );
     b.screenshot("panel-restore");
+}
+
+/// Boot media: the library's ISO attached (booted first), then "boot from disk": each a commit
+/// of the VPS's `[boot]`.
+fn boot_media_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || last_commit(bare);
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('boot-iso')");
+    assert_eq!(
+        b.text("#boot-iso").lines().next(),
+        Some("Debian 12 netinst · 650 MiB")
+    );
+    assert!(
+        b.js("return document.getElementById('boot-own').hidden") == json!(true),
+        "the URL fields show only for the customer's own ISO"
+    );
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "boot media");
+    b.click("#boot-go");
+    b.wait("document.getElementById('confirm-q')");
+    assert_eq!(
+        b.text("#confirm-q"),
+        "Restart xen02 with the ISO Debian 12 netinst · 650 MiB attached at the next apply?"
+    );
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-boot", "ok");
+    assert!(msg.contains("ISO for xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: boot xen02 from ISO debian-12-netinst (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(
+        file.contains("[boot]\niso = \"debian-12-netinst\"\norder = \"cd\"\n"),
+        "{file}"
+    );
+    // The panel reloads with the ISO shown and "boot from disk" offered.
+    b.wait("document.getElementById('boot-current')");
+    assert_eq!(
+        b.text("#boot-current"),
+        "Attached now: Debian 12 netinst (the CD boots first)."
+    );
+    b.screenshot("panel-boot-media");
+    b.click("#boot-eject");
+    b.wait("document.getElementById('confirm-q')");
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-boot", "ok");
+    assert!(msg.contains("boot from disk of xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: eject the ISO of xen02, boot from disk (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(!file.contains("[boot]"), "{file}");
+}
+
+/// The author and subject of `main`'s last commit: `gitvps-bot: c-0001: ... (site)`.
+fn last_commit(bare: &Path) -> String {
+    git(bare, &["log", "-1", "--format=%an: %s", "main"])
+        .trim()
+        .to_owned()
 }
 
 /// Logs in with the panel's form (the fields emptied first).

@@ -45,11 +45,13 @@ pub enum Kind {
     Alert,
     /// A VPS passed a threshold of its monthly traffic, and what the policy did about it.
     Traffic,
+    /// A traffic block was paid: the VPS's quota is bigger for its current traffic period.
+    TrafficBlockPaid,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Reminder,
         Kind::Invoice,
         Kind::PaymentReceived,
@@ -62,6 +64,7 @@ impl Kind {
         Kind::Announcement,
         Kind::Alert,
         Kind::Traffic,
+        Kind::TrafficBlockPaid,
     ];
 
     /// The kind's name in template file names and the `X-Gitvps-Kind` header.
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Announcement => "announcement",
             Kind::Alert => "alert",
             Kind::Traffic => "traffic",
+            Kind::TrafficBlockPaid => "traffic-block-paid",
         }
     }
 
@@ -87,7 +91,9 @@ impl Kind {
     /// yet); `overdue` (reminder) is a bool, `days_left` (reminder) and `valid_minutes` (password
     /// reset) are numbers; `vps` of a ticket may be `""`; an alert's `state` is `"down"` or
     /// `"up"`; a traffic mail's `level` is `"warn"` or `"over"`, its `action` `"mail"`, `"throttle"`
-    /// or `"suspend"`, and `percent` a number.
+    /// or `"suspend"`, and `percent` a number; a paid traffic block's `size` is its bytes as the
+    /// catalog writes them (`100 GiB`), `period_start` and `period_end` the period's first and
+    /// last day.
     pub fn variables(self) -> &'static [&'static str] {
         match self {
             Kind::Reminder => &[
@@ -113,6 +119,16 @@ impl Kind {
                 "invoice_url",
             ],
             Kind::PaymentReceived => &["vps", "amount", "currency", "expires", "panel_url"],
+            Kind::TrafficBlockPaid => &[
+                "vps",
+                "amount",
+                "currency",
+                "size",
+                "period_start",
+                "period_end",
+                "invoice",
+                "panel_url",
+            ],
             Kind::Suspended => &["vps", "hostname", "expired", "terminate_on", "renew_url"],
             Kind::Terminated => &["vps", "hostname", "terminated", "order_url"],
             Kind::OrderConfirmed => &[
@@ -194,7 +210,7 @@ macro_rules! kind_files {
 }
 
 /// The embedded default of every kind's files, in [`Kind::ALL`] order.
-const KIND_FILES: [[(&str, &str); 6]; 12] = [
+const KIND_FILES: [[(&str, &str); 6]; 13] = [
     kind_files!("reminder"),
     kind_files!("invoice"),
     kind_files!("payment-received"),
@@ -207,6 +223,7 @@ const KIND_FILES: [[(&str, &str); 6]; 12] = [
     kind_files!("announcement"),
     kind_files!("alert"),
     kind_files!("traffic"),
+    kind_files!("traffic-block-paid"),
 ];
 
 /// The shared files per language, embedded.

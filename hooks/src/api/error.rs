@@ -100,6 +100,10 @@ impl From<Refusal> for ApiError {
                 r.to_string(),
             ),
             Refusal::UnknownBackup(_) => ApiError::unprocessable("unknown_backup", r.to_string()),
+            Refusal::NoIsoBoot(_) => {
+                ApiError::new(StatusCode::CONFLICT, "iso_unsupported", r.to_string())
+            }
+            Refusal::UnknownIso(_) => ApiError::unprocessable("not_in_catalog", r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {
                 tracing::error!(%why, "a repo file cannot be edited");

@@ -2,6 +2,7 @@
 //! resource, parse and check input, authenticate, and hand changes to the store.
 
 mod account;
+mod boot;
 mod checkout;
 mod error;
 mod extract;
@@ -212,6 +213,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/2fa/disable", post(twofactor::disable))
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/ptr", put(ptr::set_ptr))
+        .route("/vps/{id}/boot", put(boot::attach).delete(boot::eject))
         .route("/vps/{id}/graph", get(graph::vps_graph))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/traffic", post(checkout::traffic))

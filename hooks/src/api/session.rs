@@ -259,6 +259,12 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "actions": v.actions,
                 "renewals": offers,
                 "traffic_blocks": traffic_offers(inv, v),
+                "boot": v.boot.as_ref().map(boot_view),
+                // Whether the panel offers an ISO: the node boots HVM guests with a CD-ROM.
+                "iso_boot": inv
+                    .nodes
+                    .get(&v.node)
+                    .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
                 "status": status,
                 "monitor": monitor_view(snap.monitor.get(&v.id)),
             })
@@ -274,6 +280,12 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
             "ssh_keys": c.ssh_keys,
         },
         "currency": inv.currency,
+        // The operator's ISO library, for the panel's boot media.
+        "isos": inv.settings.boot.library.iter().map(|e| json!({
+            "id": e.id,
+            "name": e.name,
+            "size": e.size.to_string(),
+        })).collect::<Vec<_>>(),
         "vps": vps,
     }))
 }
@@ -295,6 +307,19 @@ fn traffic_offers(inv: &Inventory, v: &model::Vps) -> Vec<Value> {
             }))
         })
         .collect()
+}
+
+/// A VPS's `[boot]`, as the panel shows it: the library ISO's id or the customer's URL.
+fn boot_view(b: &model::media::Boot) -> Value {
+    use model::media::IsoSource;
+    match &b.iso {
+        IsoSource::Library(id) => json!({"iso": id, "order": b.order.as_str()}),
+        IsoSource::Url { url, sha256 } => json!({
+            "iso_url": url.as_str(),
+            "iso_sha256": sha256.as_str(),
+            "order": b.order.as_str(),
+        }),
+    }
 }
 
 /// What the collector last saw of a VPS, as the panel shows it: check states and counters.

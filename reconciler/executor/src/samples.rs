@@ -9,9 +9,10 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | default | `magic` | `gitvps-monitor 2`: what this database is, and its layout version |
-//! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`]: the tag `0xC1`, then its 12 numbers as LEB128 varints |
-//! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`]: the tag `0xC1`, then 4 gauges as varints |
+//! | default | `magic` | `gitvps-monitor 3`: what this database is, and its layout version |
+//! | `vps` | VPS id, `0`, tier (`0` raw, `1` 5-minute), bucket start | a [`Bucket`]: the tag `0xC1`, then its 12 numbers as LEB128 varints |
+//! | `vps` | VPS id, `0`, `3`, UTC day | the day's hourly buckets: the tag `0xC2`, then per hour its number (0 to 23), its bucket's length and the bucket |
+//! | `node` | node id, `0`, tier, bucket start (or `3`, day) | a [`NodeBucket`]: the tag `0xC1`, then 4 gauges as varints (a day of them as for `vps`) |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
 //! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
 //!
@@ -20,9 +21,12 @@
 //! empty, so a foreign database is never changed, let alone wiped.
 //!
 //! Layout 1 stored buckets as fixed-width big-endian numbers (96 bytes a VPS bucket, whose
-//! first byte is 0). Its databases are read as they are: their magic key becomes layout 2's,
-//! old buckets are decoded by their width and rewritten compact when next merged into, and
-//! expire like any other. A layout newer than this gitvps's is refused.
+//! first byte is 0); layout 2 stored each hourly bucket under its own key (tier `2`). Their
+//! databases are read as they are: their magic key becomes layout 3's, old buckets are
+//! decoded by their width, a layout-2 hourly bucket is summed with the same hour of its day's
+//! record when read, and both expire like any other. New hourly buckets go into day records:
+//! 397 keys for 13 months instead of 9,529, which is most of a VPS's history. A layout newer
+//! than this gitvps's is refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,11 +41,19 @@ use monitor::{
 };
 
 /// What the magic key holds: the store's name and layout version.
-const MAGIC: &[u8] = b"gitvps-monitor 2";
+const MAGIC: &[u8] = b"gitvps-monitor 3";
+/// Layout 2's magic: one key per hourly bucket, still read.
+const MAGIC_V2: &[u8] = b"gitvps-monitor 2";
 /// Layout 1's magic: fixed-width buckets, still read.
 const MAGIC_V1: &[u8] = b"gitvps-monitor 1";
 /// The first byte of a compact (varint) bucket; a layout-1 bucket starts with 0.
 const COMPACT: u8 = 0xC1;
+/// The first byte of a day record of hourly buckets.
+const DAY: u8 = 0xC2;
+/// The key's tier byte of a day record of hourly buckets.
+const DAY_TIER: u8 = 3;
+/// Seconds in a UTC day (Unix time has no leap seconds).
+const DAY_SECS: i64 = 86_400;
 /// The magic key.
 const MAGIC_KEY: &[u8] = b"magic";
 
@@ -141,6 +153,65 @@ fn key(id: &str, tier: Tier, start: DateTime<Utc>) -> Vec<u8> {
     k.push(tier_byte(tier));
     k.extend_from_slice(&time_key(start));
     k
+}
+
+/// The start of the UTC day `t` falls in.
+fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp().div_euclid(DAY_SECS) * DAY_SECS;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
+}
+
+/// The key of the day record of `id` for the UTC day starting at `day`.
+fn day_key(id: &str, day: DateTime<Utc>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 10);
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k.push(DAY_TIER);
+    k.extend_from_slice(&time_key(day));
+    k
+}
+
+/// A day record: each hour's number, then its bucket's length and encoding.
+fn enc_day<B>(hours: &BTreeMap<u8, B>, enc: fn(&B) -> Vec<u8>) -> Vec<u8> {
+    let mut out = vec![DAY];
+    for (h, b) in hours {
+        let e = enc(b);
+        out.push(*h);
+        varint(&mut out, e.len() as u128);
+        out.extend_from_slice(&e);
+    }
+    out
+}
+
+/// Reads what [`enc_day`] wrote; `None` when anything is off (an hour out of range or out of
+/// order, a length past the end, a bucket that does not decode).
+fn dec_day<B>(v: &[u8], dec: fn(&[u8]) -> Option<B>) -> Option<BTreeMap<u8, B>> {
+    let (&DAY, mut rest) = v.split_first()? else {
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    while let Some((&h, after)) = rest.split_first() {
+        if h >= 24 || out.keys().next_back().is_some_and(|last| *last >= h) {
+            return None;
+        }
+        let mut r = Var(after);
+        let len = usize::try_from(r.u64()?).ok()?;
+        let (b, tail) = r.0.split_at_checked(len)?;
+        out.insert(h, dec(b)?);
+        rest = tail;
+    }
+    Some(out)
+}
+
+/// Merges `b` into the bucket of `tier` starting at `start` in `s` (a layout-2 hourly bucket
+/// and the same hour of its day record are one bucket).
+fn merge_into<B: Merge>(s: &mut Series<B>, tier: Tier, start: DateTime<Utc>, b: B) {
+    s.tiers
+        .entry(tier)
+        .or_default()
+        .entry(start)
+        .and_modify(|old| *old = old.merge(&b))
+        .or_insert(b);
 }
 
 fn prefix(id: &str) -> Vec<u8> {
@@ -422,11 +493,11 @@ impl Store {
         };
         match db.get(MAGIC_KEY).map_err(io)? {
             Some(m) if m.as_ref() == MAGIC => {}
-            Some(m) if m.as_ref() == MAGIC_V1 => {
-                // Layout 1's buckets are read as they are; new ones are written compact.
+            Some(m) if m.as_ref() == MAGIC_V1 || m.as_ref() == MAGIC_V2 => {
+                // The old buckets are read as they are; new ones are written in layout 3.
                 db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
                 db.flush().map_err(io)?;
-                tracing::info!(db = %path.display(), "monitor database: layout 1 read, new buckets written compact (layout 2)");
+                tracing::info!(db = %path.display(), from = %String::from_utf8_lossy(&m), "monitor database: older layout read, new buckets written in layout 3");
             }
             Some(m) => {
                 return Err(foreign(format!(
@@ -512,10 +583,46 @@ impl Store {
         dec: fn(&[u8]) -> Option<B>,
     ) -> Result<(), StoreError> {
         for (tier, buckets) in s.tiers {
+            if tier == Tier::Hourly {
+                let mut days: BTreeMap<DateTime<Utc>, BTreeMap<u8, B>> = BTreeMap::new();
+                for (start, b) in buckets {
+                    let day = day_of(start);
+                    let hour = ((start - day).num_seconds() / 3600) as u8;
+                    days.entry(day).or_default().insert(hour, b);
+                }
+                for (day, hours) in days {
+                    self.merge_day(tree, &day_key(id, day), hours, enc, dec)?;
+                }
+                continue;
+            }
             for (start, b) in buckets {
                 self.merge(tree, &key(id, tier, start), b, enc, dec)?;
             }
         }
+        Ok(())
+    }
+
+    /// Merges `hours` into the day record at `key` of `tree`.
+    fn merge_day<B: Merge>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        hours: BTreeMap<u8, B>,
+        enc: fn(&B) -> Vec<u8>,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<(), StoreError> {
+        let mut day = match tree.get(key).map_err(|e| self.io(e))? {
+            Some(old) => dec_day(&old, dec)
+                .ok_or_else(|| self.corrupt(format!("a day record of {} bytes", old.len())))?,
+            None => BTreeMap::new(),
+        };
+        for (h, b) in hours {
+            day.entry(h)
+                .and_modify(|old| *old = old.merge(&b))
+                .or_insert(b);
+        }
+        tree.insert(key, enc_day(&day, enc))
+            .map_err(|e| self.io(e))?;
         Ok(())
     }
 
@@ -595,7 +702,7 @@ impl Store {
         Ok(Some(r))
     }
 
-    fn series<B>(
+    fn series<B: Merge>(
         &self,
         tree: &sled::Tree,
         id: &str,
@@ -606,7 +713,7 @@ impl Store {
 
     /// The buckets of one tier of a series from `from` (inclusive) to `to` (exclusive): one
     /// scan of their keys, not the whole series (a graph reads a window).
-    fn series_range<B>(
+    fn series_range<B: Merge>(
         &self,
         tree: &sled::Tree,
         id: &str,
@@ -618,11 +725,24 @@ impl Store {
         if from >= to {
             return Ok(Series::default());
         }
-        self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)
+        let mut s = self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)?;
+        if tier == Tier::Hourly {
+            let days = self.decode(
+                tree.range(day_key(id, day_of(from))..day_key(id, to)),
+                id,
+                dec,
+            )?;
+            for (start, b) in days.tiers.into_values().flatten() {
+                if from <= start && start < to {
+                    merge_into(&mut s, Tier::Hourly, start, b);
+                }
+            }
+        }
+        Ok(s)
     }
 
     /// Decodes the bucket entries of `id` that `entries` yields into a series.
-    fn decode<B>(
+    fn decode<B: Merge>(
         &self,
         entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         id: &str,
@@ -635,12 +755,25 @@ impl Store {
             let rest = &k[p.len()..];
             let parsed = rest.split_first().and_then(|(t, secs)| {
                 let secs = u64::from_be_bytes(secs.try_into().ok()?) ^ (1 << 63);
-                Some((tier_of(*t)?, DateTime::from_timestamp(secs as i64, 0)?))
+                Some((*t, DateTime::from_timestamp(secs as i64, 0)?))
             });
-            let (Some((tier, start)), Some(b)) = (parsed, dec(&v)) else {
+            let Some((t, start)) = parsed else {
+                return Err(self.corrupt(format!("a bucket key of {id}")));
+            };
+            if t == DAY_TIER {
+                let Some(hours) = dec_day(&v, dec) else {
+                    return Err(self.corrupt(format!("a day record of {id}")));
+                };
+                for (h, b) in hours {
+                    let at = start + chrono::Duration::hours(i64::from(h));
+                    merge_into(&mut s, Tier::Hourly, at, b);
+                }
+                continue;
+            }
+            let (Some(tier), Some(b)) = (tier_of(t), dec(&v)) else {
                 return Err(self.corrupt(format!("a bucket of {id}")));
             };
-            s.tiers.entry(tier).or_default().insert(start, b);
+            merge_into(&mut s, tier, start, b);
         }
         Ok(s)
     }
@@ -707,6 +840,11 @@ impl Store {
                     dropped += 1;
                 }
             }
+            dropped += if *kind == b'v' {
+                self.prune_days(tree, &id, now, dec_bucket, enc_bucket)?
+            } else {
+                self.prune_days(tree, &id, now, dec_node_bucket, enc_node_bucket)?
+            };
             if tree.scan_prefix(prefix(&id)).next().is_none() {
                 // Keep a VPS's last reading while it has history; after 13 months of silence
                 // it is gone with its buckets.
@@ -720,6 +858,49 @@ impl Store {
                     self.last.remove(&lk).map_err(|e| self.io(e))?;
                     dropped += 1;
                 }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Drops the expired hours of `id`'s day records: whole days, and the expired hours of the
+    /// day the retention ends in. Returns how many hourly buckets went.
+    fn prune_days<B: Merge>(
+        &self,
+        tree: &sled::Tree,
+        id: &str,
+        now: DateTime<Utc>,
+        dec: fn(&[u8]) -> Option<B>,
+        enc: fn(&B) -> Vec<u8>,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now - Tier::Hourly.retention();
+        let from = day_key(id, DateTime::<Utc>::MIN_UTC);
+        let to = day_key(id, day_of(cutoff));
+        let days: Vec<(sled::IVec, sled::IVec)> = tree
+            .range(from..=to)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.io(e))?;
+        let mut dropped = 0;
+        for (k, v) in days {
+            let start = k
+                .len()
+                .checked_sub(8)
+                .and_then(|i| k[i..].try_into().ok())
+                .map(|b: [u8; 8]| u64::from_be_bytes(b) ^ (1 << 63))
+                .and_then(|secs| DateTime::from_timestamp(secs as i64, 0));
+            let (Some(start), Some(mut hours)) = (start, dec_day(&v, dec)) else {
+                return Err(self.corrupt(format!("a day record of {id}")));
+            };
+            let before = hours.len();
+            hours.retain(|h, _| {
+                start + chrono::Duration::hours(i64::from(*h)) + Tier::Hourly.retention() > now
+            });
+            dropped += before - hours.len();
+            if hours.is_empty() {
+                tree.remove(&k).map_err(|e| self.io(e))?;
+            } else if hours.len() < before {
+                tree.insert(&k, enc_day(&hours, enc))
+                    .map_err(|e| self.io(e))?;
             }
         }
         Ok(dropped)
@@ -1180,19 +1361,25 @@ mod tests {
         let s = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(series.tiers[&Tier::Hourly][&t(0)], old);
-        // A delta merged into the old bucket: the sum is right and the bucket is compact now.
+        // A delta in the same hour: written compact into the day's record, and read as one
+        // bucket with the old one.
         let lim = Limits::default();
         assert!(s.record_vps(&v, sample(0, 7, 1000), t(0), &lim).is_ok());
         assert!(s.record_vps(&v, sample(60, 7, 1500), t(60), &lim).is_ok());
         let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(series.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
-        let raw = s
+        assert_eq!(series.tiers[&Tier::Hourly].len(), 1);
+        let ranged = s
+            .vps_range(&v, Tier::Hourly, t(-7200), t(7200))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ranged.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
+        let day = s
             .vps
-            .get(key("xen02", Tier::Hourly, t(0)))
+            .get(day_key("xen02", day_of(t(0))))
             .ok()
             .flatten()
             .unwrap_or_default();
-        assert_eq!(raw.first(), Some(&COMPACT));
+        assert_eq!(day.first(), Some(&DAY));
         assert_eq!(s.db.get(MAGIC_KEY).ok().flatten().as_deref(), Some(MAGIC));
     }
 
@@ -1202,19 +1389,134 @@ mod tests {
         let path = dir.path().join("db");
         {
             let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            db.insert(MAGIC_KEY, &b"gitvps-monitor 3"[..])
+            db.insert(MAGIC_KEY, &b"gitvps-monitor 4"[..])
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
         }
         let e = Store::open(&path).map(drop).map_err(|e| e.to_string());
         assert!(
-            matches!(&e, Err(m) if m.contains("gitvps-monitor 3") && m.contains("gitvps-monitor 2")),
+            matches!(&e, Err(m) if m.contains("gitvps-monitor 4") && m.contains("gitvps-monitor 3")),
             "{e:?}"
         );
         let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             db.get(MAGIC_KEY).ok().flatten().as_deref(),
-            Some(&b"gitvps-monitor 3"[..])
+            Some(&b"gitvps-monitor 4"[..])
         );
+    }
+
+    #[test]
+    fn a_layout_2_database_keeps_its_hourly_buckets_and_they_expire() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let v = id("xen02");
+        let old = Bucket {
+            samples: 60,
+            usage: Counters {
+                net_rx_bytes: 7000,
+                ..Counters::default()
+            },
+            seconds: 3600,
+            resets: 0,
+        };
+        {
+            let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            db.insert(MAGIC_KEY, MAGIC_V2)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let tree = db.open_tree("vps").unwrap_or_else(|e| panic!("{e}"));
+            tree.insert(key("xen02", Tier::Hourly, t(-3600)), enc_bucket(&old))
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.db.get(MAGIC_KEY).ok().flatten().as_deref(), Some(MAGIC));
+        let lim = Limits::default();
+        assert!(s.record_vps(&v, sample(0, 7, 1000), t(0), &lim).is_ok());
+        assert!(s.record_vps(&v, sample(60, 7, 1500), t(60), &lim).is_ok());
+        let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        let hourly: Vec<(i64, u64)> = series.tiers[&Tier::Hourly]
+            .iter()
+            .map(|(at, b)| ((*at - t(0)).num_seconds(), b.usage.net_rx_bytes))
+            .collect();
+        assert_eq!(hourly, [(-3600, 7000), (0, 500)]);
+        // 397 days on, the old key and the record's hour are both gone, nothing else.
+        let later = t(60) + Tier::Hourly.retention();
+        let n = s.prune(later).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            n, 5,
+            "2 hourly buckets, the raw and 5-minute ones, the last reading: {n}"
+        );
+        assert!(s.vps.scan_prefix(prefix("xen02")).next().is_none());
+    }
+
+    #[test]
+    fn a_day_record_holds_a_days_hours_and_loses_them_as_they_expire() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let Ok(s) = Store::open(&dir.path().join("db")) else {
+            panic!()
+        };
+        let v = id("xen02");
+        let lim = Limits::default();
+        // A reading every 30 minutes for two days (t(0) is 10:00 UTC).
+        for k in 0..=96 {
+            let at = t(1800 * k);
+            let r = s.record_vps(&v, sample(1800 * k, 1, 100 * k as u64), at, &lim);
+            assert!(r.is_ok(), "{r:?}");
+        }
+        let days: Vec<_> = s
+            .vps
+            .scan_prefix([prefix("xen02"), vec![DAY_TIER]].concat())
+            .collect();
+        assert_eq!(days.len(), 3, "the day of t(0) and the two after it");
+        let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        let hourly = &series.tiers[&Tier::Hourly];
+        assert_eq!(
+            hourly.len(),
+            49,
+            "10:00 on the first day to 10:00 on the third"
+        );
+        assert_eq!(
+            hourly.values().map(|b| b.usage.net_rx_bytes).sum::<u64>(),
+            9600
+        );
+        // A window across midnight reads exactly its hours.
+        let r = s
+            .vps_range(&v, Tier::Hourly, t(13 * 3600), t(16 * 3600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let starts: Vec<i64> = r.tiers[&Tier::Hourly]
+            .keys()
+            .map(|at| (*at - t(0)).num_seconds() / 3600)
+            .collect();
+        assert_eq!(starts, [13, 14, 15]);
+        // When the first day's last hours expire, the rest of the record stays.
+        let now = t(5 * 3600) + Tier::Hourly.retention();
+        let before = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.prune(now).is_ok());
+        let after = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
+        let kept: Vec<_> = after.tiers[&Tier::Hourly].keys().copied().collect();
+        let want: Vec<_> = before.tiers[&Tier::Hourly]
+            .keys()
+            .copied()
+            .filter(|at| !Tier::Hourly.expired(*at, now))
+            .collect();
+        assert_eq!(kept, want);
+        assert_eq!(kept.len(), 49 - 6);
+        // Garbage in a day record is corruption, never misread.
+        assert_eq!(dec_day(&[DAY, 24, 1, COMPACT], dec_bucket), None);
+        assert_eq!(dec_day(&[DAY, 3, 9, COMPACT], dec_bucket), None);
+        let b = enc_bucket(&Bucket {
+            samples: 1,
+            usage: Counters::default(),
+            seconds: 60,
+            resets: 0,
+        });
+        let twice = [
+            vec![DAY, 5, b.len() as u8],
+            b.clone(),
+            vec![5, b.len() as u8],
+            b,
+        ]
+        .concat();
+        assert_eq!(dec_day(&twice, dec_bucket), None, "an hour twice");
     }
 }

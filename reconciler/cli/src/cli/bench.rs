@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// A month of samples for a node's VPSes in a sled store, then the time to read and draw
     /// a month graph (target ≤ 20 ms), a week's, a year's, and the comparison.
     Graph(super::bench_graph::GraphBench),
+    /// Stand up simulated nodes behind real sshds (50 × 20 VPSes), then time the collector's
+    /// cycles: wall time and control-side CPU per node, first cycle and over kept connections.
+    Collect(super::bench_collect::CollectBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -62,6 +65,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Scale(a) => super::bench_scale::run(&a),
         BenchCommand::Monitor(a) => super::bench_monitor::run(&a),
         BenchCommand::Graph(a) => super::bench_graph::run(&a),
+        BenchCommand::Collect(a) => super::bench_collect::run(&a),
     }
 }
 
@@ -222,22 +226,39 @@ pub struct PlanBench {
     pub vps_at_once: Option<u32>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one of an even count); `v` must not be empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
+/// A testbed whose fleet is applied: every VPS created and running.
+pub(crate) struct Applied {
+    /// The sshds and node roots.
+    pub(crate) bed: sim::testbed::Testbed,
+    /// Its inventory.
+    pub(crate) inv: model::Inventory,
+    /// Its desired state.
+    pub(crate) desired: std::sync::Arc<planner::desired::Desired>,
+    /// Every node.
+    pub(crate) nodes: Vec<model::NodeId>,
+}
+
+/// Stands up `nodes` simulated nodes behind real sshds with `vps_per_node` VPSes each under
+/// `dir` (`[reconciler] vps_at_once` set when given), applies the fleet over fresh
+/// connections, and prints how long that took.
+pub(crate) fn applied_testbed(
+    dir: &Path,
+    nodes: usize,
+    vps_per_node: usize,
+    vps_at_once: Option<u32>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Applied> {
+    use executor::apply::{Access, LogProgress, NodeOutcome, apply_all};
     use std::sync::Arc;
-    use std::sync::atomic::Ordering::Relaxed;
 
-    use executor::apply::{Access, ApplyStats, LogProgress, apply_all, observe_all};
-    use executor::usage::{cpu_time, peak_rss_kib};
-    use sim::testbed::{Testbed, observe_remote};
-
-    let tmp = tempfile::tempdir()?;
-    let mut bed = Testbed::start(tmp.path(), a.nodes, a.vps_per_node)?;
-    if let Some(n) = a.vps_at_once {
+    let bed = sim::testbed::Testbed::start(dir, nodes, vps_per_node)?;
+    if let Some(n) = vps_at_once {
         std::fs::write(
             bed.repo.join("gitvps.toml"),
             format!("[reconciler]\nvps_at_once = {n}\n"),
@@ -250,7 +271,60 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
         &planner::desired::Templates::default(),
         &planner::desired::Bootstraps::default(),
     )?);
-    let nodes: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let ids: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let access = Access {
+        creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
+        timeouts: executor::ssh::Timeouts::default(),
+        parallelism: nodes,
+        stats: Arc::default(),
+        pool: None,
+        restic: None,
+    };
+    let t = Instant::now();
+    let outcomes = rt.block_on(apply_all(
+        &inv,
+        &desired,
+        &ids,
+        None,
+        &access,
+        Arc::new(LogProgress),
+    ));
+    let bad = |o: &&NodeOutcome| !matches!(o, NodeOutcome::Applied { .. } | NodeOutcome::NoChanges);
+    let failed = outcomes.values().filter(bad).count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} node(s) failed to apply: {:?}",
+        outcomes.values().find(bad)
+    );
+    println!(
+        "set up {nodes} nodes × {vps_per_node} VPSes behind real sshds (one apply, {} VPS(es) of a node side by side) in {:.1} s",
+        inv.settings.reconciler.vps_at_once,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Applied {
+        bed,
+        inv,
+        desired,
+        nodes: ids,
+    })
+}
+
+fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use executor::apply::{Access, ApplyStats, observe_all};
+    use executor::usage::{cpu_time, peak_rss_kib};
+    use sim::testbed::observe_remote;
+
+    let tmp = tempfile::tempdir()?;
+    let rt = super::plan::runtime()?;
+    let Applied {
+        mut bed,
+        inv,
+        desired,
+        nodes,
+    } = applied_testbed(tmp.path(), a.nodes, a.vps_per_node, a.vps_at_once, &rt)?;
     let access = |stats: Arc<ApplyStats>| -> anyhow::Result<Access> {
         Ok(Access {
             creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
@@ -261,40 +335,6 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
             restic: None,
         })
     };
-    let rt = super::plan::runtime()?;
-    let t = Instant::now();
-    let outcomes = rt.block_on(apply_all(
-        &inv,
-        &desired,
-        &nodes,
-        None,
-        &access(Arc::default())?,
-        Arc::new(LogProgress),
-    ));
-    let failed = outcomes
-        .values()
-        .filter(|o| {
-            !matches!(
-                o,
-                executor::apply::NodeOutcome::Applied { .. }
-                    | executor::apply::NodeOutcome::NoChanges
-            )
-        })
-        .count();
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} node(s) failed to apply: {:?}",
-        outcomes
-            .values()
-            .find(|o| !matches!(o, executor::apply::NodeOutcome::Applied { .. }))
-    );
-    println!(
-        "set up {} nodes × {} VPSes (one apply, {} VPS(es) of a node side by side) in {:.1} s",
-        a.nodes,
-        a.vps_per_node,
-        inv.settings.reconciler.vps_at_once,
-        t.elapsed().as_secs_f64()
-    );
 
     // What russh negotiates with these sshds; the OpenSSH baseline is pinned to the same, so
     // the ratio does not measure two different key exchanges.

@@ -133,7 +133,7 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         vps.len()
     );
     println!(
-        "  per VPS: {:.0} entries (raw {} + 5-minute {} + hourly {} at most), {:.0} bytes of keys and values = {mib:.3} MiB ({:.2}x the 1 MiB target), {:.1} bytes an entry",
+        "  per VPS: {:.0} entries (buckets at most: raw {} + 5-minute {} + hourly {}, the hourly ones in one record a day), {:.0} bytes of keys and values = {mib:.3} MiB ({:.2}x the 1 MiB target), {:.1} bytes an entry",
         per(entries),
         Tier::Raw.max_buckets(Duration::seconds(step)),
         Tier::FiveMinutes.max_buckets(Duration::seconds(step)),
@@ -142,12 +142,36 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         mib,
         bytes as f64 / entries.max(1) as f64
     );
+    let (len, used) = files(store.path())?;
+    let n = vps.len().max(1) as f64;
     println!(
-        "  sled's files: {disk:.2} MiB for {} VPSes ({:.2} MiB each; sled's log and page overhead included, shrinking as it compacts)",
-        vps.len(),
-        disk / vps.len().max(1) as f64
+        "  sled's files: {disk:.2} MiB as sled counts them ({:.2} MiB a VPS); {:.2} MiB long, {:.2} MiB allocated on disk ({:.2} MiB a VPS, sled's log and its fixed overhead included)",
+        disk / n,
+        len as f64 / 1_048_576.0,
+        used as f64 / 1_048_576.0,
+        used as f64 / 1_048_576.0 / n
     );
     Ok(())
+}
+
+/// The length and the allocated size (`du`) of the files under `dir`, in bytes.
+fn files(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let (mut len, mut used) = (0, 0);
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let e = e?;
+            let m = e.metadata()?;
+            if m.is_dir() {
+                todo.push(e.path());
+            } else {
+                len += m.len();
+                used += m.blocks() * 512;
+            }
+        }
+    }
+    Ok((len, used))
 }
 
 /// `--vps` VPSes with a last reading and 50 nodes with figures, served by the monitor's
