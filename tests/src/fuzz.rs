@@ -1,10 +1,10 @@
-//! A small mutation fuzzer for the parsers that read outside input: replays a committed
-//! corpus, then mutates it (bit flips, byte edits, splices, cuts) for a bounded time.
+//! A small mutation fuzzer for the parsers that read outside input: replays the committed
+//! corpora, then mutates them (bit flips, byte edits, splices, cuts) for a bounded time.
 //!
-//! Not coverage-guided: it runs on stable in `cargo test`. The time per target is
-//! `GITVPS_FUZZ_SECS` (3 s by default); `scripts/fuzz` runs it longer. An input that panics
-//! is written to `target/tmp/fuzz-crashes/<target>-<hash>` and fails the test with its path:
-//! copy it into the corpus and fix the parser (the corpus replay is the regression test).
+//! Not coverage-guided (that is libFuzzer's part, `scripts/fuzz`): it is the cheap replay of
+//! `cargo test`. The time per target is `GITVPS_FUZZ_SECS` (3 s by default). An input that
+//! panics is written to `target/tmp/fuzz-crashes/<target>-<hash>` and fails the test with its
+//! path: copy it into `tests/fuzz/<target>/` and fix the parser (the replay is the regression test).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,18 +18,34 @@ pub fn budget() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// `tests/fuzz/<target>/`: the committed corpus of a target.
+/// `tests/fuzz/<target>/`: the regression corpus of a target (seeds, and every input that
+/// once crashed it).
 pub fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz")
         .join(target)
 }
 
-/// The corpus files of `target`, sorted, with `extra` seeds made at run time.
+/// `fuzz/corpus/<target>/`: the target's minimized libFuzzer corpus.
+pub fn libfuzzer_corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// The files of both corpora of `target`, sorted, with `extra` seeds made at run time.
 fn corpus(target: &str, extra: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir(target))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = [corpus_dir(target), libfuzzer_corpus_dir(target)]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok().map(|e| e.path()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
     files.sort();
     let mut out: Vec<Vec<u8>> = files
         .iter()
