@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// A month of samples for a node's VPSes in a sled store, then the time to read and draw
     /// a month graph (target ≤ 20 ms), a week's, a year's, and the comparison.
     Graph(super::bench_graph::GraphBench),
+    /// Move a VPS with a 1 GiB disk between two simulated nodes behind real sshds, against
+    /// `dd | ssh | dd` of the same disk in the same run (target ≤ 1.5×).
+    Move(super::bench_move::MoveBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -62,6 +65,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Scale(a) => super::bench_scale::run(&a),
         BenchCommand::Monitor(a) => super::bench_monitor::run(&a),
         BenchCommand::Graph(a) => super::bench_graph::run(&a),
+        BenchCommand::Move(a) => super::bench_move::run(&a),
     }
 }
 
