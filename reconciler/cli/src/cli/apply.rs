@@ -290,20 +290,34 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
         }
     }
     let rt = runtime()?;
-    // Moves first (`planner::moves`): from the given plan, or from the nodes as they are now.
+    // Moves first (`planner::moves`), as the nodes are now; with a given plan only its moves
+    // that the nodes still call for (the others wait for a new plan).
+    let observed = rt.block_on(executor::apply::observe_all(
+        &s.inv, &s.desired, &s.nodes, &s.access,
+    ));
+    let branch = &s.inv.settings.reconciler.status_branch;
+    let fresh = planner::moves::find(
+        &s.desired,
+        &observed,
+        &super::plan::last_seen(&g.repo, branch),
+    );
     let moves = match &given {
-        Some(p) => p.moves.clone(),
-        None => {
-            let observed = rt.block_on(executor::apply::observe_all(
-                &s.inv, &s.desired, &s.nodes, &s.access,
-            ));
-            let branch = &s.inv.settings.reconciler.status_branch;
-            planner::moves::find(
-                &s.desired,
-                &observed,
-                &super::plan::last_seen(&g.repo, branch),
-            )
-        }
+        None => fresh,
+        Some(p) => (p.moves.iter())
+            .map(|m| {
+                let still = fresh
+                    .iter()
+                    .any(|f| f.goes() && (&f.vps, &f.from, &f.to) == (&m.vps, &m.from, &m.to));
+                let mut m = m.clone();
+                if m.goes() && !still {
+                    m.decision = planner::moves::Decision::Waits {
+                        reason: "the nodes changed since the plan was made; run gitvps plan again"
+                            .into(),
+                    };
+                }
+                m
+            })
+            .collect(),
     };
     let moved = rt.block_on(executor::moves::move_all(
         &s.inv, &s.desired, &moves, &s.access,

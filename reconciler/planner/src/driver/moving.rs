@@ -92,6 +92,16 @@ pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
 
 /// A steps script run under the node's lock, after the sh lines `pre`: one phase of a move.
 fn phase_command(spec: &NodeSpec, pre: &[String], steps: &[Step]) -> String {
+    format!(
+        "{}sh -c {} gitvps-move-steps {}",
+        sudo(spec.sudo),
+        quote(&phase_script(spec, pre, steps)),
+        quote(&spec.root)
+    )
+}
+
+/// The script of [`phase_command`].
+fn phase_script(spec: &NodeSpec, pre: &[String], steps: &[Step]) -> String {
     let mut script = protocol::sh_header();
     script.push_str(
         "R=${1%/}\n\
@@ -104,12 +114,7 @@ fn phase_command(spec: &NodeSpec, pre: &[String], steps: &[Step]) -> String {
         script.push('\n');
     }
     script.push_str(&steps_script(spec, steps));
-    format!(
-        "{}sh -c {} gitvps-move-steps {}",
-        sudo(spec.sudo),
-        quote(&script),
-        quote(&spec.root)
-    )
+    script
 }
 
 fn step(m: &Move, paths: &StepPaths, op: Op) -> Step {
@@ -227,4 +232,116 @@ pub fn cleanup_command(spec: &NodeSpec, m: &Move) -> String {
 /// Phase 6, on the target: the move is done; its marker goes.
 pub fn unmark_command(spec: &NodeSpec, m: &Move) -> String {
     format!("{}rm -f {}", sudo(spec.sudo), quote(&marker(spec, m)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::desired::{config_path, disk_path};
+    use crate::driver::tests::{sh_syntax_ok, shellcheck};
+    use crate::moves::Decision;
+    use model::values::{Hypervisor, ImageFormat};
+
+    fn spec(name: &str, root: &str, store: Store, hv: Hypervisor) -> NodeSpec {
+        NodeSpec {
+            node: name.parse().unwrap(),
+            address: format!("{name}:22"),
+            root: root.into(),
+            sudo: true,
+            hypervisor: hv,
+            accel: None,
+            boot_timeout_secs: 0,
+            vps_at_once: 1,
+            store,
+            vps: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Every command of a move, on both kinds of storage and both hypervisors, with roots that
+    /// need quoting: valid sh, and each phase's script clean under shellcheck.
+    #[test]
+    fn every_command_is_valid_quoted_sh() {
+        for hv in [Hypervisor::Xen, Hypervisor::Kvm] {
+            let from = spec("node1", "/srv/node 1", Store::Lvm { vg: "vg0".into() }, hv);
+            let dir = "/srv/it's 2/var/lib/gitvps/disks".to_owned();
+            let to = spec(
+                "node2",
+                "/srv/it's 2",
+                Store::File {
+                    dir,
+                    format: ImageFormat::Raw,
+                },
+                hv,
+            );
+            let id: model::VpsId = "xen10".parse().unwrap();
+            let m = Move {
+                vps: id.clone(),
+                from: from.node.clone(),
+                to: to.node.clone(),
+                bytes: 64 << 20,
+                source: StepPaths {
+                    disk: disk_path(&from, &id),
+                    config: config_path(&from, &id),
+                },
+                target: StepPaths {
+                    disk: disk_path(&to, &id),
+                    config: config_path(&to, &id),
+                },
+                record: None,
+                resumes: false,
+                decision: Decision::Go,
+            };
+            let v = VpsSpec {
+                id: id.clone(),
+                state: model::values::State::Active,
+                product: "tiny".into(),
+                run: true,
+                disk_bytes: 64 << 20,
+                disk_path: m.target.disk.clone(),
+                adopted: false,
+                config_path: m.target.config.clone(),
+                config: "name = 'xen10'\n".into(),
+                config_sha256: "0".repeat(64),
+                actions: model::Actions::default(),
+                destroyed: None,
+                install: None,
+                console: None,
+                tap: None,
+                restore: None,
+                iso: None,
+            };
+            let sha = "a".repeat(64);
+            for cmd in [
+                probe_command(&from, &m),
+                probe_command(&to, &m),
+                send_command(&from, &m, Codec::Zstd),
+                recv_command(&to, &m, Codec::Gzip),
+                prepare_command(&to, &m),
+                stop_command(&from, &m, 60),
+                discard_command(&to, &m),
+                restart_command(&from, &m),
+                finish_command(&to, &m, &v, &sha),
+                cleanup_command(&from, &m),
+                unmark_command(&to, &m),
+            ] {
+                assert!(cmd.starts_with("sudo -n "), "{cmd}");
+                sh_syntax_ok(&cmd);
+            }
+            assert!(
+                recv_command(&to, &m, Codec::Gzip).ends_with(
+                    " recv '/srv/it'\\''s 2/var/lib/gitvps/disks/xen10.img' gzip sparse"
+                )
+            );
+            let stop = Op::Stop {
+                reason: "to move it".into(),
+                timeout_secs: 60,
+            };
+            let pre = [format!("rm -f {}", quote(&marker(&to, &m)))];
+            shellcheck(
+                &format!("a move's phase ({hv})"),
+                &phase_script(&from, &pre, &[step(&m, &m.source, stop)]),
+            );
+        }
+    }
 }
