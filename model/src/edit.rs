@@ -4,7 +4,7 @@
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use crate::inventory::Vps;
-use crate::values::{Hostname, Keyword, Power, SshPublicKey, State, Suspension};
+use crate::values::{Hostname, Keyword, Power, SshPublicKey, State, Suspension, VpsAddr};
 
 /// Why an edit could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +246,12 @@ impl TomlFile {
                 self.doc.remove(key);
             }
         }
+    }
+
+    /// Sets `ips` (a move to another location), keeping the key's comments.
+    pub fn set_ips(&mut self, ips: &[VpsAddr]) {
+        let arr: Array = ips.iter().map(ToString::to_string).collect();
+        set_keep_decor(self.doc.as_table_mut(), "ips", value(arr));
     }
 
     /// Sets a string field (`os`, `hostname`).

@@ -375,31 +375,55 @@ fn fit<'a>(
     if !usage.fits(&with_snapshots, &sell) {
         return Err(format!("{} is full", node.id));
     }
-    // Pools of the node, those of the asked location first, in the node's order.
-    let mut pools: Vec<&Pool> = node.pools.iter().filter_map(|p| inv.pools.get(p)).collect();
-    pools.sort_by_key(|p| {
-        !(p.location.eq_ignore_ascii_case(&req.location) || p.id.as_str() == req.location)
-    });
-    let port_free = forward_port_free(inv, node);
-    // A pool with an IPv6 prefix must also have a free /64: every VPS on it gets one.
-    let mut v6_short = false;
-    let Some((pool, ip)) = pools.into_iter().find_map(|p| {
-        let ip = free_ipv4_where(p, &used.v4, &port_free)?;
-        if let Some(pre) = p.ipv6
-            && free_ipv6(pre, &used.v6).is_none()
-        {
-            v6_short = true;
-            return None;
-        }
-        Some((p, ip))
-    }) else {
-        return Err(if v6_short {
-            format!("{} has no free IPv6 /64", node.id)
-        } else {
-            format!("{} has no free IPv4 address", node.id)
-        });
-    };
+    let (pool, ip) = pool_and_ipv4(inv, node, used, &req.location)?;
     let mut after = usage;
     after.add(res);
     Ok((after.load(&sell), pool, ip))
+}
+
+/// The pool of `node` a VPS gets its addresses from (those of `location` first, in the node's
+/// order) and its IPv4 address there; a pool with an IPv6 prefix must also have a free /64.
+fn pool_and_ipv4<'a>(
+    inv: &'a Inventory,
+    node: &Node,
+    used: &Used,
+    location: &str,
+) -> Result<(&'a Pool, Ipv4Addr), String> {
+    let mut pools: Vec<&Pool> = node.pools.iter().filter_map(|p| inv.pools.get(p)).collect();
+    pools
+        .sort_by_key(|p| !(p.location.eq_ignore_ascii_case(location) || p.id.as_str() == location));
+    let port_free = forward_port_free(inv, node);
+    let mut v6_short = false;
+    pools
+        .into_iter()
+        .find_map(|p| {
+            let ip = free_ipv4_where(p, &used.v4, &port_free)?;
+            if let Some(pre) = p.ipv6
+                && free_ipv6(pre, &used.v6).is_none()
+            {
+                v6_short = true;
+                return None;
+            }
+            Some((p, ip))
+        })
+        .ok_or_else(|| {
+            if v6_short {
+                format!("{} has no free IPv6 /64", node.id)
+            } else {
+                format!("{} has no free IPv4 address", node.id)
+            }
+        })
+}
+
+/// New addresses for a VPS moved to `node` (`gitvps vps move`), chosen as placement chooses
+/// them for a new VPS there: the pool, its IPv4 address and, when the pool has a prefix, an
+/// IPv6 /64. Addresses in use anywhere (the moving VPS's own included) are never given.
+pub fn addresses_on(
+    inv: &Inventory,
+    node: &Node,
+) -> Result<(PoolId, Ipv4Addr, Option<Ipv6Net>), String> {
+    let used = Used::of(inv);
+    let (pool, ip) = pool_and_ipv4(inv, node, &used, &node.location)?;
+    let v6 = pool.ipv6.and_then(|pre| free_ipv6(pre, &used.v6));
+    Ok((pool.id.clone(), ip, v6))
 }

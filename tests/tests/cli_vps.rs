@@ -375,3 +375,53 @@ fn an_invalid_repo_is_reported_as_json() {
     assert_eq!(errors[0]["file"], "inventory/vps/xen04.toml");
     assert_eq!(errors[0]["field"], "node");
 }
+
+/// `gitvps vps move` to a node in another location: `node` and the addresses change in the
+/// one file (comments kept), the new addresses come from the target's pool, and the repo stays
+/// valid; `node` changed by hand without the addresses is refused by `gitvps validate`.
+#[test]
+fn move_to_another_location_writes_node_and_new_addresses() {
+    let repo = example_repo();
+    let file = repo.path().join("inventory/vps/xen02.toml");
+    let o = gitvps(repo.path(), &["vps", "move", "xen02", "--to", "node0201"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).starts_with("wrote inventory/vps/xen02.toml: xen02 node0109 → node0201, new addresses from pool seattle-1 (66.255.255.34, 2001:db8:66:22::/64 → "),
+        "{}",
+        stdout(&o)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("node = \"node0201\"\n"), "{text}");
+    assert!(!text.contains("66.255.255.34"), "{text}");
+    assert!(
+        text.contains("power = \"running\"                  # running | stopped"),
+        "comments are kept: {text}"
+    );
+    assert_ok(&gitvps(repo.path(), &["validate"]));
+    // Moving it back within its (now) own location keeps the addresses.
+    let o = gitvps(repo.path(), &["vps", "move", "xen02", "--to", "node0201"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("xen02 is on node0201 already"),
+        "{}",
+        stderr(&o)
+    );
+
+    // By hand, without new addresses: validate names the file, the line and the address.
+    let repo = example_repo();
+    let file = repo.path().join("inventory/vps/xen02.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("node = \"node0109\"", "node = \"node0201\""),
+    )
+    .unwrap();
+    let o = gitvps(repo.path(), &["validate"]);
+    assert!(!o.status.success());
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        out.contains("inventory/vps/xen02.toml:5:")
+            && out.contains("66.255.255.34 is outside the pools of node0201"),
+        "{out}"
+    );
+}

@@ -297,6 +297,23 @@ pub async fn apply_all(
     access: &Access,
     progress: Arc<dyn Progress>,
 ) -> BTreeMap<NodeId, NodeOutcome> {
+    apply_all_holding(inv, desired, nodes, given, access, progress, &Held::new()).await
+}
+
+/// The VPSes held on each node (their notes): no steps for them there (a VPS whose move to
+/// the node has not happened: `planner::moves::held`).
+pub type Held = BTreeMap<NodeId, BTreeMap<model::VpsId, String>>;
+
+/// [`apply_all`] with VPSes held on their nodes.
+pub async fn apply_all_holding(
+    inv: &Inventory,
+    desired: &Arc<Desired>,
+    nodes: &[NodeId],
+    given: Option<&plan::Plan>,
+    access: &Access,
+    progress: Arc<dyn Progress>,
+    held: &Held,
+) -> BTreeMap<NodeId, NodeOutcome> {
     let sem = Arc::new(Semaphore::new(access.parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for id in nodes {
@@ -310,6 +327,7 @@ pub async fn apply_all(
         let desired = desired.clone();
         let id = id.clone();
         let progress = progress.clone();
+        let hold = held.get(&id).cloned().unwrap_or_default();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let out = apply_node(
@@ -319,6 +337,7 @@ pub async fn apply_all(
                 given_node,
                 &access,
                 progress.as_ref(),
+                &hold,
             )
             .await;
             (id, out)
@@ -340,6 +359,7 @@ async fn apply_node(
     given: Option<Option<NodePlan>>,
     access: &Access,
     progress: &dyn Progress,
+    hold: &BTreeMap<model::VpsId, String>,
 ) -> NodeOutcome {
     let Some(spec) = desired.nodes.get(id) else {
         return NodeOutcome::Refused(Refusal::NotInInventory(id.clone()));
@@ -364,7 +384,10 @@ async fn apply_node(
         started = conn.start(&cmd).await;
     }
     let out = match started {
-        Ok(run) => run_locked(desired, spec, run, given, access.restic.as_ref(), progress).await,
+        Ok(run) => {
+            let secrets = access.restic.as_ref();
+            run_locked(desired, spec, run, given, secrets, progress, hold).await
+        }
         Err(e) => NodeOutcome::Unreachable(e.into()),
     };
     if matches!(out, NodeOutcome::Unreachable(_))
@@ -391,6 +414,7 @@ async fn run_locked(
     given: Option<Option<NodePlan>>,
     restic: Option<&crate::backup::Secrets>,
     progress: &dyn Progress,
+    hold: &BTreeMap<model::VpsId, String>,
 ) -> NodeOutcome {
     let node = &spec.node;
     // 1. Observe under the lock.
@@ -399,7 +423,7 @@ async fn run_locked(
         Err(outcome) => return outcome,
     };
     // 2. Decide: the fresh plan, which must equal the given one if there is one.
-    let fresh = plan::plan_node(desired, spec, &state);
+    let fresh = plan::plan_node_holding(desired, spec, &state, hold);
     let refusal = given.and_then(|g| refusal(node, g.as_ref(), &fresh));
     let steps = fresh.steps().to_vec();
     if refusal.is_some() || steps.is_empty() {

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod collect;
 pub mod dns;
 pub mod inputs;
+pub mod moves;
 pub mod pool;
 pub mod prepare;
 pub mod probe;

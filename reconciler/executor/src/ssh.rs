@@ -603,6 +603,28 @@ impl Running {
         }
     }
 
+    /// The next piece of stdout as it arrives (a stream, not lines), or `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>, SshError> {
+        loop {
+            if !self.buf.is_empty() {
+                return Ok(Some(std::mem::take(&mut self.buf)));
+            }
+            if !self.pump().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends input, keeping it open (waits while the node's window is full).
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.ch.data(data).await.map_err(|e| self.proto(e))
+    }
+
+    /// Closes the input.
+    pub async fn eof(&mut self) -> Result<(), SshError> {
+        self.ch.eof().await.map_err(|e| self.proto(e))
+    }
+
     /// Sends input and closes it.
     pub async fn send_all(&mut self, data: &[u8]) -> Result<(), SshError> {
         self.ch.data(data).await.map_err(|e| self.proto(e))?;

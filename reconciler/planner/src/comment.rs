@@ -74,6 +74,13 @@ pub fn plan_comment(plan: &Plan, about: &str) -> String {
         );
         block(&mut out, &lines, &mut budget);
     }
+    if !plan.moves.is_empty() {
+        let lines: Vec<String> = (plan.moves.iter())
+            .map(|m| format!("{} {}", if m.goes() { '>' } else { '!' }, m.line()))
+            .collect();
+        let _ = writeln!(out, "\n**Moves** ({}):", lines.len());
+        block(&mut out, &lines, &mut budget);
+    }
     for n in &plan.nodes {
         let lines = node_lines(n);
         let count = match n {
@@ -159,6 +166,7 @@ mod tests {
             }],
             drift: std::collections::BTreeMap::new(),
             made_from: None,
+            moves: Vec::new(),
         };
         let c = plan_comment(&plan, "commit <abc>");
         let first = c.lines().next().unwrap();

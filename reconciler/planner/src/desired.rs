@@ -274,6 +274,51 @@ pub struct Desired {
     pub retention_days: u32,
     /// Seconds a graceful shutdown may take.
     pub shutdown_timeout_secs: u32,
+    /// Whether each node may take a VPS moved to it (`crate::moves`).
+    pub room: BTreeMap<NodeId, Room>,
+}
+
+/// Whether a node may take a VPS moved to it: not in maintenance, and within its capacity
+/// (the capacity rule of `gitvps validate`, with the VPSes the inventory puts on it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Room {
+    /// `maintenance = true` in its node file.
+    pub maintenance: bool,
+    /// What is overcommitted beyond what the node sells, if anything.
+    pub over: Option<String>,
+}
+
+/// A node's [`Room`] from the inventory.
+fn room_of(n: &model::Node, used: Option<&model::Usage>) -> Room {
+    let sell = n.sellable();
+    let over = used.and_then(|u| {
+        let mut over = Vec::new();
+        if u.disk > sell.disk.0 {
+            over.push(format!(
+                "disk: its VPSes take {}, it sells {}",
+                model::values::Size(u.disk),
+                sell.disk
+            ));
+        }
+        if u.ram > sell.ram.0 {
+            over.push(format!(
+                "RAM: its VPSes take {}, it sells {}",
+                model::values::Size(u.ram),
+                sell.ram
+            ));
+        }
+        if u.vcpus > u64::from(sell.vcpus) {
+            over.push(format!(
+                "vCPUs: its VPSes take {}, it sells {}",
+                u.vcpus, sell.vcpus
+            ));
+        }
+        (!over.is_empty()).then(|| over.join("; "))
+    });
+    Room {
+        maintenance: n.maintenance,
+        over,
+    }
 }
 
 /// A path under a node root: `/x` for root `/`, `/srv/node/x` for root `/srv/node`.
@@ -372,10 +417,7 @@ pub fn desired(
                 (config, None)
             }
         };
-        let config_path = match spec.hypervisor {
-            Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{}.cfg", v.id)),
-            Hypervisor::Kvm => crate::driver::kvm::config_path(&spec.root, &v.id),
-        };
+        let config_path = config_path(spec, &v.id);
         let run = v.state == State::Active && v.power == Power::Running;
         let install = install_spec(inv, v, &spec.root, boot)?;
         let console = console_spec(inv, v, &spec.root, spec.hypervisor);
@@ -410,8 +452,13 @@ pub fn desired(
             },
         );
     }
+    let usage = inv.usage();
+    let room = (inv.nodes.values())
+        .map(|n| (n.id.clone(), room_of(n, usage.get(&n.id))))
+        .collect();
     Ok(Desired {
         nodes,
+        room,
         retention_days: inv.settings.reconciler.retention_days,
         shutdown_timeout_secs: inv.settings.reconciler.shutdown_timeout_secs,
     })
@@ -477,6 +524,14 @@ pub fn disk_path(spec: &NodeSpec, vps: &VpsId) -> String {
     match &spec.store {
         Store::Lvm { vg } => node_path(&spec.root, &format!("dev/{vg}/{vps}")),
         Store::File { dir, format } => format!("{dir}/{vps}.{}", format.extension()),
+    }
+}
+
+/// Where a VPS's domain config is on its node.
+pub fn config_path(spec: &NodeSpec, vps: &VpsId) -> String {
+    match spec.hypervisor {
+        Hypervisor::Xen => node_path(&spec.root, &format!("etc/xen/gitvps/{vps}.cfg")),
+        Hypervisor::Kvm => crate::driver::kvm::config_path(&spec.root, vps),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod desired;
 pub mod drift;
 pub mod driver;
 pub mod import;
+pub mod moves;
 pub mod observe;
 pub mod plan;
 pub mod prepare;

@@ -253,6 +253,10 @@ pub struct Plan {
     /// state), recorded in a saved plan for `gitvps apply --reviewed` (`crate::reviewed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made_from: Option<crate::reviewed::MadeFrom>,
+    /// VPSes whose disk is on another node than the inventory's (`crate::moves`): moved first
+    /// by apply when they go, and held (no steps) on their target until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<crate::moves::Move>,
 }
 
 /// The counts of a plan, for its summary line.
@@ -276,6 +280,10 @@ pub struct Summary {
     pub undeclared: usize,
     /// Things changed outside gitvps since the last apply.
     pub drift: usize,
+    /// Moves that go in this apply.
+    pub moves: usize,
+    /// Moves that wait or are refused.
+    pub moves_held: usize,
 }
 
 impl Summary {
@@ -286,6 +294,12 @@ impl Summary {
             "Plan: {} to add, {} to change, {} to stop or remove, {} action(s) on {} node(s)",
             self.add, self.change, self.remove, self.actions, self.nodes
         );
+        if self.moves > 0 {
+            let _ = write!(out, "; {} VPS(es) to move", self.moves);
+        }
+        if self.moves_held > 0 {
+            let _ = write!(out, "; {} move(s) WAIT or REFUSED", self.moves_held);
+        }
         if self.erase > 0 {
             let _ = write!(out, "; {} step(s) ERASE A DISK", self.erase);
         }
@@ -309,7 +323,7 @@ impl Summary {
 impl Plan {
     /// Whether any node has a step.
     pub fn has_changes(&self) -> bool {
-        self.nodes.iter().any(|n| !n.steps().is_empty())
+        self.nodes.iter().any(|n| !n.steps().is_empty()) || self.moves.iter().any(|m| m.goes())
     }
 
     /// Whether any node was unreachable.
@@ -329,6 +343,8 @@ impl Plan {
         let mut s = Summary {
             nodes: self.nodes.len(),
             drift: self.drift.values().map(Vec::len).sum(),
+            moves: self.moves.iter().filter(|m| m.goes()).count(),
+            moves_held: self.moves.iter().filter(|m| !m.goes()).count(),
             ..Summary::default()
         };
         for n in &self.nodes {
@@ -355,6 +371,19 @@ impl Plan {
 /// Plans every node of `desired` against what was observed. Nodes missing from
 /// `observed` (not selected with `--node`) are left out of the plan.
 pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan {
+    plan_with(desired, observed, &BTreeMap::new())
+}
+
+/// [`plan`], knowing the node each VPS was last observed on (the status branch), so that a
+/// move whose source does not answer waits instead of installing a fresh VPS on the target.
+pub fn plan_with(
+    desired: &Desired,
+    observed: &BTreeMap<NodeId, Observation>,
+    last_seen: &BTreeMap<VpsId, NodeId>,
+) -> Plan {
+    let moves = crate::moves::find(desired, observed, last_seen);
+    let held = crate::moves::held(&moves);
+    let none = BTreeMap::new();
     let nodes = desired
         .nodes
         .values()
@@ -367,7 +396,9 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
                     reason: reason.clone(),
                     vps: spec.vps.keys().cloned().collect(),
                 },
-                Observation::Reachable(state) => plan_node(desired, spec, state),
+                Observation::Reachable(state) => {
+                    plan_node_holding(desired, spec, state, held.get(&spec.node).unwrap_or(&none))
+                }
             })
         })
         .collect();
@@ -376,14 +407,30 @@ pub fn plan(desired: &Desired, observed: &BTreeMap<NodeId, Observation>) -> Plan
         nodes,
         drift: BTreeMap::new(),
         made_from: None,
+        moves,
     }
 }
 
 /// Plans one reachable node.
 pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePlan {
+    plan_node_holding(desired, spec, obs, &BTreeMap::new())
+}
+
+/// [`plan_node`] with some VPSes held: they get no steps, only their note (a VPS whose move
+/// to this node has not happened yet: see `crate::moves`).
+pub fn plan_node_holding(
+    desired: &Desired,
+    spec: &NodeSpec,
+    obs: &NodeState,
+    hold: &BTreeMap<VpsId, Note>,
+) -> NodePlan {
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     for v in spec.vps.values() {
+        if let Some(note) = hold.get(&v.id) {
+            notes.push(note.clone());
+            continue;
+        }
         plan_vps(desired, spec, v, obs, &mut steps, &mut notes);
         if !v.adopted {
             plan_console(&spec.root, v, obs, &mut steps);
@@ -413,13 +460,13 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
         .domains
         .iter()
         .filter(|(name, _)| !declared(name))
-        .map(|(name, d)| undeclared_domain(name, d, elsewhere(name)))
+        .map(|(name, d)| undeclared_domain(name, d, elsewhere(name), obs.disks.contains_key(name)))
         .collect();
     for name in obs.disks.keys().filter(|n| !declared(n)) {
         notes.push(match elsewhere(name) {
-            Some(other) => {
-                format!("disk `{name}` belongs to {other} in the inventory: left alone here")
-            }
+            Some(other) => format!(
+                "disk `{name}` belongs to {other} in the inventory: kept here until the VPS runs there (see Moves)"
+            ),
             None => format!(
                 "disk `{}` is not in the inventory: left alone",
                 name.escape_debug()
@@ -439,19 +486,23 @@ pub fn plan_node(desired: &Desired, spec: &NodeSpec, obs: &NodeState) -> NodePla
 }
 
 /// The plan's line for a domain on a node that the inventory does not declare there. A VPS
-/// the inventory puts on another node is one whose `node` changed: moving a VPS is not
-/// implemented, so this copy keeps running (with the same addresses) and holds its data.
-fn undeclared_domain(name: &str, d: &Domain, elsewhere: Option<NodeId>) -> Note {
+/// the inventory puts on another node is one whose `node` changed: it is moved there
+/// (`crate::moves`), and this copy is kept until the copy there runs.
+fn undeclared_domain(name: &str, d: &Domain, elsewhere: Option<NodeId>, disk_here: bool) -> Note {
     let state = if d.is_up() {
         "runs".to_owned()
     } else {
         format!("is {}", d.state_words())
     };
     match elsewhere {
+        Some(other) if !disk_here => format!(
+            "domain `{name}` {state} here, but the inventory puts {name} on {other} and its disk \
+             is not here: left untouched (stop it by hand)"
+        ),
         Some(other) => format!(
             "domain `{name}` {state} here, but the inventory puts {name} on {other}: \
-             gitvps does not move VPSes, so this copy and its disk are kept untouched; \
-             copy the data over, then stop and remove it here by hand"
+             it moves there (see Moves); this copy and its disk are kept until the copy \
+             on {other} runs"
         ),
         None => format!(
             "domain `{}` {state} here and is not in the inventory: left untouched",
@@ -686,10 +737,27 @@ pub fn node_heading(n: &NodePlan) -> String {
     }
 }
 
+/// The "Moves" section, empty without moves: one line per VPS to move (`>`), or whose move
+/// waits or is refused (`!`).
+pub fn render_moves(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.moves.is_empty() {
+        return out;
+    }
+    out.push_str("Moves:\n");
+    for m in &plan.moves {
+        let sym = if m.goes() { '>' } else { '!' };
+        let _ = writeln!(out, "  {sym} {}", m.line());
+    }
+    out.push('\n');
+    out
+}
+
 /// The plan as `terraform plan`-like text: what changed outside gitvps first, then the
-/// steps per node, then the summary line.
+/// moves, the steps per node, then the summary line.
 pub fn render(plan: &Plan) -> String {
     let mut out = render_drift(plan);
+    out.push_str(&render_moves(plan));
     for n in &plan.nodes {
         let _ = writeln!(out, "{}", node_heading(n));
         for l in node_lines(n) {

@@ -332,6 +332,7 @@ mod tests {
             nodes: vec![node_plan("node1", "d1", vec![step("xen10", Op::Start)])],
             drift: BTreeMap::new(),
             made_from: None,
+            moves: Vec::new(),
         };
         p.made_from = Some(made_from(&at("t1"), observed));
         p

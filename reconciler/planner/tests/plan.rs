@@ -943,27 +943,52 @@ fn unmanaged_domains_and_disks_are_noted_never_touched() {
     );
 }
 
-/// Issue 19: changing a VPS's `node` plans a fresh VPS on the new node; the old domain keeps
-/// running on the old node, and the plan must say so there rather than stay silent.
+/// Issue 19: changing a VPS's `node` plans a move, not a fresh VPS on the new node: the plan
+/// shows it in its Moves section, the new node gets no steps for it, and the old node reports
+/// the copy it keeps until the move is done.
 #[test]
-fn a_vps_whose_node_changed_is_reported_on_its_old_node() {
+fn a_vps_whose_node_changed_is_moved_not_installed_afresh() {
     let d = desired_of(&fleet());
     let mut obs = converged(&d);
+    edit(&mut obs, "node0201", |s| {
+        s.domains.remove("xen04");
+        s.disks.remove("xen04");
+        s.configs.remove("xen04");
+        s.records.remove("xen04");
+    });
     edit(&mut obs, "node0109", |s| {
         s.domains.insert("xen04".into(), up_domain(41));
         s.disks.insert("xen04".into(), 8 * GIB);
     });
-    let text = render(&plan(&d, &obs));
+    let p = plan(&d, &obs);
+    let text = render(&p);
+    insta::assert_snapshot!("moved", text);
+    assert!(
+        text.contains("Moves:\n  > move vps xen04: node0109 → node0201 (disk 8 GiB)\n"),
+        "{text}"
+    );
     assert!(
         text.contains(
-            "  ! domain `xen04` runs here, but the inventory puts xen04 on node0201: gitvps does not move VPSes"
+            "  ! domain `xen04` runs here, but the inventory puts xen04 on node0201: it moves there"
         ),
         "{text}"
     );
     assert!(
-        text.contains("; 1 domain(s) the inventory does not declare there."),
-        "{text}"
+        all_ops(&p, "node0201").is_empty(),
+        "no fresh disk or install on the target: {text}"
     );
+    assert!(p.has_changes(), "a move is a change");
+    assert!(text.contains("; 1 VPS(es) to move"), "{text}");
+    // The target does not answer: the move waits, nothing anywhere gets a step for xen04.
+    obs.insert(
+        node("node0201"),
+        Observation::Unreachable {
+            reason: "connection refused".into(),
+        },
+    );
+    let p = plan(&d, &obs);
+    assert!(!p.moves[0].goes(), "{:?}", p.moves);
+    assert!(render(&p).contains("WAITS: node0201 did not answer"));
 }
 
 // 12.

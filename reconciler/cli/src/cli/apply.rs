@@ -11,7 +11,7 @@ use model::NodeId;
 
 use super::Global;
 use super::plan::{Select, runtime, setup};
-use executor::apply::{NodeOutcome, Progress, apply_all};
+use executor::apply::{NodeOutcome, Progress};
 use planner::plan::{Plan, Step};
 
 /// Flags of `gitvps apply`.
@@ -169,6 +169,48 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>) -> (S
     (out, failed + unreachable + refused == 0)
 }
 
+/// One line per move: done (with its size and time), failed (why), or waiting or refused.
+fn moves_summary(
+    moves: &[planner::moves::Move],
+    moved: &std::collections::BTreeMap<
+        model::VpsId,
+        Result<executor::moves::Moved, executor::moves::MoveError>,
+    >,
+) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    for m in moves {
+        let head = format!("move {}: {} → {}", m.vps, m.from, m.to);
+        match moved.get(&m.vps) {
+            Some(Ok(d)) if d.bytes == 0 => {
+                let _ = writeln!(
+                    out,
+                    "{head}: done (the verified copy of an interrupted run, {:.1} s)",
+                    d.secs
+                );
+            }
+            Some(Ok(d)) => {
+                let _ = writeln!(
+                    out,
+                    "{head}: done ({} copied with {}, sha256 {}, {:.1} s)",
+                    model::values::Size(d.bytes),
+                    d.codec,
+                    &d.sha256[..12.min(d.sha256.len())],
+                    d.secs
+                );
+            }
+            Some(Err(e)) => {
+                ok = false;
+                let _ = writeln!(out, "{head}: FAILED: {}", model::diag::error_chain(e));
+            }
+            None => {
+                let _ = writeln!(out, "{}", m.line());
+            }
+        }
+    }
+    (out, ok)
+}
+
 fn if_moved(s: &str) -> Result<model::settings::IfMoved, String> {
     model::values::parse_keyword(s)
 }
@@ -247,16 +289,58 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
             Err(code) => return Ok(code),
         }
     }
-    let outcomes = runtime()?.block_on(apply_all(
+    let rt = runtime()?;
+    // Moves first (`planner::moves`), as the nodes are now; with a given plan only its moves
+    // that the nodes still call for (the others wait for a new plan).
+    let observed = rt.block_on(executor::apply::observe_all(
+        &s.inv, &s.desired, &s.nodes, &s.access,
+    ));
+    let branch = &s.inv.settings.reconciler.status_branch;
+    let fresh = planner::moves::find(
+        &s.desired,
+        &observed,
+        &super::plan::last_seen(&g.repo, branch),
+    );
+    let moves = match &given {
+        None => fresh,
+        Some(p) => (p.moves.iter())
+            .map(|m| {
+                let still = fresh
+                    .iter()
+                    .any(|f| f.goes() && (&f.vps, &f.from, &f.to) == (&m.vps, &m.from, &m.to));
+                let mut m = m.clone();
+                if m.goes() && !still {
+                    m.decision = planner::moves::Decision::Waits {
+                        reason: "the nodes changed since the plan was made; run gitvps plan again"
+                            .into(),
+                    };
+                }
+                m
+            })
+            .collect(),
+    };
+    let moved = rt.block_on(executor::moves::move_all(
+        &s.inv, &s.desired, &moves, &s.access,
+    ));
+    // A VPS whose move did not finish stays held on its target (no fresh disk there); with a
+    // given plan every VPS it moves is held, so each node's steps are the plan's.
+    let pending: Vec<planner::moves::Move> = (moves.iter())
+        .filter(|m| given.is_some() || !matches!(moved.get(&m.vps), Some(Ok(_))))
+        .cloned()
+        .collect();
+    let outcomes = rt.block_on(executor::apply::apply_all_holding(
         &s.inv,
         &s.desired,
         &s.nodes,
         given.as_ref(),
         &s.access,
         progress(),
+        &planner::moves::held(&pending),
     ));
+    let (moves_text, moves_ok) = moves_summary(&moves, &moved);
     let (text, ok) = summary(&outcomes);
-    super::emit(&text)?;
+    let ok = ok && moves_ok;
+    super::emit(&format!("{moves_text}{text}"))?;
     tracing::info!(
         target: "executor::apply",
         cpu_ms = executor::usage::process_cpu_time().as_millis() as u64,

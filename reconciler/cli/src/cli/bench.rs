@@ -35,6 +35,9 @@ pub enum BenchCommand {
     /// Stand up simulated nodes behind real sshds (50 × 20 VPSes), then time the collector's
     /// cycles: wall time and control-side CPU per node, first cycle and over kept connections.
     Collect(super::bench_collect::CollectBench),
+    /// Move a VPS with a 1 GiB disk between two simulated nodes behind real sshds, against
+    /// `dd | ssh | dd` of the same disk in the same run (target ≤ 1.5×).
+    Move(super::bench_move::MoveBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -66,6 +69,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Monitor(a) => super::bench_monitor::run(&a),
         BenchCommand::Graph(a) => super::bench_graph::run(&a),
         BenchCommand::Collect(a) => super::bench_collect::run(&a),
+        BenchCommand::Move(a) => super::bench_move::run(&a),
     }
 }
 

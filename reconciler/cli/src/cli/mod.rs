@@ -19,6 +19,8 @@ pub mod bench_login;
 #[cfg(feature = "sim")]
 pub mod bench_monitor;
 #[cfg(feature = "sim")]
+pub mod bench_move;
+#[cfg(feature = "sim")]
 pub mod bench_scale;
 pub mod billing;
 pub mod checks;

@@ -15,7 +15,7 @@ use executor::status::NodeStatus;
 use planner::desired::{Desired, desired};
 use planner::drift::{Snapshot, drift};
 use planner::observe::Observation;
-use planner::plan::{plan, render, render_drift};
+use planner::plan::{render, render_drift};
 
 /// Flags shared by plan and apply.
 #[derive(Debug, Args)]
@@ -122,6 +122,21 @@ pub(crate) fn setup(g: &Global, s: &Select, json: bool) -> anyhow::Result<Result
         access,
         nodes,
     }))
+}
+
+/// The node each VPS was last observed on, from the status branch (empty without one): a
+/// move whose source does not answer then waits instead of installing afresh on the target.
+pub(crate) fn last_seen(
+    repo: &std::path::Path,
+    branch: &str,
+) -> std::collections::BTreeMap<model::VpsId, NodeId> {
+    match executor::status::read_branch(repo, branch) {
+        Ok(st) => st.into_iter().map(|(v, s)| (v, s.node)).collect(),
+        Err(e) => {
+            tracing::debug!("no last known nodes from the status branch: {e}");
+            std::collections::BTreeMap::new()
+        }
+    }
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -247,8 +262,8 @@ pub fn run(g: &Global, a: &PlanArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let observed = runtime()?.block_on(observe_all(&s.inv, &s.desired, &s.nodes, &s.access));
-    let mut p = plan(&s.desired, &observed);
     let branch = &s.inv.settings.reconciler.status_branch;
+    let mut p = planner::plan::plan_with(&s.desired, &observed, &last_seen(&g.repo, branch));
     let last = executor::status::read_nodes(&g.repo, branch);
     with_drift(&mut p, &observed, &last);
     if a.drift_only {

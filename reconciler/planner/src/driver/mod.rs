@@ -2,6 +2,7 @@
 //! Disks, installs, consoles and records are shared; each driver brings its domain steps.
 
 pub mod kvm;
+pub mod moving;
 pub mod xen;
 
 use std::fmt::Write as _;

@@ -1,0 +1,85 @@
+# gitvps node script: one side of moving a VPS's disk to another node (POSIX sh). The reconciler
+# runs it on both nodes at once and carries the stream between them, so the nodes need no trust
+# in each other. Run as `sh -c SCRIPT gitvps-move ROOT ACTION ARGS...`, where ACTION is
+#   probe VPS FROM DISK   prints `codec zstd` or `codec gzip`, and `verified SHA256` when this node
+#                         holds a copy of VPS's disk from FROM that was checked end to end;
+#   send DISK CODEC       (under the node's lock) the disk, compressed, on stdout; on stderr at
+#                         the end `gitvps-sha256 SHA256` of the bytes read;
+#   recv DISK CODEC SPARSE (under the node's lock) the compressed disk from stdin into DISK (a
+#                         fresh logical volume or image file, made beforehand); on stderr at the
+#                         end `gitvps-sha256 SHA256` of the bytes written.
+# The marker and limit variables are put in front of it by the planner (planner::protocol).
+# shellcheck shell=sh disable=SC2154 # the M_* marker and limit variables come from the header
+R=${1%/}
+action=$2
+shift 2
+PATH="$R/usr/local/sbin:$R/usr/sbin:$R/sbin:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+export PATH
+LC_ALL=C
+export LC_ALL
+lock() {
+  mkdir -p "$R/var/lib/gitvps/state" || exit 70
+  exec 9>"$R/var/lib/gitvps/lock" || exit 70
+  if ! flock -w "$LOCK_WAIT_SECS" 9; then echo "$M_LOCKED" >&2; exit "$EXIT_LOCKED"; fi
+}
+# The codec's command: compress (c) or decompress (d).
+codec() {
+  case $1$2 in
+    zstdc) zstd -1 -T0 -q -c ;;
+    zstdd) zstd -d -q -c ;;
+    gzipc) gzip -1 -c ;;
+    gzipd) gzip -d -c ;;
+    *) echo "gitvps: unknown codec $1" >&2; return 2 ;;
+  esac
+}
+work() {
+  t=$(mktemp -d) || exit 70
+  trap 'rm -rf "$t"' EXIT
+  mkfifo "$t/f" || exit 70
+  sha256sum <"$t/f" >"$t/sum" &
+  sum=$!
+}
+# Ends a send or recv: fails when any part of the pipe did, else prints the checksum.
+done_work() {
+  wait "$sum" || echo "sha256sum" >>"$t/err"
+  if [ -s "$t/err" ]; then
+    echo "gitvps: the copy failed in: $(tr '\n' ' ' <"$t/err")" >&2
+    exit 1
+  fi
+  echo "gitvps-sha256 $(cut -d' ' -f1 <"$t/sum")" >&2
+}
+case $action in
+  probe)
+    if command -v zstd >/dev/null 2>&1; then echo "codec zstd"; else echo "codec gzip"; fi
+    m="$R/var/lib/gitvps/state/$1.moved"
+    if [ -f "$m" ] && [ -e "$3" ]; then
+      read -r from sha <"$m" || from=
+      [ "$from" = "$2" ] && echo "verified $sha"
+    fi
+    exit 0
+    ;;
+  send)
+    lock
+    [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
+    work
+    { dd if="$1" bs=1M status=none || echo "dd" >>"$t/err"; } |
+      { tee "$t/f" || echo "tee" >>"$t/err"; } |
+      { codec "$2" c || echo "$2" >>"$t/err"; }
+    done_work
+    ;;
+  recv)
+    lock
+    [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
+    conv=notrunc,fsync
+    [ "$3" = sparse ] && conv=notrunc,sparse,fsync
+    work
+    { codec "$2" d || echo "$2" >>"$t/err"; } |
+      { tee "$t/f" || echo "tee" >>"$t/err"; } |
+      { dd of="$1" bs=1M iflag=fullblock conv="$conv" status=none || echo "dd" >>"$t/err"; }
+    done_work
+    ;;
+  *)
+    echo "gitvps: unknown action $action" >&2
+    exit 2
+    ;;
+esac
