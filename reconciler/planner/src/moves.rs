@@ -328,6 +328,7 @@ mod tests {
             tap: None,
             restore: None,
             iso: None,
+            snapshots: Default::default(),
         }
     }
 

@@ -310,6 +310,7 @@ mod tests {
                 tap: None,
                 restore: None,
                 iso: None,
+                snapshots: Default::default(),
             };
             let sha = "a".repeat(64);
             for cmd in [
