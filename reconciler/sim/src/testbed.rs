@@ -263,7 +263,15 @@ impl Testbed {
             sshds,
         };
         bed.wait_ready()?;
-        let exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        let mut exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        if user == LEAN_USER {
+            // The lean user must run the stand-in tools, and the build folder they come from
+            // may be closed to it (a checkout under a 0700 folder: CI's clone under /tmp's
+            // mktemp). A copy inside the testbed folder, which it is given, always runs.
+            let own = dir.join("gitvps-node-sim");
+            std::fs::copy(&exe, &own).on(FileOp::Copy, &own)?;
+            exe = own;
+        }
         let repo = &bed.repo;
         for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
             let d = repo.join(d);
