@@ -395,15 +395,16 @@ async fn a_restore_picks_a_published_backup_of_the_customers_own_vpses() {
 }
 
 #[tokio::test]
-async fn boot_media_is_attached_and_ejected_on_a_kvm_node_only() {
+async fn boot_media_is_attached_and_ejected_where_the_node_can_boot_isos() {
     let sha = "ab".repeat(32);
     let fleet = Fleet::with(|files| {
         set_hooks(files, "per_minute = 1000000\nper_day = 1000000");
+        // Xen boots ISOs in HVM domains; a node without HVM (nested) cannot.
         replace_in(
             files,
-            "inventory/nodes/node0201.toml",
+            "inventory/nodes/node0109.toml",
             "hypervisor = \"xen\"",
-            "hypervisor = \"kvm\"",
+            "hypervisor = \"xen\"\nhvm = false",
         );
         for (p, b) in files.iter_mut() {
             if p == "gitvps.toml" {
@@ -436,8 +437,16 @@ async fn boot_media_is_attached_and_ejected_on_a_kvm_node_only() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(by_id(&me, "xen04")["iso_boot"], true, "a KVM node: {me}");
-    assert_eq!(by_id(&me, "xen01")["iso_boot"], false, "a Xen node: {me}");
+    assert_eq!(
+        by_id(&me, "xen04")["iso_boot"],
+        true,
+        "a Xen node with HVM: {me}"
+    );
+    assert_eq!(
+        by_id(&me, "xen01")["iso_boot"],
+        false,
+        "a node without HVM: {me}"
+    );
     assert_eq!(by_id(&me, "xen04")["boot"], Value::Null);
 
     // Refused, nothing committed.

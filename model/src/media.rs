@@ -147,17 +147,20 @@ pub struct Boot {
 /// Why `node` cannot boot a VPS from an ISO, or `None` when it can: `gitvps validate` refuses a
 /// `[boot]` there and the panel does not offer one.
 pub fn iso_unsupported(node: &crate::inventory::Node) -> Option<String> {
-    if node.hypervisor == crate::values::Hypervisor::Xen {
-        // The Xen driver has no HVM domain config with a CD-ROM yet: refused rather than
-        // ignored, so no VPS is promised an ISO it would not get.
+    if !node.hvm {
         return Some(format!(
-            "node {} runs Xen: booting an ISO is built for KVM nodes only so far (docs/boot-media.md)",
+            "node {} cannot boot an ISO: its hypervisor runs no HVM guests (hvm = false)",
             node.id
         ));
     }
-    (!node.hvm).then(|| {
+    // On Xen an ISO boots in an HVM domain: a node whose `virt_caps` lack `hvm` cannot.
+    let xen = node
+        .xen
+        .as_ref()
+        .filter(|_| node.hypervisor == crate::values::Hypervisor::Xen)?;
+    (!xen.runs(crate::values::GuestType::Hvm)).then(|| {
         format!(
-            "node {} cannot boot an ISO: its hypervisor runs no HVM guests (hvm = false)",
+            "node {} cannot boot an ISO: its Xen runs no HVM guests (virt_caps has no `hvm`)",
             node.id
         )
     })

@@ -413,7 +413,15 @@ pub fn desired(
             }
             _ => {
                 let guest_type = inv.guest_type_of(v).unwrap_or(GuestType::Pvh);
-                let config = crate::driver::xen::config(&tmpl, v, res, &disk_path, guest_type)?;
+                let cdrom = xen_cdrom(inv, v, &spec.root);
+                let config = crate::driver::xen::config(
+                    &tmpl,
+                    v,
+                    res,
+                    &disk_path,
+                    guest_type,
+                    cdrom.as_ref().map(|(p, o)| (p.as_str(), *o)),
+                )?;
                 (config, None)
             }
         };
@@ -448,7 +456,7 @@ pub fn desired(
                     revert: (v.snapshots.revert.as_ref())
                         .map(|r| (r.snapshot.to_string(), r.generation)),
                 },
-                iso: iso_spec(inv, v, &spec.root, spec.hypervisor),
+                iso: iso_spec(inv, v, &spec.root),
             },
         );
     }
@@ -464,19 +472,26 @@ pub fn desired(
     })
 }
 
-/// A KVM guest's `[boot]` ISO as its node fetches it; `None` without one (or on Xen, whose
-/// boot media are not handled yet).
-fn iso_spec(inv: &Inventory, v: &model::Vps, root: &str, hv: Hypervisor) -> Option<IsoSpec> {
-    if hv != Hypervisor::Kvm {
-        return None;
-    }
+/// A Xen VPS's `[boot]` ISO: its path in the node's cache and the boot order.
+fn xen_cdrom(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+) -> Option<(String, model::media::BootOrder)> {
+    let b = v.boot.as_ref()?;
+    let iso = iso_spec(inv, v, root)?;
+    Some((iso.path, b.order))
+}
+
+/// A VPS's `[boot]` ISO as its node fetches it; `None` without one.
+fn iso_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<IsoSpec> {
     let iso = model::media::resolve(
         v.boot.as_ref()?,
         &inv.settings.boot.library,
         inv.settings.boot.max_iso_size,
     )?;
     Some(IsoSpec {
-        path: crate::driver::kvm::iso_path(root, &iso.sha256),
+        path: crate::driver::iso_path(root, &iso.sha256),
         url: iso.url.as_str().to_owned(),
         sha256: iso.sha256.as_str().to_owned(),
         max_bytes: iso.max_bytes,
@@ -644,17 +659,25 @@ mod tests {
         assert_eq!(xen04.disk_path, "/var/lib/gitvps/disks/xen04.img");
     }
 
+    /// The repo's own inventory, with xen02 and its node.
+    fn xen02() -> (Inventory, NodeId, VpsId) {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let inv = Inventory::load(&repo).unwrap();
+        (inv, "node0109".parse().unwrap(), "xen02".parse().unwrap())
+    }
+
+    /// What the planner wants of xen02 in `inv`.
+    fn xen02_spec(inv: &Inventory) -> VpsSpec {
+        let d = desired(inv, &Templates::default(), &Bootstraps::default()).unwrap();
+        d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps[&"xen02".parse::<VpsId>().unwrap()]
+            .clone()
+    }
+
     /// xen02's config as each guest type, chosen by the VPS, its plan or its node.
     #[test]
     fn each_guest_type_renders() {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let base = Inventory::load(&repo).unwrap();
-        let node: NodeId = "node0109".parse().unwrap();
-        let id: VpsId = "xen02".parse().unwrap();
-        let render = |inv: &Inventory| {
-            let d = desired(inv, &Templates::default(), &Bootstraps::default()).unwrap();
-            d.nodes[&node].vps[&id].config.clone()
-        };
+        let (base, node, id) = xen02();
+        let render = |inv: &Inventory| xen02_spec(inv).config;
         let mut by_vps = base.clone();
         by_vps.vps.get_mut(&id).unwrap().guest_type = Some(GuestType::Pv);
         let pv = render(&by_vps);
@@ -686,5 +709,50 @@ mod tests {
             "the VPS's own type wins over its plan's"
         );
         insta::assert_snapshot!("xen_pvh", pvh);
+    }
+
+    /// A `[boot]` ISO on a Xen node makes the domain HVM with the ISO as a read-only CD-ROM
+    /// from the node's cache, booted first or second as `order` says; ejecting it gives the
+    /// VPS its own guest type back.
+    #[test]
+    fn a_xen_iso_boots_an_hvm_domain_from_a_cdrom() {
+        use model::media::{Boot, BootOrder, IsoSource};
+        let (base, _, id) = xen02();
+        let render = |inv: &Inventory| {
+            let v = xen02_spec(inv);
+            (v.config, v.iso)
+        };
+        let sha = "ab".repeat(32);
+        let mut with_iso = base.clone();
+        with_iso.vps.get_mut(&id).unwrap().boot = Some(Boot {
+            iso: IsoSource::Url {
+                url: "https://example.net/install.iso".parse().unwrap(),
+                sha256: sha.parse().unwrap(),
+            },
+            order: BootOrder::Cd,
+        });
+        let (cfg, iso) = render(&with_iso);
+        let iso = iso.expect("the node fetches the ISO");
+        assert_eq!(iso.path, format!("/var/cache/gitvps/iso/{sha}.iso"));
+        insta::assert_snapshot!("xen_iso", cfg);
+        assert!(
+            cfg.contains("type = \"hvm\"") && cfg.contains("boot = \"dc\""),
+            "{cfg}"
+        );
+        with_iso
+            .vps
+            .get_mut(&id)
+            .unwrap()
+            .boot
+            .as_mut()
+            .unwrap()
+            .order = BootOrder::Disk;
+        assert!(render(&with_iso).0.contains("boot = \"cd\""));
+        let (ejected, iso) = render(&base);
+        assert!(iso.is_none());
+        assert!(
+            !ejected.contains("cdrom") && ejected.contains("type = \"pvh\""),
+            "{ejected}"
+        );
     }
 }

@@ -62,16 +62,6 @@ pub fn qemu_mac(vps: &VpsId) -> String {
     format!("52:54:00:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6])
 }
 
-/// The node's ISO cache: one file per ISO, named by its sha256, shared by the node's VPSes.
-pub fn iso_cache_dir(root: &str) -> String {
-    node_path(root, "var/cache/gitvps/iso")
-}
-
-/// Where the ISO with this sha256 is kept on the node.
-pub fn iso_path(root: &str, sha256: &model::media::Sha256Hex) -> String {
-    format!("{}/{}.iso", iso_cache_dir(root), sha256.as_str())
-}
-
 /// A value inside a QEMU option list: commas doubled.
 fn opt(s: &str) -> String {
     s.replace(',', ",,")
@@ -331,7 +321,7 @@ pub fn vars<'a>(
             &inv.settings.boot.library,
             inv.settings.boot.max_iso_size,
         )?;
-        Some((opt(&iso_path(root, &iso.sha256)), b.order))
+        Some((opt(&super::iso_path(root, &iso.sha256)), b.order))
     });
     let pool = first.and_then(|ip| {
         node.pools

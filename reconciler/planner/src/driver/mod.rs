@@ -16,6 +16,16 @@ use crate::{protocol, quote};
 
 pub use crate::protocol::{EXIT_LOCKED, LOCK_WAIT_SECS};
 
+/// The node's ISO cache: one file per ISO, named by its sha256, shared by the node's VPSes.
+pub fn iso_cache_dir(root: &str) -> String {
+    crate::desired::node_path(root, "var/cache/gitvps/iso")
+}
+
+/// Where the ISO with this sha256 is kept on the node.
+pub fn iso_path(root: &str, sha256: &model::media::Sha256Hex) -> String {
+    format!("{}/{}.iso", iso_cache_dir(root), sha256.as_str())
+}
+
 /// The arguments every node script takes: root, backend, store, hypervisor.
 pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
     let (backend, place) = match store {

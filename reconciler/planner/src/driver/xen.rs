@@ -2,6 +2,7 @@
 //! Disks, installs and consoles are shared with the other drivers (`driver/mod.rs`).
 
 use model::VpsId;
+use model::media::BootOrder;
 use model::values::GuestType;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -42,17 +43,31 @@ struct ConfigVars<'a> {
     bridge: &'a str,
     rate: Option<&'a str>,
     hostname: &'a str,
+    /// The ISO attached as a read-only CD-ROM (`[boot]`), which makes the domain HVM.
+    cdrom: Option<&'a str>,
+    /// HVM's `boot =`: `dc` (CD-ROM first) with an installer ISO, `c` (the disk) otherwise.
+    boot: &'static str,
 }
 
 /// The `xl.cfg` of a VPS of this guest type from the template. The vif's `ip=` carries every
 /// address the VPS owns, IPv4 and its IPv6 /64s, so Xen's anti-spoofing covers both.
+///
+/// A `cdrom` (the `[boot]` ISO's path in the node's cache, and the boot order) makes the domain
+/// HVM whatever its guest type, since only an HVM domain's firmware boots a CD: the ISO is a
+/// read-only `hdc` beside the disk as `hda`. Ejecting it brings the guest type back.
 pub(crate) fn config(
     tmpl: &minijinja::Template<'_, '_>,
     v: &model::Vps,
     res: &model::Resources,
     disk_path: &str,
     guest_type: GuestType,
+    cdrom: Option<(&str, BootOrder)>,
 ) -> Result<String, DesiredError> {
+    let guest_type = if cdrom.is_some() {
+        GuestType::Hvm
+    } else {
+        guest_type
+    };
     let vars = ConfigVars {
         vps: v.id.as_str(),
         guest_type,
@@ -70,6 +85,12 @@ pub(crate) fn config(
         bridge: DEFAULT_BRIDGE,
         rate: res.bandwidth.as_ref().map(model::values::Rate::as_str),
         hostname: v.hostname.as_str(),
+        cdrom: cdrom.map(|(path, _)| path),
+        boot: match cdrom {
+            Some((_, BootOrder::Cd)) => "dc",
+            Some((_, BootOrder::Disk)) => "cd",
+            None => "c",
+        },
     };
     Ok(tmpl
         .render(&vars)

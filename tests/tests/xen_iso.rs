@@ -1,0 +1,139 @@
+//! A Xen VPS's `[boot]` ISO end to end, against the stand-in `xl` behind a real sshd: the node's
+//! own curl fetches it over HTTP on loopback, an HVM domain boots it as a read-only CD-ROM,
+//! a bad checksum changes nothing, and ejecting it brings the VPS's own domain back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gitvps_tests as support;
+
+use sha2::{Digest, Sha256};
+use support::fleet::Fleet;
+
+/// Serves `body` at every path over HTTP on loopback, one connection after another; returns the
+/// base URL.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(&body);
+        }
+    });
+    base
+}
+
+/// The domain's type and its disks as (vdev, target, is_cdrom, readwrite), from the stand-in
+/// `xl list -l`, which shows what `xl create` accepted.
+fn disks(f: &Fleet) -> (String, Vec<(String, String, u64, u64)>) {
+    let r = f.on_node("node1", "xl", &["list", "-l", "xen10"]);
+    assert_eq!(r.code, 0, "the domain runs: {r:?}");
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let cfg = &list[0]["config"];
+    let ty = cfg["c_info"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let disks = cfg["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["vdev"].as_str().unwrap().to_owned(),
+                d["pdev_path"].as_str().unwrap_or_default().to_owned(),
+                d["is_cdrom"].as_u64().unwrap_or(0),
+                d["readwrite"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    (ty, disks)
+}
+
+#[test]
+fn a_xen_vps_boots_its_iso_in_an_hvm_domain_and_ejects_it() {
+    let body = b"not really an ISO, but its bytes all the same\n".repeat(2000);
+    let sha: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let base = serve(body.clone());
+    let f = Fleet::new(&["node1"]);
+    f.vps("xen10", "node1", "192.0.2.10", "");
+    f.converge();
+    let (ty, _) = disks(&f);
+    assert_eq!(ty, "pvh", "the node's default guest type");
+
+    // Attach: fetched first, then the config rewritten and the domain restarted as HVM.
+    let boot = format!("\n[boot]\niso_url = \"{base}/install.iso\"\niso_sha256 = \"{sha}\"\n");
+    f.edit(
+        "inventory/vps/xen10.toml",
+        "expires = 2027-01-01\n",
+        &format!("expires = 2027-01-01\n{boot}"),
+    );
+    let p = f.gitvps(&["plan"]);
+    let fetch = format!("+ xen10: fetch ISO {base}/install.iso (sha256 {sha})");
+    let at = |s: &str| p.stdout.find(s).unwrap_or_else(|| panic!("{s}\n{p:?}"));
+    assert!(at(&fetch) < at("xen10: rewrite domain config"), "{p:?}");
+    f.converge();
+    let cached = f
+        .root("node1")
+        .join(format!("var/cache/gitvps/iso/{sha}.iso"));
+    assert_eq!(std::fs::read(&cached).unwrap(), body);
+    let (ty, d) = disks(&f);
+    assert_eq!(ty, "hvm");
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[0].0, "hda", "the disk, emulated for the firmware: {d:?}");
+    assert_eq!(d[0].3, 1, "the disk is writable: {d:?}");
+    assert_eq!(
+        (d[1].0.as_str(), d[1].1.as_str(), d[1].2, d[1].3),
+        ("hdc", cached.to_str().unwrap(), 1, 0),
+        "the ISO is a read-only CD-ROM from the cache"
+    );
+    let cfg = std::fs::read_to_string(f.root("node1").join("etc/xen/gitvps/xen10.cfg")).unwrap();
+    assert!(cfg.contains("boot = \"dc\""), "the CD boots first: {cfg}");
+
+    // A wrong checksum: the step fails naming both sums; the domain, its config and the ISO it
+    // boots are untouched.
+    let wrong = "0".repeat(64);
+    f.edit("inventory/vps/xen10.toml", &sha, &wrong);
+    let domid = f.domain("node1", "xen10").unwrap()["domid"].clone();
+    let r = f.gitvps(&["apply"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains(&wrong) && all.contains(&sha), "{all}");
+    assert_eq!(f.domain("node1", "xen10").unwrap()["domid"], domid);
+    assert_eq!(
+        std::fs::read_to_string(f.root("node1").join("etc/xen/gitvps/xen10.cfg")).unwrap(),
+        cfg
+    );
+    assert!(
+        !f.root("node1")
+            .join(format!("var/cache/gitvps/iso/{wrong}.iso"))
+            .exists()
+    );
+
+    // Eject: the VPS's own PVH domain on its disk again.
+    f.edit(
+        "inventory/vps/xen10.toml",
+        &boot.replace(&sha, &wrong),
+        "\n",
+    );
+    f.converge();
+    let (ty, d) = disks(&f);
+    assert_eq!(ty, "pvh");
+    assert_eq!(d.len(), 1, "no CD-ROM: {d:?}");
+    assert_eq!(d[0].0, "xvda");
+}
