@@ -226,6 +226,7 @@ pub mod hookrepo;
 pub mod knot;
 pub mod kvm;
 pub mod lambda;
+pub mod media;
 pub mod netns;
 pub mod smtp;
 pub mod stall;

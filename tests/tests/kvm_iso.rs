@@ -6,41 +6,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gitvps_tests as support;
 use planner::driver::kvm::{ArgsVars, DEFAULT_TEMPLATE, Plumbing, args_file, console_log, run_dir};
 
-const MARKER: &str = "GITVPS-ISO-BOOTED";
-
-/// A bootable ISO whose GRUB prints [`MARKER`] on the serial port, then waits.
-fn build_iso(dir: &Path) -> std::path::PathBuf {
-    let tree = dir.join("isoroot/boot/grub");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(
-        tree.join("grub.cfg"),
-        format!(
-            "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n\
-             echo {MARKER}\nsleep 600\n"
-        ),
-    )
-    .unwrap();
-    let iso = dir.join("x.iso");
-    let out = Command::new("grub-mkrescue")
-        .arg("-o")
-        .arg(&iso)
-        .arg(dir.join("isoroot"))
-        .output()
-        .expect("grub-mkrescue (scripts/deps install test installs it)");
-    assert!(
-        out.status.success(),
-        "grub-mkrescue: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    iso
-}
+use support::media::{ISO_MARKER as MARKER, marker_iso};
 
 #[test]
 fn a_guest_boots_the_iso_attached_as_its_cdrom_before_its_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let iso = build_iso(dir.path());
+    let iso = marker_iso(dir.path());
     let disk = dir.path().join("disk.raw");
     std::fs::File::create(&disk)
         .unwrap()

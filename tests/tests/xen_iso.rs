@@ -5,35 +5,8 @@
 
 use gitvps_tests as support;
 
-use sha2::{Digest, Sha256};
 use support::fleet::Fleet;
-
-/// Serves `body` at every path over HTTP on loopback, one connection after another; returns the
-/// base URL.
-fn serve(body: Vec<u8>) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let _ = write!(
-                c,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = c.write_all(&body);
-        }
-    });
-    base
-}
+use support::media::{serve_bytes, sha256_hex};
 
 /// The domain's type and its disks as (vdev, target, is_cdrom, readwrite), from the stand-in
 /// `xl list -l`, which shows what `xl create` accepted.
@@ -65,11 +38,8 @@ fn disks(f: &Fleet) -> (String, Vec<(String, String, u64, u64)>) {
 #[test]
 fn a_xen_vps_boots_its_iso_in_an_hvm_domain_and_ejects_it() {
     let body = b"not really an ISO, but its bytes all the same\n".repeat(2000);
-    let sha: String = Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let base = serve(body.clone());
+    let sha = sha256_hex(&body);
+    let base = serve_bytes(body.clone());
     let f = Fleet::new(&["node1"]);
     f.vps("xen10", "node1", "192.0.2.10", "");
     f.converge();

@@ -129,6 +129,10 @@ pub struct IsoSpec {
     pub max_bytes: u64,
     /// Its path in the node's cache.
     pub path: String,
+    /// Whether the guest boots it before its disk (`order = "cd"`): an installer or a live
+    /// system, so no login prompt of the installed OS is awaited.
+    #[serde(default)]
+    pub boots_first: bool,
 }
 
 /// A restore of a backup onto a VPS's disk (`[restore]`), as the node carries it out.
@@ -485,8 +489,9 @@ fn xen_cdrom(
 
 /// A VPS's `[boot]` ISO as its node fetches it; `None` without one.
 fn iso_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<IsoSpec> {
+    let boot = v.boot.as_ref()?;
     let iso = model::media::resolve(
-        v.boot.as_ref()?,
+        boot,
         &inv.settings.boot.library,
         inv.settings.boot.max_iso_size,
     )?;
@@ -495,6 +500,7 @@ fn iso_spec(inv: &Inventory, v: &model::Vps, root: &str) -> Option<IsoSpec> {
         url: iso.url.as_str().to_owned(),
         sha256: iso.sha256.as_str().to_owned(),
         max_bytes: iso.max_bytes,
+        boots_first: boot.order == model::media::BootOrder::Cd,
     })
 }
 

@@ -358,11 +358,15 @@ pub fn vars<'a>(
     }
 }
 
-/// Waits for the login prompt of a guest with an OS gitvps installed (others: nothing to wait
-/// for), on the console output after byte `offset`.
+/// Waits for the login prompt of a guest that boots an OS gitvps installed (others: nothing to
+/// wait for; a guest booting an ISO first runs an installer or a live system), on the console
+/// output after byte `offset`.
 fn wait_login(spec: &NodeSpec, step: &Step, offset: &str) -> String {
-    let installed = spec.vps.get(&step.vps).is_some_and(|v| v.install.is_some());
-    if !installed || spec.boot_timeout_secs == 0 {
+    let boots_installed = spec
+        .vps
+        .get(&step.vps)
+        .is_some_and(|v| v.install.is_some() && !v.iso.as_ref().is_some_and(|iso| iso.boots_first));
+    if !boots_installed || spec.boot_timeout_secs == 0 {
         return ":".into();
     }
     format!(
