@@ -203,6 +203,68 @@ fn demo_applies_an_operator_commit_and_stops_on_ctrl_c() {
     let applied = wait_for("Apply: ");
     assert!(applied.contains("1 node(s) changed"), "{applied}");
 
+    // A move: a small VPS placed in Tampa (node0109), then `gitvps vps move` to alpha
+    // (Shanghai: new addresses) in a commit of its own; the loop's next cycle moves it.
+    let fleet = dir.join("fleet");
+    let products = fleet.join("products.toml");
+    let mut text = std::fs::read_to_string(&products).unwrap();
+    text.push_str("\n[[product]]\nid = \"tiny\"\nname = \"Tiny VPS\"\nperiod_months = 1\nprice = \"1.00\"\nsetup_fee = \"0.00\"\ncommission = \"0.00\"\ndisk = \"64 MiB\"\nram = \"256 MiB\"\nvcpus = 1\ntraffic = \"1 GiB\"\nprivate = true\n");
+    std::fs::write(&products, text).unwrap();
+    let gitvps = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--repo")
+            .arg(&fleet)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gitvps {args:?}: {out:?}");
+    };
+    gitvps(&[
+        "vps",
+        "new",
+        "--customer",
+        "c-0003",
+        "--product",
+        "tiny",
+        "--location",
+        "Tampa, Florida (USA)",
+        "--id",
+        "mv01",
+    ]);
+    let commit = |message: &str| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&fleet)
+            .args(["-c", "user.name=op", "-c", "user.email=op@example.net"])
+            .args(["add", "-A"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&fleet)
+            .args(["-c", "user.name=op", "-c", "user.email=op@example.net"])
+            .args(["commit", "-q", "-m", message])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    commit("add mv01");
+    wait_for(": op: add mv01");
+    let applied = wait_for("Apply: ");
+    assert!(applied.contains("0 failed"), "{applied}");
+    gitvps(&["vps", "move", "mv01", "--to", "alpha"]);
+    commit("move mv01 to alpha");
+    wait_for(": op: move mv01 to alpha");
+    wait_for("> move vps mv01: node0109 → alpha (disk 64 MiB)");
+    wait_for("move mv01: node0109 → alpha: done (64 MiB copied with ");
+    let applied = wait_for("Apply: ");
+    assert!(applied.contains("0 failed"), "{applied}");
+    assert!(
+        dir.join("nodes/alpha/dev/vg0/mv01").exists(),
+        "mv01's disk is on alpha"
+    );
+
     // Ctrl-C: the process ends, the web server and the nodes with it.
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

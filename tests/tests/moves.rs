@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::fleet::Fleet;
 
 /// A private plan with a 64 MiB disk: the copy stays small.
-const TINY: &str = "\n[[product]]\nid = \"tiny\"\nname = \"Tiny VPS\"\nperiod_months = 1\nprice = \"1.00\"\nsetup_fee = \"0.00\"\ncommission = \"0.00\"\ndisk = \"64 MiB\"\nram = \"256 MiB\"\nvcpus = 1\ntraffic = \"1 GiB\"\nprivate = true\n";
+const TINY: &str = "\n[[product]]\nid = \"tiny\"\nname = \"Tiny VPS\"\nperiod_months = 1\nprice = \"1.00\"\nsetup_fee = \"0.00\"\ncommission = \"0.00\"\ndisk = \"64 MiB\"\nram = \"256 MiB\"\nvcpus = 1\ntraffic = \"1 GiB\"\nprivate = true\nsnapshot_limit = 1\n";
 
 /// node1 and node2, with xen10 (64 MiB) created on node1 and data of its own on its disk;
 /// that data, and node1's record of xen10.
@@ -132,13 +132,27 @@ fn changing_node_moves_the_disk_byte_for_byte_and_removes_the_source_after() {
 fn a_checksum_mismatch_discards_the_copy_and_restarts_the_source() {
     let (f, data, record) = fleet();
     to_node2(&f);
-    // node2's sha256sum lies about what it received (only the move's, reading its input).
-    let lie = shim(
-        &f,
-        "node2",
-        "sha256sum",
-        "if [ $# -eq 0 ]; then cat >/dev/null; echo \"0000000000000000000000000000000000000000000000000000000000000000  -\"; exit 0; fi\nexec /usr/bin/sha256sum \"$@\"",
-    );
+    // node2's SHA-256 tools lie about what it received (only the move's, reading its input:
+    // OpenSSL's where the node has it, else coreutils').
+    let zeros = "0".repeat(64);
+    let lies = [
+        shim(
+            &f,
+            "node2",
+            "sha256sum",
+            &format!(
+                "if [ $# -eq 0 ]; then cat >/dev/null; echo \"{zeros}  -\"; exit 0; fi\nexec /usr/bin/sha256sum \"$@\""
+            ),
+        ),
+        shim(
+            &f,
+            "node2",
+            "openssl",
+            &format!(
+                "if [ \"$*\" = \"dgst -sha256 -r\" ]; then cat >/dev/null; echo \"{zeros} *stdin\"; exit 0; fi\nexec /usr/bin/openssl \"$@\""
+            ),
+        ),
+    ];
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 1, "{a:?}");
     assert!(
@@ -156,7 +170,9 @@ fn a_checksum_mismatch_discards_the_copy_and_restarts_the_source() {
         f.domain("node1", "xen10").is_some(),
         "the source runs again"
     );
-    std::fs::remove_file(lie).unwrap();
+    for lie in lies {
+        std::fs::remove_file(lie).unwrap();
+    }
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 0, "{a:?}");
     moved(&f, &data, &record);
@@ -233,4 +249,149 @@ fn an_apply_killed_mid_copy_leaves_the_source_intact_and_a_rerun_finishes() {
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 0, "{a:?}");
     moved(&f, &data, &record);
+}
+
+/// Counts, per node, the observes that run on it: a wrapper in front of the node's `lvs` notes
+/// each report the observe script asks for (`--reportformat json`, which no step uses).
+fn count_observes(f: &Fleet, nodes: &[&str]) -> Vec<std::path::PathBuf> {
+    (nodes.iter())
+        .map(|n| {
+            let log = f.dir.path().join(format!("{n}.observes"));
+            f.wrap(
+                n,
+                "lvs",
+                &format!(
+                    "case \"$*\" in *--reportformat*) echo observe >>'{}';; esac",
+                    log.display()
+                ),
+            );
+            log
+        })
+        .collect()
+}
+
+fn observes(logs: &[std::path::PathBuf]) -> Vec<usize> {
+    (logs.iter())
+        .map(|l| std::fs::read_to_string(l).map_or(0, |t| t.lines().count()))
+        .collect()
+}
+
+/// `gitvps apply` observes each node once: the apply envelope's observation under the node's
+/// lock is the one the moves are looked for in (no observe of its own before it), with or
+/// without steps, and `apply --reviewed` checks the plan on it too.
+#[test]
+fn apply_observes_each_node_once() {
+    let (f, _, _) = fleet();
+    let logs = count_observes(&f, &["node1", "node2"]);
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(a.stdout.contains("0 node(s) changed, 2 unchanged"), "{a:?}");
+    assert_eq!(observes(&logs), [1, 1], "{a:?}");
+    // Steps on node1 (a reboot).
+    let file = f.repo.join("inventory/vps/xen10.toml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n[actions]\nreboot = 1\n");
+    std::fs::write(&file, text).unwrap();
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(a.stdout.contains("node1: applied 1 step(s)"), "{a:?}");
+    assert_eq!(observes(&logs), [2, 2], "{a:?}");
+    // Reviewed: the plan observes once, the apply once.
+    support::commit_all(&f.repo);
+    let plan = f.dir.path().join("plan.json");
+    assert_eq!(f.gitvps(&["plan", "--out", plan.to_str().unwrap()]).code, 0);
+    assert_eq!(observes(&logs), [3, 3]);
+    let a = f.gitvps(&["apply", "--reviewed", plan.to_str().unwrap()]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert_eq!(observes(&logs), [4, 4], "{a:?}");
+}
+
+/// A reviewed plan that did not show the move the nodes call for is stale, even with the same
+/// inventory and node states: refused, naming the move it did not show, and nothing is done;
+/// the plan that showed it is applied.
+#[test]
+fn a_reviewed_plan_without_the_move_is_refused_as_stale() {
+    let (f, data, record) = fleet();
+    to_node2(&f);
+    support::commit_all(&f.repo);
+    let plan = f.dir.path().join("plan.json");
+    let p = f.gitvps(&["plan", "--out", plan.to_str().unwrap()]);
+    assert_eq!(p.code, 2, "{p:?}");
+    // The same plan without its move (as a plan made while the disk was not seen on node1
+    // would be): the same commit, tree and node states.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let shown = doc.as_object_mut().unwrap().remove("moves").unwrap();
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{shown}");
+    let stale = f.dir.path().join("stale.json");
+    std::fs::write(&stale, doc.to_string()).unwrap();
+    let a = f.gitvps(&["apply", "--reviewed", stale.to_str().unwrap()]);
+    assert_eq!(a.code, 3, "{a:?}");
+    assert!(
+        a.stdout
+            .contains("  the moves: now `move vps xen10: node1 → node2 (disk 64 MiB)`\n"),
+        "{a:?}"
+    );
+    assert!(f.lv("node2", "xen10").is_none(), "nothing was applied");
+    assert!(f.domain("node1", "xen10").is_some());
+    // The plan that showed it is applied: the move, and only what the plan showed (the moved
+    // VPS's console access on node2 was not in it: the next apply adds it).
+    let a = f.gitvps(&["apply", "--reviewed", plan.to_str().unwrap()]);
+    assert_eq!(a.code, 0, "{a:?}");
+    assert!(
+        a.stdout.contains("move xen10: node1 → node2: done"),
+        "{a:?}"
+    );
+    assert!(a.stdout.contains("node2: no changes"), "{a:?}");
+    let a = f.gitvps(&["apply"]);
+    assert!(
+        a.code == 0 && a.stdout.contains("+ xen10: console access"),
+        "{a:?}"
+    );
+    moved(&f, &data, &record);
+}
+
+/// A VPS with snapshots is not moved (a move copies the disk alone): `gitvps vps move`
+/// refuses and writes nothing, `gitvps validate` names the file and line of its `node`, the
+/// plan shows the move refused with what to do, and apply leaves it where it is.
+#[test]
+fn a_vps_with_snapshots_is_not_moved() {
+    let (f, data, _) = fleet();
+    let file = f.repo.join("inventory/vps/xen10.toml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n[[snapshot]]\nname = \"before\"\ncreated = 2026-12-06T23:00:00Z\n");
+    std::fs::write(&file, &text).unwrap();
+    support::commit_all(&f.repo);
+    let a = f.gitvps(&["apply", "--status"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    let why = "node: xen10 has snapshots on node1 (before): a move to node2 does not carry them; keep node = \"node1\", delete its snapshots (its [[snapshot]] tables) and apply, then move it";
+    let m = f.gitvps(&["vps", "move", "xen10", "--to", "node2"]);
+    assert_eq!(m.code, 1, "{m:?}");
+    assert!(
+        m.stderr.contains("inventory/vps/xen10.toml:3:") && m.stderr.contains(why),
+        "{m:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "nothing written"
+    );
+    // The node changed by hand.
+    to_node2(&f);
+    let v = f.gitvps(&["validate"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stderr.contains("inventory/vps/xen10.toml:3:") && v.stderr.contains(why),
+        "{v:?}"
+    );
+    let p = f.gitvps(&["plan"]);
+    assert!(
+        p.stdout.contains("move vps xen10: node1 → node2 (disk 64 MiB): REFUSED: xen10 has snapshots on node1 (before): a move does not carry them; delete its snapshots first (node back to node1, its [[snapshot]] tables removed, gitvps apply), then move it"),
+        "{p:?}"
+    );
+    let a = f.gitvps(&["apply"]);
+    assert!(a.stdout.contains("REFUSED: xen10 has snapshots"), "{a:?}");
+    assert!(f.lv("node2", "xen10").is_none(), "nothing on node2: {a:?}");
+    assert!(std::fs::read(disk(&f, "node1")).unwrap() == data);
+    assert!(f.domain("node1", "xen10").is_some(), "still runs on node1");
 }

@@ -11,6 +11,7 @@ use crate::pool::{self, Conn, Pool};
 use crate::ssh::{Credentials, Running, SshError, SshTarget, Timeouts};
 use planner::desired::{Desired, NodeSpec};
 use planner::driver;
+use planner::moves::Move;
 use planner::observe::{self, NodeState, Observation};
 use planner::plan::{self, NodePlan, Step};
 use planner::protocol::Marker;
@@ -93,33 +94,60 @@ pub async fn observe_all(
     nodes: &[NodeId],
     access: &Access,
 ) -> BTreeMap<NodeId, Observation> {
+    each_node(
+        inv,
+        desired,
+        nodes,
+        access,
+        driver::observe_command,
+        |_, target, cmd, access| async move {
+            match observe_one(&target, &cmd, &access).await {
+                Ok(state) => Observation::Reachable(state),
+                // The plan document carries the reason as text, with its causes.
+                Err(e) => Observation::Unreachable {
+                    reason: model::diag::error_chain(&e),
+                },
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `work` for each of `nodes` that the inventory and the desired state have, in parallel
+/// (at most `access.parallelism` at once), handing it the node, its SSH target and the command
+/// `command` builds for it now; what each returned, by node.
+async fn each_node<T, F, Fut>(
+    inv: &Inventory,
+    desired: &Desired,
+    nodes: &[NodeId],
+    access: &Access,
+    command: fn(&NodeSpec, i64) -> String,
+    work: F,
+) -> BTreeMap<NodeId, T>
+where
+    T: Send + 'static,
+    F: Fn(NodeId, SshTarget, String, Access) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
     let sem = Arc::new(Semaphore::new(access.parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for id in nodes {
         let (Some(node), Some(spec)) = (inv.nodes.get(id), desired.nodes.get(id)) else {
             continue;
         };
-        let target = target_of(node);
-        let cmd = driver::observe_command(spec, chrono::Utc::now().timestamp());
-        let access = access.clone();
+        let cmd = command(spec, chrono::Utc::now().timestamp());
+        let run = work(id.clone(), target_of(node), cmd, access.clone());
         let sem = sem.clone();
         let id = id.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let obs = match observe_one(&target, &cmd, &access).await {
-                Ok(state) => Observation::Reachable(state),
-                // The plan document carries the reason as text, with its causes.
-                Err(e) => Observation::Unreachable {
-                    reason: model::diag::error_chain(&e),
-                },
-            };
-            (id, obs)
+            (id, run.await)
         });
     }
     let mut out = BTreeMap::new();
     while let Some(r) = tasks.join_next().await {
-        if let Ok((id, obs)) = r {
-            out.insert(id, obs);
+        if let Ok((id, v)) = r {
+            out.insert(id, v);
         }
     }
     out
@@ -286,9 +314,10 @@ impl Progress for LogProgress {
     }
 }
 
-/// Applies every node in parallel. With `given`, a node is applied only if its state and
-/// its steps are exactly those of the given plan; without, each node is planned afresh
-/// under its lock.
+/// Applies every node in parallel, each on its own: no moves are looked for (the benches and
+/// the demo's soak, whose fleets move nothing). With `given`, a node is applied only if its
+/// state and its steps are exactly those of the given plan; without, each node is planned
+/// afresh under its lock.
 pub async fn apply_all(
     inv: &Inventory,
     desired: &Arc<Desired>,
@@ -297,99 +326,427 @@ pub async fn apply_all(
     access: &Access,
     progress: Arc<dyn Progress>,
 ) -> BTreeMap<NodeId, NodeOutcome> {
-    apply_all_holding(inv, desired, nodes, given, access, progress, &Held::new()).await
-}
-
-/// The VPSes held on each node (their notes): no steps for them there (a VPS whose move to
-/// the node has not happened: `planner::moves::held`).
-pub type Held = BTreeMap<NodeId, BTreeMap<model::VpsId, String>>;
-
-/// [`apply_all`] with VPSes held on their nodes.
-pub async fn apply_all_holding(
-    inv: &Inventory,
-    desired: &Arc<Desired>,
-    nodes: &[NodeId],
-    given: Option<&plan::Plan>,
-    access: &Access,
-    progress: Arc<dyn Progress>,
-    held: &Held,
-) -> BTreeMap<NodeId, NodeOutcome> {
-    let sem = Arc::new(Semaphore::new(access.parallelism.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut workers = Workers::new(desired, access, &progress);
     for id in nodes {
         let (Some(node), Some(_)) = (inv.nodes.get(id), desired.nodes.get(id)) else {
             continue;
         };
-        let given_node = given.map(|p| p.nodes.iter().find(|n| n.node() == id).cloned());
-        let target = target_of(node);
-        let access = access.clone();
-        let sem = sem.clone();
-        let desired = desired.clone();
-        let id = id.clone();
-        let progress = progress.clone();
-        let hold = held.get(&id).cloned().unwrap_or_default();
-        tasks.spawn(async move {
+        workers.apply(
+            id.clone(),
+            target_of(node),
+            Check::of(given, id),
+            Hold::new(),
+        );
+    }
+    workers.join().await
+}
+
+/// Nodes worked on in tasks, at most `access.parallelism` at once.
+struct Workers {
+    sem: Arc<Semaphore>,
+    tasks: tokio::task::JoinSet<(NodeId, NodeOutcome)>,
+    desired: Arc<Desired>,
+    access: Access,
+    progress: Arc<dyn Progress>,
+}
+
+impl Workers {
+    fn new(desired: &Arc<Desired>, access: &Access, progress: &Arc<dyn Progress>) -> Workers {
+        Workers {
+            sem: Arc::new(Semaphore::new(access.parallelism.max(1))),
+            tasks: tokio::task::JoinSet::new(),
+            desired: desired.clone(),
+            access: access.clone(),
+            progress: progress.clone(),
+        }
+    }
+
+    /// Applies a node in a fresh exec (observed under its lock, then acting).
+    fn apply(&mut self, id: NodeId, target: SshTarget, check: Check, hold: Hold) {
+        self.spawn(id, None, target, check, hold);
+    }
+
+    /// Acts on a node whose exec holds its lock and reported its state.
+    fn act(&mut self, id: NodeId, locked: Locked, check: Check, hold: Hold) {
+        let target = locked.target.clone();
+        self.spawn(id, Some(locked), target, check, hold);
+    }
+
+    fn spawn(
+        &mut self,
+        id: NodeId,
+        locked: Option<Locked>,
+        target: SshTarget,
+        check: Check,
+        hold: Hold,
+    ) {
+        let (sem, desired, access, progress) = (
+            self.sem.clone(),
+            self.desired.clone(),
+            self.access.clone(),
+            self.progress.clone(),
+        );
+        self.tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let out = apply_node(
-                &desired,
-                &id,
-                &target,
-                given_node,
-                &access,
-                progress.as_ref(),
-                &hold,
-            )
-            .await;
+            let progress = progress.as_ref();
+            let out = match (locked, desired.nodes.get(&id)) {
+                (Some(l), Some(spec)) => {
+                    act(&desired, spec, l, &check, &access, progress, &hold).await
+                }
+                (Some(l), None) => {
+                    l.release(&access).await;
+                    NodeOutcome::Refused(Refusal::NotInInventory(id.clone()))
+                }
+                (None, _) => {
+                    apply_node(&desired, &id, &target, check, &access, progress, &hold).await
+                }
+            };
             (id, out)
         });
     }
-    let mut out = BTreeMap::new();
-    while let Some(r) = tasks.join_next().await {
-        if let Ok((id, o)) = r {
-            out.insert(id, o);
+
+    /// Each node's outcome, once every task ended.
+    async fn join(mut self) -> BTreeMap<NodeId, NodeOutcome> {
+        let mut out = BTreeMap::new();
+        while let Some(r) = self.tasks.join_next().await {
+            if let Ok((id, o)) = r {
+                out.insert(id, o);
+            }
         }
+        out
     }
-    out
 }
 
-async fn apply_node(
+/// The VPSes held on each node (their notes): no steps for them there (a VPS whose move to
+/// the node has not happened: `planner::moves::held`).
+pub type Held = BTreeMap<NodeId, Hold>;
+
+/// The VPSes held on one node, with their notes.
+pub type Hold = BTreeMap<model::VpsId, String>;
+
+/// What a node's fresh plan is checked against before it acts.
+#[derive(Debug, Clone)]
+enum Check {
+    /// Nothing: the fresh plan is carried out.
+    Fresh,
+    /// A given plan's entry for the node (`None`: it has none): its state digest and its steps
+    /// must be the fresh plan's.
+    Given(Option<NodePlan>),
+    /// After a move this apply carried out on the node (which changed its state, checked
+    /// against the given plan before the move): its steps must be the fresh plan's.
+    StepsOf(Option<NodePlan>),
+}
+
+impl Check {
+    fn of(given: Option<&plan::Plan>, id: &NodeId) -> Check {
+        match given {
+            None => Check::Fresh,
+            Some(p) => Check::Given(p.nodes.iter().find(|n| n.node() == id).cloned()),
+        }
+    }
+
+    fn refusal(&self, node: &NodeId, fresh: &NodePlan) -> Option<Refusal> {
+        match self {
+            Check::Fresh => None,
+            Check::Given(g) => refusal(node, g.as_ref(), fresh, true),
+            Check::StepsOf(g) => refusal(node, g.as_ref(), fresh, false),
+        }
+    }
+}
+
+/// A node whose apply envelope holds its lock and has reported its state, waiting to be told
+/// its steps (or nothing): what it does is decided on that state alone.
+pub struct Locked {
+    conn: Conn,
+    before: u64,
+    run: Running,
+    state: NodeState,
+    target: SshTarget,
+}
+
+impl Locked {
+    /// Tells the envelope to do nothing: the lock is released, the session ends.
+    async fn release(mut self, access: &Access) {
+        let _ = self.run.send_all(b"no\n").await;
+        let _ = self.run.finish().await;
+        access.stats.count(&self.conn, self.before);
+        self.conn.done().await;
+    }
+}
+
+/// The selected nodes, each observed by its apply envelope under its lock (one exec per node),
+/// or why it could not be: the one observation an apply decides on, moves included.
+pub struct LockedFleet {
+    locked: BTreeMap<NodeId, Locked>,
+    closed: BTreeMap<NodeId, NodeOutcome>,
+}
+
+impl LockedFleet {
+    /// What each node showed: its state, or (unreachable, lock held) why it showed nothing;
+    /// the input of `planner::plan::plan_with` and `planner::moves::find`.
+    pub fn observations(&self) -> BTreeMap<NodeId, Observation> {
+        let mut out: BTreeMap<NodeId, Observation> = (self.locked.iter())
+            .map(|(n, l)| (n.clone(), Observation::Reachable(l.state.clone())))
+            .collect();
+        for (n, o) in &self.closed {
+            let reason = match o {
+                NodeOutcome::Unreachable(e) => model::diag::error_chain(e),
+                NodeOutcome::Refused(r) => r.to_string(),
+                _ => continue,
+            };
+            out.insert(n.clone(), Observation::Unreachable { reason });
+        }
+        out
+    }
+
+    /// Acts on no node: every lock is released (a reviewed plan refused as stale).
+    pub async fn release(self, access: &Access) {
+        for l in self.locked.into_values() {
+            l.release(access).await;
+        }
+    }
+}
+
+/// Opens every node's apply envelope in parallel (bounded while connecting and observing; the
+/// envelopes then wait, idle, until [`apply_locked`] or [`LockedFleet::release`]).
+pub async fn lock_all(
+    inv: &Inventory,
     desired: &Desired,
+    nodes: &[NodeId],
+    access: &Access,
+) -> LockedFleet {
+    let opened = each_node(
+        inv,
+        desired,
+        nodes,
+        access,
+        driver::apply_command,
+        |id, target, cmd, access| async move { open_node(&id, &target, &cmd, &access).await },
+    )
+    .await;
+    let mut fleet = LockedFleet {
+        locked: BTreeMap::new(),
+        closed: BTreeMap::new(),
+    };
+    for (id, o) in opened {
+        match o {
+            Ok(l) => {
+                fleet.locked.insert(id, l);
+            }
+            Err(o) => {
+                fleet.closed.insert(id, o);
+            }
+        }
+    }
+    fleet
+}
+
+/// What [`apply_locked`] did: the moves (their decisions as carried out) and their results,
+/// and each node's outcome.
+#[derive(Debug)]
+pub struct FleetOutcome {
+    /// The moves, a move that could not go after all (a node refused) marked as waiting.
+    pub moves: Vec<Move>,
+    /// The moves carried out, by VPS.
+    pub moved: BTreeMap<model::VpsId, Result<crate::moves::Moved, crate::moves::MoveError>>,
+    /// Each node's outcome.
+    pub outcomes: BTreeMap<NodeId, NodeOutcome>,
+}
+
+/// Carries out an apply on nodes observed by [`lock_all`], knowing the `moves` those
+/// observations call for (`planner::moves::find`, or a given plan's that still go). A node no
+/// move touches is planned on its locked observation, its VPSes moving to it held, and acts in
+/// the same exec. A node a move touches is released, the moves run (`crate::moves`), and the
+/// node is applied once more afterwards (one more exec: the move changed it), holding the VPSes
+/// whose move did not finish. With `given`, every node's state and steps must be the plan's:
+/// a node touched by a move is checked before the move (the digest) and after it (the steps).
+pub async fn apply_locked(
+    inv: &Inventory,
+    desired: &Arc<Desired>,
+    fleet: LockedFleet,
+    given: Option<&plan::Plan>,
+    moves: &[Move],
+    access: &Access,
+    progress: Arc<dyn Progress>,
+) -> FleetOutcome {
+    let mut moves = moves.to_vec();
+    let involved = |moves: &[Move]| -> std::collections::BTreeSet<NodeId> {
+        (moves.iter().filter(|m| m.goes()))
+            .flat_map(|m| [m.from.clone(), m.to.clone()])
+            .collect()
+    };
+    let mut outcomes = fleet.closed;
+    let held_all = planner::moves::held(&moves);
+    let mut workers = Workers::new(desired, access, &progress);
+    let mut released = Vec::new();
+    let touched = involved(&moves);
+    for (id, locked) in fleet.locked {
+        let Some(spec) = desired.nodes.get(&id) else {
+            locked.release(access).await;
+            outcomes.insert(
+                id.clone(),
+                NodeOutcome::Refused(Refusal::NotInInventory(id)),
+            );
+            continue;
+        };
+        let check = Check::of(given, &id);
+        let hold = held_all.get(&id).cloned().unwrap_or_default();
+        if touched.contains(&id) {
+            // Checked against a given plan now, as the plan saw it; then released for the move.
+            let fresh = plan::plan_node_holding(desired, spec, &locked.state, &hold);
+            if let Some(r) = check.refusal(&id, &fresh) {
+                outcomes.insert(id.clone(), NodeOutcome::Refused(r));
+            } else {
+                released.push(id.clone());
+            }
+            locked.release(access).await;
+            continue;
+        }
+        workers.act(id, locked, check, hold);
+    }
+    // A move whose node was refused does not go.
+    for m in moves.iter_mut().filter(|m| m.goes()) {
+        if let Some(n) = [&m.from, &m.to]
+            .into_iter()
+            .find(|n| outcomes.contains_key(*n))
+        {
+            m.decision = planner::moves::Decision::Waits {
+                reason: format!("{n} was refused (see below): nothing was moved"),
+            };
+        }
+    }
+    let moved = crate::moves::move_all(inv, desired, &moves, access).await;
+    // The moved nodes again: a VPS whose move did not finish stays held on its target (no
+    // fresh disk there); with a given plan every VPS it moves is held, so the steps are its.
+    let pending: Vec<Move> = (moves.iter())
+        .filter(|m| given.is_some() || !matches!(moved.get(&m.vps), Some(Ok(_))))
+        .cloned()
+        .collect();
+    let held = planner::moves::held(&pending);
+    for id in released {
+        let Some(node) = inv.nodes.get(&id) else {
+            continue;
+        };
+        let check = match Check::of(given, &id) {
+            Check::Given(g) => Check::StepsOf(g),
+            c => c,
+        };
+        let hold = held.get(&id).cloned().unwrap_or_default();
+        workers.apply(id, target_of(node), check, hold);
+    }
+    outcomes.extend(workers.join().await);
+    FleetOutcome {
+        moves,
+        moved,
+        outcomes,
+    }
+}
+
+/// Connects to a node, starts its apply envelope and reads its state under the lock (a kept
+/// connection that fails before the script started gets one fresh try: nothing ran).
+async fn open_node(
     id: &NodeId,
     target: &SshTarget,
-    given: Option<Option<NodePlan>>,
+    cmd: &str,
     access: &Access,
-    progress: &dyn Progress,
-    hold: &BTreeMap<model::VpsId, String>,
-) -> NodeOutcome {
-    let Some(spec) = desired.nodes.get(id) else {
-        return NodeOutcome::Refused(Refusal::NotInInventory(id.clone()));
-    };
+) -> Result<Locked, NodeOutcome> {
     let mut conn = match access.connect(target).await {
         Ok(s) => s,
-        Err(e) => return NodeOutcome::Unreachable(e.into()),
+        Err(e) => return Err(NodeOutcome::Unreachable(e.into())),
     };
-    let cmd = driver::apply_command(spec, chrono::Utc::now().timestamp());
     let mut before = execs(&conn);
-    let mut started = conn.start(&cmd).await;
-    // A kept connection that fails before the script started: nothing ran, one fresh try.
+    let mut started = conn.start(cmd).await;
     if started.is_err()
         && let Some(fresh) = access.retry(&conn, target).await
     {
         access.stats.count(&conn, before);
         conn = match fresh {
             Ok(c) => c,
-            Err(e) => return NodeOutcome::Unreachable(e.into()),
+            Err(e) => return Err(NodeOutcome::Unreachable(e.into())),
         };
         before = execs(&conn);
-        started = conn.start(&cmd).await;
+        started = conn.start(cmd).await;
     }
-    let out = match started {
-        Ok(run) => {
-            let secrets = access.restic.as_ref();
-            run_locked(desired, spec, run, given, secrets, progress, hold).await
-        }
-        Err(e) => NodeOutcome::Unreachable(e.into()),
+    let observed = match started {
+        Ok(run) => observe_locked(run, id).await,
+        Err(e) => Err(NodeOutcome::Unreachable(e.into())),
     };
+    match observed {
+        Ok((run, state)) => Ok(Locked {
+            conn,
+            before,
+            run,
+            state,
+            target: target.clone(),
+        }),
+        Err(out) => {
+            if matches!(out, NodeOutcome::Unreachable(_))
+                && let Some(pool) = access.pool.as_deref()
+            {
+                pool.forget(&target.node).await;
+            }
+            access.stats.count(&conn, before);
+            conn.done().await;
+            Err(out)
+        }
+    }
+}
+
+async fn apply_node(
+    desired: &Desired,
+    id: &NodeId,
+    target: &SshTarget,
+    check: Check,
+    access: &Access,
+    progress: &dyn Progress,
+    hold: &Hold,
+) -> NodeOutcome {
+    let Some(spec) = desired.nodes.get(id) else {
+        return NodeOutcome::Refused(Refusal::NotInInventory(id.clone()));
+    };
+    let cmd = driver::apply_command(spec, chrono::Utc::now().timestamp());
+    match open_node(id, target, &cmd, access).await {
+        Ok(locked) => act(desired, spec, locked, &check, access, progress, hold).await,
+        Err(out) => out,
+    }
+}
+
+/// Commands a connection has run so far.
+fn execs(conn: &Conn) -> u64 {
+    conn.counters
+        .execs
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Plans a locked node on the state it reported and tells its envelope the steps (or nothing);
+/// reads its progress to the end and closes the session.
+async fn act(
+    desired: &Desired,
+    spec: &NodeSpec,
+    locked: Locked,
+    check: &Check,
+    access: &Access,
+    progress: &dyn Progress,
+    hold: &Hold,
+) -> NodeOutcome {
+    let Locked {
+        conn,
+        before,
+        run,
+        state,
+        target,
+    } = locked;
+    let out = run_locked(
+        desired,
+        spec,
+        run,
+        &state,
+        check,
+        access.restic.as_ref(),
+        progress,
+        hold,
+    )
+    .await;
     if matches!(out, NodeOutcome::Unreachable(_))
         && let Some(pool) = access.pool.as_deref()
     {
@@ -400,38 +757,28 @@ async fn apply_node(
     out
 }
 
-/// Commands a connection has run so far.
-fn execs(conn: &Conn) -> u64 {
-    conn.counters
-        .execs
-        .load(std::sync::atomic::Ordering::Relaxed)
-}
-
+#[allow(clippy::too_many_arguments)]
 async fn run_locked(
     desired: &Desired,
     spec: &NodeSpec,
-    run: Running,
-    given: Option<Option<NodePlan>>,
+    mut run: Running,
+    state: &NodeState,
+    check: &Check,
     restic: Option<&crate::backup::Secrets>,
     progress: &dyn Progress,
-    hold: &BTreeMap<model::VpsId, String>,
+    hold: &Hold,
 ) -> NodeOutcome {
     let node = &spec.node;
-    // 1. Observe under the lock.
-    let (mut run, state) = match observe_locked(run, node).await {
-        Ok(r) => r,
-        Err(outcome) => return outcome,
-    };
-    // 2. Decide: the fresh plan, which must equal the given one if there is one.
-    let fresh = plan::plan_node_holding(desired, spec, &state, hold);
-    let refusal = given.and_then(|g| refusal(node, g.as_ref(), &fresh));
+    // Decide: the fresh plan, which must equal the given one if there is one.
+    let fresh = plan::plan_node_holding(desired, spec, state, hold);
+    let refusal = check.refusal(node, &fresh);
     let steps = fresh.steps().to_vec();
     if refusal.is_some() || steps.is_empty() {
         let _ = run.send_all(b"no\n").await;
         let _ = run.finish().await;
         return refusal.map_or(NodeOutcome::NoChanges, NodeOutcome::Refused);
     }
-    // 3. Act, reading progress.
+    // Act, reading progress.
     // Then the repository's secrets (three lines, empty unless a step restores a backup).
     let mut input = b"go\n".to_vec();
     let restores = (steps.iter()).any(|s| {
@@ -499,14 +846,20 @@ async fn observe_locked(
     }
 }
 
-/// Why a saved plan's entry for a node may not be carried out against the fresh plan.
-fn refusal(node: &NodeId, given: Option<&NodePlan>, fresh: &NodePlan) -> Option<Refusal> {
+/// Why a saved plan's entry for a node may not be carried out against the fresh plan; the
+/// state digests are compared when `digest` (not after a move this apply made on the node).
+fn refusal(
+    node: &NodeId,
+    given: Option<&NodePlan>,
+    fresh: &NodePlan,
+    digest: bool,
+) -> Option<Refusal> {
     match given {
         None => Some(Refusal::NotInPlan(node.clone())),
         Some(NodePlan::Unreachable { .. }) => Some(Refusal::UnreachableWhenPlanned(node.clone())),
         Some(g @ NodePlan::Reachable { .. }) => match (g, fresh) {
             (NodePlan::Reachable { digest: gd, .. }, NodePlan::Reachable { digest: fd, .. })
-                if gd != fd =>
+                if digest && gd != fd =>
             {
                 Some(Refusal::Changed {
                     node: node.clone(),

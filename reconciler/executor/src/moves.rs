@@ -338,6 +338,10 @@ async fn copy(
     r
 }
 
+/// Pieces of the stream (each what one SSH data message brought, at most 32 KiB) queued
+/// between the source's connection and the target's.
+const RELAY_PIECES: usize = 256;
+
 /// Phase 3: the source's disk through both connections into the target's; the sha256 of
 /// what was read and of what was written must be equal.
 async fn stream(
@@ -351,20 +355,30 @@ async fn stream(
     let recv = moving::recv_command(dst.spec, m, codec);
     let mut tx = (src.conn.start(&send).await).map_err(src.ssh_err(vps, "sending the disk"))?;
     let mut rx = (dst.conn.start(&recv).await).map_err(dst.ssh_err(vps, "receiving the disk"))?;
-    let mut wire = 0u64;
-    while let Some(piece) = tx
-        .chunk()
-        .await
-        .map_err(src.ssh_err(vps, "sending the disk"))?
-    {
-        wire += piece.len() as u64;
-        rx.send(&piece)
-            .await
-            .map_err(dst.ssh_err(vps, "receiving the disk"))?;
-    }
-    rx.eof()
-        .await
-        .map_err(dst.ssh_err(vps, "receiving the disk"))?;
+    // Reading from the source and writing to the target go on side by side, a bounded queue
+    // of pieces between them: neither connection waits for the other's round trips.
+    let (queue, pieces) = tokio::sync::mpsc::channel::<Vec<u8>>(RELAY_PIECES);
+    let read = async {
+        let queue = queue;
+        let mut wire = 0u64;
+        while let Some(piece) = (tx.chunk().await).map_err(src.ssh_err(vps, "sending the disk"))? {
+            wire += piece.len() as u64;
+            if queue.send(piece).await.is_err() {
+                break; // the writing side failed, and says why
+            }
+        }
+        Ok::<u64, MoveError>(wire)
+    };
+    let write = async {
+        let mut pieces = pieces; // dropped when writing fails: the reading side then stops
+        while let Some(piece) = pieces.recv().await {
+            (rx.send(&piece).await).map_err(dst.ssh_err(vps, "receiving the disk"))?;
+        }
+        (rx.eof().await).map_err(dst.ssh_err(vps, "receiving the disk"))
+    };
+    let (wire, written) = tokio::join!(read, write);
+    written?;
+    let wire = wire?;
     let (sent_status, sent_err) =
         (tx.finish().await).map_err(src.ssh_err(vps, "sending the disk"))?;
     let (recv_status, recv_err) =

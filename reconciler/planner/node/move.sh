@@ -32,16 +32,22 @@ codec() {
     *) echo "gitvps: unknown codec $1" >&2; return 2 ;;
   esac
 }
+# The SHA-256 of stdin, its hex digest first on the line: OpenSSL's where the node has it (it
+# uses the CPU's SHA instructions: about five times coreutils' speed), else coreutils'. Both
+# ends may differ in the tool; the digest is the same.
+sha256() {
+  if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi
+}
 work() {
   t=$(mktemp -d) || exit 70
   trap 'rm -rf "$t"' EXIT
   mkfifo "$t/f" || exit 70
-  sha256sum <"$t/f" >"$t/sum" &
+  sha256 <"$t/f" >"$t/sum" &
   sum=$!
 }
 # Ends a send or recv: fails when any part of the pipe did, else prints the checksum.
 done_work() {
-  wait "$sum" || echo "sha256sum" >>"$t/err"
+  wait "$sum" || echo "sha256" >>"$t/err"
   if [ -s "$t/err" ]; then
     echo "gitvps: the copy failed in: $(tr '\n' ' ' <"$t/err")" >&2
     exit 1

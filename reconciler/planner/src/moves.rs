@@ -114,6 +114,26 @@ pub fn held(moves: &[Move]) -> BTreeMap<NodeId, BTreeMap<VpsId, String>> {
     out
 }
 
+/// A given (saved or reviewed) plan's moves as they stand now: each goes only when the
+/// nodes, observed now (`fresh`, from [`find`]), still call for the same move; the others
+/// wait for a new plan.
+pub fn still(given: &[Move], fresh: &[Move]) -> Vec<Move> {
+    (given.iter())
+        .map(|m| {
+            let goes_now = (fresh.iter())
+                .any(|f| f.goes() && (&f.vps, &f.from, &f.to) == (&m.vps, &m.from, &m.to));
+            let mut m = m.clone();
+            if m.goes() && !goes_now {
+                m.decision = Decision::Waits {
+                    reason: "the nodes changed since the plan was made; run gitvps plan again"
+                        .into(),
+                };
+            }
+            m
+        })
+        .collect()
+}
+
 /// The moves the observed nodes call for. A VPS moves when a node other than its own holds
 /// its disk; `last_seen` (the node each VPS was last observed on, from the status branch)
 /// finds the moves whose source did not answer, so that they wait instead of installing a
@@ -178,7 +198,10 @@ fn find_one(
         }
         [(from, s)] => {
             let bytes = s.disks.get(name).copied().unwrap_or(0);
-            let decision = decide(desired, observed, from, to, v, bytes);
+            let decision = match snapshots_refusal(v, from, s) {
+                Some(reason) => Decision::Refused { reason },
+                None => decide(desired, observed, from, to, v, bytes),
+            };
             (*from, bytes, s.records.get(name).cloned(), decision)
         }
         several => {
@@ -209,6 +232,63 @@ fn find_one(
         resumes: target_state.is_some_and(|s| s.disks.contains_key(name)),
         decision,
     })
+}
+
+/// Where a VPS was last seen: its node and the snapshots that node held of it (the status
+/// branch's `node` and `snapshots`).
+pub type Seen = BTreeMap<VpsId, (NodeId, Vec<String>)>;
+
+/// `gitvps validate` and `gitvps vps move`: a VPS whose `node` is not the one it was last seen
+/// on (a move) while it has snapshots, declared in its file or held on that node, is an error
+/// at its `node` line: a move does not carry snapshots.
+pub fn snapshot_diagnostics(inv: &model::Inventory, seen: &Seen) -> Vec<model::Diagnostic> {
+    let mut out = Vec::new();
+    for v in inv.vps.values().filter(|v| v.state != State::Destroyed) {
+        let Some((on, held)) = seen.get(&v.id).filter(|(on, _)| *on != v.node) else {
+            continue;
+        };
+        let mut names: Vec<&str> = (v.snapshots.list.iter())
+            .map(|s| s.name.as_str())
+            .chain(held.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            continue;
+        }
+        out.push(v.origin.diag(
+            "node",
+            format!(
+                "{} has snapshots on {on} ({}): a move to {} does not carry them; keep node = \"{on}\", delete its snapshots (its [[snapshot]] tables) and apply, then move it",
+                v.id,
+                names.join(", "),
+                v.node
+            ),
+        ));
+    }
+    out
+}
+
+/// Why a VPS with snapshots does not move: a move copies the disk alone, and its LVM
+/// snapshots (declared in its file, or still on the source) would be lost on the way, or taken
+/// afresh on the target from the moved disk under their old names. `None`: it has none.
+fn snapshots_refusal(v: &VpsSpec, from: &NodeSpec, source: &NodeState) -> Option<String> {
+    let mut names: Vec<&str> = v.snapshots.names.iter().map(String::as_str).collect();
+    if let Some(on_source) = source.snapshots.get(v.id.as_str()) {
+        names.extend(on_source.keys().map(String::as_str));
+    }
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} has snapshots on {} ({}): a move does not carry them; delete its snapshots first (node back to {}, its [[snapshot]] tables removed, gitvps apply), then move it",
+        v.id,
+        from.node,
+        names.join(", "),
+        from.node
+    ))
 }
 
 /// Whether a move whose source answered may go now.
@@ -474,6 +554,51 @@ mod tests {
         assert_eq!(
             m.line(),
             "move vps xen10: xen01 → xen02 (disk 20 GiB): REFUSED: xen02 has no room for it (disk: its VPSes take 2 TiB, it sells 1 TiB); xen10 stays on xen01"
+        );
+    }
+
+    /// A VPS with snapshots, declared or still on the source, is not moved: the plan says to
+    /// delete them first, and the VPS stays held (nothing installed on the target).
+    #[test]
+    fn a_vps_with_snapshots_is_refused_until_they_are_deleted() {
+        let mut d = fleet();
+        if let Some(v) = (d.nodes.get_mut(&id::<NodeId>("xen02")))
+            .and_then(|n| n.vps.get_mut(&id::<VpsId>("xen10")))
+        {
+            v.snapshots.names = vec!["before-upgrade".into()];
+        }
+        let obs = observed(holding(&[("xen10", 20 << 30)]), holding(&[]));
+        let m = &find(&d, &obs, &BTreeMap::new())[0];
+        assert_eq!(
+            m.line(),
+            "move vps xen10: xen01 → xen02 (disk 20 GiB): REFUSED: xen10 has snapshots on xen01 (before-upgrade): a move does not carry them; delete its snapshots first (node back to xen01, its [[snapshot]] tables removed, gitvps apply), then move it"
+        );
+        assert!(held(std::slice::from_ref(m))[&id::<NodeId>("xen02")].contains_key(&m.vps));
+        // Deleted from the file but still on the source (no apply since): still refused.
+        let d = fleet();
+        let mut src = holding(&[("xen10", 20 << 30)]);
+        if let Observation::Reachable(s) = &mut src {
+            s.snapshots
+                .insert("xen10".into(), [("daily".to_owned(), 1 << 30)].into());
+        }
+        let m = &find(&d, &observed(src, holding(&[])), &BTreeMap::new())[0];
+        assert!(
+            matches!(&m.decision, Decision::Refused { reason } if reason.contains("on xen01 (daily)")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn a_saved_plans_move_goes_only_while_the_nodes_still_call_for_it() {
+        let d = fleet();
+        let obs = observed(holding(&[("xen10", 20 << 30)]), holding(&[]));
+        let given = find(&d, &obs, &BTreeMap::new());
+        assert_eq!(still(&given, &given), given);
+        // Done meanwhile (or the target went away): it waits, saying why.
+        let now = still(&given, &[]);
+        assert_eq!(
+            now[0].line(),
+            "move vps xen10: xen01 → xen02 (disk 20 GiB): WAITS: the nodes changed since the plan was made; run gitvps plan again"
         );
     }
 

@@ -8,6 +8,7 @@ use model::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{Drift, Snapshot, drift};
+use crate::moves::Move;
 use crate::observe::Observation;
 use crate::plan::{NodePlan, Plan, step_line};
 
@@ -116,6 +117,14 @@ pub enum Moved {
         /// The node.
         node: NodeId,
     },
+    /// The moves the nodes call for now are not the reviewed plan's (a move it did not show,
+    /// one it showed that is gone, or one that goes, waits or is refused otherwise).
+    Moves {
+        /// The reviewed plan's move lines that the nodes do not call for now.
+        planned: Vec<String>,
+        /// The move lines the nodes call for now that the reviewed plan did not show.
+        now: Vec<String>,
+    },
 }
 
 impl Moved {
@@ -164,16 +173,29 @@ impl Moved {
                 format!("{node}: unreachable when the plan was made, it answers now")
             }
             Moved::NotInPlan { node } => format!("{node}: not in the reviewed plan"),
+            Moved::Moves { planned, now } => {
+                let mut s = String::from("the moves:");
+                for l in now {
+                    let _ = write!(s, " now `{l}`;");
+                }
+                for l in planned {
+                    let _ = write!(s, " not now `{l}`;");
+                }
+                s.pop();
+                s
+            }
         }
     }
 }
 
-/// What moved between the reviewed plan and now: the inventory (`at`) and the nodes that
-/// answered now (`observed`). A node unreachable now is not "moved": apply reports it.
+/// What moved between the reviewed plan and now: the inventory (`at`), the nodes that
+/// answered now (`observed`) and the moves they call for now (`moves`, `crate::moves::find`
+/// over `observed`). A node unreachable now is not "moved": apply reports it.
 pub fn moved(
     reviewed: &Plan,
     at: &Checkout,
     observed: &BTreeMap<NodeId, Observation>,
+    moves: &[Move],
 ) -> Vec<Moved> {
     let Some(from) = &reviewed.made_from else {
         return vec![Moved::NoOrigin];
@@ -216,7 +238,27 @@ pub fn moved(
             _ => {}
         }
     }
+    let (planned, now) = move_lines(&reviewed.moves, moves);
+    if !planned.is_empty() || !now.is_empty() {
+        out.push(Moved::Moves { planned, now });
+    }
     out
+}
+
+/// The move lines only in `then` and only in `now`: each as the plan shows it (the VPS, both
+/// nodes, the disk, whether it resumes, goes, waits or is refused, and why).
+fn move_lines(then: &[Move], now: &[Move]) -> (Vec<String>, Vec<String>) {
+    let mut gone: Vec<String> = then.iter().map(Move::line).collect();
+    let mut added = Vec::new();
+    for l in now.iter().map(Move::line) {
+        match gone.iter().position(|g| *g == l) {
+            Some(i) => {
+                gone.remove(i);
+            }
+            None => added.push(l),
+        }
+    }
+    (gone, added)
 }
 
 /// The lines of a node's plan that a comparison looks at: its steps.
@@ -225,8 +267,9 @@ fn lines(n: Option<&NodePlan>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// How a fresh plan differs from the reviewed one, per node: steps only in the fresh plan
-/// (`+ now:`), steps only in the reviewed one (`- not now:`). Empty when the steps are the same.
+/// How a fresh plan differs from the reviewed one: its moves, then per node: steps only in the
+/// fresh plan (`now:`), steps only in the reviewed one (`not now:`). Empty when the moves and
+/// the steps are the same.
 pub fn differences(reviewed: &Plan, fresh: &Plan) -> String {
     let mut nodes: Vec<&NodeId> = (reviewed.nodes.iter().chain(&fresh.nodes))
         .map(NodePlan::node)
@@ -234,6 +277,16 @@ pub fn differences(reviewed: &Plan, fresh: &Plan) -> String {
     nodes.sort();
     nodes.dedup();
     let mut out = String::new();
+    let (gone, added) = move_lines(&reviewed.moves, &fresh.moves);
+    if !gone.is_empty() || !added.is_empty() {
+        let _ = writeln!(out, "moves:");
+        for l in added {
+            let _ = writeln!(out, "  now:     {l}");
+        }
+        for l in gone {
+            let _ = writeln!(out, "  not now: {l}");
+        }
+    }
     for node in nodes {
         let find = |p: &Plan| p.nodes.iter().find(|n| n.node() == node).cloned();
         let (then, now) = (find(reviewed), find(fresh));
@@ -346,7 +399,7 @@ mod tests {
     fn nothing_moved_when_tree_and_digests_match() {
         let o = obs(state("d1", false));
         let p = reviewed(&o);
-        assert_eq!(moved(&p, &at("t1"), &o), vec![]);
+        assert_eq!(moved(&p, &at("t1"), &o, &[]), vec![]);
         // The record round-trips through the plan file.
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
@@ -355,7 +408,7 @@ mod tests {
     #[test]
     fn a_node_changed_out_of_band_says_what_changed() {
         let p = reviewed(&obs(state("d1", true)));
-        let m = moved(&p, &at("t1"), &obs(state("d2", false)));
+        let m = moved(&p, &at("t1"), &obs(state("d2", false)), &[]);
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(
             m[0].describe(),
@@ -363,7 +416,7 @@ mod tests {
         );
         // Only the digest moved (a record): said with the digests.
         let p = reviewed(&obs(state("d1", false)));
-        let m = moved(&p, &at("t1"), &obs(state("d3", false)));
+        let m = moved(&p, &at("t1"), &obs(state("d3", false)), &[]);
         assert_eq!(m[0].describe(), "node1: its state changed (digest d1 → d3)");
     }
 
@@ -371,7 +424,7 @@ mod tests {
     fn another_tree_uncommitted_changes_and_new_nodes_moved() {
         let o = obs(state("d1", false));
         let p = reviewed(&o);
-        let m = moved(&p, &at("t2"), &o);
+        let m = moved(&p, &at("t2"), &o, &[]);
         assert_eq!(
             m[0].describe(),
             "the inventory: the plan was made from commit c-t1 (tree t1), this is commit c-t2 (tree t2); changed: inventory/vps/xen10.toml"
@@ -379,7 +432,7 @@ mod tests {
         let mut dirty = at("t1");
         dirty.uncommitted = vec!["inventory/vps/xen10.toml".into()];
         assert!(matches!(
-            moved(&p, &dirty, &o)[..],
+            moved(&p, &dirty, &o, &[])[..],
             [Moved::Uncommitted { .. }]
         ));
         let mut o2 = o.clone();
@@ -388,14 +441,14 @@ mod tests {
             Observation::Reachable(state("x", false)),
         );
         assert_eq!(
-            moved(&p, &at("t1"), &o2),
+            moved(&p, &at("t1"), &o2, &[]),
             vec![Moved::NotInPlan {
                 node: "node2".parse().unwrap()
             }]
         );
         let mut bare = p.clone();
         bare.made_from = None;
-        assert_eq!(moved(&bare, &at("t1"), &o), vec![Moved::NoOrigin]);
+        assert_eq!(moved(&bare, &at("t1"), &o, &[]), vec![Moved::NoOrigin]);
         // Unreachable now: not moved (apply reports it).
         let gone: BTreeMap<NodeId, Observation> = [(
             "node1".parse().unwrap(),
@@ -404,7 +457,78 @@ mod tests {
             },
         )]
         .into();
-        assert_eq!(moved(&p, &at("t1"), &gone), vec![]);
+        assert_eq!(moved(&p, &at("t1"), &gone, &[]), vec![]);
+    }
+
+    fn a_move(to: &str, decision: crate::moves::Decision) -> Move {
+        let paths = |n: &str| StepPaths {
+            disk: format!("/srv/{n}/dev/vg0/xen10"),
+            config: format!("/srv/{n}/etc/xen/gitvps/xen10.cfg"),
+        };
+        Move {
+            vps: "xen10".parse().unwrap(),
+            from: "node1".parse().unwrap(),
+            to: to.parse().unwrap(),
+            bytes: 1 << 30,
+            source: paths("node1"),
+            target: paths(to),
+            record: None,
+            resumes: false,
+            decision,
+        }
+    }
+
+    /// A reviewed plan without the move the nodes call for now, with another one, or with one
+    /// that now waits: stale, saying which move lines differ; the same moves: not.
+    #[test]
+    fn a_move_the_reviewed_plan_did_not_show_is_a_difference() {
+        use crate::moves::Decision;
+        let o = obs(state("d1", false));
+        let mut p = reviewed(&o);
+        let go = a_move("node2", Decision::Go);
+        let m = moved(&p, &at("t1"), &o, std::slice::from_ref(&go));
+        assert_eq!(
+            m,
+            vec![Moved::Moves {
+                planned: vec![],
+                now: vec!["move vps xen10: node1 → node2 (disk 1 GiB)".into()],
+            }]
+        );
+        assert_eq!(
+            m[0].describe(),
+            "the moves: now `move vps xen10: node1 → node2 (disk 1 GiB)`"
+        );
+        p.moves = vec![go.clone()];
+        assert_eq!(moved(&p, &at("t1"), &o, std::slice::from_ref(&go)), vec![]);
+        // Another target, or the same move waiting now: both lines are named.
+        let other = a_move("node3", Decision::Go);
+        let m = moved(&p, &at("t1"), &o, std::slice::from_ref(&other));
+        assert_eq!(
+            m[0].describe(),
+            "the moves: now `move vps xen10: node1 → node3 (disk 1 GiB)`; not now `move vps xen10: node1 → node2 (disk 1 GiB)`"
+        );
+        let waits = a_move(
+            "node2",
+            Decision::Waits {
+                reason: "node2 did not answer; xen10 keeps running on node1".into(),
+            },
+        );
+        assert!(matches!(
+            &moved(&p, &at("t1"), &o, &[waits])[..],
+            [Moved::Moves { planned, now }] if planned.len() == 1 && now[0].contains("WAITS")
+        ));
+        // A plan that showed a move the nodes no longer call for (done meanwhile).
+        assert!(matches!(
+            &moved(&p, &at("t1"), &o, &[])[..],
+            [Moved::Moves { planned, now }] if planned.len() == 1 && now.is_empty()
+        ));
+        // --if-moved replan says how the moves differ.
+        let mut fresh = p.clone();
+        fresh.moves = vec![other];
+        assert_eq!(
+            differences(&p, &fresh),
+            "moves:\n  now:     move vps xen10: node1 → node3 (disk 1 GiB)\n  not now: move vps xen10: node1 → node2 (disk 1 GiB)\n"
+        );
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub fn summary(outcomes: &std::collections::BTreeMap<NodeId, NodeOutcome>) -> (S
 }
 
 /// One line per move: done (with its size and time), failed (why), or waiting or refused.
-fn moves_summary(
+pub(crate) fn moves_summary(
     moves: &[planner::moves::Move],
     moved: &std::collections::BTreeMap<
         model::VpsId,
@@ -225,26 +225,30 @@ fn read_plan(p: &std::path::Path) -> anyhow::Result<Plan> {
         .with_context(|| format!("{} is not a plan saved by gitvps plan --out", p.display()))
 }
 
+/// What `--reviewed` compares: the reviewed plan, where the inventory is now, and what the
+/// nodes showed under their locks (and the moves that calls for).
+struct Review<'a> {
+    path: &'a std::path::Path,
+    plan: Plan,
+    at: planner::reviewed::Checkout,
+    observed: &'a std::collections::BTreeMap<NodeId, planner::observe::Observation>,
+    moves: &'a [planner::moves::Move],
+    last_seen: &'a std::collections::BTreeMap<model::VpsId, NodeId>,
+}
+
 /// `--reviewed`: what to apply, or `Err(code)` after saying why nothing is applied.
 fn reviewed_plan(
-    g: &Global,
     a: &ApplyArgs,
     s: &super::plan::Setup,
-    path: &std::path::Path,
+    r: Review<'_>,
 ) -> anyhow::Result<Result<Plan, i32>> {
-    let reviewed = read_plan(path)?;
-    let since = reviewed.made_from.as_ref().map(|m| m.tree.as_str());
-    let at = super::plan::checkout(&g.repo, since)?;
-    let observed = runtime()?.block_on(executor::apply::observe_all(
-        &s.inv, &s.desired, &s.nodes, &s.access,
-    ));
-    let moved = planner::reviewed::moved(&reviewed, &at, &observed);
+    let moved = planner::reviewed::moved(&r.plan, &r.at, r.observed, r.moves);
     if moved.is_empty() {
         super::emit(&format!(
             "Applying the reviewed plan {}: the inventory and the nodes are as when it was made.\n",
-            path.display()
+            r.path.display()
         ))?;
-        return Ok(Ok(reviewed));
+        return Ok(Ok(r.plan));
     }
     let mut text = String::from("Moved since the reviewed plan was made:\n");
     for m in &moved {
@@ -258,9 +262,9 @@ fn reviewed_plan(
         super::emit(&text)?;
         return Ok(Err(MOVED));
     }
-    let mut fresh = planner::plan::plan(&s.desired, &observed);
-    fresh.made_from = Some(planner::reviewed::made_from(&at, &observed));
-    let diff = planner::reviewed::differences(&reviewed, &fresh);
+    let mut fresh = planner::plan::plan_with(&s.desired, r.observed, r.last_seen);
+    fresh.made_from = Some(planner::reviewed::made_from(&r.at, r.observed));
+    let diff = planner::reviewed::differences(&r.plan, &fresh);
     if diff.is_empty() {
         text.push_str(
             "Planned again (--if-moved replan): the steps are those of the reviewed plan.\n",
@@ -273,7 +277,8 @@ fn reviewed_plan(
     Ok(Ok(fresh))
 }
 
-/// Runs the command.
+/// Runs the command: every selected node is observed once, by its apply envelope under its
+/// lock; the moves, a reviewed plan's check and each node's steps are decided on that.
 pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
     let mut given: Option<Plan> = match &a.plan {
         None => None,
@@ -283,61 +288,64 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    if let Some(path) = &a.reviewed {
-        match reviewed_plan(g, a, &s, path)? {
-            Ok(p) => given = Some(p),
-            Err(code) => return Ok(code),
+    // The reviewed plan and where the inventory is, read before any node is locked.
+    let reviewed = match &a.reviewed {
+        None => None,
+        Some(path) => {
+            let plan = read_plan(path)?;
+            let since = plan.made_from.as_ref().map(|m| m.tree.clone());
+            Some((
+                path,
+                plan,
+                super::plan::checkout(&g.repo, since.as_deref())?,
+            ))
         }
-    }
+    };
     let rt = runtime()?;
-    // Moves first (`planner::moves`), as the nodes are now; with a given plan only its moves
-    // that the nodes still call for (the others wait for a new plan).
-    let observed = rt.block_on(executor::apply::observe_all(
+    let fleet = rt.block_on(executor::apply::lock_all(
         &s.inv, &s.desired, &s.nodes, &s.access,
     ));
+    let observed = fleet.observations();
     let branch = &s.inv.settings.reconciler.status_branch;
-    let fresh = planner::moves::find(
-        &s.desired,
-        &observed,
-        &super::plan::last_seen(&g.repo, branch),
-    );
+    let last_seen = super::plan::last_seen(&g.repo, branch);
+    let fresh = planner::moves::find(&s.desired, &observed, &last_seen);
+    if let Some((path, plan, at)) = reviewed {
+        let review = Review {
+            path,
+            plan,
+            at,
+            observed: &observed,
+            moves: &fresh,
+            last_seen: &last_seen,
+        };
+        match reviewed_plan(a, &s, review) {
+            Ok(Ok(p)) => given = Some(p),
+            Ok(Err(code)) => {
+                rt.block_on(fleet.release(&s.access));
+                return Ok(code);
+            }
+            Err(e) => {
+                rt.block_on(fleet.release(&s.access));
+                return Err(e);
+            }
+        }
+    }
+    // With a given plan, only its moves that the nodes still call for (the others wait).
     let moves = match &given {
         None => fresh,
-        Some(p) => (p.moves.iter())
-            .map(|m| {
-                let still = fresh
-                    .iter()
-                    .any(|f| f.goes() && (&f.vps, &f.from, &f.to) == (&m.vps, &m.from, &m.to));
-                let mut m = m.clone();
-                if m.goes() && !still {
-                    m.decision = planner::moves::Decision::Waits {
-                        reason: "the nodes changed since the plan was made; run gitvps plan again"
-                            .into(),
-                    };
-                }
-                m
-            })
-            .collect(),
+        Some(p) => planner::moves::still(&p.moves, &fresh),
     };
-    let moved = rt.block_on(executor::moves::move_all(
-        &s.inv, &s.desired, &moves, &s.access,
-    ));
-    // A VPS whose move did not finish stays held on its target (no fresh disk there); with a
-    // given plan every VPS it moves is held, so each node's steps are the plan's.
-    let pending: Vec<planner::moves::Move> = (moves.iter())
-        .filter(|m| given.is_some() || !matches!(moved.get(&m.vps), Some(Ok(_))))
-        .cloned()
-        .collect();
-    let outcomes = rt.block_on(executor::apply::apply_all_holding(
+    let done = rt.block_on(executor::apply::apply_locked(
         &s.inv,
         &s.desired,
-        &s.nodes,
+        fleet,
         given.as_ref(),
+        &moves,
         &s.access,
         progress(),
-        &planner::moves::held(&pending),
     ));
-    let (moves_text, moves_ok) = moves_summary(&moves, &moved);
+    let outcomes = done.outcomes;
+    let (moves_text, moves_ok) = moves_summary(&done.moves, &done.moved);
     let (text, ok) = summary(&outcomes);
     let ok = ok && moves_ok;
     super::emit(&format!("{moves_text}{text}"))?;
@@ -345,13 +353,13 @@ pub fn run(g: &Global, a: &ApplyArgs) -> anyhow::Result<i32> {
         target: "executor::apply",
         cpu_ms = executor::usage::process_cpu_time().as_millis() as u64,
         peak_rss_mib = executor::usage::peak_rss_kib() / 1024,
-        "the reconciler's own CPU time and peak memory for this apply"
+        execs = s.access.stats.execs.load(std::sync::atomic::Ordering::Relaxed),
+        "the reconciler's own CPU time, peak memory and commands run for this apply"
     );
     if a.status {
         let (n, oid) = runtime()?.block_on(record_status(
             &g.repo, &s.inv, &s.desired, &s.nodes, &s.access, &outcomes,
         ))?;
-        let branch = &s.inv.settings.reconciler.status_branch;
         super::emit(&format!(
             "Status: {n} VPS(es) written to branch `{branch}` ({}).\n",
             &oid.to_string()[..12]

@@ -130,11 +130,21 @@ pub(crate) fn last_seen(
     repo: &std::path::Path,
     branch: &str,
 ) -> std::collections::BTreeMap<model::VpsId, NodeId> {
+    (seen(repo, branch).into_iter())
+        .map(|(v, (node, _))| (v, node))
+        .collect()
+}
+
+/// The node each VPS was last observed on and the snapshots it held there, from the status
+/// branch (empty without one).
+pub(crate) fn seen(repo: &std::path::Path, branch: &str) -> planner::moves::Seen {
     match executor::status::read_branch(repo, branch) {
-        Ok(st) => st.into_iter().map(|(v, s)| (v, s.node)).collect(),
+        Ok(st) => (st.into_iter())
+            .map(|(v, s)| (v, (s.node, s.snapshots)))
+            .collect(),
         Err(e) => {
             tracing::debug!("no last known nodes from the status branch: {e}");
-            std::collections::BTreeMap::new()
+            planner::moves::Seen::new()
         }
     }
 }

@@ -73,6 +73,13 @@ pub fn run(g: &Global, a: &ValidateArgs) -> anyhow::Result<i32> {
         report(&ledger, a.json)?;
         return Ok(1);
     }
+    // A move of a VPS with snapshots (its node is not the one the status branch saw it on).
+    let branch = &inv.settings.reconciler.status_branch;
+    let moving = planner::moves::snapshot_diagnostics(&inv, &super::plan::seen(&g.repo, branch));
+    if !moving.is_empty() {
+        report(&model::Diagnostics(moving), a.json)?;
+        return Ok(1);
+    }
     let s = Summary {
         ok: true,
         products: inv.products.len(),

@@ -135,7 +135,16 @@ fn move_vps(g: &Global, a: &MoveArgs) -> anyhow::Result<i32> {
             m.ptr.clear();
         }
     }
-    let problems = inv.check();
+    let mut problems = inv.check();
+    // Its snapshots do not move with it: where it is now (the status branch, else its file's
+    // node before the edit) and what that node holds.
+    let branch = &inv.settings.reconciler.status_branch;
+    let mut seen = super::plan::seen(&g.repo, branch);
+    seen.entry(v.id.clone())
+        .or_insert_with(|| (v.node.clone(), Vec::new()));
+    problems
+        .0
+        .extend(planner::moves::snapshot_diagnostics(&inv, &seen));
     if !problems.is_empty() {
         super::validate::report(&problems, false)?;
         return Ok(1);

@@ -28,10 +28,12 @@ use site::build_site;
 
 use super::Global;
 use super::site::{BuildArgs, SiteCommand};
-use executor::apply::{Access, NodeOutcome, Progress, apply_all, observe_all};
+use executor::apply::{
+    Access, NodeOutcome, Progress, apply_all, apply_locked, lock_all, observe_all,
+};
 use executor::ssh::{Credentials, Timeouts};
 use planner::desired::{Desired, Store, desired};
-use planner::plan::{Plan, Step, plan, render};
+use planner::plan::{Plan, Step, plan_with, render};
 use sim::nodeserver::{NodeServer, generate_key, write_key};
 
 /// Flags of `gitvps demo`.

@@ -45,38 +45,56 @@ impl Progress for Lines {
     fn succeeded(&self, _: &NodeId, _: usize, _: usize, _: &Step) {}
 }
 
+/// Where the apply clone's status branch last saw each VPS: a move whose source does not
+/// answer waits instead of installing afresh on the target.
+fn last_seen(repo: &Path, l: &Loaded) -> BTreeMap<model::VpsId, NodeId> {
+    super::super::plan::last_seen(repo, &l.inv.settings.reconciler.status_branch)
+}
+
 /// Plans the apply clone's inventory against the nodes.
 pub(super) async fn plan_now(repo: &Path, access: &Access) -> anyhow::Result<(Loaded, Plan)> {
     let l = load(repo)?;
     let observed = observe_all(&l.inv, &l.desired, &l.nodes, access).await;
-    let p = plan(&l.desired, &observed);
+    let p = plan_with(&l.desired, &observed, &last_seen(repo, &l));
     Ok((l, p))
 }
 
-/// Plans, prints the plan, applies with progress and prints the summary. Returns the outcomes.
+/// Plans, prints the plan, applies with progress and prints the summary, as `gitvps apply`
+/// does: each node observed once under its lock, moves first. Returns the outcomes.
 pub(super) async fn plan_and_apply(
     repo: &Path,
     access: &Access,
 ) -> anyhow::Result<BTreeMap<NodeId, NodeOutcome>> {
-    let (l, p) = plan_now(repo, access).await?;
+    let l = load(repo)?;
+    let fleet = lock_all(&l.inv, &l.desired, &l.nodes, access).await;
+    let p = plan_with(&l.desired, &fleet.observations(), &last_seen(repo, &l));
     say(render(&p).trim_end())?;
-    ensure!(
-        !p.has_unreachable(),
-        "a simulated node did not answer (see the plan above)"
-    );
-    let outcomes = if p.has_changes() {
-        apply_all(&l.inv, &l.desired, &l.nodes, None, access, Arc::new(Lines)).await
-    } else {
+    if p.has_unreachable() || !p.has_changes() {
+        fleet.release(access).await;
+        ensure!(
+            !p.has_unreachable(),
+            "a simulated node did not answer (see the plan above)"
+        );
         say("Nothing to apply.")?;
-        BTreeMap::new()
-    };
-    if !outcomes.is_empty() {
-        let (text, ok) = super::super::apply::summary(&outcomes);
-        say(text.trim_end())?;
-        ensure!(ok, "the apply failed (see the summary above)");
+        publish_status(repo, &l, access, &BTreeMap::new()).await?;
+        return Ok(BTreeMap::new());
     }
-    publish_status(repo, &l, access, &outcomes).await?;
-    Ok(outcomes)
+    let done = apply_locked(
+        &l.inv,
+        &l.desired,
+        fleet,
+        None,
+        &p.moves,
+        access,
+        Arc::new(Lines),
+    )
+    .await;
+    let (moves, moves_ok) = super::super::apply::moves_summary(&done.moves, &done.moved);
+    let (text, ok) = super::super::apply::summary(&done.outcomes);
+    say(format!("{moves}{text}").trim_end())?;
+    ensure!(ok && moves_ok, "the apply failed (see the summary above)");
+    publish_status(repo, &l, access, &done.outcomes).await?;
+    Ok(done.outcomes)
 }
 
 /// Writes the status branch, as `gitvps apply --status` does in CI, and pushes it to the
