@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::SnapshotName;
 use crate::inventory::Storage;
+use crate::values::ImageFormat;
 
 /// One snapshot a VPS file declares: the node takes it when it does not exist yet, and
 /// deletes a snapshot the file no longer declares.
@@ -63,12 +64,16 @@ pub fn cow_bytes(disk: u64, percent: u32) -> u64 {
 }
 
 /// The room one snapshot of a `disk`-byte disk takes on `storage`: an LVM classic snapshot's
-/// copy-on-write area. `None`: image files are not snapshotted (raw files have no snapshots;
-/// qcow2 internal snapshots would be lost when gitvps rewrites the image for a grow, fsck or
-/// reinstall, so they are refused until those keep them).
+/// copy-on-write area; a qcow2 internal snapshot's worst case, the whole disk (once the guest
+/// has rewritten every cluster, the image holds both copies). `None`: raw image files have no
+/// snapshots.
 pub fn space(storage: &Storage, disk: u64, cow_percent: u32) -> Option<u64> {
     match storage {
         Storage::Lvm { .. } => Some(cow_bytes(disk, cow_percent)),
+        Storage::File {
+            format: ImageFormat::Qcow2,
+            ..
+        } => Some(disk),
         Storage::File { .. } => None,
     }
 }
@@ -84,5 +89,22 @@ mod tests {
         assert_eq!(cow_bytes(1 << 30, 20), 208 << 20);
         assert_eq!(cow_bytes(1, 1), 4 << 20);
         assert_eq!(cow_bytes(u64::MAX, 100), u64::MAX);
+    }
+
+    #[test]
+    fn a_snapshot_takes_its_area_on_lvm_the_whole_disk_on_qcow2_and_raw_files_have_none() {
+        let lvm = Storage::Lvm {
+            vg: "vg0".parse().unwrap(),
+        };
+        let file = |format| Storage::File {
+            dir: "/var/lib/gitvps/disks".parse().unwrap(),
+            format,
+        };
+        assert_eq!(space(&lvm, 10 << 30, 20), Some(2048 << 20));
+        assert_eq!(
+            space(&file(ImageFormat::Qcow2), 10 << 30, 20),
+            Some(10 << 30)
+        );
+        assert_eq!(space(&file(ImageFormat::Raw), 10 << 30, 20), None);
     }
 }

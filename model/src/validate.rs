@@ -192,7 +192,7 @@ fn snapshots(inv: &Inventory, out: &mut Vec<Diagnostic>) {
             out.push(v.origin.diag(
                 &format!("snapshot[{}].name", s.at.first().copied().unwrap_or(0)),
                 format!(
-                    "node `{}` stores image files, which gitvps does not snapshot (LVM storage does; see docs/snapshots.md)",
+                    "node `{}` stores raw image files, which have no snapshots (LVM storage and qcow2 images do; see docs/snapshots.md)",
                     node.id
                 ),
             ));

@@ -18,6 +18,26 @@ use crate::bin;
 use crate::fleet::Run;
 use crate::{Sshd, keygen, mirror, top};
 
+/// The tags of a qcow2 image's internal snapshots, as `qemu-img snapshot -l` lists them (-U: a
+/// running QEMU may hold the image).
+pub fn qcow2_snapshots(img: &Path) -> Vec<String> {
+    let out = Command::new("qemu-img")
+        .args(["snapshot", "-U", "-l"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let id = w.next()?;
+            id.bytes().all(|b| b.is_ascii_digit()).then(|| w.next())?
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// True when the test runs as root (the KVM tests write /etc/sudoers.d, make taps, ...).
 /// One KVM node `kvm1` and a repo for VPSes on it: the customer `c-0001` with a fresh key, the
 /// example catalog's `test` plan, the pool `test-1`, the shipped bootstraps and an appliance
@@ -169,6 +189,11 @@ impl KvmNode {
     }
 
     pub fn gitvps(&self, args: &[&str]) -> Run {
+        self.gitvps_env(args, &[])
+    }
+
+    /// `gitvps ARGS` with extra environment variables (the restic password).
+    pub fn gitvps_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         Command::new(bin())
             .arg("--repo")
             .arg(&self.repo)
@@ -176,6 +201,7 @@ impl KvmNode {
             .env("GITVPS_SSH_KEY", &self.sshd.client_key)
             .env("GITVPS_MIRROR", mirror())
             .env_remove("SSH_AUTH_SOCK")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
             .into()
@@ -183,8 +209,13 @@ impl KvmNode {
 
     /// Applies, checks the apply succeeded and that a second plan is empty; returns the apply.
     pub fn converge(&self, what: &str) -> Run {
+        self.converge_env(what, &[])
+    }
+
+    /// [`KvmNode::converge`] with extra environment variables for the apply.
+    pub fn converge_env(&self, what: &str, env: &[(&str, &str)]) -> Run {
         let t = Instant::now();
-        let a = self.gitvps(&["apply"]);
+        let a = self.gitvps_env(&["apply"], env);
         // apply logs the reconciler's own CPU time and peak memory.
         let usage = a
             .stderr

@@ -1293,3 +1293,168 @@ fn a_qcow2_guest_boots_the_kernel_stored_for_it() {
     );
     assert!(!out.stderr.contains("ext2/3/4"), "{}", out.stderr);
 }
+
+/// The node's observe report, parsed, on the qcow2 node of `spec`.
+fn observe_state(spec: &planner::desired::NodeSpec) -> planner::observe::NodeState {
+    let cmd = planner::driver::observe_command_for(
+        &spec.root,
+        &spec.store,
+        model::values::Hypervisor::Kvm,
+        false,
+        1,
+    );
+    let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    planner::observe::parse("kvm1", &out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap()
+}
+
+/// The internal snapshots of VPS `vps` that observe reports, by name.
+fn observed_snapshots(spec: &planner::desired::NodeSpec, vps: &str) -> Vec<String> {
+    (observe_state(spec).snapshots.get(vps).into_iter())
+        .flat_map(|m| m.keys().cloned())
+        .collect()
+}
+
+/// The tags `qemu-img snapshot -l` lists.
+fn qemu_img_snapshots(img: &Path) -> Vec<String> {
+    gitvps_tests::kvm::qcow2_snapshots(img)
+}
+
+fn take(name: &str) -> planner::plan::Op {
+    planner::plan::Op::TakeSnapshot {
+        name: name.into(),
+        cow_bytes: 0,
+    }
+}
+
+fn delete(name: &str) -> planner::plan::Op {
+    planner::plan::Op::DeleteSnapshot { name: name.into() }
+}
+
+#[test]
+fn qcow2_internal_snapshots_are_taken_kept_through_grow_fsck_reinstall_reverted_and_deleted() {
+    use planner::plan::Op;
+
+    let node = Node::new();
+    let root = node.dir.path();
+    let spec = qcow2_node(root);
+    let img = node.path("var/lib/gitvps/disks/q1.qcow2");
+    let run = node.run_dir("q1");
+    let ok = |out: Out| {
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    };
+    ok(run_steps(
+        &spec,
+        "q1",
+        vec![
+            Op::CreateDisk { bytes: 64 << 20 },
+            Op::Install {
+                spec: fake_install(root, "q1"),
+            },
+        ],
+    ));
+    assert!(observe_state(&spec).snapshots.is_empty());
+
+    // Taken on the stopped guest's image (qemu-img), twice is once; observe lists it.
+    ok(run_steps(&spec, "q1", vec![take("before"), take("before")]));
+    assert_eq!(qemu_img_snapshots(&img), ["before"]);
+    assert_eq!(observed_snapshots(&spec, "q1"), ["before"]);
+
+    // Reinstalled with another OS, grown with its filesystem, checked: the snapshot stays,
+    // and no temporary beside the image.
+    let mut other = fake_install(root, "q1");
+    other.files[0].1 = other.files[0].1.replace("echo guest", "echo other");
+    other.files[0].1 = other.files[0].1.replace("KERNEL-Q", "KERNEL-O");
+    ok(run_steps(
+        &spec,
+        "q1",
+        vec![
+            Op::Reinstall {
+                spec: other,
+                generation: 1,
+            },
+            Op::GrowDisk {
+                from: 64 << 20,
+                to: 96 << 20,
+                resize_fs: true,
+            },
+            Op::Fsck { generation: 1 },
+        ],
+    ));
+    assert_eq!(qemu_img_snapshots(&img), ["before"]);
+    assert_eq!(disk_files(root), ["q1.qcow2"]);
+    assert_eq!(virtual_size(&img), 96 << 20);
+    let (hostname, fs_size) = inside_qcow2(&node, &img, "/etc/hostname");
+    assert_eq!((hostname.as_str(), fs_size), ("other\n", 96 << 20));
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"KERNEL-O");
+
+    // Reverted: the first OS is back, with its kernel; the disk keeps its grown size (the
+    // snapshot's 64 MiB grown back, with the filesystem); the snapshot stays.
+    let revert = || Op::RevertSnapshot {
+        name: "before".into(),
+        generation: 1,
+        cow_bytes: 0,
+    };
+    ok(run_steps(&spec, "q1", vec![revert()]));
+    let (hostname, fs_size) = inside_qcow2(&node, &img, "/etc/hostname");
+    assert_eq!((hostname.as_str(), fs_size), ("guest\n", 96 << 20));
+    assert_eq!(virtual_size(&img), 96 << 20);
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"KERNEL-Q");
+    assert_eq!(qemu_img_snapshots(&img), ["before"]);
+    assert_eq!(disk_files(root), ["q1.qcow2"]);
+
+    // A revert to a snapshot the image does not hold: refused, nothing changed.
+    let before = read(&img);
+    let out = run_steps(
+        &spec,
+        "q1",
+        vec![Op::RevertSnapshot {
+            name: "nope".into(),
+            generation: 2,
+            cow_bytes: 0,
+        }],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("holds no snapshot nope"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(&img), before);
+
+    // The guest runs (QEMU with the qcow2 disk, no OS: it sits in the BIOS): taken and deleted
+    // through QMP, the same QEMU keeps running; a revert is refused, the disk being in use.
+    let args = node.args("q1", &img, &[]);
+    let text = fs::read_to_string(&args).unwrap();
+    fs::write(&args, text.replace(",format=raw", ",format=qcow2")).unwrap();
+    let out = node.start("q1", &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pid = node.pid("q1");
+    ok(run_steps(&spec, "q1", vec![take("live")]));
+    assert_eq!(qemu_img_snapshots(&img), ["before", "live"]);
+    assert_eq!(observed_snapshots(&spec, "q1"), ["before", "live"]);
+    ok(run_steps(
+        &spec,
+        "q1",
+        vec![delete("before"), delete("before")],
+    ));
+    assert_eq!(qemu_img_snapshots(&img), ["live"]);
+    assert_eq!(node.pid("q1"), pid);
+    assert!(node.alive("q1"));
+    let out = run_steps(&spec, "q1", vec![revert()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("is in use by"), "{}", out.stdout);
+    let out = sh(&format!("kvm_destroy q1 {}", q(&run)));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Stopped again: deleted with qemu-img; observe lists none.
+    ok(run_steps(&spec, "q1", vec![delete("live")]));
+    assert!(qemu_img_snapshots(&img).is_empty());
+    assert!(observe_state(&spec).snapshots.is_empty());
+}

@@ -144,7 +144,9 @@ SUMS
 
 # Raw images (<vps>.img: the file's size, one `stat` for all) and qcow2 images (<vps>.qcow2:
 # the virtual size, a big-endian u64 at byte 24 of the header, after the magic QFI\xfb; a
-# .qcow2 without that header is reported with its file size and format "unknown").
+# .qcow2 without that header is reported with its file size and format "unknown"). A qcow2
+# image's internal snapshots (their count, a big-endian u32 at byte 60) are listed by
+# `qemu-img snapshot -l` only when it has some.
 images() {
   printf '"images":['
   set --
@@ -161,20 +163,42 @@ images() {
       *.qcow2)
         n=${n%.qcow2}
         fmt=unknown
-        # shellcheck disable=SC2046 # od prints 32 hex words
-        set -- $(od -An -tx1 -N32 "$f")
-        if [ $# -eq 32 ] && [ "$1$2$3$4" = 514649fb ]; then
+        nsnap=0
+        # shellcheck disable=SC2046 # od prints 64 hex words
+        set -- $(od -An -tx1 -N64 "$f")
+        if [ $# -eq 64 ] && [ "$1$2$3$4" = 514649fb ]; then
           fmt=qcow2
           size=$((0x${25}${26}${27}${28}${29}${30}${31}${32}))
+          nsnap=$((0x${61}${62}${63}${64}))
         fi
         ;;
       *)
         n=${n%.img}
         fmt=raw
+        nsnap=0
         ;;
     esac
     printf '%s{"name":"' "$sep"; pstr "$n"
-    printf '","size":%s,"format":"%s"}' "$size" "$fmt"
+    printf '","size":%s,"format":"%s"' "$size" "$fmt"
+    if [ "$nsnap" -gt 0 ]; then
+      # -U: a running QEMU holds the image's lock. Lines: ID TAG VM-SIZE DATE ...; the two
+      # header lines have no numeric ID.
+      if out=$(qemu-img snapshot -U -l "$f" 2>/dev/null); then
+        printf ',"snapshots":['
+        ssep=
+        while read -r id tag rest; do
+          case $id in '' | *[!0-9]*) continue ;; esac
+          printf '%s"' "$ssep"; pstr "$tag"; printf '"'
+          ssep=,
+        done <<SNAPS
+$out
+SNAPS
+        printf ']'
+      else
+        printf ',"snapshots":null,"snapshots_error":"%s"' "$(esc "$(qemu-img snapshot -U -l "$f" 2>&1 >/dev/null)")"
+      fi
+    fi
+    printf '}'
     sep=,
   done <<SIZES
 $sizes

@@ -144,11 +144,11 @@ impl Source {
                 let overlay = format!("{disk}.backup-overlay");
                 let snap = serde_json::json!({
                     "execute": "blockdev-snapshot-sync",
-                    "arguments": {"device": "d0", "snapshot-file": overlay, "format": "qcow2"},
+                    "arguments": {"device": crate::driver::kvm::DISK_ID, "snapshot-file": overlay, "format": "qcow2"},
                 });
                 let commit = serde_json::json!({
                     "execute": "block-commit",
-                    "arguments": {"device": "d0", "job-id": "gitvps-backup"},
+                    "arguments": {"device": crate::driver::kvm::DISK_ID, "job-id": "gitvps-backup"},
                 });
                 vec![
                     "kvm-file".into(),

@@ -456,7 +456,11 @@ pub fn desired(
                     names: (v.snapshots.list.iter())
                         .map(|s| s.name.to_string())
                         .collect(),
-                    cow_bytes: inv.snapshot_space_of(v).unwrap_or(0),
+                    // A qcow2 internal snapshot allocates nothing when taken.
+                    cow_bytes: match spec.store {
+                        Store::Lvm { .. } => inv.snapshot_space_of(v).unwrap_or(0),
+                        Store::File { .. } => 0,
+                    },
                     revert: (v.snapshots.revert.as_ref())
                         .map(|r| (r.snapshot.to_string(), r.generation)),
                 },

@@ -336,6 +336,12 @@ struct RawImage {
     size: u64,
     #[serde(default)]
     format: Option<String>,
+    /// A qcow2 image's internal snapshots (absent: none); `null` with `snapshots_error` when
+    /// `qemu-img snapshot -l` failed.
+    #[serde(default)]
+    snapshots: Option<Vec<String>>,
+    #[serde(default)]
+    snapshots_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -404,7 +410,8 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
     xl_domains(node, doms, &mut domains)?;
     let mut snapshots = BTreeMap::new();
     let (disks, image_formats) = match (raw.images, raw.lvs) {
-        (Some(images), _) => image_disks(images),
+        (Some(images), _) => image_disks(images, &mut snapshots)
+            .map_err(|message| tool("qemu-img snapshot -l", Some(message)))?,
         (None, Some(lvs)) => (lv_disks(node, lvs, &mut snapshots)?, BTreeMap::new()),
         (None, None) => return Err(tool("lvs", raw.lvs_error)),
     };
@@ -517,16 +524,35 @@ fn xl_domains(
 }
 
 /// Image files: sizes, and the formats `qemu-img` saw.
-fn image_disks(images: Vec<RawImage>) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<String>>) {
+/// The formats of each VPS's image files, by VPS name.
+type ImageFormats = BTreeMap<String, Vec<String>>;
+
+/// Image files' sizes and formats by VPS name; a qcow2 image's internal snapshots whose names
+/// are snapshot names go into `snapshots` (with no copy-on-write size: 0). Errs with what
+/// `qemu-img` said when an image's snapshots could not be listed.
+fn image_disks(
+    images: Vec<RawImage>,
+    snapshots: &mut BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<(BTreeMap<String, u64>, ImageFormats), String> {
     let mut disks = BTreeMap::new();
     let mut formats: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for i in images {
+        if let Some(e) = i.snapshots_error {
+            return Err(format!("{}: {e}", i.name));
+        }
+        let names = (i.snapshots.into_iter().flatten())
+            .filter(|n| n.parse::<model::SnapshotName>().is_ok())
+            .map(|n| (n, 0));
+        let names: BTreeMap<String, u64> = names.collect();
+        if !names.is_empty() {
+            snapshots.insert(i.name.clone(), names);
+        }
         if let Some(f) = i.format {
             formats.entry(i.name.clone()).or_default().push(f);
         }
         disks.insert(i.name, i.size);
     }
-    (disks, formats)
+    Ok((disks, formats))
 }
 
 /// Logical volumes' sizes from `lvs --reportformat json`; snapshots are no disks: a

@@ -651,6 +651,8 @@ impl Op {
             Op::RestoreFilter => "restore its network filter (its rules were lost)".into(),
             Op::RemoveConfig => "remove domain config".into(),
             Op::RemoveDisk { reason } => format!("remove disk ({reason}): ERASES THE DISK"),
+            // A qcow2 internal snapshot has no area of its own (0).
+            Op::TakeSnapshot { name, cow_bytes: 0 } => format!("take snapshot {name}"),
             Op::TakeSnapshot { name, cow_bytes } => format!(
                 "take snapshot {name} (copy-on-write area {})",
                 Size(*cow_bytes)

@@ -84,6 +84,47 @@ pub(crate) fn lines(
     })
 }
 
+/// The sh of a snapshot step on a qcow2 image (`node/qcow2.sh`): internal snapshots, taken and
+/// deleted through QMP while the guest runs (`blockdev-snapshot-internal-sync`,
+/// `blockdev-snapshot-delete-internal-sync`), with `qemu-img snapshot` while it is stopped; a
+/// revert (`qemu-img snapshot -a`) needs the image free. `run` is the guest's run folder.
+pub(crate) fn qcow2_lines(run: &str, disk: &str, op: &crate::plan::Op) -> Option<Vec<String>> {
+    use crate::plan::Op;
+    let (disk, run_q) = (quote(disk), quote(run));
+    let qmp = |command: &str, name: &str| {
+        quote(
+            &serde_json::json!({
+                "execute": command,
+                "arguments": { "device": crate::driver::kvm::DISK_ID, "name": name },
+            })
+            .to_string(),
+        )
+    };
+    let snap = |what: &str, command: &str, name: &str| {
+        format!(
+            "q2_snap {disk} {run_q} {what} {} {} || return 1",
+            quote(name),
+            qmp(command, name)
+        )
+    };
+    let need = "q2_need || return $?".to_owned();
+    Some(match op {
+        Op::TakeSnapshot { name, .. } => {
+            vec![need, snap("take", "blockdev-snapshot-internal-sync", name)]
+        }
+        Op::DeleteSnapshot { name } => vec![
+            need,
+            snap("delete", "blockdev-snapshot-delete-internal-sync", name),
+        ],
+        Op::RevertSnapshot { name, .. } => vec![
+            format!("disk_free {disk} || return 1"),
+            need,
+            format!("q2_revert {disk} {} {run_q} || return 1", quote(name)),
+        ],
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,10 @@ pub enum BenchCommand {
     /// Move a VPS with a 1 GiB disk between two simulated nodes behind real sshds, against
     /// `dd | ssh | dd` of the same disk in the same run (target ≤ 1.5×).
     Move(super::bench_move::MoveBench),
+    /// Back up and restore a VPS's 1 GiB disk with real restic on a simulated node behind a
+    /// real sshd, against `dd | ssh | dd` of the same disk; then an incremental backup after a
+    /// 1 % change.
+    Backup(super::bench_backup::BackupBench),
 }
 
 /// Flags of `gitvps bench validate`.
@@ -70,6 +74,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Graph(a) => super::bench_graph::run(&a),
         BenchCommand::Collect(a) => super::bench_collect::run(&a),
         BenchCommand::Move(a) => super::bench_move::run(&a),
+        BenchCommand::Backup(a) => super::bench_backup::run(&a),
     }
 }
 

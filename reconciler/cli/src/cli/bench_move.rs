@@ -23,7 +23,7 @@ pub struct MoveBench {
 
 /// Fills `path` with `size` bytes: in each 4 MiB, `random_percent` of pseudo-random bytes, then
 /// zeros.
-fn fill(path: &std::path::Path, size: u64, random_percent: u64) -> anyhow::Result<()> {
+pub(crate) fn fill(path: &std::path::Path, size: u64, random_percent: u64) -> anyhow::Result<()> {
     const CHUNK: usize = 4 << 20;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -48,7 +48,7 @@ fn fill(path: &std::path::Path, size: u64, random_percent: u64) -> anyhow::Resul
     Ok(())
 }
 
-fn sha256_of(path: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn sha256_of(path: &std::path::Path) -> anyhow::Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     anyhow::ensure!(out.status.success(), "sha256sum {} failed", path.display());
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -56,6 +56,34 @@ fn sha256_of(path: &std::path::Path) -> anyhow::Result<String> {
         .next()
         .unwrap_or_default()
         .to_owned())
+}
+
+/// The baseline of the disk benchmarks: `dd | ssh | dd` of `src` (whose sha256 is `want`) onto
+/// node `node` of `bed` (OpenSSH), checked and removed; its time in seconds.
+pub(crate) fn dd_ssh_dd(
+    bed: &sim::testbed::Testbed,
+    node: usize,
+    src: &std::path::Path,
+    want: &str,
+) -> anyhow::Result<f64> {
+    let dst = bed.dir().join(format!("nodes/n{node:03}/baseline.img"));
+    let t = Instant::now();
+    let mut reader = Command::new("dd")
+        .arg(format!("if={}", src.display()))
+        .args(["bs=1M", "status=none"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pipe = reader.stdout.take().context("dd has no output")?;
+    let st = bed
+        .openssh(node, &format!("dd of={} bs=1M status=none", dst.display()))
+        .stdin(pipe)
+        .status()?;
+    let rs = reader.wait()?;
+    let base = t.elapsed().as_secs_f64();
+    anyhow::ensure!(st.success() && rs.success(), "dd | ssh | dd failed");
+    anyhow::ensure!(sha256_of(&dst)? == want, "the baseline copy differs");
+    let _ = std::fs::remove_file(&dst);
+    Ok(base)
 }
 
 /// Runs the benchmark.
@@ -122,23 +150,7 @@ pub fn run(a: &MoveBench) -> anyhow::Result<i32> {
     );
 
     // The baseline: `dd | ssh | dd` of the same disk to the other node.
-    let dst = bed.dir().join("nodes/n001/baseline.img");
-    let t = Instant::now();
-    let mut reader = Command::new("dd")
-        .arg(format!("if={}", src.display()))
-        .args(["bs=1M", "status=none"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let pipe = reader.stdout.take().context("dd has no output")?;
-    let st = bed
-        .openssh(1, &format!("dd of={} bs=1M status=none", dst.display()))
-        .stdin(pipe)
-        .status()?;
-    let rs = reader.wait()?;
-    let base = t.elapsed().as_secs_f64();
-    anyhow::ensure!(st.success() && rs.success(), "dd | ssh | dd failed");
-    anyhow::ensure!(sha256_of(&dst)? == want, "the baseline copy differs");
-    let _ = std::fs::remove_file(&dst);
+    let base = dd_ssh_dd(&bed, 1, &src, &want)?;
 
     // The move, as `gitvps apply` carries it out.
     std::fs::write(&vps_file, vps("n001"))?;

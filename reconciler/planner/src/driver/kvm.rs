@@ -25,6 +25,10 @@ pub const LIBRARY: &str = concat!(
 /// `templates/kvm.args.j2`.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../../../templates/kvm.args.j2");
 
+/// The id of a guest's first disk in its QEMU arguments (`templates/kvm.args.j2`'s `-drive
+/// ...,id=d0`): the QMP commands of backups and snapshots name it.
+pub(crate) const DISK_ID: &str = "d0";
+
 /// The folder of a guest's run files (pidfile, sockets, kernel) on its node.
 pub fn run_dir(root: &str, vps: &VpsId) -> String {
     node_path(root, &format!("var/lib/gitvps/kvm/{vps}"))

@@ -359,9 +359,9 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         Op::Reboot { .. } => domain_lines(spec, step, DomainOp::Reboot),
         Op::RestoreFilter => domain_lines(spec, step, DomainOp::RestoreFilter),
         Op::RemoveConfig => domain_lines(spec, step, DomainOp::RemoveConfig),
-        // Image files have no snapshots (validation refuses them): fail, saying so.
+        // Raw image files have no snapshots (validation refuses them): fail, saying so.
         Op::TakeSnapshot { .. } | Op::RevertSnapshot { .. } | Op::DeleteSnapshot { .. } => {
-            vec!["echo 'gitvps: snapshots need LVM storage' >&2; return 1".into()]
+            vec!["echo 'gitvps: snapshots need LVM storage or qcow2 images' >&2; return 1".into()]
         }
     }
 }
@@ -532,7 +532,9 @@ fn domain_lines(spec: &NodeSpec, step: &Step, op: DomainOp<'_>) -> Vec<String> {
 }
 
 /// The disk steps of a qcow2 image (`None`: the step is not about the disk). Every step that
-/// writes the image writes a new one beside it and renames it over the old one.
+/// writes the image writes a new one beside it and renames it over the old one (a copy of the
+/// image when it holds internal snapshots, which stay); the snapshot steps are
+/// [`crate::snapshot::qcow2_lines`].
 fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
     let disk = quote(&step.target.disk);
     let tmp = quote(&raw_tmp(&step.target.disk));
@@ -561,8 +563,13 @@ fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
             let mut lines = check.to_vec();
             lines.push(format!("cur=$(q2_size {disk}) || return 1"));
             if *resize_fs {
-                // Grown and resized on the raw copy: the image changes once, at the end.
+                // Grown and resized on the raw copy: the image changes once, at the end. An
+                // image with internal snapshots is grown by qemu-img first (the raw copy goes
+                // back into it, keeping the snapshots, and needs its size).
                 lines.extend([
+                    format!(
+                        "if [ \"$cur\" -lt {to} ] && [ \"$(q2_nsnap {disk})\" -gt 0 ]; then qemu-img resize -q -f qcow2 {disk} {to} || return 1; fi"
+                    ),
                     format!("q2_unpack {disk} || return 1"),
                     format!(
                         "if [ \"$cur\" -lt {to} ]; then truncate -s {to} {tmp} || {{ rm -f {tmp}; return 1; }}; fi"
@@ -600,6 +607,9 @@ fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
             format!("disk_free {disk} || return 1"),
             format!("rm -f {disk} || return 1"),
         ],
+        op @ (Op::TakeSnapshot { .. } | Op::DeleteSnapshot { .. } | Op::RevertSnapshot { .. }) => {
+            crate::snapshot::qcow2_lines(&run, &step.target.disk, op)?
+        }
         _ => return None,
     })
 }
