@@ -796,7 +796,7 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
 }
 
 /// The observe of a Xen node with LVM execs only the hypervisor's and storage's own tools: `xl`
-/// twice, `lvs` and one `sha256sum` (for every config and console key), besides the two shells
+/// once (`xl list -l` is import's only), `lvs` and one `sha256sum` (for every config and console key), besides the two shells
 /// (the login shell sshd starts, played here by `sh -c`, and the script's own `sh`); no
 /// temporary file, `date`, `sed`, `cat` or `rm`. Counted with `strace -f` (the test command
 /// installs it); the stand-ins' own binary, which `xl` and `lvs` exec here, is not the node's.
@@ -836,11 +836,56 @@ fn observe_execs_only_the_node_tools() {
         .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned())
         .collect();
     execs.sort();
+    assert_eq!(execs, ["lvs", "sh", "sh", "sha256sum", "xl"], "{execs:?}");
+}
+
+/// Apply batches the checks of a node's steps: three new VPSes cost one `lvs` listing (not
+/// one `lvs` per disk) and one `xl list` (not one per start) besides the observes' own, then
+/// one `lvcreate` and one `xl create` each; `xl list -l` is import's only. Counted by wrappers
+/// in front of the stand-ins.
+#[test]
+fn apply_lists_disks_and_domains_once_per_node() {
+    let f = Fleet::new(&["node1"]);
+    for (id, ip) in [
+        ("xen10", "192.0.2.10"),
+        ("xen11", "192.0.2.11"),
+        ("xen12", "192.0.2.12"),
+    ] {
+        f.vps(id, "node1", ip, "");
+    }
+    let log = f.root("node1").join("tool-runs.log");
+    for tool in ["lvs", "xl", "lvcreate"] {
+        f.wrap(
+            "node1",
+            tool,
+            &format!("echo \"{tool} $*\" >>'{}'", log.display()),
+        );
+    }
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let count = |prefix: &str| calls.lines().filter(|l| l.starts_with(prefix)).count();
+    // Every observe (apply's under the lock, and any before it) runs one `lvs` report and one
+    // `xl list`; the steps add one listing of each, and no check per disk or domain.
+    let observes = count("lvs --reportformat json");
+    assert!(observes >= 1, "{calls}");
+    assert_eq!(count("lvs --noheadings -o lv_name vg0"), 1, "{calls}");
+    assert_eq!(count("lvs "), observes + 1, "{calls}");
+    assert_eq!(count("lvcreate "), 3, "{calls}");
+    // `xl list` alone; never `xl list NAME` (a check) or `xl list -l` (import's).
     assert_eq!(
-        execs,
-        ["lvs", "sh", "sh", "sha256sum", "xl", "xl"],
-        "{execs:?}"
+        calls.lines().filter(|l| *l == "xl list").count(),
+        observes + 1,
+        "{calls}"
     );
+    assert_eq!(count("xl list "), 0, "{calls}");
+    assert_eq!(count("xl create "), 3, "{calls}");
+    for id in ["xen10", "xen11", "xen12"] {
+        assert!(f.domain("node1", id).is_some(), "{id} runs");
+        assert_eq!(f.lv("node1", id), Some(30 << 30), "{id}'s disk");
+    }
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 0, "{p:?}");
 }
 
 /// `gitvps bench plan` runs end to end on a small fleet: it pins OpenSSH to what russh

@@ -2,8 +2,9 @@
 # Run as `sh -c SCRIPT gitvps-observe ROOT BACKEND STORE HYPERVISOR NOW` (xen or kvm; on KVM
 # nodes the script starts with node/kvm.sh; NOW: the control machine's clock, Unix seconds).
 # POSIX sh and the hypervisor's and storage's own tools only: on Xen with LVM it execs `xl`
-# twice, `lvs` and one `sha256sum`, nothing else (no temporary file, no `date`, `sed` or `cat`).
-# Nothing of gitvps is installed here.
+# once, `lvs` and one `sha256sum`, nothing else (no temporary file, no `date`, `sed` or `cat`);
+# `gitvps import` sets `long=1` in front of it for `xl list -l` too (the guests' configs, which
+# only import reads). Nothing of gitvps is installed here.
 set -u
 R=${1%/}
 backend=$2
@@ -53,7 +54,7 @@ report() {
       cfgext=args
       ;;
     *)
-      raw domains_long xl list -l
+      [ "${long-}" != 1 ] || raw domains_long xl list -l
       if out=$(xl list 2>/dev/null); then
         printf '"domains":['
         sep=

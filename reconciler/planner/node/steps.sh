@@ -24,7 +24,61 @@ pids=
 running=0
 record() {
   d="$R/var/lib/gitvps/state"
-  mkdir -p "$d" && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
+  { [ -d "$d" ] || mkdir -p "$d"; } && printf '%s\n' "$2" >"$d/.$1.tmp" && mv "$d/.$1.tmp" "$d/$1.json"
+}
+# One `lvs` for every disk check of the run: `lv_list VG` (put at the start by the planner when
+# a step creates or removes a disk) keeps the group's LV names as " a b ". Each VPS's steps touch
+# only that VPS's LVs, and `lv_made`/`lv_gone` keep its own entry up to date (in its group's
+# subshell too). When the listing fails, `has_lv` asks `lvs` for each LV, as before.
+lv_names=
+lv_listed=0
+lv_list() {
+  out=$(lvs --noheadings -o lv_name "$1" 2>/dev/null) || return 0
+  set -f
+  lv_names=" "
+  for l in $out; do lv_names="$lv_names$l "; done
+  set +f
+  lv_listed=1
+}
+# has_lv VG LV: whether the logical volume exists.
+has_lv() {
+  if [ "$lv_listed" = 1 ]; then
+    case $lv_names in *" $2 "*) return 0 ;; esac
+    return 1
+  fi
+  lvs "$1/$2" >/dev/null 2>&1
+}
+lv_made() { lv_names="$lv_names$1 "; }
+lv_gone() {
+  case $lv_names in *" $1 "*) lv_names="${lv_names%% "$1" *} ${lv_names#* "$1" }" ;; esac
+}
+# The same for Xen's domains: one `xl list` (`dom_list`, put at the start when a step starts a
+# domain) for the checks of the starts; `has_dom NAME` asks `xl list NAME` when it failed.
+dom_names=
+dom_listed=0
+dom_list() {
+  out=$(xl list 2>/dev/null) || return 0
+  dom_names=" "
+  head=1
+  while read -r name rest; do
+    [ -z "$head" ] || { head=; continue; }
+    [ -z "$name" ] || dom_names="$dom_names$name "
+  done <<LIST
+$out
+LIST
+  dom_listed=1
+}
+has_dom() {
+  if [ "$dom_listed" = 1 ]; then
+    case $dom_names in *" $1 "*) return 0 ;; esac
+    return 1
+  fi
+  xl list "$1" >/dev/null 2>&1
+}
+# A VPS's stop, destroy and start update its entry: a start after its own stop is never skipped.
+dom_made() { dom_names="$dom_names$1 "; }
+dom_gone() {
+  case $dom_names in *" $1 "*) dom_names="${dom_names%% "$1" *} ${dom_names#* "$1" }" ;; esac
 }
 # Refuses to touch a disk that a process holds open (a guest started by hand, a stale QEMU).
 disk_free() {
@@ -90,18 +144,19 @@ run() {
     *" $v "*) echo "$M_SKIP $i"; return 0 ;;
   esac
   echo "$M_BEGIN $i"
-  if "$@" >"$logs/$i" 2>&1; then
+  # One log file per VPS, truncated by each of its steps (which run one after another): no
+  # `rm` per step; the folder goes at the end.
+  if "$@" >"$logs/$v" 2>&1; then
     echo "$M_OK $i"
   else
     rc=$?
     # awk ends every line, the last one too (a console's last line may have no newline, and
     # must not swallow the marker after it), and writes each line at once: with groups
     # running side by side, a line is never split by another group's.
-    tail -n 30 "$logs/$i" | awk -v p="$M_OUT $i" '{ print p " " substr($0, 1, 2000); fflush() }'
+    tail -n 30 "$logs/$v" | awk -v p="$M_OUT $i" '{ print p " " substr($0, 1, 2000); fflush() }'
     echo "$M_FAIL $i $rc"
     failed="$failed$v "
   fi
-  rm -f "$logs/$i"
 }
 # group FN: runs one VPS's steps (the function FN). With AT_ONCE above 1 it runs in the
 # background, at most AT_ONCE groups at a time (a full batch is waited for); otherwise here.

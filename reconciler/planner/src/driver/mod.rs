@@ -161,6 +161,17 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
     {
         s.push_str(&crate::backup::steps_prelude(spec.hypervisor));
     }
+    // One listing for the checks of every step that needs it, instead of one tool call each.
+    if let Store::Lvm { vg } = &spec.store
+        && steps
+            .iter()
+            .any(|st| matches!(st.op, Op::CreateDisk { .. } | Op::RemoveDisk { .. }))
+    {
+        let _ = writeln!(s, "lv_list {}", quote(vg));
+    }
+    if spec.hypervisor == Hypervisor::Xen && steps.iter().any(|st| st.op == Op::Start) {
+        s.push_str("dom_list\n");
+    }
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "s{i}() {{");
         for line in step_lines(spec, step) {
@@ -427,11 +438,11 @@ impl DiskAt<'_> {
     fn create(&self, bytes: u64) -> String {
         let disk = &self.path;
         match self.store {
+            // `has_lv`: the run's one listing (`node/steps.sh`).
             Store::Lvm { vg } => format!(
-                "if ! lvs {} >/dev/null 2>&1; then lvcreate -y -L {bytes}b -n {} {} || return 1; fi",
-                self.lv(vg),
-                quote(self.vps),
-                quote(vg)
+                "if ! has_lv {vg_w} {lv}; then lvcreate -y -L {bytes}b -n {lv} {vg_w} || return 1; lv_made {lv}; fi",
+                vg_w = quote(vg),
+                lv = quote(self.vps),
             ),
             Store::File { dir, .. } => format!(
                 // Raw images: qemu-img where installed, else a sparse file is the same thing.
@@ -465,9 +476,11 @@ impl DiskAt<'_> {
         let disk = &self.path;
         let remove = match self.store {
             Store::Lvm { vg } => format!(
-                "if lvs {} >/dev/null 2>&1; then lvremove -f {} || return 1; fi",
+                "if has_lv {} {}; then lvremove -f {} || return 1; lv_gone {}; fi",
+                quote(vg),
+                quote(self.vps),
                 self.lv(vg),
-                self.lv(vg)
+                quote(self.vps)
             ),
             Store::File { .. } => format!("rm -f {disk} || return 1"),
         };

@@ -108,9 +108,10 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
     let exists = format!("xl list {name} >/dev/null 2>&1");
     match op {
         DomainOp::WriteConfig { content } => {
-            let dir = node_path(root, "etc/xen/gitvps");
+            let dir = quote(&node_path(root, "etc/xen/gitvps"));
             vec![
-                format!("mkdir -p {} || return 1", quote(&dir)),
+                // `test` is the shell's own: no `mkdir` for each config once the folder is there.
+                format!("[ -d {dir} ] || mkdir -p {dir} || return 1"),
                 format!(
                     "printf '%s' {} >{cfg}.tmp && mv {cfg}.tmp {cfg} || return 1",
                     quote(content)
@@ -119,14 +120,16 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
         }
         // A create that fails (a guest type this Xen cannot run: no device model, no HVM)
         // says which type, after `xl`'s own message, and leaves no half-built domain.
+        // `has_dom`: the run's one `xl list` (`node/steps.sh`); after a failed create the
+        // domain is looked for again.
         DomainOp::Start => vec![format!(
-            "if ! {exists}; then xl create -q {cfg} || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; fi"
+            "if ! has_dom {name}; then xl create -q {cfg} || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; dom_made {name}; fi"
         )],
         DomainOp::Stop { timeout_secs } => vec![format!(
-            "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi"
+            "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi; dom_gone {name}"
         )],
         DomainOp::Destroy => vec![format!(
-            "if {exists}; then xl destroy {name} || return 1; fi"
+            "if {exists}; then xl destroy {name} || return 1; fi; dom_gone {name}"
         )],
         DomainOp::Reboot => vec![format!("xl reboot {name} || return 1")],
         DomainOp::RemoveConfig => vec![format!("rm -f {cfg} || return 1")],
