@@ -17,7 +17,7 @@ pub mod usage;
 
 pub use checks::{CheckState, Outcome, Status, Target};
 pub use counters::{Counters, Delta, DeltaError, Field, Incarnation, Limits, Reset, Sample, delta};
-pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier, roll_up};
+pub use tiers::{Bucket, Gauge, Insert, Merge, NodeBucket, NodeReading, Series, Tier};
 pub use traffic::{
     Decision, Enforcement, Level, Period, Step, TrafficError, counted, decide, level, period,
     period_total, period_total_hourly,

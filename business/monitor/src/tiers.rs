@@ -293,49 +293,6 @@ impl<B: Merge> Series<B> {
     }
 }
 
-/// The buckets of `tier` that `raw` buckets (by their instant) add up to, leaving out those
-/// already expired at `now`: what a coarse tier holds once its period has closed, computed from
-/// the raw tier instead of being merged into at every collection.
-pub fn roll_up<'a, B: Merge + 'a>(
-    tier: Tier,
-    raw: impl IntoIterator<Item = (&'a DateTime<Utc>, &'a B)>,
-    now: DateTime<Utc>,
-) -> BTreeMap<DateTime<Utc>, B> {
-    let mut out: BTreeMap<DateTime<Utc>, B> = BTreeMap::new();
-    for (at, b) in raw {
-        let start = tier.bucket_start(*at);
-        if tier.expired(start, now) {
-            continue;
-        }
-        out.entry(start)
-            .and_modify(|old| *old = old.merge(b))
-            .or_insert(*b);
-    }
-    out
-}
-
-impl<B: Merge> Series<B> {
-    /// Folds the raw buckets at or after `since` into `tier`'s buckets (merged into any stored
-    /// there): the open (not yet written) part of a coarse tier, read from the raw tier.
-    pub fn fold_raw(&mut self, tier: Tier, since: DateTime<Utc>) {
-        let pending: Vec<(DateTime<Utc>, B)> = self
-            .tiers
-            .get(&Tier::Raw)
-            .map(|raw| raw.range(since..).map(|(t, b)| (*t, *b)).collect())
-            .unwrap_or_default();
-        if pending.is_empty() {
-            return;
-        }
-        let buckets = self.tiers.entry(tier).or_default();
-        for (at, b) in pending {
-            buckets
-                .entry(tier.bucket_start(at))
-                .and_modify(|old| *old = old.merge(&b))
-                .or_insert(b);
-        }
-    }
-}
-
 impl Series<Bucket> {
     /// Adds a VPS's delta at its end ([`Delta::to`]).
     pub fn insert_delta(&mut self, d: &Delta, now: DateTime<Utc>) -> Insert {

@@ -2,18 +2,16 @@
 //! of `monitor::tiers`, and each series' last reading, flushed after every collection.
 //!
 //! A thin shell over the pure core: deltas come from `monitor::delta`, the buckets a delta or a
-//! reading lands in from `monitor::Tier`, a closed period's coarse buckets from
-//! `monitor::roll_up`. Here they are only written, read and dropped.
+//! reading lands in from `monitor::Series::insert`, what expires from `monitor::Tier`. Here they
+//! are only merged into, read from and dropped from the database.
 //!
 //! # Layout
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | default | `magic` | `gitvps-monitor 3`: what this database is, and its layout version |
+//! | default | `magic` | `gitvps-monitor 2`: what this database is, and its layout version |
 //! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`]: the tag `0xC1`, then its 12 numbers as LEB128 varints |
-//! | `vps` | VPS id, `0`, `0xFF` | the series' roll-up marks: the tag, then two varints |
 //! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`]: the tag `0xC1`, then 4 gauges as varints |
-//! | `node` | node id, `0`, `0xFF` | the series' roll-up marks |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
 //! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
 //!
@@ -21,24 +19,10 @@
 //! big-endian, so keys sort by time. A database without the magic key is refused unless it is
 //! empty, so a foreign database is never changed, let alone wiped.
 //!
-//! # Writing each coarse bucket once
-//!
-//! A collection writes one raw bucket per series. A 5-minute or hourly bucket is written when
-//! its period has closed (the first reading after it), rolled up from the raw tier, which
-//! holds a day; until then reads fold the raw buckets after the tier's mark into it, so every
-//! read answers as if it had been merged into at each collection (layout 2 did that, and
-//! sled's log kept every dead version: 3 to 4 times the live data on disk). The closed
-//! buckets and the moved marks are one atomic batch, so a crash neither loses nor doubles a
-//! period. Raw buckets about to expire unrolled (a series not read for a day) are rolled up by
-//! the pruning first.
-//!
-//! # Older layouts
-//!
-//! Layouts 1 (fixed-width big-endian buckets, 96 bytes a VPS bucket, whose first byte is 0)
-//! and 2 (compact buckets, every tier merged into at each collection) are read as they are:
-//! a series without marks has every tier written up to its last reading, old buckets are
-//! decoded by their width, and their magic key becomes layout 3's (one key: a crash leaves
-//! either, and both read the same). A layout newer than this gitvps's is refused.
+//! Layout 1 stored buckets as fixed-width big-endian numbers (96 bytes a VPS bucket, whose
+//! first byte is 0). Its databases are read as they are: their magic key becomes layout 2's,
+//! old buckets are decoded by their width and rewritten compact when next merged into, and
+//! expire like any other. A layout newer than this gitvps's is refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,13 +37,9 @@ use monitor::{
 };
 
 /// What the magic key holds: the store's name and layout version.
-const MAGIC: &[u8] = b"gitvps-monitor 3";
-/// Layout 2's magic: every tier's open bucket merged into at each collection; still read.
-const MAGIC_V2: &[u8] = b"gitvps-monitor 2";
+const MAGIC: &[u8] = b"gitvps-monitor 2";
 /// Layout 1's magic: fixed-width buckets, still read.
 const MAGIC_V1: &[u8] = b"gitvps-monitor 1";
-/// The tier byte of a series' roll-up [`Marks`] key (after every tier's).
-const MARKS: u8 = 0xFF;
 /// The first byte of a compact (varint) bucket; a layout-1 bucket starts with 0.
 const COMPACT: u8 = 0xC1;
 /// The magic key.
@@ -169,101 +149,9 @@ fn prefix(id: &str) -> Vec<u8> {
     k
 }
 
-fn marks_key(id: &str) -> Vec<u8> {
-    let mut k = prefix(id);
-    k.push(MARKS);
-    k
-}
-
-/// How far each coarse tier of a series is written (layout 3): the raw buckets before a
-/// tier's mark are in its stored buckets, those at or after it are not yet (its open buckets,
-/// read from the raw tier until they close and are written, once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Marks {
-    /// The 5-minute tier's mark, in Unix seconds.
-    five: i64,
-    /// The hourly tier's mark, in Unix seconds.
-    hourly: i64,
-}
-
-impl Marks {
-    /// Nothing pending: a series without any reading.
-    const NONE_PENDING: Marks = Marks {
-        five: i64::MAX,
-        hourly: i64::MAX,
-    };
-
-    /// Every raw bucket up to `at` (their keys are whole seconds) is in the coarse tiers: a
-    /// new series, or one written by layout 1 or 2, which merged every delta into every tier.
-    fn written_through(at: DateTime<Utc>) -> Marks {
-        let s = at.timestamp().saturating_add(1);
-        Marks { five: s, hourly: s }
-    }
-
-    fn get(&self, tier: Tier) -> i64 {
-        match tier {
-            Tier::Hourly => self.hourly,
-            Tier::FiveMinutes => self.five,
-            Tier::Raw => i64::MIN,
-        }
-    }
-
-    fn set(&mut self, tier: Tier, secs: i64) {
-        match tier {
-            Tier::Hourly => self.hourly = secs,
-            Tier::FiveMinutes => self.five = secs,
-            Tier::Raw => {}
-        }
-    }
-
-    /// The tag, then both marks as varints of their two's-complement bits.
-    fn enc(&self) -> Vec<u8> {
-        let mut out = vec![COMPACT];
-        varint(&mut out, u128::from(self.five as u64));
-        varint(&mut out, u128::from(self.hourly as u64));
-        out
-    }
-
-    fn dec(v: &[u8]) -> Option<Marks> {
-        let (&COMPACT, rest) = v.split_first()? else {
-            return None;
-        };
-        let mut d = Var(rest);
-        let (five, hourly) = (d.u64()? as i64, d.u64()? as i64);
-        d.done()?;
-        Some(Marks { five, hourly })
-    }
-}
-
-/// How one kind of bucket is written and read.
-struct Codec<B> {
-    enc: fn(&B) -> Vec<u8>,
-    dec: fn(&[u8]) -> Option<B>,
-}
-
-impl<B> Clone for Codec<B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<B> Copy for Codec<B> {}
-
-const BUCKET: Codec<Bucket> = Codec {
-    enc: enc_bucket,
-    dec: dec_bucket,
-};
-
-const NODE_BUCKET: Codec<NodeBucket> = Codec {
-    enc: enc_node_bucket,
-    dec: dec_node_bucket,
-};
-
-/// Fixed-width big-endian encoding, as layouts 1 and 2 wrote values (their tests write them).
-#[cfg(test)]
+/// Fixed-width big-endian encoding of the stored values.
 struct Enc(Vec<u8>);
 
-#[cfg(test)]
 impl Enc {
     fn u64(mut self, v: u64) -> Enc {
         self.0.extend_from_slice(&v.to_be_bytes());
@@ -339,7 +227,6 @@ impl Read for Dec<'_> {
     }
 }
 
-#[cfg(test)]
 fn enc_counters(mut e: Enc, c: &Counters) -> Enc {
     for f in Field::ALL {
         e = e.u64(c.get(f));
@@ -436,43 +323,25 @@ fn read_node_bucket(d: &mut impl Read) -> Option<NodeBucket> {
     Some(b)
 }
 
-/// A [`Sample`]: the tag, then time, which of domain id and start time are known, both, the
-/// counters, as varints (layout 3; the store rewrites it at every collection, so it is kept
-/// small).
+/// A [`Sample`]: time, which of domain id and start time are known, both, the counters.
 fn enc_sample(s: &Sample) -> Vec<u8> {
     let flags = u64::from(s.incarnation.domain_id.is_some())
         | (u64::from(s.incarnation.started.is_some()) << 1);
-    let mut out = Vec::with_capacity(80);
-    out.push(COMPACT);
-    for n in [
-        s.at.timestamp_micros() as u64,
-        flags,
-        s.incarnation.domain_id.unwrap_or(0),
-        s.incarnation.started.map_or(0, |t| t.timestamp() as u64),
-    ]
-    .into_iter()
-    .chain(Field::ALL.map(|f| s.counters.get(f)))
-    {
-        varint(&mut out, u128::from(n));
-    }
-    out
+    let e = Enc(Vec::new())
+        .u64(s.at.timestamp_micros() as u64)
+        .u64(flags)
+        .u64(s.incarnation.domain_id.unwrap_or(0))
+        .u64(s.incarnation.started.map_or(0, |t| t.timestamp() as u64));
+    enc_counters(e, &s.counters).0
 }
 
-/// A last reading in either layout: compact (its tag) or fixed-width (layouts 1 and 2, 104
-/// bytes starting with the high byte of a present-day time, 0).
 fn dec_sample(v: &[u8]) -> Option<Sample> {
-    match v.split_first() {
-        Some((&COMPACT, rest)) => read_sample(&mut Var(rest)),
-        _ => read_sample(&mut Dec(v)),
-    }
-}
-
-fn read_sample(d: &mut impl Read) -> Option<Sample> {
+    let mut d = Dec(v);
     let at = DateTime::from_timestamp_micros(d.u64()? as i64)?;
     let flags = d.u64()?;
     let domid = d.u64()?;
     let started = d.u64()? as i64;
-    let counters = dec_counters(d)?;
+    let counters = dec_counters(&mut d)?;
     d.done()?;
     Some(Sample {
         at,
@@ -488,44 +357,24 @@ fn read_sample(d: &mut impl Read) -> Option<Sample> {
     })
 }
 
-/// A node's last CPU reading: the tag, then time, busy and total ticks as varints.
 fn enc_cpu(at: DateTime<Utc>, c: &HostCpu) -> Vec<u8> {
-    let mut out = vec![COMPACT];
-    for n in [at.timestamp_micros() as u64, c.busy, c.total] {
-        varint(&mut out, u128::from(n));
-    }
-    out
+    Enc(Vec::new())
+        .u64(at.timestamp_micros() as u64)
+        .u64(c.busy)
+        .u64(c.total)
+        .0
 }
 
-/// A node's last CPU reading in either layout.
-fn dec_cpu(v: &[u8]) -> Option<(DateTime<Utc>, HostCpu)> {
-    match v.split_first() {
-        Some((&COMPACT, rest)) => read_cpu(&mut Var(rest)),
-        _ => read_cpu(&mut Dec(v)),
-    }
-}
-
-fn read_cpu(d: &mut impl Read) -> Option<(DateTime<Utc>, HostCpu)> {
-    let at = DateTime::from_timestamp_micros(d.u64()? as i64)?;
+fn dec_cpu(v: &[u8]) -> Option<HostCpu> {
+    let mut d = Dec(v);
+    d.u64()?;
     let (busy, total) = (d.u64()?, d.u64()?);
     d.done()?;
-    Some((
-        at,
-        HostCpu {
-            busy,
-            total,
-            btime: None,
-        },
-    ))
-}
-
-/// The instant a last reading (VPS or node, either layout) was taken: its first number.
-fn last_instant(v: &[u8]) -> Option<DateTime<Utc>> {
-    let us = match v.split_first() {
-        Some((&COMPACT, rest)) => Var(rest).u64()?,
-        _ => Dec(v).u64()?,
-    };
-    DateTime::from_timestamp_micros(us as i64)
+    Some(HostCpu {
+        busy,
+        total,
+        btime: None,
+    })
 }
 
 /// Whether `dir` looks like a sled database (its `conf` and `db` files), or is empty.
@@ -573,14 +422,11 @@ impl Store {
         };
         match db.get(MAGIC_KEY).map_err(io)? {
             Some(m) if m.as_ref() == MAGIC => {}
-            Some(m) if m.as_ref() == MAGIC_V1 || m.as_ref() == MAGIC_V2 => {
-                // Older layouts are read as they are (a series without roll-up marks has every
-                // tier written up to its last reading); new buckets are written compact, and
-                // the coarse ones once, when they close. One key changes: a crash leaves
-                // either layout, and both read the same.
+            Some(m) if m.as_ref() == MAGIC_V1 => {
+                // Layout 1's buckets are read as they are; new ones are written compact.
                 db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
                 db.flush().map_err(io)?;
-                tracing::info!(db = %path.display(), was = %String::from_utf8_lossy(&m), "monitor database: older layout read, coarse buckets written once from now on (layout 3)");
+                tracing::info!(db = %path.display(), "monitor database: layout 1 read, new buckets written compact (layout 2)");
             }
             Some(m) => {
                 return Err(foreign(format!(
@@ -637,164 +483,45 @@ impl Store {
         }
     }
 
-    /// Writes `add` (buckets by tier) into `tree`, each merged into the stored one, and `marks`
-    /// when given, in one atomic batch: a crash leaves all of it or none.
-    fn write<B: Merge>(
+    /// Merges `b` into the stored bucket at `key` of `tree`.
+    fn merge<B: Merge>(
         &self,
         tree: &sled::Tree,
-        id: &str,
-        add: Series<B>,
-        marks: Option<Marks>,
-        codec: Codec<B>,
-    ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (tier, buckets) in add.tiers {
-            for (start, b) in buckets {
-                let k = key(id, tier, start);
-                let merged = match tree.get(&k).map_err(|e| self.io(e))? {
-                    Some(old) => (codec.dec)(&old)
-                        .ok_or_else(|| self.corrupt(format!("a bucket of {} bytes", old.len())))?
-                        .merge(&b),
-                    None => b,
-                };
-                batch.insert(k, (codec.enc)(&merged));
-            }
-        }
-        if let Some(m) = marks {
-            batch.insert(marks_key(id), m.enc());
-        }
-        tree.apply_batch(batch).map_err(|e| self.io(e))
-    }
-
-    /// The roll-up marks of a series; without any (a new series, or one an older layout wrote,
-    /// whose every tier is written up to its last reading), every raw bucket up to `last` is in
-    /// the coarse tiers already.
-    fn marks(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        last: Option<DateTime<Utc>>,
-    ) -> Result<Marks, StoreError> {
-        Ok(self.stored_marks(tree, id, last)?.0)
-    }
-
-    /// [`Store::marks`], and whether they are stored (not derived from the last reading, which
-    /// moves: the first write of a series stores them).
-    fn stored_marks(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        last: Option<DateTime<Utc>>,
-    ) -> Result<(Marks, bool), StoreError> {
-        match tree.get(marks_key(id)).map_err(|e| self.io(e))? {
-            Some(v) => Marks::dec(&v)
-                .map(|m| (m, true))
-                .ok_or_else(|| self.corrupt(format!("the marks of {id}"))),
-            None => Ok((
-                last.map_or(Marks::NONE_PENDING, Marks::written_through),
-                false,
-            )),
-        }
-    }
-
-    /// The raw buckets of a series from `from` (inclusive) on.
-    fn raw_since<B>(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        from: DateTime<Utc>,
-        dec: fn(&[u8]) -> Option<B>,
-    ) -> Result<Series<B>, StoreError> {
-        let mut end = prefix(id);
-        end.push(tier_byte(Tier::Raw) + 1);
-        self.decode(tree.range(key(id, Tier::Raw, from)..end), id, dec)
-    }
-
-    /// Adds `b`, measured at `at`, to a series: into its raw tier, where the coarse tiers' open
-    /// buckets are read from until they close, and into a coarse tier at once only when `at`
-    /// is before that tier's mark (a clock stepped back) or too old for the raw tier. Then
-    /// every coarse bucket that closed before `at` is written, once, from the raw tier.
-    #[allow(clippy::too_many_arguments)]
-    fn add<B: Merge>(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        at: DateTime<Utc>,
-        b: Option<B>,
-        (mut marks, stored): (Marks, bool),
-        now: DateTime<Utc>,
-        codec: Codec<B>,
-    ) -> Result<(), StoreError> {
-        let mut add: Series<B> = Series::default();
-        let before = marks;
-        if let Some(b) = b {
-            let raw_kept = !Tier::Raw.expired(at, now);
-            for tier in Tier::ALL {
-                let now_into = match tier {
-                    Tier::Raw => raw_kept,
-                    _ => !raw_kept || at.timestamp() < marks.get(tier),
-                };
-                if now_into && !tier.expired(tier.bucket_start(at), now) {
-                    add.tiers
-                        .entry(tier)
-                        .or_default()
-                        .insert(tier.bucket_start(at), b);
-                }
-            }
-        }
-        self.close(tree, id, &mut add, &mut marks, at, now, codec.dec)?;
-        let changed = (marks != before || !stored).then_some(marks);
-        if add.tiers.is_empty() && changed.is_none() {
-            return Ok(());
-        }
-        self.write(tree, id, add, changed, codec)
-    }
-
-    /// Rolls the raw buckets before `upto`'s bucket of each coarse tier, from that tier's mark
-    /// on, up into `add`, and moves the marks there.
-    #[allow(clippy::too_many_arguments)]
-    fn close<B: Merge>(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        add: &mut Series<B>,
-        marks: &mut Marks,
-        upto: DateTime<Utc>,
-        now: DateTime<Utc>,
+        key: &[u8],
+        b: B,
+        enc: fn(&B) -> Vec<u8>,
         dec: fn(&[u8]) -> Option<B>,
     ) -> Result<(), StoreError> {
-        let due = |tier: Tier, m: &Marks| tier.bucket_start(upto).timestamp() > m.get(tier);
-        if !due(Tier::FiveMinutes, marks) && !due(Tier::Hourly, marks) {
-            return Ok(());
-        }
-        let from = marks.five.min(marks.hourly);
-        let Some(from) = DateTime::from_timestamp(from, 0) else {
-            return Ok(());
+        let merged = match tree.get(key).map_err(|e| self.io(e))? {
+            Some(old) => dec(&old)
+                .ok_or_else(|| self.corrupt(format!("a bucket of {} bytes", old.len())))?
+                .merge(&b),
+            None => b,
         };
-        let raw = self.raw_since(tree, id, from, dec)?;
-        for tier in [Tier::FiveMinutes, Tier::Hourly] {
-            if !due(tier, marks) {
-                continue;
+        tree.insert(key, enc(&merged)).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Stores each tier's part of a one-insert `Series`.
+    fn store_series<B: Merge>(
+        &self,
+        tree: &sled::Tree,
+        id: &str,
+        s: Series<B>,
+        enc: fn(&B) -> Vec<u8>,
+        dec: fn(&[u8]) -> Option<B>,
+    ) -> Result<(), StoreError> {
+        for (tier, buckets) in s.tiers {
+            for (start, b) in buckets {
+                self.merge(tree, &key(id, tier, start), b, enc, dec)?;
             }
-            let (lo, hi) = (marks.get(tier), tier.bucket_start(upto));
-            let Some(lo) = DateTime::from_timestamp(lo, 0) else {
-                continue;
-            };
-            let closed = monitor::roll_up(tier, raw.range(Tier::Raw, lo, hi), now);
-            let into = add.tiers.entry(tier).or_default();
-            for (start, b) in closed {
-                into.entry(start)
-                    .and_modify(|old| *old = old.merge(&b))
-                    .or_insert(b);
-            }
-            marks.set(tier, hi.timestamp());
         }
         Ok(())
     }
 
     /// Records a VPS's reading: the delta since its last reading (resets handled by
-    /// `monitor::delta`) goes into the raw tier (and each coarse tier when its bucket closes),
-    /// and the reading becomes the last one.
+    /// `monitor::delta`) goes into every tier that keeps its time at `now`, and the reading
+    /// becomes the last one.
     pub fn record_vps(
         &self,
         vps: &VpsId,
@@ -809,21 +536,19 @@ impl Store {
             ),
             None => None,
         };
-        let id = vps.as_str();
-        let marks =
-            self.stored_marks(&self.vps, id, Some(prev.as_ref().map_or(next.at, |p| p.at)))?;
-        let (out, delta) = match prev.map(|p| monitor::delta(&p, &next, limits)) {
-            None => (Recorded::First, None),
-            Some(Err(_)) => (Recorded::OutOfOrder, None),
+        let out = match prev.map(|p| monitor::delta(&p, &next, limits)) {
+            None => Recorded::First,
+            Some(Err(_)) => Recorded::OutOfOrder,
             Some(Ok(d)) => {
+                let mut s = Series::default();
+                s.insert_delta(&d, now);
+                self.store_series(&self.vps, vps.as_str(), s, enc_bucket, dec_bucket)?;
                 if !d.implausible.is_empty() {
                     tracing::warn!(%vps, fields = ?d.implausible, "implausible counter growth not counted");
                 }
-                let b = Bucket::of(&d);
-                (Recorded::Stored(d), Some(b))
+                Recorded::Stored(d)
             }
         };
-        self.add(&self.vps, id, next.at, delta, marks, now, BUCKET)?;
         self.last
             .insert(last_key, enc_sample(&next))
             .map_err(|e| self.io(e))?;
@@ -846,67 +571,44 @@ impl Store {
             ),
             None => None,
         };
-        let id = node.as_str();
-        let marks = self.stored_marks(&self.node, id, Some(prev.as_ref().map_or(at, |p| p.0)))?;
-        let r = prev
-            .and_then(|(_, p)| cpu_permille(&p, &host.cpu))
-            .map(|cpu| NodeReading {
-                cpu_permille: cpu,
-                mem_used: host.mem_used,
-                load_milli: host.load_milli,
-                storage_free: host.storage_free,
-            });
-        self.add(
-            &self.node,
-            id,
-            at,
-            r.as_ref().map(NodeBucket::of),
-            marks,
-            now,
-            NODE_BUCKET,
-        )?;
         self.last
             .insert(last_key, enc_cpu(at, &host.cpu))
             .map_err(|e| self.io(e))?;
-        Ok(r)
+        let Some(cpu) = prev.and_then(|p| cpu_permille(&p, &host.cpu)) else {
+            return Ok(None);
+        };
+        let r = NodeReading {
+            cpu_permille: cpu,
+            mem_used: host.mem_used,
+            load_milli: host.load_milli,
+            storage_free: host.storage_free,
+        };
+        let mut s = Series::default();
+        s.insert(at, NodeBucket::of(&r), now);
+        self.store_series(
+            &self.node,
+            node.as_str(),
+            s,
+            enc_node_bucket,
+            dec_node_bucket,
+        )?;
+        Ok(Some(r))
     }
 
-    /// The instant of the last reading stored under `lk` in `last`, if any.
-    fn last_at(&self, lk: &[u8]) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self
-            .last
-            .get(lk)
-            .map_err(|e| self.io(e))?
-            .and_then(|v| last_instant(&v)))
-    }
-
-    /// Every bucket of a series: the stored ones, and the coarse tiers' open buckets folded
-    /// from the raw tier.
-    fn series<B: Merge>(
+    fn series<B>(
         &self,
         tree: &sled::Tree,
-        lk: &[u8],
         id: &str,
         dec: fn(&[u8]) -> Option<B>,
     ) -> Result<Series<B>, StoreError> {
-        let mut s = self.decode(tree.scan_prefix(prefix(id)), id, dec)?;
-        let marks = self.marks(tree, id, self.last_at(lk)?)?;
-        for tier in [Tier::FiveMinutes, Tier::Hourly] {
-            if let Some(since) = DateTime::from_timestamp(marks.get(tier), 0) {
-                s.fold_raw(tier, since);
-            }
-        }
-        Ok(s)
+        self.decode(tree.scan_prefix(prefix(id)), id, dec)
     }
 
     /// The buckets of one tier of a series from `from` (inclusive) to `to` (exclusive): one
-    /// scan of their keys, not the whole series (a graph reads a window), and for a coarse
-    /// tier its open buckets folded from the raw tier.
-    #[allow(clippy::too_many_arguments)]
-    fn series_range<B: Merge>(
+    /// scan of their keys, not the whole series (a graph reads a window).
+    fn series_range<B>(
         &self,
         tree: &sled::Tree,
-        lk: &[u8],
         id: &str,
         tier: Tier,
         from: DateTime<Utc>,
@@ -916,33 +618,10 @@ impl Store {
         if from >= to {
             return Ok(Series::default());
         }
-        let mut s = self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)?;
-        if tier == Tier::Raw {
-            return Ok(s);
-        }
-        let mark = self.marks(tree, id, self.last_at(lk)?)?.get(tier);
-        let Some(since) = DateTime::from_timestamp(mark, 0) else {
-            return Ok(s);
-        };
-        let raw = self.raw_since(tree, id, since.max(tier.bucket_start(from)), dec)?;
-        let buckets = s.tiers.entry(tier).or_default();
-        for (at, b) in raw.range(Tier::Raw, since, DateTime::<Utc>::MAX_UTC) {
-            let start = tier.bucket_start(*at);
-            if start >= from && start < to {
-                buckets
-                    .entry(start)
-                    .and_modify(|old| *old = old.merge(b))
-                    .or_insert(*b);
-            }
-        }
-        if buckets.is_empty() {
-            s.tiers.remove(&tier);
-        }
-        Ok(s)
+        self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)
     }
 
-    /// Decodes the bucket entries of `id` that `entries` yields into a series (its marks key
-    /// left out).
+    /// Decodes the bucket entries of `id` that `entries` yields into a series.
     fn decode<B>(
         &self,
         entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
@@ -954,9 +633,6 @@ impl Store {
         for kv in entries {
             let (k, v) = kv.map_err(|e| self.io(e))?;
             let rest = &k[p.len()..];
-            if rest == [MARKS] {
-                continue;
-            }
             let parsed = rest.split_first().and_then(|(t, secs)| {
                 let secs = u64::from_be_bytes(secs.try_into().ok()?) ^ (1 << 63);
                 Some((tier_of(*t)?, DateTime::from_timestamp(secs as i64, 0)?))
@@ -969,16 +645,14 @@ impl Store {
         Ok(s)
     }
 
-    /// Every bucket of a VPS.
+    /// Every stored bucket of a VPS.
     pub fn vps_series(&self, vps: &VpsId) -> Result<Series<Bucket>, StoreError> {
-        let lk = [b"v", vps.as_str().as_bytes()].concat();
-        self.series(&self.vps, &lk, vps.as_str(), dec_bucket)
+        self.series(&self.vps, vps.as_str(), dec_bucket)
     }
 
-    /// Every bucket of a node.
+    /// Every stored bucket of a node.
     pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
-        let lk = [b"n", node.as_str().as_bytes()].concat();
-        self.series(&self.node, &lk, node.as_str(), dec_node_bucket)
+        self.series(&self.node, node.as_str(), dec_node_bucket)
     }
 
     /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
@@ -990,8 +664,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Series<Bucket>, StoreError> {
-        let lk = [b"v", vps.as_str().as_bytes()].concat();
-        self.series_range(&self.vps, &lk, vps.as_str(), tier, from, to, dec_bucket)
+        self.series_range(&self.vps, vps.as_str(), tier, from, to, dec_bucket)
     }
 
     /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
@@ -1002,15 +675,11 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Series<NodeBucket>, StoreError> {
-        let lk = [b"n", node.as_str().as_bytes()].concat();
-        let id = node.as_str();
-        self.series_range(&self.node, &lk, id, tier, from, to, dec_node_bucket)
+        self.series_range(&self.node, node.as_str(), tier, from, to, dec_node_bucket)
     }
 
     /// Drops every bucket expired at `now`, for every series ever recorded, and the last
-    /// reading of a series that has no bucket left; returns how many entries went. Raw buckets
-    /// about to expire whose coarse buckets are not written yet (a series not read for a while)
-    /// are rolled up first.
+    /// reading of a series that has no bucket left; returns how many entries went.
     pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut dropped = 0;
         let lasts: Vec<sled::IVec> = self
@@ -1019,20 +688,12 @@ impl Store {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(|e| self.io(e))?;
-        // The raw buckets that expire now: those at or before this instant.
-        let cutoff = now - Tier::Raw.retention();
         for lk in lasts {
             let Some((kind, id)) = lk.split_first() else {
                 continue;
             };
-            let id = String::from_utf8_lossy(id);
-            let at = self.last_at(&lk)?;
-            if *kind == b'v' {
-                self.roll_expiring(&self.vps, &id, at, cutoff, now, BUCKET)?;
-            } else {
-                self.roll_expiring(&self.node, &id, at, cutoff, now, NODE_BUCKET)?;
-            }
             let tree = if *kind == b'v' { &self.vps } else { &self.node };
+            let id = String::from_utf8_lossy(id);
             for tier in Tier::ALL {
                 let from = key(&id, tier, DateTime::<Utc>::MIN_UTC);
                 let to = key(&id, tier, now - tier.retention());
@@ -1046,63 +707,22 @@ impl Store {
                     dropped += 1;
                 }
             }
-            let mut end = prefix(&id);
-            end.push(MARKS);
-            if tree.range(prefix(&id)..end).next().is_none() {
+            if tree.scan_prefix(prefix(&id)).next().is_none() {
                 // Keep a VPS's last reading while it has history; after 13 months of silence
                 // it is gone with its buckets.
+                let at = self
+                    .last
+                    .get(&lk)
+                    .map_err(|e| self.io(e))?
+                    .and_then(|v| Dec(&v).u64())
+                    .and_then(|us| DateTime::from_timestamp_micros(us as i64));
                 if at.is_none_or(|t| Tier::Hourly.expired(t, now)) {
                     self.last.remove(&lk).map_err(|e| self.io(e))?;
-                    tree.remove(marks_key(&id)).map_err(|e| self.io(e))?;
                     dropped += 1;
                 }
             }
         }
         Ok(dropped)
-    }
-
-    /// Rolls a series' raw buckets at or before `cutoff` that a coarse tier does not hold yet
-    /// into it, so pruning the raw tier loses nothing.
-    fn roll_expiring<B: Merge>(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        last: Option<DateTime<Utc>>,
-        cutoff: DateTime<Utc>,
-        now: DateTime<Utc>,
-        codec: Codec<B>,
-    ) -> Result<(), StoreError> {
-        let mut marks = self.marks(tree, id, last)?;
-        let upto = cutoff.timestamp().saturating_add(1);
-        if marks.five.min(marks.hourly) >= upto {
-            return Ok(());
-        }
-        let before = marks;
-        let Some(from) = DateTime::from_timestamp(marks.five.min(marks.hourly), 0) else {
-            return Ok(());
-        };
-        let Some(hi) = DateTime::from_timestamp(upto, 0) else {
-            return Ok(());
-        };
-        let raw = self.raw_since(tree, id, from, codec.dec)?;
-        let mut add: Series<B> = Series::default();
-        for tier in [Tier::FiveMinutes, Tier::Hourly] {
-            let Some(lo) = DateTime::from_timestamp(marks.get(tier), 0) else {
-                continue;
-            };
-            if lo >= hi {
-                continue;
-            }
-            let closed = monitor::roll_up(tier, raw.range(Tier::Raw, lo, hi), now);
-            if !closed.is_empty() {
-                add.tiers.insert(tier, closed);
-            }
-            marks.set(tier, upto);
-        }
-        if marks == before {
-            return Ok(());
-        }
-        self.write(tree, id, add, Some(marks), codec)
     }
 
     /// A VPS's last reading, if any (what `/metrics` shows).
@@ -1469,31 +1089,6 @@ mod tests {
             },
         };
         assert_eq!(dec_sample(&enc_sample(&s)), Some(s));
-        assert!(enc_sample(&s).len() < 60, "{}", enc_sample(&s).len());
-        // Layouts 1 and 2 wrote it fixed-width: still read.
-        let fixed = enc_counters(
-            Enc(Vec::new())
-                .u64(s.at.timestamp_micros() as u64)
-                .u64(3)
-                .u64(3)
-                .u64(t(-10).timestamp() as u64),
-            &s.counters,
-        )
-        .0;
-        assert_eq!(dec_sample(&fixed), Some(s));
-        assert_eq!(last_instant(&fixed), Some(s.at));
-        let cpu = HostCpu {
-            busy: 5,
-            total: 9,
-            btime: None,
-        };
-        let old_cpu = Enc(Vec::new())
-            .u64(s.at.timestamp_micros() as u64)
-            .u64(5)
-            .u64(9)
-            .0;
-        assert_eq!(dec_cpu(&old_cpu), Some((s.at, cpu)));
-        assert_eq!(dec_cpu(&enc_cpu(s.at, &cpu)), Some((s.at, cpu)));
         let b = NodeBucket::of(&NodeReading {
             cpu_permille: 1,
             mem_used: 2,
@@ -1591,13 +1186,6 @@ mod tests {
         assert!(s.record_vps(&v, sample(60, 7, 1500), t(60), &lim).is_ok());
         let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(series.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
-        // The hour closes: its bucket is written, merged into the old one.
-        assert!(
-            s.record_vps(&v, sample(3660, 7, 1600), t(3660), &lim)
-                .is_ok()
-        );
-        let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(series.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
         let raw = s
             .vps
             .get(key("xen02", Tier::Hourly, t(0)))
@@ -1614,280 +1202,19 @@ mod tests {
         let path = dir.path().join("db");
         {
             let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            db.insert(MAGIC_KEY, &b"gitvps-monitor 4"[..])
+            db.insert(MAGIC_KEY, &b"gitvps-monitor 3"[..])
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
         }
         let e = Store::open(&path).map(drop).map_err(|e| e.to_string());
         assert!(
-            matches!(&e, Err(m) if m.contains("gitvps-monitor 4") && m.contains("gitvps-monitor 3")),
+            matches!(&e, Err(m) if m.contains("gitvps-monitor 3") && m.contains("gitvps-monitor 2")),
             "{e:?}"
         );
         let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             db.get(MAGIC_KEY).ok().flatten().as_deref(),
-            Some(&b"gitvps-monitor 4"[..])
-        );
-    }
-
-    /// Layout 2's writer, as the previous gitvps wrote: every delta merged into every tier at
-    /// once, no marks. What layout 3's answers are compared against.
-    fn record_vps_v2(s: &Store, vps: &VpsId, next: Sample, now: DateTime<Utc>) {
-        let lk = [b"v", vps.as_str().as_bytes()].concat();
-        let prev = s.last.get(&lk).unwrap().map(|v| dec_sample(&v).unwrap());
-        if let Some(Ok(d)) = prev.map(|p| monitor::delta(&p, &next, &Limits::default())) {
-            let mut add = Series::default();
-            add.insert_delta(&d, now);
-            s.write(&s.vps, vps.as_str(), add, None, BUCKET).unwrap();
-        }
-        s.last.insert(lk, enc_sample(&next)).unwrap();
-    }
-
-    /// Layout 2's pruning: what layout 3's does, without the roll-up marks it leaves (layout 2
-    /// had none, and every delta was in every tier already).
-    fn prune_v2(s: &Store, now: DateTime<Utc>) {
-        s.prune(now).unwrap();
-        s.vps.remove(marks_key("xen02")).unwrap();
-    }
-
-    /// A layout-2 database: its magic key, as the previous gitvps left it.
-    fn open_v2(path: &Path) -> Store {
-        let s = Store::open(path).unwrap();
-        s.db.insert(MAGIC_KEY, MAGIC_V2).unwrap();
-        s
-    }
-
-    /// Every read a caller makes of a VPS: the whole series, each tier's windows (aligned or
-    /// not, the open hour, a day), the last reading.
-    fn answers(s: &Store, v: &VpsId, now: DateTime<Utc>) -> Vec<String> {
-        let mut out = vec![
-            format!("{:?}", s.vps_series(v).unwrap()),
-            format!("{:?}", s.last_vps(v).unwrap()),
-        ];
-        for tier in Tier::ALL {
-            for (from, to) in [
-                (now - Duration::days(400), now + Duration::days(1)),
-                (now - Duration::hours(1), now + Duration::minutes(1)),
-                (now - Duration::seconds(3601), now - Duration::seconds(601)),
-                (Tier::Hourly.bucket_start(now), now + Duration::hours(1)),
-                (now - Duration::days(1), now),
-            ] {
-                let r = s.vps_range(v, tier, from, to).unwrap();
-                out.push(format!("{tier:?} {from} {to}: {r:?}"));
-            }
-        }
-        out
-    }
-
-    /// One reading of a generated VPS history: seconds since the previous one, growth, and
-    /// whether the domain was re-created (a counter reset) or one counter went down.
-    fn steps() -> impl Strategy<Value = Vec<(i64, u64, u8)>> {
-        let gap = prop_oneof![
-            8 => Just(60i64),
-            2 => 1i64..900,
-            1 => 900i64..3 * 86_400,
-        ];
-        prop::collection::vec((gap, 0u64..1 << 32, 0u8..20), 1..160)
-    }
-
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-        /// Layout 3 (coarse buckets written once, when they close) answers every read as
-        /// layout 2 (every tier merged into at each collection) did, over a generated history
-        /// with gaps, counter resets and pruning, and as the in-memory model does.
-        #[test]
-        fn layout_3_answers_as_layout_2_did(steps in steps()) {
-            let dir = tempfile::tempdir().unwrap();
-            let new = Store::open(&dir.path().join("new")).unwrap();
-            let old = open_v2(&dir.path().join("old"));
-            let v = id("xen02");
-            let mut model: Series = Series::default();
-            let mut last: Option<Sample> = None;
-            let (mut at, mut domid, mut c) = (t(37), 1u64, Counters::default());
-            for (gap, grow, event) in steps {
-                if gap > 3600 {
-                    // The service prunes while this VPS is not read (its node is down).
-                    new.prune(at + Duration::seconds(gap / 2)).unwrap();
-                    prune_v2(&old, at + Duration::seconds(gap / 2));
-                    model.prune(at + Duration::seconds(gap / 2));
-                }
-                at += Duration::seconds(gap);
-                match event {
-                    0 => {
-                        domid += 1;
-                        c = Counters::default();
-                    }
-                    1 => c.net_tx_bytes /= 2,
-                    _ => {}
-                }
-                c.net_rx_bytes += grow;
-                c.net_tx_bytes += grow / 3;
-                c.cpu_ms += grow % 1000;
-                c.disk_write_ops += grow % 17;
-                let next = Sample {
-                    at: at + Duration::microseconds(grow as i64 % 1_000_000),
-                    incarnation: Incarnation { domain_id: Some(domid), started: None },
-                    counters: c,
-                };
-                if let Some(Ok(d)) = last.map(|p| monitor::delta(&p, &next, &Limits::default())) {
-                    model.insert_delta(&d, next.at);
-                }
-                last = Some(next);
-                new.record_vps(&v, next, next.at, &Limits::default()).unwrap();
-                record_vps_v2(&old, &v, next, next.at);
-                new.prune(next.at).unwrap();
-                prune_v2(&old, next.at);
-                model.prune(next.at);
-            }
-            let now = at + Duration::seconds(1);
-            prop_assert_eq!(answers(&new, &v, now), answers(&old, &v, now));
-            // The model keeps each raw bucket's instant to the microsecond, the store to the
-            // second.
-            if let Some(raw) = model.tiers.get_mut(&Tier::Raw) {
-                *raw = raw
-                    .iter()
-                    .map(|(t, b)| (DateTime::from_timestamp(t.timestamp(), 0).unwrap(), *b))
-                    .collect();
-            }
-            prop_assert_eq!(new.vps_series(&v).unwrap(), model);
-            // A restart (flush, reopen) changes no answer.
-            let before = answers(&new, &v, now);
-            new.flush().unwrap();
-            drop(new);
-            let new = Store::open(&dir.path().join("new")).unwrap();
-            prop_assert_eq!(answers(&new, &v, now), before);
-        }
-    }
-
-    #[test]
-    fn coarse_buckets_are_written_once_when_they_close_and_a_restart_in_one_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let v = id("xen02");
-        let lim = Limits::default();
-        let mut model: Series = Series::default();
-        let mut prev: Option<Sample> = None;
-        let mut record = |s: &Store, k: i64| {
-            let next = sample(60 * k + 30, 7, 1000 * k as u64);
-            if let Some(Ok(d)) = prev.map(|p| monitor::delta(&p, &next, &lim)) {
-                model.insert_delta(&d, next.at);
-            }
-            prev = Some(next);
-            s.record_vps(&v, next, next.at, &lim).unwrap();
-            model.clone()
-        };
-        let stored = |s: &Store, tier, start| s.vps.get(key("xen02", tier, start)).unwrap();
-        {
-            let s = Store::open(&path).unwrap();
-            for k in 0..=32 {
-                record(&s, k);
-            }
-            // 10:32:30: the 10:30 five minutes and the 10:00 hour are open, not written.
-            assert!(stored(&s, Tier::FiveMinutes, t(30 * 60)).is_none());
-            assert!(stored(&s, Tier::Hourly, t(0)).is_none());
-            assert!(stored(&s, Tier::FiveMinutes, t(25 * 60)).is_some());
-            s.flush().unwrap();
-        }
-        // A restart in the middle of both open buckets: they read the same, and fill on.
-        let s = Store::open(&path).unwrap();
-        let mut model_now = Series::default();
-        for k in 33..=65 {
-            model_now = record(&s, k);
-        }
-        assert_eq!(s.vps_series(&v).unwrap(), model_now);
-        let hour = s.vps_range(&v, Tier::Hourly, t(0), t(3600)).unwrap();
-        let b = hour.tiers[&Tier::Hourly][&t(0)];
-        assert_eq!(
-            (b.samples, b.seconds, b.usage.net_rx_bytes),
-            (59, 3540, 59_000)
-        );
-        // The 10:00 hour closed at 11:00:30 and is written; the 11:00 one is open.
-        assert!(stored(&s, Tier::Hourly, t(0)).is_some());
-        assert!(stored(&s, Tier::Hourly, t(3600)).is_none());
-    }
-
-    #[test]
-    fn a_layout_2_database_is_read_as_it_is_and_its_open_buckets_fill_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let v = id("xen02");
-        let lim = Limits::default();
-        let mut model: Series = Series::default();
-        let mut prev: Option<Sample> = None;
-        let mut next_of = |k: i64| {
-            let next = sample(60 * k + 30, 7, 1000 * k as u64);
-            if let Some(Ok(d)) = prev.map(|p| monitor::delta(&p, &next, &lim)) {
-                model.insert_delta(&d, next.at);
-            }
-            prev = Some(next);
-            (next, model.clone())
-        };
-        let mut m32 = Series::default();
-        {
-            let old = open_v2(&path);
-            for k in 0..=32 {
-                let (n, m) = next_of(k);
-                record_vps_v2(&old, &v, n, n.at);
-                m32 = m;
-            }
-            old.flush().unwrap();
-        }
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.db.get(MAGIC_KEY).unwrap().as_deref(), Some(MAGIC));
-        // The same answers before anything new: the open buckets as layout 2 wrote them.
-        assert_eq!(s.vps_series(&v).unwrap(), m32);
-        assert_eq!(
-            s.vps_series(&v).unwrap().tiers[&Tier::Hourly][&t(0)]
-                .usage
-                .net_rx_bytes,
-            32_000
-        );
-        let mut last = Series::default();
-        for k in 33..=70 {
-            let (n, m) = next_of(k);
-            s.record_vps(&v, n, n.at, &lim).unwrap();
-            last = m;
-        }
-        assert_eq!(s.vps_series(&v).unwrap(), last);
-        // Reopened: still layout 3, same answers.
-        s.flush().unwrap();
-        drop(s);
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.vps_series(&v).unwrap(), last);
-    }
-
-    #[test]
-    fn raw_buckets_of_a_series_not_read_for_a_day_are_rolled_up_before_they_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
-        let v = id("xen02");
-        let lim = Limits::default();
-        for k in 0..=10 {
-            s.record_vps(&v, sample(60 * k, 7, 100 * k as u64), t(60 * k), &lim)
-                .unwrap();
-        }
-        // Its node is gone: only pruning runs, past the raw tier's day.
-        s.prune(t(600) + Duration::days(1) + Duration::minutes(1))
-            .unwrap();
-        let series = s.vps_series(&v).unwrap();
-        assert!(!series.tiers.contains_key(&Tier::Raw));
-        let total = |tier| -> u64 {
-            series
-                .range(tier, t(-3600), t(3600))
-                .map(|(_, b)| b.usage.net_rx_bytes)
-                .sum()
-        };
-        assert_eq!(
-            (total(Tier::FiveMinutes), total(Tier::Hourly)),
-            (1000, 1000)
-        );
-        // Back a day later: the delta counts on from the kept reading.
-        let r = s.record_vps(&v, sample(600 + 86_520, 7, 1100), t(600 + 86_520), &lim);
-        assert!(
-            matches!(r, Ok(Recorded::Stored(ref d)) if d.usage.net_rx_bytes == 100),
-            "{r:?}"
+            Some(&b"gitvps-monitor 3"[..])
         );
     }
 }
