@@ -27,6 +27,8 @@ pub struct Moved {
     pub codec: &'static str,
     /// Seconds the whole move took.
     pub secs: f64,
+    /// Of those, seconds the stream of the disk took (0 for a verified copy).
+    pub copy_secs: f64,
 }
 
 /// Why a move did not finish. The source keeps the VPS's disk in every case; after a failed
@@ -244,8 +246,8 @@ pub async fn move_one(
             .await?,
     );
     let codec = Codec::common(sc, dc);
-    let (sha256, bytes) = match verified {
-        Some(sha) => (sha, 0),
+    let (sha256, bytes, copy_secs) = match verified {
+        Some(sha) => (sha, 0, 0.0),
         None => copy(&src, &dst, m, codec, desired.shutdown_timeout_secs, v.run).await?,
     };
     // 4. The target: marked as verified, config and record written, started.
@@ -279,6 +281,7 @@ pub async fn move_one(
         sha256,
         codec: codec.word(),
         secs: t0.elapsed().as_secs_f64(),
+        copy_secs,
     })
 }
 
@@ -300,7 +303,8 @@ async fn runs(side: &Side<'_>, vps: &VpsId) -> Result<bool, MoveError> {
 }
 
 /// Phases 1 to 3: the target's fresh disk, the source stopped, the stream checked on both
-/// ends. A failed or mismatched copy is discarded and the source started again.
+/// ends (its sha256, the bytes and the seconds the stream took). A failed or mismatched copy
+/// is discarded and the source started again.
 async fn copy(
     src: &Side<'_>,
     dst: &Side<'_>,
@@ -308,7 +312,7 @@ async fn copy(
     codec: Codec,
     timeout_secs: u32,
     run: bool,
-) -> Result<(String, u64), MoveError> {
+) -> Result<(String, u64, f64), MoveError> {
     let vps = &m.vps;
     dst.run(
         vps,
@@ -322,7 +326,9 @@ async fn copy(
         &moving::stop_command(src.spec, m, timeout_secs),
     )
     .await?;
+    let t = Instant::now();
     let r = stream(src, dst, m, codec).await;
+    let secs = t.elapsed().as_secs_f64();
     if r.is_err() {
         let discard = moving::discard_command(dst.spec, m);
         if let Err(e) = dst.run(vps, "discarding the copy", &discard).await {
@@ -335,7 +341,7 @@ async fn copy(
             }
         }
     }
-    r
+    r.map(|(sha, bytes)| (sha, bytes, secs))
 }
 
 /// Pieces of the stream (each what one SSH data message brought, at most 32 KiB) queued

@@ -6,8 +6,9 @@
 #   send DISK CODEC       (under the node's lock) the disk, compressed, on stdout; on stderr at
 #                         the end `gitvps-sha256 SHA256` of the bytes read;
 #   recv DISK CODEC SPARSE (under the node's lock) the compressed disk from stdin into DISK (a
-#                         fresh logical volume or image file, made beforehand); on stderr at the
-#                         end `gitvps-sha256 SHA256` of the bytes written.
+#                         fresh logical volume or image file, made beforehand; O_DIRECT where
+#                         it opens so, flushed at the end); on stderr at the end
+#                         `gitvps-sha256 SHA256` of the bytes written.
 # The marker and limit variables are put in front of it by the planner (planner::protocol).
 # shellcheck shell=sh disable=SC2154 # the M_* marker and limit variables come from the header
 R=${1%/}
@@ -78,10 +79,21 @@ case $action in
     [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
     conv=notrunc,fsync
     [ "$3" = sparse ] && conv=notrunc,sparse,fsync
+    # Written past the page cache (O_DIRECT) where the disk allows it: the copy must be on disk
+    # before the source goes, and direct writes get it there sooner than a flush at the end.
+    direct=
+    dd of="$1" oflag=direct conv=notrunc count=0 status=none </dev/null 2>/dev/null && direct=1
+    write() {
+      if [ -n "$direct" ]; then
+        dd of="$1" bs=1M iflag=fullblock oflag=direct conv="$conv" status=none
+      else
+        dd of="$1" bs=1M iflag=fullblock conv="$conv" status=none
+      fi
+    }
     work
     { codec "$2" d || echo "$2" >>"$t/err"; } |
       { tee "$t/f" || echo "tee" >>"$t/err"; } |
-      { dd of="$1" bs=1M iflag=fullblock conv="$conv" status=none || echo "dd" >>"$t/err"; }
+      { write "$1" || echo "dd" >>"$t/err"; }
     done_work
     ;;
   *)

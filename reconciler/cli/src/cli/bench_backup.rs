@@ -151,7 +151,7 @@ pub fn run(a: &BackupBench) -> anyhow::Result<i32> {
     );
 
     // The baseline: `dd | ssh | dd` of the same disk onto the node.
-    let base = dd_ssh_dd(&bed, 0, &disk, &first)?;
+    let base = dd_ssh_dd(&bed, 0, &disk, &first, false)?;
 
     // A backup as `gitvps backup run` takes it, at a given time (due: never backed up).
     let backup = |now: &str| -> anyhow::Result<(f64, String)> {
