@@ -55,7 +55,7 @@ impl Fleet {
             network: "192.0.2.0/24",
             gateway: "192.0.2.1",
             kvm: &format!("accel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n"),
-            plan_extra: "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\n",
+            plan_extra: "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\nsnapshot_limit = 2\n",
             format: "qcow2",
         });
         Fleet {
@@ -195,6 +195,11 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     assert!(seen.contains(&format!("{VPS} login:")), "{seen:?}");
     drop(account);
 
+    // 3b. Snapshots through QMP and a restore from a restic backup (one boot).
+    snapshot_backup_and_restore(&f);
+    // The restore started a new QEMU.
+    let pid = f.qemu_pid().unwrap();
+
     // 4. A QMP socket that does not answer (QEMU stopped): the reboot fails clearly, nothing
     // is destroyed; once QEMU answers again, a re-run reboots.
     f.edit_vps(
@@ -268,6 +273,7 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     );
     f.converge("stop");
     assert_eq!(f.qemu_pid(), None);
+    revert_while_stopped(&f);
 
     // 7. Reinstall with another OS of the catalog, and start.
     f.edit_vps(
@@ -289,8 +295,168 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     f.assert_qcow2_alone();
     assert!(out.contains(&format!("{VPS} {IP}/24")), "{out}");
 
+    // The reinstall kept the snapshot (as on LVM); deleted through QMP, the guest running.
+    assert_eq!(f.snapshots(), ["before"]);
+    let pid = f.qemu_pid().unwrap();
+    // The snapshot goes, with the revert that names it.
+    f.edit_vps(
+        &format!("{SNAPSHOT}\n[revert]\nsnapshot = \"before\"\ngeneration = 1\n"),
+        "",
+    );
+    let a = f.converge("delete the snapshot");
+    assert!(
+        a.stdout.contains(&format!("{VPS}: delete snapshot before")),
+        "{a:?}"
+    );
+    assert!(f.snapshots().is_empty());
+    assert_eq!(f.qemu_pid(), Some(pid), "the guest kept running");
+
     // 8. Boot media: an ISO the inventory attaches boots first; ejecting it boots the disk.
     iso_boot_and_back(&f);
+}
+
+/// The restic password of the rig's backups.
+const PASSWORD: &str = "rig-Pa55-9f3k";
+
+/// The VPS's snapshot, as its file declares it.
+const SNAPSHOT: &str = "\n[[snapshot]]\nname = \"before\"\ncreated = 2026-12-06T23:00:00Z\n";
+
+impl Fleet {
+    /// The internal snapshots of the guest's image.
+    fn snapshots(&self) -> Vec<String> {
+        support::kvm::qcow2_snapshots(&self.disk())
+    }
+
+    /// `debugfs -R "cat PATH"` for each path, on one raw copy of the (free) image.
+    fn files_on_disk(&self, paths: &[&str]) -> Vec<String> {
+        let raw = self.dir.path().join("inspect.raw");
+        let out = Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(self.disk())
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let cat = |path: &str| {
+            let out = Command::new("debugfs")
+                .args(["-R", &format!("cat {path}")])
+                .arg(&raw)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let files = paths.iter().map(|p| cat(p)).collect();
+        std::fs::remove_file(&raw).unwrap();
+        files
+    }
+}
+
+/// Issue 19 on a real guest: a snapshot taken through QMP while it runs; the guest writes a file,
+/// is backed up with real restic (a local repository), the file is deleted, and `[restore]`
+/// (as an admin commit would write it) brings the disk back: the guest boots with the file.
+fn snapshot_backup_and_restore(f: &Fleet) {
+    let t = Instant::now();
+    let pid = f.qemu_pid().unwrap();
+    f.in_guest("echo 'kept by the backup' >/root/restore-me && sync");
+
+    // A snapshot, taken through QMP: the same QEMU keeps running.
+    f.edit_vps(
+        "appliance = \"probe\"\n",
+        &format!("appliance = \"probe\"\n{SNAPSHOT}"),
+    );
+    let a = f.converge("take a snapshot");
+    assert!(
+        a.stdout.contains(&format!("{VPS}: take snapshot before")),
+        "{a:?}"
+    );
+    assert_eq!(f.snapshots(), ["before"]);
+    assert_eq!(f.qemu_pid(), Some(pid), "the guest kept running");
+
+    // A backup with real restic while the guest runs.
+    let repo = f.dir.path().join("restic-repo");
+    let init = Command::new("restic")
+        .arg("-r")
+        .arg(&repo)
+        .args(["--no-cache", "init"])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .expect("restic runs (scripts/deps install test installs it)");
+    assert!(init.status.success(), "{}", support::output_text(&init));
+    let settings = f.repo.join("gitvps.toml");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!(
+        "\n[backup]\n[backup.local]\npath = \"{}\"\n",
+        repo.display()
+    ));
+    std::fs::write(&settings, text).unwrap();
+    f.edit_vps(
+        SNAPSHOT,
+        &format!("{SNAPSHOT}\n[backup]\nevery = \"daily\"\nhour = 0\nkeep_daily = 7\n"),
+    );
+    let env = [("GITVPS_RESTIC_PASSWORD", PASSWORD)];
+    let tb = Instant::now();
+    let r = f.gitvps_env(&["backup", "run"], &env);
+    assert_eq!(r.code, 0, "{r:?}");
+    eprintln!(
+        "backup of the running guest: {:.1} s",
+        tb.elapsed().as_secs_f64()
+    );
+    assert_eq!(f.qemu_pid(), Some(pid), "the guest kept running");
+    let l = f.gitvps_env(&["backup", "list", "--json"], &env);
+    assert_eq!(l.code, 0, "{l:?}");
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).unwrap();
+    let id = v[VPS][0]["id"].as_str().unwrap().to_owned();
+
+    // The file is deleted; the restore brings it back, and the guest boots from it.
+    f.in_guest("rm /root/restore-me && sync");
+    f.edit_vps(
+        SNAPSHOT,
+        &format!(
+            "{SNAPSHOT}\n[restore]\nsnapshot = \"{}\"\ngeneration = 1\n",
+            &id[..8]
+        ),
+    );
+    let tr = Instant::now();
+    let a = f.converge_env("restore", &env);
+    assert!(
+        a.stdout.contains(&format!("{VPS}: restore backup")),
+        "{a:?}"
+    );
+    assert_ne!(f.qemu_pid(), Some(pid), "restarted");
+    f.wait_for_login(1);
+    let out = f.in_guest("cat /root/restore-me");
+    assert_eq!(out, "kept by the backup\n");
+    eprintln!(
+        "restore to the guest's SSH: {:.1} s; the whole section: {:.1} s",
+        tr.elapsed().as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    // The backup held the image with its snapshot.
+    assert_eq!(f.snapshots(), ["before"]);
+    // What the revert later undoes.
+    f.in_guest("echo 'after the snapshot' >/root/after-snapshot && sync");
+}
+
+/// The guest is stopped: `[revert]` goes back to the snapshot with `qemu-img snapshot -a` (no
+/// boot): the file written after it is gone, the one before it is there.
+fn revert_while_stopped(f: &Fleet) {
+    f.edit_vps(
+        SNAPSHOT,
+        &format!("{SNAPSHOT}\n[revert]\nsnapshot = \"before\"\ngeneration = 1\n"),
+    );
+    let a = f.converge("revert");
+    assert!(
+        a.stdout.contains(&format!(
+            "{VPS}: revert the disk to snapshot before (generation 1)"
+        )),
+        "{a:?}"
+    );
+    assert_eq!(f.qemu_pid(), None, "a stopped VPS stays stopped");
+    assert_eq!(
+        f.files_on_disk(&["/root/after-snapshot", "/root/restore-me"]),
+        ["", "kept by the backup\n"]
+    );
+    assert_eq!(f.snapshots(), ["before"]);
 }
 
 /// Step 8 (issue 18): the customer's ISO, fetched by the node's curl from an HTTP server on
