@@ -88,8 +88,10 @@ const IMPORT_KVM: &str = include_str!("../../node/import-kvm.sh");
 /// The command `gitvps import` runs (read only, no lock, one exec): the observe report; on a
 /// KVM node followed by a second line with each running guest's QEMU arguments.
 pub fn import_command(spec: &NodeSpec, now: i64) -> String {
+    // `long=1`: the observe also prints `xl list -l` (the guests' configs), which only
+    // import reads.
     let script = match spec.hypervisor {
-        Hypervisor::Xen => observe_script(spec.hypervisor),
+        Hypervisor::Xen => format!("long=1\n{}", observe_script(spec.hypervisor)),
         Hypervisor::Kvm => format!("{}{IMPORT_KVM}", observe_script(spec.hypervisor)),
     };
     format!(
