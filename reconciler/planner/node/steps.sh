@@ -94,13 +94,20 @@ unheld() {
 disk_free() { unheld disk "$1"; }
 # fetch_iso URL SHA256 MAX_BYTES FILE: an ISO into the node's cache (FILE is named by its
 # sha256), over http(s) only (redirects too), at most MAX_BYTES, kept only when its sha256 is
-# SHA256; a cached FILE is checked again and kept.
+# SHA256; a cached FILE is checked again and kept. VPSes that share an ISO fetch it side by
+# side: one fetch at a time (a lock on the cache folder), so the later ones find it cached.
 fetch_iso() {
+  mkdir -p "${4%/*}" || return 1
+  (
+    flock 8 || exit 1
+    fetch_iso_now "$@"
+  ) 8<"${4%/*}"
+}
+fetch_iso_now() {
   if [ -f "$4" ] && [ "$(sha256sum <"$4" | cut -d' ' -f1)" = "$2" ]; then
     printf 'gitvps: %s is in the cache already\n' "$4"
     return 0
   fi
-  mkdir -p "${4%/*}" || return 1
   t="$4.part"
   rm -f "$t"
   if command -v curl >/dev/null 2>&1; then
