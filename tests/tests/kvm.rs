@@ -462,7 +462,7 @@ fn revert_while_stopped(f: &Fleet) {
 /// Step 8 (issue 18): the customer's ISO, fetched by the node's curl from an HTTP server on
 /// loopback and checked against its sha256, boots before the disk (its marker on the serial
 /// console, and no login prompt awaited by the start); ejecting it brings the installed system
-/// back with its files.
+/// back with its files, and removes the ISO from the node's cache.
 fn iso_boot_and_back(f: &Fleet) {
     use support::media::{ISO_MARKER, marker_iso, serve_bytes, sha256_hex};
     let dir = tempfile::tempdir().unwrap();
@@ -508,5 +508,8 @@ fn iso_boot_and_back(f: &Fleet) {
     let out = f.in_guest("cat /root/firstboot-ran; cat /etc/debian_version");
     assert!(out.contains(VPS) && out.contains("\n13."), "{out}");
     assert!(!f.console().contains(ISO_MARKER));
+    // No VPS uses the ISO any more: the same apply removed it from the cache, after the guest
+    // was restarted without it (its QEMU let go of it).
+    assert!(!cached.exists(), "the ejected ISO is still cached");
     f.assert_qcow2_alone();
 }

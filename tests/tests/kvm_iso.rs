@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A KVM guest's `[boot]` ISO for real: a tiny ISO built here (grub-mkrescue) attached by the
-//! planner's QEMU arguments as a read-only CD-ROM booted first, seen on the serial console.
+//! planner's QEMU arguments as a read-only CD-ROM booted first, seen on the serial console;
+//! while the guest runs, the removal of cached ISOs refuses the ISO its QEMU holds open.
 
 use std::path::Path;
 use std::process::Command;
@@ -84,7 +85,59 @@ fn a_guest_boots_the_iso_attached_as_its_cdrom_before_its_disk() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    let held = removal_of(root, &iso);
     let _ = Command::new("kill").arg(pid.trim()).status();
     assert!(seen.contains(MARKER), "no {MARKER} on the console:\n{seen}");
+    let why = format!(
+        "the ISO {} is in use by process {} (gitvps-xen10): not touching it",
+        iso.display(),
+        pid.trim()
+    );
+    assert!(held.contains(&why), "no `{why}` in:\n{held}");
+    assert!(iso.exists(), "a held ISO is not removed");
     eprintln!("ISO booted to its marker in {:?}", started.elapsed());
+}
+
+/// Runs the node's removal of the cached ISO `iso` (a steps script with its one step, as the
+/// planner builds it for a KVM node) and returns its output; the step must fail.
+fn removal_of(root: &str, iso: &Path) -> String {
+    use planner::desired::{NodeSpec, Store};
+    use planner::plan::{Op, Step, StepPaths};
+    let spec = NodeSpec {
+        node: "kvm1".parse().unwrap(),
+        address: "127.0.0.1:22".into(),
+        root: root.into(),
+        sudo: false,
+        hypervisor: model::values::Hypervisor::Kvm,
+        accel: None,
+        boot_timeout_secs: 0,
+        vps_at_once: 1,
+        store: Store::File {
+            dir: format!("{root}/var/lib/gitvps/disks"),
+            format: model::values::ImageFormat::Raw,
+        },
+        vps: std::collections::BTreeMap::new(),
+    };
+    let step = Step {
+        vps: "kvm1".parse().unwrap(),
+        op: Op::RemoveIso {
+            sha256: "0".repeat(64),
+            path: iso.display().to_string(),
+        },
+        record: None,
+        target: StepPaths {
+            disk: String::new(),
+            config: String::new(),
+        },
+    };
+    let script = planner::driver::steps_script(&spec, &[step]);
+    let out = Command::new("sh")
+        .args(["-c", &script, "gitvps-steps", root])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the removal of a held ISO failed not"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

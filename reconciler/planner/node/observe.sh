@@ -116,6 +116,18 @@ LIST
   done
   printf '],"consoles":['
   hashed consoles
+  # The ISO cache (node/steps.sh's fetch_iso): the sha256 of each ISO kept, from its file
+  # name; a glob, no exec. Names of hex digits only (the planner keeps those of 64).
+  printf '],"isos":['
+  sep=
+  for f in "$R/var/cache/gitvps/iso"/*.iso; do
+    n=${f##*/}
+    n=${n%.iso}
+    case $n in '' | *[!0-9a-f]*) continue ;; esac
+    [ -f "$f" ] || continue
+    printf '%s"%s"' "$sep" "$n"
+    sep=,
+  done
   printf '],"now":%s}' "$now"
 }
 

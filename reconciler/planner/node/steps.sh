@@ -80,24 +80,34 @@ dom_made() { dom_names="$dom_names$1 "; }
 dom_gone() {
   case $dom_names in *" $1 "*) dom_names="${dom_names%% "$1" *} ${dom_names#* "$1" }" ;; esac
 }
-# Refuses to touch a disk that a process holds open (a guest started by hand, a stale QEMU).
-disk_free() {
-  d=$(readlink -f "$1" 2>/dev/null) || d=$1
+# unheld WHAT FILE: fails, naming them, when processes hold FILE open (their /proc/PID/fd), so
+# that it is not touched: a guest started by hand, a stale QEMU, a guest that still boots an ISO.
+unheld() {
+  d=$(readlink -f "$2" 2>/dev/null) || d=$2
   d=$(printf '%s' "$d" | sed 's/[][*?\\]/\\&/g')
   users=$(find /proc/[0-9]*/fd -lname "$d" 2>/dev/null | cut -d/ -f3 | sort -u | tr '\n' ' ')
   [ -z "$users" ] && return 0
-  for p in $users; do printf 'gitvps: the disk %s is in use by process %s (%s): not touching it\n' "$1" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
+  for p in $users; do printf 'gitvps: the %s %s is in use by process %s (%s): not touching it\n' "$1" "$2" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)" >&2; done
   return 1
 }
+# Refuses to touch a disk that a process holds open.
+disk_free() { unheld disk "$1"; }
 # fetch_iso URL SHA256 MAX_BYTES FILE: an ISO into the node's cache (FILE is named by its
 # sha256), over http(s) only (redirects too), at most MAX_BYTES, kept only when its sha256 is
-# SHA256; a cached FILE is checked again and kept.
+# SHA256; a cached FILE is checked again and kept. VPSes that share an ISO fetch it side by
+# side: one fetch at a time (a lock on the cache folder), so the later ones find it cached.
 fetch_iso() {
+  mkdir -p "${4%/*}" || return 1
+  (
+    flock 8 || exit 1
+    fetch_iso_now "$@"
+  ) 8<"${4%/*}"
+}
+fetch_iso_now() {
   if [ -f "$4" ] && [ "$(sha256sum <"$4" | cut -d' ' -f1)" = "$2" ]; then
     printf 'gitvps: %s is in the cache already\n' "$4"
     return 0
   fi
-  mkdir -p "${4%/*}" || return 1
   t="$4.part"
   rm -f "$t"
   if command -v curl >/dev/null 2>&1; then
@@ -157,6 +167,16 @@ run() {
     echo "$M_FAIL $i $rc"
     failed="$failed$v "
   fi
+}
+# node_step I FN: a step of the node rather than of one VPS (the removal of a cached ISO), run
+# after every VPS's steps; skipped when one of them failed, since a guest that was to let go
+# of what it removes may still hold it.
+node_step() {
+  if [ "$bad" != 0 ]; then
+    echo "$M_SKIP $1"
+    return 0
+  fi
+  run "$1" "@$1" "$2"
 }
 # group FN: runs one VPS's steps (the function FN). With AT_ONCE above 1 it runs in the
 # background, at most AT_ONCE groups at a time (a full batch is waited for); otherwise here.

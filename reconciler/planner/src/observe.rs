@@ -232,6 +232,8 @@ pub struct NodeState {
     /// On a KVM node with nftables: the taps whose anti-spoofing filter is loaded (bridged
     /// guests); `None` elsewhere.
     pub filters: Option<std::collections::BTreeSet<String>>,
+    /// The ISOs in the node's cache (`var/cache/gitvps/iso/<sha256>.iso`), by sha256.
+    pub isos: std::collections::BTreeSet<model::media::Sha256Hex>,
     /// A digest of everything above: a plan made on another digest is stale.
     pub digest: String,
 }
@@ -280,6 +282,9 @@ struct Raw {
     records: Vec<RawRecord>,
     #[serde(default)]
     consoles: Vec<RawConfig>,
+    /// The sha256 of each cached ISO (absent from an older observe: none).
+    #[serde(default)]
+    isos: Vec<String>,
     now: i64,
 }
 
@@ -427,6 +432,10 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         now: raw.now,
         kvm,
         filters: raw.filters.map(|f| f.into_iter().collect()),
+        // The script lists only 64-hex-digit names; anything else is not a cached ISO.
+        isos: (raw.isos.into_iter())
+            .filter_map(|h| h.parse().ok())
+            .collect(),
         digest: String::new(),
     };
     state.digest = digest(&state);
@@ -599,6 +608,11 @@ pub fn digest(s: &NodeState) -> String {
     if !s.snapshots.is_empty() {
         h.update(serde_json::json!(s.snapshots).to_string().as_bytes());
     }
+    // The same for cached ISOs: a plan that removes one is stale once the cache changed.
+    if !s.isos.is_empty() {
+        h.update(b"isos");
+        h.update(serde_json::json!(s.isos).to_string().as_bytes());
+    }
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
@@ -735,6 +749,22 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// The cached ISOs by sha256; a name that is not one is ignored; the cache is part of the
+    /// digest, and a node without one keeps the digest it had before ISOs were observed.
+    #[test]
+    fn cached_isos_are_read_and_digested() {
+        let sha = "ab".repeat(32);
+        let with = |isos: &str| LVM.replace("\"now\"", &format!("\"isos\":[{isos}],\"now\""));
+        let s = parse("n", with(&format!("\"{sha}\",\"not-a-sha\"")).as_bytes()).unwrap();
+        assert_eq!(
+            s.isos.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            [sha.as_str()]
+        );
+        let bare = parse("n", LVM.as_bytes()).unwrap();
+        assert_ne!(s.digest, bare.digest);
+        assert_eq!(parse("n", with("").as_bytes()).unwrap().digest, bare.digest);
     }
 
     #[test]

@@ -101,6 +101,16 @@ pub enum Op {
         /// The ISO.
         iso: Box<IsoSpec>,
     },
+    /// A step of the node, not of one VPS: remove an ISO from the node's cache that no VPS
+    /// on the node attaches any more. It runs after every VPS's steps (a guest that ejects it
+    /// is restarted first), is skipped when one of them failed, and fails, removing nothing,
+    /// while a process still holds the file open.
+    RemoveIso {
+        /// The ISO's sha256.
+        sha256: String,
+        /// Its path in the cache.
+        path: String,
+    },
     /// Only write the record (an action that needs no work, e.g. reboot of a stopped VPS).
     Record {
         /// What is recorded, for the reader.
@@ -157,7 +167,7 @@ pub enum Op {
 /// One step on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
-    /// The VPS it concerns.
+    /// The VPS it concerns; for a step of the node itself ([`Op::of_node`]), the node's id.
     pub vps: VpsId,
     /// What to do.
     #[serde(flatten)]
@@ -436,6 +446,7 @@ pub fn plan_node_holding(
             plan_console(&spec.root, v, obs, &mut steps);
         }
     }
+    plan_iso_cache(desired, spec, obs, &mut steps);
     let elsewhere = |name: &str| {
         desired
             .nodes
@@ -508,6 +519,42 @@ fn undeclared_domain(name: &str, d: &Domain, elsewhere: Option<NodeId>, disk_her
             "domain `{}` {state} here and is not in the inventory: left untouched",
             name.escape_debug()
         ),
+    }
+}
+
+/// The node's steps, after every VPS's: each cached ISO that no VPS uses is removed. A VPS uses
+/// the ISO of its `[boot]` unless it is destroyed; that counts for the VPSes the inventory puts
+/// on this node, and for those it puts elsewhere whose domain is still here (a move not done
+/// yet: that guest may still boot it).
+fn plan_iso_cache(desired: &Desired, spec: &NodeSpec, obs: &NodeState, steps: &mut Vec<Step>) {
+    if obs.isos.is_empty() {
+        return;
+    }
+    let used: std::collections::BTreeSet<&str> = (desired.nodes.values())
+        .flat_map(|n| n.vps.values())
+        .filter(|v| {
+            v.state != model::values::State::Destroyed
+                && (spec.vps.contains_key(&v.id) || obs.domains.contains_key(v.id.as_str()))
+        })
+        .filter_map(|v| v.iso.as_ref().map(|i| i.sha256.as_str()))
+        .collect();
+    // Node ids and VPS ids share one grammar: a node's id is always a valid VPS id.
+    let Ok(node) = spec.node.as_str().parse::<VpsId>() else {
+        return;
+    };
+    for sha in obs.isos.iter().filter(|h| !used.contains(h.as_str())) {
+        steps.push(Step {
+            vps: node.clone(),
+            op: Op::RemoveIso {
+                sha256: sha.as_str().to_owned(),
+                path: crate::driver::iso_path(&spec.root, sha),
+            },
+            record: None,
+            target: StepPaths {
+                disk: String::new(),
+                config: String::new(),
+            },
+        });
     }
 }
 
@@ -594,8 +641,14 @@ impl Op {
             | Op::Restore { .. }
             | Op::RevertSnapshot { .. } => '!',
             Op::FetchIso { .. } | Op::TakeSnapshot { .. } => '+',
-            Op::DeleteSnapshot { .. } => '-',
+            Op::DeleteSnapshot { .. } | Op::RemoveIso { .. } => '-',
         }
+    }
+
+    /// Whether the step is the node's rather than one VPS's: it runs after every VPS's steps
+    /// (`crate::driver::steps_script`), and its `vps` is the node's id.
+    pub fn of_node(&self) -> bool {
+        matches!(self, Op::RemoveIso { .. })
     }
 
     /// Whether the step erases data.
@@ -663,6 +716,10 @@ impl Op {
                 "revert the disk to snapshot {name} (generation {generation}): LOSES THE DISK'S CHANGES SINCE"
             ),
             Op::DeleteSnapshot { name } => format!("delete snapshot {name}"),
+            Op::RemoveIso { sha256, .. } => format!(
+                "remove cached ISO {} (no VPS uses it)",
+                sha256.get(..12).unwrap_or(sha256)
+            ),
         }
     }
 }

@@ -547,4 +547,32 @@ mod tests {
             "node1:\n  now:     ! xen10: reboot (generation 2)\n  not now: + xen10: start domain\n"
         );
     }
+
+    /// A cached ISO that appeared since the plan was made moves the node's digest, and the
+    /// node's step that removes it is a difference like any VPS's.
+    #[test]
+    fn a_cached_iso_is_part_of_what_a_reviewed_plan_was_made_from() {
+        let mut with_iso = state("", false);
+        with_iso.isos.insert("ab".repeat(32).parse().unwrap());
+        with_iso.digest = crate::observe::digest(&with_iso);
+        let mut without = state("", false);
+        without.digest = crate::observe::digest(&without);
+        let p = reviewed(&obs(without));
+        let m = moved(&p, &at("t1"), &obs(with_iso), &[]);
+        assert!(matches!(m.as_slice(), [Moved::Node { .. }]), "{m:?}");
+        let remove = Op::RemoveIso {
+            sha256: "ab".repeat(32),
+            path: format!("/var/cache/gitvps/iso/{}.iso", "ab".repeat(32)),
+        };
+        let mut fresh = p.clone();
+        fresh.nodes = vec![node_plan(
+            "node1",
+            "d1",
+            vec![step("xen10", Op::Start), step("node1", remove)],
+        )];
+        assert_eq!(
+            differences(&p, &fresh),
+            "node1:\n  now:     - node1: remove cached ISO abababababab (no VPS uses it)\n"
+        );
+    }
 }

@@ -1829,3 +1829,101 @@ fn snapshots_are_taken_reverted_once_and_deleted() {
     );
     assert!(render(&p).contains("- xen02: delete snapshot before"));
 }
+
+/// Issue 18: a cached ISO that no VPS of the node uses any more is removed by a step of the
+/// node, after every VPS's steps; one shared by two VPSes stays until the second ejects it;
+/// a destroyed VPS uses none, a VPS on its way to another node keeps its own.
+#[test]
+fn a_cached_iso_goes_once_no_vps_of_its_node_uses_it() {
+    let sha = "ab".repeat(32);
+    let stray = "cd".repeat(32);
+    let boot = format!(
+        "\n[boot]\niso_url = \"https://media.example.net/x.iso\"\niso_sha256 = \"{sha}\"\n"
+    );
+    let xen01 = ("inventory/vps/xen01.toml", "expires = 2026-12-02\n");
+    let xen02 = ("inventory/vps/xen02.toml", "expires = 2011-06-09\n");
+    let with = |v: (&'static str, &'static str)| (v.0, v.1, format!("{}{boot}", v.1));
+    let (a, b) = (with(xen01), with(xen02));
+    let both = desired_of(&fleet_edited(&[(a.0, a.1, &a.2), (b.0, b.1, &b.2)]));
+    let only_xen02 = desired_of(&fleet_edited(&[(b.0, b.1, &b.2)]));
+    let none = desired_of(&fleet());
+    let cached = |d: &Desired, isos: &[&str]| {
+        let mut obs = converged(d);
+        edit(&mut obs, "node0109", |s| {
+            s.isos = isos.iter().map(|h| h.parse().unwrap()).collect();
+        });
+        obs
+    };
+    let removals = |p: &Plan| -> Vec<String> {
+        node_plan(p, "node0109")
+            .steps()
+            .iter()
+            .filter_map(|s| match &s.op {
+                Op::RemoveIso { sha256, path } => {
+                    assert_eq!(s.vps.as_str(), "node0109", "a step of the node");
+                    assert_eq!(*path, format!("/var/cache/gitvps/iso/{sha256}.iso"));
+                    Some(sha256.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Both VPSes boot it: it stays; an ISO nobody uses goes, alone.
+    let p = plan(&both, &cached(&both, &[&sha, &stray]));
+    assert_eq!(removals(&p), std::slice::from_ref(&stray));
+    assert_eq!(steps(&p, "node0109").len(), 1, "{}", render(&p));
+    let text = render(&p);
+    assert!(
+        text.contains("  - node0109: remove cached ISO cdcdcdcdcdcd (no VPS uses it)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 to add, 0 to change, 1 to stop or remove"),
+        "{text}"
+    );
+    // Converged with it: nothing to do.
+    assert!(!changes(&plan(&both, &cached(&both, &[&sha]))));
+
+    // xen01 ejects it, xen02 still boots it: only xen01's config changes.
+    let p = plan(&only_xen02, &cached(&both, &[&sha]));
+    assert!(removals(&p).is_empty(), "{}", render(&p));
+    assert!(changes(&p));
+
+    // The second one ejects it too: removed once both are rewritten and xen02 restarted.
+    let p = plan(&none, &cached(&both, &[&sha]));
+    assert_eq!(removals(&p), std::slice::from_ref(&sha));
+    let all = all_ops(&p, "node0109");
+    let last = all.last().unwrap();
+    assert!(matches!(last.1, Op::RemoveIso { .. }), "{all:?}");
+    assert!(
+        all.iter().any(|(v, op)| v == "xen02" && *op == Op::Start),
+        "{all:?}"
+    );
+    // Converged without it, and with it gone: nothing to do.
+    assert!(!changes(&plan(&none, &cached(&none, &[]))));
+
+    // A destroyed VPS uses no ISO.
+    let destroyed = desired_of(&fleet_edited(&[
+        (b.0, b.1, &b.2),
+        (b.0, "state = \"active\"", "state = \"destroyed\""),
+    ]));
+    let p = plan(&destroyed, &cached(&only_xen02, &[&sha]));
+    assert_eq!(removals(&p), std::slice::from_ref(&sha), "{}", render(&p));
+
+    // xen04 belongs to node0201 but its domain is still here (a move not done yet): its ISO
+    // stays here meanwhile.
+    let x = with(("inventory/vps/xen04.toml", "expires = 2026-12-15\n"));
+    let elsewhere = desired_of(&fleet_edited(&[(x.0, x.1, &x.2)]));
+    let mut obs = cached(&none, &[&sha]);
+    edit(&mut obs, "node0109", |s| {
+        s.domains.insert("xen04".into(), up_domain(41));
+    });
+    let p = plan(&elsewhere, &obs);
+    assert!(removals(&p).is_empty(), "{}", render(&p));
+
+    // A plan round-trips through JSON with the node's step in it.
+    let p = plan(&none, &cached(&both, &[&sha]));
+    let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(back, p);
+}

@@ -61,9 +61,14 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
             | Op::Reinstall { .. }
             | Op::Record { .. }
             | Op::CheckBackup { .. }
-            | Op::FetchIso { .. }
             | Op::Restore { .. }
             | Op::RestoreFilter => {}
+            Op::FetchIso { iso } => {
+                state.isos.insert(iso.sha256.parse().unwrap());
+            }
+            Op::RemoveIso { sha256, .. } => {
+                state.isos.retain(|h| h.as_str() != sha256);
+            }
             Op::RemoveConfig => {
                 state.configs.remove(&name);
             }
@@ -240,6 +245,8 @@ enum Edit {
     DestroyedAgo(&'static str, &'static str, i64),
     /// The node clock, seconds from the base time.
     Clock(&'static str, i64),
+    /// An ISO in the node's cache (the sha256 of this text).
+    CachedIso(&'static str, &'static str),
     Unreachable(&'static str),
     NotObserved(&'static str),
 }
@@ -307,6 +314,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (on(), any_vps()).prop_map(|(o, v)| Edit::NotInstalled(o, v)),
         1 => (on(), any_vps(), -1i64..=20).prop_map(|(o, v, d)| Edit::DestroyedAgo(o, v, d)),
         1 => (one_of(&NODES), -20 * DAY..=20 * DAY).prop_map(|(n, t)| Edit::Clock(n, t)),
+        1 => (one_of(&NODES), one_of(&["a", "b"])).prop_map(|(n, i)| Edit::CachedIso(n, i)),
         1 => (one_of(&NODES), proptest::bool::weighted(0.7))
             .prop_map(|(n, gone)| if gone { Edit::Unreachable(n) } else { Edit::NotObserved(n) }),
     ]
@@ -598,6 +606,10 @@ fn build(base: &Base, edits: &[Edit]) -> (Desired, BTreeMap<NodeId, Observation>
                 r.destroyed_at = Some(base_now() - days * DAY);
             }
             Edit::Clock(n, secs) => nodes.get_mut(n).unwrap().now = base_now() + secs,
+            Edit::CachedIso(n, text) => {
+                let sha = planner::desired::sha256_hex(text);
+                nodes.get_mut(n).unwrap().isos.insert(sha.parse().unwrap());
+            }
             Edit::Unreachable(n) => unreachable.push(n),
             Edit::NotObserved(n) => absent.push(n),
             _ => {}
@@ -743,7 +755,26 @@ fn check(base: &Base, edits: &[Edit]) -> Result<(), String> {
             ));
         }
         let mut state = before.clone();
-        for s in np.steps() {
+        let steps = np.steps();
+        for (i, s) in steps.iter().enumerate() {
+            // The node's own steps come after every VPS's, and remove only a cached ISO that
+            // no VPS of the node uses.
+            if let Op::RemoveIso { sha256, .. } = &s.op {
+                if steps[i..].iter().any(|later| !later.op.of_node())
+                    || s.vps.as_str() != n.as_str()
+                {
+                    return Err(format!("{n}: a node step before a VPS's: {steps:?}"));
+                }
+                let used = (spec.vps.values()).any(|v| {
+                    v.state != State::Destroyed
+                        && v.iso.as_ref().is_some_and(|iso| iso.sha256 == *sha256)
+                });
+                if used || !state.isos.iter().any(|h| h.as_str() == sha256) {
+                    return Err(format!("{n}: removes ISO {sha256}, used or not cached"));
+                }
+                apply_sim(&mut state, std::slice::from_ref(s));
+                continue;
+            }
             // (b) Only VPSes the inventory puts on this node are touched.
             let Some(v) = spec.vps.get(&s.vps) else {
                 return Err(format!(
@@ -935,6 +966,7 @@ fn the_cases_reach_every_kind_of_step() {
             "remove_config",
             "remove_console",
             "remove_disk",
+            "remove_iso",
             "start",
             "stop",
             "write_config",

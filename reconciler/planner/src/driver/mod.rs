@@ -190,9 +190,10 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
         let _ = writeln!(s, "}}");
     }
     // One group per VPS (its steps in plan order), run side by side up to the node's bound:
-    // first the groups that free something (stop, destroy, remove), then the others.
+    // first the groups that free something (stop, destroy, remove), then the others; the
+    // node's own steps last, one after another.
     let mut groups: Vec<(&model::VpsId, Vec<usize>)> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate().filter(|(_, s)| !s.op.of_node()) {
         match groups.iter_mut().find(|(v, _)| *v == &step.vps) {
             Some((_, ix)) => ix.push(i),
             None => groups.push((&step.vps, vec![i])),
@@ -225,6 +226,15 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
             }
         }
         s.push_str("finish\n");
+    }
+    let node_steps: Vec<usize> = (0..steps.len())
+        .filter(|&i| steps[i].op.of_node())
+        .collect();
+    for &i in &node_steps {
+        let _ = writeln!(s, "node_step {i} s{i}");
+    }
+    if !node_steps.is_empty() {
+        s.push_str("[ \"$failed\" = \" \" ] || bad=1\n");
     }
     s.push_str("echo \"$M_DONE\"\n[ \"$bad\" = 0 ]\n");
     s
@@ -347,6 +357,10 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             iso.max_bytes,
             quote(&iso.path)
         )],
+        Op::RemoveIso { path, .. } => vec![
+            format!("unheld ISO {} || return 1", quote(path)),
+            format!("rm -f {} || return 1", quote(path)),
+        ],
         Op::CheckBackup { restore, max_bytes } => vec![crate::backup::step_line(
             &spec.root, restore, *max_bytes, None,
         )],
@@ -765,6 +779,16 @@ pub(crate) mod tests {
                 },
                 None,
             ),
+            Step {
+                vps: "node1".parse().unwrap(),
+                ..step(
+                    Op::RemoveIso {
+                        sha256: "ab".repeat(32),
+                        path: format!("/srv/node 1/var/cache/gitvps/iso/{}.iso", "ab".repeat(32)),
+                    },
+                    None,
+                )
+            },
         ]
     }
 
@@ -939,6 +963,88 @@ pub(crate) mod tests {
             assert!(!at(name).exists(), "{name} kept");
             assert!(!dir.path().join(format!("cache/{name}.iso.part")).exists());
         }
+    }
+
+    /// The removal of cached ISOs, run by the node's real sh against real files: it comes
+    /// after the VPSes' groups; a free ISO goes; one a process holds open stays, the step
+    /// failing with the pid; after a VPS's failed step the removals are skipped.
+    #[test]
+    fn cached_isos_go_after_the_vps_steps_unless_held_or_a_vps_failed() {
+        use crate::protocol::Marker;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let spec = node(
+            root,
+            Store::Lvm { vg: "vg0".into() },
+            Hypervisor::Xen,
+            false,
+        );
+        let cache = |h: &str| dir.path().join(format!("var/cache/gitvps/iso/{h}.iso"));
+        let remove = |h: &str| Step {
+            vps: "node1".parse().unwrap(),
+            ..step(
+                Op::RemoveIso {
+                    sha256: h.to_owned(),
+                    path: cache(h).to_str().unwrap().to_owned(),
+                },
+                None,
+            )
+        };
+        let (free, held) = ("ab".repeat(32), "cd".repeat(32));
+        std::fs::create_dir_all(cache("x").parent().unwrap()).unwrap();
+        for h in [&free, &held] {
+            std::fs::write(cache(h), "iso").unwrap();
+        }
+        let mut holder = std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(std::fs::File::open(cache(&held)).unwrap())
+            .spawn()
+            .unwrap();
+        let run = |steps: &[Step]| {
+            let script = steps_script(&spec, steps);
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script, "gitvps-steps", root])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let markers: Vec<Marker> = text.lines().filter_map(Marker::parse).collect();
+            (script, markers, text, out.status.success())
+        };
+        // A VPS's step first in the plan: the node's steps still run after every group.
+        let record = step(Op::Record { note: "x".into() }, Some(Record::default()));
+        let (script, markers, text, ok) = run(&[remove(&held), record.clone(), remove(&free)]);
+        let (g, n) = (
+            script.find("group g0").unwrap(),
+            script.find("node_step 0 s0").unwrap(),
+        );
+        assert!(g < n && script.contains("node_step 2 s2"), "{script}");
+        assert!(
+            markers.contains(&Marker::Ok(1)) && markers.contains(&Marker::Ok(2)),
+            "{text}"
+        );
+        assert!(!cache(&free).exists());
+        assert!(markers.contains(&Marker::Fail { step: 0, rc: 1 }), "{text}");
+        let why = format!(
+            "the ISO {} is in use by process {} (sleep): not touching it",
+            cache(&held).display(),
+            holder.id()
+        );
+        assert!(text.contains(&why), "no `{why}` in {text}");
+        assert!(cache(&held).exists());
+        assert!(!ok, "a held ISO fails the apply");
+        // Let go of it: a VPS's failed step (`xl` is not here) skips the removal all the same.
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let (_, markers, text, ok) = run(&[step(Op::Start, None), remove(&held)]);
+        assert!(
+            matches!(markers.first(), Some(Marker::Begin(0))) && markers.contains(&Marker::Skip(1)),
+            "{text}"
+        );
+        assert!(cache(&held).exists() && !ok);
+        // With every VPS's step done, it goes.
+        let (_, markers, text, ok) = run(&[record, remove(&held)]);
+        assert!(markers.contains(&Marker::Ok(1)) && ok, "{text}");
+        assert!(!cache(&held).exists());
     }
 
     #[test]
