@@ -166,6 +166,18 @@ pub fn iso_unsupported(node: &crate::inventory::Node) -> Option<String> {
     })
 }
 
+/// Why `node` cannot boot a VPS into the rescue system, or `None` when it can: `gitvps
+/// validate` refuses `rescue = true` there and the hooks answer 409 `rescue_unsupported`. Only
+/// the KVM driver has a rescue system so far.
+pub fn rescue_unsupported(node: &crate::inventory::Node) -> Option<String> {
+    (node.hypervisor != crate::values::Hypervisor::Kvm).then(|| {
+        format!(
+            "node {} cannot boot a rescue system: rescue mode runs on KVM nodes only (not yet on {})",
+            node.id, node.hypervisor
+        )
+    })
+}
+
 /// An ISO resolved for a VPS: where to fetch it, what it must hash to and how big it may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedIso {

@@ -50,6 +50,7 @@ report() {
     kvm)
       kvm_observe "$R"
       kvm_observe_filters
+      kvm_observe_rescue "$R"
       cfgdir="$R/etc/gitvps/kvm"
       cfgext=args
       ;;

@@ -232,6 +232,9 @@ pub struct NodeState {
     /// On a KVM node with nftables: the taps whose anti-spoofing filter is loaded (bridged
     /// guests); `None` elsewhere.
     pub filters: Option<std::collections::BTreeSet<String>>,
+    /// On a KVM node: the rescue system images it holds, as `<vps>.<hash>` (see
+    /// `crate::desired::RescueSpec`); empty elsewhere.
+    pub rescue: std::collections::BTreeSet<String>,
     /// A digest of everything above: a plan made on another digest is stale.
     pub digest: String,
 }
@@ -262,6 +265,8 @@ struct Raw {
     filters: Option<Vec<String>>,
     #[serde(default)]
     qemu: Option<String>,
+    #[serde(default)]
+    rescue: Vec<String>,
     #[serde(default)]
     kvm: Option<RawKvm>,
     #[serde(default)]
@@ -427,6 +432,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         now: raw.now,
         kvm,
         filters: raw.filters.map(|f| f.into_iter().collect()),
+        rescue: raw.rescue.into_iter().collect(),
         digest: String::new(),
     };
     state.digest = digest(&state);
@@ -598,6 +604,10 @@ pub fn digest(s: &NodeState) -> String {
     // Only a node with snapshots digests them: every other keeps the digest it had before.
     if !s.snapshots.is_empty() {
         h.update(serde_json::json!(s.snapshots).to_string().as_bytes());
+    }
+    // The same for rescue images.
+    if !s.rescue.is_empty() {
+        h.update(serde_json::json!(s.rescue).to_string().as_bytes());
     }
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()
