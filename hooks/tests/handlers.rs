@@ -1401,6 +1401,13 @@ async fn rescue_mode_is_entered_and_left_where_the_node_has_a_rescue_system() {
             "hypervisor = \"xen\"",
             "hypervisor = \"kvm\"",
         );
+        // A Xen node that runs HVM guests only: no PVH or PV domain for the rescue system.
+        replace_in(
+            files,
+            "inventory/nodes/node0109.toml",
+            "hypervisor = \"xen\"",
+            "hypervisor = \"xen\"\nxen = { guest_type = \"hvm\", virt_caps = [\"hvm\"] }",
+        );
     };
     let fleet = Fleet::with(kvm);
     let routes = app(&fleet);
@@ -1414,7 +1421,7 @@ async fn rescue_mode_is_entered_and_left_where_the_node_has_a_rescue_system() {
     );
     assert_eq!(by_id(&me, "xen04")["rescue"], false);
 
-    // Refused, nothing committed: a Xen node, another customer's VPS.
+    // Refused, nothing committed: a node without a rescue system, another customer's VPS.
     let head = fleet.head();
     for (method, path, code, error) in [
         ("POST", "/api/vps/xen01/rescue", 409, "rescue_unsupported"),

@@ -124,7 +124,7 @@ fn boot_media(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// `rescue = true` on a node whose driver has no rescue system (Xen, for now).
+/// `rescue = true` on a node that cannot boot the rescue system.
 fn rescue(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
     for v in inv.vps.values().filter(|v| v.rescue) {
         if broken.vps.contains(v.id.as_str()) {

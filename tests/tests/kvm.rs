@@ -603,22 +603,3 @@ fn rescue_and_back(f: &Fleet) {
         t.elapsed().as_secs_f64()
     );
 }
-
-/// Rescue mode alone, for development: a fresh guest, stopped, then [`rescue_and_back`].
-#[test]
-#[ignore = "development only: the shared guest above runs the same section"]
-fn rescue_alone() {
-    support::require_root();
-    let f = Fleet::new();
-    f.vps_file(&format!("\"{IP}\""), "power = \"stopped\"\n");
-    f.converge("install");
-    f.edit_vps("power = \"stopped\"\n", "");
-    f.converge("first boot");
-    f.in_guest("echo 'kept by the backup' >/root/restore-me && sync");
-    f.edit_vps(
-        "os = \"debian-12\"\n",
-        "os = \"debian-12\"\npower = \"stopped\"\n",
-    );
-    f.converge("stop");
-    rescue_and_back(&f);
-}

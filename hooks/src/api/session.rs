@@ -285,7 +285,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     .get(&v.node)
                     .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
                 "rescue": v.rescue,
-                // Whether the panel offers rescue mode: the node has a rescue system (KVM).
+                // Whether the panel offers rescue mode: the node can boot the rescue system.
                 "rescue_boot": inv
                     .nodes
                     .get(&v.node)

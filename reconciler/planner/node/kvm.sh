@@ -650,22 +650,6 @@ _kvm_guest() {
   printf '","cmdline_sha256":"%s"}' "$3"
 }
 
-# kvm_observe_rescue ROOT: prints the JSON fragment `"rescue":["<vps>.<hash>",...],`: the
-# rescue system images on the node (ROOT/var/lib/gitvps/rescue/<vps>.<hash>.img), no fork.
-kvm_observe_rescue() {
-  printf '"rescue":['
-  _kr_sep=
-  for _kr_f in "${1%/}/var/lib/gitvps/rescue"/*.img; do
-    [ -f "$_kr_f" ] || continue
-    _kr_n=${_kr_f##*/}
-    printf '%s"' "$_kr_sep"
-    _kvm_json "${_kr_n%.img}"
-    printf '"'
-    _kr_sep=,
-  done
-  printf '],'
-}
-
 # kvm_observe ROOT: prints the JSON fragment (no braces, ending with a comma)
 # "guests":[...],"qemu":"PATH","kvm":{"usable":BOOL,"error":"..."},
 # One socat per running guest (no sleep), one sha256sum in all, one QEMU for the KVM probe.

@@ -121,7 +121,7 @@ pub struct VpsSpec {
     pub iso: Option<IsoSpec>,
     /// `[[snapshot]]` and `[revert]`: the snapshots its node keeps of its disk.
     pub snapshots: crate::snapshot::SnapshotsSpec,
-    /// `rescue = true` on an active VPS of a KVM node: the rescue system its config boots.
+    /// `rescue = true` on an active VPS: the rescue system its config boots.
     pub rescue: Option<RescueSpec>,
     /// `rescue = true` while the VPS is not active: the rescue system waits (a plan note).
     pub rescue_waits: bool,
@@ -162,7 +162,8 @@ pub fn rescue_image(root: &str, name: &str) -> String {
     format!("{}/{name}.img", rescue_dir(root))
 }
 
-/// A VPS's rescue system when it is asked and may run: an active VPS on a KVM node.
+/// A VPS's rescue system when it is asked and may run: an active VPS on a node that can boot
+/// it.
 fn rescue_spec(
     inv: &Inventory,
     v: &model::Vps,
@@ -170,7 +171,7 @@ fn rescue_spec(
     root: &str,
     boot: &Bootstraps,
 ) -> Result<Option<RescueSpec>, DesiredError> {
-    if !v.rescue || v.state != State::Active || node.hypervisor != Hypervisor::Kvm {
+    if !v.rescue || v.state != State::Active || model::media::rescue_unsupported(node).is_some() {
         return Ok(None);
     }
     let os: model::OsId = RESCUE_OS.parse().map_err(|_| DesiredError::NoRescueOs)?;
@@ -518,8 +519,18 @@ pub fn desired(
                 &kvm_tmpl,
             )?,
             _ => {
-                let guest_type = inv.guest_type_of(v).unwrap_or(GuestType::Pvh);
-                let cdrom = xen_cdrom(inv, v, &spec.root);
+                // The rescue system runs as PVH (or PV) whatever the VPS's own type; an ISO
+                // stays out of it.
+                let (guest_type, cdrom) = match &rescue {
+                    Some(_) => (
+                        model::media::rescue_guest_type(node).unwrap_or(GuestType::Pvh),
+                        None,
+                    ),
+                    None => (
+                        inv.guest_type_of(v).unwrap_or(GuestType::Pvh),
+                        xen_cdrom(inv, v, &spec.root),
+                    ),
+                };
                 let config = crate::driver::xen::config(
                     &tmpl,
                     v,
@@ -527,6 +538,7 @@ pub fn desired(
                     &disk_path,
                     guest_type,
                     cdrom.as_ref().map(|(p, o)| (p.as_str(), *o)),
+                    rescue.as_ref().map(|r| r.image.as_str()),
                 )?;
                 (config, None)
             }
