@@ -83,6 +83,16 @@ pub enum Change {
         /// The ISO and the boot order, already parsed; `None` ejects.
         boot: Option<model::media::Boot>,
     },
+    /// Boot a VPS into the node's rescue system (its disk attached, not mounted), or with
+    /// `on: false` leave it: the VPS boots its own system again.
+    Rescue {
+        /// Who asks.
+        customer: CustomerId,
+        /// Which VPS.
+        vps: VpsId,
+        /// Enter (`true`) or leave (`false`).
+        on: bool,
+    },
     /// A snapshot of a VPS's disk: taken, reverted to (the disk's later changes are lost) or
     /// deleted, at the next apply.
     Snapshot {
@@ -217,6 +227,7 @@ impl Change {
             | Change::Restore { customer, .. }
             | Change::Snapshot { customer, .. }
             | Change::Boot { customer, .. }
+            | Change::Rescue { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -242,6 +253,7 @@ impl Change {
             | Change::Restore { customer, .. }
             | Change::Snapshot { customer, .. }
             | Change::Boot { customer, .. }
+            | Change::Rescue { customer, .. }
             | Change::SshKeys { customer, .. }
             | Change::Ptr { customer, .. }
             | Change::OpenTicket { customer, .. }
@@ -300,6 +312,13 @@ pub enum Decision {
         /// `cd` or `disk` while an ISO is attached.
         #[serde(skip_serializing_if = "Option::is_none")]
         order: Option<&'static str>,
+    },
+    /// Rescue mode entered or left (the next apply restarts the guest).
+    Rescue {
+        /// The VPS.
+        vps: VpsId,
+        /// Whether the VPS is to run the rescue system now.
+        rescue: bool,
     },
     /// A snapshot declared or removed (taken or deleted at the next apply).
     Snapshot {
@@ -445,6 +464,9 @@ pub enum Refusal {
     /// An ISO asked for a VPS whose node cannot boot one (why, naming the node).
     #[error("{0}")]
     NoIsoBoot(String),
+    /// Rescue mode asked for a VPS whose node has no rescue system (why, naming the node).
+    #[error("{0}")]
+    NoRescue(String),
     /// An ISO id the operator's library does not have.
     #[error("{0}")]
     UnknownIso(String),
@@ -558,6 +580,7 @@ pub fn decide(
             vps,
             boot,
         } => decide_boot(inv, tree, customer, vps, boot.as_ref()),
+        Change::Rescue { customer, vps, on } => decide_rescue(inv, tree, customer, vps, *on),
         Change::Snapshot {
             customer,
             vps,
@@ -1058,6 +1081,47 @@ fn decide_boot(
         }
         (Some(_), Some(iso)) => format!("attach ISO {iso} to {vps} (disk boots first)"),
         _ => format!("eject the ISO of {vps}, boot from disk"),
+    };
+    Ok(Edit {
+        writes: vec![(path, Some(f.render()))],
+        message: format!("{customer}: {what} {VIA}"),
+        decision,
+        fallback: None,
+    })
+}
+
+/// Rescue mode entered or left from the panel: the customer's own active VPS (a suspended one
+/// is refused, 409), on a node that has a rescue system.
+fn decide_rescue(
+    inv: &Inventory,
+    tree: &dyn Tree,
+    customer: &CustomerId,
+    vps: &VpsId,
+    on: bool,
+) -> Result<Edit, Refusal> {
+    let v = own_vps(inv, customer, vps, false)?;
+    let decision = Decision::Rescue {
+        vps: vps.clone(),
+        rescue: on,
+    };
+    if v.rescue == on {
+        return Ok(Edit::noop(decision));
+    }
+    if on
+        && let Some(why) = inv
+            .nodes
+            .get(&v.node)
+            .and_then(model::media::rescue_unsupported)
+    {
+        return Err(Refusal::NoRescue(why));
+    }
+    let path = vps_path(vps);
+    let mut f = open(tree, &path)?;
+    f.set_rescue(on);
+    let what = if on {
+        format!("boot {vps} into the rescue system")
+    } else {
+        format!("leave the rescue system of {vps}, boot its own system")
     };
     Ok(Edit {
         writes: vec![(path, Some(f.render()))],

@@ -394,6 +394,37 @@ async fn a_restore_picks_a_published_backup_of_the_customers_own_vpses() {
     );
 }
 
+/// The VPS `id` in an answer of `GET /api/me`.
+fn by_id(me: &Value, id: &str) -> Value {
+    me["vps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+/// `DELETE path` undoes a setting of xen04: one commit with `message` after which its file no
+/// longer holds `gone`; a second `DELETE` changes nothing. Returns the first answer.
+async fn deleted_once(
+    app: &axum::Router,
+    fleet: &Fleet,
+    t: &str,
+    path: &str,
+    gone: &str,
+    message: &str,
+) -> Value {
+    let (s, v) = call(app, "DELETE", path, Some(t), None).await;
+    assert_eq!((s, &v["changed"]), (200, &json!(true)), "{v}");
+    let file = fleet.file("inventory/vps/xen04.toml").unwrap();
+    assert!(!file.contains(gone), "{file}");
+    assert_eq!(fleet.messages()[0], message);
+    let (s, again) = call(app, "DELETE", path, Some(t), None).await;
+    assert_eq!((s, &again["changed"]), (200, &json!(false)), "{again}");
+    v
+}
+
 #[tokio::test]
 async fn boot_media_is_attached_and_ejected_where_the_node_can_boot_isos() {
     let sha = "ab".repeat(32);
@@ -428,15 +459,6 @@ async fn boot_media_is_attached_and_ejected_where_the_node_can_boot_isos() {
         json!([{"id": "debian-12-netinst", "name": "Debian 12 netinst", "size": "650 MiB"}]),
         "{me}"
     );
-    let by_id = |me: &Value, id: &str| {
-        me["vps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["id"] == id)
-            .cloned()
-            .unwrap()
-    };
     assert_eq!(
         by_id(&me, "xen04")["iso_boot"],
         true,
@@ -552,20 +574,15 @@ async fn boot_media_is_attached_and_ejected_where_the_node_can_boot_isos() {
     );
 
     // Boot from disk: the table goes; a second eject changes nothing.
-    let (s, v) = call(&app, "DELETE", "/api/vps/xen04/boot", Some(&t), None).await;
-    assert_eq!((s, &v["changed"]), (200, &json!(true)), "{v}");
-    assert!(
-        !fleet
-            .file("inventory/vps/xen04.toml")
-            .unwrap()
-            .contains("[boot]")
-    );
-    assert_eq!(
-        fleet.messages()[0],
-        "c-0003: eject the ISO of xen04, boot from disk (site)"
-    );
-    let (s, v) = call(&app, "DELETE", "/api/vps/xen04/boot", Some(&t), None).await;
-    assert_eq!((s, &v["changed"]), (200, &json!(false)), "{v}");
+    deleted_once(
+        &app,
+        &fleet,
+        &t,
+        "/api/vps/xen04/boot",
+        "[boot]",
+        "c-0003: eject the ISO of xen04, boot from disk (site)",
+    )
+    .await;
 
     // The customer's own ISO, mounted behind the disk: the sha256 is written lowercase.
     let body = format!(
@@ -1372,4 +1389,94 @@ async fn snapshots_are_taken_reverted_and_deleted_within_the_limit() {
             "{action}: {v}"
         );
     }
+}
+
+#[tokio::test]
+async fn rescue_mode_is_entered_and_left_where_the_node_has_a_rescue_system() {
+    let kvm = |files: &mut Vec<(String, Vec<u8>)>| {
+        set_hooks(files, "per_minute = 1000000\nper_day = 1000000");
+        replace_in(
+            files,
+            "inventory/nodes/node0201.toml",
+            "hypervisor = \"xen\"",
+            "hypervisor = \"kvm\"",
+        );
+        // A Xen node that runs HVM guests only: no PVH or PV domain for the rescue system.
+        replace_in(
+            files,
+            "inventory/nodes/node0109.toml",
+            "hypervisor = \"xen\"",
+            "hypervisor = \"xen\"\nxen = { guest_type = \"hvm\", virt_caps = [\"hvm\"] }",
+        );
+    };
+    let fleet = Fleet::with(kvm);
+    let routes = app(&fleet);
+    let t = token_for(&fleet, "c-0003");
+    let (_, me) = call(&routes, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(by_id(&me, "xen04")["rescue_boot"], true, "a KVM node: {me}");
+    assert_eq!(
+        by_id(&me, "xen01")["rescue_boot"],
+        false,
+        "a Xen node: {me}"
+    );
+    assert_eq!(by_id(&me, "xen04")["rescue"], false);
+
+    // Refused, nothing committed: a node without a rescue system, another customer's VPS.
+    let head = fleet.head();
+    for (method, path, code, error) in [
+        ("POST", "/api/vps/xen01/rescue", 409, "rescue_unsupported"),
+        ("POST", "/api/vps/xen02/rescue", 404, "not_found"),
+        ("DELETE", "/api/vps/xen02/rescue", 404, "not_found"),
+    ] {
+        let (s, v) = call(&routes, method, path, Some(&t), None).await;
+        assert_eq!((s, v["error"].as_str()), (code, Some(error)), "{path}: {v}");
+    }
+    assert_eq!(fleet.head(), head);
+
+    // Enter: one commit; again, nothing to change.
+    let (s, v) = call(&routes, "POST", "/api/vps/xen04/rescue", Some(&t), None).await;
+    assert_eq!(
+        (s, &v["changed"], &v["done"], &v["rescue"]),
+        (200, &json!(true), &json!("rescue"), &json!(true)),
+        "{v}"
+    );
+    let file = fleet.file("inventory/vps/xen04.toml").unwrap();
+    assert!(file.contains("\nrescue = true\n"), "{file}");
+    assert_eq!(
+        fleet.messages()[0],
+        "c-0003: boot xen04 into the rescue system (site)"
+    );
+    let (s, v) = call(&routes, "POST", "/api/vps/xen04/rescue", Some(&t), None).await;
+    assert_eq!((s, &v["changed"]), (200, &json!(false)), "{v}");
+    let (_, me) = call(&routes, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(by_id(&me, "xen04")["rescue"], true);
+
+    // Leave: the key goes; a second leave changes nothing.
+    let v = deleted_once(
+        &routes,
+        &fleet,
+        &t,
+        "/api/vps/xen04/rescue",
+        "rescue",
+        "c-0003: leave the rescue system of xen04, boot its own system (site)",
+    )
+    .await;
+    assert_eq!(v["rescue"], false, "{v}");
+
+    // A suspended VPS: 409, nothing committed.
+    let fleet = Fleet::with(|files| {
+        kvm(files);
+        replace_in(
+            files,
+            "inventory/vps/xen04.toml",
+            "state = \"active\"",
+            "state = \"suspended\"",
+        );
+    });
+    let suspended = app(&fleet);
+    let t = token_for(&fleet, "c-0003");
+    let head = fleet.head();
+    let (s, v) = call(&suspended, "POST", "/api/vps/xen04/rescue", Some(&t), None).await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("suspended")), "{v}");
+    assert_eq!(fleet.head(), head);
 }

@@ -116,6 +116,16 @@ impl TomlFile {
         }
     }
 
+    /// Sets `rescue = true` (the VPS boots the rescue system), or removes it (its own system
+    /// boots again).
+    pub fn set_rescue(&mut self, on: bool) {
+        if on {
+            self.doc["rescue"] = toml_edit::value(true);
+        } else {
+            self.doc.remove("rescue");
+        }
+    }
+
     /// Appends a `[[traffic_block]]` entry (a block bought for the period starting on its
     /// `period`). A `traffic_block` that is not an array of tables is an error.
     pub fn add_traffic_block(

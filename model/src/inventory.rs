@@ -561,6 +561,9 @@ pub struct Vps {
     pub boot: Option<crate::media::Boot>,
     /// `[[snapshot]]`, `[revert]` and `snapshot_limit`: the customer's snapshots of the disk.
     pub snapshots: crate::snapshot::Snapshots,
+    /// `rescue = true`: the VPS runs the node's rescue system with its own disk attached as a
+    /// second disk (never mounted by gitvps); removing it boots its own system again.
+    pub rescue: bool,
     /// Where it was defined.
     pub origin: Origin,
 }

@@ -166,6 +166,35 @@ pub fn iso_unsupported(node: &crate::inventory::Node) -> Option<String> {
     })
 }
 
+/// Why `node` cannot boot a VPS into the rescue system, or `None` when it can: `gitvps
+/// validate` refuses `rescue = true` there and the hooks answer 409 `rescue_unsupported`. KVM
+/// boots the rescue system's kernel directly; Xen boots it as a PVH (or PV) domain through
+/// grub-xen, so a Xen node whose `virt_caps` have neither cannot.
+pub fn rescue_unsupported(node: &crate::inventory::Node) -> Option<String> {
+    rescue_guest_type(node).is_none().then(|| {
+        format!(
+            "node {} cannot boot a rescue system: its Xen runs no PVH or PV guests (virt_caps)",
+            node.id
+        )
+    })
+}
+
+/// The Xen guest type a rescue system runs as on `node`: PVH where it runs, else PV; `None` on
+/// a Xen node that runs neither. On KVM (no Xen guest types) `Some(Pvh)`, which is not used.
+pub fn rescue_guest_type(node: &crate::inventory::Node) -> Option<crate::values::GuestType> {
+    use crate::values::GuestType;
+    let Some(xen) = node
+        .xen
+        .as_ref()
+        .filter(|_| node.hypervisor == crate::values::Hypervisor::Xen)
+    else {
+        return Some(GuestType::Pvh);
+    };
+    [GuestType::Pvh, GuestType::Pv]
+        .into_iter()
+        .find(|t| xen.runs(*t))
+}
+
 /// An ISO resolved for a VPS: where to fetch it, what it must hash to and how big it may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedIso {

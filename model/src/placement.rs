@@ -238,6 +238,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placement, PlacementError
         restore: None,
         snapshots: crate::snapshot::Snapshots::default(),
         boot: None,
+        rescue: false,
         origin: Origin::synthetic(&file),
     };
     Ok(Placement {

@@ -28,6 +28,7 @@ pub(crate) fn validate(inv: &Inventory, broken: &Broken) -> Vec<Diagnostic> {
     snapshots(inv, &mut out);
     guest_types(inv, &mut out);
     boot_media(inv, broken, &mut out);
+    rescue(inv, broken, &mut out);
     out
 }
 
@@ -119,6 +120,22 @@ fn boot_media(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
             .and_then(crate::media::iso_unsupported)
         {
             out.push(v.origin.diag(field, why));
+        }
+    }
+}
+
+/// `rescue = true` on a node that cannot boot the rescue system.
+fn rescue(inv: &Inventory, broken: &Broken, out: &mut Vec<Diagnostic>) {
+    for v in inv.vps.values().filter(|v| v.rescue) {
+        if broken.vps.contains(v.id.as_str()) {
+            continue;
+        }
+        if let Some(why) = inv
+            .nodes
+            .get(&v.node)
+            .and_then(crate::media::rescue_unsupported)
+        {
+            out.push(v.origin.diag("rescue", why));
         }
     }
 }

@@ -245,6 +245,7 @@
 
     panel.appendChild(reinstallSection(v));
     panel.appendChild(bootSection(v));
+    panel.appendChild(rescueSection(v));
     panel.appendChild(restoreSection(v));
     panel.appendChild(snapshotsSection(v));
     panel.appendChild(sshSection(v));
@@ -407,6 +408,26 @@
       el("div", { "class": "field" }, [el("label", { "for": "reinstall-appliance", text: t("f_appliance") }), app]),
       el("div", { "class": "field check" }, [ack, el("label", { "for": "reinstall-ack", text: t("reinstall_ack") })]),
       el("p", {}, [go]), slot, messageBox("reinstall")]);
+  }
+
+  // Rescue mode: boot the VPS into the node's rescue system (its disk attached, not mounted,
+  // the customer's keys for root), and back to its own system. Offered where the node has one.
+  function rescueSection(v) {
+    var head = [el("h3", { text: t("rescue_title") })];
+    if (!v.rescue_boot) {
+      return el("section", { id: "rescue" }, head.concat([el("p", { id: "rescue-unsupported", text: t("rescue_unsupported", { vps: v.id }) })]));
+    }
+    var slot = el("div");
+    var on = !!v.rescue;
+    var b = el("button", { type: "button", id: on ? "rescue-leave" : "rescue-enter", text: t(on ? "rescue_leave" : "rescue_enter") });
+    b.addEventListener("click", function () {
+      confirmAction(slot, t(on ? "confirm_rescue_leave" : "confirm_rescue", { vps: v.id }), b, function (yes) {
+        send("rescue", yes, on ? "DELETE" : "POST", "vps/" + v.id + "/rescue", undefined,
+             t(on ? "what_rescue_leave" : "what_rescue", { vps: v.id }));
+      });
+    });
+    head.push(el("p", { id: "rescue-lead", text: t(on ? "rescue_now" : "rescue_lead", { vps: v.id }) }));
+    return el("section", { id: "rescue" }, head.concat([el("p", {}, [b]), slot, messageBox("rescue")]));
   }
 
   // Boot media: one of the operator's ISOs or the customer's own (URL and sha256) as the VPS's

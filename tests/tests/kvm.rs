@@ -275,11 +275,11 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     assert_eq!(f.qemu_pid(), None);
     revert_while_stopped(&f);
 
+    // 6b. Rescue mode: in and out, the disk unchanged; the own system runs again after it.
+    rescue_and_back(&f);
+
     // 7. Reinstall with another OS of the catalog, and start.
-    f.edit_vps(
-        "os = \"debian-12\"\npower = \"stopped\"\n",
-        "os = \"debian-13\"\n",
-    );
+    f.edit_vps("os = \"debian-12\"\n", "os = \"debian-13\"\n");
     f.edit_vps("fsck = 1 }", "fsck = 1, reinstall = 1 }");
     let t = Instant::now();
     f.converge("reinstall");
@@ -512,4 +512,97 @@ fn iso_boot_and_back(f: &Fleet) {
     // was restarted without it (its QEMU let go of it).
     assert!(!cached.exists(), "the ejected ISO is still cached");
     f.assert_qcow2_alone();
+}
+
+/// The sha256 of a file (the guest's image), by coreutils' `sha256sum` (the debug build's own
+/// hashing of a GiB-sized image takes tens of seconds).
+fn file_sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Step 6b (issue 18, rescue mode), from the stopped VPS: `rescue = true` builds the rescue
+/// system and boots it with the VPS's disk as the second disk, not mounted; the customer logs in
+/// with its key on the VPS's own forwarded port, mounts the disk read-only and reads the file
+/// the guest wrote before. Leaving (stopped) removes the rescue image; the disk's bytes are the
+/// same before, during and after; then the VPS's own system boots with its files.
+fn rescue_and_back(f: &Fleet) {
+    let t = Instant::now();
+    let disk = f.disk();
+    let before = file_sha256(&disk);
+    f.edit_vps("power = \"stopped\"\n", "rescue = true\n");
+    let a = f.converge("enter rescue");
+    assert!(
+        a.stdout
+            .contains(&format!("{VPS}: build the rescue system (debian-12"))
+            && a.stdout.contains(&format!("{VPS}: start domain")),
+        "{a:?}"
+    );
+    let rescue_dir = f.root.join("var/lib/gitvps/rescue");
+    let list = || -> Vec<String> {
+        std::fs::read_dir(&rescue_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".img"))
+            .collect()
+    };
+    let images = list();
+    assert!(
+        images.len() == 1 && images[0].starts_with(&format!("{VPS}.")),
+        "{images:?}"
+    );
+    eprintln!(
+        "enter rescue (build and boot): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // In the rescue system: its own root; the VPS's disk (its NVMe serial is the VPS id) is
+    // not mounted until the customer mounts it, read-only.
+    let out = f.in_guest(&format!(
+        "set -e; findmnt -no LABEL /; dev=; for d in /sys/block/nvme*n1; do \
+         [ \"$(tr -d ' ' <\"$d/device/serial\")\" = {VPS} ] && dev=/dev/${{d##*/}}; done; \
+         echo \"disk $dev\"; if grep -q \"^$dev \" /proc/mounts; then echo MOUNTED; fi; \
+         mkdir -p /mnt/vps; mount -o ro,noload \"$dev\" /mnt/vps; cat /mnt/vps/root/restore-me; \
+         umount /mnt/vps"
+    ));
+    assert!(out.starts_with("gitvps-rescue\ndisk /dev/nvme"), "{out}");
+    assert!(!out.contains("MOUNTED"), "{out}");
+    assert!(out.ends_with("kept by the backup\n"), "{out}");
+    assert_eq!(
+        file_sha256(&disk),
+        before,
+        "the rescue system wrote the disk"
+    );
+
+    // Leave, to a stopped VPS: the rescue image goes, the disk is as it was.
+    let tl = Instant::now();
+    f.edit_vps("rescue = true\n", "power = \"stopped\"\n");
+    let a = f.converge("leave rescue");
+    assert!(
+        a.stdout
+            .contains(&format!("{VPS}: remove the rescue system")),
+        "{a:?}"
+    );
+    assert_eq!(f.qemu_pid(), None);
+    assert_eq!(list(), Vec::<String>::new());
+    assert_eq!(
+        file_sha256(&disk),
+        before,
+        "entering or leaving wrote the disk"
+    );
+    eprintln!("leave rescue: {:.1} s", tl.elapsed().as_secs_f64());
+
+    // The VPS's own system boots again, with its file.
+    f.edit_vps("power = \"stopped\"\n", "");
+    f.converge("own system after rescue");
+    let out = f.in_guest("findmnt -no LABEL /; cat /root/restore-me");
+    assert_eq!(out, "gitvps-root\nkept by the backup\n");
+    eprintln!(
+        "rescue section (enter, log in, leave, own boot): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }

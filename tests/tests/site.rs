@@ -684,6 +684,7 @@ fn catalog_and_panel_in_headless_chromium() {
     reverse_dns_in_the_panel(&b, &base, &bare);
     restore_in_the_panel(&b, &base, &bare);
     boot_media_in_the_panel(&b, &base, &bare);
+    rescue_in_the_panel(&b, &base, &bare);
 
     // Simplified Chinese: the same panel, the session kept.
     b.click("a.lang");
@@ -1241,6 +1242,50 @@ fn boot_media_in_the_panel(b: &Browser, base: &str, bare: &Path) {
     );
     let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
     assert!(!file.contains("[boot]"), "{file}");
+}
+
+/// Rescue mode: "Boot into rescue mode", then "Leave rescue mode", each a commit of the VPS's
+/// `rescue`.
+fn rescue_in_the_panel(b: &Browser, base: &str, bare: &Path) {
+    let last = || last_commit(bare);
+    b.goto(&format!("{base}/panel/?vps=xen02"));
+    b.wait("document.getElementById('rescue-enter')");
+    assert_eq!(b.a11y_problems(), Vec::<String>::new(), "rescue mode");
+    b.click("#rescue-enter");
+    b.wait("document.getElementById('confirm-q')");
+    assert_eq!(
+        b.text("#confirm-q"),
+        "Restart xen02 into the rescue system at the next apply?"
+    );
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-rescue", "ok");
+    assert!(msg.contains("rescue mode for xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: boot xen02 into the rescue system (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(file.contains("\nrescue = true\n"), "{file}");
+    // The panel reloads in rescue mode, offering to leave it.
+    b.wait("document.getElementById('rescue-leave')");
+    assert!(
+        b.text("#rescue-lead")
+            .starts_with("xen02 runs the rescue system."),
+        "{}",
+        b.text("#rescue-lead")
+    );
+    b.screenshot("panel-rescue");
+    b.click("#rescue-leave");
+    b.wait("document.getElementById('confirm-q')");
+    b.click("#confirm-yes");
+    let msg = message(b, "msg-rescue", "ok");
+    assert!(msg.contains("leaving rescue mode of xen02"), "{msg}");
+    assert_eq!(
+        last(),
+        "gitvps-bot: c-0001: leave the rescue system of xen02, boot its own system (site)"
+    );
+    let file = git(bare, &["show", "main:inventory/vps/xen02.toml"]);
+    assert!(!file.contains("rescue"), "{file}");
 }
 
 /// The author and subject of `main`'s last commit: `gitvps-bot: c-0001: ... (site)`.

@@ -108,6 +108,9 @@ impl From<Refusal> for ApiError {
             Refusal::NoIsoBoot(_) => {
                 ApiError::new(StatusCode::CONFLICT, "iso_unsupported", r.to_string())
             }
+            Refusal::NoRescue(_) => {
+                ApiError::new(StatusCode::CONFLICT, "rescue_unsupported", r.to_string())
+            }
             Refusal::UnknownIso(_) => ApiError::unprocessable("not_in_catalog", r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {

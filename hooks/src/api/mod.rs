@@ -12,6 +12,7 @@ mod invoices;
 mod keys;
 mod openapi;
 mod ptr;
+mod rescue;
 mod session;
 mod tickets;
 mod twofactor;
@@ -214,6 +215,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/vps/{id}/ssh-keys", put(vps::ssh_keys))
         .route("/vps/{id}/ptr", put(ptr::set_ptr))
         .route("/vps/{id}/boot", put(boot::attach).delete(boot::eject))
+        .route(
+            "/vps/{id}/rescue",
+            post(rescue::enter).delete(rescue::leave),
+        )
         .route("/vps/{id}/graph", get(graph::vps_graph))
         .route("/vps/{id}/renew", post(checkout::renew))
         .route("/vps/{id}/traffic", post(checkout::traffic))

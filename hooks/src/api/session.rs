@@ -284,6 +284,12 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     .nodes
                     .get(&v.node)
                     .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
+                "rescue": v.rescue,
+                // Whether the panel offers rescue mode: the node can boot the rescue system.
+                "rescue_boot": inv
+                    .nodes
+                    .get(&v.node)
+                    .is_some_and(|n| model::media::rescue_unsupported(n).is_none()),
                 "status": status,
                 "snapshots": snapshots_view(snap, inv, v),
                 "monitor": monitor_view(snap.monitor.get(&v.id)),

@@ -41,6 +41,7 @@ const VPS_KEYS: &[&str] = &[
     "snapshot_limit",
     "snapshot",
     "revert",
+    "rescue",
 ];
 
 const TRAFFIC_BLOCK_KEYS: &[&str] = &["period", "size", "invoice"];
@@ -79,6 +80,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
     let restore = super::backup::parse_restore(r, &mut o, &v);
     let boot = parse_boot(r, &mut o, &v);
     let snapshots = parse_snapshots(r, &mut o, &v);
+    let rescue = v.opt::<bool>(r, &mut o, "rescue").unwrap_or(false);
     build(r, &v, || {
         Some(Vps {
             id,
@@ -107,6 +109,7 @@ pub(super) fn parse_vps(r: &mut Reader<'_>, id: VpsId, t: &dyn TableLike) -> Opt
             restore,
             boot,
             snapshots,
+            rescue,
             origin: o,
         })
     })

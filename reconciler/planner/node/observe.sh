@@ -81,6 +81,7 @@ LIST
       cfgext=cfg
       ;;
   esac
+  rescue_images
   case $backend in
     lvm) raw lvs lvs --reportformat json -o lv_name,vg_name,lv_size,origin --units b --nosuffix "$store" ;;
     file) images ;;
@@ -129,6 +130,20 @@ LIST
     sep=,
   done
   printf '],"now":%s}' "$now"
+}
+
+# The rescue system images (rescue = true), as `"rescue":["<vps>.<hash>",...],`: the files
+# ROOT/var/lib/gitvps/rescue/<vps>.<hash>.img, no fork.
+rescue_images() {
+  printf '"rescue":['
+  sep=
+  for f in "$R/var/lib/gitvps/rescue"/*.img; do
+    [ -f "$f" ] || continue
+    n=${f##*/}
+    printf '%s"' "$sep"; pstr "${n%.img}"; printf '"'
+    sep=,
+  done
+  printf '],'
 }
 
 # hashed configs|consoles: the configs or the console keys among $sums, as JSON objects

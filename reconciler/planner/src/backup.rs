@@ -442,6 +442,8 @@ mod tests {
             tap: None,
             restore: None,
             iso: None,
+            rescue: None,
+            rescue_waits: false,
             snapshots: Default::default(),
         }
     }

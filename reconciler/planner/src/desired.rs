@@ -36,6 +36,11 @@ pub enum DesiredError {
     /// A file of the catalog was not loaded.
     #[error("bootstraps: {0} is listed by the catalog but was not read")]
     MissingFile(String),
+    /// `rescue = true` but the bootstraps have no OS to build the rescue system from.
+    #[error(
+        "bootstraps: rescue mode builds its system from os/{RESCUE_OS}, which is not in the catalog"
+    )]
+    NoRescueOs,
     /// A VPS's product has no resources (the inventory was not validated).
     #[error("{vps}: its product `{product}` is not a plan")]
     NotAPlan {
@@ -116,6 +121,96 @@ pub struct VpsSpec {
     pub iso: Option<IsoSpec>,
     /// `[[snapshot]]` and `[revert]`: the snapshots its node keeps of its disk.
     pub snapshots: crate::snapshot::SnapshotsSpec,
+    /// `rescue = true` on an active VPS: the rescue system its config boots.
+    pub rescue: Option<RescueSpec>,
+    /// `rescue = true` while the VPS is not active: the rescue system waits (a plan note).
+    pub rescue_waits: bool,
+}
+
+/// The OS of the bootstraps catalog a rescue system is built from.
+pub const RESCUE_OS: &str = "debian-12";
+
+/// The label of a rescue system's root filesystem (the VPS's own is `gitvps-root`): the rescue
+/// kernel finds its root by it, never the VPS's disk.
+pub const RESCUE_LABEL: &str = "gitvps-rescue";
+
+/// The size of a rescue system's image (a sparse raw file: about 450 MiB of it is used).
+pub const RESCUE_IMAGE_BYTES: u64 = 2 << 30;
+
+/// A VPS's rescue system (`rescue = true`): [`RESCUE_OS`] installed from the bootstraps (the
+/// node's root cache makes that a copy) with the customer's keys for root and the VPS's host
+/// name and addresses, in a raw image of its own beside the VPS's disk, which is attached as
+/// the second disk and never mounted. The image's name holds a hash of what it was built from,
+/// so changed keys or addresses build a new one; leaving rescue removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RescueSpec {
+    /// The image's name on the node, `<vps>.<hash>` (as observe reports it).
+    pub name: String,
+    /// Its path: `var/lib/gitvps/rescue/<name>.img` under the node root.
+    pub image: String,
+    /// How its root is built.
+    pub install: InstallSpec,
+}
+
+/// The folder of the rescue images on a node.
+pub fn rescue_dir(root: &str) -> String {
+    node_path(root, "var/lib/gitvps/rescue")
+}
+
+/// The path of the rescue image named `name` (`<vps>.<hash>`).
+pub fn rescue_image(root: &str, name: &str) -> String {
+    format!("{}/{name}.img", rescue_dir(root))
+}
+
+/// A VPS's rescue system when it is asked and may run: an active VPS on a node that can boot
+/// it.
+fn rescue_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    node: &model::Node,
+    root: &str,
+    boot: &Bootstraps,
+) -> Result<Option<RescueSpec>, DesiredError> {
+    if !v.rescue || v.state != State::Active || model::media::rescue_unsupported(node).is_some() {
+        return Ok(None);
+    }
+    let os: model::OsId = RESCUE_OS.parse().map_err(|_| DesiredError::NoRescueOs)?;
+    if !boot.catalog.os.contains_key(&os) {
+        return Err(DesiredError::NoRescueOs);
+    }
+    let as_rescue = model::Vps {
+        os,
+        appliance: None,
+        ..v.clone()
+    };
+    let dir = rescue_dir(root);
+    let Some(mut install) = install_spec_in(
+        inv,
+        &as_rescue,
+        root,
+        boot,
+        format!("{dir}/ship/{}", v.id),
+        format!("{dir}/build/{}", v.id),
+    )?
+    else {
+        return Err(DesiredError::NoRescueOs);
+    };
+    install
+        .exports
+        .push_str(&format!("export VPS_ROOT_LABEL='{RESCUE_LABEL}'\n"));
+    let mut what = install.exports.clone();
+    for (p, text) in &install.files {
+        what.push_str(p);
+        what.push('\0');
+        what.push_str(text);
+        what.push('\0');
+    }
+    let name = format!("{}.{}", v.id, &sha256_hex(&what)[..12]);
+    Ok(Some(RescueSpec {
+        image: rescue_image(root, &name),
+        name,
+        install,
+    }))
 }
 
 /// An ISO a node fetches into its cache before a guest's config attaches it (`[boot]`).
@@ -411,13 +506,31 @@ pub fn desired(
             plan
         };
         let disk_path = disk_path(spec, &v.id);
+        let rescue = rescue_spec(inv, v, node, &spec.root, boot)?;
         let (config, tap) = match &node.kvm {
-            Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
-                kvm_config(inv, node, kvm, spec, v, res, &kvm_tmpl)?
-            }
+            Some(kvm) if node.hypervisor == Hypervisor::Kvm => kvm_config(
+                inv,
+                node,
+                kvm,
+                spec,
+                v,
+                res,
+                rescue.as_ref().map(|r| r.image.as_str()),
+                &kvm_tmpl,
+            )?,
             _ => {
-                let guest_type = inv.guest_type_of(v).unwrap_or(GuestType::Pvh);
-                let cdrom = xen_cdrom(inv, v, &spec.root);
+                // The rescue system runs as PVH (or PV) whatever the VPS's own type; an ISO
+                // stays out of it.
+                let (guest_type, cdrom) = match &rescue {
+                    Some(_) => (
+                        model::media::rescue_guest_type(node).unwrap_or(GuestType::Pvh),
+                        None,
+                    ),
+                    None => (
+                        inv.guest_type_of(v).unwrap_or(GuestType::Pvh),
+                        xen_cdrom(inv, v, &spec.root),
+                    ),
+                };
                 let config = crate::driver::xen::config(
                     &tmpl,
                     v,
@@ -425,6 +538,7 @@ pub fn desired(
                     &disk_path,
                     guest_type,
                     cdrom.as_ref().map(|(p, o)| (p.as_str(), *o)),
+                    rescue.as_ref().map(|r| r.image.as_str()),
                 )?;
                 (config, None)
             }
@@ -465,6 +579,8 @@ pub fn desired(
                         .map(|r| (r.snapshot.to_string(), r.generation)),
                 },
                 iso: iso_spec(inv, v, &spec.root),
+                rescue_waits: v.rescue && rescue.is_none(),
+                rescue,
             },
         );
     }
@@ -561,6 +677,7 @@ pub fn config_path(spec: &NodeSpec, vps: &VpsId) -> String {
 }
 
 /// A KVM guest's arguments file, and its tap when it is bridged.
+#[allow(clippy::too_many_arguments)]
 fn kvm_config(
     inv: &Inventory,
     node: &model::Node,
@@ -568,10 +685,14 @@ fn kvm_config(
     spec: &NodeSpec,
     v: &model::Vps,
     res: &model::Resources,
+    rescue: Option<&str>,
     tmpl: &minijinja::Template<'_, '_>,
 ) -> Result<(String, Option<String>), DesiredError> {
     let disk_path = disk_path(spec, &v.id);
     let mut vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
+    if let Some(image) = rescue {
+        vars.set_rescue(image);
+    }
     if spec.store.image_format() == Some(ImageFormat::Qcow2) {
         vars.disk_format = "qcow2";
     }
@@ -598,14 +719,31 @@ fn install_spec(
     root: &str,
     boot: &Bootstraps,
 ) -> Result<Option<InstallSpec>, DesiredError> {
+    install_spec_in(
+        inv,
+        v,
+        root,
+        boot,
+        node_path(root, &format!("var/lib/gitvps/bootstraps/{}", v.id)),
+        node_path(root, &format!("var/lib/gitvps/build/{}", v.id)),
+    )
+}
+
+/// [`install_spec`] with the folders the files are shipped to and the root is built in.
+fn install_spec_in(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    boot: &Bootstraps,
+    ship_dir: String,
+    build_dir: String,
+) -> Result<Option<InstallSpec>, DesiredError> {
     let Some(os) = boot.catalog.os.get(&v.os) else {
         return Ok(None);
     };
     if !os.method.installs() || v.state == State::Destroyed {
         return Ok(None);
     }
-    let ship_dir = node_path(root, &format!("var/lib/gitvps/bootstraps/{}", v.id));
-    let build_dir = node_path(root, &format!("var/lib/gitvps/build/{}", v.id));
     let mut env = boot
         .catalog
         .env_for(inv, v)

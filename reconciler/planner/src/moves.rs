@@ -198,10 +198,11 @@ fn find_one(
         }
         [(from, s)] => {
             let bytes = s.disks.get(name).copied().unwrap_or(0);
-            let decision = match snapshots_refusal(v, from, s) {
-                Some(reason) => Decision::Refused { reason },
-                None => decide(desired, observed, from, to, v, bytes),
-            };
+            let decision =
+                match snapshots_refusal(v, from, s).or_else(|| rescue_refusal(v, from, s)) {
+                    Some(reason) => Decision::Refused { reason },
+                    None => decide(desired, observed, from, to, v, bytes),
+                };
             (*from, bytes, s.records.get(name).cloned(), decision)
         }
         several => {
@@ -289,6 +290,20 @@ fn snapshots_refusal(v: &VpsSpec, from: &NodeSpec, source: &NodeState) -> Option
         names.join(", "),
         from.node
     ))
+}
+
+/// Why a VPS in rescue mode does not move: the move carries its disk alone, and the target
+/// would start it on a rescue image it does not have. `None`: it is not in rescue (asked in its
+/// file, or still with a rescue image on the source).
+fn rescue_refusal(v: &VpsSpec, from: &NodeSpec, source: &NodeState) -> Option<String> {
+    let prefix = format!("{}.", v.id);
+    let on_source = source.rescue.iter().any(|n| n.starts_with(&prefix));
+    (v.rescue.is_some() || on_source).then(|| {
+        format!(
+            "{} is in rescue mode on {}: a move does not carry the rescue system; leave rescue mode first (node back to {}, rescue removed, gitvps apply), then move it",
+            v.id, from.node, from.node
+        )
+    })
 }
 
 /// Whether a move whose source answered may go now.
@@ -408,6 +423,8 @@ mod tests {
             tap: None,
             restore: None,
             iso: None,
+            rescue: None,
+            rescue_waits: false,
             snapshots: Default::default(),
         }
     }
@@ -584,6 +601,21 @@ mod tests {
         let m = &find(&d, &observed(src, holding(&[])), &BTreeMap::new())[0];
         assert!(
             matches!(&m.decision, Decision::Refused { reason } if reason.contains("on xen01 (daily)")),
+            "{m:?}"
+        );
+    }
+
+    /// A VPS in rescue mode (its rescue image still on the source) is not moved.
+    #[test]
+    fn a_vps_in_rescue_mode_is_refused_until_it_leaves() {
+        let d = fleet();
+        let mut src = holding(&[("xen10", 20 << 30)]);
+        if let Observation::Reachable(s) = &mut src {
+            s.rescue.insert("xen10.0123456789ab".into());
+        }
+        let m = &find(&d, &observed(src, holding(&[])), &BTreeMap::new())[0];
+        assert!(
+            matches!(&m.decision, Decision::Refused { reason } if reason.contains("xen10 is in rescue mode on xen01")),
             "{m:?}"
         );
     }

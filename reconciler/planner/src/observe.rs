@@ -234,6 +234,9 @@ pub struct NodeState {
     pub filters: Option<std::collections::BTreeSet<String>>,
     /// The ISOs in the node's cache (`var/cache/gitvps/iso/<sha256>.iso`), by sha256.
     pub isos: std::collections::BTreeSet<model::media::Sha256Hex>,
+    /// On a KVM node: the rescue system images it holds, as `<vps>.<hash>` (see
+    /// `crate::desired::RescueSpec`); empty elsewhere.
+    pub rescue: std::collections::BTreeSet<String>,
     /// A digest of everything above: a plan made on another digest is stale.
     pub digest: String,
 }
@@ -264,6 +267,8 @@ struct Raw {
     filters: Option<Vec<String>>,
     #[serde(default)]
     qemu: Option<String>,
+    #[serde(default)]
+    rescue: Vec<String>,
     #[serde(default)]
     kvm: Option<RawKvm>,
     #[serde(default)]
@@ -436,6 +441,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         isos: (raw.isos.into_iter())
             .filter_map(|h| h.parse().ok())
             .collect(),
+        rescue: raw.rescue.into_iter().collect(),
         digest: String::new(),
     };
     state.digest = digest(&state);
@@ -612,6 +618,11 @@ pub fn digest(s: &NodeState) -> String {
     if !s.isos.is_empty() {
         h.update(b"isos");
         h.update(serde_json::json!(s.isos).to_string().as_bytes());
+    }
+    // The same for rescue images.
+    if !s.rescue.is_empty() {
+        h.update(b"rescue");
+        h.update(serde_json::json!(s.rescue).to_string().as_bytes());
     }
     let out = h.finalize();
     out.iter().take(12).map(|b| format!("{b:02x}")).collect()

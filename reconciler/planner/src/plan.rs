@@ -9,7 +9,7 @@ use model::{NodeId, VpsId};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{
-    ConsoleSpec, Desired, InstallSpec, IsoSpec, NodeSpec, RestoreSpec, Store, VpsSpec,
+    ConsoleSpec, Desired, InstallSpec, IsoSpec, NodeSpec, RescueSpec, RestoreSpec, Store, VpsSpec,
 };
 use crate::drift::Drift;
 use crate::observe::{Domain, NodeState, Observation, Record};
@@ -110,6 +110,20 @@ pub enum Op {
         sha256: String,
         /// Its path in the cache.
         path: String,
+    },
+    /// Build the VPS's rescue system image (`rescue = true`), before anything is stopped: the
+    /// rescue OS from the bootstraps with the customer's keys and the VPS's addresses. The
+    /// VPS's disk is not touched.
+    BuildRescue {
+        /// The image and how it is built.
+        rescue: Box<RescueSpec>,
+    },
+    /// Remove rescue system images of the VPS that its config no longer boots (it left rescue,
+    /// or its keys or addresses changed); the guest is down or runs another image. The VPS's
+    /// disk is not touched.
+    DropRescue {
+        /// The images' paths.
+        images: Vec<String>,
     },
     /// Only write the record (an action that needs no work, e.g. reboot of a stopped VPS).
     Record {
@@ -640,8 +654,8 @@ impl Op {
             | Op::CheckBackup { .. }
             | Op::Restore { .. }
             | Op::RevertSnapshot { .. } => '!',
-            Op::FetchIso { .. } | Op::TakeSnapshot { .. } => '+',
-            Op::DeleteSnapshot { .. } | Op::RemoveIso { .. } => '-',
+            Op::FetchIso { .. } | Op::TakeSnapshot { .. } | Op::BuildRescue { .. } => '+',
+            Op::DeleteSnapshot { .. } | Op::RemoveIso { .. } | Op::DropRescue { .. } => '-',
         }
     }
 
@@ -691,6 +705,14 @@ impl Op {
                 r.snapshot, r.from, r.generation
             ),
             Op::FetchIso { iso } => format!("fetch ISO {} (sha256 {})", iso.url, iso.sha256),
+            Op::BuildRescue { rescue } => format!(
+                "build the rescue system ({}, the customer's keys; the disk is attached, not mounted)",
+                rescue.install.os
+            ),
+            Op::DropRescue { images } => format!(
+                "remove the rescue system ({} image(s); the disk is untouched)",
+                images.len()
+            ),
             Op::Record { note } => format!("record {note}"),
             Op::WriteConsole {
                 spec,

@@ -1927,3 +1927,156 @@ fn a_cached_iso_goes_once_no_vps_of_its_node_uses_it() {
     let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
     assert_eq!(back, p);
 }
+
+/// xen02's plan lines on node0109.
+fn xen02_lines(p: &Plan) -> Vec<String> {
+    steps(p, "node0109")
+        .iter()
+        .filter(|s| s.vps.as_str() == "xen02")
+        .map(planner::plan::step_line)
+        .collect()
+}
+
+/// Rescue mode (issue 18): entering builds the rescue image before the guest is stopped, then
+/// restarts the guest on arguments that boot it with the VPS's disk as the second disk; leaving
+/// stops it, removes the image and boots the VPS's own system; a second plan is empty in both
+/// states; a suspended VPS's rescue waits, saying so; changed keys build a new image.
+#[test]
+fn rescue_mode_enters_and_leaves_and_converges() {
+    let enter = |extra: &str, state: &str| {
+        fleet_edited(&[
+            (
+                "inventory/nodes/node0109.toml",
+                "hypervisor = \"xen\"\n",
+                "hypervisor = \"kvm\"\nkvm = { accel = \"kvm\", network = \"user\", forward_base = 10000 }\n",
+            ),
+            (
+                "inventory/vps/xen02.toml",
+                "state = \"active\"",
+                &format!("state = \"{state}\"\n{extra}"),
+            ),
+        ])
+    };
+    let own = desired_with_os(&enter("", "active"));
+    let resc = desired_with_os(&enter("rescue = true", "active"));
+    let r = spec(&resc, "node0109", "xen02")
+        .rescue
+        .clone()
+        .expect("a rescue system");
+    assert!(r.name.starts_with("xen02.") && r.name.len() == "xen02.".len() + 12);
+    assert_eq!(r.image, format!("/var/lib/gitvps/rescue/{}.img", r.name));
+    assert_eq!(r.install.os, "debian-12");
+    assert!(
+        r.install
+            .exports
+            .contains("export VPS_ROOT_LABEL='gitvps-rescue'")
+    );
+    let args = &spec(&resc, "node0109", "xen02").config;
+    let rescue_drive = args.find(&format!("file={},", r.image)).expect(args);
+    let own_drive = args.find("file=/dev/vg0/xen02,").expect(args);
+    assert!(
+        rescue_drive < own_drive,
+        "the rescue root is the first disk: {args}"
+    );
+    assert!(args.contains("root=LABEL=gitvps-rescue ro"), "{args}");
+    assert!(!args.contains("root=/dev/nvme0n1"), "{args}");
+    assert!(
+        args.contains("-device\nnvme,drive=d0,serial=xen02\n"),
+        "{args}"
+    );
+
+    // Enter: from a VPS running its own system.
+    let obs = converged(&own);
+    let p = plan(&resc, &obs);
+    assert_eq!(
+        xen02_lines(&p),
+        [
+            "+ xen02: build the rescue system (debian-12, the customer's keys; the disk is attached, not mounted)",
+            "- xen02: shut down domain (to boot the rescue system)",
+            "~ xen02: rewrite domain config",
+            "+ xen02: start domain",
+        ],
+        "{}",
+        render(&p)
+    );
+    // No step writes the disk: none names it but the config.
+    let script =
+        planner::driver::steps_script(&resc.nodes[&node("node0109")], &steps(&p, "node0109"));
+    let build = script
+        .split("\ns0() {")
+        .nth(1)
+        .unwrap()
+        .split("\ns1() {")
+        .next()
+        .unwrap();
+    assert!(!build.contains("/dev/vg0/xen02"), "{build}");
+    assert!(
+        build.contains("-L 'gitvps-rescue'") || build.contains("-L gitvps-rescue"),
+        "{build}"
+    );
+    let mut inside = converged(&resc);
+    edit(&mut inside, "node0109", |s| {
+        s.rescue.insert(r.name.clone());
+    });
+    assert!(
+        !plan(&resc, &inside).has_changes(),
+        "{}",
+        render(&plan(&resc, &inside))
+    );
+
+    // Leave: the rescue system stops, its image goes, the own system starts.
+    let p = plan(&own, &inside);
+    assert_eq!(
+        xen02_lines(&p),
+        [
+            "- xen02: shut down domain (to leave the rescue system)",
+            "- xen02: remove the rescue system (1 image(s); the disk is untouched)",
+            "~ xen02: rewrite domain config",
+            "+ xen02: start domain",
+        ],
+        "{}",
+        render(&p)
+    );
+    assert!(!plan(&own, &converged(&own)).has_changes());
+
+    // Suspended: no rescue, a note says why; its image (if any) goes.
+    let susp = desired_with_os(&enter("rescue = true", "suspended"));
+    assert!(spec(&susp, "node0109", "xen02").rescue.is_none());
+    let p = plan(&susp, &converged(&susp));
+    assert!(
+        notes(&p, "node0109")
+            .iter()
+            .any(|n| n.contains("xen02: rescue = true waits until the VPS is active again")),
+        "{}",
+        render(&p)
+    );
+
+    // New keys: a new image, the old one removed once the guest is down.
+    let other = fleet_edited(&[
+        (
+            "inventory/nodes/node0109.toml",
+            "hypervisor = \"xen\"\n",
+            "hypervisor = \"kvm\"\nkvm = { accel = \"kvm\", network = \"user\", forward_base = 10000 }\n",
+        ),
+        (
+            "inventory/vps/xen02.toml",
+            "state = \"active\"",
+            "state = \"active\"\nrescue = true",
+        ),
+        (
+            "inventory/vps/xen02.toml",
+            "hostname = \"xen02.example.net\"",
+            "hostname = \"other.example.net\"",
+        ),
+    ]);
+    let other = desired_with_os(&other);
+    let r2 = spec(&other, "node0109", "xen02").rescue.clone().unwrap();
+    assert_ne!(r2.name, r.name);
+    let p = plan(&other, &inside);
+    let text = render(&p);
+    assert!(text.contains("+ xen02: build the rescue system"), "{text}");
+    assert!(
+        text.contains("- xen02: remove the rescue system (1 image(s)"),
+        "{text}"
+    );
+}

@@ -101,6 +101,15 @@ fn apply_sim(state: &mut NodeState, steps: &[Step]) {
                 }
             }
             Op::RevertSnapshot { .. } => {}
+            Op::BuildRescue { rescue } => {
+                state.rescue.insert(rescue.name.clone());
+            }
+            Op::DropRescue { images } => {
+                for i in images {
+                    let n = i.rsplit('/').next().unwrap_or(i);
+                    state.rescue.remove(n.trim_end_matches(".img"));
+                }
+            }
         }
         if let Some(r) = &s.record {
             state.records.insert(name, r.clone());

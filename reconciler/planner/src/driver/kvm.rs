@@ -137,6 +137,19 @@ pub struct ArgsVars<'a> {
     /// The CD-ROM boots first (`[boot] order = "cd"`): the firmware boots it, so the guest's
     /// own kernel is not loaded directly.
     pub boot_cd: bool,
+    /// `rescue = true`: the rescue system's image, escaped for a QEMU option list, attached
+    /// before the VPS's disk and booted (its kernel, root labelled `gitvps-rescue`); empty:
+    /// the VPS boots its own system.
+    pub rescue: String,
+}
+
+impl ArgsVars<'_> {
+    /// Boots the rescue system in `image` instead of the VPS's own (an ISO stays attached but
+    /// is not booted).
+    pub fn set_rescue(&mut self, image: &str) {
+        self.rescue = opt(image);
+        self.boot_cd = false;
+    }
 }
 
 /// Why the arguments could not be rendered.
@@ -359,6 +372,7 @@ pub fn vars<'a>(
             .as_ref()
             .is_some_and(|(_, o)| *o == model::media::BootOrder::Cd),
         cdrom: boot.map(|(p, _)| p).unwrap_or_default(),
+        rescue: String::new(),
     }
 }
 

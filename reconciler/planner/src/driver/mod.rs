@@ -263,6 +263,16 @@ fn install_lines(
     qcow2_run: Option<&str>,
     spec: &crate::desired::InstallSpec,
 ) -> Vec<String> {
+    install_lines_labelled(disk_path, qcow2_run, spec, "gitvps-root")
+}
+
+/// [`install_lines`] with the root filesystem's label.
+fn install_lines_labelled(
+    disk_path: &str,
+    qcow2_run: Option<&str>,
+    spec: &crate::desired::InstallSpec,
+    label: &str,
+) -> Vec<String> {
     let disk = quote(disk_path);
     let ship = quote(&spec.ship_dir);
     let build = quote(&spec.build_dir);
@@ -300,7 +310,8 @@ fn install_lines(
     ));
     match qcow2_run {
         None => lines.push(format!(
-            "mke2fs -q -F -t ext4 -L gitvps-root -d {build} {disk} || return 1"
+            "mke2fs -q -F -t ext4 -L {label} -d {build} {disk} || return 1",
+            label = quote(label)
         )),
         Some(run) => {
             let tmp = quote(&raw_tmp(disk_path));
@@ -321,6 +332,29 @@ fn install_lines(
         }
     }
     lines.push(format!("rm -rf {ship} {build}"));
+    lines
+}
+
+/// A rescue system's image: the rescue OS built with the shipped bootstraps (through the node's
+/// root cache) into a sparse raw file beside the final one, labelled `gitvps-rescue`, renamed
+/// into place when whole. The VPS's disk is named nowhere in these lines.
+fn rescue_lines(r: &crate::desired::RescueSpec) -> Vec<String> {
+    let tmp = format!("{}.tmp", r.image);
+    let q = quote(&tmp);
+    let dir = quote(r.image.rsplit_once('/').map_or("/", |(d, _)| d));
+    let mut lines = vec![format!(
+        "mkdir -p {dir} && rm -f {q} && truncate -s {} {q} || return 1",
+        crate::desired::RESCUE_IMAGE_BYTES
+    )];
+    // A failed build leaves the temporary file (never booted: observe lists `*.img` only),
+    // which the next attempt starts by removing.
+    lines.extend(install_lines_labelled(
+        &tmp,
+        None,
+        &r.install,
+        crate::desired::RESCUE_LABEL,
+    ));
+    lines.push(format!("mv -f {q} {} || return 1", quote(&r.image)));
     lines
 }
 
@@ -350,6 +384,17 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
             install_lines(&step.target.disk, None, spec)
         }
         Op::Record { .. } => vec![":".into()],
+        Op::BuildRescue { rescue } => rescue_lines(rescue),
+        Op::DropRescue { images } => images
+            .iter()
+            .flat_map(|i| {
+                let i = quote(i);
+                [
+                    format!("disk_free {i} || return 1"),
+                    format!("rm -f {i} || return 1"),
+                ]
+            })
+            .collect(),
         Op::FetchIso { iso } => vec![format!(
             "fetch_iso {} {} {} {}",
             quote(&iso.url),
@@ -752,6 +797,29 @@ pub(crate) mod tests {
                 }),
             ),
             step(Op::Record { note: "x".into() }, Some(Record::default())),
+            step(
+                Op::BuildRescue {
+                    rescue: Box::new(crate::desired::RescueSpec {
+                        name: "xen02.0123456789ab".into(),
+                        image: "/srv/node 1/var/lib/gitvps/rescue/xen02.0123456789ab.img".into(),
+                        install: crate::desired::InstallSpec {
+                            os: "debian-12".into(),
+                            appliance: None,
+                            ship_dir: "/srv/node 1/var/lib/gitvps/rescue/ship/xen02".into(),
+                            build_dir: "/srv/node 1/var/lib/gitvps/rescue/build/xen02".into(),
+                            files: vec![("bootstraps/lib/install".into(), "#!/bin/sh\necho 'hi'\n".into())],
+                            exports: "export OS_ID='debian-12'\nexport VPS_ROOT_LABEL='gitvps-rescue'\n".into(),
+                        },
+                    }),
+                },
+                None,
+            ),
+            step(
+                Op::DropRescue {
+                    images: vec!["/srv/node 1/var/lib/gitvps/rescue/xen02.0123456789ab.img".into()],
+                },
+                None,
+            ),
             step(Op::RestoreFilter, None),
             step(Op::RemoveConfig, None),
             step(Op::RemoveDisk { reason: "x".into() }, None),

@@ -310,6 +310,8 @@ mod tests {
                 tap: None,
                 restore: None,
                 iso: None,
+                rescue: None,
+                rescue_waits: false,
                 snapshots: Default::default(),
             };
             let sha = "a".repeat(64);

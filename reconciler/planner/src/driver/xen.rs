@@ -47,6 +47,9 @@ struct ConfigVars<'a> {
     cdrom: Option<&'a str>,
     /// HVM's `boot =`: `dc` (CD-ROM first) with an installer ISO, `c` (the disk) otherwise.
     boot: &'static str,
+    /// `rescue = true`: the rescue system's image, the domain's first disk (`xvda`; its
+    /// grub.cfg finds the root labelled `gitvps-rescue`); the VPS's disk is then `xvdb`.
+    rescue: Option<&'a str>,
 }
 
 /// The `xl.cfg` of a VPS of this guest type from the template. The vif's `ip=` carries every
@@ -62,6 +65,7 @@ pub(crate) fn config(
     disk_path: &str,
     guest_type: GuestType,
     cdrom: Option<(&str, BootOrder)>,
+    rescue: Option<&str>,
 ) -> Result<String, DesiredError> {
     let guest_type = if cdrom.is_some() {
         GuestType::Hvm
@@ -71,9 +75,10 @@ pub(crate) fn config(
     let vars = ConfigVars {
         vps: v.id.as_str(),
         guest_type,
-        disk_vdev: match guest_type {
-            GuestType::Hvm => "hda",
-            GuestType::Pv | GuestType::Pvh => "xvda",
+        disk_vdev: match (guest_type, rescue) {
+            (GuestType::Hvm, _) => "hda",
+            (GuestType::Pv | GuestType::Pvh, None) => "xvda",
+            (GuestType::Pv | GuestType::Pvh, Some(_)) => "xvdb",
         },
         memory_mib: res.ram.as_mib(),
         vcpus: res.vcpus,
@@ -91,6 +96,7 @@ pub(crate) fn config(
             Some((_, BootOrder::Disk)) => "cd",
             None => "c",
         },
+        rescue,
     };
     Ok(tmpl
         .render(&vars)

@@ -30,6 +30,7 @@ pub(super) fn plan_vps(
         v,
         obs,
         name: v.id.as_str(),
+        root: &spec.root,
         domain: obs.domains.get(v.id.as_str()),
         disk: obs.disks.get(v.id.as_str()).copied(),
         config: obs.configs.get(v.id.as_str()),
@@ -51,6 +52,8 @@ struct VpsPlan<'a> {
     v: &'a VpsSpec,
     obs: &'a NodeState,
     name: &'a str,
+    /// The node root.
+    root: &'a str,
     domain: Option<&'a Domain>,
     disk: Option<u64>,
     config: Option<&'a String>,
@@ -143,6 +146,7 @@ impl VpsPlan<'_> {
         if self.config.is_some() {
             self.push(Op::RemoveConfig, None);
         }
+        self.drop_rescue();
         if self.disk.is_none() {
             return;
         }
@@ -254,6 +258,7 @@ impl VpsPlan<'_> {
         let due = self.due();
         self.check_backup(&due);
         self.fetch_iso(&due);
+        self.build_rescue();
         self.snapshots_first();
         let running = self.bring_down(&due);
         let creating = self.disk.is_none();
@@ -263,6 +268,7 @@ impl VpsPlan<'_> {
         if creating {
             self.take_snapshots();
         }
+        self.drop_rescue();
         let started = self.config_and_start(&due, running);
         self.restore_filter(running);
         self.reboot(&due, started);
@@ -280,6 +286,50 @@ impl VpsPlan<'_> {
                 },
                 None,
             );
+        }
+    }
+
+    /// The rescue images of this VPS on the node, by name (`<vps>.<hash>`).
+    fn rescue_images(&self) -> Vec<&str> {
+        let prefix = format!("{}.", self.name);
+        (self.obs.rescue.iter())
+            .map(String::as_str)
+            .filter(|n| n.strip_prefix(&prefix).is_some_and(|h| !h.contains('.')))
+            .collect()
+    }
+
+    /// Step 0: the rescue system's image is built before anything is stopped (a failed build
+    /// leaves the VPS running its own system); `rescue = true` on a VPS that is not active
+    /// waits, saying so.
+    fn build_rescue(&mut self) {
+        if self.v.rescue_waits {
+            self.notes.push(format!(
+                "{}: rescue = true waits until the VPS is active again (a suspended VPS does not run)",
+                self.name
+            ));
+        }
+        if let Some(r) = &self.v.rescue
+            && !self.obs.rescue.contains(&r.name)
+        {
+            self.push(
+                Op::BuildRescue {
+                    rescue: Box::new(r.clone()),
+                },
+                None,
+            );
+        }
+    }
+
+    /// Step 4a: rescue images the config no longer boots go, once the guest is down (or, when
+    /// it keeps running, it runs its config, which names another image).
+    fn drop_rescue(&mut self) {
+        let keep = self.v.rescue.as_ref().map(|r| r.name.as_str());
+        let images: Vec<String> = (self.rescue_images().into_iter())
+            .filter(|n| Some(*n) != keep)
+            .map(|n| crate::desired::rescue_image(self.root, n))
+            .collect();
+        if !images.is_empty() {
+            self.push(Op::DropRescue { images }, None);
         }
     }
 
@@ -322,6 +372,10 @@ impl VpsPlan<'_> {
             "to check its filesystem"
         } else if self.config.is_none() && !v.adopted {
             "its config is missing"
+        } else if due.config_changed && v.rescue.is_some() {
+            "to boot the rescue system"
+        } else if due.config_changed && !self.rescue_images().is_empty() {
+            "to leave the rescue system"
         } else if due.config_changed {
             "its config changed"
         } else if !(v.adopted && self.config.is_none())
