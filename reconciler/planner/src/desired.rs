@@ -230,6 +230,37 @@ pub struct InstallSpec {
     pub files: Vec<(String, String)>,
     /// `export NAME='value'` lines for the scripts.
     pub exports: String,
+    /// `method = "cloud-image"`: the image written to the disk instead of running the scripts
+    /// (`files` and `exports` are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudSpec>,
+}
+
+/// A cloud image install: the image the node fetches into its cache, writes to the disk and
+/// grows to the product's size, and the NoCloud seed beside it (`docs/boot-media.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CloudSpec {
+    /// Where it is fetched from (http or https; redirects stay on them).
+    pub url: String,
+    /// Its sha256, checked before it is kept.
+    pub sha256: String,
+    /// The most bytes fetched.
+    pub max_bytes: u64,
+    /// The file's format: `raw` or `qcow2`.
+    pub format: String,
+    /// Its path in the node's cache.
+    pub path: String,
+    /// The guest boots the image's own kernel directly (`boot = "kernel"`), not through the
+    /// firmware.
+    pub kernel_boot: bool,
+    /// The seed's folder on the node, which QEMU presents as a FAT volume labelled `cidata`.
+    pub seed_dir: String,
+    /// The instance id of this install.
+    pub instance_id: String,
+    /// The seed's files: name and content.
+    pub seed: Vec<(String, String)>,
+    /// The disk's size (the product's): the image is grown to it; a larger image is refused.
+    pub disk_bytes: u64,
 }
 
 /// The bootstrap catalog and the files it ships, read from a repo.
@@ -411,9 +442,11 @@ pub fn desired(
             plan
         };
         let disk_path = disk_path(spec, &v.id);
+        let install = install_spec(inv, v, &spec.root, boot, res.disk.bytes())?;
+        let cloud = install.as_ref().and_then(|i| i.cloud.as_ref());
         let (config, tap) = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => {
-                kvm_config(inv, node, kvm, spec, v, res, &kvm_tmpl)?
+                kvm_config(inv, node, kvm, spec, v, res, &kvm_tmpl, cloud)?
             }
             _ => {
                 let guest_type = inv.guest_type_of(v).unwrap_or(GuestType::Pvh);
@@ -431,7 +464,6 @@ pub fn desired(
         };
         let config_path = config_path(spec, &v.id);
         let run = v.state == State::Active && v.power == Power::Running;
-        let install = install_spec(inv, v, &spec.root, boot)?;
         let console = console_spec(inv, v, &spec.root, spec.hypervisor);
         spec.vps.insert(
             v.id.clone(),
@@ -561,6 +593,7 @@ pub fn config_path(spec: &NodeSpec, vps: &VpsId) -> String {
 }
 
 /// A KVM guest's arguments file, and its tap when it is bridged.
+#[allow(clippy::too_many_arguments)]
 fn kvm_config(
     inv: &Inventory,
     node: &model::Node,
@@ -569,11 +602,16 @@ fn kvm_config(
     v: &model::Vps,
     res: &model::Resources,
     tmpl: &minijinja::Template<'_, '_>,
+    cloud: Option<&CloudSpec>,
 ) -> Result<(String, Option<String>), DesiredError> {
     let disk_path = disk_path(spec, &v.id);
     let mut vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
     if spec.store.image_format() == Some(ImageFormat::Qcow2) {
         vars.disk_format = "qcow2";
+    }
+    if let Some(c) = cloud {
+        vars.seed = crate::driver::kvm::opt(&c.seed_dir);
+        vars.firmware = !c.kernel_boot;
     }
     let bridge = match &kvm.network {
         model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
@@ -597,6 +635,7 @@ fn install_spec(
     v: &model::Vps,
     root: &str,
     boot: &Bootstraps,
+    disk_bytes: u64,
 ) -> Result<Option<InstallSpec>, DesiredError> {
     let Some(os) = boot.catalog.os.get(&v.os) else {
         return Ok(None);
@@ -613,6 +652,17 @@ fn install_spec(
             vps: v.id.to_string(),
             source,
         })?;
+    if let Some(img) = os.method.cloud_image() {
+        return Ok(Some(InstallSpec {
+            os: v.os.to_string(),
+            appliance: v.appliance.as_ref().map(ToString::to_string),
+            ship_dir,
+            build_dir,
+            files: Vec::new(),
+            exports: String::new(),
+            cloud: Some(cloud_spec(inv, v, root, boot, img, &env, disk_bytes)?),
+        }));
+    }
     env.run = model::bootstraps::RunVars {
         bootstraps: Some(format!("{ship_dir}/bootstraps")),
         target: Some(build_dir.clone()),
@@ -634,7 +684,64 @@ fn install_spec(
         build_dir,
         files,
         exports: env.shell_exports(),
+        cloud: None,
     }))
+}
+
+/// Where a VPS's NoCloud seed is kept on its node.
+pub fn seed_dir(root: &str, vps: &VpsId) -> String {
+    node_path(root, &format!("var/lib/gitvps/seed/{vps}"))
+}
+
+/// The cloud image install of a VPS: the image from the node's cache, and its seed.
+fn cloud_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    boot: &Bootstraps,
+    img: &model::bootstraps::CloudImage,
+    env: &model::bootstraps::BootstrapEnv,
+    disk_bytes: u64,
+) -> Result<CloudSpec, DesiredError> {
+    let script = match &v.appliance {
+        Some(a) => {
+            let p = format!(
+                "{}/{a}/{}",
+                model::bootstraps::APPLIANCES_DIR,
+                model::bootstraps::FIRSTBOOT
+            );
+            Some(
+                boot.files
+                    .get(&p)
+                    .ok_or_else(|| DesiredError::MissingFile(p.clone()))?
+                    .as_str(),
+            )
+        }
+        None => None,
+    };
+    let instance = crate::cloudinit::instance_id(env, v.actions.reinstall);
+    let seed = crate::cloudinit::seed(
+        env,
+        &crate::driver::kvm::qemu_mac(&v.id),
+        &instance,
+        script
+            .map(|script| crate::cloudinit::FirstBoot { script })
+            .as_ref(),
+    );
+    Ok(CloudSpec {
+        url: img.url.as_str().to_owned(),
+        sha256: img.sha256.as_str().to_owned(),
+        max_bytes: img.size.bytes().min(inv.settings.boot.max_iso_size.bytes()),
+        format: img.format.to_string(),
+        path: crate::driver::cloud_image_path(root, &img.sha256),
+        kernel_boot: img.boot == model::bootstraps::CloudBoot::Kernel,
+        seed_dir: seed_dir(root, &v.id),
+        instance_id: instance,
+        seed: (seed.files().iter())
+            .map(|(n, c)| ((*n).to_owned(), (*c).to_owned()))
+            .collect(),
+        disk_bytes,
+    })
 }
 
 #[cfg(test)]
