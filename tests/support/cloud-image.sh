@@ -23,8 +23,10 @@ printf 'LABEL=cloudimg-rootfs / ext4 defaults 0 1\n' >"$root/etc/fstab"
 # and looks for NoCloud only.
 mkdir -p "$root/etc/cloud/cloud.cfg.d" "$root/etc/systemd/system/multi-user.target.wants" \
     "$root/etc/systemd/system/sockets.target.wants"
+# The locale cloud-init would set (en_US.UTF-8) is not generated in a minbase root: C.UTF-8 is.
 cat >"$root/etc/cloud/cloud.cfg.d/90-rig.cfg" <<'EOF'
 datasource_list: [NoCloud, None]
+locale: C.UTF-8
 system_info:
   network:
     renderers: [networkd]

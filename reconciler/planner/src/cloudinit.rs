@@ -170,19 +170,18 @@ fn network_config(env: &BootstrapEnv, mac: &str) -> String {
     for a in &env.ipv6 {
         let _ = writeln!(s, "      - {}", q(&a.to_string()));
     }
+    // IPv6's default route as `gateway6`: cloud-init 22.4 (Debian 12) renders a route `to:
+    // "::/0"` for networkd as `::/64` (its prefix 0 is lost), while it renders `gateway6` as a
+    // default route; netplan still accepts it.
+    if let Some(g) = env.gateway6.filter(|_| !env.ipv6.is_empty()) {
+        let _ = writeln!(s, "    gateway6: {}", q(&g.to_string()));
+    }
     s.push_str("    routes:\n");
     let _ = writeln!(
         s,
         "      - to: \"0.0.0.0/0\"\n        via: {}",
         q(&env.gateway4.to_string())
     );
-    if let Some(g) = env.gateway6.filter(|_| !env.ipv6.is_empty()) {
-        let _ = writeln!(
-            s,
-            "      - to: \"::/0\"\n        via: {}",
-            q(&g.to_string())
-        );
-    }
     if !env.dns.is_empty() {
         s.push_str("    nameservers:\n      addresses:\n");
         for d in &env.dns {
@@ -291,9 +290,9 @@ mod tests {
             .filter_map(Yaml::as_str)
             .collect();
         assert_eq!(addrs, ["192.0.2.11/24", "2001:db8:66:22::1/64"]);
+        assert_eq!(nic["routes"][0]["to"].as_str(), Some("0.0.0.0/0"));
         assert_eq!(nic["routes"][0]["via"].as_str(), Some("192.0.2.1"));
-        assert_eq!(nic["routes"][1]["to"].as_str(), Some("::/0"));
-        assert_eq!(nic["routes"][1]["via"].as_str(), Some("fe80::1"));
+        assert_eq!(nic["gateway6"].as_str(), Some("fe80::1"));
         assert_eq!(
             nic["nameservers"]["addresses"][0].as_str(),
             Some("192.0.2.53")
@@ -311,8 +310,7 @@ mod tests {
         assert!(u["chpasswd"].is_badvalue() && u["write_files"].is_badvalue());
         assert!(u["runcmd"].is_badvalue());
         let n = yaml(&s.network_config);
-        let routes = n["ethernets"]["gitvps0"]["routes"].as_vec().unwrap();
-        assert_eq!(routes.len(), 1);
+        assert!(n["ethernets"]["gitvps0"]["gateway6"].is_badvalue());
     }
 
     #[test]

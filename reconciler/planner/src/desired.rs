@@ -790,6 +790,65 @@ mod tests {
             .clone()
     }
 
+    /// A cloud image OS (issue 18) on a KVM node: the install carries the image, the disk's
+    /// size and the seed; the guest's arguments attach the seed as a `cidata` vvfat drive and
+    /// boot through the firmware (no `-kernel`), or the image's kernel with `boot = "kernel"`;
+    /// a reinstall changes the instance id.
+    #[test]
+    fn a_cloud_image_vps_gets_its_seed_and_its_boot() {
+        let (mut inv, node, id) = xen02();
+        let n = inv.nodes.get_mut(&node).unwrap();
+        n.hypervisor = Hypervisor::Kvm;
+        n.kvm = Some(model::Kvm::default());
+        let v = inv.vps.get_mut(&id).unwrap();
+        v.os = "debian-12-cloud".parse().unwrap();
+        v.appliance = None;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bootstraps/os/debian-12-cloud");
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = |boot: &str| {
+            format!(
+                "name = \"Debian 12 (cloud)\"\nfamily = \"debian\"\nmethod = \"cloud-image\"\nrelease = \"bookworm\"\n[cloud_image]\nurl = \"https://cloud.example.net/d.qcow2\"\nsha256 = \"{}\"\nsize = \"400 MiB\"\nboot = \"{boot}\"\n",
+                "ab".repeat(32)
+            )
+        };
+        let spec = |inv: &Inventory, boot: &str| {
+            std::fs::write(dir.join("meta.toml"), meta(boot)).unwrap();
+            let b = Bootstraps {
+                catalog: model::bootstraps::Catalog::load(tmp.path()).unwrap(),
+                ..Bootstraps::default()
+            };
+            let d = desired(inv, &Templates::default(), &b).unwrap();
+            d.nodes[&node].vps[&id].clone()
+        };
+        let v = spec(&inv, "firmware");
+        let install = v.install.as_ref().expect("an install");
+        let cloud = install.cloud.as_ref().expect("a cloud image install");
+        assert!(install.files.is_empty() && install.exports.is_empty());
+        assert_eq!(cloud.url, "https://cloud.example.net/d.qcow2");
+        assert_eq!(cloud.max_bytes, 400 << 20);
+        assert_eq!(cloud.disk_bytes, v.disk_bytes);
+        assert_eq!(cloud.seed_dir, "/var/lib/gitvps/seed/xen02");
+        assert_eq!(cloud.instance_id, "gitvps-xen02-0");
+        let names: Vec<&str> = cloud.seed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["meta-data", "user-data", "network-config"]);
+        assert!(
+            v.config.contains(
+                "\nif=none,id=seed0,format=raw,readonly=on,file.driver=vvfat,file.dir=/var/lib/gitvps/seed/xen02,file.label=cidata\n-device\nvirtio-blk-pci,drive=seed0\n"
+            ),
+            "{}",
+            v.config
+        );
+        assert!(!v.config.contains("-kernel"), "{}", v.config);
+        let kernel = spec(&inv, "kernel");
+        assert!(kernel.config.contains("\n-kernel\n") && kernel.config.contains("cidata"));
+        inv.vps.get_mut(&id).unwrap().actions.reinstall = 3;
+        let again = spec(&inv, "kernel");
+        let cloud = again.install.unwrap().cloud.unwrap();
+        assert_eq!(cloud.instance_id, "gitvps-xen02-3");
+        assert!(cloud.seed[0].1.contains("instance-id: \"gitvps-xen02-3\""));
+    }
+
     /// xen02's config as each guest type, chosen by the VPS, its plan or its node.
     #[test]
     fn each_guest_type_renders() {
