@@ -74,7 +74,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// A Debian 12 disk image with cloud-init (qcow2, one ext4 filesystem that boots its own
 /// kernel), built by `tests/support/cloud-image.sh` with debootstrap from this machine's apt
-/// mirror, and cached under the target folder (`gitvps-cache/cloud/`) by the script's sha256:
+/// mirror, and cached under the target folder (`cloud-image/`) by the script's sha256:
 /// minutes cold, nothing warm.
 #[allow(clippy::print_stderr)] // the build time, for the test log
 pub fn cloud_image() -> PathBuf {
@@ -83,7 +83,7 @@ pub fn cloud_image() -> PathBuf {
     let dir = crate::target_tmp()
         .parent()
         .expect("target folder")
-        .join("gitvps-cache/cloud");
+        .join("cloud-image");
     std::fs::create_dir_all(&dir).expect("cloud image cache");
     let image = dir.join(format!(
         "debian-12-cloudinit-{}.qcow2",
