@@ -236,6 +236,14 @@ pub struct InstallSpec {
     pub cloud: Option<CloudSpec>,
 }
 
+impl InstallSpec {
+    /// Whether the installed disk is one ext4 filesystem that gitvps checks and grows (every
+    /// install but a cloud image booted through the firmware, which is partitioned).
+    pub fn whole_disk_fs(&self) -> bool {
+        self.cloud.as_ref().is_none_or(|c| c.kernel_boot)
+    }
+}
+
 /// A cloud image install: the image the node fetches into its cache, writes to the disk and
 /// grows to the product's size, and the NoCloud seed beside it (`docs/boot-media.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
