@@ -57,6 +57,19 @@ keyword!(
         Image = "image",
         /// Nothing installed: the customer's ISO boots an HVM guest.
         HvmIso = "hvm-iso",
+        /// A cloud image written to the disk, configured at first boot by cloud-init (NoCloud).
+        CloudImage = "cloud-image",
+    }
+);
+keyword!(
+    /// How a cloud image boots (`cloud_image.boot`).
+    CloudBoot, "cloud image boot", {
+        /// Through the firmware, from the image's own boot loader (a partitioned image, as the
+        /// distributions publish them).
+        Firmware = "firmware",
+        /// The image's own kernel loaded directly, as gitvps's installs are: an image that is
+        /// one ext4 filesystem without a partition table (KVM takes `/vmlinuz` out of it).
+        Kernel = "kernel",
     }
 );
 keyword!(
@@ -78,6 +91,28 @@ pub struct Image {
     pub sha256: String,
 }
 
+/// A cloud image (`[cloud_image]` of meta.toml): written to the disk, grown to the product's size
+/// and configured at first boot by cloud-init from a NoCloud seed (`docs/boot-media.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CloudImage {
+    /// Where nodes fetch it: http or https only.
+    pub url: crate::media::MediaUrl,
+    /// Its sha256, checked before it is written anywhere.
+    pub sha256: crate::media::Sha256Hex,
+    /// The most bytes a node fetches for it.
+    pub size: crate::values::Size,
+    /// The file's format, as `qemu-img` reads it (never guessed).
+    #[serde(serialize_with = "ser_display")]
+    pub format: crate::values::ImageFormat,
+    /// How it boots.
+    #[serde(serialize_with = "ser_display")]
+    pub boot: CloudBoot,
+}
+
+fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// How an OS is installed, with what the method needs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
@@ -90,6 +125,8 @@ pub enum Method {
     Image(Image),
     /// No install: the customer's ISO.
     HvmIso,
+    /// A cloud image and a NoCloud seed.
+    CloudImage(CloudImage),
 }
 
 impl Method {
@@ -100,12 +137,27 @@ impl Method {
             Method::Dnf => MethodKind::Dnf,
             Method::Image(_) => MethodKind::Image,
             Method::HvmIso => MethodKind::HvmIso,
+            Method::CloudImage(_) => MethodKind::CloudImage,
         }
     }
 
-    /// Whether the method runs the OS scripts (every method but `hvm-iso`).
+    /// Whether the method writes the disk (every method but `hvm-iso`).
     pub fn installs(&self) -> bool {
         !matches!(self, Method::HvmIso)
+    }
+
+    /// Whether the method runs the OS scripts of its folder (not `hvm-iso`, not `cloud-image`,
+    /// which cloud-init configures inside the guest).
+    pub fn runs_scripts(&self) -> bool {
+        !matches!(self, Method::HvmIso | Method::CloudImage(_))
+    }
+
+    /// The cloud image, for `cloud-image`.
+    pub fn cloud_image(&self) -> Option<&CloudImage> {
+        match self {
+            Method::CloudImage(c) => Some(c),
+            _ => None,
+        }
     }
 }
 
@@ -499,9 +551,41 @@ impl Catalog {
         out
     }
 
-    /// [`Catalog::check_vps`] for every VPS of the inventory, in VPS order.
+    /// [`Catalog::check_vps`] for every VPS of the inventory, in VPS order, then the cloud
+    /// images: each within `[boot] max_iso_size` (at the OS's `cloud_image.size`), and only on
+    /// nodes that can install one (at the VPS's `os`).
     pub fn check(&self, inv: &Inventory) -> Vec<Diagnostic> {
-        inv.vps.values().flat_map(|v| self.check_vps(v)).collect()
+        let mut out: Vec<Diagnostic> = inv.vps.values().flat_map(|v| self.check_vps(v)).collect();
+        let max = inv.settings.boot.max_iso_size;
+        for os in self.os.values() {
+            if let Some(c) = os.method.cloud_image()
+                && c.size > max
+            {
+                out.push(os.origin.diag(
+                    "cloud_image.size",
+                    format!(
+                        "{} is larger than [boot] max_iso_size ({max}) of gitvps.toml, the most a node fetches",
+                        c.size
+                    ),
+                ));
+            }
+        }
+        for v in inv.vps.values() {
+            let Some(os) = self
+                .os
+                .get(&v.os)
+                .filter(|o| o.method.cloud_image().is_some())
+            else {
+                continue;
+            };
+            if let Some(why) = inv.nodes.get(&v.node).and_then(cloud_unsupported) {
+                out.push(
+                    v.origin
+                        .diag("os", format!("OS `{}` is a cloud image, and {why}", os.id)),
+                );
+            }
+        }
+        out
     }
 
     /// The script inputs of a VPS, from the inventory (`bootstraps/README.md`, "Variables").
@@ -585,6 +669,18 @@ impl Catalog {
         }
         out
     }
+}
+
+/// Why `node` cannot install a cloud image (`method = "cloud-image"`), or `None` when it can:
+/// only KVM nodes do (the image is written with `qemu-img`, the seed attached as QEMU's
+/// `vvfat` drive); `gitvps validate` refuses a VPS with such an OS on any other node.
+pub fn cloud_unsupported(node: &crate::inventory::Node) -> Option<String> {
+    (node.hypervisor != Hypervisor::Kvm).then(|| {
+        format!(
+            "node {} cannot install it: cloud images are installed on KVM nodes only (this node runs {})",
+            node.id, node.hypervisor
+        )
+    })
 }
 
 /// The pools of a VPS, its IPv4 and its IPv6 addresses.
@@ -813,8 +909,67 @@ where
 }
 
 const OS_KEYS: &[&str] = &[
-    "name", "family", "method", "release", "arch", "offered", "image",
+    "name",
+    "family",
+    "method",
+    "release",
+    "arch",
+    "offered",
+    "image",
+    "cloud_image",
 ];
+
+/// The keys of `[cloud_image]`.
+const CLOUD_KEYS: &[&str] = &["url", "sha256", "size", "format", "boot"];
+
+/// `[cloud_image]` of an OS's meta.toml: required with `method = "cloud-image"`, refused
+/// otherwise; the URL http(s) only, the sha256 and size required.
+fn parse_cloud_image(
+    r: &mut Reader<'_>,
+    o: &mut crate::diag::Origin,
+    m: &Obj<'_>,
+    kind: Option<MethodKind>,
+) -> Option<CloudImage> {
+    let Some(c) = m.sub(r, o, "cloud_image", CLOUD_KEYS) else {
+        if kind == Some(MethodKind::CloudImage) && !m.has("cloud_image") {
+            r.error(
+                None,
+                "cloud_image",
+                "missing required field: method = \"cloud-image\" needs [cloud_image] with url, sha256 and size",
+            );
+        }
+        return None;
+    };
+    let url = c.req::<crate::media::MediaUrl>(r, o, "url");
+    let sha256 = c.req::<crate::media::Sha256Hex>(r, o, "sha256");
+    let size = c.req::<crate::values::Size>(r, o, "size");
+    if let Some(s) = size
+        && s.bytes() == 0
+    {
+        c.error(r, "size", "must be more than 0");
+    }
+    let format = c
+        .kw::<crate::values::ImageFormat>(r, o, "format")
+        .unwrap_or(crate::values::ImageFormat::Qcow2);
+    let boot = c
+        .kw::<CloudBoot>(r, o, "boot")
+        .unwrap_or(CloudBoot::Firmware);
+    c.finish(r);
+    if kind.is_some_and(|k| k != MethodKind::CloudImage) {
+        r.error(
+            m.span_of("cloud_image"),
+            "cloud_image",
+            "only an OS with method = \"cloud-image\" has a [cloud_image] table",
+        );
+    }
+    Some(CloudImage {
+        url: url?,
+        sha256: sha256?,
+        size: size?,
+        format,
+        boot,
+    })
+}
 
 fn check_release(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
@@ -919,14 +1074,16 @@ fn parse_os(
             None
         }
     };
+    let cloud = parse_cloud_image(r, &mut o, &m, kind);
     m.finish(r);
     let method = match kind? {
         MethodKind::Debootstrap => Method::Debootstrap,
         MethodKind::Dnf => Method::Dnf,
         MethodKind::Image => Method::Image(image?),
         MethodKind::HvmIso => Method::HvmIso,
+        MethodKind::CloudImage => Method::CloudImage(cloud?),
     };
-    if method.installs() {
+    if method.runs_scripts() {
         for s in OS_SCRIPTS {
             e.require_script(s, extra);
         }

@@ -134,12 +134,69 @@ fn a_broken_catalog_reports_every_error_at_its_line() {
     }
     // The fine entries are not blamed.
     assert!(
-        diags
-            .iter()
-            .all(|d| !d.file.contains("/ok-1/") && !d.file.contains("/iso/")),
+        diags.iter().all(|d| !d.file.contains("/ok-1/")
+            && !d.file.contains("/iso/")
+            && !d.file.contains("/ok-cloud/")),
         "{diags}"
     );
     insta::assert_snapshot!("broken_catalog", diags.to_string());
+}
+
+/// A cloud image (issue 18): on a KVM node it passes; on a Xen node, or past `[boot]
+/// max_iso_size`, `gitvps validate` refuses it at the VPS's `os` or the image's `size`.
+#[test]
+fn a_cloud_image_is_refused_on_xen_and_past_the_size_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let os = tmp.path().join("bootstraps/os/debian-12-cloud");
+    std::fs::create_dir_all(&os).unwrap();
+    std::fs::write(
+        os.join("meta.toml"),
+        "name = \"Debian 12 (cloud)\"\nfamily = \"debian\"\nmethod = \"cloud-image\"\nrelease = \"12\"\n\n[cloud_image]\nurl = \"https://cloud.example.net/d.qcow2\"\nsha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nsize = \"400 MiB\"\n",
+    )
+    .unwrap();
+    let cat = Catalog::load(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let meta = &cat.os["debian-12-cloud"];
+    let img = meta.method.cloud_image().expect("a cloud image");
+    assert_eq!(img.format, model::values::ImageFormat::Qcow2, "the default");
+    assert_eq!(
+        img.boot,
+        model::bootstraps::CloudBoot::Firmware,
+        "the default"
+    );
+    assert!(!meta.method.runs_scripts() && meta.method.installs());
+    let mut inv = fleet();
+    let xen = inv
+        .vps
+        .values()
+        .find(|v| inv.nodes[&v.node].hypervisor == model::values::Hypervisor::Xen)
+        .unwrap()
+        .id
+        .clone();
+    inv.vps.get_mut(&xen).unwrap().os = "debian-12-cloud".parse().unwrap();
+    // The catalog has only this OS: the others' VPSes are not what this test is about.
+    let cloud = |inv: &Inventory| -> Vec<String> {
+        (cat.check(inv).iter())
+            .filter(|d| d.message.contains("cloud image") || d.field.starts_with("cloud_image"))
+            .map(ToString::to_string)
+            .collect()
+    };
+    let diags = cloud(&inv);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].contains(&format!("inventory/vps/{xen}.toml:"))
+            && diags[0].contains(": os: OS `debian-12-cloud` is a cloud image, and node ")
+            && diags[0].contains("cannot install it: cloud images are installed on KVM nodes only (this node runs xen)"),
+        "{diags:?}"
+    );
+    inv.vps.get_mut(&xen).unwrap().os = "debian-12".parse().unwrap();
+    assert_eq!(cloud(&inv), Vec::<String>::new());
+    inv.settings.boot.max_iso_size = "100 MiB".parse().unwrap();
+    assert_eq!(
+        cloud(&inv),
+        [
+            "bootstraps/os/debian-12-cloud/meta.toml:9:8: cloud_image.size: 400 MiB is larger than [boot] max_iso_size (100 MiB) of gitvps.toml, the most a node fetches"
+        ]
+    );
 }
 
 /// Every message `check_vps` gives, on copies of the example fleet's VPSes.

@@ -71,3 +71,43 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A Debian 12 disk image with cloud-init (qcow2, one ext4 filesystem that boots its own
+/// kernel), built by `tests/support/cloud-image.sh` with debootstrap from this machine's apt
+/// mirror, and cached under the target folder (`cloud-image/`) by the script's sha256:
+/// minutes cold, nothing warm.
+#[allow(clippy::print_stderr)] // the build time, for the test log
+pub fn cloud_image() -> PathBuf {
+    let script_path = crate::top().join("tests/support/cloud-image.sh");
+    let script = std::fs::read(&script_path).expect("tests/support/cloud-image.sh");
+    let dir = crate::target_tmp()
+        .parent()
+        .expect("target folder")
+        .join("cloud-image");
+    std::fs::create_dir_all(&dir).expect("cloud image cache");
+    let image = dir.join(format!(
+        "debian-12-cloudinit-{}.qcow2",
+        &sha256_hex(&script)[..16]
+    ));
+    if image.is_file() {
+        return image;
+    }
+    let t = std::time::Instant::now();
+    let out = Command::new("sh")
+        .arg(&script_path)
+        .arg(crate::mirror())
+        .arg(&image)
+        .output()
+        .expect("sh tests/support/cloud-image.sh");
+    assert!(
+        out.status.success() && image.is_file(),
+        "building the cloud image failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "cloud image (debootstrap with cloud-init) built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    image
+}

@@ -126,6 +126,9 @@ fn console_over_ssh(f: &Fleet) -> String {
 #[ignore = "needs root: scripts/test runs it as root with --include-ignored"]
 fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     support::require_root();
+    // Step 9's cloud image (cold: minutes of debootstrap, cached under target/) is built while
+    // the steps before it run.
+    let cloud = std::thread::spawn(support::media::cloud_image);
     let f = Fleet::new();
     f.vps_file(&format!("\"{IP}\""), "appliance = \"probe\"\n");
 
@@ -313,6 +316,15 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
 
     // 8. Boot media: an ISO the inventory attaches boots first; ejecting it boots the disk.
     iso_boot_and_back(&f);
+
+    // 9. A second VPS installed from a cloud image, configured by cloud-init.
+    let t = Instant::now();
+    let image = cloud.join().expect("the cloud image was built");
+    eprintln!(
+        "step 9 waited {:.1} s for the cloud image",
+        t.elapsed().as_secs_f64()
+    );
+    cloud_image_install(&f, &image);
 }
 
 /// The restic password of the rig's backups.
@@ -605,4 +617,122 @@ fn rescue_and_back(f: &Fleet) {
         "rescue section (enter, log in, leave, own boot): {:.1} s",
         t.elapsed().as_secs_f64()
     );
+}
+
+/// The second VPS of the rig: installed from a cloud image and its NoCloud seed.
+const CLOUD_VPS: &str = "xen11";
+const CLOUD_IP: &str = "192.0.2.11";
+
+/// Kills the cloud VPS's QEMU when dropped, whatever the test did (the rig kills only its own).
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+    }
+}
+
+/// Step 9 (issue 18): a Debian root with cloud-init (debootstrap, cached under target/) made a
+/// qcow2 image, served on loopback with its sha256 as the rig repo's `debian-12-cloud`
+/// (`method = "cloud-image"`); `gitvps apply` installs a second VPS from it (fetched, checked,
+/// written, grown, its seed attached as a `cidata` volume) while the first one is stopped; the
+/// customer logs in with the key the seed gave root, and finds the host name, the IPv4 and IPv6
+/// addresses, the grown disk and the appliance's first boot the seed set.
+fn cloud_image_install(f: &Fleet, image: &Path) {
+    use support::media::serve_bytes;
+    let sum = Command::new("sha256sum").arg(image).output().unwrap();
+    let sha = String::from_utf8_lossy(&sum.stdout)[..64].to_owned();
+    let body = std::fs::read(image).unwrap();
+    let size = body.len();
+    let base = serve_bytes(body);
+    let os = f.repo.join("bootstraps/os/debian-12-cloud");
+    std::fs::create_dir_all(&os).unwrap();
+    std::fs::write(
+        os.join("meta.toml"),
+        format!(
+            "name = \"Debian 12 (cloud image)\"\nfamily = \"debian\"\nmethod = \"cloud-image\"\nrelease = \"bookworm\"\n\n[cloud_image]\nurl = \"{base}/debian-12-cloudinit.qcow2\"\nsha256 = \"{sha}\"\nsize = \"{} MiB\"\nformat = \"qcow2\"\nboot = \"kernel\"\n",
+            (size >> 20) + 1
+        ),
+    )
+    .unwrap();
+    let pools = f.repo.join("pools.toml");
+    let text = std::fs::read_to_string(&pools).unwrap();
+    std::fs::write(&pools, format!("{text}ipv6 = \"2001:db8:66::/48\"\n")).unwrap();
+    std::fs::write(
+        f.repo.join(format!("inventory/vps/{CLOUD_VPS}.toml")),
+        format!(
+            "customer = \"c-0001\"\nproduct = \"test\"\nnode = \"kvm1\"\nips = [\"{CLOUD_IP}\", \"2001:db8:66:11::/64\"]\nhostname = \"{CLOUD_VPS}.example.net\"\nos = \"debian-12-cloud\"\nappliance = \"probe\"\ncreated = 2026-01-01\nexpires = 2099-01-01\n"
+        ),
+    )
+    .unwrap();
+    // The first guest is stopped in the same apply: one TCG guest at a time.
+    f.edit_vps(
+        "os = \"debian-13\"\n",
+        "os = \"debian-13\"\npower = \"stopped\"\n",
+    );
+    let _kill = KillOnDrop(
+        f.root
+            .join(format!("var/lib/gitvps/kvm/{CLOUD_VPS}/qemu.pid")),
+    );
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(
+        p.stdout.contains(&format!(
+            "{CLOUD_VPS}: install debian-12-cloud with probe from cloud image {base}/debian-12-cloudinit.qcow2 (sha256 {sha}), NoCloud seed gitvps-{CLOUD_VPS}-0"
+        )),
+        "{p:?}"
+    );
+    let ta = Instant::now();
+    f.converge("install from a cloud image");
+    eprintln!(
+        "cloud image install: apply to the login prompt {:.1} s",
+        ta.elapsed().as_secs_f64()
+    );
+    assert_eq!(f.qemu_pid(), None, "the first guest is stopped");
+    let seed = f.root.join(format!("var/lib/gitvps/seed/{CLOUD_VPS}"));
+    assert!(seed.join("user-data").is_file() && seed.join("network-config").is_file());
+    let port = f.ssh_port + 1;
+    let out = f.node.in_guest(
+        "127.0.0.1",
+        port,
+        "timeout 300 sh -c 'until [ -e /var/lib/cloud/instance/boot-finished ]; do sleep 1; done'; \
+         cloud-init status; hostname; hostname -f; ip -o addr show scope global; \
+         cat /var/lib/cloud/data/instance-id; cat /root/firstboot-ran; \
+         ip -6 route show default; lsblk -bdno SIZE /dev/nvme0n1; df -B1 --output=size / | tail -n 1",
+    );
+    eprintln!(
+        "cloud image install: apply to cloud-init done and SSH {:.1} s",
+        ta.elapsed().as_secs_f64()
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"status: done"),
+        "cloud-init finished: {out}"
+    );
+    assert_eq!(
+        lines.get(1),
+        Some(&CLOUD_VPS),
+        "the seed's host name: {out}"
+    );
+    assert!(out.contains(&format!("{CLOUD_VPS}.example.net\n")), "{out}");
+    assert!(out.contains(&format!("inet {CLOUD_IP}/24")), "{out}");
+    assert!(out.contains("inet6 2001:db8:66:11::1/64"), "{out}");
+    // The default route through the seed's gateway (beside the one QEMU's user network
+    // announces, fe80::2).
+    assert!(
+        out.contains("via fe80::1 dev"),
+        "the seed's IPv6 gateway: {out}"
+    );
+    assert!(out.contains(&format!("gitvps-{CLOUD_VPS}-0\n")), "{out}");
+    assert!(
+        out.contains(&format!("{CLOUD_VPS} {CLOUD_IP}/24")),
+        "the appliance's first boot ran: {out}"
+    );
+    let disk: u64 = lines[lines.len() - 2].trim().parse().unwrap();
+    assert_eq!(disk, 15000 << 20, "the disk has the product's size: {out}");
+    let fs: u64 = lines[lines.len() - 1].trim().parse().unwrap();
+    assert!(fs > 10 << 30, "cloud-init grew the root filesystem: {out}");
 }

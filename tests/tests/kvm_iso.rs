@@ -54,6 +54,8 @@ fn a_guest_boots_the_iso_attached_as_its_cdrom_before_its_disk() {
         cdrom: iso.display().to_string(),
         boot_cd: true,
         rescue: String::new(),
+        seed: String::new(),
+        firmware: false,
     };
     let mut env = minijinja::Environment::new();
     env.add_template("kvm.args", DEFAULT_TEMPLATE).unwrap();

@@ -1056,6 +1056,7 @@ echo guest >\"$TARGET/etc/hostname\"
         exports: format!("export TARGET='{build}'\nexport GITVPS_BOOTSTRAPS='{ship}/bootstraps'\n"),
         ship_dir: ship,
         build_dir: build,
+        cloud: None,
     })
 }
 
@@ -1457,4 +1458,190 @@ fn qcow2_internal_snapshots_are_taken_kept_through_grow_fsck_reinstall_reverted_
     ok(run_steps(&spec, "q1", vec![delete("live")]));
     assert!(qemu_img_snapshots(&img).is_empty());
     assert!(observe_state(&spec).snapshots.is_empty());
+}
+
+/// A cloud image install for `vps` of `spec` (issue 18): `body` served on loopback, checked
+/// against `sha256`, booting its own kernel.
+fn cloud_install(
+    spec: &planner::desired::NodeSpec,
+    vps: &str,
+    url: &str,
+    sha256: &str,
+    disk_bytes: u64,
+) -> Box<planner::desired::InstallSpec> {
+    let root = &spec.root;
+    Box::new(planner::desired::InstallSpec {
+        os: "debian-12-cloud".into(),
+        appliance: None,
+        ship_dir: format!("{root}/var/lib/gitvps/bootstraps/{vps}"),
+        build_dir: format!("{root}/var/lib/gitvps/build/{vps}"),
+        files: Vec::new(),
+        exports: String::new(),
+        cloud: Some(planner::desired::CloudSpec {
+            url: url.into(),
+            sha256: sha256.into(),
+            max_bytes: 64 << 20,
+            format: "qcow2".into(),
+            path: format!("{root}/var/cache/gitvps/cloud/{sha256}.img"),
+            kernel_boot: true,
+            seed_dir: format!("{root}/var/lib/gitvps/seed/{vps}"),
+            instance_id: format!("gitvps-{vps}-0"),
+            seed: vec![
+                ("meta-data".into(), "instance-id: \"x\"\n".into()),
+                (
+                    "user-data".into(),
+                    "#cloud-config\nfqdn: \"it's.example.net\"\n".into(),
+                ),
+            ],
+            disk_bytes,
+        }),
+    })
+}
+
+/// The install step of a cloud image on a qcow2 node, with the real steps script, the node's
+/// curl and qemu-img: fetched from loopback HTTP and checked, written as the disk and grown to
+/// the product's size, its kernel stored, its seed beside it. A wrong sha256 names both sums
+/// and writes nothing; an image larger than the disk, or naming a backing file, is refused.
+#[test]
+fn a_cloud_image_is_fetched_checked_written_grown_and_seeded() {
+    use planner::plan::Op;
+
+    let node = Node::new();
+    let root = node.dir.path();
+    let spec = qcow2_node(root);
+    let fs_img = ext4(
+        &node,
+        "cloud.raw",
+        &[
+            ("boot/vmlinuz-6.1.0-1-cloud-amd64", b"KERNEL-C"),
+            ("boot/initrd.img-6.1.0-1-cloud-amd64", b"INITRD-C"),
+            ("etc/cloud/marker", b"from the cloud image"),
+        ],
+        &[],
+    );
+    let image = node.path("cloud.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(&fs_img)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body = fs::read(&image).unwrap();
+    let sha = sha256_hex(&body);
+    let base = gitvps_tests::media::serve_bytes(body);
+    let url = format!("{base}/debian-12-genericcloud.qcow2");
+
+    let out = run_steps(
+        &spec,
+        "c1",
+        vec![
+            Op::CreateDisk { bytes: 128 << 20 },
+            Op::Install {
+                spec: cloud_install(&spec, "c1", &url, &sha, 128 << 20),
+            },
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let disk = node.path("var/lib/gitvps/disks/c1.qcow2");
+    assert_eq!(
+        virtual_size(&disk),
+        128 << 20,
+        "grown to the product's size"
+    );
+    let (marker, _) = inside_qcow2(&node, &disk, "/etc/cloud/marker");
+    assert_eq!(marker, "from the cloud image");
+    let run = node.run_dir("c1");
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"KERNEL-C");
+    assert_eq!(read(&run.join("boot-initrd.img")), b"INITRD-C");
+    let seed = node.path("var/lib/gitvps/seed/c1");
+    assert_eq!(
+        fs::read_to_string(seed.join("user-data")).unwrap(),
+        "#cloud-config\nfqdn: \"it's.example.net\"\n"
+    );
+    assert!(seed.join("meta-data").is_file());
+    assert!(
+        node.path(&format!("var/cache/gitvps/cloud/{sha}.img"))
+            .is_file()
+    );
+    assert_eq!(disk_files(root), ["c1.qcow2"], "no temporary stays");
+
+    // A wrong sha256: both sums named, the disk and the seed untouched.
+    let wrong = "0".repeat(64);
+    let before = read(&disk);
+    let out = run_steps(
+        &spec,
+        "c1",
+        vec![Op::Install {
+            spec: cloud_install(&spec, "c1", &url, &wrong, 128 << 20),
+        }],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains(&format!(
+            "sha256 mismatch for {url}: expected {wrong}, got {sha}"
+        )),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(read(&disk), before, "the disk is untouched");
+    assert!(
+        !node
+            .path(&format!("var/cache/gitvps/cloud/{wrong}.img"))
+            .exists()
+    );
+
+    // An image larger than the disk: refused before anything is written.
+    let out = run_steps(
+        &spec,
+        "c1",
+        vec![Op::Install {
+            spec: cloud_install(&spec, "c1", &url, &sha, 32 << 20),
+        }],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr)
+            .contains("more than the disk (33554432): refused, nothing written"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(read(&disk), before, "the disk is untouched");
+
+    // A qcow2 image naming a backing file (here, the node's own file) is refused.
+    let sneaky = node.path("sneaky.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&fs_img)
+        .arg(&sneaky)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body = fs::read(&sneaky).unwrap();
+    let sneaky_sha = sha256_hex(&body);
+    let base = gitvps_tests::media::serve_bytes(body);
+    let out = run_steps(
+        &spec,
+        "c1",
+        vec![Op::Install {
+            spec: cloud_install(
+                &spec,
+                "c1",
+                &format!("{base}/x.qcow2"),
+                &sneaky_sha,
+                128 << 20,
+            ),
+        }],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr)
+            .contains("names a backing file: refused, nothing written"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(read(&disk), before, "the disk is untouched");
 }

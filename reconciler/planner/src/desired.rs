@@ -191,6 +191,7 @@ fn rescue_spec(
         boot,
         format!("{dir}/ship/{}", v.id),
         format!("{dir}/build/{}", v.id),
+        RESCUE_IMAGE_BYTES,
     )?
     else {
         return Err(DesiredError::NoRescueOs);
@@ -325,6 +326,45 @@ pub struct InstallSpec {
     pub files: Vec<(String, String)>,
     /// `export NAME='value'` lines for the scripts.
     pub exports: String,
+    /// `method = "cloud-image"`: the image written to the disk instead of running the scripts
+    /// (`files` and `exports` are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudSpec>,
+}
+
+impl InstallSpec {
+    /// Whether the installed disk is one ext4 filesystem that gitvps checks and grows (every
+    /// install but a cloud image booted through the firmware, which is partitioned).
+    pub fn whole_disk_fs(&self) -> bool {
+        self.cloud.as_ref().is_none_or(|c| c.kernel_boot)
+    }
+}
+
+/// A cloud image install: the image the node fetches into its cache, writes to the disk and
+/// grows to the product's size, and the NoCloud seed beside it (`docs/boot-media.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CloudSpec {
+    /// Where it is fetched from (http or https; redirects stay on them).
+    pub url: String,
+    /// Its sha256, checked before it is kept.
+    pub sha256: String,
+    /// The most bytes fetched.
+    pub max_bytes: u64,
+    /// The file's format: `raw` or `qcow2`.
+    pub format: String,
+    /// Its path in the node's cache.
+    pub path: String,
+    /// The guest boots the image's own kernel directly (`boot = "kernel"`), not through the
+    /// firmware.
+    pub kernel_boot: bool,
+    /// The seed's folder on the node, which QEMU presents as a FAT volume labelled `cidata`.
+    pub seed_dir: String,
+    /// The instance id of this install.
+    pub instance_id: String,
+    /// The seed's files: name and content.
+    pub seed: Vec<(String, String)>,
+    /// The disk's size (the product's): the image is grown to it; a larger image is refused.
+    pub disk_bytes: u64,
 }
 
 /// The bootstrap catalog and the files it ships, read from a repo.
@@ -507,6 +547,8 @@ pub fn desired(
         };
         let disk_path = disk_path(spec, &v.id);
         let rescue = rescue_spec(inv, v, node, &spec.root, boot)?;
+        let install = install_spec(inv, v, &spec.root, boot, res.disk.bytes())?;
+        let cloud = install.as_ref().and_then(|i| i.cloud.as_ref());
         let (config, tap) = match &node.kvm {
             Some(kvm) if node.hypervisor == Hypervisor::Kvm => kvm_config(
                 inv,
@@ -517,6 +559,7 @@ pub fn desired(
                 res,
                 rescue.as_ref().map(|r| r.image.as_str()),
                 &kvm_tmpl,
+                cloud,
             )?,
             _ => {
                 // The rescue system runs as PVH (or PV) whatever the VPS's own type; an ISO
@@ -545,7 +588,6 @@ pub fn desired(
         };
         let config_path = config_path(spec, &v.id);
         let run = v.state == State::Active && v.power == Power::Running;
-        let install = install_spec(inv, v, &spec.root, boot)?;
         let console = console_spec(inv, v, &spec.root, spec.hypervisor);
         spec.vps.insert(
             v.id.clone(),
@@ -687,14 +729,20 @@ fn kvm_config(
     res: &model::Resources,
     rescue: Option<&str>,
     tmpl: &minijinja::Template<'_, '_>,
+    cloud: Option<&CloudSpec>,
 ) -> Result<(String, Option<String>), DesiredError> {
     let disk_path = disk_path(spec, &v.id);
     let mut vars = crate::driver::kvm::vars(v, inv, node, res, &spec.root, &disk_path, kvm);
-    if let Some(image) = rescue {
-        vars.set_rescue(image);
-    }
     if spec.store.image_format() == Some(ImageFormat::Qcow2) {
         vars.disk_format = "qcow2";
+    }
+    if let Some(c) = cloud {
+        vars.seed = crate::driver::kvm::opt(&c.seed_dir);
+        vars.firmware = !c.kernel_boot;
+    }
+    // Last: the rescue system boots its own kernel, whatever the VPS's media.
+    if let Some(image) = rescue {
+        vars.set_rescue(image);
     }
     let bridge = match &kvm.network {
         model::KvmNetwork::Bridge { bridge } => Some(bridge.as_str()),
@@ -718,6 +766,7 @@ fn install_spec(
     v: &model::Vps,
     root: &str,
     boot: &Bootstraps,
+    disk_bytes: u64,
 ) -> Result<Option<InstallSpec>, DesiredError> {
     install_spec_in(
         inv,
@@ -726,6 +775,7 @@ fn install_spec(
         boot,
         node_path(root, &format!("var/lib/gitvps/bootstraps/{}", v.id)),
         node_path(root, &format!("var/lib/gitvps/build/{}", v.id)),
+        disk_bytes,
     )
 }
 
@@ -737,6 +787,7 @@ fn install_spec_in(
     boot: &Bootstraps,
     ship_dir: String,
     build_dir: String,
+    disk_bytes: u64,
 ) -> Result<Option<InstallSpec>, DesiredError> {
     let Some(os) = boot.catalog.os.get(&v.os) else {
         return Ok(None);
@@ -751,6 +802,17 @@ fn install_spec_in(
             vps: v.id.to_string(),
             source,
         })?;
+    if let Some(img) = os.method.cloud_image() {
+        return Ok(Some(InstallSpec {
+            os: v.os.to_string(),
+            appliance: v.appliance.as_ref().map(ToString::to_string),
+            ship_dir,
+            build_dir,
+            files: Vec::new(),
+            exports: String::new(),
+            cloud: Some(cloud_spec(inv, v, root, boot, img, &env, disk_bytes)?),
+        }));
+    }
     env.run = model::bootstraps::RunVars {
         bootstraps: Some(format!("{ship_dir}/bootstraps")),
         target: Some(build_dir.clone()),
@@ -772,7 +834,64 @@ fn install_spec_in(
         build_dir,
         files,
         exports: env.shell_exports(),
+        cloud: None,
     }))
+}
+
+/// Where a VPS's NoCloud seed is kept on its node.
+pub fn seed_dir(root: &str, vps: &VpsId) -> String {
+    node_path(root, &format!("var/lib/gitvps/seed/{vps}"))
+}
+
+/// The cloud image install of a VPS: the image from the node's cache, and its seed.
+fn cloud_spec(
+    inv: &Inventory,
+    v: &model::Vps,
+    root: &str,
+    boot: &Bootstraps,
+    img: &model::bootstraps::CloudImage,
+    env: &model::bootstraps::BootstrapEnv,
+    disk_bytes: u64,
+) -> Result<CloudSpec, DesiredError> {
+    let script = match &v.appliance {
+        Some(a) => {
+            let p = format!(
+                "{}/{a}/{}",
+                model::bootstraps::APPLIANCES_DIR,
+                model::bootstraps::FIRSTBOOT
+            );
+            Some(
+                boot.files
+                    .get(&p)
+                    .ok_or_else(|| DesiredError::MissingFile(p.clone()))?
+                    .as_str(),
+            )
+        }
+        None => None,
+    };
+    let instance = crate::cloudinit::instance_id(env, v.actions.reinstall);
+    let seed = crate::cloudinit::seed(
+        env,
+        &crate::driver::kvm::qemu_mac(&v.id),
+        &instance,
+        script
+            .map(|script| crate::cloudinit::FirstBoot { script })
+            .as_ref(),
+    );
+    Ok(CloudSpec {
+        url: img.url.as_str().to_owned(),
+        sha256: img.sha256.as_str().to_owned(),
+        max_bytes: img.size.bytes().min(inv.settings.boot.max_iso_size.bytes()),
+        format: img.format.to_string(),
+        path: crate::driver::cloud_image_path(root, &img.sha256),
+        kernel_boot: img.boot == model::bootstraps::CloudBoot::Kernel,
+        seed_dir: seed_dir(root, &v.id),
+        instance_id: instance,
+        seed: (seed.files().iter())
+            .map(|(n, c)| ((*n).to_owned(), (*c).to_owned()))
+            .collect(),
+        disk_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -819,6 +938,65 @@ mod tests {
         let d = desired(inv, &Templates::default(), &Bootstraps::default()).unwrap();
         d.nodes[&"node0109".parse::<NodeId>().unwrap()].vps[&"xen02".parse::<VpsId>().unwrap()]
             .clone()
+    }
+
+    /// A cloud image OS (issue 18) on a KVM node: the install carries the image, the disk's
+    /// size and the seed; the guest's arguments attach the seed as a `cidata` vvfat drive and
+    /// boot through the firmware (no `-kernel`), or the image's kernel with `boot = "kernel"`;
+    /// a reinstall changes the instance id.
+    #[test]
+    fn a_cloud_image_vps_gets_its_seed_and_its_boot() {
+        let (mut inv, node, id) = xen02();
+        let n = inv.nodes.get_mut(&node).unwrap();
+        n.hypervisor = Hypervisor::Kvm;
+        n.kvm = Some(model::Kvm::default());
+        let v = inv.vps.get_mut(&id).unwrap();
+        v.os = "debian-12-cloud".parse().unwrap();
+        v.appliance = None;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bootstraps/os/debian-12-cloud");
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = |boot: &str| {
+            format!(
+                "name = \"Debian 12 (cloud)\"\nfamily = \"debian\"\nmethod = \"cloud-image\"\nrelease = \"bookworm\"\n[cloud_image]\nurl = \"https://cloud.example.net/d.qcow2\"\nsha256 = \"{}\"\nsize = \"400 MiB\"\nboot = \"{boot}\"\n",
+                "ab".repeat(32)
+            )
+        };
+        let spec = |inv: &Inventory, boot: &str| {
+            std::fs::write(dir.join("meta.toml"), meta(boot)).unwrap();
+            let b = Bootstraps {
+                catalog: model::bootstraps::Catalog::load(tmp.path()).unwrap(),
+                ..Bootstraps::default()
+            };
+            let d = desired(inv, &Templates::default(), &b).unwrap();
+            d.nodes[&node].vps[&id].clone()
+        };
+        let v = spec(&inv, "firmware");
+        let install = v.install.as_ref().expect("an install");
+        let cloud = install.cloud.as_ref().expect("a cloud image install");
+        assert!(install.files.is_empty() && install.exports.is_empty());
+        assert_eq!(cloud.url, "https://cloud.example.net/d.qcow2");
+        assert_eq!(cloud.max_bytes, 400 << 20);
+        assert_eq!(cloud.disk_bytes, v.disk_bytes);
+        assert_eq!(cloud.seed_dir, "/var/lib/gitvps/seed/xen02");
+        assert_eq!(cloud.instance_id, "gitvps-xen02-0");
+        let names: Vec<&str> = cloud.seed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["meta-data", "user-data", "network-config"]);
+        assert!(
+            v.config.contains(
+                "\nif=none,id=seed0,format=raw,readonly=on,file.driver=vvfat,file.dir=/var/lib/gitvps/seed/xen02,file.label=cidata\n-device\nvirtio-blk-pci,drive=seed0\n"
+            ),
+            "{}",
+            v.config
+        );
+        assert!(!v.config.contains("-kernel"), "{}", v.config);
+        let kernel = spec(&inv, "kernel");
+        assert!(kernel.config.contains("\n-kernel\n") && kernel.config.contains("cidata"));
+        inv.vps.get_mut(&id).unwrap().actions.reinstall = 3;
+        let again = spec(&inv, "kernel");
+        let cloud = again.install.unwrap().cloud.unwrap();
+        assert_eq!(cloud.instance_id, "gitvps-xen02-3");
+        assert!(cloud.seed[0].1.contains("instance-id: \"gitvps-xen02-3\""));
     }
 
     /// xen02's config as each guest type, chosen by the VPS, its plan or its node.

@@ -6,6 +6,7 @@
 //! as data; the execution shell (`gitvps-executor`) sends what it builds. See `ARCHITECTURE.md`.
 
 pub mod backup;
+pub mod cloudinit;
 pub mod comment;
 pub mod desired;
 pub mod drift;

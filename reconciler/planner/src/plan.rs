@@ -747,9 +747,16 @@ impl Op {
 }
 
 fn os_words(spec: &InstallSpec) -> String {
-    match &spec.appliance {
+    let os = match &spec.appliance {
         Some(a) => format!("{} with {a}", spec.os),
         None => spec.os.clone(),
+    };
+    match &spec.cloud {
+        Some(c) => format!(
+            "{os} from cloud image {} (sha256 {}), NoCloud seed {}",
+            c.url, c.sha256, c.instance_id
+        ),
+        None => os,
     }
 }
 

@@ -2080,3 +2080,78 @@ fn rescue_mode_enters_and_leaves_and_converges() {
         "{text}"
     );
 }
+
+/// A VPS installed from a partitioned cloud image (`boot = "firmware"`, issue 18): its disk is
+/// grown without `resize2fs` (cloud-init grows the partition and filesystem at boot), and an
+/// fsck is only recorded: gitvps checks whole-disk ext4 filesystems only.
+#[test]
+fn a_partitioned_cloud_image_is_grown_but_never_checked_by_gitvps() {
+    let d0 = desired_of(&fleet());
+    let inv = fleet_edited(&[("products.toml", "disk = \"30720 MiB\"", "disk = \"40 GiB\"")]);
+    let mut inv = inv;
+    inv.vps.get_mut(&vps("xen02")).unwrap().actions.fsck = 1;
+    let mut d = desired_of(&inv);
+    let cloud = |kernel_boot: bool| planner::desired::InstallSpec {
+        os: "debian-12-cloud".into(),
+        appliance: None,
+        ship_dir: String::new(),
+        build_dir: String::new(),
+        files: Vec::new(),
+        exports: String::new(),
+        cloud: Some(planner::desired::CloudSpec {
+            url: "https://cloud.example.net/d.qcow2".into(),
+            sha256: "ab".repeat(32),
+            max_bytes: 400 << 20,
+            format: "qcow2".into(),
+            path: "/var/cache/gitvps/cloud/x.img".into(),
+            kernel_boot,
+            seed_dir: "/var/lib/gitvps/seed/xen02".into(),
+            instance_id: "gitvps-xen02-0".into(),
+            seed: Vec::new(),
+            disk_bytes: 40 << 30,
+        }),
+    };
+    let set = |d: &mut Desired, kernel_boot: bool| {
+        d.nodes
+            .get_mut(&node("node0109"))
+            .unwrap()
+            .vps
+            .get_mut(&vps("xen02"))
+            .unwrap()
+            .install = Some(cloud(kernel_boot));
+    };
+    set(&mut d, false);
+    let p = plan(&d, &converged(&d0));
+    let ops = ops(&p, "node0109", "xen02");
+    assert!(
+        ops.iter().any(|o| matches!(
+            o,
+            Op::GrowDisk {
+                resize_fs: false,
+                ..
+            }
+        )),
+        "{ops:?}"
+    );
+    assert!(
+        ops.contains(&record_note(
+            "fsck (a partitioned cloud image: its own system checks it)"
+        )),
+        "{ops:?}"
+    );
+    assert!(!ops.iter().any(|o| matches!(o, Op::Fsck { .. })), "{ops:?}");
+    // An image booting its own kernel is one ext4 filesystem: checked and grown as always.
+    set(&mut d, true);
+    let p = plan(&d, &converged(&d0));
+    let ops = self::ops(&p, "node0109", "xen02");
+    assert!(
+        ops.iter().any(|o| matches!(
+            o,
+            Op::GrowDisk {
+                resize_fs: true,
+                ..
+            }
+        )) && ops.contains(&Op::Fsck { generation: 1 }),
+        "{ops:?}"
+    );
+}

@@ -67,7 +67,7 @@ pub fn qemu_mac(vps: &VpsId) -> String {
 }
 
 /// A value inside a QEMU option list: commas doubled.
-fn opt(s: &str) -> String {
+pub(crate) fn opt(s: &str) -> String {
     s.replace(',', ",,")
 }
 
@@ -137,6 +137,12 @@ pub struct ArgsVars<'a> {
     /// The CD-ROM boots first (`[boot] order = "cd"`): the firmware boots it, so the guest's
     /// own kernel is not loaded directly.
     pub boot_cd: bool,
+    /// A cloud image's NoCloud seed folder (escaped for a QEMU option list), attached as a
+    /// read-only FAT volume labelled `cidata` (QEMU's `vvfat`); empty: none.
+    pub seed: String,
+    /// The disk boots through the firmware (a cloud image with its own boot loader), not the
+    /// guest's kernel taken from it.
+    pub firmware: bool,
     /// `rescue = true`: the rescue system's image, escaped for a QEMU option list, attached
     /// before the VPS's disk and booted (its kernel, root labelled `gitvps-rescue`); empty:
     /// the VPS boots its own system.
@@ -149,6 +155,7 @@ impl ArgsVars<'_> {
     pub fn set_rescue(&mut self, image: &str) {
         self.rescue = opt(image);
         self.boot_cd = false;
+        self.firmware = false;
     }
 }
 
@@ -373,6 +380,8 @@ pub fn vars<'a>(
             .is_some_and(|(_, o)| *o == model::media::BootOrder::Cd),
         cdrom: boot.map(|(p, _)| p).unwrap_or_default(),
         rescue: String::new(),
+        seed: String::new(),
+        firmware: false,
     }
 }
 

@@ -26,6 +26,15 @@ pub fn iso_path(root: &str, sha256: &model::media::Sha256Hex) -> String {
     format!("{}/{}.iso", iso_cache_dir(root), sha256.as_str())
 }
 
+/// Where the cloud image with this sha256 is kept on the node (`method = "cloud-image"`).
+pub fn cloud_image_path(root: &str, sha256: &model::media::Sha256Hex) -> String {
+    format!(
+        "{}/{}.img",
+        crate::desired::node_path(root, "var/cache/gitvps/cloud"),
+        sha256.as_str()
+    )
+}
+
 /// The arguments every node script takes: root, backend, store, hypervisor.
 pub fn args(root: &str, store: &Store, hv: Hypervisor) -> String {
     let (backend, place) = match store {
@@ -157,6 +166,11 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
         s.push_str(QCOW2_LIBRARY);
     }
     s.push_str(library(spec.hypervisor));
+    if steps.iter().any(|st| {
+        matches!(&st.op, Op::Install { spec } | Op::Reinstall { spec, .. } if spec.cloud.is_some())
+    }) {
+        s.push_str(CLOUD_LIBRARY);
+    }
     if steps
         .iter()
         .any(|st| matches!(st.op, Op::CheckBackup { .. } | Op::Restore { .. }))
@@ -245,6 +259,10 @@ pub fn steps_script(spec: &NodeSpec, steps: &[Step]) -> String {
 /// (`IMAGE.raw-tmp`), works on that, converts it back into `IMAGE.new` and renames that over
 /// the image. A failure at any point leaves the image as it was, and no temporary stays.
 const QCOW2_LIBRARY: &str = include_str!("../../node/qcow2.sh");
+
+/// The steps script's function for cloud images (`cloud_write`): checked, written and grown
+/// with `qemu-img`.
+const CLOUD_LIBRARY: &str = include_str!("../../node/cloud.sh");
 
 /// The temporary raw copy of a qcow2 image the steps work on.
 fn raw_tmp(disk: &str) -> String {
@@ -358,6 +376,58 @@ fn rescue_lines(r: &crate::desired::RescueSpec) -> Vec<String> {
     lines
 }
 
+/// How the node scripts name a store's disks: `lvm`, `raw` or `qcow2`.
+fn disk_kind(store: &Store) -> &'static str {
+    match store.image_format() {
+        None => "lvm",
+        Some(ImageFormat::Raw) => "raw",
+        Some(ImageFormat::Qcow2) => "qcow2",
+    }
+}
+
+/// A cloud image install (`node/cloud.sh`'s `cloud_write`): the image fetched into the node's
+/// cache and checked (as an ISO is), the seed written beside the guest's run files, then the
+/// image written onto the disk and grown to its size. A guest booting the image's own kernel
+/// from a qcow2 disk gets it stored, as after an install.
+fn cloud_lines(spec: &NodeSpec, step: &Step, c: &crate::desired::CloudSpec) -> Vec<String> {
+    let disk = quote(&step.target.disk);
+    let seed = quote(&c.seed_dir);
+    let new = quote(&format!("{}.new", c.seed_dir));
+    let kind = disk_kind(&spec.store);
+    let mut lines = vec![
+        format!("disk_free {disk} || return 1"),
+        format!(
+            "fetch_iso {} {} {} {} || return 1",
+            quote(&c.url),
+            quote(&c.sha256),
+            c.max_bytes,
+            quote(&c.path)
+        ),
+        format!("rm -rf {new} && mkdir -p {new} || return 1"),
+    ];
+    for (name, content) in &c.seed {
+        lines.push(format!(
+            "printf '%s' {} >{} || return 1",
+            quote(content),
+            quote(&format!("{}.new/{name}", c.seed_dir))
+        ));
+    }
+    lines.push(format!("rm -rf {seed} && mv {new} {seed} || return 1"));
+    // A qcow2 disk's kernel cannot be read at start: it is stored now, as after an install.
+    let run = if kind == "qcow2" && c.kernel_boot {
+        quote(&kvm::run_dir(&spec.root, &step.vps))
+    } else {
+        "''".into()
+    };
+    lines.push(format!(
+        "cloud_write {} {} {disk} {kind} {} {run} || return $?",
+        quote(&c.path),
+        quote(&c.format),
+        c.disk_bytes
+    ));
+    lines
+}
+
 /// The sh lines of one step. Each line stands alone; failures `return`.
 fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
     if spec.store.image_format() == Some(ImageFormat::Qcow2)
@@ -380,9 +450,10 @@ fn step_lines(spec: &NodeSpec, step: &Step) -> Vec<String> {
         Op::GrowDisk { to, resize_fs, .. } => disk.grow(*to, *resize_fs),
         Op::Fsck { .. } => vec![format!("disk_free {} || return 1", disk.path), disk.fsck()],
         Op::RemoveDisk { .. } => disk.remove(),
-        Op::Install { spec } | Op::Reinstall { spec, .. } => {
-            install_lines(&step.target.disk, None, spec)
-        }
+        Op::Install { spec: i } | Op::Reinstall { spec: i, .. } => match &i.cloud {
+            Some(c) => cloud_lines(spec, step, c),
+            None => install_lines(&step.target.disk, None, i),
+        },
         Op::Record { .. } => vec![":".into()],
         Op::BuildRescue { rescue } => rescue_lines(rescue),
         Op::DropRescue { images } => images
@@ -447,11 +518,7 @@ fn restore_lines(
     max_bytes: u64,
 ) -> Vec<String> {
     let disk = quote(&step.target.disk);
-    let kind = match spec.store.image_format() {
-        None => "lvm",
-        Some(ImageFormat::Raw) => "raw",
-        Some(ImageFormat::Qcow2) => "qcow2",
-    };
+    let kind = disk_kind(&spec.store);
     let mut lines = vec![
         format!("disk_free {disk} || return 1"),
         crate::backup::step_line(
@@ -675,7 +742,10 @@ fn qcow2_lines(spec: &NodeSpec, step: &Step) -> Option<Vec<String>> {
             lines
         }
         Op::Install { spec: install } | Op::Reinstall { spec: install, .. } => {
-            install_lines(&step.target.disk, Some(&run), install)
+            match &install.cloud {
+                Some(c) => cloud_lines(spec, step, c),
+                None => install_lines(&step.target.disk, Some(&run), install),
+            }
         }
         Op::RemoveDisk { .. } => vec![
             format!("disk_free {disk} || return 1"),
@@ -774,6 +844,32 @@ pub(crate) mod tests {
                         build_dir: "/srv/node 1/var/lib/gitvps/build/xen02".into(),
                         files: vec![("bootstraps/lib/install".into(), "#!/bin/sh\necho 'hi'\n".into())],
                         exports: "export OS_ID='debian-12'\nexport TARGET='/srv/node 1/var/lib/gitvps/build/xen02'\n".into(),
+                        cloud: None,
+                    }),
+                },
+                None,
+            ),
+            step(
+                Op::Install {
+                    spec: Box::new(crate::desired::InstallSpec {
+                        os: "debian-12-cloud".into(),
+                        appliance: None,
+                        ship_dir: "/srv/node 1/var/lib/gitvps/bootstraps/xen02".into(),
+                        build_dir: "/srv/node 1/var/lib/gitvps/build/xen02".into(),
+                        files: Vec::new(),
+                        exports: String::new(),
+                        cloud: Some(crate::desired::CloudSpec {
+                            url: "https://example.net/it's.qcow2".into(),
+                            sha256: "ab".repeat(32),
+                            max_bytes: 1 << 30,
+                            format: "qcow2".into(),
+                            path: "/srv/node 1/var/cache/gitvps/cloud/x.img".into(),
+                            kernel_boot: true,
+                            seed_dir: "/srv/node 1/var/lib/gitvps/seed/xen02".into(),
+                            instance_id: "gitvps-xen02-0".into(),
+                            seed: vec![("user-data".into(), "#cloud-config\nfqdn: \"it's\"\n".into())],
+                            disk_bytes: 20 << 30,
+                        }),
                     }),
                 },
                 None,
@@ -809,6 +905,7 @@ pub(crate) mod tests {
                             build_dir: "/srv/node 1/var/lib/gitvps/rescue/build/xen02".into(),
                             files: vec![("bootstraps/lib/install".into(), "#!/bin/sh\necho 'hi'\n".into())],
                             exports: "export OS_ID='debian-12'\nexport VPS_ROOT_LABEL='gitvps-rescue'\n".into(),
+                            cloud: None,
                         },
                     }),
                 },

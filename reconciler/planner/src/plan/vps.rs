@@ -238,7 +238,11 @@ impl VpsPlan<'_> {
             config_changed: self.config.is_none_or(|h| *h != v.config_sha256)
                 && !(v.adopted && self.config.is_none() && self.domain.is_some_and(Domain::is_up)),
             // A fresh or never-installed disk has no filesystem to check.
-            has_fs: self.record.installed && !creating,
+            // A partitioned cloud image is not one ext4 filesystem: no e2fsck or resize2fs on
+            // it (cloud-init grows its partition and filesystem at each boot).
+            has_fs: self.record.installed
+                && !creating
+                && v.install.as_ref().is_none_or(|i| i.whole_disk_fs()),
             fsck: v.actions.fsck > self.record.fsck,
             reinstall,
             restore,
@@ -502,7 +506,11 @@ impl VpsPlan<'_> {
                 }
             } else {
                 Op::Record {
-                    note: "fsck (no filesystem to check yet)".into(),
+                    note: if self.record.installed {
+                        "fsck (a partitioned cloud image: its own system checks it)".into()
+                    } else {
+                        "fsck (no filesystem to check yet)".into()
+                    },
                 }
             };
             self.push_recorded(op);
