@@ -92,6 +92,14 @@ impl Catalog {
         }
     }
 
+    /// Whether `os` is a cloud image (`method = "cloud-image"`): KVM nodes only.
+    pub fn is_cloud_image(&self, os: &OsId) -> bool {
+        self.bootstraps
+            .os
+            .get(os)
+            .is_some_and(|m| m.method.cloud_image().is_some())
+    }
+
     /// The name of an OS, as mails show it (its id when the catalog has no name for it).
     pub fn os_name(&self, os: &OsId) -> String {
         self.bootstraps

@@ -467,6 +467,9 @@ pub enum Refusal {
     /// Rescue mode asked for a VPS whose node has no rescue system (why, naming the node).
     #[error("{0}")]
     NoRescue(String),
+    /// A reinstall with a cloud image on a node that cannot install one (why, naming the node).
+    #[error("{0}")]
+    NoCloudImage(String),
     /// An ISO id the operator's library does not have.
     #[error("{0}")]
     UnknownIso(String),
@@ -953,8 +956,18 @@ fn decide_reinstall(
     os: &str,
     appliance: Option<&str>,
 ) -> Result<Edit, Refusal> {
-    own_vps(inv, customer, vps, false)?;
+    let v = own_vps(inv, customer, vps, false)?;
     let os = cat.os(os)?;
+    if cat.is_cloud_image(&os)
+        && let Some(why) = inv
+            .nodes
+            .get(&v.node)
+            .and_then(model::bootstraps::cloud_unsupported)
+    {
+        return Err(Refusal::NoCloudImage(format!(
+            "OS `{os}` is a cloud image, and {why}"
+        )));
+    }
     let appliance = appliance.map(|a| cat.appliance(&os, a)).transpose()?;
     let path = vps_path(vps);
     let mut f = open(tree, &path)?;

@@ -142,6 +142,62 @@ async fn a_withdrawn_os_cannot_be_chosen_for_a_reinstall_or_an_order() {
     assert_eq!(s, 200, "{v}");
 }
 
+/// The project's bootstraps plus a cloud-image OS (`method = "cloud-image"`: KVM nodes only).
+fn with_a_cloud_image(files: &mut Vec<(String, Vec<u8>)>) {
+    with_bootstraps(files, |_, _| {});
+    let meta = format!(
+        "name = \"Debian 12 (cloud image)\"\nfamily = \"debian\"\nmethod = \"cloud-image\"\n\
+         release = \"bookworm\"\n\n[cloud_image]\nurl = \"https://cloud.example.net/d12.qcow2\"\n\
+         sha256 = \"{}\"\nsize = \"400 MiB\"\n",
+        "ab".repeat(32)
+    );
+    files.push((
+        "bootstraps/os/debian-12-cloud/meta.toml".into(),
+        meta.into_bytes(),
+    ));
+}
+
+/// Issue 18: a cloud image installs on KVM nodes only; on the example fleet's Xen nodes the
+/// panel is told not to offer it, and a reinstall asking for it anyway is refused (409), no
+/// commit.
+#[tokio::test]
+async fn a_cloud_image_reinstall_on_a_xen_node_is_refused() {
+    let fleet = Fleet::with(with_a_cloud_image);
+    let app = app(&fleet);
+    let t = token_for(&fleet, "c-0001");
+    let head = fleet.head();
+    let (s, me) = call(&app, "GET", "/api/me", Some(&t), None).await;
+    assert_eq!(s, 200, "{me}");
+    let xen02 = me["vps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "xen02")
+        .unwrap();
+    assert_eq!(xen02["cloud_image_install"], false, "{xen02}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/vps/xen02/reinstall",
+        Some(&t),
+        Some(r#"{"os":"debian-12-cloud"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (409, Some("cloud_image_unsupported")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("KVM nodes only"),
+        "{v}"
+    );
+    assert_eq!(fleet.head(), head, "no commit");
+}
+
 fn renew_xen02(product: &str) -> serde_json::Value {
     json!({"kind": "renew", "customer": "c-0001", "vps": "xen02", "product": product})
 }

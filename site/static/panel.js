@@ -361,8 +361,9 @@
     yes.focus();
   }
 
-  function osOptions(select, selected) {
-    (cat.os || []).forEach(function (o) {
+  // The OSes a VPS may be reinstalled with: cloud images only where its node installs them.
+  function osOptions(select, selected, v) {
+    (cat.os || []).filter(function (o) { return !o.cloud_image || v.cloud_image_install; }).forEach(function (o) {
       var opt = el("option", { value: o.id, text: o.name });
       if (o.id === selected) { opt.selected = true; }
       select.appendChild(opt);
@@ -371,7 +372,7 @@
 
   function reinstallSection(v) {
     var os = el("select", { id: "reinstall-os", name: "os" });
-    osOptions(os, v.os);
+    osOptions(os, v.os, v);
     var app = el("select", { id: "reinstall-appliance", name: "appliance" });
     function fill() {
       var keep = app.value;

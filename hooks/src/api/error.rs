@@ -111,6 +111,11 @@ impl From<Refusal> for ApiError {
             Refusal::NoRescue(_) => {
                 ApiError::new(StatusCode::CONFLICT, "rescue_unsupported", r.to_string())
             }
+            Refusal::NoCloudImage(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "cloud_image_unsupported",
+                r.to_string(),
+            ),
             Refusal::UnknownIso(_) => ApiError::unprocessable("not_in_catalog", r.to_string()),
             Refusal::ResetInvalid => ApiError::unprocessable("reset_invalid", r.to_string()),
             Refusal::Broken(why) => {

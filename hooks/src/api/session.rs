@@ -284,6 +284,11 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     .nodes
                     .get(&v.node)
                     .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
+                // Whether the panel offers cloud-image OSes for a reinstall: the node installs them.
+                "cloud_image_install": inv
+                    .nodes
+                    .get(&v.node)
+                    .is_some_and(|n| model::bootstraps::cloud_unsupported(n).is_none()),
                 "rescue": v.rescue,
                 // Whether the panel offers rescue mode: the node can boot the rescue system.
                 "rescue_boot": inv

@@ -110,6 +110,9 @@ pub struct OsView {
     pub arch: String,
     /// Ids of the appliances that run on it.
     pub appliances: Vec<String>,
+    /// A cloud image (`method = "cloud-image"`): installed on KVM nodes only, so the panel
+    /// offers it only to a VPS whose node can install it.
+    pub cloud_image: bool,
 }
 
 /// An appliance offered for new VPSes.
@@ -224,6 +227,7 @@ pub fn site_data(inv: &Inventory, cat: &Catalog) -> SiteData {
                 .appliances_for(&o.id)
                 .map(|a| a.id.to_string())
                 .collect(),
+            cloud_image: o.method.cloud_image().is_some(),
         })
         .collect();
     let appliances = cat
