@@ -34,11 +34,6 @@ pub struct MonitorBench {
     /// Scrapes to time (the median and the slowest are reported).
     #[arg(long, default_value_t = 20)]
     pub scrapes: u32,
-    /// Seconds to leave sled idle after the simulated history before measuring its files
-    /// again: its log is cleaned by a background thread in the time between collections,
-    /// which a year simulated in minutes does not leave it.
-    #[arg(long, default_value_t = 0)]
-    pub settle: u32,
 }
 
 /// A small deterministic generator (xorshift), so runs compare.
@@ -156,17 +151,6 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
-    if a.settle > 0 {
-        std::thread::sleep(std::time::Duration::from_secs(u64::from(a.settle)));
-        let (len, used) = files(store.path())?;
-        println!(
-            "  after {} s idle: {:.2} MiB long, {:.2} MiB allocated ({:.2} MiB a VPS)",
-            a.settle,
-            len as f64 / 1_048_576.0,
-            used as f64 / 1_048_576.0,
-            used as f64 / 1_048_576.0 / n
-        );
-    }
     let copy = path.with_extension("copy");
     let began = Instant::now();
     store.copy_to(&copy)?;
@@ -178,20 +162,6 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
-    if a.settle > 0 {
-        // The copy is closed: reopened, sled cleans it while idle like any other.
-        let reopened = Store::open(&copy)?;
-        std::thread::sleep(std::time::Duration::from_secs(u64::from(a.settle)));
-        drop(reopened);
-        let (len, used) = files(&copy)?;
-        println!(
-            "  the copy after {} s idle: {:.2} MiB long, {:.2} MiB allocated ({:.2} MiB a VPS)",
-            a.settle,
-            len as f64 / 1_048_576.0,
-            used as f64 / 1_048_576.0,
-            used as f64 / 1_048_576.0 / n
-        );
-    }
     Ok(())
 }
 
