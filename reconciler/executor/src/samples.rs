@@ -294,6 +294,21 @@ trait Stored: Merge + Sized {
     /// Reads its numbers, in either layout's encoding, leaving what follows.
     fn take(d: &mut impl Read) -> Option<Self>;
 
+    /// Whether, in a pack, it can be written short after `prev`: [`Stored::put_short`].
+    fn same_shape(&self, _prev: &Self) -> bool {
+        false
+    }
+
+    /// Its numbers but those it shares with the bucket before it in a pack.
+    fn put_short(&self, out: &mut Vec<u8>) {
+        self.put(out);
+    }
+
+    /// Reads what [`Stored::put_short`] wrote after `prev`.
+    fn take_short(_prev: &Self, d: &mut impl Read) -> Option<Self> {
+        Self::take(d)
+    }
+
     /// A bucket stored alone: the tag, then its numbers.
     fn one(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48);
@@ -336,6 +351,26 @@ impl Stored for Bucket {
             usage,
             seconds,
             resets,
+        })
+    }
+
+    /// As many samples over as many seconds as the bucket before, and no reset: the usual.
+    fn same_shape(&self, prev: &Bucket) -> bool {
+        self.samples == prev.samples && self.seconds == prev.seconds && self.resets == 0
+    }
+
+    fn put_short(&self, out: &mut Vec<u8>) {
+        for f in Field::ALL {
+            varint(out, u128::from(self.usage.get(f)));
+        }
+    }
+
+    fn take_short(prev: &Bucket, d: &mut impl Read) -> Option<Bucket> {
+        Some(Bucket {
+            samples: prev.samples,
+            usage: dec_counters(d)?,
+            seconds: prev.seconds,
+            resets: 0,
         })
     }
 }
@@ -398,19 +433,28 @@ fn dec_node_bucket(v: &[u8]) -> Option<NodeBucket> {
 }
 
 /// A pack: the buckets of one tier of a series in one closed pack span starting at `start`
-/// ([`Tier::pack_start`]), in time order: the [`PACKED`] tag, their count, then each one's
-/// seconds since the previous one's start (the first: since `start`) and its numbers.
+/// ([`Tier::pack_start`]), in time order: the [`PACKED`] tag, their count, then for each one
+/// its seconds since the previous one's start (the first: since `start`) times two, plus one
+/// when it is written short ([`Stored::same_shape`] as the one before), and its numbers.
 fn enc_pack<B: Stored>(start: DateTime<Utc>, buckets: &BTreeMap<DateTime<Utc>, B>) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + 40 * buckets.len());
     out.push(PACKED);
     varint(&mut out, buckets.len() as u128);
-    let mut prev = start.timestamp();
+    let mut prev_at = start.timestamp();
+    let mut prev: Option<&B> = None;
     for (at, b) in buckets {
         let secs = at.timestamp();
         // A pack only holds buckets of its span: never before its start.
-        varint(&mut out, u128::try_from(secs - prev).unwrap_or(0));
-        prev = secs;
-        b.put(&mut out);
+        let gap = u128::try_from(secs - prev_at).unwrap_or(0);
+        let short = prev.is_some_and(|p| b.same_shape(p));
+        varint(&mut out, gap << 1 | u128::from(short));
+        if short {
+            b.put_short(&mut out);
+        } else {
+            b.put(&mut out);
+        }
+        prev_at = secs;
+        prev = Some(b);
     }
     out
 }
@@ -425,10 +469,18 @@ fn dec_pack<B: Stored>(start: DateTime<Utc>, v: &[u8]) -> Option<BTreeMap<DateTi
     let n = d.u64()?;
     let mut secs = start.timestamp();
     let mut out = BTreeMap::new();
+    let mut prev: Option<B> = None;
     for _ in 0..n {
-        secs = secs.checked_add(i64::try_from(d.u64()?).ok()?)?;
-        let b = B::take(&mut d)?;
+        let head = d.u64()?;
+        secs = secs.checked_add(i64::try_from(head >> 1).ok()?)?;
+        let b = match (head & 1, &prev) {
+            (0, _) => B::take(&mut d)?,
+            (_, Some(p)) => B::take_short(p, &mut d)?,
+            // The first bucket is never written short.
+            (_, None) => return None,
+        };
         out.insert(DateTime::from_timestamp(secs, 0)?, b);
+        prev = Some(b);
     }
     d.done()?;
     Some(out)
@@ -1417,6 +1469,32 @@ mod tests {
         assert_eq!(dec_bucket(&huge), None);
         // A layout-1 bucket still reads.
         assert_eq!(dec_bucket(&enc_bucket_v1(&b)), Some(b));
+        // A pack: buckets like the one before are written short, a reset or another shape whole.
+        let reset = Bucket { resets: 1, ..b };
+        let other = Bucket { samples: 59, ..b };
+        let pack: BTreeMap<DateTime<Utc>, Bucket> =
+            [(0, b), (60, b), (120, reset), (180, other), (240, other)]
+                .into_iter()
+                .map(|(secs, b)| (t(secs), b))
+                .collect();
+        let v = enc_pack(t(0), &pack);
+        assert_eq!(dec_pack(t(0), &v), Some(pack.clone()));
+        let whole = 1
+            + 1
+            + pack
+                .values()
+                .map(|b| 1 + enc_bucket(b).len() - 1)
+                .sum::<usize>();
+        assert!(
+            v.len() + 2 * 3 <= whole,
+            "{} bytes, {whole} written whole",
+            v.len()
+        );
+        assert_eq!(dec_pack::<Bucket>(t(0), &v[..v.len() - 1]), None);
+        // The first bucket written short cannot be read.
+        let mut first_short = v.clone();
+        first_short[2] |= 1;
+        assert_eq!(dec_pack::<Bucket>(t(0), &first_short), None);
         let g = Gauge {
             count: 3,
             sum: u128::from(u64::MAX) * 3,
