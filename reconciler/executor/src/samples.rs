@@ -12,7 +12,7 @@
 //! | default | `magic` | `gitvps-monitor 3`: what this database is, and its layout version |
 //! | default | `pruned` | the latest time [`Store::prune`] ran at (Unix microseconds, big-endian) |
 //! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`] of an open span: the tag `0xC1`, then its 12 numbers as LEB128 varints |
-//! | `vps` | VPS id, `0`, `0x10` + tier, span start | a pack: the tag `0xC3`, the count, then each bucket's seconds since the previous one and its numbers |
+//! | `vps` | VPS id, `0`, `0x10` + tier, span start | a pack: the tag `0xC3`, the count, then each bucket's seconds since the previous one (times 2, plus 1 when it is written short: without the samples, seconds and resets it shares with the one before) and its numbers |
 //! | `node` | node id, `0`, tier (+ `0x10`), start | a [`NodeBucket`] (4 gauges as varints), or a pack of them |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
 //! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
