@@ -80,6 +80,30 @@ impl Tier {
     pub fn expired(self, start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         start + self.retention() <= now
     }
+
+    /// The span whose buckets the store packs into one value once it has closed: an hour of
+    /// raw buckets (60 at 60 s), 6 hours of 5-minute ones (72), a day of hourly ones (24).
+    /// UTC-aligned like the buckets, so a bucket's span is [`Tier::pack_start`] of its start.
+    pub fn pack_width(self) -> Duration {
+        match self {
+            Tier::Raw => Duration::hours(1),
+            Tier::FiveMinutes => Duration::hours(6),
+            Tier::Hourly => Duration::days(1),
+        }
+    }
+
+    /// The start of the pack span `at` lands in.
+    pub fn pack_start(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let w = self.pack_width().num_seconds();
+        let secs = at.timestamp();
+        DateTime::from_timestamp(secs - secs.rem_euclid(w), 0).unwrap_or(at)
+    }
+
+    /// Whether the pack span starting at `start` has closed at `now`: no reading taken after
+    /// `now` lands in it.
+    pub fn pack_closed(self, start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        start + self.pack_width() <= now
+    }
 }
 
 /// Aggregate of a gauge over a bucket: enough for the average, the peak and the trough.
@@ -338,6 +362,27 @@ mod tests {
         // Before the epoch too (rem_euclid, not %).
         let old = DateTime::from_timestamp(-1, 0).unwrap_or_default();
         assert_eq!(Tier::Hourly.bucket_start(old).timestamp(), -3600);
+    }
+
+    #[test]
+    fn pack_spans_hold_whole_buckets_and_close_at_their_end() {
+        for tier in Tier::ALL {
+            let w = tier.pack_width();
+            // A pack span is a whole number of buckets, so no bucket straddles two packs.
+            if let Some(b) = tier.width() {
+                assert_eq!(w.num_seconds() % b.num_seconds(), 0, "{tier:?}");
+            }
+            let t = at(13, 7, 42);
+            let p = tier.pack_start(t);
+            assert!(p <= t && t < p + w, "{tier:?}");
+            assert_eq!(tier.pack_start(tier.bucket_start(t)), p, "{tier:?}");
+            assert!(!tier.pack_closed(p, t));
+            assert!(!tier.pack_closed(p, p + w - Duration::seconds(1)));
+            assert!(tier.pack_closed(p, p + w));
+        }
+        assert_eq!(Tier::Hourly.pack_start(at(13, 7, 42)), at(0, 0, 0));
+        assert_eq!(Tier::FiveMinutes.pack_start(at(13, 7, 42)), at(12, 0, 0));
+        assert_eq!(Tier::Raw.pack_start(at(13, 7, 42)), at(13, 0, 0));
     }
 
     #[test]

@@ -9,23 +9,32 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | default | `magic` | `gitvps-monitor 2`: what this database is, and its layout version |
-//! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`]: the tag `0xC1`, then its 12 numbers as LEB128 varints |
-//! | `node` | node id, `0`, tier, bucket start | a [`NodeBucket`]: the tag `0xC1`, then 4 gauges as varints |
+//! | default | `magic` | `gitvps-monitor 3`: what this database is, and its layout version |
+//! | default | `pruned` | the latest time [`Store::prune`] ran at (Unix microseconds, big-endian) |
+//! | `vps` | VPS id, `0`, tier, bucket start | a [`Bucket`] of an open span: the tag `0xC1`, then its 12 numbers as LEB128 varints |
+//! | `vps` | VPS id, `0`, `0x10` + tier, span start | a pack: the tag `0xC3`, the count, then each bucket's seconds since the previous one (times 2, plus 1 when it is written short: without the samples, seconds and resets it shares with the one before) and its numbers |
+//! | `node` | node id, `0`, tier (+ `0x10`), start | a [`NodeBucket`] (4 gauges as varints), or a pack of them |
 //! | `last` | `v` or `n`, id | the last [`Sample`] of a VPS, the last CPU reading of a node |
 //! | `checks` | VPS id, `0`, check key | a service check's [`CheckState`] (JSON) |
 //!
-//! Ids never hold a zero byte; a bucket start is its Unix second with the sign bit flipped,
+//! Ids never hold a zero byte; a start is its Unix second with the sign bit flipped,
 //! big-endian, so keys sort by time. A database without the magic key is refused unless it is
 //! empty, so a foreign database is never changed, let alone wiped.
 //!
-//! Layout 1 stored buckets as fixed-width big-endian numbers (96 bytes a VPS bucket, whose
-//! first byte is 0). Its databases are read as they are: their magic key becomes layout 2's,
-//! old buckets are decoded by their width and rewritten compact when next merged into, and
-//! expire like any other. A layout newer than this gitvps's is refused.
+//! Packs (layout 3) cut a busy VPS's year to some 520 keys instead of 15 000: a
+//! closed span of a tier ([`Tier::pack_width`]: an hour of raw buckets, 6 hours of 5-minute
+//! ones, a day of hourly ones) is written as one value by the pruning, once, then its keys are
+//! removed (a crash in between leaves keys the pack holds: reads skip them, the next pruning
+//! removes them). A pack is dropped whole when all its buckets have expired; until then reads
+//! leave out those expired at the `pruned` time.
+//!
+//! Layouts 1 (fixed-width big-endian buckets, 96 bytes a VPS bucket, whose first byte is 0) and
+//! 2 (a key for every bucket) are read as they are: their magic key becomes layout 3's, and the
+//! first pruning packs their closed spans. A layout newer than this gitvps's is refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use model::{NodeId, VpsId};
@@ -37,13 +46,23 @@ use monitor::{
 };
 
 /// What the magic key holds: the store's name and layout version.
-const MAGIC: &[u8] = b"gitvps-monitor 2";
+const MAGIC: &[u8] = b"gitvps-monitor 3";
+/// Layout 2's magic: every bucket a key of its own, still read (and packed as it closes).
+const MAGIC_V2: &[u8] = b"gitvps-monitor 2";
 /// Layout 1's magic: fixed-width buckets, still read.
 const MAGIC_V1: &[u8] = b"gitvps-monitor 1";
 /// The first byte of a compact (varint) bucket; a layout-1 bucket starts with 0.
 const COMPACT: u8 = 0xC1;
+/// The first byte of a pack: a closed span's buckets in one value.
+const PACKED: u8 = 0xC3;
+/// Added to the tier byte of a key that holds a pack.
+const PACK_KEY: u8 = 0x10;
 /// The magic key.
 const MAGIC_KEY: &[u8] = b"magic";
+/// The key a copy being written holds until it is whole (then its magic key replaces it).
+const COPYING_KEY: &[u8] = b"copying";
+/// The key of the latest time the store was pruned at (Unix microseconds, big-endian).
+const PRUNED_KEY: &[u8] = b"pruned";
 
 /// Why the store cannot be used. Each names the database's path.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +114,9 @@ pub struct Store {
     node: sled::Tree,
     last: sled::Tree,
     checks: sled::Tree,
+    /// The latest time pruned at, in Unix microseconds (`i64::MIN`: never): a pack's buckets
+    /// expired at it are not read.
+    pruned: AtomicI64,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +126,9 @@ impl std::fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+/// Keys and buckets of a series' tier by the pack span they are in.
+type Spans<B> = BTreeMap<DateTime<Utc>, Vec<(sled::IVec, DateTime<Utc>, B)>>;
 
 /// What recording one VPS reading did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +166,25 @@ fn key(id: &str, tier: Tier, start: DateTime<Utc>) -> Vec<u8> {
     k.push(tier_byte(tier));
     k.extend_from_slice(&time_key(start));
     k
+}
+
+/// The key of the pack of `tier` whose span starts at `start`.
+fn pack_key(id: &str, tier: Tier, start: DateTime<Utc>) -> Vec<u8> {
+    let mut k = key(id, tier, start);
+    k[id.len() + 1] |= PACK_KEY;
+    k
+}
+
+/// A bucket key's part after the series' prefix: the tier, whether it is a pack, the start.
+fn parse_key(rest: &[u8]) -> Option<(Tier, bool, DateTime<Utc>)> {
+    let (&kind, secs) = rest.split_first()?;
+    let secs = u64::from_be_bytes(secs.try_into().ok()?) ^ (1 << 63);
+    let tier = tier_of(kind & !PACK_KEY)?;
+    Some((
+        tier,
+        kind & PACK_KEY != 0,
+        DateTime::from_timestamp(secs as i64, 0)?,
+    ))
 }
 
 fn prefix(id: &str) -> Vec<u8> {
@@ -242,85 +286,204 @@ fn dec_counters(d: &mut impl Read) -> Option<Counters> {
     Some(c)
 }
 
-fn enc_bucket(b: &Bucket) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    out.push(COMPACT);
-    for n in [b.samples, b.seconds, b.resets] {
-        varint(&mut out, u128::from(n));
+/// A bucket kind the store keeps (a VPS's [`Bucket`], a node's [`NodeBucket`]) and how its
+/// numbers are written: as varints, alone behind the [`COMPACT`] tag or many in a pack.
+trait Stored: Merge + Sized {
+    /// Appends its numbers as varints.
+    fn put(&self, out: &mut Vec<u8>);
+    /// Reads its numbers, in either layout's encoding, leaving what follows.
+    fn take(d: &mut impl Read) -> Option<Self>;
+
+    /// Whether, in a pack, it can be written short after `prev`: [`Stored::put_short`].
+    fn same_shape(&self, _prev: &Self) -> bool {
+        false
     }
-    for f in Field::ALL {
-        varint(&mut out, u128::from(b.usage.get(f)));
+
+    /// Its numbers but those it shares with the bucket before it in a pack.
+    fn put_short(&self, out: &mut Vec<u8>) {
+        self.put(out);
     }
-    out
+
+    /// Reads what [`Stored::put_short`] wrote after `prev`.
+    fn take_short(_prev: &Self, d: &mut impl Read) -> Option<Self> {
+        Self::take(d)
+    }
+
+    /// A bucket stored alone: the tag, then its numbers.
+    fn one(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(48);
+        out.push(COMPACT);
+        self.put(&mut out);
+        out
+    }
+
+    /// Reads a bucket stored alone, compact or layout 1's fixed width.
+    fn dec_one(v: &[u8]) -> Option<Self> {
+        fn whole<B: Stored>(mut d: impl Read) -> Option<B> {
+            let b = B::take(&mut d)?;
+            d.done()?;
+            Some(b)
+        }
+        match v.split_first() {
+            Some((&COMPACT, rest)) => whole(Var(rest)),
+            // Layout 1: big-endian numbers of fixed width, whose first byte is 0.
+            _ => whole(Dec(v)),
+        }
+    }
 }
 
-fn dec_bucket(v: &[u8]) -> Option<Bucket> {
-    match v.split_first() {
-        Some((&COMPACT, rest)) => read_bucket(&mut Var(rest)),
-        // Layout 1: 12 big-endian u64.
-        _ => read_bucket(&mut Dec(v)),
+impl Stored for Bucket {
+    fn put(&self, out: &mut Vec<u8>) {
+        for n in [self.samples, self.seconds, self.resets] {
+            varint(out, u128::from(n));
+        }
+        for f in Field::ALL {
+            varint(out, u128::from(self.usage.get(f)));
+        }
     }
-}
 
-/// A bucket in either layout: samples, seconds, resets, then the usage counters.
-fn read_bucket(d: &mut impl Read) -> Option<Bucket> {
-    let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
-    let usage = dec_counters(d)?;
-    d.done()?;
-    Some(Bucket {
-        samples,
-        usage,
-        seconds,
-        resets,
-    })
+    /// Samples, seconds, resets, then the usage counters.
+    fn take(d: &mut impl Read) -> Option<Bucket> {
+        let (samples, seconds, resets) = (d.u64()?, d.u64()?, d.u64()?);
+        let usage = dec_counters(d)?;
+        Some(Bucket {
+            samples,
+            usage,
+            seconds,
+            resets,
+        })
+    }
+
+    /// As many samples over as many seconds as the bucket before, and no reset: the usual.
+    fn same_shape(&self, prev: &Bucket) -> bool {
+        self.samples == prev.samples && self.seconds == prev.seconds && self.resets == 0
+    }
+
+    fn put_short(&self, out: &mut Vec<u8>) {
+        for f in Field::ALL {
+            varint(out, u128::from(self.usage.get(f)));
+        }
+    }
+
+    fn take_short(prev: &Bucket, d: &mut impl Read) -> Option<Bucket> {
+        Some(Bucket {
+            samples: prev.samples,
+            usage: dec_counters(d)?,
+            seconds: prev.seconds,
+            resets: 0,
+        })
+    }
 }
 
 fn gauges(b: &NodeBucket) -> [&Gauge; 4] {
     [&b.cpu_permille, &b.mem_used, &b.load_milli, &b.storage_free]
 }
 
-fn enc_node_bucket(b: &NodeBucket) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.push(COMPACT);
-    for g in gauges(b) {
-        for n in [
-            u128::from(g.count),
-            g.sum,
-            u128::from(g.min),
-            u128::from(g.max),
-        ] {
-            varint(&mut out, n);
+impl Stored for NodeBucket {
+    fn put(&self, out: &mut Vec<u8>) {
+        for g in gauges(self) {
+            for n in [
+                u128::from(g.count),
+                g.sum,
+                u128::from(g.min),
+                u128::from(g.max),
+            ] {
+                varint(out, n);
+            }
         }
+    }
+
+    /// 4 gauges of count, sum, min, max.
+    fn take(d: &mut impl Read) -> Option<NodeBucket> {
+        let mut g = || -> Option<Gauge> {
+            Some(Gauge {
+                count: d.u64()?,
+                sum: d.u128()?,
+                min: d.u64()?,
+                max: d.u64()?,
+            })
+        };
+        Some(NodeBucket {
+            cpu_permille: g()?,
+            mem_used: g()?,
+            load_milli: g()?,
+            storage_free: g()?,
+        })
+    }
+}
+
+#[cfg(test)]
+fn enc_bucket(b: &Bucket) -> Vec<u8> {
+    b.one()
+}
+
+#[cfg(test)]
+fn dec_bucket(v: &[u8]) -> Option<Bucket> {
+    Bucket::dec_one(v)
+}
+
+#[cfg(test)]
+fn enc_node_bucket(b: &NodeBucket) -> Vec<u8> {
+    b.one()
+}
+
+#[cfg(test)]
+fn dec_node_bucket(v: &[u8]) -> Option<NodeBucket> {
+    NodeBucket::dec_one(v)
+}
+
+/// A pack: the buckets of one tier of a series in one closed pack span starting at `start`
+/// ([`Tier::pack_start`]), in time order: the [`PACKED`] tag, their count, then for each one
+/// its seconds since the previous one's start (the first: since `start`) times two, plus one
+/// when it is written short ([`Stored::same_shape`] as the one before), and its numbers.
+fn enc_pack<B: Stored>(start: DateTime<Utc>, buckets: &BTreeMap<DateTime<Utc>, B>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 40 * buckets.len());
+    out.push(PACKED);
+    varint(&mut out, buckets.len() as u128);
+    let mut prev_at = start.timestamp();
+    let mut prev: Option<&B> = None;
+    for (at, b) in buckets {
+        let secs = at.timestamp();
+        // A pack only holds buckets of its span: never before its start.
+        let gap = u128::try_from(secs - prev_at).unwrap_or(0);
+        let short = prev.is_some_and(|p| b.same_shape(p));
+        varint(&mut out, gap << 1 | u128::from(short));
+        if short {
+            b.put_short(&mut out);
+        } else {
+            b.put(&mut out);
+        }
+        prev_at = secs;
+        prev = Some(b);
     }
     out
 }
 
-fn dec_node_bucket(v: &[u8]) -> Option<NodeBucket> {
-    match v.split_first() {
-        Some((&COMPACT, rest)) => read_node_bucket(&mut Var(rest)),
-        // Layout 1: 4 gauges of big-endian u64, u128, u64, u64.
-        _ => read_node_bucket(&mut Dec(v)),
+/// Reads what [`enc_pack`] wrote; `None` when it is not a pack or does not decode whole.
+fn dec_pack<B: Stored>(start: DateTime<Utc>, v: &[u8]) -> Option<BTreeMap<DateTime<Utc>, B>> {
+    let rest = match v.split_first() {
+        Some((&PACKED, rest)) => rest,
+        _ => return None,
+    };
+    let mut d = Var(rest);
+    let n = d.u64()?;
+    let mut secs = start.timestamp();
+    let mut out = BTreeMap::new();
+    let mut prev: Option<B> = None;
+    for _ in 0..n {
+        let head = d.u64()?;
+        secs = secs.checked_add(i64::try_from(head >> 1).ok()?)?;
+        let b = match (head & 1, &prev) {
+            (0, _) => B::take(&mut d)?,
+            (_, Some(p)) => B::take_short(p, &mut d)?,
+            // The first bucket is never written short.
+            (_, None) => return None,
+        };
+        out.insert(DateTime::from_timestamp(secs, 0)?, b);
+        prev = Some(b);
     }
-}
-
-/// A node bucket in either layout: 4 gauges of count, sum, min, max.
-fn read_node_bucket(d: &mut impl Read) -> Option<NodeBucket> {
-    let mut g = || -> Option<Gauge> {
-        Some(Gauge {
-            count: d.u64()?,
-            sum: d.u128()?,
-            min: d.u64()?,
-            max: d.u64()?,
-        })
-    };
-    let b = NodeBucket {
-        cpu_permille: g()?,
-        mem_used: g()?,
-        load_milli: g()?,
-        storage_free: g()?,
-    };
     d.done()?;
-    Some(b)
+    Some(out)
 }
 
 /// A [`Sample`]: time, which of domain id and start time are known, both, the counters.
@@ -422,11 +585,12 @@ impl Store {
         };
         match db.get(MAGIC_KEY).map_err(io)? {
             Some(m) if m.as_ref() == MAGIC => {}
-            Some(m) if m.as_ref() == MAGIC_V1 => {
-                // Layout 1's buckets are read as they are; new ones are written compact.
+            Some(m) if m.as_ref() == MAGIC_V1 || m.as_ref() == MAGIC_V2 => {
+                // Older buckets are read as they are (layout 1's fixed width too); new ones are
+                // written compact, and every closed span is packed at the next pruning.
                 db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
                 db.flush().map_err(io)?;
-                tracing::info!(db = %path.display(), "monitor database: layout 1 read, new buckets written compact (layout 2)");
+                tracing::info!(db = %path.display(), from = %String::from_utf8_lossy(&m), "monitor database: older layout read, closed spans packed from now on (layout 3)");
             }
             Some(m) => {
                 return Err(foreign(format!(
@@ -453,8 +617,18 @@ impl Store {
                 db.flush().map_err(io)?;
             }
         }
+        let pruned = match db.get(PRUNED_KEY).map_err(io)? {
+            None => i64::MIN,
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(i64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: format!("its pruning time is {} bytes long, not 8", v.len()),
+                })?,
+        };
         let open_tree = |name: &str| db.open_tree(name).map_err(io);
         Ok(Store {
+            pruned: AtomicI64::new(pruned),
             vps: open_tree("vps")?,
             node: open_tree("node")?,
             last: open_tree("last")?,
@@ -483,37 +657,62 @@ impl Store {
         }
     }
 
-    /// Merges `b` into the stored bucket at `key` of `tree`.
-    fn merge<B: Merge>(
+    /// The latest time the store was pruned at, if ever.
+    fn watermark(&self) -> Option<DateTime<Utc>> {
+        match self.pruned.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            us => DateTime::from_timestamp_micros(us),
+        }
+    }
+
+    /// Merges `b` into the stored bucket of `tier` starting at `start`: into its pack when its
+    /// span was packed already (a reading late for its span, as after a clock step), else
+    /// into its own key.
+    fn merge<B: Stored>(
         &self,
         tree: &sled::Tree,
-        key: &[u8],
+        id: &str,
+        tier: Tier,
+        start: DateTime<Utc>,
         b: B,
-        enc: fn(&B) -> Vec<u8>,
-        dec: fn(&[u8]) -> Option<B>,
     ) -> Result<(), StoreError> {
-        let merged = match tree.get(key).map_err(|e| self.io(e))? {
-            Some(old) => dec(&old)
+        let span = tier.pack_start(start);
+        // A span is packed only once closed at a pruning: no pack to look for before that.
+        if self.watermark().is_some_and(|w| tier.pack_closed(span, w)) {
+            let pk = pack_key(id, tier, span);
+            if let Some(v) = tree.get(&pk).map_err(|e| self.io(e))? {
+                let mut buckets = dec_pack::<B>(span, &v)
+                    .ok_or_else(|| self.corrupt(format!("a pack of {id} of {} bytes", v.len())))?;
+                buckets
+                    .entry(start)
+                    .and_modify(|old| *old = old.merge(&b))
+                    .or_insert(b);
+                tree.insert(pk, enc_pack(span, &buckets))
+                    .map_err(|e| self.io(e))?;
+                return Ok(());
+            }
+        }
+        let k = key(id, tier, start);
+        let merged = match tree.get(&k).map_err(|e| self.io(e))? {
+            Some(old) => B::dec_one(&old)
                 .ok_or_else(|| self.corrupt(format!("a bucket of {} bytes", old.len())))?
                 .merge(&b),
             None => b,
         };
-        tree.insert(key, enc(&merged)).map_err(|e| self.io(e))?;
+        tree.insert(k, merged.one()).map_err(|e| self.io(e))?;
         Ok(())
     }
 
     /// Stores each tier's part of a one-insert `Series`.
-    fn store_series<B: Merge>(
+    fn store_series<B: Stored>(
         &self,
         tree: &sled::Tree,
         id: &str,
         s: Series<B>,
-        enc: fn(&B) -> Vec<u8>,
-        dec: fn(&[u8]) -> Option<B>,
     ) -> Result<(), StoreError> {
         for (tier, buckets) in s.tiers {
             for (start, b) in buckets {
-                self.merge(tree, &key(id, tier, start), b, enc, dec)?;
+                self.merge(tree, id, tier, start, b)?;
             }
         }
         Ok(())
@@ -542,7 +741,7 @@ impl Store {
             Some(Ok(d)) => {
                 let mut s = Series::default();
                 s.insert_delta(&d, now);
-                self.store_series(&self.vps, vps.as_str(), s, enc_bucket, dec_bucket)?;
+                self.store_series(&self.vps, vps.as_str(), s)?;
                 if !d.implausible.is_empty() {
                     tracing::warn!(%vps, fields = ?d.implausible, "implausible counter growth not counted");
                 }
@@ -585,74 +784,81 @@ impl Store {
         };
         let mut s = Series::default();
         s.insert(at, NodeBucket::of(&r), now);
-        self.store_series(
-            &self.node,
-            node.as_str(),
-            s,
-            enc_node_bucket,
-            dec_node_bucket,
-        )?;
+        self.store_series(&self.node, node.as_str(), s)?;
         Ok(Some(r))
     }
 
-    fn series<B>(
-        &self,
-        tree: &sled::Tree,
-        id: &str,
-        dec: fn(&[u8]) -> Option<B>,
-    ) -> Result<Series<B>, StoreError> {
-        self.decode(tree.scan_prefix(prefix(id)), id, dec)
+    fn series<B: Stored>(&self, tree: &sled::Tree, id: &str) -> Result<Series<B>, StoreError> {
+        self.decode(tree.scan_prefix(prefix(id)), id, None)
     }
 
     /// The buckets of one tier of a series from `from` (inclusive) to `to` (exclusive): one
-    /// scan of their keys, not the whole series (a graph reads a window).
-    fn series_range<B>(
+    /// scan of their keys and one of the packs of their spans, not the whole series (a graph
+    /// reads a window).
+    fn series_range<B: Stored>(
         &self,
         tree: &sled::Tree,
         id: &str,
         tier: Tier,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        dec: fn(&[u8]) -> Option<B>,
     ) -> Result<Series<B>, StoreError> {
         if from >= to {
             return Ok(Series::default());
         }
-        self.decode(tree.range(key(id, tier, from)..key(id, tier, to)), id, dec)
+        let packs = tree.range(pack_key(id, tier, tier.pack_start(from))..pack_key(id, tier, to));
+        let loose = tree.range(key(id, tier, from)..key(id, tier, to));
+        self.decode(packs.chain(loose), id, Some((from, to)))
     }
 
-    /// Decodes the bucket entries of `id` that `entries` yields into a series.
-    fn decode<B>(
+    /// Decodes the bucket entries of `id` that `entries` yields into a series (only the
+    /// buckets starting in `window`, if given). A pack's buckets expired at the last pruning
+    /// are left out (the pruning drops a pack once all of its are), and so are keys of a
+    /// packed span: a crash between writing a pack and removing them left them, and the pack
+    /// holds them already.
+    fn decode<B: Stored>(
         &self,
         entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         id: &str,
-        dec: fn(&[u8]) -> Option<B>,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<Series<B>, StoreError> {
         let mut s = Series::default();
+        let mut loose = Vec::new();
+        let mut packed = BTreeSet::new();
+        let wm = self.watermark();
         let p = prefix(id);
         for kv in entries {
             let (k, v) = kv.map_err(|e| self.io(e))?;
-            let rest = &k[p.len()..];
-            let parsed = rest.split_first().and_then(|(t, secs)| {
-                let secs = u64::from_be_bytes(secs.try_into().ok()?) ^ (1 << 63);
-                Some((tier_of(*t)?, DateTime::from_timestamp(secs as i64, 0)?))
-            });
-            let (Some((tier, start)), Some(b)) = (parsed, dec(&v)) else {
-                return Err(self.corrupt(format!("a bucket of {id}")));
-            };
-            s.tiers.entry(tier).or_default().insert(start, b);
+            let bad = || self.corrupt(format!("a bucket of {id}"));
+            let (tier, pack, start) = k.get(p.len()..).and_then(parse_key).ok_or_else(bad)?;
+            if !pack {
+                loose.push((tier, start, B::dec_one(&v).ok_or_else(bad)?));
+                continue;
+            }
+            packed.insert((tier, start));
+            for (at, b) in dec_pack::<B>(start, &v).ok_or_else(bad)? {
+                let inside = window.is_none_or(|(from, to)| from <= at && at < to);
+                if inside && wm.is_none_or(|w| !tier.expired(at, w)) {
+                    s.tiers.entry(tier).or_default().insert(at, b);
+                }
+            }
+        }
+        for (tier, start, b) in loose {
+            if !packed.contains(&(tier, tier.pack_start(start))) {
+                s.tiers.entry(tier).or_default().insert(start, b);
+            }
         }
         Ok(s)
     }
 
     /// Every stored bucket of a VPS.
     pub fn vps_series(&self, vps: &VpsId) -> Result<Series<Bucket>, StoreError> {
-        self.series(&self.vps, vps.as_str(), dec_bucket)
+        self.series(&self.vps, vps.as_str())
     }
 
     /// Every stored bucket of a node.
     pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
-        self.series(&self.node, node.as_str(), dec_node_bucket)
+        self.series(&self.node, node.as_str())
     }
 
     /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
@@ -664,7 +870,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Series<Bucket>, StoreError> {
-        self.series_range(&self.vps, vps.as_str(), tier, from, to, dec_bucket)
+        self.series_range(&self.vps, vps.as_str(), tier, from, to)
     }
 
     /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
@@ -675,12 +881,22 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Series<NodeBucket>, StoreError> {
-        self.series_range(&self.node, node.as_str(), tier, from, to, dec_node_bucket)
+        self.series_range(&self.node, node.as_str(), tier, from, to)
     }
 
     /// Drops every bucket expired at `now`, for every series ever recorded, and the last
-    /// reading of a series that has no bucket left; returns how many entries went.
+    /// reading of a series that has no bucket left; packs every span closed at `now`; returns
+    /// how many entries went.
     pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        // The time first: a pack is only ever written after it (see `merge`), and its buckets
+        // expired at it are not read from then on.
+        if self.watermark().is_none_or(|w| w < now) {
+            let us = now.timestamp_micros();
+            self.db
+                .insert(PRUNED_KEY, &us.to_be_bytes())
+                .map_err(|e| self.io(e))?;
+            self.pruned.store(us, Ordering::Relaxed);
+        }
         let mut dropped = 0;
         let lasts: Vec<sled::IVec> = self
             .last
@@ -692,21 +908,14 @@ impl Store {
             let Some((kind, id)) = lk.split_first() else {
                 continue;
             };
-            let tree = if *kind == b'v' { &self.vps } else { &self.node };
             let id = String::from_utf8_lossy(id);
-            for tier in Tier::ALL {
-                let from = key(&id, tier, DateTime::<Utc>::MIN_UTC);
-                let to = key(&id, tier, now - tier.retention());
-                let old: Vec<sled::IVec> = tree
-                    .range(from..=to)
-                    .keys()
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| self.io(e))?;
-                for k in old {
-                    tree.remove(k).map_err(|e| self.io(e))?;
-                    dropped += 1;
-                }
-            }
+            let tree = if *kind == b'v' {
+                dropped += self.prune_series::<Bucket>(&self.vps, &id, now)?;
+                &self.vps
+            } else {
+                dropped += self.prune_series::<NodeBucket>(&self.node, &id, now)?;
+                &self.node
+            };
             if tree.scan_prefix(prefix(&id)).next().is_none() {
                 // Keep a VPS's last reading while it has history; after 13 months of silence
                 // it is gone with its buckets.
@@ -719,6 +928,75 @@ impl Store {
                 if at.is_none_or(|t| Tier::Hourly.expired(t, now)) {
                     self.last.remove(&lk).map_err(|e| self.io(e))?;
                     dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// One series' part of [`Store::prune`]: per tier, its expired buckets go, then so do its
+    /// packs whose every bucket expired, then the buckets of each span closed at `now` are
+    /// written as one pack and their own keys removed (in that order: a crash in between
+    /// leaves keys the pack holds already, which reads skip and the next pruning removes).
+    fn prune_series<B: Stored>(
+        &self,
+        tree: &sled::Tree,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut dropped = 0;
+        let io = |e| self.io(e);
+        for tier in Tier::ALL {
+            let oldest = now - tier.retention();
+            // A pack starts no later than its first bucket: only those up to `oldest` may
+            // have expired whole.
+            let old_packs: Vec<(sled::IVec, sled::IVec)> = tree
+                .range(
+                    pack_key(id, tier, DateTime::<Utc>::MIN_UTC)
+                        ..=pack_key(id, tier, tier.pack_start(oldest)),
+                )
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            for (k, v) in old_packs {
+                let whole = k
+                    .get(id.len() + 1..)
+                    .and_then(parse_key)
+                    .and_then(|(_, _, start)| dec_pack::<B>(start, &v))
+                    .ok_or_else(|| self.corrupt(format!("a pack of {id}")))?;
+                if whole.keys().all(|at| tier.expired(*at, now)) {
+                    tree.remove(k).map_err(io)?;
+                    dropped += 1;
+                }
+            }
+            // One scan of the keys of closed spans (the expired ones among them: a tier keeps
+            // longer than its pack span): the expired go, the others are packed.
+            let mut closed: Spans<B> = BTreeMap::new();
+            for kv in tree
+                .range(key(id, tier, DateTime::<Utc>::MIN_UTC)..key(id, tier, tier.pack_start(now)))
+            {
+                let (k, v) = kv.map_err(io)?;
+                let bad = || self.corrupt(format!("a bucket of {id}"));
+                let (_, _, start) = k.get(id.len() + 1..).and_then(parse_key).ok_or_else(bad)?;
+                if tier.expired(start, now) {
+                    tree.remove(k).map_err(io)?;
+                    dropped += 1;
+                    continue;
+                }
+                let b = B::dec_one(&v).ok_or_else(bad)?;
+                closed
+                    .entry(tier.pack_start(start))
+                    .or_default()
+                    .push((k, start, b));
+            }
+            for (span, buckets) in closed {
+                let pk = pack_key(id, tier, span);
+                if !tree.contains_key(&pk).map_err(io)? {
+                    let pack: BTreeMap<DateTime<Utc>, B> =
+                        buckets.iter().map(|(_, at, b)| (*at, *b)).collect();
+                    tree.insert(pk, enc_pack(span, &pack)).map_err(io)?;
+                }
+                for (k, _, _) in buckets {
+                    tree.remove(k).map_err(io)?;
                 }
             }
         }
@@ -741,21 +1019,34 @@ impl Store {
         &self,
         node: &NodeId,
     ) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
-        let mut p = prefix(node.as_str());
-        p.push(tier_byte(Tier::Raw));
-        let Some(kv) = self.node.scan_prefix(&p).next_back() else {
-            return Ok(None);
-        };
-        let (k, v) = kv.map_err(|e| self.io(e))?;
-        let at = k[p.len()..]
-            .try_into()
-            .ok()
-            .map(|b: [u8; 8]| u64::from_be_bytes(b) ^ (1 << 63))
-            .and_then(|secs| DateTime::from_timestamp(secs as i64, 0));
-        match (at, dec_node_bucket(&v)) {
-            (Some(at), Some(b)) => Ok(Some((at, b))),
-            _ => Err(self.corrupt(format!("a bucket of {node}"))),
+        let id = node.as_str();
+        let p = prefix(id);
+        let bad = || self.corrupt(format!("a bucket of {node}"));
+        let mut newest: Option<(DateTime<Utc>, NodeBucket)> = None;
+        let mut loose = p.clone();
+        loose.push(tier_byte(Tier::Raw));
+        if let Some(kv) = self.node.scan_prefix(&loose).next_back() {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            let (_, _, at) = k.get(p.len()..).and_then(parse_key).ok_or_else(bad)?;
+            newest = Some((at, NodeBucket::dec_one(&v).ok_or_else(bad)?));
         }
+        let mut packs = p.clone();
+        packs.push(tier_byte(Tier::Raw) | PACK_KEY);
+        if let Some(kv) = self.node.scan_prefix(&packs).next_back() {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            let (_, _, span) = k.get(p.len()..).and_then(parse_key).ok_or_else(bad)?;
+            let wm = self.watermark();
+            let last = dec_pack::<NodeBucket>(span, &v)
+                .ok_or_else(bad)?
+                .into_iter()
+                .rfind(|(at, _)| wm.is_none_or(|w| !Tier::Raw.expired(*at, w)));
+            if let Some(l) = last
+                && newest.is_none_or(|(at, _)| at < l.0)
+            {
+                newest = Some(l);
+            }
+        }
+        Ok(newest)
     }
 
     /// Every stored service check state: by VPS, then by check key.
@@ -817,6 +1108,45 @@ impl Store {
     /// The database's files' size, as sled counts it.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(|e| self.io(e))
+    }
+
+    /// Copies every entry into a fresh sled database at `dest`, one insert at a time (sled
+    /// batches inflate its log), flushed; its magic key is written last, so a copy cut short
+    /// has none. Returns the copy's files' size, as sled counts them.
+    pub fn copy_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dest)
+            .create_new(true)
+            .open()
+            .map_err(io)?;
+        db.insert(COPYING_KEY, MAGIC).map_err(io)?;
+        for kv in self.db.iter() {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            if k.as_ref() != MAGIC_KEY {
+                db.insert(k, v).map_err(io)?;
+            }
+        }
+        for (name, tree) in [
+            ("vps", &self.vps),
+            ("node", &self.node),
+            ("last", &self.last),
+            ("checks", &self.checks),
+        ] {
+            let to = db.open_tree(name).map_err(io)?;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(|e| self.io(e))?;
+                to.insert(k, v).map_err(io)?;
+            }
+        }
+        db.flush().map_err(io)?;
+        db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
+        db.remove(COPYING_KEY).map_err(io)?;
+        db.flush().map_err(io)?;
+        db.size_on_disk().map_err(io)
     }
 
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
@@ -1139,6 +1469,32 @@ mod tests {
         assert_eq!(dec_bucket(&huge), None);
         // A layout-1 bucket still reads.
         assert_eq!(dec_bucket(&enc_bucket_v1(&b)), Some(b));
+        // A pack: buckets like the one before are written short, a reset or another shape whole.
+        let reset = Bucket { resets: 1, ..b };
+        let other = Bucket { samples: 59, ..b };
+        let pack: BTreeMap<DateTime<Utc>, Bucket> =
+            [(0, b), (60, b), (120, reset), (180, other), (240, other)]
+                .into_iter()
+                .map(|(secs, b)| (t(secs), b))
+                .collect();
+        let v = enc_pack(t(0), &pack);
+        assert_eq!(dec_pack(t(0), &v), Some(pack.clone()));
+        let whole = 1
+            + 1
+            + pack
+                .values()
+                .map(|b| 1 + enc_bucket(b).len() - 1)
+                .sum::<usize>();
+        assert!(
+            v.len() + 2 * 3 <= whole,
+            "{} bytes, {whole} written whole",
+            v.len()
+        );
+        assert_eq!(dec_pack::<Bucket>(t(0), &v[..v.len() - 1]), None);
+        // The first bucket written short cannot be read.
+        let mut first_short = v.clone();
+        first_short[2] |= 1;
+        assert_eq!(dec_pack::<Bucket>(t(0), &first_short), None);
         let g = Gauge {
             count: 3,
             sum: u128::from(u64::MAX) * 3,
@@ -1202,19 +1558,326 @@ mod tests {
         let path = dir.path().join("db");
         {
             let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            db.insert(MAGIC_KEY, &b"gitvps-monitor 3"[..])
+            db.insert(MAGIC_KEY, &b"gitvps-monitor 4"[..])
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
         }
         let e = Store::open(&path).map(drop).map_err(|e| e.to_string());
         assert!(
-            matches!(&e, Err(m) if m.contains("gitvps-monitor 3") && m.contains("gitvps-monitor 2")),
+            matches!(&e, Err(m) if m.contains("gitvps-monitor 4") && m.contains("gitvps-monitor 3")),
             "{e:?}"
         );
         let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             db.get(MAGIC_KEY).ok().flatten().as_deref(),
-            Some(&b"gitvps-monitor 3"[..])
+            Some(&b"gitvps-monitor 4"[..])
+        );
+    }
+
+    /// Layout 2's writer, as the previous gitvps wrote: every delta merged into each tier's
+    /// bucket under a key of its own. What layout 3's answers are compared against.
+    fn record_vps_v2(s: &Store, vps: &VpsId, next: Sample, now: DateTime<Utc>) {
+        let lk = [b"v", vps.as_str().as_bytes()].concat();
+        let prev = s.last.get(&lk).unwrap().map(|v| dec_sample(&v).unwrap());
+        if let Some(Ok(d)) = prev.map(|p| monitor::delta(&p, &next, &Limits::default())) {
+            let mut add = Series::default();
+            add.insert_delta(&d, now);
+            for (tier, buckets) in add.tiers {
+                for (start, b) in buckets {
+                    let k = key(vps.as_str(), tier, start);
+                    let old = s.vps.get(&k).unwrap().map(|v| dec_bucket(&v).unwrap());
+                    let merged = old.map_or(b, |o| o.merge(&b));
+                    s.vps.insert(k, enc_bucket(&merged)).unwrap();
+                }
+            }
+        }
+        s.last.insert(lk, enc_sample(&next)).unwrap();
+    }
+
+    /// Layout 2's pruning: each expired bucket's key removed, nothing packed.
+    fn prune_v2(s: &Store, vps: &VpsId, now: DateTime<Utc>) {
+        for tier in Tier::ALL {
+            let from = key(vps.as_str(), tier, DateTime::<Utc>::MIN_UTC);
+            let to = key(vps.as_str(), tier, now - tier.retention());
+            for k in s.vps.range(from..=to).keys() {
+                s.vps.remove(k.unwrap()).unwrap();
+            }
+        }
+    }
+
+    /// Opens the store at `path` again once the previous handle is dropped: sled's background
+    /// threads may hold its lock for a moment after.
+    fn reopen(path: &Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(path) {
+                Err(StoreError::Open { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        Store::open(path).unwrap()
+    }
+
+    /// A layout-2 database at `path`, as the previous gitvps left it.
+    fn open_v2(path: &Path) -> Store {
+        let s = Store::open(path).unwrap();
+        s.db.insert(MAGIC_KEY, MAGIC_V2).unwrap();
+        s
+    }
+
+    /// Every read a caller makes of a VPS: the whole series, each tier's windows (aligned or
+    /// not, the open hour, a day, inside a pack span and across two), the last reading.
+    fn answers(s: &Store, v: &VpsId, now: DateTime<Utc>) -> Vec<String> {
+        let mut out = vec![
+            format!("{:?}", s.vps_series(v).unwrap()),
+            format!("{:?}", s.last_vps(v).unwrap()),
+        ];
+        for tier in Tier::ALL {
+            for (from, to) in [
+                (now - Duration::days(400), now + Duration::days(1)),
+                (now - Duration::hours(1), now + Duration::minutes(1)),
+                (now - Duration::seconds(3601), now - Duration::seconds(601)),
+                (Tier::Hourly.bucket_start(now), now + Duration::hours(1)),
+                (now - Duration::days(1), now),
+                (now - Duration::hours(30), now - Duration::hours(7)),
+                (now - Duration::days(9), now - Duration::days(2)),
+            ] {
+                let r = s.vps_range(v, tier, from, to).unwrap();
+                out.push(format!("{tier:?} {from} {to}: {r:?}"));
+            }
+        }
+        out
+    }
+
+    /// One reading of a generated VPS history: seconds since the previous one, growth, and
+    /// whether the domain was re-created (a counter reset) or one counter went down.
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<(i64, u64, u8)>> {
+        use proptest::prelude::*;
+        let gap = prop_oneof![
+            8 => Just(60i64),
+            2 => 1i64..900,
+            2 => 900i64..3 * 86_400,
+            // About a day: the raw tier's packs expire a bucket at a time.
+            2 => 82_800i64..90_000,
+            1 => 3 * 86_400i64..40 * 86_400,
+        ];
+        prop::collection::vec((gap, 0u64..1 << 32, 0u8..20), 1..160)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Layout 3 (closed spans packed at each pruning) answers every read as layout 2
+        /// (a key per bucket) did, and as the in-memory model does, over a generated history
+        /// with gaps, counter resets and pruning; a layout-2 database opened by this gitvps
+        /// reads the same, and so does it after its first pruning packed it; a reopen changes
+        /// nothing.
+        #[test]
+        fn layout_3_answers_as_layout_2_did(steps in steps(), prune_every in 1usize..4) {
+            let dir = tempfile::tempdir().unwrap();
+            let new = Store::open(&dir.path().join("new")).unwrap();
+            let old = open_v2(&dir.path().join("old"));
+            let v = id("xen02");
+            let mut model: Series = Series::default();
+            let mut last: Option<Sample> = None;
+            let (mut at, mut domid, mut c) = (t(37), 1u64, Counters::default());
+            for (i, (gap, grow, event)) in steps.into_iter().enumerate() {
+                if gap > 3600 {
+                    // The service prunes while this VPS is not read (its node is down).
+                    let mid = at + Duration::seconds(gap / 2);
+                    new.prune(mid).unwrap();
+                    prune_v2(&old, &v, mid);
+                    model.prune(mid);
+                }
+                at += Duration::seconds(gap);
+                match event {
+                    0 => {
+                        domid += 1;
+                        c = Counters::default();
+                    }
+                    1 => c.net_tx_bytes /= 2,
+                    _ => {}
+                }
+                c.net_rx_bytes += grow;
+                c.net_tx_bytes += grow / 3;
+                c.cpu_ms += grow % 1000;
+                c.disk_write_ops += grow % 17;
+                let next = Sample {
+                    at: at + Duration::microseconds(grow as i64 % 1_000_000),
+                    incarnation: Incarnation { domain_id: Some(domid), started: None },
+                    counters: c,
+                };
+                if let Some(Ok(d)) = last.map(|p| monitor::delta(&p, &next, &Limits::default())) {
+                    model.insert_delta(&d, next.at);
+                }
+                last = Some(next);
+                new.record_vps(&v, next, next.at, &Limits::default()).unwrap();
+                record_vps_v2(&old, &v, next, next.at);
+                if i % prune_every == 0 {
+                    new.prune(next.at).unwrap();
+                    prune_v2(&old, &v, next.at);
+                    model.prune(next.at);
+                }
+            }
+            let now = at + Duration::seconds(1);
+            let before = answers(&new, &v, now);
+            proptest::prop_assert_eq!(&before, &answers(&old, &v, now));
+            // The model keeps each raw bucket's instant to the microsecond, the store to the
+            // second.
+            if let Some(raw) = model.tiers.get_mut(&Tier::Raw) {
+                *raw = raw
+                    .iter()
+                    .map(|(t, b)| (DateTime::from_timestamp(t.timestamp(), 0).unwrap(), *b))
+                    .collect();
+            }
+            proptest::prop_assert_eq!(new.vps_series(&v).unwrap(), model.clone());
+            // A restart (flush, reopen) changes no answer.
+            new.flush().unwrap();
+            drop(new);
+            let new = reopen(&dir.path().join("new"));
+            proptest::prop_assert_eq!(answers(&new, &v, now), before.clone());
+            // The layout-2 database, opened by this gitvps: the same answers, before and after
+            // its first pruning packs it.
+            old.flush().unwrap();
+            drop(old);
+            let old = reopen(&dir.path().join("old"));
+            proptest::prop_assert_eq!(answers(&old, &v, now), before.clone());
+            old.prune(now).unwrap();
+            new.prune(now).unwrap();
+            model.prune(now);
+            let after = answers(&new, &v, now);
+            proptest::prop_assert_eq!(answers(&old, &v, now), after);
+            proptest::prop_assert_eq!(new.vps_series(&v).unwrap(), model);
+        }
+    }
+
+    #[test]
+    fn closed_spans_are_packed_and_a_crash_while_packing_counts_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let v = id("xen02");
+        let lim = Limits::default();
+        let s = Store::open(&path).unwrap();
+        // Two hours and a bit of readings, a minute apart, from 10:00:30.
+        for k in 0..=130 {
+            s.record_vps(
+                &v,
+                sample(60 * k + 30, 7, 1000 * k as u64),
+                t(60 * k + 30),
+                &lim,
+            )
+            .unwrap();
+        }
+        let now = t(130 * 60 + 31);
+        let before = answers(&s, &v, now);
+        s.prune(now).unwrap();
+        assert_eq!(answers(&s, &v, now), before);
+        // The 10:00 and 11:00 hours of raw buckets are packs now; 12:00 is open, a key each.
+        let raw_keys = |s: &Store| {
+            s.vps
+                .scan_prefix(prefix("xen02"))
+                .keys()
+                .map(|k| parse_key(&k.unwrap()[6..]).unwrap())
+                .filter(|(tier, _, _)| *tier == Tier::Raw)
+                .map(|(_, pack, at)| (pack, (at - t(0)).num_minutes()))
+                .collect::<Vec<_>>()
+        };
+        let keys = raw_keys(&s);
+        assert_eq!(keys.iter().filter(|(pack, _)| !*pack).count(), 11);
+        assert!(keys.contains(&(true, 0)) && keys.contains(&(true, 60)));
+        // A crash between writing a pack and removing its span's keys: the keys are back,
+        // the answers do not change (nothing counted twice), the next pruning removes them.
+        let (loose, _) = {
+            let s2 = Store::open(&dir.path().join("v2")).unwrap();
+            for k in 0..=130 {
+                record_vps_v2(
+                    &s2,
+                    &v,
+                    sample(60 * k + 30, 7, 1000 * k as u64),
+                    t(60 * k + 30),
+                );
+            }
+            let loose: Vec<(sled::IVec, sled::IVec)> = s2
+                .vps
+                .range(key("xen02", Tier::Raw, t(0))..key("xen02", Tier::Raw, t(3600)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (loose, s2)
+        };
+        // 10:00:30's reading is the first: no delta.
+        assert_eq!(loose.len(), 59);
+        for (k, val) in &loose {
+            s.vps.insert(k, val).unwrap();
+        }
+        assert_eq!(answers(&s, &v, now), before);
+        s.prune(now).unwrap();
+        assert_eq!(raw_keys(&s), keys);
+        // A reading late for a packed span (the clock stepped back) is merged into its pack.
+        let late = Sample {
+            at: t(30 * 60 + 45),
+            ..sample(0, 9, 50)
+        };
+        s.record_vps(&v, late, now, &lim).unwrap();
+        s.record_vps(
+            &v,
+            Sample {
+                at: t(30 * 60 + 50),
+                ..sample(0, 9, 80)
+            },
+            now,
+            &lim,
+        )
+        .unwrap();
+        let r = s.vps_range(&v, Tier::Raw, t(30 * 60), t(31 * 60)).unwrap();
+        let raw: Vec<u64> = r
+            .range(Tier::Raw, t(0), now)
+            .map(|(_, b)| b.usage.net_rx_bytes)
+            .collect();
+        assert_eq!(raw, [1000, 30]);
+        assert_eq!(raw_keys(&s), keys);
+        // Restarted: the same.
+        let after = answers(&s, &v, now);
+        s.flush().unwrap();
+        drop(s);
+        let s = reopen(&path);
+        assert_eq!(answers(&s, &v, now), after);
+    }
+
+    #[test]
+    fn a_nodes_last_figures_come_from_its_packs_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let n: NodeId = "node1".parse().unwrap();
+        let host = |busy| HostRaw {
+            cpu: HostCpu {
+                busy,
+                total: busy * 4,
+                btime: None,
+            },
+            mem_used: busy,
+            load_milli: 500,
+            storage_free: 1 << 40,
+        };
+        for k in 0..=3 {
+            s.record_node(&n, t(60 * k), &host(1000 * (k as u64 + 1)), t(60 * k))
+                .unwrap();
+        }
+        let (at, b) = s.last_node(&n).unwrap().unwrap();
+        assert_eq!((at, b.mem_used.max), (t(180), 4000));
+        // Its node went silent: two hours later, its last figures are in a pack.
+        s.prune(t(2 * 3600)).unwrap();
+        assert_eq!(s.last_node(&n).unwrap(), Some((at, b)));
+        let series = s.node_series(&n).unwrap();
+        assert_eq!(series.range(Tier::Raw, t(0), t(3600)).count(), 3);
+        // A day later the raw tier has expired, packs included.
+        s.prune(t(2 * 3600) + Duration::days(1)).unwrap();
+        assert_eq!(s.last_node(&n).unwrap(), None);
+        assert_eq!(
+            s.node_series(&n)
+                .unwrap()
+                .range(Tier::Hourly, t(0), t(3600))
+                .count(),
+            1
         );
     }
 }

@@ -151,6 +151,17 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
+    let copy = path.with_extension("copy");
+    let began = Instant::now();
+    store.copy_to(&copy)?;
+    let took = began.elapsed().as_secs_f64();
+    let (len, used) = files(&copy)?;
+    println!(
+        "  a fresh copy (entry by entry, {took:.2} s): {:.2} MiB long, {:.2} MiB allocated ({:.2} MiB a VPS)",
+        len as f64 / 1_048_576.0,
+        used as f64 / 1_048_576.0,
+        used as f64 / 1_048_576.0 / n
+    );
     Ok(())
 }
 
