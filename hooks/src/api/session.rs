@@ -232,6 +232,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     })
                 })
                 .collect();
+            let node = inv.nodes.get(&v.node);
             let status = match snap.status.get(&v.id) {
                 Some(s) => json!({
                     "known": true,
@@ -267,7 +268,7 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                     "ptr": name,
                     "custom": v.ptr.contains_key(&ip),
                 })).collect::<Vec<_>>(),
-                "location": inv.nodes.get(&v.node).map(|n| n.location.as_str()),
+                "location": node.map(|n| n.location.as_str()),
                 "product": {"id": v.product, "name": product.map(|p| p.name.as_str())},
                 "state": v.state,
                 "created": v.created.to_string(),
@@ -280,21 +281,12 @@ pub fn me_view(snap: &Snapshot, customer: &CustomerId) -> Option<Value> {
                 "traffic_blocks": traffic_offers(inv, v),
                 "boot": v.boot.as_ref().map(boot_view),
                 // Whether the panel offers an ISO: the node boots HVM guests with a CD-ROM.
-                "iso_boot": inv
-                    .nodes
-                    .get(&v.node)
-                    .is_some_and(|n| model::media::iso_unsupported(n).is_none()),
+                "iso_boot": node.is_some_and(|n| model::media::iso_unsupported(n).is_none()),
                 // Whether the panel offers cloud-image OSes for a reinstall: the node installs them.
-                "cloud_image_install": inv
-                    .nodes
-                    .get(&v.node)
-                    .is_some_and(|n| model::bootstraps::cloud_unsupported(n).is_none()),
+                "cloud_image_install": node.is_some_and(|n| model::bootstraps::cloud_unsupported(n).is_none()),
                 "rescue": v.rescue,
                 // Whether the panel offers rescue mode: the node can boot the rescue system.
-                "rescue_boot": inv
-                    .nodes
-                    .get(&v.node)
-                    .is_some_and(|n| model::media::rescue_unsupported(n).is_none()),
+                "rescue_boot": node.is_some_and(|n| model::media::rescue_unsupported(n).is_none()),
                 "status": status,
                 "snapshots": snapshots_view(snap, inv, v),
                 "monitor": monitor_view(snap.monitor.get(&v.id)),
