@@ -642,8 +642,7 @@ impl Drop for KillOnDrop {
 /// addresses, the grown disk and the appliance's first boot the seed set.
 fn cloud_image_install(f: &Fleet, image: &Path) {
     use support::media::serve_bytes;
-    let sum = Command::new("sha256sum").arg(image).output().unwrap();
-    let sha = String::from_utf8_lossy(&sum.stdout)[..64].to_owned();
+    let sha = file_sha256(image);
     let body = std::fs::read(image).unwrap();
     let size = body.len();
     let base = serve_bytes(body);
