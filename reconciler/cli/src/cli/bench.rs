@@ -15,6 +15,9 @@ pub enum BenchCommand {
     Validate(ValidateBench),
     /// Stand up simulated nodes behind real sshds, then time observe + plan against OpenSSH.
     Plan(PlanBench),
+    /// Stand up simulated nodes behind real sshds (50 × 20 new VPSes), then time their first
+    /// apply against OpenSSH clients running the same node programs, in alternating rounds.
+    Apply(super::bench_apply::ApplyBench),
     /// Serve the hooks, then time a real login alone and while 200 bad logins run at once.
     Login(super::bench_login::LoginBench),
     /// Generate a fleet (as `bench validate`), then time billing's decision and the whole
@@ -66,6 +69,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<i32> {
     match c {
         BenchCommand::Validate(a) => validate(&a),
         BenchCommand::Plan(a) => plan_bench(&a),
+        BenchCommand::Apply(a) => super::bench_apply::run(&a),
         BenchCommand::Login(a) => super::bench_login::run(&a),
         BenchCommand::Billing(a) => billing_bench(&a),
         BenchCommand::Soak(a) => super::demo::soak::run(&a),
@@ -254,6 +258,38 @@ pub(crate) struct Applied {
 }
 
 /// Stands up `nodes` simulated nodes behind real sshds with `vps_per_node` VPSes each under
+/// `dir` (`[reconciler] vps_at_once` set when given), not applied yet: an [`Applied`] but for
+/// that.
+pub(crate) fn new_testbed(
+    dir: &Path,
+    nodes: usize,
+    vps_per_node: usize,
+    vps_at_once: Option<u32>,
+) -> anyhow::Result<Applied> {
+    let bed = sim::testbed::Testbed::start(dir, nodes, vps_per_node)?;
+    if let Some(n) = vps_at_once {
+        std::fs::write(
+            bed.repo.join("gitvps.toml"),
+            format!("[reconciler]\nvps_at_once = {n}\n"),
+        )?;
+    }
+    let inv = model::Inventory::load(&bed.repo)
+        .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
+    let desired = std::sync::Arc::new(planner::desired::desired(
+        &inv,
+        &planner::desired::Templates::default(),
+        &planner::desired::Bootstraps::default(),
+    )?);
+    let ids = inv.nodes.keys().cloned().collect();
+    Ok(Applied {
+        bed,
+        inv,
+        desired,
+        nodes: ids,
+    })
+}
+
+/// Stands up `nodes` simulated nodes behind real sshds with `vps_per_node` VPSes each under
 /// `dir` (`[reconciler] vps_at_once` set when given), applies the fleet over fresh
 /// connections, and prints how long that took.
 pub(crate) fn applied_testbed(
@@ -266,21 +302,12 @@ pub(crate) fn applied_testbed(
     use executor::apply::{Access, LogProgress, NodeOutcome, apply_all};
     use std::sync::Arc;
 
-    let bed = sim::testbed::Testbed::start(dir, nodes, vps_per_node)?;
-    if let Some(n) = vps_at_once {
-        std::fs::write(
-            bed.repo.join("gitvps.toml"),
-            format!("[reconciler]\nvps_at_once = {n}\n"),
-        )?;
-    }
-    let inv = model::Inventory::load(&bed.repo)
-        .map_err(|e| anyhow::anyhow!("the bench fleet is invalid: {e}"))?;
-    let desired = Arc::new(planner::desired::desired(
-        &inv,
-        &planner::desired::Templates::default(),
-        &planner::desired::Bootstraps::default(),
-    )?);
-    let ids: Vec<model::NodeId> = inv.nodes.keys().cloned().collect();
+    let Applied {
+        bed,
+        inv,
+        desired,
+        nodes: ids,
+    } = new_testbed(dir, nodes, vps_per_node, vps_at_once)?;
     let access = Access {
         creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
         timeouts: executor::ssh::Timeouts::default(),
@@ -318,47 +345,26 @@ pub(crate) fn applied_testbed(
     })
 }
 
-fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
-    use std::sync::Arc;
-    use std::sync::atomic::Ordering::Relaxed;
-
-    use executor::apply::{Access, ApplyStats, observe_all};
-    use executor::usage::{cpu_time, peak_rss_kib};
-    use sim::testbed::observe_remote;
-
-    let tmp = tempfile::tempdir()?;
-    let rt = super::plan::runtime()?;
-    let Applied {
-        mut bed,
-        inv,
-        desired,
-        nodes,
-    } = applied_testbed(tmp.path(), a.nodes, a.vps_per_node, a.vps_at_once, &rt)?;
-    let access = |stats: Arc<ApplyStats>| -> anyhow::Result<Access> {
-        Ok(Access {
-            creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
-            timeouts: executor::ssh::Timeouts::default(),
-            parallelism: a.nodes,
-            stats,
-            pool: None,
-            restic: None,
-        })
-    };
-
-    // What russh negotiates with these sshds; the OpenSSH baseline is pinned to the same, so
-    // the ratio does not measure two different key exchanges.
+/// Pins the testbed's OpenSSH clients to what russh negotiates with its sshds (so a ratio does
+/// not measure two different key exchanges) and prints it, with the login user.
+pub(crate) fn pin_openssh(
+    bed: &mut sim::testbed::Testbed,
+    inv: &model::Inventory,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     let first = inv
         .nodes
         .values()
         .next()
         .context("the bench fleet has no node")?;
     let creds = executor::ssh::Credentials::from_file(&bed.client_key)?;
+    let user = bed.user.clone();
     let neg = bed.negotiated(|host, port| {
         let target = executor::ssh::SshTarget {
             node: "probe".into(),
             host: host.into(),
             port,
-            user: bed.user.clone(),
+            user,
             host_key: first.host_key.to_string(),
         };
         rt.block_on(async {
@@ -385,6 +391,36 @@ fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
             " (its own login shell and start-up files: run as root for a lean /bin/sh user)"
         }
     );
+    Ok(())
+}
+
+fn plan_bench(a: &PlanBench) -> anyhow::Result<i32> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use executor::apply::{Access, ApplyStats, observe_all};
+    use executor::usage::{cpu_time, peak_rss_kib};
+    use sim::testbed::observe_remote;
+
+    let tmp = tempfile::tempdir()?;
+    let rt = super::plan::runtime()?;
+    let Applied {
+        mut bed,
+        inv,
+        desired,
+        nodes,
+    } = applied_testbed(tmp.path(), a.nodes, a.vps_per_node, a.vps_at_once, &rt)?;
+    pin_openssh(&mut bed, &inv, &rt)?;
+    let access = |stats: Arc<ApplyStats>| -> anyhow::Result<Access> {
+        Ok(Access {
+            creds: executor::ssh::Credentials::from_file(&bed.client_key)?,
+            timeouts: executor::ssh::Timeouts::default(),
+            parallelism: a.nodes,
+            stats,
+            pool: None,
+            restic: None,
+        })
+    };
 
     // Alternating rounds, so both clients meet the same moments of a noisy machine. The
     // nodes' CPU is read from the sshds once their per-connection children are reaped.
@@ -603,7 +639,7 @@ fn measure_child(root: &Path, args: &[&str]) -> anyhow::Result<(f64, u64, Option
 /// [`measure_child`] with `env` set for the child; also returns its CPU time (user and
 /// system, seconds in 10 ms ticks, from this process's reaped children's times: run no other
 /// child meanwhile).
-fn measure_child_env(
+pub(crate) fn measure_child_env(
     root: &Path,
     args: &[&str],
     env: &[(&str, &std::ffi::OsStr)],

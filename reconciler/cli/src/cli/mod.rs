@@ -11,6 +11,8 @@ pub mod backup;
 #[cfg(feature = "sim")]
 pub mod bench;
 #[cfg(feature = "sim")]
+pub mod bench_apply;
+#[cfg(feature = "sim")]
 pub mod bench_backup;
 #[cfg(feature = "sim")]
 pub mod bench_collect;
