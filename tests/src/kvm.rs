@@ -38,6 +38,61 @@ pub fn qcow2_snapshots(img: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Writes `inventory/nodes/NAME.toml` of a KVM node in location Testville, pool `test-1`,
+/// behind `sshd`, rooted at `root`, storing `format` images, with the `[kvm]` body `kvm`.
+fn node_file(repo: &Path, name: &str, sshd: &Sshd, root: &Path, format: &str, kvm: &str) {
+    std::fs::write(
+        repo.join(format!("inventory/nodes/{name}.toml")),
+        format!(
+            "address = \"{}\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"Testville\"\ncountry = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"file\", dir = \"/var/lib/gitvps/disks\", format = \"{}\" }}\npools = [\"test-1\"]\ncapacity = {{ ram = \"8 GiB\", disk = \"1 TiB\", vcpus = 8 }}\nroot = \"{}\"\n\n[kvm]\n{}",
+            sshd.addr,
+            sshd.port,
+            sshd.user,
+            sshd.host_key,
+            format,
+            root.display(),
+            kvm
+        ),
+    )
+    .unwrap();
+}
+
+/// A node's root folder: the node's tools are the real ones, but for `useradd` (the console
+/// account is made under the node root by the stand-in); the bootstraps' root cache
+/// (`var/cache/gitvps/roots`) lives under target/, shared by test runs and nodes. The rest of
+/// the node's cache (ISOs, cloud images) is its own: each node removes what none of its VPSes
+/// uses, which a cache shared with another node would turn into removing that node's.
+fn node_root(root: &Path) {
+    std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+    std::fs::write(
+        root.join("usr/sbin/useradd"),
+        format!(
+            "#!/bin/sh\nexec {} node-sim exec --root {} useradd \"$@\"\n",
+            bin().display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("usr/sbin/useradd"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let roots = crate::target_tmp()
+        .parent()
+        .unwrap()
+        .join("gitvps-cache/roots");
+    std::fs::create_dir_all(&roots).unwrap();
+    std::fs::create_dir_all(root.join("var/cache/gitvps")).unwrap();
+    std::os::unix::fs::symlink(&roots, root.join("var/cache/gitvps/roots")).unwrap();
+}
+
+/// Another node of a [`KvmNode`]'s fleet ([`KvmNode::add_node`]).
+pub struct KvmPeer {
+    pub sshd: Sshd,
+    pub root: PathBuf,
+}
+
 /// True when the test runs as root (the KVM tests write /etc/sudoers.d, make taps, ...).
 /// One KVM node `kvm1` and a repo for VPSes on it: the customer `c-0001` with a fresh key, the
 /// example catalog's `test` plan, the pool `test-1`, the shipped bootstraps and an appliance
@@ -51,6 +106,8 @@ pub struct KvmNode {
     pub customer_key: PathBuf,
     /// The VPS whose guest the handle kills when dropped.
     pub vps: String,
+    /// The root folder of the node the VPS is on (`root` until it moves).
+    home: std::cell::RefCell<PathBuf>,
 }
 
 /// How the node and its repo differ from one test to another.
@@ -122,50 +179,41 @@ impl KvmNode {
             ),
         )
         .unwrap();
-        std::fs::write(
-            repo.join("inventory/nodes/kvm1.toml"),
-            format!(
-                "address = \"{}\"\nport = {}\nuser = \"{}\"\nhost_key = \"{}\"\nlocation = \"Testville\"\ncountry = \"US\"\nhypervisor = \"kvm\"\nstorage = {{ backend = \"file\", dir = \"/var/lib/gitvps/disks\", format = \"{}\" }}\npools = [\"test-1\"]\ncapacity = {{ ram = \"8 GiB\", disk = \"1 TiB\", vcpus = 8 }}\nroot = \"{}\"\n\n[kvm]\n{}",
-                sshd.addr,
-                sshd.port,
-                sshd.user,
-                sshd.host_key,
-                spec.format,
-                root.display(),
-                spec.kvm
-            ),
-        )
-        .unwrap();
-        // The node's tools are the real ones, but for `useradd`: the console account is made
-        // under the node root by the stand-in.
-        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
-        std::fs::write(
-            root.join("usr/sbin/useradd"),
-            format!(
-                "#!/bin/sh\nexec {} node-sim exec --root {} useradd \"$@\"\n",
-                bin().display(),
-                root.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            root.join("usr/sbin/useradd"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        // The bootstraps' root cache lives under target/, shared by test runs.
-        let cache = crate::target_tmp().parent().unwrap().join("gitvps-cache");
-        std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(root.join("var/cache")).unwrap();
-        std::os::unix::fs::symlink(&cache, root.join("var/cache/gitvps")).unwrap();
+        node_file(&repo, "kvm1", &sshd, &root, spec.format, spec.kvm);
+        node_root(&root);
         KvmNode {
             sshd,
             dir,
             repo,
+            home: std::cell::RefCell::new(root.clone()),
             root,
             customer_key,
             vps: spec.vps.to_owned(),
         }
+    }
+
+    /// A second node `name` of the same location and pool: its own root folder (beside the
+    /// first's) behind its own real sshd, whose host key its file pins and which takes the
+    /// reconciler's key; the same tools, root cache and `[kvm]` table body `kvm`.
+    pub fn add_node(&self, name: &str, format: &str, kvm: &str) -> KvmPeer {
+        let sshd = Sshd::start();
+        let public = std::fs::read_to_string(self.sshd.client_key.with_extension("pub")).unwrap();
+        std::fs::write(sshd.dir.path().join("authorized_keys"), public).unwrap();
+        let root = self.dir.path().join(name);
+        node_file(&self.repo, name, &sshd, &root, format, kvm);
+        node_root(&root);
+        KvmPeer { sshd, root }
+    }
+
+    /// The VPS is on the node of root folder `root` from now on: where [`KvmNode::run_dir`],
+    /// [`KvmNode::console`] and [`KvmNode::qemu_pid`] look (after a move).
+    pub fn now_on(&self, root: &Path) {
+        *self.home.borrow_mut() = root.to_owned();
+    }
+
+    /// The root folder of the node the VPS is on now.
+    pub fn home(&self) -> PathBuf {
+        self.home.borrow().clone()
     }
 
     /// Writes the VPS's file: Debian 12 on the test plan with `ips` (a TOML list's inside).
@@ -299,13 +347,13 @@ impl KvmNode {
     }
 
     pub fn run_dir(&self) -> PathBuf {
-        self.root.join(format!("var/lib/gitvps/kvm/{}", self.vps))
+        self.home().join(format!("var/lib/gitvps/kvm/{}", self.vps))
     }
 
     /// What the guest's serial console printed since its last start.
     pub fn console(&self) -> String {
         std::fs::read_to_string(
-            self.root
+            self.home()
                 .join(format!("var/log/gitvps/console/{}.log", self.vps)),
         )
         .map(|t| t.replace('\r', ""))

@@ -4,8 +4,9 @@
     clippy::panic,
     clippy::print_stderr
 )]
-//! The KVM driver for real: a real sshd as the node, `gitvps apply`, and a Debian guest booted by
-//! QEMU (TCG) that the test logs in to with the customer's key. Needs root, QEMU, socat, sudo.
+//! The KVM driver for real: a real sshd as the node (and a second node, with its own sshd, that
+//! the guest is moved to), `gitvps apply`, and a Debian guest booted by QEMU (TCG) that the test
+//! logs in to with the customer's key. Needs root, QEMU, socat, sudo.
 //! The node stores qcow2 images (`gitvps demo --real`, tested in `tests/demo.rs`, boots a raw
 //! one).
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::kvm::{KvmNode, KvmNodeSpec};
+use support::kvm::{KvmNode, KvmNodeSpec, KvmPeer};
 
 const VPS: &str = "xen10";
 const IP: &str = "192.0.2.10";
@@ -33,11 +34,17 @@ fn free_forward_base() -> u16 {
     panic!("no free port");
 }
 
-/// The test's node: user-mode networking (the guest's SSH forwarded from 127.0.0.1), qcow2
+/// The test's nodes: `kvm1`, where the VPS starts, and `kvm2` of the same location and pool,
+/// where it is moved (issue 19); user-mode networking (the guest's SSH forwarded from
+/// 127.0.0.1, the same `forward_base` on both: the moved guest answers on the same port), qcow2
 /// images, and the test plan with disk caps, which QEMU gets as throttling options.
 struct Fleet {
     node: KvmNode,
+    kvm2: KvmPeer,
     ssh_port: u16,
+    /// Kills the VPS's QEMU on kvm2 if the test stops with it there (the node handle kills the
+    /// one where the VPS is now).
+    _kill_kvm2: KillOnDrop,
 }
 
 impl std::ops::Deref for Fleet {
@@ -50,17 +57,22 @@ impl std::ops::Deref for Fleet {
 impl Fleet {
     fn new() -> Fleet {
         let base = free_forward_base();
+        let kvm = format!("accel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n");
         let node = KvmNode::new(&KvmNodeSpec {
             vps: VPS,
             network: "192.0.2.0/24",
             gateway: "192.0.2.1",
-            kvm: &format!("accel = \"tcg\"\nnetwork = \"user\"\nforward_base = {base}\n"),
+            kvm: &kvm,
             plan_extra: "disk_iops = 2000\ndisk_bandwidth = \"200MB/s\"\nsnapshot_limit = 2\n",
             format: "qcow2",
         });
+        let kvm2 = node.add_node("kvm2", "qcow2", &kvm);
+        let pidfile = kvm2.root.join(format!("var/lib/gitvps/kvm/{VPS}/qemu.pid"));
         Fleet {
             node,
+            kvm2,
             ssh_port: base + 10,
+            _kill_kvm2: KillOnDrop(pidfile),
         }
     }
 
@@ -69,9 +81,10 @@ impl Fleet {
         self.node.in_guest("127.0.0.1", self.ssh_port, cmd)
     }
 
-    /// The guest's qcow2 image.
+    /// The guest's qcow2 image, on the node it is on now.
     fn disk(&self) -> PathBuf {
-        self.root.join(format!("var/lib/gitvps/disks/{VPS}.qcow2"))
+        self.home()
+            .join(format!("var/lib/gitvps/disks/{VPS}.qcow2"))
     }
 
     /// The disk is a qcow2 image and nothing else sits beside it (no temporary stays).
@@ -314,10 +327,14 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
     assert!(f.snapshots().is_empty());
     assert_eq!(f.qemu_pid(), Some(pid), "the guest kept running");
 
+    // 7b. The VPS (no snapshot left) moves to kvm2, where the steps after this one find it.
+    move_to_kvm2(&f);
+
     // 8. Boot media: an ISO the inventory attaches boots first; ejecting it boots the disk.
     iso_boot_and_back(&f);
 
-    // 9. A second VPS installed from a cloud image, configured by cloud-init.
+    // 9. A second VPS installed from a cloud image, configured by cloud-init, on kvm1 (the
+    // first one, on kvm2, is stopped in the same apply).
     let t = Instant::now();
     let image = cloud.join().expect("the cloud image was built");
     eprintln!(
@@ -325,6 +342,76 @@ fn a_kvm_vps_boots_with_what_the_inventory_says_and_follows_its_actions() {
         t.elapsed().as_secs_f64()
     );
     cloud_image_install(&f, &image);
+}
+
+/// Step 7b (issue 19, Move): the guest writes a file; `gitvps vps move` puts the VPS on kvm2
+/// (same location: the addresses stay); the plan shows the move, and one apply stops the guest on
+/// kvm1, streams its qcow2 image to kvm2, starts it there and only then removes it from kvm1.
+/// The customer logs in to the guest on kvm2 with its key and finds the file; kvm1 keeps no
+/// disk, config, QEMU, run folder or console access of it; the next plan is empty.
+fn move_to_kvm2(f: &Fleet) {
+    let t = Instant::now();
+    let pid = f.qemu_pid().unwrap();
+    f.in_guest("echo 'carried by the move' >/root/move-me && sync");
+    let r = f.gitvps(&["vps", "move", VPS, "--to", "kvm2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("{VPS} kvm1 → kvm2, addresses kept ({IP})")),
+        "{r:?}"
+    );
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(
+        p.stdout
+            .contains(&format!("move vps {VPS}: kvm1 → kvm2 (disk 15000 MiB)")),
+        "{p:?}"
+    );
+    assert!(!p.stdout.contains("REFUSED"), "{p:?}");
+    let ta = Instant::now();
+    let a = f.gitvps(&["apply"]);
+    assert_eq!(a.code, 0, "{a:?}");
+    let done = (a.stdout.lines())
+        .find(|l| l.starts_with(&format!("move {VPS}: kvm1 → kvm2: done (")))
+        .unwrap_or_else(|| panic!("no move line: {a:?}"))
+        .to_owned();
+    eprintln!(
+        "move apply: {:.1} s; it printed: {done}",
+        ta.elapsed().as_secs_f64()
+    );
+    f.now_on(&f.kvm2.root);
+    let moved = f.qemu_pid().expect("the guest runs on kvm2");
+    assert_ne!(moved, pid);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the QEMU on kvm1 is gone"
+    );
+    let out = f.in_guest("cat /root/move-me; hostname; ip -4 -o addr show scope global");
+    assert!(out.starts_with("carried by the move\n"), "{out}");
+    assert!(out.contains(&format!("inet {IP}/24")), "{out}");
+    f.assert_qcow2_alone();
+    // kvm1 holds nothing of it any more.
+    let kvm1 = &f.root;
+    let disks: Vec<_> = std::fs::read_dir(kvm1.join("var/lib/gitvps/disks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(disks.is_empty(), "{disks:?}");
+    for gone in [
+        format!("etc/gitvps/kvm/{VPS}.args"),
+        format!("var/lib/gitvps/kvm/{VPS}"),
+        format!("var/lib/gitvps/state/{VPS}.json"),
+        format!("var/lib/gitvps/console/{VPS}/.ssh/authorized_keys"),
+        format!("etc/sudoers.d/gitvps-console-{VPS}"),
+    ] {
+        assert!(!kvm1.join(&gone).exists(), "kvm1 still has {gone}");
+    }
+    let p = f.gitvps(&["plan"]);
+    assert_eq!(p.code, 0, "the plan after the move is not empty: {p:?}");
+    eprintln!(
+        "move section (write, vps move, plan, apply, log in on kvm2): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// The restic password of the rig's backups.
@@ -500,7 +587,7 @@ fn iso_boot_and_back(f: &Fleet) {
         "apply and ISO boot to its marker: {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let cached = f.root.join(format!("var/cache/gitvps/iso/{sha}.iso"));
+    let cached = f.home().join(format!("var/cache/gitvps/iso/{sha}.iso"));
     let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", f.qemu_pid().unwrap()))
         .unwrap()
         .replace('\0', " ");

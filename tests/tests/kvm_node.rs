@@ -185,6 +185,14 @@ impl Node {
         )
     }
 
+    /// [`Node::boot_args`] for a guest on the qcow2 image `img`.
+    fn qcow2_boot_args(&self, vps: &str, img: &Path) -> PathBuf {
+        let args = self.boot_args(vps, img);
+        let text = fs::read_to_string(&args).unwrap();
+        fs::write(&args, text.replace(",format=raw", ",format=qcow2")).unwrap();
+        args
+    }
+
     fn start(&self, vps: &str, args: &Path) -> Out {
         sh(&format!(
             "kvm_start {vps} {} {} {}",
@@ -948,6 +956,17 @@ fn qemu_img_create(path: &Path, size: &str) {
     );
 }
 
+/// The raw image `raw` converted into the qcow2 image `image`.
+fn raw_to_qcow2(raw: &Path, image: &Path) {
+    let out = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn observe_reports_the_virtual_size_of_qcow2_images() {
     use model::values::{Hypervisor, ImageFormat};
@@ -1263,20 +1282,22 @@ fn a_qcow2_guest_boots_the_kernel_stored_for_it() {
     let img = node.path("g.qcow2");
     qemu_img_create(&img, "16M");
     let run = node.run_dir("g");
-    let args = node.boot_args("g", &img);
-    let text = fs::read_to_string(&args).unwrap();
-    fs::write(&args, text.replace(",format=raw", ",format=qcow2")).unwrap();
+    let args = node.qcow2_boot_args("g", &img);
 
-    // Nothing stored: a clear error before QEMU runs.
+    // Nothing stored, and no filesystem on the image to take a kernel from: a clear error
+    // before QEMU runs, and no raw copy left beside the image.
     let out = node.start("g", &args);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr
-            .contains("gitvps: g: no kernel stored for this qcow2 disk"),
+        out.stderr.contains(&format!(
+            "gitvps: g: no kernel stored for this qcow2 disk ({}/boot-vmlinuz), and none found on it: reinstall the VPS",
+            run.display()
+        )),
         "{}",
         out.stderr
     );
     assert!(!run.join("qemu.log").exists(), "QEMU did not run");
+    assert!(!node.path("g.qcow2.raw-tmp").exists());
 
     // Stored: copied for QEMU (which cannot boot this one, and says so); debugfs never reads
     // the qcow2 image.
@@ -1293,6 +1314,41 @@ fn a_qcow2_guest_boots_the_kernel_stored_for_it() {
         out.stderr
     );
     assert!(!out.stderr.contains("ext2/3/4"), "{}", out.stderr);
+
+    // Nothing stored (a VPS moved here from another node: its run folder stayed there), and
+    // the image holds the guest's filesystem: the kernel and initrd are taken from it, stored
+    // for the next starts, and booted; the raw copy is gone.
+    let raw = ext4(
+        &node,
+        "moved.img",
+        &[
+            ("boot/vmlinuz-6.1.0-1-amd64", b"MOVED-KERNEL"),
+            ("boot/initrd.img-6.1.0-1-amd64", b"MOVED-INITRD"),
+        ],
+        &[],
+    );
+    let moved = node.path("m.qcow2");
+    raw_to_qcow2(&raw, &moved);
+    let run = node.run_dir("m");
+    let args = node.qcow2_boot_args("m", &moved);
+    let out = node.start("m", &args);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("gitvps: m: the guest kernel was taken from its qcow2 disk"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(read(&run.join("boot-vmlinuz")), b"MOVED-KERNEL");
+    assert_eq!(read(&run.join("boot-initrd.img")), b"MOVED-INITRD");
+    assert_eq!(read(&run.join("vmlinuz")), b"MOVED-KERNEL");
+    assert!(
+        out.stderr
+            .contains("gitvps: m: qemu-system-x86_64 failed to start"),
+        "{}",
+        out.stderr
+    );
+    assert!(!node.path("m.qcow2.raw-tmp").exists());
 }
 
 /// The node's observe report, parsed, on the qcow2 node of `spec`.
@@ -1520,13 +1576,7 @@ fn a_cloud_image_is_fetched_checked_written_grown_and_seeded() {
         &[],
     );
     let image = node.path("cloud.qcow2");
-    let out = Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-        .arg(&fs_img)
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    raw_to_qcow2(&fs_img, &image);
     let body = fs::read(&image).unwrap();
     let sha = sha256_hex(&body);
     let base = gitvps_tests::media::serve_bytes(body);

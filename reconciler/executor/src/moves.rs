@@ -19,7 +19,8 @@ use crate::ssh::SshError;
 /// What a finished move did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Moved {
-    /// Bytes of disk streamed (0 when a verified copy from an interrupted run was used).
+    /// Bytes of disk streamed, as the source read them (a qcow2 image's file size, not its
+    /// virtual size); 0 when a verified copy from an interrupted run was used.
     pub bytes: u64,
     /// The disk's sha256, the same on both ends.
     pub sha256: String,
@@ -164,16 +165,24 @@ fn read_probe(out: &[u8]) -> (Codec, Option<String>) {
     (codec, verified)
 }
 
+/// The value of the last `WORD VALUE` line a send or receive printed on its error output.
+fn last_value(stderr: &[u8], word: &str) -> Option<String> {
+    String::from_utf8_lossy(stderr).lines().rev().find_map(|l| {
+        l.strip_prefix(word)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .map(|s| s.trim().to_owned())
+    })
+}
+
 /// The `gitvps-sha256 HEX` line a send or receive printed on its error output.
 fn sha_of(stderr: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.strip_prefix("gitvps-sha256 ")
-                .map(|s| s.trim().to_owned())
-        })
-        .filter(|s| s.len() == 64)
+    last_value(stderr, "gitvps-sha256").filter(|s| s.len() == 64)
+}
+
+/// The `gitvps-bytes N` line of a send: the size of the disk it read (a qcow2 image's file,
+/// not its virtual size).
+fn bytes_of(stderr: &[u8]) -> Option<u64> {
+    last_value(stderr, "gitvps-bytes")?.parse().ok()
 }
 
 /// Carries out the moves that go, one after the other; the others are left out.
@@ -423,7 +432,7 @@ async fn stream(
         });
     }
     tracing::debug!(vps = %vps, wire, "streamed");
-    Ok((sent, m.bytes))
+    Ok((sent, bytes_of(&sent_err).unwrap_or(m.bytes)))
 }
 
 #[cfg(test)]
@@ -451,5 +460,16 @@ mod tests {
             Some(sha)
         );
         assert_eq!(sha_of(b"gitvps-sha256 \n"), None);
+    }
+
+    #[test]
+    fn the_bytes_sent_are_the_sends_own_count() {
+        let err = format!(
+            "gitvps-bytes 1598554112\ngitvps-sha256 {}\n",
+            "c".repeat(64)
+        );
+        assert_eq!(bytes_of(err.as_bytes()), Some(1_598_554_112));
+        assert_eq!(bytes_of(b"gitvps-bytesx 3\n"), None);
+        assert_eq!(bytes_of(b"noise\n"), None);
     }
 }

@@ -310,12 +310,27 @@ kvm_store_kernel() {
   return 1
 }
 
-# _kvm_boot_stored VPS RUN: copies the kernel and initrd kvm_store_kernel stored to RUN/vmlinuz
-# and RUN/initrd.img, for a guest on a qcow2 disk.
+# _kvm_boot_stored VPS RUN IMAGE: copies the kernel and initrd kvm_store_kernel stored to
+# RUN/vmlinuz and RUN/initrd.img, for a guest on the qcow2 disk IMAGE. None stored (a VPS moved
+# here from another node, whose run folder stayed there, or a run folder lost): they are taken
+# from the image first, through a sparse raw copy beside it (IMAGE.raw-tmp, removed after).
 _kvm_boot_stored() {
   if [ ! -f "$2/boot-vmlinuz" ] || [ ! -f "$2/boot-initrd.img" ]; then
-    _kvm_err "$1: no kernel stored for this qcow2 disk ($2/boot-vmlinuz): reinstall the VPS, or bump its actions.fsck, which stores it again from the disk"
-    return 1
+    _kvm_need qemu-img qemu-utils "$1" || return 69
+    rm -f "$3.raw-tmp"
+    if ! qemu-img convert -q -f qcow2 -O raw "$3" "$3.raw-tmp"; then
+      rm -f "$3.raw-tmp"
+      _kvm_err "$1: no kernel stored for this qcow2 disk ($2/boot-vmlinuz), and $3 cannot be read to take it from: reinstall the VPS"
+      return 1
+    fi
+    kvm_store_kernel "$3.raw-tmp" "$2"
+    _kbs_rc=$?
+    rm -f "$3.raw-tmp"
+    if [ "$_kbs_rc" -ne 0 ]; then
+      _kvm_err "$1: no kernel stored for this qcow2 disk ($2/boot-vmlinuz), and none found on it: reinstall the VPS"
+      return 1
+    fi
+    echo "gitvps: $1: the guest kernel was taken from its qcow2 disk (none was stored in $2)" >&2
   fi
   cp -f "$2/boot-vmlinuz" "$2/vmlinuz.tmp" && mv -f "$2/vmlinuz.tmp" "$2/vmlinuz" &&
     cp -f "$2/boot-initrd.img" "$2/initrd.img.tmp" && mv -f "$2/initrd.img.tmp" "$2/initrd.img" &&
@@ -484,7 +499,7 @@ EOF
       return 1
     fi
     if [ "$_ks_fmt" = qcow2 ]; then
-      _kvm_boot_stored "$_ks_vps" "$_ks_run" || return 1
+      _kvm_boot_stored "$_ks_vps" "$_ks_run" "$_ks_disk" || return 1
     else
       kvm_kernel "$_ks_disk" "$_ks_run" || {
         _ks_rc=$?

@@ -4,10 +4,14 @@
 #   probe VPS FROM DISK   prints `codec zstd` or `codec gzip`, and `verified SHA256` when this node
 #                         holds a copy of VPS's disk from FROM that was checked end to end;
 #   send DISK CODEC       (under the node's lock) the disk, compressed, on stdout; on stderr at
-#                         the end `gitvps-sha256 SHA256` of the bytes read;
-#   recv DISK CODEC SPARSE (under the node's lock) the compressed disk from stdin into DISK (a
+#                         the end `gitvps-bytes N` (the disk's size) and `gitvps-sha256 SHA256`
+#                         of the bytes read. A qcow2 image with a backing file is refused (the
+#                         copy would carry the overlay alone);
+#   recv DISK CODEC MODE  (under the node's lock) the compressed disk from stdin into DISK (a
 #                         fresh logical volume or image file, made beforehand; O_DIRECT where
-#                         it opens so, flushed at the end); on stderr at the end
+#                         it opens so, flushed at the end); MODE: dense, sparse (holes left for
+#                         zeros), or image (DISK emptied first, then written sparse: a qcow2
+#                         image, whose copy is the source's file); on stderr at the end
 #                         `gitvps-sha256 SHA256` of the bytes written.
 # The marker and limit variables are put in front of it by the planner (planner::protocol).
 # shellcheck shell=sh disable=SC2154 # the M_* marker and limit variables come from the header
@@ -68,17 +72,35 @@ case $action in
   send)
     lock
     [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
+    case $1 in
+      *.qcow2)
+        # The backing file's offset, a big-endian u64 at byte 8 of the qcow2 header.
+        if [ "$(od -An -tx1 -j8 -N8 "$1" | tr -d ' \n')" != 0000000000000000 ]; then
+          echo "gitvps: $1 has a backing file: a move copies the image alone (qemu-img convert it into a standalone image first)" >&2
+          exit 1
+        fi
+        ;;
+    esac
+    if [ -b "$1" ]; then size=$(blockdev --getsize64 "$1"); else size=$(wc -c <"$1"); fi ||
+      { echo "gitvps: cannot read the size of $1" >&2; exit 1; }
     work
     { dd if="$1" bs=1M status=none || echo "dd" >>"$t/err"; } |
       { tee "$t/f" || echo "tee" >>"$t/err"; } |
       { codec "$2" c || echo "$2" >>"$t/err"; }
+    echo "gitvps-bytes $size" >&2
     done_work
     ;;
   recv)
     lock
     [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
     conv=notrunc,fsync
-    [ "$3" = sparse ] && conv=notrunc,sparse,fsync
+    case $3 in
+      sparse) conv=notrunc,sparse,fsync ;;
+      image)
+        conv=notrunc,sparse,fsync
+        : >"$1" || { echo "gitvps: cannot empty $1" >&2; exit 1; }
+        ;;
+    esac
     # Written past the page cache (O_DIRECT) where the disk allows it: the copy must be on disk
     # before the source goes, and direct writes get it there sooner than a flush at the end.
     direct=

@@ -267,6 +267,11 @@ pub fn console_home(root: &str, vps: &VpsId) -> String {
     node_path(root, &format!("var/lib/gitvps/console/{vps}"))
 }
 
+/// The sudo rule that lets a VPS's console user reach its console.
+pub fn console_sudoers(root: &str, vps: &VpsId) -> String {
+    node_path(root, &format!("etc/sudoers.d/gitvps-console-{vps}"))
+}
+
 /// The console of a VPS: for an active VPS whose customer has keys. On Xen the keys run
 /// `xl console`; on KVM they reach the guest's serial socket with `socat`.
 fn console_spec(
@@ -306,7 +311,7 @@ fn console_spec(
         keys_sha256: sha256_hex(&text),
         keys: text,
         count: keys.len(),
-        sudoers_path: node_path(root, &format!("etc/sudoers.d/gitvps-console-{}", v.id)),
+        sudoers_path: console_sudoers(root, &v.id),
         sudoers,
     })
 }

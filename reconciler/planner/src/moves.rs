@@ -355,11 +355,23 @@ fn decide(
             from.node, from.hypervisor, to.node, to.hypervisor
         ));
     }
+    // The copy is the disk's bytes as they are: a qcow2 image goes to a qcow2 image, a raw
+    // image or a logical volume to either of those, never one kind into the other.
     let qcow2 = |s: &Store| s.image_format() == Some(model::values::ImageFormat::Qcow2);
-    if qcow2(&from.store) || qcow2(&to.store) {
+    if qcow2(&from.store) != qcow2(&to.store) {
+        let kind = |s: &Store| {
+            if qcow2(s) {
+                "qcow2 images"
+            } else {
+                "raw disks"
+            }
+        };
         return refused(format!(
-            "moving a qcow2 image is not supported yet ({} → {}); move it by hand",
-            from.node, to.node
+            "{} keeps {} and {} keeps {}: a move copies the disk as it is, so both keep the same kind",
+            from.node,
+            kind(&from.store),
+            to.node,
+            kind(&to.store)
         ));
     }
     if bytes > v.disk_bytes {
@@ -632,6 +644,44 @@ mod tests {
             now[0].line(),
             "move vps xen10: xen01 → xen02 (disk 20 GiB): WAITS: the nodes changed since the plan was made; run gitvps plan again"
         );
+    }
+
+    /// qcow2 images move between nodes that keep qcow2 images (the image file is copied as it
+    /// is); a qcow2 image is never copied into a raw disk, nor a raw disk into a qcow2 image.
+    #[test]
+    fn qcow2_images_move_between_qcow2_nodes_only() {
+        let qcow2 = || Store::File {
+            dir: "/var/lib/gitvps/disks".into(),
+            format: model::values::ImageFormat::Qcow2,
+        };
+        let with = |a: Store, b: Store| {
+            let mut d = fleet();
+            for (n, s) in [("xen01", a), ("xen02", b)] {
+                if let Some(n) = d.nodes.get_mut(&id::<NodeId>(n)) {
+                    n.hypervisor = Hypervisor::Kvm;
+                    n.store = s;
+                    let on = n.clone();
+                    for v in n.vps.values_mut() {
+                        v.disk_path = disk_path(&on, &v.id);
+                    }
+                }
+            }
+            let obs = observed(holding(&[("xen10", 20 << 30)]), holding(&[]));
+            find(&d, &obs, &BTreeMap::new()).remove(0)
+        };
+        let m = with(qcow2(), qcow2());
+        assert!(m.goes(), "{m:?}");
+        assert_eq!(m.source.disk, "/var/lib/gitvps/disks/xen10.qcow2");
+        assert_eq!(m.target.disk, m.source.disk, "the same store on each node");
+        let m = with(Store::Lvm { vg: "vg0".into() }, qcow2());
+        assert_eq!(
+            m.decision,
+            Decision::Refused {
+                reason: "xen01 keeps raw disks and xen02 keeps qcow2 images: a move copies the disk as it is, so both keep the same kind".into()
+            }
+        );
+        let m = with(qcow2(), Store::Lvm { vg: "vg0".into() });
+        assert!(!m.goes(), "{m:?}");
     }
 
     #[test]

@@ -583,10 +583,7 @@ fn plan_console(root: &str, v: &VpsSpec, obs: &NodeState, steps: &mut Vec<Step>)
         },
         (None, Some(_)) => Op::RemoveConsole {
             home: crate::desired::console_home(root, &v.id),
-            sudoers_path: crate::desired::node_path(
-                root,
-                &format!("etc/sudoers.d/gitvps-console-{}", v.id),
-            ),
+            sudoers_path: crate::desired::console_sudoers(root, &v.id),
         },
         (None, None) => return,
     };

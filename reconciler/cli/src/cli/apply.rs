@@ -192,11 +192,12 @@ pub(crate) fn moves_summary(
             Some(Ok(d)) => {
                 let _ = writeln!(
                     out,
-                    "{head}: done ({} copied with {}, sha256 {}, {:.1} s)",
+                    "{head}: done ({} copied with {}, sha256 {}, {:.1} s, of which the copy {:.1} s)",
                     model::values::Size(d.bytes),
                     d.codec,
                     &d.sha256[..12.min(d.sha256.len())],
-                    d.secs
+                    d.secs,
+                    d.copy_secs
                 );
             }
             Some(Err(e)) => {

@@ -2,10 +2,11 @@
 //! each node runs, in order, when apply carries a [`Move`] out. Pure: the executor sends them.
 
 use super::{steps_script, sudo};
-use crate::desired::{NodeSpec, Store, VpsSpec, node_path};
+use crate::desired::{NodeSpec, Store, VpsSpec, console_home, console_sudoers, node_path};
 use crate::moves::Move;
 use crate::plan::{Op, Step, StepPaths};
 use crate::{protocol, quote};
+use model::values::ImageFormat;
 
 /// `node/move.sh`: probe, send and receive.
 const SCRIPT: &str = include_str!("../../node/move.sh");
@@ -81,9 +82,15 @@ pub fn send_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
 }
 
 /// On the target, under its lock: the compressed disk from stdin into the target's disk; its
-/// sha256 on stderr. Image files are written sparse (the fresh image is all holes).
+/// sha256 on stderr. Image files are written sparse (the fresh image is all holes); a qcow2
+/// image is the source's image file byte for byte, written into an emptied file (the fresh
+/// image's own header and tables would otherwise show through the holes).
 pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
     let sparse = match spec.store {
+        Store::File {
+            format: ImageFormat::Qcow2,
+            ..
+        } => "image",
         Store::File { .. } => "sparse",
         Store::Lvm { .. } => "dense",
     };
@@ -212,7 +219,8 @@ pub fn finish_command(spec: &NodeSpec, m: &Move, v: &VpsSpec, sha256: &str) -> S
     phase_command(spec, &pre, &steps)
 }
 
-/// Phase 5, on the source, once the target runs: its record, domain, config and disk go.
+/// Phase 5, on the source, once the target runs: its record, domain, config and disk go, and
+/// its console access (the customer's keys and the sudo rule of the source's console user).
 pub fn cleanup_command(spec: &NodeSpec, m: &Move) -> String {
     let why = format!("moved to {}", m.to);
     let state = |ext: &str| {
@@ -226,7 +234,16 @@ pub fn cleanup_command(spec: &NodeSpec, m: &Move) -> String {
         state("json"),
         state("moved")
     )];
-    phase_command(spec, &pre, &remove_all(m, &m.source, &why))
+    let mut steps = remove_all(m, &m.source, &why).to_vec();
+    steps.push(step(
+        m,
+        &m.source,
+        Op::RemoveConsole {
+            home: console_home(&spec.root, &m.vps),
+            sudoers_path: console_sudoers(&spec.root, &m.vps),
+        },
+    ));
+    phase_command(spec, &pre, &steps)
 }
 
 /// Phase 6, on the target: the move is done; its marker goes.
@@ -258,6 +275,57 @@ mod tests {
         }
     }
 
+    /// The move of `xen10` (64 MiB) from `from` to `to`.
+    fn a_move(from: &NodeSpec, to: &NodeSpec) -> Move {
+        let id: model::VpsId = "xen10".parse().unwrap();
+        Move {
+            vps: id.clone(),
+            from: from.node.clone(),
+            to: to.node.clone(),
+            bytes: 64 << 20,
+            source: StepPaths {
+                disk: disk_path(from, &id),
+                config: config_path(from, &id),
+            },
+            target: StepPaths {
+                disk: disk_path(to, &id),
+                config: config_path(to, &id),
+            },
+            record: None,
+            resumes: false,
+            decision: Decision::Go,
+        }
+    }
+
+    /// A qcow2 image is received into an emptied file (the source's image file, byte for byte);
+    /// a raw image into the fresh sparse one, a logical volume densely.
+    #[test]
+    fn a_qcow2_image_is_received_into_an_emptied_file() {
+        let qcow2 = spec(
+            "node2",
+            "/srv/node2",
+            Store::File {
+                dir: "/srv/node2/var/lib/gitvps/disks".into(),
+                format: ImageFormat::Qcow2,
+            },
+            Hypervisor::Kvm,
+        );
+        let lvm = spec(
+            "node1",
+            "/srv/node1",
+            Store::Lvm { vg: "vg0".into() },
+            Hypervisor::Kvm,
+        );
+        let m = a_move(&lvm, &qcow2);
+        assert!(
+            recv_command(&qcow2, &m, Codec::Zstd)
+                .ends_with(" recv /srv/node2/var/lib/gitvps/disks/xen10.qcow2 zstd image"),
+            "{}",
+            recv_command(&qcow2, &m, Codec::Zstd)
+        );
+        assert!(recv_command(&lvm, &m, Codec::Zstd).ends_with(" zstd dense"));
+    }
+
     /// Every command of a move, on both kinds of storage and both hypervisors, with roots that
     /// need quoting: valid sh, and each phase's script clean under shellcheck.
     #[test]
@@ -274,24 +342,8 @@ mod tests {
                 },
                 hv,
             );
-            let id: model::VpsId = "xen10".parse().unwrap();
-            let m = Move {
-                vps: id.clone(),
-                from: from.node.clone(),
-                to: to.node.clone(),
-                bytes: 64 << 20,
-                source: StepPaths {
-                    disk: disk_path(&from, &id),
-                    config: config_path(&from, &id),
-                },
-                target: StepPaths {
-                    disk: disk_path(&to, &id),
-                    config: config_path(&to, &id),
-                },
-                record: None,
-                resumes: false,
-                decision: Decision::Go,
-            };
+            let m = a_move(&from, &to);
+            let id = m.vps.clone();
             let v = VpsSpec {
                 id: id.clone(),
                 state: model::values::State::Active,
@@ -335,6 +387,14 @@ mod tests {
                 recv_command(&to, &m, Codec::Gzip).ends_with(
                     " recv '/srv/it'\\''s 2/var/lib/gitvps/disks/xen10.img' gzip sparse"
                 )
+            );
+            // The source's console access goes with the rest: no key of the customer's stays
+            // on the old node.
+            let cleanup = cleanup_command(&from, &m);
+            assert!(
+                cleanup.contains("/srv/node 1/var/lib/gitvps/console/xen10/.ssh/authorized_keys")
+                    && cleanup.contains("/srv/node 1/etc/sudoers.d/gitvps-console-xen10"),
+                "{cleanup}"
             );
             let stop = Op::Stop {
                 reason: "to move it".into(),
