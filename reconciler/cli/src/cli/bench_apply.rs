@@ -184,7 +184,7 @@ pub fn run(a: &ApplyBench) -> anyhow::Result<i32> {
     );
     let (gn, on) = (median(g_node), median(o_node));
     println!(
-        "  node CPU             {:.1} ms per new VPS with gitvps, {:.1} ms with OpenSSH (sshd, shell, steps and the stand-in tools; all nodes share this machine's cores)",
+        "  node CPU             {:.1} ms per new VPS with gitvps, {:.1} ms with OpenSSH, as the sshds account it (it misses part of an apply's processes: below what the stand-ins alone cost; docs/reconciler.md)",
         gn * 1e3 / vps,
         on * 1e3 / vps
     );
