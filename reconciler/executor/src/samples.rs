@@ -1218,6 +1218,9 @@ pub struct Store {
     /// only while it closes the old database, renames and opens the copy. `None` only after a
     /// compaction that could not open it again.
     open: RwLock<Option<Handles>>,
+    /// The UTC day (days since 1970-01-01) [`Store::compact_if_due`] last weighed the files
+    /// on (`i64::MIN`: never): once a day, not at every collection, it reads every entry.
+    weighed: AtomicI64,
 }
 
 impl std::fmt::Debug for Store {
@@ -1275,6 +1278,7 @@ impl Store {
             path: path.to_path_buf(),
             writes: RwLock::new(()),
             open: RwLock::new(Some(open)),
+            weighed: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -1418,7 +1422,13 @@ impl Store {
 
     /// Compacts the store when [`compaction_due`] at `now` (what the collector runs after
     /// each pruning): `None` when it was not due.
+    /// Weighs the files against the data at the first call of each UTC day only (a
+    /// compaction due later that day waits for the next).
     pub fn compact_if_due(&self, now: DateTime<Utc>) -> Result<Option<Compacted>, StoreError> {
+        let day = now.timestamp().div_euclid(86_400);
+        if self.weighed.swap(day, Ordering::Relaxed) == day {
+            return Ok(None);
+        }
         let (files, live, last) =
             self.read(|o| Ok((o.size_on_disk()?, o.live_bytes()?, o.compacted_at()?)))?;
         if !compaction_due(files, live, last, now) {
