@@ -372,7 +372,7 @@ impl Cycle<'_> {
         store.prune(now)?;
         store.flush()?;
         // Once a UTC day, when sled's files outgrow the data: a failed one is said and tried
-        // again at the next cycle; the collection stands.
+        // again the next UTC day; the collection stands.
         if let Err(e) = store.compact_if_due(now) {
             tracing::error!("compacting the monitor database failed: {e:#}");
         }
