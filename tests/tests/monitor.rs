@@ -82,6 +82,23 @@ fn two_collections_store_the_counters_growth_as_deltas() {
         b.storage_free.min > 0 && b.storage_free.min <= 2 << 40,
         "{b:?}"
     );
+    drop(store);
+    // `gitvps monitor compact` swaps a fresh copy in: the same totals, nothing left beside.
+    let before = [Tier::Raw, Tier::Hourly].map(|t| total(&db, "xen10", t));
+    let r = f.gitvps(&["monitor", "compact", "--db", db.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("compacted: sled's files"), "{r:?}");
+    assert_eq!(
+        [Tier::Raw, Tier::Hourly].map(|t| total(&db, "xen10", t)),
+        before
+    );
+    for beside in [
+        "monitor.db.compacting",
+        "monitor.db.compacted",
+        "monitor.db.old",
+    ] {
+        assert!(!f.dir.path().join(beside).exists(), "{beside}");
+    }
 }
 
 #[test]

@@ -35,6 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use model::{NodeId, VpsId};
@@ -44,6 +45,8 @@ use monitor::{
     Bucket, CheckState, Counters, Delta, Field, Gauge, Incarnation, Limits, Merge, NodeBucket,
     NodeReading, Sample, Series, Tier,
 };
+
+mod swap;
 
 /// What the magic key holds: the store's name and layout version.
 const MAGIC: &[u8] = b"gitvps-monitor 3";
@@ -63,6 +66,8 @@ const MAGIC_KEY: &[u8] = b"magic";
 const COPYING_KEY: &[u8] = b"copying";
 /// The key of the latest time the store was pruned at (Unix microseconds, big-endian).
 const PRUNED_KEY: &[u8] = b"pruned";
+/// The key of the time the store was last compacted at (Unix microseconds, big-endian).
+const COMPACTED_KEY: &[u8] = b"compacted";
 
 /// Why the store cannot be used. Each names the database's path.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +100,23 @@ pub enum StoreError {
         /// What could not be read.
         what: String,
     },
+    /// A compaction could not swap its copy in, or what a stopped one left cannot be tidied.
+    #[error("{}: compacting the monitor database: {what}", .path.display())]
+    Compact {
+        /// The database.
+        path: PathBuf,
+        /// What failed.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The database could not be opened again after a compaction.
+    #[error("{}: the monitor database was closed by a compaction that could not open it again; restart gitvps monitor", .path.display())]
+    Closed {
+        /// The database.
+        path: PathBuf,
+    },
     /// Reading or writing failed.
     #[error("{}: reading or writing the monitor database failed", .path.display())]
     Io {
@@ -106,8 +128,8 @@ pub enum StoreError {
     },
 }
 
-/// The sample store.
-pub struct Store {
+/// The sled database of the store, open, and its trees: what a compaction replaces.
+struct Handles {
     path: PathBuf,
     db: sled::Db,
     vps: sled::Tree,
@@ -119,7 +141,7 @@ pub struct Store {
     pruned: AtomicI64,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Handles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.path)
@@ -558,10 +580,10 @@ fn sled_or_empty(dir: &Path) -> Result<(), String> {
     }
 }
 
-impl Store {
-    /// Opens (or creates) the store at `path`. A path that holds anything else than a monitor
-    /// database, or an empty one, is refused and left as it is.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+impl Handles {
+    /// Opens (or creates) the database at `path`. A path that holds anything else than a
+    /// monitor database, or an empty one, is refused and left as it is.
+    fn open(path: &Path) -> Result<Handles, StoreError> {
         let foreign = |what: String| StoreError::Foreign {
             path: path.to_path_buf(),
             what,
@@ -627,7 +649,7 @@ impl Store {
                 })?,
         };
         let open_tree = |name: &str| db.open_tree(name).map_err(io);
-        Ok(Store {
+        Ok(Handles {
             pruned: AtomicI64::new(pruned),
             vps: open_tree("vps")?,
             node: open_tree("node")?,
@@ -638,9 +660,18 @@ impl Store {
         })
     }
 
-    /// The database's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// [`Handles::open`], tried again up to `retries` times 50 ms apart while sled says the
+    /// database is held: sled lets go of a database's lock a moment after it is closed.
+    fn open_again(path: &Path, retries: u32) -> Result<Handles, StoreError> {
+        let mut open = Handles::open(path);
+        for _ in 0..retries {
+            if !matches!(open, Err(StoreError::Open { .. })) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            open = Handles::open(path);
+        }
+        open
     }
 
     fn io(&self, source: sled::Error) -> StoreError {
@@ -721,7 +752,7 @@ impl Store {
     /// Records a VPS's reading: the delta since its last reading (resets handled by
     /// `monitor::delta`) goes into every tier that keeps its time at `now`, and the reading
     /// becomes the last one.
-    pub fn record_vps(
+    fn record_vps(
         &self,
         vps: &VpsId,
         next: Sample,
@@ -756,7 +787,7 @@ impl Store {
 
     /// Records a node's figures read at `at`: its CPU share since its last reading (none on
     /// the first one, or across a reboot), memory, load and free storage.
-    pub fn record_node(
+    fn record_node(
         &self,
         node: &NodeId,
         at: DateTime<Utc>,
@@ -852,18 +883,18 @@ impl Store {
     }
 
     /// Every stored bucket of a VPS.
-    pub fn vps_series(&self, vps: &VpsId) -> Result<Series<Bucket>, StoreError> {
+    fn vps_series(&self, vps: &VpsId) -> Result<Series<Bucket>, StoreError> {
         self.series(&self.vps, vps.as_str())
     }
 
     /// Every stored bucket of a node.
-    pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
+    fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
         self.series(&self.node, node.as_str())
     }
 
     /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
     /// reads.
-    pub fn vps_range(
+    fn vps_range(
         &self,
         vps: &VpsId,
         tier: Tier,
@@ -874,7 +905,7 @@ impl Store {
     }
 
     /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
-    pub fn node_range(
+    fn node_range(
         &self,
         node: &NodeId,
         tier: Tier,
@@ -887,7 +918,7 @@ impl Store {
     /// Drops every bucket expired at `now`, for every series ever recorded, and the last
     /// reading of a series that has no bucket left; packs every span closed at `now`; returns
     /// how many entries went.
-    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         // The time first: a pack is only ever written after it (see `merge`), and its buckets
         // expired at it are not read from then on.
         if self.watermark().is_none_or(|w| w < now) {
@@ -1004,7 +1035,7 @@ impl Store {
     }
 
     /// A VPS's last reading, if any (what `/metrics` shows).
-    pub fn last_vps(&self, vps: &VpsId) -> Result<Option<Sample>, StoreError> {
+    fn last_vps(&self, vps: &VpsId) -> Result<Option<Sample>, StoreError> {
         let k = [b"v", vps.as_str().as_bytes()].concat();
         match self.last.get(k).map_err(|e| self.io(e))? {
             None => Ok(None),
@@ -1015,10 +1046,7 @@ impl Store {
     }
 
     /// A node's newest raw bucket, if any: its last figures.
-    pub fn last_node(
-        &self,
-        node: &NodeId,
-    ) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
+    fn last_node(&self, node: &NodeId) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
         let id = node.as_str();
         let p = prefix(id);
         let bad = || self.corrupt(format!("a bucket of {node}"));
@@ -1050,9 +1078,7 @@ impl Store {
     }
 
     /// Every stored service check state: by VPS, then by check key.
-    pub fn check_states(
-        &self,
-    ) -> Result<BTreeMap<VpsId, BTreeMap<String, CheckState>>, StoreError> {
+    fn check_states(&self) -> Result<BTreeMap<VpsId, BTreeMap<String, CheckState>>, StoreError> {
         let mut out: BTreeMap<VpsId, BTreeMap<String, CheckState>> = BTreeMap::new();
         for kv in self.checks.iter() {
             let (k, v) = kv.map_err(|e| self.io(e))?;
@@ -1071,7 +1097,7 @@ impl Store {
     }
 
     /// Stores the state of a VPS's check (`key`: [`monitor::Target::key`]).
-    pub fn put_check(&self, vps: &VpsId, key: &str, state: &CheckState) -> Result<(), StoreError> {
+    fn put_check(&self, vps: &VpsId, key: &str, state: &CheckState) -> Result<(), StoreError> {
         let mut k = prefix(vps.as_str());
         k.extend_from_slice(key.as_bytes());
         let v = serde_json::to_vec(state)
@@ -1081,7 +1107,7 @@ impl Store {
     }
 
     /// Forgets the state of a check no longer in the inventory.
-    pub fn remove_check(&self, vps: &VpsId, key: &str) -> Result<(), StoreError> {
+    fn remove_check(&self, vps: &VpsId, key: &str) -> Result<(), StoreError> {
         let mut k = prefix(vps.as_str());
         k.extend_from_slice(key.as_bytes());
         self.checks.remove(k).map_err(|e| self.io(e))?;
@@ -1090,7 +1116,7 @@ impl Store {
 
     /// What a VPS's history takes in the store: its buckets (every tier) and its last reading,
     /// as entries and as the bytes of their keys and values.
-    pub fn footprint(&self, vps: &VpsId) -> Result<(u64, u64), StoreError> {
+    fn footprint(&self, vps: &VpsId) -> Result<(u64, u64), StoreError> {
         let (mut entries, mut bytes) = (0u64, 0u64);
         for kv in self.vps.scan_prefix(prefix(vps.as_str())) {
             let (k, v) = kv.map_err(|e| self.io(e))?;
@@ -1106,14 +1132,36 @@ impl Store {
     }
 
     /// The database's files' size, as sled counts it.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(|e| self.io(e))
     }
 
+    /// The bytes of every key and value in the database: what a copy of it must hold.
+    fn live_bytes(&self) -> Result<u64, StoreError> {
+        let mut bytes = 0u64;
+        for tree in [&*self.db, &self.vps, &self.node, &self.last, &self.checks] {
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(|e| self.io(e))?;
+                bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// When the store was last compacted, if ever.
+    fn compacted_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .db
+            .get(COMPACTED_KEY)
+            .map_err(|e| self.io(e))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .and_then(|b| DateTime::from_timestamp_micros(i64::from_be_bytes(b))))
+    }
+
     /// Copies every entry into a fresh sled database at `dest`, one insert at a time (sled
-    /// batches inflate its log), flushed; its magic key is written last, so a copy cut short
-    /// has none. Returns the copy's files' size, as sled counts them.
-    pub fn copy_to(&self, dest: &Path) -> Result<u64, StoreError> {
+    /// batches inflate its log), with `at` as its compaction time, flushed and closed; its
+    /// magic key is written last, so a copy cut short has none and is refused as foreign.
+    fn copy_into(&self, dest: &Path, at: DateTime<Utc>) -> Result<(), StoreError> {
         let io = |source| StoreError::Io {
             path: dest.to_path_buf(),
             source,
@@ -1130,6 +1178,8 @@ impl Store {
                 db.insert(k, v).map_err(io)?;
             }
         }
+        db.insert(COMPACTED_KEY, &at.timestamp_micros().to_be_bytes())
+            .map_err(io)?;
         for (name, tree) in [
             ("vps", &self.vps),
             ("node", &self.node),
@@ -1146,13 +1196,306 @@ impl Store {
         db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
         db.remove(COPYING_KEY).map_err(io)?;
         db.flush().map_err(io)?;
-        db.size_on_disk().map_err(io)
+        Ok(())
+    }
+
+    /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+}
+
+/// The sample store: shared (behind an `Arc`) by the collector, which writes, and the
+/// monitor's listener, which reads; [`Store::compact`] swaps a fresh copy of its database in
+/// under both.
+pub struct Store {
+    path: PathBuf,
+    /// Held shared by every write, exclusive by a compaction while it copies: the copy misses
+    /// nothing, and reads go on meanwhile.
+    writes: RwLock<()>,
+    /// The open database: held shared by every read and write, exclusive by a compaction
+    /// only while it closes the old database, renames and opens the copy. `None` only after a
+    /// compaction that could not open it again.
+    open: RwLock<Option<Handles>>,
+    /// The UTC day (days since 1970-01-01) [`Store::compact_if_due`] last weighed the files
+    /// on (`i64::MIN`: never): once a day, not at every collection, it reads every entry.
+    weighed: AtomicI64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a compaction did: sled's files before and after, as sled counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// The store's files before, in bytes.
+    pub before: u64,
+    /// The copy's files, in bytes.
+    pub after: u64,
+}
+
+/// What sled's files may hold beyond twice the keys and values before a compaction is due: a
+/// fresh copy takes about twice its data, and a small store is not worth copying daily.
+pub const COMPACT_SLACK: u64 = 1 << 20;
+
+/// Whether the store is due a compaction at `now`: none yet on `now`'s UTC day, and sled's
+/// `files` more than twice the `live` keys and values plus [`COMPACT_SLACK`].
+pub fn compaction_due(
+    files: u64,
+    live: u64,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    last.is_none_or(|l| l.date_naive() < now.date_naive())
+        && files > live.saturating_mul(2).saturating_add(COMPACT_SLACK)
+}
+
+/// Whether the database at `path` (a compaction's copy) was written to its end: its magic key
+/// is there and its `copying` key gone. Opening it may fail (corrupt): then it is not.
+fn whole_copy(path: &Path) -> bool {
+    let Ok(db) = sled::Config::new().path(path).open() else {
+        return false;
+    };
+    matches!(db.get(MAGIC_KEY), Ok(Some(m)) if m.as_ref() == MAGIC)
+        && matches!(db.get(COPYING_KEY), Ok(None))
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, after finishing (or undoing) a compaction a
+    /// stop interrupted. A path that holds anything else than a monitor database, or an empty
+    /// one, is refused and left as it is.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // The copy recovery opened to check it may still be locked.
+        let checked = swap::recover(path, whole_copy)?;
+        let open = Handles::open_again(path, if checked { 40 } else { 0 })?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            writes: RwLock::new(()),
+            open: RwLock::new(Some(open)),
+            weighed: AtomicI64::new(i64::MIN),
+        })
+    }
+
+    /// Runs `f` on the open database.
+    fn read<T>(&self, f: impl FnOnce(&Handles) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let g = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        match g.as_ref() {
+            Some(o) => f(o),
+            None => Err(StoreError::Closed {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Runs `f`, which writes, on the open database (not while a compaction copies it).
+    fn write<T>(&self, f: impl FnOnce(&Handles) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _w = self.writes.read().unwrap_or_else(PoisonError::into_inner);
+        self.read(f)
+    }
+
+    /// The database's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a VPS's reading: the delta since its last reading (resets handled by
+    /// `monitor::delta`) goes into every tier that keeps its time at `now`, and the reading
+    /// becomes the last one.
+    pub fn record_vps(
+        &self,
+        vps: &VpsId,
+        next: Sample,
+        now: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Recorded, StoreError> {
+        self.write(|o| o.record_vps(vps, next, now, limits))
+    }
+
+    /// Records a node's figures read at `at`: its CPU share since its last reading (none on
+    /// the first one, or across a reboot), memory, load and free storage.
+    pub fn record_node(
+        &self,
+        node: &NodeId,
+        at: DateTime<Utc>,
+        host: &HostRaw,
+        now: DateTime<Utc>,
+    ) -> Result<Option<NodeReading>, StoreError> {
+        self.write(|o| o.record_node(node, at, host, now))
+    }
+
+    /// Every stored bucket of a VPS.
+    pub fn vps_series(&self, vps: &VpsId) -> Result<Series<Bucket>, StoreError> {
+        self.read(|o| o.vps_series(vps))
+    }
+
+    /// Every stored bucket of a node.
+    pub fn node_series(&self, node: &NodeId) -> Result<Series<NodeBucket>, StoreError> {
+        self.read(|o| o.node_series(node))
+    }
+
+    /// A VPS's buckets of `tier` from `from` (inclusive) to `to` (exclusive): what a graph
+    /// reads.
+    pub fn vps_range(
+        &self,
+        vps: &VpsId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<Bucket>, StoreError> {
+        self.read(|o| o.vps_range(vps, tier, from, to))
+    }
+
+    /// A node's buckets of `tier` from `from` (inclusive) to `to` (exclusive).
+    pub fn node_range(
+        &self,
+        node: &NodeId,
+        tier: Tier,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Series<NodeBucket>, StoreError> {
+        self.read(|o| o.node_range(node, tier, from, to))
+    }
+
+    /// Drops every bucket expired at `now`, for every series ever recorded, and the last
+    /// reading of a series that has no bucket left; packs every span closed at `now`; returns
+    /// how many entries went.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.write(|o| o.prune(now))
+    }
+
+    /// A VPS's last reading, if any (what `/metrics` shows).
+    pub fn last_vps(&self, vps: &VpsId) -> Result<Option<Sample>, StoreError> {
+        self.read(|o| o.last_vps(vps))
+    }
+
+    /// A node's newest raw bucket, if any: its last figures.
+    pub fn last_node(
+        &self,
+        node: &NodeId,
+    ) -> Result<Option<(DateTime<Utc>, NodeBucket)>, StoreError> {
+        self.read(|o| o.last_node(node))
+    }
+
+    /// Every stored service check state: by VPS, then by check key.
+    pub fn check_states(
+        &self,
+    ) -> Result<BTreeMap<VpsId, BTreeMap<String, CheckState>>, StoreError> {
+        self.read(Handles::check_states)
+    }
+
+    /// Stores the state of a VPS's check (`key`: [`monitor::Target::key`]).
+    pub fn put_check(&self, vps: &VpsId, key: &str, state: &CheckState) -> Result<(), StoreError> {
+        self.write(|o| o.put_check(vps, key, state))
+    }
+
+    /// Forgets the state of a check no longer in the inventory.
+    pub fn remove_check(&self, vps: &VpsId, key: &str) -> Result<(), StoreError> {
+        self.write(|o| o.remove_check(vps, key))
+    }
+
+    /// What a VPS's history takes in the store: its buckets (every tier) and its last reading,
+    /// as entries and as the bytes of their keys and values.
+    pub fn footprint(&self, vps: &VpsId) -> Result<(u64, u64), StoreError> {
+        self.read(|o| o.footprint(vps))
+    }
+
+    /// The database's files' size, as sled counts them.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.read(Handles::size_on_disk)
+    }
+
+    /// The bytes of every key and value in the store.
+    pub fn live_bytes(&self) -> Result<u64, StoreError> {
+        self.read(Handles::live_bytes)
     }
 
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.io(e))?;
-        Ok(())
+        self.write(Handles::flush)
+    }
+
+    /// Compacts the store when [`compaction_due`] at `now` (what the collector runs after
+    /// each pruning): `None` when it was not due.
+    /// Weighs the files against the data at the first call of each UTC day only (a
+    /// compaction due later that day waits for the next).
+    pub fn compact_if_due(&self, now: DateTime<Utc>) -> Result<Option<Compacted>, StoreError> {
+        let day = now.timestamp().div_euclid(86_400);
+        if self.weighed.swap(day, Ordering::Relaxed) == day {
+            return Ok(None);
+        }
+        let (files, live, last) =
+            self.read(|o| Ok((o.size_on_disk()?, o.live_bytes()?, o.compacted_at()?)))?;
+        if !compaction_due(files, live, last, now) {
+            return Ok(None);
+        }
+        let done = self.compact(now)?;
+        tracing::info!(
+            db = %self.path.display(),
+            before = done.before,
+            after = done.after,
+            live,
+            "monitor database compacted"
+        );
+        Ok(Some(done))
+    }
+
+    /// Compacts the store now: copies every entry into a fresh database beside it, flushed,
+    /// and swaps it in (see the `swap` module: a stop at any point loses neither). Writes
+    /// wait while it copies; reads go on, and wait only for the swap itself.
+    pub fn compact(&self, now: DateTime<Utc>) -> Result<Compacted, StoreError> {
+        self.compact_until(now, None)
+    }
+
+    /// [`Store::compact`], stopped after `stop` as a crash would (tests); the store is then
+    /// left as the crash would leave it, to be dropped and opened again.
+    fn compact_until(
+        &self,
+        now: DateTime<Utc>,
+        stop: Option<swap::Step>,
+    ) -> Result<Compacted, StoreError> {
+        let paths = swap::Paths::of(&self.path).ok_or_else(|| StoreError::Compact {
+            path: self.path.clone(),
+            what: "the path has no folder name to name a copy after".into(),
+            source: None,
+        })?;
+        let _w = self.writes.write().unwrap_or_else(PoisonError::into_inner);
+        paths.ready()?;
+        let before = self.read(|o| {
+            o.flush()?;
+            o.size_on_disk()
+        })?;
+        if let Err(e) = self.read(|o| o.copy_into(&paths.copy, now)) {
+            if let Err(tidy) = paths.drop_copy() {
+                tracing::warn!("{tidy}");
+            }
+            return Err(e);
+        }
+        if stop == Some(swap::Step::Copied) {
+            return Ok(Compacted { before, after: 0 });
+        }
+        paths.mark()?;
+        if stop == Some(swap::Step::Marked) {
+            return Ok(Compacted { before, after: 0 });
+        }
+        let mut g = self.open.write().unwrap_or_else(PoisonError::into_inner);
+        // Closes the old database (sled joins its threads) before its folder is renamed.
+        drop(g.take());
+        let swapped = paths.finish(stop);
+        if stop.is_some() {
+            return swapped.map(|()| Compacted { before, after: 0 });
+        }
+        // The copy was closed a moment ago.
+        let open = Handles::open_again(&self.path, 40)?;
+        let after = open.size_on_disk()?;
+        *g = Some(open);
+        swapped?;
+        Ok(Compacted { before, after })
     }
 }
 
@@ -1160,6 +1503,22 @@ impl Store {
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
+
+    /// The open database of a store, for tests that reach into its trees.
+    struct Raw<'a>(std::sync::RwLockReadGuard<'a, Option<Handles>>);
+
+    impl std::ops::Deref for Raw<'_> {
+        type Target = Handles;
+        fn deref(&self) -> &Handles {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl Store {
+        fn raw(&self) -> Raw<'_> {
+            Raw(self.open.read().unwrap())
+        }
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0)
@@ -1543,13 +1902,17 @@ mod tests {
         let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(series.tiers[&Tier::Hourly][&t(0)].usage.net_rx_bytes, 4500);
         let raw = s
+            .raw()
             .vps
             .get(key("xen02", Tier::Hourly, t(0)))
             .ok()
             .flatten()
             .unwrap_or_default();
         assert_eq!(raw.first(), Some(&COMPACT));
-        assert_eq!(s.db.get(MAGIC_KEY).ok().flatten().as_deref(), Some(MAGIC));
+        assert_eq!(
+            s.raw().db.get(MAGIC_KEY).ok().flatten().as_deref(),
+            Some(MAGIC)
+        );
     }
 
     #[test]
@@ -1578,20 +1941,30 @@ mod tests {
     /// bucket under a key of its own. What layout 3's answers are compared against.
     fn record_vps_v2(s: &Store, vps: &VpsId, next: Sample, now: DateTime<Utc>) {
         let lk = [b"v", vps.as_str().as_bytes()].concat();
-        let prev = s.last.get(&lk).unwrap().map(|v| dec_sample(&v).unwrap());
+        let prev = s
+            .raw()
+            .last
+            .get(&lk)
+            .unwrap()
+            .map(|v| dec_sample(&v).unwrap());
         if let Some(Ok(d)) = prev.map(|p| monitor::delta(&p, &next, &Limits::default())) {
             let mut add = Series::default();
             add.insert_delta(&d, now);
             for (tier, buckets) in add.tiers {
                 for (start, b) in buckets {
                     let k = key(vps.as_str(), tier, start);
-                    let old = s.vps.get(&k).unwrap().map(|v| dec_bucket(&v).unwrap());
+                    let old = s
+                        .raw()
+                        .vps
+                        .get(&k)
+                        .unwrap()
+                        .map(|v| dec_bucket(&v).unwrap());
                     let merged = old.map_or(b, |o| o.merge(&b));
-                    s.vps.insert(k, enc_bucket(&merged)).unwrap();
+                    s.raw().vps.insert(k, enc_bucket(&merged)).unwrap();
                 }
             }
         }
-        s.last.insert(lk, enc_sample(&next)).unwrap();
+        s.raw().last.insert(lk, enc_sample(&next)).unwrap();
     }
 
     /// Layout 2's pruning: each expired bucket's key removed, nothing packed.
@@ -1599,8 +1972,8 @@ mod tests {
         for tier in Tier::ALL {
             let from = key(vps.as_str(), tier, DateTime::<Utc>::MIN_UTC);
             let to = key(vps.as_str(), tier, now - tier.retention());
-            for k in s.vps.range(from..=to).keys() {
-                s.vps.remove(k.unwrap()).unwrap();
+            for k in s.raw().vps.range(from..=to).keys() {
+                s.raw().vps.remove(k.unwrap()).unwrap();
             }
         }
     }
@@ -1622,7 +1995,7 @@ mod tests {
     /// A layout-2 database at `path`, as the previous gitvps left it.
     fn open_v2(path: &Path) -> Store {
         let s = Store::open(path).unwrap();
-        s.db.insert(MAGIC_KEY, MAGIC_V2).unwrap();
+        s.raw().db.insert(MAGIC_KEY, MAGIC_V2).unwrap();
         s
     }
 
@@ -1774,7 +2147,8 @@ mod tests {
         assert_eq!(answers(&s, &v, now), before);
         // The 10:00 and 11:00 hours of raw buckets are packs now; 12:00 is open, a key each.
         let raw_keys = |s: &Store| {
-            s.vps
+            s.raw()
+                .vps
                 .scan_prefix(prefix("xen02"))
                 .keys()
                 .map(|k| parse_key(&k.unwrap()[6..]).unwrap())
@@ -1798,6 +2172,7 @@ mod tests {
                 );
             }
             let loose: Vec<(sled::IVec, sled::IVec)> = s2
+                .raw()
                 .vps
                 .range(key("xen02", Tier::Raw, t(0))..key("xen02", Tier::Raw, t(3600)))
                 .collect::<Result<_, _>>()
@@ -1807,7 +2182,7 @@ mod tests {
         // 10:00:30's reading is the first: no delta.
         assert_eq!(loose.len(), 59);
         for (k, val) in &loose {
-            s.vps.insert(k, val).unwrap();
+            s.raw().vps.insert(k, val).unwrap();
         }
         assert_eq!(answers(&s, &v, now), before);
         s.prune(now).unwrap();
@@ -1879,5 +2254,279 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Two VPSes and a node with two days of readings every minute, pruned every hour as the
+    /// collector does (so with packs, removed keys and sled's log grown by the churn), and a
+    /// check state; returns the time of the last reading.
+    fn churned(s: &Store) -> DateTime<Utc> {
+        let lim = Limits::default();
+        let node: NodeId = "node1".parse().unwrap();
+        let mut at = t(0);
+        for k in 0..2 * 1440i64 {
+            at = t(60 * k + 7);
+            for (i, v) in ["xen02", "xen03"].into_iter().enumerate() {
+                let net = (k as u64 + 1) * (1000 + 17 * i as u64) + (k as u64 % 7) * 31;
+                s.record_vps(&id(v), sample(60 * k + 7, 7, net), at, &lim)
+                    .unwrap();
+            }
+            let host = HostRaw {
+                cpu: HostCpu {
+                    busy: 100 * k as u64,
+                    total: 400 * k as u64 + 1,
+                    btime: None,
+                },
+                mem_used: 1 << 30,
+                load_milli: 500 + k as u64 % 100,
+                storage_free: 1 << 40,
+            };
+            s.record_node(&node, at, &host, at).unwrap();
+            if k % 60 == 59 {
+                s.prune(at).unwrap();
+            }
+        }
+        let st = CheckState::new("ssh 192.0.2.10:22".into(), t(0));
+        s.put_check(&id("xen02"), "ssh", &st).unwrap();
+        s.flush().unwrap();
+        at
+    }
+
+    /// Everything the store answers: each VPS's reads, the node's, the check states.
+    fn everything(s: &Store, now: DateTime<Utc>) -> Vec<String> {
+        let node: NodeId = "node1".parse().unwrap();
+        let mut out = answers(s, &id("xen02"), now);
+        out.extend(answers(s, &id("xen03"), now));
+        out.push(format!("{:?}", s.node_series(&node).unwrap()));
+        out.push(format!("{:?}", s.last_node(&node).unwrap()));
+        out.push(format!("{:?}", s.check_states().unwrap()));
+        out
+    }
+
+    /// What is beside the store: the names a compaction uses, if there.
+    fn leftovers(path: &Path) -> Vec<PathBuf> {
+        let p = swap::Paths::of(path).unwrap();
+        [p.copy, p.marker, p.old]
+            .into_iter()
+            .filter(|x| x.exists())
+            .collect()
+    }
+
+    /// A compaction stopped after each of its steps, as a crash would, then the store opened
+    /// again: recovery finishes or undoes it, every answer is as before, nothing is left
+    /// beside the store, and the next reading counts from the last one (not twice, not lost).
+    #[test]
+    fn a_compaction_stopped_at_any_step_loses_nothing_and_counts_nothing_twice() {
+        use swap::Step;
+        for stop in [
+            Step::Copied,
+            Step::Marked,
+            Step::OldMoved,
+            Step::NewMoved,
+            Step::OldRemoved,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            let (before, now) = {
+                let s = Store::open(&path).unwrap();
+                let now = churned(&s);
+                let before = everything(&s, now);
+                s.compact_until(now, Some(stop)).unwrap();
+                assert!(
+                    !leftovers(&path).is_empty(),
+                    "{stop:?}: nothing beside the store"
+                );
+                (before, now)
+            };
+            let s = reopen(&path);
+            assert_eq!(everything(&s, now), before, "{stop:?}");
+            assert_eq!(leftovers(&path), Vec::<PathBuf>::new(), "{stop:?}");
+            // Rolled forward (the copy is the store) from the marker on; the old store kept
+            // before it.
+            let compacted = s.raw().compacted_at().unwrap();
+            assert_eq!(compacted.is_some(), stop != Step::Copied, "{stop:?}");
+            let next = now + Duration::seconds(60);
+            let r = s.record_vps(
+                &id("xen02"),
+                sample(2 * 1440 * 60 + 7, 7, 2_881_000 + 5_000),
+                next,
+                &Limits::default(),
+            );
+            assert!(
+                matches!(r, Ok(Recorded::Stored(ref d)) if d.usage.net_rx_bytes == 5_000 + 1_000 - (2879 % 7) * 31),
+                "{stop:?}: {r:?}"
+            );
+            // And it compacts again, whole this time.
+            drop(s);
+            let s = reopen(&path);
+            let after = everything(&s, next);
+            s.compact(next + Duration::days(1)).unwrap();
+            assert_eq!(everything(&s, next), after, "{stop:?}");
+            assert_eq!(leftovers(&path), Vec::<PathBuf>::new(), "{stop:?}");
+        }
+    }
+
+    /// A marker whose copy has no magic key (a disk that lost its last writes) is not swapped
+    /// in: the store stays, or comes back from `DIR.old`.
+    #[test]
+    fn a_copy_that_is_not_whole_is_never_swapped_in() {
+        for moved in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            let p = swap::Paths::of(&path).unwrap();
+            let (before, now) = {
+                let s = Store::open(&path).unwrap();
+                let now = churned(&s);
+                (everything(&s, now), now)
+            };
+            {
+                let db = sled::open(&p.copy).unwrap();
+                db.insert(COPYING_KEY, MAGIC).unwrap();
+                db.flush().unwrap();
+            }
+            std::fs::write(&p.marker, "x").unwrap();
+            if moved {
+                std::fs::rename(&path, &p.old).unwrap();
+            }
+            let s = reopen(&path);
+            assert_eq!(everything(&s, now), before, "moved: {moved}");
+            assert_eq!(leftovers(&path), Vec::<PathBuf>::new(), "moved: {moved}");
+        }
+    }
+
+    /// What is beside the store and not a compaction's is refused and left alone, and a
+    /// foreign database is still refused after a recovery.
+    #[test]
+    fn foreign_folders_beside_the_store_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let p = swap::Paths::of(&path).unwrap();
+        drop(Store::open(&path).unwrap());
+        std::fs::create_dir(&p.copy).unwrap();
+        std::fs::write(p.copy.join("notes.txt"), "mine").unwrap();
+        let e = Store::open(&path).map(drop);
+        assert!(
+            matches!(&e, Err(StoreError::Foreign { path, .. }) if *path == p.copy),
+            "{e:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(p.copy.join("notes.txt"))
+                .ok()
+                .as_deref(),
+            Some("mine")
+        );
+        // Moved away, the store opens; a folder named like a replaced store stops compactions
+        // and is not touched.
+        std::fs::rename(&p.copy, dir.path().join("mine")).unwrap();
+        std::fs::create_dir(&p.old).unwrap();
+        std::fs::write(p.old.join("notes.txt"), "mine").unwrap();
+        let s = reopen(&path);
+        let e = s.compact(t(0));
+        assert!(matches!(&e, Err(StoreError::Compact { .. })), "{e:?}");
+        assert!(e.map(drop).unwrap_err().to_string().contains("db.old"));
+        assert_eq!(
+            std::fs::read_to_string(p.old.join("notes.txt"))
+                .ok()
+                .as_deref(),
+            Some("mine")
+        );
+        // A crashed compaction's marker beside a foreign database: still refused, still there.
+        drop(s);
+        let foreign = dir.path().join("foreign");
+        {
+            let db = sled::open(&foreign).unwrap();
+            db.insert(b"theirs", b"data").unwrap();
+            db.flush().unwrap();
+        }
+        std::fs::write(dir.path().join("foreign.compacted"), "x").unwrap();
+        let e = Store::open(&foreign).map(drop);
+        assert!(matches!(e, Err(StoreError::Foreign { .. })), "{e:?}");
+        let db = sled::open(&foreign).unwrap();
+        assert_eq!(
+            db.get(b"theirs").ok().flatten().as_deref(),
+            Some(&b"data"[..])
+        );
+    }
+
+    /// The size of the files under `dir`, in bytes.
+    fn dir_size(dir: &Path) -> u64 {
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            n += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
+        }
+        n
+    }
+
+    /// A store with churn takes less disk after a compaction, answers the same (while a
+    /// reader keeps reading through it), and again after a reopen.
+    #[test]
+    fn a_compaction_shrinks_the_files_and_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = std::sync::Arc::new(Store::open(&path).unwrap());
+        let now = churned(&s);
+        let before = everything(&s, now);
+        let size = dir_size(&path);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (s, stop) = (std::sync::Arc::clone(&s), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) || reads == 0 {
+                    let r = s.vps_range(&id("xen02"), Tier::Hourly, now - Duration::days(3), now);
+                    assert!(r.is_ok_and(|r| !r.tiers.is_empty()));
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let done = s.compact(now).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        assert!(done.after < done.before, "{done:?}");
+        assert!(dir_size(&path) < size, "{} then {size}", dir_size(&path));
+        assert_eq!(everything(&s, now), before);
+        assert_eq!(leftovers(&path), Vec::<PathBuf>::new());
+        // Not due again the same UTC day, whatever the files.
+        assert_eq!(s.compact_if_due(now).unwrap(), None);
+        drop(s);
+        let s = reopen(&path);
+        assert_eq!(everything(&s, now), before);
+    }
+
+    #[test]
+    fn a_compaction_is_due_once_a_day_when_the_files_outgrow_the_data() {
+        let mib = 1 << 20;
+        let day = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap();
+        // Never compacted, files well over twice the data: due.
+        assert!(compaction_due(10 * mib, 2 * mib, None, day(6, 0)));
+        // Within twice the data and the slack: not due.
+        assert!(!compaction_due(5 * mib, 2 * mib, None, day(6, 0)));
+        assert!(compaction_due(5 * mib + 1, 2 * mib, None, day(6, 0)));
+        // Already compacted today (UTC): not again until tomorrow.
+        assert!(!compaction_due(
+            10 * mib,
+            2 * mib,
+            Some(day(6, 0)),
+            day(6, 23)
+        ));
+        assert!(compaction_due(
+            10 * mib,
+            2 * mib,
+            Some(day(6, 23)),
+            day(7, 0)
+        ));
+        // A clock that stepped back waits for the day after the last compaction.
+        assert!(!compaction_due(
+            10 * mib,
+            2 * mib,
+            Some(day(7, 1)),
+            day(6, 5)
+        ));
     }
 }

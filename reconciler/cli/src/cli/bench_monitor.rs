@@ -79,8 +79,8 @@ pub fn run(a: &MonitorBench) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A year (or `--days`) of collections for `--history-vps` VPSes, pruned every hour as the
-/// service does, then the store's footprint per VPS.
+/// A year (or `--days`) of collections for `--history-vps` VPSes, pruned every hour and
+/// compacted when due as the service does, then the store's footprint per VPS.
 fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
     let store = Store::open(path)?;
     let limits = Limits::default();
@@ -95,6 +95,18 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
     let began = Instant::now();
     let mut at = start;
     let mut n = 0u64;
+    // Compactions as the collector runs them (after a pruning, once a UTC day when due): how
+    // many, their time, the largest files one started from.
+    let (mut compactions, mut compacting, mut peak) = (0u32, 0f64, 0u64);
+    let mut compact = |at| -> anyhow::Result<()> {
+        let t = Instant::now();
+        if let Some(c) = store.compact_if_due(at)? {
+            compactions += 1;
+            compacting += t.elapsed().as_secs_f64();
+            peak = peak.max(c.before);
+        }
+        Ok(())
+    };
     while at <= end {
         for (v, c) in vps.iter().zip(counters.iter_mut()) {
             grow(c, &mut rng, step as u64);
@@ -111,10 +123,12 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         n += 1;
         if at.timestamp() % 3600 < step {
             store.prune(at)?;
+            compact(at)?;
         }
         at += Duration::seconds(step);
     }
     store.prune(end)?;
+    compact(end)?;
     store.flush()?;
     let took = began.elapsed().as_secs_f64();
     let (mut entries, mut bytes) = (0u64, 0u64);
@@ -151,13 +165,20 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
-    let copy = path.with_extension("copy");
-    let began = Instant::now();
-    store.copy_to(&copy)?;
-    let took = began.elapsed().as_secs_f64();
-    let (len, used) = files(&copy)?;
     println!(
-        "  a fresh copy (entry by entry, {took:.2} s): {:.2} MiB long, {:.2} MiB allocated ({:.2} MiB a VPS)",
+        "  compactions (after a pruning, once a UTC day when sled's files exceed twice the keys and values + {} MiB): {compactions}, {compacting:.1} s in all; the largest files one started from: {:.2} MiB ({:.2} MiB a VPS)",
+        executor::samples::COMPACT_SLACK >> 20,
+        peak as f64 / 1_048_576.0,
+        peak as f64 / 1_048_576.0 / n
+    );
+    let live = store.live_bytes()? as f64 / 1_048_576.0;
+    let began = Instant::now();
+    let c = store.compact(end)?;
+    let took = began.elapsed().as_secs_f64();
+    let (len, used) = files(store.path())?;
+    println!(
+        "  compacted once more now ({took:.2} s; every key and value: {live:.2} MiB): {:.2} MiB as sled counts them, {:.2} MiB long, {:.2} MiB allocated ({:.2} MiB a VPS)",
+        c.after as f64 / 1_048_576.0,
         len as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n

@@ -62,6 +62,14 @@ pub enum MonitorCommand {
     /// Draw a usage graph as SVG: a node's overall usage (--node), or a VPS's as its customer
     /// sees it in the panel (--vps). Times in UTC.
     Graph(super::monitor_graph::GraphArgs),
+    /// Compact the sample database now: copy it into a fresh one beside it and swap that in
+    /// (`gitvps monitor` does so by itself once a UTC day when sled's files outgrow the data).
+    /// Stop the collector first: it holds the database.
+    Compact {
+        /// The sample database (gitvps.toml's monitor.database by default).
+        #[arg(long, value_name = "DIR")]
+        db: Option<PathBuf>,
+    },
 }
 
 /// Flags of `gitvps monitor usage`: those of `gitvps billing run`, and the database.
@@ -128,6 +136,22 @@ pub fn run(g: &Global, a: &MonitorArgs) -> anyhow::Result<i32> {
             usage(&wt, &store, &opts, u.run.json)
         }
         Some(MonitorCommand::Graph(ga)) => super::monitor_graph::run(g, ga),
+        Some(MonitorCommand::Compact { db }) => {
+            let Some(store) = open_store_at(g, db.as_ref())? else {
+                return Ok(1);
+            };
+            let live = store.live_bytes()?;
+            let c = store.compact(Utc::now())?;
+            let mib = |b: u64| b as f64 / 1_048_576.0;
+            println!(
+                "{}: compacted: sled's files {:.2} MiB, now {:.2} MiB (keys and values: {:.2} MiB)",
+                store.path().display(),
+                mib(c.before),
+                mib(c.after),
+                mib(live)
+            );
+            Ok(0)
+        }
         None => serve(g, &a.opts),
     }
 }
@@ -347,6 +371,11 @@ impl Cycle<'_> {
         lines.push_str(&ran.lines);
         store.prune(now)?;
         store.flush()?;
+        // Once a UTC day, when sled's files outgrow the data: a failed one is said and tried
+        // again the next UTC day; the collection stands.
+        if let Err(e) = store.compact_if_due(now) {
+            tracing::error!("compacting the monitor database failed: {e:#}");
+        }
         Ok(Collection {
             lines,
             code,
