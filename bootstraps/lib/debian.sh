@@ -44,6 +44,21 @@ debootstrap_install() {
     cache_save "$_key"
 }
 
+# debian_kernel: the kernel package for VPS_HYPERVISOR (default xen). A Xen PV guest boots through
+# PV GRUB (grub-x86_64-xen.bin), which unpacks only gzip, xz or lzo kernels: Debian's cloud kernel
+# is LZ4 ("not xen image", the domain stays in GRUB), its generic kernel xz. The root boots under
+# every guest type, since a type change rewrites only the domain's config; KVM keeps the cloud
+# kernel.
+debian_kernel() {
+    need OS_ARCH
+    check_var VPS_HYPERVISOR 'xen|kvm' "xen or kvm"
+    if [ "${VPS_HYPERVISOR:-xen}" = kvm ]; then
+        printf 'linux-image-cloud-%s' "$OS_ARCH"
+    else
+        printf 'linux-image-%s' "$OS_ARCH"
+    fi
+}
+
 # apt_sources LINE...: the guest's /etc/apt/sources.list, one "deb" line per argument.
 apt_sources() {
     {

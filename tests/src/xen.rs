@@ -113,6 +113,15 @@ pub struct XenNode {
     /// Seconds from QEMU's start to the dom0's sshd.
     pub boot_secs: f64,
     qemu: Child,
+    /// Left running when dropped, with its folder (`GITVPS_XEN_KEEP`, [`keep`]).
+    keep: bool,
+}
+
+/// Whether `GITVPS_XEN_KEEP` is set: the node that [`XenNode::boot`] booted stays up when the
+/// test ends (passed or failed), its folder kept, and how to reach it is printed, so a failure
+/// can be looked into on the same dom0 instead of a new boot.
+pub fn keep() -> bool {
+    std::env::var_os("GITVPS_XEN_KEEP").is_some()
 }
 
 impl XenNode {
@@ -120,8 +129,18 @@ impl XenNode {
     /// that crashes, or is not up in time, fails the test with the serial log's last lines.
     /// `cache`: a folder given to the dom0 as its bootstraps' cache (`/var/cache/gitvps`), on
     /// a third disk (reading a disk costs the emulated dom0 far less than receiving over SSH).
+    /// With `GITVPS_XEN_KEEP` set, the node outlives the test ([`keep`]).
     pub fn boot(cache: Option<&std::path::Path>) -> XenNode {
-        Self::try_boot(cache, XEN_ARGS).unwrap_or_else(|e| panic!("{e}"))
+        let mut node = Self::try_boot(cache, XEN_ARGS).unwrap_or_else(|e| panic!("{e}"));
+        node.keep = keep();
+        if node.keep {
+            eprintln!(
+                "xen: GITVPS_XEN_KEEP: the dom0 is in {} (sshd on 127.0.0.1:{})",
+                node.dir.path().display(),
+                node.port
+            );
+        }
+        node
     }
 
     /// [`XenNode::boot`] with Xen's command line `xen_args`; a dom0 that does not come up is
@@ -211,6 +230,7 @@ impl XenNode {
             host_key,
             boot_secs: 0.0,
             qemu,
+            keep: false,
         };
         let t = Instant::now();
         node.wait_for_ssh(Duration::from_secs(BOOT_TIMEOUT_SECS))?;
@@ -219,7 +239,11 @@ impl XenNode {
             "xen: dom0 answered SSH {:.0} s after QEMU started",
             node.boot_secs
         );
-        node.root("pvcreate -q /dev/vdb && vgcreate -q vg0 /dev/vdb");
+        // xenconsoled (`--log=guest`, the image's /etc/default/xen) does not make its log
+        // folder: without it every guest's console log is silently missing.
+        node.root(
+            "pvcreate -q /dev/vdb && vgcreate -q vg0 /dev/vdb && mkdir -p /var/log/xen/console",
+        );
         if cache.is_some() {
             node.root("mkdir -p /var/cache/gitvps && mount /dev/vdc /var/cache/gitvps");
         }
@@ -360,6 +384,19 @@ pub fn node_file(port: u16, host_key: &str, xen: &str) -> String {
 
 impl Drop for XenNode {
     fn drop(&mut self) {
+        if self.keep {
+            self.dir.disable_cleanup(true);
+            let d = self.dir.path().display();
+            eprintln!(
+                "xen: GITVPS_XEN_KEEP: the dom0 is left running (QEMU pid {pid}; `kill {pid}` ends it, then `rm -rf {d}`)\n\
+                 xen:   as root on it: ssh -F /dev/null -o UserKnownHostsFile={d}/known_hosts -i {key} -p {port} gitvps@127.0.0.1 sudo -n /bin/sh -c 'xl list'\n\
+                 xen:   its serial log: {d}/serial.log",
+                pid = self.qemu.id(),
+                key = self.key().display(),
+                port = self.port,
+            );
+            return;
+        }
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
     }

@@ -601,3 +601,55 @@ fn el9_without_dnf_says_so() {
     );
     assert!(fs::read_dir(&target).unwrap().next().is_none());
 }
+
+/// Debian on Xen gets the generic kernel (xz-compressed: PV GRUB, `grub-x86_64-xen.bin`, unpacks
+/// it), on KVM the cloud kernel (LZ4: PV GRUB says "not xen image" and the domain never leaves
+/// it, which is what kept the real Xen test's domU off the network). The node is this machine
+/// with a `debootstrap` first on its PATH that records its arguments.
+#[test]
+fn debian_on_xen_gets_a_kernel_pv_grub_can_load() {
+    let t = tempfile::tempdir().unwrap();
+    let bin = t.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let args = t.path().join("debootstrap.args");
+    fs::write(
+        bin.join("debootstrap"),
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >'{}'\n", args.display()),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("debootstrap"), fs::Permissions::from_mode(0o755)).unwrap();
+    let keyring = t.path().join("keyring.gpg");
+    fs::write(&keyring, "").unwrap();
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    for os in ["debian-12", "debian-13"] {
+        for (hypervisor, kernel, not) in [
+            ("xen", "linux-image-amd64", "linux-image-cloud-amd64"),
+            ("kvm", "linux-image-cloud-amd64", "linux-image-amd64"),
+        ] {
+            let target = tempfile::tempdir().unwrap();
+            let mut env = env_of("xen03", os, target.path());
+            set(&mut env, "VPS_HYPERVISOR", hypervisor);
+            set(&mut env, "GITVPS_KEYRING", &keyring.display().to_string());
+            let out = Command::new("sh")
+                .arg(bootstraps().join(format!("os/{os}/install_os")))
+                .env_clear()
+                .env("PATH", &path)
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .unwrap();
+            ok(&out);
+            let given = fs::read_to_string(&args).unwrap();
+            let include = given
+                .lines()
+                .find_map(|l| l.strip_prefix("--include="))
+                .unwrap_or_else(|| panic!("{os}: no --include in {given}"));
+            let packages: Vec<&str> = include.split(',').collect();
+            assert!(
+                packages.contains(&kernel) && !packages.contains(&not),
+                "{os} on {hypervisor}: {include}"
+            );
+        }
+    }
+}

@@ -33,7 +33,14 @@ struct Repo {
 
 impl Repo {
     fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        if support::xen::keep() {
+            dir.disable_cleanup(true);
+            eprintln!(
+                "xen: GITVPS_XEN_KEEP: the repo {} is kept (GITVPS_SSH_KEY: the node image's `key`)",
+                dir.path().join("repo").display()
+            );
+        }
         let repo = dir.path().join("repo");
         for d in ["inventory/nodes", "inventory/vps", "inventory/customers"] {
             std::fs::create_dir_all(repo.join(d)).unwrap();

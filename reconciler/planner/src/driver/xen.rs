@@ -127,9 +127,12 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
         // A create that fails (a guest type this Xen cannot run: no device model, no HVM)
         // says which type, after `xl`'s own message, and leaves no half-built domain.
         // `has_dom`: the run's one `xl list` (`node/steps.sh`); after a failed create the
-        // domain is looked for again.
+        // domain is looked for again. `xl create` leaves a process behind that watches the
+        // domain (its reboots) for as long as it lives and keeps every descriptor it inherits:
+        // the script's own are closed, or it would hold the node's lock (fd 9) and every later
+        // apply would wait for it and fail (seen on real Xen).
         DomainOp::Start => vec![format!(
-            "if ! has_dom {name}; then xl create -q {cfg} || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; dom_made {name}; fi"
+            "if ! has_dom {name}; then xl create -q {cfg} 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- || {{ echo \"xl create of\" {name} \"failed, guest $(grep -m1 '^type =' {cfg})\" >&2; ! {exists} || xl destroy {name}; return 1; }}; dom_made {name}; fi"
         )],
         DomainOp::Stop { timeout_secs } => vec![format!(
             "if {exists}; then timeout {timeout_secs} xl shutdown -w {name} || {{ ! {exists} || xl destroy {name}; }} || return 1; fi; dom_gone {name}"
@@ -149,6 +152,27 @@ pub(super) fn domain_lines(root: &str, step: &Step, op: DomainOp<'_>) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The process `xl create` leaves watching the domain must not inherit the node's lock
+    /// (fd 9, `node/apply.sh`) nor any other descriptor of the script.
+    #[test]
+    fn xl_create_gets_none_of_the_scripts_descriptors() {
+        let step = Step {
+            vps: "xen02".parse().unwrap(),
+            op: crate::plan::Op::Start,
+            record: None,
+            target: crate::plan::StepPaths {
+                disk: "/dev/vg0/xen02".into(),
+                config: "/etc/xen/gitvps/xen02.cfg".into(),
+            },
+        };
+        let lines = domain_lines("/", &step, DomainOp::Start);
+        let line = &lines[0];
+        let create = &line[line.find("xl create").unwrap()..line.find("||").unwrap()];
+        for fd in 3..=9 {
+            assert!(create.contains(&format!(" {fd}>&-")), "fd {fd}: {line}");
+        }
+    }
 
     #[test]
     fn macs_are_stable_and_local_to_xen() {
