@@ -86,7 +86,8 @@ pub fn send_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
 /// image is the source's image file byte for byte, written into an emptied file (the fresh
 /// image's own header and tables would otherwise show through the holes).
 pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
-    let sparse = match spec.store {
+    // move.sh's MODE: how the bytes are written into the target's disk.
+    let mode = match spec.store {
         Store::File {
             format: ImageFormat::Qcow2,
             ..
@@ -94,7 +95,7 @@ pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
         Store::File { .. } => "sparse",
         Store::Lvm { .. } => "dense",
     };
-    move_command(spec, "recv", &[&m.target.disk, codec.word(), sparse])
+    move_command(spec, "recv", &[&m.target.disk, codec.word(), mode])
 }
 
 /// A steps script run under the node's lock, after the sh lines `pre`: one phase of a move.
