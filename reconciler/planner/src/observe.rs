@@ -689,23 +689,23 @@ mod tests {
         assert_eq!(s.digest.len(), 24);
     }
 
-    /// Real Xen right after a VPS's stop: the domain being torn down is still listed, dying,
-    /// with `(null)` for a name (xenstore no longer has it). It is nobody's: not a domain
-    /// named `(null)` the inventory would not declare, and not in the digest (it goes by
-    /// itself, which must not make a reviewed plan stale).
+    /// Real Xen (the test node's `xl list`, docs/xen.md) while a VPS reboots: the old domain,
+    /// shut down, already without its name (`(null)`), and the new one, built nameless. They
+    /// are nobody's: not domains named `(null)` the inventory would not declare, and not in
+    /// the digest (they go by themselves, which must not make a reviewed plan stale).
     #[test]
-    fn a_nameless_dying_domain_is_kept_apart_and_out_of_the_digest() {
+    fn nameless_domains_are_kept_apart_and_out_of_the_digest() {
         let zombie = LVM.replacen(
             r#"{"name":"xen02","#,
-            r#"{"name":"(null)","id":"7","mem":"0","vcpus":"1","state":"--ps-d"},{"name":"xen02","#,
+            r#"{"name":"(null)","id":"7","mem":"512","vcpus":"1","state":"--ps--"},{"name":"(null)","id":"8","mem":"0","vcpus":"0","state":"--p---"},{"name":"xen02","#,
             1,
         );
         assert_ne!(zombie, LVM);
         let s = parse("node0109", zombie.as_bytes()).unwrap();
         assert_eq!(s.domains.keys().collect::<Vec<_>>(), ["xen02"]);
-        let d = &s.nameless[&7];
-        assert!(!d.is_up());
-        assert_eq!(d.state_words(), "paused, shut down, dying");
+        assert_eq!(s.nameless.keys().collect::<Vec<_>>(), [&7, &8]);
+        assert!(!s.nameless[&7].is_up());
+        assert_eq!(s.nameless[&7].state_words(), "paused, shut down");
         assert_eq!(s.digest, parse("node0109", LVM.as_bytes()).unwrap().digest);
     }
 

@@ -598,9 +598,9 @@ fn xl_domain_deleted_out_of_band_disappears() {
     );
 }
 
-/// Real Xen right after a shutdown: the domain is still listed while Xen tears it down, dying,
-/// and xenstore no longer has its name: `(null)` in `xl list`, unknown by name, left out of
-/// `xl list -l` (docs/xen.md).
+/// Real Xen while it tears a domain down: still listed, but xenstore no longer has its name:
+/// `(null)` in `xl list`, unknown by name, left out of `xl list -l` (docs/xen.md). The
+/// stand-in shows it so once the domain is dying (`d`).
 #[test]
 fn xl_lists_a_dying_domain_without_its_name() {
     let (_t, root) = node_with_lv();
