@@ -210,6 +210,11 @@ fn is_zero(n: &u64) -> bool {
 pub struct NodeState {
     /// Guest domains by name (Domain-0 excluded).
     pub domains: BTreeMap<String, Domain>,
+    /// Xen domains `xl list` shows without a name (`(null)`), by domain id: xenstore no longer
+    /// (or not yet) holds their name, as for a domain Xen is still tearing down after a
+    /// shutdown or destroy (docs/xen.md). Nobody's, and transient: not part of the digest.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nameless: BTreeMap<u32, Domain>,
     /// VPS disks by name, with their size in bytes (a qcow2 image's virtual size).
     pub disks: BTreeMap<String, u64>,
     /// Customer snapshots by VPS name (LVM: the `<vps>.snap.<name>` snapshots of the VPS's
@@ -417,7 +422,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
         (None, Some(_)) => Vec::new(),
         (None, None) => return Err(tool("xl list", raw.domains_error)),
     };
-    xl_domains(node, doms, &mut domains)?;
+    let nameless = xl_domains(node, doms, &mut domains)?;
     let mut snapshots = BTreeMap::new();
     let (disks, image_formats) = match (raw.images, raw.lvs) {
         (Some(images), _) => image_disks(images, &mut snapshots)
@@ -428,6 +433,7 @@ pub fn parse(node: &str, stdout: &[u8]) -> Result<NodeState, ObserveError> {
     let pairs = |v: Vec<RawConfig>| v.into_iter().map(|c| (c.name, c.sha256)).collect();
     let mut state = NodeState {
         domains,
+        nameless,
         disks,
         snapshots,
         image_formats,
@@ -507,12 +513,18 @@ fn kvm_guests(node: &str, guests: Vec<RawGuest>) -> Result<BTreeMap<String, Doma
     Ok(domains)
 }
 
-/// `xl list`'s rows as domains, dom0 left out.
+/// What `xl list` prints in place of the name of a domain xenstore has no name for: xl prints
+/// `libxl_domid_to_name`'s NULL with `%s`, which glibc spells `(null)`.
+pub const XL_NO_NAME: &str = "(null)";
+
+/// `xl list`'s rows as domains, dom0 left out; returns the nameless ones ([`XL_NO_NAME`]) by
+/// domain id, kept apart: a name is what ties a domain to a VPS, and these have none.
 fn xl_domains(
     node: &str,
     rows: Vec<RawDomain>,
     domains: &mut BTreeMap<String, Domain>,
-) -> Result<(), ObserveError> {
+) -> Result<BTreeMap<u32, Domain>, ObserveError> {
+    let mut nameless = BTreeMap::new();
     for d in rows {
         let bad = |what: &str| {
             garbage(
@@ -524,18 +536,20 @@ fn xl_domains(
         if domid == 0 {
             continue;
         }
-        domains.insert(
-            d.name.clone(),
-            Domain {
-                domid,
-                memory_mib: d.mem.parse().map_err(|_| bad("memory"))?,
-                vcpus: d.vcpus.parse().map_err(|_| bad("vcpus"))?,
-                state: d.state.clone(),
-                running_config: None,
-            },
-        );
+        let dom = Domain {
+            domid,
+            memory_mib: d.mem.parse().map_err(|_| bad("memory"))?,
+            vcpus: d.vcpus.parse().map_err(|_| bad("vcpus"))?,
+            state: d.state.clone(),
+            running_config: None,
+        };
+        if d.name == XL_NO_NAME {
+            nameless.insert(domid, dom);
+        } else {
+            domains.insert(d.name.clone(), dom);
+        }
     }
-    Ok(())
+    Ok(nameless)
 }
 
 /// Image files: sizes, and the formats `qemu-img` saw.
@@ -673,6 +687,26 @@ mod tests {
         assert_eq!(s.records["xen02"].reboot, 2);
         assert!(s.records["xen02"].installed);
         assert_eq!(s.digest.len(), 24);
+    }
+
+    /// Real Xen (the test node's `xl list`, docs/xen.md) while a VPS reboots: the old domain,
+    /// shut down, already without its name (`(null)`), and the new one, built nameless. They
+    /// are nobody's: not domains named `(null)` the inventory would not declare, and not in
+    /// the digest (they go by themselves, which must not make a reviewed plan stale).
+    #[test]
+    fn nameless_domains_are_kept_apart_and_out_of_the_digest() {
+        let zombie = LVM.replacen(
+            r#"{"name":"xen02","#,
+            r#"{"name":"(null)","id":"7","mem":"512","vcpus":"1","state":"--ps--"},{"name":"(null)","id":"8","mem":"0","vcpus":"0","state":"--p---"},{"name":"xen02","#,
+            1,
+        );
+        assert_ne!(zombie, LVM);
+        let s = parse("node0109", zombie.as_bytes()).unwrap();
+        assert_eq!(s.domains.keys().collect::<Vec<_>>(), ["xen02"]);
+        assert_eq!(s.nameless.keys().collect::<Vec<_>>(), [&7, &8]);
+        assert!(!s.nameless[&7].is_up());
+        assert_eq!(s.nameless[&7].state_words(), "paused, shut down");
+        assert_eq!(s.digest, parse("node0109", LVM.as_bytes()).unwrap().digest);
     }
 
     #[test]

@@ -487,6 +487,7 @@ pub fn plan_node_holding(
         .filter(|(name, _)| !declared(name))
         .map(|(name, d)| undeclared_domain(name, d, elsewhere(name), obs.disks.contains_key(name)))
         .collect();
+    notes.extend(obs.nameless.iter().map(|(id, d)| nameless_domain(*id, d)));
     for name in obs.disks.keys().filter(|n| !declared(n)) {
         notes.push(match elsewhere(name) {
             Some(other) => format!(
@@ -534,6 +535,22 @@ fn undeclared_domain(name: &str, d: &Domain, elsewhere: Option<NodeId>, disk_her
             name.escape_debug()
         ),
     }
+}
+
+/// The plan's note for a domain `xl list` shows without a name: a domain Xen is still tearing
+/// down (its name already gone from xenstore, its memory not yet released), as right after a
+/// VPS's stop, or one still being built. Nobody's, so neither acted on nor counted as
+/// undeclared; a domain that stays so is worth a look, which the note asks for.
+fn nameless_domain(domid: u32, d: &Domain) -> Note {
+    let state = if d.is_up() {
+        "runs".to_owned()
+    } else {
+        format!("is {}", d.state_words())
+    };
+    format!(
+        "domain {domid} {state} here without a name: Xen is still tearing it down (or building \
+         it); left to Xen (if it stays, look at it with `xl list`)"
+    )
 }
 
 /// The node's steps, after every VPS's: each cached ISO that no VPS uses is removed. A VPS uses

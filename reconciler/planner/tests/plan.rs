@@ -943,6 +943,37 @@ fn unmanaged_domains_and_disks_are_noted_never_touched() {
     );
 }
 
+/// Real Xen lists a domain it is still tearing down (right after a stop) with `(null)` for a
+/// name: the plan notes it, leaves it to Xen, and does not count it as a domain the inventory
+/// does not declare.
+#[test]
+fn a_nameless_dying_domain_is_noted_not_undeclared() {
+    let d = desired_of(&fleet());
+    let mut obs = converged(&d);
+    edit(&mut obs, "node0109", |s| {
+        s.nameless.insert(
+            12,
+            Domain {
+                state: "---s-d".into(),
+                ..up_domain(12)
+            },
+        );
+    });
+    let p = plan(&d, &obs);
+    assert!(!changes(&p));
+    assert_eq!(
+        notes(&p, "node0109"),
+        [
+            "domain 12 is shut down, dying here without a name: Xen is still tearing it down (or building it); left to Xen (if it stays, look at it with `xl list`)"
+        ],
+    );
+    let NodePlan::Reachable { undeclared, .. } = node_plan(&p, "node0109") else {
+        unreachable!()
+    };
+    assert!(undeclared.is_empty(), "{undeclared:?}");
+    assert!(!render(&p).contains("does not declare"), "{}", render(&p));
+}
+
 /// Issue 19: changing a VPS's `node` plans a move, not a fresh VPS on the new node: the plan
 /// shows it in its Moves section, the new node gets no steps for it, and the old node reports
 /// the copy it keeps until the move is done.

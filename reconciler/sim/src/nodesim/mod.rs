@@ -16,7 +16,9 @@
 //!   `config_file`, `started_at`, and `config` (the parsed xl.cfg: type, vcpus, memory, sched
 //!   weight/cap, kernel, cmdline, disks, nics, on_* actions). NAME is the domain name with bytes
 //!   outside `[A-Za-z0-9._-]` written `%XX`. Deleting the file is "the domain died out of
-//!   band"; editing `state` simulates a crash (`---sc-`) and so on. Domain-0 is not stored.
+//!   band"; editing `state` simulates a crash (`---sc-`) and so on, and a `d` in sixth place a
+//!   domain Xen is still tearing down (listed as `(null)`, as real `xl` does: its name is already
+//!   gone from xenstore). Domain-0 is not stored.
 //! - `var/lib/gitvps-sim/xl/xl.json` — `next_domid` and Domain-0's scheduler weight/cap.
 //! - `var/lib/gitvps-sim/lvm.json` — `{"vgs": {"VG": {"size_bytes": N}}}`; a VG folder with no
 //!   entry counts as 1 TiB. `"snapshots": {"VG/LV": {"origin": "NAME", "cow_bytes": N}}`: the

@@ -203,7 +203,7 @@ fn find_domain(domains: &[Domain], q: &str, err: &mut dyn Write) -> Option<Targe
     if q == DOM0_NAME {
         return Some(Target::Dom0);
     }
-    match domains.iter().position(|d| d.name == q) {
+    match domains.iter().position(|d| d.name == q && !dying(d)) {
         Some(i) => Some(Target::Guest(i)),
         None => {
             say!(err, "{q} is an invalid domain identifier (rc=-6)");
@@ -219,6 +219,18 @@ fn state6(s: &str) -> String {
     }
     v.into_iter().collect()
 }
+
+/// Whether Xen is tearing the domain down (the sixth state letter, `d`): libxl has already
+/// removed its xenstore entries, so it has no name any more (`xl list` prints `(null)`, a name
+/// finds nothing, `xl list -l` leaves it out) while Xen still lists it by domid. A test makes
+/// one by editing a domain's `state` (`---s-d`), and ends it by deleting its file.
+fn dying(d: &Domain) -> bool {
+    state6(&d.state).as_bytes()[5] == b'd'
+}
+
+/// What `xl list` prints for a domain xenstore has no name for: xl passes
+/// `libxl_domid_to_name`'s NULL to `printf("%s")`, which glibc prints as `(null)`.
+const NO_NAME: &str = "(null)";
 
 /// The shutdown reason code the state letters encode, if the domain is shut down.
 fn shutdown_reason(state: &str) -> Option<usize> {
@@ -253,7 +265,11 @@ fn dom0_row() -> Row {
 
 fn guest_row(d: &Domain) -> Row {
     Row {
-        name: d.name.clone(),
+        name: if dying(d) {
+            NO_NAME.to_string()
+        } else {
+            d.name.clone()
+        },
         domid: d.domid,
         mem_mib: d.config.target_memkb / 1024,
         vcpus: d.config.avail_vcpus,
@@ -298,11 +314,12 @@ fn list(node: &Node, args: &[String], out: &mut dyn Write, err: &mut dyn Write) 
         }
     };
     if p.has("long") {
+        // xl skips a domain whose configuration libxl cannot retrieve, as a dying one's.
         let items: Vec<J> = selected
             .iter()
-            .map(|s| match s {
-                None => dom0_json(&st),
-                Some(i) => guest_json(&domains[*i]),
+            .filter_map(|s| match s {
+                None => Some(dom0_json(&st)),
+                Some(i) => (!dying(&domains[*i])).then(|| guest_json(&domains[*i])),
             })
             .collect();
         // yajl ends the document with a newline and xl prints it with puts().
