@@ -263,14 +263,15 @@ impl Testbed {
             sshds,
         };
         bed.wait_ready()?;
-        let mut exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        let exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        let mut program = crate::nodesim::StandIn::beside(&exe);
         if user == LEAN_USER {
             // The lean user must run the stand-in tools, and the build folder they come from
             // may be closed to it (a checkout under a 0700 folder: CI's clone under /tmp's
             // mktemp). A copy inside the testbed folder, which it is given, always runs.
             let own = dir.join("gitvps-node-sim");
-            std::fs::copy(&exe, &own).on(FileOp::Copy, &own)?;
-            exe = own;
+            std::fs::copy(program.path(), &own).on(FileOp::Copy, &own)?;
+            program = program.at(own);
         }
         let repo = &bed.repo;
         for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
@@ -291,7 +292,7 @@ impl Testbed {
                 "[[pool]]\nid = \"p{i}\"\nlocation = \"Bench\"\nnetwork = \"10.{i}.0.0/24\"\ngateway = \"10.{i}.0.1\"\n\n"
             ));
             let root = dir.join(format!("nodes/n{i:03}"));
-            crate::nodesim::install(&root, &exe)
+            crate::nodesim::install(&root, &program)
                 .and_then(|()| crate::nodesim::create_vg(&root, "vg0", 8 << 40))
                 .map_err(|source| TestbedError::NodeRoot {
                     root: root.clone(),
