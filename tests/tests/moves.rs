@@ -128,31 +128,15 @@ fn changing_node_moves_the_disk_byte_for_byte_and_removes_the_source_after() {
     moved(&f, &data, &record);
 }
 
-#[test]
-fn a_checksum_mismatch_discards_the_copy_and_restarts_the_source() {
+/// A move whose copy is checked as different: it fails, the copy on node2 is discarded,
+/// nothing is installed there, node1 runs xen10 again; with `shims` (node2's tools) gone, the
+/// next apply moves it.
+fn a_bad_copy_is_discarded(shims: &[(&str, String)]) {
     let (f, data, record) = fleet();
     to_node2(&f);
-    // node2's SHA-256 tools lie about what it received (only the move's, reading its input:
-    // OpenSSL's where the node has it, else coreutils').
-    let zeros = "0".repeat(64);
-    let lies = [
-        shim(
-            &f,
-            "node2",
-            "sha256sum",
-            &format!(
-                "if [ $# -eq 0 ]; then cat >/dev/null; echo \"{zeros}  -\"; exit 0; fi\nexec /usr/bin/sha256sum \"$@\""
-            ),
-        ),
-        shim(
-            &f,
-            "node2",
-            "openssl",
-            &format!(
-                "if [ \"$*\" = \"dgst -sha256 -r\" ]; then cat >/dev/null; echo \"{zeros} *stdin\"; exit 0; fi\nexec /usr/bin/openssl \"$@\""
-            ),
-        ),
-    ];
+    let shims: Vec<_> = (shims.iter())
+        .map(|(tool, script)| shim(&f, "node2", tool, script))
+        .collect();
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 1, "{a:?}");
     assert!(
@@ -170,12 +154,43 @@ fn a_checksum_mismatch_discards_the_copy_and_restarts_the_source() {
         f.domain("node1", "xen10").is_some(),
         "the source runs again"
     );
-    for lie in lies {
-        std::fs::remove_file(lie).unwrap();
+    for s in shims {
+        std::fs::remove_file(s).unwrap();
     }
     let a = f.gitvps(&["apply"]);
     assert_eq!(a.code, 0, "{a:?}");
     moved(&f, &data, &record);
+}
+
+#[test]
+fn a_checksum_mismatch_discards_the_copy_and_restarts_the_source() {
+    // node2's SHA-256 tools lie about what it reads back (only the move's, reading its input:
+    // OpenSSL's where the node has it, else coreutils').
+    let zeros = "0".repeat(64);
+    a_bad_copy_is_discarded(&[
+        (
+            "sha256sum",
+            format!(
+                "if [ $# -eq 0 ]; then cat >/dev/null; echo \"{zeros}  -\"; exit 0; fi\nexec /usr/bin/sha256sum \"$@\""
+            ),
+        ),
+        (
+            "openssl",
+            format!(
+                "if [ \"$*\" = \"dgst -sha256 -r\" ]; then cat >/dev/null; echo \"{zeros} *stdin\"; exit 0; fi\nexec /usr/bin/openssl \"$@\""
+            ),
+        ),
+    ]);
+}
+
+/// The bytes that reach node2's disk are not the source's (its decompressor turns zeros into
+/// ones on the way, and succeeds): the read-back after the flush catches it.
+#[test]
+fn a_copy_corrupted_on_its_way_to_the_disk_is_discarded() {
+    a_bad_copy_is_discarded(&[(
+        "zstd",
+        "case \"$*\" in *-d*) /usr/bin/zstd \"$@\" | tr '\\000' '\\001'; exit;; esac\nexec /usr/bin/zstd \"$@\"".to_owned(),
+    )]);
 }
 
 /// `gitvps apply` killed (SIGKILL) while the disk streams: the source's disk and config are
@@ -185,13 +200,14 @@ fn an_apply_killed_mid_copy_leaves_the_source_intact_and_a_rerun_finishes() {
     let (f, data, record) = fleet();
     to_node2(&f);
     let flag = f.dir.path().join("receiving");
-    // node2's dd announces it started receiving, then holds on long enough to be killed.
+    // node2's decompressor announces it started receiving, then holds on long enough to be
+    // killed.
     let slow = shim(
         &f,
         "node2",
-        "dd",
+        "zstd",
         &format!(
-            "case \"$*\" in *of=*) touch '{}'; sleep 2;; esac\nexec /bin/dd \"$@\"",
+            "case \"$*\" in *-d*) touch '{}'; sleep 2;; esac\nexec /usr/bin/zstd \"$@\"",
             flag.display()
         ),
     );

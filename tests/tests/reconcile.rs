@@ -800,7 +800,7 @@ fn apply_status_commits_what_was_observed_to_the_status_branch() {
 /// once (`xl list -l` is import's only), `lvs` and one `sha256sum` (for every config and console key), besides the two shells
 /// (the login shell sshd starts, played here by `sh -c`, and the script's own `sh`); no
 /// temporary file, `date`, `sed`, `cat` or `rm`. Counted with `strace -f` (the test command
-/// installs it); the stand-ins' own binary, which `xl` and `lvs` exec here, is not the node's.
+/// installs it); the stand-ins' own program, which `xl` and `lvs` exec here, is not the node's.
 #[test]
 fn observe_execs_only_the_node_tools() {
     let f = two_vps();
@@ -826,7 +826,7 @@ fn observe_execs_only_the_node_tools() {
     assert_eq!(state.configs.len(), 2, "{state:?}");
     assert_eq!(state.records.len(), 2, "{state:?}");
     assert_eq!(state.consoles.len(), 2, "{state:?}");
-    let sim = std::fs::canonicalize(support::bin()).unwrap();
+    let sim = std::fs::canonicalize(sim::nodesim::StandIn::beside(&support::bin()).path()).unwrap();
     let mut execs: Vec<String> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()

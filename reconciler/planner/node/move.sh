@@ -5,14 +5,19 @@
 #                         holds a copy of VPS's disk from FROM that was checked end to end;
 #   send DISK CODEC       (under the node's lock) the disk, compressed, on stdout; on stderr at
 #                         the end `gitvps-bytes N` (the disk's size) and `gitvps-sha256 SHA256`
-#                         of the bytes read. A qcow2 image with a backing file is refused (the
+#                         of the disk's bytes. A qcow2 image with a backing file is refused (the
 #                         copy would carry the overlay alone);
-#   recv DISK CODEC MODE  (under the node's lock) the compressed disk from stdin into DISK (a
-#                         fresh logical volume or image file, made beforehand; O_DIRECT where
-#                         it opens so, flushed at the end); MODE: dense, sparse (holes left for
-#                         zeros), or image (DISK emptied first, then written sparse: a qcow2
-#                         image, whose copy is the source's file); on stderr at the end
-#                         `gitvps-sha256 SHA256` of the bytes written.
+#   recv DISK CODEC MODE BYTES
+#                         (under the node's lock) the compressed disk from stdin into DISK (a
+#                         fresh logical volume or image file, made beforehand), flushed to disk;
+#                         MODE: dense, sparse (holes left for zeros), or image (DISK emptied
+#                         first, then written sparse: a qcow2 image, whose copy is the source's
+#                         file); on stderr at the end `gitvps-sha256 SHA256` of the first BYTES
+#                         of DISK (the source's size; all of it in image mode) read back after
+#                         the flush.
+# No byte of the disk crosses a pipe but the compressed stream: on the source the codec and the
+# checksum each read the disk (locked, its domain stopped: both see the same bytes), on the
+# target the codec writes the disk itself and the checksum reads back what the flush left there.
 # The marker and limit variables are put in front of it by the planner (planner::protocol).
 # shellcheck shell=sh disable=SC2154 # the M_* marker and limit variables come from the header
 R=${1%/}
@@ -27,15 +32,9 @@ lock() {
   exec 9>"$R/var/lib/gitvps/lock" || exit 70
   if ! flock -w "$LOCK_WAIT_SECS" 9; then echo "$M_LOCKED" >&2; exit "$EXIT_LOCKED"; fi
 }
-# The codec's command: compress (c) or decompress (d).
-codec() {
-  case $1$2 in
-    zstdc) zstd -1 -T0 -q -c ;;
-    zstdd) zstd -d -q -c ;;
-    gzipc) gzip -1 -c ;;
-    gzipd) gzip -d -c ;;
-    *) echo "gitvps: unknown codec $1" >&2; return 2 ;;
-  esac
+# The size of the disk $1 in bytes.
+size_of() {
+  if [ -b "$1" ]; then blockdev --getsize64 "$1"; else wc -c <"$1"; fi
 }
 # The SHA-256 of stdin, its hex digest first on the line: OpenSSL's where the node has it (it
 # uses the CPU's SHA instructions: about five times coreutils' speed), else coreutils'. Both
@@ -43,21 +42,12 @@ codec() {
 sha256() {
   if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi
 }
-work() {
-  t=$(mktemp -d) || exit 70
-  trap 'rm -rf "$t"' EXIT
-  mkfifo "$t/f" || exit 70
-  sha256 <"$t/f" >"$t/sum" &
-  sum=$!
-}
-# Ends a send or recv: fails when any part of the pipe did, else prints the checksum.
-done_work() {
-  wait "$sum" || echo "sha256" >>"$t/err"
-  if [ -s "$t/err" ]; then
-    echo "gitvps: the copy failed in: $(tr '\n' ' ' <"$t/err")" >&2
+# Fails the send or receive when any part of it did ($1: the parts that failed).
+fail_if() {
+  if [ -n "$1" ]; then
+    echo "gitvps: the copy failed in:$1" >&2
     exit 1
   fi
-  echo "gitvps-sha256 $(cut -d' ' -f1 <"$t/sum")" >&2
 }
 case $action in
   probe)
@@ -81,42 +71,59 @@ case $action in
         fi
         ;;
     esac
-    if [ -b "$1" ]; then size=$(blockdev --getsize64 "$1"); else size=$(wc -c <"$1"); fi ||
-      { echo "gitvps: cannot read the size of $1" >&2; exit 1; }
-    work
-    { dd if="$1" bs=1M status=none || echo "dd" >>"$t/err"; } |
-      { tee "$t/f" || echo "tee" >>"$t/err"; } |
-      { codec "$2" c || echo "$2" >>"$t/err"; }
+    size=$(size_of "$1") || { echo "gitvps: cannot read the size of $1" >&2; exit 1; }
+    # The checksum reads the disk beside the codec (the second read mostly from the page cache).
+    (
+      s=$(sha256 <"$1") || exit 1
+      echo "gitvps-sha256 ${s%% *}" >&2
+    ) &
+    sum=$!
+    err=
+    case $2 in
+      zstd) zstd -1 -T0 -q -c <"$1" || err=" zstd" ;;
+      gzip) gzip -1 -c <"$1" || err=" gzip" ;;
+      *) echo "gitvps: unknown codec $2" >&2; err=" codec" ;;
+    esac
+    wait "$sum" || err="$err sha256"
+    fail_if "$err"
     echo "gitvps-bytes $size" >&2
-    done_work
     ;;
   recv)
     lock
     [ -e "$1" ] || { echo "gitvps: no disk $1 here" >&2; exit 1; }
-    conv=notrunc,fsync
+    sparse=
     case $3 in
-      sparse) conv=notrunc,sparse,fsync ;;
+      sparse) sparse=1 ;;
       image)
-        conv=notrunc,sparse,fsync
+        sparse=1
         : >"$1" || { echo "gitvps: cannot empty $1" >&2; exit 1; }
         ;;
     esac
-    # Written past the page cache (O_DIRECT) where the disk allows it: the copy must be on disk
-    # before the source goes, and direct writes get it there sooner than a flush at the end.
-    direct=
-    dd of="$1" oflag=direct conv=notrunc count=0 status=none </dev/null 2>/dev/null && direct=1
-    write() {
-      if [ -n "$direct" ]; then
-        dd of="$1" bs=1M iflag=fullblock oflag=direct conv="$conv" status=none
-      else
-        dd of="$1" bs=1M iflag=fullblock conv="$conv" status=none
-      fi
-    }
-    work
-    { codec "$2" d || echo "$2" >>"$t/err"; } |
-      { tee "$t/f" || echo "tee" >>"$t/err"; } |
-      { write "$1" || echo "dd" >>"$t/err"; }
-    done_work
+    # The codec writes the disk itself (`1<>`: opened for writing where it is, not truncated),
+    # through the page cache; the flush below puts it on disk before the source can go. gzip
+    # cannot leave holes, so a sparse write goes through dd there (gzip being the fallback);
+    # if gzip fails in that pipe the read-back below differs from the source's and the move
+    # fails on the mismatch.
+    err=
+    case $2$sparse in
+      zstd) zstd -d -q -c 1<>"$1" || err=" zstd" ;;
+      zstd1) zstd -d -q -c --sparse 1<>"$1" || err=" zstd" ;;
+      gzip) gzip -d -c 1<>"$1" || err=" gzip" ;;
+      gzip1) gzip -d -c | dd of="$1" bs=1M iflag=fullblock conv=notrunc,sparse status=none ||
+        err=" gzip" ;;
+      *) echo "gitvps: unknown codec $2" >&2; err=" codec" ;;
+    esac
+    fail_if "$err"
+    dd of="$1" conv=notrunc,fsync count=0 status=none </dev/null || fail_if " flush"
+    # What is on the disk now, read back: the first BYTES (a logical volume may be larger than
+    # the source's, rounded up to its extents), or all of it when that is its size.
+    if [ "$3" = image ] || [ "${4:-0}" -eq 0 ] || [ "$(size_of "$1")" = "$4" ]; then
+      s=$(sha256 <"$1") || fail_if " sha256"
+    else
+      s=$(dd if="$1" bs=1M count="$4" iflag=count_bytes status=none | sha256) ||
+        fail_if " sha256"
+    fi
+    echo "gitvps-sha256 ${s%% *}" >&2
     ;;
   *)
     echo "gitvps: unknown action $action" >&2

@@ -154,6 +154,8 @@ pub struct Testbed {
     dir: PathBuf,
     sshd_config: String,
     sshds: Vec<Child>,
+    /// The cgroup the sshds run in, when one could be made (root): the nodes' CPU from it.
+    cpu_group: Option<CpuGroup>,
 }
 
 impl Drop for Testbed {
@@ -161,6 +163,61 @@ impl Drop for Testbed {
         for c in &mut self.sshds {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// A cgroup (v2) of its own for the sshds and everything they start, for their CPU time.
+/// OpenSSH's privilege-separation monitor does not wait for the session process of a user
+/// other than root (it exits when the session's socket closes), so that process, with the
+/// login shell and the tools it reaped, is reparented to init and its time never reaches the
+/// listening sshd's `cutime`; a cgroup counts every process in it, reaped by whomever.
+#[derive(Debug)]
+struct CpuGroup {
+    dir: PathBuf,
+}
+
+impl CpuGroup {
+    /// A fresh cgroup under the unified hierarchy (`/sys/fs/cgroup/unified` on a hybrid
+    /// machine, `/sys/fs/cgroup` on a pure v2 one), or `None` where none can be made.
+    fn new() -> Option<CpuGroup> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let top = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(Path::new)
+            .find(|d| d.join("cgroup.procs").exists() && d.join("cpu.stat").exists())?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = top.join(format!("gitvps-testbed-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(CpuGroup { dir })
+    }
+
+    /// Puts process `pid` (and so what it starts from now on) into the group.
+    fn add(&self, pid: u32) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+    }
+
+    /// The CPU time (user + system) every process that was in the group has used.
+    fn usage(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
+        let usec = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Duration::from_micros(usec))
+    }
+}
+
+impl Drop for CpuGroup {
+    fn drop(&mut self) {
+        // A cgroup goes once its last process has; session processes may linger a moment.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -238,6 +295,7 @@ impl Testbed {
             dir.join("authorized_keys").display(),
         );
         let mut sshds = Vec::new();
+        let mut cpu_group = CpuGroup::new();
         for (k, chunk) in addrs.chunks(ADDRS_PER_SSHD).enumerate() {
             let mut cfg = String::new();
             for a in chunk {
@@ -248,7 +306,14 @@ impl Testbed {
                 "PidFile {}\nLogLevel ERROR\n",
                 dir.join(format!("sshd{k}.pid")).display()
             ));
-            sshds.push(sshd(dir, &format!("sshd{k}"), &cfg)?);
+            let child = sshd(dir, &format!("sshd{k}"), &cfg)?;
+            // Without the group the nodes' CPU falls back to the sshds' own accounting.
+            if let Some(g) = &cpu_group
+                && g.add(child.id()).is_err()
+            {
+                cpu_group = None;
+            }
+            sshds.push(child);
         }
         let mut bed = Testbed {
             repo: dir.join("repo"),
@@ -261,16 +326,18 @@ impl Testbed {
             dir: dir.to_path_buf(),
             sshd_config,
             sshds,
+            cpu_group,
         };
         bed.wait_ready()?;
-        let mut exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        let exe = std::env::current_exe().map_err(TestbedError::CurrentExe)?;
+        let mut program = crate::nodesim::StandIn::beside(&exe);
         if user == LEAN_USER {
             // The lean user must run the stand-in tools, and the build folder they come from
             // may be closed to it (a checkout under a 0700 folder: CI's clone under /tmp's
             // mktemp). A copy inside the testbed folder, which it is given, always runs.
             let own = dir.join("gitvps-node-sim");
-            std::fs::copy(&exe, &own).on(FileOp::Copy, &own)?;
-            exe = own;
+            std::fs::copy(program.path(), &own).on(FileOp::Copy, &own)?;
+            program = program.at(own);
         }
         let repo = &bed.repo;
         for d in ["inventory/nodes", "inventory/customers", "inventory/vps"] {
@@ -291,7 +358,7 @@ impl Testbed {
                 "[[pool]]\nid = \"p{i}\"\nlocation = \"Bench\"\nnetwork = \"10.{i}.0.0/24\"\ngateway = \"10.{i}.0.1\"\n\n"
             ));
             let root = dir.join(format!("nodes/n{i:03}"));
-            crate::nodesim::install(&root, &exe)
+            crate::nodesim::install(&root, &program)
                 .and_then(|()| crate::nodesim::create_vg(&root, "vg0", 8 << 40))
                 .map_err(|source| TestbedError::NodeRoot {
                     root: root.clone(),
@@ -355,10 +422,16 @@ impl Testbed {
         }
     }
 
-    /// CPU time the nodes' side has used so far: every sshd's children (the per-connection
-    /// sshd, the login shell, the scripts and the tools they ran), finished ones from the
-    /// listening sshds' `cutime` and `cstime`, live ones (kept connections) from their own.
+    /// CPU time the nodes' side has used so far: the sshds and every process they started
+    /// (the per-connection sshds, the login shells, the scripts and the tools they ran), from
+    /// their cgroup where the testbed could make one (as root). Elsewhere, an undercount: the
+    /// listening sshds' `cutime` and `cstime` for finished connections, which misses the
+    /// session processes of a login user other than root (OpenSSH does not wait for them: see
+    /// docs/reconciler.md), and live ones' (kept connections) own.
     pub fn node_cpu(&self) -> Duration {
+        if let Some(cpu) = self.cpu_group.as_ref().and_then(CpuGroup::usage) {
+            return cpu;
+        }
         // Every process's (ppid, own ticks, reaped children's ticks), from one pass over /proc.
         let mut procs: std::collections::HashMap<u32, (u32, u64, u64)> = Default::default();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -404,6 +477,12 @@ impl Testbed {
         }
         // USER_HZ is 100 on every architecture Linux runs this on.
         Duration::from_millis(ticks * 10)
+    }
+
+    /// Whether [`Testbed::node_cpu`] counts from the sshds' cgroup (every process), not from
+    /// their own accounting (an undercount).
+    pub fn node_cpu_is_exact(&self) -> bool {
+        self.cpu_group.is_some()
     }
 
     /// The folder the testbed lives in (node roots under `nodes/`).

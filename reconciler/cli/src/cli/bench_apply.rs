@@ -184,9 +184,14 @@ pub fn run(a: &ApplyBench) -> anyhow::Result<i32> {
     );
     let (gn, on) = (median(g_node), median(o_node));
     println!(
-        "  node CPU             {:.1} ms per new VPS with gitvps, {:.1} ms with OpenSSH, as the sshds account it (it misses part of an apply's processes: below what the stand-ins alone cost; docs/reconciler.md)",
+        "  node CPU             {:.1} ms per new VPS with gitvps, {:.1} ms with OpenSSH: the sshds and all they started ({})",
         gn * 1e3 / vps,
-        on * 1e3 / vps
+        on * 1e3 / vps,
+        if bed.node_cpu_is_exact() {
+            "their cgroup"
+        } else {
+            "their own accounting, which misses the sessions of a login user other than root: not root here"
+        }
     );
     println!(
         "  gitvps apply peak    {} MiB (target ≤ 32 MiB at 50 nodes)",

@@ -1,5 +1,5 @@
 //! `gitvps bench move`: moving a VPS with a 1 GiB disk between two simulated nodes behind real
-//! sshds, against `dd | ssh | dd` of the same disk in the same run (target: within 1.5×).
+//! sshds, against `dd | ssh | dd` of the same disk just before each move (target: within 1.5×).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -19,6 +19,9 @@ pub struct MoveBench {
     /// zeros, as the free space of a real disk mostly is).
     #[arg(long, default_value_t = 50)]
     pub random_percent: u64,
+    /// Rounds: each times the baselines, then moves the VPS to the other node (back and forth).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 /// Fills `path` with `size` bytes: in each 4 MiB, `random_percent` of pseudo-random bytes, then
@@ -144,50 +147,65 @@ pub fn run(a: &MoveBench) -> anyhow::Result<i32> {
         &access,
         Arc::new(LogProgress),
     ));
-    let src = bed.dir().join("nodes/n000/dev/vg0/mv1");
+    let disk = |n: usize| bed.dir().join(format!("nodes/n{n:03}/dev/vg0/mv1"));
+    let src = disk(0);
     anyhow::ensure!(src.exists(), "the VPS was not created on n000");
     fill(&src, size, a.random_percent)?;
     let want = sha256_of(&src)?;
     println!(
-        "disk: {} MiB, {}% incompressible, sha256 {}",
+        "disk: {} MiB, {}% incompressible, sha256 {}; {} rounds, each the baselines then the move",
         a.size_mib,
         a.random_percent,
-        &want[..12]
+        &want[..12],
+        a.runs.max(1)
     );
-
-    // The baseline: `dd | ssh | dd` of the same disk to the other node; then the same with
-    // the target's writes flushed to disk (`conv=fsync`), as the move's are.
-    let base = dd_ssh_dd(&bed, 1, &src, &want, false)?;
-    let base_fsync = dd_ssh_dd(&bed, 1, &src, &want, true)?;
-
-    // The move, as `gitvps apply` carries it out.
-    std::fs::write(&vps_file, vps("n001"))?;
-    let (inv, desired) = load()?;
-    let observed = rt.block_on(observe_all(&inv, &desired, &nodes, &access));
-    let moves = planner::moves::find(&desired, &observed, &std::collections::BTreeMap::new());
-    anyhow::ensure!(
-        moves.len() == 1 && moves[0].goes(),
-        "the plan has no move that goes: {moves:?}"
-    );
-    let t = Instant::now();
-    let moved = rt.block_on(executor::moves::move_all(&inv, &desired, &moves, &access));
-    let secs = t.elapsed().as_secs_f64();
-    let done = match moved.into_values().next() {
-        Some(Ok(d)) => d,
-        Some(Err(e)) => anyhow::bail!("the move failed: {}", model::diag::error_chain(&e)),
-        None => anyhow::bail!("no move was carried out"),
-    };
-    let moved_disk = bed.dir().join("nodes/n001/dev/vg0/mv1");
-    anyhow::ensure!(sha256_of(&moved_disk)? == want, "the moved disk differs");
-    anyhow::ensure!(!src.exists(), "the source disk is still there");
     let mib_s = |s: f64| a.size_mib as f64 / s;
-    let ratio = secs / base;
+    let (mut plain, mut flushed, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..a.runs.max(1) {
+        let (from, to) = (round % 2, 1 - round % 2);
+        // The baseline: `dd | ssh | dd` of the same disk to the other node; then the same with
+        // the target's writes flushed to disk (`conv=fsync`), as the move's are.
+        let base = dd_ssh_dd(&bed, to, &disk(from), &want, false)?;
+        let base_fsync = dd_ssh_dd(&bed, to, &disk(from), &want, true)?;
+
+        // The move, as `gitvps apply` carries it out.
+        std::fs::write(&vps_file, vps(&format!("n{to:03}")))?;
+        let (inv, desired) = load()?;
+        let observed = rt.block_on(observe_all(&inv, &desired, &nodes, &access));
+        let moves = planner::moves::find(&desired, &observed, &std::collections::BTreeMap::new());
+        anyhow::ensure!(
+            moves.len() == 1 && moves[0].goes(),
+            "the plan has no move that goes: {moves:?}"
+        );
+        let t = Instant::now();
+        let moved = rt.block_on(executor::moves::move_all(&inv, &desired, &moves, &access));
+        let secs = t.elapsed().as_secs_f64();
+        let done = match moved.into_values().next() {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => anyhow::bail!("the move failed: {}", model::diag::error_chain(&e)),
+            None => anyhow::bail!("no move was carried out"),
+        };
+        anyhow::ensure!(sha256_of(&disk(to))? == want, "the moved disk differs");
+        anyhow::ensure!(!disk(from).exists(), "the source disk is still there");
+        println!(
+            "round {}: dd | ssh | dd {base:.2} s ({:.0} MiB/s), with conv=fsync on the target {base_fsync:.2} s; move ({}, sha256 on both ends, stop, start, source removed) {secs:.2} s ({:.0} MiB/s), of which the stream {:.2} s: {:.2}× the flushing baseline, {:.2}× the plain one",
+            round + 1,
+            mib_s(base),
+            done.codec,
+            mib_s(secs),
+            done.copy_secs,
+            secs / base_fsync,
+            secs / base
+        );
+        plain.push(secs / base);
+        flushed.push(base_fsync);
+        ratios.push(secs / base_fsync);
+    }
+    let ratio = super::bench::median(ratios);
     println!(
-        "dd | ssh | dd: {base:.2} s ({:.0} MiB/s); with conv=fsync on the target: {base_fsync:.2} s\nmove ({}, sha256 on both ends, stop, start, source removed): {secs:.2} s ({:.0} MiB/s), of which the stream {:.2} s\nratio: {ratio:.2}× (target ≤ 1.5×): {}",
-        mib_s(base),
-        done.codec,
-        mib_s(secs),
-        done.copy_secs,
+        "median over the rounds: {ratio:.2}× the flushing `dd | ssh | dd` (its median {:.2} s; {:.2}× the plain one) (target ≤ 1.5×): {}",
+        super::bench::median(flushed),
+        super::bench::median(plain),
         if ratio <= 1.5 { "met" } else { "NOT met" }
     );
     Ok(0)

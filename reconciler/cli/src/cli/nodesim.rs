@@ -9,9 +9,12 @@ use clap::{Args, Subcommand};
 /// node-sim subcommands.
 #[derive(Debug, Subcommand)]
 pub enum NodeSimCommand {
-    /// Install the stand-ins into ROOT/usr/sbin and create the state folders (idempotent).
+    /// Install the stand-ins into ROOT/usr/sbin and create the state folders (idempotent). The
+    /// wrappers run `gitvps-stand-in` beside this binary if it was built, else `gitvps node-sim
+    /// exec`.
     Install(InstallArgs),
-    /// Run one stand-in tool (what the wrapper scripts call).
+    /// Run one stand-in tool (what the wrapper scripts call where the small `gitvps-stand-in`
+    /// was not built beside this binary).
     #[command(hide = true)]
     Exec(ExecArgs),
     /// Serve N nodes that answer every command with a fixed document and run nothing (for
@@ -66,7 +69,8 @@ pub fn run(c: NodeSimCommand) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot create {}", a.root.display()))?;
             let root = a.root.canonicalize()?;
             let exe = std::env::current_exe().context("cannot find the gitvps binary")?;
-            sim::nodesim::install(&root, &exe)
+            let program = sim::nodesim::StandIn::beside(&exe);
+            sim::nodesim::install(&root, &program)
                 .with_context(|| format!("cannot install into {}", root.display()))?;
             for vg in &a.vg {
                 let (name, size) = vg
@@ -82,9 +86,10 @@ pub fn run(c: NodeSimCommand) -> anyhow::Result<i32> {
                 sim::nodesim::create_vg(&root, name, size.bytes())?;
             }
             super::emit(&format!(
-                "installed the stand-ins for {} into {}\n",
+                "installed the stand-ins for {} into {} (running {})\n",
                 sim::nodesim::TOOLS.join(", "),
-                root.join("usr/sbin").display()
+                root.join("usr/sbin").display(),
+                program.path().display()
             ))?;
             Ok(0)
         }

@@ -81,10 +81,11 @@ pub fn send_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
     move_command(spec, "send", &[&m.source.disk, codec.word()])
 }
 
-/// On the target, under its lock: the compressed disk from stdin into the target's disk; its
-/// sha256 on stderr. Image files are written sparse (the fresh image is all holes); a qcow2
-/// image is the source's image file byte for byte, written into an emptied file (the fresh
-/// image's own header and tables would otherwise show through the holes).
+/// On the target, under its lock: the compressed disk from stdin into the target's disk,
+/// flushed; the sha256 of the source's size of it, read back, on stderr. Image files are
+/// written sparse (the fresh image is all holes); a qcow2 image is the source's image file byte
+/// for byte, written into an emptied file (the fresh image's own header and tables would
+/// otherwise show through the holes).
 pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
     // move.sh's MODE: how the bytes are written into the target's disk.
     let mode = match spec.store {
@@ -95,7 +96,8 @@ pub fn recv_command(spec: &NodeSpec, m: &Move, codec: Codec) -> String {
         Store::File { .. } => "sparse",
         Store::Lvm { .. } => "dense",
     };
-    move_command(spec, "recv", &[&m.target.disk, codec.word(), mode])
+    let bytes = m.bytes.to_string();
+    move_command(spec, "recv", &[&m.target.disk, codec.word(), mode, &bytes])
 }
 
 /// A steps script run under the node's lock, after the sh lines `pre`: one phase of a move.
@@ -320,11 +322,11 @@ mod tests {
         let m = a_move(&lvm, &qcow2);
         assert!(
             recv_command(&qcow2, &m, Codec::Zstd)
-                .ends_with(" recv /srv/node2/var/lib/gitvps/disks/xen10.qcow2 zstd image"),
+                .ends_with(" recv /srv/node2/var/lib/gitvps/disks/xen10.qcow2 zstd image 67108864"),
             "{}",
             recv_command(&qcow2, &m, Codec::Zstd)
         );
-        assert!(recv_command(&lvm, &m, Codec::Zstd).ends_with(" zstd dense"));
+        assert!(recv_command(&lvm, &m, Codec::Zstd).ends_with(" zstd dense 67108864"));
     }
 
     /// Every command of a move, on both kinds of storage and both hypervisors, with roots that
@@ -384,11 +386,9 @@ mod tests {
                 assert!(cmd.starts_with("sudo -n "), "{cmd}");
                 sh_syntax_ok(&cmd);
             }
-            assert!(
-                recv_command(&to, &m, Codec::Gzip).ends_with(
-                    " recv '/srv/it'\\''s 2/var/lib/gitvps/disks/xen10.img' gzip sparse"
-                )
-            );
+            assert!(recv_command(&to, &m, Codec::Gzip).ends_with(
+                " recv '/srv/it'\\''s 2/var/lib/gitvps/disks/xen10.img' gzip sparse 67108864"
+            ));
             // The source's console access goes with the rest: no key of the customer's stays
             // on the old node.
             let cleanup = cleanup_command(&from, &m);

@@ -1,9 +1,9 @@
-//! `gitvps node-sim install`: writes ROOT/usr/sbin/TOOL wrapper scripts that exec this binary's
-//! stand-ins for ROOT, and creates the state folders.
+//! `gitvps node-sim install`: writes ROOT/usr/sbin/TOOL wrapper scripts that exec the stand-ins'
+//! program for ROOT, and creates the state folders.
 
-use super::TOOLS;
 use super::error::{FileOp, OnFile, Result, SimError};
 use super::state::{Node, STATE_DIR, atomic_write_mode};
+use super::{StandIn, TOOLS};
 use std::path::Path;
 
 /// A path as a shell word, or why it cannot be one.
@@ -13,14 +13,20 @@ fn quoted(path: &Path) -> Result<String> {
         .ok_or_else(|| SimError::NotUtf8(path.to_path_buf()))
 }
 
-/// The wrapper script for `tool`, given the binary and ROOT as shell words.
-fn wrapper(exe: &str, root: &str, tool: &str) -> String {
+/// The wrapper script for `tool`, given the program (its path as a shell word) and ROOT as a
+/// shell word.
+fn wrapper(program: &StandIn, exe: &str, root: &str, tool: &str) -> String {
     let tool = planner::quote(tool);
-    format!("#!/bin/sh\nexec {exe} node-sim exec --root {root} {tool} \"$@\"\n")
+    let sub = match program {
+        StandIn::Small(_) => "",
+        StandIn::Gitvps(_) => " node-sim exec",
+    };
+    format!("#!/bin/sh\nexec {exe}{sub} --root {root} {tool} \"$@\"\n")
 }
 
 /// See [`super::install`].
-pub(crate) fn install(root: &Path, exe: &Path) -> Result<()> {
+pub(crate) fn install(root: &Path, program: &StandIn) -> Result<()> {
+    let exe = program.path();
     let root_abs = std::path::absolute(root).on(FileOp::Resolve, root)?;
     let exe_abs = std::path::absolute(exe).on(FileOp::Resolve, exe)?;
     let (exe_word, root_word) = (quoted(&exe_abs)?, quoted(&root_abs)?);
@@ -37,7 +43,7 @@ pub(crate) fn install(root: &Path, exe: &Path) -> Result<()> {
     }
     for tool in TOOLS {
         let path = sbin.join(tool);
-        let body = wrapper(&exe_word, &root_word, tool);
+        let body = wrapper(program, &exe_word, &root_word, tool);
         if std::fs::read(&path).ok().as_deref() == Some(body.as_bytes()) {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))

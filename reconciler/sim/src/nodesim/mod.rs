@@ -1,8 +1,9 @@
 //! Stand-ins for the Xen `xl` and `xentop` and LVM/e2fsprogs command lines, for a "node in a folder" ROOT
 //! where Xen cannot run: same output, messages and exit codes as the real tools, state in files.
 //!
-//! `install` writes `ROOT/usr/sbin/{xl,lvs,...}` wrappers that run
-//! `gitvps node-sim exec --root ROOT TOOL ARGS...`, which lands in [`run_tool`]. The reference
+//! `install` writes `ROOT/usr/sbin/{xl,lvs,...}` wrappers that run the small
+//! `gitvps-stand-in --root ROOT TOOL ARGS...` where it was built beside `gitvps`, else
+//! `gitvps node-sim exec --root ROOT TOOL ARGS...` (see [`StandIn`]); both land in [`run_tool`]. The reference
 //! for every message is `reference/xl-lvm-cli.md` (Xen 4.17, LVM 2.03.16, e2fsprogs 1.47.0).
 //!
 //! # State layout (under ROOT)
@@ -56,7 +57,7 @@ pub(crate) use error::OnFile;
 pub use error::{FileError, FileOp, SimError};
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The tools the stand-ins provide.
 pub const TOOLS: &[&str] = &[
@@ -133,10 +134,52 @@ pub fn run_tool_with_input(
     code
 }
 
-/// Write the wrapper scripts into ROOT/usr/sbin (mode 0755) pointing at `exe`, and create the
+/// The program the stand-ins' wrapper scripts run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StandIn {
+    /// `PROGRAM --root ROOT TOOL ARGS...`: the stand-ins' own small program (`gitvps-stand-in`,
+    /// `reconciler/cli/src/bin/stand_in.rs`), which starts as fast as a small tool does.
+    Small(PathBuf),
+    /// `PROGRAM node-sim exec --root ROOT TOOL ARGS...`: the whole `gitvps` command line, whose
+    /// dynamic loader alone takes milliseconds a call.
+    Gitvps(PathBuf),
+}
+
+impl StandIn {
+    /// The small program beside the `gitvps` binary `exe` (its name with `-stand-in` after it:
+    /// `gitvps-stand-in`), when it was built, else `exe node-sim exec`.
+    pub fn beside(exe: &Path) -> StandIn {
+        let small = exe.file_name().map(|name| {
+            let mut name = name.to_os_string();
+            name.push("-stand-in");
+            exe.with_file_name(name)
+        });
+        match small {
+            Some(small) if small.is_file() => StandIn::Small(small),
+            _ => StandIn::Gitvps(exe.to_path_buf()),
+        }
+    }
+
+    /// The program's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            StandIn::Small(p) | StandIn::Gitvps(p) => p,
+        }
+    }
+
+    /// The same program at another path (a copy of it).
+    pub fn at(&self, path: PathBuf) -> StandIn {
+        match self {
+            StandIn::Small(_) => StandIn::Small(path),
+            StandIn::Gitvps(_) => StandIn::Gitvps(path),
+        }
+    }
+}
+
+/// Write the wrapper scripts into ROOT/usr/sbin (mode 0755) running `program`, and create the
 /// state folders; idempotent. Both paths must be UTF-8.
-pub fn install(root: &Path, exe: &Path) -> Result<(), SimError> {
-    install::install(root, exe)
+pub fn install(root: &Path, program: &StandIn) -> Result<(), SimError> {
+    install::install(root, program)
 }
 
 /// Create volume group `vg` (the folder ROOT/dev/VG) and record its size, from which free

@@ -1157,8 +1157,9 @@ fn install_writes_quoted_executable_wrappers() {
     .unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    install(&root, &exe).unwrap();
-    install(&root, &exe).unwrap(); // idempotent
+    let program = StandIn::Gitvps(exe.clone());
+    install(&root, &program).unwrap();
+    install(&root, &program).unwrap(); // idempotent
     assert!(root.join("var/lib/gitvps-sim/xl/domains").is_dir());
     assert!(!root.join("dev/vg0").exists(), "install creates no VG");
     for tool in TOOLS {
@@ -1196,6 +1197,32 @@ fn install_writes_quoted_executable_wrappers() {
             root.display()
         )
     );
+    // The small program takes ROOT and the tool alone.
+    install(&root, &StandIn::Small(exe)).unwrap();
+    let output = std::process::Command::new(&wrapper)
+        .args(["list", "a b"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("[--root]\n[{}]\n[xl]\n[list]\n[a b]\n", root.display())
+    );
+}
+
+#[test]
+fn the_small_program_is_used_where_it_was_built_beside_gitvps() {
+    let t = tempfile::tempdir().unwrap();
+    let gitvps = t.path().join("gitvps");
+    std::fs::write(&gitvps, "").unwrap();
+    assert_eq!(StandIn::beside(&gitvps), StandIn::Gitvps(gitvps.clone()));
+    let small = t.path().join("gitvps-stand-in");
+    std::fs::write(&small, "").unwrap();
+    assert_eq!(StandIn::beside(&gitvps), StandIn::Small(small.clone()));
+    let copy = t.path().join("copy");
+    assert_eq!(
+        StandIn::beside(&gitvps).at(copy.clone()),
+        StandIn::Small(copy)
+    );
 }
 
 #[test]
@@ -1203,7 +1230,7 @@ fn install_refuses_a_path_that_is_not_utf8() {
     use std::os::unix::ffi::OsStrExt;
     let (_t, base) = node();
     let root = base.join(std::ffi::OsStr::from_bytes(b"node\xff"));
-    let e = install(&root, Path::new("/usr/bin/gitvps")).unwrap_err();
+    let e = install(&root, &StandIn::Gitvps("/usr/bin/gitvps".into())).unwrap_err();
     assert!(matches!(&e, SimError::NotUtf8(p) if *p == root), "{e:?}");
     assert!(!root.exists(), "nothing is written before the refusal");
     assert!(

@@ -380,7 +380,7 @@ async fn start_nodes(
         if let Some(r) = real.filter(|_| name == REAL_NODE) {
             r.prepare_root(&root, &exe)?;
         } else {
-            sim::nodesim::install(&root, &exe)
+            sim::nodesim::install(&root, &sim::nodesim::StandIn::beside(&exe))
                 .with_context(|| format!("cannot set up the node root {}", root.display()))?;
         }
         let server =
