@@ -52,11 +52,7 @@ mod swap;
 /// KiB). sled writes a page bigger than about a quarter of a segment (a node of packs, here)
 /// to a file of its own, deleted as soon as the page is rewritten, instead of into its log,
 /// whose stale parts it reclaims only later and from the file's end.
-pub const SEGMENT_SIZE: usize = 64 * 1024;
-
-/// sled's own default segment size, which databases created before [`SEGMENT_SIZE`] have
-/// (the baseline of `gitvps bench monitor`).
-pub const SLED_SEGMENT_SIZE: usize = 512 * 1024;
+const SEGMENT_SIZE: usize = 64 * 1024;
 
 /// The segment size the sled database at `path` was created with (its `conf` file says:
 /// sled refuses to open it with another), or `None` when there is none to read.
@@ -69,12 +65,12 @@ fn segment_size_of(path: &Path) -> Option<usize> {
 }
 
 /// sled's configuration for the database at `path`: the segment size it was created with, or
-/// `new` for a new one (a store an older gitvps created keeps sled's default until its first
-/// compaction, whose copy is new).
-fn sled_config(path: &Path, new: usize) -> sled::Config {
+/// [`SEGMENT_SIZE`] for a new one (a store an older gitvps created keeps sled's default until
+/// its first compaction, whose copy is new).
+fn sled_config(path: &Path) -> sled::Config {
     sled::Config::new()
         .path(path)
-        .segment_size(segment_size_of(path).unwrap_or(new))
+        .segment_size(segment_size_of(path).unwrap_or(SEGMENT_SIZE))
 }
 
 /// What the magic key holds: the store's name and layout version.
@@ -612,8 +608,7 @@ fn sled_or_empty(dir: &Path) -> Result<(), String> {
 impl Handles {
     /// Opens (or creates) the database at `path`. A path that holds anything else than a
     /// monitor database, or an empty one, is refused and left as it is.
-    /// A new database gets `segments` ([`SEGMENT_SIZE`] but in the bench's baseline).
-    fn open(path: &Path, segments: usize) -> Result<Handles, StoreError> {
+    fn open(path: &Path) -> Result<Handles, StoreError> {
         let foreign = |what: String| StoreError::Foreign {
             path: path.to_path_buf(),
             what,
@@ -624,7 +619,7 @@ impl Handles {
             }
             sled_or_empty(path).map_err(foreign)?;
         }
-        let db = sled_config(path, segments)
+        let db = sled_config(path)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
@@ -691,14 +686,14 @@ impl Handles {
 
     /// [`Handles::open`], tried again up to `retries` times 50 ms apart while sled says the
     /// database is held: sled lets go of a database's lock a moment after it is closed.
-    fn open_again(path: &Path, retries: u32, segments: usize) -> Result<Handles, StoreError> {
-        let mut open = Handles::open(path, segments);
+    fn open_again(path: &Path, retries: u32) -> Result<Handles, StoreError> {
+        let mut open = Handles::open(path);
         for _ in 0..retries {
             if !matches!(open, Err(StoreError::Open { .. })) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
-            open = Handles::open(path, segments);
+            open = Handles::open(path);
         }
         open
     }
@@ -1190,14 +1185,14 @@ impl Handles {
     /// Copies every entry into a fresh sled database at `dest`, one insert at a time (sled
     /// batches inflate its log), with `at` as its compaction time, flushed and closed; its
     /// magic key is written last, so a copy cut short has none and is refused as foreign.
-    fn copy_into(&self, dest: &Path, at: DateTime<Utc>, segments: usize) -> Result<(), StoreError> {
+    fn copy_into(&self, dest: &Path, at: DateTime<Utc>) -> Result<(), StoreError> {
         let io = |source| StoreError::Io {
             path: dest.to_path_buf(),
             source,
         };
         let db = sled::Config::new()
             .path(dest)
-            .segment_size(segments)
+            .segment_size(SEGMENT_SIZE)
             .create_new(true)
             .open()
             .map_err(io)?;
@@ -1241,8 +1236,6 @@ impl Handles {
 /// under both.
 pub struct Store {
     path: PathBuf,
-    /// The sled segment size of the databases it creates.
-    segments: usize,
     /// Held shared by every write, exclusive by a compaction while it copies: the copy misses
     /// nothing, and reads go on meanwhile.
     writes: RwLock<()>,
@@ -1291,7 +1284,7 @@ pub fn compaction_due(
 /// Whether the database at `path` (a compaction's copy) was written to its end: its magic key
 /// is there and its `copying` key gone. Opening it may fail (corrupt): then it is not.
 fn whole_copy(path: &Path) -> bool {
-    let Ok(db) = sled_config(path, SEGMENT_SIZE).open() else {
+    let Ok(db) = sled_config(path).open() else {
         return false;
     };
     matches!(db.get(MAGIC_KEY), Ok(Some(m)) if m.as_ref() == MAGIC)
@@ -1303,18 +1296,10 @@ impl Store {
     /// stop interrupted. A path that holds anything else than a monitor database, or an empty
     /// one, is refused and left as it is.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_segments(path, SEGMENT_SIZE)
-    }
-
-    /// [`Store::open`], with `segments` as the sled segment size of the databases it creates
-    /// (the store if new, a compaction's copy): `gitvps bench monitor`'s baseline runs with
-    /// [`SLED_SEGMENT_SIZE`]. sled wants a power of two from 256 bytes to 16 MiB.
-    pub fn open_with_segments(path: &Path, segments: usize) -> Result<Store, StoreError> {
         // The copy recovery opened to check it may still be locked.
         let checked = swap::recover(path, whole_copy)?;
-        let open = Handles::open_again(path, if checked { 40 } else { 0 }, segments)?;
+        let open = Handles::open_again(path, if checked { 40 } else { 0 })?;
         Ok(Store {
-            segments,
             path: path.to_path_buf(),
             writes: RwLock::new(()),
             open: RwLock::new(Some(open)),
@@ -1512,7 +1497,7 @@ impl Store {
             o.flush()?;
             o.size_on_disk()
         })?;
-        if let Err(e) = self.read(|o| o.copy_into(&paths.copy, now, self.segments)) {
+        if let Err(e) = self.read(|o| o.copy_into(&paths.copy, now)) {
             if let Err(tidy) = paths.drop_copy() {
                 tracing::warn!("{tidy}");
             }
@@ -1536,7 +1521,7 @@ impl Store {
             return Err(self.after_failed_swap(&paths, &mut g, e));
         }
         // The copy was closed a moment ago.
-        let open = Handles::open_again(&self.path, 40, self.segments)?;
+        let open = Handles::open_again(&self.path, 40)?;
         let after = open.size_on_disk()?;
         *g = Some(open);
         Ok(Compacted { before, after })
@@ -1594,7 +1579,7 @@ impl Store {
                 tracing::warn!("{d}");
             }
         }
-        match Handles::open_again(&self.path, 40, self.segments) {
+        match Handles::open_again(&self.path, 40) {
             Ok(open) => {
                 *g = Some(open);
                 e

@@ -8,8 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
-use executor::samples::{SEGMENT_SIZE, SLED_SEGMENT_SIZE, Store};
-use executor::usage::process_cpu_time;
+use executor::samples::Store;
 use model::{NodeId, VpsId};
 use monitor::report::HostRaw;
 use monitor::sources::HostCpu;
@@ -35,9 +34,6 @@ pub struct MonitorBench {
     /// Scrapes to time (the median and the slowest are reported).
     #[arg(long, default_value_t = 20)]
     pub scrapes: u32,
-    /// Skip the baseline: the same year again in a store with sled's default segments.
-    #[arg(long)]
-    pub no_baseline: bool,
 }
 
 /// A small deterministic generator (xorshift), so runs compare.
@@ -78,45 +74,15 @@ fn id<T: std::str::FromStr>(s: &str) -> anyhow::Result<T> {
 /// Runs the benchmark.
 pub fn run(a: &MonitorBench) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir()?;
-    let store = storage(a, &dir.path().join("year"), SEGMENT_SIZE)?;
-    if !a.no_baseline {
-        let base = storage(a, &dir.path().join("baseline"), SLED_SEGMENT_SIZE)?;
-        let r = |x: f64, y: f64| x / y.max(f64::MIN_POSITIVE);
-        println!(
-            "  {} KiB segments against sled's {} KiB (the baseline, same process): sled's files at the end {:.2}x, the most {:.2}x, after one more compaction {:.2}x; CPU per collection {:.2}x, compactions' CPU {:.2}x",
-            SEGMENT_SIZE >> 10,
-            SLED_SEGMENT_SIZE >> 10,
-            r(store.end, base.end),
-            r(store.peak, base.peak),
-            r(store.least, base.least),
-            r(store.cpu_per_collection, base.cpu_per_collection),
-            r(store.compaction_cpu, base.compaction_cpu),
-        );
-    }
+    storage(a, &dir.path().join("year"))?;
     scrape(a, &dir.path().join("scrape"))?;
     Ok(0)
 }
 
-/// What [`storage`] measured, to compare a run with its baseline.
-struct Figures {
-    /// sled's files at the end of the simulated year, bytes allocated.
-    end: f64,
-    /// The largest files a compaction started from, as sled counts them.
-    peak: f64,
-    /// The files after one more compaction at the end, bytes allocated.
-    least: f64,
-    /// This process's CPU (sled's threads included) per collection of every VPS, recording and
-    /// pruning, compactions left out; seconds.
-    cpu_per_collection: f64,
-    /// The compactions' CPU in all, seconds.
-    compaction_cpu: f64,
-}
-
 /// A year (or `--days`) of collections for `--history-vps` VPSes, pruned every hour and
-/// compacted when due as the service does, in a store whose sled databases have `segments`;
-/// prints the store's footprint per VPS.
-fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow::Result<Figures> {
-    let store = Store::open_with_segments(path, segments)?;
+/// compacted when due as the service does, then the store's footprint per VPS.
+fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
+    let store = Store::open(path)?;
     let limits = Limits::default();
     let step = i64::from(a.interval.max(1));
     let end = Utc::now();
@@ -127,20 +93,18 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
     let mut counters = vec![Counters::default(); vps.len()];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let began = Instant::now();
-    let cpu0 = process_cpu_time();
     let mut at = start;
     let mut n = 0u64;
     // Compactions as the collector runs them (after a pruning, once a UTC day when due): how
-    // many, their time and CPU, the largest files one started from.
-    let (mut compactions, mut compacting, mut compact_cpu, mut peak) = (0u32, 0f64, 0f64, 0u64);
+    // many, their time, the largest files one started from.
+    let (mut compactions, mut compacting, mut peak) = (0u32, 0f64, 0u64);
     let mut compact = |at| -> anyhow::Result<()> {
-        let (t, c) = (Instant::now(), process_cpu_time());
+        let t = Instant::now();
         if let Some(c) = store.compact_if_due(at)? {
             compactions += 1;
             compacting += t.elapsed().as_secs_f64();
             peak = peak.max(c.before);
         }
-        compact_cpu += (process_cpu_time() - c).as_secs_f64();
         Ok(())
     };
     while at <= end {
@@ -167,8 +131,6 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
     compact(end)?;
     store.flush()?;
     let took = began.elapsed().as_secs_f64();
-    let cpu = (process_cpu_time() - cpu0).as_secs_f64();
-    let cpu_per_collection = (cpu - compact_cpu) / n.max(1) as f64;
     let (mut entries, mut bytes) = (0u64, 0u64);
     for v in &vps {
         let (e, b) = store.footprint(v)?;
@@ -179,8 +141,7 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
     let mib = per(bytes) / 1_048_576.0;
     let disk = store.size_on_disk()? as f64 / 1_048_576.0;
     println!(
-        "gitvps bench monitor: the sample store ({} KiB sled segments) after {} days of collections every {} s ({} VPSes, {n} collections, simulated in {took:.1} s)",
-        segments >> 10,
+        "gitvps bench monitor: the sample store after {} days of collections every {} s ({} VPSes, {n} collections, simulated in {took:.1} s)",
         a.days,
         a.interval,
         vps.len()
@@ -195,12 +156,6 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
         mib,
         bytes as f64 / entries.max(1) as f64
     );
-    println!(
-        "  CPU (this process, sled's threads included): {:.2} ms per collection of the {} VPSes ({:.3} ms a VPS), compactions left out; the compactions {compact_cpu:.1} s",
-        cpu_per_collection * 1e3,
-        vps.len(),
-        cpu_per_collection * 1e3 / vps.len().max(1) as f64
-    );
     let (len, used) = files(store.path())?;
     let n = vps.len().max(1) as f64;
     println!(
@@ -210,7 +165,6 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
-    let end_used = used as f64;
     println!(
         "  compactions (after a pruning, once a UTC day when sled's files exceed twice the keys and values + {} MiB): {compactions}, {compacting:.1} s in all; the largest files one started from: {:.2} MiB ({:.2} MiB a VPS)",
         executor::samples::COMPACT_SLACK >> 20,
@@ -229,13 +183,7 @@ fn storage(a: &MonitorBench, path: &std::path::Path, segments: usize) -> anyhow:
         used as f64 / 1_048_576.0,
         used as f64 / 1_048_576.0 / n
     );
-    Ok(Figures {
-        end: end_used,
-        peak: peak as f64,
-        least: used as f64,
-        cpu_per_collection,
-        compaction_cpu: compact_cpu,
-    })
+    Ok(())
 }
 
 /// The length and the allocated size (`du`) of the files under `dir`, in bytes.
