@@ -48,31 +48,6 @@ use monitor::{
 
 mod swap;
 
-/// The size of sled's log segments in a database this gitvps creates (sled's default is 512
-/// KiB). sled writes a page bigger than about a quarter of a segment (a node of packs, here)
-/// to a file of its own, deleted as soon as the page is rewritten, instead of into its log,
-/// whose stale parts it reclaims only later and from the file's end.
-const SEGMENT_SIZE: usize = 64 * 1024;
-
-/// The segment size the sled database at `path` was created with (its `conf` file says:
-/// sled refuses to open it with another), or `None` when there is none to read.
-fn segment_size_of(path: &Path) -> Option<usize> {
-    let conf = std::fs::read(path.join("conf")).ok()?;
-    conf.split(|&b| b == b'\n').find_map(|line| {
-        let v = line.strip_prefix(b"segment_size: ")?;
-        std::str::from_utf8(v).ok()?.trim().parse().ok()
-    })
-}
-
-/// sled's configuration for the database at `path`: the segment size it was created with, or
-/// [`SEGMENT_SIZE`] for a new one (a store an older gitvps created keeps sled's default until
-/// its first compaction, whose copy is new).
-fn sled_config(path: &Path) -> sled::Config {
-    sled::Config::new()
-        .path(path)
-        .segment_size(segment_size_of(path).unwrap_or(SEGMENT_SIZE))
-}
-
 /// What the magic key holds: the store's name and layout version.
 const MAGIC: &[u8] = b"gitvps-monitor 3";
 /// Layout 2's magic: every bucket a key of its own, still read (and packed as it closes).
@@ -619,7 +594,8 @@ impl Handles {
             }
             sled_or_empty(path).map_err(foreign)?;
         }
-        let db = sled_config(path)
+        let db = sled::Config::new()
+            .path(path)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
@@ -1192,7 +1168,6 @@ impl Handles {
         };
         let db = sled::Config::new()
             .path(dest)
-            .segment_size(SEGMENT_SIZE)
             .create_new(true)
             .open()
             .map_err(io)?;
@@ -1284,7 +1259,7 @@ pub fn compaction_due(
 /// Whether the database at `path` (a compaction's copy) was written to its end: its magic key
 /// is there and its `copying` key gone. Opening it may fail (corrupt): then it is not.
 fn whole_copy(path: &Path) -> bool {
-    let Ok(db) = sled_config(path).open() else {
+    let Ok(db) = sled::Config::new().path(path).open() else {
         return false;
     };
     matches!(db.get(MAGIC_KEY), Ok(Some(m)) if m.as_ref() == MAGIC)
@@ -1667,8 +1642,9 @@ mod tests {
             );
             assert!(s.flush().is_ok());
         }
-        // sled lets go of its lock a moment after the store is dropped.
-        let s = reopen(&path);
+        let Ok(s) = Store::open(&path) else {
+            panic!("reopen")
+        };
         let Ok(series) = s.vps_series(&v) else {
             panic!()
         };
@@ -2638,32 +2614,6 @@ mod tests {
         assert_eq!(leftovers(&path), Vec::<PathBuf>::new());
         // Not due again the same UTC day, whatever the files.
         assert_eq!(s.compact_if_due(now).unwrap(), None);
-        drop(s);
-        let s = reopen(&path);
-        assert_eq!(everything(&s, now), before);
-    }
-
-    /// A new store gets [`SEGMENT_SIZE`]; one sled created with its default segments (an
-    /// older gitvps's) opens as it is, and its first compaction's copy has the new size.
-    #[test]
-    fn a_store_with_sleds_default_segments_gets_smaller_ones_at_its_compaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let fresh = dir.path().join("fresh");
-        drop(Store::open(&fresh).unwrap());
-        assert_eq!(segment_size_of(&fresh), Some(SEGMENT_SIZE));
-        let path = dir.path().join("db");
-        {
-            let db = sled::open(&path).unwrap();
-            db.insert(MAGIC_KEY, MAGIC).unwrap();
-            db.flush().unwrap();
-        }
-        assert_eq!(segment_size_of(&path), Some(512 * 1024));
-        let s = Store::open(&path).unwrap();
-        let now = churned(&s);
-        let before = everything(&s, now);
-        s.compact(now).unwrap();
-        assert_eq!(segment_size_of(&path), Some(SEGMENT_SIZE));
-        assert_eq!(everything(&s, now), before);
         drop(s);
         let s = reopen(&path);
         assert_eq!(everything(&s, now), before);
