@@ -1449,15 +1449,17 @@ impl Store {
     /// and swaps it in (see the `swap` module: a stop at any point loses neither). Writes
     /// wait while it copies; reads go on, and wait only for the swap itself.
     pub fn compact(&self, now: DateTime<Utc>) -> Result<Compacted, StoreError> {
-        self.compact_until(now, None)
+        self.compact_until(now, None, None)
     }
 
     /// [`Store::compact`], stopped after `stop` as a crash would (tests); the store is then
-    /// left as the crash would leave it, to be dropped and opened again.
+    /// left as the crash would leave it, to be dropped and opened again. `fail` makes that
+    /// step of the swap fail instead (tests).
     fn compact_until(
         &self,
         now: DateTime<Utc>,
         stop: Option<swap::Step>,
+        fail: Option<swap::Step>,
     ) -> Result<Compacted, StoreError> {
         let paths = swap::Paths::of(&self.path).ok_or_else(|| StoreError::Compact {
             path: self.path.clone(),
@@ -1486,16 +1488,82 @@ impl Store {
         let mut g = self.open.write().unwrap_or_else(PoisonError::into_inner);
         // Closes the old database (sled joins its threads) before its folder is renamed.
         drop(g.take());
-        let swapped = paths.finish(stop);
+        let swapped = paths.finish(stop, fail);
         if stop.is_some() {
             return swapped.map(|()| Compacted { before, after: 0 });
+        }
+        if let Err(e) = swapped {
+            return Err(self.after_failed_swap(&paths, &mut g, e));
         }
         // The copy was closed a moment ago.
         let open = Handles::open_again(&self.path, 40)?;
         let after = open.size_on_disk()?;
         *g = Some(open);
-        swapped?;
         Ok(Compacted { before, after })
+    }
+
+    /// After a swap that failed (`e`), with the database closed: opens `DIR` again only when it
+    /// is the store and nothing rolls it back at the next open; returns the error to report.
+    ///
+    /// - `DIR` missing (the copy's rename failed): nothing is opened (opening would create an
+    ///   empty store there); `DIR.old`, the copy and the marker stay for [`Store::open`]'s
+    ///   recovery, and the store answers [`StoreError::Closed`] until it is opened again.
+    /// - `DIR` and the copy both there (`DIR`'s rename failed): `DIR` is still the store; the
+    ///   marker is taken back first, or recovery would later roll the copy over what is
+    ///   written from now on, then the copy removed. If the marker cannot go, nothing is
+    ///   opened.
+    /// - the copy gone (it is `DIR`; removing `DIR.old` or the marker failed): `DIR` is opened;
+    ///   recovery removes what is left at the next open.
+    fn after_failed_swap(
+        &self,
+        paths: &swap::Paths,
+        g: &mut Option<Handles>,
+        e: StoreError,
+    ) -> StoreError {
+        let left = || {
+            [&paths.copy, &paths.marker, &paths.old]
+                .into_iter()
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let closed = |why: String, e: StoreError| {
+            let why = format!(
+                "{why}; the store stays closed until gitvps opens it again (restart gitvps monitor), which finishes or undoes the swap from what is left: {}",
+                left()
+            );
+            tracing::error!(db = %self.path.display(), "monitor database: {why}");
+            match e {
+                StoreError::Compact { what, source, .. } => StoreError::Compact {
+                    path: self.path.clone(),
+                    what: format!("{what}; {why}"),
+                    source,
+                },
+                other => other,
+            }
+        };
+        if !self.path.exists() {
+            return closed(format!("{} is missing", self.path.display()), e);
+        }
+        if paths.copy.exists() {
+            if let Err(m) = paths.unmark() {
+                return closed(format!("{m}, so the copy may still be swapped in"), e);
+            }
+            if let Err(d) = paths.drop_copy() {
+                tracing::warn!("{d}");
+            }
+        }
+        match Handles::open_again(&self.path, 40) {
+            Ok(open) => {
+                *g = Some(open);
+                e
+            }
+            Err(o) => {
+                tracing::error!(db = %self.path.display(), "{o}");
+                e
+            }
+        }
     }
 }
 
@@ -2330,7 +2398,7 @@ mod tests {
                 let s = Store::open(&path).unwrap();
                 let now = churned(&s);
                 let before = everything(&s, now);
-                s.compact_until(now, Some(stop)).unwrap();
+                s.compact_until(now, Some(stop), None).unwrap();
                 assert!(
                     !leftovers(&path).is_empty(),
                     "{stop:?}: nothing beside the store"
@@ -2362,6 +2430,58 @@ mod tests {
             s.compact(next + Duration::days(1)).unwrap();
             assert_eq!(everything(&s, next), after, "{stop:?}");
             assert_eq!(leftovers(&path), Vec::<PathBuf>::new(), "{stop:?}");
+        }
+    }
+
+    /// A swap that fails (not a crash: the process goes on) at each of its steps: the store
+    /// is never opened where `DIR` is missing (which would create an empty one there), and
+    /// what it writes after the failure is never rolled back by the recovery at the next open.
+    #[test]
+    fn a_compaction_whose_swap_fails_never_opens_an_empty_store_or_loses_later_writes() {
+        use swap::Step;
+        for fail in [Step::OldMoved, Step::NewMoved, Step::OldRemoved] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            let p = swap::Paths::of(&path).unwrap();
+            let s = Store::open(&path).unwrap();
+            let now = churned(&s);
+            let before = everything(&s, now);
+            let e = s.compact_until(now, None, Some(fail));
+            let msg = match e {
+                Err(StoreError::Compact { ref what, .. }) => what.clone(),
+                other => panic!("{fail:?}: {other:?}"),
+            };
+            let next = now + Duration::seconds(60);
+            let reading = sample(2 * 1440 * 60 + 7, 7, 2_881_000 + 5_000);
+            let r = s.record_vps(&id("xen02"), reading, next, &Limits::default());
+            if fail == Step::NewMoved {
+                // `DIR` went to `DIR.old` and the copy could not take its place: nothing is
+                // opened, everything is left for the recovery, and the error says where.
+                assert!(!path.exists(), "an empty store was created at {path:?}");
+                assert!(matches!(r, Err(StoreError::Closed { .. })), "{r:?}");
+                for left in [&p.copy, &p.marker, &p.old] {
+                    assert!(left.exists(), "{left:?}");
+                    assert!(msg.contains(&left.display().to_string()), "{msg}");
+                }
+                drop(s);
+                let s = reopen(&path);
+                assert_eq!(everything(&s, now), before);
+                assert_eq!(leftovers(&path), Vec::<PathBuf>::new());
+                continue;
+            }
+            // `DIR` is the store (the old one, or the copy already swapped in): opened again,
+            // written to, and what was written is there after the next open.
+            assert!(matches!(r, Ok(Recorded::Stored(_))), "{fail:?}: {r:?}");
+            s.flush().unwrap();
+            let after = everything(&s, next);
+            assert_ne!(after, before, "{fail:?}");
+            drop(s);
+            let s = reopen(&path);
+            assert_eq!(everything(&s, next), after, "{fail:?}");
+            assert_eq!(leftovers(&path), Vec::<PathBuf>::new(), "{fail:?}");
+            // Rolled back before the first rename, forward after it.
+            let compacted = s.raw().compacted_at().unwrap();
+            assert_eq!(compacted.is_some(), fail == Step::OldRemoved, "{fail:?}");
         }
     }
 

@@ -134,6 +134,14 @@ impl Paths {
         self.sync_parent()
     }
 
+    /// Takes the marker back: the store stays `DIR`, and recovery will not roll the copy over
+    /// it (a swap that failed before its first rename, while `DIR` is written to again).
+    pub(super) fn unmark(&self) -> Result<(), StoreError> {
+        fs::remove_file(&self.marker)
+            .map_err(|e| self.fail(format!("removing {}", self.marker.display()), e))?;
+        self.sync_parent()
+    }
+
     /// Removes a copy a compaction could not finish (no marker written), if it is one.
     pub(super) fn drop_copy(&self) -> Result<(), StoreError> {
         if !self.copy.exists() {
@@ -147,10 +155,21 @@ impl Paths {
         self.sync_parent()
     }
 
+    /// An error in place of `step` when `fail` names it: the failure a test injects.
+    fn inject(&self, fail: Option<Step>, step: Step) -> Result<(), StoreError> {
+        if fail == Some(step) {
+            return Err(self.fail(
+                format!("{step:?} (a failure a test injected)"),
+                std::io::Error::other("injected"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The swap from the marker on: renames, removes `DIR.old`, then the marker. Each step is
     /// chosen by what is on disk, so it finishes a swap a crash cut anywhere. Stops after
-    /// `stop` (tests).
-    pub(super) fn finish(&self, stop: Option<Step>) -> Result<(), StoreError> {
+    /// `stop`, or fails in place of `fail` (tests).
+    pub(super) fn finish(&self, stop: Option<Step>, fail: Option<Step>) -> Result<(), StoreError> {
         if self.copy.exists() {
             if self.dir.exists() {
                 if self.old.exists() {
@@ -166,11 +185,13 @@ impl Paths {
                         source: None,
                     });
                 }
+                self.inject(fail, Step::OldMoved)?;
                 self.rename(&self.dir, &self.old)?;
                 if stop == Some(Step::OldMoved) {
                     return Ok(());
                 }
             }
+            self.inject(fail, Step::NewMoved)?;
             self.rename(&self.copy, &self.dir)?;
             if stop == Some(Step::NewMoved) {
                 return Ok(());
@@ -180,6 +201,7 @@ impl Paths {
             self.rename(&self.old, &self.dir)?;
         }
         if self.old.exists() {
+            self.inject(fail, Step::OldRemoved)?;
             self.remove_dir(&self.old)?;
             self.sync_parent()?;
         }
@@ -232,7 +254,7 @@ pub(super) fn recover(dir: &Path, whole: impl Fn(&Path) -> bool) -> Result<bool,
             p.drop_copy()?;
         } else {
             tracing::warn!(db = %dir.display(), "monitor database: finishing a compaction a stop interrupted");
-            return p.finish(None).map(|()| checked);
+            return p.finish(None, None).map(|()| checked);
         }
     }
     if p.copy.exists() {
