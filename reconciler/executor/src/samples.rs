@@ -660,20 +660,6 @@ impl Handles {
         })
     }
 
-    /// [`Handles::open`], tried again up to `retries` times 50 ms apart while sled says the
-    /// database is held: sled lets go of a database's lock a moment after it is closed.
-    fn open_again(path: &Path, retries: u32) -> Result<Handles, StoreError> {
-        let mut open = Handles::open(path);
-        for _ in 0..retries {
-            if !matches!(open, Err(StoreError::Open { .. })) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            open = Handles::open(path);
-        }
-        open
-    }
-
     fn io(&self, source: sled::Error) -> StoreError {
         StoreError::Io {
             path: self.path.clone(),
@@ -1196,7 +1182,23 @@ impl Handles {
         db.insert(MAGIC_KEY, MAGIC).map_err(io)?;
         db.remove(COPYING_KEY).map_err(io)?;
         db.flush().map_err(io)?;
+        close(db, dest);
         Ok(())
+    }
+
+    /// Closes the database and returns once sled has let go of its lock.
+    fn close(self) {
+        let Handles {
+            db,
+            vps,
+            node,
+            last,
+            checks,
+            path,
+            pruned: _,
+        } = self;
+        drop((vps, node, last, checks));
+        close(db, &path);
     }
 
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
@@ -1231,6 +1233,53 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Drop for Store {
+    /// Closes the database and returns once sled has let go of its lock, so that this process
+    /// can open it again at once: sled's background threads release it a moment after the
+    /// last handle is dropped, and an open in that moment is refused as "held".
+    fn drop(&mut self) {
+        let open = self
+            .open
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(open) = open {
+            open.close();
+        }
+    }
+}
+
+/// Closes the sled database in the folder `dir` and returns once sled has let go of its lock.
+fn close(db: sled::Db, dir: &Path) {
+    drop(db);
+    wait_released(&dir.join("db"));
+}
+
+/// Waits (up to 5 s) until no open file holds the lock sled takes on its `db` file: takes the
+/// same lock, then lets go of it at once. A file that cannot be opened holds no lock.
+fn wait_released(db: &Path) {
+    let Ok(file) = std::fs::File::open(db) else {
+        return;
+    };
+    for _ in 0..250 {
+        match file.try_lock() {
+            Ok(()) => {
+                // Closing the file lets go of the lock too; unlocking first says so.
+                let _ = file.unlock();
+                return;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::debug!(path = %db.display(), "cannot lock to see it released: {e}");
+                return;
+            }
+        }
+    }
+    tracing::warn!(path = %db.display(), "sled still holds the database 5 s after it was closed");
+}
+
 /// What a compaction did: sled's files before and after, as sled counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
@@ -1262,8 +1311,10 @@ fn whole_copy(path: &Path) -> bool {
     let Ok(db) = sled::Config::new().path(path).open() else {
         return false;
     };
-    matches!(db.get(MAGIC_KEY), Ok(Some(m)) if m.as_ref() == MAGIC)
-        && matches!(db.get(COPYING_KEY), Ok(None))
+    let whole = matches!(db.get(MAGIC_KEY), Ok(Some(m)) if m.as_ref() == MAGIC)
+        && matches!(db.get(COPYING_KEY), Ok(None));
+    close(db, path);
+    whole
 }
 
 impl Store {
@@ -1271,9 +1322,8 @@ impl Store {
     /// stop interrupted. A path that holds anything else than a monitor database, or an empty
     /// one, is refused and left as it is.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        // The copy recovery opened to check it may still be locked.
-        let checked = swap::recover(path, whole_copy)?;
-        let open = Handles::open_again(path, if checked { 40 } else { 0 })?;
+        swap::recover(path, whole_copy)?;
+        let open = Handles::open(path)?;
         Ok(Store {
             path: path.to_path_buf(),
             writes: RwLock::new(()),
@@ -1486,8 +1536,10 @@ impl Store {
             return Ok(Compacted { before, after: 0 });
         }
         let mut g = self.open.write().unwrap_or_else(PoisonError::into_inner);
-        // Closes the old database (sled joins its threads) before its folder is renamed.
-        drop(g.take());
+        // Closes the old database before its folder is renamed.
+        if let Some(old) = g.take() {
+            old.close();
+        }
         let swapped = paths.finish(stop, fail);
         if stop.is_some() {
             return swapped.map(|()| Compacted { before, after: 0 });
@@ -1495,8 +1547,7 @@ impl Store {
         if let Err(e) = swapped {
             return Err(self.after_failed_swap(&paths, &mut g, e));
         }
-        // The copy was closed a moment ago.
-        let open = Handles::open_again(&self.path, 40)?;
+        let open = Handles::open(&self.path)?;
         let after = open.size_on_disk()?;
         *g = Some(open);
         Ok(Compacted { before, after })
@@ -1554,7 +1605,7 @@ impl Store {
                 tracing::warn!("{d}");
             }
         }
-        match Handles::open_again(&self.path, 40) {
+        match Handles::open(&self.path) {
             Ok(open) => {
                 *g = Some(open);
                 e
@@ -2046,17 +2097,9 @@ mod tests {
         }
     }
 
-    /// Opens the store at `path` again once the previous handle is dropped: sled's background
-    /// threads may hold its lock for a moment after.
+    /// Opens the store at `path` again: at once, since dropping a [`Store`] waits for sled to
+    /// let go of its lock.
     fn reopen(path: &Path) -> Store {
-        for _ in 0..100 {
-            match Store::open(path) {
-                Err(StoreError::Open { .. }) => {
-                    std::thread::sleep(std::time::Duration::from_millis(50))
-                }
-                other => return other.unwrap(),
-            }
-        }
         Store::open(path).unwrap()
     }
 

@@ -237,14 +237,10 @@ fn sled_files(dir: &Path) -> Result<(), String> {
 /// `whole` tells whether a copy holds its magic key (was written to its end); one that does
 /// not, under a marker (a disk that lost the copy's last writes), is never swapped in: the
 /// store stays, or comes back from `DIR.old`.
-///
-/// Returns whether it opened a copy to check it (sled may hold that copy's lock for a moment
-/// after closing it).
-pub(super) fn recover(dir: &Path, whole: impl Fn(&Path) -> bool) -> Result<bool, StoreError> {
+pub(super) fn recover(dir: &Path, whole: impl Fn(&Path) -> bool) -> Result<(), StoreError> {
     let Some(p) = Paths::of(dir) else {
-        return Ok(false);
+        return Ok(());
     };
-    let checked = p.marker.exists() && p.copy.exists();
     if p.marker.exists() {
         if p.copy.exists() && !whole(&p.copy) {
             tracing::error!(db = %dir.display(), copy = %p.copy.display(), "monitor database: a compaction's copy is not whole; the store is kept and the copy removed");
@@ -254,7 +250,7 @@ pub(super) fn recover(dir: &Path, whole: impl Fn(&Path) -> bool) -> Result<bool,
             p.drop_copy()?;
         } else {
             tracing::warn!(db = %dir.display(), "monitor database: finishing a compaction a stop interrupted");
-            return p.finish(None, None).map(|()| checked);
+            return p.finish(None, None);
         }
     }
     if p.copy.exists() {
@@ -269,5 +265,5 @@ pub(super) fn recover(dir: &Path, whole: impl Fn(&Path) -> bool) -> Result<bool,
     if p.old.exists() {
         tracing::warn!(db = %dir.display(), old = %p.old.display(), "monitor database: a folder named like a replaced store is left alone; compactions wait until it is moved away");
     }
-    Ok(checked)
+    Ok(())
 }
