@@ -13,11 +13,11 @@
 #                         MODE: dense, sparse (holes left for zeros), or image (DISK emptied
 #                         first, then written sparse: a qcow2 image, whose copy is the source's
 #                         file); on stderr at the end `gitvps-sha256 SHA256` of the first BYTES
-#                         of DISK (the source's size; all of it in image mode) read back after
-#                         the flush.
+#                         of DISK (the source's size; all of it in image mode) read back while
+#                         the flush writes it out, reported once the flush is done.
 # No byte of the disk crosses a pipe but the compressed stream: on the source the codec and the
 # checksum each read the disk (locked, its domain stopped: both see the same bytes), on the
-# target the codec writes the disk itself and the checksum reads back what the flush left there.
+# target the codec writes the disk itself and the checksum reads back what the flush writes out.
 # The marker and limit variables are put in front of it by the planner (planner::protocol).
 # shellcheck shell=sh disable=SC2154 # the M_* marker and limit variables come from the header
 R=${1%/}
@@ -114,15 +114,20 @@ case $action in
       *) echo "gitvps: unknown codec $2" >&2; err=" codec" ;;
     esac
     fail_if "$err"
-    dd of="$1" conv=notrunc,fsync count=0 status=none </dev/null || fail_if " flush"
+    # The flush and the read-back run side by side: the checksum reads the pages the flush is
+    # writing out (the page cache holds them until they are on disk), and neither waits for
+    # the other. Both must succeed before the checksum is reported.
+    dd of="$1" conv=notrunc,fsync count=0 status=none </dev/null &
+    flush=$!
     # What is on the disk now, read back: the first BYTES (a logical volume may be larger than
     # the source's, rounded up to its extents), or all of it when that is its size.
     if [ "$3" = image ] || [ "${4:-0}" -eq 0 ] || [ "$(size_of "$1")" = "$4" ]; then
-      s=$(sha256 <"$1") || fail_if " sha256"
+      s=$(sha256 <"$1") || err=" sha256"
     else
-      s=$(dd if="$1" bs=1M count="$4" iflag=count_bytes status=none | sha256) ||
-        fail_if " sha256"
+      s=$(dd if="$1" bs=1M count="$4" iflag=count_bytes status=none | sha256) || err=" sha256"
     fi
+    wait "$flush" || err="$err flush"
+    fail_if "$err"
     echo "gitvps-sha256 ${s%% *}" >&2
     ;;
   *)
