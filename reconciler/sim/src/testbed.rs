@@ -276,7 +276,7 @@ impl Testbed {
             .trim()
             .to_owned();
         if user == "root" {
-            lean_user(dir)?;
+            lean_user()?;
             user = LEAN_USER.to_owned();
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -556,9 +556,12 @@ fn sshd(dir: &Path, name: &str, cfg: &str) -> Result<Child, TestbedError> {
         .map_err(TestbedError::SshdStart)
 }
 
-/// Creates [`LEAN_USER`] (no home, shell `/bin/sh`) unless it exists. Its password field is
-/// `*` (no password, but not locked: sshd without PAM refuses a locked account even for a key).
-fn lean_user(dir: &Path) -> Result<(), TestbedError> {
+/// Creates [`LEAN_USER`] (home `/`, not made; shell `/bin/sh`) unless it exists, and moves its
+/// home to `/` if it names anything else (an earlier gitvps gave it its testbed folder, gone
+/// since: sshd then said "Could not chdir to home directory" at every login). Its password
+/// field is `*` (no password, but not locked: sshd without PAM refuses a locked account even
+/// for a key).
+fn lean_user() -> Result<(), TestbedError> {
     let fail = |why: String| TestbedError::LeanUser {
         user: LEAN_USER.into(),
         why,
@@ -579,11 +582,29 @@ fn lean_user(dir: &Path) -> Result<(), TestbedError> {
                 "--password",
                 "*",
             ])
-            .arg("--home-dir")
-            .arg(dir)
+            .args(["--home-dir", "/"])
             .arg(LEAN_USER)
             .output()
             .map_err(|e| fail(format!("cannot run useradd: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        return Ok(());
+    }
+    let entry = Command::new("getent")
+        .args(["passwd", LEAN_USER])
+        .output()
+        .map_err(|e| fail(format!("cannot run getent: {e}")))?;
+    let home = String::from_utf8_lossy(&entry.stdout)
+        .trim_end()
+        .split(':')
+        .nth(5)
+        .map(str::to_owned);
+    if home.as_deref() != Some("/") {
+        let out = Command::new("usermod")
+            .args(["--home", "/", LEAN_USER])
+            .output()
+            .map_err(|e| fail(format!("cannot run usermod: {e}")))?;
         if !out.status.success() {
             return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
         }
