@@ -85,7 +85,10 @@ fn storage(a: &MonitorBench, path: &std::path::Path) -> anyhow::Result<()> {
     let store = Store::open(path)?;
     let limits = Limits::default();
     let step = i64::from(a.interval.max(1));
-    let end = Utc::now();
+    // A fixed end (2026-01-01 00:00 UTC), not the wall clock: the prunings and the daily
+    // compactions then fall at the same simulated moments in every run, so runs compare.
+    let end = DateTime::<Utc>::from_timestamp(1_767_225_600, 0)
+        .context("the simulated year's end is out of range")?;
     let start = end - Duration::days(i64::from(a.days));
     let vps: Vec<VpsId> = (0..a.history_vps)
         .map(|i| id(&format!("bench{i}")))
