@@ -1155,6 +1155,10 @@ impl Handles {
         let db = sled::Config::new()
             .path(dest)
             .create_new(true)
+            // Written to disk by the two flushes below only: sled's timed flushes would log
+            // pages the copy rewrites again a moment later (a fresh copy then took 13.5 to 15
+            // MiB of files for 4.1 MiB of keys and values, 11 MiB without them).
+            .flush_every_ms(None)
             .open()
             .map_err(io)?;
         db.insert(COPYING_KEY, MAGIC).map_err(io)?;
