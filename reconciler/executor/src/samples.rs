@@ -1192,17 +1192,9 @@ impl Handles {
 
     /// Closes the database and returns once sled has let go of its lock.
     fn close(self) {
-        let Handles {
-            db,
-            vps,
-            node,
-            last,
-            checks,
-            path,
-            pruned: _,
-        } = self;
-        drop((vps, node, last, checks));
-        close(db, &path);
+        let lock = self.path.join("db");
+        drop(self);
+        wait_released(&lock);
     }
 
     /// Writes everything to disk: after this, a crash or restart loses nothing recorded.
