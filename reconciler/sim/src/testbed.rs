@@ -562,74 +562,61 @@ fn sshd(dir: &Path, name: &str, cfg: &str) -> Result<Child, TestbedError> {
 /// field is `*` (no password, but not locked: sshd without PAM refuses a locked account even
 /// for a key).
 fn lean_user() -> Result<(), TestbedError> {
-    let fail = |why: String| TestbedError::LeanUser {
-        user: LEAN_USER.into(),
-        why,
-    };
-    let exists = Command::new("id")
-        .arg(LEAN_USER)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !exists {
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/bin/sh",
-                "--password",
-                "*",
-            ])
-            .args(["--home-dir", "/"])
-            .arg(LEAN_USER)
-            .output()
-            .map_err(|e| fail(format!("cannot run useradd: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-        }
-        return Ok(());
-    }
+    // Its passwd entry, if it exists: one lookup says both whether it does and its home.
     let entry = Command::new("getent")
         .args(["passwd", LEAN_USER])
+        .stderr(Stdio::null())
         .output()
-        .map_err(|e| fail(format!("cannot run getent: {e}")))?;
-    let home = String::from_utf8_lossy(&entry.stdout)
-        .trim_end()
-        .split(':')
-        .nth(5)
-        .map(str::to_owned);
-    if home.as_deref() != Some("/") {
-        let out = Command::new("usermod")
-            .args(["--home", "/", LEAN_USER])
-            .output()
-            .map_err(|e| fail(format!("cannot run usermod: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-        }
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned());
+    match entry {
+        None => set_up(
+            LEAN_USER,
+            Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/bin/sh",
+                    "--password",
+                    "*",
+                ])
+                .args(["--home-dir", "/"])
+                .arg(LEAN_USER),
+        ),
+        Some(entry) if entry.split(':').nth(5) != Some("/") => set_up(
+            LEAN_USER,
+            Command::new("usermod").args(["--home", "/", LEAN_USER]),
+        ),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Gives `user` the testbed folder (the node roots it writes as), but for the host key,
 /// which sshd wants root's.
 fn give(dir: &Path, user: &str) -> Result<(), TestbedError> {
+    set_up(user, Command::new("chown").arg("-R").arg(user).arg(dir))?;
+    for k in ["host_key", "host_key.pub"] {
+        let _ = Command::new("chown").arg("root").arg(dir.join(k)).status();
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, a step of setting `user` up; what it says on stderr is the error when it fails.
+fn set_up(user: &str, cmd: &mut Command) -> Result<(), TestbedError> {
     let fail = |why: String| TestbedError::LeanUser {
         user: user.into(),
         why,
     };
-    let out = Command::new("chown")
-        .arg("-R")
-        .arg(user)
-        .arg(dir)
-        .output()
-        .map_err(|e| fail(format!("cannot run chown: {e}")))?;
+    let out = cmd.output().map_err(|e| {
+        fail(format!(
+            "cannot run {}: {e}",
+            cmd.get_program().to_string_lossy()
+        ))
+    })?;
     if !out.status.success() {
         return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    for k in ["host_key", "host_key.pub"] {
-        let _ = Command::new("chown").arg("root").arg(dir.join(k)).status();
     }
     Ok(())
 }
