@@ -2188,7 +2188,10 @@ mod tests {
                     counters: c,
                 };
                 if let Some(Ok(d)) = last.map(|p| monitor::delta(&p, &next, &Limits::default())) {
-                    model.insert_delta(&d, next.at);
+                    // The store keeps a raw bucket's instant to the second (the model to the
+                    // microsecond otherwise), and prunes and expires it by that instant.
+                    let whole = DateTime::from_timestamp(d.to.timestamp(), 0).unwrap();
+                    model.insert(whole, Bucket::of(&d), next.at);
                 }
                 last = Some(next);
                 new.record_vps(&v, next, next.at, &Limits::default()).unwrap();
@@ -2202,14 +2205,6 @@ mod tests {
             let now = at + Duration::seconds(1);
             let before = answers(&new, &v, now);
             proptest::prop_assert_eq!(&before, &answers(&old, &v, now));
-            // The model keeps each raw bucket's instant to the microsecond, the store to the
-            // second.
-            if let Some(raw) = model.tiers.get_mut(&Tier::Raw) {
-                *raw = raw
-                    .iter()
-                    .map(|(t, b)| (DateTime::from_timestamp(t.timestamp(), 0).unwrap(), *b))
-                    .collect();
-            }
             proptest::prop_assert_eq!(new.vps_series(&v).unwrap(), model.clone());
             // A restart (flush, reopen) changes no answer.
             new.flush().unwrap();
