@@ -17,6 +17,22 @@ export PATH
 LC_ALL=C
 export LC_ALL
 
+NL='
+'
+# A space and a tab.
+BLANKS=' 	'
+# Splitting a command's output in memory: `split_on CHARS` makes CHARS the field separators
+# and turns globbing off for the unquoted expansion that follows, `unsplit` restores both.
+# (`read` would take a byte per system call from a pipe or a here-document.)
+split_on() {
+  IFS=$1
+  set -f
+}
+unsplit() {
+  unset IFS
+  set +f
+}
+
 # A JSON string from arbitrary text: escape \ and ", fold control characters. Forks, so it is
 # only used for error text and unusual names.
 esc() { printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\000-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
@@ -59,20 +75,24 @@ report() {
         printf '"domains":['
         sep=
         head=1
-        while read -r name id mem vcpus st rest; do
+        split_on "$NL"
+        for line in $out; do
           # The first line is xl's header.
           [ -z "$head" ] || { head=; continue; }
-          [ -n "$name" ] || continue
-          printf '%s{"name":"' "$sep"; pstr "$name"
-          printf '","id":"'; pstr "$id"
-          printf '","mem":"'; pstr "$mem"
-          printf '","vcpus":"'; pstr "$vcpus"
-          printf '","state":"'; pstr "$st"
+          split_on "$BLANKS"
+          # shellcheck disable=SC2086 # fields on purpose, globbing is off
+          set -- $line
+          unsplit
+          [ $# -gt 0 ] || continue
+          printf '%s{"name":"' "$sep"; pstr "$1"
+          printf '","id":"'; pstr "${2-}"
+          printf '","mem":"'; pstr "${3-}"
+          printf '","vcpus":"'; pstr "${4-}"
+          printf '","state":"'; pstr "${5-}"
           printf '"}'
           sep=,
-        done <<LIST
-$out
-LIST
+        done
+        unsplit
         printf '],'
       else
         failed domains xl list
@@ -150,7 +170,12 @@ rescue_images() {
 # (name, sha256) separated by commas.
 hashed() {
   sep=
-  while read -r h f; do
+  split_on "$NL"
+  for line in $sums; do
+    # `HASH  FILE` (sha256sum's text mode) or `HASH *FILE`.
+    h=${line%% *}
+    f=${line#"$h" }
+    f=${f#[ *]}
     case $1:$f in
       configs:"$cfgdir"/*)
         n=${f##*/}
@@ -165,9 +190,8 @@ hashed() {
     printf '%s{"name":"' "$sep"; pstr "$n"
     printf '","sha256":"%s"}' "$h"
     sep=,
-  done <<SUMS
-$sums
-SUMS
+  done
+  unsplit
 }
 
 # Raw images (<vps>.img: the file's size, one `stat` for all) and qcow2 images (<vps>.qcow2:
@@ -184,7 +208,12 @@ images() {
   sizes=
   [ $# -eq 0 ] || sizes=$(stat -c '%s %n' "$@")
   sep=
-  while read -r size f; do
+  split_on "$NL"
+  for line in $sizes; do
+    unsplit
+    # `SIZE FILE`
+    size=${line%% *}
+    f=${line#"$size" }
     [ -n "$f" ] || continue
     n=${f##*/}
     case $n in
@@ -214,13 +243,17 @@ images() {
       if out=$(qemu-img snapshot -U -l "$f" 2>/dev/null); then
         printf ',"snapshots":['
         ssep=
-        while read -r id tag rest; do
-          case $id in '' | *[!0-9]*) continue ;; esac
-          printf '%s"' "$ssep"; pstr "$tag"; printf '"'
+        split_on "$NL"
+        for sl in $out; do
+          split_on "$BLANKS"
+          # shellcheck disable=SC2086 # fields on purpose, globbing is off
+          set -- $sl
+          unsplit
+          case ${1-} in '' | *[!0-9]*) continue ;; esac
+          printf '%s"' "$ssep"; pstr "${2-}"; printf '"'
           ssep=,
-        done <<SNAPS
-$out
-SNAPS
+        done
+        unsplit
         printf ']'
       else
         printf ',"snapshots":null,"snapshots_error":"%s"' "$(esc "$(qemu-img snapshot -U -l "$f" 2>&1 >/dev/null)")"
@@ -228,9 +261,8 @@ SNAPS
     fi
     printf '}'
     sep=,
-  done <<SIZES
-$sizes
-SIZES
+  done
+  unsplit
   printf '],'
 }
 

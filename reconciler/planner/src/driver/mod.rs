@@ -55,6 +55,17 @@ pub(crate) fn sudo(yes: bool) -> &'static str {
     if yes { "sudo -n " } else { "" }
 }
 
+/// The start of a command that runs a script under `sh`, through sudo when the node needs
+/// it: `exec`, so the login shell hands its process over to it instead of forking once more
+/// (the commands that run on every plan and every collection).
+fn exec_sh(use_sudo: bool) -> &'static str {
+    if use_sudo {
+        "exec sudo -n sh -c "
+    } else {
+        "exec sh -c "
+    }
+}
+
 /// The node-side shell functions a hypervisor's scripts need, put in front of them.
 pub(crate) fn library(hv: Hypervisor) -> &'static str {
     match hv {
@@ -84,8 +95,8 @@ pub fn observe_command_for(
     now: i64,
 ) -> String {
     format!(
-        "{}sh -c {} gitvps-observe {} {now}",
-        sudo(use_sudo),
+        "{}{} gitvps-observe {} {now}",
+        exec_sh(use_sudo),
         quote(&observe_script(hv)),
         args(root, store, hv)
     )
@@ -104,8 +115,8 @@ pub fn import_command(spec: &NodeSpec, now: i64) -> String {
         Hypervisor::Kvm => format!("{}{IMPORT_KVM}", observe_script(spec.hypervisor)),
     };
     format!(
-        "{}sh -c {} gitvps-import {} {now}",
-        sudo(spec.sudo),
+        "{}{} gitvps-import {} {now}",
+        exec_sh(spec.sudo),
         quote(&script),
         args(&spec.root, &spec.store, spec.hypervisor)
     )
@@ -124,8 +135,8 @@ fn collect_script(hv: Hypervisor) -> String {
 /// one exec.
 pub fn collect_command(spec: &NodeSpec) -> String {
     format!(
-        "{}sh -c {} gitvps-collect {}",
-        sudo(spec.sudo),
+        "{}{} gitvps-collect {}",
+        exec_sh(spec.sudo),
         quote(&collect_script(spec.hypervisor)),
         args(&spec.root, &spec.store, spec.hypervisor)
     )
@@ -136,8 +147,8 @@ pub fn collect_command(spec: &NodeSpec) -> String {
 /// `go` and the steps script from its input (anything else: it exits without acting).
 pub fn apply_command(spec: &NodeSpec, now: i64) -> String {
     format!(
-        "{}sh -c {} gitvps-apply {} {} {now}",
-        sudo(spec.sudo),
+        "{}{} gitvps-apply {} {} {now}",
+        exec_sh(spec.sudo),
         quote(&apply_envelope()),
         args(&spec.root, &spec.store, spec.hypervisor),
         quote(&observe_script(spec.hypervisor))
@@ -1406,10 +1417,10 @@ pub(crate) mod tests {
             let apply = apply_command(&spec, 1_700_000_000);
             let observe = observe_command(&spec, 1_700_000_000);
             let collect = collect_command(&spec);
-            assert_eq!(collect.starts_with("sudo -n sh -c "), sudo);
+            assert_eq!(collect.starts_with("exec sudo -n sh -c "), sudo);
             sh_syntax_ok(&collect);
-            assert_eq!(apply.starts_with("sudo -n sh -c "), sudo);
-            assert_eq!(observe.starts_with("sudo -n sh -c "), sudo);
+            assert_eq!(apply.starts_with("exec sudo -n sh -c "), sudo);
+            assert_eq!(observe.starts_with("exec sudo -n sh -c "), sudo);
             sh_syntax_ok(&apply);
             sh_syntax_ok(&observe);
         }
