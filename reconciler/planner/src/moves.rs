@@ -1,7 +1,7 @@
 //! Moving a VPS to another node: which VPSes have their disk on a node other than the one the
 //! inventory puts them on, and whether each move may go now. Pure; the executor carries it out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use model::values::{Size, State};
@@ -143,16 +143,29 @@ pub fn find(
     observed: &BTreeMap<NodeId, Observation>,
     last_seen: &BTreeMap<VpsId, NodeId>,
 ) -> Vec<Move> {
+    // Which answering nodes hold a disk of each name, in one pass over what they reported: a
+    // VPS's holders are then a lookup, not a scan of the fleet (VPSes times nodes).
+    let mut holders: Holders = HashMap::new();
+    for n in desired.nodes.values() {
+        if let Some(s) = reachable(observed, &n.node) {
+            for disk in s.disks.keys() {
+                holders.entry(disk.as_str()).or_default().push((n, s));
+            }
+        }
+    }
     let mut out = Vec::new();
     for to in desired.nodes.values() {
         for v in to.vps.values().filter(|v| v.state != State::Destroyed) {
-            if let Some(m) = find_one(desired, observed, last_seen, to, v) {
+            if let Some(m) = find_one(desired, observed, last_seen, &holders, to, v) {
                 out.push(m);
             }
         }
     }
     out
 }
+
+/// The answering nodes holding a disk of each name (with what they reported), in node order.
+type Holders<'a> = HashMap<&'a str, Vec<(&'a NodeSpec, &'a NodeState)>>;
 
 fn reachable<'a>(
     observed: &'a BTreeMap<NodeId, Observation>,
@@ -169,14 +182,14 @@ fn find_one(
     desired: &Desired,
     observed: &BTreeMap<NodeId, Observation>,
     last_seen: &BTreeMap<VpsId, NodeId>,
+    all_holders: &Holders<'_>,
     to: &NodeSpec,
     v: &VpsSpec,
 ) -> Option<Move> {
     let name = v.id.as_str();
-    let holders: Vec<(&NodeSpec, &NodeState)> = (desired.nodes.values())
-        .filter(|n| n.node != to.node)
-        .filter_map(|n| Some((n, reachable(observed, &n.node)?)))
-        .filter(|(_, s)| s.disks.contains_key(name))
+    let holders: Vec<(&NodeSpec, &NodeState)> = (all_holders.get(name).into_iter().flatten())
+        .filter(|(n, _)| n.node != to.node)
+        .copied()
         .collect();
     let target_state = reachable(observed, &to.node);
     let (from, bytes, record, decision) = match holders.as_slice() {
