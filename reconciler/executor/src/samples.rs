@@ -2298,6 +2298,15 @@ mod tests {
             dec_pack::<Bucket>(t(0), &[v.as_slice(), &[0]].concat()),
             None
         );
+        // One bucket whose gap column is 1 bit wide: its 7 padding bits must be zeros.
+        let one_bit = |bits: u8| {
+            let mut p = vec![PACKED_BITS, 1, 0, 1, bits];
+            p.extend([0, 0].repeat(Bucket::NUMBERS));
+            dec_pack::<Bucket>(t(0), &p)
+        };
+        assert_eq!(one_bit(0b0000_0001).map(|p| p.len()), Some(1));
+        assert_eq!(one_bit(0b0000_0011), None);
+        assert_eq!(one_bit(0b1000_0000), None);
         let mut huge = vec![PACKED_BITS];
         varint(&mut huge, u128::from(MAX_PACK) + 1);
         huge.extend([0, 0].repeat(1 + Bucket::NUMBERS));
