@@ -2091,6 +2091,7 @@ mod tests {
             db.insert(b"theirs", b"data")
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
+            close(db, &foreign);
         }
         let e = Store::open(&foreign);
         assert!(matches!(e, Err(StoreError::Foreign { .. })), "{e:?}");
@@ -2413,6 +2414,8 @@ mod tests {
             tree.insert(key("xen02", Tier::Hourly, t(0)), enc_bucket_v1(&old))
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
+            drop(tree);
+            close(db, &path);
         }
         let s = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let series = s.vps_series(&v).unwrap_or_else(|e| panic!("{e}"));
@@ -2513,6 +2516,7 @@ mod tests {
             db.insert(MAGIC_KEY, &b"gitvps-monitor 5"[..])
                 .unwrap_or_else(|e| panic!("{e}"));
             db.flush().unwrap_or_else(|e| panic!("{e}"));
+            close(db, &path);
         }
         let e = Store::open(&path).map(drop).map_err(|e| e.to_string());
         assert!(
@@ -3010,6 +3014,7 @@ mod tests {
                 let db = sled::open(&p.copy).unwrap();
                 db.insert(COPYING_KEY, MAGIC).unwrap();
                 db.flush().unwrap();
+                close(db, &p.copy);
             }
             std::fs::write(&p.marker, "x").unwrap();
             if moved {
@@ -3064,6 +3069,7 @@ mod tests {
             let db = sled::open(&foreign).unwrap();
             db.insert(b"theirs", b"data").unwrap();
             db.flush().unwrap();
+            close(db, &foreign);
         }
         std::fs::write(dir.path().join("foreign.compacted"), "x").unwrap();
         let e = Store::open(&foreign).map(drop);
